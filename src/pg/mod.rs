@@ -1,0 +1,277 @@
+//! Connections to the two servers: libpq-compatible DSNs, TLS, pools, quoting, LSNs.
+//!
+//! Every error made here names the server (source or target) and its redacted address, and
+//! never contains a password.
+
+pub mod dsn;
+pub mod lsn;
+pub mod pgpass;
+pub mod quote;
+pub mod tls;
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+pub use dsn::{ConnInfo, Secret, SslMode};
+pub use lsn::Lsn;
+
+/// Which of the two servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Source,
+    Target,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Source => "source",
+            Side::Target => "target",
+        })
+    }
+}
+
+/// A failure talking to one of the servers.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("{side}: invalid connection string: {message}")]
+    Dsn { side: Side, message: String },
+    #[error("{side} ({endpoint}): {message}")]
+    Tls {
+        side: Side,
+        endpoint: String,
+        message: String,
+    },
+    #[error("{side} ({endpoint}): cannot connect: {message}{}", hint_suffix(.hint))]
+    Connect {
+        side: Side,
+        endpoint: String,
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("{side}: {message}")]
+    Query { side: Side, message: String },
+    #[error("{side}: no connection from the pool: {message}")]
+    Pool { side: Side, message: String },
+}
+
+fn hint_suffix(hint: &Option<String>) -> String {
+    hint.as_ref()
+        .map(|h| format!("\n  hint: {h}"))
+        .unwrap_or_default()
+}
+
+/// The text of a driver error with the server's detail and hint, as psql shows them.
+pub fn error_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{}: {}", db.severity(), db.message());
+        if let Some(d) = db.detail() {
+            s.push_str(&format!(" (detail: {d})"));
+        }
+        if let Some(h) = db.hint() {
+            s.push_str(&format!(" (hint: {h})"));
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+/// Replaces every occurrence of `secret` in `text` with `********`.
+pub fn redact(text: &str, secret: Option<&Secret>) -> String {
+    match secret {
+        Some(s) if !s.expose().is_empty() => text.replace(s.expose(), "********"),
+        _ => text.to_string(),
+    }
+}
+
+/// One server: which side it is and how to reach it.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub side: Side,
+    pub info: ConnInfo,
+}
+
+impl Endpoint {
+    /// Parses `dsn`, applies an explicit password (from the plan's env or file) and resolves
+    /// environment defaults and the pass file.
+    pub fn from_dsn(
+        side: Side,
+        dsn: &str,
+        password: Option<Secret>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Endpoint, PgError> {
+        let mut info = ConnInfo::parse(dsn).map_err(|e| PgError::Dsn {
+            side,
+            message: e.message,
+        })?;
+        if password.is_some() {
+            info.password = password;
+        }
+        let info = info.resolve(env).map_err(|e| PgError::Dsn {
+            side,
+            message: e.message,
+        })?;
+        Ok(Endpoint { side, info })
+    }
+
+    /// With the process environment.
+    pub fn from_dsn_env(
+        side: Side,
+        dsn: &str,
+        password: Option<Secret>,
+    ) -> Result<Endpoint, PgError> {
+        Endpoint::from_dsn(side, dsn, password, &|k| std::env::var(k).ok())
+    }
+
+    /// The redacted address, for messages.
+    pub fn display(&self) -> String {
+        self.info.redacted()
+    }
+
+    /// The driver configuration.
+    pub fn pg_config(&self) -> tokio_postgres::Config {
+        let i = &self.info;
+        let mut c = tokio_postgres::Config::new();
+        c.host(i.host());
+        if let Some(addr) = i.hostaddr.as_ref().and_then(|a| a.parse().ok()) {
+            c.hostaddr(addr);
+        }
+        c.port(i.port());
+        c.user(i.user());
+        c.dbname(i.dbname());
+        if let Some(p) = &i.password {
+            c.password(p.expose());
+        }
+        c.application_name(i.application_name.as_deref().unwrap_or("pgmove"));
+        if let Some(o) = &i.options {
+            c.options(o);
+        }
+        c.connect_timeout(Duration::from_secs(i.connect_timeout.unwrap_or(30).max(2)));
+        c.ssl_mode(match i.sslmode() {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Allow | SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                tokio_postgres::config::SslMode::Require
+            }
+        });
+        c.keepalives(true);
+        c
+    }
+
+    /// The TLS connector for this endpoint (also used, unused, when TLS is disabled).
+    pub fn tls(&self) -> Result<MakeRustlsConnect, PgError> {
+        let config = tls::client_config(&self.info).map_err(|e| PgError::Tls {
+            side: self.side,
+            endpoint: self.display(),
+            message: e.0,
+        })?;
+        let config = match config {
+            Some(c) => c,
+            None => rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| PgError::Tls {
+                side: self.side,
+                endpoint: self.display(),
+                message: e.to_string(),
+            })?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        };
+        Ok(MakeRustlsConnect::new(config))
+    }
+
+    /// A query error on this server, with the server's words and no secret.
+    pub fn query_error(&self, context: &str, e: &tokio_postgres::Error) -> PgError {
+        PgError::Query {
+            side: self.side,
+            message: redact(
+                &format!("{context}: {}", error_text(e)),
+                self.info.password.as_ref(),
+            ),
+        }
+    }
+
+    fn connect_error(&self, e: &tokio_postgres::Error) -> PgError {
+        let message = redact(&error_text(e), self.info.password.as_ref());
+        let lower = message.to_lowercase();
+        let hint = if lower.contains("password authentication failed")
+            || lower.contains("password missing")
+            || lower.contains("no password")
+        {
+            Some("check the password: the plan's `password: {env: NAME}` or `{file: PATH}`, PGPASSWORD, or ~/.pgpass".to_string())
+        } else if lower.contains("connection refused") {
+            Some(format!(
+                "is the server running and accepting TCP connections on {}:{}? (listen_addresses, port, firewall)",
+                self.info.host(),
+                self.info.port()
+            ))
+        } else if lower.contains("certificate") || lower.contains("unknownissuer") {
+            Some("the server's certificate did not verify: check sslrootcert (the CA that signed the server certificate) and, for verify-full, that the host name is in the certificate".to_string())
+        } else if lower.contains("no pg_hba.conf entry") {
+            Some("add a pg_hba.conf line for this user, database and client address, then reload the server".to_string())
+        } else if lower.contains("does not exist") {
+            Some("check the user and database names in the DSN".to_string())
+        } else if lower.contains("server does not support tls") || lower.contains("ssl") {
+            Some("the server has no TLS: enable ssl on it, or lower sslmode".to_string())
+        } else {
+            None
+        };
+        PgError::Connect {
+            side: self.side,
+            endpoint: self.display(),
+            message,
+            hint,
+        }
+    }
+
+    /// One connection, its driver task spawned on the current runtime.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, PgError> {
+        let tls = self.tls()?;
+        let (client, connection) = self
+            .pg_config()
+            .connect(tls)
+            .await
+            .map_err(|e| self.connect_error(&e))?;
+        let side = self.side;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%side, error = %e, "connection closed with an error");
+            }
+        });
+        Ok(client)
+    }
+
+    /// A pool of at most `size` connections. Connections are opened lazily; call
+    /// [`Endpoint::connect`] first to fail early with a clear error.
+    pub fn pool(&self, size: usize) -> Result<deadpool_postgres::Pool, PgError> {
+        let manager = deadpool_postgres::Manager::from_config(
+            self.pg_config(),
+            self.tls()?,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        deadpool_postgres::Pool::builder(manager)
+            .max_size(size.max(1))
+            .build()
+            .map_err(|e| PgError::Pool {
+                side: self.side,
+                message: e.to_string(),
+            })
+    }
+}

@@ -1,0 +1,225 @@
+//! The connection layer against real servers: TLS modes and secret-free errors.
+
+mod support;
+
+use pgmove::pg::{Endpoint, Secret, Side};
+use support::{Cluster, Options};
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn endpoint(dsn: &str, password: &str) -> Endpoint {
+    Endpoint::from_dsn(Side::Source, dsn, Some(Secret::new(password)), &no_env).expect("valid dsn")
+}
+
+async fn ssl_in_use(ep: &Endpoint) -> bool {
+    let client = ep.connect().await.expect("connects");
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("query");
+    row.get(0)
+}
+
+#[tokio::test]
+async fn verify_full_succeeds_with_the_right_root_and_fails_with_a_wrong_one() {
+    let c = Cluster::start(Options {
+        ssl: true,
+        ..Options::default()
+    });
+    let ca = c.ca_file().display().to_string();
+    for host in ["127.0.0.1", "localhost"] {
+        let ep = endpoint(
+            &format!(
+                "postgres://postgres@{host}:{}/postgres?sslmode=verify-full&sslrootcert={ca}",
+                c.port
+            ),
+            &c.password,
+        );
+        assert!(ssl_in_use(&ep).await, "TLS not in use for {host}");
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wrong = support::unrelated_ca(dir.path());
+    let ep = endpoint(
+        &format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=verify-full&sslrootcert={}",
+            c.port,
+            wrong.display()
+        ),
+        &c.password,
+    );
+    let err = ep
+        .connect()
+        .await
+        .expect_err("wrong root must fail")
+        .to_string();
+    assert!(err.starts_with("source ("), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    assert!(err.contains("sslrootcert"), "hint missing: {err}");
+    assert!(!err.contains(&c.password), "{err}");
+}
+
+#[tokio::test]
+async fn verify_ca_ignores_the_host_name_and_verify_full_does_not() {
+    let c = Cluster::start(Options {
+        ssl: true,
+        ..Options::default()
+    });
+    let ca = c.ca_file().display().to_string();
+    // The certificate names localhost and 127.0.0.1, not this host; hostaddr reaches the server.
+    let base = format!(
+        "host=db.not-in-cert.example hostaddr=127.0.0.1 port={} user=postgres dbname=postgres sslrootcert={ca}",
+        c.port
+    );
+    let ep = endpoint(&format!("{base} sslmode=verify-ca"), &c.password);
+    assert!(ssl_in_use(&ep).await);
+    let ep = endpoint(&format!("{base} sslmode=verify-full"), &c.password);
+    let err = ep.connect().await.expect_err("name mismatch").to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+}
+
+#[tokio::test]
+async fn require_encrypts_without_a_root_and_disable_does_not() {
+    let c = Cluster::start(Options {
+        ssl: true,
+        ..Options::default()
+    });
+    let ep = endpoint(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=require",
+            c.port
+        ),
+        &c.password,
+    );
+    assert!(ssl_in_use(&ep).await);
+    let ep = endpoint(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable",
+            c.port
+        ),
+        &c.password,
+    );
+    assert!(!ssl_in_use(&ep).await);
+}
+
+#[tokio::test]
+async fn require_fails_against_a_server_without_tls() {
+    let c = Cluster::start(Options::default());
+    let ep = endpoint(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=require",
+            c.port
+        ),
+        &c.password,
+    );
+    let err = ep
+        .connect()
+        .await
+        .expect_err("no TLS on server")
+        .to_string();
+    assert!(err.contains("cannot connect"), "{err}");
+}
+
+#[tokio::test]
+async fn a_password_in_the_dsn_never_appears_in_an_error() {
+    let c = Cluster::start(Options::default());
+    let secret = "Sup3r-Secret-Pw";
+    // Wrong password given inline in the URI.
+    let ep = Endpoint::from_dsn(
+        Side::Target,
+        &format!(
+            "postgres://postgres:{secret}@127.0.0.1:{}/postgres?sslmode=disable",
+            c.port
+        ),
+        None,
+        &no_env,
+    )
+    .expect("valid dsn");
+    let err = ep.connect().await.expect_err("wrong password").to_string();
+    assert!(err.contains("password authentication failed"), "{err}");
+    assert!(
+        err.starts_with("target (postgres://postgres:********@127.0.0.1:"),
+        "{err}"
+    );
+    assert!(!err.contains(secret), "{err}");
+    assert!(!format!("{ep:?}").contains(secret));
+
+    // Nothing listening there.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let ep = Endpoint::from_dsn(
+        Side::Source,
+        &format!("postgres://postgres:{secret}@127.0.0.1:{port}/postgres?sslmode=disable"),
+        None,
+        &no_env,
+    )
+    .expect("valid dsn");
+    let err = ep.connect().await.expect_err("refused").to_string();
+    assert!(err.contains("is the server running"), "{err}");
+    assert!(!err.contains(secret), "{err}");
+
+    // A malformed DSN that carries the password.
+    let err = Endpoint::from_dsn(
+        Side::Source,
+        &format!("postgres://postgres:{secret}@127.0.0.1:notaport/postgres"),
+        None,
+        &no_env,
+    )
+    .expect_err("bad port")
+    .to_string();
+    assert!(!err.contains(secret), "{err}");
+
+    // A query error on a live connection.
+    let ep = endpoint(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable",
+            c.port
+        ),
+        &c.password,
+    );
+    let client = ep.connect().await.expect("connects");
+    let e = client
+        .simple_query(&format!("SELECT '{}'::int", c.password))
+        .await
+        .expect_err("invalid int");
+    let err = ep.query_error("probe", &e).to_string();
+    assert!(!err.contains(&c.password), "{err}");
+    assert!(err.starts_with("source: probe:"), "{err}");
+}
+
+#[tokio::test]
+async fn a_pool_serves_concurrent_connections() {
+    let c = Cluster::start(Options::default());
+    let ep = endpoint(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=prefer",
+            c.port
+        ),
+        &c.password,
+    );
+    let pool = ep.pool(4).expect("pool");
+    let mut handles = Vec::new();
+    for i in 0..8i32 {
+        let pool = pool.clone();
+        handles.push(tokio::spawn(async move {
+            let client = pool.get().await.expect("get");
+            let row = client
+                .query_one("SELECT $1::int + 1", &[&i])
+                .await
+                .expect("query");
+            row.get::<_, i32>(0)
+        }));
+    }
+    let mut sum = 0;
+    for h in handles {
+        sum += h.await.expect("join");
+    }
+    assert_eq!(sum, (1..=8).sum::<i32>());
+}
