@@ -1,9 +1,13 @@
 //! The command line: parses arguments and dispatches into the library. No logic of its own.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+
+use crate::commands::{self, Global};
+use crate::report::Format;
 
 /// Exit codes of SPEC.md.
 pub mod exit {
@@ -19,15 +23,46 @@ pub mod exit {
     version,
     about = "Move a PostgreSQL database to another PostgreSQL server",
     long_about = "Move a PostgreSQL database to another PostgreSQL server (self-managed, RDS or Aurora) \
-with the least downtime: plan, apply, cut over, verify, clean up."
+with the least downtime: plan, apply, verify.\n\nExit codes: 0 success, 1 runtime failure, \
+2 invalid plan, blocked preflight or bad arguments, 3 verification found differences."
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub format: Format,
+    /// Do not ask for confirmation (for scripts).
+    #[arg(long, global = true)]
+    pub yes: bool,
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// Less logging (-q warnings only, -qq errors only).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub quiet: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the plan, inspect both servers, run preflight checks, choose the strategy and
+    /// print the ordered steps. Never writes to either server.
+    Plan {
+        /// The YAML plan file.
+        plan: PathBuf,
+    },
+    /// Run the plan; a rerun resumes where an earlier run stopped.
+    Apply {
+        /// The YAML plan file.
+        plan: PathBuf,
+        /// Print every command and SQL statement apply would run, without running them.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep the dump in this directory (default: a directory under the system temp dir,
+        /// removed after success).
+        #[arg(long)]
+        dump_dir: Option<PathBuf>,
+    },
 }
 
 /// Parses `args` and runs the command; returns the process exit code.
@@ -39,15 +74,32 @@ where
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::BAD_INPUT
-            } else {
-                exit::OK
-            };
+            let code = if e.use_stderr() { exit::BAD_INPUT } else { exit::OK };
             let _ = e.print();
             return ExitCode::from(code);
         }
     };
     crate::logging::init(cli.verbose as i8 - cli.quiet as i8);
-    ExitCode::from(exit::OK)
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let g = Global {
+        format: cli.format,
+        yes: cli.yes,
+    };
+    let code = runtime.block_on(async move {
+        match cli.command {
+            Command::Plan { plan } => commands::plan(&plan, g).await,
+            Command::Apply {
+                plan,
+                dry_run,
+                dump_dir,
+            } => commands::apply(&plan, dry_run, dump_dir, g).await,
+        }
+    });
+    ExitCode::from(code)
 }

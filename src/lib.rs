@@ -4,5 +4,16 @@
 //! drive the same code.
 
 pub mod cli;
+pub mod commands;
+pub mod inspect;
 pub mod logging;
 pub mod pg;
+pub mod plan;
+pub mod planner;
+pub mod preflight;
+pub mod progress;
+pub mod report;
+pub mod state;
+pub mod strategy;
+pub mod tools;
+pub mod verify;

@@ -1,0 +1,267 @@
+//! What each command does, between the parsed arguments and the library's modules. Returns
+//! the process exit code of SPEC.md; prints reports on stdout and errors on stderr.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use crate::cli::exit;
+use crate::inspect::{self, Inventory};
+use crate::pg::{Endpoint, Side};
+use crate::plan::{self, Plan, StrategyChoice};
+use crate::planner::{self, Decision, Strategy};
+use crate::preflight::{self, Context};
+use crate::progress::Progress;
+use crate::report::{Format, PlanReport};
+use crate::strategy::dump_restore;
+use crate::tools;
+
+/// Options every command takes.
+#[derive(Clone, Copy, Debug)]
+pub struct Global {
+    pub format: Format,
+    pub yes: bool,
+}
+
+impl Global {
+    fn color(&self) -> bool {
+        self.format == Format::Text
+            && std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none()
+    }
+}
+
+/// A failure with its exit code, printed once at the edge.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    fn input(message: impl ToString) -> Failure {
+        Failure {
+            code: exit::BAD_INPUT,
+            message: message.to_string(),
+        }
+    }
+    fn runtime(message: impl ToString) -> Failure {
+        Failure {
+            code: exit::FAILURE,
+            message: message.to_string(),
+        }
+    }
+}
+
+fn report_failure(f: &Failure) -> u8 {
+    eprintln!("error: {}", f.message);
+    f.code
+}
+
+/// Everything known before anything is written.
+pub struct Prepared {
+    pub plan: Plan,
+    pub source: Endpoint,
+    pub target: Endpoint,
+    pub source_inv: Inventory,
+    pub target_inv: Inventory,
+    pub report: PlanReport,
+}
+
+fn explicit_strategy(plan: &Plan) -> Option<Strategy> {
+    match plan.strategy {
+        StrategyChoice::Auto => None,
+        StrategyChoice::DumpRestore => Some(Strategy::DumpRestore),
+        StrategyChoice::Pglogical => Some(Strategy::Pglogical),
+        StrategyChoice::CopyCdc => Some(Strategy::CopyCdc),
+    }
+}
+
+/// Loads the plan, inspects both servers (read-only), decides and runs preflight.
+pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
+    let plan = plan::load(path).map_err(Failure::input)?;
+    let source = plan.endpoint(Side::Source).map_err(Failure::input)?;
+    let target = plan.endpoint(Side::Target).map_err(Failure::input)?;
+    let (s, t) = tokio::join!(inspect::inspect(&source), inspect::inspect(&target));
+    let source_inv = s.map_err(Failure::runtime)?;
+    let target_inv = t.map_err(Failure::runtime)?;
+    let decision: Decision = planner::decide(&plan, &source_inv, &target_inv);
+    let intended = decision.strategy.or(explicit_strategy(&plan));
+    let major = (source_inv.server.version_num / 10000).max(0) as u32;
+    let find = |name: &str| {
+        tools::find(name, plan.bin_dir.as_deref(), major).map_err(|e| e.to_string())
+    };
+    let replication_probe = if intended.is_some_and(Strategy::is_online) {
+        Some(probe_replication(&source, plan.bin_dir.as_deref()).await)
+    } else {
+        None
+    };
+    let ctx = Context {
+        plan: &plan,
+        source: &source_inv,
+        target: &target_inv,
+        strategy: intended,
+        pg_dump: find("pg_dump"),
+        pg_restore: find("pg_restore"),
+        replication_probe,
+    };
+    let findings = preflight::run(&ctx);
+    let report = PlanReport::new(
+        &plan.name,
+        &plan.file,
+        &source_inv,
+        &target_inv,
+        findings,
+        decision,
+    );
+    Ok(Prepared {
+        plan,
+        source,
+        target,
+        source_inv,
+        target_inv,
+        report,
+    })
+}
+
+/// Tries a replication connection to the source (`IDENTIFY_SYSTEM`), as pg_hba decides.
+async fn probe_replication(source: &Endpoint, bin_dir: Option<&Path>) -> Result<(), String> {
+    let psql = tools::find("psql", bin_dir, 0).map_err(|e| e.to_string())?;
+    let out = tokio::process::Command::new(&psql.path)
+        .envs(dump_restore::libpq_env(source))
+        .arg("--no-psqlrc")
+        .arg(format!(
+            "dbname={} replication=database",
+            crate::pg::quote::literal(source.info.dbname())
+        ))
+        .args(["-c", "IDENTIFY_SYSTEM"])
+        .output()
+        .await
+        .map_err(|e| format!("cannot run psql: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(crate::pg::redact(
+            String::from_utf8_lossy(&out.stderr).trim(),
+            source.info.password.as_ref(),
+        ))
+    }
+}
+
+/// `pgmove plan`.
+pub async fn plan(path: &Path, g: Global) -> u8 {
+    match prepare(path).await {
+        Err(f) => report_failure(&f),
+        Ok(p) => {
+            print!("{}", p.report.render(g.format, g.color()));
+            if p.report.ready {
+                exit::OK
+            } else {
+                exit::BAD_INPUT
+            }
+        }
+    }
+}
+
+/// `pgmove apply`.
+pub async fn apply(path: &Path, dry_run: bool, dump_dir: Option<PathBuf>, g: Global) -> u8 {
+    let p = match prepare(path).await {
+        Ok(p) => p,
+        Err(f) => return report_failure(&f),
+    };
+    if !p.report.ready {
+        eprint!("{}", p.report.render(Format::Text, false));
+        return report_failure(&Failure::input(
+            "preflight found blockers; fix them (see above) and run again",
+        ));
+    }
+    let strategy = match p.report.decision.strategy {
+        Some(s) => s,
+        None => return report_failure(&Failure::input("no strategy can run this plan")),
+    };
+    if strategy != Strategy::DumpRestore {
+        return report_failure(&Failure::input(format!(
+            "strategy {} cannot run in this version of pgmove",
+            strategy.name()
+        )));
+    }
+    let job = dump_restore::Job {
+        plan_name: p.plan.name.clone(),
+        source: p.source.clone(),
+        target: p.target.clone(),
+        schemas: p.plan.objects.schemas.clone(),
+        exclude: p.plan.objects.exclude.clone(),
+        large_objects: p.plan.objects.large_objects,
+        no_owner: p.plan.owner == plan::Owner::TargetUser,
+        no_acl: p.plan.roles == plan::Roles::Skip,
+        jobs: p.plan.jobs as usize,
+        index_jobs: p.plan.index_jobs as usize,
+        bin_dir: p.plan.bin_dir.clone(),
+        dump_dir,
+    };
+    if dry_run {
+        return match dump_restore::dry_run(&job).await {
+            Ok(lines) => {
+                if g.format == Format::Json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "strategy": strategy.name(), "statements": lines })
+                    );
+                } else {
+                    for l in lines {
+                        println!("{l}");
+                    }
+                }
+                exit::OK
+            }
+            Err(e) => report_failure(&Failure::runtime(e)),
+        };
+    }
+    if !g.yes {
+        if !std::io::stdin().is_terminal() {
+            return report_failure(&Failure::input(
+                "apply changes the target and asks for confirmation; pass --yes to run without a prompt",
+            ));
+        }
+        eprint!(
+            "Apply plan {} with strategy {} to the target {}? [y/N] ",
+            p.plan.name,
+            strategy.name(),
+            p.target.display()
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer).is_err()
+            || !matches!(answer.trim(), "y" | "Y" | "yes")
+        {
+            eprintln!("nothing done");
+            return exit::FAILURE;
+        }
+    }
+    let started = std::time::Instant::now();
+    match dump_restore::run(&job, Progress::new(g.format != Format::Json)).await {
+        Ok(outcome) => {
+            let secs = started.elapsed().as_secs_f64();
+            match g.format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::json!({ "plan": p.plan.name, "strategy": strategy.name(), "elapsed_secs": secs, "outcome": outcome })
+                ),
+                _ => println!(
+                    "applied plan {} with {} in {:.1}s: {} item(s) restored{}{}; next: pgmove verify {}",
+                    p.plan.name,
+                    strategy.name(),
+                    secs,
+                    outcome.items_restored,
+                    if outcome.items_already_done > 0 {
+                        format!(", {} already done by an earlier run", outcome.items_already_done)
+                    } else {
+                        String::new()
+                    },
+                    if outcome.dump_reused { ", dump reused" } else { "" },
+                    path.display()
+                ),
+            }
+            exit::OK
+        }
+        Err(e) => report_failure(&Failure::runtime(e)),
+    }
+}

@@ -1,0 +1,692 @@
+//! Preflight checks: each one a function over the plan, both inventories and the chosen
+//! strategy, returning findings with a severity, the object concerned and the exact fix.
+
+use serde::Serialize;
+
+use crate::inspect::{Inventory, Platform, TableKind};
+use crate::pg::Side;
+use crate::plan::{Plan, TablesWithoutKey};
+use crate::planner::{self, Strategy};
+use crate::tools::Tool;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Blocker,
+    Warning,
+    Info,
+}
+
+/// One thing preflight found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    /// A stable identifier, e.g. `wal-level`.
+    pub check: &'static str,
+    pub side: Option<Side>,
+    /// The database object concerned, when there is one.
+    pub object: Option<String>,
+    pub message: String,
+    /// The exact fix: SQL, a setting or a command.
+    pub fix: Option<String>,
+}
+
+impl Finding {
+    fn new(severity: Severity, check: &'static str, side: Option<Side>, message: String) -> Finding {
+        Finding {
+            severity,
+            check,
+            side,
+            object: None,
+            message,
+            fix: None,
+        }
+    }
+    fn object(mut self, o: impl Into<String>) -> Finding {
+        self.object = Some(o.into());
+        self
+    }
+    fn fix(mut self, f: impl Into<String>) -> Finding {
+        self.fix = Some(f.into());
+        self
+    }
+}
+
+/// What the checks look at.
+pub struct Context<'a> {
+    pub plan: &'a Plan,
+    pub source: &'a Inventory,
+    pub target: &'a Inventory,
+    /// The strategy the planner chose (checks for online strategies run when it is online).
+    pub strategy: Option<Strategy>,
+    /// pg_dump and pg_restore as found, or why not.
+    pub pg_dump: Result<Tool, String>,
+    pub pg_restore: Result<Tool, String>,
+    /// The result of trying a replication connection to the source, when one was tried.
+    pub replication_probe: Option<Result<(), String>>,
+}
+
+impl Context<'_> {
+    fn online(&self) -> bool {
+        self.strategy.is_some_and(Strategy::is_online)
+    }
+    fn uses_dump(&self) -> bool {
+        // copy-cdc also takes its schema from pg_dump.
+        matches!(self.strategy, Some(Strategy::DumpRestore) | Some(Strategy::CopyCdc))
+    }
+}
+
+type Check = fn(&Context) -> Vec<Finding>;
+
+/// Every check, in report order.
+pub const CHECKS: &[Check] = &[
+    wal_level,
+    replication_slots_and_senders,
+    wal_sender_timeout,
+    idle_in_transaction_timeout,
+    max_slot_wal_keep_size,
+    source_rights,
+    target_rights,
+    replication_connection,
+    pglogical_preload,
+    tables_without_key,
+    partitioned_tables,
+    extensions,
+    client_versions,
+    encoding,
+    target_not_empty,
+    large_objects,
+    long_transactions,
+    inactive_slots,
+    owners,
+    downtime_budget,
+];
+
+/// Runs every check.
+pub fn run(ctx: &Context) -> Vec<Finding> {
+    let mut out: Vec<Finding> = CHECKS.iter().flat_map(|c| c(ctx)).collect();
+    out.sort_by_key(|f| f.severity);
+    out
+}
+
+fn is_rds(inv: &Inventory) -> bool {
+    matches!(inv.platform, Platform::Rds | Platform::Aurora)
+}
+
+fn restart_fix(inv: &Inventory, setting: &str, value: &str) -> String {
+    if is_rds(inv) {
+        format!("set {setting} = {value} in the DB parameter group of the {} and reboot it", inv.side)
+    } else {
+        format!("ALTER SYSTEM SET {setting} = '{value}'; then restart the {} server", inv.side)
+    }
+}
+
+/// wal_level must be logical on the source for online strategies.
+pub fn wal_level(ctx: &Context) -> Vec<Finding> {
+    let s = ctx.source;
+    if !ctx.online() || s.settings.wal_level == "logical" {
+        return vec![];
+    }
+    let fix = if is_rds(s) {
+        "set rds.logical_replication = 1 in the source's DB parameter group and reboot it (this sets wal_level = logical)".to_string()
+    } else {
+        "ALTER SYSTEM SET wal_level = 'logical'; then restart the source server (a reload is not enough)".to_string()
+    };
+    vec![Finding::new(
+        Severity::Blocker,
+        "wal-level",
+        Some(Side::Source),
+        format!(
+            "wal_level is {}; logical decoding needs wal_level = logical, which takes a server restart",
+            s.settings.wal_level
+        ),
+    )
+    .object("setting wal_level")
+    .fix(fix)]
+}
+
+/// One replication slot and one WAL sender are needed on the source for online strategies.
+pub fn replication_slots_and_senders(ctx: &Context) -> Vec<Finding> {
+    let s = ctx.source;
+    let mut out = vec![];
+    if !ctx.online() {
+        return out;
+    }
+    if s.free_replication_slots() < 1 {
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "replication-slots",
+                Some(Side::Source),
+                format!(
+                    "max_replication_slots = {} and {} slot(s) exist: none is free for pgmove",
+                    s.settings.max_replication_slots, s.settings.replication_slots_used
+                ),
+            )
+            .object("setting max_replication_slots")
+            .fix(restart_fix(s, "max_replication_slots", &(s.settings.max_replication_slots + 1).to_string())),
+        );
+    }
+    if s.free_wal_senders() < 1 {
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "wal-senders",
+                Some(Side::Source),
+                format!(
+                    "max_wal_senders = {} and {} are in use: none is free for pgmove",
+                    s.settings.max_wal_senders, s.settings.wal_senders_used
+                ),
+            )
+            .object("setting max_wal_senders")
+            .fix(restart_fix(s, "max_wal_senders", &(s.settings.max_wal_senders + 2).to_string())),
+        );
+    }
+    out
+}
+
+/// wal_sender_timeout 0 or at least 10 s (AWS DMS's advice), or replication drops under load.
+pub fn wal_sender_timeout(ctx: &Context) -> Vec<Finding> {
+    let t = ctx.source.settings.wal_sender_timeout_ms;
+    if !ctx.online() || t == 0 || t >= 10_000 {
+        return vec![];
+    }
+    vec![Finding::new(
+        Severity::Warning,
+        "wal-sender-timeout",
+        Some(Side::Source),
+        format!("wal_sender_timeout is {t} ms; below 10000 ms a busy apply can be disconnected"),
+    )
+    .object("setting wal_sender_timeout")
+    .fix(if is_rds(ctx.source) {
+        "set wal_sender_timeout = 60000 in the source's DB parameter group".to_string()
+    } else {
+        "ALTER SYSTEM SET wal_sender_timeout = '60s'; SELECT pg_reload_conf();".to_string()
+    })]
+}
+
+/// A nonzero idle_in_transaction_session_timeout can end the snapshot the copy relies on.
+pub fn idle_in_transaction_timeout(ctx: &Context) -> Vec<Finding> {
+    let t = ctx.source.settings.idle_in_transaction_session_timeout_ms;
+    if !ctx.online() || t == 0 {
+        return vec![];
+    }
+    vec![Finding::new(
+        Severity::Warning,
+        "idle-in-transaction-timeout",
+        Some(Side::Source),
+        format!("idle_in_transaction_session_timeout is {t} ms; the transaction that holds the exported snapshot can be ended by it"),
+    )
+    .object("setting idle_in_transaction_session_timeout")
+    .fix(format!(
+        "ALTER ROLE {} SET idle_in_transaction_session_timeout = 0;",
+        crate::pg::quote::ident(&ctx.source.server.current_user)
+    ))]
+}
+
+/// A capped max_slot_wal_keep_size can invalidate the slot during a long copy.
+pub fn max_slot_wal_keep_size(ctx: &Context) -> Vec<Finding> {
+    match ctx.source.settings.max_slot_wal_keep_size_mb {
+        Some(mb) if ctx.online() && mb >= 0 => vec![Finding::new(
+            Severity::Warning,
+            "max-slot-wal-keep-size",
+            Some(Side::Source),
+            format!("max_slot_wal_keep_size is {mb} MB; if the copy takes longer than that much WAL, the slot is invalidated and the migration must start over"),
+        )
+        .object("setting max_slot_wal_keep_size")
+        .fix("ALTER SYSTEM SET max_slot_wal_keep_size = -1; SELECT pg_reload_conf();  -- or a size larger than the WAL written during the copy")],
+        _ => vec![],
+    }
+}
+
+/// The source role must read every selected table, and replicate for online strategies.
+pub fn source_rights(ctx: &Context) -> Vec<Finding> {
+    let s = ctx.source;
+    let user = crate::pg::quote::ident(&s.server.current_user);
+    let mut out = vec![];
+    let r = &s.rights;
+    if ctx.online() && !(r.superuser || r.replication || r.rds_replication || r.rds_superuser) {
+        let fix = if is_rds(s) {
+            format!("as the master user: GRANT rds_replication TO {user};")
+        } else {
+            format!("as a superuser: ALTER ROLE {user} WITH REPLICATION;")
+        };
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "source-replication-right",
+                Some(Side::Source),
+                format!("role {} has no REPLICATION right; logical decoding needs it", s.server.current_user),
+            )
+            .object(format!("role {}", s.server.current_user))
+            .fix(fix),
+        );
+    }
+    let unreadable: Vec<String> = planner::selected_tables(ctx.plan, s)
+        .filter(|t| !t.has_select)
+        .map(|t| format!("{}.{}", t.schema, t.name))
+        .collect();
+    if !unreadable.is_empty() {
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "source-select",
+                Some(Side::Source),
+                format!("role {} cannot SELECT {} selected table(s): {}", s.server.current_user, unreadable.len(), list(&unreadable)),
+            )
+            .object(list(&unreadable))
+            .fix(format!(
+                "GRANT SELECT ON ALL TABLES IN SCHEMA <schema> TO {user};  -- or GRANT pg_read_all_data TO {user};"
+            )),
+        );
+    }
+    out
+}
+
+/// The target role must be able to create schemas and objects in the database.
+pub fn target_rights(ctx: &Context) -> Vec<Finding> {
+    let t = ctx.target;
+    if t.rights.create_on_database || t.rights.superuser {
+        return vec![];
+    }
+    vec![Finding::new(
+        Severity::Blocker,
+        "target-create",
+        Some(Side::Target),
+        format!("role {} has no CREATE right on database {}", t.server.current_user, t.server.database),
+    )
+    .object(format!("database {}", t.server.database))
+    .fix(format!(
+        "GRANT CREATE ON DATABASE {} TO {};",
+        crate::pg::quote::ident(&t.server.database),
+        crate::pg::quote::ident(&t.server.current_user)
+    ))]
+}
+
+/// A replication connection must be allowed by pg_hba.conf (tried, not guessed).
+pub fn replication_connection(ctx: &Context) -> Vec<Finding> {
+    match (&ctx.replication_probe, ctx.online()) {
+        (Some(Err(e)), true) => vec![Finding::new(
+            Severity::Blocker,
+            "replication-connection",
+            Some(Side::Source),
+            format!("a replication connection to the source was refused: {e}"),
+        )
+        .fix(format!(
+            "add to the source's pg_hba.conf: host {} {} <pgmove-host>/32 scram-sha-256  (then SELECT pg_reload_conf();)",
+            ctx.source.server.database, ctx.source.server.current_user
+        ))],
+        _ => vec![],
+    }
+}
+
+/// pglogical must be preloaded on both servers for the pglogical strategy.
+pub fn pglogical_preload(ctx: &Context) -> Vec<Finding> {
+    if ctx.strategy != Some(Strategy::Pglogical) {
+        return vec![];
+    }
+    let mut out = vec![];
+    for inv in [ctx.source, ctx.target] {
+        let libs = inv.settings.shared_preload_libraries.clone().unwrap_or_default();
+        if !libs.iter().any(|l| l == "pglogical") {
+            let mut new = libs.clone();
+            new.push("pglogical".to_string());
+            out.push(
+                Finding::new(
+                    Severity::Blocker,
+                    "pglogical-preload",
+                    Some(inv.side),
+                    "pglogical is not in shared_preload_libraries".to_string(),
+                )
+                .object("setting shared_preload_libraries")
+                .fix(if is_rds(inv) {
+                    format!("add pglogical to shared_preload_libraries in the {}'s DB parameter group and reboot", inv.side)
+                } else {
+                    format!(
+                        "apt-get install postgresql-{}-pglogical; ALTER SYSTEM SET shared_preload_libraries = '{}'; then restart the {} server",
+                        inv.server.version_num / 10000,
+                        new.join(","),
+                        inv.side
+                    )
+                }),
+            );
+        }
+    }
+    out
+}
+
+/// Tables without a primary key or replica identity: what CDC will do with them.
+pub fn tables_without_key(ctx: &Context) -> Vec<Finding> {
+    let keyless: Vec<String> = planner::selected_tables(ctx.plan, ctx.source)
+        .filter(|t| t.kind != TableKind::PartitionedParent && !t.has_replica_identity())
+        .map(|t| format!("{}.{}", t.schema, t.name))
+        .collect();
+    if keyless.is_empty() {
+        return vec![];
+    }
+    let what = format!("{} table(s) have no primary key or replica identity: {}", keyless.len(), list(&keyless));
+    if !ctx.online() {
+        return vec![Finding::new(
+            Severity::Info,
+            "tables-without-key",
+            Some(Side::Source),
+            format!("{what}; the offline copy moves them as they are"),
+        )
+        .object(list(&keyless))];
+    }
+    let choices = "set cdc.tables_without_key to one of: replica-identity-full (pgmove sets REPLICA IDENTITY FULL on the source: updates and deletes replicate, each matching all columns), insert-only (only inserts replicate), exclude (leave them out), or add a primary key: ALTER TABLE <table> ADD PRIMARY KEY (...)";
+    let (severity, message) = match ctx.plan.cdc.tables_without_key {
+        TablesWithoutKey::Refuse => (
+            Severity::Blocker,
+            format!("{what}; their updates and deletes cannot be replicated and cdc.tables_without_key is refuse"),
+        ),
+        TablesWithoutKey::ReplicaIdentityFull => (
+            Severity::Warning,
+            format!("{what}; pgmove will run ALTER TABLE ... REPLICA IDENTITY FULL on the source (more WAL per update)"),
+        ),
+        TablesWithoutKey::InsertOnly => (
+            Severity::Warning,
+            format!("{what}; only their inserts will be replicated (cdc.tables_without_key: insert-only)"),
+        ),
+        TablesWithoutKey::Exclude => (
+            Severity::Warning,
+            format!("{what}; they will not be moved (cdc.tables_without_key: exclude)"),
+        ),
+    };
+    let f = Finding::new(severity, "tables-without-key", Some(Side::Source), message).object(list(&keyless));
+    vec![if severity == Severity::Blocker { f.fix(choices) } else { f }]
+}
+
+/// Partitioned tables: how they are handled.
+pub fn partitioned_tables(ctx: &Context) -> Vec<Finding> {
+    let roots: Vec<String> = planner::selected_tables(ctx.plan, ctx.source)
+        .filter(|t| t.kind == TableKind::PartitionedParent && t.parent.is_none())
+        .map(|t| format!("{}.{}", t.schema, t.name))
+        .collect();
+    if roots.is_empty() {
+        return vec![];
+    }
+    let p = &ctx.source.partitioning;
+    vec![Finding::new(
+        Severity::Info,
+        "partitioned-tables",
+        Some(Side::Source),
+        format!(
+            "{} partitioned table(s) ({} leaf partition(s), up to {} level(s)): created as on the source, data loaded into the leaves only",
+            roots.len(),
+            p.leaves,
+            p.max_depth
+        ),
+    )
+    .object(list(&roots))]
+}
+
+/// The Debian package that provides an extension, for fixes.
+pub fn extension_package(name: &str, major: i32) -> String {
+    match name {
+        n if n.starts_with("postgis") || n == "address_standardizer" => format!("postgresql-{major}-postgis-3"),
+        "pglogical" => format!("postgresql-{major}-pglogical"),
+        "vector" => format!("postgresql-{major}-pgvector"),
+        "timescaledb" => "timescaledb-2-postgresql-<major>".to_string(),
+        _ => "postgresql-contrib".to_string(),
+    }
+}
+
+/// Every extension of the source must be installed or available on the target.
+pub fn extensions(ctx: &Context) -> Vec<Finding> {
+    let mut out = vec![];
+    let major = ctx.target.server.version_num / 10000;
+    for e in &ctx.source.extensions {
+        if e.name == "plpgsql" || e.name == "pglogical" {
+            continue;
+        }
+        if ctx.target.extension(&e.name).is_some() {
+            continue;
+        }
+        match ctx.target.available_extension(&e.name) {
+            Some(_) => {
+                if is_rds(ctx.target) {
+                    if let Some(allowed) = &ctx.target.settings.rds_extensions {
+                        if !allowed.iter().any(|a| a == &e.name) {
+                            out.push(
+                                Finding::new(
+                                    Severity::Blocker,
+                                    "extension-not-allowed",
+                                    Some(Side::Target),
+                                    format!("extension {} is not in the target's rds.extensions list", e.name),
+                                )
+                                .object(format!("extension {}", e.name)),
+                            );
+                        }
+                    }
+                }
+            }
+            None => {
+                let fix = if is_rds(ctx.target) {
+                    format!("extension {} is not offered by this RDS/Aurora version; upgrade the target engine or drop the extension's objects from the plan", e.name)
+                } else {
+                    format!("apt-get install {} on the target host", extension_package(&e.name, major))
+                };
+                out.push(
+                    Finding::new(
+                        Severity::Blocker,
+                        "extension-missing",
+                        Some(Side::Target),
+                        format!(
+                            "extension {} {} is used on the source but not available on the target",
+                            e.name, e.version
+                        ),
+                    )
+                    .object(format!("extension {}", e.name))
+                    .fix(fix),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// pg_dump and pg_restore must be at least the source server's major version.
+pub fn client_versions(ctx: &Context) -> Vec<Finding> {
+    if !ctx.uses_dump() {
+        return vec![];
+    }
+    let mut out = vec![];
+    for r in [&ctx.pg_dump, &ctx.pg_restore] {
+        if let Err(e) = r {
+            out.push(
+                Finding::new(Severity::Blocker, "client-version", None, e.clone())
+                    .fix(format!(
+                        "apt-get install postgresql-client-{}, or set bin_dir in the plan",
+                        ctx.source.server.version_num / 10000
+                    )),
+            );
+        }
+    }
+    out
+}
+
+/// The databases' encodings must match; collations should.
+pub fn encoding(ctx: &Context) -> Vec<Finding> {
+    let (s, t) = (&ctx.source.server, &ctx.target.server);
+    let mut out = vec![];
+    if s.encoding != t.encoding {
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "encoding",
+                Some(Side::Target),
+                format!("the source database is {} and the target database is {}: text would be converted or refused", s.encoding, t.encoding),
+            )
+            .object(format!("database {}", t.database))
+            .fix(format!("create the target database with the source's encoding: CREATE DATABASE {} ENCODING '{}' TEMPLATE template0;", crate::pg::quote::ident(&t.database), s.encoding)),
+        );
+    }
+    if s.lc_collate != t.lc_collate {
+        out.push(
+            Finding::new(
+                Severity::Warning,
+                "collation",
+                Some(Side::Target),
+                format!("collation differs (source {}, target {}): text sorts and unique indexes on text may behave differently", s.lc_collate, t.lc_collate),
+            )
+            .object(format!("database {}", t.database)),
+        );
+    }
+    out
+}
+
+/// The selected tables must not exist on the target yet, unless an earlier run is resuming.
+pub fn target_not_empty(ctx: &Context) -> Vec<Finding> {
+    let resuming = ctx.target.table(crate::state::SCHEMA, "runs").is_some();
+    let clashes: Vec<String> = planner::selected_tables(ctx.plan, ctx.source)
+        .filter(|t| ctx.target.table(&t.schema, &t.name).is_some())
+        .map(|t| format!("{}.{}", t.schema, t.name))
+        .collect();
+    if clashes.is_empty() {
+        return vec![];
+    }
+    if resuming {
+        return vec![Finding::new(
+            Severity::Info,
+            "resume",
+            Some(Side::Target),
+            format!("the target holds an earlier pgmove run ({} of the tables exist); apply resumes it", clashes.len()),
+        )];
+    }
+    vec![Finding::new(
+        Severity::Blocker,
+        "target-not-empty",
+        Some(Side::Target),
+        format!("{} selected table(s) already exist on the target: {}", clashes.len(), list(&clashes)),
+    )
+    .object(list(&clashes))
+    .fix("migrate into an empty database (CREATE DATABASE ...), drop those tables on the target, or leave them out with objects.exclude")]
+}
+
+/// Large objects: moved or left out.
+pub fn large_objects(ctx: &Context) -> Vec<Finding> {
+    let n = ctx.source.large_objects;
+    if n == 0 {
+        return vec![];
+    }
+    if ctx.plan.objects.large_objects {
+        vec![Finding::new(
+            Severity::Info,
+            "large-objects",
+            Some(Side::Source),
+            format!("{n} large object(s) will be copied{}", if ctx.online() { "; logical decoding does not carry their later changes, so they are copied again at cutover" } else { "" }),
+        )]
+    } else {
+        vec![Finding::new(
+            Severity::Warning,
+            "large-objects",
+            Some(Side::Source),
+            format!("{n} large object(s) will NOT be moved (objects.large_objects: false); columns of type oid that point at them will dangle"),
+        )
+        .fix("set objects.large_objects: true")]
+    }
+}
+
+/// Long transactions on the source delay the snapshot and hold back cleanup.
+pub fn long_transactions(ctx: &Context) -> Vec<Finding> {
+    ctx.source
+        .long_transactions
+        .iter()
+        .map(|t| {
+            Finding::new(
+                Severity::Warning,
+                "long-transaction",
+                Some(Side::Source),
+                format!(
+                    "backend {} ({}) has been in a transaction for {} s{}",
+                    t.pid,
+                    t.user.as_deref().unwrap_or("?"),
+                    t.age_seconds,
+                    if ctx.online() { "; creating the replication slot waits for it to end" } else { "" }
+                ),
+            )
+            .object(format!("pid {}", t.pid))
+            .fix(format!("end it when safe: SELECT pg_terminate_backend({});", t.pid))
+        })
+        .collect()
+}
+
+/// Inactive slots retain WAL and fill the source's disk.
+pub fn inactive_slots(ctx: &Context) -> Vec<Finding> {
+    ctx.source
+        .inactive_slots_retaining_wal()
+        .into_iter()
+        .map(|s| {
+            Finding::new(
+                Severity::Warning,
+                "inactive-slot",
+                Some(Side::Source),
+                format!(
+                    "replication slot {} is inactive and retains {} of WAL",
+                    s.name,
+                    planner::bytes(s.retained_wal_bytes.unwrap_or(0) as i64)
+                ),
+            )
+            .object(format!("slot {}", s.name))
+            .fix(format!("if unused: SELECT pg_drop_replication_slot({});", crate::pg::quote::literal(&s.name)))
+        })
+        .collect()
+}
+
+/// owner: keep needs the source's owner roles on the target.
+pub fn owners(ctx: &Context) -> Vec<Finding> {
+    if !matches!(ctx.plan.owner, crate::plan::Owner::Keep) {
+        return vec![];
+    }
+    let mut owners: Vec<String> = planner::selected_tables(ctx.plan, ctx.source)
+        .map(|t| t.owner.clone())
+        .filter(|o| o != &ctx.target.server.current_user)
+        .collect();
+    owners.sort();
+    owners.dedup();
+    if owners.is_empty() {
+        return vec![];
+    }
+    vec![Finding::new(
+        Severity::Warning,
+        "owners",
+        Some(Side::Target),
+        format!("owner: keep restores ownership to role(s) {}; they must exist on the target", owners.join(", ")),
+    )
+    .fix("create them on the target first, set roles: create, or set owner: target-user")]
+}
+
+/// An explicitly chosen offline strategy that overruns the downtime budget.
+pub fn downtime_budget(ctx: &Context) -> Vec<Finding> {
+    if ctx.strategy != Some(Strategy::DumpRestore) {
+        return vec![];
+    }
+    let tables: Vec<_> = planner::selected_tables(ctx.plan, ctx.source).collect();
+    let data: i64 = tables.iter().map(|t| t.heap_bytes.max(0)).sum();
+    let index: i64 = tables.iter().map(|t| (t.total_bytes - t.heap_bytes).max(0)).sum();
+    let est = planner::estimate_copy(data, index, ctx.plan.jobs, ctx.plan.index_jobs, tables.len());
+    if est <= ctx.plan.downtime {
+        return vec![];
+    }
+    vec![Finding::new(
+        Severity::Warning,
+        "downtime-budget",
+        None,
+        format!(
+            "dump-restore keeps the source offline for about {}, more than the downtime budget of {}",
+            planner::human(est),
+            planner::human(ctx.plan.downtime)
+        ),
+    )
+    .fix("raise downtime, or use strategy: auto to let an online strategy be chosen")]
+}
+
+fn list(items: &[String]) -> String {
+    const MAX: usize = 10;
+    if items.len() <= MAX {
+        items.join(", ")
+    } else {
+        format!("{}, and {} more", items[..MAX].join(", "), items.len() - MAX)
+    }
+}

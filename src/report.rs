@@ -1,0 +1,258 @@
+//! The plan report: findings, strategy, steps. Text for people, JSON for scripts (stable:
+//! fields are only ever added), markdown for tickets.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::inspect::Inventory;
+use crate::planner::{self, Decision};
+use crate::preflight::{Finding, Severity};
+
+/// Output format of reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Text,
+    Json,
+    Markdown,
+}
+
+/// A short description of one server, for the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerSummary {
+    pub endpoint: String,
+    pub version: String,
+    pub platform: String,
+    pub database: String,
+    pub user: String,
+    pub size_bytes: i64,
+    pub tables: usize,
+}
+
+impl ServerSummary {
+    pub fn of(inv: &Inventory) -> ServerSummary {
+        ServerSummary {
+            endpoint: inv.endpoint.clone(),
+            version: inv.settings.server_version.clone(),
+            platform: serde_json::to_value(inv.platform)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            database: inv.server.database.clone(),
+            user: inv.server.current_user.clone(),
+            size_bytes: inv.user_size_bytes(),
+            tables: inv.user_tables().count(),
+        }
+    }
+}
+
+/// Everything `pgmove plan` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlanReport {
+    /// Version of this JSON layout.
+    pub format_version: u32,
+    pub plan: String,
+    pub plan_file: String,
+    pub source: ServerSummary,
+    pub target: ServerSummary,
+    pub blockers: usize,
+    pub warnings: usize,
+    pub findings: Vec<Finding>,
+    pub decision: Decision,
+    /// Whether `pgmove apply` may proceed.
+    pub ready: bool,
+}
+
+impl PlanReport {
+    pub fn new(
+        plan: &str,
+        plan_file: &str,
+        source: &Inventory,
+        target: &Inventory,
+        findings: Vec<Finding>,
+        decision: Decision,
+    ) -> PlanReport {
+        let blockers = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Blocker)
+            .count();
+        let warnings = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warning)
+            .count();
+        PlanReport {
+            format_version: 1,
+            plan: plan.to_string(),
+            plan_file: plan_file.to_string(),
+            source: ServerSummary::of(source),
+            target: ServerSummary::of(target),
+            blockers,
+            warnings,
+            ready: blockers == 0 && decision.strategy.is_some(),
+            findings,
+            decision,
+        }
+    }
+
+    pub fn render(&self, format: Format, color: bool) -> String {
+        match format {
+            Format::Json => {
+                serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+                    + "\n"
+            }
+            Format::Markdown => self.markdown(),
+            Format::Text => self.text(color),
+        }
+    }
+
+    fn text(&self, color: bool) -> String {
+        let paint = |code: &str, s: &str| {
+            if color {
+                format!("\x1b[{code}m{s}\x1b[0m")
+            } else {
+                s.to_string()
+            }
+        };
+        let mut o = String::new();
+        let _ = writeln!(o, "{} {} ({})", paint("1", "pgmove plan"), self.plan, self.plan_file);
+        for (label, s) in [("source", &self.source), ("target", &self.target)] {
+            let _ = writeln!(
+                o,
+                "  {label}: {} - PostgreSQL {} ({}), database {} as {}, {} in {} table(s)",
+                s.endpoint,
+                s.version,
+                s.platform,
+                s.database,
+                s.user,
+                planner::bytes(s.size_bytes),
+                s.tables
+            );
+        }
+        let _ = writeln!(o);
+        for (sev, title, code) in [
+            (Severity::Blocker, "Blockers", "1;31"),
+            (Severity::Warning, "Warnings", "1;33"),
+            (Severity::Info, "Notes", "1;36"),
+        ] {
+            let group: Vec<&Finding> = self.findings.iter().filter(|f| f.severity == sev).collect();
+            if group.is_empty() {
+                continue;
+            }
+            let _ = writeln!(o, "{}", paint(code, &format!("{title} ({})", group.len())));
+            for f in group {
+                let side = f.side.map(|s| format!("{s}: ")).unwrap_or_default();
+                let _ = writeln!(o, "  - [{}] {side}{}", f.check, f.message);
+                if let Some(fix) = &f.fix {
+                    let _ = writeln!(o, "    fix: {fix}");
+                }
+            }
+            let _ = writeln!(o);
+        }
+        let d = &self.decision;
+        match d.strategy {
+            Some(s) => {
+                let _ = writeln!(o, "{} {}", paint("1", "Strategy:"), paint("1;32", s.name()));
+            }
+            None => {
+                let _ = writeln!(o, "{} {}", paint("1", "Strategy:"), paint("1;31", "none can run"));
+            }
+        }
+        let _ = writeln!(o, "  why: {}", d.why);
+        for r in &d.rejected {
+            let _ = writeln!(o, "  not {}: {}", r.strategy.name(), r.reasons.join("; "));
+        }
+        if !d.steps.is_empty() {
+            let _ = writeln!(o);
+            let _ = writeln!(o, "{}", paint("1", "Steps"));
+            for s in &d.steps {
+                let est = s
+                    .estimate_secs
+                    .map(|e| format!(" (~{})", planner::human(std::time::Duration::from_secs(e))))
+                    .unwrap_or_default();
+                let _ = writeln!(o, "  {}. [{}] {}{est}", s.number, s.on, s.what);
+                let _ = writeln!(o, "     why: {}", s.why);
+            }
+        }
+        let _ = writeln!(o);
+        if let (Some(total), Some(outage)) = (d.estimated_total_secs, d.estimated_outage_secs) {
+            let _ = writeln!(
+                o,
+                "Estimate: {} in all, write outage about {} ({} of data, {} of indexes; rates are conservative defaults)",
+                planner::human(std::time::Duration::from_secs(total)),
+                planner::human(std::time::Duration::from_secs(outage)),
+                planner::bytes(d.data_bytes),
+                planner::bytes(d.index_bytes)
+            );
+        }
+        let verdict = if self.ready {
+            paint("1;32", "Ready: `pgmove apply` can run this plan.")
+        } else {
+            paint(
+                "1;31",
+                &format!("Blocked: {} blocker(s) to fix before `pgmove apply`.", self.blockers.max(1)),
+            )
+        };
+        let _ = writeln!(o, "{verdict}");
+        o
+    }
+
+    fn markdown(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "# pgmove plan `{}`\n", self.plan);
+        let _ = writeln!(o, "| | endpoint | version | platform | database | size | tables |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+        for (label, s) in [("source", &self.source), ("target", &self.target)] {
+            let _ = writeln!(
+                o,
+                "| {label} | `{}` | {} | {} | {} | {} | {} |",
+                s.endpoint,
+                s.version,
+                s.platform,
+                s.database,
+                planner::bytes(s.size_bytes),
+                s.tables
+            );
+        }
+        let _ = writeln!(o, "\n## Findings\n");
+        if self.findings.is_empty() {
+            let _ = writeln!(o, "None.");
+        } else {
+            let _ = writeln!(o, "| severity | check | side | finding | fix |");
+            let _ = writeln!(o, "|---|---|---|---|---|");
+            for f in &self.findings {
+                let _ = writeln!(
+                    o,
+                    "| {:?} | {} | {} | {} | {} |",
+                    f.severity,
+                    f.check,
+                    f.side.map(|s| s.to_string()).unwrap_or_default(),
+                    f.message.replace('|', "\\|"),
+                    f.fix.as_deref().unwrap_or("").replace('|', "\\|")
+                );
+            }
+        }
+        let d = &self.decision;
+        let _ = writeln!(
+            o,
+            "\n## Strategy: {}\n\n{}\n",
+            d.strategy.map(|s| s.name()).unwrap_or("none"),
+            d.why
+        );
+        for r in &d.rejected {
+            let _ = writeln!(o, "- not **{}**: {}", r.strategy.name(), r.reasons.join("; "));
+        }
+        if !d.steps.is_empty() {
+            let _ = writeln!(o, "\n## Steps\n");
+            for s in &d.steps {
+                let _ = writeln!(o, "{}. **{}** ({}): {}", s.number, s.what, s.on, s.why);
+            }
+        }
+        let _ = writeln!(
+            o,
+            "\n**{}**",
+            if self.ready { "Ready to apply." } else { "Blocked." }
+        );
+        o
+    }
+}

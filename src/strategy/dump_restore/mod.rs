@@ -1,0 +1,868 @@
+//! Strategy dump-restore: the native `pg_dump` (directory format, parallel) and a restore that
+//! pgmove drives item by item, so that every item's effect and its progress row commit in the
+//! same transaction on the target.
+//!
+//! Steps, each resumable:
+//! 1. **dump**: `pg_dump -Fd -j N` into a directory; a marker file says it is complete, so a
+//!    rerun reuses it.
+//! 2. **pre-data**: the schema (extensions first, as the dump orders them), in one
+//!    transaction together with its step row: all or nothing.
+//! 3. **data**: each `TABLE DATA` / `SEQUENCE SET` / `BLOBS` item in its own transaction with its
+//!    row in `pgmove.restore_items`, `jobs` at a time, largest first. A crash leaves each item
+//!    either fully restored and recorded or not at all, so a rerun restores exactly the rest.
+//! 4. **post-data**: indexes and primary/unique constraints (`index_jobs` at a time), partition
+//!    index attachments, foreign keys, then triggers, rules, comments, materialized view data,
+//!    each item in its own transaction with its progress row.
+//! 5. **analyze**: `ANALYZE` of the restored tables, so the planner has statistics at once.
+//!
+//! A failed item stops the run with the object's name and the server's message
+//! (`--exit-on-error` semantics; nothing is buried in a warning).
+
+pub mod toc;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::pg::{quote, Endpoint, PgError};
+use crate::progress::Progress;
+use crate::state::{self, State};
+use crate::tools::{self, Tool, ToolError};
+use toc::{Entry, Wave};
+
+/// The name recorded in `pgmove.runs.strategy`.
+pub const STRATEGY: &str = "dump-restore";
+/// The file written into the dump directory once pg_dump has finished.
+const COMPLETE_MARKER: &str = "pgmove-dump-complete";
+
+/// Everything the strategy needs, taken from the plan.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub plan_name: String,
+    pub source: Endpoint,
+    pub target: Endpoint,
+    /// Schemas to move; empty means all.
+    pub schemas: Vec<String>,
+    /// `schema.table` globs to leave out.
+    pub exclude: Vec<String>,
+    pub large_objects: bool,
+    /// `owner: target-user`: objects belong to the connecting target user.
+    pub no_owner: bool,
+    /// `roles: skip`: no GRANT/REVOKE (the roles may not exist on the target).
+    pub no_acl: bool,
+    pub jobs: usize,
+    pub index_jobs: usize,
+    pub bin_dir: Option<PathBuf>,
+    /// Where to keep the dump; when `None`, a directory under the system temp dir named after
+    /// the plan, removed after success.
+    pub dump_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpRestoreError {
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    #[error("{what} failed: {message}")]
+    Command { what: String, message: String },
+    #[error("restoring {object} (dump item {dump_id}) failed on the target: {message}\n  hint: fix the cause, then run `pgmove apply` again; it resumes with this item")]
+    Item {
+        object: String,
+        dump_id: i32,
+        message: String,
+    },
+    #[error("{0}")]
+    Io(String),
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Outcome {
+    pub dump_reused: bool,
+    pub items_restored: usize,
+    pub items_already_done: usize,
+    pub pre_data_already_done: bool,
+    pub dump_dir: PathBuf,
+}
+
+impl Job {
+    fn default_dump_dir(&self) -> PathBuf {
+        std::env::temp_dir()
+            .join("pgmove-dumps")
+            .join(sanitize(&self.plan_name))
+    }
+
+    fn dump_dir(&self) -> PathBuf {
+        self.dump_dir
+            .clone()
+            .unwrap_or_else(|| self.default_dump_dir())
+    }
+
+    /// pg_dump's arguments, without the connection (given through the environment).
+    fn dump_args(&self, dir: &Path) -> Vec<String> {
+        let mut a = vec![
+            "--format=directory".to_string(),
+            format!("--jobs={}", self.jobs.max(1)),
+            // Uncompressed: on a migration host CPU is scarcer than disk, and the restore
+            // reads it back at once.
+            "--compress=0".to_string(),
+            "--no-subscriptions".to_string(),
+            format!("--exclude-schema={}", quote::ident(state::SCHEMA)),
+            format!("--file={}", dir.display()),
+        ];
+        for s in &self.schemas {
+            a.push(format!("--schema={}", quote::ident(s)));
+        }
+        for g in &self.exclude {
+            a.push(format!("--exclude-table={}", glob_to_pattern(g)));
+        }
+        if self.large_objects {
+            a.push("--blobs".to_string());
+        } else {
+            a.push("--no-blobs".to_string());
+        }
+        a
+    }
+
+    fn restore_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        if self.no_owner {
+            a.push("--no-owner".to_string());
+        }
+        if self.no_acl {
+            a.push("--no-acl".to_string());
+        }
+        a
+    }
+}
+
+/// Makes a plan name safe as a directory name.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A `schema.table` glob as a pg_dump pattern: literal runs double-quoted (so case, dots and
+/// regex characters are taken as written), `*` and `?` left as wildcards.
+pub fn glob_to_pattern(glob: &str) -> String {
+    let (schema, table) = match glob.split_once('.') {
+        Some((s, t)) => (Some(s), t),
+        None => (None, glob),
+    };
+    let part = |p: &str| {
+        let mut out = String::new();
+        let mut lit = String::new();
+        for c in p.chars() {
+            if c == '*' || c == '?' {
+                if !lit.is_empty() {
+                    out.push_str(&quote::ident(&lit));
+                    lit.clear();
+                }
+                out.push(c);
+            } else {
+                lit.push(c);
+            }
+        }
+        if !lit.is_empty() {
+            out.push_str(&quote::ident(&lit));
+        }
+        out
+    };
+    match schema {
+        Some(s) => format!("{}.{}", part(s), part(table)),
+        None => part(table),
+    }
+}
+
+/// The libpq environment for a client program: the connection without putting the password on
+/// a command line.
+pub fn libpq_env(ep: &Endpoint) -> Vec<(&'static str, String)> {
+    let i = &ep.info;
+    let mut env = vec![
+        ("PGHOST", i.host().to_string()),
+        ("PGPORT", i.port().to_string()),
+        ("PGUSER", i.user().to_string()),
+        ("PGDATABASE", i.dbname().to_string()),
+        ("PGSSLMODE", i.sslmode().as_str().to_string()),
+        ("PGAPPNAME", "pgmove".to_string()),
+    ];
+    if let Some(a) = &i.hostaddr {
+        env.push(("PGHOSTADDR", a.clone()));
+    }
+    if let Some(p) = &i.password {
+        env.push(("PGPASSWORD", p.expose().to_string()));
+    }
+    for (k, v) in [
+        ("PGSSLROOTCERT", &i.sslrootcert),
+        ("PGSSLCERT", &i.sslcert),
+        ("PGSSLKEY", &i.sslkey),
+    ] {
+        if let Some(v) = v {
+            env.push((k, v.display().to_string()));
+        }
+    }
+    if let Some(t) = i.connect_timeout {
+        env.push(("PGCONNECT_TIMEOUT", t.to_string()));
+    }
+    if let Some(o) = &i.options {
+        env.push(("PGOPTIONS", o.clone()));
+    }
+    env
+}
+
+fn command(tool: &Tool, ep: &Endpoint) -> Command {
+    let mut c = Command::new(&tool.path);
+    for k in ["PGSERVICE", "PGSERVICEFILE", "PGPASSFILE", "PGOPTIONS"] {
+        c.env_remove(k);
+    }
+    c.envs(libpq_env(ep));
+    c.kill_on_drop(true);
+    c
+}
+
+/// A shell-like rendering of a command with its libpq environment, password redacted.
+fn render(tool: &str, ep: &Endpoint, args: &[String]) -> String {
+    let env: Vec<String> = libpq_env(ep)
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "PGPASSWORD" {
+                format!("{k}=********")
+            } else {
+                format!("{k}={}", shell_quote(&v))
+            }
+        })
+        .collect();
+    let args: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+    format!("{} {tool} {}", env.join(" "), args.join(" "))
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=./:,@%+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+async fn source_major(source: &Endpoint) -> Result<u32, PgError> {
+    let client = source.connect().await?;
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|e| source.query_error("reading server_version_num", &e))?;
+    let num: i32 = row.get(0);
+    Ok((num / 10000) as u32)
+}
+
+/// The statements and commands `apply` would run, in order, without running anything.
+pub async fn dry_run(job: &Job) -> Result<Vec<String>, DumpRestoreError> {
+    let major = source_major(&job.source).await?;
+    let pg_dump = tools::find("pg_dump", job.bin_dir.as_deref(), major)?;
+    let pg_restore = tools::find("pg_restore", job.bin_dir.as_deref(), major)?;
+    let psql = tools::find("psql", job.bin_dir.as_deref(), 0)?;
+    let dir = job.dump_dir();
+    let mut out = vec![
+        format!("-- strategy dump-restore, plan {}", job.plan_name),
+        format!(
+            "-- 1. on the target ({}): state schema",
+            job.target.display()
+        ),
+    ];
+    out.extend(
+        CREATE_STATE_PREVIEW
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string),
+    );
+    out.push(format!(
+        "-- 2. dump the source ({}) unless {dir}/{COMPLETE_MARKER} exists from an earlier run",
+        job.source.display(),
+        dir = dir.display()
+    ));
+    out.push(render(
+        &pg_dump.path.display().to_string(),
+        &job.source,
+        &job.dump_args(&dir),
+    ));
+    out.push("-- 3. read the dump's table of contents".to_string());
+    out.push(format!(
+        "{} --list --section=pre-data|data|post-data {}",
+        pg_restore.path.display(),
+        dir.display()
+    ));
+    let mut restore = job.restore_args();
+    restore.extend(["--use-list=ITEMS".to_string(), "--file=-".to_string()]);
+    restore.push(dir.display().to_string());
+    let psql_args = vec![
+        "--no-psqlrc".to_string(),
+        "--quiet".to_string(),
+        "--set=ON_ERROR_STOP=1".to_string(),
+        "--single-transaction".to_string(),
+        "--file=-".to_string(),
+    ];
+    let pipe = format!(
+        "{} | {}",
+        render(
+            &pg_restore.path.display().to_string(),
+            &job.target,
+            &restore
+        ),
+        render(&psql.path.display().to_string(), &job.target, &psql_args)
+    );
+    out.push("-- 4. pre-data (schema, extensions first) in one transaction, ITEMS = every pre-data item except comments on extensions and schemas that exist on the target, then:".to_string());
+    out.push(pipe.clone());
+    out.push(state::finish_step_sql(&job.plan_name, "pre-data", None).trim().to_string());
+    out.push(format!(
+        "-- 5. data: per item (TABLE DATA, SEQUENCE SET, BLOBS), {} at a time, largest first, each in one transaction with its progress row:",
+        job.jobs.max(1)
+    ));
+    out.push(pipe.clone());
+    out.push(
+        state::finish_item_sql(&job.plan_name, 0, "KIND", "OBJECT")
+            .trim()
+            .replace(" 0,", " DUMP_ID,"),
+    );
+    out.push(format!(
+        "-- 6. post-data: indexes and unique/primary constraints ({} at a time), index attachments, foreign keys, then triggers, rules, comments, materialized view data; each item as in 5",
+        job.index_jobs.max(1)
+    ));
+    out.push(pipe);
+    out.push("-- 7. statistics".to_string());
+    out.push("ANALYZE;".to_string());
+    out.push(state::finish_step_sql(&job.plan_name, "done", None).trim().to_string());
+    if job.dump_dir.is_none() {
+        out.push(format!("rm -r {}", dir.display()));
+    }
+    Ok(out)
+}
+
+/// Shown by the dry run; the real statement lives in `state`.
+const CREATE_STATE_PREVIEW: &str = "
+CREATE SCHEMA IF NOT EXISTS pgmove;
+CREATE TABLE IF NOT EXISTS pgmove.runs (...);
+CREATE TABLE IF NOT EXISTS pgmove.steps (...);
+CREATE TABLE IF NOT EXISTS pgmove.restore_items (...);
+";
+
+/// Lists the dump's entries of one section.
+async fn list_section(
+    pg_restore: &Tool,
+    dir: &Path,
+    section: &str,
+) -> Result<Vec<Entry>, DumpRestoreError> {
+    let out = Command::new(&pg_restore.path)
+        .arg("--list")
+        .arg(format!("--section={section}"))
+        .arg(dir)
+        .output()
+        .await
+        .map_err(|e| DumpRestoreError::Io(format!("cannot run pg_restore: {e}")))?;
+    if !out.status.success() {
+        return Err(DumpRestoreError::Command {
+            what: format!("pg_restore --list {}", dir.display()),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    toc::parse(&String::from_utf8_lossy(&out.stdout)).map_err(|line| DumpRestoreError::Command {
+        what: "reading the dump's table of contents".to_string(),
+        message: format!("unexpected line {line:?}"),
+    })
+}
+
+/// Runs the strategy to the end, resuming what an earlier run left.
+pub async fn run(job: &Job, progress: Progress) -> Result<Outcome, DumpRestoreError> {
+    let major = source_major(&job.source).await?;
+    let pg_dump = tools::find("pg_dump", job.bin_dir.as_deref(), major)?;
+    let pg_restore = tools::find("pg_restore", job.bin_dir.as_deref(), major)?;
+    let psql = tools::find("psql", job.bin_dir.as_deref(), 0)?;
+    let state = State::open(&job.target, &job.plan_name).await?;
+    let result = run_steps(job, &state, &pg_dump, &pg_restore, &psql, progress).await;
+    match &result {
+        Ok(_) => state.set_phase(STRATEGY, "done", None).await?,
+        Err(e) => {
+            let msg = e.to_string();
+            let _ = state.set_phase(STRATEGY, "failed", Some(&msg)).await;
+        }
+    }
+    result
+}
+
+async fn run_steps(
+    job: &Job,
+    state: &State<'_>,
+    pg_dump: &Tool,
+    pg_restore: &Tool,
+    psql: &Tool,
+    progress: Progress,
+) -> Result<Outcome, DumpRestoreError> {
+    let mut outcome = Outcome::default();
+    let dir = job.dump_dir();
+    outcome.dump_dir = dir.clone();
+
+    // 1. dump
+    state.set_phase(STRATEGY, "dump", None).await?;
+    let marker = dir.join(COMPLETE_MARKER);
+    let already_restoring = !state.finished_items().await?.is_empty()
+        || state.step("pre-data").await?.is_some();
+    if marker.is_file() {
+        outcome.dump_reused = true;
+        tracing::info!(dir = %dir.display(), "reusing the complete dump of an earlier run");
+    } else {
+        if already_restoring {
+            return Err(DumpRestoreError::Io(format!(
+                "an earlier run of plan {:?} restored part of a dump that is no longer at {} (no {COMPLETE_MARKER}).\n  hint: put that dump back (--dump-dir), or start over: `pgmove cleanup` and drop the restored objects on the target",
+                job.plan_name,
+                dir.display()
+            )));
+        }
+        if dir.exists() {
+            tokio::fs::remove_dir_all(&dir).await.map_err(|e| {
+                DumpRestoreError::Io(format!(
+                    "cannot remove the incomplete dump {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        if let Some(parent) = dir.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(|e| {
+                DumpRestoreError::Io(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let step = progress.step("dump", 0);
+        let out = command(pg_dump, &job.source)
+            .args(job.dump_args(&dir))
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| DumpRestoreError::Io(format!("cannot run pg_dump: {e}")))?;
+        if !out.status.success() {
+            return Err(DumpRestoreError::Command {
+                what: format!("pg_dump of the source ({})", job.source.display()),
+                message: crate::pg::redact(
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    job.source.info.password.as_ref(),
+                ),
+            });
+        }
+        tokio::fs::write(&marker, format!("{}\n", job.source.display()))
+            .await
+            .map_err(|e| DumpRestoreError::Io(format!("cannot write {}: {e}", marker.display())))?;
+        step.finish("dump complete");
+    }
+    state
+        .finish_step("dump", Some(&dir.display().to_string()))
+        .await?;
+
+    // The table of contents, per section.
+    let pre = list_section(pg_restore, &dir, "pre-data").await?;
+    let data = list_section(pg_restore, &dir, "data").await?;
+    let post = list_section(pg_restore, &dir, "post-data").await?;
+    let done: HashSet<i32> = state.finished_items().await?.into_iter().collect();
+
+    // 2. pre-data, atomically.
+    state.set_phase(STRATEGY, "pre-data", None).await?;
+    if state.step("pre-data").await?.is_some() {
+        outcome.pre_data_already_done = true;
+    } else {
+        let existing = target_schemas(job).await?;
+        let items: Vec<&Entry> = pre
+            .iter()
+            .filter(|e| keep_pre_data(e, &existing))
+            .collect();
+        let step = progress.step("schema", items.len() as u64);
+        let suffix = state::finish_step_sql(&job.plan_name, "pre-data", None);
+        restore_items(
+            job,
+            pg_restore,
+            psql,
+            &dir,
+            &items,
+            "",
+            &suffix,
+            "the schema (pre-data)",
+        )
+        .await?;
+        step.finish("schema restored");
+    }
+
+    // 3. data, item by item in parallel.
+    state.set_phase(STRATEGY, "data", None).await?;
+    let mut todo: Vec<&Entry> = data
+        .iter()
+        .filter(|e| !done.contains(&e.dump_id))
+        .collect();
+    outcome.items_already_done += data.len() - todo.len();
+    let sizes = data_sizes(&dir);
+    todo.sort_by_key(|e| std::cmp::Reverse(sizes.get(&e.dump_id).copied().unwrap_or(0)));
+    let step = progress.step("data", todo.len() as u64);
+    outcome.items_restored += run_parallel(
+        job,
+        pg_restore,
+        psql,
+        &dir,
+        todo,
+        job.jobs,
+        "SET synchronous_commit = off;\n",
+        &step,
+    )
+    .await?;
+    step.finish("data restored");
+
+    // 4. post-data in waves.
+    state.set_phase(STRATEGY, "post-data", None).await?;
+    let todo: Vec<&Entry> = post
+        .iter()
+        .filter(|e| !done.contains(&e.dump_id))
+        .filter(|e| keep_post_data(e))
+        .collect();
+    outcome.items_already_done += post.len() - todo.len();
+    let step = progress.step("indexes", todo.len() as u64);
+    let waves: BTreeSet<Wave> = todo.iter().map(|e| toc::wave(&e.kind)).collect();
+    for w in waves {
+        let items: Vec<&Entry> = todo
+            .iter()
+            .copied()
+            .filter(|e| toc::wave(&e.kind) == w)
+            .collect();
+        let width = if w == Wave::Indexes {
+            job.index_jobs
+        } else {
+            1
+        };
+        outcome.items_restored += run_parallel(
+            job,
+            pg_restore,
+            psql,
+            &dir,
+            items,
+            width,
+            "SET maintenance_work_mem = '256MB';\n",
+            &step,
+        )
+        .await?;
+    }
+    step.finish("indexes, constraints and the rest restored");
+
+    // 5. statistics.
+    if state.step("analyze").await?.is_none() {
+        state.set_phase(STRATEGY, "analyze", None).await?;
+        let step = progress.step("analyze", 0);
+        state
+            .client
+            .batch_execute("ANALYZE")
+            .await
+            .map_err(|e| job.target.query_error("ANALYZE", &e))?;
+        state.finish_step("analyze", None).await?;
+        step.finish("statistics gathered");
+    }
+    state.finish_step("done", None).await?;
+    if job.dump_dir.is_none() {
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+    }
+    Ok(outcome)
+}
+
+/// Schemas that exist on the target already (their CREATE SCHEMA is left out).
+async fn target_schemas(job: &Job) -> Result<HashSet<String>, PgError> {
+    let client = job.target.connect().await?;
+    let rows = client
+        .query("SELECT nspname FROM pg_namespace", &[])
+        .await
+        .map_err(|e| job.target.query_error("listing schemas", &e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+fn is_pgmove_artifact(e: &Entry) -> bool {
+    matches!(
+        e.kind.as_str(),
+        "PUBLICATION" | "PUBLICATION TABLE" | "EVENT TRIGGER"
+    ) && e.tag.starts_with("pgmove_")
+}
+
+fn keep_pre_data(e: &Entry, existing_schemas: &HashSet<String>) -> bool {
+    if is_pgmove_artifact(e) {
+        return false;
+    }
+    match e.kind.as_str() {
+        // Needs ownership of the extension, which a managed service's user lacks; harmless.
+        "COMMENT" => !e.tag.starts_with("EXTENSION "),
+        "SCHEMA" => !existing_schemas.contains(&e.tag),
+        _ => true,
+    }
+}
+
+fn keep_post_data(e: &Entry) -> bool {
+    !is_pgmove_artifact(e)
+}
+
+/// Bytes of each data item's file in the dump directory (`<dump_id>.dat[.gz|.lz4|.zst]`).
+fn data_sizes(dir: &Path) -> HashMap<i32, u64> {
+    let mut sizes = HashMap::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().to_string();
+            if let Some(id) = name.split('.').next().and_then(|s| s.parse::<i32>().ok()) {
+                if let Ok(m) = e.metadata() {
+                    *sizes.entry(id).or_insert(0) += m.len();
+                }
+            }
+        }
+    }
+    sizes
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_parallel(
+    job: &Job,
+    pg_restore: &Tool,
+    psql: &Tool,
+    dir: &Path,
+    items: Vec<&Entry>,
+    width: usize,
+    prefix: &str,
+    step: &crate::progress::Step,
+) -> Result<usize, DumpRestoreError> {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(width.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    let count = items.len();
+    for e in items {
+        let permit = semaphore.clone().acquire_owned().await.map_err(|e| {
+            DumpRestoreError::Io(format!("internal: restore worker pool closed: {e}"))
+        })?;
+        // Stop at the first failure, before starting more.
+        while let Some(r) = set.try_join_next() {
+            finish_task(r, step)?;
+        }
+        let job = job.clone();
+        let pg_restore = pg_restore.clone();
+        let psql = psql.clone();
+        let dir = dir.to_path_buf();
+        let e = e.clone();
+        let prefix = prefix.to_string();
+        set.spawn(async move {
+            let _permit = permit;
+            let suffix = state::finish_item_sql(&job.plan_name, e.dump_id, &e.kind, &e.object());
+            restore_items(
+                &job,
+                &pg_restore,
+                &psql,
+                &dir,
+                &[&e],
+                &prefix,
+                &suffix,
+                &e.object(),
+            )
+            .await
+            .map(|_| e.object())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        if let Err(e) = finish_task(r, step) {
+            set.abort_all();
+            return Err(e);
+        }
+    }
+    Ok(count)
+}
+
+fn finish_task(
+    r: Result<Result<String, DumpRestoreError>, tokio::task::JoinError>,
+    step: &crate::progress::Step,
+) -> Result<(), DumpRestoreError> {
+    match r {
+        Ok(Ok(object)) => {
+            step.item_done(&object);
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(DumpRestoreError::Io(format!(
+            "internal: restore task failed: {e}"
+        ))),
+    }
+}
+
+/// `pg_restore -L items -f - | psql --single-transaction`, with `prefix` before and `suffix`
+/// after the restored SQL, inside the same transaction.
+#[allow(clippy::too_many_arguments)]
+async fn restore_items(
+    job: &Job,
+    pg_restore: &Tool,
+    psql: &Tool,
+    dir: &Path,
+    items: &[&Entry],
+    prefix: &str,
+    suffix: &str,
+    what: &str,
+) -> Result<(), DumpRestoreError> {
+    let list = tempfile::NamedTempFile::new()
+        .map_err(|e| DumpRestoreError::Io(format!("cannot create a list file: {e}")))?;
+    let mut text = String::new();
+    for e in items {
+        text.push_str(&e.line);
+        text.push('\n');
+    }
+    std::fs::write(list.path(), text)
+        .map_err(|e| DumpRestoreError::Io(format!("cannot write a list file: {e}")))?;
+
+    let mut restore = Command::new(&pg_restore.path);
+    restore
+        .args(job.restore_args())
+        .arg(format!("--use-list={}", list.path().display()))
+        .arg("--file=-")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut restore = restore
+        .spawn()
+        .map_err(|e| DumpRestoreError::Io(format!("cannot run pg_restore: {e}")))?;
+    let mut apply = command(psql, &job.target)
+        .args([
+            "--no-psqlrc",
+            "--quiet",
+            "--set=ON_ERROR_STOP=1",
+            "--single-transaction",
+            "--file=-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| DumpRestoreError::Io(format!("cannot run psql: {e}")))?;
+
+    let mut stdin = apply
+        .stdin
+        .take()
+        .ok_or_else(|| DumpRestoreError::Io("psql has no stdin".to_string()))?;
+    let mut sql_in = restore
+        .stdout
+        .take()
+        .ok_or_else(|| DumpRestoreError::Io("pg_restore has no stdout".to_string()))?;
+    let feed = async {
+        stdin.write_all(prefix.as_bytes()).await?;
+        tokio::io::copy(&mut sql_in, &mut stdin).await?;
+        stdin.write_all(b"\n").await?;
+        stdin.write_all(suffix.as_bytes()).await?;
+        stdin.shutdown().await?;
+        drop(stdin);
+        Ok::<(), std::io::Error>(())
+    };
+    // psql may stop reading early on an error: its exit status says why, not the broken pipe.
+    let _ = feed.await;
+    let restore_out = restore
+        .wait_with_output()
+        .await
+        .map_err(|e| DumpRestoreError::Io(format!("pg_restore: {e}")))?;
+    let apply_out = apply
+        .wait_with_output()
+        .await
+        .map_err(|e| DumpRestoreError::Io(format!("psql: {e}")))?;
+    let (dump_id, object) = match items {
+        [one] => (one.dump_id, one.object()),
+        _ => (0, what.to_string()),
+    };
+    if !apply_out.status.success() {
+        let message = clean_psql_error(&String::from_utf8_lossy(&apply_out.stderr));
+        return Err(DumpRestoreError::Item {
+            object,
+            dump_id,
+            message: crate::pg::redact(&message, job.target.info.password.as_ref()),
+        });
+    }
+    if !restore_out.status.success() {
+        return Err(DumpRestoreError::Command {
+            what: format!("pg_restore of {object}"),
+            message: String::from_utf8_lossy(&restore_out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// psql's `psql:<stdin>:12: ERROR:  ...` lines without the position prefix.
+fn clean_psql_error(stderr: &str) -> String {
+    let lines: Vec<String> = stderr
+        .lines()
+        .map(|l| {
+            if let Some(rest) = l.strip_prefix("psql:<stdin>:") {
+                rest.split_once(": ")
+                    .map(|(_, m)| m.to_string())
+                    .unwrap_or_else(|| rest.to_string())
+            } else {
+                l.to_string()
+            }
+        })
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    lines.join("\n    ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_become_quoted_pg_dump_patterns() {
+        assert_eq!(glob_to_pattern("public.tmp_*"), r#""public"."tmp_"*"#);
+        assert_eq!(glob_to_pattern("audit.*"), r#""audit".*"#);
+        assert_eq!(glob_to_pattern("Sales.Order?"), r#""Sales"."Order"?"#);
+        assert_eq!(glob_to_pattern("t$x"), r#""t$x""#);
+    }
+
+    #[test]
+    fn psql_errors_lose_their_position_prefix() {
+        let e = clean_psql_error(
+            "psql:<stdin>:23: ERROR:  relation \"x\" already exists\npsql:<stdin>:23: STATEMENT: CREATE TABLE x()\n",
+        );
+        assert_eq!(
+            e,
+            "ERROR:  relation \"x\" already exists\n    STATEMENT: CREATE TABLE x()"
+        );
+    }
+
+    #[test]
+    fn extension_comments_and_existing_schemas_are_left_out() {
+        let entries = toc::parse(
+            "1; 0 0 COMMENT - EXTENSION postgis \n2; 2615 1 SCHEMA - public postgres\n3; 2615 2 SCHEMA - sales postgres\n4; 0 0 COMMENT public TABLE t postgres\n5; 0 0 EVENT TRIGGER - pgmove_ddl postgres\n",
+        )
+        .expect("parses");
+        let existing: HashSet<String> = ["public".to_string()].into_iter().collect();
+        let kept: Vec<i32> = entries
+            .iter()
+            .filter(|e| keep_pre_data(e, &existing))
+            .map(|e| e.dump_id)
+            .collect();
+        assert_eq!(kept, vec![3, 4]);
+    }
+
+    #[test]
+    fn rendered_commands_never_show_the_password() {
+        let ep = Endpoint::from_dsn(
+            crate::pg::Side::Source,
+            "postgres://u:hunter2@h:5432/db",
+            None,
+            &|_| None,
+        )
+        .expect("dsn");
+        let line = render("pg_dump", &ep, &["--file=/tmp/x y".to_string()]);
+        assert!(!line.contains("hunter2"), "{line}");
+        assert!(line.contains("PGPASSWORD=********"));
+        assert!(line.contains("'--file=/tmp/x y'"));
+    }
+}

@@ -1,0 +1,3 @@
+//! Migration strategies, one module each.
+
+pub mod dump_restore;
