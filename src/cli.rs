@@ -63,6 +63,18 @@ pub enum Command {
         #[arg(long)]
         dump_dir: Option<PathBuf>,
     },
+    /// Compare source and target: per-table row counts and chunked checksums, sequences,
+    /// large objects and the object inventory. Exit 3 when they differ. Never writes.
+    Verify {
+        /// The YAML plan file.
+        plan: PathBuf,
+        /// Row counts only, no checksums (fast).
+        #[arg(long)]
+        counts_only: bool,
+        /// Rows per checksum chunk (default 100000).
+        #[arg(long)]
+        chunk_rows: Option<u64>,
+    },
 }
 
 /// Parses `args` and runs the command; returns the process exit code.
@@ -74,13 +86,20 @@ where
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit::BAD_INPUT } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::BAD_INPUT
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }
     };
     crate::logging::init(cli.verbose as i8 - cli.quiet as i8);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -99,6 +118,11 @@ where
                 dry_run,
                 dump_dir,
             } => commands::apply(&plan, dry_run, dump_dir, g).await,
+            Command::Verify {
+                plan,
+                counts_only,
+                chunk_rows,
+            } => commands::verify(&plan, counts_only, chunk_rows, g).await,
         }
     });
     ExitCode::from(code)

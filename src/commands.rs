@@ -86,9 +86,8 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
     let decision: Decision = planner::decide(&plan, &source_inv, &target_inv);
     let intended = decision.strategy.or(explicit_strategy(&plan));
     let major = (source_inv.server.version_num / 10000).max(0) as u32;
-    let find = |name: &str| {
-        tools::find(name, plan.bin_dir.as_deref(), major).map_err(|e| e.to_string())
-    };
+    let find =
+        |name: &str| tools::find(name, plan.bin_dir.as_deref(), major).map_err(|e| e.to_string());
     let replication_probe = if intended.is_some_and(Strategy::is_online) {
         Some(probe_replication(&source, plan.bin_dir.as_deref()).await)
     } else {
@@ -261,6 +260,51 @@ pub async fn apply(path: &Path, dry_run: bool, dump_dir: Option<PathBuf>, g: Glo
                 ),
             }
             exit::OK
+        }
+        Err(e) => report_failure(&Failure::runtime(e)),
+    }
+}
+
+/// `pgmove verify`.
+pub async fn verify(path: &Path, counts_only: bool, chunk_rows: Option<u64>, g: Global) -> u8 {
+    let plan = match plan::load(path) {
+        Ok(p) => p,
+        Err(e) => return report_failure(&Failure::input(e)),
+    };
+    let (source, target) = match (plan.endpoint(Side::Source), plan.endpoint(Side::Target)) {
+        (Ok(s), Ok(t)) => (s, t),
+        (Err(e), _) | (_, Err(e)) => return report_failure(&Failure::input(e)),
+    };
+    let objects = plan.objects.clone();
+    let level = if counts_only || plan.cutover.verify == plan::VerifyLevel::Counts {
+        crate::verify::Level::Counts
+    } else {
+        crate::verify::Level::Checksums
+    };
+    let mut opts = crate::verify::VerifyOptions {
+        level,
+        schemas: plan.objects.schemas.clone(),
+        include: std::sync::Arc::new(move |s: &str, t: &str| objects.includes(s, t)),
+        jobs: plan.jobs as usize,
+        large_objects: plan.objects.large_objects,
+        progress: Progress::new(g.format != Format::Json),
+        ..Default::default()
+    };
+    if let Some(c) = chunk_rows {
+        opts.chunk_rows = c.max(1);
+    }
+    match crate::verify::verify(&source, &target, &opts).await {
+        Ok(report) => {
+            match g.format {
+                Format::Json => println!("{}", report.render_json()),
+                Format::Markdown => print!("{}", report.render_markdown()),
+                Format::Text => print!("{}", report.render_text()),
+            }
+            if report.is_identical() {
+                exit::OK
+            } else {
+                exit::DIFFERENCES
+            }
         }
         Err(e) => report_failure(&Failure::runtime(e)),
     }

@@ -19,7 +19,11 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 3] = [Strategy::DumpRestore, Strategy::Pglogical, Strategy::CopyCdc];
+    pub const ALL: [Strategy; 3] = [
+        Strategy::DumpRestore,
+        Strategy::Pglogical,
+        Strategy::CopyCdc,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -124,10 +128,16 @@ fn pglogical_blockers(source: &Inventory, target: &Inventory) -> Vec<String> {
             .as_ref()
             .is_some_and(|l| l.iter().any(|x| x == "pglogical"));
         if !loaded {
-            r.push(format!("pglogical is not in the {}'s shared_preload_libraries", inv.side));
+            r.push(format!(
+                "pglogical is not in the {}'s shared_preload_libraries",
+                inv.side
+            ));
         }
         if inv.available_extension("pglogical").is_none() && inv.extension("pglogical").is_none() {
-            r.push(format!("the pglogical extension is not available on the {}", inv.side));
+            r.push(format!(
+                "the pglogical extension is not available on the {}",
+                inv.side
+            ));
         }
     }
     r
@@ -153,7 +163,13 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
         .iter()
         .map(|t| (t.total_bytes - t.heap_bytes).max(0))
         .sum();
-    let copy_time = estimate_copy(data_bytes, index_bytes, plan.jobs, plan.index_jobs, tables.len());
+    let copy_time = estimate_copy(
+        data_bytes,
+        index_bytes,
+        plan.jobs,
+        plan.index_jobs,
+        tables.len(),
+    );
     let budget = plan.downtime;
 
     let logical = logical_decoding_blockers(source);
@@ -184,9 +200,17 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
     let (strategy, why, rejected) = match plan.strategy {
         StrategyChoice::Auto => {
             let order = if copy_time <= budget {
-                [Strategy::DumpRestore, Strategy::CopyCdc, Strategy::Pglogical]
+                [
+                    Strategy::DumpRestore,
+                    Strategy::CopyCdc,
+                    Strategy::Pglogical,
+                ]
             } else {
-                [Strategy::CopyCdc, Strategy::Pglogical, Strategy::DumpRestore]
+                [
+                    Strategy::CopyCdc,
+                    Strategy::Pglogical,
+                    Strategy::DumpRestore,
+                ]
             };
             let mut rejected = Vec::new();
             let mut chosen = None;
@@ -203,7 +227,10 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
                     } else {
                         r
                     };
-                    rejected.push(Rejected { strategy: s, reasons });
+                    rejected.push(Rejected {
+                        strategy: s,
+                        reasons,
+                    });
                 }
             }
             let why = match chosen {
@@ -243,11 +270,19 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
                 })
                 .collect();
             if r.is_empty() {
-                (Some(s), format!("the plan asks for strategy {}", s.name()), rejected)
+                (
+                    Some(s),
+                    format!("the plan asks for strategy {}", s.name()),
+                    rejected,
+                )
             } else {
                 (
                     None,
-                    format!("the plan asks for strategy {}, which cannot run: {}", s.name(), r.join("; ")),
+                    format!(
+                        "the plan asks for strategy {}, which cannot run: {}",
+                        s.name(),
+                        r.join("; ")
+                    ),
                     rejected,
                 )
             }
@@ -255,7 +290,9 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
     };
 
     let steps = match strategy {
-        Some(Strategy::DumpRestore) => dump_restore_steps(plan, source, &tables, data_bytes, index_bytes),
+        Some(Strategy::DumpRestore) => {
+            dump_restore_steps(plan, source, &tables, data_bytes, index_bytes)
+        }
         _ => Vec::new(),
     };
     let total: u64 = steps.iter().filter_map(|s| s.estimate_secs).sum();
@@ -287,16 +324,23 @@ fn dump_restore_steps(
 ) -> Vec<Step> {
     let workers = (plan.jobs.max(1) as usize).min(tables.len().max(1)) as f64;
     let copy_secs = (data_bytes.max(0) as f64 / (COPY_BYTES_PER_SEC * workers)).ceil() as u64;
-    let index_secs =
-        (index_bytes.max(0) as f64 / (INDEX_BYTES_PER_SEC * plan.index_jobs.max(1) as f64)).ceil() as u64;
+    let index_secs = (index_bytes.max(0) as f64
+        / (INDEX_BYTES_PER_SEC * plan.index_jobs.max(1) as f64))
+        .ceil() as u64;
     let extensions: Vec<&str> = source
         .extensions
         .iter()
         .map(|e| e.name.as_str())
         .filter(|n| *n != "plpgsql")
         .collect();
-    let parents = tables.iter().filter(|t| t.kind == TableKind::PartitionedParent).count();
-    let leaves = tables.iter().filter(|t| t.kind == TableKind::Partition).count();
+    let parents = tables
+        .iter()
+        .filter(|t| t.kind == TableKind::PartitionedParent)
+        .count();
+    let leaves = tables
+        .iter()
+        .filter(|t| t.kind == TableKind::Partition)
+        .count();
     let mut steps = vec![
         (
             "create the pgmove state schema (pgmove.runs, pgmove.steps, pgmove.restore_items)".to_string(),
@@ -345,17 +389,34 @@ fn dump_restore_steps(
     ];
     if source.large_objects > 0 {
         let what = if plan.objects.large_objects {
-            format!("{} large object(s) are part of the dump and restore", source.large_objects)
+            format!(
+                "{} large object(s) are part of the dump and restore",
+                source.large_objects
+            )
         } else {
-            format!("{} large object(s) are left out (objects.large_objects: false)", source.large_objects)
+            format!(
+                "{} large object(s) are left out (objects.large_objects: false)",
+                source.large_objects
+            )
         };
-        steps.insert(4, (what, Side::Target, "large objects live outside tables".to_string(), None));
+        steps.insert(
+            4,
+            (
+                what,
+                Side::Target,
+                "large objects live outside tables".to_string(),
+                None,
+            ),
+        );
     }
     steps.push((
-        format!("verify: row counts and {} per table, sequences, objects (`pgmove verify`)", match plan.cutover.verify {
-            crate::plan::VerifyLevel::Counts => "counts",
-            _ => "chunked checksums",
-        }),
+        format!(
+            "verify: row counts and {} per table, sequences, objects (`pgmove verify`)",
+            match plan.cutover.verify {
+                crate::plan::VerifyLevel::Counts => "counts",
+                _ => "chunked checksums",
+            }
+        ),
         Side::Target,
         "proves the target equals the source before you switch applications".to_string(),
         None,

@@ -32,7 +32,12 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(severity: Severity, check: &'static str, side: Option<Side>, message: String) -> Finding {
+    fn new(
+        severity: Severity,
+        check: &'static str,
+        side: Option<Side>,
+        message: String,
+    ) -> Finding {
         Finding {
             severity,
             check,
@@ -72,7 +77,10 @@ impl Context<'_> {
     }
     fn uses_dump(&self) -> bool {
         // copy-cdc also takes its schema from pg_dump.
-        matches!(self.strategy, Some(Strategy::DumpRestore) | Some(Strategy::CopyCdc))
+        matches!(
+            self.strategy,
+            Some(Strategy::DumpRestore) | Some(Strategy::CopyCdc)
+        )
     }
 }
 
@@ -115,9 +123,15 @@ fn is_rds(inv: &Inventory) -> bool {
 
 fn restart_fix(inv: &Inventory, setting: &str, value: &str) -> String {
     if is_rds(inv) {
-        format!("set {setting} = {value} in the DB parameter group of the {} and reboot it", inv.side)
+        format!(
+            "set {setting} = {value} in the DB parameter group of the {} and reboot it",
+            inv.side
+        )
     } else {
-        format!("ALTER SYSTEM SET {setting} = '{value}'; then restart the {} server", inv.side)
+        format!(
+            "ALTER SYSTEM SET {setting} = '{value}'; then restart the {} server",
+            inv.side
+        )
     }
 }
 
@@ -164,7 +178,11 @@ pub fn replication_slots_and_senders(ctx: &Context) -> Vec<Finding> {
                 ),
             )
             .object("setting max_replication_slots")
-            .fix(restart_fix(s, "max_replication_slots", &(s.settings.max_replication_slots + 1).to_string())),
+            .fix(restart_fix(
+                s,
+                "max_replication_slots",
+                &(s.settings.max_replication_slots + 1).to_string(),
+            )),
         );
     }
     if s.free_wal_senders() < 1 {
@@ -179,7 +197,11 @@ pub fn replication_slots_and_senders(ctx: &Context) -> Vec<Finding> {
                 ),
             )
             .object("setting max_wal_senders")
-            .fix(restart_fix(s, "max_wal_senders", &(s.settings.max_wal_senders + 2).to_string())),
+            .fix(restart_fix(
+                s,
+                "max_wal_senders",
+                &(s.settings.max_wal_senders + 2).to_string(),
+            )),
         );
     }
     out
@@ -256,7 +278,10 @@ pub fn source_rights(ctx: &Context) -> Vec<Finding> {
                 Severity::Blocker,
                 "source-replication-right",
                 Some(Side::Source),
-                format!("role {} has no REPLICATION right; logical decoding needs it", s.server.current_user),
+                format!(
+                    "role {} has no REPLICATION right; logical decoding needs it",
+                    s.server.current_user
+                ),
             )
             .object(format!("role {}", s.server.current_user))
             .fix(fix),
@@ -293,7 +318,10 @@ pub fn target_rights(ctx: &Context) -> Vec<Finding> {
         Severity::Blocker,
         "target-create",
         Some(Side::Target),
-        format!("role {} has no CREATE right on database {}", t.server.current_user, t.server.database),
+        format!(
+            "role {} has no CREATE right on database {}",
+            t.server.current_user, t.server.database
+        ),
     )
     .object(format!("database {}", t.server.database))
     .fix(format!(
@@ -327,7 +355,11 @@ pub fn pglogical_preload(ctx: &Context) -> Vec<Finding> {
     }
     let mut out = vec![];
     for inv in [ctx.source, ctx.target] {
-        let libs = inv.settings.shared_preload_libraries.clone().unwrap_or_default();
+        let libs = inv
+            .settings
+            .shared_preload_libraries
+            .clone()
+            .unwrap_or_default();
         if !libs.iter().any(|l| l == "pglogical") {
             let mut new = libs.clone();
             new.push("pglogical".to_string());
@@ -364,7 +396,11 @@ pub fn tables_without_key(ctx: &Context) -> Vec<Finding> {
     if keyless.is_empty() {
         return vec![];
     }
-    let what = format!("{} table(s) have no primary key or replica identity: {}", keyless.len(), list(&keyless));
+    let what = format!(
+        "{} table(s) have no primary key or replica identity: {}",
+        keyless.len(),
+        list(&keyless)
+    );
     if !ctx.online() {
         return vec![Finding::new(
             Severity::Info,
@@ -393,8 +429,13 @@ pub fn tables_without_key(ctx: &Context) -> Vec<Finding> {
             format!("{what}; they will not be moved (cdc.tables_without_key: exclude)"),
         ),
     };
-    let f = Finding::new(severity, "tables-without-key", Some(Side::Source), message).object(list(&keyless));
-    vec![if severity == Severity::Blocker { f.fix(choices) } else { f }]
+    let f = Finding::new(severity, "tables-without-key", Some(Side::Source), message)
+        .object(list(&keyless));
+    vec![if severity == Severity::Blocker {
+        f.fix(choices)
+    } else {
+        f
+    }]
 }
 
 /// Partitioned tables: how they are handled.
@@ -424,7 +465,9 @@ pub fn partitioned_tables(ctx: &Context) -> Vec<Finding> {
 /// The Debian package that provides an extension, for fixes.
 pub fn extension_package(name: &str, major: i32) -> String {
     match name {
-        n if n.starts_with("postgis") || n == "address_standardizer" => format!("postgresql-{major}-postgis-3"),
+        n if n.starts_with("postgis") || n == "address_standardizer" => {
+            format!("postgresql-{major}-postgis-3")
+        }
         "pglogical" => format!("postgresql-{major}-pglogical"),
         "vector" => format!("postgresql-{major}-pgvector"),
         "timescaledb" => "timescaledb-2-postgresql-<major>".to_string(),
@@ -453,7 +496,10 @@ pub fn extensions(ctx: &Context) -> Vec<Finding> {
                                     Severity::Blocker,
                                     "extension-not-allowed",
                                     Some(Side::Target),
-                                    format!("extension {} is not in the target's rds.extensions list", e.name),
+                                    format!(
+                                        "extension {} is not in the target's rds.extensions list",
+                                        e.name
+                                    ),
                                 )
                                 .object(format!("extension {}", e.name)),
                             );
@@ -465,7 +511,10 @@ pub fn extensions(ctx: &Context) -> Vec<Finding> {
                 let fix = if is_rds(ctx.target) {
                     format!("extension {} is not offered by this RDS/Aurora version; upgrade the target engine or drop the extension's objects from the plan", e.name)
                 } else {
-                    format!("apt-get install {} on the target host", extension_package(&e.name, major))
+                    format!(
+                        "apt-get install {} on the target host",
+                        extension_package(&e.name, major)
+                    )
                 };
                 out.push(
                     Finding::new(
@@ -495,11 +544,10 @@ pub fn client_versions(ctx: &Context) -> Vec<Finding> {
     for r in [&ctx.pg_dump, &ctx.pg_restore] {
         if let Err(e) = r {
             out.push(
-                Finding::new(Severity::Blocker, "client-version", None, e.clone())
-                    .fix(format!(
-                        "apt-get install postgresql-client-{}, or set bin_dir in the plan",
-                        ctx.source.server.version_num / 10000
-                    )),
+                Finding::new(Severity::Blocker, "client-version", None, e.clone()).fix(format!(
+                    "apt-get install postgresql-client-{}, or set bin_dir in the plan",
+                    ctx.source.server.version_num / 10000
+                )),
             );
         }
     }
@@ -551,7 +599,10 @@ pub fn target_not_empty(ctx: &Context) -> Vec<Finding> {
             Severity::Info,
             "resume",
             Some(Side::Target),
-            format!("the target holds an earlier pgmove run ({} of the tables exist); apply resumes it", clashes.len()),
+            format!(
+                "the target holds an earlier pgmove run ({} of the tables exist); apply resumes it",
+                clashes.len()
+            ),
         )];
     }
     vec![Finding::new(
@@ -575,7 +626,14 @@ pub fn large_objects(ctx: &Context) -> Vec<Finding> {
             Severity::Info,
             "large-objects",
             Some(Side::Source),
-            format!("{n} large object(s) will be copied{}", if ctx.online() { "; logical decoding does not carry their later changes, so they are copied again at cutover" } else { "" }),
+            format!(
+                "{n} large object(s) will be copied{}",
+                if ctx.online() {
+                    "; logical decoding does not carry their later changes, so they are copied again at cutover"
+                } else {
+                    ""
+                }
+            ),
         )]
     } else {
         vec![Finding::new(
@@ -603,11 +661,18 @@ pub fn long_transactions(ctx: &Context) -> Vec<Finding> {
                     t.pid,
                     t.user.as_deref().unwrap_or("?"),
                     t.age_seconds,
-                    if ctx.online() { "; creating the replication slot waits for it to end" } else { "" }
+                    if ctx.online() {
+                        "; creating the replication slot waits for it to end"
+                    } else {
+                        ""
+                    }
                 ),
             )
             .object(format!("pid {}", t.pid))
-            .fix(format!("end it when safe: SELECT pg_terminate_backend({});", t.pid))
+            .fix(format!(
+                "end it when safe: SELECT pg_terminate_backend({});",
+                t.pid
+            ))
         })
         .collect()
 }
@@ -629,7 +694,10 @@ pub fn inactive_slots(ctx: &Context) -> Vec<Finding> {
                 ),
             )
             .object(format!("slot {}", s.name))
-            .fix(format!("if unused: SELECT pg_drop_replication_slot({});", crate::pg::quote::literal(&s.name)))
+            .fix(format!(
+                "if unused: SELECT pg_drop_replication_slot({});",
+                crate::pg::quote::literal(&s.name)
+            ))
         })
         .collect()
 }
@@ -652,7 +720,10 @@ pub fn owners(ctx: &Context) -> Vec<Finding> {
         Severity::Warning,
         "owners",
         Some(Side::Target),
-        format!("owner: keep restores ownership to role(s) {}; they must exist on the target", owners.join(", ")),
+        format!(
+            "owner: keep restores ownership to role(s) {}; they must exist on the target",
+            owners.join(", ")
+        ),
     )
     .fix("create them on the target first, set roles: create, or set owner: target-user")]
 }
@@ -664,8 +735,17 @@ pub fn downtime_budget(ctx: &Context) -> Vec<Finding> {
     }
     let tables: Vec<_> = planner::selected_tables(ctx.plan, ctx.source).collect();
     let data: i64 = tables.iter().map(|t| t.heap_bytes.max(0)).sum();
-    let index: i64 = tables.iter().map(|t| (t.total_bytes - t.heap_bytes).max(0)).sum();
-    let est = planner::estimate_copy(data, index, ctx.plan.jobs, ctx.plan.index_jobs, tables.len());
+    let index: i64 = tables
+        .iter()
+        .map(|t| (t.total_bytes - t.heap_bytes).max(0))
+        .sum();
+    let est = planner::estimate_copy(
+        data,
+        index,
+        ctx.plan.jobs,
+        ctx.plan.index_jobs,
+        tables.len(),
+    );
     if est <= ctx.plan.downtime {
         return vec![];
     }
@@ -687,6 +767,10 @@ fn list(items: &[String]) -> String {
     if items.len() <= MAX {
         items.join(", ")
     } else {
-        format!("{}, and {} more", items[..MAX].join(", "), items.len() - MAX)
+        format!(
+            "{}, and {} more",
+            items[..MAX].join(", "),
+            items.len() - MAX
+        )
     }
 }

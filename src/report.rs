@@ -98,7 +98,8 @@ impl PlanReport {
     pub fn render(&self, format: Format, color: bool) -> String {
         match format {
             Format::Json => {
-                serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+                serde_json::to_string_pretty(self)
+                    .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
                     + "\n"
             }
             Format::Markdown => self.markdown(),
@@ -115,7 +116,13 @@ impl PlanReport {
             }
         };
         let mut o = String::new();
-        let _ = writeln!(o, "{} {} ({})", paint("1", "pgmove plan"), self.plan, self.plan_file);
+        let _ = writeln!(
+            o,
+            "{} {} ({})",
+            paint("1", "pgmove plan"),
+            self.plan,
+            self.plan_file
+        );
         for (label, s) in [("source", &self.source), ("target", &self.target)] {
             let _ = writeln!(
                 o,
@@ -155,7 +162,12 @@ impl PlanReport {
                 let _ = writeln!(o, "{} {}", paint("1", "Strategy:"), paint("1;32", s.name()));
             }
             None => {
-                let _ = writeln!(o, "{} {}", paint("1", "Strategy:"), paint("1;31", "none can run"));
+                let _ = writeln!(
+                    o,
+                    "{} {}",
+                    paint("1", "Strategy:"),
+                    paint("1;31", "none can run")
+                );
             }
         }
         let _ = writeln!(o, "  why: {}", d.why);
@@ -190,7 +202,10 @@ impl PlanReport {
         } else {
             paint(
                 "1;31",
-                &format!("Blocked: {} blocker(s) to fix before `pgmove apply`.", self.blockers.max(1)),
+                &format!(
+                    "Blocked: {} blocker(s) to fix before `pgmove apply`.",
+                    self.blockers.max(1)
+                ),
             )
         };
         let _ = writeln!(o, "{verdict}");
@@ -200,7 +215,10 @@ impl PlanReport {
     fn markdown(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(o, "# pgmove plan `{}`\n", self.plan);
-        let _ = writeln!(o, "| | endpoint | version | platform | database | size | tables |");
+        let _ = writeln!(
+            o,
+            "| | endpoint | version | platform | database | size | tables |"
+        );
         let _ = writeln!(o, "|---|---|---|---|---|---|---|");
         for (label, s) in [("source", &self.source), ("target", &self.target)] {
             let _ = writeln!(
@@ -240,7 +258,12 @@ impl PlanReport {
             d.why
         );
         for r in &d.rejected {
-            let _ = writeln!(o, "- not **{}**: {}", r.strategy.name(), r.reasons.join("; "));
+            let _ = writeln!(
+                o,
+                "- not **{}**: {}",
+                r.strategy.name(),
+                r.reasons.join("; ")
+            );
         }
         if !d.steps.is_empty() {
             let _ = writeln!(o, "\n## Steps\n");
@@ -251,7 +274,11 @@ impl PlanReport {
         let _ = writeln!(
             o,
             "\n**{}**",
-            if self.ready { "Ready to apply." } else { "Blocked." }
+            if self.ready {
+                "Ready to apply."
+            } else {
+                "Blocked."
+            }
         );
         o
     }

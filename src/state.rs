@@ -54,6 +54,23 @@ impl<'a> State<'a> {
             .batch_execute(CREATE_SQL)
             .await
             .map_err(|e| target.query_error("creating the pgmove schema on the target", &e))?;
+        // One apply per plan at a time: a session-level advisory lock, released when this
+        // connection ends (also when the process is killed).
+        let row = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext('pgmove:' || $1::text))",
+                &[&plan_name],
+            )
+            .await
+            .map_err(|e| target.query_error("taking the plan's advisory lock", &e))?;
+        if !row.get::<_, bool>(0) {
+            return Err(PgError::Query {
+                side: target.side,
+                message: format!(
+                    "another pgmove apply of plan {plan_name:?} is running against this target; wait for it or stop it first"
+                ),
+            });
+        }
         Ok(State {
             target,
             client,

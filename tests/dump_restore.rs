@@ -12,7 +12,10 @@ const FIXTURE: &str = include_str!("fixtures/many_types.sql");
 fn endpoint(c: &Cluster, side: Side, db: &str) -> Endpoint {
     Endpoint::from_dsn(
         side,
-        &format!("postgres://postgres@127.0.0.1:{}/{db}?sslmode=disable", c.port),
+        &format!(
+            "postgres://postgres@127.0.0.1:{}/{db}?sslmode=disable",
+            c.port
+        ),
         Some(Secret::new(c.password.clone())),
         &|_| None,
     )
@@ -68,18 +71,33 @@ fn assert_same(src: &Cluster, dst: &Cluster) {
 /// large objects and the schema, as pg_dump prints them.
 fn fingerprint(c: &Cluster) -> String {
     let out = std::process::Command::new(support::bindir().join("pg_dump"))
-        .args(["-h", "127.0.0.1", "-p", &c.port.to_string(), "-U", "postgres", "-d", "shop"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &c.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "shop",
+        ])
         .args(["--exclude-schema=pgmove", "--no-owner", "--blobs"])
         .env("PGPASSWORD", &c.password)
         .output()
         .expect("pg_dump");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     // Object ids of large objects differ only if not preserved; pg_dump keeps them. Drop the
     // header comments that carry version numbers.
     text.lines()
         .filter(|l| {
-            !l.starts_with("-- Dumped") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")
+            !l.starts_with("-- Dumped")
+                && !l.starts_with("\\restrict")
+                && !l.starts_with("\\unrestrict")
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -92,28 +110,47 @@ async fn apply_moves_every_type_and_object_exactly() {
     dst.create_db("shop");
     let dir = tempfile::tempdir().expect("tempdir");
     let j = job(&src, &dst, "many-types", &dir.path().join("dump"));
-    let outcome = dump_restore::run(&j, Progress::logs()).await.expect("apply");
+    let outcome = dump_restore::run(&j, Progress::logs())
+        .await
+        .expect("apply");
     assert!(!outcome.dump_reused);
     assert!(outcome.items_restored > 20, "{outcome:?}");
     assert_same(&src, &dst);
     assert_eq!(
-        dst.psql("shop", "SELECT phase FROM pgmove.runs WHERE plan_name = 'many-types'"),
+        dst.psql(
+            "shop",
+            "SELECT phase FROM pgmove.runs WHERE plan_name = 'many-types'"
+        ),
         "done"
     );
     // Exact values survive, PostGIS included.
     assert_eq!(
-        dst.psql("shop", "SELECT n_free::text, f8::text, tstz::text FROM every_type WHERE id = 1"),
+        dst.psql(
+            "shop",
+            "SELECT n_free::text, f8::text, tstz::text FROM every_type WHERE id = 1"
+        ),
         "NaN|Infinity|-infinity"
     );
     assert_eq!(
-        dst.psql("shop", "SELECT ST_AsText(geom) FROM places WHERE name = 'paris'"),
+        dst.psql(
+            "shop",
+            "SELECT ST_AsText(geom) FROM places WHERE name = 'paris'"
+        ),
         "POINT(2.3522 48.8566)"
     );
-    assert_eq!(dst.psql("shop", "SELECT last_value FROM invoice_no"), "4242");
-    assert_eq!(dst.psql("shop", "SELECT count(*) FROM ONLY events_eu_2026"), src.psql("shop", "SELECT count(*) FROM ONLY events_eu_2026"));
+    assert_eq!(
+        dst.psql("shop", "SELECT last_value FROM invoice_no"),
+        "4242"
+    );
+    assert_eq!(
+        dst.psql("shop", "SELECT count(*) FROM ONLY events_eu_2026"),
+        src.psql("shop", "SELECT count(*) FROM ONLY events_eu_2026")
+    );
 
     // Running apply again is a no-op that reuses the dump and restores nothing twice.
-    let again = dump_restore::run(&j, Progress::logs()).await.expect("rerun");
+    let again = dump_restore::run(&j, Progress::logs())
+        .await
+        .expect("rerun");
     assert!(again.dump_reused);
     assert_eq!(again.items_restored, 0, "{again:?}");
     assert!(again.pre_data_already_done);
@@ -126,22 +163,128 @@ async fn a_failing_item_is_named_and_the_rerun_resumes_after_the_fix() {
     let dst = Cluster::start(Options::default());
     dst.create_db("shop");
     // The target lacks a role that owns a source table: the owner change fails.
-    src.psql("shop", "CREATE ROLE app_owner; ALTER TABLE sales.orders OWNER TO app_owner;");
+    src.psql(
+        "shop",
+        "CREATE ROLE app_owner; ALTER TABLE sales.orders OWNER TO app_owner;",
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let j = job(&src, &dst, "needs-role", &dir.path().join("dump"));
-    let err = dump_restore::run(&j, Progress::logs()).await.expect_err("role missing");
+    let err = dump_restore::run(&j, Progress::logs())
+        .await
+        .expect_err("role missing");
     let text = err.to_string();
     assert!(text.contains("the schema (pre-data)"), "{text}");
     assert!(text.contains("role \"app_owner\" does not exist"), "{text}");
     assert!(!text.contains(&dst.password));
-    assert_eq!(
-        dst.psql("shop", "SELECT phase FROM pgmove.runs"),
-        "failed"
-    );
+    assert_eq!(dst.psql("shop", "SELECT phase FROM pgmove.runs"), "failed");
     // Pre-data is atomic: nothing of the schema is there.
-    assert_eq!(dst.psql("shop", "SELECT count(*) FROM pg_tables WHERE schemaname = 'sales'"), "0");
+    assert_eq!(
+        dst.psql(
+            "shop",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'sales'"
+        ),
+        "0"
+    );
     dst.psql("postgres", "CREATE ROLE app_owner");
-    let outcome = dump_restore::run(&j, Progress::logs()).await.expect("resumes");
+    let outcome = dump_restore::run(&j, Progress::logs())
+        .await
+        .expect("resumes");
     assert!(outcome.dump_reused);
     assert_same(&src, &dst);
+}
+
+/// Rows of pgmove.restore_items as `dump_id finished_at`, sorted.
+fn finished_items(c: &Cluster) -> Vec<String> {
+    let out = c.psql(
+        "shop",
+        "SELECT dump_id || ' ' || finished_at FROM pgmove.restore_items ORDER BY dump_id",
+    );
+    out.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn sigkill_mid_restore_then_rerun_gives_an_identical_target_without_redoing_items() {
+    let src = Cluster::start(Options::default());
+    src.create_db("shop");
+    // Enough tables that the restore takes a while with one job.
+    let mut sql = String::new();
+    for i in 0..40 {
+        sql.push_str(&format!(
+            "CREATE TABLE t{i:02} (id int PRIMARY KEY, v text); INSERT INTO t{i:02} SELECT g, md5(g::text) FROM generate_series(1, 40000) g;\n"
+        ));
+    }
+    src.psql("shop", &sql);
+    let dst = Cluster::start(Options::default());
+    dst.create_db("shop");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = dir.path().join("kill.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: kill\nstrategy: dump-restore\njobs: 1\nindex_jobs: 1\nsource:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: DST_PW}}\n  sslmode: disable\n",
+            src.port, dst.port
+        ),
+    )
+    .expect("write plan");
+    let dump_dir = dir.path().join("dump");
+    let apply = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_pgmove"));
+        c.args(["apply", plan.to_str().expect("utf8"), "--yes", "--dump-dir"])
+            .arg(&dump_dir)
+            .env("SRC_PW", &src.password)
+            .env("DST_PW", &dst.password)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    let mut child = apply().spawn().expect("start apply");
+    // Wait until some, not all, data items are restored, then kill -9.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "restore never started"
+        );
+        let n = dst
+            .psql_output(
+                "shop",
+                "SELECT count(*) FROM pgmove.restore_items WHERE kind = 'TABLE DATA'",
+            )
+            .stdout;
+        let n: usize = String::from_utf8_lossy(&n).trim().parse().unwrap_or(0);
+        if n >= 5 {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("apply ended before it could be killed: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let before = finished_items(&dst);
+    let done_tables = before.len();
+    assert!(
+        done_tables < 40 + 40,
+        "the kill came too late: {done_tables} items done"
+    );
+    // Let any item left running by the killed process end.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let before = finished_items(&dst);
+
+    let status = apply().status().expect("rerun");
+    assert!(status.success(), "rerun failed: {status}");
+    assert_same(&src, &dst);
+    // Items finished before the kill were not restored again: their rows are untouched.
+    let after = finished_items(&dst);
+    for row in &before {
+        assert!(after.contains(row), "item redone: {row}");
+    }
+    assert!(after.len() > before.len());
+    for i in 0..40 {
+        assert_eq!(
+            dst.psql("shop", &format!("SELECT count(*) FROM t{i:02}")),
+            "40000"
+        );
+    }
 }

@@ -313,9 +313,11 @@ impl ConnInfo {
             | "krbsrvname"
             | "tcp_user_timeout"
             | "channel_binding" => {}
-            other => return Err(DsnError::new(format!(
+            other => {
+                return Err(DsnError::new(format!(
                 "unknown connection option {other:?}; see the libpq \"Parameter Key Words\" list"
-            ))),
+            )))
+            }
         }
         Ok(())
     }

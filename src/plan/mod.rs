@@ -26,7 +26,9 @@ pub struct PlanError {
 }
 
 fn hint_text(h: &Option<String>) -> String {
-    h.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default()
+    h.as_ref()
+        .map(|h| format!("\n  hint: {h}"))
+        .unwrap_or_default()
 }
 
 /// Where a value stood in the file.
@@ -360,7 +362,7 @@ fn from_yaml_error(e: &serde_saphyr::Error, file: &str) -> PlanError {
         .location()
         .map(|l| (l.line(), l.column()))
         .unwrap_or((0, 0));
-    let (message, hint) = match e {
+    let (message, hint) = match e.without_snippet() {
         E::SerdeUnknownField {
             field, expected, ..
         } => (
@@ -403,7 +405,7 @@ fn from_yaml_error(e: &serde_saphyr::Error, file: &str) -> PlanError {
             Some("check the value's type against plans/examples/".to_string()),
         ),
         other => {
-            let text = other.to_string();
+            let text = other.without_snippet().to_string();
             let first = text.lines().next().unwrap_or("").to_string();
             // "error: line 3 column 5: message" -> "message"
             let msg = first
@@ -413,7 +415,7 @@ fn from_yaml_error(e: &serde_saphyr::Error, file: &str) -> PlanError {
                 .unwrap_or(first);
             let hint = if msg.contains("untagged enum RawPassword") {
                 Some("write `password: {env: VARIABLE}` or `password: {file: /path/to/secret}`".to_string())
-            } else if text.to_lowercase().contains("tab") {
+            } else if text.to_lowercase().contains("tab character") || text.contains("tabs") {
                 Some("YAML indents with spaces, not tabs".to_string())
             } else {
                 Some("the file must be valid YAML; see plans/examples/".to_string())
@@ -478,26 +480,44 @@ pub fn parse(text: &str, file: &str) -> Result<Plan, PlanError> {
             "the source's kind is detected; move `kind:` under `target:`",
         ));
     }
-    let duration = |v: &Option<Spanned<String>>, default: Duration, key: &str| {
-        match v {
-            None => Ok(default),
-            Some(s) => parse_duration(&s.value).map_err(|m| {
-                cx.err(pos(s), format!("invalid duration for `{key}`: {m}"), "write a number with a unit: 500ms, 30s, 5m, 1h, 1h30m")
-            }),
-        }
+    let duration = |v: &Option<Spanned<String>>, default: Duration, key: &str| match v {
+        None => Ok(default),
+        Some(s) => parse_duration(&s.value).map_err(|m| {
+            cx.err(
+                pos(s),
+                format!("invalid duration for `{key}`: {m}"),
+                "write a number with a unit: 500ms, 30s, 5m, 1h, 1h30m",
+            )
+        }),
     };
     let downtime = duration(&raw.downtime, Duration::from_secs(300), "downtime")?;
-    let max_lag = duration(&raw.cutover.max_lag, Duration::from_secs(5), "cutover.max_lag")?;
+    let max_lag = duration(
+        &raw.cutover.max_lag,
+        Duration::from_secs(5),
+        "cutover.max_lag",
+    )?;
     let split = match &raw.split_tables_larger_than {
         None => 1024 * 1024 * 1024,
         Some(s) => parse_size(&s.value).map_err(|m| {
-            cx.err(pos(s), format!("invalid size for `split_tables_larger_than`: {m}"), "write a number with a unit: 512MB, 1GB, 2TB")
+            cx.err(
+                pos(s),
+                format!("invalid size for `split_tables_larger_than`: {m}"),
+                "write a number with a unit: 512MB, 1GB, 2TB",
+            )
         })?,
     };
     let positive = |v: &Option<Spanned<u32>>, default: u32, key: &str| match v {
         None => Ok(default),
-        Some(s) if s.value == 0 => Err(cx.err(pos(s), format!("`{key}` must be at least 1"), format!("set `{key}: 1` for no parallelism"))),
-        Some(s) if s.value > 256 => Err(cx.err(pos(s), format!("`{key}` of {} is more than pgmove allows (256)", s.value), "each job is a connection on both servers; 2 to 16 is typical")),
+        Some(s) if s.value == 0 => Err(cx.err(
+            pos(s),
+            format!("`{key}` must be at least 1"),
+            format!("set `{key}: 1` for no parallelism"),
+        )),
+        Some(s) if s.value > 256 => Err(cx.err(
+            pos(s),
+            format!("`{key}` of {} is more than pgmove allows (256)", s.value),
+            "each job is a connection on both servers; 2 to 16 is typical",
+        )),
         Some(s) => Ok(s.value),
     };
     let jobs = positive(&raw.jobs, 4, "jobs")?;
@@ -508,7 +528,10 @@ pub fn parse(text: &str, file: &str) -> Result<Plan, PlanError> {
             return Err(cx.err(
                 pos(g),
                 format!("exclude pattern {:?} has no schema", g.value),
-                format!("patterns match schema.table: write `public.{}` or `*.{}`", g.value, g.value),
+                format!(
+                    "patterns match schema.table: write `public.{}` or `*.{}`",
+                    g.value, g.value
+                ),
             ));
         }
         exclude.push(g.value.clone());
@@ -516,12 +539,19 @@ pub fn parse(text: &str, file: &str) -> Result<Plan, PlanError> {
     let start_lsn = match &raw.cdc.start_lsn {
         None => None,
         Some(s) => Some(s.value.parse::<pg::Lsn>().map_err(|e| {
-            cx.err(pos(s), e.to_string(), "write the LSN as PostgreSQL prints it, e.g. 16/B374D848, or null")
+            cx.err(
+                pos(s),
+                e.to_string(),
+                "write the LSN as PostgreSQL prints it, e.g. 16/B374D848, or null",
+            )
         })?),
     };
     let strategy = raw.strategy.as_ref().map(|s| s.value).unwrap_or_default();
     if let (Some(s), Some(lsn)) = (&raw.strategy, &raw.cdc.start_lsn) {
-        if matches!(s.value, StrategyChoice::Pglogical | StrategyChoice::DumpRestore) {
+        if matches!(
+            s.value,
+            StrategyChoice::Pglogical | StrategyChoice::DumpRestore
+        ) {
             return Err(cx.err(
                 pos(lsn),
                 "`cdc.start_lsn` only applies to strategy copy-cdc",
@@ -541,11 +571,20 @@ pub fn parse(text: &str, file: &str) -> Result<Plan, PlanError> {
     let ident = |v: &Option<Spanned<String>>, key: &str| -> Result<Option<String>, PlanError> {
         match v {
             None => Ok(None),
-            Some(s) if s.value.is_empty() || s.value.len() > 63 || !s.value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') => Err(cx.err(
-                pos(s),
-                format!("invalid `{key}` {:?}", s.value),
-                "use lowercase letters, digits and '_', at most 63 characters",
-            )),
+            Some(s)
+                if s.value.is_empty()
+                    || s.value.len() > 63
+                    || !s
+                        .value
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') =>
+            {
+                Err(cx.err(
+                    pos(s),
+                    format!("invalid `{key}` {:?}", s.value),
+                    "use lowercase letters, digits and '_', at most 63 characters",
+                ))
+            }
             Some(s) => Ok(Some(s.value.clone())),
         }
     };
@@ -557,7 +596,12 @@ pub fn parse(text: &str, file: &str) -> Result<Plan, PlanError> {
         name,
         source,
         target,
-        target_kind: raw.target.kind.as_ref().map(|k| k.value).unwrap_or_default(),
+        target_kind: raw
+            .target
+            .kind
+            .as_ref()
+            .map(|k| k.value)
+            .unwrap_or_default(),
         strategy,
         downtime,
         objects: Objects {
@@ -647,12 +691,14 @@ impl Plan {
         };
         let password = match &spec.password {
             None => None,
-            Some(PasswordSource::Env(var)) => Some(Secret::new(std::env::var(var).map_err(|_| {
-                at(
-                    format!("{side}.password: environment variable {var} is not set"),
-                    "export it before running pgmove (it is read, never printed)",
-                )
-            })?)),
+            Some(PasswordSource::Env(var)) => {
+                Some(Secret::new(std::env::var(var).map_err(|_| {
+                    at(
+                        format!("{side}.password: environment variable {var} is not set"),
+                        "export it before running pgmove (it is read, never printed)",
+                    )
+                })?))
+            }
             Some(PasswordSource::File(path)) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     at(
@@ -681,7 +727,10 @@ impl Plan {
 
     /// The replication slot's name: `cdc.slot` or `pgmove_<name>`.
     pub fn slot_name(&self) -> String {
-        self.cdc.slot.clone().unwrap_or_else(|| artifact_name(&self.name))
+        self.cdc
+            .slot
+            .clone()
+            .unwrap_or_else(|| artifact_name(&self.name))
     }
 
     /// The publication's name.
@@ -774,7 +823,10 @@ mod tests {
 
     #[test]
     fn did_you_mean_finds_close_keys() {
-        assert_eq!(did_you_mean("dowtime", &["downtime", "jobs"]), Some("downtime"));
+        assert_eq!(
+            did_you_mean("dowtime", &["downtime", "jobs"]),
+            Some("downtime")
+        );
         assert_eq!(did_you_mean("zzzzzz", &["downtime", "jobs"]), None);
     }
 }

@@ -32,7 +32,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "h" => Duration::from_secs(n.saturating_mul(3600)),
             "d" => Duration::from_secs(n.saturating_mul(86400)),
             "" => return Err(format!("{t:?}: a number without a unit")),
-            other => return Err(format!("{t:?}: unknown unit {other:?} (use ms, s, m, h, d)")),
+            other => {
+                return Err(format!(
+                    "{t:?}: unknown unit {other:?} (use ms, s, m, h, d)"
+                ))
+            }
         };
         total = total.saturating_add(d);
     }
@@ -57,7 +61,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
         "" => return Err(format!("{t:?} has no unit (write {n}MB or {n}GB)")),
-        other => return Err(format!("{t:?}: unknown unit {other:?} (use kB, MB, GB, TB)")),
+        other => {
+            return Err(format!(
+                "{t:?}: unknown unit {other:?} (use kB, MB, GB, TB)"
+            ))
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("{t:?} is too large"))
@@ -116,7 +124,14 @@ mod tests {
         assert_eq!(parse_size("2TiB"), Ok(2 << 40));
         assert_eq!(parse_size("100B"), Ok(100));
         assert_eq!(parse_size("1 gb"), Ok(1 << 30));
-        for bad in ["", "GB", "1", "1XB", "99999999999999999999GB", "999999999999TB"] {
+        for bad in [
+            "",
+            "GB",
+            "1",
+            "1XB",
+            "99999999999999999999GB",
+            "999999999999TB",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
     }

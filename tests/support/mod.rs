@@ -26,6 +26,9 @@ pub struct Options {
     pub ssl: bool,
     /// Further `postgresql.conf` lines, as `name = value`.
     pub settings: Vec<(String, String)>,
+    /// Extensions this server must not offer (as if their package were not installed): the
+    /// server runs from a private installation tree whose extension directory lacks them.
+    pub hide_extensions: Vec<String>,
 }
 
 impl Options {
@@ -160,12 +163,16 @@ pub fn unrelated_ca(dir: &Path) -> PathBuf {
 impl Cluster {
     /// Starts a fresh cluster. Panics with the reason when it cannot.
     pub fn start(opts: Options) -> Cluster {
-        let bindir = bindir();
         let as_postgres = is_root();
         let dir = tempfile::Builder::new()
             .prefix("pgmove-test-")
             .tempdir()
             .expect("temp dir");
+        let bindir = if opts.hide_extensions.is_empty() {
+            bindir()
+        } else {
+            private_install(dir.path(), &opts.hide_extensions)
+        };
         let data = dir.path().join("data");
         let password = random_token();
         let pwfile = dir.path().join("pw");
@@ -391,6 +398,72 @@ impl Drop for Cluster {
                 .args(["-m", "immediate", "-w", "stop"]),
         );
     }
+}
+
+/// A copy of the PostgreSQL installation under `root` whose extension directory lacks every
+/// file of the `hidden` extensions. PostgreSQL finds its share and lib directories relative to
+/// its own executable, so the binaries are hard-linked (or copied) and everything else is
+/// symlinked. Returns the private bin directory.
+fn private_install(root: &Path, hidden: &[String]) -> PathBuf {
+    let real_bin = bindir();
+    let out = Command::new(real_bin.join("pg_config"))
+        .args(["--sharedir", "--pkglibdir"])
+        .output()
+        .expect("run pg_config");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = text.lines();
+    let share = PathBuf::from(lines.next().expect("sharedir"));
+    let pkglib = PathBuf::from(lines.next().expect("pkglibdir"));
+    // Mirror the layout: <prefix>/lib/postgresql/N/{bin,lib} and <prefix>/share/postgresql/N.
+    let major = real_bin
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().to_string())
+        .expect("versioned bin dir");
+    let base = root.join("install");
+    let bin = base.join(format!("lib/postgresql/{major}/bin"));
+    let lib = base.join(format!("lib/postgresql/{major}/lib"));
+    let sh = base.join(format!("share/postgresql/{major}"));
+    std::fs::create_dir_all(&bin).expect("mkdir bin");
+    std::fs::create_dir_all(&sh).expect("mkdir share");
+    for e in std::fs::read_dir(&real_bin)
+        .expect("read bin")
+        .filter_map(|e| e.ok())
+    {
+        let dst = bin.join(e.file_name());
+        if std::fs::hard_link(e.path(), &dst).is_err() {
+            std::fs::copy(e.path(), &dst).expect("copy binary");
+        }
+    }
+    std::os::unix::fs::symlink(&pkglib, &lib).expect("link lib");
+    for e in std::fs::read_dir(&share)
+        .expect("read share")
+        .filter_map(|e| e.ok())
+    {
+        if e.file_name() == "extension" {
+            continue;
+        }
+        std::os::unix::fs::symlink(e.path(), sh.join(e.file_name())).expect("link share");
+    }
+    let ext = sh.join("extension");
+    std::fs::create_dir_all(&ext).expect("mkdir extension");
+    for e in std::fs::read_dir(share.join("extension"))
+        .expect("read extension")
+        .filter_map(|e| e.ok())
+    {
+        let name = e.file_name().to_string_lossy().to_string();
+        if hidden.iter().any(|h| name.starts_with(h.as_str())) {
+            continue;
+        }
+        std::os::unix::fs::symlink(e.path(), ext.join(&name)).expect("link extension file");
+    }
+    if is_root() {
+        let _ = Command::new("chown")
+            .args(["-R", "-h", "postgres:postgres"])
+            .arg(&base)
+            .status();
+    }
+    bin
 }
 
 fn run_as(as_postgres: bool, cmd: &mut Command) -> Output {

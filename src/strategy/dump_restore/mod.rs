@@ -327,7 +327,11 @@ pub async fn dry_run(job: &Job) -> Result<Vec<String>, DumpRestoreError> {
     );
     out.push("-- 4. pre-data (schema, extensions first) in one transaction, ITEMS = every pre-data item except comments on extensions and schemas that exist on the target, then:".to_string());
     out.push(pipe.clone());
-    out.push(state::finish_step_sql(&job.plan_name, "pre-data", None).trim().to_string());
+    out.push(
+        state::finish_step_sql(&job.plan_name, "pre-data", None)
+            .trim()
+            .to_string(),
+    );
     out.push(format!(
         "-- 5. data: per item (TABLE DATA, SEQUENCE SET, BLOBS), {} at a time, largest first, each in one transaction with its progress row:",
         job.jobs.max(1)
@@ -345,7 +349,11 @@ pub async fn dry_run(job: &Job) -> Result<Vec<String>, DumpRestoreError> {
     out.push(pipe);
     out.push("-- 7. statistics".to_string());
     out.push("ANALYZE;".to_string());
-    out.push(state::finish_step_sql(&job.plan_name, "done", None).trim().to_string());
+    out.push(
+        state::finish_step_sql(&job.plan_name, "done", None)
+            .trim()
+            .to_string(),
+    );
     if job.dump_dir.is_none() {
         out.push(format!("rm -r {}", dir.display()));
     }
@@ -418,8 +426,8 @@ async fn run_steps(
     // 1. dump
     state.set_phase(STRATEGY, "dump", None).await?;
     let marker = dir.join(COMPLETE_MARKER);
-    let already_restoring = !state.finished_items().await?.is_empty()
-        || state.step("pre-data").await?.is_some();
+    let already_restoring =
+        !state.finished_items().await?.is_empty() || state.step("pre-data").await?.is_some();
     if marker.is_file() {
         outcome.dump_reused = true;
         tracing::info!(dir = %dir.display(), "reusing the complete dump of an earlier run");
@@ -481,10 +489,7 @@ async fn run_steps(
         outcome.pre_data_already_done = true;
     } else {
         let existing = target_schemas(job).await?;
-        let items: Vec<&Entry> = pre
-            .iter()
-            .filter(|e| keep_pre_data(e, &existing))
-            .collect();
+        let items: Vec<&Entry> = pre.iter().filter(|e| keep_pre_data(e, &existing)).collect();
         let step = progress.step("schema", items.len() as u64);
         let suffix = state::finish_step_sql(&job.plan_name, "pre-data", None);
         restore_items(
@@ -503,10 +508,7 @@ async fn run_steps(
 
     // 3. data, item by item in parallel.
     state.set_phase(STRATEGY, "data", None).await?;
-    let mut todo: Vec<&Entry> = data
-        .iter()
-        .filter(|e| !done.contains(&e.dump_id))
-        .collect();
+    let mut todo: Vec<&Entry> = data.iter().filter(|e| !done.contains(&e.dump_id)).collect();
     outcome.items_already_done += data.len() - todo.len();
     let sizes = data_sizes(&dir);
     todo.sort_by_key(|e| std::cmp::Reverse(sizes.get(&e.dump_id).copied().unwrap_or(0)));
@@ -780,6 +782,12 @@ async fn restore_items(
     };
     if !apply_out.status.success() {
         let message = clean_psql_error(&String::from_utf8_lossy(&apply_out.stderr));
+        // The item's progress row exists: a process left over from a killed run restored it
+        // first. This transaction rolled back, so nothing was applied twice.
+        if message.contains("restore_items_pkey") {
+            tracing::info!(item = %object, "already restored by an earlier run");
+            return Ok(());
+        }
         return Err(DumpRestoreError::Item {
             object,
             dump_id,
@@ -789,7 +797,9 @@ async fn restore_items(
     if !restore_out.status.success() {
         return Err(DumpRestoreError::Command {
             what: format!("pg_restore of {object}"),
-            message: String::from_utf8_lossy(&restore_out.stderr).trim().to_string(),
+            message: String::from_utf8_lossy(&restore_out.stderr)
+                .trim()
+                .to_string(),
         });
     }
     Ok(())

@@ -1,0 +1,309 @@
+//! Text and Markdown renderings of a [`VerifyReport`]. Both show the summary and every
+//! difference; the JSON form (serde) holds everything, equal tables included.
+
+use std::fmt::Write;
+
+use super::{ChunkDiff, SequenceReport, SequenceState, TableReport, TableStatus, VerifyReport};
+
+fn rows(n: Option<i64>) -> String {
+    n.map(|n| n.to_string()).unwrap_or_else(|| "-".to_string())
+}
+
+fn seq_state(s: &Option<SequenceState>) -> String {
+    match s {
+        None => "absent".to_string(),
+        Some(s) => format!(
+            "last_value {} ({}), next {}",
+            s.last_value,
+            if s.is_called { "called" } else { "not called" },
+            s.next_value
+        ),
+    }
+}
+
+fn seq_detail(s: &SequenceReport) -> String {
+    let mut out = format!(
+        "source {}; target {}",
+        seq_state(&s.source),
+        seq_state(&s.target)
+    );
+    if let (Some(a), Some(b)) = (&s.source, &s.target) {
+        if a.definition != b.definition {
+            out.push_str(&format!(
+                "; definition: source {}, target {}",
+                a.definition, b.definition
+            ));
+        }
+    }
+    out
+}
+
+fn table_line(t: &TableReport) -> String {
+    let mut s = format!("{}.{}: {}", t.schema, t.name, t.status);
+    match t.status {
+        TableStatus::MissingOnTarget => {
+            if !t.partitioned {
+                s.push_str(&format!(" ({} rows on the source)", rows(t.source_rows)));
+            }
+        }
+        TableStatus::MissingOnSource => {
+            if !t.partitioned {
+                s.push_str(&format!(" ({} rows on the target)", rows(t.target_rows)));
+            }
+        }
+        _ => {
+            if !t.partitioned {
+                s.push_str(&format!(
+                    " - rows {} on the source, {} on the target; {} chunk(s), {} differing",
+                    rows(t.source_rows),
+                    rows(t.target_rows),
+                    t.chunks,
+                    t.differing_chunks.len()
+                ));
+            }
+        }
+    }
+    s
+}
+
+fn chunk_lines(c: &ChunkDiff) -> Vec<String> {
+    let mut out = vec![format!(
+        "chunk {}: {}: {} rows on the source, {} on the target",
+        c.index + 1,
+        c.range,
+        c.source_rows,
+        c.target_rows
+    )];
+    out.push(format!("  WHERE {}", c.where_sql));
+    for r in &c.rows {
+        out.push(format!("  key ({}): {}", r.key.join(", "), r.kind));
+    }
+    out
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max).collect();
+        t.push_str("...");
+        t
+    }
+}
+
+pub(crate) fn text(r: &VerifyReport) -> String {
+    let mut o = String::new();
+    let sum = r.summary();
+    let _ = writeln!(
+        o,
+        "pgmove verify ({}): source {} / target {}",
+        r.level, r.source, r.target
+    );
+    let _ = writeln!(
+        o,
+        "result: {}",
+        if r.is_identical() {
+            "IDENTICAL"
+        } else {
+            "DIFFERENCES FOUND"
+        }
+    );
+    let _ = writeln!(
+        o,
+        "tables: {} compared, {} differ; {} chunk(s), {} differing",
+        sum.tables, sum.tables_differing, sum.chunks, sum.chunks_differing
+    );
+    for t in r.tables.iter().filter(|t| t.status != TableStatus::Same) {
+        let _ = writeln!(o, "  {}", table_line(t));
+        for n in &t.notes {
+            let _ = writeln!(o, "    note: {n}");
+        }
+        for c in &t.differing_chunks {
+            for l in chunk_lines(c) {
+                let _ = writeln!(o, "    {l}");
+            }
+        }
+    }
+    let _ = writeln!(
+        o,
+        "sequences: {} compared, {} differ",
+        sum.sequences, sum.sequences_differing
+    );
+    for s in r.sequences.iter().filter(|s| !s.equal) {
+        let _ = writeln!(o, "  {}.{}: {}", s.schema, s.name, seq_detail(s));
+    }
+    let _ = writeln!(o, "objects: {} difference(s)", sum.object_differences);
+    for d in &r.objects {
+        let name = if d.schema.is_empty() {
+            d.name.clone()
+        } else {
+            format!("{}.{}", d.schema, d.name)
+        };
+        let _ = writeln!(o, "  {} {}: {}", d.kind, name, d.difference);
+        if let Some(s) = &d.source {
+            if !s.is_empty() {
+                let _ = writeln!(o, "    source: {}", truncate(s, 300));
+            }
+        }
+        if let Some(t) = &d.target {
+            if !t.is_empty() {
+                let _ = writeln!(o, "    target: {}", truncate(t, 300));
+            }
+        }
+    }
+    if let Some(lo) = &r.large_objects {
+        let _ = writeln!(
+            o,
+            "large objects: {} on the source, {} on the target{}",
+            lo.source_count,
+            lo.target_count,
+            match (lo.contents_compared, lo.equal) {
+                (true, true) => ", contents equal",
+                (true, false) => ", DIFFER",
+                (false, true) => "",
+                (false, false) => ", DIFFER",
+            }
+        );
+    }
+    let _ = writeln!(o, "elapsed: {:.1}s", r.elapsed_seconds);
+    o
+}
+
+/// Escapes a table cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+pub(crate) fn markdown(r: &VerifyReport) -> String {
+    let mut o = String::new();
+    let sum = r.summary();
+    let _ = writeln!(
+        o,
+        "# pgmove verify: {}\n",
+        if r.is_identical() {
+            "identical"
+        } else {
+            "differences found"
+        }
+    );
+    let _ = writeln!(o, "| | |\n|---|---|");
+    let _ = writeln!(o, "| level | {} |", r.level);
+    let _ = writeln!(o, "| source | `{}` |", cell(&r.source));
+    let _ = writeln!(o, "| target | `{}` |", cell(&r.target));
+    let _ = writeln!(
+        o,
+        "| tables | {} compared, {} differ |",
+        sum.tables, sum.tables_differing
+    );
+    let _ = writeln!(
+        o,
+        "| chunks | {} compared, {} differ |",
+        sum.chunks, sum.chunks_differing
+    );
+    let _ = writeln!(
+        o,
+        "| sequences | {} compared, {} differ |",
+        sum.sequences, sum.sequences_differing
+    );
+    let _ = writeln!(o, "| object differences | {} |", sum.object_differences);
+    if let Some(lo) = &r.large_objects {
+        let _ = writeln!(
+            o,
+            "| large objects | {} / {}{} |",
+            lo.source_count,
+            lo.target_count,
+            if lo.equal { ", equal" } else { ", **differ**" }
+        );
+    }
+    let _ = writeln!(o, "| elapsed | {:.1}s |", r.elapsed_seconds);
+
+    let differing: Vec<&TableReport> = r
+        .tables
+        .iter()
+        .filter(|t| t.status != TableStatus::Same)
+        .collect();
+    if !differing.is_empty() {
+        let _ = writeln!(o, "\n## Tables that differ\n");
+        let _ = writeln!(
+            o,
+            "| table | status | source rows | target rows | chunks | differing chunks | notes |"
+        );
+        let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---|");
+        for t in &differing {
+            let _ = writeln!(
+                o,
+                "| `{}.{}` | {} | {} | {} | {} | {} | {} |",
+                cell(&t.schema),
+                cell(&t.name),
+                t.status,
+                rows(t.source_rows),
+                rows(t.target_rows),
+                t.chunks,
+                t.differing_chunks.len(),
+                cell(&t.notes.join("; "))
+            );
+        }
+        for t in differing.iter().filter(|t| !t.differing_chunks.is_empty()) {
+            let _ = writeln!(o, "\n### `{}.{}`\n", t.schema, t.name);
+            for c in &t.differing_chunks {
+                let _ = writeln!(
+                    o,
+                    "- chunk {}: {} ({} rows on the source, {} on the target): `WHERE {}`",
+                    c.index + 1,
+                    c.range,
+                    c.source_rows,
+                    c.target_rows,
+                    c.where_sql
+                );
+                for row in &c.rows {
+                    let _ = writeln!(o, "  - key `({})`: {}", row.key.join(", "), row.kind);
+                }
+            }
+        }
+    }
+    let seqs: Vec<&SequenceReport> = r.sequences.iter().filter(|s| !s.equal).collect();
+    if !seqs.is_empty() {
+        let _ = writeln!(o, "\n## Sequences that differ\n");
+        let _ = writeln!(o, "| sequence | source | target |\n|---|---|---|");
+        for s in seqs {
+            let _ = writeln!(
+                o,
+                "| `{}.{}` | {} | {} |",
+                cell(&s.schema),
+                cell(&s.name),
+                cell(&seq_state(&s.source)),
+                cell(&seq_state(&s.target))
+            );
+        }
+    }
+    if !r.objects.is_empty() {
+        let _ = writeln!(o, "\n## Objects that differ\n");
+        let _ = writeln!(
+            o,
+            "| kind | object | difference | source | target |\n|---|---|---|---|---|"
+        );
+        for d in &r.objects {
+            let name = if d.schema.is_empty() {
+                d.name.clone()
+            } else {
+                format!("{}.{}", d.schema, d.name)
+            };
+            let def = |s: &Option<String>| {
+                s.as_deref()
+                    .filter(|s| !s.is_empty())
+                    .map(|s| format!("`{}`", cell(&truncate(s, 200))))
+                    .unwrap_or_default()
+            };
+            let _ = writeln!(
+                o,
+                "| {} | `{}` | {} | {} | {} |",
+                d.kind,
+                cell(&name),
+                d.difference,
+                def(&d.source),
+                def(&d.target)
+            );
+        }
+    }
+    o
+}
