@@ -194,6 +194,7 @@ pub async fn apply(path: &Path, dry_run: bool, dump_dir: Option<PathBuf>, g: Glo
         jobs: p.plan.jobs as usize,
         index_jobs: p.plan.index_jobs as usize,
         bin_dir: p.plan.bin_dir.clone(),
+        schema_only: false,
         dump_dir,
     };
     if dry_run {

@@ -3,6 +3,7 @@
 //! The binary is a thin shell over [`cli::run`]; everything it does lives here so the tests
 //! drive the same code.
 
+pub mod cdc;
 pub mod cli;
 pub mod commands;
 pub mod inspect;

@@ -38,9 +38,15 @@ impl Strategy {
         !matches!(self, Strategy::DumpRestore)
     }
 
-    /// Whether this build of pgmove can run it.
+    /// Whether `strategy: auto` may choose it in this build of pgmove.
     pub fn is_available(self) -> bool {
         matches!(self, Strategy::DumpRestore)
+    }
+
+    /// Whether a plan that names it can run it. copy-cdc runs its full load (change capture
+    /// is not built yet), so auto does not choose it for online moves.
+    pub fn runs_when_named(self) -> bool {
+        matches!(self, Strategy::DumpRestore | Strategy::CopyCdc)
     }
 }
 
@@ -261,6 +267,9 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
             if s == Strategy::DumpRestore {
                 r.retain(|x| !x.contains("downtime budget"));
             }
+            if s.runs_when_named() {
+                r.retain(|x| !x.contains("not available in this version"));
+            }
             let rejected = Strategy::ALL
                 .iter()
                 .filter(|o| **o != s)
@@ -293,6 +302,7 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
         Some(Strategy::DumpRestore) => {
             dump_restore_steps(plan, source, &tables, data_bytes, index_bytes)
         }
+        Some(Strategy::CopyCdc) => copy_cdc_steps(plan, &tables, data_bytes, index_bytes),
         _ => Vec::new(),
     };
     let total: u64 = steps.iter().filter_map(|s| s.estimate_secs).sum();
@@ -301,7 +311,8 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
         why,
         rejected,
         estimated_outage_secs: strategy.map(|s| {
-            if s.is_online() {
+            // Change capture is not built yet: writes must stop for the whole copy.
+            if s.is_online() && s != Strategy::CopyCdc {
                 10
             } else {
                 total.max(copy_time.as_secs())
@@ -421,6 +432,78 @@ fn dump_restore_steps(
         "proves the target equals the source before you switch applications".to_string(),
         None,
     ));
+    steps
+        .into_iter()
+        .enumerate()
+        .map(|(i, (what, on, why, est))| Step {
+            number: i + 1,
+            what,
+            on: on.to_string(),
+            why,
+            estimate_secs: est,
+        })
+        .collect()
+}
+
+fn copy_cdc_steps(plan: &Plan, tables: &[&Table], data_bytes: i64, index_bytes: i64) -> Vec<Step> {
+    let workers = (plan.jobs.max(1) as usize).min(tables.len().max(1)) as f64;
+    let copy_secs = (data_bytes.max(0) as f64 / (COPY_BYTES_PER_SEC * workers)).ceil() as u64;
+    let index_secs = (index_bytes.max(0) as f64
+        / (INDEX_BYTES_PER_SEC * plan.index_jobs.max(1) as f64))
+        .ceil() as u64;
+    let split = tables
+        .iter()
+        .filter(|t| t.heap_bytes > plan.split_tables_larger_than as i64)
+        .count();
+    let steps = vec![
+        (
+            "create the pgmove state schema".to_string(),
+            "target",
+            "progress lives in the target, committed with the work".to_string(),
+            Some(0),
+        ),
+        (
+            "pg_dump --schema-only; restore pre-data in one transaction (extensions first, partitions as on the source)".to_string(),
+            "target",
+            "tables without indexes load fastest".to_string(),
+            Some(2),
+        ),
+        (
+            format!("create replication slot {} (pgoutput) with an exported snapshot", plan.slot_name()),
+            "source",
+            "the copy and the later change capture meet exactly at the slot's consistent LSN".to_string(),
+            Some(1),
+        ),
+        (
+            format!(
+                "COPY {} table(s) in the snapshot, {} at a time{}; each chunk commits with its pgmove.copy_progress row",
+                tables.len(),
+                plan.jobs,
+                if split > 0 { format!("; {split} table(s) over {} split into ctid ranges", bytes(plan.split_tables_larger_than as i64)) } else { String::new() }
+            ),
+            "both",
+            "streams COPY bytes between the servers without parsing rows or touching disk".to_string(),
+            Some(copy_secs + 1),
+        ),
+        (
+            "set sequences, copy large objects".to_string(),
+            "target",
+            "neither is carried by COPY of tables".to_string(),
+            Some(1),
+        ),
+        (
+            format!("build indexes and constraints ({} at a time), then ANALYZE", plan.index_jobs),
+            "target",
+            "after the load, as pg_restore does".to_string(),
+            Some(index_secs + 1),
+        ),
+        (
+            "drop the slot: change capture after the snapshot is not built yet; the target matches the source as of the slot's LSN".to_string(),
+            "source",
+            "a slot nobody reads retains WAL without limit".to_string(),
+            None,
+        ),
+    ];
     steps
         .into_iter()
         .enumerate()

@@ -108,6 +108,7 @@ pub const CHECKS: &[Check] = &[
     inactive_slots,
     owners,
     downtime_budget,
+    copy_cdc_full_load_only,
 ];
 
 /// Runs every check.
@@ -773,4 +774,18 @@ fn list(items: &[String]) -> String {
             items.len() - MAX
         )
     }
+}
+
+/// copy-cdc runs its full load only in this version: say what that means for writes.
+pub fn copy_cdc_full_load_only(ctx: &Context) -> Vec<Finding> {
+    if ctx.strategy != Some(Strategy::CopyCdc) {
+        return vec![];
+    }
+    vec![Finding::new(
+        Severity::Warning,
+        "copy-cdc-full-load-only",
+        None,
+        "copy-cdc copies a consistent snapshot of the source; change capture after the snapshot is not built yet, so writes made on the source during and after the copy do not reach the target".to_string(),
+    )
+    .fix("stop writes on the source before apply, or wait for change capture (copy-cdc part 2)")]
 }

@@ -37,6 +37,18 @@ CREATE TABLE IF NOT EXISTS pgmove.restore_items (
     finished_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (plan_name, dump_id)
 );
+CREATE TABLE IF NOT EXISTS pgmove.copy_progress (
+    plan_name    text NOT NULL,
+    schema_name  text NOT NULL,
+    table_name   text NOT NULL,
+    chunk        integer NOT NULL,
+    chunks       integer NOT NULL,
+    rows         bigint NOT NULL,
+    bytes        bigint NOT NULL,
+    snapshot_lsn pg_lsn NOT NULL,
+    finished_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (plan_name, schema_name, table_name, chunk)
+);
 ";
 
 /// The state of one plan's run on the target.

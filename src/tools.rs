@@ -46,7 +46,7 @@ fn candidates(name: &str, bin_dir: Option<&Path>) -> Vec<PathBuf> {
                 Some((v, e.path().join("bin").join(name)))
             })
             .collect();
-        dirs.sort_by(|a, b| b.0.cmp(&a.0));
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
         out.extend(dirs.into_iter().map(|(_, p)| p));
     }
     if let Ok(p) = which::which(name) {

@@ -35,6 +35,7 @@ fn job(src: &Cluster, dst: &Cluster, name: &str, dump_dir: &std::path::Path) -> 
         jobs: 3,
         index_jobs: 2,
         bin_dir: None,
+        schema_only: false,
         dump_dir: Some(dump_dir.to_path_buf()),
     }
 }
@@ -287,4 +288,72 @@ fn sigkill_mid_restore_then_rerun_gives_an_identical_target_without_redoing_item
             "40000"
         );
     }
+}
+
+fn run_pgmove(args: &[&str], src: &Cluster, dst: &Cluster) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pgmove"))
+        .args(args)
+        .env("SRC_PW", &src.password)
+        .env("DST_PW", &dst.password)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run pgmove")
+}
+
+#[test]
+fn apply_then_verify_is_identical_and_a_changed_row_exits_3_naming_its_table() {
+    let src = source_with_fixture();
+    let dst = Cluster::start(Options::default());
+    dst.create_db("shop");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = dir.path().join("v.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: verify-me\nstrategy: dump-restore\nsource:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: DST_PW}}\n  sslmode: disable\n",
+            src.port, dst.port
+        ),
+    )
+    .expect("write plan");
+    let p = plan.to_str().expect("utf8");
+    let out = run_pgmove(&["apply", p, "--yes"], &src, &dst);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_pgmove(&["verify", p], &src, &dst);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("IDENTICAL"), "{text}");
+
+    dst.psql(
+        "shop",
+        "UPDATE sales.orders SET amount = amount + 0.01 WHERE id = 4321",
+    );
+    let out = run_pgmove(&["verify", p, "--format", "json"], &src, &dst);
+    assert_eq!(out.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let differing: Vec<String> = report["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .filter(|t| t["status"] != "same")
+        .map(|t| {
+            format!(
+                "{}.{}",
+                t["schema"].as_str().unwrap_or(""),
+                t["name"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(differing, vec!["sales.orders".to_string()], "{report:#}");
+    let out = run_pgmove(&["verify", p], &src, &dst);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sales.orders"));
 }

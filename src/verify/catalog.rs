@@ -210,7 +210,8 @@ impl Catalog {
             )
             .await?;
         // Per table: (not primary, width, index name) — the smallest wins.
-        let mut best: HashMap<usize, ((bool, usize, String), Vec<String>)> = HashMap::new();
+        type Rank = (bool, usize, String);
+        let mut best: HashMap<usize, (Rank, Vec<String>)> = HashMap::new();
         for r in rows {
             let oid: u32 = r.get(0);
             let Some(&i) = by_oid.get(&oid) else { continue };

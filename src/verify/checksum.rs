@@ -37,16 +37,20 @@ impl Bounds {
 
 /// `k` boundaries (each the last key of a chunk) make `k + 1` chunks; the last one is open
 /// so rows the target has beyond the source's last key are compared too.
-pub(crate) fn ranges_from_bounds(
-    bounds: Vec<Vec<String>>,
-) -> Vec<(Option<Vec<String>>, Option<Vec<String>>)> {
+pub(crate) fn ranges_from_bounds(bounds: Vec<Vec<String>>) -> Vec<Bounds> {
     let mut out = Vec::with_capacity(bounds.len() + 1);
     let mut prev: Option<Vec<String>> = None;
     for b in bounds {
-        out.push((prev.take(), Some(b.clone())));
+        out.push(Bounds {
+            after: prev.take(),
+            up_to: Some(b.clone()),
+        });
         prev = Some(b);
     }
-    out.push((prev, None));
+    out.push(Bounds {
+        after: prev,
+        up_to: None,
+    });
     out
 }
 
@@ -510,16 +514,26 @@ mod tests {
 
     #[test]
     fn bounds_make_one_more_chunk() {
+        let v = |s: &str| Some(vec![s.to_string()]);
         let r = ranges_from_bounds(vec![vec!["10".into()], vec!["20".into()]]);
         assert_eq!(
             r,
             vec![
-                (None, Some(vec!["10".to_string()])),
-                (Some(vec!["10".to_string()]), Some(vec!["20".to_string()])),
-                (Some(vec!["20".to_string()]), None),
+                Bounds {
+                    after: None,
+                    up_to: v("10")
+                },
+                Bounds {
+                    after: v("10"),
+                    up_to: v("20")
+                },
+                Bounds {
+                    after: v("20"),
+                    up_to: None
+                },
             ]
         );
-        assert_eq!(ranges_from_bounds(vec![]), vec![(None, None)]);
+        assert_eq!(ranges_from_bounds(vec![]), vec![Bounds::all()]);
     }
 
     #[test]

@@ -640,11 +640,10 @@ pub async fn verify(
                 r.target_rows = Some(tgt.count);
                 r.chunks = 1;
                 if src != tgt {
-                    let cols = Vec::new();
                     r.diffs.push(ChunkDiff {
                         index: 0,
                         where_sql: "true".into(),
-                        range: KeyRange::all(cols),
+                        range: KeyRange::all(Vec::new()),
                         source_rows: src.count,
                         target_rows: tgt.count,
                         rows: Vec::new(),
@@ -656,12 +655,11 @@ pub async fn verify(
                 results[table].chunks = ranges.len() as u64;
                 results[table].source_rows = Some(0);
                 results[table].target_rows = Some(0);
-                for (i, (after, up_to)) in ranges.into_iter().enumerate() {
+                for (i, bounds) in ranges.into_iter().enumerate() {
                     chunk_tasks.push(Task::Chunk {
                         table,
                         index: i as u64,
-                        after,
-                        up_to,
+                        bounds,
                     });
                 }
             }
@@ -700,7 +698,9 @@ pub async fn verify(
         let mut diffs = r.diffs;
         diffs.sort_by_key(|d| d.index);
         t.differing_chunks = diffs;
-        if t.source_rows != t.target_rows || !t.differing_chunks.is_empty() {
+        if t.status == TableStatus::Same
+            && (t.source_rows != t.target_rows || !t.differing_chunks.is_empty())
+        {
             t.status = TableStatus::Differs;
         }
     }
@@ -862,8 +862,7 @@ enum Task {
     Chunk {
         table: usize,
         index: u64,
-        after: Option<Vec<String>>,
-        up_to: Option<Vec<String>>,
+        bounds: checksum::Bounds,
     },
 }
 
@@ -952,9 +951,8 @@ impl Runner<'_> {
             Task::Chunk {
                 table,
                 index,
-                after,
-                up_to,
-            } => self.chunk(pair, table, index, after, up_to).await,
+                bounds,
+            } => self.chunk(pair, table, index, bounds).await,
         }
     }
 
@@ -995,7 +993,7 @@ impl Runner<'_> {
                         &pair.src,
                         pg::Side::Source,
                         &checksum::Bounds::all(),
-                        self.opts.chunk_rows as i64,
+                        i64::try_from(self.opts.chunk_rows).unwrap_or(i64::MAX),
                     )
                     .await?;
                 Ok(Output::Boundaries { table, bounds })
@@ -1008,11 +1006,9 @@ impl Runner<'_> {
         pair: &Pair,
         table: usize,
         index: u64,
-        after: Option<Vec<String>>,
-        up_to: Option<Vec<String>>,
+        bounds: checksum::Bounds,
     ) -> Result<Output, VerifyError> {
         let plan = &self.plans[table];
-        let bounds = checksum::Bounds { after, up_to };
         let (src, tgt) = tokio::try_join!(
             plan.sum(&pair.src, pg::Side::Source, &bounds),
             plan.sum(&pair.tgt, pg::Side::Target, &bounds)

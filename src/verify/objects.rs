@@ -11,6 +11,8 @@ use super::{ObjectDiff, ObjectDifference, ObjectKind, SchemaCount, Scope, Verify
 struct Entry {
     kind: ObjectKind,
     schema: String,
+    /// The table (or view) the object belongs to.
+    owner: Option<String>,
     name: String,
     definition: String,
 }
@@ -191,6 +193,7 @@ async fn read(conn: &Conn, scope: &Scope) -> Result<Vec<Entry>, VerifyError> {
                 } else {
                     schema
                 },
+                owner,
                 name,
                 definition: normalize(&def),
             });
@@ -214,6 +217,7 @@ fn columns(cat: &Catalog, other: &Catalog) -> Vec<Entry> {
             t.columns.iter().map(|c| Entry {
                 kind: ObjectKind::Column,
                 schema: t.schema.clone(),
+                owner: Some(t.name.clone()),
                 name: format!("{}.{}", t.name, c.name),
                 definition: normalize(&c.definition),
             })
@@ -241,8 +245,22 @@ pub(crate) async fn compare(
         counts.entry(e.schema.clone()).or_default().1 += 1;
     }
 
+    // A table missing on one side is reported as a table, not index by index.
+    let tables = |c: &Catalog| -> BTreeSet<(String, String)> {
+        c.tables
+            .iter()
+            .map(|t| (t.schema.clone(), t.name.clone()))
+            .collect()
+    };
+    let (src_tables, tgt_tables) = (tables(src_cat), tables(tgt_cat));
+    let one_sided: BTreeSet<&(String, String)> =
+        src_tables.symmetric_difference(&tgt_tables).collect();
     let to_map = |v: Vec<Entry>| -> BTreeMap<Key, String> {
         v.into_iter()
+            .filter(|e| match &e.owner {
+                Some(owner) => !one_sided.contains(&(e.schema.clone(), owner.clone())),
+                None => true,
+            })
             .map(|e| ((e.kind, e.schema, e.name), e.definition))
             .collect()
     };

@@ -66,9 +66,9 @@ fn table_line(t: &TableReport) -> String {
     s
 }
 
-fn chunk_lines(c: &ChunkDiff) -> Vec<String> {
+fn chunk_lines(c: &ChunkDiff, of: u64) -> Vec<String> {
     let mut out = vec![format!(
-        "chunk {}: {}: {} rows on the source, {} on the target",
+        "chunk {}/{of}: {}: {} rows on the source, {} on the target",
         c.index + 1,
         c.range,
         c.source_rows,
@@ -119,7 +119,7 @@ pub(crate) fn text(r: &VerifyReport) -> String {
             let _ = writeln!(o, "    note: {n}");
         }
         for c in &t.differing_chunks {
-            for l in chunk_lines(c) {
+            for l in chunk_lines(c, t.chunks) {
                 let _ = writeln!(o, "    {l}");
             }
         }
@@ -248,8 +248,9 @@ pub(crate) fn markdown(r: &VerifyReport) -> String {
             for c in &t.differing_chunks {
                 let _ = writeln!(
                     o,
-                    "- chunk {}: {} ({} rows on the source, {} on the target): `WHERE {}`",
+                    "- chunk {}/{}: {} ({} rows on the source, {} on the target): `WHERE {}`",
                     c.index + 1,
+                    t.chunks,
                     c.range,
                     c.source_rows,
                     c.target_rows,

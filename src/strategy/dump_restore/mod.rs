@@ -57,6 +57,8 @@ pub struct Job {
     pub jobs: usize,
     pub index_jobs: usize,
     pub bin_dir: Option<PathBuf>,
+    /// Dump the schema only (copy-cdc copies the data itself).
+    pub schema_only: bool,
     /// Where to keep the dump; when `None`, a directory under the system temp dir named after
     /// the plan, removed after success.
     pub dump_dir: Option<PathBuf>,
@@ -121,7 +123,9 @@ impl Job {
         for g in &self.exclude {
             a.push(format!("--exclude-table={}", glob_to_pattern(g)));
         }
-        if self.large_objects {
+        if self.schema_only {
+            a.push("--schema-only".to_string());
+        } else if self.large_objects {
             a.push("--blobs".to_string());
         } else {
             a.push("--no-blobs".to_string());
@@ -419,151 +423,27 @@ async fn run_steps(
     psql: &Tool,
     progress: Progress,
 ) -> Result<Outcome, DumpRestoreError> {
-    let mut outcome = Outcome::default();
-    let dir = job.dump_dir();
-    outcome.dump_dir = dir.clone();
-
-    // 1. dump
-    state.set_phase(STRATEGY, "dump", None).await?;
-    let marker = dir.join(COMPLETE_MARKER);
-    let already_restoring =
-        !state.finished_items().await?.is_empty() || state.step("pre-data").await?.is_some();
-    if marker.is_file() {
-        outcome.dump_reused = true;
-        tracing::info!(dir = %dir.display(), "reusing the complete dump of an earlier run");
-    } else {
-        if already_restoring {
-            return Err(DumpRestoreError::Io(format!(
-                "an earlier run of plan {:?} restored part of a dump that is no longer at {} (no {COMPLETE_MARKER}).\n  hint: put that dump back (--dump-dir), or start over: `pgmove cleanup` and drop the restored objects on the target",
-                job.plan_name,
-                dir.display()
-            )));
-        }
-        if dir.exists() {
-            tokio::fs::remove_dir_all(&dir).await.map_err(|e| {
-                DumpRestoreError::Io(format!(
-                    "cannot remove the incomplete dump {}: {e}",
-                    dir.display()
-                ))
-            })?;
-        }
-        if let Some(parent) = dir.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| {
-                DumpRestoreError::Io(format!("cannot create {}: {e}", parent.display()))
-            })?;
-        }
-        let step = progress.step("dump", 0);
-        let out = command(pg_dump, &job.source)
-            .args(job.dump_args(&dir))
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|e| DumpRestoreError::Io(format!("cannot run pg_dump: {e}")))?;
-        if !out.status.success() {
-            return Err(DumpRestoreError::Command {
-                what: format!("pg_dump of the source ({})", job.source.display()),
-                message: crate::pg::redact(
-                    String::from_utf8_lossy(&out.stderr).trim(),
-                    job.source.info.password.as_ref(),
-                ),
-            });
-        }
-        tokio::fs::write(&marker, format!("{}\n", job.source.display()))
-            .await
-            .map_err(|e| DumpRestoreError::Io(format!("cannot write {}: {e}", marker.display())))?;
-        step.finish("dump complete");
-    }
-    state
-        .finish_step("dump", Some(&dir.display().to_string()))
-        .await?;
-
-    // The table of contents, per section.
-    let pre = list_section(pg_restore, &dir, "pre-data").await?;
-    let data = list_section(pg_restore, &dir, "data").await?;
-    let post = list_section(pg_restore, &dir, "post-data").await?;
-    let done: HashSet<i32> = state.finished_items().await?.into_iter().collect();
-
-    // 2. pre-data, atomically.
-    state.set_phase(STRATEGY, "pre-data", None).await?;
-    if state.step("pre-data").await?.is_some() {
-        outcome.pre_data_already_done = true;
-    } else {
-        let existing = target_schemas(job).await?;
-        let items: Vec<&Entry> = pre.iter().filter(|e| keep_pre_data(e, &existing)).collect();
-        let step = progress.step("schema", items.len() as u64);
-        let suffix = state::finish_step_sql(&job.plan_name, "pre-data", None);
-        restore_items(
-            job,
-            pg_restore,
-            psql,
-            &dir,
-            &items,
-            "",
-            &suffix,
-            "the schema (pre-data)",
-        )
-        .await?;
-        step.finish("schema restored");
-    }
-
-    // 3. data, item by item in parallel.
+    let mut r = Restorer::dump(job, state, pg_dump, pg_restore, psql, progress, STRATEGY).await?;
+    r.pre_data(state).await?;
     state.set_phase(STRATEGY, "data", None).await?;
-    let mut todo: Vec<&Entry> = data.iter().filter(|e| !done.contains(&e.dump_id)).collect();
-    outcome.items_already_done += data.len() - todo.len();
-    let sizes = data_sizes(&dir);
-    todo.sort_by_key(|e| std::cmp::Reverse(sizes.get(&e.dump_id).copied().unwrap_or(0)));
-    let step = progress.step("data", todo.len() as u64);
-    outcome.items_restored += run_parallel(
-        job,
-        pg_restore,
-        psql,
-        &dir,
-        todo,
-        job.jobs,
-        "SET synchronous_commit = off;\n",
-        &step,
-    )
-    .await?;
-    step.finish("data restored");
-
-    // 4. post-data in waves.
+    r.data().await?;
     state.set_phase(STRATEGY, "post-data", None).await?;
-    let todo: Vec<&Entry> = post
-        .iter()
-        .filter(|e| !done.contains(&e.dump_id))
-        .filter(|e| keep_post_data(e))
-        .collect();
-    outcome.items_already_done += post.len() - todo.len();
-    let step = progress.step("indexes", todo.len() as u64);
-    let waves: BTreeSet<Wave> = todo.iter().map(|e| toc::wave(&e.kind)).collect();
-    for w in waves {
-        let items: Vec<&Entry> = todo
-            .iter()
-            .copied()
-            .filter(|e| toc::wave(&e.kind) == w)
-            .collect();
-        let width = if w == Wave::Indexes {
-            job.index_jobs
-        } else {
-            1
-        };
-        outcome.items_restored += run_parallel(
-            job,
-            pg_restore,
-            psql,
-            &dir,
-            items,
-            width,
-            "SET maintenance_work_mem = '256MB';\n",
-            &step,
-        )
-        .await?;
-    }
-    step.finish("indexes, constraints and the rest restored");
+    r.post_data().await?;
+    analyze(job, state, progress, STRATEGY).await?;
+    state.finish_step("done", None).await?;
+    r.remove_dump().await;
+    Ok(r.outcome)
+}
 
-    // 5. statistics.
+/// `ANALYZE` once per plan (a step).
+pub async fn analyze(
+    job: &Job,
+    state: &State<'_>,
+    progress: Progress,
+    strategy: &str,
+) -> Result<(), DumpRestoreError> {
     if state.step("analyze").await?.is_none() {
-        state.set_phase(STRATEGY, "analyze", None).await?;
+        state.set_phase(strategy, "analyze", None).await?;
         let step = progress.step("analyze", 0);
         state
             .client
@@ -573,11 +453,209 @@ async fn run_steps(
         state.finish_step("analyze", None).await?;
         step.finish("statistics gathered");
     }
-    state.finish_step("done", None).await?;
-    if job.dump_dir.is_none() {
-        let _ = tokio::fs::remove_dir_all(&dir).await;
+    Ok(())
+}
+
+/// A dump on disk and its table of contents, restored section by section.
+pub struct Restorer<'a> {
+    job: &'a Job,
+    pg_restore: &'a Tool,
+    psql: &'a Tool,
+    progress: Progress,
+    pub dir: PathBuf,
+    pre: Vec<Entry>,
+    data: Vec<Entry>,
+    post: Vec<Entry>,
+    done: HashSet<i32>,
+    pub outcome: Outcome,
+}
+
+impl<'a> Restorer<'a> {
+    /// Dumps the source (or reuses a complete dump) and reads its table of contents.
+    pub async fn dump(
+        job: &'a Job,
+        state: &State<'_>,
+        pg_dump: &Tool,
+        pg_restore: &'a Tool,
+        psql: &'a Tool,
+        progress: Progress,
+        strategy: &str,
+    ) -> Result<Restorer<'a>, DumpRestoreError> {
+        let mut outcome = Outcome::default();
+        let dir = job.dump_dir();
+        outcome.dump_dir = dir.clone();
+        state.set_phase(strategy, "dump", None).await?;
+        let marker = dir.join(COMPLETE_MARKER);
+        let already_restoring =
+            !state.finished_items().await?.is_empty() || state.step("pre-data").await?.is_some();
+        if marker.is_file() {
+            outcome.dump_reused = true;
+            tracing::info!(dir = %dir.display(), "reusing the complete dump of an earlier run");
+        } else {
+            if already_restoring {
+                return Err(DumpRestoreError::Io(format!(
+                    "an earlier run of plan {:?} restored part of a dump that is no longer at {} (no {COMPLETE_MARKER}).\n  hint: put that dump back (--dump-dir), or start over: `pgmove cleanup` and drop the restored objects on the target",
+                    job.plan_name,
+                    dir.display()
+                )));
+            }
+            if dir.exists() {
+                tokio::fs::remove_dir_all(&dir).await.map_err(|e| {
+                    DumpRestoreError::Io(format!(
+                        "cannot remove the incomplete dump {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+            }
+            if let Some(parent) = dir.parent() {
+                tokio::fs::create_dir_all(parent).await.map_err(|e| {
+                    DumpRestoreError::Io(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+            let step = progress.step("dump", 0);
+            let out = command(pg_dump, &job.source)
+                .args(job.dump_args(&dir))
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .map_err(|e| DumpRestoreError::Io(format!("cannot run pg_dump: {e}")))?;
+            if !out.status.success() {
+                return Err(DumpRestoreError::Command {
+                    what: format!("pg_dump of the source ({})", job.source.display()),
+                    message: crate::pg::redact(
+                        String::from_utf8_lossy(&out.stderr).trim(),
+                        job.source.info.password.as_ref(),
+                    ),
+                });
+            }
+            tokio::fs::write(&marker, format!("{}\n", job.source.display()))
+                .await
+                .map_err(|e| {
+                    DumpRestoreError::Io(format!("cannot write {}: {e}", marker.display()))
+                })?;
+            step.finish("dump complete");
+        }
+        state
+            .finish_step("dump", Some(&dir.display().to_string()))
+            .await?;
+        let pre = list_section(pg_restore, &dir, "pre-data").await?;
+        let data = list_section(pg_restore, &dir, "data").await?;
+        let post = list_section(pg_restore, &dir, "post-data").await?;
+        let done: HashSet<i32> = state.finished_items().await?.into_iter().collect();
+        Ok(Restorer {
+            job,
+            pg_restore,
+            psql,
+            progress,
+            dir,
+            pre,
+            data,
+            post,
+            done,
+            outcome,
+        })
     }
-    Ok(outcome)
+
+    /// The schema, in one transaction with its step row.
+    pub async fn pre_data(&mut self, state: &State<'_>) -> Result<(), DumpRestoreError> {
+        let job = self.job;
+        if state.step("pre-data").await?.is_some() {
+            self.outcome.pre_data_already_done = true;
+            return Ok(());
+        }
+        let existing = target_schemas(job).await?;
+        let items: Vec<&Entry> = self
+            .pre
+            .iter()
+            .filter(|e| keep_pre_data(e, &existing))
+            .collect();
+        let step = self.progress.step("schema", items.len() as u64);
+        let suffix = state::finish_step_sql(&job.plan_name, "pre-data", None);
+        restore_items(
+            job,
+            self.pg_restore,
+            self.psql,
+            &self.dir,
+            &items,
+            "",
+            &suffix,
+            "the schema (pre-data)",
+        )
+        .await?;
+        step.finish("schema restored");
+        Ok(())
+    }
+
+    /// The data items, `jobs` at a time, largest first.
+    pub async fn data(&mut self) -> Result<(), DumpRestoreError> {
+        let mut todo: Vec<&Entry> = self
+            .data
+            .iter()
+            .filter(|e| !self.done.contains(&e.dump_id))
+            .collect();
+        self.outcome.items_already_done += self.data.len() - todo.len();
+        let sizes = data_sizes(&self.dir);
+        todo.sort_by_key(|e| std::cmp::Reverse(sizes.get(&e.dump_id).copied().unwrap_or(0)));
+        let step = self.progress.step("data", todo.len() as u64);
+        self.outcome.items_restored += run_parallel(
+            self.job,
+            self.pg_restore,
+            self.psql,
+            &self.dir,
+            todo,
+            self.job.jobs,
+            "SET synchronous_commit = off;\n",
+            &step,
+        )
+        .await?;
+        step.finish("data restored");
+        Ok(())
+    }
+
+    /// Indexes and constraints (in parallel), attachments, foreign keys, then the rest.
+    pub async fn post_data(&mut self) -> Result<(), DumpRestoreError> {
+        let todo: Vec<&Entry> = self
+            .post
+            .iter()
+            .filter(|e| !self.done.contains(&e.dump_id))
+            .filter(|e| keep_post_data(e))
+            .collect();
+        self.outcome.items_already_done += self.post.len() - todo.len();
+        let step = self.progress.step("indexes", todo.len() as u64);
+        let waves: BTreeSet<Wave> = todo.iter().map(|e| toc::wave(&e.kind)).collect();
+        for w in waves {
+            let items: Vec<&Entry> = todo
+                .iter()
+                .copied()
+                .filter(|e| toc::wave(&e.kind) == w)
+                .collect();
+            let width = if w == Wave::Indexes {
+                self.job.index_jobs
+            } else {
+                1
+            };
+            self.outcome.items_restored += run_parallel(
+                self.job,
+                self.pg_restore,
+                self.psql,
+                &self.dir,
+                items,
+                width,
+                "SET maintenance_work_mem = '256MB';\n",
+                &step,
+            )
+            .await?;
+        }
+        step.finish("indexes, constraints and the rest restored");
+        Ok(())
+    }
+
+    /// Removes the dump unless the user chose where to keep it.
+    pub async fn remove_dump(&self) {
+        if self.job.dump_dir.is_none() {
+            let _ = tokio::fs::remove_dir_all(&self.dir).await;
+        }
+    }
 }
 
 /// Schemas that exist on the target already (their CREATE SCHEMA is left out).
