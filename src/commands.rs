@@ -12,7 +12,7 @@ use crate::planner::{self, Decision, Strategy};
 use crate::preflight::{self, Context};
 use crate::progress::Progress;
 use crate::report::{Format, PlanReport};
-use crate::strategy::dump_restore;
+use crate::strategy::{copy_cdc, dump_restore};
 use crate::tools;
 
 /// Options every command takes.
@@ -176,7 +176,7 @@ pub async fn apply(path: &Path, dry_run: bool, dump_dir: Option<PathBuf>, g: Glo
         Some(s) => s,
         None => return report_failure(&Failure::input("no strategy can run this plan")),
     };
-    if strategy != Strategy::DumpRestore {
+    if !strategy.runs_when_named() {
         return report_failure(&Failure::input(format!(
             "strategy {} cannot run in this version of pgmove",
             strategy.name()
@@ -194,9 +194,18 @@ pub async fn apply(path: &Path, dry_run: bool, dump_dir: Option<PathBuf>, g: Glo
         jobs: p.plan.jobs as usize,
         index_jobs: p.plan.index_jobs as usize,
         bin_dir: p.plan.bin_dir.clone(),
-        schema_only: false,
+        schema_only: strategy == Strategy::CopyCdc,
         dump_dir,
     };
+    if strategy == Strategy::CopyCdc {
+        let job = copy_cdc::Job {
+            base: job,
+            slot: p.plan.slot_name(),
+            split_bytes: p.plan.split_tables_larger_than,
+            keep_slot: false,
+        };
+        return apply_copy_cdc(&p, &job, path, dry_run, g).await;
+    }
     if dry_run {
         return match dump_restore::dry_run(&job).await {
             Ok(lines) => {
@@ -215,26 +224,13 @@ pub async fn apply(path: &Path, dry_run: bool, dump_dir: Option<PathBuf>, g: Glo
             Err(e) => report_failure(&Failure::runtime(e)),
         };
     }
-    if !g.yes {
-        if !std::io::stdin().is_terminal() {
-            return report_failure(&Failure::input(
-                "apply changes the target and asks for confirmation; pass --yes to run without a prompt",
-            ));
-        }
-        eprint!(
-            "Apply plan {} with strategy {} to the target {}? [y/N] ",
-            p.plan.name,
-            strategy.name(),
-            p.target.display()
-        );
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        if std::io::stdin().read_line(&mut answer).is_err()
-            || !matches!(answer.trim(), "y" | "Y" | "yes")
-        {
+    match confirm(&p, strategy, g) {
+        Ok(true) => {}
+        Ok(false) => {
             eprintln!("nothing done");
             return exit::FAILURE;
         }
+        Err(f) => return report_failure(&f),
     }
     let started = std::time::Instant::now();
     match dump_restore::run(&job, Progress::new(g.format != Format::Json)).await {
@@ -257,6 +253,92 @@ pub async fn apply(path: &Path, dry_run: bool, dump_dir: Option<PathBuf>, g: Glo
                         String::new()
                     },
                     if outcome.dump_reused { ", dump reused" } else { "" },
+                    path.display()
+                ),
+            }
+            exit::OK
+        }
+        Err(e) => report_failure(&Failure::runtime(e)),
+    }
+}
+
+/// Asks before changing the target, unless `--yes`; false when the user declined.
+fn confirm(p: &Prepared, strategy: Strategy, g: Global) -> Result<bool, Failure> {
+    if g.yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::input(
+            "apply changes the target and asks for confirmation; pass --yes to run without a prompt",
+        ));
+    }
+    eprint!(
+        "Apply plan {} with strategy {} to the target {}? [y/N] ",
+        p.plan.name,
+        strategy.name(),
+        p.target.display()
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    Ok(std::io::stdin().read_line(&mut answer).is_ok()
+        && matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+async fn apply_copy_cdc(
+    p: &Prepared,
+    job: &copy_cdc::Job,
+    path: &Path,
+    dry_run: bool,
+    g: Global,
+) -> u8 {
+    if dry_run {
+        return match copy_cdc::dry_run(job, &p.source_inv).await {
+            Ok(lines) => {
+                if g.format == Format::Json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "strategy": "copy-cdc", "statements": lines })
+                    );
+                } else {
+                    for l in lines {
+                        println!("{l}");
+                    }
+                }
+                exit::OK
+            }
+            Err(e) => report_failure(&Failure::runtime(e)),
+        };
+    }
+    match confirm(p, Strategy::CopyCdc, g) {
+        Ok(true) => {}
+        Ok(false) => {
+            eprintln!("nothing done");
+            return exit::FAILURE;
+        }
+        Err(f) => return report_failure(&f),
+    }
+    let started = std::time::Instant::now();
+    match copy_cdc::run(job, Progress::new(g.format != Format::Json)).await {
+        Ok(outcome) => {
+            let secs = started.elapsed().as_secs_f64();
+            match g.format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::json!({ "plan": p.plan.name, "strategy": "copy-cdc", "elapsed_secs": secs, "outcome": outcome })
+                ),
+                _ => println!(
+                    "loaded plan {} with copy-cdc in {:.1}s: {} chunk(s), {} rows, {} copied{}; the target matches the source as of LSN {}; next: pgmove verify {}",
+                    p.plan.name,
+                    secs,
+                    outcome.chunks_copied,
+                    outcome.rows,
+                    planner::bytes(outcome.bytes as i64),
+                    if outcome.chunks_already_done > 0 {
+                        format!(" ({} chunk(s) done by an earlier run)", outcome.chunks_already_done)
+                    } else {
+                        String::new()
+                    },
+                    outcome.consistent_lsn.as_deref().unwrap_or("?"),
                     path.display()
                 ),
             }

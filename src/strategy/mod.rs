@@ -1,3 +1,4 @@
 //! Migration strategies, one module each.
 
+pub mod copy_cdc;
 pub mod dump_restore;

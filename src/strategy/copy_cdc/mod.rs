@@ -1,0 +1,870 @@
+//! Strategy copy-cdc, the full load: a logical replication slot created with an exported
+//! snapshot, then every table copied in parallel inside that snapshot, so the later change
+//! capture starts exactly where the copy ends.
+//!
+//! Steps, each resumable:
+//! 1. **schema**: `pg_dump --schema-only`, pre-data restored in one transaction (the
+//!    dump-restore machinery), extensions first; partitioned parents and leaves created.
+//! 2. **slot**: `CREATE_REPLICATION_SLOT ... LOGICAL pgoutput (SNAPSHOT 'export')`; its
+//!    consistent LSN is recorded with every chunk copied in its snapshot.
+//! 3. **copy**: `jobs` workers; tables larger than `split_tables_larger_than` split into ctid
+//!    block ranges (TID range scans); bytes streamed from `COPY ... TO STDOUT` into
+//!    `COPY ... FROM STDIN` without parsing rows (binary when every column is a built-in type,
+//!    text otherwise, since binary arrays and composites carry type OIDs that differ between
+//!    servers). Each chunk commits on the target together with its `pgmove.copy_progress` row.
+//! 4. **sequences** and **large objects**, then **post-data** (indexes by `index_jobs`
+//!    workers, constraints, triggers) and `VACUUM ANALYZE`.
+//!
+//! Resume: a chunk is either committed with its progress row or absent. The exported snapshot
+//! dies with the process, so a rerun takes a fresh snapshot (from a temporary slot; the
+//! permanent slot and its LSN stay) for the tables still to copy. A table split into chunks is
+//! copied from one snapshot only: if a run stopped in the middle of one, its chunks are
+//! removed and it is copied again. Every table's rows carry the LSN of the snapshot they were
+//! read in (`copy_progress.snapshot_lsn`), so change capture applies to each table only the
+//! changes committed after its own snapshot.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+
+use crate::cdc::slot::{self, ExportedSlot};
+use crate::inspect::{self, Inventory, Table, TableKind};
+use crate::pg::{quote, Endpoint, Lsn, PgError};
+use crate::progress::Progress;
+use crate::state::State;
+use crate::strategy::dump_restore::{self, DumpRestoreError, Restorer};
+use crate::tools;
+
+/// The name recorded in `pgmove.runs.strategy`.
+pub const STRATEGY: &str = "copy-cdc";
+
+/// Heap block size, for ctid ranges.
+const BLOCK: i64 = 8192;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error(transparent)]
+    Restore(#[from] DumpRestoreError),
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    #[error(transparent)]
+    Slot(#[from] slot::SlotError),
+    #[error(transparent)]
+    Inspect(#[from] inspect::InspectError),
+    #[error(transparent)]
+    Tool(#[from] tools::ToolError),
+    #[error("copying {table} (chunk {chunk}) failed: {message}")]
+    Chunk {
+        table: String,
+        chunk: i32,
+        message: String,
+    },
+}
+
+/// What the full load needs besides the dump-restore job (which carries connections, objects,
+/// jobs and the dump directory for the schema).
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub base: dump_restore::Job,
+    /// The permanent slot's name.
+    pub slot: String,
+    pub split_bytes: u64,
+    /// Keep the slot after the load (for change capture); otherwise it is dropped.
+    pub keep_slot: bool,
+}
+
+/// One piece of work: a table, or a ctid block range of one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    pub schema: String,
+    pub table: String,
+    pub columns: Vec<String>,
+    pub binary: bool,
+    /// 0-based, and how many the table has.
+    pub index: i32,
+    pub count: i32,
+    /// Block range `[from, to)`; `to` none for the last chunk.
+    pub blocks: Option<(i64, Option<i64>)>,
+    pub est_bytes: i64,
+}
+
+impl Chunk {
+    fn name(&self) -> String {
+        format!("{}.{}", self.schema, self.table)
+    }
+
+    /// The source query.
+    pub fn copy_out_sql(&self) -> String {
+        let cols = self
+            .columns
+            .iter()
+            .map(|c| quote::ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let filter = match self.blocks {
+            None => String::new(),
+            Some((from, None)) => format!(" WHERE ctid >= '({from},0)'::tid"),
+            Some((from, Some(to))) => {
+                format!(" WHERE ctid >= '({from},0)'::tid AND ctid < '({to},0)'::tid")
+            }
+        };
+        format!(
+            "COPY (SELECT {cols} FROM ONLY {}{filter}) TO STDOUT{}",
+            quote::qualified(&self.schema, &self.table),
+            if self.binary { " (FORMAT binary)" } else { "" }
+        )
+    }
+
+    /// The target statement.
+    pub fn copy_in_sql(&self) -> String {
+        let cols = self
+            .columns
+            .iter()
+            .map(|c| quote::ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "COPY {} ({cols}) FROM STDIN{}",
+            quote::qualified(&self.schema, &self.table),
+            if self.binary { " (FORMAT binary)" } else { "" }
+        )
+    }
+}
+
+/// Types whose binary form is the same on every server: built-in ones (OID below 16384).
+fn binary_safe(t: &Table) -> bool {
+    t.columns.iter().filter(|c| !c.generated).all(|c| {
+        c.type_oid < 16384 && !c.flags.is_enum && !c.flags.is_composite && !c.flags.is_domain
+    })
+}
+
+/// Splits the tables that hold rows into chunks: one per table, or ctid block ranges of about
+/// `split_bytes` for larger ones. Largest first, so the longest work starts early.
+pub fn chunks(tables: &[&Table], split_bytes: u64) -> Vec<Chunk> {
+    let mut out = Vec::new();
+    let mut sorted: Vec<&&Table> = tables
+        .iter()
+        .filter(|t| t.kind != TableKind::PartitionedParent && !t.foreign)
+        .collect();
+    sorted.sort_by_key(|t| std::cmp::Reverse(t.heap_bytes));
+    for t in sorted {
+        let columns: Vec<String> = t
+            .columns
+            .iter()
+            .filter(|c| !c.generated)
+            .map(|c| c.name.clone())
+            .collect();
+        let binary = binary_safe(t);
+        let split = split_bytes.max(BLOCK as u64) as i64;
+        let n = if t.heap_bytes > split {
+            ((t.heap_bytes + split - 1) / split).min(1024) as i32
+        } else {
+            1
+        };
+        if n == 1 {
+            out.push(Chunk {
+                schema: t.schema.clone(),
+                table: t.name.clone(),
+                columns,
+                binary,
+                index: 0,
+                count: 1,
+                blocks: None,
+                est_bytes: t.heap_bytes,
+            });
+            continue;
+        }
+        let blocks = (t.heap_bytes + BLOCK - 1) / BLOCK;
+        let per = (blocks + n as i64 - 1) / n as i64;
+        for i in 0..n {
+            let from = i as i64 * per;
+            let to = if i == n - 1 { None } else { Some(from + per) };
+            out.push(Chunk {
+                schema: t.schema.clone(),
+                table: t.name.clone(),
+                columns: columns.clone(),
+                binary,
+                index: i,
+                count: n,
+                blocks: Some((from, to)),
+                est_bytes: t.heap_bytes / n as i64,
+            });
+        }
+    }
+    out
+}
+
+/// What a full load did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Outcome {
+    pub consistent_lsn: Option<String>,
+    pub chunks_copied: usize,
+    pub chunks_already_done: usize,
+    pub tables_restarted: Vec<String>,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sequences_set: usize,
+    pub large_objects_copied: usize,
+    pub slot_kept: bool,
+}
+
+/// Progress rows of this plan: table -> (chunks done, chunk count, snapshot lsn).
+async fn done_chunks(
+    state: &State<'_>,
+) -> Result<BTreeMap<(String, String), (Vec<i32>, i32)>, PgError> {
+    let rows = state
+        .client
+        .query(
+            "SELECT schema_name, table_name, chunk, chunks FROM pgmove.copy_progress WHERE plan_name = $1",
+            &[&state.plan_name],
+        )
+        .await
+        .map_err(|e| state.target.query_error("reading pgmove.copy_progress", &e))?;
+    let mut out: BTreeMap<(String, String), (Vec<i32>, i32)> = BTreeMap::new();
+    for r in rows {
+        let e = out.entry((r.get(0), r.get(1))).or_insert((Vec::new(), 0));
+        e.0.push(r.get(2));
+        e.1 = r.get(3);
+    }
+    Ok(out)
+}
+
+/// Runs the full load to the end, resuming what an earlier run left.
+pub async fn run(job: &Job, progress: Progress) -> Result<Outcome, CopyError> {
+    let base = &job.base;
+    let source_inv = inspect::inspect(&base.source).await?;
+    let major = (source_inv.server.version_num / 10000).max(0) as u32;
+    let pg_dump = tools::find("pg_dump", base.bin_dir.as_deref(), major)?;
+    let pg_restore = tools::find("pg_restore", base.bin_dir.as_deref(), major)?;
+    let psql = tools::find("psql", base.bin_dir.as_deref(), 0)?;
+    let state = State::open(&base.target, &base.plan_name).await?;
+    let result = run_steps(
+        job,
+        &state,
+        &source_inv,
+        &pg_dump,
+        &pg_restore,
+        &psql,
+        progress,
+    )
+    .await;
+    match &result {
+        Ok(_) => state.set_phase(STRATEGY, "loaded", None).await?,
+        Err(e) => {
+            let _ = state
+                .set_phase(STRATEGY, "failed", Some(&e.to_string()))
+                .await;
+        }
+    }
+    result
+}
+
+async fn run_steps(
+    job: &Job,
+    state: &State<'_>,
+    source_inv: &Inventory,
+    pg_dump: &tools::Tool,
+    pg_restore: &tools::Tool,
+    psql: &tools::Tool,
+    progress: Progress,
+) -> Result<Outcome, CopyError> {
+    let base = &job.base;
+    let mut outcome = Outcome::default();
+    let mut restorer =
+        Restorer::dump(base, state, pg_dump, pg_restore, psql, progress, STRATEGY).await?;
+    state.set_phase(STRATEGY, "schema", None).await?;
+    restorer.pre_data(state).await?;
+
+    // What is left to copy.
+    let include = |t: &&Table| {
+        t.schema != crate::state::SCHEMA
+            && (base.schemas.is_empty() || base.schemas.iter().any(|s| s == &t.schema))
+            && !base
+                .exclude
+                .iter()
+                .any(|g| crate::plan::glob_match(g, &format!("{}.{}", t.schema, t.name)))
+    };
+    let tables: Vec<&Table> = source_inv.user_tables().filter(include).collect();
+    let all = chunks(&tables, job.split_bytes);
+    let done = done_chunks(state).await?;
+    let mut todo: Vec<Chunk> = Vec::new();
+    let mut restart: Vec<(String, String)> = Vec::new();
+    let mut by_table: BTreeMap<(String, String), Vec<Chunk>> = BTreeMap::new();
+    for c in all {
+        by_table
+            .entry((c.schema.clone(), c.table.clone()))
+            .or_default()
+            .push(c);
+    }
+    for (key, cs) in by_table {
+        match done.get(&key) {
+            Some((finished, count)) if finished.len() as i32 == *count => {
+                outcome.chunks_already_done += finished.len();
+            }
+            Some(_) => {
+                restart.push(key.clone());
+                todo.extend(cs);
+            }
+            None => todo.extend(cs),
+        }
+    }
+    todo.sort_by_key(|c| std::cmp::Reverse(c.est_bytes));
+    if !restart.is_empty() {
+        // Tables a stopped run left half copied: start them again, atomically.
+        let mut sql = String::from("BEGIN;\n");
+        for (s, t) in &restart {
+            sql.push_str(&format!(
+                "TRUNCATE ONLY {};\nDELETE FROM pgmove.copy_progress WHERE plan_name = {} AND schema_name = {} AND table_name = {};\n",
+                quote::qualified(s, t),
+                quote::literal(&base.plan_name),
+                quote::literal(s),
+                quote::literal(t)
+            ));
+            outcome.tables_restarted.push(format!("{s}.{t}"));
+        }
+        sql.push_str("COMMIT;");
+        state
+            .client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| base.target.query_error("restarting half-copied tables", &e))?;
+    }
+
+    // The snapshot: the permanent slot's on the first run, a temporary one's on a resume.
+    state.set_phase(STRATEGY, "copy", None).await?;
+    let existing = slot::slot_exists(&base.source, &job.slot).await?;
+    if !todo.is_empty() {
+        let (exported, temp_name) = if existing.is_none() {
+            (ExportedSlot::create(&base.source, &job.slot).await?, None)
+        } else {
+            let name = format!("{}_resume", job.slot);
+            let _ = slot::drop_slot(&base.source, &name).await;
+            (ExportedSlot::create(&base.source, &name).await?, Some(name))
+        };
+        let lsn = exported.consistent_lsn();
+        outcome.consistent_lsn = Some(lsn.to_string());
+        let step = progress.step("copy", todo.len() as u64);
+        let copied = copy_chunks(job, exported.snapshot_name(), lsn, todo, &step).await;
+        exported.release().await?;
+        if let Some(name) = temp_name {
+            slot::drop_slot(&base.source, &name).await?;
+        }
+        let (n, rows, bytes) = copied?;
+        outcome.chunks_copied = n;
+        outcome.rows = rows;
+        outcome.bytes = bytes;
+        step.finish("tables copied");
+    } else if let Some(info) = &existing {
+        outcome.consistent_lsn = info.confirmed_flush_lsn.map(|l| l.to_string());
+    }
+
+    // Sequences and large objects.
+    state.set_phase(STRATEGY, "sequences", None).await?;
+    outcome.sequences_set = copy_sequences(base, source_inv).await?;
+    if base.large_objects {
+        outcome.large_objects_copied = copy_large_objects(base).await?;
+    }
+
+    state.set_phase(STRATEGY, "post-data", None).await?;
+    restorer.post_data().await?;
+    refresh_materialized_views(base).await?;
+    dump_restore::analyze(base, state, progress, STRATEGY).await?;
+    restorer.remove_dump().await;
+    if job.keep_slot {
+        outcome.slot_kept = true;
+    } else {
+        slot::drop_slot(&base.source, &job.slot).await?;
+    }
+    state
+        .finish_step("loaded", outcome.consistent_lsn.as_deref())
+        .await?;
+    Ok(outcome)
+}
+
+/// Copies the chunks with `jobs` workers; returns (chunks, rows, bytes).
+async fn copy_chunks(
+    job: &Job,
+    snapshot: &str,
+    lsn: Lsn,
+    todo: Vec<Chunk>,
+    step: &crate::progress::Step,
+) -> Result<(usize, u64, u64), CopyError> {
+    let base = &job.base;
+    let width = base.jobs.max(1);
+    let source_pool = base.source.pool(width)?;
+    let target_pool = base.target.pool(width)?;
+    let queue = Arc::new(tokio::sync::Mutex::new(todo));
+    let rows = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..width {
+        let queue = queue.clone();
+        let source_pool = source_pool.clone();
+        let target_pool = target_pool.clone();
+        let snapshot = snapshot.to_string();
+        let plan = base.plan_name.clone();
+        let source = base.source.clone();
+        let target = base.target.clone();
+        let rows = rows.clone();
+        let bytes = bytes.clone();
+        let tx = tx.clone();
+        set.spawn(async move {
+            let mut n = 0usize;
+            loop {
+                let chunk = match queue.lock().await.pop() {
+                    Some(c) => c,
+                    None => break,
+                };
+                let (r, b) = copy_one(
+                    &source_pool,
+                    &target_pool,
+                    &source,
+                    &target,
+                    &snapshot,
+                    lsn,
+                    &plan,
+                    &chunk,
+                )
+                .await
+                .map_err(|message| CopyError::Chunk {
+                    table: chunk.name(),
+                    chunk: chunk.index,
+                    message,
+                })?;
+                rows.fetch_add(r, Ordering::Relaxed);
+                bytes.fetch_add(b, Ordering::Relaxed);
+                let _ = tx.send(format!(
+                    "{} {}/{}",
+                    chunk.name(),
+                    chunk.index + 1,
+                    chunk.count
+                ));
+                n += 1;
+            }
+            Ok::<usize, CopyError>(n)
+        });
+    }
+    drop(tx);
+    // The queue pops from the end: reverse so the largest chunks go first.
+    queue.lock().await.reverse();
+    let mut total = 0;
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(m) => step.item_done(&m),
+                None => break,
+            },
+        }
+    }
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(n)) => total += n,
+            Ok(Err(e)) => {
+                set.abort_all();
+                return Err(e);
+            }
+            Err(e) => {
+                set.abort_all();
+                return Err(CopyError::Chunk {
+                    table: "?".to_string(),
+                    chunk: -1,
+                    message: format!("copy worker failed: {e}"),
+                });
+            }
+        }
+    }
+    Ok((
+        total,
+        rows.load(Ordering::Relaxed),
+        bytes.load(Ordering::Relaxed),
+    ))
+}
+
+/// One chunk: COPY out of the snapshot, COPY in, progress row, commit. Returns (rows, bytes).
+#[allow(clippy::too_many_arguments)]
+async fn copy_one(
+    source_pool: &deadpool_postgres::Pool,
+    target_pool: &deadpool_postgres::Pool,
+    source: &Endpoint,
+    target: &Endpoint,
+    snapshot: &str,
+    lsn: Lsn,
+    plan: &str,
+    chunk: &Chunk,
+) -> Result<(u64, u64), String> {
+    let src = source_pool
+        .get()
+        .await
+        .map_err(|e| format!("source: {e}"))?;
+    let dst = target_pool
+        .get()
+        .await
+        .map_err(|e| format!("target: {e}"))?;
+    src.batch_execute(&format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {};",
+        quote::literal(snapshot)
+    ))
+    .await
+    .map_err(|e| source.query_error("importing the snapshot", &e).to_string())?;
+    dst.batch_execute("BEGIN; SET LOCAL synchronous_commit = off;")
+        .await
+        .map_err(|e| target.query_error("BEGIN", &e).to_string())?;
+    let result = async {
+        let out = src
+            .copy_out(chunk.copy_out_sql().as_str())
+            .await
+            .map_err(|e| source.query_error("COPY TO", &e).to_string())?;
+        let sink = dst
+            .copy_in::<_, bytes::Bytes>(chunk.copy_in_sql().as_str())
+            .await
+            .map_err(|e| target.query_error("COPY FROM", &e).to_string())?;
+        futures_util::pin_mut!(out);
+        futures_util::pin_mut!(sink);
+        let mut n_bytes = 0u64;
+        while let Some(data) = out.next().await {
+            let data = data.map_err(|e| source.query_error("COPY TO", &e).to_string())?;
+            n_bytes += data.len() as u64;
+            sink.send(data)
+                .await
+                .map_err(|e| target.query_error("COPY FROM", &e).to_string())?;
+        }
+        let rows = sink
+            .finish()
+            .await
+            .map_err(|e| target.query_error("COPY FROM", &e).to_string())?;
+        dst.execute(
+            "INSERT INTO pgmove.copy_progress (plan_name, schema_name, table_name, chunk, chunks, rows, bytes, snapshot_lsn) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[&plan, &chunk.schema, &chunk.table, &chunk.index, &chunk.count, &(rows as i64), &(n_bytes as i64), &lsn],
+        )
+        .await
+        .map_err(|e| target.query_error("recording progress", &e).to_string())?;
+        Ok::<(u64, u64), String>((rows, n_bytes))
+    }
+    .await;
+    match result {
+        Ok(v) => {
+            dst.batch_execute("COMMIT")
+                .await
+                .map_err(|e| target.query_error("COMMIT", &e).to_string())?;
+            let _ = src.batch_execute("COMMIT").await;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = dst.batch_execute("ROLLBACK").await;
+            let _ = src.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+/// Sets every selected sequence on the target to the source's current value.
+async fn copy_sequences(base: &dump_restore::Job, inv: &Inventory) -> Result<usize, CopyError> {
+    let source = base.source.connect().await?;
+    let target = base.target.connect().await?;
+    let mut n = 0;
+    let mut values: HashMap<String, (i64, bool)> = HashMap::new();
+    for s in &inv.sequences {
+        if s.extension.is_some()
+            || s.schema == crate::state::SCHEMA
+            || (!base.schemas.is_empty() && !base.schemas.contains(&s.schema))
+        {
+            continue;
+        }
+        let q = quote::qualified(&s.schema, &s.name);
+        let row = source
+            .query_one(&format!("SELECT last_value, is_called FROM {q}"), &[])
+            .await
+            .map_err(|e| {
+                base.source
+                    .query_error(&format!("reading sequence {q}"), &e)
+            })?;
+        values.insert(q, (row.get(0), row.get(1)));
+    }
+    for (q, (v, called)) in values {
+        target
+            .execute(
+                "SELECT pg_catalog.setval($1::text::regclass, $2, $3)",
+                &[&q, &v, &called],
+            )
+            .await
+            .map_err(|e| {
+                base.target
+                    .query_error(&format!("setting sequence {q}"), &e)
+            })?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Materialized views populated on the source (schema, name).
+const POPULATED_MATVIEWS_SQL: &str =
+    "SELECT schemaname, matviewname FROM pg_matviews WHERE ispopulated ORDER BY 1, 2";
+
+/// A schema-only dump leaves materialized views empty: refresh those populated on the source.
+/// A view built on another is retried after the others, until a pass makes no progress.
+async fn refresh_materialized_views(base: &dump_restore::Job) -> Result<(), CopyError> {
+    let source = base.source.connect().await?;
+    let target = base.target.connect().await?;
+    let mut todo: Vec<(String, String)> = source
+        .query(POPULATED_MATVIEWS_SQL, &[])
+        .await
+        .map_err(|e| base.source.query_error("listing materialized views", &e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .filter(|(s, _): &(String, String)| base.schemas.is_empty() || base.schemas.contains(s))
+        .collect();
+    while !todo.is_empty() {
+        let mut failed = Vec::new();
+        let mut last_error = None;
+        for (s, v) in todo.iter() {
+            let q = quote::qualified(s, v);
+            if let Err(e) = target
+                .batch_execute(&format!("REFRESH MATERIALIZED VIEW {q}"))
+                .await
+            {
+                last_error = Some(base.target.query_error(&format!("refreshing {q}"), &e));
+                failed.push((s.clone(), v.clone()));
+            }
+        }
+        if failed.len() == todo.len() {
+            if let Some(e) = last_error {
+                return Err(e.into());
+            }
+        }
+        todo = failed;
+    }
+    Ok(())
+}
+
+/// Copies the large objects the target lacks, 1 MB at a time.
+async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError> {
+    const PIECE: i64 = 1 << 20;
+    let source = base.source.connect().await?;
+    let mut target = base.target.connect().await?;
+    let on_source: Vec<u32> = source
+        .query("SELECT oid FROM pg_largeobject_metadata ORDER BY oid", &[])
+        .await
+        .map_err(|e| base.source.query_error("listing large objects", &e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let on_target: std::collections::HashSet<u32> = target
+        .query("SELECT oid FROM pg_largeobject_metadata", &[])
+        .await
+        .map_err(|e| base.target.query_error("listing large objects", &e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut n = 0;
+    for oid in on_source.into_iter().filter(|o| !on_target.contains(o)) {
+        let tx = target
+            .transaction()
+            .await
+            .map_err(|e| base.target.query_error("BEGIN", &e))?;
+        tx.execute("SELECT pg_catalog.lo_create($1)", &[&oid])
+            .await
+            .map_err(|e| {
+                base.target
+                    .query_error(&format!("creating large object {oid}"), &e)
+            })?;
+        let mut offset = 0i64;
+        loop {
+            let row = source
+                .query_one(
+                    "SELECT lo_get($1, $2, $3::int)",
+                    &[&oid, &offset, &(PIECE as i32)],
+                )
+                .await
+                .map_err(|e| {
+                    base.source
+                        .query_error(&format!("reading large object {oid}"), &e)
+                })?;
+            let data: Vec<u8> = row.get(0);
+            if data.is_empty() {
+                break;
+            }
+            tx.execute("SELECT lo_put($1, $2, $3)", &[&oid, &offset, &data])
+                .await
+                .map_err(|e| {
+                    base.target
+                        .query_error(&format!("writing large object {oid}"), &e)
+                })?;
+            offset += data.len() as i64;
+            if (data.len() as i64) < PIECE {
+                break;
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(|e| base.target.query_error("COMMIT", &e))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::{Column, ColumnFlags, ReplicaIdentity};
+
+    fn table(name: &str, heap: i64, kind: TableKind, type_oid: u32) -> Table {
+        Table {
+            oid: 1,
+            schema: "public".into(),
+            name: name.into(),
+            kind,
+            foreign: false,
+            unlogged: false,
+            owner: "o".into(),
+            parent: None,
+            root: None,
+            partition_depth: 0,
+            partition_key: None,
+            partition_bound: None,
+            total_bytes: heap,
+            heap_bytes: heap,
+            estimated_rows: None,
+            primary_key: vec![],
+            replica_identity: ReplicaIdentity::Default,
+            replica_identity_index: None,
+            identity_index_candidates: vec![],
+            has_select: true,
+            row_security: false,
+            extension_owned: false,
+            extension: None,
+            columns: vec![
+                Column {
+                    name: "id".into(),
+                    position: 1,
+                    type_name: "integer".into(),
+                    type_oid: 23,
+                    base_type: "integer".into(),
+                    not_null: true,
+                    default: None,
+                    generated: false,
+                    identity: None,
+                    flags: ColumnFlags::default(),
+                },
+                Column {
+                    name: "v".into(),
+                    position: 2,
+                    type_name: "x".into(),
+                    type_oid,
+                    base_type: "x".into(),
+                    not_null: false,
+                    default: None,
+                    generated: false,
+                    identity: None,
+                    flags: ColumnFlags::default(),
+                },
+                Column {
+                    name: "g".into(),
+                    position: 3,
+                    type_name: "integer".into(),
+                    type_oid: 23,
+                    base_type: "integer".into(),
+                    not_null: false,
+                    default: Some("id * 2".into()),
+                    generated: true,
+                    identity: None,
+                    flags: ColumnFlags::default(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn large_tables_split_into_block_ranges_and_parents_are_skipped() {
+        let big = table("big", 10 * 8192 * 100, TableKind::Plain, 25);
+        let small = table("small", 8192, TableKind::Plain, 70000);
+        let parent = table("parent", 0, TableKind::PartitionedParent, 25);
+        let c = chunks(&[&small, &big, &parent], 3 * 8192 * 100);
+        let big_chunks: Vec<&Chunk> = c.iter().filter(|c| c.table == "big").collect();
+        assert_eq!(big_chunks.len(), 4);
+        assert_eq!(big_chunks[0].blocks, Some((0, Some(250))));
+        assert_eq!(big_chunks[3].blocks, Some((750, None)));
+        assert!(c.iter().all(|c| c.table != "parent"));
+        assert_eq!(c.last().map(|c| c.table.as_str()), Some("small"));
+        // Generated columns are left to the target to compute.
+        assert_eq!(big_chunks[0].columns, vec!["id", "v"]);
+        assert!(big_chunks[0].binary);
+        let small_chunk = c.iter().find(|c| c.table == "small").expect("small");
+        assert!(!small_chunk.binary, "a user-defined type forces text");
+    }
+
+    #[test]
+    fn copy_statements_quote_and_filter() {
+        let t = table("My \"T\"", 100, TableKind::Plain, 25);
+        let c = &chunks(&[&t], 1 << 30)[0];
+        assert_eq!(
+            c.copy_out_sql(),
+            r#"COPY (SELECT "id", "v" FROM ONLY "public"."My ""T""") TO STDOUT (FORMAT binary)"#
+        );
+        assert_eq!(
+            c.copy_in_sql(),
+            r#"COPY "public"."My ""T""" ("id", "v") FROM STDIN (FORMAT binary)"#
+        );
+        let mut r = c.clone();
+        r.blocks = Some((10, Some(20)));
+        assert!(r
+            .copy_out_sql()
+            .contains("WHERE ctid >= '(10,0)'::tid AND ctid < '(20,0)'::tid"));
+    }
+}
+
+/// The statements and commands `apply` would run, in order, without running anything.
+pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, CopyError> {
+    let base = &job.base;
+    let mut out = dump_restore::dry_run(base).await?;
+    // The dump-restore listing ends with ANALYZE and the done step; the copy comes before the
+    // post-data restore.
+    let tables: Vec<&Table> = source_inv
+        .user_tables()
+        .filter(|t| t.schema != crate::state::SCHEMA)
+        .filter(|t| base.schemas.is_empty() || base.schemas.contains(&t.schema))
+        .filter(|t| {
+            !base
+                .exclude
+                .iter()
+                .any(|g| crate::plan::glob_match(g, &format!("{}.{}", t.schema, t.name)))
+        })
+        .collect();
+    let mut copy = vec![
+        format!("-- copy-cdc: on a replication connection to the source ({})", base.source.display()),
+        format!(
+            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export');",
+            quote::ident(&job.slot)
+        ),
+        format!(
+            "-- then per chunk, {} at a time, on the source: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '<exported>'; and on the target: BEGIN; SET LOCAL synchronous_commit = off;",
+            base.jobs
+        ),
+    ];
+    for c in chunks(&tables, job.split_bytes) {
+        copy.push(format!("{}  =>  {}", c.copy_out_sql(), c.copy_in_sql()));
+    }
+    copy.push(
+        "INSERT INTO pgmove.copy_progress (...) VALUES (...); COMMIT;  -- with each chunk"
+            .to_string(),
+    );
+    copy.push(
+        "SELECT pg_catalog.setval(...)  -- every sequence, from the source's value".to_string(),
+    );
+    copy.push("SELECT lo_create(oid); SELECT lo_put(oid, offset, data)  -- large objects the target lacks, 1 MB at a time".to_string());
+    if !job.keep_slot {
+        copy.push(format!(
+            "SELECT pg_drop_replication_slot({});  -- after the load: change capture is not built yet",
+            quote::literal(&job.slot)
+        ));
+    }
+    // Insert before the post-data part of the listing.
+    let at = out
+        .iter()
+        .position(|l| l.starts_with("-- 5. data"))
+        .unwrap_or(out.len());
+    out.splice(at..at, copy);
+    Ok(out)
+}
