@@ -63,6 +63,12 @@ pub enum Command {
         #[arg(long)]
         dump_dir: Option<PathBuf>,
     },
+    /// Phase, per-table progress, the replication slot's lag and retained WAL, last error.
+    /// Never writes.
+    Status {
+        /// The YAML plan file.
+        plan: PathBuf,
+    },
     /// Compare source and target: per-table row counts and chunked checksums, sequences,
     /// large objects and the object inventory. Exit 3 when they differ. Never writes.
     Verify {
@@ -118,6 +124,7 @@ where
                 dry_run,
                 dump_dir,
             } => commands::apply(&plan, dry_run, dump_dir, g).await,
+            Command::Status { plan } => commands::status(&plan, g).await,
             Command::Verify {
                 plan,
                 counts_only,

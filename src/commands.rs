@@ -392,3 +392,27 @@ pub async fn verify(path: &Path, counts_only: bool, chunk_rows: Option<u64>, g: 
         Err(e) => report_failure(&Failure::runtime(e)),
     }
 }
+
+/// `pgmove status`.
+pub async fn status(path: &Path, g: Global) -> u8 {
+    let plan = match plan::load(path) {
+        Ok(p) => p,
+        Err(e) => return report_failure(&Failure::input(e)),
+    };
+    let (source, target) = match (plan.endpoint(Side::Source), plan.endpoint(Side::Target)) {
+        (Ok(s), Ok(t)) => (s, t),
+        (Err(e), _) | (_, Err(e)) => return report_failure(&Failure::input(e)),
+    };
+    match crate::status::read(&plan.name, &plan.slot_name(), &source, &target).await {
+        Ok(s) => {
+            match g.format {
+                Format::Json => {
+                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default())
+                }
+                _ => print!("{}", s.render_text()),
+            }
+            exit::OK
+        }
+        Err(e) => report_failure(&Failure::runtime(e)),
+    }
+}

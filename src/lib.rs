@@ -15,6 +15,7 @@ pub mod preflight;
 pub mod progress;
 pub mod report;
 pub mod state;
+pub mod status;
 pub mod strategy;
 pub mod tools;
 pub mod verify;

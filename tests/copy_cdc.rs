@@ -262,6 +262,21 @@ fn sigkill_mid_copy_then_rerun_is_identical_and_finished_tables_are_not_copied_t
         "1"
     );
 
+    // status shows where the killed run stopped, from the target's pgmove schema.
+    let out = run(&["status", p, "--format", "json"], &src, &dst);
+    assert_ok(&out);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(st["phase"], "copy", "{st:#}");
+    assert_eq!(st["strategy"], "copy-cdc");
+    assert_eq!(st["tables"].as_array().expect("tables").len(), before.len());
+    assert_eq!(st["slot"]["name"], "pgmove_kill");
+    assert!(
+        st["slot"]["retained_wal_bytes"].as_u64().is_some(),
+        "{st:#}"
+    );
+    let text = run(&["status", p], &src, &dst);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("plan kill: copy (strategy copy-cdc)"));
+
     let out = run(&["apply", p, "--yes"], &src, &dst);
     assert_ok(&out);
     let after = progress_rows(&dst);

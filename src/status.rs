@@ -1,0 +1,230 @@
+//! `pgmove status`: what a run has done so far, read from the target's `pgmove` schema and the
+//! source's replication slot. Never writes.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::pg::{Endpoint, Lsn, PgError};
+use crate::planner;
+
+/// One table's copy progress.
+#[derive(Clone, Debug, Serialize)]
+pub struct TableProgress {
+    pub schema: String,
+    pub table: String,
+    pub chunks_done: i64,
+    pub chunks: i32,
+    pub rows: i64,
+    pub bytes: i64,
+    pub snapshot_lsn: Option<String>,
+}
+
+/// The replication slot on the source, with lag.
+#[derive(Clone, Debug, Serialize)]
+pub struct SlotStatus {
+    pub name: String,
+    pub active: bool,
+    pub source_wal_lsn: Option<String>,
+    pub confirmed_flush_lsn: Option<String>,
+    pub lag_bytes: Option<u64>,
+    pub retained_wal_bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    pub plan: String,
+    /// `not started` when the target has no pgmove state for the plan.
+    pub phase: String,
+    pub strategy: Option<String>,
+    pub started_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub last_error: Option<String>,
+    pub steps_done: Vec<String>,
+    pub restore_items_done: i64,
+    pub tables: Vec<TableProgress>,
+    pub slot: Option<SlotStatus>,
+}
+
+/// The run's state as `(strategy, phase, started, updated, last error)`.
+const RUN_SQL: &str = "SELECT strategy, phase, started_at::text, updated_at::text, last_error FROM pgmove.runs WHERE plan_name = $1";
+/// Finished steps in order.
+const STEPS_SQL: &str =
+    "SELECT step FROM pgmove.steps WHERE plan_name = $1 ORDER BY finished_at, step";
+/// Restore items applied.
+const ITEMS_SQL: &str = "SELECT count(*) FROM pgmove.restore_items WHERE plan_name = $1";
+/// Per-table copy progress.
+const COPY_SQL: &str = "SELECT schema_name, table_name, count(*), max(chunks), sum(rows)::bigint, sum(bytes)::bigint, max(snapshot_lsn)::text
+    FROM pgmove.copy_progress WHERE plan_name = $1 GROUP BY 1, 2 ORDER BY 1, 2";
+/// The slot: active, confirmed LSN, current WAL position, retained WAL.
+const SLOT_SQL: &str = "SELECT active, confirmed_flush_lsn, pg_current_wal_lsn(),
+    (pg_current_wal_lsn() - restart_lsn)::bigint
+    FROM pg_replication_slots WHERE slot_name = $1";
+
+/// Reads the status of `plan` (whose slot is `slot`).
+pub async fn read(
+    plan: &str,
+    slot: &str,
+    source: &Endpoint,
+    target: &Endpoint,
+) -> Result<Status, PgError> {
+    let t = target.connect().await?;
+    let q = |what: &'static str| move |e: tokio_postgres::Error| target.query_error(what, &e);
+    let has_schema: bool = t
+        .query_one(
+            "SELECT to_regclass('pgmove.runs') IS NOT NULL AND to_regclass('pgmove.copy_progress') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(q("looking for the pgmove schema"))?
+        .get(0);
+    let mut status = Status {
+        plan: plan.to_string(),
+        phase: "not started".to_string(),
+        strategy: None,
+        started_at: None,
+        updated_at: None,
+        last_error: None,
+        steps_done: vec![],
+        restore_items_done: 0,
+        tables: vec![],
+        slot: None,
+    };
+    if has_schema {
+        if let Some(r) = t
+            .query_opt(RUN_SQL, &[&plan])
+            .await
+            .map_err(q("reading pgmove.runs"))?
+        {
+            status.strategy = Some(r.get(0));
+            status.phase = r.get(1);
+            status.started_at = r.get(2);
+            status.updated_at = r.get(3);
+            status.last_error = r.get(4);
+        }
+        status.steps_done = t
+            .query(STEPS_SQL, &[&plan])
+            .await
+            .map_err(q("reading pgmove.steps"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        status.restore_items_done = t
+            .query_one(ITEMS_SQL, &[&plan])
+            .await
+            .map_err(q("reading pgmove.restore_items"))?
+            .get(0);
+        status.tables = t
+            .query(COPY_SQL, &[&plan])
+            .await
+            .map_err(q("reading pgmove.copy_progress"))?
+            .iter()
+            .map(|r| TableProgress {
+                schema: r.get(0),
+                table: r.get(1),
+                chunks_done: r.get(2),
+                chunks: r.get(3),
+                rows: r.get(4),
+                bytes: r.get(5),
+                snapshot_lsn: r.get(6),
+            })
+            .collect();
+    }
+    let s = source.connect().await?;
+    if let Some(r) = s
+        .query_opt(SLOT_SQL, &[&slot])
+        .await
+        .map_err(|e| source.query_error("reading the replication slot", &e))?
+    {
+        let confirmed: Option<Lsn> = r.get(1);
+        let current: Option<Lsn> = r.get(2);
+        let retained: Option<i64> = r.get(3);
+        status.slot = Some(SlotStatus {
+            name: slot.to_string(),
+            active: r.get(0),
+            source_wal_lsn: current.map(|l| l.to_string()),
+            confirmed_flush_lsn: confirmed.map(|l| l.to_string()),
+            lag_bytes: match (current, confirmed) {
+                (Some(c), Some(f)) => Some(c.bytes_since(f)),
+                _ => None,
+            },
+            retained_wal_bytes: retained.map(|b| b.max(0) as u64),
+        });
+    }
+    Ok(status)
+}
+
+impl Status {
+    pub fn render_text(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "plan {}: {}{}",
+            self.plan,
+            self.phase,
+            self.strategy
+                .as_ref()
+                .map(|s| format!(" (strategy {s})"))
+                .unwrap_or_default()
+        );
+        if let (Some(a), Some(b)) = (&self.started_at, &self.updated_at) {
+            let _ = writeln!(o, "  started {a}, last update {b}");
+        }
+        if let Some(e) = &self.last_error {
+            let _ = writeln!(o, "  last error: {e}");
+        }
+        if !self.steps_done.is_empty() {
+            let _ = writeln!(o, "  steps done: {}", self.steps_done.join(", "));
+        }
+        if self.restore_items_done > 0 {
+            let _ = writeln!(o, "  restore items applied: {}", self.restore_items_done);
+        }
+        if !self.tables.is_empty() {
+            let done = self
+                .tables
+                .iter()
+                .filter(|t| t.chunks_done >= t.chunks as i64)
+                .count();
+            let rows: i64 = self.tables.iter().map(|t| t.rows).sum();
+            let bytes: i64 = self.tables.iter().map(|t| t.bytes).sum();
+            let _ = writeln!(
+                o,
+                "  copied: {done} table(s) complete, {rows} rows, {}",
+                planner::bytes(bytes)
+            );
+            for t in self
+                .tables
+                .iter()
+                .filter(|t| t.chunks_done < t.chunks as i64)
+            {
+                let _ = writeln!(
+                    o,
+                    "    {}.{}: {}/{} chunks",
+                    t.schema, t.table, t.chunks_done, t.chunks
+                );
+            }
+        }
+        match &self.slot {
+            Some(s) => {
+                let _ = writeln!(
+                    o,
+                    "  slot {} ({}): confirmed {}, source at {}, lag {}, retains {} of WAL",
+                    s.name,
+                    if s.active { "active" } else { "inactive" },
+                    s.confirmed_flush_lsn.as_deref().unwrap_or("?"),
+                    s.source_wal_lsn.as_deref().unwrap_or("?"),
+                    s.lag_bytes
+                        .map(|b| planner::bytes(b as i64))
+                        .unwrap_or_else(|| "?".into()),
+                    s.retained_wal_bytes
+                        .map(|b| planner::bytes(b as i64))
+                        .unwrap_or_else(|| "?".into()),
+                );
+            }
+            None => {
+                let _ = writeln!(o, "  no replication slot on the source");
+            }
+        }
+        o
+    }
+}
