@@ -705,6 +705,60 @@ async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError
     Ok(n)
 }
 
+/// The statements and commands `apply` would run, in order, without running anything.
+pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, CopyError> {
+    let base = &job.base;
+    let mut out = dump_restore::dry_run(base).await?;
+    // The dump-restore listing ends with ANALYZE and the done step; the copy comes before the
+    // post-data restore.
+    let tables: Vec<&Table> = source_inv
+        .user_tables()
+        .filter(|t| t.schema != crate::state::SCHEMA)
+        .filter(|t| base.schemas.is_empty() || base.schemas.contains(&t.schema))
+        .filter(|t| {
+            !base
+                .exclude
+                .iter()
+                .any(|g| crate::plan::glob_match(g, &format!("{}.{}", t.schema, t.name)))
+        })
+        .collect();
+    let mut copy = vec![
+        format!("-- copy-cdc: on a replication connection to the source ({})", base.source.display()),
+        format!(
+            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export');",
+            quote::ident(&job.slot)
+        ),
+        format!(
+            "-- then per chunk, {} at a time, on the source: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '<exported>'; and on the target: BEGIN; SET LOCAL synchronous_commit = off;",
+            base.jobs
+        ),
+    ];
+    for c in chunks(&tables, job.split_bytes) {
+        copy.push(format!("{}  =>  {}", c.copy_out_sql(), c.copy_in_sql()));
+    }
+    copy.push(
+        "INSERT INTO pgmove.copy_progress (...) VALUES (...); COMMIT;  -- with each chunk"
+            .to_string(),
+    );
+    copy.push(
+        "SELECT pg_catalog.setval(...)  -- every sequence, from the source's value".to_string(),
+    );
+    copy.push("SELECT lo_create(oid); SELECT lo_put(oid, offset, data)  -- large objects the target lacks, 1 MB at a time".to_string());
+    if !job.keep_slot {
+        copy.push(format!(
+            "SELECT pg_drop_replication_slot({});  -- after the load: change capture is not built yet",
+            quote::literal(&job.slot)
+        ));
+    }
+    // Insert before the post-data part of the listing.
+    let at = out
+        .iter()
+        .position(|l| l.starts_with("-- 5. data"))
+        .unwrap_or(out.len());
+    out.splice(at..at, copy);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -813,58 +867,4 @@ mod tests {
             .copy_out_sql()
             .contains("WHERE ctid >= '(10,0)'::tid AND ctid < '(20,0)'::tid"));
     }
-}
-
-/// The statements and commands `apply` would run, in order, without running anything.
-pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, CopyError> {
-    let base = &job.base;
-    let mut out = dump_restore::dry_run(base).await?;
-    // The dump-restore listing ends with ANALYZE and the done step; the copy comes before the
-    // post-data restore.
-    let tables: Vec<&Table> = source_inv
-        .user_tables()
-        .filter(|t| t.schema != crate::state::SCHEMA)
-        .filter(|t| base.schemas.is_empty() || base.schemas.contains(&t.schema))
-        .filter(|t| {
-            !base
-                .exclude
-                .iter()
-                .any(|g| crate::plan::glob_match(g, &format!("{}.{}", t.schema, t.name)))
-        })
-        .collect();
-    let mut copy = vec![
-        format!("-- copy-cdc: on a replication connection to the source ({})", base.source.display()),
-        format!(
-            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export');",
-            quote::ident(&job.slot)
-        ),
-        format!(
-            "-- then per chunk, {} at a time, on the source: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '<exported>'; and on the target: BEGIN; SET LOCAL synchronous_commit = off;",
-            base.jobs
-        ),
-    ];
-    for c in chunks(&tables, job.split_bytes) {
-        copy.push(format!("{}  =>  {}", c.copy_out_sql(), c.copy_in_sql()));
-    }
-    copy.push(
-        "INSERT INTO pgmove.copy_progress (...) VALUES (...); COMMIT;  -- with each chunk"
-            .to_string(),
-    );
-    copy.push(
-        "SELECT pg_catalog.setval(...)  -- every sequence, from the source's value".to_string(),
-    );
-    copy.push("SELECT lo_create(oid); SELECT lo_put(oid, offset, data)  -- large objects the target lacks, 1 MB at a time".to_string());
-    if !job.keep_slot {
-        copy.push(format!(
-            "SELECT pg_drop_replication_slot({});  -- after the load: change capture is not built yet",
-            quote::literal(&job.slot)
-        ));
-    }
-    // Insert before the post-data part of the listing.
-    let at = out
-        .iter()
-        .position(|l| l.starts_with("-- 5. data"))
-        .unwrap_or(out.len());
-    out.splice(at..at, copy);
-    Ok(out)
 }
