@@ -27,27 +27,53 @@ psql_on "$DST_PORT" postgres -c "CREATE DATABASE shop" >/dev/null
 psql_on "$SRC_PORT" shop -f tests/fixtures/many_types.sql >/dev/null
 psql_on "$SRC_PORT" shop -At -c "SELECT count(*) || ' tables, ' || pg_size_pretty(pg_database_size('shop')) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog','information_schema')" | sed 's/^/    /'
 
-cat >"$work/demo.yaml" <<YAML
+psql_on "$DST_PORT" postgres -c "CREATE DATABASE shop_offline" >/dev/null
+
+# Two plans: the built-in copy-cdc full load (snapshot-consistent parallel COPY) into "shop",
+# and the offline dump-restore into "shop_offline".
+cat >"$work/online.yaml" <<YAML
 version: 1
-name: demo
+name: demo-online
 source:
   dsn: postgres://postgres@127.0.0.1:$SRC_PORT/shop
   sslmode: disable
 target:
   dsn: postgres://postgres@127.0.0.1:$DST_PORT/shop
   sslmode: disable
+strategy: copy-cdc
+jobs: 2
+split_tables_larger_than: 1MB
+cdc:
+  tables_without_key: insert-only
+YAML
+cat >"$work/offline.yaml" <<YAML
+version: 1
+name: demo-offline
+source:
+  dsn: postgres://postgres@127.0.0.1:$SRC_PORT/shop
+  sslmode: disable
+target:
+  dsn: postgres://postgres@127.0.0.1:$DST_PORT/shop_offline
+  sslmode: disable
 strategy: dump-restore
 downtime: 10m
 jobs: 2
 YAML
 
-echo "==> pgmove plan"
-"$pgmove" plan "$work/demo.yaml"
-echo "==> pgmove apply --dry-run"
-"$pgmove" apply "$work/demo.yaml" --dry-run | head -n 12
+echo "==> pgmove plan (copy-cdc)"
+"$pgmove" plan "$work/online.yaml"
+echo "==> pgmove apply --dry-run (first lines)"
+"$pgmove" apply "$work/online.yaml" --dry-run | grep -E "CREATE_REPLICATION_SLOT|COPY " | head -n 6
 echo "    ..."
-echo "==> pgmove apply"
-"$pgmove" apply "$work/demo.yaml" --yes
-echo "==> pgmove verify"
-"$pgmove" verify "$work/demo.yaml"
-echo "==> done: the target is identical to the source"
+echo "==> pgmove apply (copy-cdc)"
+"$pgmove" apply "$work/online.yaml" --yes
+echo "==> pgmove status"
+"$pgmove" status "$work/online.yaml"
+echo "==> pgmove verify (copy-cdc target)"
+"$pgmove" verify "$work/online.yaml"
+
+echo "==> pgmove apply (dump-restore) into shop_offline"
+"$pgmove" apply "$work/offline.yaml" --yes
+echo "==> pgmove verify (dump-restore target)"
+"$pgmove" verify "$work/offline.yaml"
+echo "==> done: both targets are identical to the source"
