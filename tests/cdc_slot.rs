@@ -210,11 +210,14 @@ async fn dropping_a_slot_in_use_names_the_process() {
         .batch_execute("CREATE PUBLICATION p FOR ALL TABLES")
         .await
         .expect("publication");
-    let mut cfg = slot::replication_config(&ep, "busy").expect("config");
-    cfg.publication = "p".into();
-    let mut stream = pgwire_replication::ReplicationClient::connect(cfg)
-        .await
-        .expect("stream");
+    let mut stream = slot::open_session(&ep, "busy", |mut cfg| {
+        cfg.publication = "p".into();
+        cfg
+    })
+    .await
+    .expect("session")
+    .client;
+    stream.start().await.expect("start streaming");
     stream.wait_started().await.expect("started");
 
     let err = slot::drop_slot(&ep, "busy")

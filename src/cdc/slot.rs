@@ -18,17 +18,20 @@
 //!   correct for commit-order apply, but the CDC issue must live with it or patch it; no
 //!   SCRAM channel binding. Its rustls dependency enables aws-lc-rs next to our ring (it
 //!   installs ring as the process default itself).
-//! - **pg_walstream 0.10 — not chosen.** Complete (protocol v1-4, streaming, two-phase, slot
-//!   helpers, pgoutput decoding, libpq-style conninfo with every sslmode), but about 67k lines,
-//!   aws-lc-rs (cmake) as the only rustls backend, no way to pass our rustls configuration
-//!   either, and its snapshot helpers own the copy and the stream lifecycle that pgmove builds
-//!   itself. Worth revisiting only if proto v2 streaming turns out to matter.
+//! - **pg_walstream 0.10 — not chosen.** Complete (protocol v1-4 with streaming and two-phase,
+//!   slot commands with `EXPORT_SNAPSHOT`, pgoutput decoding, SCRAM, libpq-style conninfo with
+//!   every sslmode), but about 67k lines with its own connection layer, configured only through
+//!   a conninfo string (our password and settings re-serialised into it), no way to pass our
+//!   rustls configuration either, and snapshot helpers that own the copy and the stream
+//!   lifecycle pgmove builds itself. The fallback if proto v2 streaming turns out to matter.
 //!
 //! sslmode mapping for the replication connection (the same table as [`crate::pg::tls`]):
 //! `disable` → plain; `allow`/`prefer` → TLS if offered, unverified; `require` → TLS,
 //! unverified, or chain-verified (verify-ca) when a root certificate is known, as libpq does;
 //! `verify-ca`/`verify-full` as named, with the host (or IP) as the name checked. A Unix socket
-//! never uses TLS. The configuration is first validated by [`crate::pg::tls::client_config`], so
+//! never uses TLS. pgwire-replication 0.5's verify-ca wrongly refuses a certificate that does
+//! not name the host (it misses rustls' `NotValidForNameContext`); [`open_session`] works around
+//! it. The configuration is first validated by [`crate::pg::tls::client_config`], so
 //! a missing or unreadable root certificate fails with the same message as a normal connection.
 //!
 //! The replication connection is opened with `idle_in_transaction_session_timeout=0` (the
@@ -44,6 +47,8 @@
 //!   `ExportedSlot` also closes the connection, without waiting.
 //! - [`slot_exists`] reads the slot from `pg_replication_slots` ([`SlotInfo`]).
 //! - [`drop_slot`] drops it, idempotently.
+//! - [`open_session`] opens a gated replication session ([`Session`]) with the same connection
+//!   handling, for the CDC stream; [`replication_config`] is the configuration it starts from.
 //! - [`SlotError`] names the side, never holds a password, and carries a [`SlotProblem`] and a
 //!   hint for the failures a DBA can fix.
 
@@ -206,30 +211,12 @@ impl ExportedSlot {
     /// ended (the slot's consistent point): a session idle in a transaction on the source
     /// makes this wait; a warning says so after a while.
     pub async fn create(source: &Endpoint, name: &str) -> Result<ExportedSlot, SlotError> {
-        let cfg = replication_config(source, name)?;
-        let timeout = connect_timeout(source);
-        let mut client = ReplicationClient::connect_gated(cfg)
-            .await
-            .map_err(|e| connect_error(source, &e))?;
-
-        // The first query completes the connection and authentication.
-        let rows = tokio::time::timeout(
-            timeout,
-            client.simple_query("SELECT pg_backend_pid(), current_setting('server_version_num')"),
-        )
-        .await
-        .map_err(|_| SlotError::Connect {
-            side: source.side,
-            endpoint: source.display(),
-            problem: Some(SlotProblem::Unreachable),
-            message: format!("no answer within {}s", timeout.as_secs()),
-            hint: Some(format!(
-                "is {}:{} reachable from here? (firewall, security group, listen_addresses)",
-                source.info.host(),
-                source.info.port()
-            )),
-        })?
-        .map_err(|e| connect_error(source, &e))?;
+        let session = open_session(source, name, |cfg| cfg).await?;
+        let (mut client, backend_pid, version) = (
+            session.client,
+            session.backend_pid,
+            session.server_version_num,
+        );
         let protocol = |what: &str| SlotError::Create {
             side: source.side,
             slot: quote::ident(name),
@@ -237,15 +224,6 @@ impl ExportedSlot {
             message: format!("unexpected answer from the server: {what}"),
             hint: None,
         };
-        let row = rows
-            .first()
-            .ok_or_else(|| protocol("no row for pg_backend_pid()"))?;
-        let backend_pid: i32 = text(row, 0)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| protocol("pg_backend_pid() is not a number"))?;
-        let version: i32 = text(row, 1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| protocol("server_version_num is not a number"))?;
 
         let command = create_command(name, version);
         tracing::debug!(side = %source.side, %command, "creating the replication slot");
@@ -384,6 +362,142 @@ impl ExportedSlot {
             hint: None,
         }
     }
+}
+
+/// An authenticated replication session that has not started streaming
+/// ([`ReplicationClient::connect_gated`]): run replication commands with `simple_query`, or
+/// `start()` it to stream from the configured slot.
+pub struct Session {
+    pub client: ReplicationClient,
+    /// The walsender's process id on the server.
+    pub backend_pid: i32,
+    /// `server_version_num`, e.g. 150004.
+    pub server_version_num: i32,
+}
+
+/// Opens a gated replication session on `ep` for slot `slot`, with the configuration from
+/// [`replication_config`] passed through `adjust` (to set the publication, start LSN...), and
+/// waits until it is connected and authenticated (at most `connect_timeout`).
+///
+/// verify-ca (and require with a root certificate) is honoured also when the certificate does
+/// not name the host: pgwire-replication 0.5 then wrongly refuses it (it does not recognise
+/// rustls' `NotValidForNameContext`), which tells that the chain verified, so the session is
+/// opened again naming one of the names the certificate presents; that attempt verifies the
+/// chain again.
+pub async fn open_session(
+    ep: &Endpoint,
+    slot: &str,
+    adjust: impl Fn(ReplicationConfig) -> ReplicationConfig,
+) -> Result<Session, SlotError> {
+    let cfg = adjust(replication_config(ep, slot)?);
+    let verify_ca = cfg.tls.mode == pgwire_replication::SslMode::VerifyCa;
+    match open_once(ep, cfg.clone()).await {
+        Err((e, Some(wire))) if verify_ca && is_name_mismatch(&wire) => {
+            let Some(name) = name_in_certificate(&wire.to_string()) else {
+                return Err(e);
+            };
+            tracing::debug!(
+                side = %ep.side,
+                %name,
+                "verify-ca: the certificate does not name the host; connecting again naming {name}"
+            );
+            let mut cfg = cfg;
+            cfg.tls = cfg.tls.with_sni_hostname(name);
+            open_once(ep, cfg).await.map_err(|(e, _)| e)
+        }
+        other => other.map_err(|(e, _)| e),
+    }
+}
+
+fn is_name_mismatch(e: &PgWireError) -> bool {
+    e.is_tls() && e.to_string().contains("not valid for name")
+}
+
+/// One attempt; the driver's error is kept for [`open_session`]'s retry.
+async fn open_once(
+    ep: &Endpoint,
+    cfg: ReplicationConfig,
+) -> Result<Session, (SlotError, Option<PgWireError>)> {
+    let timeout = connect_timeout(ep);
+    let mut client = ReplicationClient::connect_gated(cfg)
+        .await
+        .map_err(|e| (connect_error(ep, &e), Some(e)))?;
+    // The first query completes the connection and authentication.
+    let rows = tokio::time::timeout(
+        timeout,
+        client.simple_query("SELECT pg_backend_pid(), current_setting('server_version_num')"),
+    )
+    .await
+    .map_err(|_| {
+        let e = SlotError::Connect {
+            side: ep.side,
+            endpoint: ep.display(),
+            problem: Some(SlotProblem::Unreachable),
+            message: format!("no answer within {}s", timeout.as_secs()),
+            hint: Some(format!(
+                "is {}:{} reachable from here? (firewall, security group, listen_addresses)",
+                ep.info.host(),
+                ep.info.port()
+            )),
+        };
+        (e, None)
+    })?
+    .map_err(|e| (connect_error(ep, &e), Some(e)))?;
+    let parsed = rows.first().and_then(|row| {
+        Some((
+            text(row, 0)?.parse::<i32>().ok()?,
+            text(row, 1)?.parse::<i32>().ok()?,
+        ))
+    });
+    let Some((backend_pid, server_version_num)) = parsed else {
+        let e = SlotError::Connect {
+            side: ep.side,
+            endpoint: ep.display(),
+            problem: None,
+            message: "unexpected answer to SELECT pg_backend_pid(), current_setting('server_version_num')".to_string(),
+            hint: None,
+        };
+        return Err((e, None));
+    };
+    Ok(Session {
+        client,
+        backend_pid,
+        server_version_num,
+    })
+}
+
+/// A name the server's certificate is valid for, from rustls' "certificate not valid for
+/// name ...; certificate is only valid for DnsName(\"a\") or IpAddress(1.2.3.4)": a plain DNS
+/// name first, then an address, then a wildcard name with its `*` filled in.
+fn name_in_certificate(message: &str) -> Option<String> {
+    let list = message.split("is only valid for ").nth(1)?;
+    let mut dns = Vec::new();
+    let mut ips = Vec::new();
+    let mut rest = list;
+    while let Some(i) = rest.find("DnsName(\"") {
+        rest = &rest[i + "DnsName(\"".len()..];
+        let end = rest.find("\")")?;
+        dns.push(rest[..end].to_string());
+        rest = &rest[end..];
+    }
+    let mut rest = list;
+    while let Some(i) = rest.find("IpAddress(") {
+        rest = &rest[i + "IpAddress(".len()..];
+        let end = rest.find(')')?;
+        ips.push(rest[..end].to_string());
+        rest = &rest[end..];
+    }
+    let plain = dns.iter().filter(|n| !n.starts_with("*.")).cloned();
+    let wild = dns
+        .iter()
+        .filter_map(|n| n.strip_prefix("*.").map(|d| format!("pgmove.{d}")));
+    plain
+        .chain(
+            ips.into_iter()
+                .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()),
+        )
+        .chain(wild)
+        .find(|n| rustls::pki_types::ServerName::try_from(n.as_str()).is_ok())
 }
 
 /// The slot `name` on `source`, from `pg_replication_slots` over a normal connection; `None`
@@ -863,6 +977,21 @@ mod tests {
         );
         assert!(!text.contains("s3cret-pw"), "{text}");
         assert_eq!(err.problem(), Some(SlotProblem::Authentication));
+    }
+
+    #[test]
+    fn a_name_the_certificate_presents_is_found() {
+        let m = r#"tls error: TLS handshake failed: invalid peer certificate: certificate not valid for name "db.invalid"; certificate is only valid for DnsName("localhost") or IpAddress(127.0.0.1)"#;
+        assert_eq!(name_in_certificate(m).as_deref(), Some("localhost"));
+        let m = r#"certificate not valid for name "10.0.0.5"; certificate is only valid for DnsName("*.abc.eu-west-1.rds.amazonaws.com"), IpAddress(10.9.9.9) or DnsName("db.internal")"#;
+        assert_eq!(name_in_certificate(m).as_deref(), Some("db.internal"));
+        let m = r#"certificate not valid for name "x"; certificate is only valid for DnsName("*.abc.rds.amazonaws.com")"#;
+        assert_eq!(
+            name_in_certificate(m).as_deref(),
+            Some("pgmove.abc.rds.amazonaws.com")
+        );
+        let m = r#"certificate not valid for name "x"; certificate is not valid for any names (according to its subjectAltName extension)"#;
+        assert_eq!(name_in_certificate(m), None);
     }
 
     fn test_ca_pem() -> String {
