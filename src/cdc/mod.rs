@@ -1,3 +1,6 @@
 //! Change data capture: the logical replication slot and, later, the pgoutput stream.
 
+pub mod apply;
+pub mod pgoutput;
 pub mod slot;
+pub mod stream;
