@@ -62,6 +62,13 @@ pub enum Command {
         /// removed after success).
         #[arg(long)]
         dump_dir: Option<PathBuf>,
+        /// copy-cdc: stop after the full load (the slot is dropped; no change capture).
+        #[arg(long, conflicts_with = "exit_when_caught_up")]
+        stop_after_load: bool,
+        /// copy-cdc: return once change capture has applied everything the source had
+        /// written when the stream went idle (scripted one-shot imports).
+        #[arg(long)]
+        exit_when_caught_up: bool,
     },
     /// Phase, per-table progress, the replication slot's lag and retained WAL, last error.
     /// Never writes.
@@ -123,7 +130,15 @@ where
                 plan,
                 dry_run,
                 dump_dir,
-            } => commands::apply(&plan, dry_run, dump_dir, g).await,
+                stop_after_load,
+                exit_when_caught_up,
+            } => {
+                let online = commands::Online {
+                    stop_after_load,
+                    exit_when_caught_up,
+                };
+                commands::apply(&plan, dry_run, dump_dir, online, g).await
+            }
             Command::Status { plan } => commands::status(&plan, g).await,
             Command::Verify {
                 plan,

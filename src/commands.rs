@@ -160,8 +160,21 @@ pub async fn plan(path: &Path, g: Global) -> u8 {
     }
 }
 
+/// How long an online apply runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Online {
+    pub stop_after_load: bool,
+    pub exit_when_caught_up: bool,
+}
+
 /// `pgmove apply`.
-pub async fn apply(path: &Path, dry_run: bool, dump_dir: Option<PathBuf>, g: Global) -> u8 {
+pub async fn apply(
+    path: &Path,
+    dry_run: bool,
+    dump_dir: Option<PathBuf>,
+    online: Online,
+    g: Global,
+) -> u8 {
     let p = match prepare(path).await {
         Ok(p) => p,
         Err(f) => return report_failure(&f),
@@ -202,9 +215,10 @@ pub async fn apply(path: &Path, dry_run: bool, dump_dir: Option<PathBuf>, g: Glo
             base: job,
             slot: p.plan.slot_name(),
             split_bytes: p.plan.split_tables_larger_than,
-            keep_slot: false,
+            keep_slot: !online.stop_after_load,
+            publication: p.plan.publication_name(),
         };
-        return apply_copy_cdc(&p, &job, path, dry_run, g).await;
+        return apply_copy_cdc(&p, &job, path, dry_run, online, g).await;
     }
     if dry_run {
         return match dump_restore::dry_run(&job).await {
@@ -289,6 +303,7 @@ async fn apply_copy_cdc(
     job: &copy_cdc::Job,
     path: &Path,
     dry_run: bool,
+    online: Online,
     g: Global,
 ) -> u8 {
     if dry_run {
@@ -318,16 +333,60 @@ async fn apply_copy_cdc(
         Err(f) => return report_failure(&f),
     }
     let started = std::time::Instant::now();
-    match copy_cdc::run(job, Progress::new(g.format != Format::Json)).await {
-        Ok(outcome) => {
+    let loaded = copy_cdc::run(job, Progress::new(g.format != Format::Json)).await;
+    let loaded = match loaded {
+        Ok(o) => o,
+        Err(e) => return report_failure(&Failure::runtime(e)),
+    };
+    if online.stop_after_load {
+        println!(
+            "loaded plan {} with copy-cdc in {:.1}s: {} chunk(s), {} rows, {} copied; the target matches the source as of LSN {} (slot dropped: --stop-after-load); next: pgmove verify {}",
+            p.plan.name,
+            started.elapsed().as_secs_f64(),
+            loaded.chunks_copied,
+            loaded.rows,
+            planner::bytes(loaded.bytes as i64),
+            loaded.consistent_lsn.as_deref().unwrap_or("?"),
+            path.display()
+        );
+        return exit::OK;
+    }
+    // Change capture until stopped (Ctrl-C / SIGTERM).
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_stop_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let table_lsns = match copy_cdc::table_lsns(&p.target, &p.plan.name).await {
+        Ok(t) => t,
+        Err(e) => return report_failure(&Failure::runtime(e)),
+    };
+    let cdc_job = crate::cdc::run::CdcJob {
+        plan_name: p.plan.name.clone(),
+        source: p.source.clone(),
+        target: p.target.clone(),
+        slot: job.slot.clone(),
+        publication: job.publication.clone(),
+        table_lsns,
+        batch_changes: 5000,
+        exit_when_caught_up: online.exit_when_caught_up,
+    };
+    eprintln!(
+        "full load done (target consistent at {}); replicating changes from slot {} until stopped (Ctrl-C or SIGTERM)",
+        loaded.consistent_lsn.as_deref().unwrap_or("?"),
+        job.slot
+    );
+    let replicated = crate::cdc::run::run(&cdc_job, stop_rx).await;
+    match replicated.map(|r| (loaded, r)) {
+        Ok((outcome, cdc)) => {
             let secs = started.elapsed().as_secs_f64();
             match g.format {
                 Format::Json => println!(
                     "{}",
-                    serde_json::json!({ "plan": p.plan.name, "strategy": "copy-cdc", "elapsed_secs": secs, "outcome": outcome })
+                    serde_json::json!({ "plan": p.plan.name, "strategy": "copy-cdc", "elapsed_secs": secs, "outcome": outcome, "cdc": cdc })
                 ),
                 _ => println!(
-                    "loaded plan {} with copy-cdc in {:.1}s: {} chunk(s), {} rows, {} copied{}; the target matches the source as of LSN {}; next: pgmove verify {}",
+                    "plan {} with copy-cdc, {:.1}s: {} chunk(s), {} rows, {} copied{}; snapshot at LSN {}; then {} transaction(s), {} change(s) replicated, applied up to {}; next: pgmove verify {}",
                     p.plan.name,
                     secs,
                     outcome.chunks_copied,
@@ -339,6 +398,9 @@ async fn apply_copy_cdc(
                         String::new()
                     },
                     outcome.consistent_lsn.as_deref().unwrap_or("?"),
+                    cdc.transactions,
+                    cdc.changes,
+                    cdc.applied_lsn,
                     path.display()
                 ),
             }
@@ -414,5 +476,28 @@ pub async fn status(path: &Path, g: Global) -> u8 {
             exit::OK
         }
         Err(e) => report_failure(&Failure::runtime(e)),
+    }
+}
+
+/// Returns on Ctrl-C or SIGTERM.
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

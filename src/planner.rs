@@ -43,8 +43,8 @@ impl Strategy {
         matches!(self, Strategy::DumpRestore)
     }
 
-    /// Whether a plan that names it can run it. copy-cdc runs its full load (change capture
-    /// is not built yet), so auto does not choose it for online moves.
+    /// Whether a plan that names it can run it. copy-cdc runs (full load, then change capture
+    /// until stopped); auto does not choose it until the cutover command exists.
     pub fn runs_when_named(self) -> bool {
         matches!(self, Strategy::DumpRestore | Strategy::CopyCdc)
     }
@@ -311,8 +311,8 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
         why,
         rejected,
         estimated_outage_secs: strategy.map(|s| {
-            // Change capture is not built yet: writes must stop for the whole copy.
-            if s.is_online() && s != Strategy::CopyCdc {
+            // Online: the outage is the cutover (done by hand until the cutover command).
+            if s.is_online() {
                 10
             } else {
                 total.max(copy_time.as_secs())
@@ -498,9 +498,9 @@ fn copy_cdc_steps(plan: &Plan, tables: &[&Table], data_bytes: i64, index_bytes: 
             Some(index_secs + 1),
         ),
         (
-            "drop the slot: change capture after the snapshot is not built yet; the target matches the source as of the slot's LSN".to_string(),
-            "source",
-            "a slot nobody reads retains WAL without limit".to_string(),
+            format!("stream the slot's changes (pgoutput, publication {}) and apply them in commit order, each batch committed with its LSN in pgmove.progress, until apply is stopped", plan.publication_name()),
+            "both",
+            "exactly once across restarts: the slot is only told what the target committed".to_string(),
             None,
         ),
     ];

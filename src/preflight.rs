@@ -776,16 +776,17 @@ fn list(items: &[String]) -> String {
     }
 }
 
-/// copy-cdc runs its full load only in this version: say what that means for writes.
+/// copy-cdc replicates until stopped; the cutover command is not built yet: say what that
+/// leaves to the user.
 pub fn copy_cdc_full_load_only(ctx: &Context) -> Vec<Finding> {
     if ctx.strategy != Some(Strategy::CopyCdc) {
         return vec![];
     }
     vec![Finding::new(
         Severity::Warning,
-        "copy-cdc-full-load-only",
+        "copy-cdc-no-cutover-yet",
         None,
-        "copy-cdc copies a consistent snapshot of the source; change capture after the snapshot is not built yet, so writes made on the source during and after the copy do not reach the target".to_string(),
+        "copy-cdc loads a consistent snapshot and then replicates changes until apply is stopped; the cutover command (lag check, write fence, sequences, verification) is not built yet".to_string(),
     )
-    .fix("stop writes on the source before apply, or wait for change capture (copy-cdc part 2)")]
+    .fix("to cut over by hand: stop writes on the source, wait until `pgmove status` shows no lag, stop apply (Ctrl-C), set the target's sequences from the source, run `pgmove verify`; or use `apply --stop-after-load` for a one-shot copy of a quiet source")]
 }

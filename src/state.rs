@@ -49,6 +49,13 @@ CREATE TABLE IF NOT EXISTS pgmove.copy_progress (
     finished_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (plan_name, schema_name, table_name, chunk)
 );
+CREATE TABLE IF NOT EXISTS pgmove.progress (
+    plan_name    text PRIMARY KEY,
+    applied_lsn  pg_lsn NOT NULL,
+    transactions bigint NOT NULL DEFAULT 0,
+    changes      bigint NOT NULL DEFAULT 0,
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
 ";
 
 /// The state of one plan's run on the target.

@@ -93,7 +93,7 @@ fn every_type_partitioned_and_postgis_tables_copy_to_an_identical_target() {
         "dry run wrote"
     );
 
-    let out = run(&["apply", p, "--yes"], &src, &dst);
+    let out = run(&["apply", p, "--yes", "--stop-after-load"], &src, &dst);
     assert_ok(&out);
     let out = run(&["verify", p], &src, &dst);
     assert_ok(&out);
@@ -169,7 +169,12 @@ fn a_writer_during_the_copy_leaves_the_target_at_one_consistent_snapshot() {
     };
     std::thread::sleep(Duration::from_millis(300));
     let out = run(
-        &["apply", plan.to_str().expect("utf8"), "--yes"],
+        &[
+            "apply",
+            plan.to_str().expect("utf8"),
+            "--yes",
+            "--stop-after-load",
+        ],
         &src,
         &dst,
     );
@@ -224,7 +229,7 @@ fn sigkill_mid_copy_then_rerun_is_identical_and_finished_tables_are_not_copied_t
     let dir = tempfile::tempdir().expect("tempdir");
     let plan = write_plan(dir.path(), "kill", &src, &dst, "jobs: 1\nindex_jobs: 1\n");
     let p = plan.to_str().expect("utf8");
-    let mut child = pgmove(&["apply", p, "--yes"], &src, &dst)
+    let mut child = pgmove(&["apply", p, "--yes", "--stop-after-load"], &src, &dst)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -277,7 +282,7 @@ fn sigkill_mid_copy_then_rerun_is_identical_and_finished_tables_are_not_copied_t
     let text = run(&["status", p], &src, &dst);
     assert!(String::from_utf8_lossy(&text.stdout).contains("plan kill: copy (strategy copy-cdc)"));
 
-    let out = run(&["apply", p, "--yes"], &src, &dst);
+    let out = run(&["apply", p, "--yes", "--stop-after-load"], &src, &dst);
     assert_ok(&out);
     let after = progress_rows(&dst);
     for row in &before {

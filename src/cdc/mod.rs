@@ -2,5 +2,6 @@
 
 pub mod apply;
 pub mod pgoutput;
+pub mod run;
 pub mod slot;
 pub mod stream;

@@ -598,8 +598,12 @@ fn connect_timeout(ep: &Endpoint) -> Duration {
 }
 
 /// Session settings for the walsender that holds the snapshot; see the module documentation.
+/// The output settings match `cdc::apply::SESSION_SETTINGS`, so values decoded as text
+/// compare equal to the target's text output (REPLICA IDENTITY FULL matching).
 const SESSION_OPTIONS: &str = "-c idle_in_transaction_session_timeout=0 -c statement_timeout=0 \
-     -c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6";
+     -c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6 \
+     -c DateStyle=ISO,MDY -c IntervalStyle=postgres -c TimeZone=UTC -c extra_float_digits=3 \
+     -c bytea_output=hex";
 
 /// The pgwire-replication configuration for `ep` (slot `slot`; no publication, as the session
 /// never starts streaming).

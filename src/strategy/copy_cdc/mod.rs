@@ -73,6 +73,8 @@ pub struct Job {
     pub split_bytes: u64,
     /// Keep the slot after the load (for change capture); otherwise it is dropped.
     pub keep_slot: bool,
+    /// The publication change capture streams (created before the slot).
+    pub publication: String,
 }
 
 /// One piece of work: a table, or a ctid block range of one.
@@ -272,6 +274,12 @@ async fn run_steps(
 ) -> Result<Outcome, CopyError> {
     let base = &job.base;
     let mut outcome = Outcome::default();
+    if let Some(lsn) = state.step("loaded").await? {
+        // An earlier run finished the load; change capture resumes from pgmove.progress.
+        outcome.consistent_lsn = lsn;
+        outcome.slot_kept = job.keep_slot;
+        return Ok(outcome);
+    }
     let mut restorer =
         Restorer::dump(base, state, pg_dump, pg_restore, psql, progress, STRATEGY).await?;
     state.set_phase(STRATEGY, "schema", None).await?;
@@ -335,6 +343,10 @@ async fn run_steps(
     // The snapshot: the permanent slot's on the first run, a temporary one's on a resume.
     state.set_phase(STRATEGY, "copy", None).await?;
     let existing = slot::slot_exists(&base.source, &job.slot).await?;
+    if existing.is_none() && job.keep_slot {
+        // Before the slot: pgoutput reads the publication as of each change's position.
+        ensure_publication(job, &tables).await?;
+    }
     if !todo.is_empty() {
         let (exported, temp_name) = if existing.is_none() {
             (ExportedSlot::create(&base.source, &job.slot).await?, None)
@@ -381,6 +393,71 @@ async fn run_steps(
         .finish_step("loaded", outcome.consistent_lsn.as_deref())
         .await?;
     Ok(outcome)
+}
+
+/// The publication's tables: plain tables and the roots of partitioned ones (their leaves'
+/// changes are published under the leaves' own names).
+pub fn publication_tables(tables: &[&Table]) -> Vec<String> {
+    tables
+        .iter()
+        .filter(|t| !t.foreign)
+        .filter(|t| {
+            t.kind == TableKind::Plain
+                || (t.kind == TableKind::PartitionedParent && t.parent.is_none())
+        })
+        .map(|t| quote::qualified(&t.schema, &t.name))
+        .collect()
+}
+
+/// Creates the plan's publication on the source unless it exists.
+async fn ensure_publication(job: &Job, tables: &[&Table]) -> Result<(), CopyError> {
+    let base = &job.base;
+    let client = base.source.connect().await?;
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_publication WHERE pubname = $1",
+            &[&job.publication],
+        )
+        .await
+        .map_err(|e| base.source.query_error("looking for the publication", &e))?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    let list = publication_tables(tables);
+    let sql = if list.is_empty() {
+        format!("CREATE PUBLICATION {}", quote::ident(&job.publication))
+    } else {
+        format!(
+            "CREATE PUBLICATION {} FOR TABLE {}",
+            quote::ident(&job.publication),
+            list.join(", ")
+        )
+    };
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| base.source.query_error(&format!("creating publication {} (the source role needs CREATE on the database and ownership of the tables)", job.publication), &e))?;
+    Ok(())
+}
+
+/// Per table, the LSN of the snapshot it was copied in.
+pub async fn table_lsns(
+    target: &Endpoint,
+    plan: &str,
+) -> Result<HashMap<(String, String), Lsn>, PgError> {
+    let c = target.connect().await?;
+    let rows = c
+        .query(
+            "SELECT schema_name, table_name, max(snapshot_lsn) FROM pgmove.copy_progress WHERE plan_name = $1 GROUP BY 1, 2",
+            &[&plan],
+        )
+        .await
+        .map_err(|e| target.query_error("reading pgmove.copy_progress", &e))?;
+    Ok(rows
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get::<_, Lsn>(2)))
+        .collect())
 }
 
 /// Copies the chunks with `jobs` workers; returns (chunks, rows, bytes).

@@ -423,6 +423,15 @@ async fn run_steps(
     psql: &Tool,
     progress: Progress,
 ) -> Result<Outcome, DumpRestoreError> {
+    if state.step("done").await?.is_some() {
+        tracing::info!("an earlier run of this plan finished; nothing to do");
+        return Ok(Outcome {
+            pre_data_already_done: true,
+            dump_reused: true,
+            dump_dir: job.dump_dir(),
+            ..Outcome::default()
+        });
+    }
     let mut r = Restorer::dump(job, state, pg_dump, pg_restore, psql, progress, STRATEGY).await?;
     r.pre_data(state).await?;
     state.set_phase(STRATEGY, "data", None).await?;

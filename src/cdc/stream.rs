@@ -1,0 +1,370 @@
+//! The pgoutput change stream of a logical slot, decoded, with standby status feedback of what
+//! the target durably applied.
+//!
+//! [`ChangeStream::start`] opens a replication session with [`slot::open_session`] (TLS, auth
+//! and session settings as for the slot) and sends `START_REPLICATION` through
+//! pgwire-replication 0.5; [`ChangeStream::next`] yields each message as `(Lsn, Message)`;
+//! [`ChangeStream::confirm`] reports a durably applied LSN to the server.
+//!
+//! What pgwire-replication 0.5 gives, and what it does not:
+//! - `START_REPLICATION` is fixed at `proto_version '1'` with `messages 'true'` (and
+//!   `binary 'true'` on request); there is no way to ask for protocol 2+ or `streaming`. So a
+//!   large transaction reaches us only after it committed, whole (the server spills it to disk
+//!   meanwhile), never as Stream Start/Stop blocks. The decoder ([`pgoutput`]) handles
+//!   protocols 1–4 for the day the driver (or a replacement) passes those options.
+//! - It decodes Begin, Commit and Message itself and hands them over as events without their
+//!   raw bytes (Commit without its flags, which are always 0); every other pgoutput message
+//!   comes as raw `XLogData` bytes, which [`pgoutput::decode_bytes`] decodes without copying.
+//!   Keepalives are answered by the driver (with the confirmed LSN) and tracked here
+//!   ([`ChangeStream::server_wal_end`]).
+//! - Feedback is explicit: the driver reports only what [`ChangeStream::confirm`] was given
+//!   (`update_applied_lsn`), as flushed and applied, every `status_interval`; before the
+//!   first confirm it reports `start_lsn` (`0/0`, ignored by the server, when starting from the
+//!   slot's own position).
+//!
+//! **Feedback must only ever report what the target committed.** The server discards, and
+//! never sends again, everything before a confirmed LSN: confirm the end LSN of a source
+//! transaction only once the target transaction that applied it (and wrote that LSN into
+//! `pgmove.progress`) has committed. A restart then resumes from `pgmove.progress`: pass it as
+//! `start_lsn`, and the server skips every transaction that committed before it.
+
+use std::time::{Duration, Instant};
+
+use pgwire_replication::{PgWireError, Publication, ReplicationClient, ReplicationEvent};
+
+use crate::cdc::pgoutput::{self, Begin, Commit, DecodeError, LogicalMessage, Message};
+use crate::cdc::slot::{self, SlotError};
+use crate::pg::{self, quote, Endpoint, Lsn, Side};
+
+/// How the stream runs.
+#[derive(Clone, Debug)]
+pub struct StreamOptions {
+    /// How often the driver sends standby status updates (and so how soon a confirmed LSN
+    /// reaches the server).
+    pub status_interval: Duration,
+    /// Ask for column values in binary format (`binary 'true'`, PostgreSQL 14+; every
+    /// published column's type needs a binary send function).
+    pub binary: bool,
+    /// Events buffered between the driver's task and [`ChangeStream::next`].
+    pub buffer_events: usize,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            status_interval: Duration::from_secs(1),
+            binary: false,
+            buffer_events: 8192,
+        }
+    }
+}
+
+/// A failure of the change stream. Never holds a password.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// Opening the replication session failed.
+    #[error(transparent)]
+    Open(#[from] SlotError),
+    /// The server refused or ended the stream, or the connection broke.
+    #[error("{side}: replication stream from slot {slot}: {message}{}", hint_suffix(.hint))]
+    Stream {
+        side: Side,
+        slot: String,
+        message: String,
+        hint: Option<String>,
+    },
+    /// A message could not be decoded.
+    #[error("{side}: replication stream from slot {slot}, message at {lsn}: {source}")]
+    Decode {
+        side: Side,
+        slot: String,
+        lsn: Lsn,
+        source: DecodeError,
+    },
+}
+
+fn hint_suffix(hint: &Option<String>) -> String {
+    hint.as_ref()
+        .map(|h| format!("\n  hint: {h}"))
+        .unwrap_or_default()
+}
+
+/// The decoded pgoutput stream of one slot.
+pub struct ChangeStream {
+    client: ReplicationClient,
+    endpoint: Endpoint,
+    slot: String,
+    decoder: pgoutput::StreamDecoder,
+    confirmed: Lsn,
+    server_wal_end: Lsn,
+    status_interval: Duration,
+}
+
+impl std::fmt::Debug for ChangeStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeStream")
+            .field("side", &self.endpoint.side)
+            .field("slot", &self.slot)
+            .field("confirmed", &self.confirmed)
+            .field("server_wal_end", &self.server_wal_end)
+            .finish()
+    }
+}
+
+fn wire(lsn: Lsn) -> pgwire_replication::Lsn {
+    pgwire_replication::Lsn(lsn.0)
+}
+
+fn ours(lsn: pgwire_replication::Lsn) -> Lsn {
+    Lsn(lsn.0)
+}
+
+impl ChangeStream {
+    /// Streams slot `slot` on `ep` for `publication` from `start_lsn`, with the default
+    /// [`StreamOptions`]. See [`start_with`](Self::start_with).
+    pub async fn start(
+        ep: &Endpoint,
+        slot: &str,
+        publication: &str,
+        start_lsn: Lsn,
+    ) -> Result<ChangeStream, StreamError> {
+        Self::start_with(
+            ep,
+            slot,
+            &[publication],
+            start_lsn,
+            &StreamOptions::default(),
+        )
+        .await
+    }
+
+    /// Streams slot `slot` on `ep` for `publications` from `start_lsn` and waits until the
+    /// server accepted `START_REPLICATION` (from then on this session holds the slot).
+    ///
+    /// `start_lsn` must be durably applied on the target already — the end LSN of the last
+    /// applied source transaction from `pgmove.progress` — because it is also what the
+    /// session reports as applied until [`confirm`](Self::confirm) says more; `Lsn(0)` starts
+    /// from the slot's confirmed position (the first run after the full load).
+    pub async fn start_with(
+        ep: &Endpoint,
+        slot: &str,
+        publications: &[&str],
+        start_lsn: Lsn,
+        opts: &StreamOptions,
+    ) -> Result<ChangeStream, StreamError> {
+        let names: Vec<String> = publications.iter().map(|p| p.to_string()).collect();
+        let session = slot::open_session(ep, slot, |mut cfg| {
+            cfg.publication = Publication::from(names.clone());
+            cfg.start_lsn = wire(start_lsn);
+            cfg.ack_lsn = Some(wire(start_lsn));
+            cfg.status_interval = opts.status_interval;
+            cfg.idle_wakeup_interval = opts.status_interval.max(Duration::from_secs(1));
+            cfg.binary = opts.binary;
+            cfg.buffer_events = opts.buffer_events.max(1);
+            cfg
+        })
+        .await?;
+        let mut stream = ChangeStream {
+            client: session.client,
+            endpoint: ep.clone(),
+            slot: slot.to_string(),
+            decoder: pgoutput::StreamDecoder::new(),
+            confirmed: start_lsn,
+            server_wal_end: Lsn(0),
+            status_interval: opts.status_interval,
+        };
+        tracing::debug!(side = %ep.side, slot, %start_lsn, ?publications, "starting logical replication");
+        let started = match stream.client.start().await {
+            Ok(()) => stream.client.wait_started().await,
+            Err(e) => Err(e),
+        };
+        started.map_err(|e| stream.wire_error(&e))?;
+        tracing::info!(side = %ep.side, slot, %start_lsn, "logical replication started (pgoutput protocol 1)");
+        Ok(stream)
+    }
+
+    /// The next message and its WAL position: for a change, a Message or a Relation, the
+    /// position the server sent with it (a change's own LSN); for Commit its end LSN (where a
+    /// consumer that applied it resumes); for Begin, whose position pgwire-replication 0.5
+    /// does not pass on, the transaction's final (commit) LSN. `None` when the stream ended
+    /// normally (after [`stop`](Self::stop)). Keepalives are handled here and not returned.
+    pub async fn next(&mut self) -> Result<Option<(Lsn, Message)>, StreamError> {
+        loop {
+            let event = match self.client.recv().await {
+                Ok(Some(event)) => event,
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(self.wire_error(&e)),
+            };
+            match event {
+                ReplicationEvent::KeepAlive { wal_end, .. } => {
+                    self.note_wal_end(ours(wal_end));
+                }
+                ReplicationEvent::XLogData {
+                    wal_start,
+                    wal_end,
+                    data,
+                    ..
+                } => {
+                    self.note_wal_end(ours(wal_end));
+                    let lsn = ours(wal_start);
+                    let msg =
+                        self.decoder
+                            .decode_bytes(data)
+                            .map_err(|source| StreamError::Decode {
+                                side: self.endpoint.side,
+                                slot: quote::ident(&self.slot),
+                                lsn,
+                                source,
+                            })?;
+                    return Ok(Some((lsn, msg)));
+                }
+                ReplicationEvent::Begin {
+                    final_lsn,
+                    xid,
+                    commit_time_micros,
+                } => {
+                    let msg = Message::Begin(Begin {
+                        final_lsn: ours(final_lsn),
+                        commit_time: commit_time_micros,
+                        xid,
+                    });
+                    return Ok(Some((ours(final_lsn), msg)));
+                }
+                ReplicationEvent::Commit {
+                    lsn,
+                    end_lsn,
+                    commit_time_micros,
+                } => {
+                    self.note_wal_end(ours(end_lsn));
+                    let msg = Message::Commit(Commit {
+                        flags: 0,
+                        commit_lsn: ours(lsn),
+                        end_lsn: ours(end_lsn),
+                        commit_time: commit_time_micros,
+                    });
+                    return Ok(Some((ours(end_lsn), msg)));
+                }
+                ReplicationEvent::Message {
+                    transactional,
+                    lsn,
+                    prefix,
+                    content,
+                } => {
+                    let msg = Message::Logical(LogicalMessage {
+                        xid: None,
+                        transactional,
+                        lsn: ours(lsn),
+                        prefix,
+                        content,
+                    });
+                    return Ok(Some((ours(lsn), msg)));
+                }
+                // Only with stop_at_lsn, which this stream never sets.
+                ReplicationEvent::StoppedAt { .. } => return Ok(None),
+            }
+        }
+    }
+
+    fn note_wal_end(&mut self, lsn: Lsn) {
+        if lsn > self.server_wal_end {
+            self.server_wal_end = lsn;
+        }
+    }
+
+    /// Reports `lsn` to the server as flushed and applied, within `status_interval`.
+    ///
+    /// Call it only with the end LSN of a source transaction whose effects, and the
+    /// `pgmove.progress` row naming that LSN, the target has durably committed: the slot then
+    /// forgets everything before it, so confirming more than was applied loses changes if
+    /// pgmove stops before applying them. A value at or below the last one is ignored.
+    pub fn confirm(&mut self, lsn: Lsn) {
+        if lsn > self.confirmed {
+            self.confirmed = lsn;
+            self.client.update_applied_lsn(wire(lsn));
+        }
+    }
+
+    /// The highest LSN given to [`confirm`](Self::confirm) (or the start LSN).
+    pub fn confirmed(&self) -> Lsn {
+        self.confirmed
+    }
+
+    /// The applied LSN last sent to the server in a standby status update (`0/0` before the
+    /// first).
+    pub fn reported(&self) -> Lsn {
+        ours(self.client.metrics().last_applied_lsn())
+    }
+
+    /// The server's WAL end as of its latest message or keepalive: with the position of the
+    /// last applied commit, the replication lag in bytes.
+    pub fn server_wal_end(&self) -> Lsn {
+        self.server_wal_end
+    }
+
+    /// The pgoutput protocol version the stream runs (pgwire-replication 0.5 fixes it at 1).
+    pub fn protocol_version(&self) -> u32 {
+        1
+    }
+
+    /// Ends the stream: waits (at most two status intervals) until the last confirmed LSN
+    /// has been reported to the server, then sends CopyDone and closes the session. The
+    /// slot stays.
+    pub async fn stop(mut self) -> Result<(), StreamError> {
+        let deadline = Instant::now() + 2 * self.status_interval + Duration::from_secs(1);
+        while self.confirmed.0 != 0
+            && self.reported() < self.confirmed
+            && Instant::now() < deadline
+            && self.client.is_running()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.reported() < self.confirmed {
+            tracing::debug!(
+                side = %self.endpoint.side,
+                slot = %self.slot,
+                confirmed = %self.confirmed,
+                reported = %self.reported(),
+                "stopping before the last confirmed LSN was reported; the next run resumes from pgmove.progress"
+            );
+        }
+        self.client
+            .shutdown()
+            .await
+            .map_err(|e| self.wire_error(&e))
+    }
+
+    fn wire_error(&self, e: &PgWireError) -> StreamError {
+        let text = match e {
+            PgWireError::Server(m) => m.clone(),
+            other => other.to_string(),
+        };
+        let message = pg::redact(&text, self.endpoint.info.password.as_ref());
+        let lower = message.to_lowercase();
+        let hint = if lower.contains("publication") && lower.contains("does not exist") {
+            Some(
+                "the publication is missing on the source: run `pgmove apply PLAN.yaml` again \
+                 to create it, or check the plan's name"
+                    .to_string(),
+            )
+        } else if lower.contains("replication slot") && lower.contains("does not exist") {
+            Some(format!(
+                "the slot {} is gone (dropped, or invalidated by max_slot_wal_keep_size): \
+                 changes since it was lost cannot be streamed; start the migration over",
+                quote::literal(&self.slot)
+            ))
+        } else if lower.contains("is active for pid") {
+            Some(
+                "another connection streams from the slot (a running `pgmove apply`?): stop it first"
+                    .to_string(),
+            )
+        } else {
+            None
+        };
+        StreamError::Stream {
+            side: self.endpoint.side,
+            slot: quote::ident(&self.slot),
+            message,
+            hint,
+        }
+    }
+}
