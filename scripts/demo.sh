@@ -65,11 +65,37 @@ echo "==> pgmove plan (copy-cdc)"
 echo "==> pgmove apply --dry-run (first lines)"
 "$pgmove" apply "$work/online.yaml" --dry-run | grep -E "CREATE_REPLICATION_SLOT|COPY " | head -n 6
 echo "    ..."
-echo "==> pgmove apply (copy-cdc)"
-"$pgmove" apply "$work/online.yaml" --yes
+echo "==> pgmove apply (copy-cdc) in the background, while pgbench writes to the source"
+"$pgmove" apply "$work/online.yaml" --yes >"$work/apply.log" 2>&1 &
+apply_pid=$!
+cat >"$work/writer.sql" <<'SQL'
+\set c random(1, 200)
+INSERT INTO sales.orders (customer_id, amount) VALUES (:c, 12.50);
+UPDATE sales.customers SET email = 'writer' || :c || '@example.com' WHERE id = :c;
+UPDATE public.every_type SET n_free = n_free + 1 WHERE id = 2;
+SQL
+"$PG_BIN/pgbench" -n -h 127.0.0.1 -p "$SRC_PORT" -U postgres -c 2 -T 6 -f "$work/writer.sql" shop >"$work/pgbench.log" 2>&1 \
+  || { cat "$work/pgbench.log"; exit 1; }
+grep -E "^(number of transactions actually processed|tps)" "$work/pgbench.log" | sed 's/^/    pgbench: /' || true
+
+echo "==> waiting for change capture to catch up"
+goal=$(psql_on "$SRC_PORT" shop -Atc "SELECT pg_current_wal_lsn()")
+for _ in $(seq 1 600); do
+  caught=$(psql_on "$DST_PORT" shop -Atc "SELECT coalesce((SELECT applied_lsn >= '$goal' FROM pgmove.progress WHERE plan_name = 'demo-online'), false)" 2>/dev/null || echo f)
+  [[ "$caught" == t ]] && break
+  kill -0 "$apply_pid" 2>/dev/null || { cat "$work/apply.log"; echo "apply stopped early" >&2; exit 1; }
+  sleep 0.2
+done
 echo "==> pgmove status"
 "$pgmove" status "$work/online.yaml"
-echo "==> pgmove verify (copy-cdc target)"
+
+echo "==> cutting over by hand (the cutover command comes next): stop apply, copy sequences"
+kill -TERM "$apply_pid"
+wait "$apply_pid"
+tail -n 1 "$work/apply.log" | sed 's/^/    /'
+psql_on "$SRC_PORT" shop -Atc "SELECT format('SELECT setval(%L, %s, %s);', format('%I.%I', schemaname, sequencename), coalesce(last_value, 1), (last_value IS NOT NULL)::text) FROM pg_sequences" \
+  | psql_on "$DST_PORT" shop -q >/dev/null
+echo "==> pgmove verify (copy-cdc target, after the writes)"
 "$pgmove" verify "$work/online.yaml"
 
 echo "==> pgmove apply (dump-restore) into shop_offline"

@@ -4,6 +4,7 @@
 //! drive the same code.
 
 pub mod cdc;
+pub mod cleanup;
 pub mod cli;
 pub mod commands;
 pub mod inspect;

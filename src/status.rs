@@ -27,7 +27,13 @@ pub struct SlotStatus {
     pub active: bool,
     pub source_wal_lsn: Option<String>,
     pub confirmed_flush_lsn: Option<String>,
+    /// What the target has applied (`pgmove.progress`), when change capture ran.
+    pub applied_lsn: Option<String>,
+    /// Source WAL position minus what the target applied (or, before change capture, minus
+    /// the slot's confirmed position).
     pub lag_bytes: Option<u64>,
+    /// Seconds since the target last committed applied changes (while lag is above zero).
+    pub lag_seconds: Option<f64>,
     pub retained_wal_bytes: Option<u64>,
 }
 
@@ -44,6 +50,9 @@ pub struct Status {
     pub restore_items_done: i64,
     pub tables: Vec<TableProgress>,
     pub slot: Option<SlotStatus>,
+    /// Change capture totals: transactions and changes applied.
+    pub replicated_transactions: Option<i64>,
+    pub replicated_changes: Option<i64>,
 }
 
 /// The run's state as `(strategy, phase, started, updated, last error)`.
@@ -89,7 +98,10 @@ pub async fn read(
         restore_items_done: 0,
         tables: vec![],
         slot: None,
+        replicated_transactions: None,
+        replicated_changes: None,
     };
+    let mut applied: Option<(Lsn, f64)> = None;
     if has_schema {
         if let Some(r) = t
             .query_opt(RUN_SQL, &[&plan])
@@ -129,6 +141,24 @@ pub async fn read(
                 snapshot_lsn: r.get(6),
             })
             .collect();
+        if t.query_one("SELECT to_regclass('pgmove.progress') IS NOT NULL", &[])
+            .await
+            .map_err(q("looking for pgmove.progress"))?
+            .get::<_, bool>(0)
+        {
+            if let Some(r) = t
+                .query_opt(
+                    "SELECT applied_lsn, transactions, changes, extract(epoch FROM now() - updated_at)::float8 FROM pgmove.progress WHERE plan_name = $1",
+                    &[&plan],
+                )
+                .await
+                .map_err(q("reading pgmove.progress"))?
+            {
+                applied = Some((r.get(0), r.get(3)));
+                status.replicated_transactions = Some(r.get(1));
+                status.replicated_changes = Some(r.get(2));
+            }
+        }
     }
     let s = source.connect().await?;
     if let Some(r) = s
@@ -144,8 +174,14 @@ pub async fn read(
             active: r.get(0),
             source_wal_lsn: current.map(|l| l.to_string()),
             confirmed_flush_lsn: confirmed.map(|l| l.to_string()),
-            lag_bytes: match (current, confirmed) {
+            applied_lsn: applied.map(|(l, _)| l.to_string()),
+            lag_bytes: match (current, applied.map(|(l, _)| l).or(confirmed)) {
                 (Some(c), Some(f)) => Some(c.bytes_since(f)),
+                _ => None,
+            },
+            lag_seconds: match (current, applied) {
+                (Some(c), Some((a, secs))) if c > a => Some(secs),
+                (Some(_), Some(_)) => Some(0.0),
                 _ => None,
             },
             retained_wal_bytes: retained.map(|b| b.max(0) as u64),
@@ -208,14 +244,18 @@ impl Status {
             Some(s) => {
                 let _ = writeln!(
                     o,
-                    "  slot {} ({}): confirmed {}, source at {}, lag {}, retains {} of WAL",
+                    "  slot {} ({}): source at {}, target applied {}, slot confirmed {}, lag {}{}, retains {} of WAL",
                     s.name,
                     if s.active { "active" } else { "inactive" },
-                    s.confirmed_flush_lsn.as_deref().unwrap_or("?"),
                     s.source_wal_lsn.as_deref().unwrap_or("?"),
+                    s.applied_lsn.as_deref().unwrap_or("-"),
+                    s.confirmed_flush_lsn.as_deref().unwrap_or("?"),
                     s.lag_bytes
                         .map(|b| planner::bytes(b as i64))
                         .unwrap_or_else(|| "?".into()),
+                    s.lag_seconds
+                        .map(|x| format!(" ({x:.1}s)"))
+                        .unwrap_or_default(),
                     s.retained_wal_bytes
                         .map(|b| planner::bytes(b as i64))
                         .unwrap_or_else(|| "?".into()),
@@ -224,6 +264,9 @@ impl Status {
             None => {
                 let _ = writeln!(o, "  no replication slot on the source");
             }
+        }
+        if let (Some(t), Some(c)) = (self.replicated_transactions, self.replicated_changes) {
+            let _ = writeln!(o, "  replicated: {t} transaction(s), {c} change(s)");
         }
         o
     }

@@ -201,7 +201,12 @@ pub fn to_sql(
                         .filter(|(_, p)| **p)
                         .map(|(c, _)| quote::ident(c))
                         .collect();
-                    let head = format!("INSERT INTO {} ({})", r.qualified(), cols.join(", "));
+                    // Source values win over identity columns, GENERATED ALWAYS included.
+                    let head = format!(
+                        "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE",
+                        r.qualified(),
+                        cols.join(", ")
+                    );
                     pending = Some((*rel, present, head, vec![values]));
                 }
             }
@@ -211,12 +216,21 @@ pub fn to_sql(
                 if new.len() != r.columns.len() {
                     return Err(shape(&r, "update tuple does not match the relation"));
                 }
+                // Key columns are set only when the key changed: setting a key to itself is
+                // useless work, and refused for GENERATED ALWAYS identity columns.
+                let key_changed = |i: usize| match old {
+                    Some(o) if !r.full => o.get(i) != new.get(i),
+                    Some(o) => o.get(i) != new.get(i),
+                    None => false,
+                };
                 let sets: Vec<String> = r
                     .columns
                     .iter()
                     .zip(new)
-                    .filter(|(_, v)| **v != Val::Unchanged)
-                    .map(|(c, v)| format!("{} = {}", quote::ident(c), v.literal()))
+                    .enumerate()
+                    .filter(|(_, (_, v))| **v != Val::Unchanged)
+                    .filter(|(i, _)| !r.key.get(*i).copied().unwrap_or(false) || key_changed(*i))
+                    .map(|(_, (c, v))| format!("{} = {}", quote::ident(c), v.literal()))
                     .collect();
                 if sets.is_empty() {
                     continue;
@@ -315,9 +329,9 @@ mod tests {
         assert_eq!(
             s,
             vec![
-                r#"INSERT INTO "public"."T x" ("id", "body", "n") VALUES ('1', 'it''s', NULL), ('2', 'b', '3');"#,
+                r#"INSERT INTO "public"."T x" ("id", "body", "n") OVERRIDING SYSTEM VALUE VALUES ('1', 'it''s', NULL), ('2', 'b', '3');"#,
                 r#"DELETE FROM ONLY "public"."T x" WHERE "id" = '1';"#,
-                r#"INSERT INTO "public"."T x" ("id", "n") VALUES ('3', '1');"#,
+                r#"INSERT INTO "public"."T x" ("id", "n") OVERRIDING SYSTEM VALUE VALUES ('3', '1');"#,
             ]
         );
     }
@@ -342,7 +356,7 @@ mod tests {
         assert_eq!(
             s,
             vec![
-                r#"UPDATE ONLY "public"."T x" SET "id" = '5', "n" = '7' WHERE "id" = '5';"#,
+                r#"UPDATE ONLY "public"."T x" SET "n" = '7' WHERE "id" = '5';"#,
                 r#"UPDATE ONLY "public"."T x" SET "id" = '6', "n" = '7' WHERE "id" = '5';"#,
             ]
         );

@@ -377,6 +377,7 @@ async fn list_section(
     pg_restore: &Tool,
     dir: &Path,
     section: &str,
+    schemas: &[String],
 ) -> Result<Vec<Entry>, DumpRestoreError> {
     let out = Command::new(&pg_restore.path)
         .arg("--list")
@@ -391,9 +392,11 @@ async fn list_section(
             message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
-    toc::parse(&String::from_utf8_lossy(&out.stdout)).map_err(|line| DumpRestoreError::Command {
-        what: "reading the dump's table of contents".to_string(),
-        message: format!("unexpected line {line:?}"),
+    toc::parse_with(&String::from_utf8_lossy(&out.stdout), schemas).map_err(|line| {
+        DumpRestoreError::Command {
+            what: "reading the dump's table of contents".to_string(),
+            message: format!("unexpected line {line:?}"),
+        }
     })
 }
 
@@ -497,7 +500,10 @@ impl<'a> Restorer<'a> {
         let marker = dir.join(COMPLETE_MARKER);
         let already_restoring =
             !state.finished_items().await?.is_empty() || state.step("pre-data").await?.is_some();
-        if marker.is_file() {
+        // Reuse a dump only for the restore it started on this target: a complete dump dir
+        // with no record of it on the target is an earlier, unrelated run's.
+        let recorded = state.step("dump").await?.is_some();
+        if marker.is_file() && recorded {
             outcome.dump_reused = true;
             tracing::info!(dir = %dir.display(), "reusing the complete dump of an earlier run");
         } else {
@@ -547,9 +553,14 @@ impl<'a> Restorer<'a> {
         state
             .finish_step("dump", Some(&dir.display().to_string()))
             .await?;
-        let pre = list_section(pg_restore, &dir, "pre-data").await?;
-        let data = list_section(pg_restore, &dir, "data").await?;
-        let post = list_section(pg_restore, &dir, "post-data").await?;
+        let pre = list_section(pg_restore, &dir, "pre-data", &[]).await?;
+        let schemas: Vec<String> = pre
+            .iter()
+            .filter(|e| e.kind == "SCHEMA")
+            .map(|e| e.tag.clone())
+            .collect();
+        let data = list_section(pg_restore, &dir, "data", &schemas).await?;
+        let post = list_section(pg_restore, &dir, "post-data", &schemas).await?;
         let done: HashSet<i32> = state.finished_items().await?.into_iter().collect();
         Ok(Restorer {
             job,
@@ -629,7 +640,11 @@ impl<'a> Restorer<'a> {
             .filter(|e| !self.done.contains(&e.dump_id))
             .filter(|e| keep_post_data(e))
             .collect();
-        self.outcome.items_already_done += self.post.len() - todo.len();
+        self.outcome.items_already_done += self
+            .post
+            .iter()
+            .filter(|e| self.done.contains(&e.dump_id))
+            .count();
         let step = self.progress.step("indexes", todo.len() as u64);
         let waves: BTreeSet<Wave> = todo.iter().map(|e| toc::wave(&e.kind)).collect();
         for w in waves {

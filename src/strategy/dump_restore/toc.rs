@@ -95,18 +95,35 @@ impl Entry {
 /// Parses the listing; comment and blank lines are skipped. A line that does not parse is
 /// returned as an error with its text.
 pub fn parse(listing: &str) -> Result<Vec<Entry>, String> {
-    let mut out = Vec::new();
-    for line in listing.lines() {
-        let t = line.trim_end_matches('\r');
-        if t.trim().is_empty() || t.starts_with(';') {
-            continue;
-        }
-        out.push(parse_line(t).ok_or_else(|| t.to_string())?);
-    }
-    Ok(out)
+    parse_with(listing, &[])
 }
 
-fn parse_line(line: &str) -> Option<Entry> {
+/// As [`parse`], knowing schema names listed elsewhere (another section's SCHEMA entries).
+pub fn parse_with(listing: &str, known_schemas: &[String]) -> Result<Vec<Entry>, String> {
+    let lines: Vec<&str> = listing
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|t| !t.trim().is_empty() && !t.starts_with(';'))
+        .collect();
+    // Schema names may hold spaces, which makes "schema tag" ambiguous: learn the names from
+    // the SCHEMA entries first, then take the longest one that fits.
+    let mut schemas: Vec<String> = vec!["public".to_string(), "pg_catalog".to_string()];
+    schemas.extend(known_schemas.iter().cloned());
+    for t in &lines {
+        if let Some(e) = parse_line(t, &[]) {
+            if e.kind == "SCHEMA" {
+                schemas.push(e.tag.clone());
+            }
+        }
+    }
+    schemas.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    lines
+        .iter()
+        .map(|t| parse_line(t, &schemas).ok_or_else(|| t.to_string()))
+        .collect()
+}
+
+fn parse_line(line: &str, schemas: &[String]) -> Option<Entry> {
     let (id, rest) = line.split_once(';')?;
     let dump_id = id.trim().parse().ok()?;
     let rest = rest.strip_prefix(' ')?;
@@ -119,7 +136,13 @@ fn parse_line(line: &str) -> Option<Entry> {
         .iter()
         .find(|k| rest.starts_with(*k) && rest[k.len()..].starts_with(' '))?;
     let rest = &rest[kind.len() + 1..];
-    let (schema, rest) = rest.split_once(' ')?;
+    let known = schemas
+        .iter()
+        .find(|s| rest.starts_with(s.as_str()) && rest[s.len()..].starts_with(' '));
+    let (schema, rest) = match known {
+        Some(s) => (s.as_str(), &rest[s.len() + 1..]),
+        None => rest.split_once(' ')?,
+    };
     let (tag, owner) = rest.rsplit_once(' ')?;
     Some(Entry {
         dump_id,
@@ -173,12 +196,16 @@ mod tests {
 4126; 0 0 INDEX ATTACH public p1_k_idx postgres\n\
 4130; 2606 17457 FK CONSTRAINT public r r_id_fkey postgres\n\
 4282; 0 17463 MATERIALIZED VIEW DATA public mv postgres\n\
-4300; 1259 17500 TABLE public My Table postgres\n";
+4300; 1259 17500 TABLE public My Table postgres\n\
+8; 2615 17429 SCHEMA - Mixed Case postgres\n\
+4357; 0 17600 PUBLICATION TABLE Mixed Case pgmove_demo Weird \"Name\" postgres\n";
 
     #[test]
     fn parses_every_kind_of_line() {
         let e = parse(LISTING).expect("parses");
-        assert_eq!(e.len(), 16);
+        assert_eq!(e.len(), 18);
+        assert_eq!(e[17].schema, "Mixed Case");
+        assert_eq!(e[17].tag, "pgmove_demo Weird \"Name\"");
         assert_eq!(e[0].kind, "SCHEMA");
         assert_eq!(e[0].tag, "sales");
         assert_eq!(e[1].kind, "EXTENSION");

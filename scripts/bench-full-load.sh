@@ -1,0 +1,349 @@
+#!/usr/bin/env bash
+# Full-load benchmark: pgmove against pg_dump/pg_restore and pgcopydb, on the same two
+# throwaway local servers and the same data, several rounds each; prints medians and the ratio
+# pgmove/best peer, and writes the table as markdown to bench-out/full-load.md.
+#
+#   bash scripts/bench-full-load.sh                       # pgbench scale 50, 3 rounds: ~7 min on 2 cores, plus the first build
+#   SCALE=5 ROUNDS=1 bash scripts/bench-full-load.sh      # quick check
+#
+# Settings (environment):
+#   SCALE=50            pgbench scale of the source (50 = 5M pgbench_accounts rows, ~750 MB)
+#   WIDE_ROWS=300000    rows in each of the 3 wide tables (20 mixed-type columns; 0 = none)
+#   ROUNDS=3            timed runs per tool; the table shows the median, min and max
+#   JOBS=$(nproc)       parallel table jobs and index jobs, for every tool that has them
+#   SPLIT=100MB         split tables larger than this (pgcopydb-split and pgmove)
+#   TOOLS=all           comma list, a subset of: pg_dump-pipe,pg_dump-dir,pgcopydb,pgcopydb-split,pgmove
+#   PGMOVE_STRATEGY=copy-cdc   the plan's strategy for the pgmove run (copy-cdc or dump-restore)
+#   PGMOVE_BIN=PATH     use this pgmove binary instead of building target/release/pgmove
+#
+# Each run starts from an empty target database and a checkpointed, idle pair of servers; the
+# tools run in a different order each round. After each run the target's row counts (every
+# table), indexes and constraints must equal the source's, or that run counts as failed.
+# Peak RSS is that of the largest single client process (GNU time), never the servers'.
+# Exit status: 0 when every run succeeded, 1 otherwise (the table is printed either way).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+SCALE=${SCALE:-50}
+WIDE_ROWS=${WIDE_ROWS:-300000}
+ROUNDS=${ROUNDS:-3}
+JOBS=${JOBS:-$(nproc)}
+SPLIT=${SPLIT:-100MB}
+PGMOVE_STRATEGY=${PGMOVE_STRATEGY:-copy-cdc}
+ALL_TOOLS=pg_dump-pipe,pg_dump-dir,pgcopydb,pgcopydb-split,pgmove
+TOOLS=${TOOLS:-all}
+[[ $TOOLS == all ]] && TOOLS=$ALL_TOOLS
+
+die() { echo "error: $*" >&2; exit 2; }
+[[ $SCALE =~ ^[1-9][0-9]*$ ]] || die "SCALE must be a positive integer (got '$SCALE')"
+[[ $WIDE_ROWS =~ ^[0-9]+$ ]] || die "WIDE_ROWS must be an integer (got '$WIDE_ROWS')"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || die "JOBS must be a positive integer (got '$JOBS')"
+[[ $SPLIT =~ ^[0-9]+(\.[0-9]+)?\ ?(kB|MB|GB|TB)$ ]] || die "SPLIT must be a size like 100MB or 1GB (got '$SPLIT')"
+tools=()
+IFS=, read -r -a _req <<<"$TOOLS"
+for t in "${_req[@]}"; do
+  t=${t// /}
+  [[ -z $t ]] && continue
+  [[ ",$ALL_TOOLS," == *",$t,"* ]] || die "unknown tool '$t' in TOOLS (known: $ALL_TOOLS)"
+  tools+=("$t")
+done
+((${#tools[@]})) || die "TOOLS selects no tool"
+wants() { [[ " ${tools[*]} " == *" $1 "* ]]; }
+
+PGMOVE_BENCH=1 bash scripts/install-deps.sh
+source scripts/lib/cluster.sh
+source scripts/lib/bench.sh
+bench_need_time
+
+pgmove=${PGMOVE_BIN:-$root/target/release/pgmove}
+pgmove_build=ok
+if wants pgmove && [[ -z ${PGMOVE_BIN:-} ]]; then
+  echo "==> building pgmove (cargo build --release --locked; a few minutes the first time)"
+  mkdir -p bench-out
+  if ! cargo build --release --locked 2>bench-out/pgmove-build.log; then
+    pgmove_build=failed
+    echo "error: cargo build --release --locked failed; pgmove is recorded as failed. Last lines of bench-out/pgmove-build.log:" >&2
+    tail -n 20 bench-out/pgmove-build.log | sed 's/^/  | /' >&2
+  fi
+fi
+if wants pgmove && [[ $pgmove_build == ok && ! -x $pgmove ]]; then
+  die "PGMOVE_BIN=$pgmove is not an executable"
+fi
+
+work=$(mktemp -d /tmp/pgmove-bench-XXXXXX)
+# shellcheck disable=SC2317  # called by the trap
+cleanup() {
+  stop_clusters
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT TERM
+
+# Both servers get the same settings, tuned for a bulk load; every tool runs against them.
+conf=(
+  "shared_buffers = '1GB'"
+  "max_wal_size = '8GB'"
+  "checkpoint_timeout = '30min'"
+  "synchronous_commit = off"
+  "maintenance_work_mem = '512MB'"
+  "max_parallel_maintenance_workers = 2"
+  "work_mem = '64MB'"
+)
+echo "==> starting two throwaway servers"
+start_cluster SRC "${conf[@]}"
+start_cluster DST "${conf[@]}"
+echo "    source on 127.0.0.1:$SRC_PORT, target on 127.0.0.1:$DST_PORT"
+DB=bench
+SRC_URI="postgres://postgres@127.0.0.1:$SRC_PORT/$DB?sslmode=disable"
+DST_URI="postgres://postgres@127.0.0.1:$DST_PORT/$DB?sslmode=disable"
+export PGCONNECT_TIMEOUT=10
+
+echo "==> building the source: pgbench scale $SCALE and 3 wide tables of $WIDE_ROWS rows"
+psql_on "$SRC_PORT" postgres -c "CREATE DATABASE $DB"
+"$PG_BIN/pgbench" -i -q -s "$SCALE" --foreign-keys -h 127.0.0.1 -p "$SRC_PORT" -U postgres "$DB" \
+  >"$work/pgbench-init.log" 2>&1 || { cat "$work/pgbench-init.log" >&2; exit 1; }
+tables=(pgbench_accounts pgbench_branches pgbench_tellers pgbench_history)
+if ((WIDE_ROWS > 0)); then
+  for i in 1 2 3; do
+    tables+=("wide_$i")
+    psql_on "$SRC_PORT" "$DB" <<SQL
+CREATE TABLE wide_$i (
+  id          bigint PRIMARY KEY,
+  created_at  timestamptz NOT NULL,
+  updated_at  timestamptz,
+  day         date,
+  customer    text NOT NULL,
+  email       text,
+  status      varchar(16),
+  code        char(8),
+  amount      numeric(12,2),
+  tax         numeric,
+  quantity    integer,
+  small       smallint,
+  weight      double precision,
+  ratio       real,
+  active      boolean,
+  ref         uuid,
+  tags        text[],
+  attrs       jsonb,
+  payload     bytea,
+  note        text
+);
+INSERT INTO wide_$i
+SELECT g,
+       timestamptz '2024-01-01' + g * interval '17 seconds',
+       CASE WHEN g % 3 = 0 THEN NULL ELSE timestamptz '2024-06-01' + g * interval '5 seconds' END,
+       date '2020-01-01' + (g % 2000),
+       'customer ' || (g * $i % 100003),
+       'user' || g || '@example.com',
+       (ARRAY['new','paid','shipped','returned'])[1 + g % 4],
+       to_hex(g::bigint * 7919 + $i),
+       round((g % 100000) / 7.0, 2),
+       (g % 1000) / 3.0,
+       g % 500,
+       (g % 32000)::smallint,
+       sqrt(g) * $i,
+       (g % 97) / 13.0,
+       g % 5 <> 0,
+       md5(g::text || '$i')::uuid,
+       ARRAY['t' || g % 10, 'tag' || g % 77, 'x' || $i],
+       jsonb_build_object('id', g, 'name', md5(g::text), 'n', g % 1000, 'ok', g % 2 = 0,
+                          'list', jsonb_build_array(g, g % 7, 'v' || g % 13)),
+       decode(md5(g::text) || md5((g + $i)::text), 'hex'),
+       CASE WHEN g % 4 = 0 THEN NULL ELSE md5((g * $i)::text) END
+FROM generate_series(1, $WIDE_ROWS) AS g;
+CREATE INDEX wide_${i}_created_at ON wide_$i (created_at);
+CREATE INDEX wide_${i}_customer ON wide_$i (customer);
+SQL
+  done
+fi
+psql_on "$SRC_PORT" "$DB" -c "VACUUM ANALYZE" -c "CHECKPOINT"
+
+# What every target must have after a run: row counts of every table, index and constraint counts.
+shape_sql="SELECT concat_ws(' ',"
+for t in "${tables[@]}"; do shape_sql+=" '$t=' || (SELECT count(*) FROM public.$t),"; done
+shape_sql+=" 'indexes=' || (SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'),"
+shape_sql+=" 'constraints=' || (SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = 'public'))"
+src_shape=$(psql_on "$SRC_PORT" "$DB" -At -c "$shape_sql")
+src_size=$(psql_on "$SRC_PORT" "$DB" -At -c "SELECT pg_size_pretty(pg_database_size('$DB'))")
+sizes=$(psql_on "$SRC_PORT" "$DB" -At -c "SELECT string_agg(relname || ' ' || pg_size_pretty(pg_total_relation_size(oid)), ', ' ORDER BY pg_total_relation_size(oid) DESC) FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace AND pg_total_relation_size(oid) > 1048576")
+echo "    source: $src_size ($sizes)"
+echo "    $src_shape"
+
+pgcopydb_version=$(pgcopydb --version 2>/dev/null | awk '/^pgcopydb version/ { print $3; exit }')
+pgmove_version=-
+if wants pgmove && [[ $pgmove_build == ok ]]; then
+  pgmove_version=$("$pgmove" --version 2>/dev/null | awk '{ print $2 }')
+  commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || true)
+  if [[ -n $commit && -z ${PGMOVE_BIN:-} ]]; then
+    git -C "$root" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || commit+="+local changes"
+    pgmove_version+=" ($commit)"
+  fi
+fi
+
+# The pgmove plan. The full load is what is timed: copy-cdc's apply runs with
+# --stop-after-load (change capture, which keeps apply running until stopped, is measured by
+# scripts/bench-cdc.sh).
+plan="$work/bench.yaml"
+cat >"$plan" <<YAML
+version: 1
+name: bench
+source:
+  dsn: postgres://postgres@127.0.0.1:$SRC_PORT/$DB
+  sslmode: disable
+target:
+  dsn: postgres://postgres@127.0.0.1:$DST_PORT/$DB
+  sslmode: disable
+strategy: $PGMOVE_STRATEGY
+downtime: 1h
+jobs: $JOBS
+index_jobs: $JOBS
+split_tables_larger_than: $SPLIT
+YAML
+if [[ $PGMOVE_STRATEGY != dump-restore ]]; then
+  cat >>"$plan" <<YAML
+cdc:
+  tables_without_key: insert-only   # pgbench_history has no key; pgbench only inserts into it
+YAML
+fi
+
+# An empty target database, no leftover replication artifacts, both servers checkpointed.
+reset_servers() {
+  local left
+  left=$(psql_on "$SRC_PORT" "$DB" -At <<'SQL'
+SELECT string_agg(slot_name, ' ') FROM pg_replication_slots WHERE NOT active;
+SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active;
+SQL
+)
+  [[ -n $left ]] && echo "    note: dropped replication slot(s) left on the source: $left"
+  psql_on "$SRC_PORT" "$DB" -At >/dev/null <<'SQL'
+SET client_min_messages = warning;
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT pubname FROM pg_publication WHERE pubname LIKE 'pgmove%' OR pubname LIKE 'pgcopydb%' LOOP
+    EXECUTE format('DROP PUBLICATION %I', r.pubname);
+  END LOOP;
+  FOR r IN SELECT evtname FROM pg_event_trigger WHERE evtname LIKE 'pgmove%' LOOP
+    EXECUTE format('DROP EVENT TRIGGER %I', r.evtname);
+  END LOOP;
+END $$;
+DROP SCHEMA IF EXISTS pgmove CASCADE;
+DROP SCHEMA IF EXISTS pgcopydb CASCADE;
+SQL
+  psql_on "$DST_PORT" postgres >/dev/null <<SQL
+SET client_min_messages = warning;
+DROP DATABASE IF EXISTS $DB WITH (FORCE);
+SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin
+ WHERE roname LIKE 'pgmove%' OR roname LIKE 'pgcopydb%';
+CREATE DATABASE $DB;
+SQL
+  psql_on "$SRC_PORT" postgres -c CHECKPOINT
+  psql_on "$DST_PORT" postgres -c CHECKPOINT
+  sync
+}
+
+# The command each tool runs, into the array `cmd` (stdout and stderr go to the run's log).
+# shellcheck disable=SC2016  # the bash -c scripts take their values as "$1"...
+tool_cmd() {
+  local tool=$1 dir=$2
+  case $tool in
+    pg_dump-pipe)
+      cmd=(bash -c 'set -o pipefail; "$1/pg_dump" -Fc -d "$2" | "$1/pg_restore" -d "$3"'
+        _ "$PG_BIN" "$SRC_URI" "$DST_URI")
+      ;;
+    pg_dump-dir)
+      cmd=(bash -c '"$1/pg_dump" -Fd -j "$4" -f "$5" -d "$2" && "$1/pg_restore" -j "$4" -d "$3" "$5"'
+        _ "$PG_BIN" "$SRC_URI" "$DST_URI" "$JOBS" "$dir/dump")
+      ;;
+    pgcopydb)
+      cmd=(pgcopydb clone --source "$SRC_URI" --target "$DST_URI" --dir "$dir/pgcopydb"
+        --table-jobs "$JOBS" --index-jobs "$JOBS")
+      ;;
+    pgcopydb-split)
+      cmd=(pgcopydb clone --source "$SRC_URI" --target "$DST_URI" --dir "$dir/pgcopydb"
+        --table-jobs "$JOBS" --index-jobs "$JOBS" --split-tables-larger-than "$SPLIT")
+      ;;
+    pgmove)
+      cmd=("$pgmove" apply "$plan" --yes --dump-dir "$dir/pgmove-dump")
+      if [[ "$PGMOVE_STRATEGY" == copy-cdc ]]; then cmd+=(--stop-after-load); fi
+      ;;
+  esac
+}
+
+declare -A legend=(
+  [pg_dump-pipe]="\`pg_dump -Fc | pg_restore\` (one stream, default compression)"
+  [pg_dump-dir]="\`pg_dump -Fd -j $JOBS\` to a local directory, then \`pg_restore -j $JOBS\` (both timed)"
+  [pgcopydb]="\`pgcopydb clone --table-jobs $JOBS --index-jobs $JOBS\` (pgcopydb ${pgcopydb_version:-?})"
+  [pgcopydb-split]="the same with \`--split-tables-larger-than $SPLIT\`"
+  [pgmove]="\`pgmove apply --yes\` (copy-cdc: \`--stop-after-load\`), strategy $PGMOVE_STRATEGY, jobs $JOBS, index_jobs $JOBS, split_tables_larger_than $SPLIT (pgmove $pgmove_version)"
+)
+
+mkdir -p bench-out
+results="$work/results.tsv"
+: >"$results"
+any_failed=0
+n=${#tools[@]}
+for ((r = 1; r <= ROUNDS; r++)); do
+  echo "==> round $r/$ROUNDS"
+  for ((k = 0; k < n; k++)); do
+    tool=${tools[$(((k + r - 1) % n))]}
+    dir="$work/run-$r-$tool"
+    mkdir -p "$dir"
+    log="bench-out/full-load-$tool-round$r.log"
+    if [[ $tool == pgmove && $pgmove_build != ok ]]; then
+      printf '%s\t%s\t0\t-\tbuild-failed\n' "$tool" "$r" >>"$results"
+      printf '    %-15s failed: pgmove did not build (bench-out/pgmove-build.log)\n' "$tool"
+      any_failed=1
+      continue
+    fi
+    reset_servers
+    tool_cmd "$tool" "$dir"
+    bench_timed "$log" -- "${cmd[@]}"
+    status=ok
+    if ((BENCH_RC != 0)); then
+      status=failed
+      printf '    %-15s FAILED (exit %s) after %s s; last lines of %s:\n' "$tool" "$BENCH_RC" "$BENCH_SECONDS" "$log"
+      tail -n 15 "$log" | sed 's/^/      | /'
+    else
+      dst_shape=$(psql_on "$DST_PORT" "$DB" -At -c "$shape_sql" 2>&1 || true)
+      if [[ $dst_shape != "$src_shape" ]]; then
+        status=mismatch
+        printf '    %-15s MISMATCH: the target differs from the source after %s s\n' "$tool" "$BENCH_SECONDS"
+        echo "      source: $src_shape"
+        echo "      target: $dst_shape"
+      else
+        rss=-
+        [[ $BENCH_RSS_KB != - ]] && rss="$((BENCH_RSS_KB / 1024)) MB"
+        printf '    %-15s %8s s   peak RSS %s\n' "$tool" "$BENCH_SECONDS" "$rss"
+      fi
+    fi
+    [[ $status == ok ]] || any_failed=1
+    printf '%s\t%s\t%s\t%s\t%s\n' "$tool" "$r" "$BENCH_SECONDS" "$BENCH_RSS_KB" "$status" >>"$results"
+    rm -rf "$dir"
+  done
+done
+reset_servers >/dev/null
+
+header="$work/header.txt"
+{
+  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  bench_machine_lines "$SRC_PORT"
+  echo "data: pgbench scale $SCALE (--foreign-keys) + 3 wide tables x $WIDE_ROWS rows; source database $src_size"
+  echo "runs: $ROUNDS rounds per tool, JOBS=$JOBS, SPLIT=$SPLIT; both servers local"
+  settings=$(printf '%s, ' "${conf[@]}")
+  echo "server settings (both): ${settings%, }, wal_level = logical"
+  for t in "${tools[@]}"; do echo "$t: ${legend[$t]}"; done
+} >"$header"
+
+echo
+echo "==> results"
+sed 's/^/    /' "$header"
+echo
+bench_report "$results" "$(IFS=,; echo "${tools[*]}")" pgmove bench-out/full-load.md "$header" | sed 's/^/    /'
+cp "$results" bench-out/full-load.tsv
+echo
+echo "markdown table: bench-out/full-load.md; raw runs: bench-out/full-load.tsv; logs: bench-out/full-load-*.log"
+exit "$any_failed"
