@@ -358,12 +358,37 @@ async fn run_steps(
         let lsn = exported.consistent_lsn();
         outcome.consistent_lsn = Some(lsn.to_string());
         let step = progress.step("copy", todo.len() as u64);
-        let copied = copy_chunks(job, exported.snapshot_name(), lsn, todo, &step).await;
+        // Each table's indexes are built as soon as its last chunk is in, while other tables
+        // still load (as pg_restore -j and pgcopydb do).
+        let by_table = index_entries_by_table(base, restorer.pending_index_entries()).await?;
+        let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let builder = IndexBuilder {
+            job: base.clone(),
+            pg_restore: restorer.pg_restore().clone(),
+            psql: restorer.psql().clone(),
+            dir: restorer.dir.clone(),
+            by_table,
+        };
+        let indexes = tokio::spawn(builder.run(done_rx));
+        // Tables finished by an earlier run may still lack their indexes.
+        for (s, t) in done.keys() {
+            if !restart.contains(&(s.clone(), t.clone())) {
+                let _ = done_tx.send((s.clone(), t.clone()));
+            }
+        }
+        let copied = copy_chunks(job, exported.snapshot_name(), lsn, todo, &step, done_tx).await;
+        let built = indexes.await.map_err(|e| CopyError::Chunk {
+            table: "?".into(),
+            chunk: -1,
+            message: format!("index builder failed: {e}"),
+        })?;
         exported.release().await?;
         if let Some(name) = temp_name {
             slot::drop_slot(&base.source, &name).await?;
         }
         let (n, rows, bytes) = copied?;
+        built?;
+        restorer.refresh_done(state).await?;
         outcome.chunks_copied = n;
         outcome.rows = rows;
         outcome.bytes = bytes;
@@ -382,7 +407,8 @@ async fn run_steps(
     state.set_phase(STRATEGY, "post-data", None).await?;
     restorer.post_data().await?;
     refresh_materialized_views(base).await?;
-    dump_restore::analyze(base, state, progress, STRATEGY).await?;
+    // VACUUM too: it sets the visibility map of the freshly copied tables.
+    dump_restore::analyze(base, state, progress, STRATEGY, true).await?;
     restorer.remove_dump().await;
     if job.keep_slot {
         outcome.slot_kept = true;
@@ -467,15 +493,21 @@ async fn copy_chunks(
     lsn: Lsn,
     todo: Vec<Chunk>,
     step: &crate::progress::Step,
+    table_done: tokio::sync::mpsc::UnboundedSender<(String, String)>,
 ) -> Result<(usize, u64, u64), CopyError> {
     let base = &job.base;
+    // Chunks left per table; the table is announced when it reaches zero.
+    let mut left: HashMap<(String, String), usize> = HashMap::new();
+    for c in &todo {
+        *left.entry((c.schema.clone(), c.table.clone())).or_insert(0) += 1;
+    }
     let width = base.jobs.max(1);
     let source_pool = base.source.pool(width)?;
     let target_pool = base.target.pool(width)?;
     let queue = Arc::new(tokio::sync::Mutex::new(todo));
     let rows = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String, i32, i32)>();
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..width {
         let queue = queue.clone();
@@ -513,11 +545,11 @@ async fn copy_chunks(
                 })?;
                 rows.fetch_add(r, Ordering::Relaxed);
                 bytes.fetch_add(b, Ordering::Relaxed);
-                let _ = tx.send(format!(
-                    "{} {}/{}",
-                    chunk.name(),
-                    chunk.index + 1,
-                    chunk.count
+                let _ = tx.send((
+                    chunk.schema.clone(),
+                    chunk.table.clone(),
+                    chunk.index,
+                    chunk.count,
                 ));
                 n += 1;
             }
@@ -531,7 +563,16 @@ async fn copy_chunks(
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
-                Some(m) => step.item_done(&m),
+                Some((schema, table, index, count)) => {
+                    step.item_done(&format!("{schema}.{table} {}/{count}", index + 1));
+                    let key = (schema, table);
+                    if let Some(n) = left.get_mut(&key) {
+                        *n -= 1;
+                        if *n == 0 {
+                            let _ = table_done.send(key);
+                        }
+                    }
+                }
                 None => break,
             },
         }
@@ -558,6 +599,122 @@ async fn copy_chunks(
         rows.load(Ordering::Relaxed),
         bytes.load(Ordering::Relaxed),
     ))
+}
+
+/// Source index names with their table, to place each index TOC entry.
+const INDEX_OWNERS_SQL: &str = "SELECT n.nspname, ci.relname, ct.relname
+    FROM pg_index i
+    JOIN pg_class ci ON ci.oid = i.indexrelid
+    JOIN pg_class ct ON ct.oid = i.indrelid
+    JOIN pg_namespace n ON n.oid = ci.relnamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')";
+
+type TableKey = (String, String);
+
+/// Groups the Indexes-wave entries by the table they belong to (entries whose table is not
+/// found, such as those of partitioned parents, are left for the post-data step).
+async fn index_entries_by_table(
+    base: &dump_restore::Job,
+    entries: Vec<dump_restore::toc::Entry>,
+) -> Result<HashMap<TableKey, Vec<dump_restore::toc::Entry>>, CopyError> {
+    let client = base.source.connect().await?;
+    let rows = client
+        .query(INDEX_OWNERS_SQL, &[])
+        .await
+        .map_err(|e| base.source.query_error("listing indexes", &e))?;
+    // (schema, index name) -> table; a unique or primary-key constraint's index has its name.
+    let owner: HashMap<TableKey, String> = rows
+        .iter()
+        .map(|r| ((r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2)))
+        .collect();
+    let mut out: HashMap<TableKey, Vec<dump_restore::toc::Entry>> = HashMap::new();
+    for e in entries {
+        let table = match e.kind.as_str() {
+            "INDEX" => owner.get(&(e.schema.clone(), e.tag.clone())).cloned(),
+            // CONSTRAINT tags are "<table> <constraint>".
+            "CONSTRAINT" => owner
+                .iter()
+                .find(|((s, idx), t)| *s == e.schema && e.tag == format!("{t} {idx}"))
+                .map(|(_, t)| t.clone()),
+            _ => None,
+        };
+        if let Some(t) = table {
+            out.entry((e.schema.clone(), t)).or_default().push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// Builds each table's indexes once the table is loaded, `index_jobs` at a time.
+struct IndexBuilder {
+    job: dump_restore::Job,
+    pg_restore: tools::Tool,
+    psql: tools::Tool,
+    dir: std::path::PathBuf,
+    by_table: HashMap<TableKey, Vec<dump_restore::toc::Entry>>,
+}
+
+fn builder_error(message: String) -> CopyError {
+    CopyError::Chunk {
+        table: "?".into(),
+        chunk: -1,
+        message,
+    }
+}
+
+impl IndexBuilder {
+    async fn run(
+        mut self,
+        mut done: tokio::sync::mpsc::UnboundedReceiver<TableKey>,
+    ) -> Result<usize, CopyError> {
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.job.index_jobs.max(1)));
+        let mut set = tokio::task::JoinSet::new();
+        let mut built = 0;
+        while let Some(key) = done.recv().await {
+            for e in self.by_table.remove(&key).unwrap_or_default() {
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| builder_error(format!("index builder: {e}")))?;
+                let (job, pg_restore, psql, dir) = (
+                    self.job.clone(),
+                    self.pg_restore.clone(),
+                    self.psql.clone(),
+                    self.dir.clone(),
+                );
+                set.spawn(async move {
+                    let _permit = permit;
+                    let suffix = crate::state::finish_item_sql(
+                        &job.plan_name,
+                        e.dump_id,
+                        &e.kind,
+                        &e.object(),
+                    );
+                    dump_restore::restore_items(
+                        &job,
+                        &pg_restore,
+                        &psql,
+                        &dir,
+                        &[&e],
+                        "SET maintenance_work_mem = '256MB';\n",
+                        &suffix,
+                        &e.object(),
+                    )
+                    .await
+                });
+            }
+            while let Some(r) = set.try_join_next() {
+                r.map_err(|e| builder_error(e.to_string()))??;
+                built += 1;
+            }
+        }
+        while let Some(r) = set.join_next().await {
+            r.map_err(|e| builder_error(e.to_string()))??;
+            built += 1;
+        }
+        Ok(built)
+    }
 }
 
 /// One chunk: COPY out of the snapshot, COPY in, progress row, commit. Returns (rows, bytes).

@@ -233,7 +233,26 @@ fn command(tool: &Tool, ep: &Endpoint) -> Command {
     }
     c.envs(libpq_env(ep));
     c.kill_on_drop(true);
+    die_with_parent(&mut c);
     c
+}
+
+/// Makes the child die when pgmove dies, even by SIGKILL: a psql left running by a killed
+/// apply would otherwise finish its item while the rerun starts the same item again.
+fn die_with_parent(c: &mut Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_PDEATHSIG only sets a flag of the new process; it is
+    // async-signal-safe and touches no memory of the parent.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = c;
 }
 
 /// A shell-like rendering of a command with its libpq environment, password redacted.
@@ -441,7 +460,7 @@ async fn run_steps(
     r.data().await?;
     state.set_phase(STRATEGY, "post-data", None).await?;
     r.post_data().await?;
-    analyze(job, state, progress, STRATEGY).await?;
+    analyze(job, state, progress, STRATEGY, false).await?;
     state.finish_step("done", None).await?;
     r.remove_dump().await;
     Ok(r.outcome)
@@ -453,18 +472,39 @@ pub async fn analyze(
     state: &State<'_>,
     progress: Progress,
     strategy: &str,
+    vacuum: bool,
 ) -> Result<(), DumpRestoreError> {
-    if state.step("analyze").await?.is_none() {
-        state.set_phase(strategy, "analyze", None).await?;
-        let step = progress.step("analyze", 0);
-        state
-            .client
-            .batch_execute("ANALYZE")
-            .await
-            .map_err(|e| job.target.query_error("ANALYZE", &e))?;
-        state.finish_step("analyze", None).await?;
-        step.finish("statistics gathered");
+    if state.step("analyze").await?.is_some() {
+        return Ok(());
     }
+    state.set_phase(strategy, "analyze", None).await?;
+    let step = progress.step("analyze", 0);
+    // vacuumdb runs `jobs` tables at a time; a single ANALYZE would run them one by one.
+    let vacuumdb = tools::find("vacuumdb", job.bin_dir.as_deref(), 0)?;
+    let mut cmd = command(&vacuumdb, &job.target);
+    cmd.arg(format!("--jobs={}", job.jobs.max(1)))
+        .arg("--quiet")
+        .stdin(Stdio::null());
+    if vacuum {
+        cmd.arg("--analyze");
+    } else {
+        cmd.arg("--analyze-only");
+    }
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| DumpRestoreError::Io(format!("cannot run vacuumdb: {e}")))?;
+    if !out.status.success() {
+        return Err(DumpRestoreError::Command {
+            what: "vacuumdb on the target".to_string(),
+            message: crate::pg::redact(
+                String::from_utf8_lossy(&out.stderr).trim(),
+                job.target.info.password.as_ref(),
+            ),
+        });
+    }
+    state.finish_step("analyze", None).await?;
+    step.finish("statistics gathered");
     Ok(())
 }
 
@@ -674,6 +714,32 @@ impl<'a> Restorer<'a> {
         Ok(())
     }
 
+    /// The post-data entries of the Indexes wave (indexes and primary/unique constraints) not
+    /// restored yet, for building while other tables still load.
+    pub fn pending_index_entries(&self) -> Vec<Entry> {
+        self.post
+            .iter()
+            .filter(|e| toc::wave(&e.kind) == Wave::Indexes)
+            .filter(|e| !self.done.contains(&e.dump_id))
+            .filter(|e| keep_post_data(e))
+            .cloned()
+            .collect()
+    }
+
+    /// Re-reads which items are restored (after work done outside this restorer).
+    pub async fn refresh_done(&mut self, state: &State<'_>) -> Result<(), DumpRestoreError> {
+        self.done = state.finished_items().await?.into_iter().collect();
+        Ok(())
+    }
+
+    pub fn pg_restore(&self) -> &Tool {
+        self.pg_restore
+    }
+
+    pub fn psql(&self) -> &Tool {
+        self.psql
+    }
+
     /// Removes the dump unless the user chose where to keep it.
     pub async fn remove_dump(&self) {
         if self.job.dump_dir.is_none() {
@@ -804,7 +870,7 @@ fn finish_task(
 /// `pg_restore -L items -f - | psql --single-transaction`, with `prefix` before and `suffix`
 /// after the restored SQL, inside the same transaction.
 #[allow(clippy::too_many_arguments)]
-async fn restore_items(
+pub(crate) async fn restore_items(
     job: &Job,
     pg_restore: &Tool,
     psql: &Tool,
@@ -834,6 +900,7 @@ async fn restore_items(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    die_with_parent(&mut restore);
     let mut restore = restore
         .spawn()
         .map_err(|e| DumpRestoreError::Io(format!("cannot run pg_restore: {e}")))?;
