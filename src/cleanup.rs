@@ -1,1 +1,1087 @@
-//! (being written)
+//! `pgmove cleanup`: drops everything pgmove created for one plan, on both servers and on this
+//! host, and nothing else.
+//!
+//! What belongs to a plan, found by name and by the plan's own rows:
+//! - source: the replication slots `<slot>` and `<slot>_resume` (logical, in the plan's
+//!   database), the publication `pgmove_<name>`;
+//! - either server: event triggers and functions named `pgmove_<name>_ddl*`, and the `pgmove`
+//!   schema: this plan's rows in its tables, or the whole schema (`DROP SCHEMA pgmove CASCADE`)
+//!   when no other plan has rows in it (nor an event trigger whose function lives there);
+//! - this host: the default dump directory (`<temp dir>/pgmove-dumps/<name>`) if it exists.
+//!
+//! pglogical nodes, sets and subscriptions named after the plan are reported as "not handled
+//! yet" and never dropped.
+//!
+//! A running apply is detected before anything is dropped: a slot of the plan is active (its
+//! walsender's pid), or another session holds the plan's advisory lock on the target (see
+//! `state::State::open`). Cleanup then refuses, naming the pid, unless `force`: the sessions
+//! are terminated (`pg_terminate_backend`) and cleanup proceeds.
+//!
+//! Every step is idempotent: a second run finds nothing and drops nothing.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+
+use crate::pg::{quote, Endpoint, PgError, Side};
+use crate::plan::{artifact_name, Plan};
+use crate::state;
+
+/// Version of the JSON layout (fields are only ever added).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How long cleanup waits for a lock on an object it drops before it gives up.
+const LOCK_TIMEOUT: &str = "30s";
+
+/// How long `--force` waits for a terminated session to let go of a slot or the plan's lock.
+const FORCE_WAIT: Duration = Duration::from_secs(20);
+
+/// Where an artifact lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Location {
+    Source,
+    Target,
+    /// This host (the dump directory).
+    Local,
+}
+
+impl From<Side> for Location {
+    fn from(s: Side) -> Location {
+        match s {
+            Side::Source => Location::Source,
+            Side::Target => Location::Target,
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Location::Source => "source",
+            Location::Target => "target",
+            Location::Local => "local",
+        })
+    }
+}
+
+/// One thing cleanup drops (or would drop, or cannot).
+#[derive(Clone, Debug, Serialize)]
+pub struct Artifact {
+    #[serde(rename = "side")]
+    pub location: Location,
+    /// `replication slot`, `publication`, `event trigger`, `function`, `schema`, `state rows`,
+    /// `dump directory`, `pglogical node`...
+    pub kind: String,
+    pub name: String,
+    /// The statement that drops it (for the dump directory, the shell command).
+    pub sql: String,
+    /// More about it (row counts, why it stays...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A session that uses the plan's artifacts: a running apply.
+#[derive(Clone, Debug, Serialize)]
+pub struct Blocker {
+    #[serde(rename = "side")]
+    pub location: Location,
+    /// `replication slot` or `advisory lock`.
+    pub kind: String,
+    pub name: String,
+    pub pid: i32,
+}
+
+impl std::fmt::Display for Blocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind.as_str() {
+            "advisory lock" => write!(
+                f,
+                "{}: process {} holds the plan's lock ({}): an apply of this plan is running",
+                self.location, self.pid, self.name
+            ),
+            _ => write!(
+                f,
+                "{}: {} {} is in use by process {} (a running apply streams from it)",
+                self.location, self.kind, self.name, self.pid
+            ),
+        }
+    }
+}
+
+impl Blocker {
+    /// The line for a session `force` terminated.
+    fn terminated_line(&self) -> String {
+        let uses = match self.kind.as_str() {
+            "advisory lock" => "held the plan's lock".to_string(),
+            _ => format!("streamed from {} {}", self.kind, self.name),
+        };
+        format!("{}: process {} ({uses})", self.location, self.pid)
+    }
+}
+
+/// What cleanup did (or, with `dry_run`, would do).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub format_version: u32,
+    pub plan: String,
+    pub dry_run: bool,
+    pub force: bool,
+    /// Dropped (dry run: to drop), in order.
+    pub artifacts: Vec<Artifact>,
+    /// Sessions of a running apply: refused without `force`; terminated with it.
+    pub blockers: Vec<Blocker>,
+    /// Sessions `force` terminated.
+    pub terminated: Vec<Blocker>,
+    /// pgmove objects deliberately left (e.g. the schema other plans still use).
+    pub kept: Vec<Artifact>,
+    /// Objects named after the plan that this version does not drop (pglogical).
+    pub not_handled: Vec<Artifact>,
+    /// Set when a drop failed part way: what went wrong (artifacts lists what was dropped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What to clean up.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub plan_name: String,
+    /// The replication slot (`cdc.slot` or `pgmove_<name>`).
+    pub slot: String,
+    pub publication: String,
+    /// The pglogical sets named after the plan (update/delete and insert sets).
+    pub pglogical_sets: Vec<String>,
+    /// The local dump directory to remove if it exists.
+    pub dump_dir: PathBuf,
+    pub dry_run: bool,
+    pub force: bool,
+}
+
+impl Request {
+    /// The request for `plan`, with apply's default dump directory.
+    pub fn for_plan(plan: &Plan, dry_run: bool, force: bool) -> Request {
+        Request {
+            plan_name: plan.name.clone(),
+            slot: plan.slot_name(),
+            publication: plan.publication_name(),
+            pglogical_sets: vec![plan.replication_set(), plan.insert_set()],
+            dump_dir: default_dump_dir(&plan.name),
+            dry_run,
+            force,
+        }
+    }
+
+    fn resume_slot(&self) -> String {
+        format!("{}_resume", self.slot)
+    }
+
+    /// `pgmove_<name>_ddl`: the prefix of the plan's DDL event trigger and function.
+    fn ddl_prefix(&self) -> String {
+        format!("{}_ddl", artifact_name(&self.plan_name))
+    }
+}
+
+/// Where `apply` keeps the dump when no `--dump-dir` is given (as `strategy::dump_restore`
+/// computes it).
+pub fn default_dump_dir(plan_name: &str) -> PathBuf {
+    let safe: String = plan_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    std::env::temp_dir().join("pgmove-dumps").join(safe)
+}
+
+/// Why cleanup stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    /// Before anything was dropped: a server could not be reached or read.
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    /// An apply is running and `force` was not given; nothing was dropped.
+    #[error("{}\n  nothing was dropped\n  hint: stop the apply first (Ctrl-C or SIGTERM), or pass --force to terminate {} and drop everything", blocker_lines(.0), pids(.0))]
+    Refused(Vec<Blocker>),
+    /// A drop failed part way; the report says what was dropped before.
+    #[error("{}", .0.error.as_deref().unwrap_or("cleanup failed"))]
+    Partial(Box<Report>),
+}
+
+fn blocker_lines(b: &[Blocker]) -> String {
+    let lines: Vec<String> = b.iter().map(|b| b.to_string()).collect();
+    format!(
+        "refusing to clean up while an apply is running:\n  {}",
+        lines.join("\n  ")
+    )
+}
+
+fn pids(b: &[Blocker]) -> String {
+    let mut p: Vec<String> = b.iter().map(|b| b.pid.to_string()).collect();
+    p.dedup();
+    if p.len() == 1 {
+        format!("process {}", p[0])
+    } else {
+        format!("processes {}", p.join(", "))
+    }
+}
+
+/// One step, with the artifact it removes.
+#[derive(Clone, Debug)]
+enum Action {
+    DropSlot(String),
+    /// A statement run as is.
+    Sql(String),
+    RemoveDir(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+struct Step {
+    artifact: Artifact,
+    action: Action,
+}
+
+/// What one server holds of the plan.
+#[derive(Default)]
+struct Found {
+    steps: Vec<Step>,
+    blockers: Vec<Blocker>,
+    kept: Vec<Artifact>,
+    not_handled: Vec<Artifact>,
+}
+
+/// Cleans up (or, with `dry_run`, lists) the artifacts of `req` on `source`, `target` and this
+/// host. With blockers and without `force`: [`CleanupError::Refused`], except in a dry run,
+/// whose report lists the blockers.
+pub async fn cleanup(
+    req: &Request,
+    source: &Endpoint,
+    target: &Endpoint,
+) -> Result<Report, CleanupError> {
+    let (s, t) = tokio::join!(open(source), open(target));
+    let (s, t) = (s?, t?);
+    let mut found = Found::default();
+    discover_source(req, source, &s, &mut found).await?;
+    discover_side(req, source, &s, &mut found).await?;
+    discover_lock(req, target, &t, &mut found).await?;
+    discover_side(req, target, &t, &mut found).await?;
+    if req.dump_dir.is_dir() {
+        found.steps.push(Step {
+            artifact: Artifact {
+                location: Location::Local,
+                kind: "dump directory".into(),
+                name: req.dump_dir.display().to_string(),
+                sql: format!("rm -rf {}", shell_quote(&req.dump_dir)),
+                detail: None,
+            },
+            action: Action::RemoveDir(req.dump_dir.clone()),
+        });
+    }
+    let mut report = Report {
+        format_version: FORMAT_VERSION,
+        plan: req.plan_name.clone(),
+        dry_run: req.dry_run,
+        force: req.force,
+        artifacts: Vec::new(),
+        blockers: found.blockers.clone(),
+        terminated: Vec::new(),
+        kept: found.kept,
+        not_handled: found.not_handled,
+        error: None,
+    };
+    if req.dry_run {
+        if req.force {
+            for b in &found.blockers {
+                report.artifacts.push(Artifact {
+                    location: b.location,
+                    kind: "session".into(),
+                    name: format!("process {}", b.pid),
+                    sql: format!("SELECT pg_terminate_backend({})", b.pid),
+                    detail: Some(format!("uses {} {}", b.kind, b.name)),
+                });
+            }
+        }
+        report
+            .artifacts
+            .extend(found.steps.into_iter().map(|s| s.artifact));
+        return Ok(report);
+    }
+    if !found.blockers.is_empty() {
+        if !req.force {
+            return Err(CleanupError::Refused(found.blockers));
+        }
+        // The target's lock holder first (a full load stops using the slot with it), then the
+        // walsenders; then wait until both let go.
+        for b in &found.blockers {
+            let (c, ep) = match b.location {
+                Location::Source => (&s, source),
+                _ => (&t, target),
+            };
+            if let Err(e) = terminate(c, ep, b).await {
+                report.error = Some(e.to_string());
+                return Err(CleanupError::Partial(Box::new(report)));
+            }
+            report.terminated.push(b.clone());
+        }
+        if let Err(e) = wait_lock_released(req, target, &t).await {
+            report.error = Some(e.to_string());
+            return Err(CleanupError::Partial(Box::new(report)));
+        }
+    }
+    for step in found.steps {
+        let result: Result<(), String> = match &step.action {
+            Action::DropSlot(name) => {
+                drop_slot(&s, source, name, req.force, &mut report.terminated)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Action::Sql(sql) => {
+                let (c, ep) = match step.artifact.location {
+                    Location::Source => (&s, source),
+                    _ => (&t, target),
+                };
+                c.batch_execute(sql).await.map_err(|e| {
+                    ep.query_error(
+                        &format!("dropping {} {}", step.artifact.kind, step.artifact.name),
+                        &e,
+                    )
+                    .to_string()
+                })
+            }
+            Action::RemoveDir(dir) => match tokio::fs::remove_dir_all(dir).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(format!(
+                    "local: cannot remove the dump directory {}: {e}",
+                    dir.display()
+                )),
+            },
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(side = %step.artifact.location, kind = %step.artifact.kind, name = %step.artifact.name, "dropped");
+                report.artifacts.push(step.artifact);
+            }
+            Err(e) => {
+                report.error = Some(e);
+                return Err(CleanupError::Partial(Box::new(report)));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// A connection that gives up waiting for locks after [`LOCK_TIMEOUT`].
+async fn open(ep: &Endpoint) -> Result<Client, PgError> {
+    let c = ep.connect().await?;
+    c.batch_execute(&format!(
+        "SET lock_timeout = {}; SET statement_timeout = 0",
+        quote::literal(LOCK_TIMEOUT)
+    ))
+    .await
+    .map_err(|e| ep.query_error("setting up the cleanup session", &e))?;
+    Ok(c)
+}
+
+/// The plan's slots in this database, with the pid of the session using each.
+const SLOTS_SQL: &str = "SELECT slot_name::text, active_pid FROM pg_replication_slots \
+     WHERE slot_name = ANY($1::text[]) AND database = current_database() ORDER BY slot_name DESC";
+
+/// Slots and the publication (source only).
+async fn discover_source(
+    req: &Request,
+    ep: &Endpoint,
+    c: &Client,
+    found: &mut Found,
+) -> Result<(), PgError> {
+    let names = vec![req.resume_slot(), req.slot.clone()];
+    let rows = c
+        .query(SLOTS_SQL, &[&names])
+        .await
+        .map_err(|e| ep.query_error("reading pg_replication_slots", &e))?;
+    // The resume slot first: it exists only while (or because) a full load ran.
+    for r in rows {
+        let name: String = r.get(0);
+        let pid: Option<i32> = r.get(1);
+        if let Some(pid) = pid {
+            found.blockers.push(Blocker {
+                location: Location::Source,
+                kind: "replication slot".into(),
+                name: name.clone(),
+                pid,
+            });
+        }
+        found.steps.push(Step {
+            artifact: Artifact {
+                location: Location::Source,
+                kind: "replication slot".into(),
+                sql: format!("SELECT pg_drop_replication_slot({})", quote::literal(&name)),
+                name: name.clone(),
+                detail: pid.map(|p| format!("in use by process {p}")),
+            },
+            action: Action::DropSlot(name),
+        });
+    }
+    let publication = c
+        .query_opt(
+            "SELECT pubname::text FROM pg_publication WHERE pubname = $1",
+            &[&req.publication],
+        )
+        .await
+        .map_err(|e| ep.query_error("reading pg_publication", &e))?;
+    if publication.is_some() {
+        let sql = format!(
+            "DROP PUBLICATION IF EXISTS {}",
+            quote::ident(&req.publication)
+        );
+        found.steps.push(Step {
+            artifact: Artifact {
+                location: Location::Source,
+                kind: "publication".into(),
+                name: req.publication.clone(),
+                sql: sql.clone(),
+                detail: None,
+            },
+            action: Action::Sql(sql),
+        });
+    }
+    Ok(())
+}
+
+/// Another session holding the plan's advisory lock on the target: a running apply.
+///
+/// `pg_try_advisory_lock(hashtext('pgmove:' || plan))` takes the one-bigint form, whose key k
+/// `pg_locks` shows as classid = k >> 32, objid = k & 0xffffffff, objsubid = 1.
+const LOCK_SQL: &str = "SELECT l.pid FROM pg_locks l, \
+       (SELECT hashtext('pgmove:' || $1::text)::bigint AS k) h \
+     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+       AND l.classid = ((h.k >> 32) & 4294967295)::oid \
+       AND l.objid = (h.k & 4294967295)::oid \
+       AND l.pid <> pg_backend_pid() \
+     ORDER BY l.pid";
+
+async fn lock_holders(req: &Request, ep: &Endpoint, c: &Client) -> Result<Vec<i32>, PgError> {
+    let rows = c
+        .query(LOCK_SQL, &[&req.plan_name])
+        .await
+        .map_err(|e| ep.query_error("reading pg_locks for the plan's advisory lock", &e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+async fn discover_lock(
+    req: &Request,
+    ep: &Endpoint,
+    c: &Client,
+    found: &mut Found,
+) -> Result<(), PgError> {
+    for pid in lock_holders(req, ep, c).await? {
+        found.blockers.push(Blocker {
+            location: ep.side.into(),
+            kind: "advisory lock".into(),
+            name: format!("hashtext('pgmove:{}')", req.plan_name),
+            pid,
+        });
+    }
+    Ok(())
+}
+
+/// DDL capture objects, the `pgmove` schema and pglogical objects, on either server.
+async fn discover_side(
+    req: &Request,
+    ep: &Endpoint,
+    c: &Client,
+    found: &mut Found,
+) -> Result<(), PgError> {
+    let side: Location = ep.side.into();
+    let prefix = req.ddl_prefix();
+    // Event triggers before their functions.
+    let rows = c
+        .query(
+            "SELECT evtname::text FROM pg_event_trigger \
+             WHERE left(evtname, length($1::text)) = $1::text ORDER BY evtname",
+            &[&prefix],
+        )
+        .await
+        .map_err(|e| ep.query_error("reading pg_event_trigger", &e))?;
+    for r in rows {
+        let name: String = r.get(0);
+        let sql = format!("DROP EVENT TRIGGER IF EXISTS {}", quote::ident(&name));
+        found.steps.push(Step {
+            artifact: Artifact {
+                location: side,
+                kind: "event trigger".into(),
+                name,
+                sql: sql.clone(),
+                detail: None,
+            },
+            action: Action::Sql(sql),
+        });
+    }
+    let rows = c
+        .query(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p \
+               JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE left(p.proname, length($1::text)) = $1::text \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             ORDER BY 1",
+            &[&prefix],
+        )
+        .await
+        .map_err(|e| ep.query_error("reading pg_proc", &e))?;
+    for r in rows {
+        let name: String = r.get(0);
+        let sql = format!("DROP FUNCTION IF EXISTS {name}");
+        found.steps.push(Step {
+            artifact: Artifact {
+                location: side,
+                kind: "function".into(),
+                name,
+                sql: sql.clone(),
+                detail: None,
+            },
+            action: Action::Sql(sql),
+        });
+    }
+    discover_schema(req, ep, c, found).await?;
+    discover_pglogical(req, ep, c, found).await
+}
+
+/// The `pgmove` schema: the whole schema when no other plan uses it, else this plan's rows.
+async fn discover_schema(
+    req: &Request,
+    ep: &Endpoint,
+    c: &Client,
+    found: &mut Found,
+) -> Result<(), PgError> {
+    let side: Location = ep.side.into();
+    let schema = state::SCHEMA;
+    let exists = c
+        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
+        .await
+        .map_err(|e| ep.query_error("looking for the pgmove schema", &e))?
+        .is_some();
+    if !exists {
+        return Ok(());
+    }
+    let tables = c
+        .query(
+            "SELECT c.relname::text, EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid \
+                 AND a.attname = 'plan_name' AND a.attnum > 0 AND NOT a.attisdropped) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY c.relname",
+            &[&schema],
+        )
+        .await
+        .map_err(|e| ep.query_error("listing the tables of the pgmove schema", &e))?;
+    let mut ours: Vec<(String, i64)> = Vec::new();
+    let mut others: Vec<String> = Vec::new();
+    for t in &tables {
+        let table: String = t.get(0);
+        if !t.get::<_, bool>(1) {
+            continue;
+        }
+        let qualified = quote::qualified(schema, &table);
+        let row = c
+            .query_one(
+                &format!(
+                    "SELECT count(*) FILTER (WHERE plan_name::text = $1::text), \
+                            coalesce(array_agg(DISTINCT plan_name::text) \
+                                FILTER (WHERE plan_name::text <> $1::text), '{{}}') \
+                     FROM {qualified}"
+                ),
+                &[&req.plan_name],
+            )
+            .await
+            .map_err(|e| ep.query_error(&format!("reading {schema}.{table}"), &e))?;
+        let n: i64 = row.get(0);
+        if n > 0 {
+            ours.push((table, n));
+        }
+        for p in row.get::<_, Vec<String>>(1) {
+            if !others.contains(&p) {
+                others.push(p);
+            }
+        }
+    }
+    others.sort();
+    // Another plan's event trigger whose function lives in the schema would go with it.
+    let foreign_triggers: Vec<String> = c
+        .query(
+            "SELECT e.evtname::text FROM pg_event_trigger e \
+               JOIN pg_proc p ON p.oid = e.evtfoid JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname = $1 AND left(e.evtname, length($2::text)) <> $2::text \
+             ORDER BY 1",
+            &[&schema, &req.ddl_prefix()],
+        )
+        .await
+        .map_err(|e| ep.query_error("reading pg_event_trigger", &e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let rows_of_plan: i64 = ours.iter().map(|(_, n)| n).sum();
+    if others.is_empty() && foreign_triggers.is_empty() {
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", quote::ident(schema));
+        found.steps.push(Step {
+            artifact: Artifact {
+                location: side,
+                kind: "schema".into(),
+                name: schema.to_string(),
+                sql: sql.clone(),
+                detail: Some(format!(
+                    "{} table(s), {rows_of_plan} row(s) of this plan; no other plan uses it",
+                    tables.len()
+                )),
+            },
+            action: Action::Sql(sql),
+        });
+        return Ok(());
+    }
+    let mut why = Vec::new();
+    if !others.is_empty() {
+        why.push(format!(
+            "other plans have state in it: {}",
+            others.join(", ")
+        ));
+    }
+    if !foreign_triggers.is_empty() {
+        why.push(format!(
+            "event triggers of other plans use its functions: {}",
+            foreign_triggers.join(", ")
+        ));
+    }
+    found.kept.push(Artifact {
+        location: side,
+        kind: "schema".into(),
+        name: schema.to_string(),
+        sql: String::new(),
+        detail: Some(why.join("; ")),
+    });
+    for (table, n) in ours {
+        let sql = format!(
+            "DELETE FROM {} WHERE plan_name = {}",
+            quote::qualified(schema, &table),
+            quote::literal(&req.plan_name)
+        );
+        found.steps.push(Step {
+            artifact: Artifact {
+                location: side,
+                kind: "state rows".into(),
+                name: format!("{schema}.{table}"),
+                sql: sql.clone(),
+                detail: Some(format!("{n} row(s) of this plan")),
+            },
+            action: Action::Sql(sql),
+        });
+    }
+    Ok(())
+}
+
+/// pglogical nodes, sets and subscriptions named after the plan: reported, never dropped.
+async fn discover_pglogical(
+    req: &Request,
+    ep: &Endpoint,
+    c: &Client,
+    found: &mut Found,
+) -> Result<(), PgError> {
+    let side: Location = ep.side.into();
+    let Some(row) = c
+        .query_opt(
+            "SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace \
+             WHERE e.extname = 'pglogical'",
+            &[],
+        )
+        .await
+        .map_err(|e| ep.query_error("reading pg_extension", &e))?
+    else {
+        return Ok(());
+    };
+    let ns = quote::ident(&row.get::<_, String>(0));
+    let prefix = artifact_name(&req.plan_name);
+    let sql = format!(
+        "SELECT 'node', node_name::text FROM {ns}.node WHERE left(node_name::text, length($1::text)) = $1::text \
+         UNION ALL SELECT 'replication set', set_name::text FROM {ns}.replication_set WHERE set_name::text = ANY($2::text[]) \
+         UNION ALL SELECT 'subscription', sub_name::text FROM {ns}.subscription WHERE left(sub_name::text, length($1::text)) = $1::text \
+         ORDER BY 1, 2"
+    );
+    let rows = c
+        .query(&sql, &[&prefix, &req.pglogical_sets])
+        .await
+        .map_err(|e| ep.query_error("reading pglogical's nodes, sets and subscriptions", &e))?;
+    for r in rows {
+        let kind: String = r.get(0);
+        let name: String = r.get(1);
+        let function = match kind.as_str() {
+            "node" => "drop_node",
+            "replication set" => "drop_replication_set",
+            _ => "drop_subscription",
+        };
+        found.not_handled.push(Artifact {
+            location: side,
+            kind: format!("pglogical {kind}"),
+            sql: format!("SELECT {ns}.{function}({})", quote::literal(&name)),
+            name,
+            detail: Some(
+                "not handled yet: pgmove cleanup does not drop pglogical objects; review and drop it by hand"
+                    .into(),
+            ),
+        });
+    }
+    Ok(())
+}
+
+async fn terminate(c: &Client, ep: &Endpoint, b: &Blocker) -> Result<(), PgError> {
+    tracing::warn!(side = %b.location, pid = b.pid, "terminating the session of a running apply (--force)");
+    c.query_one("SELECT pg_terminate_backend($1)", &[&b.pid])
+        .await
+        .map_err(|e| {
+            ep.query_error(
+                &format!(
+                    "terminating process {} (which uses {} {}); the role needs pg_signal_backend or superuser",
+                    b.pid, b.kind, b.name
+                ),
+                &e,
+            )
+        })?;
+    Ok(())
+}
+
+async fn wait_lock_released(req: &Request, ep: &Endpoint, c: &Client) -> Result<(), PgError> {
+    let deadline = Instant::now() + FORCE_WAIT;
+    loop {
+        let holders = lock_holders(req, ep, c).await?;
+        if holders.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(PgError::Query {
+                side: ep.side,
+                message: format!(
+                    "process {} still holds the advisory lock of plan {:?} after being terminated",
+                    holders[0], req.plan_name
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Drops slot `name`; idempotent. An active slot is an error naming its pid, unless `force`:
+/// then its walsender is terminated (again, if it came back) until the drop succeeds.
+async fn drop_slot(
+    c: &Client,
+    ep: &Endpoint,
+    name: &str,
+    force: bool,
+    terminated: &mut Vec<Blocker>,
+) -> Result<(), PgError> {
+    let names = vec![name.to_string()];
+    let deadline = Instant::now() + FORCE_WAIT;
+    loop {
+        let row = c
+            .query_opt(SLOTS_SQL, &[&names])
+            .await
+            .map_err(|e| ep.query_error("reading pg_replication_slots", &e))?;
+        let Some(row) = row else {
+            return Ok(());
+        };
+        let active: Option<i32> = row.get(1);
+        if let Some(pid) = active {
+            if !force {
+                return Err(PgError::Query {
+                    side: ep.side,
+                    message: format!(
+                        "replication slot {name} is in use by process {pid} (a running apply); stop it, or pass --force"
+                    ),
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(PgError::Query {
+                    side: ep.side,
+                    message: format!(
+                        "replication slot {name} is still in use by process {pid} after terminating it"
+                    ),
+                });
+            }
+            if !terminated.iter().any(|b| b.pid == pid) {
+                let b = Blocker {
+                    location: ep.side.into(),
+                    kind: "replication slot".into(),
+                    name: name.to_string(),
+                    pid,
+                };
+                terminate(c, ep, &b).await?;
+                terminated.push(b);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        match c
+            .query("SELECT pg_drop_replication_slot($1)", &[&name])
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_OBJECT) => return Ok(()),
+            // Taken again between the check and the drop: look again.
+            Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                return Err(ep.query_error(&format!("dropping replication slot {name}"), &e));
+            }
+        }
+    }
+}
+
+/// A path as one POSIX shell word.
+fn shell_quote(p: &Path) -> String {
+    let s = p.display().to_string();
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@".contains(c))
+    {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+impl Report {
+    /// Whether there was nothing of the plan to drop.
+    pub fn is_empty(&self) -> bool {
+        self.artifacts.is_empty()
+    }
+
+    fn headline(&self) -> String {
+        let n = self.artifacts.len();
+        if self.dry_run {
+            if !self.blockers.is_empty() && !self.force {
+                format!("would drop {n} artifact(s), but an apply is running: cleanup refuses without --force (dry run: nothing dropped)")
+            } else if n == 0 {
+                "nothing to drop (dry run)".to_string()
+            } else {
+                format!("would drop {n} artifact(s) (dry run: nothing dropped)")
+            }
+        } else if n == 0 {
+            "nothing to drop: no pgmove artifact of this plan on the source, the target or this host".to_string()
+        } else {
+            format!("dropped {n} artifact(s)")
+        }
+    }
+
+    /// For people.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "pgmove cleanup of plan {}: {}",
+            self.plan,
+            self.headline()
+        );
+        let table = |out: &mut String, title: &str, items: &[Artifact], with_sql: bool| {
+            if items.is_empty() {
+                return;
+            }
+            let _ = writeln!(out, "{title}");
+            let kw = items.iter().map(|a| a.kind.len()).max().unwrap_or(0);
+            for a in items {
+                let detail = a
+                    .detail
+                    .as_ref()
+                    .map(|d| format!("  ({d})"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {:<6}  {:<kw$}  {}{detail}",
+                    a.location.to_string(),
+                    a.kind,
+                    a.name
+                );
+                if with_sql && !a.sql.is_empty() {
+                    let _ = writeln!(out, "  {:<6}  {:<kw$}    {}", "", "", a.sql);
+                }
+            }
+        };
+        if !self.terminated.is_empty() {
+            let _ = writeln!(out, "terminated (--force):");
+            for b in &self.terminated {
+                let _ = writeln!(out, "  {}", b.terminated_line());
+            }
+        } else if !self.blockers.is_empty() {
+            let _ = writeln!(out, "running apply:");
+            for b in &self.blockers {
+                let _ = writeln!(out, "  {b}");
+            }
+        }
+        let title = if self.dry_run {
+            "would drop:"
+        } else {
+            "dropped:"
+        };
+        table(&mut out, title, &self.artifacts, true);
+        table(&mut out, "kept:", &self.kept, false);
+        table(
+            &mut out,
+            "not handled yet (left in place; drop by hand if it is pgmove's):",
+            &self.not_handled,
+            true,
+        );
+        if let Some(e) = &self.error {
+            let _ = writeln!(out, "stopped: {e}");
+        }
+        out
+    }
+
+    /// For tickets.
+    pub fn render_markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# pgmove cleanup: plan `{}`\n", self.plan);
+        let _ = writeln!(out, "{}\n", self.headline());
+        let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+        let code = |s: &str| {
+            if s.is_empty() {
+                String::new()
+            } else {
+                format!("`{}`", cell(s))
+            }
+        };
+        let blockers = if self.terminated.is_empty() {
+            &self.blockers
+        } else {
+            &self.terminated
+        };
+        if !blockers.is_empty() {
+            let title = if self.terminated.is_empty() {
+                "Running apply"
+            } else {
+                "Terminated (--force)"
+            };
+            let _ = writeln!(out, "## {title}\n");
+            for b in blockers {
+                let line = if self.terminated.is_empty() {
+                    b.to_string()
+                } else {
+                    b.terminated_line()
+                };
+                let _ = writeln!(out, "- {}", cell(&line));
+            }
+            out.push('\n');
+        }
+        let mut table = |title: &str, items: &[Artifact]| {
+            if items.is_empty() {
+                return;
+            }
+            let _ = writeln!(out, "## {title}\n");
+            let _ = writeln!(out, "| side | kind | name | SQL | detail |");
+            let _ = writeln!(out, "|---|---|---|---|---|");
+            for a in items {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} |",
+                    a.location,
+                    cell(&a.kind),
+                    code(&a.name),
+                    code(&a.sql),
+                    cell(a.detail.as_deref().unwrap_or(""))
+                );
+            }
+            out.push('\n');
+        };
+        table(
+            if self.dry_run {
+                "Would drop"
+            } else {
+                "Dropped"
+            },
+            &self.artifacts,
+        );
+        table("Kept", &self.kept);
+        table("Not handled yet", &self.not_handled);
+        if let Some(e) = &self.error {
+            let _ = writeln!(out, "**Stopped:** {}", cell(e));
+        }
+        out
+    }
+
+    /// For scripts.
+    pub fn render_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        Report {
+            format_version: FORMAT_VERSION,
+            plan: "shop".into(),
+            dry_run: false,
+            force: false,
+            artifacts: vec![Artifact {
+                location: Location::Source,
+                kind: "replication slot".into(),
+                name: "pgmove_shop".into(),
+                sql: "SELECT pg_drop_replication_slot('pgmove_shop')".into(),
+                detail: None,
+            }],
+            blockers: vec![],
+            terminated: vec![],
+            kept: vec![],
+            not_handled: vec![],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn renders_every_format() {
+        let r = report();
+        let t = r.render_text();
+        assert!(t.contains("dropped 1 artifact(s)"), "{t}");
+        assert!(
+            t.contains("SELECT pg_drop_replication_slot('pgmove_shop')"),
+            "{t}"
+        );
+        let m = r.render_markdown();
+        assert!(
+            m.contains("| source | replication slot | `pgmove_shop` |"),
+            "{m}"
+        );
+        let j: serde_json::Value = serde_json::from_str(&r.render_json()).expect("json");
+        assert_eq!(j["artifacts"][0]["side"], "source");
+        assert_eq!(j["artifacts"][0]["kind"], "replication slot");
+    }
+
+    #[test]
+    fn empty_report_says_nothing_to_drop() {
+        let mut r = report();
+        r.artifacts.clear();
+        assert!(r.render_text().contains("nothing to drop"));
+    }
+
+    #[test]
+    fn refusal_names_the_pid_and_force() {
+        let e = CleanupError::Refused(vec![Blocker {
+            location: Location::Source,
+            kind: "replication slot".into(),
+            name: "pgmove_shop".into(),
+            pid: 4242,
+        }]);
+        let s = e.to_string();
+        assert!(s.contains("process 4242"), "{s}");
+        assert!(s.contains("--force"), "{s}");
+    }
+
+    #[test]
+    fn dump_dir_matches_apply() {
+        assert!(default_dump_dir("a b").ends_with("pgmove-dumps/a_b"));
+        assert_eq!(shell_quote(Path::new("/tmp/x y")), "'/tmp/x y'");
+    }
+}

@@ -88,6 +88,20 @@ pub enum Command {
         #[arg(long)]
         chunk_rows: Option<u64>,
     },
+    /// Drop everything pgmove created for the plan on both servers (slots, publication, DDL
+    /// event triggers, the `pgmove` schema or this plan's rows in it, the default dump
+    /// directory) and nothing else. Idempotent.
+    Cleanup {
+        /// The YAML plan file.
+        plan: PathBuf,
+        /// List what would be dropped, with the SQL, without dropping anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Terminate a running apply's sessions (the slot's walsender, the plan's lock holder)
+        /// instead of refusing.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Parses `args` and runs the command; returns the process exit code.
@@ -145,6 +159,11 @@ where
                 counts_only,
                 chunk_rows,
             } => commands::verify(&plan, counts_only, chunk_rows, g).await,
+            Command::Cleanup {
+                plan,
+                dry_run,
+                force,
+            } => commands::cleanup(&plan, dry_run, force, g).await,
         }
     });
     ExitCode::from(code)

@@ -501,3 +501,40 @@ async fn wait_for_stop_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// `pgmove cleanup`.
+pub async fn cleanup(path: &Path, dry_run: bool, force: bool, g: Global) -> u8 {
+    let plan = match plan::load(path) {
+        Ok(p) => p,
+        Err(e) => return report_failure(&Failure::input(e)),
+    };
+    let (source, target) = match (plan.endpoint(Side::Source), plan.endpoint(Side::Target)) {
+        (Ok(s), Ok(t)) => (s, t),
+        (Err(e), _) | (_, Err(e)) => return report_failure(&Failure::input(e)),
+    };
+    let req = crate::cleanup::Request::for_plan(&plan, dry_run, force);
+    let render = |r: &crate::cleanup::Report| match g.format {
+        Format::Json => println!("{}", r.render_json()),
+        Format::Markdown => print!("{}", r.render_markdown()),
+        Format::Text => print!("{}", r.render_text()),
+    };
+    match crate::cleanup::cleanup(&req, &source, &target).await {
+        Ok(report) => {
+            render(&report);
+            if report.dry_run && !report.blockers.is_empty() && !force {
+                exit::FAILURE
+            } else {
+                exit::OK
+            }
+        }
+        Err(crate::cleanup::CleanupError::Partial(report)) => {
+            render(&report);
+            report_failure(&Failure::runtime(format!(
+                "{}\n  {} artifact(s) dropped before that; run cleanup again once it is fixed",
+                report.error.as_deref().unwrap_or("cleanup failed"),
+                report.artifacts.len()
+            )))
+        }
+        Err(e) => report_failure(&Failure::runtime(e)),
+    }
+}

@@ -150,7 +150,10 @@ impl Chunk {
     /// Statements run on the target before the COPY, in its transaction.
     pub fn before_copy_sql(&self) -> String {
         if self.count == 1 {
-            format!("TRUNCATE ONLY {};", quote::qualified(&self.schema, &self.table))
+            format!(
+                "TRUNCATE ONLY {};",
+                quote::qualified(&self.schema, &self.table)
+            )
         } else {
             String::new()
         }
@@ -774,7 +777,7 @@ async fn copy_one(
         chunk.before_copy_sql()
     ))
     .await
-        .map_err(|e| target.query_error("BEGIN", &e).to_string())?;
+    .map_err(|e| target.query_error("BEGIN", &e).to_string())?;
     let result = async {
         let out = src
             .copy_out(chunk.copy_out_sql().as_str())
