@@ -13,7 +13,11 @@
 #   TXNS=50000          backlog: pgbench transactions (built-in TPC-B-like script: 3 updates and
 #                       1 insert each), run by 2 clients while nothing consumes the slot
 #   ROUNDS=3            timed runs per tool; the table shows the median, min and max
-#   TOOLS=pgmove,native comma list, a subset of: pgmove,native,pgcopydb (all = the three).
+#   TOOLS=pgmove,native comma list, a subset of: pgmove,native,pgcopydb,stream (all = the four).
+#                       stream is no replication tool but the ceiling for all of them:
+#                       pg_recvlogical streams the backlog from a pgoutput slot into /dev/null,
+#                       so its rate is what the source's walsender decodes and sends, with no
+#                       apply at all (TOOLS=pgmove,native,stream to see how close each gets).
 #                       pgcopydb is not run by default: Debian's pgcopydb 0.10 follow breaks on
 #                       this backlog ("BUG: logical message xid ... is different from the current
 #                       transaction xid" once the stream crosses a WAL segment with interleaved
@@ -32,6 +36,8 @@
 #             CREATE SUBSCRIPTION (untimed wait, for small backlogs), or the launcher would hold
 #             the apply worker back for up to 5 s
 #   pgcopydb: `pgcopydb follow --resume --not-consistent --endpos goal` exits
+#   stream:   `pg_recvlogical --start -E goal -f /dev/null` (pgoutput, publication FOR ALL
+#             TABLES) exits; its target is not checked (nothing is applied)
 # Also recorded for every tool, from the same start and polled every 100 ms: when a replication
 # slot on the source is first in use (the tool streams: before that, process start, plan
 # checks, connections, or the subscription launcher's start-up), and when the backlog's last
@@ -49,7 +55,7 @@ TXNS=${TXNS:-50000}
 ROUNDS=${ROUNDS:-3}
 CATCHUP_TIMEOUT=${CATCHUP_TIMEOUT:-1800}
 STALL_TIMEOUT=${STALL_TIMEOUT:-120}
-ALL_TOOLS=pgmove,native,pgcopydb
+ALL_TOOLS=pgmove,native,pgcopydb,stream
 TOOLS=${TOOLS:-pgmove,native}
 [[ $TOOLS == all ]] && TOOLS=$ALL_TOOLS
 
@@ -366,11 +372,13 @@ run_pgmove() {
   ph=
   for _ in $(seq 1 $((CATCHUP_TIMEOUT * 5))); do
     ph=$(psql_on "$DST_PORT" "$DB" -At -c "SELECT phase FROM pgmove.runs WHERE plan_name = 'bench'" 2>/dev/null || true)
-    [[ $ph == loaded || $ph == failed ]] && break
+    # After the full load the phase is `loaded`, then (pgmove apply going on to change
+    # capture) `replicating`.
+    [[ $ph == loaded || $ph == replicating || $ph == failed ]] && break
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.2
   done
-  if [[ $ph != loaded ]]; then
+  if [[ $ph != loaded && $ph != replicating ]]; then
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     cp "$dir/load.log" "$log"
@@ -482,6 +490,24 @@ run_pgcopydb() {
   run_status=ok
 }
 
+run_stream() {
+  local r=$1 dir=$2 log=$3 t0
+  {
+    psql_on "$SRC_PORT" "$DB" -c "CREATE PUBLICATION bench_stream_pub FOR ALL TABLES"
+    psql_on "$SRC_PORT" "$DB" -c "SELECT pg_create_logical_replication_slot('bench_stream', 'pgoutput')"
+  } >"$dir/setup.log" 2>&1 || { cp "$dir/setup.log" "$log"; run_status=setup-failed; return; }
+  make_backlog "$dir/pgbench.log" || { run_status=pgbench-failed; return; }
+  t0=$(date +%s.%N)
+  timed "$dir" "$PG_BIN/pg_recvlogical" -h 127.0.0.1 -p "$SRC_PORT" -U postgres -d "$DB" \
+    -S bench_stream --start -o proto_version=1 -o publication_names=bench_stream_pub \
+    -E "$goal" --no-loop -f /dev/null
+  log_prepend "$log" "$dir/setup.log" "publication and slot (not timed)"
+  if ((BENCH_RC == 124)); then run_status=timeout; return; fi
+  if ((BENCH_RC != 0)); then run_status=failed; return; fi
+  applied_changes=$backlog_changes
+  run_status=ok
+}
+
 mkdir -p bench-out
 results="$work/results.tsv"
 : >"$results"
@@ -511,10 +537,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
       pgmove) run_pgmove "$r" "$dir" "$log" ;;
       native) run_native "$r" "$dir" "$log" ;;
       pgcopydb) run_pgcopydb "$r" "$dir" "$log" ;;
+      stream) run_stream "$r" "$dir" "$log" ;;
     esac
     status=$run_status
     if [[ $status == ok ]]; then
       dst_check=$(psql_on "$DST_PORT" "$DB" -At -c "$check_sql" 2>&1 || true)
+      [[ $tool == stream ]] && dst_check=$src_check   # applies nothing: nothing to check
       if [[ $dst_check != "$src_check" ]]; then
         status=mismatch
         printf '    %-9s MISMATCH: the target differs from the source after catch-up (%s s)\n' "$tool" "$BENCH_SECONDS"
@@ -567,6 +595,9 @@ header="$work/header.txt"
     echo "pgcopydb: not run: $pgcopydb_skip"
   else
     echo "pgcopydb: \`pgcopydb clone\`, then \`stream setup\` (wal2json slot) and \`stream sentinel set apply\`, backlog, then timed: \`pgcopydb follow --resume --not-consistent --endpos GOAL\` until it exits (pgcopydb ${pgcopydb_version:-?}); stopped as stalled after $STALL_TIMEOUT s without a new target row"
+  fi
+  if wants stream; then
+    echo "stream (no apply, the ceiling): a pgoutput slot and \`CREATE PUBLICATION ... FOR ALL TABLES\` made before the backlog, then timed: \`pg_recvlogical --start -o proto_version=1 -E GOAL -f /dev/null\` until it exits: what the source's walsender decodes and sends per second"
   fi
   echo "start s: from the same start until a replication slot on the source is in use; visible s: until the backlog's last transaction is visible on the target (its pgbench_history row count reaches the source's); apply s = visible - start: the apply engine alone (polled every 100 ms, so +-0.1 s)"
 } >"$header"

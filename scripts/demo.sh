@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The demo: two throwaway local PostgreSQL servers, a sample shop database (several schemas,
 # a 2-level partitioned table, PostGIS columns, every awkward type), and a real migration
-# with pgmove: plan, dry run, apply, verify. Everything is removed at the end.
+# with pgmove: plan, dry run, an online move while a writer runs (full load, change capture,
+# cutover report, cutover, verify, cleanup), then an offline dump-restore. Everything is
+# removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -65,38 +67,45 @@ echo "==> pgmove plan (copy-cdc)"
 echo "==> pgmove apply --dry-run (first lines)"
 "$pgmove" apply "$work/online.yaml" --dry-run | grep -E "CREATE_REPLICATION_SLOT|COPY " | head -n 6
 echo "    ..."
-echo "==> pgmove apply (copy-cdc) in the background, while pgbench writes to the source"
-"$pgmove" apply "$work/online.yaml" --yes >"$work/apply.log" 2>&1 &
-apply_pid=$!
+echo "==> a writer on the source (pgbench, until the cutover fences it)"
 cat >"$work/writer.sql" <<'SQL'
 \set c random(1, 200)
 INSERT INTO sales.orders (customer_id, amount) VALUES (:c, 12.50);
 UPDATE sales.customers SET email = 'writer' || :c || '@example.com' WHERE id = :c;
 UPDATE public.every_type SET n_free = n_free + 1 WHERE id = 2;
 SQL
-"$PG_BIN/pgbench" -n -h 127.0.0.1 -p "$SRC_PORT" -U postgres -c 2 -T 6 -f "$work/writer.sql" shop >"$work/pgbench.log" 2>&1 \
-  || { cat "$work/pgbench.log"; exit 1; }
-grep -E "^(number of transactions actually processed|tps)" "$work/pgbench.log" | sed 's/^/    pgbench: /' || true
+"$PG_BIN/pgbench" -n -h 127.0.0.1 -p "$SRC_PORT" -U postgres -c 2 -T 600 -R 200 -f "$work/writer.sql" shop >"$work/pgbench.log" 2>&1 &
+bench_pid=$!
+echo "==> pgmove apply (copy-cdc) in the background: full load, then change capture"
+"$pgmove" apply "$work/online.yaml" --yes >"$work/apply.log" 2>&1 &
+apply_pid=$!
 
 echo "==> waiting for change capture to catch up"
-goal=$(psql_on "$SRC_PORT" shop -Atc "SELECT pg_current_wal_lsn()")
-for _ in $(seq 1 600); do
+for _ in $(seq 1 900); do
+  goal=$(psql_on "$SRC_PORT" shop -Atc "SELECT pg_current_wal_insert_lsn()")
+  sleep 0.2
   caught=$(psql_on "$DST_PORT" shop -Atc "SELECT coalesce((SELECT applied_lsn >= '$goal' FROM pgmove.progress WHERE plan_name = 'demo-online'), false)" 2>/dev/null || echo f)
   [[ "$caught" == t ]] && break
   kill -0 "$apply_pid" 2>/dev/null || { cat "$work/apply.log"; echo "apply stopped early" >&2; exit 1; }
-  sleep 0.2
 done
-echo "==> pgmove status"
+kill -0 "$bench_pid" 2>/dev/null || { cat "$work/pgbench.log"; echo "the writer stopped early" >&2; exit 1; }
+echo "==> pgmove status (the writer is still running)"
 "$pgmove" status "$work/online.yaml"
 
-echo "==> cutting over by hand (the cutover command comes next): stop apply, copy sequences"
-kill -TERM "$apply_pid"
+echo "==> pgmove cutover --dry-run: the report to read before cutting over"
+"$pgmove" cutover "$work/online.yaml" --dry-run
+echo "==> pgmove cutover: fence the source, final catch-up, sequences, verify"
+"$pgmove" cutover "$work/online.yaml" --yes
+wait "$bench_pid" 2>/dev/null || true
+grep -E "^number of transactions actually processed" "$work/pgbench.log" | sed 's/^/    pgbench (until fenced): /' || true
 wait "$apply_pid"
-tail -n 1 "$work/apply.log" | sed 's/^/    /'
-psql_on "$SRC_PORT" shop -Atc "SELECT format('SELECT setval(%L, %s, %s);', format('%I.%I', schemaname, sequencename), coalesce(last_value, 1), (last_value IS NOT NULL)::text) FROM pg_sequences" \
-  | psql_on "$DST_PORT" shop -q >/dev/null
+tail -n 1 "$work/apply.log" | sed 's/^/    apply: /'
+echo "==> the source refuses writes now:"
+psql_on "$SRC_PORT" shop -c "INSERT INTO sales.orders (customer_id, amount) VALUES (1, 1)" 2>&1 | sed 's/^/    /' || true
 echo "==> pgmove verify (copy-cdc target, after the writes)"
 "$pgmove" verify "$work/online.yaml"
+echo "==> pgmove cleanup (slot, publication, DDL trigger, pgmove schema)"
+"$pgmove" cleanup "$work/online.yaml"
 
 echo "==> pgmove apply (dump-restore) into shop_offline"
 "$pgmove" apply "$work/offline.yaml" --yes

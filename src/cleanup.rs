@@ -4,7 +4,9 @@
 //! What belongs to a plan, found by name and by the plan's own rows:
 //! - source: the replication slots `<slot>` and `<slot>_resume` (logical, in the plan's
 //!   database), the publication `pgmove_<name>`;
-//! - either server: event triggers and functions named `pgmove_<name>_ddl*`, and the `pgmove`
+//! - either server: event triggers and functions named `pgmove_<name>_ddl*` (the DDL capture
+//!   of `cdc::ddl`, whose names shorten `pgmove_<name>` for long plan names), its key table
+//!   `pgmove.pgmove_<name>_ddl_key`, and the `pgmove`
 //!   schema: this plan's rows in its tables, or the whole schema (`DROP SCHEMA pgmove CASCADE`)
 //!   when no other plan has rows in it (nor an event trigger whose function lives there);
 //! - this host: the default dump directory (`<temp dir>/pgmove-dumps/<name>`) if it exists.
@@ -179,9 +181,10 @@ impl Request {
         format!("{}_resume", self.slot)
     }
 
-    /// `pgmove_<name>_ddl`: the prefix of the plan's DDL event trigger and function.
+    /// `pgmove_<name>_ddl`: the prefix of the plan's DDL event triggers and functions (as
+    /// `cdc::ddl` names them: shortened for long plan names).
     fn ddl_prefix(&self) -> String {
-        format!("{}_ddl", artifact_name(&self.plan_name))
+        crate::cdc::ddl::names(&self.plan_name).trigger
     }
 }
 
@@ -378,11 +381,12 @@ pub async fn cleanup(
     Ok(report)
 }
 
-/// A connection that gives up waiting for locks after [`LOCK_TIMEOUT`].
+/// A connection that gives up waiting for locks after [`LOCK_TIMEOUT`], and writes also on a
+/// source that cutover fenced (`default_transaction_read_only` on its database).
 async fn open(ep: &Endpoint) -> Result<Client, PgError> {
     let c = ep.connect().await?;
     c.batch_execute(&format!(
-        "SET lock_timeout = {}; SET statement_timeout = 0",
+        "SET lock_timeout = {}; SET statement_timeout = 0; SET default_transaction_read_only = off",
         quote::literal(LOCK_TIMEOUT)
     ))
     .await
@@ -546,6 +550,28 @@ async fn discover_side(
                 name,
                 sql: sql.clone(),
                 detail: None,
+            },
+            action: Action::Sql(sql),
+        });
+    }
+    // The DDL capture's key table (after the triggers and functions that read it): the schema
+    // may stay for other plans.
+    let key_table = crate::cdc::ddl::names(&req.plan_name).key_table;
+    let qualified = quote::qualified(state::SCHEMA, &key_table);
+    let exists = c
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&qualified])
+        .await
+        .map_err(|e| ep.query_error("looking for the DDL capture's key table", &e))?
+        .get::<_, bool>(0);
+    if exists {
+        let sql = format!("DROP TABLE IF EXISTS {qualified}");
+        found.steps.push(Step {
+            artifact: Artifact {
+                location: side,
+                kind: "table".into(),
+                name: format!("{}.{key_table}", state::SCHEMA),
+                sql: sql.clone(),
+                detail: Some("the DDL capture's key".into()),
             },
             action: Action::Sql(sql),
         });

@@ -91,6 +91,20 @@ pub enum Command {
     /// Drop everything pgmove created for the plan on both servers (slots, publication, DDL
     /// event triggers, the `pgmove` schema or this plan's rows in it, the default dump
     /// directory) and nothing else. Idempotent.
+    /// Cut over to the target: wait for the lag, fence writes on the source, apply the last
+    /// changes, set sequences, verify; exit 0 when the target is live. Asks a running apply
+    /// of the plan to do the applying, or applies itself when none runs.
+    Cutover {
+        /// The YAML plan file.
+        plan: PathBuf,
+        /// Print the pre-cutover report (lag, differences so far, sequences, blockers,
+        /// estimated outage) without changing anything; exit 0 only if cutover could proceed.
+        #[arg(long)]
+        dry_run: bool,
+        /// How long to wait for the lag to come under cutover.max_lag (e.g. 90s, 30m).
+        #[arg(long, default_value = "30m", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
     Cleanup {
         /// The YAML plan file.
         plan: PathBuf,
@@ -159,6 +173,11 @@ where
                 counts_only,
                 chunk_rows,
             } => commands::verify(&plan, counts_only, chunk_rows, g).await,
+            Command::Cutover {
+                plan,
+                dry_run,
+                timeout,
+            } => commands::cutover(&plan, dry_run, timeout, g).await,
             Command::Cleanup {
                 plan,
                 dry_run,
@@ -167,4 +186,8 @@ where
         }
     });
     ExitCode::from(code)
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::plan::parse_duration(s).map_err(|e| e.to_string())
 }

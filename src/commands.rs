@@ -217,6 +217,7 @@ pub async fn apply(
             split_bytes: p.plan.split_tables_larger_than,
             keep_slot: !online.stop_after_load,
             publication: p.plan.publication_name(),
+            ddl: p.plan.cdc.ddl,
         };
         return apply_copy_cdc(&p, &job, path, dry_run, online, g).await;
     }
@@ -351,12 +352,40 @@ async fn apply_copy_cdc(
         );
         return exit::OK;
     }
-    // Change capture until stopped (Ctrl-C / SIGTERM).
+    // Change capture until stopped (Ctrl-C / SIGTERM) or cut over.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_stop_signal().await;
-        let _ = stop_tx.send(true);
-    });
+    let stop_tx = std::sync::Arc::new(stop_tx);
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            wait_for_stop_signal().await;
+            let _ = stop_tx.send(true);
+        });
+    }
+    // The plan's lock, held while change capture runs: `pgmove cutover` and `cleanup` see that
+    // an apply is running.
+    let _lock = match crate::state::State::open(&p.target, &p.plan.name).await {
+        Ok(s) => {
+            let _ = s.set_phase(copy_cdc::STRATEGY, "replicating", None).await;
+            s
+        }
+        Err(e) => return report_failure(&Failure::runtime(e)),
+    };
+    let cut_over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(watch_cutover(
+        p.target.clone(),
+        p.plan.name.clone(),
+        stop_tx.clone(),
+        cut_over.clone(),
+    ));
+    if p.plan.cutover.mode == plan::CutoverMode::Auto {
+        tokio::spawn(auto_cutover(
+            p.plan.clone(),
+            p.source.clone(),
+            p.target.clone(),
+            g,
+        ));
+    }
     let table_lsns = match copy_cdc::table_lsns(&p.target, &p.plan.name).await {
         Ok(t) => t,
         Err(e) => return report_failure(&Failure::runtime(e)),
@@ -370,13 +399,19 @@ async fn apply_copy_cdc(
         table_lsns,
         batch_changes: 5000,
         exit_when_caught_up: online.exit_when_caught_up,
+        ddl: crate::cdc::run::plan_ddl(&p.plan),
     };
     eprintln!(
         "full load done (target consistent at {}); replicating changes from slot {} until stopped (Ctrl-C or SIGTERM)",
         loaded.consistent_lsn.as_deref().unwrap_or("?"),
         job.slot
     );
-    let replicated = crate::cdc::run::run(&cdc_job, stop_rx).await;
+    let replicated = crate::cdc::retry::run(
+        &cdc_job,
+        stop_rx,
+        &crate::cdc::retry::RetryPolicy::default(),
+    )
+    .await;
     match replicated.map(|r| (loaded, r)) {
         Ok((outcome, cdc)) => {
             let secs = started.elapsed().as_secs_f64();
@@ -403,6 +438,13 @@ async fn apply_copy_cdc(
                     cdc.applied_lsn,
                     path.display()
                 ),
+            }
+            if cut_over.load(std::sync::atomic::Ordering::SeqCst) {
+                eprintln!(
+                    "plan {} is cut over: the target is live; next: pgmove cleanup {}",
+                    p.plan.name,
+                    path.display()
+                );
             }
             exit::OK
         }
@@ -536,5 +578,197 @@ pub async fn cleanup(path: &Path, dry_run: bool, force: bool, g: Global) -> u8 {
             )))
         }
         Err(e) => report_failure(&Failure::runtime(e)),
+    }
+}
+
+/// `pgmove cutover`.
+pub async fn cutover(path: &Path, dry_run: bool, timeout: std::time::Duration, g: Global) -> u8 {
+    let plan = match plan::load(path) {
+        Ok(p) => p,
+        Err(e) => return report_failure(&Failure::input(e)),
+    };
+    let (source, target) = match (plan.endpoint(Side::Source), plan.endpoint(Side::Target)) {
+        (Ok(s), Ok(t)) => (s, t),
+        (Err(e), _) | (_, Err(e)) => return report_failure(&Failure::input(e)),
+    };
+    if dry_run {
+        return cutover_dry_run(&plan, &source, &target, g).await;
+    }
+    if !g.yes {
+        if !std::io::stdin().is_terminal() {
+            return report_failure(&Failure::input(
+                "cutover fences writes on the source and asks for confirmation; pass --yes to run without a prompt",
+            ));
+        }
+        eprint!(
+            "Cut over plan {}: {} the source {} and make the target {} live? [y/N] ",
+            plan.name,
+            match plan.cutover.fence {
+                plan::Fence::ReadOnly => "fence writes on",
+                plan::Fence::None =>
+                    "apply the last changes of (writes must already be stopped on)",
+            },
+            source.display(),
+            target.display()
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        if !(std::io::stdin().read_line(&mut answer).is_ok()
+            && matches!(answer.trim(), "y" | "Y" | "yes"))
+        {
+            eprintln!("nothing done");
+            return exit::FAILURE;
+        }
+    }
+    let table_lsns = copy_cdc::table_lsns(&target, &plan.name)
+        .await
+        .unwrap_or_default();
+    let cdc_job = cdc_job(&plan, &source, &target, table_lsns, false);
+    let job = crate::cutover::CutoverJob {
+        plan: plan.clone(),
+        source,
+        target,
+        applier: crate::cutover::Applier::OwnIfIdle(Box::new(cdc_job)),
+        timeout,
+        progress: Progress::new(g.format != Format::Json),
+    };
+    match crate::cutover::run(&job).await {
+        Ok(report) => print_cutover(&report, g),
+        Err(crate::cutover::CutoverError::NotReady(m)) => report_failure(&Failure::input(m)),
+        Err(e) => report_failure(&Failure::runtime(e)),
+    }
+}
+
+/// Prints a cutover report; its exit code.
+fn print_cutover(report: &crate::cutover::CutoverReport, g: Global) -> u8 {
+    match g.format {
+        Format::Json => println!("{}", report.render_json()),
+        Format::Markdown => print!("{}", report.render_markdown()),
+        Format::Text => print!("{}", report.render_text()),
+    }
+    if report.is_live() {
+        exit::OK
+    } else {
+        if let Some(e) = &report.error {
+            eprintln!("error: {e}");
+        }
+        if report.differences {
+            exit::DIFFERENCES
+        } else {
+            exit::FAILURE
+        }
+    }
+}
+
+/// The change-capture job of a plan.
+fn cdc_job(
+    plan: &Plan,
+    source: &Endpoint,
+    target: &Endpoint,
+    table_lsns: std::collections::HashMap<(String, String), crate::pg::Lsn>,
+    exit_when_caught_up: bool,
+) -> crate::cdc::run::CdcJob {
+    crate::cdc::run::CdcJob {
+        plan_name: plan.name.clone(),
+        source: source.clone(),
+        target: target.clone(),
+        slot: plan.slot_name(),
+        publication: plan.publication_name(),
+        table_lsns,
+        batch_changes: 5000,
+        exit_when_caught_up,
+        ddl: crate::cdc::run::plan_ddl(plan),
+    }
+}
+
+/// `pgmove cutover --dry-run`.
+async fn cutover_dry_run(plan: &Plan, source: &Endpoint, target: &Endpoint, g: Global) -> u8 {
+    use crate::cutover::dryrun;
+    let opts = dryrun::DryRunOptions::for_plan(plan, Progress::new(g.format != Format::Json));
+    match dryrun::report(plan, source, target, opts).await {
+        Ok(r) => {
+            match g.format {
+                Format::Json => println!("{}", r.render_json()),
+                Format::Markdown => print!("{}", r.render_markdown()),
+                Format::Text => print!("{}", r.render_text()),
+            }
+            if r.ready() {
+                exit::OK
+            } else {
+                exit::BAD_INPUT
+            }
+        }
+        Err(e) => report_failure(&Failure::runtime(e)),
+    }
+}
+
+/// Stops change capture (through `stop`) once `pgmove.cutover` says the plan is cut over.
+async fn watch_cutover(
+    target: Endpoint,
+    plan: String,
+    stop: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    cut_over: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut client = None;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        if *stop.borrow() {
+            return;
+        }
+        if client.is_none() {
+            client = target.connect().await.ok();
+        }
+        let Some(c) = client.as_ref() else { continue };
+        match c
+            .query_opt(
+                "SELECT state FROM pgmove.cutover WHERE plan_name = $1",
+                &[&plan],
+            )
+            .await
+        {
+            Ok(Some(row)) if row.get::<_, String>(0) == "done" => {
+                tracing::info!("cutover done: change capture stops");
+                cut_over.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = stop.send(true);
+                return;
+            }
+            Ok(_) => {}
+            Err(_) => client = None,
+        }
+    }
+}
+
+/// `cutover.mode: auto`: cuts over from inside apply as soon as change capture runs and the
+/// lag allows; a failed attempt leaves replication running (the report says why).
+async fn auto_cutover(plan: Plan, source: Endpoint, target: Endpoint, g: Global) {
+    loop {
+        match crate::cdc::run::applied_lsn(&target, &plan.name).await {
+            Ok(Some(_)) => break,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+        }
+    }
+    let job = crate::cutover::CutoverJob {
+        plan,
+        source,
+        target,
+        applier: crate::cutover::Applier::Running,
+        timeout: std::time::Duration::from_secs(365 * 24 * 3600),
+        progress: Progress::new(g.format != Format::Json),
+    };
+    match crate::cutover::run(&job).await {
+        Ok(report) if report.is_live() => match g.format {
+            Format::Json => eprintln!("{}", report.render_json()),
+            Format::Markdown => eprint!("{}", report.render_markdown()),
+            Format::Text => eprint!("{}", report.render_text()),
+        },
+        Ok(report) => {
+            eprint!("{}", report.render_text());
+            tracing::error!(
+                "automatic cutover failed; replication goes on (run pgmove cutover to retry)"
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "automatic cutover could not start; replication goes on")
+        }
     }
 }

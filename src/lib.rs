@@ -7,6 +7,7 @@ pub mod cdc;
 pub mod cleanup;
 pub mod cli;
 pub mod commands;
+pub mod cutover;
 pub mod inspect;
 pub mod logging;
 pub mod pg;

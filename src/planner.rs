@@ -40,11 +40,10 @@ impl Strategy {
 
     /// Whether `strategy: auto` may choose it in this build of pgmove.
     pub fn is_available(self) -> bool {
-        matches!(self, Strategy::DumpRestore)
+        matches!(self, Strategy::DumpRestore | Strategy::CopyCdc)
     }
 
-    /// Whether a plan that names it can run it. copy-cdc runs (full load, then change capture
-    /// until stopped); auto does not choose it until the cutover command exists.
+    /// Whether a plan that names it can run it.
     pub fn runs_when_named(self) -> bool {
         matches!(self, Strategy::DumpRestore | Strategy::CopyCdc)
     }
@@ -183,7 +182,10 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
         let mut r = Vec::new();
         match s {
             Strategy::DumpRestore => {
-                if copy_time > budget {
+                // When the source cannot do logical decoding, no online strategy can run:
+                // dump-restore is then chosen even over the budget (SPEC, "Strategies and what
+                // auto picks"), and preflight warns about the overrun.
+                if copy_time > budget && logical.is_empty() {
                     r.push(format!(
                         "its write outage (about {}) exceeds the downtime budget of {}",
                         human(copy_time),
@@ -240,6 +242,12 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
                 }
             }
             let why = match chosen {
+                Some(Strategy::DumpRestore) if copy_time > budget => format!(
+                    "strategy auto: a full copy (about {}) does not fit the downtime budget ({}), but the source cannot do logical decoding ({}), so an offline copy is the only strategy that can run; its write outage exceeds the budget",
+                    human(copy_time),
+                    human(budget),
+                    logical.join("; ")
+                ),
                 Some(Strategy::DumpRestore) => format!(
                     "strategy auto: the estimated copy time ({}) fits the downtime budget ({}), and an offline copy is the simplest exact move",
                     human(copy_time),
@@ -311,7 +319,7 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
         why,
         rejected,
         estimated_outage_secs: strategy.map(|s| {
-            // Online: the outage is the cutover (done by hand until the cutover command).
+            // Online: the outage is the cutover (fence, final catch-up, verify).
             if s.is_online() {
                 10
             } else {
@@ -498,9 +506,27 @@ fn copy_cdc_steps(plan: &Plan, tables: &[&Table], data_bytes: i64, index_bytes: 
             Some(index_secs + 1),
         ),
         (
-            format!("stream the slot's changes (pgoutput, publication {}) and apply them in commit order, each batch committed with its LSN in pgmove.progress, until apply is stopped", plan.publication_name()),
+            format!("stream the slot's changes (pgoutput, publication {}) and apply them in commit order, each batch committed with its LSN in pgmove.progress, until cutover", plan.publication_name()),
             "both",
             "exactly once across restarts: the slot is only told what the target committed".to_string(),
+            None,
+        ),
+        (
+            format!(
+                "cutover ({}): wait until the lag is under {}, {}, apply the last changes, set sequences, copy changed large objects, refresh materialized views, verify ({})",
+                plan.cutover.mode,
+                human(plan.cutover.max_lag),
+                match plan.cutover.fence {
+                    crate::plan::Fence::ReadOnly => "fence the source (read-only, other sessions terminated)",
+                    crate::plan::Fence::None => "with writes stopped by you (fence: none)",
+                },
+                plan.cutover.verify
+            ),
+            "both",
+            match plan.cutover.mode {
+                crate::plan::CutoverMode::Auto => "apply cuts over by itself once the lag allows".to_string(),
+                crate::plan::CutoverMode::Manual => "run `pgmove cutover` (read `pgmove cutover --dry-run` first)".to_string(),
+            },
             None,
         ),
     ];
@@ -543,5 +569,764 @@ pub fn bytes(b: i64) -> String {
         format!("{} bytes", b as i64)
     } else {
         format!("{v:.1} {}", units[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::{
+        AvailableExtension, Extension, PartitioningSummary, Platform, RelName, Rights, Sequence,
+        ServerInfo, Settings,
+    };
+
+    const MB: i64 = 1 << 20;
+    const GB: i64 = 1 << 30;
+
+    const MINIMAL: &str = "version: 1\nname: shop\nsource:\n  dsn: postgres://a@h1/db\ntarget:\n  dsn: postgres://b@h2/db\n";
+
+    /// MINIMAL plus extra top-level YAML.
+    fn plan(extra: &str) -> Plan {
+        let text = format!("{MINIMAL}{extra}");
+        crate::plan::parse(&text, "test.yaml").unwrap_or_else(|e| panic!("{e}\n---\n{text}"))
+    }
+
+    fn table(oid: u32, schema: &str, name: &str, heap: i64, total: i64) -> Table {
+        Table {
+            oid,
+            schema: schema.to_string(),
+            name: name.to_string(),
+            kind: TableKind::Plain,
+            owner: "app".to_string(),
+            total_bytes: total,
+            heap_bytes: heap,
+            estimated_rows: Some(heap / 100),
+            primary_key: vec!["id".to_string()],
+            has_select: true,
+            ..Table::default()
+        }
+    }
+
+    fn partition(oid: u32, name: &str, heap: i64, total: i64) -> Table {
+        Table {
+            kind: TableKind::Partition,
+            parent: Some(RelName::new("public", "events")),
+            root: Some(RelName::new("public", "events")),
+            partition_depth: 1,
+            partition_bound: Some(format!("FOR VALUES IN ('{name}')")),
+            ..table(oid, "public", name, heap, total)
+        }
+    }
+
+    /// The tables of the sample source: heaps of 15.5 GB in all (selected by default:
+    /// everything but the extension's table and pgmove's own schema).
+    fn source_tables() -> Vec<Table> {
+        vec![
+            table(1001, "public", "customers", 2 * GB, 3 * GB),
+            table(1002, "public", "orders", 6 * GB, 8 * GB),
+            Table {
+                kind: TableKind::PartitionedParent,
+                partition_key: Some("LIST (year)".to_string()),
+                ..table(1003, "public", "events", 0, 0)
+            },
+            partition(1004, "events_2025", GB, GB + GB / 2),
+            partition(1005, "events_2026", GB, GB + GB / 2),
+            // No primary key, no replica identity index.
+            Table {
+                primary_key: Vec::new(),
+                ..table(1006, "public", "audit_log", 512 * MB, 512 * MB)
+            },
+            table(1007, "public", "tmp_import", 4 * GB, 4 * GB),
+            table(1008, "sales", "invoices", GB, GB + GB / 4),
+            Table {
+                extension_owned: true,
+                extension: Some("postgis".to_string()),
+                ..table(1009, "public", "spatial_ref_sys", 7 * MB, 8 * MB)
+            },
+            table(1010, crate::state::SCHEMA, "runs", MB, 2 * MB),
+        ]
+    }
+
+    /// Heap bytes of every selected table with the default `objects:`.
+    const ALL_DATA: i64 = 2 * GB + 6 * GB + GB + GB + 512 * MB + 4 * GB + GB;
+    /// Index (and TOAST) bytes of every selected table with the default `objects:`.
+    const ALL_INDEX: i64 = GB + 2 * GB + GB / 2 + GB / 2 + GB / 4;
+    /// Selected tables with the default `objects:` (the partitioned parent included).
+    const ALL_TABLES: usize = 8;
+
+    /// A plausible PostgreSQL 15 server: wal_level logical, free slots and senders, a
+    /// superuser, PostGIS installed. `tables` empty for a fresh target.
+    fn inventory(side: Side, tables: Vec<Table>) -> Inventory {
+        let sequences = if tables.is_empty() {
+            Vec::new()
+        } else {
+            vec![Sequence {
+                oid: 2001,
+                schema: "public".to_string(),
+                name: "orders_id_seq".to_string(),
+                data_type: "bigint".to_string(),
+                start_value: 1,
+                increment: 1,
+                min_value: 1,
+                max_value: i64::MAX,
+                cache: 1,
+                last_value: Some(123_456),
+                is_called: true,
+                readable: true,
+                ..Sequence::default()
+            }]
+        };
+        Inventory {
+            side,
+            endpoint: format!("postgres://migrator@{side}:5432/shop"),
+            server: ServerInfo {
+                version_num: 150_008,
+                version: "PostgreSQL 15.8 on x86_64-pc-linux-gnu".to_string(),
+                is_superuser: true,
+                current_user: "migrator".to_string(),
+                session_user: "migrator".to_string(),
+                database: "shop".to_string(),
+                encoding: "UTF8".to_string(),
+                lc_collate: "C.UTF-8".to_string(),
+                lc_ctype: "C.UTF-8".to_string(),
+                locale_provider: Some("libc".to_string()),
+                ..ServerInfo::default()
+            },
+            settings: Settings {
+                server_version: "15.8".to_string(),
+                wal_level: "logical".to_string(),
+                max_replication_slots: 10,
+                replication_slots_used: 1,
+                max_wal_senders: 10,
+                wal_senders_used: 1,
+                wal_sender_timeout_ms: 60_000,
+                max_worker_processes: 8,
+                max_logical_replication_workers: 4,
+                max_sync_workers_per_subscription: 2,
+                max_connections: 100,
+                max_slot_wal_keep_size_mb: Some(-1),
+                shared_preload_libraries: Some(Vec::new()),
+                ..Settings::default()
+            },
+            rights: Rights {
+                superuser: true,
+                replication: true,
+                create_on_database: true,
+                read_all_settings: true,
+                read_all_stats: true,
+                ..Rights::default()
+            },
+            platform: Platform::SelfManaged,
+            platform_evidence: Vec::new(),
+            extensions: vec![
+                Extension {
+                    name: "plpgsql".to_string(),
+                    version: "1.0".to_string(),
+                    schema: "pg_catalog".to_string(),
+                    relocatable: false,
+                },
+                Extension {
+                    name: "postgis".to_string(),
+                    version: "3.4.2".to_string(),
+                    schema: "public".to_string(),
+                    relocatable: false,
+                },
+            ],
+            available_extensions: Vec::new(),
+            schemas: Vec::new(),
+            partitioning: if tables.is_empty() {
+                PartitioningSummary::default()
+            } else {
+                PartitioningSummary {
+                    parents: 1,
+                    roots: 1,
+                    leaves: 2,
+                    max_depth: 1,
+                }
+            },
+            tables,
+            sequences,
+            large_objects: 0,
+            replication_slots: Vec::new(),
+            long_transactions: Vec::new(),
+            wal_lsn: None,
+            publications: Vec::new(),
+            subscriptions: Vec::new(),
+            pglogical: None,
+            notes: Vec::new(),
+        }
+    }
+
+    fn source() -> Inventory {
+        inventory(Side::Source, source_tables())
+    }
+
+    fn target() -> Inventory {
+        inventory(Side::Target, Vec::new())
+    }
+
+    fn rejected(d: &Decision, s: Strategy) -> &[String] {
+        &d.rejected
+            .iter()
+            .find(|r| r.strategy == s)
+            .unwrap_or_else(|| panic!("{} not among the rejected: {d:#?}", s.name()))
+            .reasons
+    }
+
+    fn any_contains(items: &[String], needle: &str) -> bool {
+        items.iter().any(|x| x.contains(needle))
+    }
+
+    fn assert_numbered(d: &Decision) {
+        assert!(!d.steps.is_empty(), "{d:#?}");
+        for (i, s) in d.steps.iter().enumerate() {
+            assert_eq!(s.number, i + 1, "{:#?}", d.steps);
+            assert!(
+                ["source", "target", "both"].contains(&s.on.as_str()),
+                "{s:?}"
+            );
+            assert!(!s.what.is_empty() && !s.why.is_empty(), "{s:?}");
+        }
+    }
+
+    /// The source variants that cannot do logical decoding, with the words the reason uses.
+    fn sources_without_logical_decoding() -> Vec<(&'static str, Inventory)> {
+        let mut replica = source();
+        replica.settings.wal_level = "replica".to_string();
+        let mut no_slot = source();
+        no_slot.settings.max_replication_slots = 2;
+        no_slot.settings.replication_slots_used = 2;
+        let mut no_sender = source();
+        no_sender.settings.max_wal_senders = 1;
+        no_sender.settings.wal_senders_used = 1;
+        let mut no_right = source();
+        no_right.rights.superuser = false;
+        no_right.rights.replication = false;
+        no_right.server.is_superuser = false;
+        vec![
+            ("wal_level is replica", replica),
+            ("no free replication slot", no_slot),
+            ("no free WAL sender", no_sender),
+            ("migrator has no REPLICATION right", no_right),
+        ]
+    }
+
+    #[test]
+    fn auto_with_a_generous_budget_picks_dump_restore() {
+        let d = decide(&plan("downtime: 1h\n"), &source(), &target());
+        assert_eq!(d.strategy, Some(Strategy::DumpRestore), "{}", d.why);
+        assert!(d.why.contains("strategy auto"), "{}", d.why);
+        assert!(
+            d.why.contains("fits the downtime budget (1h 0m)"),
+            "{}",
+            d.why
+        );
+        assert_eq!(d.rejected.len(), 2, "{:#?}", d.rejected);
+        assert_eq!(
+            rejected(&d, Strategy::CopyCdc),
+            ["dump-restore was preferred".to_string()]
+        );
+        let pgl = rejected(&d, Strategy::Pglogical);
+        assert!(
+            any_contains(pgl, "not available in this version"),
+            "{pgl:?}"
+        );
+        assert!(
+            any_contains(
+                pgl,
+                "pglogical is not in the source's shared_preload_libraries"
+            ),
+            "{pgl:?}"
+        );
+        assert!(
+            any_contains(pgl, "pglogical extension is not available on the target"),
+            "{pgl:?}"
+        );
+        let copy = estimate_copy(ALL_DATA, ALL_INDEX, 4, 2, ALL_TABLES).as_secs();
+        assert!(d.estimated_outage_secs.unwrap() >= copy, "{d:#?}");
+        assert_eq!(
+            d.estimated_total_secs,
+            Some(d.steps.iter().filter_map(|s| s.estimate_secs).sum())
+        );
+        assert_numbered(&d);
+    }
+
+    #[test]
+    fn auto_with_a_small_budget_picks_copy_cdc_and_says_why() {
+        let d = decide(&plan("downtime: 1s\n"), &source(), &target());
+        assert_eq!(d.strategy, Some(Strategy::CopyCdc), "{}", d.why);
+        assert!(
+            d.why.contains("does not fit the downtime budget (1s)"),
+            "{}",
+            d.why
+        );
+        assert!(
+            d.why
+                .contains("copy-cdc keeps the source writable until cutover"),
+            "{}",
+            d.why
+        );
+        let dr = rejected(&d, Strategy::DumpRestore);
+        assert!(
+            any_contains(dr, "exceeds the downtime budget of 1s"),
+            "{dr:?}"
+        );
+        assert!(
+            any_contains(
+                rejected(&d, Strategy::Pglogical),
+                "not available in this version"
+            ),
+            "{d:#?}"
+        );
+        // Online: the outage is the cutover only.
+        assert_eq!(d.estimated_outage_secs, Some(10));
+        assert!(d.estimated_total_secs.unwrap() > 10);
+        assert_numbered(&d);
+    }
+
+    #[test]
+    fn auto_with_a_small_budget_falls_back_to_dump_restore_when_the_source_cannot_decode() {
+        for (words, src) in sources_without_logical_decoding() {
+            let d = decide(&plan("downtime: 1s\n"), &src, &target());
+            // SPEC: dump-restore "when the budget covers a full copy or the source cannot do
+            // logical decoding"; preflight warns about the overrun.
+            assert_eq!(
+                d.strategy,
+                Some(Strategy::DumpRestore),
+                "{words}: {}",
+                d.why
+            );
+            assert!(d.why.contains(words), "{words}: {}", d.why);
+            assert!(
+                d.why.contains("does not fit the downtime budget (1s)"),
+                "{}",
+                d.why
+            );
+            let cdc = rejected(&d, Strategy::CopyCdc);
+            assert!(any_contains(cdc, words), "{words}: {cdc:?}");
+            assert!(
+                any_contains(rejected(&d, Strategy::Pglogical), words),
+                "{words}: {d:#?}"
+            );
+            assert!(d.estimated_outage_secs.unwrap() > 1, "{d:#?}");
+            assert_numbered(&d);
+        }
+    }
+
+    #[test]
+    fn auto_with_a_generous_budget_and_no_logical_decoding_names_the_setting() {
+        for (words, src) in sources_without_logical_decoding() {
+            let d = decide(&plan("downtime: 1h\n"), &src, &target());
+            assert_eq!(
+                d.strategy,
+                Some(Strategy::DumpRestore),
+                "{words}: {}",
+                d.why
+            );
+            assert!(d.why.contains("fits the downtime budget"), "{}", d.why);
+            let cdc = rejected(&d, Strategy::CopyCdc);
+            assert!(any_contains(cdc, words), "{words}: {cdc:?}");
+            assert!(!any_contains(cdc, "was preferred"), "{words}: {cdc:?}");
+        }
+    }
+
+    #[test]
+    fn the_wal_level_reason_says_what_is_needed() {
+        let mut src = source();
+        src.settings.wal_level = "replica".to_string();
+        assert_eq!(
+            logical_decoding_blockers(&src),
+            ["the source's wal_level is replica (logical decoding needs logical)".to_string()]
+        );
+        assert!(logical_decoding_blockers(&source()).is_empty());
+        // RDS: rds_replication is a replication right.
+        let mut rds = source();
+        rds.rights.superuser = false;
+        rds.rights.replication = false;
+        rds.rights.rds_replication = true;
+        assert!(logical_decoding_blockers(&rds).is_empty());
+        // Every blocker at once, each named.
+        let mut none = source();
+        none.settings.wal_level = "minimal".to_string();
+        none.settings.max_replication_slots = 0;
+        none.settings.replication_slots_used = 0;
+        none.settings.max_wal_senders = 0;
+        none.settings.wal_senders_used = 0;
+        none.rights.superuser = false;
+        none.rights.replication = false;
+        assert_eq!(logical_decoding_blockers(&none).len(), 4);
+    }
+
+    #[test]
+    fn a_named_dump_restore_over_the_budget_still_runs() {
+        let d = decide(
+            &plan("strategy: dump-restore\ndowntime: 1s\n"),
+            &source(),
+            &target(),
+        );
+        assert_eq!(d.strategy, Some(Strategy::DumpRestore), "{}", d.why);
+        assert_eq!(d.why, "the plan asks for strategy dump-restore");
+        assert_eq!(d.rejected.len(), 2);
+        for r in &d.rejected {
+            assert_eq!(
+                r.reasons,
+                ["the plan asks for strategy dump-restore".to_string()]
+            );
+        }
+        assert!(d.estimated_outage_secs.unwrap() > 1);
+        assert_numbered(&d);
+    }
+
+    #[test]
+    fn a_named_copy_cdc_on_a_replica_source_has_no_strategy() {
+        let mut src = source();
+        src.settings.wal_level = "replica".to_string();
+        let d = decide(&plan("strategy: copy-cdc\n"), &src, &target());
+        assert_eq!(d.strategy, None, "{}", d.why);
+        assert!(
+            d.why
+                .starts_with("the plan asks for strategy copy-cdc, which cannot run"),
+            "{}",
+            d.why
+        );
+        assert!(d.why.contains("wal_level is replica"), "{}", d.why);
+        assert!(d.steps.is_empty());
+        assert_eq!(d.estimated_outage_secs, None);
+        assert_eq!(d.estimated_total_secs, None);
+        // The sizes are still reported.
+        assert_eq!(d.data_bytes, ALL_DATA);
+    }
+
+    #[test]
+    fn a_named_copy_cdc_runs_whatever_the_budget() {
+        let d = decide(
+            &plan("strategy: copy-cdc\ndowntime: 10h\n"),
+            &source(),
+            &target(),
+        );
+        assert_eq!(d.strategy, Some(Strategy::CopyCdc), "{}", d.why);
+        assert_eq!(d.why, "the plan asks for strategy copy-cdc");
+        assert_numbered(&d);
+    }
+
+    #[test]
+    fn a_named_pglogical_is_not_available() {
+        let d = decide(&plan("strategy: pglogical\n"), &source(), &target());
+        assert_eq!(d.strategy, None, "{}", d.why);
+        assert!(d.why.contains("not available in this version"), "{}", d.why);
+        assert!(d.why.contains("shared_preload_libraries"), "{}", d.why);
+        assert!(d.steps.is_empty());
+
+        // Even with pglogical preloaded and installable on both sides.
+        let ready = |mut inv: Inventory| {
+            inv.settings.shared_preload_libraries = Some(vec!["pglogical".to_string()]);
+            inv.available_extensions.push(AvailableExtension {
+                name: "pglogical".to_string(),
+                default_version: Some("2.4.5".to_string()),
+                installed_version: None,
+            });
+            inv
+        };
+        let d = decide(
+            &plan("strategy: pglogical\n"),
+            &ready(source()),
+            &ready(target()),
+        );
+        assert_eq!(d.strategy, None, "{}", d.why);
+        assert_eq!(
+            d.why,
+            "the plan asks for strategy pglogical, which cannot run: not available in this version of pgmove yet"
+        );
+        // Nor does auto pick it.
+        let d = decide(&plan("downtime: 1s\n"), &ready(source()), &ready(target()));
+        assert_eq!(d.strategy, Some(Strategy::CopyCdc));
+        assert_eq!(
+            rejected(&d, Strategy::Pglogical),
+            ["not available in this version of pgmove yet".to_string()]
+        );
+    }
+
+    #[test]
+    fn copy_cdc_steps_end_with_change_capture_then_cutover() {
+        let d = decide(&plan("downtime: 1s\n"), &source(), &target());
+        assert_eq!(d.strategy, Some(Strategy::CopyCdc));
+        assert_numbered(&d);
+        let n = d.steps.len();
+        assert!(n >= 5, "{:#?}", d.steps);
+        assert!(
+            d.steps.iter().any(|s| s.what.contains("create replication slot pgmove_shop")
+                && s.on == "source"),
+            "{:#?}",
+            d.steps
+        );
+        let capture = &d.steps[n - 2];
+        assert!(
+            capture.what.starts_with("stream the slot's changes"),
+            "{capture:?}"
+        );
+        assert!(
+            capture.what.contains("publication pgmove_shop"),
+            "{capture:?}"
+        );
+        assert_eq!(capture.on, "both");
+        let cutover = &d.steps[n - 1];
+        assert!(cutover.what.starts_with("cutover (manual)"), "{cutover:?}");
+        assert!(cutover.what.contains("under 5s"), "{cutover:?}");
+        assert!(
+            cutover.what.contains("fence the source (read-only"),
+            "{cutover:?}"
+        );
+        assert!(cutover.what.contains("verify (checksums)"), "{cutover:?}");
+        assert!(cutover.why.contains("pgmove cutover"), "{cutover:?}");
+        // The COPY step: every selected table, the large ones split.
+        let copy = d
+            .steps
+            .iter()
+            .find(|s| s.what.starts_with("COPY "))
+            .expect("a COPY step");
+        assert!(
+            copy.what.starts_with(&format!(
+                "COPY {ALL_TABLES} table(s) in the snapshot, 4 at a time"
+            )),
+            "{copy:?}"
+        );
+        // customers (2 GB), orders (6 GB) and tmp_import (4 GB) are over 1 GB; the 1 GB
+        // partitions are not.
+        assert!(
+            copy.what
+                .contains("3 table(s) over 1.0 GB split into ctid ranges"),
+            "{copy:?}"
+        );
+
+        // The plan's cutover settings show in the step.
+        let d = decide(
+            &plan("strategy: copy-cdc\ncdc:\n  slot: my_slot\ncutover:\n  mode: auto\n  max_lag: 2s\n  fence: read-only\n  verify: counts\n"),
+            &source(),
+            &target(),
+        );
+        let n = d.steps.len();
+        assert!(
+            d.steps
+                .iter()
+                .any(|s| s.what.contains("create replication slot my_slot")),
+            "{:#?}",
+            d.steps
+        );
+        let cutover = &d.steps[n - 1];
+        assert!(cutover.what.starts_with("cutover (auto)"), "{cutover:?}");
+        assert!(cutover.what.contains("under 2s"), "{cutover:?}");
+        assert!(
+            cutover.what.contains("fence the source (read-only"),
+            "{cutover:?}"
+        );
+        assert!(cutover.what.contains("verify (counts)"), "{cutover:?}");
+        assert!(cutover.why.contains("cuts over by itself"), "{cutover:?}");
+        assert!(d.steps[n - 2].what.starts_with("stream the slot's changes"));
+
+        // fence: none (only with mode: manual) and verify: none.
+        let d = decide(
+            &plan("strategy: copy-cdc\ncutover:\n  fence: none\n  verify: none\n"),
+            &source(),
+            &target(),
+        );
+        let cutover = d.steps.last().unwrap();
+        assert!(cutover.what.starts_with("cutover (manual)"), "{cutover:?}");
+        assert!(
+            cutover
+                .what
+                .contains("with writes stopped by you (fence: none)"),
+            "{cutover:?}"
+        );
+        assert!(cutover.what.contains("verify (none)"), "{cutover:?}");
+    }
+
+    #[test]
+    fn dump_restore_steps_cover_partitions_extensions_large_objects_and_verify() {
+        let d = decide(&plan("downtime: 1h\n"), &source(), &target());
+        assert_numbered(&d);
+        let all = d
+            .steps
+            .iter()
+            .map(|s| s.what.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            all.contains("pg_dump -Fd -j 4 of 8 table(s), 15.5 GB"),
+            "{all}"
+        );
+        assert!(all.contains("extensions first: postgis"), "{all}");
+        assert!(!all.contains("plpgsql"), "{all}");
+        assert!(
+            all.contains("1 partitioned table(s) load into their 2 leaf partition(s), never twice"),
+            "{all}"
+        );
+        assert!(!all.contains("large object"), "{all}");
+        let last = d.steps.last().unwrap();
+        assert!(
+            last.what
+                .starts_with("verify: row counts and chunked checksums"),
+            "{last:?}"
+        );
+
+        // Large objects get a step of their own; numbering stays 1..n.
+        let mut src = source();
+        src.large_objects = 3;
+        let d2 = decide(
+            &plan("downtime: 1h\ncutover:\n  verify: counts\n"),
+            &src,
+            &target(),
+        );
+        assert_numbered(&d2);
+        assert_eq!(d2.steps.len(), d.steps.len() + 1);
+        assert!(d2
+            .steps
+            .iter()
+            .any(|s| s.what == "3 large object(s) are part of the dump and restore"));
+        assert!(d2
+            .steps
+            .last()
+            .unwrap()
+            .what
+            .starts_with("verify: row counts and counts"));
+        let d3 = decide(
+            &plan("downtime: 1h\nobjects:\n  large_objects: false\n"),
+            &src,
+            &target(),
+        );
+        assert!(d3
+            .steps
+            .iter()
+            .any(|s| s.what.contains("3 large object(s) are left out")));
+    }
+
+    #[test]
+    fn estimates_scale_with_data_size_and_jobs() {
+        let var = |d: Duration| d - FIXED_OVERHEAD;
+        assert_eq!(estimate_copy(0, 0, 4, 2, 10), FIXED_OVERHEAD);
+        // Negative sizes (unmeasured) count as nothing.
+        assert_eq!(estimate_copy(-1, -1, 4, 2, 10), FIXED_OVERHEAD);
+        let one = var(estimate_copy(10 * GB, 0, 1, 1, 10));
+        assert_eq!(one.as_secs(), 256); // 10 GB at 40 MB/s
+        let twice = var(estimate_copy(20 * GB, 0, 1, 1, 10));
+        assert_eq!(twice, one * 2);
+        let four_jobs = var(estimate_copy(10 * GB, 0, 4, 1, 10));
+        assert_eq!(four_jobs.as_secs(), 64);
+        // No more workers than tables.
+        assert_eq!(
+            estimate_copy(10 * GB, 0, 16, 1, 2),
+            estimate_copy(10 * GB, 0, 2, 1, 2)
+        );
+        // jobs 0 behaves as 1.
+        assert_eq!(
+            estimate_copy(GB, GB, 0, 0, 1),
+            estimate_copy(GB, GB, 1, 1, 1)
+        );
+        // Indexes at their own rate, index_jobs at a time.
+        let idx = var(estimate_copy(0, 6 * GB, 4, 1, 10));
+        assert_eq!(idx.as_secs(), 102); // 6 GB at 60 MB/s
+        assert_eq!(var(estimate_copy(0, 6 * GB, 4, 2, 10)), idx / 2);
+
+        // decide uses them: more jobs, shorter plan; more data, longer plan.
+        let total = |extra: &str, src: &Inventory| {
+            decide(&plan(&format!("downtime: 10h\n{extra}")), src, &target())
+                .estimated_total_secs
+                .unwrap()
+        };
+        let src = source();
+        assert!(total("jobs: 1\n", &src) > total("jobs: 8\n", &src));
+        let mut bigger = source();
+        for t in &mut bigger.tables {
+            t.heap_bytes *= 4;
+            t.total_bytes *= 4;
+        }
+        assert!(total("", &bigger) > total("", &src));
+        let cdc = |src: &Inventory| {
+            decide(&plan("strategy: copy-cdc\n"), src, &target())
+                .estimated_total_secs
+                .unwrap()
+        };
+        assert!(cdc(&bigger) > cdc(&src));
+    }
+
+    #[test]
+    fn the_auto_choice_follows_the_estimate() {
+        // A budget just above the estimate keeps dump-restore; just below picks copy-cdc.
+        let est = estimate_copy(ALL_DATA, ALL_INDEX, 4, 2, ALL_TABLES).as_secs();
+        let d = decide(
+            &plan(&format!("downtime: {}s\n", est + 1)),
+            &source(),
+            &target(),
+        );
+        assert_eq!(d.strategy, Some(Strategy::DumpRestore), "{}", d.why);
+        let d = decide(
+            &plan(&format!("downtime: {}s\n", est - 1)),
+            &source(),
+            &target(),
+        );
+        assert_eq!(d.strategy, Some(Strategy::CopyCdc), "{}", d.why);
+    }
+
+    #[test]
+    fn excluded_tables_and_unselected_schemas_are_not_counted() {
+        let d = decide(&plan("downtime: 1h\n"), &source(), &target());
+        assert_eq!(d.data_bytes, ALL_DATA);
+        assert_eq!(d.index_bytes, ALL_INDEX);
+        assert_eq!(d.tables, ALL_TABLES);
+
+        let d = decide(
+            &plan("downtime: 1h\nobjects:\n  exclude: [public.tmp_*]\n"),
+            &source(),
+            &target(),
+        );
+        assert_eq!(d.data_bytes, ALL_DATA - 4 * GB);
+        assert_eq!(d.index_bytes, ALL_INDEX);
+        assert_eq!(d.tables, ALL_TABLES - 1);
+
+        let d = decide(
+            &plan("downtime: 1h\nobjects:\n  schemas: [public]\n  exclude: [public.tmp_*, public.events_2025]\n"),
+            &source(),
+            &target(),
+        );
+        assert_eq!(d.data_bytes, ALL_DATA - 4 * GB - GB - GB);
+        assert_eq!(d.index_bytes, ALL_INDEX - GB / 2 - GB / 4);
+        assert_eq!(d.tables, ALL_TABLES - 3);
+
+        let d = decide(
+            &plan("downtime: 1h\nobjects:\n  schemas: [sales]\n"),
+            &source(),
+            &target(),
+        );
+        assert_eq!(d.data_bytes, GB);
+        assert_eq!(d.index_bytes, GB / 4);
+        assert_eq!(d.tables, 1);
+
+        let selected: Vec<String> = selected_tables(&plan(""), &source())
+            .map(Table::display_name)
+            .collect();
+        assert!(!selected.contains(&"public.spatial_ref_sys".to_string()));
+        assert!(!selected.contains(&format!("{}.runs", crate::state::SCHEMA)));
+    }
+
+    #[test]
+    fn an_empty_source_plans_without_dividing_by_zero() {
+        let d = decide(&plan("downtime: 1s\n"), &target(), &target());
+        assert_eq!(d.tables, 0);
+        assert_eq!(d.data_bytes, 0);
+        // 5 s of fixed overhead does not fit 1 s.
+        assert_eq!(d.strategy, Some(Strategy::CopyCdc), "{}", d.why);
+        assert_numbered(&d);
+    }
+
+    #[test]
+    fn human_and_bytes_formats() {
+        assert_eq!(human(Duration::from_secs(0)), "0s");
+        assert_eq!(human(Duration::from_secs(59)), "59s");
+        assert_eq!(human(Duration::from_secs(61)), "1m 1s");
+        assert_eq!(human(Duration::from_secs(3600 + 120 + 5)), "1h 2m");
+        assert_eq!(bytes(-5), "0 bytes");
+        assert_eq!(bytes(1023), "1023 bytes");
+        assert_eq!(bytes(1536), "1.5 kB");
+        assert_eq!(bytes(ALL_DATA), "15.5 GB");
+        assert_eq!(bytes(3 * 1024 * GB), "3.0 TB");
     }
 }

@@ -108,7 +108,6 @@ pub const CHECKS: &[Check] = &[
     inactive_slots,
     owners,
     downtime_budget,
-    copy_cdc_full_load_only,
 ];
 
 /// Runs every check.
@@ -774,19 +773,4 @@ fn list(items: &[String]) -> String {
             items.len() - MAX
         )
     }
-}
-
-/// copy-cdc replicates until stopped; the cutover command is not built yet: say what that
-/// leaves to the user.
-pub fn copy_cdc_full_load_only(ctx: &Context) -> Vec<Finding> {
-    if ctx.strategy != Some(Strategy::CopyCdc) {
-        return vec![];
-    }
-    vec![Finding::new(
-        Severity::Warning,
-        "copy-cdc-no-cutover-yet",
-        None,
-        "copy-cdc loads a consistent snapshot and then replicates changes until apply is stopped; the cutover command (lag check, write fence, sequences, verification) is not built yet".to_string(),
-    )
-    .fix("to cut over by hand: stop writes on the source, wait until `pgmove status` shows no lag, stop apply (Ctrl-C), set the target's sequences from the source, run `pgmove verify`; or use `apply --stop-after-load` for a one-shot copy of a quiet source")]
 }

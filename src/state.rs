@@ -56,6 +56,16 @@ CREATE TABLE IF NOT EXISTS pgmove.progress (
     changes      bigint NOT NULL DEFAULT 0,
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS pgmove.cutover (
+    plan_name      text PRIMARY KEY,
+    state          text NOT NULL,
+    requested_at   timestamptz NOT NULL DEFAULT now(),
+    fenced_at      timestamptz,
+    prev_read_only text,
+    final_lsn      pg_lsn,
+    finished_at    timestamptz,
+    detail         text
+);
 ";
 
 /// The state of one plan's run on the target.

@@ -40,7 +40,7 @@ fn start_apply(plan: &Path, src: &Cluster, dst: &Cluster, log: &Path) -> Child {
         .expect("start apply")
 }
 
-/// Waits until the full load is done (the run's phase is `loaded`).
+/// Waits until the full load is done (the run's phase is `loaded`, or already `replicating`).
 fn wait_loaded(dst: &Cluster, plan: &str, child: &mut Child, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
@@ -48,7 +48,10 @@ fn wait_loaded(dst: &Cluster, plan: &str, child: &mut Child, log: &Path) {
             "shop",
             &format!("SELECT phase FROM pgmove.runs WHERE plan_name = '{plan}'"),
         );
-        if String::from_utf8_lossy(&out.stdout).trim() == "loaded" {
+        if matches!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "loaded" | "replicating"
+        ) {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {

@@ -154,7 +154,16 @@ fn ddl_capture_objects(src: &Cluster, plan: &str) {
 fn cleanup_after_copy_cdc_drops_every_pgmove_object_and_a_second_run_is_a_noop() {
     let (src, dst) = pair();
     let dir = tempfile::tempdir().expect("tempdir");
-    let plan = write_plan(dir.path(), "cln_cdc", "copy-cdc", &src, &dst, "");
+    // cdc.ddl: ignore: apply installs no DDL event trigger, so the source holds exactly the
+    // objects listed below (tests/cdc_ddl_apply.rs cleans up a real one).
+    let plan = write_plan(
+        dir.path(),
+        "cln_cdc",
+        "copy-cdc",
+        &src,
+        &dst,
+        "cdc:\n  ddl: ignore\n",
+    );
     let p = plan.to_str().expect("utf8");
     apply_caught_up(&plan, &src, &dst);
     ddl_capture_objects(&src, "cln_cdc");
@@ -296,7 +305,16 @@ fn wait_streaming(src: &Cluster, slot: &str, child: &mut Child, log: &Path) -> i
 fn a_running_apply_blocks_cleanup_unless_forced() {
     let (src, dst) = pair();
     let dir = tempfile::tempdir().expect("tempdir");
-    let plan = write_plan(dir.path(), "cln_busy", "copy-cdc", &src, &dst, "");
+    // cdc.ddl: ignore: apply installs no DDL event trigger, so the source holds exactly the
+    // objects listed below (tests/cdc_ddl_apply.rs cleans up a real one).
+    let plan = write_plan(
+        dir.path(),
+        "cln_busy",
+        "copy-cdc",
+        &src,
+        &dst,
+        "cdc:\n  ddl: ignore\n",
+    );
     let p = plan.to_str().expect("utf8");
     let log = dir.path().join("apply.log");
     let mut child = start_apply(&plan, &src, &dst, &log);

@@ -3,6 +3,8 @@
 pub mod apply;
 pub mod ddl;
 pub mod pgoutput;
+pub mod retry;
 pub mod run;
 pub mod slot;
+pub mod spool;
 pub mod stream;

@@ -8,13 +8,42 @@
 //!
 //! Tables copied from a later snapshot than the slot's (a resumed full load) carry their
 //! snapshot LSN; their changes committed before it are already in the copy and are skipped.
+//!
+//! DDL (`cdc.ddl`, see [`crate::cdc::ddl`]): the source's event trigger puts each table DDL
+//! statement into the stream as a logical decoding message. Its SQL runs on the target at
+//! exactly that point, in the same target transaction as the changes around it: the changes
+//! received before it are turned into SQL first, with the relations as they were then, and the
+//! later ones with the Relation messages that follow. A statement that cannot be replayed (or
+//! any, with `refuse`) stops the loop before its source transaction: what came before is
+//! applied and confirmed, the transaction itself is not, so a rerun stops at it again until it
+//! is marked as applied on the target ([`DDL_APPLIED_STEP`]).
+//!
+//! Streamed transactions (pgoutput protocol 2, PostgreSQL 14+, see [`crate::cdc::stream`]): the
+//! changes, Relation and DDL messages of a large transaction arrive before its commit, in
+//! Stream Start/Stop blocks interleaved with other transactions. They are spooled per
+//! top-level xid ([`crate::cdc::spool`], memory then a temporary file), a subtransaction's
+//! dropped on its Stream Abort, the whole transaction's on its own; at Stream Commit the spool
+//! is replayed through this loop as Begin, messages, Commit, so it is applied exactly like an
+//! ordinary transaction at its place in the commit order (same snapshot filter, batching,
+//! progress row, confirmation). Nothing streamed is confirmed before its commit is applied:
+//! while a streamed transaction is open the loop does not advance the slot on idle, and
+//! after a restart the server streams it again from its start. pgoutput sends a streamed
+//! message with the top-level xid, so when a subtransaction rolls back and a pgmove DDL message
+//! may have been part of it, the loop starts the session over without streaming (the server
+//! then sends that transaction whole at its commit).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc;
+
 use crate::cdc::apply::{self, Change, Rel, Val};
+use crate::cdc::ddl::{self, DdlConfig, DdlPolicy};
 use crate::cdc::pgoutput::{self, Message, OldTuple, Value};
-use crate::cdc::stream::{ChangeStream, StreamError};
+use crate::cdc::spool::{self, Spools};
+use crate::cdc::stream::{ChangeStream, StreamError, StreamOptions};
 use crate::pg::{quote, Endpoint, Lsn, PgError};
 
 /// What the loop needs.
@@ -33,7 +62,26 @@ pub struct CdcJob {
     /// Return once everything the source had written when the stream went idle is applied
     /// (for scripted one-shot imports and tests); otherwise run until stopped.
     pub exit_when_caught_up: bool,
+    /// `cdc.ddl`: what to do with the DDL messages of the plan's source trigger. `None`, or
+    /// policy `ignore`: they are skipped. An empty key is read from the source at start
+    /// ([`ddl::read_key`]); messages applied by hand are read from the target and added to
+    /// `applied_by_hand`.
+    pub ddl: Option<DdlConfig>,
 }
+
+/// The [`CdcJob::ddl`] of a plan: its `cdc.ddl` and `exclude` globs (the key is read at start).
+pub fn plan_ddl(plan: &crate::plan::Plan) -> Option<DdlConfig> {
+    Some(DdlConfig {
+        plan_name: plan.name.clone(),
+        policy: plan.cdc.ddl.into(),
+        exclude: plan.objects.exclude.clone(),
+        ..Default::default()
+    })
+}
+
+/// Prefix of the `pgmove.steps` rows (on the target) marking a DDL message as applied by hand:
+/// `ddl-applied <LSN of the message>`. Change capture then skips that message.
+pub const DDL_APPLIED_STEP: &str = "ddl-applied ";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CdcError {
@@ -43,6 +91,23 @@ pub enum CdcError {
     Stream(#[from] StreamError),
     #[error("source transaction ending at {lsn}: {message}")]
     Apply { lsn: Lsn, message: String },
+    /// A DDL statement the loop must not (or cannot) replay: it stopped before its transaction.
+    #[error("{message}")]
+    Ddl { lsn: Lsn, message: String },
+    /// The target failed applying a batch (the last source transaction in it ends at `lsn`).
+    #[error("source transaction ending at {lsn}: {source}")]
+    Applying {
+        lsn: Lsn,
+        #[source]
+        source: PgError,
+    },
+    /// [`crate::cdc::retry::run`] retried transient failures for too long.
+    #[error("gave up after retrying for {}s ({attempts} attempts without progress); last error: {last}", elapsed.as_secs())]
+    GaveUp {
+        elapsed: Duration,
+        attempts: u32,
+        last: Box<CdcError>,
+    },
 }
 
 /// What a run of the loop did.
@@ -103,13 +168,131 @@ fn rel_of(r: &pgoutput::Relation) -> Rel {
 
 /// A source transaction being received.
 struct Txn {
-    changes: Vec<(u32, Change)>,
+    /// Its commit LSN (Begin's `final_lsn`, the Commit's `commit_lsn`).
+    commit_lsn: Lsn,
+    /// Applied before a restart: everything in it is skipped.
+    skip: bool,
+    /// Changes not yet turned into SQL: all made with the relations as they are in the cache.
+    pending: Vec<(u32, Change)>,
+    /// The transaction's changes and SQL so far, in stream order (changes and DDL).
+    sql: Vec<apply::Item>,
+    /// Changes turned into SQL.
+    changes: u64,
+}
+
+/// Turns the transaction's pending changes into SQL with the relation cache as it is now
+/// (call it before the cache changes, and before DDL SQL is appended).
+fn convert(
+    job: &CdcJob,
+    rels: &HashMap<u32, pgoutput::Relation>,
+    t: &mut Txn,
+) -> Result<(), CdcError> {
+    let pending = std::mem::take(&mut t.pending);
+    if pending.is_empty() || t.skip {
+        return Ok(());
+    }
+    let changes: Vec<Change> = pending
+        .into_iter()
+        .filter(|(oid, _)| {
+            // Skip what the copy of a later snapshot already holds.
+            let key = rels
+                .get(oid)
+                .map(|r| (r.schema().to_string(), r.name.clone()));
+            match key.and_then(|k| job.table_lsns.get(&k)) {
+                Some(snap) => t.commit_lsn >= *snap,
+                None => true,
+            }
+        })
+        .map(|(_, ch)| ch)
+        .collect();
+    let n = changes.len() as u64;
+    let lookup = |oid: u32| rels.get(&oid).map(|r| Arc::new(rel_of(r)));
+    let items = apply::to_items(changes, &lookup).map_err(|e| CdcError::Apply {
+        lsn: t.commit_lsn,
+        message: e.to_string(),
+    })?;
+    t.changes += n;
+    t.sql.extend(items);
+    Ok(())
+}
+
+/// The DDL configuration the loop runs with: `None` when DDL messages are skipped. Reads the
+/// trigger's key from the source and the messages applied by hand from the target.
+async fn ddl_config(job: &CdcJob) -> Result<Option<DdlConfig>, CdcError> {
+    let mut cfg = match &job.ddl {
+        Some(c) if c.policy != DdlPolicy::Ignore => c.clone(),
+        _ => return Ok(None),
+    };
+    if cfg.key.is_empty() {
+        match ddl::read_key(&job.source, &cfg.plan_name).await? {
+            Some(k) => cfg.key = k,
+            None => tracing::warn!(
+                plan = %cfg.plan_name,
+                "cdc.ddl is not ignore, but the DDL event trigger is not installed on the source: schema changes there are not seen (pgmove apply installs it before the slot is created)"
+            ),
+        }
+    }
+    let c = job.target.connect().await?;
+    let rows = c
+        .query(
+            "SELECT step FROM pgmove.steps WHERE plan_name = $1 AND left(step, length($2)) = $2",
+            &[&cfg.plan_name, &DDL_APPLIED_STEP],
+        )
+        .await
+        .map_err(|e| job.target.query_error("reading pgmove.steps", &e))?;
+    for r in rows {
+        let step: String = r.get(0);
+        let text = step[DDL_APPLIED_STEP.len()..].trim();
+        match text.parse::<Lsn>() {
+            Ok(lsn) => cfg.applied_by_hand.push(lsn),
+            Err(_) => tracing::warn!(
+                step = %step,
+                "pgmove.steps row not understood: it should be 'ddl-applied <LSN>', as the error message gave it"
+            ),
+        }
+    }
+    Ok(Some(cfg))
+}
+
+/// What the user does about a DDL statement the loop stopped at.
+fn ddl_stop_message(
+    e: &ddl::DdlError,
+    plan: &str,
+    lsn: Lsn,
+    commit_lsn: Lsn,
+    applied: Lsn,
+) -> String {
+    let mark = format!(
+        "INSERT INTO pgmove.steps (plan_name, step) VALUES ({}, {});",
+        quote::literal(plan),
+        quote::literal(&format!("{DDL_APPLIED_STEP}{lsn}"))
+    );
+    format!(
+        "{e}. Change capture stopped before the source transaction holding it (commit at {commit_lsn}): the target has every change before it (applied up to {applied}), none of that transaction, and the slot keeps it, so every apply stops here again until the statement is marked as applied. To go on: run the statement on the target yourself, then mark it there with `{mark}` and run pgmove apply again"
+    )
 }
 
 /// Runs until `stop` turns true (then finishes the batch in hand and returns), or fails.
+///
+/// Batches are applied by a task of their own while the next ones are received and decoded
+/// ([`Applier`]); whatever happens, `run` returns only once that task is done with the
+/// target transaction it had started, so a restart never races a commit of this run.
 pub async fn run(
     job: &CdcJob,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<CdcOutcome, CdcError> {
+    let mut applier: Option<Applier> = None;
+    let r = run_loop(job, stop, &mut applier).await;
+    if let Some(a) = applier {
+        a.shutdown().await;
+    }
+    r
+}
+
+async fn run_loop(
+    job: &CdcJob,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    applier_slot: &mut Option<Applier>,
 ) -> Result<CdcOutcome, CdcError> {
     let target = job.target.connect().await?;
     let mut settings: String = apply::SESSION_SETTINGS
@@ -123,92 +306,113 @@ pub async fn run(
         .map_err(|e| job.target.query_error("setting up the apply session", &e))?;
     // Triggers and foreign keys on the target must not fire for replicated rows (the source
     // already ran them). Needs superuser (or rds_superuser); without it, say so.
-    if let Err(e) = target
+    let replica_role = target
         .batch_execute("SET session_replication_role = replica")
-        .await
-    {
+        .await;
+    if let Err(e) = &replica_role {
         tracing::warn!(
-            error = %crate::pg::error_text(&e),
+            error = %crate::pg::error_text(e),
             "cannot set session_replication_role = replica on the target: its triggers will fire for replicated changes"
         );
     }
+    // Changes to different tables commute only when no trigger or foreign key fires.
+    let applier = applier_slot.insert(Applier::start(job, target, replica_role.is_ok()));
     let start = applied_lsn(&job.target, &job.plan_name).await?;
     let mut applied = start.unwrap_or(Lsn(0));
-    let mut stream = ChangeStream::start(&job.source, &job.slot, &job.publication, applied).await?;
+    let ddl_cfg = ddl_config(job).await?;
+    let mut stream_opts = StreamOptions {
+        // What the target committed reaches the slot soon, and `stop` (which waits for
+        // the last confirmed LSN to be reported) does not wait up to a second for it.
+        status_interval: Duration::from_millis(100),
+        ..StreamOptions::default()
+    };
+    let mut stream = ChangeStream::start_with(
+        &job.source,
+        &job.slot,
+        &[&job.publication],
+        applied,
+        &stream_opts,
+    )
+    .await?;
     tracing::info!(slot = %job.slot, from = %applied, "change capture started");
 
     let mut rels: HashMap<u32, pgoutput::Relation> = HashMap::new();
     let mut txn: Option<Txn> = None;
-    let mut batch: Vec<String> = Vec::new();
-    let mut batch_changes = 0u64;
-    let mut batch_txns = 0u64;
-    let mut batch_end: Option<Lsn> = None;
+    // Streamed transactions (protocol 2): spooled until their Stream Commit, then replayed
+    // through this loop as ordinary transactions ([`spool`]).
+    let mut spools = Spools::default();
+    spools.watch(ddl_cfg.as_ref().map(|c| ddl::prefix(&c.plan_name)));
+    let mut replay: Option<spool::Replay> = None;
+    let mut batch = Batch::default();
     let mut outcome = CdcOutcome::default();
     let mut last_idle_advance = Instant::now();
     // With exit_when_caught_up: the source's WAL position when the stream first went idle.
     let mut caught_up_goal: Option<Lsn> = None;
 
     loop {
+        // A committed streamed transaction goes through first, message by message.
+        let replayed = match replay.as_mut() {
+            Some(r) => r.next_message().map_err(|e| spool_error(e, applied))?,
+            None => None,
+        };
+        if replayed.is_none() {
+            replay = None;
+        }
         let stopping = *stop.borrow();
-        let next = if stopping {
+        let next = if let Some(m) = replayed {
+            Some(Ok(Ok(Some((Lsn(0), m)))))
+        } else if stopping {
             None
         } else {
             tokio::select! {
                 _ = stop.changed() => None,
-                r = tokio::time::timeout(Duration::from_millis(200), stream.next()) => Some(r),
+                r = tokio::time::timeout(idle_after(job, &batch), stream.next()) => Some(r),
             }
         };
         let msg = match next {
             None => {
                 // Stop: finish what is in hand (whole transactions only).
-                if !batch.is_empty() {
-                    flush(
-                        job,
-                        &target,
-                        &mut stream,
-                        &mut batch,
-                        &mut batch_end,
-                        &mut batch_txns,
-                        &mut batch_changes,
-                        &mut applied,
-                        &mut outcome,
-                    )
-                    .await?;
-                }
+                flush(
+                    applier,
+                    &mut stream,
+                    &mut batch,
+                    &mut applied,
+                    &mut outcome,
+                    true,
+                )
+                .await?;
                 break;
             }
             Some(Err(_elapsed)) => {
-                if !batch.is_empty() {
-                    flush(
-                        job,
-                        &target,
-                        &mut stream,
-                        &mut batch,
-                        &mut batch_end,
-                        &mut batch_txns,
-                        &mut batch_changes,
-                        &mut applied,
-                        &mut outcome,
-                    )
-                    .await?;
-                } else if txn.is_none()
-                    && stream.server_wal_end() > applied
-                    && (job.exit_when_caught_up
+                let had_batch = batch.end.is_some();
+                let end = stream.server_wal_end();
+                if txn.is_none()
+                    && spools.is_empty()
+                    && end > applier.queued.max(applied)
+                    && batch.end.is_none_or(|e| end > e)
+                    && (batch.end.is_some()
+                        || job.exit_when_caught_up
                         || last_idle_advance.elapsed() > Duration::from_secs(2))
                 {
-                    // Nothing of ours in flight and the server has sent everything before its
-                    // WAL end: record and confirm it, so the slot does not hold WAL for other
+                    // No transaction of ours half received (nor a streamed one open) and the
+                    // server has sent everything before its WAL end: record and confirm that
+                    // (with the batch in hand, if any), so the slot does not hold WAL for other
                     // databases' or tables' traffic.
-                    let end = stream.server_wal_end();
-                    target
-                        .batch_execute(&progress_sql(&job.plan_name, end, 0, 0))
-                        .await
-                        .map_err(|e| job.target.query_error("writing pgmove.progress", &e))?;
-                    stream.confirm(end);
-                    applied = end;
+                    batch.end = Some(end);
                     last_idle_advance = Instant::now();
                 }
-                if job.exit_when_caught_up && txn.is_none() && batch.is_empty() {
+                // Caught up? Once nothing is left to hand over: wait for what was, then compare.
+                let caught_up_check = job.exit_when_caught_up && txn.is_none() && !had_batch;
+                flush(
+                    applier,
+                    &mut stream,
+                    &mut batch,
+                    &mut applied,
+                    &mut outcome,
+                    caught_up_check,
+                )
+                .await?;
+                if caught_up_check {
                     let goal = *caught_up_goal.get_or_insert(current_wal_lsn(job).await?);
                     if applied >= goal {
                         tracing::info!(%applied, "caught up with the source");
@@ -222,13 +426,91 @@ pub async fn run(
                 None => break,
             },
         };
+        // Streamed transactions: their messages wait in the spool until Stream Commit, then
+        // come back above as Begin, messages, Commit. Nothing of them is applied or confirmed
+        // before; one aborted, or not committed before a restart, leaves no trace.
+        let msg = match msg {
+            Message::StreamStart(s) => {
+                spools
+                    .start(s.xid, s.first_segment)
+                    .map_err(|e| spool_error(e, applied))?;
+                continue;
+            }
+            Message::StreamStop => {
+                spools.stop();
+                continue;
+            }
+            Message::StreamAbort(a) => {
+                if spools.abort(a.xid, a.subxid) {
+                    // pgoutput sends a streamed message with the top-level xid: whether the
+                    // DDL message belonged to the subtransaction that rolled back is unknown.
+                    // Start over without streaming: the server then sends that transaction
+                    // whole at its commit, without what rolled back.
+                    tracing::warn!(
+                        xid = a.xid,
+                        subxid = a.subxid,
+                        "a subtransaction rolled back in a streamed transaction holding DDL: resuming without streaming of in-progress transactions"
+                    );
+                    flush(
+                        applier,
+                        &mut stream,
+                        &mut batch,
+                        &mut applied,
+                        &mut outcome,
+                        true,
+                    )
+                    .await?;
+                    let _ = stream.stop().await;
+                    stream_opts.streaming = false;
+                    stream = restart_stream(job, applied, &stream_opts).await?;
+                    spools = Spools::default();
+                    txn = None;
+                    replay = None;
+                }
+                continue;
+            }
+            Message::StreamCommit(c) => {
+                replay = Some(spools.commit(&c).map_err(|e| spool_error(e, applied))?);
+                continue;
+            }
+            m if spools.block().is_some() => {
+                let raw = match (&m, stream.last_raw()) {
+                    (Message::Begin(_) | Message::Commit(_), _) | (_, None) => None,
+                    (_, Some((lsn, raw))) => Some((*lsn, raw.clone())),
+                };
+                let Some((lsn, raw)) = raw else {
+                    return Err(CdcError::Apply {
+                        lsn: applied,
+                        message: format!("{} inside a stream block", m.kind()),
+                    });
+                };
+                spools
+                    .push(lsn, &m, raw)
+                    .map_err(|e| spool_error(e, applied))?;
+                continue;
+            }
+            m => m,
+        };
+        tracing::trace!(kind = msg.kind(), %applied, "pgoutput message");
         match msg {
-            Message::Begin(_) => {
+            Message::Begin(b) => {
                 txn = Some(Txn {
-                    changes: Vec::new(),
+                    commit_lsn: b.final_lsn,
+                    // Applied before a restart (the server normally skips those itself).
+                    skip: b.final_lsn < applied,
+                    pending: Vec::new(),
+                    sql: Vec::new(),
+                    changes: 0,
                 })
             }
             Message::Relation(r) => {
+                // A relation already known is described again after it changed (DDL): the
+                // changes received so far were made with its earlier shape.
+                if rels.contains_key(&r.oid) {
+                    if let Some(t) = txn.as_mut() {
+                        convert(job, &rels, t)?;
+                    }
+                }
                 rels.insert(r.oid, r);
             }
             Message::Insert(i) => {
@@ -237,7 +519,7 @@ pub async fn run(
                     message: m,
                 })?;
                 if let Some(t) = txn.as_mut() {
-                    t.changes.push((
+                    t.pending.push((
                         i.relation,
                         Change::Insert {
                             rel: i.relation,
@@ -259,7 +541,7 @@ pub async fn run(
                     None => None,
                 };
                 if let Some(t) = txn.as_mut() {
-                    t.changes.push((
+                    t.pending.push((
                         u.relation,
                         Change::Update {
                             rel: u.relation,
@@ -278,7 +560,7 @@ pub async fn run(
                     message: m,
                 })?;
                 if let Some(t) = txn.as_mut() {
-                    t.changes.push((
+                    t.pending.push((
                         d.relation,
                         Change::Delete {
                             rel: d.relation,
@@ -290,7 +572,7 @@ pub async fn run(
             Message::Truncate(tr) => {
                 if let Some(t) = txn.as_mut() {
                     let first = tr.relations.first().copied().unwrap_or(0);
-                    t.changes.push((
+                    t.pending.push((
                         first,
                         Change::Truncate {
                             rels: tr.relations.clone(),
@@ -301,60 +583,135 @@ pub async fn run(
                 }
             }
             Message::Commit(c) => {
-                let t = txn.take().unwrap_or(Txn {
-                    changes: Vec::new(),
-                });
-                if c.end_lsn <= applied {
+                let mut t = match txn.take() {
+                    Some(t) => t,
+                    None => continue,
+                };
+                if t.skip || c.end_lsn <= applied {
                     continue; // applied before a restart
                 }
-                let changes: Vec<Change> = t
-                    .changes
-                    .into_iter()
-                    .filter(|(oid, _)| {
-                        // Skip what the copy of a later snapshot already holds.
-                        let key = rels
-                            .get(oid)
-                            .map(|r| (r.schema().to_string(), r.name.clone()));
-                        match key.and_then(|k| job.table_lsns.get(&k)) {
-                            Some(snap) => c.commit_lsn >= *snap,
-                            None => true,
-                        }
-                    })
-                    .map(|(_, ch)| ch)
-                    .collect();
-                let lookup = |oid: u32| rels.get(&oid).map(rel_of);
-                let sql = apply::to_sql(&changes, &lookup).map_err(|e| CdcError::Apply {
-                    lsn: c.end_lsn,
-                    message: e.to_string(),
-                })?;
-                batch_changes += changes.len() as u64;
-                batch_txns += 1;
-                batch.extend(sql);
-                batch_end = Some(c.end_lsn);
-                if batch_changes as usize >= job.batch_changes {
+                convert(job, &rels, &mut t)?;
+                batch.changes += t.changes;
+                batch.txns += 1;
+                batch.items.extend(t.sql);
+                batch.end = Some(c.end_lsn);
+                if batch.changes as usize >= job.batch_changes {
                     flush(
-                        job,
-                        &target,
+                        applier,
                         &mut stream,
                         &mut batch,
-                        &mut batch_end,
-                        &mut batch_txns,
-                        &mut batch_changes,
                         &mut applied,
                         &mut outcome,
+                        false,
                     )
                     .await?;
                 }
             }
             Message::Logical(m) => {
-                tracing::debug!(prefix = %m.prefix, "logical decoding message (not applied)");
+                let cfg = match &ddl_cfg {
+                    Some(cfg) if m.prefix == ddl::prefix(&cfg.plan_name) => cfg,
+                    _ => {
+                        tracing::debug!(prefix = %m.prefix, "logical decoding message (not applied)");
+                        continue;
+                    }
+                };
+                let t = match txn.as_mut() {
+                    Some(t) if m.transactional => t,
+                    _ => {
+                        // The trigger writes only transactional messages; anyone can call
+                        // pg_logical_emit_message, so this one is not from it.
+                        tracing::warn!(lsn = %m.lsn, prefix = %m.prefix, "non-transactional message with pgmove's DDL prefix: not written by pgmove's trigger, ignored");
+                        continue;
+                    }
+                };
+                if t.skip {
+                    continue;
+                }
+                match ddl::handle(&m, cfg) {
+                    Ok(None) => {
+                        tracing::debug!(lsn = %m.lsn, "DDL message skipped (excluded tables, or applied by hand)");
+                    }
+                    Ok(Some(action)) => {
+                        // The changes before the statement, with the relations before it.
+                        convert(job, &rels, t)?;
+                        tracing::info!(lsn = %action.lsn, tag = %action.tag, statement = %action.statement, "replicating DDL from the source");
+                        for nt in &action.new_tables {
+                            if nt.published {
+                                tracing::info!(table = %format!("{}.{}", nt.schema, nt.name), "new table on the source: published from its creation on, its rows are replicated");
+                            } else {
+                                tracing::warn!(
+                                    table = %format!("{}.{}", nt.schema, nt.name),
+                                    reason = %nt.reason.as_deref().unwrap_or("not in the publication"),
+                                    "new table on the source is created on the target but its rows are NOT replicated; give it a primary key on the source before writing to it, or copy its rows yourself"
+                                );
+                            }
+                        }
+                        t.sql.push(action.sql.into());
+                    }
+                    Err(e) => {
+                        let commit_lsn = t.commit_lsn;
+                        // Whole transactions before this one: applied and confirmed; this one
+                        // is not, so the slot keeps it and a rerun stops here again.
+                        flush(
+                            applier,
+                            &mut stream,
+                            &mut batch,
+                            &mut applied,
+                            &mut outcome,
+                            true,
+                        )
+                        .await?;
+                        let message =
+                            ddl_stop_message(&e, &job.plan_name, m.lsn, commit_lsn, applied);
+                        let _ = stream.stop().await;
+                        return Err(CdcError::Ddl {
+                            lsn: m.lsn,
+                            message,
+                        });
+                    }
+                }
             }
             _ => {}
         }
     }
+    // What was handed over is committed (or failed) before the outcome is told.
+    applier
+        .wait(&mut stream, &mut applied, &mut outcome)
+        .await?;
     let _ = stream.stop().await;
     outcome.applied_lsn = applied.to_string();
     Ok(outcome)
+}
+
+/// A new replication session from `applied`, once the previous one let the slot go (which
+/// takes the server a moment).
+async fn restart_stream(
+    job: &CdcJob,
+    applied: Lsn,
+    opts: &StreamOptions,
+) -> Result<ChangeStream, CdcError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match ChangeStream::start_with(&job.source, &job.slot, &[&job.publication], applied, opts)
+            .await
+        {
+            Ok(s) => return Ok(s),
+            Err(StreamError::Stream { ref message, .. })
+                if message.to_lowercase().contains("is active for pid")
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn spool_error(e: spool::SpoolError, applied: Lsn) -> CdcError {
+    CdcError::Apply {
+        lsn: applied,
+        message: e.to_string(),
+    }
 }
 
 /// The source's current WAL write position.
@@ -367,51 +724,313 @@ async fn current_wal_lsn(job: &CdcJob) -> Result<Lsn, CdcError> {
     Ok(row.get(0))
 }
 
-/// Applies the batch and its progress row in one target transaction, then confirms its LSN.
-#[allow(clippy::too_many_arguments)]
-async fn flush(
-    job: &CdcJob,
-    target: &tokio_postgres::Client,
-    stream: &mut ChangeStream,
-    batch: &mut Vec<String>,
-    batch_end: &mut Option<Lsn>,
-    batch_txns: &mut u64,
-    batch_changes: &mut u64,
-    applied: &mut Lsn,
-    outcome: &mut CdcOutcome,
-) -> Result<(), CdcError> {
-    let end = match batch_end.take() {
-        Some(e) => e,
-        None => {
-            batch.clear();
-            return Ok(());
+/// How long the stream may be silent before the loop looks around: soon when a batch is in
+/// hand (the target should not wait while changes are here) or when it is to exit once caught
+/// up; else every 200 ms (idle progress, stop).
+fn idle_after(job: &CdcJob, batch: &Batch) -> Duration {
+    if batch.end.is_some() || job.exit_when_caught_up {
+        Duration::from_millis(10)
+    } else {
+        Duration::from_millis(200)
+    }
+}
+
+/// Whole source transactions for one target transaction.
+#[derive(Debug, Default)]
+struct Batch {
+    items: Vec<apply::Item>,
+    /// End LSN of its last transaction, or a later one the server said it sent everything
+    /// before; `None`: nothing to apply or record.
+    end: Option<Lsn>,
+    txns: u64,
+    changes: u64,
+}
+
+impl Batch {
+    fn append(&mut self, next: Batch) {
+        self.items.extend(next.items);
+        self.end = next.end.max(self.end);
+        self.txns += next.txns;
+        self.changes += next.changes;
+    }
+}
+
+/// A batch the target committed.
+#[derive(Debug)]
+struct Done {
+    end: Lsn,
+    txns: u64,
+    changes: u64,
+}
+
+/// Batches handed over, at most, beyond the one the apply task is applying: the stream waits
+/// (and the server with it) when the target is this far behind.
+const QUEUED_BATCHES: usize = 2;
+
+/// The apply task and its channels: batches go in, in order; what the target committed comes
+/// back, in order, and is confirmed to the source only then.
+struct Applier {
+    tx: Option<mpsc::Sender<Batch>>,
+    done: mpsc::UnboundedReceiver<Result<Done, CdcError>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// Tells the task to start no other batch.
+    halt: Arc<AtomicBool>,
+    /// End LSN of the last batch handed over.
+    queued: Lsn,
+}
+
+impl Drop for Applier {
+    fn drop(&mut self) {
+        // If `run` is dropped mid-way: the target transaction in progress ends as it ends
+        // (as a statement in flight always did), no other one starts.
+        self.halt.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Applier {
+    /// Starts the apply task on the target session `client` (set up for applying).
+    fn start(job: &CdcJob, client: tokio_postgres::Client, reorder_tables: bool) -> Applier {
+        let (tx, rx) = mpsc::channel(QUEUED_BATCHES);
+        let (done_tx, done) = mpsc::unbounded_channel();
+        let halt = Arc::new(AtomicBool::new(false));
+        let ctx = ApplyCtx {
+            plan_name: job.plan_name.clone(),
+            target: job.target.clone(),
+            client,
+            reorder_tables,
+            // Batches waiting when the target is behind go into one transaction, up to this.
+            max_changes: job.batch_changes.max(1).saturating_mul(4),
+        };
+        let task = tokio::spawn(apply_task(ctx, rx, done_tx, halt.clone()));
+        Applier {
+            tx: Some(tx),
+            done,
+            task: Some(task),
+            halt,
+            queued: Lsn(0),
         }
-    };
-    let mut sql = String::from("BEGIN;\n");
-    for s in batch.iter() {
+    }
+
+    /// Records a committed batch, or returns the task's error.
+    fn record(
+        r: Option<Result<Done, CdcError>>,
+        stream: &mut ChangeStream,
+        applied: &mut Lsn,
+        outcome: &mut CdcOutcome,
+    ) -> Result<(), CdcError> {
+        match r {
+            Some(Ok(d)) => {
+                stream.confirm(d.end);
+                *applied = d.end.max(*applied);
+                outcome.transactions += d.txns;
+                outcome.changes += d.changes;
+                Ok(())
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(CdcError::Apply {
+                lsn: *applied,
+                message: "the apply task ended unexpectedly".to_string(),
+            }),
+        }
+    }
+
+    /// Records the batches committed so far, without waiting.
+    fn poll(
+        &mut self,
+        stream: &mut ChangeStream,
+        applied: &mut Lsn,
+        outcome: &mut CdcOutcome,
+    ) -> Result<(), CdcError> {
+        loop {
+            match self.done.try_recv() {
+                Ok(r) => Self::record(Some(r), stream, applied, outcome)?,
+                Err(mpsc::error::TryRecvError::Empty) => return Ok(()),
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    return if *applied >= self.queued {
+                        Ok(())
+                    } else {
+                        Self::record(None, stream, applied, outcome)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until every batch handed over is committed and recorded.
+    async fn wait(
+        &mut self,
+        stream: &mut ChangeStream,
+        applied: &mut Lsn,
+        outcome: &mut CdcOutcome,
+    ) -> Result<(), CdcError> {
+        self.poll(stream, applied, outcome)?;
+        while *applied < self.queued {
+            let r = self.done.recv().await;
+            Self::record(r, stream, applied, outcome)?;
+        }
+        Ok(())
+    }
+
+    /// Hands a batch over (waiting while [`QUEUED_BATCHES`] wait already).
+    async fn send(
+        &mut self,
+        b: Batch,
+        stream: &mut ChangeStream,
+        applied: &mut Lsn,
+        outcome: &mut CdcOutcome,
+    ) -> Result<(), CdcError> {
+        let end = b.end.unwrap_or(self.queued);
+        let sent = match &self.tx {
+            Some(tx) => tx.send(b).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            // The task stopped: it failed, and says why.
+            self.tx = None;
+            self.wait(stream, applied, outcome).await?;
+            return Self::record(None, stream, applied, outcome);
+        }
+        self.queued = end.max(self.queued);
+        Ok(())
+    }
+
+    /// Ends the task: it starts no other batch, and this returns once the transaction it is
+    /// applying (if any) has ended.
+    async fn shutdown(mut self) {
+        self.halt.store(true, Ordering::SeqCst);
+        self.tx = None;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// What the apply task owns.
+struct ApplyCtx {
+    plan_name: String,
+    target: Endpoint,
+    client: tokio_postgres::Client,
+    reorder_tables: bool,
+    max_changes: usize,
+}
+
+/// Applies batches in order, each (with the ones waiting behind it, up to `max_changes`) in one
+/// target transaction with its progress row; reports each commit, or the first failure and
+/// stops.
+async fn apply_task(
+    ctx: ApplyCtx,
+    mut rx: mpsc::Receiver<Batch>,
+    done: mpsc::UnboundedSender<Result<Done, CdcError>>,
+    halt: Arc<AtomicBool>,
+) {
+    while let Some(mut b) = rx.recv().await {
+        if halt.load(Ordering::SeqCst) {
+            break;
+        }
+        while (b.changes as usize) < ctx.max_changes {
+            match rx.try_recv() {
+                Ok(next) => b.append(next),
+                Err(_) => break,
+            }
+        }
+        let end = match b.end {
+            Some(e) => e,
+            None => continue,
+        };
+        let r = commit_batch(&ctx, &b, end).await.map(|()| Done {
+            end,
+            txns: b.txns,
+            changes: b.changes,
+        });
+        let failed = r.is_err();
+        if done.send(r).is_err() || failed {
+            break;
+        }
+    }
+}
+
+/// `BEGIN; statements; progress row; COMMIT;` as one simple query.
+fn transaction_sql(statements: &[String], progress: &str) -> String {
+    let mut sql = String::with_capacity(
+        statements.iter().map(|s| s.len() + 1).sum::<usize>() + progress.len() + 16,
+    );
+    sql.push_str("BEGIN;\n");
+    for s in statements {
         sql.push_str(s);
         sql.push('\n');
     }
-    sql.push_str(&progress_sql(
-        &job.plan_name,
-        end,
-        *batch_txns,
-        *batch_changes,
-    ));
+    sql.push_str(progress);
     sql.push_str("COMMIT;");
-    if let Err(e) = target.batch_execute(&sql).await {
-        let _ = target.batch_execute("ROLLBACK").await;
-        return Err(CdcError::Apply {
-            lsn: end,
-            message: job.target.query_error("applying changes", &e).to_string(),
-        });
+    sql
+}
+
+/// Applies the batch and its progress row in one target transaction. Merged statements
+/// ([`apply::batch_sql`]) first; if the server refuses them, the batch again change by
+/// change ([`apply::plain_sql`]), whose result is the reference.
+async fn commit_batch(ctx: &ApplyCtx, b: &Batch, end: Lsn) -> Result<(), CdcError> {
+    let progress = progress_sql(&ctx.plan_name, end, b.txns, b.changes);
+    let fast = apply::batch_sql(&b.items, ctx.reorder_tables).map_err(|e| CdcError::Apply {
+        lsn: end,
+        message: e.to_string(),
+    })?;
+    let failed = |e: &tokio_postgres::Error| CdcError::Applying {
+        lsn: end,
+        source: ctx.target.query_error("applying changes", e),
+    };
+    let e = match ctx
+        .client
+        .batch_execute(&transaction_sql(&fast, &progress))
+        .await
+    {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    let _ = ctx.client.batch_execute("ROLLBACK").await;
+    // Only the server's refusal is worth another try; a broken session is not.
+    if e.as_db_error().is_none() {
+        return Err(failed(&e));
     }
-    stream.confirm(end);
-    *applied = end;
-    outcome.transactions += *batch_txns;
-    outcome.changes += *batch_changes;
-    batch.clear();
-    *batch_txns = 0;
-    *batch_changes = 0;
+    let plain = apply::plain_sql(&b.items).map_err(|e| CdcError::Apply {
+        lsn: end,
+        message: e.to_string(),
+    })?;
+    if plain == fast {
+        return Err(failed(&e));
+    }
+    tracing::debug!(
+        error = %crate::pg::error_text(&e),
+        %end,
+        "the merged statements of a batch failed; applying it change by change"
+    );
+    if let Err(e) = ctx
+        .client
+        .batch_execute(&transaction_sql(&plain, &progress))
+        .await
+    {
+        let _ = ctx.client.batch_execute("ROLLBACK").await;
+        return Err(failed(&e));
+    }
     Ok(())
+}
+
+/// Hands the batch in hand (if any) to the apply task, which commits it with its progress row
+/// in one target transaction; records (and confirms to the source) what the target committed
+/// meanwhile. With `wait`: returns once everything handed over is committed and confirmed.
+async fn flush(
+    applier: &mut Applier,
+    stream: &mut ChangeStream,
+    batch: &mut Batch,
+    applied: &mut Lsn,
+    outcome: &mut CdcOutcome,
+    wait: bool,
+) -> Result<(), CdcError> {
+    let b = std::mem::take(batch);
+    if b.end.is_some() {
+        applier.send(b, stream, applied, outcome).await?;
+    }
+    if wait {
+        applier.wait(stream, applied, outcome).await
+    } else {
+        applier.poll(stream, applied, outcome)
+    }
 }

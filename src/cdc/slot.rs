@@ -81,6 +81,9 @@ pub enum SlotProblem {
     Tls,
     /// Nothing answered at the address.
     Unreachable,
+    /// The server cannot take the connection now (starting up, shutting down, recovering) or
+    /// the connection broke while it was being set up: a later attempt may work.
+    Unavailable,
 }
 
 /// A failure creating, inspecting or dropping the slot. The text names the side and never
@@ -689,6 +692,28 @@ fn wire_text(ep: &Endpoint, e: &PgWireError) -> String {
     pg::redact(&text, ep.info.password.as_ref())
 }
 
+/// The cause of a replication driver error. pgwire-replication 0.5 keeps a server error's
+/// SQLSTATE only in its text (`"<message> (SQLSTATE 57P01)"`), so it is read from there.
+pub fn wire_cause(e: &PgWireError) -> pg::Cause {
+    match e {
+        PgWireError::Server(m) => sqlstate_in(m)
+            .map(pg::Cause::Server)
+            .unwrap_or(pg::Cause::Other),
+        PgWireError::Io(io) if pg::io_is_network(io) => pg::Cause::Connection,
+        // The driver's worker task ended unexpectedly (its connection is gone with it).
+        PgWireError::Task(_) => pg::Cause::Connection,
+        _ => pg::Cause::Other,
+    }
+}
+
+/// The SQLSTATE at the end of pgwire-replication's text of a server error.
+fn sqlstate_in(message: &str) -> Option<String> {
+    let rest = message.rsplit_once("(SQLSTATE ")?.1;
+    let code = rest.get(..5)?;
+    (code.bytes().all(|b| b.is_ascii_alphanumeric()) && rest[5..].starts_with(')'))
+        .then(|| code.to_string())
+}
+
 fn connect_error(ep: &Endpoint, e: &PgWireError) -> SlotError {
     let message = wire_text(ep, e);
     let (mut problem, mut hint) = classify(ep, "", &message);
@@ -708,6 +733,8 @@ fn connect_error(ep: &Endpoint, e: &PgWireError) -> SlotError {
                 ep.info.host(),
                 ep.info.port()
             ));
+        } else if wire_cause(e).is_transient() {
+            problem = Some(SlotProblem::Unavailable);
         }
     }
     SlotError::Connect {

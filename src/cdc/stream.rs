@@ -3,18 +3,24 @@
 //!
 //! [`ChangeStream::start`] opens a replication session with [`slot::open_session`] (TLS, auth
 //! and session settings as for the slot) and sends `START_REPLICATION` through
-//! pgwire-replication 0.5; [`ChangeStream::next`] yields each message as `(Lsn, Message)`;
+//! pgwire-replication 0.5 (vendored with a patch, `vendor/pgwire-replication/PGMOVE-PATCH.md`);
+//! [`ChangeStream::next`] yields each message as `(Lsn, Message)`;
 //! [`ChangeStream::confirm`] reports a durably applied LSN to the server.
 //!
-//! What pgwire-replication 0.5 gives, and what it does not:
-//! - `START_REPLICATION` is fixed at `proto_version '1'` with `messages 'true'` (and
-//!   `binary 'true'` on request); there is no way to ask for protocol 2+ or `streaming`. So a
-//!   large transaction reaches us only after it committed, whole (the server spills it to disk
-//!   meanwhile), never as Stream Start/Stop blocks. The decoder ([`pgoutput`]) handles
-//!   protocols 1–4 for the day the driver (or a replacement) passes those options.
-//! - It decodes Begin, Commit and Message itself and hands them over as events without their
-//!   raw bytes (Commit without its flags, which are always 0); every other pgoutput message
-//!   comes as raw `XLogData` bytes, which [`pgoutput::decode_bytes`] decodes without copying.
+//! Protocol: on PostgreSQL 14+ the stream asks for `proto_version '2'` with `streaming 'on'`
+//! (unless [`StreamOptions::streaming`] is off): a transaction larger than the server's
+//! `logical_decoding_work_mem` then flows while it is in progress, as Stream Start / Stream
+//! Stop blocks of changes (each carrying its (sub)transaction id), ended by Stream Commit or
+//! Stream Abort; the consumer spools them until the commit ([`crate::cdc::spool`]). Older
+//! servers get protocol 1, where a large transaction arrives only after it committed, whole.
+//! [`ChangeStream::protocol_version`] tells which.
+//!
+//! What pgwire-replication gives:
+//! - It decodes Begin and Commit (and, with protocol 1, Message) itself and hands them over
+//!   as events without their raw bytes (Commit without its flags, which are always 0); every
+//!   other pgoutput message comes as raw `XLogData` bytes, which [`pgoutput::StreamDecoder`]
+//!   decodes without copying, knowing whether it is inside a stream block. The raw bytes of
+//!   the last one stay available ([`ChangeStream::last_raw`]) for spooling.
 //!   Keepalives are answered by the driver (with the confirmed LSN) and tracked here
 //!   ([`ChangeStream::server_wal_end`]).
 //! - Feedback is explicit: the driver reports only what [`ChangeStream::confirm`] was given
@@ -47,6 +53,9 @@ pub struct StreamOptions {
     pub binary: bool,
     /// Events buffered between the driver's task and [`ChangeStream::next`].
     pub buffer_events: usize,
+    /// On PostgreSQL 14+, ask for protocol 2 and `streaming 'on'` (large in-progress
+    /// transactions flow before their commit). Off, or an older server: protocol 1.
+    pub streaming: bool,
 }
 
 impl Default for StreamOptions {
@@ -55,6 +64,7 @@ impl Default for StreamOptions {
             status_interval: Duration::from_secs(1),
             binary: false,
             buffer_events: 8192,
+            streaming: true,
         }
     }
 }
@@ -72,6 +82,8 @@ pub enum StreamError {
         slot: String,
         message: String,
         hint: Option<String>,
+        /// What failed: the server's SQLSTATE, the network, or something else.
+        cause: pg::Cause,
     },
     /// A message could not be decoded.
     #[error("{side}: replication stream from slot {slot}, message at {lsn}: {source}")]
@@ -98,6 +110,9 @@ pub struct ChangeStream {
     confirmed: Lsn,
     server_wal_end: Lsn,
     status_interval: Duration,
+    proto_version: u32,
+    /// The position and raw bytes of the last `XLogData` message returned.
+    last_raw: Option<(Lsn, bytes::Bytes)>,
 }
 
 impl std::fmt::Debug for ChangeStream {
@@ -107,6 +122,7 @@ impl std::fmt::Debug for ChangeStream {
             .field("slot", &self.slot)
             .field("confirmed", &self.confirmed)
             .field("server_wal_end", &self.server_wal_end)
+            .field("proto_version", &self.proto_version)
             .finish()
     }
 }
@@ -164,6 +180,9 @@ impl ChangeStream {
             cfg
         })
         .await?;
+        // Streaming of in-progress transactions: protocol 2, PostgreSQL 14+.
+        let streaming = opts.streaming && session.server_version_num >= 140_000;
+        let proto_version = if streaming { 2 } else { 1 };
         let mut stream = ChangeStream {
             client: session.client,
             endpoint: ep.clone(),
@@ -172,19 +191,22 @@ impl ChangeStream {
             confirmed: start_lsn,
             server_wal_end: Lsn(0),
             status_interval: opts.status_interval,
+            proto_version,
+            last_raw: None,
         };
         tracing::debug!(side = %ep.side, slot, %start_lsn, ?publications, "starting logical replication");
-        let started = match stream.client.start().await {
+        let started = match stream.client.start_with(proto_version, streaming).await {
             Ok(()) => stream.client.wait_started().await,
             Err(e) => Err(e),
         };
         started.map_err(|e| stream.wire_error(&e))?;
-        tracing::info!(side = %ep.side, slot, %start_lsn, "logical replication started (pgoutput protocol 1)");
+        tracing::info!(side = %ep.side, slot, %start_lsn, proto_version, streaming, "logical replication started");
         Ok(stream)
     }
 
     /// The next message and its WAL position: for a change, a Message or a Relation, the
-    /// position the server sent with it (a change's own LSN); for Commit its end LSN (where a
+    /// position the server sent with it (a change's own LSN); for Commit and Stream Commit
+    /// its end LSN (where a
     /// consumer that applied it resumes); for Begin, whose position pgwire-replication 0.5
     /// does not pass on, the transaction's final (commit) LSN. `None` when the stream ended
     /// normally (after [`stop`](Self::stop)). Keepalives are handled here and not returned.
@@ -207,6 +229,7 @@ impl ChangeStream {
                 } => {
                     self.note_wal_end(ours(wal_end));
                     let lsn = ours(wal_start);
+                    self.last_raw = Some((lsn, data.clone()));
                     let msg =
                         self.decoder
                             .decode_bytes(data)
@@ -216,6 +239,15 @@ impl ChangeStream {
                                 lsn,
                                 source,
                             })?;
+                    match &msg {
+                        Message::StreamCommit(c) => {
+                            let end = c.end_lsn;
+                            self.note_wal_end(end);
+                            return Ok(Some((end, msg)));
+                        }
+                        Message::Logical(m) => return Ok(Some((m.lsn, msg))),
+                        _ => {}
+                    }
                     return Ok(Some((lsn, msg)));
                 }
                 ReplicationEvent::Begin {
@@ -301,9 +333,29 @@ impl ChangeStream {
         self.server_wal_end
     }
 
-    /// The pgoutput protocol version the stream runs (pgwire-replication 0.5 fixes it at 1).
+    /// The pgoutput protocol version the stream runs: 2 (with `streaming 'on'`) on
+    /// PostgreSQL 14+, else 1.
     pub fn protocol_version(&self) -> u32 {
-        1
+        self.proto_version
+    }
+
+    /// Whether large in-progress transactions are streamed (protocol 2+).
+    pub fn streaming(&self) -> bool {
+        self.proto_version >= 2
+    }
+
+    /// Between a Stream Start and its Stream Stop: the next change belongs to a streamed
+    /// transaction.
+    pub fn in_stream_block(&self) -> bool {
+        self.decoder.in_stream()
+    }
+
+    /// The WAL position and the raw pgoutput bytes of the last `XLogData` message
+    /// [`next`](Self::next) returned (not of Begin, Commit, or a protocol-1 Message, which
+    /// the driver decodes itself). [`pgoutput::decode_bytes`] with `in_stream` decodes them
+    /// again, for a message of a stream block.
+    pub fn last_raw(&self) -> Option<&(Lsn, bytes::Bytes)> {
+        self.last_raw.as_ref()
     }
 
     /// Ends the stream: waits (at most two status intervals) until the last confirmed LSN
@@ -365,6 +417,7 @@ impl ChangeStream {
             slot: quote::ident(&self.slot),
             message,
             hint,
+            cause: slot::wire_cause(e),
         }
     }
 }

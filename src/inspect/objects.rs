@@ -7,7 +7,7 @@ use super::{index_by, InspectError, Reader, BATCH};
 use crate::pg::quote;
 
 /// An extension installed in the database.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Extension {
     pub name: String,
     pub version: String,
@@ -129,7 +129,7 @@ pub(super) async fn read_schemas(r: &Reader<'_>) -> Result<Vec<Schema>, InspectE
 }
 
 /// A sequence in a non-system schema.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Sequence {
     pub oid: u32,
     pub schema: String,

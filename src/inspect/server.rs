@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{InspectError, Reader};
 
 /// The server and the database connected to.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct ServerInfo {
     /// `server_version_num`, e.g. 150018.
     pub version_num: i32,
@@ -78,7 +78,7 @@ pub(super) async fn read_server(r: &Reader<'_>) -> Result<ServerInfo, InspectErr
 
 /// The settings that decide what a migration can do. Times in milliseconds, sizes in MB,
 /// whatever unit the server reports them in.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Settings {
     /// `server_version`, e.g. `15.8 (Debian 15.8-1.pgdg120+1)`.
     pub server_version: String,
@@ -217,7 +217,7 @@ pub(super) async fn read_settings(
 }
 
 /// The rights of the connecting role.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Rights {
     /// `rolsuper`.
     pub superuser: bool,
@@ -297,9 +297,10 @@ pub(super) async fn read_rights(r: &Reader<'_>) -> Result<Rights, InspectError> 
 ///   RDS-specific library preloaded on every RDS instance), or the role `rds_superuser` exists.
 /// - **SelfManaged**: none of these. A self-managed server with a role someone named
 ///   `rds_superuser` is taken for RDS; the plan's `target.kind` overrides detection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Platform {
+    #[default]
     SelfManaged,
     Rds,
     Aurora,

@@ -37,10 +37,11 @@ impl fmt::Display for RelName {
 }
 
 /// What kind of table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TableKind {
     /// An ordinary table (relkind `r`) or a foreign table (`f`) that is not a partition.
+    #[default]
     Plain,
     /// A partitioned table (relkind `p`): holds no rows itself. An intermediate level of a
     /// multi-level hierarchy is a `PartitionedParent` with a `parent`.
@@ -50,10 +51,11 @@ pub enum TableKind {
 }
 
 /// `relreplident`: which old-row columns UPDATE and DELETE write to the WAL.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplicaIdentity {
     /// The primary key, if there is one.
+    #[default]
     Default,
     /// The index chosen with `REPLICA IDENTITY USING INDEX`.
     Index,
@@ -86,7 +88,7 @@ pub enum Identity {
 }
 
 /// A table in a non-system schema.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Table {
     pub oid: u32,
     pub schema: String,

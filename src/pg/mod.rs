@@ -51,9 +51,15 @@ pub enum PgError {
         endpoint: String,
         message: String,
         hint: Option<String>,
+        /// What failed: the server's SQLSTATE, the network, or the client's setup.
+        cause: Cause,
     },
     #[error("{side}: {message}")]
     Query { side: Side, message: String },
+    /// The session ended under a request: the connection broke or was closed, or the server
+    /// ended it (a FATAL error such as `57P01 admin_shutdown`). A new connection may work.
+    #[error("{side}: {message}")]
+    Lost { side: Side, message: String },
     #[error("{side}: no connection from the pool: {message}")]
     Pool { side: Side, message: String },
 }
@@ -62,6 +68,96 @@ fn hint_suffix(hint: &Option<String>) -> String {
     hint.as_ref()
         .map(|h| format!("\n  hint: {h}"))
         .unwrap_or_default()
+}
+
+/// Why a request to a server failed, as far as trying again is concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// The server answered with an error of this SQLSTATE.
+    Server(String),
+    /// The network failed: refused, reset, closed, timed out, unreachable.
+    Connection,
+    /// Anything else: configuration, TLS verification, a missing password, the protocol.
+    Other,
+}
+
+impl Cause {
+    /// Whether a new connection may succeed where this failed: the network, or the server
+    /// refusing for now ([`sqlstate_is_transient`]).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Cause::Server(code) => sqlstate_is_transient(code),
+            Cause::Connection => true,
+            Cause::Other => false,
+        }
+    }
+}
+
+/// SQLSTATEs that say the connection or the server is unavailable for now, not that the
+/// request is wrong: class `08` connection exceptions, `57P01` admin_shutdown, `57P02`
+/// crash_shutdown, `57P03` cannot_connect_now (starting up, shutting down, in recovery) and
+/// `53300` too_many_connections.
+pub fn sqlstate_is_transient(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
+/// Whether an I/O error is the network failing (worth trying again), not a local problem or a
+/// TLS verification failure (`InvalidData`).
+pub fn io_is_network(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::ConnectionRefused
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::NotConnected
+            | K::BrokenPipe
+            | K::TimedOut
+            | K::UnexpectedEof
+            | K::AddrNotAvailable
+            | K::HostUnreachable
+            | K::NetworkUnreachable
+            | K::NetworkDown
+            | K::Interrupted
+    )
+}
+
+/// The cause of a driver error.
+pub fn cause(e: &tokio_postgres::Error) -> Cause {
+    if let Some(code) = e.code() {
+        return Cause::Server(code.code().to_string());
+    }
+    if e.is_closed() {
+        return Cause::Connection;
+    }
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            return if io_is_network(io) {
+                Cause::Connection
+            } else {
+                Cause::Other
+            };
+        }
+        src = inner.source();
+    }
+    // tokio-postgres' connect_timeout ("timeout waiting for server") has no source.
+    if e.to_string().starts_with("timeout") {
+        return Cause::Connection;
+    }
+    Cause::Other
+}
+
+/// Whether the session is gone after this error: the connection broke or was closed, or the
+/// server ended the session (FATAL or PANIC).
+pub fn session_lost(e: &tokio_postgres::Error) -> bool {
+    if let Some(db) = e.as_db_error() {
+        return matches!(
+            db.parsed_severity(),
+            Some(tokio_postgres::error::Severity::Fatal | tokio_postgres::error::Severity::Panic)
+        );
+    }
+    cause(e) == Cause::Connection
 }
 
 /// The text of a driver error with the server's detail and hint, as psql shows them.
@@ -196,13 +292,21 @@ impl Endpoint {
     }
 
     /// A query error on this server, with the server's words and no secret.
+    /// [`PgError::Lost`] when the session is gone ([`session_lost`]).
     pub fn query_error(&self, context: &str, e: &tokio_postgres::Error) -> PgError {
+        let message = redact(
+            &format!("{context}: {}", error_text(e)),
+            self.info.password.as_ref(),
+        );
+        if session_lost(e) {
+            return PgError::Lost {
+                side: self.side,
+                message,
+            };
+        }
         PgError::Query {
             side: self.side,
-            message: redact(
-                &format!("{context}: {}", error_text(e)),
-                self.info.password.as_ref(),
-            ),
+            message,
         }
     }
 
@@ -236,6 +340,7 @@ impl Endpoint {
             endpoint: self.display(),
             message,
             hint,
+            cause: cause(e),
         }
     }
 

@@ -386,6 +386,43 @@ impl Cluster {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
+
+    /// Restarts the server (`pg_ctl restart -m fast`: every session is ended) on the same
+    /// port and waits until it accepts connections.
+    pub fn restart(&self) {
+        self.restart_after(Duration::ZERO);
+    }
+
+    /// Stops the server (fast shutdown), keeps it down for `down`, then starts it again on the
+    /// same port and waits until it accepts connections.
+    pub fn restart_after(&self, down: Duration) {
+        let pg_ctl = |args: &[&str]| {
+            let out = run_as(
+                self.as_postgres,
+                Command::new(self.bindir.join("pg_ctl"))
+                    .arg("-D")
+                    .arg(self.data_dir())
+                    .arg("-l")
+                    .arg(self.dir.path().join("server.log"))
+                    .args(args),
+            );
+            assert!(
+                out.status.success(),
+                "pg_ctl {args:?} failed: {}\n{}\nserver log:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                self.log()
+            );
+        };
+        if down.is_zero() {
+            pg_ctl(&["-m", "fast", "-w", "-t", "60", "restart"]);
+        } else {
+            pg_ctl(&["-m", "fast", "-w", "-t", "60", "stop"]);
+            std::thread::sleep(down);
+            pg_ctl(&["-w", "-t", "60", "start"]);
+        }
+        self.wait_ready();
+    }
 }
 
 impl Drop for Cluster {

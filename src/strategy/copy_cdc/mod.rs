@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 
+use crate::cdc::ddl;
 use crate::cdc::slot::{self, ExportedSlot};
 use crate::inspect::{self, Inventory, Table, TableKind};
 use crate::pg::{quote, Endpoint, Lsn, PgError};
@@ -75,6 +76,17 @@ pub struct Job {
     pub keep_slot: bool,
     /// The publication change capture streams (created before the slot).
     pub publication: String,
+    /// `cdc.ddl`: unless `ignore`, the DDL event trigger goes on the source (online only).
+    pub ddl: crate::plan::Ddl,
+}
+
+impl Job {
+    /// Whether the DDL event trigger ([`crate::cdc::ddl`]) is installed on the source: for
+    /// change capture (the slot is kept) when `cdc.ddl` is `replicate` or `refuse` (so the
+    /// applier sees each DDL statement, to run it or to stop at it); never with `ignore`.
+    pub fn installs_ddl_trigger(&self) -> bool {
+        self.keep_slot && self.ddl != crate::plan::Ddl::Ignore
+    }
 }
 
 /// One piece of work: a table, or a ctid block range of one.
@@ -305,6 +317,8 @@ async fn run_steps(
     let mut outcome = Outcome::default();
     if let Some(lsn) = state.step("loaded").await? {
         // An earlier run finished the load; change capture resumes from pgmove.progress.
+        // The DDL trigger is (re)installed: idempotent, it keeps its key.
+        ensure_ddl_trigger(job).await?;
         outcome.consistent_lsn = lsn;
         outcome.slot_kept = job.keep_slot;
         return Ok(outcome);
@@ -376,6 +390,10 @@ async fn run_steps(
         // Before the slot: pgoutput reads the publication as of each change's position.
         ensure_publication(job, &tables).await?;
     }
+    // After the publication (the trigger adds new tables to it) and before the slot, so every
+    // DDL after the slot's consistent point is in the stream. A rerun installs it again
+    // (idempotent: the key stays).
+    ensure_ddl_trigger(job).await?;
     if !todo.is_empty() {
         let (exported, temp_name) = if existing.is_none() {
             (ExportedSlot::create(&base.source, &job.slot).await?, None)
@@ -493,6 +511,18 @@ async fn ensure_publication(job: &Job, tables: &[&Table]) -> Result<(), CopyErro
         .batch_execute(&sql)
         .await
         .map_err(|e| base.source.query_error(&format!("creating publication {} (the source role needs CREATE on the database and ownership of the tables)", job.publication), &e))?;
+    Ok(())
+}
+
+/// Installs the DDL event trigger on the source when the plan wants it (see
+/// [`Job::installs_ddl_trigger`]).
+async fn ensure_ddl_trigger(job: &Job) -> Result<(), CopyError> {
+    if !job.installs_ddl_trigger() {
+        return Ok(());
+    }
+    let base = &job.base;
+    ddl::install(&base.source, &base.plan_name, &base.schemas, &base.exclude).await?;
+    tracing::info!(plan = %base.plan_name, policy = %job.ddl, "DDL event trigger installed on the source (cdc.ddl)");
     Ok(())
 }
 
@@ -997,7 +1027,36 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, C
                 .any(|g| crate::plan::glob_match(g, &format!("{}.{}", t.schema, t.name)))
         })
         .collect();
-    let mut copy = vec![
+    let mut copy = Vec::new();
+    if job.keep_slot {
+        let list = publication_tables(&tables);
+        copy.push(format!(
+            "-- copy-cdc: on the source ({}), unless publication {} exists",
+            base.source.display(),
+            job.publication
+        ));
+        copy.push(if list.is_empty() {
+            format!("CREATE PUBLICATION {};", quote::ident(&job.publication))
+        } else {
+            format!(
+                "CREATE PUBLICATION {} FOR TABLE {};",
+                quote::ident(&job.publication),
+                list.join(", ")
+            )
+        });
+    }
+    if job.installs_ddl_trigger() {
+        copy.push(format!(
+            "-- cdc.ddl {}: the DDL event trigger, on the source as a superuser (rds_superuser on RDS), in one transaction",
+            job.ddl
+        ));
+        copy.push(ddl::install_sql(
+            &base.plan_name,
+            &base.schemas,
+            &base.exclude,
+        ));
+    }
+    copy.extend([
         format!("-- copy-cdc: on a replication connection to the source ({})", base.source.display()),
         format!(
             "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export');",
@@ -1007,7 +1066,7 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, C
             "-- then per chunk, {} at a time, on the source: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '<exported>'; and on the target: BEGIN; SET LOCAL synchronous_commit = off;",
             base.jobs
         ),
-    ];
+    ]);
     for c in chunks(&tables, job.split_bytes) {
         copy.push(format!("{}  =>  {}", c.copy_out_sql(), c.copy_in_sql()));
     }

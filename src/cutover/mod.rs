@@ -1,0 +1,1093 @@
+//! Cutover: the moment the target takes over from the source.
+//!
+//! In order ([`run`]):
+//! 1. **Lag check.** A transactional logical-decoding message (prefix `pgmove.cutover.<plan>`)
+//!    is written on the source and the time until the target has applied past it is measured:
+//!    that is the replication delay, end to end. Repeated until it is within
+//!    `cutover.max_lag` (or the timeout passes, and nothing was changed).
+//! 2. **Fence** (`cutover.fence: read-only`): `ALTER DATABASE ... SET
+//!    default_transaction_read_only = on` on the source database, then every other client
+//!    session of that database is terminated (a session keeps the setting it started with), and
+//!    cutover waits until they are gone. Walsenders are left alone. From here the write outage
+//!    is measured.
+//! 3. **Final catch-up.** Another marker is written and the target applies up to it: every
+//!    transaction committed on the source before the fence is now on the target.
+//! 4. **Sequences** (`cutover.sequences: sync`): every selected sequence on the target gets the
+//!    source's `last_value`/`is_called`, in one target transaction.
+//! 5. **Large objects** changed since the load are copied again (compared by md5); those
+//!    deleted on the source are removed. **Materialized views** populated on the source are
+//!    refreshed on the target.
+//! 6. **Verify** at `cutover.verify` (`none`, `counts`, `checksums`).
+//! 7. **Live:** `pgmove.cutover` says `done` (a running apply sees it and stops), the run's
+//!    phase becomes `live`, and the report gives the measured write outage.
+//!
+//! If any step fails before 7, the source is unfenced (its previous setting restored),
+//! `pgmove.cutover` says `failed` with the reason, and replication goes on: a running apply
+//! keeps streaming; when cutover ran change capture itself, `pgmove apply` picks it up again.
+//! A cutover killed while the source is fenced leaves it fenced; rerunning `pgmove cutover`
+//! finishes the job (`pgmove.cutover` remembers the setting to restore).
+//!
+//! Who applies: an apply of the plan that is running (it holds the plan's advisory lock on the
+//! target, see [`crate::state::State::open`]) goes on applying and cutover only watches
+//! `pgmove.progress`; when none runs, cutover takes the lock and runs change capture itself.
+
+pub mod dryrun;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::cdc::run::{CdcError, CdcJob, CdcOutcome};
+use crate::pg::{quote, Endpoint, Lsn, PgError};
+use crate::plan::{Fence, Plan, Sequences, VerifyLevel};
+use crate::progress::Progress;
+use crate::verify::{TableStatus, VerifyError, VerifyOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CutoverError {
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    /// The plan is not in a state cutover can start from (exit 2).
+    #[error("{0}")]
+    NotReady(String),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+}
+
+/// Who applies the changes while cutover runs.
+#[derive(Clone, Debug)]
+pub enum Applier {
+    /// An apply of the plan (another process, or the apply this cutover runs in) streams.
+    Running,
+    /// Cutover runs change capture itself when no apply holds the plan's lock.
+    OwnIfIdle(Box<CdcJob>),
+}
+
+/// What cutover needs.
+#[derive(Clone)]
+pub struct CutoverJob {
+    pub plan: Plan,
+    pub source: Endpoint,
+    pub target: Endpoint,
+    pub applier: Applier,
+    /// How long to wait for the lag to come under `cutover.max_lag`.
+    pub timeout: Duration,
+    pub progress: Progress,
+}
+
+/// A session the fence terminated.
+#[derive(Clone, Debug, Serialize)]
+pub struct Terminated {
+    pub pid: i32,
+    pub user: Option<String>,
+    pub application: Option<String>,
+    pub client: Option<String>,
+}
+
+/// A sequence set on the target.
+#[derive(Clone, Debug, Serialize)]
+pub struct SequenceSet {
+    pub sequence: String,
+    pub value: i64,
+    pub is_called: bool,
+}
+
+/// What cutover did; printed as text, markdown or JSON.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CutoverReport {
+    pub plan: String,
+    /// `live` when the target took over, else `failed`.
+    pub state: String,
+    /// `running apply` or `cutover` (no apply was running, cutover applied itself).
+    pub applier: String,
+    /// Measured end-to-end replication delay of each lag check, in seconds.
+    pub lag_checks_secs: Vec<f64>,
+    pub max_lag_secs: f64,
+    pub fence: String,
+    /// Whether the source is fenced now (read-only).
+    pub source_fenced: bool,
+    pub sessions_terminated: Vec<Terminated>,
+    /// The source position everything up to which is on the target.
+    pub final_lsn: Option<String>,
+    pub final_catch_up_secs: Option<f64>,
+    pub sequences: Vec<SequenceSet>,
+    pub large_objects_copied: usize,
+    pub large_objects_removed: usize,
+    pub materialized_views_refreshed: usize,
+    pub verify: String,
+    pub verify_identical: Option<bool>,
+    pub verify_secs: Option<f64>,
+    /// `schema.table: status` of each table verification found different.
+    pub differing: Vec<String>,
+    /// From the fence to the target being live (or to the unfence after a failure).
+    pub write_outage_secs: Option<f64>,
+    pub elapsed_secs: f64,
+    pub error: Option<String>,
+    /// Verification found differences (exit 3).
+    #[serde(skip)]
+    pub differences: bool,
+}
+
+impl CutoverReport {
+    pub fn is_live(&self) -> bool {
+        self.state == "live"
+    }
+
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "cutover of plan {}: {}",
+            self.plan,
+            if self.is_live() {
+                "the target is live"
+            } else {
+                "FAILED, the source is not fenced and replication goes on"
+            }
+        );
+        let _ = writeln!(s, "  applier: {}", self.applier);
+        if !self.lag_checks_secs.is_empty() {
+            let _ = writeln!(
+                s,
+                "  lag checks: {} (max_lag {:.1}s)",
+                self.lag_checks_secs
+                    .iter()
+                    .map(|l| format!("{l:.2}s"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.max_lag_secs
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  fence: {}{}; {} session(s) terminated",
+            self.fence,
+            if self.source_fenced {
+                " (source database is read-only now)"
+            } else {
+                ""
+            },
+            self.sessions_terminated.len()
+        );
+        if let Some(l) = &self.final_lsn {
+            let _ = writeln!(
+                s,
+                "  final catch-up: up to source LSN {l} in {:.2}s",
+                self.final_catch_up_secs.unwrap_or(0.0)
+            );
+        }
+        let _ = writeln!(s, "  sequences set: {}", self.sequences.len());
+        for q in &self.sequences {
+            let _ = writeln!(
+                s,
+                "    {} = {}{}",
+                q.sequence,
+                q.value,
+                if q.is_called { "" } else { " (not called)" }
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  large objects: {} copied, {} removed; materialized views refreshed: {}",
+            self.large_objects_copied,
+            self.large_objects_removed,
+            self.materialized_views_refreshed
+        );
+        match self.verify_identical {
+            Some(true) => {
+                let _ = writeln!(
+                    s,
+                    "  verify ({}): identical in {:.2}s",
+                    self.verify,
+                    self.verify_secs.unwrap_or(0.0)
+                );
+            }
+            Some(false) => {
+                let _ = writeln!(s, "  verify ({}): DIFFERENCES", self.verify);
+                for d in &self.differing {
+                    let _ = writeln!(s, "    {d}");
+                }
+            }
+            None => {
+                let _ = writeln!(s, "  verify: {}", self.verify);
+            }
+        }
+        if let Some(o) = self.write_outage_secs {
+            let _ = writeln!(s, "  write outage: {o:.2}s (measured from the fence)");
+        }
+        let _ = writeln!(s, "  elapsed: {:.1}s", self.elapsed_secs);
+        if let Some(e) = &self.error {
+            let _ = writeln!(s, "  error: {e}");
+        }
+        s
+    }
+
+    pub fn render_markdown(&self) -> String {
+        let mut s = format!(
+            "## Cutover of plan `{}`: {}\n\n| | |\n|---|---|\n",
+            self.plan,
+            if self.is_live() {
+                "the target is live"
+            } else {
+                "failed"
+            }
+        );
+        let mut row = |k: &str, v: String| {
+            let _ = writeln!(s, "| {k} | {} |", v.replace('|', "\\|"));
+        };
+        row("applier", self.applier.clone());
+        row(
+            "lag checks",
+            self.lag_checks_secs
+                .iter()
+                .map(|l| format!("{l:.2}s"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        row(
+            "fence",
+            format!(
+                "{} ({} session(s) terminated){}",
+                self.fence,
+                self.sessions_terminated.len(),
+                if self.source_fenced {
+                    ", source read-only"
+                } else {
+                    ""
+                }
+            ),
+        );
+        row("final LSN", self.final_lsn.clone().unwrap_or_default());
+        row("sequences set", self.sequences.len().to_string());
+        row(
+            "large objects copied / removed",
+            format!(
+                "{} / {}",
+                self.large_objects_copied, self.large_objects_removed
+            ),
+        );
+        row(
+            "verify",
+            match self.verify_identical {
+                Some(true) => format!("{}: identical", self.verify),
+                Some(false) => format!("{}: differs: {}", self.verify, self.differing.join("; ")),
+                None => self.verify.clone(),
+            },
+        );
+        row(
+            "write outage",
+            self.write_outage_secs
+                .map(|o| format!("{o:.2}s"))
+                .unwrap_or_default(),
+        );
+        if let Some(e) = &self.error {
+            row("error", e.clone());
+        }
+        s
+    }
+
+    pub fn render_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+/// The plan's `pgmove.progress` row: applied LSN.
+const APPLIED_SQL: &str = "SELECT applied_lsn FROM pgmove.progress WHERE plan_name = $1";
+/// The plan's cutover row: state, the read-only setting to restore.
+const CUTOVER_ROW_SQL: &str =
+    "SELECT state, prev_read_only FROM pgmove.cutover WHERE plan_name = $1";
+/// The source database's own `default_transaction_read_only` setting (`ALTER DATABASE ... SET`),
+/// if any.
+const DB_READ_ONLY_SQL: &str = "SELECT (SELECT split_part(c, '=', 2) FROM unnest(s.setconfig) c
+        WHERE c LIKE 'default_transaction_read_only=%')
+    FROM pg_database d LEFT JOIN pg_db_role_setting s ON s.setdatabase = d.oid AND s.setrole = 0
+    WHERE d.datname = current_database()";
+/// Other client sessions of the current database: pid, user, application, client address.
+const OTHER_SESSIONS_SQL: &str = "SELECT pid, usename::text, application_name, client_addr::text
+    FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'";
+/// Selected sequences on the source, outside extensions and pgmove's schema: schema, name,
+/// last value (NULL before the first nextval), start value.
+const SEQUENCES_SQL: &str =
+    "SELECT s.schemaname::text, s.sequencename::text, s.last_value, s.start_value
+    FROM pg_sequences s
+    JOIN pg_namespace n ON n.nspname = s.schemaname
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename
+    WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema', 'pgmove')
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                      AND d.objid = c.oid AND d.deptype = 'e')
+    ORDER BY 1, 2";
+/// Materialized views populated on the source: schema, name.
+const POPULATED_MATVIEWS_SQL: &str =
+    "SELECT schemaname::text, matviewname::text FROM pg_matviews WHERE ispopulated ORDER BY 1, 2";
+/// Large objects: oid and md5 of the content.
+const LARGE_OBJECTS_SQL: &str =
+    "SELECT oid, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY oid";
+
+/// Whether a session streams from the slot now.
+async fn slot_active(source: &Endpoint, slot: &str) -> Result<bool, PgError> {
+    let c = source.connect().await?;
+    let row = c
+        .query_opt(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| source.query_error("reading the replication slot", &e))?;
+    Ok(row.map(|r| r.get(0)).unwrap_or(false))
+}
+
+fn marker_prefix(plan: &str) -> String {
+    format!("pgmove.cutover.{plan}")
+}
+
+/// Runs cutover. A failure after the fence unfences the source and is reported in the
+/// returned report (`state: failed`); `Err` means cutover could not start or could not even
+/// record its failure.
+pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
+    let started = Instant::now();
+    let plan = &job.plan.name;
+    let mut report = CutoverReport {
+        plan: plan.clone(),
+        state: "failed".into(),
+        max_lag_secs: job.plan.cutover.max_lag.as_secs_f64(),
+        fence: job.plan.cutover.fence.to_string(),
+        verify: job.plan.cutover.verify.to_string(),
+        ..Default::default()
+    };
+    let target = job.target.connect().await?;
+    let source = job.source.connect().await?;
+    // Our own session writes the markers, also once the database is read-only.
+    source
+        .batch_execute("SET default_transaction_read_only = off")
+        .await
+        .map_err(|e| job.source.query_error("setting up the session", &e))?;
+
+    let applied = target.query_opt(APPLIED_SQL, &[plan]).await;
+    match applied {
+        Ok(Some(_)) => {}
+        Ok(None) | Err(_) => {
+            return Err(CutoverError::NotReady(format!(
+                "plan {plan:?} has no change capture progress on the target: run `pgmove apply` (strategy copy-cdc) first and let it reach change capture"
+            )))
+        }
+    }
+    let previous = target
+        .query_opt(CUTOVER_ROW_SQL, &[plan])
+        .await
+        .map_err(|e| job.target.query_error("reading pgmove.cutover", &e))?;
+    if let Some(row) = &previous {
+        if row.get::<_, String>(0) == "done" {
+            return Err(CutoverError::NotReady(format!(
+                "plan {plan:?} was already cut over; the target is live (next: pgmove cleanup)"
+            )));
+        }
+    }
+    // The setting to restore when unfencing: remembered from a fence that a killed cutover
+    // left in place, else read now.
+    let prev_read_only: Option<String> = match &previous {
+        Some(row) if row.get::<_, String>(0) == "fenced" => row.get(1),
+        _ => source
+            .query_one(DB_READ_ONLY_SQL, &[])
+            .await
+            .map_err(|e| job.source.query_error("reading the database settings", &e))?
+            .get(0),
+    };
+    target
+        .execute(
+            "INSERT INTO pgmove.cutover (plan_name, state, prev_read_only) VALUES ($1, 'requested', $2)
+             ON CONFLICT (plan_name) DO UPDATE SET state = CASE WHEN pgmove.cutover.state = 'fenced' THEN 'fenced' ELSE 'requested' END,
+               requested_at = now(), finished_at = NULL, detail = NULL,
+               prev_read_only = EXCLUDED.prev_read_only",
+            &[plan, &prev_read_only],
+        )
+        .await
+        .map_err(|e| job.target.query_error("recording the cutover request", &e))?;
+
+    // Who applies.
+    let mut own: Option<OwnApplier> = None;
+    let lock = match &job.applier {
+        Applier::Running => None,
+        Applier::OwnIfIdle(cdc) => {
+            let lock = job.target.connect().await?;
+            let got: bool = lock
+                .query_one(
+                    "SELECT pg_try_advisory_lock(hashtext('pgmove:' || $1::text))",
+                    &[plan],
+                )
+                .await
+                .map_err(|e| {
+                    job.target
+                        .query_error("taking the plan's advisory lock", &e)
+                })?
+                .get(0);
+            // The slot in use means an apply streams even if its lock session was lost (a
+            // restarted target): leave the applying to it.
+            let streaming = slot_active(&job.source, &cdc.slot).await?;
+            if got && !streaming {
+                own = Some(OwnApplier::start((**cdc).clone()));
+                Some(lock)
+            } else {
+                None
+            }
+        }
+    };
+    report.applier = if own.is_some() {
+        "cutover (no apply was running)".into()
+    } else {
+        "running apply".into()
+    };
+
+    // A killed cutover left the source fenced: it stays fenced, and cutover goes on from there.
+    let resumed_fence = previous
+        .as_ref()
+        .is_some_and(|r| r.get::<_, String>(0) == "fenced");
+    let mut fence = Fenced {
+        active: resumed_fence,
+        at: resumed_fence.then(Instant::now),
+        prev: prev_read_only,
+    };
+    let result = steps(job, &source, &target, &mut own, &mut fence, &mut report).await;
+    if let Err(e) = &result {
+        report.error = Some(e.to_string());
+    }
+    let live = result.is_ok() && !report.differences;
+    if live {
+        report.state = "live".into();
+        report.write_outage_secs = fence.at.map(|t| t.elapsed().as_secs_f64());
+        report.source_fenced = fence.active;
+        target
+            .batch_execute(&format!(
+                "BEGIN;
+                 UPDATE pgmove.cutover SET state = 'done', finished_at = now(), detail = {d} WHERE plan_name = {p};
+                 UPDATE pgmove.runs SET phase = 'live', updated_at = now() WHERE plan_name = {p};
+                 COMMIT;",
+                p = quote::literal(plan),
+                d = quote::literal(&report.render_json()),
+            ))
+            .await
+            .map_err(|e| job.target.query_error("recording the cutover", &e))?;
+    } else {
+        if fence.active {
+            match unfence(&job.source, &source, &fence).await {
+                Ok(()) => {
+                    report.write_outage_secs = fence.at.map(|t| t.elapsed().as_secs_f64());
+                    fence.active = false;
+                }
+                Err(e) => {
+                    let msg = format!(
+                        "{}; AND unfencing the source failed: {e} (run: ALTER DATABASE <db> RESET default_transaction_read_only)",
+                        report.error.clone().unwrap_or_default()
+                    );
+                    report.error = Some(msg);
+                }
+            }
+        }
+        report.source_fenced = fence.active;
+        let _ = target
+            .execute(
+                "UPDATE pgmove.cutover SET state = $2, finished_at = now(), detail = $3 WHERE plan_name = $1",
+                &[plan, &if fence.active { "fenced" } else { "failed" }, &report.error],
+            )
+            .await;
+    }
+    if let Some(o) = own.take() {
+        if let Err(e) = o.stop().await {
+            if report.error.is_none() {
+                report.error = Some(format!("change capture: {e}"));
+            }
+        }
+    }
+    drop(lock);
+    report.elapsed_secs = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+struct Fenced {
+    active: bool,
+    at: Option<Instant>,
+    /// The database's own setting before the fence.
+    prev: Option<String>,
+}
+
+/// Change capture run by cutover itself.
+struct OwnApplier {
+    stop: tokio::sync::watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<Result<CdcOutcome, CdcError>>,
+}
+
+impl OwnApplier {
+    fn start(job: CdcJob) -> OwnApplier {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let handle = tokio::spawn(async move {
+            crate::cdc::retry::run(&job, rx, &crate::cdc::retry::RetryPolicy::default()).await
+        });
+        OwnApplier { stop, handle }
+    }
+
+    /// The error it stopped with, if it stopped.
+    fn failed(&mut self) -> Option<String> {
+        if !self.handle.is_finished() {
+            return None;
+        }
+        Some("change capture stopped unexpectedly".into())
+    }
+
+    async fn stop(self) -> Result<CdcOutcome, String> {
+        let _ = self.stop.send(true);
+        match self.handle.await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("change capture task: {e}")),
+        }
+    }
+}
+
+/// A failure inside the steps; the report's error.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error("{0}")]
+    Other(String),
+}
+
+async fn steps(
+    job: &CutoverJob,
+    source: &Client,
+    target: &Client,
+    own: &mut Option<OwnApplier>,
+    fence: &mut Fenced,
+    report: &mut CutoverReport,
+) -> Result<(), StepError> {
+    let plan = &job.plan.name;
+    let max_lag = job.plan.cutover.max_lag;
+    let deadline = Instant::now() + job.timeout;
+
+    // 1. Lag check (skipped when a killed cutover left the source fenced: go on from there).
+    let already_fenced = fence.active;
+    if !already_fenced {
+        loop {
+            let step = job.progress.step("cutover: waiting for the lag", 0);
+            let t0 = Instant::now();
+            let m = emit_marker(&job.source, source, plan).await?;
+            let wait = wait_applied(job, target, own, m, deadline).await;
+            step.finish(&format!("lag {:.2}s", t0.elapsed().as_secs_f64()));
+            wait?;
+            let lag = t0.elapsed();
+            report.lag_checks_secs.push(lag.as_secs_f64());
+            tracing::info!(lag_secs = lag.as_secs_f64(), "cutover: lag check");
+            if lag <= max_lag {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(StepError::Other(format!(
+                    "the lag stayed above cutover.max_lag ({:.1}s) for the whole timeout ({:.0}s); nothing was changed",
+                    max_lag.as_secs_f64(),
+                    job.timeout.as_secs_f64()
+                )));
+            }
+        }
+    }
+
+    // 2. Fence.
+    if job.plan.cutover.fence == Fence::ReadOnly {
+        let db: String = source
+            .query_one("SELECT current_database()", &[])
+            .await
+            .map_err(|e| job.source.query_error("reading the database name", &e))?
+            .get(0);
+        fence.at = Some(Instant::now());
+        source
+            .batch_execute(&format!(
+                "ALTER DATABASE {} SET default_transaction_read_only = on",
+                quote::ident(&db)
+            ))
+            .await
+            .map_err(|e| {
+                job.source.query_error(
+                    "fencing the source (ALTER DATABASE ... SET default_transaction_read_only = on; needs the database owner or a superuser)",
+                    &e,
+                )
+            })?;
+        fence.active = true;
+        target
+            .execute(
+                "UPDATE pgmove.cutover SET state = 'fenced', fenced_at = now(), prev_read_only = $2 WHERE plan_name = $1",
+                &[plan, &fence.prev],
+            )
+            .await
+            .map_err(|e| job.target.query_error("recording the fence", &e))?;
+        report.sessions_terminated = terminate_sessions(&job.source, source).await?;
+        tracing::info!(
+            database = %db,
+            terminated = report.sessions_terminated.len(),
+            "cutover: source fenced (read-only)"
+        );
+    } else {
+        fence.at = Some(Instant::now());
+    }
+
+    // 3. Final catch-up.
+    let t0 = Instant::now();
+    let m = emit_marker(&job.source, source, plan).await?;
+    let step = job.progress.step("cutover: final catch-up", 0);
+    let wait = wait_applied(
+        job,
+        target,
+        own,
+        m,
+        Instant::now() + job.timeout.max(Duration::from_secs(60)),
+    )
+    .await;
+    step.finish("caught up");
+    wait?;
+    report.final_lsn = Some(m.to_string());
+    report.final_catch_up_secs = Some(t0.elapsed().as_secs_f64());
+    target
+        .execute(
+            "UPDATE pgmove.cutover SET final_lsn = $2::text::pg_lsn WHERE plan_name = $1",
+            &[plan, &m.to_string()],
+        )
+        .await
+        .map_err(|e| job.target.query_error("recording the final LSN", &e))?;
+
+    // 4. Sequences.
+    if job.plan.cutover.sequences == Sequences::Sync {
+        report.sequences = sync_sequences(job, source, target).await?;
+    }
+    // 5. Large objects and materialized views.
+    if job.plan.objects.large_objects {
+        let (copied, removed) = sync_large_objects(job, source, target).await?;
+        report.large_objects_copied = copied;
+        report.large_objects_removed = removed;
+    }
+    report.materialized_views_refreshed = refresh_materialized_views(job, source, target).await?;
+
+    // 6. Verify.
+    let level = match job.plan.cutover.verify {
+        VerifyLevel::None => None,
+        VerifyLevel::Counts => Some(crate::verify::Level::Counts),
+        VerifyLevel::Checksums => Some(crate::verify::Level::Checksums),
+    };
+    if let Some(level) = level {
+        let objects = job.plan.objects.clone();
+        let opts = VerifyOptions {
+            level,
+            schemas: job.plan.objects.schemas.clone(),
+            include: Arc::new(move |s: &str, t: &str| objects.includes(s, t)),
+            jobs: job.plan.jobs.max(1) as usize,
+            large_objects: job.plan.objects.large_objects,
+            progress: job.progress,
+            ..Default::default()
+        };
+        let t0 = Instant::now();
+        let v = crate::verify::verify(&job.source, &job.target, &opts).await?;
+        report.verify_secs = Some(t0.elapsed().as_secs_f64());
+        let identical = v.is_identical();
+        report.verify_identical = Some(identical);
+        if !identical {
+            report.differences = true;
+            report.differing =
+                v.tables
+                    .iter()
+                    .filter(|t| t.status != TableStatus::Same)
+                    .map(|t| {
+                        format!(
+                            "table {}: {} (source {} rows, target {} rows{})",
+                            quote::qualified(&t.schema, &t.name),
+                            t.status,
+                            t.source_rows.map(|r| r.to_string()).unwrap_or("-".into()),
+                            t.target_rows.map(|r| r.to_string()).unwrap_or("-".into()),
+                            if t.differing_chunks.is_empty() {
+                                String::new()
+                            } else {
+                                format!(
+                                    ", differing rows where {}",
+                                    t.differing_chunks
+                                        .iter()
+                                        .map(|c| c.where_sql.clone())
+                                        .collect::<Vec<_>>()
+                                        .join(" OR ")
+                                )
+                            }
+                        )
+                    })
+                    .chain(v.sequences.iter().filter(|s| !s.equal).map(|s| {
+                        format!("sequence {}: differs", quote::qualified(&s.schema, &s.name))
+                    }))
+                    .chain(v.objects.iter().map(|o| format!("{o:?}")))
+                    .chain(
+                        v.large_objects
+                            .iter()
+                            .filter(|l| !l.equal)
+                            .map(|_| "large objects differ".to_string()),
+                    )
+                    .collect();
+            report.error = Some(format!(
+                "verification found differences: {}; the source was unfenced, replication goes on: fix the target and run pgmove cutover again",
+                report.differing.join("; ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes a cutover marker on the source; its LSN. The transaction that carries it reaches
+/// the target through the slot like any other.
+async fn emit_marker(ep: &Endpoint, source: &Client, plan: &str) -> Result<Lsn, StepError> {
+    let row = source
+        .query_one(
+            "SELECT pg_logical_emit_message(true, $1, now()::text)",
+            &[&marker_prefix(plan)],
+        )
+        .await
+        .map_err(|e| ep.query_error("writing the cutover marker (pg_logical_emit_message)", &e))?;
+    Ok(row.get(0))
+}
+
+/// Waits until the target has applied past `lsn`.
+async fn wait_applied(
+    job: &CutoverJob,
+    target: &Client,
+    own: &mut Option<OwnApplier>,
+    lsn: Lsn,
+    deadline: Instant,
+) -> Result<(), StepError> {
+    loop {
+        let row = target
+            .query_opt(APPLIED_SQL, &[&job.plan.name])
+            .await
+            .map_err(|e| job.target.query_error("reading pgmove.progress", &e))?;
+        if let Some(r) = row {
+            let applied: Lsn = r.get(0);
+            if applied >= lsn {
+                return Ok(());
+            }
+        }
+        if let Some(o) = own.as_mut() {
+            if let Some(why) = o.failed() {
+                let o = own.take();
+                let detail = match o {
+                    Some(o) => o.stop().await.err().unwrap_or(why),
+                    None => why,
+                };
+                return Err(StepError::Other(format!(
+                    "change capture stopped: {detail}"
+                )));
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(StepError::Other(format!(
+                "the target did not apply up to source LSN {lsn} in time; is `pgmove apply` running? (pgmove status shows the lag)"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Terminates every other client session of the source database and waits until they are
+/// gone (a session being terminated may still be committing).
+async fn terminate_sessions(ep: &Endpoint, source: &Client) -> Result<Vec<Terminated>, StepError> {
+    let rows = source
+        .query(OTHER_SESSIONS_SQL, &[])
+        .await
+        .map_err(|e| ep.query_error("listing the source's sessions", &e))?;
+    let sessions: Vec<Terminated> = rows
+        .iter()
+        .map(|r| Terminated {
+            pid: r.get(0),
+            user: r.get(1),
+            application: r.get(2),
+            client: r.get(3),
+        })
+        .collect();
+    for s in &sessions {
+        source
+            .execute("SELECT pg_terminate_backend($1)", &[&s.pid])
+            .await
+            .map_err(|e| {
+                ep.query_error(
+                    &format!(
+                        "terminating session {} (needs a superuser or membership in pg_signal_backend)",
+                        s.pid
+                    ),
+                    &e,
+                )
+            })?;
+    }
+    let pids: Vec<i32> = sessions.iter().map(|s| s.pid).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left: i64 = source
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)",
+                &[&pids],
+            )
+            .await
+            .map_err(|e| ep.query_error("waiting for terminated sessions", &e))?
+            .get(0);
+        if left == 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(StepError::Other(format!(
+                "{left} terminated session(s) of the source did not exit within 30s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(sessions)
+}
+
+async fn unfence(ep: &Endpoint, source: &Client, fence: &Fenced) -> Result<(), PgError> {
+    let db: String = source
+        .query_one("SELECT current_database()", &[])
+        .await
+        .map_err(|e| ep.query_error("reading the database name", &e))?
+        .get(0);
+    let sql = match &fence.prev {
+        Some(v) => format!(
+            "ALTER DATABASE {} SET default_transaction_read_only = {}",
+            quote::ident(&db),
+            quote::literal(v)
+        ),
+        None => format!(
+            "ALTER DATABASE {} RESET default_transaction_read_only",
+            quote::ident(&db)
+        ),
+    };
+    source
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| ep.query_error("unfencing the source", &e))?;
+    tracing::info!(database = %db, "cutover: source unfenced");
+    Ok(())
+}
+
+fn selected(plan: &Plan, schema: &str, name: &str) -> bool {
+    plan.objects.includes_schema(schema) && plan.objects.includes(schema, name)
+}
+
+/// Sets every selected sequence on the target to its source state, in one transaction.
+async fn sync_sequences(
+    job: &CutoverJob,
+    source: &Client,
+    target: &Client,
+) -> Result<Vec<SequenceSet>, StepError> {
+    let rows = source
+        .query(SEQUENCES_SQL, &[])
+        .await
+        .map_err(|e| job.source.query_error("reading sequences", &e))?;
+    let mut set = Vec::new();
+    let mut sql = String::from("BEGIN;\n");
+    for r in rows {
+        let (schema, name): (String, String) = (r.get(0), r.get(1));
+        if !selected(&job.plan, &schema, &name) {
+            continue;
+        }
+        let last: Option<i64> = r.get(2);
+        let start: i64 = r.get(3);
+        let (value, is_called) = match last {
+            Some(v) => (v, true),
+            None => (start, false),
+        };
+        let q = quote::qualified(&schema, &name);
+        let _ = writeln!(
+            sql,
+            "SELECT pg_catalog.setval({}, {value}, {is_called});",
+            quote::literal(&q)
+        );
+        set.push(SequenceSet {
+            sequence: q,
+            value,
+            is_called,
+        });
+    }
+    sql.push_str("COMMIT;");
+    if let Err(e) = target.batch_execute(&sql).await {
+        let _ = target.batch_execute("ROLLBACK").await;
+        return Err(job.target.query_error("setting sequences", &e).into());
+    }
+    Ok(set)
+}
+
+/// Copies the large objects whose content differs (or that the target lacks) and removes
+/// those the source no longer has. Returns (copied, removed).
+async fn sync_large_objects(
+    job: &CutoverJob,
+    source: &Client,
+    target: &Client,
+) -> Result<(usize, usize), StepError> {
+    const PIECE: i32 = 1 << 20;
+    let on_source: std::collections::BTreeMap<u32, String> = source
+        .query(LARGE_OBJECTS_SQL, &[])
+        .await
+        .map_err(|e| job.source.query_error("listing large objects", &e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let on_target: std::collections::BTreeMap<u32, String> = target
+        .query(LARGE_OBJECTS_SQL, &[])
+        .await
+        .map_err(|e| job.target.query_error("listing large objects", &e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut copied = 0;
+    for (oid, md5) in &on_source {
+        if on_target.get(oid) == Some(md5) {
+            continue;
+        }
+        target
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| job.target.query_error("BEGIN", &e))?;
+        let result: Result<(), StepError> = async {
+            if on_target.contains_key(oid) {
+                target
+                    .execute("SELECT pg_catalog.lo_unlink($1)", &[oid])
+                    .await
+                    .map_err(|e| {
+                        job.target
+                            .query_error(&format!("replacing large object {oid}"), &e)
+                    })?;
+            }
+            target
+                .execute("SELECT pg_catalog.lo_create($1)", &[oid])
+                .await
+                .map_err(|e| {
+                    job.target
+                        .query_error(&format!("creating large object {oid}"), &e)
+                })?;
+            let mut offset = 0i64;
+            loop {
+                let data: Vec<u8> = source
+                    .query_one("SELECT lo_get($1, $2, $3)", &[oid, &offset, &PIECE])
+                    .await
+                    .map_err(|e| {
+                        job.source
+                            .query_error(&format!("reading large object {oid}"), &e)
+                    })?
+                    .get(0);
+                if data.is_empty() {
+                    break;
+                }
+                target
+                    .execute("SELECT lo_put($1, $2, $3)", &[oid, &offset, &data])
+                    .await
+                    .map_err(|e| {
+                        job.target
+                            .query_error(&format!("writing large object {oid}"), &e)
+                    })?;
+                offset += data.len() as i64;
+                if data.len() < PIECE as usize {
+                    break;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                target
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(|e| job.target.query_error("COMMIT", &e))?;
+                copied += 1;
+            }
+            Err(e) => {
+                let _ = target.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+        }
+    }
+    let mut removed = 0;
+    for oid in on_target.keys().filter(|o| !on_source.contains_key(o)) {
+        target
+            .execute("SELECT pg_catalog.lo_unlink($1)", &[oid])
+            .await
+            .map_err(|e| {
+                job.target
+                    .query_error(&format!("removing large object {oid}"), &e)
+            })?;
+        removed += 1;
+    }
+    Ok((copied, removed))
+}
+
+/// Refreshes on the target the selected materialized views populated on the source; a view
+/// built on another is retried after the others, until a pass makes no progress.
+async fn refresh_materialized_views(
+    job: &CutoverJob,
+    source: &Client,
+    target: &Client,
+) -> Result<usize, StepError> {
+    let mut todo: Vec<(String, String)> = source
+        .query(POPULATED_MATVIEWS_SQL, &[])
+        .await
+        .map_err(|e| job.source.query_error("listing materialized views", &e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .filter(|(s, v): &(String, String)| selected(&job.plan, s, v))
+        .collect();
+    let mut done = 0;
+    while !todo.is_empty() {
+        let mut failed = Vec::new();
+        let mut last_error = None;
+        for (s, v) in todo.iter() {
+            let q = quote::qualified(s, v);
+            match target
+                .batch_execute(&format!("REFRESH MATERIALIZED VIEW {q}"))
+                .await
+            {
+                Ok(()) => done += 1,
+                Err(e) => {
+                    last_error = Some(job.target.query_error(&format!("refreshing {q}"), &e));
+                    failed.push((s.clone(), v.clone()));
+                }
+            }
+        }
+        if failed.len() == todo.len() {
+            if let Some(e) = last_error {
+                return Err(e.into());
+            }
+        }
+        todo = failed;
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_prefix_is_not_the_ddl_prefix() {
+        assert_eq!(marker_prefix("shop"), "pgmove.cutover.shop");
+        assert!(!marker_prefix("shop").starts_with("pgmove.ddl."));
+    }
+
+    #[test]
+    fn failed_report_says_so_and_lists_differences() {
+        let r = CutoverReport {
+            plan: "shop".into(),
+            state: "failed".into(),
+            fence: "read-only".into(),
+            verify: "checksums".into(),
+            verify_identical: Some(false),
+            differing: vec!["table \"public\".\"t\": differs".into()],
+            ..Default::default()
+        };
+        let t = r.render_text();
+        assert!(t.contains("FAILED"), "{t}");
+        assert!(t.contains("\"public\".\"t\": differs"), "{t}");
+        assert!(!r.is_live());
+        let j: serde_json::Value = serde_json::from_str(&r.render_json()).expect("json");
+        assert_eq!(j["state"], "failed");
+    }
+}

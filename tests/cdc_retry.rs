@@ -1,0 +1,449 @@
+//! Change capture survives dropped connections: a broken session to either server, or a
+//! restarted server, is retried with backoff and resumes from `pgmove.progress` without loss or
+//! duplicates; a permanent failure still ends apply at once.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::{Cluster, Options};
+
+/// What apply logs when it retries.
+const RETRY_LOG: &str = "reconnecting and resuming from pgmove.progress";
+
+fn write_plan(dir: &Path, name: &str, src: &Cluster, dst: &Cluster) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "version: 1\nname: {name}\nstrategy: copy-cdc\njobs: 2\nsource:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: DST_PW}}\n  sslmode: disable\ncdc:\n  tables_without_key: insert-only\n",
+            src.port, dst.port
+        ),
+    )
+    .expect("write plan");
+    path
+}
+
+fn pgmove(args: &[&str], src: &Cluster, dst: &Cluster) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pgmove"));
+    c.args(args)
+        .env("SRC_PW", &src.password)
+        .env("DST_PW", &dst.password)
+        .env("NO_COLOR", "1");
+    c
+}
+
+/// A running `pgmove apply --yes` and its stderr log.
+struct Apply {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Apply {
+    fn start(plan: &Path, src: &Cluster, dst: &Cluster, log: PathBuf) -> Apply {
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = pgmove(&["apply", plan.to_str().expect("utf8"), "--yes"], src, dst)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start apply");
+        Apply { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics (with the log) when apply has ended.
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("apply ended: {status}\n{}", self.log());
+        }
+    }
+
+    /// How many times apply retried so far.
+    fn retries(&self) -> usize {
+        self.log().matches(RETRY_LOG).count()
+    }
+
+    /// Polls `ready` every 100 ms until it holds, while apply keeps running.
+    fn wait_until(&mut self, what: &str, secs: u64, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if ready() {
+                return;
+            }
+            self.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM; apply must stop cleanly.
+    fn terminate(mut self) {
+        self.assert_running();
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.child.wait().expect("wait");
+        assert!(
+            status.success(),
+            "apply did not stop cleanly: {status}\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Apply {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pair() -> (Cluster, Cluster) {
+    let src = Cluster::start(Options::logical());
+    let dst = Cluster::start(Options::default());
+    src.create_db("shop");
+    dst.create_db("shop");
+    src.psql(
+        "shop",
+        "CREATE TABLE acct (id int PRIMARY KEY, balance bigint NOT NULL);
+         INSERT INTO acct SELECT g, 1000 FROM generate_series(1, 1000) g;
+         CREATE TABLE ledger (n bigserial PRIMARY KEY, id int, delta int);
+         CREATE TABLE notes (id int PRIMARY KEY, body text);
+         INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 100) g;",
+    );
+    (src, dst)
+}
+
+/// The run's phase in `pgmove.runs` on the target.
+fn phase(dst: &Cluster, plan: &str) -> String {
+    let out = dst.psql_output(
+        "shop",
+        &format!("SELECT phase FROM pgmove.runs WHERE plan_name = '{plan}'"),
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Starts apply and waits until the full load is done and change capture applies changes.
+fn start_replicating(dir: &Path, plan: &str, src: &Cluster, dst: &Cluster) -> (PathBuf, Apply) {
+    let path = write_plan(dir, plan, src, dst);
+    let mut apply = Apply::start(&path, src, dst, dir.join("apply.log"));
+    apply.wait_until("the full load", 180, || {
+        matches!(phase(dst, plan).as_str(), "loaded" | "replicating")
+    });
+    (path, apply)
+}
+
+/// `pgmove.progress.applied_lsn` of the plan, `0/0` before the first.
+fn applied(dst: &Cluster, plan: &str) -> String {
+    let out = dst.psql_output(
+        "shop",
+        &format!(
+            "SELECT coalesce((SELECT applied_lsn FROM pgmove.progress WHERE plan_name = '{plan}'), '0/0')"
+        ),
+    );
+    let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if s.is_empty() {
+        "0/0".to_string()
+    } else {
+        s
+    }
+}
+
+/// Whether the target has applied past `lsn` (false while the target cannot be asked).
+fn applied_past(dst: &Cluster, plan: &str, lsn: &str) -> bool {
+    let out = dst.psql_output(
+        "shop",
+        &format!("SELECT applied_lsn > '{lsn}' FROM pgmove.progress WHERE plan_name = '{plan}'"),
+    );
+    String::from_utf8_lossy(&out.stdout).trim() == "t"
+}
+
+/// Waits until the target applied everything the source has written now.
+fn wait_caught_up(src: &Cluster, dst: &Cluster, plan: &str, apply: &mut Apply) {
+    src.psql("shop", "SELECT pg_switch_wal()");
+    let goal = src.psql("shop", "SELECT pg_current_wal_insert_lsn()"); // all inserted WAL, commits included (async commit)
+    apply.wait_until(
+        &format!("change capture to catch up to {goal}"),
+        180,
+        || {
+            let out = dst.psql_output(
+                "shop",
+                &format!(
+                "SELECT applied_lsn >= '{goal}' FROM pgmove.progress WHERE plan_name = '{plan}'"
+            ),
+            );
+            String::from_utf8_lossy(&out.stdout).trim() == "t"
+        },
+    );
+}
+
+/// A writer on the source: transfers that keep the total balance constant, each with two
+/// ledger rows. It reconnects when its connection breaks (a source restart).
+struct Writer {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<u64>,
+}
+
+impl Writer {
+    fn start(src: &Cluster) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = {
+            let stop = stop.clone();
+            let dsn = format!(
+                "host=127.0.0.1 port={} user=postgres password={} dbname=shop",
+                src.port, src.password
+            );
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Runtime::new().expect("rt");
+                rt.block_on(async move {
+                    let mut done = 0u64;
+                    let mut i: i64 = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok((c, conn)) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls).await
+                        else {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        };
+                        tokio::spawn(conn);
+                        while !stop.load(Ordering::Relaxed) {
+                            i += 1;
+                            let (a, b) = (1 + (i * 7) % 1000, 1 + (i * 13) % 1000);
+                            let r = c
+                                .batch_execute(&format!(
+                                    "BEGIN; UPDATE acct SET balance = balance - 5 WHERE id = {a}; UPDATE acct SET balance = balance + 5 WHERE id = {b};
+                                     INSERT INTO ledger (id, delta) VALUES ({a}, -5), ({b}, 5); COMMIT;"
+                                ))
+                                .await;
+                            if r.is_err() {
+                                break;
+                            }
+                            done += 1;
+                            tokio::time::sleep(Duration::from_millis(3)).await;
+                        }
+                    }
+                    done
+                })
+            })
+        };
+        Writer { stop, handle }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("writer")
+    }
+}
+
+/// What cutover does for sequences: the target's take the source's values.
+fn sync_sequences(src: &Cluster, dst: &Cluster) {
+    let rows = src.psql(
+        "shop",
+        "SELECT format('SELECT setval(%L, %s, %s);', format('%I.%I', schemaname, sequencename), coalesce(last_value, 1), (last_value IS NOT NULL)::text) FROM pg_sequences",
+    );
+    dst.psql("shop", &rows);
+}
+
+/// Stops the writer, waits until the target caught up, checks that every change arrived
+/// exactly once and that `pgmove verify` finds the two identical, all while apply still runs;
+/// then stops apply with SIGTERM.
+fn finish(
+    plan_path: &Path,
+    plan: &str,
+    src: &Cluster,
+    dst: &Cluster,
+    writer: Writer,
+    mut apply: Apply,
+) {
+    let transfers = writer.stop();
+    assert!(transfers > 50, "writer made only {transfers} transfers");
+    wait_caught_up(src, dst, plan, &mut apply);
+    let ledger = "SELECT count(*), count(DISTINCT n), sum(delta) FROM ledger";
+    assert_eq!(dst.psql("shop", ledger), src.psql("shop", ledger));
+    assert_eq!(dst.psql("shop", "SELECT sum(balance) FROM acct"), "1000000");
+    sync_sequences(src, dst);
+    let out = pgmove(&["verify", plan_path.to_str().expect("utf8")], src, dst)
+        .output()
+        .expect("verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("IDENTICAL"),
+        "verify: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    apply.assert_running();
+    apply.terminate();
+}
+
+/// The target sessions of the applier: the ones whose last statement was a batch (`BEGIN;
+/// ...`, its text cut at track_activity_query_size) or wrote pgmove.progress or replicated rows.
+const APPLIER_SESSIONS: &str = "FROM pg_stat_activity WHERE application_name = 'pgmove' \
+     AND (query LIKE 'BEGIN;%' OR query LIKE 'INSERT INTO pgmove.progress%' \
+          OR query LIKE '%\"acct\"%' OR query LIKE '%\"ledger\"%') \
+     AND pid <> pg_backend_pid()";
+
+#[test]
+fn terminated_target_sessions_are_reconnected_and_apply_continues() {
+    let (src, dst) = pair();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = "droptarget";
+    let (path, mut apply) = start_replicating(dir.path(), plan, &src, &dst);
+    let writer = Writer::start(&src);
+    for round in 1..=3 {
+        apply.wait_until("the applier's target session", 60, || {
+            dst.psql("shop", &format!("SELECT count(*) {APPLIER_SESSIONS}")) != "0"
+        });
+        let before = applied(&dst, plan);
+        let killed = dst.psql(
+            "shop",
+            &format!("SELECT count(pg_terminate_backend(pid)) {APPLIER_SESSIONS}"),
+        );
+        assert_ne!(killed, "0");
+        apply.wait_until("a retry", 60, || apply_retries(&dir, round));
+        apply.wait_until("progress after the reconnect", 120, || {
+            applied_past(&dst, plan, &before)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = apply.log();
+    assert!(
+        log.contains("target: "),
+        "the retried error names the target: {log}"
+    );
+    finish(&path, plan, &src, &dst, writer, apply);
+}
+
+/// Whether apply's log (in `dir`) shows at least `n` retries.
+fn apply_retries(dir: &tempfile::TempDir, n: usize) -> bool {
+    std::fs::read_to_string(dir.path().join("apply.log"))
+        .unwrap_or_default()
+        .matches(RETRY_LOG)
+        .count()
+        >= n
+}
+
+#[test]
+fn a_terminated_walsender_is_reconnected_and_apply_continues() {
+    let (src, dst) = pair();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = "dropsource";
+    let (path, mut apply) = start_replicating(dir.path(), plan, &src, &dst);
+    let writer = Writer::start(&src);
+    let active = format!(
+        "SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'pgmove_{plan}' AND active_pid IS NOT NULL"
+    );
+    let mut last_pid = String::new();
+    for round in 1..=3 {
+        let mut pid = String::new();
+        apply.wait_until("the walsender", 60, || {
+            pid = src.psql("shop", &active);
+            !pid.is_empty() && pid != last_pid
+        });
+        let before = applied(&dst, plan);
+        assert_eq!(
+            src.psql("shop", &format!("SELECT pg_terminate_backend({pid})")),
+            "t"
+        );
+        last_pid = pid;
+        apply.wait_until("a retry", 60, || apply_retries(&dir, round));
+        apply.wait_until("progress after the reconnect", 120, || {
+            applied_past(&dst, plan, &before)
+        });
+    }
+    assert!(apply.log().contains("replication stream from slot"));
+    finish(&path, plan, &src, &dst, writer, apply);
+}
+
+#[test]
+fn apply_waits_for_a_restarted_target_and_continues() {
+    let (src, dst) = pair();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = "restarttarget";
+    let (path, mut apply) = start_replicating(dir.path(), plan, &src, &dst);
+    let writer = Writer::start(&src);
+    // Down for a while: apply retries several times (0.5 s, 1 s, 2 s...) until it is back.
+    apply.wait_until("first changes applied", 120, || {
+        applied(&dst, plan) != "0/0"
+    });
+    let before = applied(&dst, plan);
+    dst.restart_after(Duration::from_secs(4));
+    apply.assert_running();
+    assert!(
+        apply.retries() >= 2,
+        "apply should have retried while the target was down:\n{}",
+        apply.log()
+    );
+    apply.wait_until("progress after the restart", 120, || {
+        applied_past(&dst, plan, &before)
+    });
+    // A plain restart too.
+    let retries = apply.retries();
+    let before = applied(&dst, plan);
+    dst.restart();
+    apply.wait_until("a retry", 60, || apply_retries(&dir, retries + 1));
+    apply.wait_until("progress after the second restart", 120, || {
+        applied_past(&dst, plan, &before)
+    });
+    finish(&path, plan, &src, &dst, writer, apply);
+}
+
+#[test]
+fn apply_waits_for_a_restarted_source_and_continues() {
+    let (src, dst) = pair();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = "restartsource";
+    let (path, mut apply) = start_replicating(dir.path(), plan, &src, &dst);
+    let writer = Writer::start(&src);
+    apply.wait_until("first changes applied", 120, || {
+        applied(&dst, plan) != "0/0"
+    });
+    let before = applied(&dst, plan);
+    src.restart_after(Duration::from_secs(3));
+    apply.assert_running();
+    apply.wait_until("a retry", 60, || apply_retries(&dir, 1));
+    apply.wait_until("progress after the restart", 120, || {
+        applied_past(&dst, plan, &before)
+    });
+    finish(&path, plan, &src, &dst, writer, apply);
+}
+
+#[test]
+fn a_permanent_error_ends_apply_at_once_without_retrying() {
+    let (src, dst) = pair();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = "permanent";
+    let (_path, mut apply) = start_replicating(dir.path(), plan, &src, &dst);
+    // Someone drops a replicated column on the target by hand: applying a change to it fails
+    // the same way every time.
+    dst.psql("shop", "ALTER TABLE notes DROP COLUMN body");
+    src.psql("shop", "UPDATE notes SET body = 'changed' WHERE id = 1");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = apply.child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "apply still runs 30 s after a permanent error:\n{}",
+            apply.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = apply.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("error: "), "{log}");
+    assert!(log.contains("body"), "the error names the column: {log}");
+    assert!(
+        !log.contains(RETRY_LOG),
+        "a permanent error was retried: {log}"
+    );
+}
