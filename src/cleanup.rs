@@ -433,23 +433,26 @@ async fn discover_source(
             action: Action::DropSlot(name),
         });
     }
-    let publication = c
-        .query_opt(
-            "SELECT pubname::text FROM pg_publication WHERE pubname = $1",
-            &[&req.publication],
+    // The plan's publication, and the insert-only one of `cdc.tables_without_key: insert-only`.
+    let names = [
+        req.publication.clone(),
+        crate::strategy::copy_cdc::insert_only_publication(&req.publication),
+    ];
+    let rows = c
+        .query(
+            "SELECT pubname::text FROM pg_publication WHERE pubname = ANY($1) ORDER BY 1",
+            &[&names.as_slice()],
         )
         .await
         .map_err(|e| ep.query_error("reading pg_publication", &e))?;
-    if publication.is_some() {
-        let sql = format!(
-            "DROP PUBLICATION IF EXISTS {}",
-            quote::ident(&req.publication)
-        );
+    for row in rows {
+        let name: String = row.get(0);
+        let sql = format!("DROP PUBLICATION IF EXISTS {}", quote::ident(&name));
         found.steps.push(Step {
             artifact: Artifact {
                 location: Location::Source,
                 kind: "publication".into(),
-                name: req.publication.clone(),
+                name,
                 sql: sql.clone(),
                 detail: None,
             },

@@ -218,6 +218,7 @@ pub async fn apply(
             keep_slot: !online.stop_after_load,
             publication: p.plan.publication_name(),
             ddl: p.plan.cdc.ddl,
+            tables_without_key: p.plan.cdc.tables_without_key,
         };
         return apply_copy_cdc(&p, &job, path, dry_run, online, g).await;
     }
@@ -454,13 +455,9 @@ async fn apply_copy_cdc(
 
 /// `pgmove verify`.
 pub async fn verify(path: &Path, counts_only: bool, chunk_rows: Option<u64>, g: Global) -> u8 {
-    let plan = match plan::load(path) {
-        Ok(p) => p,
-        Err(e) => return report_failure(&Failure::input(e)),
-    };
-    let (source, target) = match (plan.endpoint(Side::Source), plan.endpoint(Side::Target)) {
-        (Ok(s), Ok(t)) => (s, t),
-        (Err(e), _) | (_, Err(e)) => return report_failure(&Failure::input(e)),
+    let (plan, source, target) = match load_with_endpoints(path) {
+        Ok(x) => x,
+        Err(f) => return report_failure(&f),
     };
     let objects = plan.objects.clone();
     let level = if counts_only || plan.cutover.verify == plan::VerifyLevel::Counts {
@@ -499,13 +496,9 @@ pub async fn verify(path: &Path, counts_only: bool, chunk_rows: Option<u64>, g: 
 
 /// `pgmove status`.
 pub async fn status(path: &Path, g: Global) -> u8 {
-    let plan = match plan::load(path) {
-        Ok(p) => p,
-        Err(e) => return report_failure(&Failure::input(e)),
-    };
-    let (source, target) = match (plan.endpoint(Side::Source), plan.endpoint(Side::Target)) {
-        (Ok(s), Ok(t)) => (s, t),
-        (Err(e), _) | (_, Err(e)) => return report_failure(&Failure::input(e)),
+    let (plan, source, target) = match load_with_endpoints(path) {
+        Ok(x) => x,
+        Err(f) => return report_failure(&f),
     };
     match crate::status::read(&plan.name, &plan.slot_name(), &source, &target).await {
         Ok(s) => {
@@ -546,13 +539,9 @@ async fn wait_for_stop_signal() {
 
 /// `pgmove cleanup`.
 pub async fn cleanup(path: &Path, dry_run: bool, force: bool, g: Global) -> u8 {
-    let plan = match plan::load(path) {
-        Ok(p) => p,
-        Err(e) => return report_failure(&Failure::input(e)),
-    };
-    let (source, target) = match (plan.endpoint(Side::Source), plan.endpoint(Side::Target)) {
-        (Ok(s), Ok(t)) => (s, t),
-        (Err(e), _) | (_, Err(e)) => return report_failure(&Failure::input(e)),
+    let (plan, source, target) = match load_with_endpoints(path) {
+        Ok(x) => x,
+        Err(f) => return report_failure(&f),
     };
     let req = crate::cleanup::Request::for_plan(&plan, dry_run, force);
     let render = |r: &crate::cleanup::Report| match g.format {
@@ -583,13 +572,9 @@ pub async fn cleanup(path: &Path, dry_run: bool, force: bool, g: Global) -> u8 {
 
 /// `pgmove cutover`.
 pub async fn cutover(path: &Path, dry_run: bool, timeout: std::time::Duration, g: Global) -> u8 {
-    let plan = match plan::load(path) {
-        Ok(p) => p,
-        Err(e) => return report_failure(&Failure::input(e)),
-    };
-    let (source, target) = match (plan.endpoint(Side::Source), plan.endpoint(Side::Target)) {
-        (Ok(s), Ok(t)) => (s, t),
-        (Err(e), _) | (_, Err(e)) => return report_failure(&Failure::input(e)),
+    let (plan, source, target) = match load_with_endpoints(path) {
+        Ok(x) => x,
+        Err(f) => return report_failure(&f),
     };
     if dry_run {
         return cutover_dry_run(&plan, &source, &target, g).await;
@@ -771,4 +756,12 @@ async fn auto_cutover(plan: Plan, source: Endpoint, target: Endpoint, g: Global)
             tracing::error!(error = %e, "automatic cutover could not start; replication goes on")
         }
     }
+}
+
+/// The plan and its two endpoints, for the commands that need no inspection.
+fn load_with_endpoints(path: &Path) -> Result<(Plan, Endpoint, Endpoint), Failure> {
+    let plan = plan::load(path).map_err(Failure::input)?;
+    let source = plan.endpoint(Side::Source).map_err(Failure::input)?;
+    let target = plan.endpoint(Side::Target).map_err(Failure::input)?;
+    Ok((plan, source, target))
 }

@@ -422,11 +422,11 @@ pub fn tables_without_key(ctx: &Context) -> Vec<Finding> {
         ),
         TablesWithoutKey::InsertOnly => (
             Severity::Warning,
-            format!("{what}; only their inserts will be replicated (cdc.tables_without_key: insert-only)"),
+            format!("{what}; only their inserts (and truncates) will be replicated, through a second publication that publishes nothing else, so the source keeps accepting their updates and deletes (cdc.tables_without_key: insert-only)"),
         ),
         TablesWithoutKey::Exclude => (
             Severity::Warning,
-            format!("{what}; they will not be moved (cdc.tables_without_key: exclude)"),
+            format!("{what}; the load copies them once, their later changes are not replicated (cdc.tables_without_key: exclude); add them to objects.exclude to leave them out entirely"),
         ),
     };
     let f = Finding::new(severity, "tables-without-key", Some(Side::Source), message)

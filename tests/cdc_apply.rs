@@ -3,136 +3,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{Cluster, Options};
-
-fn write_plan(dir: &Path, name: &str, src: &Cluster, dst: &Cluster) -> PathBuf {
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "version: 1\nname: {name}\nstrategy: copy-cdc\njobs: 2\nsource:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: DST_PW}}\n  sslmode: disable\ncdc:\n  tables_without_key: insert-only\n",
-            src.port, dst.port
-        ),
-    )
-    .expect("write plan");
-    path
-}
-
-fn pgmove(args: &[&str], src: &Cluster, dst: &Cluster) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pgmove"));
-    c.args(args)
-        .env("SRC_PW", &src.password)
-        .env("DST_PW", &dst.password)
-        .env("NO_COLOR", "1");
-    c
-}
-
-fn start_apply(plan: &Path, src: &Cluster, dst: &Cluster, log: &Path) -> Child {
-    let log = std::fs::File::create(log).expect("log file");
-    pgmove(&["apply", plan.to_str().expect("utf8"), "--yes"], src, dst)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start apply")
-}
-
-/// Waits until the full load is done (the run's phase is `loaded`, or already `replicating`).
-fn wait_loaded(dst: &Cluster, plan: &str, child: &mut Child, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let out = dst.psql_output(
-            "shop",
-            &format!("SELECT phase FROM pgmove.runs WHERE plan_name = '{plan}'"),
-        );
-        if matches!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "loaded" | "replicating"
-        ) {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "apply ended: {status}\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(Instant::now() < deadline, "full load did not finish");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits until the target applied everything the source has written now.
-fn wait_caught_up(src: &Cluster, dst: &Cluster, plan: &str, child: &mut Child, log: &Path) {
-    src.psql("shop", "SELECT pg_switch_wal()");
-    let goal = src.psql("shop", "SELECT pg_current_wal_lsn()");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let out = dst.psql_output(
-            "shop",
-            &format!(
-                "SELECT applied_lsn >= '{goal}' FROM pgmove.progress WHERE plan_name = '{plan}'"
-            ),
-        );
-        if String::from_utf8_lossy(&out.stdout).trim() == "t" {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "apply ended: {status}\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "change capture did not catch up to {goal}\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn terminate(child: &mut Child, log: &Path) {
-    let pid = child.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let status = child.wait().expect("wait");
-    assert!(
-        status.success(),
-        "apply did not stop cleanly: {status}\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-}
-
-/// What cutover does for sequences: the target's take the source's values.
-fn sync_sequences(src: &Cluster, dst: &Cluster) {
-    let rows = src.psql(
-        "shop",
-        "SELECT format('SELECT setval(%L, %s, %s);', format('%I.%I', schemaname, sequencename), coalesce(last_value, 1), (last_value IS NOT NULL)::text) FROM pg_sequences",
-    );
-    dst.psql("shop", &rows);
-}
-
-fn verify(plan: &Path, src: &Cluster, dst: &Cluster) {
-    let out = pgmove(&["verify", plan.to_str().expect("utf8")], src, dst)
-        .output()
-        .expect("verify");
-    assert!(
-        out.status.success(),
-        "verify: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use support::online::{
+    pair, slot_confirmed_not_past_target, start_apply, sync_sequences, terminate, verify,
+    wait_caught_up, wait_loaded, write_plan, INSERT_ONLY,
+};
 
 #[test]
 fn every_kind_of_change_arrives_exactly() {
-    let src = Cluster::start(Options::logical());
-    let dst = Cluster::start(Options::default());
-    src.create_db("shop");
-    dst.create_db("shop");
+    let (src, dst) = pair();
     src.psql("shop", include_str!("fixtures/many_types.sql"));
     src.psql(
         "shop",
@@ -146,7 +26,7 @@ fn every_kind_of_change_arrives_exactly() {
          CREATE TABLE big (id int PRIMARY KEY, v text);",
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let plan = write_plan(dir.path(), "kinds", &src, &dst);
+    let plan = write_plan(dir.path(), "kinds", &src, &dst, INSERT_ONLY);
     let log = dir.path().join("apply.log");
     let mut child = start_apply(&plan, &src, &dst, &log);
     wait_loaded(&dst, "kinds", &mut child, &log);
@@ -206,35 +86,9 @@ fn every_kind_of_change_arrives_exactly() {
     verify(&plan, &src, &dst);
 }
 
-fn slot_confirmed_not_past_target(src: &Cluster, dst: &Cluster, plan: &str) {
-    let confirmed = src.psql(
-        "shop",
-        &format!("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'pgmove_{plan}'"),
-    );
-    let applied = dst.psql_output(
-        "shop",
-        &format!("SELECT applied_lsn FROM pgmove.progress WHERE plan_name = '{plan}'"),
-    );
-    let applied = String::from_utf8_lossy(&applied.stdout).trim().to_string();
-    if applied.is_empty() {
-        return; // nothing applied yet: the slot is at its creation point
-    }
-    let ok = dst.psql(
-        "shop",
-        &format!("SELECT '{confirmed}'::pg_lsn <= '{applied}'::pg_lsn"),
-    );
-    assert_eq!(
-        ok, "t",
-        "slot confirmed {confirmed} beyond target's applied {applied}"
-    );
-}
-
 #[test]
 fn sigkill_during_change_capture_resumes_without_loss_or_duplicates() {
-    let src = Cluster::start(Options::logical());
-    let dst = Cluster::start(Options::default());
-    src.create_db("shop");
-    dst.create_db("shop");
+    let (src, dst) = pair();
     src.psql(
         "shop",
         "CREATE TABLE acct (id int PRIMARY KEY, balance bigint NOT NULL);
@@ -242,7 +96,7 @@ fn sigkill_during_change_capture_resumes_without_loss_or_duplicates() {
          CREATE TABLE ledger (n bigserial PRIMARY KEY, id int, delta int);",
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let plan = write_plan(dir.path(), "killcdc", &src, &dst);
+    let plan = write_plan(dir.path(), "killcdc", &src, &dst, INSERT_ONLY);
     let log = dir.path().join("apply.log");
     let mut child = start_apply(&plan, &src, &dst, &log);
     wait_loaded(&dst, "killcdc", &mut child, &log);
@@ -305,4 +159,64 @@ fn sigkill_during_change_capture_resumes_without_loss_or_duplicates() {
     assert_eq!(dst.psql("shop", "SELECT sum(balance) FROM acct"), "1000000");
     sync_sequences(&src, &dst);
     verify(&plan, &src, &dst);
+}
+
+#[test]
+fn keyless_tables_get_replica_identity_full_when_the_plan_says_so() {
+    let (src, dst) = pair();
+    let dir = tempfile::tempdir().expect("tempdir");
+    src.psql(
+        "shop",
+        "CREATE TABLE keyless (a int, b text);
+         INSERT INTO keyless VALUES (1, 'one'), (2, 'two'), (2, 'two'), (3, 'three');
+         CREATE TABLE keyed (id int PRIMARY KEY, v text);
+         INSERT INTO keyed VALUES (1, 'x');",
+    );
+    let plan = write_plan(
+        dir.path(),
+        "rif",
+        &src,
+        &dst,
+        "cdc:\n  tables_without_key: replica-identity-full\n",
+    );
+    let out = support::online::run(
+        &["apply", plan.to_str().expect("utf8"), "--dry-run"],
+        &src,
+        &dst,
+    );
+    support::online::assert_ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("ALTER TABLE \"public\".\"keyless\" REPLICA IDENTITY FULL;"),
+        "{}",
+        support::online::text(&out)
+    );
+    let log = dir.path().join("apply.log");
+    let mut apply = start_apply(&plan, &src, &dst, &log);
+    wait_loaded(&dst, "rif", &mut apply, &log);
+    assert_eq!(
+        src.psql(
+            "shop",
+            "SELECT relreplident FROM pg_class WHERE relname = 'keyless'"
+        ),
+        "f"
+    );
+    // Updates and deletes of the keyless table replicate, one row each even among duplicates.
+    src.psql(
+        "shop",
+        "UPDATE keyless SET b = 'uno' WHERE a = 1;
+         DELETE FROM keyless WHERE ctid = (SELECT min(ctid) FROM keyless WHERE a = 2);
+         INSERT INTO keyless VALUES (4, 'four');
+         UPDATE keyed SET v = 'y';",
+    );
+    wait_caught_up(&src, &dst, "rif", &mut apply, &log);
+    assert_eq!(
+        dst.psql(
+            "shop",
+            "SELECT string_agg(a || b, ',' ORDER BY a, b) FROM keyless"
+        ),
+        "1uno,2two,3three,4four"
+    );
+    verify(&plan, &src, &dst);
+    terminate(&mut apply, &log);
 }

@@ -5,55 +5,19 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Cluster, Options};
+use support::online::{
+    assert_ok, read_log, run, start_apply, terminate, text, wait_caught_up, wait_loaded,
+};
+use support::{online, Cluster};
 
 fn write_plan(dir: &Path, name: &str, src: &Cluster, dst: &Cluster, ddl: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "version: 1\nname: {name}\nstrategy: copy-cdc\njobs: 2\nsource:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: DST_PW}}\n  sslmode: disable\ncdc:\n  ddl: {ddl}\n",
-            src.port, dst.port
-        ),
-    )
-    .expect("write plan");
-    path
-}
-
-fn pgmove(args: &[&str], src: &Cluster, dst: &Cluster) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pgmove"));
-    c.args(args)
-        .env("SRC_PW", &src.password)
-        .env("DST_PW", &dst.password)
-        .env("NO_COLOR", "1");
-    c
-}
-
-fn run(args: &[&str], src: &Cluster, dst: &Cluster) -> Output {
-    pgmove(args, src, dst).output().expect("run pgmove")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn assert_ok(out: &Output) {
-    assert!(out.status.success(), "{}", text(out));
+    online::write_plan(dir, name, src, dst, &format!("cdc:\n  ddl: {ddl}\n"))
 }
 
 fn pair() -> (Cluster, Cluster) {
-    let src = Cluster::start(Options::logical());
-    let dst = Cluster::start(Options::default());
-    src.create_db("shop");
-    dst.create_db("shop");
+    let (src, dst) = online::pair();
     src.psql(
         "shop",
         "CREATE TABLE items (id int PRIMARY KEY, v text);
@@ -62,82 +26,6 @@ fn pair() -> (Cluster, Cluster) {
          INSERT INTO other SELECT g, g FROM generate_series(1, 10) g;",
     );
     (src, dst)
-}
-
-fn start_apply(plan: &Path, src: &Cluster, dst: &Cluster, log: &Path) -> Child {
-    let log = std::fs::File::create(log).expect("log file");
-    pgmove(&["apply", plan.to_str().expect("utf8"), "--yes"], src, dst)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start apply")
-}
-
-fn read_log(log: &Path) -> String {
-    std::fs::read_to_string(log).unwrap_or_default()
-}
-
-/// Waits until the full load is done (the slot and the trigger exist since before it began):
-/// change capture streams from here on.
-fn wait_streaming(dst: &Cluster, plan: &str, child: &mut Child, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let out = dst.psql_output(
-            "shop",
-            &format!("SELECT phase FROM pgmove.runs WHERE plan_name = '{plan}'"),
-        );
-        let phase = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if phase == "loaded" || phase == "replicating" {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("apply ended: {status}\n{}", read_log(log));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "change capture did not start\n{}",
-            read_log(log)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits until the target applied everything the source has written now.
-fn wait_caught_up(src: &Cluster, dst: &Cluster, plan: &str, child: &mut Child, log: &Path) {
-    src.psql("shop", "SELECT pg_switch_wal()");
-    let goal = src.psql("shop", "SELECT pg_current_wal_insert_lsn()"); // all inserted WAL, commits included (async commit)
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let out = dst.psql_output(
-            "shop",
-            &format!(
-                "SELECT applied_lsn >= '{goal}' FROM pgmove.progress WHERE plan_name = '{plan}'"
-            ),
-        );
-        if String::from_utf8_lossy(&out.stdout).trim() == "t" {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("apply ended: {status}\n{}", read_log(log));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "change capture did not catch up to {goal}\n{}",
-            read_log(log)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn terminate(child: &mut Child, log: &Path) {
-    let pid = child.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let status = child.wait().expect("wait");
-    assert!(
-        status.success(),
-        "apply did not stop cleanly: {status}\n{}",
-        read_log(log)
-    );
 }
 
 fn verify(plan: &Path, src: &Cluster, dst: &Cluster) {
@@ -191,7 +79,7 @@ fn replicate_runs_alter_table_at_its_place_in_the_stream() {
 
     let log = dir.path().join("apply.log");
     let mut child = start_apply(&plan, &src, &dst, &log);
-    wait_streaming(&dst, "ddla", &mut child, &log);
+    wait_loaded(&dst, "ddla", &mut child, &log);
     assert_eq!(
         event_triggers(&src, "ddla"),
         "pgmove_ddla_ddl:ddl_command_end:A,pgmove_ddla_ddl_drop:sql_drop:A,pgmove_ddla_ddl_rewrite:table_rewrite:A,pgmove_ddla_ddl_start:ddl_command_start:A"
@@ -272,7 +160,7 @@ fn replicate_creates_new_tables_with_all_their_rows_and_cleanup_removes_the_trig
     let p = plan.to_str().expect("utf8");
     let log = dir.path().join("apply.log");
     let mut child = start_apply(&plan, &src, &dst, &log);
-    wait_streaming(&dst, "ddlb", &mut child, &log);
+    wait_loaded(&dst, "ddlb", &mut child, &log);
 
     // Created and filled in one transaction, with changes to a copied table around it.
     src.psql(
@@ -373,7 +261,7 @@ fn refuse_stops_apply_at_the_statement_until_it_is_applied_by_hand() {
     let p = plan.to_str().expect("utf8");
     let log = dir.path().join("apply.log");
     let mut child = start_apply(&plan, &src, &dst, &log);
-    wait_streaming(&dst, "ddlc", &mut child, &log);
+    wait_loaded(&dst, "ddlc", &mut child, &log);
     // refuse installs the trigger too: the applier must see the DDL to stop at it.
     assert_eq!(
         event_triggers(&src, "ddlc")

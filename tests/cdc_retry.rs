@@ -5,37 +5,19 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{Cluster, Options};
+use support::online::{
+    check_running, pgmove, read_log, start_apply, sync_sequences, terminate, wait_caught_up,
+    write_plan, INSERT_ONLY,
+};
+use support::{online, Cluster};
 
 /// What apply logs when it retries.
 const RETRY_LOG: &str = "reconnecting and resuming from pgmove.progress";
-
-fn write_plan(dir: &Path, name: &str, src: &Cluster, dst: &Cluster) -> PathBuf {
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "version: 1\nname: {name}\nstrategy: copy-cdc\njobs: 2\nsource:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: DST_PW}}\n  sslmode: disable\ncdc:\n  tables_without_key: insert-only\n",
-            src.port, dst.port
-        ),
-    )
-    .expect("write plan");
-    path
-}
-
-fn pgmove(args: &[&str], src: &Cluster, dst: &Cluster) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pgmove"));
-    c.args(args)
-        .env("SRC_PW", &src.password)
-        .env("DST_PW", &dst.password)
-        .env("NO_COLOR", "1");
-    c
-}
 
 /// A running `pgmove apply --yes` and its stderr log.
 struct Apply {
@@ -45,24 +27,17 @@ struct Apply {
 
 impl Apply {
     fn start(plan: &Path, src: &Cluster, dst: &Cluster, log: PathBuf) -> Apply {
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = pgmove(&["apply", plan.to_str().expect("utf8"), "--yes"], src, dst)
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start apply");
+        let child = start_apply(plan, src, dst, &log);
         Apply { child, log }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        read_log(&self.log)
     }
 
     /// Panics (with the log) when apply has ended.
     fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("apply ended: {status}\n{}", self.log());
-        }
+        check_running(&mut self.child, &self.log);
     }
 
     /// How many times apply retried so far.
@@ -90,14 +65,7 @@ impl Apply {
     /// SIGTERM; apply must stop cleanly.
     fn terminate(mut self) {
         self.assert_running();
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let status = self.child.wait().expect("wait");
-        assert!(
-            status.success(),
-            "apply did not stop cleanly: {status}\n{}",
-            self.log()
-        );
+        terminate(&mut self.child, &self.log);
     }
 }
 
@@ -109,10 +77,7 @@ impl Drop for Apply {
 }
 
 fn pair() -> (Cluster, Cluster) {
-    let src = Cluster::start(Options::logical());
-    let dst = Cluster::start(Options::default());
-    src.create_db("shop");
-    dst.create_db("shop");
+    let (src, dst) = online::pair();
     src.psql(
         "shop",
         "CREATE TABLE acct (id int PRIMARY KEY, balance bigint NOT NULL);
@@ -135,7 +100,7 @@ fn phase(dst: &Cluster, plan: &str) -> String {
 
 /// Starts apply and waits until the full load is done and change capture applies changes.
 fn start_replicating(dir: &Path, plan: &str, src: &Cluster, dst: &Cluster) -> (PathBuf, Apply) {
-    let path = write_plan(dir, plan, src, dst);
+    let path = write_plan(dir, plan, src, dst, INSERT_ONLY);
     let mut apply = Apply::start(&path, src, dst, dir.join("apply.log"));
     apply.wait_until("the full load", 180, || {
         matches!(phase(dst, plan).as_str(), "loaded" | "replicating")
@@ -166,25 +131,6 @@ fn applied_past(dst: &Cluster, plan: &str, lsn: &str) -> bool {
         &format!("SELECT applied_lsn > '{lsn}' FROM pgmove.progress WHERE plan_name = '{plan}'"),
     );
     String::from_utf8_lossy(&out.stdout).trim() == "t"
-}
-
-/// Waits until the target applied everything the source has written now.
-fn wait_caught_up(src: &Cluster, dst: &Cluster, plan: &str, apply: &mut Apply) {
-    src.psql("shop", "SELECT pg_switch_wal()");
-    let goal = src.psql("shop", "SELECT pg_current_wal_insert_lsn()"); // all inserted WAL, commits included (async commit)
-    apply.wait_until(
-        &format!("change capture to catch up to {goal}"),
-        180,
-        || {
-            let out = dst.psql_output(
-                "shop",
-                &format!(
-                "SELECT applied_lsn >= '{goal}' FROM pgmove.progress WHERE plan_name = '{plan}'"
-            ),
-            );
-            String::from_utf8_lossy(&out.stdout).trim() == "t"
-        },
-    );
 }
 
 /// A writer on the source: transfers that keep the total balance constant, each with two
@@ -244,15 +190,6 @@ impl Writer {
     }
 }
 
-/// What cutover does for sequences: the target's take the source's values.
-fn sync_sequences(src: &Cluster, dst: &Cluster) {
-    let rows = src.psql(
-        "shop",
-        "SELECT format('SELECT setval(%L, %s, %s);', format('%I.%I', schemaname, sequencename), coalesce(last_value, 1), (last_value IS NOT NULL)::text) FROM pg_sequences",
-    );
-    dst.psql("shop", &rows);
-}
-
 /// Stops the writer, waits until the target caught up, checks that every change arrived
 /// exactly once and that `pgmove verify` finds the two identical, all while apply still runs;
 /// then stops apply with SIGTERM.
@@ -266,7 +203,7 @@ fn finish(
 ) {
     let transfers = writer.stop();
     assert!(transfers > 50, "writer made only {transfers} transfers");
-    wait_caught_up(src, dst, plan, &mut apply);
+    wait_caught_up(src, dst, plan, &mut apply.child, &apply.log);
     let ledger = "SELECT count(*), count(DISTINCT n), sum(delta) FROM ledger";
     assert_eq!(dst.psql("shop", ledger), src.psql("shop", ledger));
     assert_eq!(dst.psql("shop", "SELECT sum(balance) FROM acct"), "1000000");

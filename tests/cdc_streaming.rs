@@ -9,45 +9,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Cluster, Options};
+use support::online::{
+    check_running, read_log, slot_confirmed_not_past_target, sync_sequences, terminate,
+    wait_loaded, write_plan,
+};
+use support::{online, Cluster, Options};
 
 fn source() -> Cluster {
     Cluster::start(Options::logical().set("logical_decoding_work_mem", "64kB"))
 }
 
-fn write_plan(dir: &Path, name: &str, src: &Cluster, dst: &Cluster, extra: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "version: 1\nname: {name}\nstrategy: copy-cdc\njobs: 2\nsource:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: DST_PW}}\n  sslmode: disable\n{extra}",
-            src.port, dst.port
-        ),
-    )
-    .expect("write plan");
-    path
-}
-
+/// pgmove with debug logging.
 fn pgmove(args: &[&str], src: &Cluster, dst: &Cluster) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pgmove"));
-    c.args(args)
-        .env("SRC_PW", &src.password)
-        .env("DST_PW", &dst.password)
-        .env("NO_COLOR", "1")
-        .env("PGMOVE_LOG", "pgmove=debug");
+    let mut c = online::pgmove(args, src, dst);
+    c.env("PGMOVE_LOG", "pgmove=debug");
     c
 }
 
 fn start_apply(plan: &Path, src: &Cluster, dst: &Cluster, log: &Path) -> Child {
-    let log = std::fs::File::create(log).expect("log file");
-    pgmove(&["apply", plan.to_str().expect("utf8"), "--yes"], src, dst)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start apply")
+    online::spawn_logged(pgmove(&online::apply_args(plan), src, dst), log)
 }
 
-/// Runs a psql script (each statement sent on its own, as the DDL trigger needs to tell
 /// statements apart).
 fn psql_script(c: &Cluster, sql: &str) {
     use std::io::Write;
@@ -76,91 +58,17 @@ fn psql_script(c: &Cluster, sql: &str) {
     );
 }
 
-fn read_log(log: &Path) -> String {
-    std::fs::read_to_string(log).unwrap_or_default()
-}
-
-fn check_running(child: &mut Child, log: &Path) {
-    if let Ok(Some(status)) = child.try_wait() {
-        panic!("apply ended: {status}\n{}", read_log(log));
-    }
-}
-
-/// Waits until the full load is done (the run's phase is `loaded`, or already `replicating`).
-fn wait_loaded(dst: &Cluster, plan: &str, child: &mut Child, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let out = dst.psql_output(
-            "shop",
-            &format!("SELECT phase FROM pgmove.runs WHERE plan_name = '{plan}'"),
-        );
-        if matches!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "loaded" | "replicating"
-        ) {
-            return;
-        }
-        check_running(child, log);
-        assert!(Instant::now() < deadline, "full load did not finish");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits until the target applied everything the source has written now.
+/// Waits (at most 240 s) until the target applied everything the source has written now.
 fn wait_caught_up(src: &Cluster, dst: &Cluster, plan: &str, child: &mut Child, log: &Path) {
-    src.psql("shop", "SELECT pg_switch_wal()");
-    let goal = src.psql("shop", "SELECT pg_current_wal_insert_lsn()"); // all inserted WAL, commits included (async commit)
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        let out = dst.psql_output(
-            "shop",
-            &format!(
-                "SELECT applied_lsn >= '{goal}' FROM pgmove.progress WHERE plan_name = '{plan}'"
-            ),
-        );
-        if String::from_utf8_lossy(&out.stdout).trim() == "t" {
-            return;
-        }
-        check_running(child, log);
-        assert!(
-            Instant::now() < deadline,
-            "change capture did not catch up to {goal}\n{}",
-            read_log(log)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn terminate(child: &mut Child, log: &Path) {
-    let pid = child.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let status = child.wait().expect("wait");
-    assert!(
-        status.success(),
-        "apply did not stop cleanly: {status}\n{}",
-        read_log(log)
-    );
+    online::switch_wal(src);
+    online::wait_caught_up_within(src, dst, plan, child, log, 240);
 }
 
 fn verify(plan: &Path, src: &Cluster, dst: &Cluster) {
     let out = pgmove(&["verify", plan.to_str().expect("utf8")], src, dst)
         .output()
         .expect("verify");
-    assert!(
-        out.status.success(),
-        "verify: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// What cutover does for sequences: the target's take the source's values.
-fn sync_sequences(src: &Cluster, dst: &Cluster) {
-    let rows = src.psql(
-        "shop",
-        "SELECT format('SELECT setval(%L, %s, %s);', format('%I.%I', schemaname, sequencename), coalesce(last_value, 1), (last_value IS NOT NULL)::text) FROM pg_sequences",
-    );
-    dst.psql("shop", &rows);
+    online::assert_verified(&out);
 }
 
 /// Transactions the source streamed to the plan's slot while in progress, so far.
@@ -187,30 +95,6 @@ fn wait_streamed(src: &Cluster, plan: &str, at_least: i64, child: &mut Child, lo
     }
 }
 
-fn slot_confirmed_not_past_target(src: &Cluster, dst: &Cluster, plan: &str) {
-    let confirmed = src.psql(
-        "shop",
-        &format!("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'pgmove_{plan}'"),
-    );
-    let applied = dst.psql_output(
-        "shop",
-        &format!("SELECT applied_lsn FROM pgmove.progress WHERE plan_name = '{plan}'"),
-    );
-    let applied = String::from_utf8_lossy(&applied.stdout).trim().to_string();
-    if applied.is_empty() {
-        return;
-    }
-    let ok = dst.psql(
-        "shop",
-        &format!("SELECT '{confirmed}'::pg_lsn <= '{applied}'::pg_lsn"),
-    );
-    assert_eq!(
-        ok, "t",
-        "slot confirmed {confirmed} beyond target's applied {applied}"
-    );
-}
-
-/// Source and target with `shop.items` (and `shop.side`), a plan, and a running apply past
 /// its full load.
 struct Setup {
     src: Cluster,

@@ -4,10 +4,11 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
-use support::{Cluster, Options};
+use support::online::{check_running, run, start_apply, PlanYaml};
+use support::{online, Cluster, Options};
 
 fn write_plan(
     dir: &Path,
@@ -17,29 +18,12 @@ fn write_plan(
     dst: &Cluster,
     extra: &str,
 ) -> PathBuf {
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "version: 1\nname: {name}\nstrategy: {strategy}\njobs: 2\nsource:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: DST_PW}}\n  sslmode: disable\n{extra}",
-            src.port, dst.port
-        ),
-    )
-    .expect("write plan");
-    path
-}
-
-fn pgmove(args: &[&str], src: &Cluster, dst: &Cluster) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pgmove"));
-    c.args(args)
-        .env("SRC_PW", &src.password)
-        .env("DST_PW", &dst.password)
-        .env("NO_COLOR", "1");
-    c
-}
-
-fn run(args: &[&str], src: &Cluster, dst: &Cluster) -> Output {
-    pgmove(args, src, dst).output().expect("run pgmove")
+    PlanYaml {
+        strategy: Some(strategy),
+        extra,
+        ..PlanYaml::default()
+    }
+    .write(dir, name, src, dst)
 }
 
 fn text(out: &Output) -> (String, String) {
@@ -101,10 +85,7 @@ fn count(c: &Cluster, sql: &str) -> i64 {
 }
 
 fn pair() -> (Cluster, Cluster) {
-    let src = Cluster::start(Options::logical());
-    let dst = Cluster::start(Options::default());
-    src.create_db("shop");
-    dst.create_db("shop");
+    let (src, dst) = online::pair();
     src.psql(
         "shop",
         "CREATE TABLE items (id int PRIMARY KEY, name text);
@@ -268,16 +249,6 @@ fn cleanup_after_copy_cdc_drops_every_pgmove_object_and_a_second_run_is_a_noop()
     assert_eq!(j["artifacts"].as_array().map(Vec::len), Some(0));
 }
 
-fn start_apply(plan: &Path, src: &Cluster, dst: &Cluster, log: &Path) -> Child {
-    let log = std::fs::File::create(log).expect("log file");
-    pgmove(&["apply", plan.to_str().expect("utf8"), "--yes"], src, dst)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start apply")
-}
-
-/// The pid of the walsender streaming from the slot, once change capture runs.
 fn wait_streaming(src: &Cluster, slot: &str, child: &mut Child, log: &Path) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
@@ -290,12 +261,7 @@ fn wait_streaming(src: &Cluster, slot: &str, child: &mut Child, log: &Path) -> i
         if let Ok(pid) = out.parse() {
             return pid;
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "apply ended: {status}\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
+        check_running(child, log);
         assert!(Instant::now() < deadline, "change capture never started");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -3,53 +3,19 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::{Cluster, Options};
+use support::online::{assert_ok, pair, pgmove, run, PlanYaml};
+use support::Cluster;
 
 fn write_plan(dir: &Path, name: &str, src: &Cluster, dst: &Cluster, extra: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "version: 1\nname: {name}\nstrategy: copy-cdc\nsource:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: DST_PW}}\n  sslmode: disable\n{extra}",
-            src.port, dst.port
-        ),
-    )
-    .expect("write plan");
-    path
-}
-
-fn pgmove(args: &[&str], src: &Cluster, dst: &Cluster) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pgmove"));
-    c.args(args)
-        .env("SRC_PW", &src.password)
-        .env("DST_PW", &dst.password)
-        .env("NO_COLOR", "1");
-    c
-}
-
-fn run(args: &[&str], src: &Cluster, dst: &Cluster) -> Output {
-    pgmove(args, src, dst).output().expect("run pgmove")
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn pair() -> (Cluster, Cluster) {
-    let src = Cluster::start(Options::logical());
-    let dst = Cluster::start(Options::default());
-    src.create_db("shop");
-    dst.create_db("shop");
-    (src, dst)
+    PlanYaml {
+        jobs: None,
+        extra,
+        ..PlanYaml::default()
+    }
+    .write(dir, name, src, dst)
 }
 
 #[test]

@@ -6,82 +6,20 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Cluster, Options};
+use support::online::{pgmove, read_log, start_apply, stop, text, INSERT_ONLY};
+use support::{online, Cluster, Options};
 
 fn write_plan(dir: &Path, name: &str, src: &Cluster, dst: &Cluster, extra: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "version: 1\nname: {name}\nstrategy: copy-cdc\njobs: 2\nsource:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: DST_PW}}\n  sslmode: disable\ncdc:\n  tables_without_key: insert-only\n{extra}",
-            src.port, dst.port
-        ),
-    )
-    .expect("write plan");
-    path
-}
-
-fn pgmove(args: &[&str], src: &Cluster, dst: &Cluster) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pgmove"));
-    c.args(args)
-        .env("SRC_PW", &src.password)
-        .env("DST_PW", &dst.password)
-        .env("NO_COLOR", "1");
-    c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn start_apply(plan: &Path, src: &Cluster, dst: &Cluster, log: &Path) -> Child {
-    let log = std::fs::File::create(log).expect("log file");
-    pgmove(&["apply", plan.to_str().expect("utf8"), "--yes"], src, dst)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start apply")
-}
-
-fn log_of(log: &Path) -> String {
-    std::fs::read_to_string(log).unwrap_or_default()
+    online::write_plan(dir, name, src, dst, &format!("{INSERT_ONLY}{extra}"))
 }
 
 /// Waits until change capture has written its first progress row and applied everything the
-/// source has written now.
+/// source has written now (its insert position; no WAL switch).
 fn wait_caught_up(src: &Cluster, dst: &Cluster, plan: &str, child: &mut Child, log: &Path) {
-    // The insert position: pg_current_wal_lsn() is only what was written out, and with
-    // asynchronous commit a transaction's commit record may not be yet.
-    let goal = src.psql("shop", "SELECT pg_current_wal_insert_lsn()");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let out = dst.psql_output(
-            "shop",
-            &format!(
-                "SELECT applied_lsn >= '{goal}' FROM pgmove.progress WHERE plan_name = '{plan}'"
-            ),
-        );
-        if String::from_utf8_lossy(&out.stdout).trim() == "t" {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("apply ended: {status}\n{}", log_of(log));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "change capture did not catch up to {goal}\n{}",
-            log_of(log)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    online::wait_caught_up_within(src, dst, plan, child, log, 180);
 }
 
 /// pgbench's standard TPC-B-like load plus inserts into `orders` (a serial column), as long
@@ -163,13 +101,6 @@ fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitSt
     }
 }
 
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-}
-
 #[test]
 fn cutover_under_pgbench_leaves_an_identical_target_and_a_fenced_source() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -185,6 +116,38 @@ fn cutover_under_pgbench_leaves_an_identical_target_and_a_fenced_source() {
     assert!(
         bench.try_wait().expect("pgbench").is_none(),
         "pgbench stopped before the cutover"
+    );
+
+    // The pre-cutover report, while pgbench writes: ready (exit 0), lag and sequences listed.
+    let out = pgmove(
+        &[
+            "cutover",
+            plan.to_str().expect("utf8"),
+            "--dry-run",
+            "--format",
+            "json",
+        ],
+        &src,
+        &dst,
+    )
+    .output()
+    .expect("cutover --dry-run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "cutover --dry-run: {}",
+        text(&out)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(report["ready"], true, "{report}");
+    assert!(
+        report["sequences"].to_string().contains("orders_id_seq"),
+        "{report}"
+    );
+    assert!(
+        !read_only_write_fails(&src),
+        "the dry run fenced the source"
     );
 
     let out = pgmove(
@@ -218,9 +181,9 @@ fn cutover_under_pgbench_leaves_an_identical_target_and_a_fenced_source() {
     assert!(read_only_write_fails(&src), "the source still takes writes");
     // The running apply saw the cutover and stopped by itself.
     let status = wait_exit(&mut apply, Duration::from_secs(30))
-        .unwrap_or_else(|| panic!("apply still runs after the cutover\n{}", log_of(&log)));
-    assert!(status.success(), "apply: {status}\n{}", log_of(&log));
-    assert!(log_of(&log).contains("is cut over"), "{}", log_of(&log));
+        .unwrap_or_else(|| panic!("apply still runs after the cutover\n{}", read_log(&log)));
+    assert!(status.success(), "apply: {status}\n{}", read_log(&log));
+    assert!(read_log(&log).contains("is cut over"), "{}", read_log(&log));
 
     // Identical, sequences included.
     let out = pgmove(&["verify", plan.to_str().expect("utf8")], &src, &dst)
@@ -342,9 +305,22 @@ fn a_cutover_that_fails_verification_unfences_the_source_and_exits_3() {
         src.psql("shop", "SELECT pg_current_wal_lsn()"),
         dst.psql("shop", "SELECT applied_lsn || ' ' || transactions || ' ' || changes FROM pgmove.progress"),
         src.psql("shop", "SELECT string_agg(slot_name || ' txns=' || total_txns || ' bytes=' || total_bytes, '; ') FROM pg_stat_replication_slots"),
-        log_of(&log)
+        read_log(&log)
     );
     assert!(apply.try_wait().expect("apply").is_none(), "apply stopped");
+    // pgbench_history has no key (cdc.tables_without_key: insert-only): it is published for
+    // inserts only, so the source still takes its updates and deletes while apply runs.
+    let out = src.psql_output(
+        "shop",
+        "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 1, now());
+         UPDATE pgbench_history SET delta = 2 WHERE aid = 1;
+         DELETE FROM pgbench_history WHERE aid = 1;",
+    );
+    assert!(
+        out.status.success(),
+        "keyless table refused a write: {}",
+        text(&out)
+    );
     stop(&mut apply);
 }
 
@@ -443,14 +419,14 @@ fn cutover_without_a_running_apply_applies_itself_and_auto_mode_cuts_over_inside
     let status = wait_exit(&mut apply, Duration::from_secs(120)).unwrap_or_else(|| {
         panic!(
             "apply with cutover.mode auto did not cut over\n{}",
-            log_of(&log)
+            read_log(&log)
         )
     });
-    assert!(status.success(), "{status}\n{}", log_of(&log));
+    assert!(status.success(), "{status}\n{}", read_log(&log));
     assert!(
-        log_of(&log).contains("the target is live"),
+        read_log(&log).contains("the target is live"),
         "{}",
-        log_of(&log)
+        read_log(&log)
     );
     let seq = "SELECT last_value FROM t_id_seq";
     assert_eq!(src.psql("auto", seq), dst.psql("auto", seq));

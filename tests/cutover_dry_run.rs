@@ -10,6 +10,8 @@ use std::process::{Command, Output};
 use pgmove::cutover::dryrun::{self, DryRun, DryRunOptions};
 use pgmove::pg::Side;
 use pgmove::progress::Progress;
+use support::golden;
+use support::online::assert_ok;
 use support::{Cluster, Options};
 
 const FIXTURE: &str = r#"
@@ -89,16 +91,6 @@ fn pgmove(args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .expect("run pgmove")
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn apply_caught_up(plan: &Path) {
@@ -206,33 +198,6 @@ fn normalized_text(d: &DryRun, src: &Cluster, dst: &Cluster, plan: &Path) -> Str
     text.replace(&src.port.to_string(), "SRC_PORT")
         .replace(&dst.port.to_string(), "DST_PORT")
         .replace(plan.to_str().expect("utf8"), "PLAN.yaml")
-}
-
-fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from("tests/golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all("tests/golden").expect("mkdir");
-        std::fs::write(&path, actual).expect("write golden");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
-    if expected != actual {
-        let diff: Vec<String> = expected
-            .lines()
-            .zip(actual.lines())
-            .filter(|(a, b)| a != b)
-            .take(5)
-            .map(|(a, b)| format!("- {a}\n+ {b}"))
-            .collect();
-        panic!(
-            "{} differs (UPDATE_GOLDEN=1 to accept):\n{}\n(lines: {} expected, {} actual)\n{actual}",
-            path.display(),
-            diff.join("\n"),
-            expected.lines().count(),
-            actual.lines().count()
-        );
-    }
 }
 
 fn checks(d: &DryRun, severity: &str) -> Vec<String> {

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::Value;
+use support::golden;
+use support::online::PlanYaml;
 use support::{Cluster, Options};
 
 fn pgmove(args: &[&str], envs: &[(&str, &str)]) -> Output {
@@ -27,13 +29,13 @@ fn write_plan(
     db: &str,
     extra: &str,
 ) -> PathBuf {
-    let path = dir.join(format!("{name}.yaml"));
-    let yaml = format!(
-        "version: 1\nname: {name}\nsource:\n  dsn: postgres://postgres@127.0.0.1:{}/{db}\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: postgres://postgres@127.0.0.1:{}/{db}\n  password: {{env: DST_PW}}\n  sslmode: disable\n{extra}",
-        src.port, dst.port
-    );
-    std::fs::write(&path, yaml).expect("write plan");
-    path
+    PlanYaml {
+        strategy: None,
+        jobs: None,
+        db,
+        extra,
+    }
+    .write(dir, name, src, dst)
 }
 
 fn plan_json(path: &Path, src: &Cluster, dst: &Cluster) -> (i32, Value) {
@@ -312,33 +314,6 @@ fn normalize(text: &str, src: &Cluster, dst: &Cluster, plan: &Path) -> String {
         .replace(&dst.port.to_string(), "DST_PORT")
         .replace(plan.to_str().expect("utf8"), "PLAN.yaml")
         .replace(&version, "VERSION")
-}
-
-fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from("tests/golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all("tests/golden").expect("mkdir");
-        std::fs::write(&path, actual).expect("write golden");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
-    if expected != actual {
-        let diff: Vec<String> = expected
-            .lines()
-            .zip(actual.lines())
-            .filter(|(a, b)| a != b)
-            .take(5)
-            .map(|(a, b)| format!("- {a}\n+ {b}"))
-            .collect();
-        panic!(
-            "{} differs (UPDATE_GOLDEN=1 to accept):\n{}\n(lines: {} expected, {} actual)",
-            path.display(),
-            diff.join("\n"),
-            expected.lines().count(),
-            actual.lines().count()
-        );
-    }
 }
 
 #[test]

@@ -326,14 +326,10 @@ async fn run_loop(
         status_interval: Duration::from_millis(100),
         ..StreamOptions::default()
     };
-    let mut stream = ChangeStream::start_with(
-        &job.source,
-        &job.slot,
-        &[&job.publication],
-        applied,
-        &stream_opts,
-    )
-    .await?;
+    let pubs = publications(job).await?;
+    let pubs: Vec<&str> = pubs.iter().map(String::as_str).collect();
+    let mut stream =
+        ChangeStream::start_with(&job.source, &job.slot, &pubs, applied, &stream_opts).await?;
     tracing::info!(slot = %job.slot, from = %applied, "change capture started");
 
     let mut rels: HashMap<u32, pgoutput::Relation> = HashMap::new();
@@ -685,6 +681,23 @@ async fn run_loop(
 
 /// A new replication session from `applied`, once the previous one let the slot go (which
 /// takes the server a moment).
+/// The plan's publications that exist on the source: the main one, and the insert-only one
+/// of `cdc.tables_without_key: insert-only` when it was created.
+async fn publications(job: &CdcJob) -> Result<Vec<String>, CdcError> {
+    let extra = crate::strategy::copy_cdc::insert_only_publication(&job.publication);
+    let c = job.source.connect().await?;
+    let has_extra = c
+        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&extra])
+        .await
+        .map_err(|e| job.source.query_error("reading pg_publication", &e))?
+        .is_some();
+    Ok(if has_extra {
+        vec![job.publication.clone(), extra]
+    } else {
+        vec![job.publication.clone()]
+    })
+}
+
 async fn restart_stream(
     job: &CdcJob,
     applied: Lsn,
@@ -692,9 +705,9 @@ async fn restart_stream(
 ) -> Result<ChangeStream, CdcError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match ChangeStream::start_with(&job.source, &job.slot, &[&job.publication], applied, opts)
-            .await
-        {
+        let pubs = publications(job).await?;
+        let pubs: Vec<&str> = pubs.iter().map(String::as_str).collect();
+        match ChangeStream::start_with(&job.source, &job.slot, &pubs, applied, opts).await {
             Ok(s) => return Ok(s),
             Err(StreamError::Stream { ref message, .. })
                 if message.to_lowercase().contains("is active for pid")

@@ -33,6 +33,7 @@ use crate::cdc::ddl;
 use crate::cdc::slot::{self, ExportedSlot};
 use crate::inspect::{self, Inventory, Table, TableKind};
 use crate::pg::{quote, Endpoint, Lsn, PgError};
+use crate::plan;
 use crate::progress::Progress;
 use crate::state::State;
 use crate::strategy::dump_restore::{self, DumpRestoreError, Restorer};
@@ -78,6 +79,8 @@ pub struct Job {
     pub publication: String,
     /// `cdc.ddl`: unless `ignore`, the DDL event trigger goes on the source (online only).
     pub ddl: crate::plan::Ddl,
+    /// `cdc.tables_without_key`: how tables without a key are published.
+    pub tables_without_key: plan::TablesWithoutKey,
 }
 
 impl Job {
@@ -497,7 +500,50 @@ async fn ensure_publication(job: &Job, tables: &[&Table]) -> Result<(), CopyErro
     if exists {
         return Ok(());
     }
-    let list = publication_tables(tables);
+    client
+        .batch_execute(&format!("BEGIN;\n{}COMMIT;", publication_sql(job, tables)))
+        .await
+        .map_err(|e| base.source.query_error(&format!("creating publication {} (the source role needs CREATE on the database and ownership of the tables)", job.publication), &e))?;
+    Ok(())
+}
+
+/// The statements creating the plan's publication(s), in order, each ending with `;`.
+pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
+    // Tables without a key or replica identity (cdc.tables_without_key): in a publication that
+    // replicates updates and deletes, the source would refuse every UPDATE and DELETE of them.
+    let keyless: Vec<&Table> = tables
+        .iter()
+        .copied()
+        .filter(|t| t.kind == TableKind::Plain && !t.foreign && !t.has_replica_identity())
+        .collect();
+    let mut setup = String::new();
+    let mut main: Vec<&Table> = tables.to_vec();
+    match job.tables_without_key {
+        plan::TablesWithoutKey::ReplicaIdentityFull => {
+            for t in &keyless {
+                setup.push_str(&format!(
+                    "ALTER TABLE {} REPLICA IDENTITY FULL;\n",
+                    quote::qualified(&t.schema, &t.name)
+                ));
+            }
+        }
+        plan::TablesWithoutKey::InsertOnly => {
+            main.retain(|t| !keyless.iter().any(|k| std::ptr::eq(*k, *t)));
+            let list = publication_tables(&keyless);
+            if !list.is_empty() {
+                setup.push_str(&format!(
+                    "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert, truncate');\n",
+                    quote::ident(&insert_only_publication(&job.publication)),
+                    list.join(", ")
+                ));
+            }
+        }
+        // Refuse: preflight blocked the plan. Exclude: loaded once, never replicated.
+        plan::TablesWithoutKey::Refuse | plan::TablesWithoutKey::Exclude => {
+            main.retain(|t| !keyless.iter().any(|k| std::ptr::eq(*k, *t)));
+        }
+    }
+    let list = publication_tables(&main);
     let sql = if list.is_empty() {
         format!("CREATE PUBLICATION {}", quote::ident(&job.publication))
     } else {
@@ -507,11 +553,13 @@ async fn ensure_publication(job: &Job, tables: &[&Table]) -> Result<(), CopyErro
             list.join(", ")
         )
     };
-    client
-        .batch_execute(&sql)
-        .await
-        .map_err(|e| base.source.query_error(&format!("creating publication {} (the source role needs CREATE on the database and ownership of the tables)", job.publication), &e))?;
-    Ok(())
+    format!("{setup}{sql};\n")
+}
+
+/// The publication of the tables without a key when `cdc.tables_without_key: insert-only`:
+/// it publishes inserts and truncates only.
+pub fn insert_only_publication(publication: &str) -> String {
+    format!("{publication}_insert_only")
 }
 
 /// Installs the DDL event trigger on the source when the plan wants it (see
@@ -1029,21 +1077,12 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, C
         .collect();
     let mut copy = Vec::new();
     if job.keep_slot {
-        let list = publication_tables(&tables);
         copy.push(format!(
             "-- copy-cdc: on the source ({}), unless publication {} exists",
             base.source.display(),
             job.publication
         ));
-        copy.push(if list.is_empty() {
-            format!("CREATE PUBLICATION {};", quote::ident(&job.publication))
-        } else {
-            format!(
-                "CREATE PUBLICATION {} FOR TABLE {};",
-                quote::ident(&job.publication),
-                list.join(", ")
-            )
-        });
+        copy.extend(publication_sql(job, &tables).lines().map(str::to_string));
     }
     if job.installs_ddl_trigger() {
         copy.push(format!(
