@@ -119,7 +119,7 @@ pub struct CdcOutcome {
 }
 
 /// `pgmove.progress` of the plan: the end LSN of the last applied source transaction.
-const PROGRESS_SQL: &str = "SELECT applied_lsn FROM pgmove.progress WHERE plan_name = $1";
+pub const PROGRESS_SQL: &str = "SELECT applied_lsn FROM pgmove.progress WHERE plan_name = $1";
 
 /// The LSN the target has applied up to, if change capture ever ran.
 pub async fn applied_lsn(target: &Endpoint, plan: &str) -> Result<Option<Lsn>, PgError> {

@@ -295,7 +295,7 @@ impl CutoverReport {
 }
 
 /// The plan's `pgmove.progress` row: applied LSN.
-const APPLIED_SQL: &str = "SELECT applied_lsn FROM pgmove.progress WHERE plan_name = $1";
+const APPLIED_SQL: &str = crate::cdc::run::PROGRESS_SQL;
 /// The plan's cutover row: state, the read-only setting to restore.
 const CUTOVER_ROW_SQL: &str =
     "SELECT state, prev_read_only FROM pgmove.cutover WHERE plan_name = $1";
@@ -320,9 +320,6 @@ const SEQUENCES_SQL: &str =
       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                       AND d.objid = c.oid AND d.deptype = 'e')
     ORDER BY 1, 2";
-/// Materialized views populated on the source: schema, name.
-const POPULATED_MATVIEWS_SQL: &str =
-    "SELECT schemaname::text, matviewname::text FROM pg_matviews WHERE ispopulated ORDER BY 1, 2";
 /// Large objects: oid and md5 of the content.
 const LARGE_OBJECTS_SQL: &str =
     "SELECT oid, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY oid";
@@ -666,7 +663,14 @@ async fn steps(
         report.large_objects_copied = copied;
         report.large_objects_removed = removed;
     }
-    report.materialized_views_refreshed = refresh_materialized_views(job, source, target).await?;
+    report.materialized_views_refreshed = crate::strategy::copy_cdc::refresh_populated_matviews(
+        &job.source,
+        source,
+        &job.target,
+        target,
+        |s, v| selected(&job.plan, s, v),
+    )
+    .await?;
 
     // 6. Verify.
     let level = match job.plan.cutover.verify {
@@ -1018,48 +1022,6 @@ async fn sync_large_objects(
         removed += 1;
     }
     Ok((copied, removed))
-}
-
-/// Refreshes on the target the selected materialized views populated on the source; a view
-/// built on another is retried after the others, until a pass makes no progress.
-async fn refresh_materialized_views(
-    job: &CutoverJob,
-    source: &Client,
-    target: &Client,
-) -> Result<usize, StepError> {
-    let mut todo: Vec<(String, String)> = source
-        .query(POPULATED_MATVIEWS_SQL, &[])
-        .await
-        .map_err(|e| job.source.query_error("listing materialized views", &e))?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .filter(|(s, v): &(String, String)| selected(&job.plan, s, v))
-        .collect();
-    let mut done = 0;
-    while !todo.is_empty() {
-        let mut failed = Vec::new();
-        let mut last_error = None;
-        for (s, v) in todo.iter() {
-            let q = quote::qualified(s, v);
-            match target
-                .batch_execute(&format!("REFRESH MATERIALIZED VIEW {q}"))
-                .await
-            {
-                Ok(()) => done += 1,
-                Err(e) => {
-                    last_error = Some(job.target.query_error(&format!("refreshing {q}"), &e));
-                    failed.push((s.clone(), v.clone()));
-                }
-            }
-        }
-        if failed.len() == todo.len() {
-            if let Some(e) = last_error {
-                return Err(e.into());
-            }
-        }
-        todo = failed;
-    }
-    Ok(done)
 }
 
 #[cfg(test)]

@@ -954,42 +954,62 @@ async fn copy_sequences(base: &dump_restore::Job, inv: &Inventory) -> Result<usi
 
 /// Materialized views populated on the source (schema, name).
 const POPULATED_MATVIEWS_SQL: &str =
-    "SELECT schemaname, matviewname FROM pg_matviews WHERE ispopulated ORDER BY 1, 2";
+    "SELECT schemaname::text, matviewname::text FROM pg_matviews WHERE ispopulated ORDER BY 1, 2";
 
 /// A schema-only dump leaves materialized views empty: refresh those populated on the source.
-/// A view built on another is retried after the others, until a pass makes no progress.
 async fn refresh_materialized_views(base: &dump_restore::Job) -> Result<(), CopyError> {
     let source = base.source.connect().await?;
     let target = base.target.connect().await?;
+    refresh_populated_matviews(&base.source, &source, &base.target, &target, |s, _| {
+        base.schemas.is_empty() || base.schemas.iter().any(|x| x == s)
+    })
+    .await?;
+    Ok(())
+}
+
+/// Refreshes on the target the materialized views populated on the source that `include`
+/// selects (by schema and name); returns how many. A view built on another is retried after
+/// the others, until a pass makes no progress. Used by the load and by cutover.
+pub async fn refresh_populated_matviews(
+    source_ep: &Endpoint,
+    source: &tokio_postgres::Client,
+    target_ep: &Endpoint,
+    target: &tokio_postgres::Client,
+    include: impl Fn(&str, &str) -> bool,
+) -> Result<usize, PgError> {
     let mut todo: Vec<(String, String)> = source
         .query(POPULATED_MATVIEWS_SQL, &[])
         .await
-        .map_err(|e| base.source.query_error("listing materialized views", &e))?
+        .map_err(|e| source_ep.query_error("listing materialized views", &e))?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
-        .filter(|(s, _): &(String, String)| base.schemas.is_empty() || base.schemas.contains(s))
+        .filter(|(s, v): &(String, String)| include(s, v))
         .collect();
+    let mut done = 0;
     while !todo.is_empty() {
         let mut failed = Vec::new();
         let mut last_error = None;
         for (s, v) in todo.iter() {
             let q = quote::qualified(s, v);
-            if let Err(e) = target
+            match target
                 .batch_execute(&format!("REFRESH MATERIALIZED VIEW {q}"))
                 .await
             {
-                last_error = Some(base.target.query_error(&format!("refreshing {q}"), &e));
-                failed.push((s.clone(), v.clone()));
+                Ok(()) => done += 1,
+                Err(e) => {
+                    last_error = Some(target_ep.query_error(&format!("refreshing {q}"), &e));
+                    failed.push((s.clone(), v.clone()));
+                }
             }
         }
         if failed.len() == todo.len() {
             if let Some(e) = last_error {
-                return Err(e.into());
+                return Err(e);
             }
         }
         todo = failed;
     }
-    Ok(())
+    Ok(done)
 }
 
 /// Copies the large objects the target lacks, 1 MB at a time.
