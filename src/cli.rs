@@ -84,8 +84,8 @@ pub enum Command {
         /// Row counts only, no checksums (fast).
         #[arg(long)]
         counts_only: bool,
-        /// Rows per checksum chunk (default 100000).
-        #[arg(long)]
+        /// Rows per checksum chunk (default 100000; at least 1).
+        #[arg(long, value_parser = parse_chunk_rows)]
         chunk_rows: Option<u64>,
     },
     /// Drop everything pgmove created for the plan on both servers (slots, publication, DDL
@@ -186,6 +186,14 @@ where
         }
     });
     ExitCode::from(code)
+}
+
+fn parse_chunk_rows(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err("must be at least 1 (rows per checksum chunk; 0 would mean a query per row): leave it out for the default 100000".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a whole number of rows: e.g. --chunk-rows 100000")),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

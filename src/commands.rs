@@ -475,7 +475,7 @@ pub async fn verify(path: &Path, counts_only: bool, chunk_rows: Option<u64>, g: 
         ..Default::default()
     };
     if let Some(c) = chunk_rows {
-        opts.chunk_rows = c.max(1);
+        opts.chunk_rows = c;
     }
     match crate::verify::verify(&source, &target, &opts).await {
         Ok(report) => {

@@ -76,6 +76,9 @@ const MALFORMED: &[(&str, u64, u64, Kind, &str, &str)] = &[
     ("empty", 1, 1, Kind::Shape, "the plan is empty", "version: 1"),
     ("not-a-mapping", 1, 1, Kind::Shape, "the plan must be keys (a mapping)", "starting with `version: 1`"),
     ("multiple-documents", 10, 1, Kind::Shape, "more than one YAML document", "one document"),
+    ("tag-binary", 8, 8, Kind::Invalid, "YAML tag `!!binary` is not allowed in a plan", "remove `!!binary`: plan values are plain text"),
+    ("tag-custom", 10, 10, Kind::Invalid, "YAML tag `!custom` is not allowed in a plan", "remove `!custom`"),
+    ("tag-str", 10, 11, Kind::Invalid, "YAML tag `!!str` is not allowed in a plan", "quote a value to keep it a string"),
 ];
 
 fn kind(e: &PlanError) -> Option<Kind> {
@@ -363,4 +366,72 @@ fn no_input_panics() {
             check(&s);
         }
     }
+}
+
+/// A plan file is read with a cap: `/dev/zero` (endless) ends at once with exit 2, naming the
+/// file and the cap, instead of growing until the machine runs out of memory.
+#[test]
+fn an_endless_plan_file_is_refused_at_the_cap() {
+    let e = plan::load(Path::new("/dev/zero")).expect_err("endless");
+    assert!(matches!(e, PlanError::Unreadable { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string().lines().next(),
+        Some("/dev/zero: cannot read the plan file: larger than 4MB, the most pgmove reads of a plan")
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = dir.path().join("big.yaml");
+    let mut text =
+        std::fs::read_to_string(root().join("tests/fixtures/plans/jobs-zero.yaml")).expect("read");
+    text.push_str(&format!(
+        "# {}\n",
+        "x".repeat(plan::MAX_PLAN_BYTES as usize)
+    ));
+    std::fs::write(&big, text).expect("write");
+    let e = plan::load(&big).expect_err("too big");
+    assert!(e.message().contains("larger than 4MB"), "{e}");
+
+    let start = std::time::Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgmove"))
+        .args(["plan", "/dev/zero"])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run pgmove");
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pgmove plan /dev/zero still running after 20s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("/dev/zero: cannot read the plan file: larger than 4MB"),
+        "{stderr}"
+    );
+}
+
+/// `verify --chunk-rows 0` is bad input (exit 2), not silently taken as 1 (one query per row).
+#[test]
+fn verify_chunk_rows_zero_is_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgmove"))
+        .args(["verify", "no-such-plan.yaml", "--chunk-rows", "0"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run pgmove");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--chunk-rows"), "{stderr}");
+    assert!(stderr.contains("at least 1"), "{stderr}");
+    assert!(
+        !stderr.contains("no-such-plan.yaml: cannot read"),
+        "refused before reading the plan: {stderr}"
+    );
 }

@@ -204,10 +204,30 @@ pub struct Plan {
     pub bin_dir: Option<PathBuf>,
 }
 
-/// Reads and validates a plan file. A missing or unreadable file is an error naming the path.
+/// The largest plan file read: a real plan is a few KiB; anything near this is not a plan.
+pub const MAX_PLAN_BYTES: u64 = 4 << 20;
+
+/// The largest `password: {file: ...}` read: a password, not a file of data.
+pub const MAX_PASSWORD_FILE_BYTES: u64 = 64 << 10;
+
+/// Reads at most `cap` bytes of `path`; `Ok(None)` when the file holds more (it is never read
+/// further, so `/dev/zero` or a huge file ends at once).
+fn read_capped(path: &Path, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Ok(None);
+    }
+    Ok(Some(bytes))
+}
+
+/// Reads and validates a plan file. A missing or unreadable file is an error naming the path;
+/// so is one larger than [`MAX_PLAN_BYTES`].
 pub fn load(path: &Path) -> Result<Plan, PlanError> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| PlanError::Unreadable {
+    let read = read_capped(path, MAX_PLAN_BYTES).map_err(|e| PlanError::Unreadable {
         path: file.clone(),
         reason: match e.kind() {
             std::io::ErrorKind::NotFound => "no such file".to_string(),
@@ -221,6 +241,16 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
                 .to_string()
         },
     })?;
+    let Some(bytes) = read else {
+        return Err(PlanError::Unreadable {
+            path: file,
+            reason: format!(
+                "larger than {}, the most pgmove reads of a plan",
+                format_size(MAX_PLAN_BYTES)
+            ),
+            hint: "give the path of the YAML plan file (a plan is a few KiB); plans/examples/ has one for each kind of move".to_string(),
+        });
+    };
     let text = String::from_utf8(bytes).map_err(|e| PlanError::Unreadable {
         path: file.clone(),
         reason: format!(
@@ -361,7 +391,7 @@ fn read_password(source: &PasswordSource) -> Result<Secret, (String, String)> {
         },
         PasswordSource::File(path) => {
             let shown = path.display();
-            let bytes = std::fs::read(path).map_err(|e| {
+            let read = read_capped(path, MAX_PASSWORD_FILE_BYTES).map_err(|e| {
                 let reason = match e.kind() {
                     std::io::ErrorKind::NotFound => "no such file".to_string(),
                     std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
@@ -372,6 +402,15 @@ fn read_password(source: &PasswordSource) -> Result<Secret, (String, String)> {
                     "the file holds the password alone (a trailing newline is ignored); check its path and that pgmove's user may read it".to_string(),
                 )
             })?;
+            let Some(bytes) = read else {
+                return Err((
+                    format!(
+                        "password file {shown} is larger than {}, the most pgmove reads of a password file",
+                        format_size(MAX_PASSWORD_FILE_BYTES)
+                    ),
+                    "the file holds the password alone (a trailing newline is ignored): check that `file:` names the password file".to_string(),
+                ));
+            };
             let text = String::from_utf8(bytes).map_err(|_| {
                 (
                     format!("password file {shown} is not UTF-8 text"),

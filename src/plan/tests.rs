@@ -581,6 +581,78 @@ fn endpoint_errors_name_the_key_and_the_source_never_the_value() {
 }
 
 #[test]
+fn an_oversized_password_file_is_refused_naming_the_file_and_the_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = dir.path().join("pw");
+    std::fs::write(&big, "s".repeat(MAX_PASSWORD_FILE_BYTES as usize + 1)).expect("write");
+    let text = format!(
+        "version: 1\nname: ep\nsource:\n  dsn: postgres://h1/db\ntarget:\n  dsn: postgres://h2/db\n  password: {{file: {}}}\n",
+        big.display()
+    );
+    let p = ok(&text);
+    let e = p.endpoint(pg::Side::Target).expect_err("oversized");
+    assert!(matches!(e, PlanError::Secret(_)), "{e:?}");
+    assert_eq!(e.pos(), Some(Pos::new(7, 13)));
+    assert_eq!(
+        e.message(),
+        format!(
+            "target.password: password file {} is larger than 64kB, the most pgmove reads of a password file",
+            big.display()
+        )
+    );
+    assert!(e.hint().contains("holds the password alone"), "{e}");
+    assert!(!e.to_string().contains("sss"), "no content echoed: {e}");
+    // Exactly at the cap is still read.
+    std::fs::write(&big, "s".repeat(MAX_PASSWORD_FILE_BYTES as usize)).expect("write");
+    let t = ok(&text).endpoint(pg::Side::Target).expect("at the cap");
+    assert_eq!(
+        t.info.password.as_ref().map(|s| s.expose().len()),
+        Some(MAX_PASSWORD_FILE_BYTES as usize)
+    );
+}
+
+#[test]
+fn yaml_tags_are_refused_where_they_stand() {
+    for (text, pos, tag) in [
+        (with("jobs: !!int 4\n"), Pos::new(7, 7), "!!int"),
+        (with("downtime: !custom 5m\n"), Pos::new(7, 11), "!custom"),
+        (
+            with("objects: !!map {schemas: [a]}\n"),
+            Pos::new(7, 10),
+            "!!map",
+        ),
+        (
+            with("objects:\n  schemas: [a, ! b]\n"),
+            Pos::new(8, 16),
+            "!",
+        ),
+        (
+            MINIMAL.replace(
+                "dsn: postgres://a@h1/db",
+                "dsn: !<tag:example.com,2000:x> y",
+            ),
+            Pos::new(4, 8),
+            "tag:example.com,2000:x",
+        ),
+    ] {
+        let e = err(&text);
+        assert!(matches!(e, PlanError::Invalid(_)), "{text}: {e:?}");
+        assert_eq!(e.pos(), Some(pos), "{text}: {e}");
+        assert_eq!(
+            e.message(),
+            format!("YAML tag `{tag}` is not allowed in a plan"),
+            "{text}"
+        );
+    }
+    // A `!` inside a quoted or plain value is no tag.
+    let p = ok(&MINIMAL.replace(
+        "postgres://a@h1/db",
+        "'postgres://a@h1/db?application_name=!x'",
+    ));
+    assert!(p.source.dsn.contains("!x"));
+}
+
+#[test]
 fn a_missing_file_is_an_error_naming_the_path() {
     let e = load(Path::new("/nonexistent/pgmove/plan.yaml")).expect_err("missing");
     assert!(matches!(e, PlanError::Unreadable { .. }), "{e:?}");

@@ -186,8 +186,49 @@ fn version_problem(cx: &Cx, v: &Scalar) -> Option<PlanError> {
     }
 }
 
+/// The first explicit YAML tag (`!!binary`, `!!str`, `!custom`, `!<...>`) in `text`: where its
+/// token stands and how it was written. `None` when there is none, or when the text is not
+/// well-formed YAML before one (serde-saphyr then reports the syntax error).
+fn first_tag(text: &str) -> Option<(Pos, String)> {
+    use serde_saphyr::granit_parser::{Event, Parser};
+    for item in Parser::new_from_str(text) {
+        let Ok((event, span)) = item else {
+            return None;
+        };
+        let tag = match event {
+            Event::Scalar(_, _, _, tag)
+            | Event::SequenceStart(_, _, tag)
+            | Event::MappingStart(_, _, tag) => tag,
+            _ => None,
+        };
+        if let Some(tag) = tag {
+            let at = span.tag_start.unwrap_or(span.start);
+            let written = if tag.original_handle().is_empty() {
+                tag.to_string()
+            } else {
+                format!("{}{}", tag.original_handle(), tag.suffix())
+            };
+            let pos = Pos::new(at.line() as u64, at.col() as u64 + 1);
+            return Some((pos, written));
+        }
+    }
+    None
+}
+
 pub(crate) fn parse(text: &str, file: &str) -> Result<Plan, PlanError> {
     let cx = Cx { file };
+    // serde-saphyr reads `!!binary` as base64 and drops unknown tags: the value used would not
+    // be the one written. A plan has plain values only.
+    if let Some((pos, tag)) = first_tag(text) {
+        return Err(cx.invalid(
+            pos,
+            format!("YAML tag `{}` is not allowed in a plan", shown(&tag)),
+            format!(
+                "remove `{}`: plan values are plain text (quote a value to keep it a string)",
+                shown(&tag)
+            ),
+        ));
+    }
     let doc: Spanned<RawPlan> = match serde_saphyr::from_str(text) {
         Ok(d) => d,
         Err(e) => {
