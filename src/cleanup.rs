@@ -9,7 +9,9 @@
 //!   `pgmove.pgmove_<name>_ddl_key`, and the `pgmove`
 //!   schema: this plan's rows in its tables, or the whole schema (`DROP SCHEMA pgmove CASCADE`)
 //!   when no other plan has rows in it (nor an event trigger whose function lives there);
-//! - this host: the default dump directory (`<temp dir>/pgmove-dumps/<name>`) if it exists.
+//! - this host: the default dump directory ([`crate::plan::default_dump_dir`]) only while its
+//!   marker names this plan and both endpoints (see [`crate::dumpdir`]); one without the marker,
+//!   another plan's or another user's is kept and reported.
 //!
 //! pglogical nodes, sets and subscriptions named after the plan are reported as "not handled
 //! yet" and never dropped.
@@ -157,8 +159,9 @@ pub struct Request {
     pub publication: String,
     /// The pglogical sets named after the plan (update/delete and insert sets).
     pub pglogical_sets: Vec<String>,
-    /// The local dump directory to remove if it exists.
-    pub dump_dir: PathBuf,
+    /// The local dump directory to remove if it carries the plan's marker; `None`: the default
+    /// for the plan and the endpoints cleanup is given.
+    pub dump_dir: Option<PathBuf>,
     pub dry_run: bool,
     pub force: bool,
 }
@@ -171,7 +174,7 @@ impl Request {
             slot: plan.slot_name(),
             publication: plan.publication_name(),
             pglogical_sets: vec![plan.replication_set(), plan.insert_set()],
-            dump_dir: default_dump_dir(&plan.name),
+            dump_dir: None,
             dry_run,
             force,
         }
@@ -188,20 +191,48 @@ impl Request {
     }
 }
 
-/// Where `apply` keeps the dump when no `--dump-dir` is given (as `strategy::dump_restore`
-/// computes it).
-pub fn default_dump_dir(plan_name: &str) -> PathBuf {
-    let safe: String = plan_name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
+/// The plan's dump directory on this host: removed only while its marker names this plan and
+/// both endpoints; one that is not pgmove's (no marker, another plan's, another user's) is kept
+/// and says why.
+fn discover_dump_dir(req: &Request, source: &Endpoint, target: &Endpoint, found: &mut Found) {
+    use crate::dumpdir::{self, DirError};
+    let dir = match &req.dump_dir {
+        Some(d) => d.clone(),
+        None => {
+            match crate::plan::default_dump_dir(&req.plan_name, &source.info, &target.info, &|k| {
+                std::env::var(k).ok()
+            }) {
+                Ok(d) => d,
+                // No private default place: apply could not have used one either.
+                Err(_) => return,
             }
-        })
-        .collect();
-    std::env::temp_dir().join("pgmove-dumps").join(safe)
+        }
+    };
+    let owner = dumpdir::Owner::new(&req.plan_name, &source.info, &target.info);
+    let artifact = |sql: String, detail: Option<String>| Artifact {
+        location: Location::Local,
+        kind: "dump directory".into(),
+        name: dir.display().to_string(),
+        sql,
+        detail,
+    };
+    match dumpdir::inspect(&dir, &owner) {
+        Ok(state) => {
+            if let Some(cmd) = dumpdir::removal_command(&dir, &state) {
+                found.steps.push(Step {
+                    artifact: artifact(cmd, None),
+                    action: Action::RemoveDir(dir.clone(), owner),
+                });
+            }
+        }
+        Err(DirError::Refused { reason, .. }) => found.kept.push(artifact(
+            String::new(),
+            Some(format!("not removed: {reason}")),
+        )),
+        Err(DirError::Io(e)) => found
+            .kept
+            .push(artifact(String::new(), Some(format!("not removed: {e}")))),
+    }
 }
 
 /// Why cleanup stopped.
@@ -242,7 +273,8 @@ enum Action {
     DropSlot(String),
     /// A statement run as is.
     Sql(String),
-    RemoveDir(PathBuf),
+    /// A dump directory, removed only while its marker names this owner.
+    RemoveDir(PathBuf, crate::dumpdir::Owner),
 }
 
 #[derive(Clone, Debug)]
@@ -275,18 +307,7 @@ pub async fn cleanup(
     discover_side(req, source, &s, &mut found).await?;
     discover_lock(req, target, &t, &mut found).await?;
     discover_side(req, target, &t, &mut found).await?;
-    if req.dump_dir.is_dir() {
-        found.steps.push(Step {
-            artifact: Artifact {
-                location: Location::Local,
-                kind: "dump directory".into(),
-                name: req.dump_dir.display().to_string(),
-                sql: format!("rm -rf {}", shell_quote(&req.dump_dir)),
-                detail: None,
-            },
-            action: Action::RemoveDir(req.dump_dir.clone()),
-        });
-    }
+    discover_dump_dir(req, source, target, &mut found);
     let mut report = Report {
         format_version: FORMAT_VERSION,
         plan: req.plan_name.clone(),
@@ -358,14 +379,14 @@ pub async fn cleanup(
                     .to_string()
                 })
             }
-            Action::RemoveDir(dir) => match tokio::fs::remove_dir_all(dir).await {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(format!(
-                    "local: cannot remove the dump directory {}: {e}",
-                    dir.display()
-                )),
-            },
+            Action::RemoveDir(dir, owner) => {
+                crate::dumpdir::remove(dir, owner).map(|_| ()).map_err(|e| {
+                    format!(
+                        "local: cannot remove the dump directory {}: {e}",
+                        dir.display()
+                    )
+                })
+            }
         };
         match result {
             Ok(()) => {
@@ -870,7 +891,7 @@ async fn drop_slot(
 }
 
 /// A path as one POSIX shell word.
-fn shell_quote(p: &Path) -> String {
+pub(crate) fn shell_quote(p: &Path) -> String {
     let s = p.display().to_string();
     if s.chars()
         .all(|c| c.is_ascii_alphanumeric() || "/._-+:@".contains(c))
@@ -1109,8 +1130,7 @@ mod tests {
     }
 
     #[test]
-    fn dump_dir_matches_apply() {
-        assert!(default_dump_dir("a b").ends_with("pgmove-dumps/a_b"));
+    fn shell_quote_quotes_paths() {
         assert_eq!(shell_quote(Path::new("/tmp/x y")), "'/tmp/x y'");
     }
 }

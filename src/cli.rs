@@ -58,8 +58,9 @@ pub enum Command {
         /// Print every command and SQL statement apply would run, without running them.
         #[arg(long)]
         dry_run: bool,
-        /// Keep the dump in this directory (default: a directory under the system temp dir,
-        /// removed after success).
+        /// Keep the dump in this directory, new or empty (a non-empty one without pgmove's
+        /// marker is refused). Default: a private directory under $XDG_CACHE_HOME or
+        /// ~/.cache/pgmove/dumps, keyed by the plan and both endpoints, removed after success.
         #[arg(long)]
         dump_dir: Option<PathBuf>,
         /// copy-cdc: stop after the full load (the slot is dropped; no change capture).

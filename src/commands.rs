@@ -210,6 +210,13 @@ pub async fn apply(
         schema_only: strategy == Strategy::CopyCdc,
         dump_dir,
     };
+    // A dump directory that is not private or not pgmove's is refused before anything runs.
+    if let Err(e) = job.check_dump_dir() {
+        return report_failure(&match e {
+            crate::dumpdir::DirError::Refused { .. } => Failure::input(e),
+            crate::dumpdir::DirError::Io(_) => Failure::runtime(e),
+        });
+    }
     if strategy == Strategy::CopyCdc {
         let job = copy_cdc::Job {
             base: job,

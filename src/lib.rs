@@ -8,6 +8,7 @@ pub mod cleanup;
 pub mod cli;
 pub mod commands;
 pub mod cutover;
+pub mod dumpdir;
 pub mod inspect;
 pub mod logging;
 pub mod pg;

@@ -441,14 +441,42 @@ fn cleanup_after_dump_restore_removes_the_pgmove_schema_and_none_of_the_users_ta
     let dir = tempfile::tempdir().expect("tempdir");
     let plan = write_plan(dir.path(), "cln_dump", "dump-restore", &src, &dst, "");
     let p = plan.to_str().expect("utf8");
+    // The default dump place is under the user's cache: here a directory of this test's.
+    let cache = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str], src: &Cluster, dst: &Cluster| {
+        support::online::pgmove(args, src, dst)
+            .env("XDG_CACHE_HOME", cache.path())
+            .output()
+            .expect("run pgmove")
+    };
     let out = run(&["apply", p, "--yes"], &src, &dst);
     assert_code(&out, 0);
     assert_eq!(pgmove_objects(&dst), ["schema pgmove"]);
     assert!(pgmove_objects(&src).is_empty());
-    // A dump left behind by an interrupted run, in the default place.
-    let dump = std::env::temp_dir().join("pgmove-dumps").join("cln_dump");
+    let info = |c: &Cluster| {
+        pgmove::pg::ConnInfo::parse(&format!("postgres://postgres@127.0.0.1:{}/shop", c.port))
+            .expect("dsn")
+    };
+    let cache_dir = cache.path().display().to_string();
+    let dump = pgmove::plan::default_dump_dir("cln_dump", &info(&src), &info(&dst), &|k| {
+        (k == "XDG_CACHE_HOME").then(|| cache_dir.clone())
+    })
+    .expect("default dump dir");
+    // A directory at the default place without pgmove's marker (not pgmove's): listed as
+    // kept, never removed.
     std::fs::create_dir_all(&dump).expect("mkdir");
-    std::fs::write(dump.join("toc.dat"), b"x").expect("write");
+    std::fs::write(dump.join("notes.txt"), b"the user's").expect("write");
+    let out = run(&["cleanup", p, "--dry-run"], &src, &dst);
+    assert_code(&out, 0);
+    let (o, _) = text(&out);
+    assert!(o.contains("has no pgmove-dump-dir marker"), "{o}");
+    assert!(!o.contains("rm -r"), "{o}");
+    std::fs::remove_dir_all(&dump).expect("rm");
+    // A dump left behind by an interrupted run, in the default place, with its marker.
+    let owner = pgmove::dumpdir::Owner::new("cln_dump", &info(&src), &info(&dst));
+    let inner = pgmove::dumpdir::prepare(&dump, &owner, true).expect("prepare");
+    std::fs::create_dir(&inner).expect("mkdir");
+    std::fs::write(inner.join("toc.dat"), b"x").expect("write");
     let tables = "SELECT string_agg(format('%s.%s', table_schema, table_name), ',' ORDER BY table_schema, table_name)
                   FROM information_schema.tables WHERE table_schema IN ('public', 'sales')";
     let before = dst.psql("shop", tables);
@@ -458,6 +486,7 @@ fn cleanup_after_dump_restore_removes_the_pgmove_schema_and_none_of_the_users_ta
     assert_code(&out, 0);
     let (o, _) = text(&out);
     assert!(o.contains("dump directory"), "{o}");
+    assert!(o.contains(&format!("rm -r {}", dump.display())), "{o}");
     assert!(
         o.contains("DROP SCHEMA IF EXISTS \"pgmove\" CASCADE"),
         "{o}"
@@ -482,6 +511,15 @@ fn cleanup_after_dump_restore_removes_the_pgmove_schema_and_none_of_the_users_ta
     let out = run(&["cleanup", p], &src, &dst);
     assert_code(&out, 0);
     assert!(text(&out).0.contains("nothing to drop"));
+    // Cleanup never removes a directory without the marker, even at the default place.
+    std::fs::create_dir_all(&dump).expect("mkdir");
+    std::fs::write(dump.join("notes.txt"), b"the user's").expect("write");
+    let out = run(&["cleanup", p], &src, &dst);
+    assert_code(&out, 0);
+    assert_eq!(
+        std::fs::read(dump.join("notes.txt")).expect("kept"),
+        b"the user's"
+    );
 }
 
 /// A session holding a plan's advisory lock on the target, as a running apply does.

@@ -33,7 +33,7 @@ pub use keywords::{
     CutoverMode, Ddl, Fence, Keyword, Owner, Roles, Sequences, StrategyChoice, TablesWithoutKey,
     TargetKind, VerifyLevel,
 };
-pub use names::{artifact_name, is_system_schema, MAX_NAME_LEN};
+pub use names::{artifact_name, default_dump_dir, endpoint_key, is_system_schema, MAX_NAME_LEN};
 pub use units::{format_duration, format_size, glob_match, parse_duration, parse_size, UnitError};
 
 /// The plan version this pgmove reads.

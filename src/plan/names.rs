@@ -1,9 +1,9 @@
 //! Names: the plan's `name`, the artifacts derived from it, schemas pgmove never moves, and the
 //! DSN with the plan's TLS settings applied.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::pg::SslMode;
+use crate::pg::{ConnInfo, SslMode};
 
 /// PostgreSQL truncates identifiers to 63 bytes (NAMEDATALEN - 1).
 pub const MAX_IDENTIFIER: usize = 63;
@@ -79,6 +79,60 @@ pub fn is_system_schema(schema: &str) -> bool {
         || schema == "pg_toast"
         || schema.starts_with("pg_temp_")
         || schema.starts_with("pg_toast_temp_")
+}
+
+/// An endpoint as `host:port/database` (host lowercased): what keys a plan's local files.
+pub fn endpoint_key(info: &ConnInfo) -> String {
+    format!(
+        "{}:{}/{}",
+        info.host().to_ascii_lowercase(),
+        info.port(),
+        info.dbname()
+    )
+}
+
+/// Where `apply` keeps a plan's dump when no `--dump-dir` is given, and where `cleanup` looks
+/// for it: `<cache>/pgmove/dumps/<name>-<hash>`, `<cache>` being `$XDG_CACHE_HOME` (when
+/// absolute) or `$HOME/.cache`, private to the user running pgmove, and `<hash>` 16 hex digits
+/// (FNV-1a, stable across versions) of the plan name and both endpoints' host, port and
+/// database: two plans of the same name on other databases never share a directory. `Err` (the
+/// fix) when neither variable gives an absolute path.
+pub fn default_dump_dir(
+    plan_name: &str,
+    source: &ConnInfo,
+    target: &ConnInfo,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PathBuf, String> {
+    let absolute = |k: &str| env(k).map(PathBuf::from).filter(|p| p.is_absolute());
+    let cache = absolute("XDG_CACHE_HOME")
+        .or_else(|| absolute("HOME").map(|h| h.join(".cache")))
+        .ok_or_else(|| {
+            "no private place for the dump: neither XDG_CACHE_HOME nor HOME is set to an absolute path\n  hint: set HOME, or give a directory of your own with --dump-dir".to_string()
+        })?;
+    let key = format!(
+        "{plan_name}\0{}\0{}",
+        endpoint_key(source),
+        endpoint_key(target)
+    );
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let safe: String = plan_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok(cache
+        .join("pgmove")
+        .join("dumps")
+        .join(format!("{safe}-{hash:016x}")))
 }
 
 /// `dsn` with `sslmode` and `sslrootcert` appended, so they win over the DSN's own (libpq keeps
@@ -170,6 +224,75 @@ mod tests {
         for s in ["public", "sales", "pg", "pgmove_data", "Public"] {
             assert!(!is_system_schema(s), "{s}");
         }
+    }
+
+    #[test]
+    fn the_default_dump_dir_is_private_and_keyed_by_both_endpoints() {
+        let info = |dsn: &str| ConnInfo::parse(dsn).expect("dsn");
+        let (a, b) = (
+            info("postgres://u@h1:5432/shop"),
+            info("postgres://u@h2:5432/shop"),
+        );
+        let home = |k: &str| (k == "HOME").then(|| "/home/ann".to_string());
+        let d = default_dump_dir("shop", &a, &b, &home).expect("default");
+        assert!(
+            d.parent() == Some(Path::new("/home/ann/.cache/pgmove/dumps")),
+            "{}",
+            d.display()
+        );
+        let leaf = d.file_name().and_then(|n| n.to_str()).expect("leaf");
+        assert!(leaf.starts_with("shop-"), "{leaf}");
+        assert_eq!(leaf.len(), "shop-".len() + 16, "{leaf}");
+        // Stable: the same inputs give the same path (cleanup finds what apply made).
+        assert_eq!(default_dump_dir("shop", &a, &b, &home).expect("again"), d);
+        // Another database, port or host on either side, or another name: another directory.
+        for (name, s, t) in [
+            (
+                "shop",
+                "postgres://u@h1:5432/shop2",
+                "postgres://u@h2:5432/shop",
+            ),
+            (
+                "shop",
+                "postgres://u@h1:5432/shop",
+                "postgres://u@h2:5433/shop",
+            ),
+            (
+                "shop",
+                "postgres://u@h3:5432/shop",
+                "postgres://u@h2:5432/shop",
+            ),
+            (
+                "shop",
+                "postgres://u@h2:5432/shop",
+                "postgres://u@h1:5432/shop",
+            ),
+            (
+                "shop2",
+                "postgres://u@h1:5432/shop",
+                "postgres://u@h2:5432/shop",
+            ),
+        ] {
+            let other = default_dump_dir(name, &info(s), &info(t), &home).expect("other");
+            assert_ne!(other, d, "{name} {s} {t}");
+        }
+        // The user is not part of the key (a dump is the database's, whoever reads it).
+        assert_eq!(
+            default_dump_dir("shop", &info("postgres://v@H1:5432/shop"), &b, &home).expect("v"),
+            d
+        );
+        let xdg = |k: &str| match k {
+            "XDG_CACHE_HOME" => Some("/run/user/7/cache".to_string()),
+            "HOME" => Some("/home/ann".to_string()),
+            _ => None,
+        };
+        assert!(default_dump_dir("shop", &a, &b, &xdg)
+            .expect("xdg")
+            .starts_with("/run/user/7/cache/pgmove/dumps"));
+        let relative = |k: &str| (k == "HOME").then(|| "home".to_string());
+        let e = default_dump_dir("shop", &a, &b, &relative).expect_err("no absolute base");
+        assert!(e.contains("--dump-dir"), "{e}");
+        assert!(default_dump_dir("shop", &a, &b, &|_| None).is_err());
     }
 
     #[test]

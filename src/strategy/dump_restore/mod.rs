@@ -28,6 +28,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use crate::dumpdir::{self, DirError, DirState, Owner};
 use crate::pg::{quote, Endpoint, PgError};
 use crate::progress::Progress;
 use crate::state::{self, State};
@@ -59,8 +60,8 @@ pub struct Job {
     pub bin_dir: Option<PathBuf>,
     /// Dump the schema only (copy-cdc copies the data itself).
     pub schema_only: bool,
-    /// Where to keep the dump; when `None`, a directory under the system temp dir named after
-    /// the plan, removed after success.
+    /// Where to keep the dump (`--dump-dir`); when `None`, the default of
+    /// [`crate::plan::default_dump_dir`], removed after success. See [`crate::dumpdir`].
     pub dump_dir: Option<PathBuf>,
 }
 
@@ -80,6 +81,8 @@ pub enum DumpRestoreError {
     },
     #[error("{0}")]
     Io(String),
+    #[error(transparent)]
+    DumpDir(#[from] DirError),
 }
 
 /// What a run did.
@@ -93,16 +96,40 @@ pub struct Outcome {
 }
 
 impl Job {
-    fn default_dump_dir(&self) -> PathBuf {
-        std::env::temp_dir()
-            .join("pgmove-dumps")
-            .join(sanitize(&self.plan_name))
+    /// The directory holding the dump: `--dump-dir` or the default for the plan and endpoints.
+    pub fn dump_dir(&self) -> Result<PathBuf, DirError> {
+        match &self.dump_dir {
+            Some(d) => Ok(d.clone()),
+            None => crate::plan::default_dump_dir(
+                &self.plan_name,
+                &self.source.info,
+                &self.target.info,
+                &|k| std::env::var(k).ok(),
+            )
+            .map_err(DirError::Io),
+        }
     }
 
-    fn dump_dir(&self) -> PathBuf {
-        self.dump_dir
-            .clone()
-            .unwrap_or_else(|| self.default_dump_dir())
+    /// Whose dump the directory holds (its marker).
+    pub fn dump_owner(&self) -> Owner {
+        Owner::new(&self.plan_name, &self.source.info, &self.target.info)
+    }
+
+    /// The dump directory and what is there, checked without changing anything: refused
+    /// (another user's, writable by others, another plan's, non-empty without pgmove's marker)
+    /// before apply (or its dry run) starts.
+    pub fn check_dump_dir(&self) -> Result<(PathBuf, DirState), DirError> {
+        let dir = self.dump_dir()?;
+        let owner = self.dump_owner();
+        if self.dump_dir.is_none() {
+            for p in dir.ancestors().skip(1).take(2) {
+                if p.exists() {
+                    dumpdir::check_private(p)?;
+                }
+            }
+        }
+        let state = dumpdir::inspect(&dir, &owner)?;
+        Ok((dir, state))
     }
 
     /// pg_dump's arguments, without the connection (given through the environment).
@@ -143,19 +170,6 @@ impl Job {
         }
         a
     }
-}
-
-/// Makes a plan name safe as a directory name.
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// A `schema.table` glob as a pg_dump pattern: literal runs double-quoted (so case, dots and
@@ -298,9 +312,28 @@ pub async fn dry_run(job: &Job) -> Result<Vec<String>, DumpRestoreError> {
     let pg_dump = tools::find("pg_dump", job.bin_dir.as_deref(), major)?;
     let pg_restore = tools::find("pg_restore", job.bin_dir.as_deref(), major)?;
     let psql = tools::find("psql", job.bin_dir.as_deref(), 0)?;
-    let dir = job.dump_dir();
+    let (top, state) = job.check_dump_dir()?;
+    let dir = top.join(dumpdir::DUMP_SUBDIR);
+    let marker = top.join(dumpdir::MARKER);
     let mut out = vec![
         format!("-- strategy dump-restore, plan {}", job.plan_name),
+        match state {
+            DirState::Missing => format!(
+                "-- 0. dump directory {}: created (mode 0700) with the marker {} naming this plan and both endpoints",
+                top.display(),
+                marker.display()
+            ),
+            DirState::Ours { .. } => format!(
+                "-- 0. dump directory {}: pgmove's (its marker {} names this plan and both endpoints)",
+                top.display(),
+                marker.display()
+            ),
+            DirState::Empty => format!(
+                "-- 0. dump directory {}: exists and is empty; the marker {} and the dump are written into it, the directory itself is never removed",
+                top.display(),
+                marker.display()
+            ),
+        },
         format!(
             "-- 1. on the target ({}): state schema",
             job.target.display()
@@ -378,7 +411,22 @@ pub async fn dry_run(job: &Job) -> Result<Vec<String>, DumpRestoreError> {
             .to_string(),
     );
     if job.dump_dir.is_none() {
-        out.push(format!("rm -r {}", dir.display()));
+        let after = match state {
+            DirState::Ours { created: false } => state.clone(),
+            _ => DirState::Ours { created: true },
+        };
+        if let Some(cmd) = dumpdir::removal_command(&top, &after) {
+            out.push(
+                "-- 8. after success, remove the dump directory (only while its marker names this plan)"
+                    .to_string(),
+            );
+            out.push(cmd);
+        }
+    } else {
+        out.push(format!(
+            "-- 8. the dump stays in {} (--dump-dir)",
+            dir.display()
+        ));
     }
     Ok(out)
 }
@@ -450,7 +498,7 @@ async fn run_steps(
         return Ok(Outcome {
             pre_data_already_done: true,
             dump_reused: true,
-            dump_dir: job.dump_dir(),
+            dump_dir: job.dump_dir()?,
             ..Outcome::default()
         });
     }
@@ -514,7 +562,10 @@ pub struct Restorer<'a> {
     pg_restore: &'a Tool,
     psql: &'a Tool,
     progress: Progress,
+    /// Where the dump is (`<dump directory>/dump`).
     pub dir: PathBuf,
+    /// The dump directory: pgmove's marker and the dump.
+    top: PathBuf,
     pre: Vec<Entry>,
     data: Vec<Entry>,
     post: Vec<Entry>,
@@ -534,8 +585,10 @@ impl<'a> Restorer<'a> {
         strategy: &str,
     ) -> Result<Restorer<'a>, DumpRestoreError> {
         let mut outcome = Outcome::default();
-        let dir = job.dump_dir();
-        outcome.dump_dir = dir.clone();
+        let top = job.dump_dir()?;
+        outcome.dump_dir = top.clone();
+        // Private, owned by this user and marked as this plan's, or refused untouched.
+        let dir = dumpdir::prepare(&top, &job.dump_owner(), job.dump_dir.is_none())?;
         state.set_phase(strategy, "dump", None).await?;
         let marker = dir.join(COMPLETE_MARKER);
         let already_restoring =
@@ -544,6 +597,8 @@ impl<'a> Restorer<'a> {
         // with no record of it on the target is an earlier, unrelated run's.
         let recorded = state.step("dump").await?.is_some();
         if marker.is_file() && recorded {
+            // The dump restored is the one this user wrote: nobody else may have written in it.
+            dumpdir::check_private(&dir)?;
             outcome.dump_reused = true;
             tracing::info!(dir = %dir.display(), "reusing the complete dump of an earlier run");
         } else {
@@ -554,17 +609,13 @@ impl<'a> Restorer<'a> {
                     dir.display()
                 )));
             }
-            if dir.exists() {
+            // `dir` is the `dump` subdirectory of a directory carrying this plan's marker.
+            if tokio::fs::symlink_metadata(&dir).await.is_ok() {
                 tokio::fs::remove_dir_all(&dir).await.map_err(|e| {
                     DumpRestoreError::Io(format!(
                         "cannot remove the incomplete dump {}: {e}",
                         dir.display()
                     ))
-                })?;
-            }
-            if let Some(parent) = dir.parent() {
-                tokio::fs::create_dir_all(parent).await.map_err(|e| {
-                    DumpRestoreError::Io(format!("cannot create {}: {e}", parent.display()))
                 })?;
             }
             let step = progress.step("dump", 0);
@@ -608,6 +659,7 @@ impl<'a> Restorer<'a> {
             psql,
             progress,
             dir,
+            top,
             pre,
             data,
             post,
@@ -740,10 +792,13 @@ impl<'a> Restorer<'a> {
         self.psql
     }
 
-    /// Removes the dump unless the user chose where to keep it.
+    /// Removes the dump unless the user chose where to keep it (only while the directory's
+    /// marker names this plan; a failure is logged, the move itself succeeded).
     pub async fn remove_dump(&self) {
         if self.job.dump_dir.is_none() {
-            let _ = tokio::fs::remove_dir_all(&self.dir).await;
+            if let Err(e) = dumpdir::remove(&self.top, &self.job.dump_owner()) {
+                tracing::warn!(dir = %self.top.display(), "the dump directory stays: {e}");
+            }
         }
     }
 }
