@@ -331,6 +331,21 @@ fn a_dump_dir_that_is_not_pgmoves_is_refused_and_survives() {
     );
     assert!(!dir.exists(), "the dry run created nothing");
 
+    // No private default place (no HOME nor XDG_CACHE_HOME): refused, with the fix.
+    let out = pgmove(&["apply", p, "--dry-run"], &src, &dst, cache.path())
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("HOME")
+        .output()
+        .expect("run pgmove");
+    let text = show(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(
+            "neither XDG_CACHE_HOME nor HOME is set to an absolute path\n  hint: set HOME"
+        ),
+        "{text}"
+    );
+
     let users = tempfile::tempdir().expect("tempdir");
     std::fs::write(users.path().join("precious.txt"), "mine").expect("write");
     let u = users.path().to_str().expect("utf8");

@@ -95,8 +95,8 @@ pub fn endpoint_key(info: &ConnInfo) -> String {
 /// for it: `<cache>/pgmove/dumps/<name>-<hash>`, `<cache>` being `$XDG_CACHE_HOME` (when
 /// absolute) or `$HOME/.cache`, private to the user running pgmove, and `<hash>` 16 hex digits
 /// (FNV-1a, stable across versions) of the plan name and both endpoints' host, port and
-/// database: two plans of the same name on other databases never share a directory. `Err` (the
-/// fix) when neither variable gives an absolute path.
+/// database: two plans of the same name on other databases never share a directory. `Err` (what
+/// is missing) when neither variable gives an absolute path.
 pub fn default_dump_dir(
     plan_name: &str,
     source: &ConnInfo,
@@ -107,7 +107,7 @@ pub fn default_dump_dir(
     let cache = absolute("XDG_CACHE_HOME")
         .or_else(|| absolute("HOME").map(|h| h.join(".cache")))
         .ok_or_else(|| {
-            "no private place for the dump: neither XDG_CACHE_HOME nor HOME is set to an absolute path\n  hint: set HOME, or give a directory of your own with --dump-dir".to_string()
+            "no private place for the dump: neither XDG_CACHE_HOME nor HOME is set to an absolute path".to_string()
         })?;
     let key = format!(
         "{plan_name}\0{}\0{}",
@@ -291,7 +291,7 @@ mod tests {
             .starts_with("/run/user/7/cache/pgmove/dumps"));
         let relative = |k: &str| (k == "HOME").then(|| "home".to_string());
         let e = default_dump_dir("shop", &a, &b, &relative).expect_err("no absolute base");
-        assert!(e.contains("--dump-dir"), "{e}");
+        assert!(e.contains("neither XDG_CACHE_HOME nor HOME"), "{e}");
         assert!(default_dump_dir("shop", &a, &b, &|_| None).is_err());
     }
 

@@ -106,7 +106,12 @@ impl Job {
                 &self.target.info,
                 &|k| std::env::var(k).ok(),
             )
-            .map_err(DirError::Io),
+            .map_err(|reason| DirError::Refused {
+                reason,
+                hint:
+                    "set HOME (or XDG_CACHE_HOME), or give a directory of your own with --dump-dir"
+                        .to_string(),
+            }),
         }
     }
 
