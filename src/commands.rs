@@ -100,6 +100,12 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
         strategy: intended,
         pg_dump: find("pg_dump"),
         pg_restore: find("pg_restore"),
+        vacuumdb: tools::find_any(
+            "vacuumdb",
+            plan.bin_dir.as_deref(),
+            (target_inv.server.version_num / 10000).max(0) as u32,
+        )
+        .map_err(|e| e.to_string()),
         replication_probe,
     };
     let findings = preflight::run(&ctx);

@@ -480,7 +480,7 @@ pub async fn analyze(
     state.set_phase(strategy, "analyze", None).await?;
     let step = progress.step("analyze", 0);
     // vacuumdb runs `jobs` tables at a time; a single ANALYZE would run them one by one.
-    let vacuumdb = tools::find("vacuumdb", job.bin_dir.as_deref(), 0)?;
+    let vacuumdb = tools::find_any("vacuumdb", job.bin_dir.as_deref(), 0)?;
     let mut cmd = command(&vacuumdb, &job.target);
     cmd.arg(format!("--jobs={}", job.jobs.max(1)))
         .arg("--quiet")
