@@ -389,3 +389,58 @@ async fn a_certificate_with_only_a_cn_passes_verify_full_for_its_host_only() {
         .to_string();
     assert!(err.to_lowercase().contains("certificate"), "{err}");
 }
+
+#[tokio::test]
+async fn sslrootcert_system_reaches_postgresql_15_client_programs_as_the_bundle_file() {
+    let c = Cluster::start(Options {
+        ssl: true,
+        ..Options::default()
+    });
+    let ep = endpoint(
+        &format!(
+            "host=localhost port={} user=postgres dbname=postgres sslmode=verify-full sslrootcert=system",
+            c.port
+        ),
+        &c.password,
+    );
+    let psql = pgmove::tools::find("psql", None, 0).expect("psql");
+    assert!(psql.major < 16, "this test needs a PostgreSQL 15 psql");
+    let env = pgmove::strategy::dump_restore::libpq_env_for(&ep, psql.major);
+    let root = env
+        .iter()
+        .find(|(k, _)| *k == "PGSSLROOTCERT")
+        .map(|(_, v)| v.clone())
+        .expect("PGSSLROOTCERT");
+    assert_ne!(root, "system", "{env:?}");
+    assert!(std::path::Path::new(&root).is_file(), "{root}");
+    // A 16+ client understands `system` itself.
+    let env16 = pgmove::strategy::dump_restore::libpq_env_for(&ep, 16);
+    assert!(env16.contains(&("PGSSLROOTCERT", "system".to_string())));
+
+    // The OS store is the test CA here (SSL_CERT_FILE): psql 15 verifies the server with it.
+    let ca = c.ca_file().display().to_string();
+    std::env::set_var("SSL_CERT_FILE", &ca);
+    let env = pgmove::strategy::dump_restore::libpq_env_for(&ep, psql.major);
+    std::env::remove_var("SSL_CERT_FILE");
+    let out = std::process::Command::new(&psql.path)
+        .envs(env)
+        .env("SSL_CERT_FILE", &ca)
+        .args([
+            "--no-psqlrc",
+            "-tAc",
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql 15 with sslrootcert=system: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "t");
+    // And pgmove itself (rustls, the native store) agrees.
+    std::env::set_var("SSL_CERT_FILE", &ca);
+    let own = ssl_in_use(&ep).await;
+    std::env::remove_var("SSL_CERT_FILE");
+    assert!(own);
+}

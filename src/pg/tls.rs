@@ -86,6 +86,25 @@ pub fn client_config(info: &ConnInfo) -> Result<Option<ClientConfig>, TlsError> 
     Ok(Some(config))
 }
 
+/// The operating system's CA bundle file, for clients that do not know `sslrootcert=system`
+/// (libpq before 16 takes it as a file name): OpenSSL's `SSL_CERT_FILE` when set (as libpq 16
+/// and rustls-native-certs honour it), else the first bundle of Debian/Ubuntu, RHEL/Fedora,
+/// SUSE, Alpine that exists.
+pub fn system_bundle_file(env: &dyn Fn(&str) -> Option<String>) -> Option<std::path::PathBuf> {
+    if let Some(f) = env("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
+        return Some(f.into());
+    }
+    [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/ca-bundle.pem",
+        "/etc/ssl/cert.pem",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.is_file())
+}
+
 fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
     if path.as_os_str() == "system" {

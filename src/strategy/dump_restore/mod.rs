@@ -226,12 +226,32 @@ pub fn libpq_env(ep: &Endpoint) -> Vec<(&'static str, String)> {
     env
 }
 
+/// [`libpq_env`] for a client program of major version `client_major`: libpq before 16 takes
+/// `sslrootcert=system` as a file name, so it gets the operating system's bundle file instead
+/// ([`crate::pg::tls::system_bundle_file`]).
+pub fn libpq_env_for(ep: &Endpoint, client_major: u32) -> Vec<(&'static str, String)> {
+    let mut env = libpq_env(ep);
+    if client_major < 16 {
+        for (k, v) in env.iter_mut() {
+            if *k == "PGSSLROOTCERT" && v == "system" {
+                match crate::pg::tls::system_bundle_file(&|k| std::env::var(k).ok()) {
+                    Some(bundle) => *v = bundle.display().to_string(),
+                    None => tracing::warn!(
+                        "sslrootcert=system: no system CA bundle file found for PostgreSQL {client_major} client programs (install ca-certificates, or set SSL_CERT_FILE)"
+                    ),
+                }
+            }
+        }
+    }
+    env
+}
+
 fn command(tool: &Tool, ep: &Endpoint) -> Command {
     let mut c = Command::new(&tool.path);
     for k in ["PGSERVICE", "PGSERVICEFILE", "PGPASSFILE", "PGOPTIONS"] {
         c.env_remove(k);
     }
-    c.envs(libpq_env(ep));
+    c.envs(libpq_env_for(ep, tool.major));
     c.kill_on_drop(true);
     die_with_parent(&mut c);
     c
