@@ -444,3 +444,57 @@ async fn sslrootcert_system_reaches_postgresql_15_client_programs_as_the_bundle_
     std::env::remove_var("SSL_CERT_FILE");
     assert!(own);
 }
+
+#[tokio::test]
+async fn a_multi_host_dsn_tries_the_next_host_when_the_first_is_closed() {
+    let c = Cluster::start(Options::default());
+    // A port nothing listens on: bound, then released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    for dsn in [
+        format!(
+            "host=127.0.0.1,127.0.0.1 port={closed},{} user=postgres dbname=postgres sslmode=disable",
+            c.port
+        ),
+        format!(
+            "postgres://postgres@127.0.0.1:{closed},127.0.0.1:{}/postgres?sslmode=disable",
+            c.port
+        ),
+    ] {
+        let ep = endpoint(&dsn, &c.password);
+        let client = ep.connect().await.unwrap_or_else(|e| panic!("{dsn}: {e}"));
+        let port: i32 = client
+            .query_one("SELECT current_setting('port')::int", &[])
+            .await
+            .expect("query")
+            .get(0);
+        assert_eq!(port, i32::from(c.port), "{dsn}");
+    }
+}
+
+#[tokio::test]
+async fn sslmode_allow_tries_plain_first() {
+    let c = Cluster::start(Options {
+        ssl: true,
+        ..Options::default()
+    });
+    let ep = endpoint(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=allow",
+            c.port
+        ),
+        &c.password,
+    );
+    assert!(!ssl_in_use(&ep).await, "allow must not start with TLS");
+    let ep = endpoint(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=prefer",
+            c.port
+        ),
+        &c.password,
+    );
+    assert!(ssl_in_use(&ep).await, "prefer starts with TLS");
+}

@@ -194,9 +194,14 @@ pub fn glob_to_pattern(glob: &str) -> String {
 /// a command line.
 pub fn libpq_env(ep: &Endpoint) -> Vec<(&'static str, String)> {
     let i = &ep.info;
+    let targets = i.targets();
+    let list = |f: &dyn Fn(&crate::pg::dsn::HostTarget) -> String| {
+        targets.iter().map(f).collect::<Vec<_>>().join(",")
+    };
     let mut env = vec![
-        ("PGHOST", i.host().to_string()),
-        ("PGPORT", i.port().to_string()),
+        // Every host of a multi-host DSN, as libpq's comma lists.
+        ("PGHOST", list(&|t| t.0.clone())),
+        ("PGPORT", list(&|t| t.1.to_string())),
         ("PGUSER", i.user().to_string()),
         ("PGDATABASE", i.dbname().to_string()),
         ("PGSSLMODE", i.sslmode().as_str().to_string()),
