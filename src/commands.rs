@@ -100,6 +100,12 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
         strategy: intended,
         pg_dump: find("pg_dump"),
         pg_restore: find("pg_restore"),
+        vacuumdb: tools::find_any(
+            "vacuumdb",
+            plan.bin_dir.as_deref(),
+            (target_inv.server.version_num / 10000).max(0) as u32,
+        )
+        .map_err(|e| e.to_string()),
         replication_probe,
     };
     let findings = preflight::run(&ctx);
@@ -125,7 +131,7 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
 async fn probe_replication(source: &Endpoint, bin_dir: Option<&Path>) -> Result<(), String> {
     let psql = tools::find("psql", bin_dir, 0).map_err(|e| e.to_string())?;
     let out = tokio::process::Command::new(&psql.path)
-        .envs(dump_restore::libpq_env(source))
+        .envs(dump_restore::libpq_env_for(source, psql.major))
         .arg("--no-psqlrc")
         .arg(format!(
             "dbname={} replication=database",

@@ -67,6 +67,8 @@ pub struct Context<'a> {
     /// pg_dump and pg_restore as found, or why not.
     pub pg_dump: Result<Tool, String>,
     pub pg_restore: Result<Tool, String>,
+    /// vacuumdb (the analyze step of dump-restore and copy-cdc), any version, or why not.
+    pub vacuumdb: Result<Tool, String>,
     /// The result of trying a replication connection to the source, when one was tried.
     pub replication_probe: Option<Result<(), String>>,
 }
@@ -535,18 +537,26 @@ pub fn extensions(ctx: &Context) -> Vec<Finding> {
     out
 }
 
-/// pg_dump and pg_restore must be at least the source server's major version.
+/// pg_dump and pg_restore must be at least the source server's major version; vacuumdb (run on
+/// the target) must be there.
 pub fn client_versions(ctx: &Context) -> Vec<Finding> {
     if !ctx.uses_dump() {
         return vec![];
     }
+    let major = |v: i32| (v / 10000).max(0) as u32;
+    let source_major = major(ctx.source.server.version_num);
+    let target_major = major(ctx.target.server.version_num);
     let mut out = vec![];
-    for r in [&ctx.pg_dump, &ctx.pg_restore] {
+    for (r, package_major) in [
+        (&ctx.pg_dump, source_major),
+        (&ctx.pg_restore, source_major),
+        (&ctx.vacuumdb, target_major),
+    ] {
         if let Err(e) = r {
             out.push(
                 Finding::new(Severity::Blocker, "client-version", None, e.clone()).fix(format!(
-                    "apt-get install postgresql-client-{}, or set bin_dir in the plan",
-                    ctx.source.server.version_num / 10000
+                    "apt-get install {}, or set bin_dir in the plan",
+                    crate::tools::package(package_major)
                 )),
             );
         }

@@ -1,5 +1,5 @@
-//! The PostgreSQL client programs pgmove runs (pg_dump, pg_restore, psql): where they are and
-//! whether they are new enough.
+//! The PostgreSQL client programs pgmove runs (pg_dump, pg_restore, psql, vacuumdb): where they
+//! are and whether they are new enough.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,10 +16,11 @@ pub struct Tool {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
-    #[error("{name} not found (looked in {looked}).\n  hint: install the PostgreSQL client: apt-get install postgresql-client-{want}, or set bin_dir in the plan")]
+    #[error("{name} not found (looked in {looked}).\n  hint: install the PostgreSQL client: apt-get install {}, or set bin_dir in the plan", package(*.want))]
     NotFound {
         name: String,
         looked: String,
+        /// The major version whose client package to suggest; 0 when none is known.
         want: u32,
     },
     #[error("{name} {version} at {path} is older than the source server (PostgreSQL {want}); pg_dump must be at least the server's major version.\n  hint: apt-get install postgresql-client-{want}, or set bin_dir to its bin directory (e.g. /usr/lib/postgresql/{want}/bin)")]
@@ -29,6 +30,17 @@ pub enum ToolError {
         path: String,
         want: u32,
     },
+}
+
+/// The Debian package with the client programs of major version `major`: `postgresql-client-15`,
+/// or the distribution's default `postgresql-client` when no version is known (there is no
+/// `postgresql-client-0`).
+pub fn package(major: u32) -> String {
+    if major == 0 {
+        "postgresql-client".to_string()
+    } else {
+        format!("postgresql-client-{major}")
+    }
 }
 
 /// Directories to look in, best first: the plan's `bin_dir`, Debian's versioned directories
@@ -78,6 +90,22 @@ fn probe(path: &Path) -> Option<(String, u32)> {
 /// Finds `name` with a major version of at least `min_major` (the source server's).
 /// With `bin_dir` set, only that directory counts.
 pub fn find(name: &str, bin_dir: Option<&Path>, min_major: u32) -> Result<Tool, ToolError> {
+    find_with_hint(name, bin_dir, min_major, min_major)
+}
+
+/// Finds `name` of any version (vacuumdb, psql: they work with servers of other versions); when
+/// it is missing, the hint names the client package of `server_major` (the server it will talk
+/// to; 0 when unknown).
+pub fn find_any(name: &str, bin_dir: Option<&Path>, server_major: u32) -> Result<Tool, ToolError> {
+    find_with_hint(name, bin_dir, 0, server_major)
+}
+
+fn find_with_hint(
+    name: &str,
+    bin_dir: Option<&Path>,
+    min_major: u32,
+    hint_major: u32,
+) -> Result<Tool, ToolError> {
     let list = if bin_dir.is_some() {
         candidates(name, bin_dir).into_iter().take(1).collect()
     } else {
@@ -117,7 +145,7 @@ pub fn find(name: &str, bin_dir: Option<&Path>, min_major: u32) -> Result<Tool, 
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            want: min_major,
+            want: hint_major,
         }),
     }
 }
@@ -153,5 +181,26 @@ mod tests {
         assert!(text.contains("postgresql-client-99"), "{text}");
         let err = find("pg_dump", Some(Path::new("/nonexistent")), 10).expect_err("bin_dir");
         assert!(err.to_string().contains("/nonexistent/pg_dump"));
+    }
+
+    #[test]
+    fn vacuumdb_is_found_and_a_missing_tool_names_a_real_package() {
+        let tool = find_any("vacuumdb", None, 15).expect("vacuumdb is installed for the tests");
+        assert!(tool.path.ends_with("vacuumdb"), "{}", tool.path.display());
+        let err = find_any("vacuumdb", Some(Path::new("/nonexistent")), 15).expect_err("bin_dir");
+        let text = err.to_string();
+        assert!(text.contains("/nonexistent/vacuumdb"), "{text}");
+        assert!(
+            text.contains("apt-get install postgresql-client-15,"),
+            "{text}"
+        );
+        // No server version known: the distribution's default package, never `-0`.
+        let err = find_any("vacuumdb", Some(Path::new("/nonexistent")), 0).expect_err("bin_dir");
+        let text = err.to_string();
+        assert!(
+            text.contains("apt-get install postgresql-client,"),
+            "{text}"
+        );
+        assert!(!text.contains("postgresql-client-0"), "{text}");
     }
 }

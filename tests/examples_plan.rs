@@ -61,6 +61,7 @@ async fn every_example_plan_loads_and_plans() {
             strategy: intended,
             pg_dump: Err("not looked up in this test".into()),
             pg_restore: Err("not looked up in this test".into()),
+            vacuumdb: Err("not looked up in this test".into()),
             replication_probe: None,
         };
         let findings = preflight::run(&ctx);

@@ -625,7 +625,8 @@ pub fn replication_config(ep: &Endpoint, slot: &str) -> Result<ReplicationConfig
 
     let host = info.host().to_string();
     let connect_to = match (&info.hostaddr, info.is_socket()) {
-        (Some(addr), false) => addr.clone(),
+        // The first of a multi-host list, as `host()` is.
+        (Some(addr), false) => addr.split(',').next().unwrap_or(addr).trim().to_string(),
         _ => host.clone(),
     };
     let root = info
@@ -633,7 +634,11 @@ pub fn replication_config(ep: &Endpoint, slot: &str) -> Result<ReplicationConfig
         .as_ref()
         .filter(|p| p.as_os_str() != "system")
         .cloned();
-    let has_root = info.sslrootcert.is_some();
+    // libpq skips a missing root file unless verification is asked for.
+    let has_root = info
+        .sslrootcert
+        .as_ref()
+        .is_some_and(|p| p.as_os_str() == "system" || p.exists());
     let mut tls = if info.is_socket() {
         TlsConfig::disabled()
     } else {

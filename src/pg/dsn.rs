@@ -110,7 +110,7 @@ impl fmt::Debug for Secret {
 /// given neither in the string nor in the environment; [`ConnInfo::resolve`] fills defaults.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConnInfo {
-    /// Host names or socket directories (a comma list in libpq; the first one is used).
+    /// Host names or socket directories (a comma list in libpq, tried in order).
     pub hosts: Vec<String>,
     pub hostaddr: Option<String>,
     pub ports: Vec<u16>,
@@ -127,6 +127,9 @@ pub struct ConnInfo {
     pub passfile: Option<PathBuf>,
 }
 
+/// One host of a (multi-host) DSN: its name, port and `hostaddr`.
+pub type HostTarget = (String, u16, Option<std::net::IpAddr>);
+
 /// The directory libpq on Debian uses for the local socket when no host is given.
 pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 
@@ -134,11 +137,62 @@ impl ConnInfo {
     /// Parses a URI (`postgres://` or `postgresql://`) or a `key=value` string.
     pub fn parse(s: &str) -> Result<ConnInfo, DsnError> {
         let t = s.trim();
-        if t.starts_with("postgres://") || t.starts_with("postgresql://") {
-            parse_uri(t)
+        let info = if t.starts_with("postgres://") || t.starts_with("postgresql://") {
+            parse_uri(t)?
         } else {
-            parse_keyword_value(t)
+            parse_keyword_value(t)?
+        };
+        info.check_lists()?;
+        Ok(info)
+    }
+
+    /// libpq's rule for several hosts: one port for all, or one per host; the same for
+    /// `hostaddr`.
+    fn check_lists(&self) -> Result<(), DsnError> {
+        let hosts = self.hosts.len().max(1);
+        if self.ports.len() > 1 && self.ports.len() != hosts {
+            return Err(DsnError::new(format!(
+                "{} ports for {hosts} host(s): give one port for all hosts, or one per host in the same order",
+                self.ports.len()
+            )));
         }
+        if let Some(a) = &self.hostaddr {
+            let n = a.split(',').count();
+            if n != hosts && !(self.hosts.is_empty() && n >= 1) {
+                return Err(DsnError::new(format!(
+                    "{n} hostaddr value(s) for {hosts} host(s): give one hostaddr per host, in the same order"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every host to try, in order, with its port and its `hostaddr` (libpq's multi-host
+    /// list: the first that accepts the connection is used).
+    pub fn targets(&self) -> Vec<HostTarget> {
+        let hosts: Vec<String> = if self.hosts.is_empty() {
+            vec![self.host().to_string()]
+        } else {
+            self.hosts.clone()
+        };
+        let addrs: Vec<Option<std::net::IpAddr>> = self
+            .hostaddr
+            .as_deref()
+            .map(|a| a.split(',').map(|x| x.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        hosts
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let port = self
+                    .ports
+                    .get(i)
+                    .or(self.ports.first())
+                    .copied()
+                    .unwrap_or(5432);
+                (h, port, addrs.get(i).copied().flatten())
+            })
+            .collect()
     }
 
     /// The first host, or the default socket directory.
@@ -283,7 +337,10 @@ impl ConnInfo {
     fn set(&mut self, key: &str, value: String) -> Result<(), DsnError> {
         match key {
             "host" => self.hosts = value.split(',').map(str::to_string).collect(),
-            "hostaddr" => self.hostaddr = Some(value),
+            "hostaddr" => {
+                parse_hostaddrs(&value)?;
+                self.hostaddr = Some(value)
+            }
             "port" => self.ports = parse_ports(&value)?,
             "user" => self.user = Some(value),
             "password" => self.password = Some(Secret::new(value)),
@@ -333,16 +390,34 @@ fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+/// A comma list of ports; an empty entry is libpq's default port (5432), 0 is refused as libpq
+/// refuses it at connect time.
 fn parse_ports(s: &str) -> Result<Vec<u16>, DsnError> {
     s.split(',')
         .map(|p| {
-            p.trim().parse::<u16>().map_err(|_| {
+            let p = p.trim();
+            if p.is_empty() {
+                return Ok(5432);
+            }
+            p.parse::<u16>().ok().filter(|&n| n != 0).ok_or_else(|| {
                 DsnError::new(format!(
                     "invalid port {p:?}: expected a number from 1 to 65535"
                 ))
             })
         })
         .collect()
+}
+
+/// A comma list of IP addresses (`hostaddr`), checked as libpq does when it connects.
+fn parse_hostaddrs(s: &str) -> Result<(), DsnError> {
+    for a in s.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        if a.parse::<std::net::IpAddr>().is_err() {
+            return Err(DsnError::new(format!(
+                "invalid hostaddr {a:?}: expected a numeric IP address such as 10.0.0.5 or ::1 (the host name goes in host)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn parse_timeout(s: &str) -> Result<u64, DsnError> {
@@ -353,7 +428,33 @@ fn parse_timeout(s: &str) -> Result<u64, DsnError> {
     })
 }
 
+/// Percent-decodes a URI part as libpq does: `%` must be followed by two hex digits, and `%00`
+/// is refused.
 fn decode(s: &str, what: &str) -> Result<String, DsnError> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+            match hex {
+                None => {
+                    return Err(DsnError::new(format!(
+                        "the URI's {what} has an invalid percent-encoded token: '%' must be followed by two hexadecimal digits (write %25 for a literal '%')"
+                    )))
+                }
+                Some(h) if h == b"00" => {
+                    return Err(DsnError::new(format!(
+                        "the URI's {what} contains %00, which is not allowed"
+                    )))
+                }
+                Some(_) => i += 3,
+            }
+        } else {
+            i += 1;
+        }
+    }
     percent_decode_str(s)
         .decode_utf8()
         .map(|c| c.into_owned())
@@ -396,13 +497,20 @@ fn parse_uri(s: &str) -> Result<ConnInfo, DsnError> {
         None => authority,
     };
     if !hostspec.is_empty() {
+        let mut ports = Vec::new();
         for part in hostspec.split(',') {
             let (host, port) = split_host_port(part)?;
-            if !host.is_empty() {
-                info.hosts.push(decode(&host, "host")?);
-            }
-            if let Some(p) = port {
-                info.ports.extend(parse_ports(&p)?);
+            info.hosts.push(decode(&host, "host")?);
+            ports.push(port);
+        }
+        // One host without a host name is the default (the socket directory).
+        if info.hosts.len() == 1 && info.hosts[0].is_empty() {
+            info.hosts.clear();
+        }
+        // As libpq: a host written without a port gets the default port when others have one.
+        if ports.iter().any(Option::is_some) {
+            for p in ports {
+                info.ports.extend(parse_ports(p.as_deref().unwrap_or(""))?);
             }
         }
     }
@@ -451,7 +559,12 @@ fn split_host_port(part: &str) -> Result<(String, Option<String>), DsnError> {
         };
         return Ok((host, port));
     }
-    Ok(match part.rsplit_once(':') {
+    if part.matches(':').count() > 1 {
+        return Err(DsnError::new(format!(
+            "host {part:?} in the URI looks like an IPv6 address without brackets: write it as [{part}] (with the port after the bracket: [::1]:5432)"
+        )));
+    }
+    Ok(match part.split_once(':') {
         Some((h, p)) => (h.to_string(), Some(p.to_string())),
         None => (part.to_string(), None),
     })
@@ -624,6 +737,65 @@ mod tests {
         assert!(e.message.contains("missing \"=\""));
         let e = ConnInfo::parse("postgres://u:hunter2@h:99999/db").expect_err("port");
         assert!(!e.message.contains("hunter2"));
+    }
+
+    #[test]
+    fn libpq_refusals() {
+        // IPv6 without brackets in a URI.
+        let e = ConnInfo::parse("postgres://::1:5432/db").expect_err("unbracketed IPv6");
+        assert!(
+            e.message.contains("[::1:5432]") || e.message.contains("brackets"),
+            "{}",
+            e.message
+        );
+        assert!(ConnInfo::parse("postgres://2001:db8::7/db").is_err());
+        // Bad percent escapes, and %00.
+        for bad in [
+            "postgres://u@h/d%zzb",
+            "postgres://u@h/db%",
+            "postgres://u@h/db%4",
+            "postgres://u%00@h/db",
+        ] {
+            let e = ConnInfo::parse(bad).expect_err(bad);
+            assert!(e.message.contains('%'), "{bad}: {}", e.message);
+        }
+        assert_eq!(
+            ConnInfo::parse("postgres://u@h/a%25b")
+                .expect("ok")
+                .dbname
+                .as_deref(),
+            Some("a%b")
+        );
+        // Port 0, in both forms.
+        for bad in ["postgres://h:0/db", "host=h port=0", "host=a,b port=5432,0"] {
+            let e = ConnInfo::parse(bad).expect_err(bad);
+            assert!(
+                e.message.contains("invalid port \"0\""),
+                "{bad}: {}",
+                e.message
+            );
+        }
+        // Ports must match the hosts; hostaddr must be an address.
+        let e = ConnInfo::parse("host=a,b,c port=1,2").expect_err("2 ports, 3 hosts");
+        assert!(e.message.contains("2 ports for 3 host(s)"), "{}", e.message);
+        let e = ConnInfo::parse("host=a hostaddr=db.example.com").expect_err("hostaddr");
+        assert!(e.message.contains("invalid hostaddr"), "{}", e.message);
+    }
+
+    #[test]
+    fn multi_host_lists_pair_hosts_ports_and_addresses() {
+        let i = ConnInfo::parse("host=a,b port=6001,6002").expect("parses");
+        assert_eq!(
+            i.targets(),
+            vec![("a".to_string(), 6001, None), ("b".to_string(), 6002, None)]
+        );
+        let i = ConnInfo::parse("host=a,b port=6001").expect("one port for all");
+        assert_eq!(i.targets()[1].1, 6001);
+        // A URI host without a port gets the default when another has one.
+        let i = ConnInfo::parse("postgres://h1:6001,h2/db").expect("parses");
+        assert_eq!(i.ports, vec![6001, 5432]);
+        let i = ConnInfo::parse("host=a,b hostaddr=10.0.0.1,10.0.0.2").expect("parses");
+        assert_eq!(i.targets()[1].2, Some("10.0.0.2".parse().expect("ip")));
     }
 
     #[test]

@@ -241,11 +241,16 @@ impl Endpoint {
     pub fn pg_config(&self) -> tokio_postgres::Config {
         let i = &self.info;
         let mut c = tokio_postgres::Config::new();
-        c.host(i.host());
-        if let Some(addr) = i.hostaddr.as_ref().and_then(|a| a.parse().ok()) {
-            c.hostaddr(addr);
+        // Every host of a multi-host DSN, tried in order as libpq does.
+        let targets = i.targets();
+        let with_addr = targets.iter().all(|t| t.2.is_some());
+        for (host, port, addr) in &targets {
+            c.host(host);
+            c.port(*port);
+            if let (true, Some(a)) = (with_addr, addr) {
+                c.hostaddr(*a);
+            }
         }
-        c.port(i.port());
         c.user(i.user());
         c.dbname(i.dbname());
         if let Some(p) = &i.password {
@@ -347,11 +352,25 @@ impl Endpoint {
     /// One connection, its driver task spawned on the current runtime.
     pub async fn connect(&self) -> Result<tokio_postgres::Client, PgError> {
         let tls = self.tls()?;
-        let (client, connection) = self
-            .pg_config()
-            .connect(tls)
-            .await
-            .map_err(|e| self.connect_error(&e))?;
+        let mut config = self.pg_config();
+        if self.info.sslmode() == SslMode::Allow {
+            // libpq's `allow`: plain first, TLS only when the server refuses the plain session.
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        }
+        let (client, connection) = match config.connect(tls.clone()).await {
+            Ok(c) => c,
+            Err(e)
+                if self.info.sslmode() == SslMode::Allow
+                    && matches!(cause(&e), Cause::Server(_)) =>
+            {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                config
+                    .connect(tls)
+                    .await
+                    .map_err(|e| self.connect_error(&e))?
+            }
+            Err(e) => return Err(self.connect_error(&e)),
+        };
         let side = self.side;
         tokio::spawn(async move {
             if let Err(e) = connection.await {

@@ -410,6 +410,25 @@ fn servers_are_checked() {
         "invalid `source.dsn`: invalid port",
         "libpq URI",
     );
+    // What libpq refuses is refused at the DSN's line and column, not at connect time.
+    for (dsn, message) in [
+        (
+            "postgres://h:0/db",
+            "invalid `source.dsn`: invalid port \"0\"",
+        ),
+        ("host=h port=0", "invalid `source.dsn`: invalid port \"0\""),
+        ("postgres://::1:5432/db", "IPv6 address without brackets"),
+        ("postgres://u@h/d%zz", "invalid percent-encoded token"),
+        ("host=a,b,c port=1,2", "2 ports for 3 host(s)"),
+    ] {
+        invalid_at(
+            &plan(&format!("  dsn: {dsn}\n")),
+            4,
+            8,
+            message,
+            "libpq URI",
+        );
+    }
     invalid_at(
         &plan("  dsn: host=h portt=1\n"),
         4,

@@ -213,9 +213,14 @@ pub fn glob_to_pattern(glob: &str) -> String {
 /// a command line.
 pub fn libpq_env(ep: &Endpoint) -> Vec<(&'static str, String)> {
     let i = &ep.info;
+    let targets = i.targets();
+    let list = |f: &dyn Fn(&crate::pg::dsn::HostTarget) -> String| {
+        targets.iter().map(f).collect::<Vec<_>>().join(",")
+    };
     let mut env = vec![
-        ("PGHOST", i.host().to_string()),
-        ("PGPORT", i.port().to_string()),
+        // Every host of a multi-host DSN, as libpq's comma lists.
+        ("PGHOST", list(&|t| t.0.clone())),
+        ("PGPORT", list(&|t| t.1.to_string())),
         ("PGUSER", i.user().to_string()),
         ("PGDATABASE", i.dbname().to_string()),
         ("PGSSLMODE", i.sslmode().as_str().to_string()),
@@ -245,12 +250,32 @@ pub fn libpq_env(ep: &Endpoint) -> Vec<(&'static str, String)> {
     env
 }
 
+/// [`libpq_env`] for a client program of major version `client_major`: libpq before 16 takes
+/// `sslrootcert=system` as a file name, so it gets the operating system's bundle file instead
+/// ([`crate::pg::tls::system_bundle_file`]).
+pub fn libpq_env_for(ep: &Endpoint, client_major: u32) -> Vec<(&'static str, String)> {
+    let mut env = libpq_env(ep);
+    if client_major < 16 {
+        for (k, v) in env.iter_mut() {
+            if *k == "PGSSLROOTCERT" && v == "system" {
+                match crate::pg::tls::system_bundle_file(&|k| std::env::var(k).ok()) {
+                    Some(bundle) => *v = bundle.display().to_string(),
+                    None => tracing::warn!(
+                        "sslrootcert=system: no system CA bundle file found for PostgreSQL {client_major} client programs (install ca-certificates, or set SSL_CERT_FILE)"
+                    ),
+                }
+            }
+        }
+    }
+    env
+}
+
 fn command(tool: &Tool, ep: &Endpoint) -> Command {
     let mut c = Command::new(&tool.path);
     for k in ["PGSERVICE", "PGSERVICEFILE", "PGPASSFILE", "PGOPTIONS"] {
         c.env_remove(k);
     }
-    c.envs(libpq_env(ep));
+    c.envs(libpq_env_for(ep, tool.major));
     c.kill_on_drop(true);
     die_with_parent(&mut c);
     c
@@ -533,7 +558,7 @@ pub async fn analyze(
     state.set_phase(strategy, "analyze", None).await?;
     let step = progress.step("analyze", 0);
     // vacuumdb runs `jobs` tables at a time; a single ANALYZE would run them one by one.
-    let vacuumdb = tools::find("vacuumdb", job.bin_dir.as_deref(), 0)?;
+    let vacuumdb = tools::find_any("vacuumdb", job.bin_dir.as_deref(), 0)?;
     let mut cmd = command(&vacuumdb, &job.target);
     cmd.arg(format!("--jobs={}", job.jobs.max(1)))
         .arg("--quiet")
