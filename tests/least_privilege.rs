@@ -227,6 +227,33 @@ fn each_missing_right_is_one_blocker_with_its_fix_and_all_rights_are_ready() {
     );
     src.psql("app", "ALTER ROLE mig CONNECTION LIMIT -1");
 
+    // jobs above what max_connections (60 in the harness, 3 reserved for superusers) leaves:
+    // a blocker on each server, naming the setting.
+    let many = write_plan(
+        dir.path(),
+        "lpmany",
+        (&src, "mig"),
+        (&dst, "tmig"),
+        "strategy: copy-cdc\njobs: 57\nowner: target-user\ncdc:\n  ddl: ignore\n",
+    );
+    let (out, report) = plan(&many, SRC_ROLE_PW, DST_ROLE_PW);
+    assert_eq!(out.status.code(), Some(2), "{report:#}");
+    let b = blockers(&report);
+    assert_eq!(b.len(), 2, "{b:#?}");
+    for (f, side) in b.iter().zip(["source", "target"]) {
+        assert_eq!(f["check"], "connections", "{f:#}");
+        assert_eq!(f["side"], side, "{f:#}");
+        let msg = f["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("needs up to 59 connections"), "{f:#}");
+        assert!(
+            msg.contains("max_connections is 60, 3 are reserved"),
+            "{f:#}"
+        );
+        let fix = f["fix"].as_str().unwrap_or_default();
+        assert!(fix.contains("lower jobs"), "{f:#}");
+        assert!(fix.contains("max_connections"), "{f:#}");
+    }
+
     // No REPLICATION: one blocker with the ALTER ROLE, and no pg_hba.conf advice.
     src.psql("app", "ALTER ROLE mig NOREPLICATION");
     let f = assert_one_blocker(
