@@ -96,7 +96,15 @@ pub const CHECKS: &[Check] = &[
     idle_in_transaction_timeout,
     max_slot_wal_keep_size,
     source_rights,
+    row_security,
+    publication_ownership,
+    ddl_event_triggers,
+    source_sequences,
     target_rights,
+    target_schemas,
+    replication_role,
+    connections,
+    fence_rights,
     replication_connection,
     pglogical_preload,
     tables_without_key,
@@ -121,6 +129,21 @@ pub fn run(ctx: &Context) -> Vec<Finding> {
 
 fn is_rds(inv: &Inventory) -> bool {
     matches!(inv.platform, Platform::Rds | Platform::Aurora)
+}
+
+/// Whether the role may open replication connections (RDS: rds_superuser has it too).
+fn has_replication_right(inv: &Inventory) -> bool {
+    let r = &inv.rights;
+    r.superuser || r.replication || r.rds_replication || r.rds_superuser
+}
+
+/// Who can run a fix that needs more than the migrating role has.
+fn admin(inv: &Inventory) -> &'static str {
+    if is_rds(inv) {
+        "the master user"
+    } else {
+        "a superuser"
+    }
 }
 
 fn restart_fix(inv: &Inventory, setting: &str, value: &str) -> String {
@@ -268,8 +291,7 @@ pub fn source_rights(ctx: &Context) -> Vec<Finding> {
     let s = ctx.source;
     let user = crate::pg::quote::ident(&s.server.current_user);
     let mut out = vec![];
-    let r = &s.rights;
-    if ctx.online() && !(r.superuser || r.replication || r.rds_replication || r.rds_superuser) {
+    if ctx.online() && !has_replication_right(s) {
         let fix = if is_rds(s) {
             format!("as the master user: GRANT rds_replication TO {user};")
         } else {
@@ -333,9 +355,405 @@ pub fn target_rights(ctx: &Context) -> Vec<Finding> {
     ))]
 }
 
+/// Tables whose row-level security policies would hide rows from the source role: the
+/// copy, verify and the cutover checks run with `row_security = off`, so reading such a table
+/// fails instead of returning fewer rows. A role sees every row when it is a superuser or
+/// has BYPASSRLS, or when it owns the table and the table does not FORCE row level security.
+pub fn row_security(ctx: &Context) -> Vec<Finding> {
+    let s = ctx.source;
+    let r = &s.rights;
+    if r.superuser || r.bypass_rls {
+        return vec![];
+    }
+    let mut out = vec![];
+    for t in planner::selected_tables(ctx.plan, s).filter(|t| t.row_security) {
+        if t.owned && !t.force_row_security {
+            continue;
+        }
+        let user = crate::pg::quote::ident(&s.server.current_user);
+        let table = t.qualified();
+        let (why, fix) = if t.force_row_security {
+            (
+                format!("has FORCE ROW LEVEL SECURITY, so its policies filter even its owner ({})", t.owner),
+                format!(
+                    "as {}: ALTER ROLE {user} BYPASSRLS;  -- or, if the policies may be lifted for the owner: ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY; and migrate as its owner",
+                    admin(s)
+                ),
+            )
+        } else {
+            (
+                format!("has row-level security enabled and role {} is neither its owner ({}), a superuser, nor BYPASSRLS", s.server.current_user, t.owner),
+                format!(
+                    "as {}: ALTER ROLE {user} BYPASSRLS;  -- or, as {} or a superuser: ALTER TABLE {table} OWNER TO {user}; or migrate as {}",
+                    admin(s),
+                    crate::pg::quote::ident(&t.owner),
+                    crate::pg::quote::ident(&t.owner),
+                ),
+            )
+        };
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "row-security",
+                Some(Side::Source),
+                format!(
+                    "table {} {why}: its policies would hide rows from pgmove, which reads with row_security = off and so would fail on it rather than copy or compare part of it",
+                    t.display_name()
+                ),
+            )
+            .object(t.display_name())
+            .fix(fix),
+        );
+    }
+    out
+}
+
+/// copy-cdc publishes the selected tables with `CREATE PUBLICATION ... FOR TABLE`, which
+/// needs CREATE on the source database and ownership of every table listed.
+pub fn publication_ownership(ctx: &Context) -> Vec<Finding> {
+    let s = ctx.source;
+    if ctx.strategy != Some(Strategy::CopyCdc) || s.rights.superuser {
+        return vec![];
+    }
+    let user = crate::pg::quote::ident(&s.server.current_user);
+    let mut out = vec![];
+    if !s.rights.create_on_database {
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "publication-create",
+                Some(Side::Source),
+                format!(
+                    "role {} has no CREATE right on the source database {}: CREATE PUBLICATION needs it",
+                    s.server.current_user, s.server.database
+                ),
+            )
+            .object(format!("database {}", s.server.database))
+            .fix(format!(
+                "as the database owner ({}) or {}: GRANT CREATE ON DATABASE {} TO {user};",
+                s.rights.database_owner,
+                admin(s),
+                crate::pg::quote::ident(&s.server.database)
+            )),
+        );
+    }
+    for t in planner::selected_tables(ctx.plan, s).filter(|t| !t.owned) {
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "publication-ownership",
+                Some(Side::Source),
+                format!(
+                    "table {} is owned by {}, not by role {}: CREATE PUBLICATION ... FOR TABLE needs the table's owner",
+                    t.display_name(),
+                    t.owner,
+                    s.server.current_user
+                ),
+            )
+            .object(t.display_name())
+            .fix(format!(
+                "as {} or {}: ALTER TABLE {} OWNER TO {user};  -- or run pgmove as {} on the source",
+                crate::pg::quote::ident(&t.owner),
+                admin(s),
+                t.qualified(),
+                crate::pg::quote::ident(&t.owner),
+            )),
+        );
+    }
+    out
+}
+
+/// copy-cdc captures DDL (cdc.ddl replicate or refuse) with event triggers on the source,
+/// which only a superuser (RDS/Aurora: a member of rds_superuser) may create.
+pub fn ddl_event_triggers(ctx: &Context) -> Vec<Finding> {
+    let s = ctx.source;
+    let r = &s.rights;
+    if ctx.strategy != Some(Strategy::CopyCdc)
+        || ctx.plan.cdc.ddl == crate::plan::Ddl::Ignore
+        || r.superuser
+        || (is_rds(s) && r.rds_superuser)
+    {
+        return vec![];
+    }
+    let user = crate::pg::quote::ident(&s.server.current_user);
+    let grant = if is_rds(s) {
+        format!("as the master user: GRANT rds_superuser TO {user};")
+    } else {
+        "run pgmove on the source as a superuser".to_string()
+    };
+    vec![Finding::new(
+        Severity::Blocker,
+        "ddl-event-trigger",
+        Some(Side::Source),
+        format!(
+            "cdc.ddl is {} and capturing schema changes takes event triggers on the source, which role {} may not create (CREATE EVENT TRIGGER needs a superuser{})",
+            ctx.plan.cdc.ddl,
+            s.server.current_user,
+            if is_rds(s) { " or rds_superuser" } else { "" }
+        ),
+    )
+    .object(format!("role {}", s.server.current_user))
+    .fix(format!(
+        "{grant}  -- or set cdc.ddl: ignore and apply schema changes to the target yourself during the move"
+    ))]
+}
+
+/// pg_dump and the cutover's sequence sync read each sequence with SELECT.
+pub fn source_sequences(ctx: &Context) -> Vec<Finding> {
+    let s = ctx.source;
+    if s.rights.superuser {
+        return vec![];
+    }
+    let unreadable: Vec<String> = s
+        .sequences
+        .iter()
+        .filter(|q| q.extension.is_none() && !q.has_select)
+        .filter(|q| ctx.plan.objects.includes_schema(&q.schema) && q.schema != crate::state::SCHEMA)
+        .filter(|q| match &q.owned_by {
+            Some(c) => ctx.plan.objects.includes(&c.table.schema, &c.table.name),
+            None => true,
+        })
+        .map(|q| format!("{}.{}", q.schema, q.name))
+        .collect();
+    if unreadable.is_empty() {
+        return vec![];
+    }
+    let user = crate::pg::quote::ident(&s.server.current_user);
+    let mut schemas: Vec<&str> = unreadable
+        .iter()
+        .filter_map(|n| n.split_once('.').map(|(s, _)| s))
+        .collect();
+    schemas.dedup();
+    let grants: Vec<String> = schemas
+        .iter()
+        .map(|sc| {
+            format!(
+                "GRANT SELECT ON ALL SEQUENCES IN SCHEMA {} TO {user};",
+                crate::pg::quote::ident(sc)
+            )
+        })
+        .collect();
+    vec![Finding::new(
+        Severity::Blocker,
+        "source-sequence-select",
+        Some(Side::Source),
+        format!(
+            "role {} cannot SELECT {} sequence(s): {}; pg_dump and the sequence sync at cutover read them",
+            s.server.current_user,
+            unreadable.len(),
+            list(&unreadable)
+        ),
+    )
+    .object(list(&unreadable))
+    .fix(format!(
+        "as the sequences' owner or {}: {}",
+        admin(s),
+        grants.join(" ")
+    ))]
+}
+
+/// The target role must be able to create objects in every schema that already exists on the
+/// target (new schemas need CREATE on the database: `target-create`).
+pub fn target_schemas(ctx: &Context) -> Vec<Finding> {
+    let t = ctx.target;
+    if t.rights.superuser {
+        return vec![];
+    }
+    let mut names: Vec<&str> = planner::selected_tables(ctx.plan, ctx.source)
+        .map(|x| x.schema.as_str())
+        .collect();
+    names.sort();
+    names.dedup();
+    let user = crate::pg::quote::ident(&t.server.current_user);
+    names
+        .into_iter()
+        .filter_map(|n| t.schema(n))
+        .filter(|sc| !sc.create)
+        .map(|sc| {
+            let owner = if sc.owner == "pg_database_owner" {
+                format!("the database owner ({})", t.rights.database_owner)
+            } else {
+                sc.owner.clone()
+            };
+            Finding::new(
+                Severity::Blocker,
+                "target-schema-create",
+                Some(Side::Target),
+                format!(
+                    "role {} has no CREATE right on schema {} of the target, where the tables must be created",
+                    t.server.current_user, sc.name
+                ),
+            )
+            .object(format!("schema {}", sc.name))
+            .fix(format!(
+                "as {owner} or {}: GRANT CREATE ON SCHEMA {} TO {user};",
+                admin(t),
+                crate::pg::quote::ident(&sc.name)
+            ))
+        })
+        .collect()
+}
+
+/// copy-cdc applies changes with `session_replication_role = replica` so the target's
+/// triggers and foreign keys do not fire a second time; without the right apply refuses.
+pub fn replication_role(ctx: &Context) -> Vec<Finding> {
+    let t = ctx.target;
+    if ctx.strategy != Some(Strategy::CopyCdc)
+        || t.rights.superuser
+        || t.rights.set_replication_role
+    {
+        return vec![];
+    }
+    let user = crate::pg::quote::ident(&t.server.current_user);
+    let fix = if is_rds(t) {
+        format!("as the master user: GRANT rds_superuser TO {user};")
+    } else if t.server.version_num >= 150_000 {
+        format!("as a superuser: GRANT SET ON PARAMETER session_replication_role TO {user};")
+    } else {
+        "run pgmove on the target as a superuser (before PostgreSQL 15 only a superuser may set session_replication_role)".to_string()
+    };
+    vec![Finding::new(
+        Severity::Blocker,
+        "target-replication-role",
+        Some(Side::Target),
+        format!(
+            "role {} may not SET session_replication_role = replica on the target: replicated changes would fire the target's triggers and foreign keys again (duplicate rows, failed inserts)",
+            t.server.current_user
+        ),
+    )
+    .object("setting session_replication_role")
+    .fix(fix)]
+}
+
+/// Connections pgmove opens on one server at most: `jobs` (or `index_jobs`) workers plus its
+/// control sessions (state and progress, the snapshot or the change apply). Replication
+/// connections count against max_wal_senders, not here.
+pub fn connections_needed(plan: &Plan) -> i64 {
+    i64::from(plan.jobs.max(plan.index_jobs).max(1)) + 2
+}
+
+/// `jobs` must fit the connections the servers have free for the role.
+pub fn connections(ctx: &Context) -> Vec<Finding> {
+    let need = connections_needed(ctx.plan);
+    let mut out = vec![];
+    for inv in [ctx.source, ctx.target] {
+        let r = &inv.rights;
+        // The session that took the inventory is counted but is pgmove's own.
+        let mut limits: Vec<(i64, String, String)> = vec![];
+        let reserved = if r.superuser {
+            0
+        } else {
+            r.superuser_reserved_connections
+        };
+        let others = (r.client_connections - 1).max(0);
+        limits.push((
+            inv.settings.max_connections - reserved - others,
+            format!(
+                "max_connections is {}, {} are reserved for superusers and {} are in use",
+                inv.settings.max_connections, reserved, others
+            ),
+            restart_fix(
+                inv,
+                "max_connections",
+                &(inv.settings.max_connections + need).to_string(),
+            ),
+        ));
+        if r.role_connection_limit >= 0 && !r.superuser {
+            limits.push((
+                r.role_connection_limit - (r.role_connections - 1).max(0),
+                format!(
+                    "role {} may open {} connection(s) (CONNECTION LIMIT) and has {} open",
+                    inv.server.current_user,
+                    r.role_connection_limit,
+                    (r.role_connections - 1).max(0)
+                ),
+                format!(
+                    "as {}: ALTER ROLE {} CONNECTION LIMIT {};",
+                    admin(inv),
+                    crate::pg::quote::ident(&inv.server.current_user),
+                    r.role_connections - 1 + need
+                ),
+            ));
+        }
+        if r.database_connection_limit >= 0 && !r.superuser {
+            limits.push((
+                r.database_connection_limit - (r.database_connections - 1).max(0),
+                format!(
+                    "database {} accepts {} connection(s) (CONNECTION LIMIT) and has {} open",
+                    inv.server.database,
+                    r.database_connection_limit,
+                    (r.database_connections - 1).max(0)
+                ),
+                format!(
+                    "as the database owner or {}: ALTER DATABASE {} CONNECTION LIMIT {};",
+                    admin(inv),
+                    crate::pg::quote::ident(&inv.server.database),
+                    r.database_connections - 1 + need
+                ),
+            ));
+        }
+        if let Some((free, why, fix)) = limits.into_iter().min_by_key(|l| l.0) {
+            if free < need {
+                out.push(
+                    Finding::new(
+                        Severity::Blocker,
+                        "connections",
+                        Some(inv.side),
+                        format!(
+                            "pgmove needs up to {need} connections on the {} (jobs: {}, index_jobs: {}, plus 2 of its own) but only {} are free: {why}",
+                            inv.side,
+                            ctx.plan.jobs,
+                            ctx.plan.index_jobs,
+                            free.max(0)
+                        ),
+                    )
+                    .object(format!("database {}", inv.server.database))
+                    .fix(format!(
+                        "lower jobs (and index_jobs) to {} or less, or {fix}",
+                        (free - 2).max(1)
+                    )),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The cutover fence (cutover.fence: read-only) needs the source database's owner (ALTER
+/// DATABASE ... SET) and pg_signal_backend: the same check `cutover --dry-run` makes.
+pub fn fence_rights(ctx: &Context) -> Vec<Finding> {
+    if !ctx.online() {
+        return vec![];
+    }
+    let s = ctx.source;
+    crate::cutover::dryrun::fence_findings(&crate::cutover::dryrun::FenceCheck {
+        fence: ctx.plan.cutover.fence.to_string(),
+        role: s.server.current_user.clone(),
+        database: s.server.database.clone(),
+        database_owner: s.rights.database_owner.clone(),
+        superuser: s.rights.superuser,
+        owns_database: s.rights.owns_database,
+        signal_backend: s.rights.signal_backend,
+        // Who is connected at cutover is for `cutover --dry-run` to say.
+        superuser_sessions: vec![],
+    })
+}
+
 /// A replication connection must be allowed by pg_hba.conf (tried, not guessed).
 pub fn replication_connection(ctx: &Context) -> Vec<Finding> {
+    // Without the REPLICATION right the walsender refuses the role whatever pg_hba.conf says:
+    // `source-replication-right` names that fix, and pg_hba advice would send the user astray.
+    if !has_replication_right(ctx.source) {
+        return vec![];
+    }
     match (&ctx.replication_probe, ctx.online()) {
+        (Some(Err(e)), true) if is_rds(ctx.source) => vec![Finding::new(
+            Severity::Blocker,
+            "replication-connection",
+            Some(Side::Source),
+            format!("a replication connection to the source was refused: {e}"),
+        )
+        .fix("RDS/Aurora has no pg_hba.conf to edit: check that rds.logical_replication = 1 in the source's DB parameter group (then reboot), that the instance's security group admits pgmove's address, and that the role can log in with this password")],
         (Some(Err(e)), true) => vec![Finding::new(
             Severity::Blocker,
             "replication-connection",
@@ -712,30 +1130,76 @@ pub fn inactive_slots(ctx: &Context) -> Vec<Finding> {
         .collect()
 }
 
-/// owner: keep needs the source's owner roles on the target.
+/// owner: keep gives each object its source owner on the target (`ALTER ... OWNER TO`), which
+/// needs the role to exist there and the target role to be a member of it.
 pub fn owners(ctx: &Context) -> Vec<Finding> {
     if !matches!(ctx.plan.owner, crate::plan::Owner::Keep) {
         return vec![];
     }
+    let t = ctx.target;
     let mut owners: Vec<String> = planner::selected_tables(ctx.plan, ctx.source)
         .map(|t| t.owner.clone())
-        .filter(|o| o != &ctx.target.server.current_user)
+        .filter(|o| o != &t.server.current_user)
         .collect();
     owners.sort();
     owners.dedup();
-    if owners.is_empty() {
+    if owners.is_empty() || t.rights.superuser {
         return vec![];
     }
-    vec![Finding::new(
-        Severity::Warning,
-        "owners",
-        Some(Side::Target),
-        format!(
-            "owner: keep restores ownership to role(s) {}; they must exist on the target",
-            owners.join(", ")
-        ),
-    )
-    .fix("create them on the target first, set roles: create, or set owner: target-user")]
+    let user = crate::pg::quote::ident(&t.server.current_user);
+    let mut out = vec![];
+    for o in owners {
+        let q = crate::pg::quote::ident(&o);
+        match t.rights.roles.iter().find(|r| r.name == o) {
+            None => out.push(
+                Finding::new(
+                    Severity::Blocker,
+                    "owner-missing",
+                    Some(Side::Target),
+                    format!("owner: keep gives tables to role {o}, which does not exist on the target"),
+                )
+                .object(format!("role {o}"))
+                .fix(format!(
+                    "create it on the target first (as {}: CREATE ROLE {q};), set roles: create, or set owner: target-user",
+                    admin(t)
+                )),
+            ),
+            Some(r) if r.member => {}
+            Some(r) if r.superuser => out.push(
+                Finding::new(
+                    Severity::Blocker,
+                    "owner-membership",
+                    Some(Side::Target),
+                    format!(
+                        "owner: keep gives tables to role {o}, a superuser: only a superuser may give objects to it, and role {} is not one",
+                        t.server.current_user
+                    ),
+                )
+                .object(format!("role {o}"))
+                // Granting a superuser role would hand out superuser: never suggested.
+                .fix(format!(
+                    "set owner: target-user (the tables then belong to {user}; ALTER TABLE ... OWNER TO {q} afterwards, as a superuser), or run pgmove on the target as a superuser"
+                )),
+            ),
+            Some(_) => out.push(
+                Finding::new(
+                    Severity::Blocker,
+                    "owner-membership",
+                    Some(Side::Target),
+                    format!(
+                        "owner: keep gives tables to role {o}, and role {} is not a member of it (ALTER ... OWNER TO needs membership)",
+                        t.server.current_user
+                    ),
+                )
+                .object(format!("role {o}"))
+                .fix(format!(
+                    "as {} (or a role with ADMIN OPTION on {q}): GRANT {q} TO {user};  -- or set owner: target-user",
+                    admin(t)
+                )),
+            ),
+        }
+    }
+    out
 }
 
 /// An explicitly chosen offline strategy that overruns the downtime budget.

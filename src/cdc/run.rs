@@ -118,6 +118,9 @@ pub struct CdcOutcome {
     pub applied_lsn: String,
 }
 
+/// Run on the apply session: the target's triggers and foreign keys stay quiet.
+const REPLICA_ROLE_SQL: &str = "SET session_replication_role = replica";
+
 /// `pgmove.progress` of the plan: the end LSN of the last applied source transaction.
 pub const PROGRESS_SQL: &str = "SELECT applied_lsn FROM pgmove.progress WHERE plan_name = $1";
 
@@ -305,18 +308,20 @@ async fn run_loop(
         .await
         .map_err(|e| job.target.query_error("setting up the apply session", &e))?;
     // Triggers and foreign keys on the target must not fire for replicated rows (the source
-    // already ran them). Needs superuser (or rds_superuser); without it, say so.
-    let replica_role = target
-        .batch_execute("SET session_replication_role = replica")
-        .await;
-    if let Err(e) = &replica_role {
-        tracing::warn!(
-            error = %crate::pg::error_text(e),
-            "cannot set session_replication_role = replica on the target: its triggers will fire for replicated changes"
-        );
-    }
+    // already ran them): without the right, apply refuses rather than fire them (a trigger
+    // that inserts elsewhere ends on a duplicate key, or worse, silently doubles rows).
+    // `pgmove plan` reports it (preflight `target-replication-role`).
+    target
+        .batch_execute(REPLICA_ROLE_SQL)
+        .await
+        .map_err(|e| {
+            job.target.query_error(
+                "setting session_replication_role = replica for the apply session (needed so the target's triggers and foreign keys do not fire again for replicated changes; as a superuser: GRANT SET ON PARAMETER session_replication_role TO the target role, on RDS/Aurora GRANT rds_superuser to it)",
+                &e,
+            )
+        })?;
     // Changes to different tables commute only when no trigger or foreign key fires.
-    let applier = applier_slot.insert(Applier::start(job, target, replica_role.is_ok()));
+    let applier = applier_slot.insert(Applier::start(job, target, true));
     let start = applied_lsn(&job.target, &job.plan_name).await?;
     let mut applied = start.unwrap_or(Lsn(0));
     let ddl_cfg = ddl_config(job).await?;

@@ -967,7 +967,8 @@ fn excluded_findings(written: &[ExcludedWrites], stats_reset: &Option<String>) -
 
 /// Whether the source role can fence: ALTER DATABASE ... SET (owner or superuser) and
 /// terminate the other sessions (superuser or pg_signal_backend).
-fn fence_findings(f: &FenceCheck) -> Vec<Finding> {
+/// Shared with `pgmove plan` ([`crate::preflight::fence_rights`]).
+pub(crate) fn fence_findings(f: &FenceCheck) -> Vec<Finding> {
     let mut out = Vec::new();
     let role = quote::ident(&f.role);
     let db = quote::ident(&f.database);
@@ -997,7 +998,7 @@ fn fence_findings(f: &FenceCheck) -> Vec<Finding> {
             )
             .with_object(format!("database {}", f.database))
             .with_fix(format!(
-                "as a superuser (RDS/Aurora: the master user): ALTER DATABASE {db} OWNER TO {role};  -- or GRANT {} TO {role}; or set cutover.fence: none and stop the writes yourself",
+                "as a superuser (RDS/Aurora: the master user): ALTER DATABASE {db} OWNER TO {role};  -- or run pgmove on the source as {}; or set cutover.fence: none and stop the writes yourself",
                 quote::ident(&f.database_owner)
             )),
         );
@@ -1976,6 +1977,8 @@ mod tests {
             .as_deref()
             .unwrap_or("")
             .contains("ALTER DATABASE \"shop\" OWNER TO \"app\""));
+        // Granting the owner role (often a superuser such as postgres) is never suggested.
+        assert!(!f[0].fix.as_deref().unwrap_or("").contains("GRANT"));
         let f = fence_findings(&fence(false, true, false));
         assert_eq!(blockers(&f), vec!["fence-terminate"]);
         assert!(f[0]

@@ -50,7 +50,7 @@ pub use activity::{LongTransaction, ReplicationSlot};
 pub use objects::{
     AvailableExtension, Extension, Pglogical, Publication, Schema, Sequence, Subscription,
 };
-pub use server::{Platform, Rights, ServerInfo, Settings};
+pub use server::{Platform, Rights, RoleAccess, ServerInfo, Settings};
 pub use tables::{
     Column, ColumnFlags, ColumnRef, Identity, PartitioningSummary, RelName, ReplicaIdentity, Table,
     TableKind,

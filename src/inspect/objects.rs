@@ -79,6 +79,8 @@ pub struct Schema {
     pub extension: Option<String>,
     /// Whether the connecting role has USAGE on it.
     pub usage: bool,
+    /// Whether the connecting role may create objects in it.
+    pub create: bool,
 }
 
 /// Non-system schemas (not `pg_catalog`, `information_schema`, `pg_toast*`, `pg_temp_*`),
@@ -91,6 +93,7 @@ const SCHEMAS_SQL: &str = concat!(
 SELECT n.nspname::text AS name,
        pg_get_userbyid(n.nspowner)::text AS owner,
        has_schema_privilege(n.oid, 'USAGE') AS usage,
+       has_schema_privilege(n.oid, 'CREATE') AS can_create,
        coalesce(
          (SELECT e.extname::text
             FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
@@ -123,6 +126,7 @@ pub(super) async fn read_schemas(r: &Reader<'_>) -> Result<Vec<Schema>, InspectE
             extension_owned: extension.is_some(),
             extension,
             usage: r.get(WHAT, &row, "usage")?,
+            create: r.get(WHAT, &row, "can_create")?,
         });
     }
     Ok(out)
@@ -148,6 +152,9 @@ pub struct Sequence {
     pub is_called: bool,
     /// Whether the connecting role may read it (SELECT or USAGE).
     pub readable: bool,
+    /// Whether the connecting role has SELECT on it (`SELECT last_value FROM` it, what
+    /// pg_dump and the cutover's sequence sync run).
+    pub has_select: bool,
     /// The column that owns it (serial, identity or `OWNED BY`).
     pub owned_by: Option<ColumnRef>,
     /// It is the sequence of an identity column.
@@ -179,6 +186,7 @@ SELECT c.oid,
        s.seqcache AS cache,
        s.seqcycle AS cycle,
        has_sequence_privilege(c.oid, 'SELECT,USAGE') AS readable,
+       has_sequence_privilege(c.oid, 'SELECT') AS has_select,
        own.schema AS owner_schema,
        own.tab AS owner_table,
        own.col AS owner_column,
@@ -248,6 +256,7 @@ pub(super) async fn read_sequences(r: &Reader<'_>) -> Result<Vec<Sequence>, Insp
             last_value: None,
             is_called: false,
             readable: r.get(WHAT, &row, "readable")?,
+            has_select: r.get(WHAT, &row, "has_select")?,
             identity: owned_by.is_some() && owner_deptype.as_deref() == Some("i"),
             owned_by,
             extension: r.get(WHAT, &row, "extension")?,

@@ -239,6 +239,43 @@ pub struct Rights {
     pub create_role: bool,
     /// `rolcreatedb`.
     pub create_db: bool,
+    /// `rolbypassrls`: row-level security policies never filter this role's reads.
+    pub bypass_rls: bool,
+    /// The owner of the database connected to.
+    pub database_owner: String,
+    /// Whether that owner is a superuser (never suggest granting it).
+    pub database_owner_superuser: bool,
+    /// The role has the database owner's rights (owner, or inherits the owning role).
+    pub owns_database: bool,
+    /// Member of `pg_signal_backend`: may terminate other non-superusers' sessions.
+    pub signal_backend: bool,
+    /// `SET session_replication_role = replica` is allowed (tried under a savepoint: superuser,
+    /// `GRANT SET ON PARAMETER` on 15+, or RDS's rds_superuser).
+    pub set_replication_role: bool,
+    /// Every role that is not predefined (`pg_*`): whether it is a superuser and whether the
+    /// connecting role is a member of it (what `ALTER ... OWNER TO` it needs).
+    pub roles: Vec<RoleAccess>,
+    /// `rolconnlimit` of the connecting role (-1: none).
+    pub role_connection_limit: i64,
+    /// Sessions of the connecting role now, on the whole server.
+    pub role_connections: i64,
+    /// `datconnlimit` of the database (-1: none).
+    pub database_connection_limit: i64,
+    /// Sessions connected to the database now.
+    pub database_connections: i64,
+    /// Client sessions on the whole server now (what counts against `max_connections`).
+    pub client_connections: i64,
+    /// `superuser_reserved_connections`: slots a non-superuser cannot use.
+    pub superuser_reserved_connections: i64,
+}
+
+/// A role, as seen from the connecting role.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RoleAccess {
+    pub name: String,
+    pub superuser: bool,
+    /// The connecting role is a member (directly or not).
+    pub member: bool,
 }
 
 impl Rights {
@@ -266,14 +303,65 @@ SELECT r.rolsuper AS superuser,
                    FROM pg_roles o WHERE o.rolname = 'pg_read_all_settings'), false) AS read_all_settings,
        coalesce((SELECT pg_has_role(current_user, o.oid, 'MEMBER')
                    FROM pg_roles o WHERE o.rolname = 'pg_read_all_stats'), false) AS read_all_stats,
-       has_database_privilege(current_database(), 'CREATE') AS create_on_database
-  FROM pg_roles r
- WHERE r.rolname = current_user";
+       has_database_privilege(current_database(), 'CREATE') AS create_on_database,
+       r.rolbypassrls AS bypass_rls,
+       pg_get_userbyid(d.datdba)::text AS database_owner,
+       coalesce((SELECT o.rolsuper FROM pg_roles o WHERE o.oid = d.datdba), false) AS database_owner_superuser,
+       pg_has_role(d.datdba, 'USAGE') AS owns_database,
+       coalesce((SELECT pg_has_role(current_user, o.oid, 'MEMBER')
+                   FROM pg_roles o WHERE o.rolname = 'pg_signal_backend'), false) AS signal_backend,
+       r.rolconnlimit::int8 AS role_connection_limit,
+       d.datconnlimit::int8 AS database_connection_limit,
+       current_setting('superuser_reserved_connections')::int8 AS superuser_reserved_connections
+  FROM pg_roles r, pg_database d
+ WHERE r.rolname = current_user AND d.datname = current_database()";
+
+/// Client sessions now: on the server, of the connecting role, on this database. Every role
+/// sees every row of `pg_stat_activity` (only the query text is hidden).
+const CONNECTIONS_SQL: &str = "\
+SELECT count(*) FILTER (WHERE backend_type = 'client backend') AS client_connections,
+       count(*) FILTER (WHERE backend_type = 'client backend' AND usename = current_user) AS role_connections,
+       count(*) FILTER (WHERE backend_type = 'client backend' AND datname = current_database()) AS database_connections
+  FROM pg_stat_activity";
+
+/// Roles that are not predefined, with whether the connecting role is a member of each.
+const ROLES_SQL: &str = "\
+SELECT rolname::text AS name, rolsuper AS superuser, pg_has_role(oid, 'MEMBER') AS member
+  FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY rolname";
+
+/// Tried, under a savepoint, to learn whether the role may set it (undone right after).
+const SET_REPLICATION_ROLE_SQL: &str = "SET LOCAL session_replication_role = replica";
 
 pub(super) async fn read_rights(r: &Reader<'_>) -> Result<Rights, InspectError> {
     const WHAT: &str = "the rights of the connecting role";
     let row = r.query_one(WHAT, RIGHTS_SQL, &[]).await?;
+    let conns = r.query_one(WHAT, CONNECTIONS_SQL, &[]).await?;
+    let mut roles = Vec::new();
+    for role in r.query(WHAT, ROLES_SQL, &[]).await? {
+        roles.push(RoleAccess {
+            name: r.get(WHAT, &role, "name")?,
+            superuser: r.get(WHAT, &role, "superuser")?,
+            member: r.get(WHAT, &role, "member")?,
+        });
+    }
+    let set_replication_role = r
+        .try_query(WHAT, SET_REPLICATION_ROLE_SQL, &[])
+        .await?
+        .is_ok();
     Ok(Rights {
+        bypass_rls: r.get(WHAT, &row, "bypass_rls")?,
+        database_owner: r.get(WHAT, &row, "database_owner")?,
+        database_owner_superuser: r.get(WHAT, &row, "database_owner_superuser")?,
+        owns_database: r.get(WHAT, &row, "owns_database")?,
+        signal_backend: r.get(WHAT, &row, "signal_backend")?,
+        set_replication_role,
+        roles,
+        role_connection_limit: r.get(WHAT, &row, "role_connection_limit")?,
+        role_connections: r.get(WHAT, &conns, "role_connections")?,
+        database_connection_limit: r.get(WHAT, &row, "database_connection_limit")?,
+        database_connections: r.get(WHAT, &conns, "database_connections")?,
+        client_connections: r.get(WHAT, &conns, "client_connections")?,
+        superuser_reserved_connections: r.get(WHAT, &row, "superuser_reserved_connections")?,
         superuser: r.get(WHAT, &row, "superuser")?,
         replication: r.get(WHAT, &row, "replication")?,
         rds_superuser: r.get(WHAT, &row, "rds_superuser")?,

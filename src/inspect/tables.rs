@@ -127,6 +127,11 @@ pub struct Table {
     pub has_select: bool,
     /// Row-level security is enabled: a non-owner without BYPASSRLS may see fewer rows.
     pub row_security: bool,
+    /// `FORCE ROW LEVEL SECURITY`: the policies apply to the owner too.
+    pub force_row_security: bool,
+    /// The connecting role has the owner's rights (is the owner or inherits the owning role):
+    /// what `CREATE PUBLICATION ... FOR TABLE` and `ALTER TABLE` need.
+    pub owned: bool,
     /// The table belongs to an extension (e.g. PostGIS's `spatial_ref_sys`).
     pub extension_owned: bool,
     /// The extension it belongs to.
@@ -264,6 +269,8 @@ SELECT c.oid,
        pg_get_userbyid(c.relowner)::text AS owner,
        c.relreplident::text AS replident,
        c.relrowsecurity AS row_security,
+       c.relforcerowsecurity AS force_row_security,
+       pg_has_role(c.relowner, 'USAGE') AS owned,
        c.reltuples::float8 AS reltuples,
        c.relpages::int8 AS relpages,
        has_table_privilege(c.oid, 'SELECT') AS has_select,
@@ -556,6 +563,8 @@ pub(super) async fn read_tables(
             identity_index_candidates: r.get(WHAT, row, "identity_index_candidates")?,
             has_select: r.get(WHAT, row, "has_select")?,
             row_security: r.get(WHAT, row, "row_security")?,
+            force_row_security: r.get(WHAT, row, "force_row_security")?,
+            owned: r.get(WHAT, row, "owned")?,
             extension_owned: extension.is_some(),
             extension,
             columns: Vec::new(),
@@ -815,6 +824,8 @@ mod tests {
             identity_index_candidates: Vec::new(),
             has_select: true,
             row_security: false,
+            force_row_security: false,
+            owned: true,
             extension_owned: false,
             extension: None,
             columns: Vec::new(),

@@ -193,6 +193,20 @@ pub fn redact(text: &str, secret: Option<&Secret>) -> String {
     }
 }
 
+/// The startup `options` of every pgmove session: the DSN's own `options`, then
+/// `-c row_security=off`, last so that it wins. With it a table whose row-level security
+/// policies would hide rows from the role raises an error ("query would be affected by
+/// row-level security policy") instead of silently returning, copying or comparing fewer
+/// rows; roles that see every row (superuser, BYPASSRLS, the owner without FORCE) are
+/// unaffected. pg_dump does the same.
+pub fn session_options(user: Option<&str>) -> String {
+    const ROW_SECURITY_OFF: &str = "-c row_security=off";
+    match user.map(str::trim) {
+        Some(u) if !u.is_empty() => format!("{u} {ROW_SECURITY_OFF}"),
+        _ => ROW_SECURITY_OFF.to_string(),
+    }
+}
+
 /// One server: which side it is and how to reach it.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
@@ -257,9 +271,7 @@ impl Endpoint {
             c.password(p.expose());
         }
         c.application_name(i.application_name.as_deref().unwrap_or("pgmove"));
-        if let Some(o) = &i.options {
-            c.options(o);
-        }
+        c.options(session_options(i.options.as_deref()));
         c.connect_timeout(Duration::from_secs(i.connect_timeout.unwrap_or(30).max(2)));
         c.ssl_mode(match i.sslmode() {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
@@ -397,5 +409,31 @@ impl Endpoint {
                 side: self.side,
                 message: e.to_string(),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_turn_row_security_off_after_the_users_options() {
+        assert_eq!(session_options(None), "-c row_security=off");
+        assert_eq!(session_options(Some("  ")), "-c row_security=off");
+        assert_eq!(
+            session_options(Some("-c search_path=app -c row_security=on")),
+            "-c search_path=app -c row_security=on -c row_security=off"
+        );
+        let ep = Endpoint::from_dsn(
+            Side::Source,
+            "postgres://u@h/db?options=-c%20work_mem%3D64MB",
+            None,
+            &|_| None,
+        )
+        .expect("dsn");
+        assert_eq!(
+            ep.pg_config().get_options(),
+            Some("-c work_mem=64MB -c row_security=off")
+        );
     }
 }

@@ -1180,6 +1180,8 @@ mod tests {
             identity_index_candidates: vec![],
             has_select: true,
             row_security: false,
+            force_row_security: false,
+            owned: true,
             extension_owned: false,
             extension: None,
             columns: vec![
