@@ -9,6 +9,10 @@
 //!   `pgmove.pgmove_<name>_ddl_key`, and the `pgmove`
 //!   schema: this plan's rows in its tables, or the whole schema (`DROP SCHEMA pgmove CASCADE`)
 //!   when no other plan has rows in it (nor an event trigger whose function lives there);
+//! - the cutover fence: a source database an unfinished cutover left read-only (its record in
+//!   the target's `pgmove.cutover` says `fencing` or `fenced`) gets its recorded previous
+//!   `default_transaction_read_only` back first, before the record goes with the schema; after
+//!   a finished cutover (`done`) it stays read-only and the report says so ("kept");
 //! - this host: the default dump directory ([`crate::plan::default_dump_dir`]) only while its
 //!   marker names this plan and both endpoints (see [`crate::dumpdir`]); one without the marker,
 //!   another plan's or another user's is kept and reported.
@@ -303,6 +307,8 @@ pub async fn cleanup(
     let (s, t) = tokio::join!(open(source), open(target));
     let (s, t) = (s?, t?);
     let mut found = Found::default();
+    // First: the source gets its writes back before the record of how goes with the schema.
+    discover_fence(req, source, &s, target, &t, &mut found).await?;
     discover_source(req, source, &s, &mut found).await?;
     discover_side(req, source, &s, &mut found).await?;
     discover_lock(req, target, &t, &mut found).await?;
@@ -413,6 +419,88 @@ async fn open(ep: &Endpoint) -> Result<Client, PgError> {
     .await
     .map_err(|e| ep.query_error("setting up the cleanup session", &e))?;
     Ok(c)
+}
+
+/// The plan's cutover record on the target, if any: state, the recorded
+/// `default_transaction_read_only` of the source database before the fence (NULL: none), and
+/// when the fence was recorded.
+const CUTOVER_FENCE_SQL: &str =
+    "SELECT state, prev_read_only, fenced_at::text FROM pgmove.cutover WHERE plan_name = $1";
+
+/// The cutover fence: a source that an abandoned cutover (`fencing`, `fenced`) left read-only
+/// gets its recorded previous setting back, as the first step (the record is dropped only
+/// after); after a finished cutover (`done`, the target is live) it stays read-only and the
+/// report says so, with the statement that would give it its writes back.
+async fn discover_fence(
+    req: &Request,
+    source: &Endpoint,
+    s: &Client,
+    target: &Endpoint,
+    t: &Client,
+    found: &mut Found,
+) -> Result<(), PgError> {
+    let has_record: bool = t
+        .query_one("SELECT to_regclass('pgmove.cutover') IS NOT NULL", &[])
+        .await
+        .map_err(|e| target.query_error("looking for pgmove.cutover", &e))?
+        .get(0);
+    if !has_record {
+        return Ok(());
+    }
+    let Some(row) = t
+        .query_opt(CUTOVER_FENCE_SQL, &[&req.plan_name])
+        .await
+        .map_err(|e| target.query_error("reading pgmove.cutover", &e))?
+    else {
+        return Ok(());
+    };
+    let (state, prev, fenced_at): (String, Option<String>, Option<String>) =
+        (row.get(0), row.get(1), row.get(2));
+    let now: Option<String> = s
+        .query_one(crate::cutover::DB_READ_ONLY_SQL, &[])
+        .await
+        .map_err(|e| source.query_error("reading the database settings", &e))?
+        .get(0);
+    if !now.as_deref().is_some_and(crate::cutover::is_on) {
+        return Ok(());
+    }
+    let db: String = s
+        .query_one("SELECT current_database()", &[])
+        .await
+        .map_err(|e| source.query_error("reading the database name", &e))?
+        .get(0);
+    let sql = crate::cutover::unfence_sql(&db, prev.as_deref());
+    let before = match &prev {
+        Some(v) => format!("default_transaction_read_only = {v}"),
+        None => "no default_transaction_read_only setting".to_string(),
+    };
+    let since = fenced_at.map(|t| format!(" since {t}")).unwrap_or_default();
+    let name = format!("database {} read-only", quote::ident(&db));
+    match state.as_str() {
+        "fencing" | "fenced" => found.steps.push(Step {
+            artifact: Artifact {
+                location: Location::Source,
+                kind: "cutover fence".into(),
+                name,
+                sql: sql.clone(),
+                detail: Some(format!(
+                    "an unfinished cutover left the source read-only{since}; restoring what it had before: {before}"
+                )),
+            },
+            action: Action::Sql(sql),
+        }),
+        "done" => found.kept.push(Artifact {
+            location: Location::Source,
+            kind: "cutover fence".into(),
+            name,
+            sql: String::new(),
+            detail: Some(format!(
+                "the cutover finished{since} and the target is live, so the source stays read-only; before the cutover it had {before}; to let it take writes again run on it: {sql}"
+            )),
+        }),
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The plan's slots in this database, with the pid of the session using each.

@@ -145,7 +145,11 @@ impl CutoverReport {
             if self.is_live() {
                 "the target is live"
             } else {
-                "FAILED, the source is not fenced and replication goes on"
+                if self.source_fenced {
+                    "FAILED, and the source is STILL READ-ONLY (see the error)"
+                } else {
+                    "FAILED, the source is not fenced and replication goes on"
+                }
             }
         );
         let _ = writeln!(s, "  applier: {}", self.applier);
@@ -301,7 +305,8 @@ const CUTOVER_ROW_SQL: &str =
     "SELECT state, prev_read_only FROM pgmove.cutover WHERE plan_name = $1";
 /// The source database's own `default_transaction_read_only` setting (`ALTER DATABASE ... SET`),
 /// if any.
-const DB_READ_ONLY_SQL: &str = "SELECT (SELECT split_part(c, '=', 2) FROM unnest(s.setconfig) c
+pub(crate) const DB_READ_ONLY_SQL: &str =
+    "SELECT (SELECT split_part(c, '=', 2) FROM unnest(s.setconfig) c
         WHERE c LIKE 'default_transaction_read_only=%')
     FROM pg_database d LEFT JOIN pg_db_role_setting s ON s.setdatabase = d.oid AND s.setrole = 0
     WHERE d.datname = current_database()";
@@ -335,6 +340,61 @@ async fn slot_active(source: &Endpoint, slot: &str) -> Result<bool, PgError> {
         .await
         .map_err(|e| source.query_error("reading the replication slot", &e))?;
     Ok(row.map(|r| r.get(0)).unwrap_or(false))
+}
+
+/// Whether a `default_transaction_read_only` value means on (the boolean spellings the server
+/// accepts).
+pub(crate) fn is_on(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "on" | "true" | "yes" | "1" | "t" | "y" | "tr" | "tru" | "ye"
+    )
+}
+
+/// From the plan's cutover record (state, recorded previous setting) and the database's
+/// setting now: whether the source is (or may be) fenced by an earlier cutover, and the
+/// setting to restore when unfencing. A record in `fenced` or `fencing` (recorded, killed
+/// before or after the `ALTER DATABASE`) whose database is read-only now keeps its recorded
+/// value; the current setting is taken as the previous one only when no fence of pgmove can
+/// be in place.
+fn resume_fence(
+    record: Option<(String, Option<String>)>,
+    current: Option<String>,
+) -> (bool, Option<String>) {
+    match record {
+        Some((state, recorded)) if state == "fenced" => (true, recorded),
+        Some((state, recorded)) if state == "fencing" && current.as_deref().is_some_and(is_on) => {
+            (true, recorded)
+        }
+        _ => (false, current),
+    }
+}
+
+/// Test hook: with `PGMOVE_TEST_PAUSE=<point>` in the environment, the process says so on
+/// stderr and waits forever at that point, for a test to kill it there. No-op otherwise.
+async fn test_pause(point: &str) {
+    if std::env::var("PGMOVE_TEST_PAUSE").is_ok_and(|p| p == point) {
+        eprintln!("pgmove: test pause at {point}");
+        loop {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    }
+}
+
+/// Seconds since the recorded fence (`pgmove.cutover.fenced_at`, the target's clock), also
+/// when an earlier, killed cutover put it in place.
+const OUTAGE_SQL: &str =
+    "SELECT extract(epoch FROM clock_timestamp() - fenced_at)::float8 FROM pgmove.cutover WHERE plan_name = $1";
+
+/// The write outage: from the recorded fence when there is one, else from this run's.
+async fn outage_secs(target: &Client, plan: &str, fence: &Fenced) -> Option<f64> {
+    let recorded = match target.query_opt(OUTAGE_SQL, &[&plan]).await {
+        Ok(Some(r)) => r.get::<_, Option<f64>>(0),
+        _ => None,
+    };
+    recorded
+        .map(|s| s.max(0.0))
+        .or_else(|| fence.at.map(|t| t.elapsed().as_secs_f64()))
 }
 
 fn marker_prefix(plan: &str) -> String {
@@ -383,23 +443,33 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
             )));
         }
     }
-    // The setting to restore when unfencing: remembered from a fence that a killed cutover
-    // left in place, else read now.
-    let prev_read_only: Option<String> = match &previous {
-        Some(row) if row.get::<_, String>(0) == "fenced" => row.get(1),
-        _ => source
-            .query_one(DB_READ_ONLY_SQL, &[])
-            .await
-            .map_err(|e| job.source.query_error("reading the database settings", &e))?
-            .get(0),
-    };
+    // The setting to restore when unfencing. A cutover killed after it recorded the fence
+    // (state `fencing`: recorded, maybe applied; `fenced`: applied) left the source possibly
+    // read-only: the recorded value is the previous one, never what the database says now
+    // (that may be pgmove's own fence).
+    let current: Option<String> = source
+        .query_one(DB_READ_ONLY_SQL, &[])
+        .await
+        .map_err(|e| job.source.query_error("reading the database settings", &e))?
+        .get(0);
+    let (resumed_fence, prev_read_only) = resume_fence(
+        previous
+            .as_ref()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1))),
+        current,
+    );
     target
         .execute(
-            "INSERT INTO pgmove.cutover (plan_name, state, prev_read_only) VALUES ($1, 'requested', $2)
-             ON CONFLICT (plan_name) DO UPDATE SET state = CASE WHEN pgmove.cutover.state = 'fenced' THEN 'fenced' ELSE 'requested' END,
+            "INSERT INTO pgmove.cutover (plan_name, state, prev_read_only) VALUES ($1, $3, $2)
+             ON CONFLICT (plan_name) DO UPDATE SET state = EXCLUDED.state,
                requested_at = now(), finished_at = NULL, detail = NULL,
-               prev_read_only = EXCLUDED.prev_read_only",
-            &[plan, &prev_read_only],
+               prev_read_only = EXCLUDED.prev_read_only,
+               fenced_at = CASE WHEN EXCLUDED.state = 'fenced' THEN pgmove.cutover.fenced_at END",
+            &[
+                plan,
+                &prev_read_only,
+                &if resumed_fence { "fenced" } else { "requested" },
+            ],
         )
         .await
         .map_err(|e| job.target.query_error("recording the cutover request", &e))?;
@@ -439,9 +509,6 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
     };
 
     // A killed cutover left the source fenced: it stays fenced, and cutover goes on from there.
-    let resumed_fence = previous
-        .as_ref()
-        .is_some_and(|r| r.get::<_, String>(0) == "fenced");
     let mut fence = Fenced {
         active: resumed_fence,
         at: resumed_fence.then(Instant::now),
@@ -454,7 +521,7 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
     let live = result.is_ok() && !report.differences;
     if live {
         report.state = "live".into();
-        report.write_outage_secs = fence.at.map(|t| t.elapsed().as_secs_f64());
+        report.write_outage_secs = outage_secs(&target, plan, &fence).await;
         report.source_fenced = fence.active;
         target
             .batch_execute(&format!(
@@ -471,13 +538,15 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
         if fence.active {
             match unfence(&job.source, &source, &fence).await {
                 Ok(()) => {
-                    report.write_outage_secs = fence.at.map(|t| t.elapsed().as_secs_f64());
+                    report.write_outage_secs = outage_secs(&target, plan, &fence).await;
                     fence.active = false;
                 }
                 Err(e) => {
                     let msg = format!(
-                        "{}; AND unfencing the source failed: {e} (run: ALTER DATABASE <db> RESET default_transaction_read_only)",
-                        report.error.clone().unwrap_or_default()
+                        "{}; AND unfencing the source failed: {e} (the source database {} is still read-only; run on it: {}; or run `pgmove cutover` again, or `pgmove cleanup`, which restore it from the record on the target)",
+                        report.error.clone().unwrap_or_default(),
+                        quote::ident(job.source.info.dbname()),
+                        unfence_sql(job.source.info.dbname(), fence.prev.as_deref())
                     );
                     report.error = Some(msg);
                 }
@@ -598,24 +667,48 @@ async fn steps(
             .await
             .map_err(|e| job.source.query_error("reading the database name", &e))?
             .get(0);
-        fence.at = Some(Instant::now());
-        source
+        // Recorded before it is applied: the setting to restore and the moment the outage
+        // starts. A cutover killed at any point from here leaves a record that a rerun or
+        // `pgmove cleanup` restores exactly from. A resumed fence keeps its first record.
+        let resumed = fence.active;
+        if !resumed {
+            target
+                .execute(
+                    "UPDATE pgmove.cutover SET state = 'fencing', fenced_at = clock_timestamp(), prev_read_only = $2 WHERE plan_name = $1",
+                    &[plan, &fence.prev],
+                )
+                .await
+                .map_err(|e| job.target.query_error("recording the fence", &e))?;
+            fence.at = Some(Instant::now());
+        }
+        // From here the source may be read-only: any failure unfences it.
+        fence.active = true;
+        test_pause("cutover-fence-recorded").await;
+        if let Err(e) = source
             .batch_execute(&format!(
                 "ALTER DATABASE {} SET default_transaction_read_only = on",
                 quote::ident(&db)
             ))
             .await
-            .map_err(|e| {
-                job.source.query_error(
+        {
+            // Refused by the server: not applied. A lost connection leaves it unknown, and
+            // unfencing (restoring the recorded value) is then the safe way back.
+            if e.as_db_error().is_some() && !resumed {
+                fence.active = false;
+            }
+            return Err(job
+                .source
+                .query_error(
                     "fencing the source (ALTER DATABASE ... SET default_transaction_read_only = on; needs the database owner or a superuser)",
                     &e,
                 )
-            })?;
-        fence.active = true;
+                .into());
+        }
+        test_pause("cutover-fence-applied").await;
         target
             .execute(
-                "UPDATE pgmove.cutover SET state = 'fenced', fenced_at = now(), prev_read_only = $2 WHERE plan_name = $1",
-                &[plan, &fence.prev],
+                "UPDATE pgmove.cutover SET state = 'fenced' WHERE plan_name = $1",
+                &[plan],
             )
             .await
             .map_err(|e| job.target.query_error("recording the fence", &e))?;
@@ -625,6 +718,7 @@ async fn steps(
             terminated = report.sessions_terminated.len(),
             "cutover: source fenced (read-only)"
         );
+        test_pause("cutover-fenced").await;
     } else {
         fence.at = Some(Instant::now());
     }
@@ -848,25 +942,30 @@ async fn terminate_sessions(ep: &Endpoint, source: &Client) -> Result<Vec<Termin
     Ok(sessions)
 }
 
+/// The statement that gives database `db` back its `default_transaction_read_only` setting
+/// from before the fence: the recorded value, or none at all (`RESET`) when it had none.
+pub fn unfence_sql(db: &str, prev: Option<&str>) -> String {
+    match prev {
+        Some(v) => format!(
+            "ALTER DATABASE {} SET default_transaction_read_only = {}",
+            quote::ident(db),
+            quote::literal(v)
+        ),
+        None => format!(
+            "ALTER DATABASE {} RESET default_transaction_read_only",
+            quote::ident(db)
+        ),
+    }
+}
+
 async fn unfence(ep: &Endpoint, source: &Client, fence: &Fenced) -> Result<(), PgError> {
     let db: String = source
         .query_one("SELECT current_database()", &[])
         .await
         .map_err(|e| ep.query_error("reading the database name", &e))?
         .get(0);
-    let sql = match &fence.prev {
-        Some(v) => format!(
-            "ALTER DATABASE {} SET default_transaction_read_only = {}",
-            quote::ident(&db),
-            quote::literal(v)
-        ),
-        None => format!(
-            "ALTER DATABASE {} RESET default_transaction_read_only",
-            quote::ident(&db)
-        ),
-    };
     source
-        .batch_execute(&sql)
+        .batch_execute(&unfence_sql(&db, fence.prev.as_deref()))
         .await
         .map_err(|e| ep.query_error("unfencing the source", &e))?;
     tracing::info!(database = %db, "cutover: source unfenced");
@@ -1027,6 +1126,43 @@ async fn sync_large_objects(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recorded_fence_keeps_its_previous_setting_on_a_rerun() {
+        let rec =
+            |state: &str, prev: Option<&str>| Some((state.to_string(), prev.map(String::from)));
+        let on = Some("on".to_string());
+        // Fenced, or recorded and the database read-only now: the recorded value (none).
+        assert_eq!(resume_fence(rec("fenced", None), on.clone()), (true, None));
+        assert_eq!(resume_fence(rec("fencing", None), on.clone()), (true, None));
+        assert_eq!(
+            resume_fence(rec("fencing", Some("off")), Some("true".into())),
+            (true, Some("off".into()))
+        );
+        // Recorded but never applied, or over: what the database has now.
+        assert_eq!(resume_fence(rec("fencing", Some("x")), None), (false, None));
+        assert_eq!(
+            resume_fence(rec("failed", None), on.clone()),
+            (false, on.clone())
+        );
+        assert_eq!(
+            resume_fence(None, Some("off".into())),
+            (false, Some("off".into()))
+        );
+    }
+
+    #[test]
+    fn unfence_restores_exactly_the_previous_setting() {
+        assert_eq!(
+            unfence_sql("shop", None),
+            "ALTER DATABASE \"shop\" RESET default_transaction_read_only"
+        );
+        assert_eq!(
+            unfence_sql("a\"b", Some("on")),
+            "ALTER DATABASE \"a\"\"b\" SET default_transaction_read_only = 'on'"
+        );
+        assert!(is_on("ON") && is_on("true") && !is_on("off") && !is_on("0"));
+    }
 
     #[test]
     fn marker_prefix_is_not_the_ddl_prefix() {
