@@ -138,7 +138,7 @@ pub fn check_private(dir: &Path) -> Result<(), DirError> {
                 meta.uid()
             ),
             format!(
-                "remove {} (as its owner or root) and run again, or give a directory of your own with --dump-dir",
+                "give a directory of your own with --dump-dir; if {} is a leftover at pgmove's default place, have its owner (or root) remove it",
                 dir.display()
             ),
         ));
@@ -179,13 +179,20 @@ fn read_marker(dir: &Path) -> Result<Option<String>, DirError> {
 /// group/other-writable directory, a symbolic link, another plan's marker, or a non-empty
 /// directory without the marker.
 pub fn inspect(dir: &Path, owner: &Owner) -> Result<DirState, DirError> {
-    match std::fs::symlink_metadata(dir) {
+    let meta = match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DirState::Missing),
         Err(e) => return Err(DirError::Io(format!("cannot read {}: {e}", dir.display()))),
-        Ok(_) => {}
+        Ok(m) => m,
+    };
+    // A directory with content and no marker is refused as not pgmove's first, whoever owns
+    // it (`--dump-dir /tmp`); one pgmove cannot list is judged by its owner and mode.
+    let marker = read_marker(dir);
+    let empty = std::fs::read_dir(dir).map(|mut e| e.next().is_none());
+    if meta.is_dir() && matches!((&marker, &empty), (Ok(None), Ok(false))) {
+        return Err(not_pgmoves(dir, owner));
     }
     check_private(dir)?;
-    if let Some(text) = read_marker(dir)? {
+    if let Some(text) = marker? {
         return match parse_marker(&text) {
             Some((o, created)) if &o == owner => Ok(DirState::Ours { created }),
             Some((o, _)) => Err(DirError::refused(
@@ -206,12 +213,16 @@ pub fn inspect(dir: &Path, owner: &Owner) -> Result<DirState, DirError> {
             )),
         };
     }
-    let mut entries = std::fs::read_dir(dir)
-        .map_err(|e| DirError::Io(format!("cannot list {}: {e}", dir.display())))?;
-    if entries.next().is_none() {
-        return Ok(DirState::Empty);
+    match empty {
+        Ok(true) => Ok(DirState::Empty),
+        Ok(false) => Err(not_pgmoves(dir, owner)),
+        Err(e) => Err(DirError::Io(format!("cannot list {}: {e}", dir.display()))),
     }
-    Err(DirError::refused(
+}
+
+/// The refusal of a non-empty directory without the marker.
+fn not_pgmoves(dir: &Path, owner: &Owner) -> DirError {
+    DirError::refused(
         format!(
             "{} is not empty and has no {MARKER} marker: pgmove did not create it and will not write into it or remove it (nothing was touched)",
             dir.display()
@@ -220,7 +231,7 @@ pub fn inspect(dir: &Path, owner: &Owner) -> Result<DirState, DirError> {
             "give a new or empty directory, e.g. --dump-dir {}",
             dir.join(format!("pgmove-{}", sanitize(&owner.plan))).display()
         ),
-    ))
+    )
 }
 
 fn sanitize(s: &str) -> String {
@@ -460,6 +471,11 @@ mod tests {
         );
         let e = remove(d.path(), &o).expect_err("not ours");
         assert!(matches!(e, DirError::Refused { .. }), "{e:?}");
+        // Like `--dump-dir /tmp`: refused as not pgmove's, never with advice to chmod it.
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        let e = prepare(d.path(), &o, false).expect_err("shared and not ours");
+        assert!(e.to_string().contains("is not empty and has no"), "{e}");
+        assert!(!e.to_string().contains("chmod"), "{e}");
         let names: Vec<_> = std::fs::read_dir(d.path())
             .expect("ls")
             .map(|e| e.expect("entry").file_name())

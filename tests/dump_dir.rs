@@ -250,6 +250,23 @@ fn a_default_dump_dir_pre_created_by_another_user_is_refused() {
     let dir = default_dir("planted", &src, &dst, "shop", cache.path());
     std::fs::create_dir_all(dir.join("dump")).expect("mkdir");
     std::fs::write(dir.join("dump/toc.dat"), "not your dump").expect("plant");
+    // Without a marker it is not pgmove's at all.
+    let out = run(&["apply", p, "--yes"], &src, &dst, cache.path());
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains("has no pgmove-dump-dir marker"),
+        "{}",
+        show(&out)
+    );
+    // With a copy of pgmove's marker, as another local user can write one.
+    std::fs::write(
+        dir.join(dumpdir::MARKER),
+        format!(
+            "plan: planted\nsource: 127.0.0.1:{}/shop\ntarget: 127.0.0.1:{}/shop\ncreated: yes\n",
+            src.port, dst.port
+        ),
+    )
+    .expect("marker");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     // nobody (65534) owns the directory at the default path.
     std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).expect("chown");
@@ -264,7 +281,10 @@ fn a_default_dump_dir_pre_created_by_another_user_is_refused() {
             )),
             "{text}"
         );
-        assert!(text.contains("hint: remove"), "{text}");
+        assert!(
+            text.contains("hint: give a directory of your own with --dump-dir"),
+            "{text}"
+        );
     }
     assert_eq!(
         std::fs::read_to_string(dir.join("dump/toc.dat")).expect("planted"),
