@@ -15,6 +15,8 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     pub const BAD_INPUT: u8 = 2;
     pub const DIFFERENCES: u8 = 3;
+    /// `status`: the migration cannot proceed (its replication slot is lost).
+    pub const CANNOT_PROCEED: u8 = 4;
 }
 
 #[derive(Debug, Parser)]
@@ -73,6 +75,11 @@ pub enum Command {
     },
     /// Phase, per-table progress, the replication slot's lag and retained WAL, last error.
     /// Never writes.
+    ///
+    /// Exit codes: 0 the migration can proceed; 1 status could not be read; 2 invalid plan;
+    /// 4 the migration cannot proceed: its replication slot is lost (the source removed WAL
+    /// it still needed, past max_slot_wal_keep_size): load again with a new slot (`pgmove
+    /// cleanup PLAN.yaml` then `pgmove apply PLAN.yaml`).
     Status {
         /// The YAML plan file.
         plan: PathBuf,

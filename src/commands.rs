@@ -347,11 +347,19 @@ async fn apply_copy_cdc(
         }
         Err(f) => return report_failure(&f),
     }
+    // A slot the source invalidated can never stream again: say so at once, never retry.
+    if let Some(f) = slot_lost_failure(&p.source, &p.target, &job.slot, path, None).await {
+        return report_failure(&f);
+    }
     let started = std::time::Instant::now();
     let loaded = copy_cdc::run(job, Progress::new(g.format != Format::Json)).await;
     let loaded = match loaded {
         Ok(o) => o,
-        Err(e) => return report_failure(&Failure::runtime(e)),
+        Err(e) => {
+            let f = slot_lost_failure(&p.source, &p.target, &job.slot, path, Some(&e.to_string()))
+                .await;
+            return report_failure(&f.unwrap_or_else(|| Failure::runtime(e)));
+        }
     };
     if online.stop_after_load {
         println!(
@@ -462,8 +470,29 @@ async fn apply_copy_cdc(
             }
             exit::OK
         }
-        Err(e) => report_failure(&Failure::runtime(e)),
+        Err(e) => {
+            let f = slot_lost_failure(&p.source, &p.target, &job.slot, path, Some(&e.to_string()))
+                .await;
+            report_failure(&f.unwrap_or_else(|| Failure::runtime(e)))
+        }
     }
+}
+
+/// When the source lost the plan's slot: the failure that says so, why, and the way out
+/// (exit 1), with the error it caused, if any.
+async fn slot_lost_failure(
+    source: &Endpoint,
+    target: &Endpoint,
+    slot: &str,
+    path: &Path,
+    error: Option<&str>,
+) -> Option<Failure> {
+    let lost = crate::cdc::slot::lost_quietly(source, slot).await?;
+    let mut message = lost.explain(&path.display().to_string(), target.info.dbname());
+    if let Some(e) = error {
+        message.push_str(&format!("\n  (the error it caused: {e})"));
+    }
+    Some(Failure::runtime(message))
 }
 
 /// `pgmove verify`.
@@ -513,7 +542,8 @@ pub async fn status(path: &Path, g: Global) -> u8 {
         Ok(x) => x,
         Err(f) => return report_failure(&f),
     };
-    match crate::status::read(&plan.name, &plan.slot_name(), &source, &target).await {
+    let file = path.display().to_string();
+    match crate::status::read(&plan.name, &plan.slot_name(), &file, &source, &target).await {
         Ok(s) => {
             match g.format {
                 Format::Json => {
@@ -521,7 +551,11 @@ pub async fn status(path: &Path, g: Global) -> u8 {
                 }
                 _ => print!("{}", s.render_text()),
             }
-            exit::OK
+            if s.slot.as_ref().is_some_and(|x| x.lost.is_some()) {
+                exit::CANNOT_PROCEED
+            } else {
+                exit::OK
+            }
         }
         Err(e) => report_failure(&Failure::runtime(e)),
     }

@@ -35,6 +35,11 @@ pub struct SlotStatus {
     /// Seconds since the target last committed applied changes (while lag is above zero).
     pub lag_seconds: Option<f64>,
     pub retained_wal_bytes: Option<u64>,
+    /// `pg_replication_slots.wal_status`: `reserved`, `extended`, `unreserved` (about to be
+    /// lost) or `lost`.
+    pub wal_status: Option<String>,
+    /// When the slot is lost: what happened, why and the way out (`status` exits 4).
+    pub lost: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -65,15 +70,18 @@ const ITEMS_SQL: &str = "SELECT count(*) FROM pgmove.restore_items WHERE plan_na
 /// Per-table copy progress.
 const COPY_SQL: &str = "SELECT schema_name, table_name, count(*), max(chunks), sum(rows)::bigint, sum(bytes)::bigint, max(snapshot_lsn)::text
     FROM pgmove.copy_progress WHERE plan_name = $1 GROUP BY 1, 2 ORDER BY 1, 2";
-/// The slot: active, confirmed LSN, current WAL position, retained WAL.
+/// The slot: active, confirmed LSN, current WAL position, retained WAL, wal_status, the
+/// source's max_slot_wal_keep_size.
 const SLOT_SQL: &str = "SELECT active, confirmed_flush_lsn, pg_current_wal_lsn(),
-    (pg_current_wal_lsn() - restart_lsn)::bigint
+    (pg_current_wal_lsn() - restart_lsn)::bigint, wal_status,
+    current_setting('max_slot_wal_keep_size')
     FROM pg_replication_slots WHERE slot_name = $1";
 
-/// Reads the status of `plan` (whose slot is `slot`).
+/// Reads the status of `plan` (whose slot is `slot`, read from the file `plan_file`).
 pub async fn read(
     plan: &str,
     slot: &str,
+    plan_file: &str,
     source: &Endpoint,
     target: &Endpoint,
 ) -> Result<Status, PgError> {
@@ -169,6 +177,14 @@ pub async fn read(
         let confirmed: Option<Lsn> = r.get(1);
         let current: Option<Lsn> = r.get(2);
         let retained: Option<i64> = r.get(3);
+        let wal_status: Option<String> = r.get(4);
+        let lost = (wal_status.as_deref() == Some("lost")).then(|| {
+            crate::cdc::slot::SlotLost {
+                slot: slot.to_string(),
+                max_slot_wal_keep_size: r.get(5),
+            }
+            .explain(plan_file, target.info.dbname())
+        });
         status.slot = Some(SlotStatus {
             name: slot.to_string(),
             active: r.get(0),
@@ -185,6 +201,8 @@ pub async fn read(
                 _ => None,
             },
             retained_wal_bytes: retained.map(|b| b.max(0) as u64),
+            wal_status,
+            lost,
         });
     }
     Ok(status)
@@ -241,6 +259,14 @@ impl Status {
             }
         }
         match &self.slot {
+            Some(s) if s.lost.is_some() => {
+                let _ = writeln!(
+                    o,
+                    "  slot {} LOST: {}",
+                    s.name,
+                    s.lost.as_deref().unwrap_or_default()
+                );
+            }
             Some(s) => {
                 let _ = writeln!(
                     o,

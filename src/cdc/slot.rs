@@ -49,6 +49,8 @@
 //! - [`drop_slot`] drops it, idempotently.
 //! - [`open_session`] opens a gated replication session ([`Session`]) with the same connection
 //!   handling, for the CDC stream; [`replication_config`] is the configuration it starts from.
+//! - [`lost`] tells whether the slot was invalidated (`wal_status = 'lost'`, WAL it needed was
+//!   removed past `max_slot_wal_keep_size`); [`SlotLost::explain`] says so, why, and the way out.
 //! - [`SlotError`] names the side, never holds a password, and carries a [`SlotProblem`] and a
 //!   hint for the failures a DBA can fix.
 
@@ -699,6 +701,78 @@ fn wire_text(ep: &Endpoint, e: &PgWireError) -> String {
 
 /// The cause of a replication driver error. pgwire-replication 0.5 keeps a server error's
 /// SQLSTATE only in its text (`"<message> (SQLSTATE 57P01)"`), so it is read from there.
+/// The slot's `wal_status` (`reserved`, `extended`, `unreserved`, `lost`) and the source's
+/// `max_slot_wal_keep_size`; no row when there is no such slot.
+pub const WAL_STATUS_SQL: &str = "SELECT wal_status, current_setting('max_slot_wal_keep_size') \
+     FROM pg_replication_slots WHERE slot_name = $1";
+
+/// A slot the source invalidated: the WAL it still needed is gone, so change capture from it
+/// can never go on.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SlotLost {
+    pub slot: String,
+    /// The source's `max_slot_wal_keep_size` now (`-1`: unlimited, set after the loss).
+    pub max_slot_wal_keep_size: String,
+}
+
+impl SlotLost {
+    /// What happened, why, and the commands that get the migration going again, for the plan
+    /// file `plan_file` whose target database is `target_db`.
+    pub fn explain(&self, plan_file: &str, target_db: &str) -> String {
+        let f = shell_word(plan_file);
+        let db = quote::ident(target_db);
+        format!(
+            "the replication slot {slot} on the source is lost (pg_replication_slots.wal_status = 'lost'): \
+             it fell so far behind that it held more WAL than the source's max_slot_wal_keep_size = {v} allows, \
+             and the source removed WAL it still needed; the changes since cannot be streamed from it any more, \
+             so change capture cannot go on and the target cannot be cut over. \
+             Way out: load again with a new slot, into an empty target: `pgmove cleanup {f}`, \
+             then on the target (connected to another database) `DROP DATABASE {db}; CREATE DATABASE {db};` \
+             (or drop the tables the load copied), then `pgmove apply {f}`; \
+             first raise max_slot_wal_keep_size on the source (or set it to -1), and keep apply running so the slot does not fall that far behind",
+            slot = quote::literal(&self.slot),
+            v = self.max_slot_wal_keep_size,
+        )
+    }
+}
+
+/// A path as one shell word (quoted only when it needs to be).
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:,@%=".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Whether the source invalidated `slot` (`None` also when there is no such slot).
+pub async fn lost(
+    source: &Endpoint,
+    client: &tokio_postgres::Client,
+    slot: &str,
+) -> Result<Option<SlotLost>, pg::PgError> {
+    let row = client
+        .query_opt(WAL_STATUS_SQL, &[&slot])
+        .await
+        .map_err(|e| source.query_error("reading the replication slot's wal_status", &e))?;
+    Ok(row.and_then(|r| {
+        let status: Option<String> = r.get(0);
+        (status.as_deref() == Some("lost")).then(|| SlotLost {
+            slot: slot.to_string(),
+            max_slot_wal_keep_size: r.get(1),
+        })
+    }))
+}
+
+/// [`lost`] on a connection of its own; errors count as "not known to be lost".
+pub async fn lost_quietly(source: &Endpoint, slot: &str) -> Option<SlotLost> {
+    let c = source.connect().await.ok()?;
+    lost(source, &c, slot).await.ok().flatten()
+}
+
 pub fn wire_cause(e: &PgWireError) -> pg::Cause {
     match e {
         PgWireError::Server(m) => sqlstate_in(m)
@@ -867,6 +941,25 @@ fn classify(ep: &Endpoint, slot: &str, message: &str) -> (Option<SlotProblem>, O
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_lost_slot_says_why_and_the_way_out() {
+        let l = SlotLost {
+            slot: "pgmove_shop".into(),
+            max_slot_wal_keep_size: "1MB".into(),
+        };
+        let t = l.explain("/tmp/my plan.yaml", "shop");
+        assert!(t.contains("'pgmove_shop' on the source is lost"), "{t}");
+        assert!(t.contains("max_slot_wal_keep_size = 1MB"), "{t}");
+        assert!(t.contains("`pgmove cleanup '/tmp/my plan.yaml'`"), "{t}");
+        assert!(
+            t.contains("`DROP DATABASE \"shop\"; CREATE DATABASE \"shop\";`"),
+            "{t}"
+        );
+        assert!(t.contains("`pgmove apply '/tmp/my plan.yaml'`"), "{t}");
+        assert_eq!(shell_word("plans/a-b_c.yaml"), "plans/a-b_c.yaml");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+    }
+
     use super::*;
 
     fn endpoint(dsn: &str) -> Endpoint {

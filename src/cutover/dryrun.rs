@@ -378,7 +378,7 @@ pub async fn report(
     let src = connect_read_only(source).await?;
     let tgt = connect_read_only(target).await?;
     let slot = plan.slot_name();
-    let status = crate::status::read(&plan.name, &slot, source, target).await?;
+    let status = crate::status::read(&plan.name, &slot, &plan.file, source, target).await?;
 
     // The run.
     let has_cutover_table: bool = tgt
@@ -825,7 +825,7 @@ fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<Finding> {
             )
             .with_object(format!("replication slot {}", lag.slot))
             .with_fix(format!(
-                "start over: pgmove cleanup {file} and pgmove apply {file} --yes; raise max_slot_wal_keep_size (or -1) first"
+                "start over into an empty target: pgmove cleanup {file}, drop and re-create the target database (or drop the tables the load copied), raise max_slot_wal_keep_size (or -1), then pgmove apply {file} --yes"
             )),
         );
     } else if lag.slot_wal_status.as_deref() == Some("unreserved") {

@@ -126,6 +126,8 @@ pub struct CutoverReport {
     pub write_outage_secs: Option<f64>,
     pub elapsed_secs: f64,
     pub error: Option<String>,
+    /// The source lost the replication slot: replication cannot go on.
+    pub slot_lost: bool,
     /// Verification found differences (exit 3).
     #[serde(skip)]
     pub differences: bool,
@@ -147,6 +149,8 @@ impl CutoverReport {
             } else {
                 if self.source_fenced {
                     "FAILED, and the source is STILL READ-ONLY (see the error)"
+                } else if self.slot_lost {
+                    "FAILED, the source is not fenced, and the replication slot is LOST: replication cannot go on (see the error)"
                 } else {
                     "FAILED, the source is not fenced and replication goes on"
                 }
@@ -432,6 +436,14 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
             )))
         }
     }
+    // A lost slot can never bring the target up to the source: nothing to cut over to.
+    let slot = job.plan.slot_name();
+    if let Some(lost) = crate::cdc::slot::lost(&job.source, &source, &slot).await? {
+        return Err(CutoverError::NotReady(format!(
+            "cannot cut over plan {plan:?}: {}",
+            lost.explain(&job.plan.file, job.target.info.dbname())
+        )));
+    }
     let previous = target
         .query_opt(CUTOVER_ROW_SQL, &[plan])
         .await
@@ -553,6 +565,15 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
             }
         }
         report.source_fenced = fence.active;
+        let slot = job.plan.slot_name();
+        if let Some(lost) = crate::cdc::slot::lost_quietly(&job.source, &slot).await {
+            report.slot_lost = true;
+            report.error = Some(format!(
+                "{}; {}",
+                report.error.clone().unwrap_or_default(),
+                lost.explain(&job.plan.file, job.target.info.dbname())
+            ));
+        }
         let _ = target
             .execute(
                 "UPDATE pgmove.cutover SET state = $2, finished_at = now(), detail = $3 WHERE plan_name = $1",
