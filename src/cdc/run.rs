@@ -1352,3 +1352,52 @@ async fn flush(
         applier.poll(stream, applied, outcome)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_limit_is_shared_out_under_itself() {
+        let b = MemoryBudget::of(64 << 20);
+        assert_eq!(b.spool, 24 << 20);
+        assert_eq!(b.piece, 2 << 20);
+        // The spool, and the pieces waiting, applied (with their SQL, twice), received and
+        // replayed stay under the limit.
+        assert!(b.spool + (QUEUED_BATCHES + 5) * b.piece < 64 << 20);
+        // A tiny limit still makes pieces worth a round trip.
+        assert_eq!(MemoryBudget::of(1 << 20).piece, 64 * 1024);
+    }
+
+    #[test]
+    fn a_change_counts_its_values() {
+        let small = Change::Insert {
+            rel: 1,
+            new: vec![Val::Text("1".into()), Val::Null],
+        };
+        let large = Change::Update {
+            rel: 1,
+            old: Some(vec![Val::Text("1".into()), Val::Null]),
+            new: vec![Val::Text("x".repeat(10_000)), Val::Unchanged],
+        };
+        assert!(change_bytes(&small) > 2 * std::mem::size_of::<Val>());
+        assert!(change_bytes(&large) > 10_000 + change_bytes(&small));
+    }
+
+    #[test]
+    fn pieces_begin_once_and_commit_with_the_progress_row() {
+        let stmts = vec!["INSERT 1;".to_string(), "INSERT 2;".to_string()];
+        let first = piece_sql(true, true, &stmts, None);
+        assert_eq!(
+            first,
+            "BEGIN;\nSAVEPOINT pgmove_piece;\nINSERT 1;\nINSERT 2;\nRELEASE SAVEPOINT pgmove_piece;\n"
+        );
+        let middle = piece_sql(false, true, &stmts, None);
+        assert!(!middle.contains("BEGIN") && !middle.contains("COMMIT"));
+        let last = piece_sql(false, true, &stmts, Some("PROGRESS;"));
+        assert!(last.ends_with("RELEASE SAVEPOINT pgmove_piece;\nPROGRESS;COMMIT;"));
+        // The change-by-change retry runs after ROLLBACK TO SAVEPOINT, without one of its own.
+        let retry = piece_sql(false, false, &stmts, Some("PROGRESS;"));
+        assert_eq!(retry, "INSERT 1;\nINSERT 2;\nPROGRESS;COMMIT;");
+    }
+}
