@@ -420,6 +420,7 @@ async fn apply_copy_cdc(
         publication: job.publication.clone(),
         table_lsns,
         batch_changes: 5000,
+        memory_limit: usize::try_from(p.plan.cdc.memory_limit).unwrap_or(usize::MAX),
         exit_when_caught_up: online.exit_when_caught_up,
         ddl: crate::cdc::run::plan_ddl(&p.plan),
     };
@@ -708,6 +709,7 @@ fn cdc_job(
         publication: plan.publication_name(),
         table_lsns,
         batch_changes: 5000,
+        memory_limit: usize::try_from(plan.cdc.memory_limit).unwrap_or(usize::MAX),
         exit_when_caught_up,
         ddl: crate::cdc::run::plan_ddl(plan),
     }

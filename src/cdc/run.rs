@@ -59,6 +59,8 @@ pub struct CdcJob {
     /// Source changes per target transaction, at most (whole source transactions are never
     /// split; a larger one goes alone).
     pub batch_changes: usize,
+    /// `cdc.memory_limit`: bytes of changes held in memory, at most ([`MemoryBudget`]).
+    pub memory_limit: usize,
     /// Return once everything the source had written when the stream went idle is applied
     /// (for scripted one-shot imports and tests); otherwise run until stopped.
     pub exit_when_caught_up: bool,
@@ -67,6 +69,60 @@ pub struct CdcJob {
     /// ([`ddl::read_key`]); messages applied by hand are read from the target and added to
     /// `applied_by_hand`.
     pub ddl: Option<DdlConfig>,
+}
+
+/// How [`CdcJob::memory_limit`] is shared out, so that what the loop holds stays under it
+/// whatever the size or number of source transactions:
+/// - three eighths for the messages of streamed (in-progress) transactions, all of them
+///   together ([`Spools`]); past it they go to temporary files;
+/// - a thirty-second per piece of work handed to the target: a batch of whole transactions,
+///   or a piece of a larger one (applied piece by piece inside one target transaction whose
+///   last piece carries the progress row). At most [`QUEUED_BATCHES`] wait, one is applied
+///   (with its SQL text, about twice its size), one is being received, one is replayed from
+///   the spool: about three eighths in all, allocation overhead included.
+///
+/// The rest is headroom for what is not counted (decoded messages on their way, the
+/// replication driver's buffer, the target's results).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryBudget {
+    /// Bytes of streamed transactions' messages kept in memory, all transactions together.
+    pub spool: usize,
+    /// Bytes of changes per piece of work handed to the target (estimated, [`change_bytes`]).
+    pub piece: usize,
+}
+
+impl MemoryBudget {
+    pub fn of(limit: usize) -> MemoryBudget {
+        MemoryBudget {
+            spool: limit / 8 * 3,
+            piece: (limit / 32).max(64 * 1024),
+        }
+    }
+}
+
+/// What a change takes in memory, about: its values (text and per-value overhead) and the
+/// change itself. Its SQL text is about as long as its values.
+pub fn change_bytes(c: &Change) -> usize {
+    fn vals_bytes(v: &[Val]) -> usize {
+        v.iter()
+            .map(|v| {
+                std::mem::size_of::<Val>()
+                    + match v {
+                        Val::Text(t) => t.len(),
+                        _ => 0,
+                    }
+            })
+            .sum()
+    }
+    let values = match c {
+        Change::Insert { new, .. } => vals_bytes(new),
+        Change::Update { old, new, .. } => {
+            vals_bytes(new) + old.as_deref().map(vals_bytes).unwrap_or(0)
+        }
+        Change::Delete { old, .. } => vals_bytes(old),
+        Change::Truncate { rels, .. } => rels.len() * 4,
+    };
+    values + std::mem::size_of::<apply::Item>() + 16
 }
 
 /// The [`CdcJob::ddl`] of a plan: its `cdc.ddl` and `exclude` globs (the key is read at start).
@@ -181,6 +237,19 @@ struct Txn {
     sql: Vec<apply::Item>,
     /// Changes turned into SQL.
     changes: u64,
+    /// Bytes of `pending` and `sql` ([`change_bytes`]).
+    bytes: usize,
+    /// Pieces of it were handed to the target: its target transaction is open, and the rest
+    /// goes there too, the last piece with the progress row.
+    open: bool,
+}
+
+impl Txn {
+    /// A change received (made with the relations as they are in the cache).
+    fn push(&mut self, change: (u32, Change)) {
+        self.bytes += change_bytes(&change.1);
+        self.pending.push(change);
+    }
 }
 
 /// Turns the transaction's pending changes into SQL with the relation cache as it is now
@@ -341,7 +410,8 @@ async fn run_loop(
     let mut txn: Option<Txn> = None;
     // Streamed transactions (protocol 2): spooled until their Stream Commit, then replayed
     // through this loop as ordinary transactions ([`spool`]).
-    let mut spools = Spools::default();
+    let budget = MemoryBudget::of(job.memory_limit);
+    let mut spools = Spools::new(budget.spool);
     spools.watch(ddl_cfg.as_ref().map(|c| ddl::prefix(&c.plan_name)));
     let mut replay: Option<spool::Replay> = None;
     let mut batch = Batch::default();
@@ -464,7 +534,7 @@ async fn run_loop(
                     let _ = stream.stop().await;
                     stream_opts.streaming = false;
                     stream = restart_stream(job, applied, &stream_opts).await?;
-                    spools = Spools::default();
+                    spools = Spools::new(budget.spool);
                     txn = None;
                     replay = None;
                 }
@@ -502,6 +572,8 @@ async fn run_loop(
                     pending: Vec::new(),
                     sql: Vec::new(),
                     changes: 0,
+                    bytes: 0,
+                    open: false,
                 })
             }
             Message::Relation(r) => {
@@ -520,7 +592,7 @@ async fn run_loop(
                     message: m,
                 })?;
                 if let Some(t) = txn.as_mut() {
-                    t.pending.push((
+                    t.push((
                         i.relation,
                         Change::Insert {
                             rel: i.relation,
@@ -542,7 +614,7 @@ async fn run_loop(
                     None => None,
                 };
                 if let Some(t) = txn.as_mut() {
-                    t.pending.push((
+                    t.push((
                         u.relation,
                         Change::Update {
                             rel: u.relation,
@@ -561,7 +633,7 @@ async fn run_loop(
                     message: m,
                 })?;
                 if let Some(t) = txn.as_mut() {
-                    t.pending.push((
+                    t.push((
                         d.relation,
                         Change::Delete {
                             rel: d.relation,
@@ -573,7 +645,7 @@ async fn run_loop(
             Message::Truncate(tr) => {
                 if let Some(t) = txn.as_mut() {
                     let first = tr.relations.first().copied().unwrap_or(0);
-                    t.pending.push((
+                    t.push((
                         first,
                         Change::Truncate {
                             rels: tr.relations.clone(),
@@ -588,15 +660,47 @@ async fn run_loop(
                     Some(t) => t,
                     None => continue,
                 };
-                if t.skip || c.end_lsn <= applied {
+                if t.skip {
+                    continue; // applied before a restart
+                }
+                if c.end_lsn <= applied {
+                    if t.open {
+                        // Begin said it was not applied yet (its commit LSN is past the
+                        // progress row), so this cannot happen; its pieces are rolled back.
+                        return Err(CdcError::Apply {
+                            lsn: c.end_lsn,
+                            message: format!("the transaction applied in pieces ends at {}, at or before the progress row ({applied}): stopping before committing it twice", c.end_lsn),
+                        });
+                    }
                     continue; // applied before a restart
                 }
                 convert(job, &rels, &mut t)?;
+                if t.open {
+                    // Its last piece commits its target transaction, with the progress row.
+                    let last = Batch {
+                        items: t.sql,
+                        end: Some(c.end_lsn),
+                        txns: 1,
+                        changes: t.changes,
+                        bytes: t.bytes,
+                        piece: Some(Piece {
+                            commit_lsn: t.commit_lsn,
+                            first: false,
+                            last: true,
+                        }),
+                    };
+                    applier
+                        .send(last, &mut stream, &mut applied, &mut outcome)
+                        .await?;
+                    applier.poll(&mut stream, &mut applied, &mut outcome)?;
+                    continue;
+                }
                 batch.changes += t.changes;
                 batch.txns += 1;
+                batch.bytes += t.bytes;
                 batch.items.extend(t.sql);
                 batch.end = Some(c.end_lsn);
-                if batch.changes as usize >= job.batch_changes {
+                if batch.changes as usize >= job.batch_changes || batch.bytes >= budget.piece {
                     flush(
                         applier,
                         &mut stream,
@@ -673,6 +777,50 @@ async fn run_loop(
                 }
             }
             _ => {}
+        }
+        // A transaction larger than a piece goes to the target piece by piece, all in one
+        // target transaction, so its size never counts ([`MemoryBudget`]).
+        if let Some(t) = txn.as_mut() {
+            if t.bytes >= budget.piece {
+                if t.skip {
+                    t.pending.clear();
+                    t.bytes = 0;
+                    continue;
+                }
+                convert(job, &rels, t)?;
+                if !t.open {
+                    // The whole transactions in hand go first, in a target transaction of
+                    // their own.
+                    flush(
+                        applier,
+                        &mut stream,
+                        &mut batch,
+                        &mut applied,
+                        &mut outcome,
+                        false,
+                    )
+                    .await?;
+                    tracing::debug!(commit_lsn = %t.commit_lsn, bytes = t.bytes, "large source transaction: applied in pieces");
+                }
+                let piece = Batch {
+                    items: std::mem::take(&mut t.sql),
+                    end: None,
+                    txns: 0,
+                    changes: 0,
+                    bytes: t.bytes,
+                    piece: Some(Piece {
+                        commit_lsn: t.commit_lsn,
+                        first: !t.open,
+                        last: false,
+                    }),
+                };
+                t.open = true;
+                t.bytes = 0;
+                applier
+                    .send(piece, &mut stream, &mut applied, &mut outcome)
+                    .await?;
+                applier.poll(&mut stream, &mut applied, &mut outcome)?;
+            }
         }
     }
     // What was handed over is committed (or failed) before the outcome is told.
@@ -762,6 +910,23 @@ struct Batch {
     end: Option<Lsn>,
     txns: u64,
     changes: u64,
+    /// Bytes of its changes ([`change_bytes`]).
+    bytes: usize,
+    /// A piece of one large source transaction, applied in the target transaction its first
+    /// piece begins and its last commits; `None`: whole transactions, in a target transaction
+    /// of their own (maybe with other such batches).
+    piece: Option<Piece>,
+}
+
+/// Where a piece of a large transaction goes in its target transaction.
+#[derive(Clone, Copy, Debug)]
+struct Piece {
+    /// The source transaction's commit LSN (for messages).
+    commit_lsn: Lsn,
+    /// Begins the target transaction.
+    first: bool,
+    /// Commits it, with the progress row (the batch's `end`).
+    last: bool,
 }
 
 impl Batch {
@@ -770,6 +935,7 @@ impl Batch {
         self.end = next.end.max(self.end);
         self.txns += next.txns;
         self.changes += next.changes;
+        self.bytes += next.bytes;
     }
 }
 
@@ -818,6 +984,7 @@ impl Applier {
             reorder_tables,
             // Batches waiting when the target is behind go into one transaction, up to this.
             max_changes: job.batch_changes.max(1).saturating_mul(4),
+            max_bytes: MemoryBudget::of(job.memory_limit).piece,
         };
         let task = tokio::spawn(apply_task(ctx, rx, done_tx, halt.clone()));
         Applier {
@@ -930,24 +1097,65 @@ struct ApplyCtx {
     client: tokio_postgres::Client,
     reorder_tables: bool,
     max_changes: usize,
+    max_bytes: usize,
 }
 
-/// Applies batches in order, each (with the ones waiting behind it, up to `max_changes`) in one
-/// target transaction with its progress row; reports each commit, or the first failure and
-/// stops.
+/// Applies batches in order, each (with the ones waiting behind it, up to `max_changes` and
+/// `max_bytes`) in one target transaction with its progress row, and the pieces of a large
+/// transaction in one target transaction, committed with its last piece; reports each commit,
+/// or the first failure and stops. A target transaction left open (pieces of a transaction
+/// whose end never came) is rolled back.
 async fn apply_task(
     ctx: ApplyCtx,
     mut rx: mpsc::Receiver<Batch>,
     done: mpsc::UnboundedSender<Result<Done, CdcError>>,
     halt: Arc<AtomicBool>,
 ) {
-    while let Some(mut b) = rx.recv().await {
+    // A piece received while merging batches: next.
+    let mut held: Option<Batch> = None;
+    // A target transaction is open (pieces applied, the last one not yet).
+    let mut open = false;
+    loop {
+        let mut b = match held.take() {
+            Some(b) => b,
+            None => match rx.recv().await {
+                Some(b) => b,
+                None => break,
+            },
+        };
         if halt.load(Ordering::SeqCst) {
             break;
         }
-        while (b.changes as usize) < ctx.max_changes {
+        if let Some(p) = b.piece {
+            let r = apply_piece(&ctx, &b, p).await;
+            // A failed piece rolled its transaction back (or the session is gone).
+            open = r.is_ok() && !p.last;
+            match r {
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                    break;
+                }
+                Ok(()) if p.last => {
+                    let d = Done {
+                        end: b.end.unwrap_or(p.commit_lsn),
+                        txns: b.txns,
+                        changes: b.changes,
+                    };
+                    if done.send(Ok(d)).is_err() {
+                        break;
+                    }
+                }
+                Ok(()) => {}
+            }
+            continue;
+        }
+        while (b.changes as usize) < ctx.max_changes && b.bytes < ctx.max_bytes {
             match rx.try_recv() {
-                Ok(next) => b.append(next),
+                Ok(next) if next.piece.is_none() => b.append(next),
+                Ok(next) => {
+                    held = Some(next);
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -965,6 +1173,103 @@ async fn apply_task(
             break;
         }
     }
+    if open {
+        let _ = ctx.client.batch_execute("ROLLBACK").await;
+    }
+}
+
+/// The savepoint each piece of a large transaction runs under, so that when its merged
+/// statements fail it runs again change by change in the same target transaction.
+const PIECE_SAVEPOINT: &str = "pgmove_piece";
+
+/// One piece of a large transaction as one simple query: `BEGIN` for the first, the
+/// statements (under [`PIECE_SAVEPOINT`] with `savepoint`), the progress row and `COMMIT` for
+/// the last.
+fn piece_sql(first: bool, savepoint: bool, statements: &[String], last: Option<&str>) -> String {
+    let mut sql = String::with_capacity(
+        statements.iter().map(|s| s.len() + 1).sum::<usize>()
+            + last.map(str::len).unwrap_or(0)
+            + 96,
+    );
+    if first {
+        sql.push_str("BEGIN;\n");
+    }
+    if savepoint {
+        sql.push_str(&format!("SAVEPOINT {PIECE_SAVEPOINT};\n"));
+    }
+    for s in statements {
+        sql.push_str(s);
+        sql.push('\n');
+    }
+    if savepoint {
+        sql.push_str(&format!("RELEASE SAVEPOINT {PIECE_SAVEPOINT};\n"));
+    }
+    if let Some(progress) = last {
+        sql.push_str(progress);
+        sql.push_str("COMMIT;");
+    }
+    sql
+}
+
+/// Applies one piece of a large transaction in its target transaction (begun by the first
+/// piece, committed with the progress row by the last). Merged statements first; if the
+/// server refuses them, back to the piece's savepoint and the piece again change by change.
+/// On failure the target transaction is rolled back: nothing of the source transaction stays.
+async fn apply_piece(ctx: &ApplyCtx, b: &Batch, p: Piece) -> Result<(), CdcError> {
+    let lsn = b.end.unwrap_or(p.commit_lsn);
+    let progress = match (p.last, b.end) {
+        (true, Some(end)) => Some(progress_sql(&ctx.plan_name, end, b.txns, b.changes)),
+        _ => None,
+    };
+    let failed = |e: &tokio_postgres::Error| CdcError::Applying {
+        lsn,
+        source: ctx.target.query_error("applying changes", e),
+    };
+    let fast = apply::batch_sql(&b.items, ctx.reorder_tables).map_err(|e| CdcError::Apply {
+        lsn,
+        message: e.to_string(),
+    });
+    let fast = match fast {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = ctx.client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
+    };
+    let e = match ctx
+        .client
+        .batch_execute(&piece_sql(p.first, true, &fast, progress.as_deref()))
+        .await
+    {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    let plain = match apply::plain_sql(&b.items) {
+        Ok(plain) if plain != fast && e.as_db_error().is_some() => plain,
+        Ok(_) => {
+            let _ = ctx.client.batch_execute("ROLLBACK").await;
+            return Err(failed(&e));
+        }
+        Err(pe) => {
+            let _ = ctx.client.batch_execute("ROLLBACK").await;
+            return Err(CdcError::Apply {
+                lsn,
+                message: pe.to_string(),
+            });
+        }
+    };
+    tracing::debug!(
+        error = %crate::pg::error_text(&e),
+        %lsn,
+        "the merged statements of a piece failed; applying it change by change"
+    );
+    let retry = format!("ROLLBACK TO SAVEPOINT {PIECE_SAVEPOINT};\n")
+        + &piece_sql(false, false, &plain, progress.as_deref());
+    if let Err(e) = ctx.client.batch_execute(&retry).await {
+        let _ = ctx.client.batch_execute("ROLLBACK").await;
+        return Err(failed(&e));
+    }
+    Ok(())
 }
 
 /// `BEGIN; statements; progress row; COMMIT;` as one simple query.
@@ -1050,5 +1355,54 @@ async fn flush(
         applier.wait(stream, applied, outcome).await
     } else {
         applier.poll(stream, applied, outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_limit_is_shared_out_under_itself() {
+        let b = MemoryBudget::of(64 << 20);
+        assert_eq!(b.spool, 24 << 20);
+        assert_eq!(b.piece, 2 << 20);
+        // The spool, and the pieces waiting, applied (with their SQL, twice), received and
+        // replayed stay under the limit.
+        assert!(b.spool + (QUEUED_BATCHES + 5) * b.piece < 64 << 20);
+        // A tiny limit still makes pieces worth a round trip.
+        assert_eq!(MemoryBudget::of(1 << 20).piece, 64 * 1024);
+    }
+
+    #[test]
+    fn a_change_counts_its_values() {
+        let small = Change::Insert {
+            rel: 1,
+            new: vec![Val::Text("1".into()), Val::Null],
+        };
+        let large = Change::Update {
+            rel: 1,
+            old: Some(vec![Val::Text("1".into()), Val::Null]),
+            new: vec![Val::Text("x".repeat(10_000)), Val::Unchanged],
+        };
+        assert!(change_bytes(&small) > 2 * std::mem::size_of::<Val>());
+        assert!(change_bytes(&large) > 10_000 + change_bytes(&small));
+    }
+
+    #[test]
+    fn pieces_begin_once_and_commit_with_the_progress_row() {
+        let stmts = vec!["INSERT 1;".to_string(), "INSERT 2;".to_string()];
+        let first = piece_sql(true, true, &stmts, None);
+        assert_eq!(
+            first,
+            "BEGIN;\nSAVEPOINT pgmove_piece;\nINSERT 1;\nINSERT 2;\nRELEASE SAVEPOINT pgmove_piece;\n"
+        );
+        let middle = piece_sql(false, true, &stmts, None);
+        assert!(!middle.contains("BEGIN") && !middle.contains("COMMIT"));
+        let last = piece_sql(false, true, &stmts, Some("PROGRESS;"));
+        assert!(last.ends_with("RELEASE SAVEPOINT pgmove_piece;\nPROGRESS;COMMIT;"));
+        // The change-by-change retry runs after ROLLBACK TO SAVEPOINT, without one of its own.
+        let retry = piece_sql(false, false, &stmts, Some("PROGRESS;"));
+        assert_eq!(retry, "INSERT 1;\nINSERT 2;\nPROGRESS;COMMIT;");
     }
 }

@@ -9,9 +9,10 @@
 //! replayed in order, as one ordinary transaction ([`Replay`]), where the commit falls in the
 //! commit order (what PostgreSQL's own apply worker does without `streaming 'parallel'`).
 //!
-//! [`Spools`] keeps the raw pgoutput bytes of each message, per top-level xid, in memory up to
-//! a bound per transaction and in an anonymous temporary file beyond it, so a transaction of
-//! any size takes bounded memory until it commits. Nothing of a streamed transaction is applied
+//! [`Spools`] keeps the raw pgoutput bytes of each message, per top-level xid, in memory while
+//! all open transactions together stay under a bound, and in an anonymous temporary file per
+//! transaction beyond it, so transactions of any size and number take bounded memory until
+//! they commit. Nothing of a streamed transaction is applied
 //! (or confirmed to the server) before its Stream Commit; after a restart the server streams an
 //! uncommitted transaction again from its start.
 
@@ -24,7 +25,8 @@ use bytes::Bytes;
 use crate::cdc::pgoutput::{self, Begin, Commit, Message, StreamCommit};
 use crate::pg::Lsn;
 
-/// Bytes of messages kept in memory per streamed transaction before it goes to a file.
+/// Bytes of messages kept in memory, all open streamed transactions together, before the one
+/// that would pass it goes to a file.
 pub const DEFAULT_MEMORY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// A failure to spool or read back a streamed transaction.
@@ -90,6 +92,8 @@ pub struct Spools {
     /// The xid of the current stream block (between Stream Start and Stream Stop).
     block: Option<u32>,
     memory_limit: usize,
+    /// Bytes in memory, all open transactions together (at most `memory_limit`).
+    mem_total: usize,
     /// Prefix of the logical decoding messages whose subtransaction matters.
     watch: Option<String>,
 }
@@ -102,17 +106,27 @@ impl Default for Spools {
 
 const HEADER: usize = 4 + 8 + 1 + 4;
 
+impl Entry {
+    /// What it takes in memory: its bytes and their allocation, and its place in the spool's
+    /// vector (counted twice: a vector grows by doubling).
+    fn cost(&self) -> usize {
+        self.raw.len() + 16 + 2 * std::mem::size_of::<Entry>()
+    }
+}
+
 fn io(xid: u32) -> impl Fn(std::io::Error) -> SpoolError {
     move |source| SpoolError::Io { xid, source }
 }
 
 impl Spools {
-    /// Spools keeping up to `memory_limit` bytes of messages in memory per transaction.
+    /// Spools keeping up to `memory_limit` bytes of messages in memory, all transactions
+    /// together.
     pub fn new(memory_limit: usize) -> Spools {
         Spools {
             open: HashMap::new(),
             block: None,
             memory_limit,
+            mem_total: 0,
             watch: None,
         }
     }
@@ -149,7 +163,7 @@ impl Spools {
         }
         if first_segment {
             // A transaction streamed again from its start (cannot happen within a session).
-            self.open.remove(&xid);
+            self.drop_spool(xid);
         }
         self.open.entry(xid).or_insert_with(|| Spool {
             mem: Vec::new(),
@@ -163,6 +177,18 @@ impl Spools {
         });
         self.block = Some(xid);
         Ok(())
+    }
+
+    /// Bytes of messages held in memory, all open transactions together.
+    pub fn memory(&self) -> usize {
+        self.mem_total
+    }
+
+    /// Drops the spool of `xid` (if open), and its bytes from the total.
+    fn drop_spool(&mut self, xid: u32) -> Option<Spool> {
+        let spool = self.open.remove(&xid)?;
+        self.mem_total -= spool.mem_bytes;
+        Some(spool)
     }
 
     /// Stream Stop.
@@ -179,6 +205,7 @@ impl Spools {
         let subxid = msg.stream_xid().unwrap_or(xid);
         let schema = matches!(msg, Message::Relation(_) | Message::Type(_));
         let limit = self.memory_limit;
+        let total = self.mem_total;
         let watched = match msg {
             Message::Logical(m) => Some(self.watch.as_deref() == Some(m.prefix.as_str())),
             _ => None,
@@ -202,14 +229,17 @@ impl Spools {
             subxid,
             lsn,
             schema,
-            raw,
+            // Its own copy: the bytes received may be a slice of a much larger buffer, which
+            // a slice kept here would keep whole.
+            raw: Bytes::copy_from_slice(&raw),
         };
-        if spool.file.is_none() && spool.mem_bytes + entry.raw.len() + HEADER > limit {
+        if spool.file.is_none() && total + entry.cost() > limit {
             let file = tempfile::tempfile().map_err(io(xid))?;
             let mut w = BufWriter::with_capacity(256 * 1024, file);
             for e in spool.mem.drain(..) {
                 write_entry(&mut w, &e).map_err(io(xid))?;
             }
+            self.mem_total -= spool.mem_bytes;
             spool.mem_bytes = 0;
             tracing::debug!(
                 xid,
@@ -221,7 +251,8 @@ impl Spools {
         match &mut spool.file {
             Some(w) => write_entry(w, &entry).map_err(io(xid))?,
             None => {
-                spool.mem_bytes += entry.raw.len() + HEADER;
+                spool.mem_bytes += entry.cost();
+                self.mem_total += entry.cost();
                 spool.mem.push(entry);
             }
         }
@@ -238,7 +269,7 @@ impl Spools {
     /// change of an earlier-assigned xid are in doubt.
     pub fn abort(&mut self, xid: u32, subxid: u32) -> bool {
         if subxid == xid {
-            if self.open.remove(&xid).is_some() {
+            if self.drop_spool(xid).is_some() {
                 tracing::debug!(xid, "streamed transaction aborted on the source: dropped");
             }
             return false;
@@ -256,11 +287,12 @@ impl Spools {
             spool.mem.retain(|e| {
                 let keep = e.schema || e.subxid != subxid;
                 if !keep {
-                    freed += e.raw.len() + HEADER;
+                    freed += e.cost();
                 }
                 keep
             });
             spool.mem_bytes -= freed;
+            self.mem_total -= freed;
             if spool.file.is_some() {
                 spool.aborted.insert(subxid);
             }
@@ -289,7 +321,7 @@ impl Spools {
             end_lsn: c.end_lsn,
             commit_time: c.commit_time,
         });
-        let (source, aborted) = match self.open.remove(&xid) {
+        let (source, aborted) = match self.drop_spool(xid) {
             None => (Source::Mem(Vec::new().into_iter()), HashSet::new()),
             Some(spool) => {
                 tracing::debug!(
@@ -582,6 +614,31 @@ mod tests {
                 ["B", "Message", "a", "Message", "C"]
             );
         });
+    }
+
+    #[test]
+    fn memory_is_bounded_across_concurrent_transactions() {
+        // Each insert takes a little over 100 bytes in memory; 1000 bytes hold about 9.
+        let value = "v".repeat(80);
+        let mut s = Spools::new(1000);
+        for round in 0..50 {
+            for xid in [70u32, 80, 90, 100] {
+                s.start(xid, round == 0).unwrap();
+                push(&mut s, insert(xid, 1, &format!("{xid}:{round}:{value}")));
+                s.stop();
+                assert!(s.memory() <= 1000, "{} bytes in memory", s.memory());
+            }
+        }
+        // Every transaction comes back whole and in order, from memory or its file.
+        for xid in [90u32, 70, 100, 80] {
+            let got = replay(s.commit(&commit(xid, 1000 + u64::from(xid))).unwrap());
+            assert_eq!(got.len(), 52, "{xid}");
+            for (round, v) in got[1..51].iter().enumerate() {
+                assert_eq!(v, &format!("{xid}:{round}:{value}"));
+            }
+        }
+        assert!(s.is_empty());
+        assert_eq!(s.memory(), 0);
     }
 
     #[test]

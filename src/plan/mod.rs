@@ -53,6 +53,11 @@ pub mod defaults {
     pub const MIN_SPLIT: u64 = 1 << 20;
     pub const LARGE_OBJECTS: bool = true;
     pub const MAX_LAG: Duration = Duration::from_secs(5);
+    /// `cdc.memory_limit`: what change capture keeps in memory, at most (see
+    /// [`crate::cdc::run::MemoryBudget`]).
+    pub const CDC_MEMORY_LIMIT: u64 = 256 << 20;
+    /// Below this the pieces of a large transaction get too small to apply fast.
+    pub const MIN_CDC_MEMORY_LIMIT: u64 = 16 << 20;
 }
 
 /// Where a password comes from. Never inline.
@@ -136,7 +141,7 @@ impl Objects {
 }
 
 /// `cdc:`: change data capture (copy-cdc; `tables_without_key` and `ddl` also guide pglogical).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CdcSpec {
     pub tables_without_key: TablesWithoutKey,
     pub ddl: Ddl,
@@ -144,6 +149,22 @@ pub struct CdcSpec {
     pub start_lsn: Option<pg::Lsn>,
     /// The slot's name; `None`: `pgmove_<name>` (see [`Plan::slot_name`]).
     pub slot: Option<String>,
+    /// `cdc.memory_limit`: bytes of changes change capture holds in memory, at most, whatever
+    /// the size or number of source transactions (beyond it they go to temporary files, and a
+    /// large transaction is applied in pieces within one target transaction).
+    pub memory_limit: u64,
+}
+
+impl Default for CdcSpec {
+    fn default() -> Self {
+        CdcSpec {
+            tables_without_key: TablesWithoutKey::default(),
+            ddl: Ddl::default(),
+            start_lsn: None,
+            slot: None,
+            memory_limit: defaults::CDC_MEMORY_LIMIT,
+        }
+    }
 }
 
 /// `pglogical:`.

@@ -37,7 +37,13 @@ pub(crate) const SOURCE_KEYS: &[&str] = &["dsn", "password", "sslmode", "sslroot
 pub(crate) const TARGET_KEYS: &[&str] = &["dsn", "password", "sslmode", "sslrootcert", "kind"];
 pub(crate) const PASSWORD_KEYS: &[&str] = &["env", "file"];
 pub(crate) const OBJECTS_KEYS: &[&str] = &["schemas", "exclude", "large_objects"];
-pub(crate) const CDC_KEYS: &[&str] = &["tables_without_key", "ddl", "start_lsn", "slot"];
+pub(crate) const CDC_KEYS: &[&str] = &[
+    "tables_without_key",
+    "ddl",
+    "start_lsn",
+    "slot",
+    "memory_limit",
+];
 pub(crate) const PGLOGICAL_KEYS: &[&str] = &["replication_set"];
 pub(crate) const CUTOVER_KEYS: &[&str] = &["mode", "max_lag", "fence", "sequences", "verify"];
 
@@ -219,6 +225,7 @@ pub(crate) struct RawCdc {
     pub ddl: Option<Scalar>,
     pub start_lsn: Option<Scalar>,
     pub slot: Option<Scalar>,
+    pub memory_limit: Option<Scalar>,
 }
 
 #[derive(Deserialize)]

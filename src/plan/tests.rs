@@ -75,6 +75,7 @@ fn minimal_plan_gets_the_spec_defaults() {
     assert_eq!(p.cdc, CdcSpec::default());
     assert_eq!(p.cdc.tables_without_key, TablesWithoutKey::Refuse);
     assert_eq!(p.cdc.ddl, Ddl::Replicate);
+    assert_eq!(p.cdc.memory_limit, 256 << 20);
     assert_eq!(p.pglogical, PglogicalSpec::default());
     assert_eq!(p.cutover, CutoverSpec::default());
     assert_eq!(p.cutover.mode, CutoverMode::Manual);
@@ -118,7 +119,7 @@ fn the_spec_example_loads() {
 #[test]
 fn every_key_set() {
     let p = ok(&with(
-        "strategy: copy-cdc\ndowntime: 1h30m\nroles: create\nowner: target-user\njobs: 16\nindex_jobs: 8\nsplit_tables_larger_than: 512MB\nbin_dir: /usr/lib/postgresql/17/bin\nobjects:\n  large_objects: false\ncdc:\n  tables_without_key: insert-only\n  ddl: ignore\n  start_lsn: 16/B374D848\n  slot: my_slot\ncutover:\n  mode: auto\n  max_lag: 500ms\n  fence: read-only\n  sequences: skip\n  verify: counts\n",
+        "strategy: copy-cdc\ndowntime: 1h30m\nroles: create\nowner: target-user\njobs: 16\nindex_jobs: 8\nsplit_tables_larger_than: 512MB\nbin_dir: /usr/lib/postgresql/17/bin\nobjects:\n  large_objects: false\ncdc:\n  tables_without_key: insert-only\n  ddl: ignore\n  start_lsn: 16/B374D848\n  slot: my_slot\n  memory_limit: 64MB\ncutover:\n  mode: auto\n  max_lag: 500ms\n  fence: read-only\n  sequences: skip\n  verify: counts\n",
     ));
     assert_eq!(p.strategy, StrategyChoice::CopyCdc);
     assert_eq!(p.downtime, Duration::from_secs(5400));
@@ -134,6 +135,7 @@ fn every_key_set() {
     assert_eq!(p.cdc.tables_without_key, TablesWithoutKey::InsertOnly);
     assert_eq!(p.cdc.ddl, Ddl::Ignore);
     assert_eq!(p.cdc.start_lsn, Some(pg::Lsn(0x16_B374_D848)));
+    assert_eq!(p.cdc.memory_limit, 64 << 20);
     assert_eq!(p.slot_name(), "my_slot");
     assert_eq!(p.publication_name(), "pgmove_shop");
     assert_eq!(p.cutover.mode, CutoverMode::Auto);
@@ -296,6 +298,20 @@ fn values_are_checked_where_they_stand() {
         27,
         "less than 1MB",
         "10TB",
+    );
+    invalid_at(
+        &with("cdc:\n  memory_limit: 1MB\n"),
+        8,
+        17,
+        "`cdc.memory_limit` is 1048576 bytes, less than 16MB",
+        "memory_limit: 256MB",
+    );
+    invalid_at(
+        &with("cdc:\n  memory_limit: lots\n"),
+        8,
+        17,
+        "invalid size for `cdc.memory_limit`",
+        "",
     );
     invalid_at(
         &with("cutover:\n  max_lag: 0s\n"),

@@ -342,6 +342,19 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Plan, PlanError> {
     let ddl = cx
         .keyword(cdc_raw.and_then(|c| c.ddl.as_ref()), "cdc.ddl")?
         .unwrap_or_default();
+    let memory_raw = cdc_raw.and_then(|c| c.memory_limit.as_ref());
+    let memory_limit = match cx.size(memory_raw, "cdc.memory_limit")? {
+        None => defaults::CDC_MEMORY_LIMIT,
+        Some(n) if n < defaults::MIN_CDC_MEMORY_LIMIT => {
+            let at = memory_raw.map(Pos::of).unwrap_or(top);
+            return Err(cx.invalid(
+                at,
+                format!("`cdc.memory_limit` is {n} bytes, less than 16MB"),
+                "write 16MB or more, e.g. `memory_limit: 256MB` (the default); change capture spills what does not fit to temporary files",
+            ));
+        }
+        Some(n) => n,
+    };
     let start_lsn = match start_lsn_raw {
         None => None,
         Some(s) => {
@@ -503,6 +516,7 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Plan, PlanError> {
             ddl,
             start_lsn,
             slot,
+            memory_limit,
         },
         pglogical: PglogicalSpec { replication_set },
         cutover: CutoverSpec {
