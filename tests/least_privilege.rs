@@ -532,6 +532,7 @@ async fn change_apply_refuses_a_target_role_that_cannot_silence_triggers() {
         batch_changes: 100,
         exit_when_caught_up: true,
         ddl: None,
+        memory_limit: 256 << 20,
     };
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     let err = pgmove::cdc::run::run(&job, stop)
