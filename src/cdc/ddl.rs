@@ -102,7 +102,8 @@ use serde::Deserialize;
 
 use crate::cdc::pgoutput::LogicalMessage;
 use crate::pg::{quote, Endpoint, Lsn, PgError};
-use crate::plan::artifact_name;
+use crate::plan::names;
+use crate::plan::{artifact_name, derived_name};
 
 /// `pg_logical_emit_message` prefix of every plan: `pgmove.ddl.<plan>`.
 pub const PREFIX: &str = "pgmove.ddl.";
@@ -149,25 +150,25 @@ pub struct Names {
     guc_missing: String,
 }
 
-/// The names for `plan_name`: `<artifact>_ddl...`, the artifact shortened when needed so the
-/// longest suffix still fits in 63 bytes.
+/// The names for `plan_name`: `<artifact>_ddl...` (see [`crate::plan::derived_name`]: exact
+/// per plan, shortened with a hash when a name would pass 63 bytes).
 pub fn names(plan_name: &str) -> Names {
     let artifact = artifact_name(plan_name);
-    let mut base = artifact.clone();
-    base.truncate(63 - "_ddl_rewrite".len());
+    let d = |suffix| derived_name(&artifact, suffix);
+    let trigger = d(names::DDL_SUFFIX);
     Names {
-        trigger: format!("{base}_ddl"),
-        drop_trigger: format!("{base}_ddl_drop"),
-        rewrite_trigger: format!("{base}_ddl_rewrite"),
-        start_trigger: format!("{base}_ddl_start"),
-        emit: format!("{base}_ddl_emit"),
-        key_table: format!("{base}_ddl_key"),
+        drop_trigger: d(names::DDL_DROP_SUFFIX),
+        rewrite_trigger: d(names::DDL_REWRITE_SUFFIX),
+        start_trigger: d(names::DDL_START_SUFFIX),
+        emit: d(names::DDL_EMIT_SUFFIX),
+        key_table: d(names::DDL_KEY_SUFFIX),
         publication: artifact,
-        guc_seq: format!("pgmove.{base}_ddl_seq"),
-        guc_dropped: format!("pgmove.{base}_ddl_dropped"),
-        guc_rewrites: format!("pgmove.{base}_ddl_rewrites"),
-        guc_pending: format!("pgmove.{base}_ddl_pending"),
-        guc_missing: format!("pgmove.{base}_ddl_missing"),
+        guc_seq: format!("pgmove.{trigger}_seq"),
+        guc_dropped: format!("pgmove.{trigger}_dropped"),
+        guc_rewrites: format!("pgmove.{trigger}_rewrites"),
+        guc_pending: format!("pgmove.{trigger}_pending"),
+        guc_missing: format!("pgmove.{trigger}_missing"),
+        trigger,
     }
 }
 
