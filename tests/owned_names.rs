@@ -219,6 +219,15 @@ fn a_users_pgmove_schema_on_the_source_is_reported_and_survives_cleanup() {
     );
     code(&run(&["apply", p, "--yes"], &src, &dst), 0);
     assert_eq!(dst.psql("d_dump", "SELECT count(*) FROM items"), "50");
+    // verify says what it left out.
+    let out = run(&["verify", p], &src, &dst);
+    code(&out, 0);
+    assert!(
+        text(&out)
+            .contains("excluded: schema pgmove (the source's own, not pgmove's): not compared"),
+        "{}",
+        text(&out)
+    );
     let out = run(&["cleanup", p], &src, &dst);
     code(&out, 0);
     let t = text(&out);
