@@ -351,6 +351,35 @@ fn a_foreign_pgmove_schema_on_the_target_blocks_and_pgmoves_own_is_resumed() {
     code(&run(&["apply", p, "--yes"], &src, &dst), 0);
     assert_eq!(dst.psql("d_own", "SELECT count(*) FROM items"), "50");
     code(&run(&["cleanup", p], &src, &dst), 0);
+
+    // The state schema of a pgmove version from before the marker is adopted by apply.
+    dst.create_db("d_earlier");
+    dst.psql(
+        "d_earlier",
+        "CREATE SCHEMA pgmove;
+         COMMENT ON SCHEMA pgmove IS 'pgmove migration state; removed by pgmove cleanup';
+         CREATE TABLE pgmove.runs (plan_name text PRIMARY KEY, strategy text NOT NULL, phase text NOT NULL,
+             started_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now(), last_error text);
+         CREATE TABLE pgmove.steps (plan_name text NOT NULL, step text NOT NULL,
+             finished_at timestamptz NOT NULL DEFAULT now(), detail text, PRIMARY KEY (plan_name, step));",
+    );
+    let earlier = plan_to(
+        dir.path(),
+        ["earlier", "tgt_earlier"],
+        "dump-restore",
+        &src,
+        &dst,
+        "d_earlier",
+        "",
+    );
+    let pe = earlier.to_str().expect("utf8");
+    code(&run(&["apply", pe, "--yes"], &src, &dst), 0);
+    assert_eq!(
+        dst.psql("d_earlier", "SELECT count(*) FROM pgmove.created_by_pgmove"),
+        "1"
+    );
+    assert_eq!(dst.psql("d_earlier", "SELECT count(*) FROM items"), "50");
+
     assert_eq!(
         dst.psql(
             "d_own",
