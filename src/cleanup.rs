@@ -501,6 +501,9 @@ async fn discover_lock(
 const RECORDED_SQL: &str =
     "SELECT kind, name FROM pgmove.objects WHERE plan_name = $1 ORDER BY kind, name";
 
+/// Whether the DDL capture's record table `pgmove.objects` exists (one boolean).
+const HAS_RECORD_SQL: &str = "SELECT to_regclass('pgmove.objects') IS NOT NULL";
+
 /// Which of the named event triggers exist (exact names).
 const EVENT_TRIGGERS_SQL: &str =
     "SELECT evtname::text FROM pg_event_trigger WHERE evtname = ANY($1::text[]) ORDER BY evtname";
@@ -568,7 +571,7 @@ async fn discover_recorded(
 ) -> Result<Vec<String>, PgError> {
     let side: Location = ep.side.into();
     let has_record = c
-        .query_one("SELECT to_regclass('pgmove.objects') IS NOT NULL", &[])
+        .query_one(HAS_RECORD_SQL, &[])
         .await
         .map_err(|e| ep.query_error("looking for pgmove.objects", &e))?
         .get::<_, bool>(0);
