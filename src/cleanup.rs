@@ -1,14 +1,16 @@
 //! `pgmove cleanup`: drops everything pgmove created for one plan, on both servers and on this
 //! host, and nothing else.
 //!
-//! What belongs to a plan, found by name and by the plan's own rows:
-//! - source: the replication slots `<slot>` and `<slot>_resume` (logical, in the plan's
-//!   database), the publication `pgmove_<name>`;
-//! - either server: event triggers and functions named `pgmove_<name>_ddl*` (the DDL capture
-//!   of `cdc::ddl`, whose names shorten `pgmove_<name>` for long plan names), its key table
-//!   `pgmove.pgmove_<name>_ddl_key`, and the `pgmove`
-//!   schema: this plan's rows in its tables, or the whole schema (`DROP SCHEMA pgmove CASCADE`)
-//!   when no other plan has rows in it (nor an event trigger whose function lives there);
+//! What belongs to a plan, found by exact name (never a prefix) and by the plan's own rows:
+//! - source: the replication slots `<slot>` and its resume slot (logical, in the plan's
+//!   database), the publication and its insert-only companion (names from `plan::names`);
+//! - either server, only in a `pgmove` schema pgmove created (it holds the marker table
+//!   `pgmove.created_by_pgmove`, created with the schema in one transaction): the event
+//!   triggers, functions and key table the DDL capture of `cdc::ddl` recorded creating for this
+//!   plan in `pgmove.objects` (in the transaction that created them), and the schema itself:
+//!   this plan's rows in its tables, or the whole schema (`DROP SCHEMA pgmove CASCADE`) when
+//!   no other plan has rows in it (nor an event trigger whose function lives there). A
+//!   `pgmove` schema without the marker is never dropped nor written to: it is reported as kept;
 //! - the cutover fence: a source database an unfinished cutover left read-only (its record in
 //!   the target's `pgmove.cutover` says `fencing` or `fenced`) gets its recorded previous
 //!   `default_transaction_read_only` back first, before the record goes with the schema; after
@@ -185,13 +187,7 @@ impl Request {
     }
 
     fn resume_slot(&self) -> String {
-        format!("{}_resume", self.slot)
-    }
-
-    /// `pgmove_<name>_ddl`: the prefix of the plan's DDL event triggers and functions (as
-    /// `cdc::ddl` names them: shortened for long plan names).
-    fn ddl_prefix(&self) -> String {
-        crate::cdc::ddl::names(&self.plan_name).trigger
+        crate::plan::resume_slot_name(&self.slot)
     }
 }
 
@@ -609,7 +605,31 @@ async fn discover_lock(
     Ok(())
 }
 
-/// DDL capture objects, the `pgmove` schema and pglogical objects, on either server.
+/// What the source's DDL capture recorded creating for a plan (see `cdc::ddl::install_sql`):
+/// (kind, exact name) rows, functions and tables in schema `pgmove`.
+const RECORDED_SQL: &str =
+    "SELECT kind, name FROM pgmove.objects WHERE plan_name = $1 ORDER BY kind, name";
+
+/// Whether the DDL capture's record table `pgmove.objects` exists (one boolean).
+const HAS_RECORD_SQL: &str = "SELECT to_regclass('pgmove.objects') IS NOT NULL";
+
+/// Which of the named event triggers exist (exact names).
+const EVENT_TRIGGERS_SQL: &str =
+    "SELECT evtname::text FROM pg_event_trigger WHERE evtname = ANY($1::text[]) ORDER BY evtname";
+
+/// The named functions of schema `pgmove` (exact names), as `regprocedure` text for DROP.
+const FUNCTIONS_SQL: &str = "SELECT p.oid::regprocedure::text FROM pg_proc p \
+       JOIN pg_namespace n ON n.oid = p.pronamespace \
+     WHERE n.nspname = 'pgmove' AND p.proname = ANY($1::text[]) ORDER BY 1";
+
+/// The named tables of schema `pgmove` that exist (exact names).
+const TABLES_SQL: &str = "SELECT c.relname::text FROM pg_class c \
+       JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = 'pgmove' AND c.relkind IN ('r', 'p') AND c.relname = ANY($1::text[]) ORDER BY 1";
+
+/// DDL capture objects, the `pgmove` schema and pglogical objects, on either server: only in
+/// a `pgmove` schema pgmove created (its marker), only the objects it recorded creating there,
+/// by exact name.
 async fn discover_side(
     req: &Request,
     ep: &Endpoint,
@@ -617,98 +637,129 @@ async fn discover_side(
     found: &mut Found,
 ) -> Result<(), PgError> {
     let side: Location = ep.side.into();
-    let prefix = req.ddl_prefix();
-    // Event triggers before their functions.
-    let rows = c
-        .query(
-            "SELECT evtname::text FROM pg_event_trigger \
-             WHERE left(evtname, length($1::text)) = $1::text ORDER BY evtname",
-            &[&prefix],
-        )
-        .await
-        .map_err(|e| ep.query_error("reading pg_event_trigger", &e))?;
-    for r in rows {
-        let name: String = r.get(0);
-        let sql = format!("DROP EVENT TRIGGER IF EXISTS {}", quote::ident(&name));
-        found.steps.push(Step {
-            artifact: Artifact {
-                location: side,
-                kind: "event trigger".into(),
-                name,
-                sql: sql.clone(),
-                detail: None,
-            },
-            action: Action::Sql(sql),
-        });
+    match state::owner(c, ep).await? {
+        state::Owner::Absent => {}
+        state::Owner::Foreign => found.kept.push(Artifact {
+            location: side,
+            kind: "schema".into(),
+            name: state::SCHEMA.to_string(),
+            sql: String::new(),
+            detail: Some(format!(
+                "not pgmove's: it has no table {}.{}, so pgmove never drops it nor anything in it",
+                state::SCHEMA,
+                state::MARKER_TABLE
+            )),
+        }),
+        state::Owner::Earlier => found.kept.push(Artifact {
+            location: side,
+            kind: "schema".into(),
+            name: state::SCHEMA.to_string(),
+            sql: String::new(),
+            detail: Some(format!(
+                "made by an earlier pgmove, without the marker table {}.{}: left in place; if no migration needs it, drop it yourself (DROP SCHEMA pgmove CASCADE)",
+                state::SCHEMA,
+                state::MARKER_TABLE
+            )),
+        }),
+        state::Owner::Pgmove => {
+            let ours = discover_recorded(req, ep, c, found).await?;
+            discover_schema(req, ep, c, found, &ours).await?;
+        }
     }
-    let rows = c
-        .query(
-            "SELECT p.oid::regprocedure::text FROM pg_proc p \
-               JOIN pg_namespace n ON n.oid = p.pronamespace \
-             WHERE left(p.proname, length($1::text)) = $1::text \
-               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-             ORDER BY 1",
-            &[&prefix],
-        )
-        .await
-        .map_err(|e| ep.query_error("reading pg_proc", &e))?;
-    for r in rows {
-        let name: String = r.get(0);
-        let sql = format!("DROP FUNCTION IF EXISTS {name}");
-        found.steps.push(Step {
-            artifact: Artifact {
-                location: side,
-                kind: "function".into(),
-                name,
-                sql: sql.clone(),
-                detail: None,
-            },
-            action: Action::Sql(sql),
-        });
-    }
-    // The DDL capture's key table (after the triggers and functions that read it): the schema
-    // may stay for other plans.
-    let key_table = crate::cdc::ddl::names(&req.plan_name).key_table;
-    let qualified = quote::qualified(state::SCHEMA, &key_table);
-    let exists = c
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&qualified])
-        .await
-        .map_err(|e| ep.query_error("looking for the DDL capture's key table", &e))?
-        .get::<_, bool>(0);
-    if exists {
-        let sql = format!("DROP TABLE IF EXISTS {qualified}");
-        found.steps.push(Step {
-            artifact: Artifact {
-                location: side,
-                kind: "table".into(),
-                name: format!("{}.{key_table}", state::SCHEMA),
-                sql: sql.clone(),
-                detail: Some("the DDL capture's key".into()),
-            },
-            action: Action::Sql(sql),
-        });
-    }
-    discover_schema(req, ep, c, found).await?;
     discover_pglogical(req, ep, c, found).await
 }
 
-/// The `pgmove` schema: the whole schema when no other plan uses it, else this plan's rows.
+/// The objects the plan's DDL capture recorded creating in the (marked) `pgmove` schema of this
+/// server, dropped by exact name: event triggers, then functions, then tables. Returns the
+/// recorded event trigger names.
+async fn discover_recorded(
+    req: &Request,
+    ep: &Endpoint,
+    c: &Client,
+    found: &mut Found,
+) -> Result<Vec<String>, PgError> {
+    let side: Location = ep.side.into();
+    let has_record = c
+        .query_one(HAS_RECORD_SQL, &[])
+        .await
+        .map_err(|e| ep.query_error("looking for pgmove.objects", &e))?
+        .get::<_, bool>(0);
+    if !has_record {
+        return Ok(Vec::new());
+    }
+    let rows = c
+        .query(RECORDED_SQL, &[&req.plan_name])
+        .await
+        .map_err(|e| ep.query_error("reading pgmove.objects", &e))?;
+    let recorded = |kind: &str| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r.get::<_, String>(0) == kind)
+            .map(|r| r.get(1))
+            .collect()
+    };
+    use crate::cdc::ddl::{RECORD_EVENT_TRIGGER, RECORD_FUNCTION, RECORD_TABLE_KIND};
+    let triggers = recorded(RECORD_EVENT_TRIGGER);
+    let mut push = |kind: &str, name: String, sql: String, detail: Option<String>| {
+        found.steps.push(Step {
+            artifact: Artifact {
+                location: side,
+                kind: kind.into(),
+                name,
+                sql: sql.clone(),
+                detail,
+            },
+            action: Action::Sql(sql),
+        });
+    };
+    for r in c
+        .query(EVENT_TRIGGERS_SQL, &[&triggers])
+        .await
+        .map_err(|e| ep.query_error("reading pg_event_trigger", &e))?
+    {
+        let name: String = r.get(0);
+        let sql = format!("DROP EVENT TRIGGER IF EXISTS {}", quote::ident(&name));
+        push("event trigger", name, sql, None);
+    }
+    for r in c
+        .query(FUNCTIONS_SQL, &[&recorded(RECORD_FUNCTION)])
+        .await
+        .map_err(|e| ep.query_error("reading pg_proc", &e))?
+    {
+        let name: String = r.get(0);
+        let sql = format!("DROP FUNCTION IF EXISTS {name}");
+        push("function", name, sql, None);
+    }
+    for r in c
+        .query(TABLES_SQL, &[&recorded(RECORD_TABLE_KIND)])
+        .await
+        .map_err(|e| ep.query_error("reading pg_class", &e))?
+    {
+        let table: String = r.get(0);
+        let sql = format!(
+            "DROP TABLE IF EXISTS {}",
+            quote::qualified(state::SCHEMA, &table)
+        );
+        push(
+            "table",
+            format!("{}.{table}", state::SCHEMA),
+            sql,
+            Some("the DDL capture's key".into()),
+        );
+    }
+    Ok(triggers)
+}
+
+/// The (marked) `pgmove` schema: the whole schema when no other plan uses it, else this plan's
+/// rows. `our_triggers`: the plan's recorded event triggers (they go before the schema).
 async fn discover_schema(
     req: &Request,
     ep: &Endpoint,
     c: &Client,
     found: &mut Found,
+    our_triggers: &[String],
 ) -> Result<(), PgError> {
     let side: Location = ep.side.into();
     let schema = state::SCHEMA;
-    let exists = c
-        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
-        .await
-        .map_err(|e| ep.query_error("looking for the pgmove schema", &e))?
-        .is_some();
-    if !exists {
-        return Ok(());
-    }
     let tables = c
         .query(
             "SELECT c.relname::text, EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid \
@@ -750,14 +801,14 @@ async fn discover_schema(
         }
     }
     others.sort();
-    // Another plan's event trigger whose function lives in the schema would go with it.
+    // Another event trigger whose function lives in the schema would go with it.
     let foreign_triggers: Vec<String> = c
         .query(
             "SELECT e.evtname::text FROM pg_event_trigger e \
                JOIN pg_proc p ON p.oid = e.evtfoid JOIN pg_namespace n ON n.oid = p.pronamespace \
-             WHERE n.nspname = $1 AND left(e.evtname, length($2::text)) <> $2::text \
+             WHERE n.nspname = $1 AND NOT (e.evtname = ANY($2::text[])) \
              ORDER BY 1",
-            &[&schema, &req.ddl_prefix()],
+            &[&schema, &our_triggers],
         )
         .await
         .map_err(|e| ep.query_error("reading pg_event_trigger", &e))?

@@ -113,6 +113,7 @@ pub const CHECKS: &[Check] = &[
     client_versions,
     encoding,
     target_not_empty,
+    pgmove_schema,
     large_objects,
     long_transactions,
     inactive_slots,
@@ -1041,6 +1042,92 @@ pub fn target_not_empty(ctx: &Context) -> Vec<Finding> {
     )
     .object(list(&clashes))
     .fix("migrate into an empty database (CREATE DATABASE ...), drop those tables on the target, or leave them out with objects.exclude")]
+}
+
+/// A schema named `pgmove` that pgmove did not create (no marker table, see
+/// `state::MARKER_TABLE`). On the target pgmove keeps its state there: a blocker. On the
+/// source it is a user schema, but it cannot arrive on the target under that name: a blocker
+/// unless the plan leaves it out (`objects.exclude: ["pgmove.*"]`, or an `objects.schemas`
+/// list without it), which the report then says.
+pub fn pgmove_schema(ctx: &Context) -> Vec<Finding> {
+    let schema = crate::state::SCHEMA;
+    let marker = crate::state::MARKER_TABLE;
+    let foreign =
+        |inv: &Inventory| inv.schema(schema).is_some() && inv.table(schema, marker).is_none();
+    let mut out = Vec::new();
+    // A state schema of a pgmove version from before the marker: apply adopts it.
+    let earlier =
+        ctx.target.table(schema, "runs").is_some() && ctx.target.table(schema, "steps").is_some();
+    if foreign(ctx.target) && !earlier {
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "pgmove-schema",
+                Some(Side::Target),
+                format!("the target has a schema named {schema} that pgmove did not create (it has no table {schema}.{marker}); pgmove keeps its state in a schema of that name, and never writes into nor drops one it did not create"),
+            )
+            .object(schema)
+            .fix(format!("rename it on the target: ALTER SCHEMA {schema} RENAME TO pgmove_data; (or migrate into another database)")),
+        );
+    }
+    if foreign(ctx.source)
+        && ctx.strategy == Some(Strategy::CopyCdc)
+        && ctx.plan.cdc.ddl != crate::plan::Ddl::Ignore
+    {
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "pgmove-schema",
+                Some(Side::Source),
+                format!("DDL capture (cdc.ddl) keeps its trigger functions in a schema named {schema} on the source, and the source has one pgmove did not create (no table {schema}.{marker}): pgmove will not write into it"),
+            )
+            .object(schema)
+            .fix(format!("rename it on the source (ALTER SCHEMA {schema} RENAME TO pgmove_data;), or set cdc.ddl: ignore and apply schema changes on the target yourself")),
+        );
+    }
+    if foreign(ctx.source) {
+        let tables = ctx
+            .source
+            .tables
+            .iter()
+            .filter(|t| t.schema == schema)
+            .count();
+        let listed_elsewhere = !ctx.plan.objects.schemas.is_empty();
+        let excluded = ctx
+            .plan
+            .objects
+            .exclude
+            .iter()
+            .any(|g| crate::plan::glob_match(g, &format!("{schema}.*")));
+        if excluded || listed_elsewhere {
+            let why = if excluded {
+                "objects.exclude leaves it out"
+            } else {
+                "objects.schemas does not list it"
+            };
+            out.push(
+                Finding::new(
+                    Severity::Info,
+                    "pgmove-schema",
+                    Some(Side::Source),
+                    format!("the source's own schema {schema} ({tables} table(s)) is excluded: {why}; it stays on the source and is not verified"),
+                )
+                .object(schema),
+            );
+        } else {
+            out.push(
+                Finding::new(
+                    Severity::Blocker,
+                    "pgmove-schema",
+                    Some(Side::Source),
+                    format!("the source has its own schema named {schema} ({tables} table(s)); pgmove keeps its state in a schema of that name on the target, so it cannot move it under that name"),
+                )
+                .object(schema)
+                .fix(format!("rename it on the source (ALTER SCHEMA {schema} RENAME TO pgmove_data;) and in the applications that use it, or leave it on the source with objects.exclude: [\"{schema}.*\"]")),
+            );
+        }
+    }
+    out
 }
 
 /// Large objects: moved or left out.

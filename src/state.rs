@@ -10,6 +10,72 @@ use crate::pg::{quote, Endpoint, PgError};
 /// The schema pgmove owns on the target (and, for online strategies, on the source).
 pub const SCHEMA: &str = "pgmove";
 
+/// The table that proves a `pgmove` schema is pgmove's: created with the schema, in the same
+/// transaction, on whichever server pgmove creates the schema (the target's state, the source's
+/// DDL capture). Cleanup drops a `pgmove` schema only when it holds this table; pgmove never
+/// writes into a `pgmove` schema without it.
+pub const MARKER_TABLE: &str = "created_by_pgmove";
+
+/// Creates the marker in a `pgmove` schema just created (or adopted: see [`Owner::Earlier`]).
+/// Idempotent; run in the transaction that creates the schema.
+pub const CREATE_MARKER_SQL: &str = "
+CREATE TABLE IF NOT EXISTS pgmove.created_by_pgmove (
+    created_at timestamptz NOT NULL DEFAULT now(),
+    note       text NOT NULL
+);
+INSERT INTO pgmove.created_by_pgmove (note)
+    SELECT 'this schema was created by pgmove; pgmove cleanup drops it'
+    WHERE NOT EXISTS (SELECT 1 FROM pgmove.created_by_pgmove);
+";
+
+/// The comment earlier pgmove versions (without the marker) gave the target's state schema.
+const EARLIER_COMMENT: &str = "pgmove migration state; removed by pgmove cleanup";
+
+/// Who the `pgmove` schema of the connected database belongs to. One row: whether it exists,
+/// whether it holds [`MARKER_TABLE`], and whether it is the state schema of an earlier pgmove
+/// (its comment and its `runs` and `steps` tables).
+const OWNER_SQL: &str = "SELECT n.oid IS NOT NULL, \
+        to_regclass('pgmove.created_by_pgmove') IS NOT NULL, \
+        n.oid IS NOT NULL AND obj_description(n.oid, 'pg_namespace') = $1::text \
+          AND to_regclass('pgmove.runs') IS NOT NULL AND to_regclass('pgmove.steps') IS NOT NULL \
+     FROM (SELECT 1) one LEFT JOIN pg_namespace n ON n.nspname = 'pgmove'";
+
+/// Who a server's `pgmove` schema belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// There is none.
+    Absent,
+    /// pgmove's: it holds the marker.
+    Pgmove,
+    /// The state schema of a pgmove version from before the marker (adopted: the marker is
+    /// added when apply opens it).
+    Earlier,
+    /// Someone else's: pgmove never writes into it nor drops it.
+    Foreign,
+}
+
+/// Who the `pgmove` schema of `ep` belongs to.
+pub async fn owner(c: &Client, ep: &Endpoint) -> Result<Owner, PgError> {
+    let row = c
+        .query_one(OWNER_SQL, &[&EARLIER_COMMENT])
+        .await
+        .map_err(|e| ep.query_error("looking for the pgmove schema", &e))?;
+    Ok(match (row.get(0), row.get(1), row.get(2)) {
+        (false, _, _) => Owner::Absent,
+        (true, true, _) => Owner::Pgmove,
+        (true, false, true) => Owner::Earlier,
+        (true, false, false) => Owner::Foreign,
+    })
+}
+
+/// Why pgmove will not use a foreign `pgmove` schema on `side`, and the fix.
+pub fn foreign_schema_message(side: crate::pg::Side) -> String {
+    format!(
+        "the {side} has a schema named pgmove that pgmove did not create (it has no table pgmove.{MARKER_TABLE}); pgmove keeps its own state in a schema of that name, so it will not write into it nor drop it; \
+         fix: rename it on the {side} (ALTER SCHEMA pgmove RENAME TO pgmove_data;), or migrate into another database"
+    )
+}
+
 /// Creates the schema and its tables if missing. Idempotent.
 const CREATE_SQL: &str = "
 CREATE SCHEMA IF NOT EXISTS pgmove;
@@ -79,8 +145,15 @@ impl<'a> State<'a> {
     /// Connects to the target and makes sure the schema exists.
     pub async fn open(target: &'a Endpoint, plan_name: &str) -> Result<State<'a>, PgError> {
         let client = target.connect().await?;
+        if owner(&client, target).await? == Owner::Foreign {
+            return Err(PgError::Query {
+                side: target.side,
+                message: foreign_schema_message(target.side),
+            });
+        }
+        // One implicit transaction: the schema never exists without its marker.
         client
-            .batch_execute(CREATE_SQL)
+            .batch_execute(&format!("{CREATE_SQL}{CREATE_MARKER_SQL}"))
             .await
             .map_err(|e| target.query_error("creating the pgmove schema on the target", &e))?;
         // One apply per plan at a time: a session-level advisory lock, released when this

@@ -234,7 +234,7 @@ fn replicate_creates_new_tables_with_all_their_rows_and_cleanup_removes_the_trig
            UNION ALL SELECT 'schema ' || nspname FROM pg_namespace WHERE nspname = 'pgmove') o";
     assert_eq!(
         src.psql("shop", objects),
-        "function pgmove_ddlother_ddl,function pgmove_ddlother_ddl_emit,relation pgmove_ddlother_ddl_key,schema pgmove,trigger pgmove_ddlother_ddl,trigger pgmove_ddlother_ddl_drop,trigger pgmove_ddlother_ddl_rewrite,trigger pgmove_ddlother_ddl_start",
+        "function pgmove_ddlother_ddl,function pgmove_ddlother_ddl_emit,relation created_by_pgmove,relation objects,relation objects_pkey,relation pgmove_ddlother_ddl_key,schema pgmove,trigger pgmove_ddlother_ddl,trigger pgmove_ddlother_ddl_drop,trigger pgmove_ddlother_ddl_rewrite,trigger pgmove_ddlother_ddl_start",
         "{}",
         text(&out)
     );

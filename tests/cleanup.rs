@@ -112,8 +112,8 @@ fn apply_caught_up(plan: &Path, src: &Cluster, dst: &Cluster) {
     assert_code(&out, 0);
 }
 
-/// What the later DDL capture will create on the source, and a user's own look-alikes that
-/// cleanup must leave alone.
+/// Look-alikes of the DDL capture's objects that pgmove did not create (nor record), and a
+/// user's own objects: cleanup must leave them all alone.
 fn ddl_capture_objects(src: &Cluster, plan: &str) {
     src.psql(
         "shop",
@@ -151,11 +151,15 @@ fn cleanup_after_copy_cdc_drops_every_pgmove_object_and_a_second_run_is_a_noop()
 
     let src_before = pgmove_objects(&src);
     let dst_before = pgmove_objects(&dst);
+    let look_alikes = [
+        "event trigger pgmove_cln_cdc_ddl",
+        "function pgmove_cln_cdc_ddl_capture",
+    ];
     assert_eq!(
         src_before,
         [
-            "event trigger pgmove_cln_cdc_ddl",
-            "function pgmove_cln_cdc_ddl_capture",
+            look_alikes[0],
+            look_alikes[1],
             "publication pgmove_cln_cdc",
             "slot pgmove_cln_cdc",
         ]
@@ -172,16 +176,19 @@ fn cleanup_after_copy_cdc_drops_every_pgmove_object_and_a_second_run_is_a_noop()
     assert_no_password(&out, &src, &dst);
     let (o, _) = text(&out);
     for want in [
-        "would drop 5 artifact(s)",
+        "would drop 3 artifact(s)",
         "SELECT pg_drop_replication_slot('pgmove_cln_cdc')",
         "DROP PUBLICATION IF EXISTS \"pgmove_cln_cdc\"",
-        "DROP EVENT TRIGGER IF EXISTS \"pgmove_cln_cdc_ddl\"",
-        "DROP FUNCTION IF EXISTS pgmove_cln_cdc_ddl_capture()",
         "DROP SCHEMA IF EXISTS \"pgmove\" CASCADE",
     ] {
         assert!(o.contains(want), "{want:?} missing from:\n{o}");
     }
     assert!(!o.contains("analytics") && !o.contains("audit_ddl") && !o.contains("reporting"));
+    // Named like pgmove's, but pgmove did not record creating them: never dropped.
+    assert!(
+        !o.contains("DROP EVENT TRIGGER") && !o.contains("DROP FUNCTION"),
+        "{o}"
+    );
     let out = run(&["cleanup", p, "--dry-run", "--format", "json"], &src, &dst);
     assert_code(&out, 0);
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -197,8 +204,6 @@ fn cleanup_after_copy_cdc_drops_every_pgmove_object_and_a_second_run_is_a_noop()
         [
             "source replication slot pgmove_cln_cdc",
             "source publication pgmove_cln_cdc",
-            "source event trigger pgmove_cln_cdc_ddl",
-            "source function pgmove_cln_cdc_ddl_capture()",
             "target schema pgmove",
         ]
     );
@@ -222,12 +227,8 @@ fn cleanup_after_copy_cdc_drops_every_pgmove_object_and_a_second_run_is_a_noop()
     assert_code(&out, 0);
     assert_no_password(&out, &src, &dst);
     let (o, _) = text(&out);
-    assert!(o.contains("dropped 5 artifact(s)"), "{o}");
-    assert!(
-        pgmove_objects(&src).is_empty(),
-        "{:?}",
-        pgmove_objects(&src)
-    );
+    assert!(o.contains("dropped 3 artifact(s)"), "{o}");
+    assert_eq!(pgmove_objects(&src), look_alikes);
     assert!(
         pgmove_objects(&dst).is_empty(),
         "{:?}",
@@ -561,12 +562,15 @@ async fn the_plans_advisory_lock_on_the_target_blocks_cleanup_whatever_the_sign_
     for name in &names {
         let plan = write_plan(dir.path(), name, "dump-restore", &src, &dst, "");
         let p = plan.to_str().expect("utf8").to_string();
+        // pgmove's own state schema: with its marker (cleanup never drops one without).
         dst.psql(
             "shop",
             &format!(
                 "CREATE SCHEMA IF NOT EXISTS pgmove;
+                 {}
                  CREATE TABLE IF NOT EXISTS pgmove.runs (plan_name text PRIMARY KEY, strategy text NOT NULL, phase text NOT NULL);
-                 INSERT INTO pgmove.runs VALUES ('{name}', 'dump-restore', 'dump');"
+                 INSERT INTO pgmove.runs VALUES ('{name}', 'dump-restore', 'dump');",
+                pgmove::state::CREATE_MARKER_SQL
             ),
         );
         let (holder, pid) = hold_plan_lock(&dst, name).await;

@@ -12,7 +12,14 @@
 //!   `A_ddl_start` on `ddl_command_start` (`ALTER TABLE`: which columns had a stored default
 //!   before the statement);
 //! - function `pgmove.A_ddl()` they all run, and `pgmove.A_ddl_emit(...)` doing the work;
-//! - table `pgmove.A_ddl_key`: a random key only the installing role can read.
+//! - table `pgmove.A_ddl_key`: a random key only the installing role can read;
+//! - with the schema, the marker table `pgmove.created_by_pgmove` (see
+//!   [`crate::state::MARKER_TABLE`]), and a row per object above in `pgmove.objects`
+//!   ([`RECORD_TABLE`]), written in the transaction that creates them: `pgmove cleanup` drops
+//!   exactly those. A `pgmove` schema without the marker is someone else's: the install
+//!   refuses to write into it.
+//!
+//! The names come from [`crate::plan::derived_name`]: exact per plan, hashed when too long.
 //!
 //! The triggers are `ENABLE ALWAYS`: they fire in sessions with `session_replication_role =
 //! replica` too.
@@ -102,7 +109,8 @@ use serde::Deserialize;
 
 use crate::cdc::pgoutput::LogicalMessage;
 use crate::pg::{quote, Endpoint, Lsn, PgError};
-use crate::plan::artifact_name;
+use crate::plan::names;
+use crate::plan::{artifact_name, derived_name};
 
 /// `pg_logical_emit_message` prefix of every plan: `pgmove.ddl.<plan>`.
 pub const PREFIX: &str = "pgmove.ddl.";
@@ -149,25 +157,25 @@ pub struct Names {
     guc_missing: String,
 }
 
-/// The names for `plan_name`: `<artifact>_ddl...`, the artifact shortened when needed so the
-/// longest suffix still fits in 63 bytes.
+/// The names for `plan_name`: `<artifact>_ddl...` (see [`crate::plan::derived_name`]: exact
+/// per plan, shortened with a hash when a name would pass 63 bytes).
 pub fn names(plan_name: &str) -> Names {
     let artifact = artifact_name(plan_name);
-    let mut base = artifact.clone();
-    base.truncate(63 - "_ddl_rewrite".len());
+    let d = |suffix| derived_name(&artifact, suffix);
+    let trigger = d(names::DDL_SUFFIX);
     Names {
-        trigger: format!("{base}_ddl"),
-        drop_trigger: format!("{base}_ddl_drop"),
-        rewrite_trigger: format!("{base}_ddl_rewrite"),
-        start_trigger: format!("{base}_ddl_start"),
-        emit: format!("{base}_ddl_emit"),
-        key_table: format!("{base}_ddl_key"),
+        drop_trigger: d(names::DDL_DROP_SUFFIX),
+        rewrite_trigger: d(names::DDL_REWRITE_SUFFIX),
+        start_trigger: d(names::DDL_START_SUFFIX),
+        emit: d(names::DDL_EMIT_SUFFIX),
+        key_table: d(names::DDL_KEY_SUFFIX),
         publication: artifact,
-        guc_seq: format!("pgmove.{base}_ddl_seq"),
-        guc_dropped: format!("pgmove.{base}_ddl_dropped"),
-        guc_rewrites: format!("pgmove.{base}_ddl_rewrites"),
-        guc_pending: format!("pgmove.{base}_ddl_pending"),
-        guc_missing: format!("pgmove.{base}_ddl_missing"),
+        guc_seq: format!("pgmove.{trigger}_seq"),
+        guc_dropped: format!("pgmove.{trigger}_dropped"),
+        guc_rewrites: format!("pgmove.{trigger}_rewrites"),
+        guc_pending: format!("pgmove.{trigger}_pending"),
+        guc_missing: format!("pgmove.{trigger}_missing"),
+        trigger,
     }
 }
 
@@ -467,8 +475,8 @@ END
     let trigger_tag = dollar_tag(&trigger_body);
     let tags = TAGS.iter().map(|t| lit(t)).collect::<Vec<_>>().join(", ");
     format!(
-        r#"CREATE SCHEMA IF NOT EXISTS {schema};
-CREATE TABLE IF NOT EXISTS {key_table} (key text NOT NULL);
+        r#"{guard}CREATE SCHEMA IF NOT EXISTS {schema};
+{marker}{record}CREATE TABLE IF NOT EXISTS {key_table} (key text NOT NULL);
 REVOKE ALL ON TABLE {key_table} FROM PUBLIC;
 DO $pgmove_key$
 BEGIN
@@ -503,12 +511,74 @@ ALTER EVENT TRIGGER {trigger} ENABLE ALWAYS;
 ALTER EVENT TRIGGER {drop_trigger} ENABLE ALWAYS;
 ALTER EVENT TRIGGER {rewrite_trigger} ENABLE ALWAYS;
 "#,
+        guard = GUARD_SQL,
         schema = quote::ident(crate::state::SCHEMA),
+        marker = crate::state::CREATE_MARKER_SQL.trim_start(),
+        record = record_sql(plan_name, &n),
         key_table_in_string = key_table.replace('\'', "''"),
         trigger = quote::ident(&n.trigger),
         drop_trigger = quote::ident(&n.drop_trigger),
         rewrite_trigger = quote::ident(&n.rewrite_trigger),
         start_trigger = quote::ident(&n.start_trigger),
+    )
+}
+
+/// Refuses to install into a `pgmove` schema pgmove did not create (no marker table): a user's
+/// own schema of that name is never written to.
+const GUARD_SQL: &str = "DO $pgmove_guard$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'pgmove')
+     AND pg_catalog.to_regclass('pgmove.created_by_pgmove') IS NULL THEN
+    RAISE EXCEPTION 'the source has a schema named pgmove that pgmove did not create (it has no table pgmove.created_by_pgmove): pgmove does not install its DDL capture (cdc.ddl: replicate) into it'
+      USING HINT = 'rename it on the source (ALTER SCHEMA pgmove RENAME TO pgmove_data;), or set cdc.ddl to ignore or refuse';
+  END IF;
+END
+$pgmove_guard$;
+";
+
+/// The source's record of what DDL capture created, per plan: one row per object, written in
+/// the transaction that creates it; `pgmove cleanup` drops exactly these (by exact name).
+pub const RECORD_TABLE: &str = "objects";
+
+/// Kinds of [`RECORD_TABLE`] rows.
+pub const RECORD_EVENT_TRIGGER: &str = "event trigger";
+pub const RECORD_FUNCTION: &str = "function";
+pub const RECORD_TABLE_KIND: &str = "table";
+
+/// The record of plan `plan_name`'s objects (`n`), for [`install_sql`].
+fn record_sql(plan_name: &str, n: &Names) -> String {
+    let rows: Vec<String> = [
+        (RECORD_EVENT_TRIGGER, &n.trigger),
+        (RECORD_EVENT_TRIGGER, &n.drop_trigger),
+        (RECORD_EVENT_TRIGGER, &n.rewrite_trigger),
+        (RECORD_EVENT_TRIGGER, &n.start_trigger),
+        (RECORD_FUNCTION, &n.trigger),
+        (RECORD_FUNCTION, &n.emit),
+        (RECORD_TABLE_KIND, &n.key_table),
+    ]
+    .iter()
+    .map(|(kind, name)| {
+        format!(
+            "({}, {}, {})",
+            quote::literal(plan_name),
+            quote::literal(kind),
+            quote::literal(name)
+        )
+    })
+    .collect();
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} (
+    plan_name  text NOT NULL,
+    kind       text NOT NULL,
+    name       text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (kind, name)
+);
+REVOKE ALL ON TABLE {table} FROM PUBLIC;
+INSERT INTO {table} (plan_name, kind, name) VALUES {rows} ON CONFLICT (kind, name) DO NOTHING;
+",
+        table = quote::qualified(crate::state::SCHEMA, RECORD_TABLE),
+        rows = rows.join(", ")
     )
 }
 
@@ -527,12 +597,28 @@ DROP FUNCTION IF EXISTS {emit}(text, text, text, text);
 DROP TABLE IF EXISTS {key_table};
 DO $pgmove_cleanup$
 BEGIN
-  DROP SCHEMA IF EXISTS {schema_ident};
+  IF pg_catalog.to_regclass({marker}) IS NULL THEN
+    RETURN;
+  END IF;
+  IF pg_catalog.to_regclass({record_lit}) IS NOT NULL THEN
+    DELETE FROM {record} WHERE plan_name = {plan};
+    IF EXISTS (SELECT 1 FROM {record}) THEN
+      RETURN;
+    END IF;
+    DROP TABLE {record};
+  END IF;
+  DROP TABLE {marker_ident};
+  DROP SCHEMA {schema_ident};
 EXCEPTION WHEN dependent_objects_still_exist THEN
   NULL;
 END
 $pgmove_cleanup$;
 "#,
+        marker = quote::literal(&quote::qualified(schema, crate::state::MARKER_TABLE)),
+        marker_ident = quote::qualified(schema, crate::state::MARKER_TABLE),
+        record_lit = quote::literal(&quote::qualified(schema, RECORD_TABLE)),
+        record = quote::qualified(schema, RECORD_TABLE),
+        plan = quote::literal(plan_name),
         trigger = quote::ident(&n.trigger),
         drop_trigger = quote::ident(&n.drop_trigger),
         rewrite_trigger = quote::ident(&n.rewrite_trigger),

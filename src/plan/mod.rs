@@ -17,7 +17,7 @@
 
 mod error;
 mod keywords;
-mod names;
+pub mod names;
 mod raw;
 mod units;
 mod validate;
@@ -33,7 +33,10 @@ pub use keywords::{
     CutoverMode, Ddl, Fence, Keyword, Owner, Roles, Sequences, StrategyChoice, TablesWithoutKey,
     TargetKind, VerifyLevel,
 };
-pub use names::{artifact_name, default_dump_dir, endpoint_key, is_system_schema, MAX_NAME_LEN};
+pub use names::{
+    artifact_name, default_dump_dir, derived_name, endpoint_key, insert_only_publication_name,
+    insert_set_name, is_system_schema, resume_slot_name, MAX_NAME_LEN,
+};
 pub use units::{format_duration, format_size, glob_match, parse_duration, parse_size, UnitError};
 
 /// The plan version this pgmove reads.
@@ -388,7 +391,7 @@ impl Plan {
 
     /// The paired set replicating inserts and truncates: `i` + [`Plan::replication_set`].
     pub fn insert_set(&self) -> String {
-        format!("i{}", self.replication_set())
+        insert_set_name(&self.replication_set())
     }
 }
 

@@ -11,9 +11,58 @@ pub const MAX_IDENTIFIER: usize = 63;
 /// The longest plan `name`: `ipgmove_<name>` (the insert set) must fit in 63 bytes.
 pub const MAX_NAME_LEN: usize = MAX_IDENTIFIER - "ipgmove_".len();
 
-/// `pgmove_<name>` lowercased, with characters other than `[a-z0-9_]` as `_`, at most 63 bytes.
-pub fn artifact_name(name: &str) -> String {
-    let mut s: String = format!("pgmove_{name}")
+/// What every artifact name starts with.
+const ARTIFACT_PREFIX: &str = "pgmove_";
+
+/// Separates a name's readable part from its hash. Names pgmove derives without a hash never
+/// contain it (see [`is_plain`]), so a hashed name never equals an unhashed one.
+const HASH_SEPARATOR: &str = "__";
+
+/// Hex digits of the hash in a hashed name.
+const HASH_LEN: usize = 10;
+
+/// Suffixes of the names derived from an artifact name ([`derived_name`]).
+pub const RESUME_SUFFIX: &str = "_resume";
+pub const INSERT_ONLY_SUFFIX: &str = "_insert_only";
+pub const DDL_SUFFIX: &str = "_ddl";
+pub const DDL_DROP_SUFFIX: &str = "_ddl_drop";
+pub const DDL_REWRITE_SUFFIX: &str = "_ddl_rewrite";
+pub const DDL_START_SUFFIX: &str = "_ddl_start";
+pub const DDL_EMIT_SUFFIX: &str = "_ddl_emit";
+pub const DDL_KEY_SUFFIX: &str = "_ddl_key";
+
+/// Plan names ending so would make `pgmove_<name>` another plan's derived name.
+const RESERVED_ENDINGS: &[&str] = &[RESUME_SUFFIX, INSERT_ONLY_SUFFIX];
+
+/// A stable hash of `s` as [`HASH_LEN`] hex digits (FNV-1a, 64 bits).
+fn hash_hex(s: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut out = format!("{h:016x}");
+    out.truncate(HASH_LEN);
+    out
+}
+
+/// Whether the plan name keeps the readable artifact name `pgmove_<name>`: words of
+/// `[a-z0-9]` joined by single `_` (so neither `pgmove_<name>` nor any name derived from it
+/// holds [`HASH_SEPARATOR`]), not ending like a derived name, and short enough.
+fn is_plain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.split('_').all(|w| {
+            !w.is_empty()
+                && w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && !RESERVED_ENDINGS.iter().any(|e| name.ends_with(e))
+}
+
+/// `text` lowercased with characters other than `[a-z0-9_]` as `_`, at most `max` bytes.
+fn sanitized(text: &str, max: usize) -> String {
+    let mut s: String = text
         .chars()
         .map(|c| {
             let c = c.to_ascii_lowercase();
@@ -24,8 +73,60 @@ pub fn artifact_name(name: &str) -> String {
             }
         })
         .collect();
-    s.truncate(MAX_IDENTIFIER);
+    s.truncate(max);
     s
+}
+
+/// The plan's artifact name (default slot, publication and pglogical set), injective per plan
+/// name and at most 62 bytes (so `i<name>` fits too):
+/// - `pgmove_<name>` for plain names (see [`is_plain`]: `shop`, `shop_to_aurora_2`), the
+///   names pgmove always gave them;
+/// - any other name (`Shop`, `a-b`, `a__b`, `x_resume`): `pgmove_<name lowercased, other
+///   characters as _>__<hash of the exact name>`, e.g. `pgmove_a_b__<10 hex>`.
+pub fn artifact_name(name: &str) -> String {
+    if is_plain(name) {
+        return format!("{ARTIFACT_PREFIX}{name}");
+    }
+    let room = MAX_IDENTIFIER - 1 - ARTIFACT_PREFIX.len() - HASH_SEPARATOR.len() - HASH_LEN;
+    format!(
+        "{ARTIFACT_PREFIX}{}{HASH_SEPARATOR}{}",
+        sanitized(name, room),
+        hash_hex(name)
+    )
+}
+
+/// `base` + `suffix` (one of the `*_SUFFIX` constants) when it fits in 63 bytes; else `base`
+/// shortened, `__`, a hash of the whole `base`, and `suffix`. Injective over `base` for each
+/// suffix, and distinct across suffixes (each ends differently, none in hex digits).
+pub fn derived_name(base: &str, suffix: &str) -> String {
+    if base.len() + suffix.len() <= MAX_IDENTIFIER {
+        return format!("{base}{suffix}");
+    }
+    let room = MAX_IDENTIFIER - suffix.len() - HASH_SEPARATOR.len() - HASH_LEN;
+    let mut head = base.to_string();
+    while head.len() > room {
+        head.pop();
+    }
+    format!("{head}{HASH_SEPARATOR}{}{suffix}", hash_hex(base))
+}
+
+/// The slot pgmove uses while a full load resumes, for slot `slot`.
+pub fn resume_slot_name(slot: &str) -> String {
+    derived_name(slot, RESUME_SUFFIX)
+}
+
+/// The publication of tables without a key under `cdc.tables_without_key: insert-only`.
+pub fn insert_only_publication_name(publication: &str) -> String {
+    derived_name(publication, INSERT_ONLY_SUFFIX)
+}
+
+/// The pglogical set replicating inserts and truncates paired with set `set`: `i<set>`.
+pub fn insert_set_name(set: &str) -> String {
+    if set.len() < MAX_IDENTIFIER {
+        return format!("i{set}");
+    }
+    let room = MAX_IDENTIFIER - 1 - HASH_SEPARATOR.len() - HASH_LEN;
+    format!("i{}{HASH_SEPARATOR}{}", sanitized(set, room), hash_hex(set))
 }
 
 /// Why a plan `name` is refused, if it is.
@@ -175,13 +276,103 @@ mod tests {
     use crate::pg::ConnInfo;
     use std::path::PathBuf;
 
+    /// Every name pgmove derives for plan `name`, by catalog: (catalog, name).
+    fn all_names(name: &str) -> Vec<(&'static str, String)> {
+        let a = artifact_name(name);
+        let d = |s| derived_name(&a, s);
+        vec![
+            ("slot", a.clone()),
+            ("slot", resume_slot_name(&a)),
+            ("publication", a.clone()),
+            ("publication", insert_only_publication_name(&a)),
+            ("pglogical set", a.clone()),
+            ("pglogical set", insert_set_name(&a)),
+            ("event trigger", d(DDL_SUFFIX)),
+            ("event trigger", d(DDL_DROP_SUFFIX)),
+            ("event trigger", d(DDL_REWRITE_SUFFIX)),
+            ("event trigger", d(DDL_START_SUFFIX)),
+            ("function", d(DDL_SUFFIX)),
+            ("function", d(DDL_EMIT_SUFFIX)),
+            ("table", d(DDL_KEY_SUFFIX)),
+        ]
+    }
+
     #[test]
     fn artifact_names_are_safe_identifiers() {
+        // Plain names keep the names earlier versions gave them.
         assert_eq!(artifact_name("shop"), "pgmove_shop");
-        assert_eq!(artifact_name("Shop-To-Aurora"), "pgmove_shop_to_aurora");
-        assert_eq!(artifact_name("a_b-c9"), "pgmove_a_b_c9");
-        assert_eq!(artifact_name(&"x".repeat(100)).len(), 63);
-        assert_eq!(artifact_name(&"x".repeat(MAX_NAME_LEN)).len(), 62);
+        assert_eq!(artifact_name("a_b9"), "pgmove_a_b9");
+        assert_eq!(artifact_name("t1_ddl"), "pgmove_t1_ddl");
+        assert_eq!(
+            artifact_name(&"x".repeat(MAX_NAME_LEN)),
+            format!("pgmove_{}", "x".repeat(MAX_NAME_LEN))
+        );
+        // Any other name: readable part, `__`, a hash of the exact name.
+        let h = artifact_name("Shop-To-Aurora");
+        assert!(h.starts_with("pgmove_shop_to_aurora__"), "{h}");
+        assert_eq!(h.len(), "pgmove_shop_to_aurora__".len() + HASH_LEN);
+        assert_eq!(h, artifact_name("Shop-To-Aurora"), "stable");
+        for name in [
+            "Shop-To-Aurora",
+            "a-b",
+            "x",
+            "_x",
+            "x_",
+            "a__b",
+            &"X".repeat(55),
+        ] {
+            for (_, n) in all_names(name) {
+                assert!(n.len() <= MAX_IDENTIFIER, "{name}: {n}");
+                assert!(identifier_problem(&n, MAX_IDENTIFIER).is_none(), "{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn artifact_names_are_injective() {
+        let long = "y".repeat(MAX_NAME_LEN);
+        let long2 = format!("{}z", "y".repeat(MAX_NAME_LEN - 1));
+        let names = [
+            "a-b",
+            "a_b",
+            "A_B",
+            "a--b",
+            "a__b",
+            "Shop",
+            "shop",
+            "t1",
+            "t1_ddl",
+            "t1_ddl_ddl",
+            "x",
+            "x_resume",
+            "x_insert_only",
+            "_x",
+            "x_",
+            "x-resume",
+            &long,
+            &long2,
+            "pgmove_x",
+            "x__0123456789",
+        ];
+        let mut seen: std::collections::HashMap<(&str, String), &str> = Default::default();
+        for name in names {
+            for (catalog, n) in all_names(name) {
+                assert!(n.len() <= MAX_IDENTIFIER, "{name}: {n}");
+                if let Some(other) = seen.insert((catalog, n.clone()), name) {
+                    // One plan names the same object twice only for the artifact itself (slot,
+                    // publication and set share it, each in its own catalog).
+                    assert_eq!(other, name, "{catalog} {n} of plans {other} and {name}");
+                }
+            }
+        }
+        // Long plain names: the derived names that would pass 63 bytes are hashed, not cut.
+        let t1 = derived_name(&artifact_name(&long), DDL_REWRITE_SUFFIX);
+        let t2 = derived_name(&artifact_name(&long2), DDL_REWRITE_SUFFIX);
+        assert_ne!(t1, t2);
+        assert!(
+            t1.ends_with(DDL_REWRITE_SUFFIX) && t1.len() == MAX_IDENTIFIER,
+            "{t1}"
+        );
     }
 
     #[test]

@@ -179,6 +179,10 @@ pub struct VerifyReport {
     pub function_counts: Vec<SchemaCount>,
     /// `None` when large objects were not compared.
     pub large_objects: Option<LargeObjectReport>,
+    /// Source schemas left out that are neither PostgreSQL's nor pgmove's: a user's own schema
+    /// named `pgmove` (no pgmove marker), which cannot be moved under that name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<String>,
     pub elapsed_seconds: f64,
 }
 
@@ -582,6 +586,18 @@ pub async fn verify(
     let (mut tables, plans) = match_tables(&src_cat, &tgt_cat, opts);
     let sequences = compare_sequences(&first, &src_cat, &tgt_cat).await?;
     let inventory = objects::compare(&first, &scope, &src_cat, &tgt_cat).await?;
+    // Left out by default but not pgmove's own (no marker): say so.
+    let excluded = if scope.schemas.is_empty()
+        && crate::state::owner(&first.src.client, &first.src.ep).await?
+            == crate::state::Owner::Foreign
+    {
+        vec![format!(
+            "schema {} (the source's own, not pgmove's): not compared; pgmove keeps its state in a schema of that name on the target",
+            crate::state::SCHEMA
+        )]
+    } else {
+        Vec::new()
+    };
     let large_objects = if opts.large_objects {
         Some(compare_large_objects(&first, opts.level).await?)
     } else {
@@ -715,6 +731,7 @@ pub async fn verify(
         objects: inventory.diffs,
         function_counts: inventory.function_counts,
         large_objects,
+        excluded,
         elapsed_seconds: started.elapsed().as_secs_f64(),
     };
     report.identical = report.is_identical();

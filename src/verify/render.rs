@@ -113,6 +113,9 @@ pub(crate) fn text(r: &VerifyReport) -> String {
         "tables: {} compared, {} differ; {} chunk(s), {} differing",
         sum.tables, sum.tables_differing, sum.chunks, sum.chunks_differing
     );
+    for e in &r.excluded {
+        let _ = writeln!(o, "excluded: {e}");
+    }
     for t in r.tables.iter().filter(|t| t.status != TableStatus::Same) {
         let _ = writeln!(o, "  {}", table_line(t));
         for n in &t.notes {
@@ -206,6 +209,9 @@ pub(crate) fn markdown(r: &VerifyReport) -> String {
         sum.sequences, sum.sequences_differing
     );
     let _ = writeln!(o, "| object differences | {} |", sum.object_differences);
+    for e in &r.excluded {
+        let _ = writeln!(o, "| excluded | {} |", cell(e));
+    }
     if let Some(lo) = &r.large_objects {
         let _ = writeln!(
             o,

@@ -401,7 +401,7 @@ async fn run_steps(
         let (exported, temp_name) = if existing.is_none() {
             (ExportedSlot::create(&base.source, &job.slot).await?, None)
         } else {
-            let name = format!("{}_resume", job.slot);
+            let name = crate::plan::resume_slot_name(&job.slot);
             let _ = slot::drop_slot(&base.source, &name).await;
             (ExportedSlot::create(&base.source, &name).await?, Some(name))
         };
@@ -559,7 +559,7 @@ pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
 /// The publication of the tables without a key when `cdc.tables_without_key: insert-only`:
 /// it publishes inserts and truncates only.
 pub fn insert_only_publication(publication: &str) -> String {
-    format!("{publication}_insert_only")
+    crate::plan::insert_only_publication_name(publication)
 }
 
 /// Installs the DDL event trigger on the source when the plan wants it (see

@@ -464,6 +464,7 @@ pub async fn dry_run(job: &Job) -> Result<Vec<String>, DumpRestoreError> {
 /// Shown by the dry run; the real statement lives in `state`.
 const CREATE_STATE_PREVIEW: &str = "
 CREATE SCHEMA IF NOT EXISTS pgmove;
+CREATE TABLE IF NOT EXISTS pgmove.created_by_pgmove (...);  -- the marker: pgmove made this schema
 CREATE TABLE IF NOT EXISTS pgmove.runs (...);
 CREATE TABLE IF NOT EXISTS pgmove.steps (...);
 CREATE TABLE IF NOT EXISTS pgmove.restore_items (...);
