@@ -324,6 +324,9 @@ async fn run_loop(
         // What the target committed reaches the slot soon, and `stop` (which waits for
         // the last confirmed LSN to be reported) does not wait up to a second for it.
         status_interval: Duration::from_millis(100),
+        stall_timeout: crate::cdc::stream::stall_timeout_for(
+            wal_sender_timeout_ms(&job.source).await,
+        ),
         ..StreamOptions::default()
     };
     let pubs = publications(job).await?;
@@ -740,6 +743,24 @@ async fn current_wal_lsn(job: &CdcJob) -> Result<Lsn, CdcError> {
 /// How long the stream may be silent before the loop looks around: soon when a batch is in
 /// hand (the target should not wait while changes are here) or when it is to exit once caught
 /// up; else every 200 ms (idle progress, stop).
+/// The source's `wal_sender_timeout` in ms (the unit of `pg_settings.setting` for it).
+const WAL_SENDER_TIMEOUT_SQL: &str =
+    "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_sender_timeout'";
+
+/// The source's `wal_sender_timeout` in ms, or the default 60 s when it cannot be read (the
+/// stream opening next reports a connection problem better).
+async fn wal_sender_timeout_ms(source: &crate::pg::Endpoint) -> i64 {
+    let read = async {
+        let client = source.connect().await.ok()?;
+        let row = client.query_one(WAL_SENDER_TIMEOUT_SQL, &[]).await.ok()?;
+        row.try_get::<_, i64>(0).ok()
+    };
+    match tokio::time::timeout(Duration::from_secs(30), read).await {
+        Ok(Some(ms)) => ms,
+        _ => 60_000,
+    }
+}
+
 fn idle_after(job: &CdcJob, batch: &Batch) -> Duration {
     if batch.end.is_some() || job.exit_when_caught_up {
         Duration::from_millis(10)
