@@ -468,3 +468,48 @@ fn a_hung_source_is_noticed_within_a_minute_and_apply_resumes_when_it_continues(
     });
     finish(&path, plan, &src, &dst, writer, apply);
 }
+
+#[test]
+fn a_hung_target_is_noticed_within_a_minute_and_apply_resumes_when_it_continues() {
+    let (src, dst) = pair();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = "hungtarget";
+    let (path, mut apply) = start_replicating(dir.path(), plan, &src, &dst);
+    let writer = Writer::start(&src);
+    apply.wait_until("first changes applied", 120, || {
+        applied(&dst, plan) != "0/0"
+    });
+    let before = applied(&dst, plan);
+    let retries = apply.retries();
+
+    let stopped = Stopped(server_pids(&dst));
+    signal(&stopped.0, "STOP");
+    let t0 = Instant::now();
+    let log_path = apply.log.clone();
+    apply.wait_until("the stall to be logged", 60, || {
+        read_log(&log_path).contains("stall: the target has not answered")
+    });
+    let noticed = t0.elapsed();
+    // The ping on a new connection gets no answer either: the transaction is given up and
+    // retried (the reconnection waits for the target).
+    apply.wait_until("the batch to be given up and retried", 75, || {
+        apply_retries(&dir, retries + 1)
+    });
+    let lost = t0.elapsed();
+    assert!(apply
+        .log()
+        .contains("the target server or the network is hung"));
+    std::thread::sleep(Duration::from_secs(75).saturating_sub(t0.elapsed()));
+    drop(stopped);
+    eprintln!(
+        "target stall logged after {:.1} s, batch given up after {:.1} s, target continued after {:.1} s",
+        noticed.as_secs_f64(),
+        lost.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+    // applied_past cannot ask the target before it continues; it answers again now.
+    apply.wait_until("progress after the target continued", 180, || {
+        applied_past(&dst, plan, &before)
+    });
+    finish(&path, plan, &src, &dst, writer, apply);
+}

@@ -971,7 +971,7 @@ async fn apply_task(
             Some(e) => e,
             None => continue,
         };
-        let r = commit_batch(&ctx, &b, end).await.map(|()| Done {
+        let r = watched_commit(&ctx, &b, end).await.map(|()| Done {
             end,
             txns: b.txns,
             changes: b.changes,
@@ -979,6 +979,66 @@ async fn apply_task(
         let failed = r.is_err();
         if done.send(r).is_err() || failed {
             break;
+        }
+    }
+}
+
+/// How long a target transaction may go unanswered before it is logged and the target pinged.
+const TARGET_STALL_AFTER: Duration = Duration::from_secs(30);
+/// How long the ping (a new connection and `SELECT 1`) may take.
+const TARGET_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// [`commit_batch`], watched: every [`TARGET_STALL_AFTER`] without an answer it is logged as a
+/// stall and the target is pinged on a new connection. A target that does not answer the ping
+/// either is hung (a stopped server or a dead network, which keepalives cannot see while the
+/// peer's kernel still acknowledges): the transaction is given up as a lost session, which
+/// run retries. A target that answers is merely slow (or the transaction waits for a lock):
+/// it is waited for.
+async fn watched_commit(ctx: &ApplyCtx, b: &Batch, end: Lsn) -> Result<(), CdcError> {
+    let commit = commit_batch(ctx, b, end);
+    tokio::pin!(commit);
+    let started = Instant::now();
+    let mut logged = false;
+    loop {
+        tokio::select! {
+            r = &mut commit => {
+                if logged {
+                    tracing::info!(lsn = %end, waited_secs = started.elapsed().as_secs(), "the target answers again");
+                }
+                return r;
+            }
+            _ = tokio::time::sleep(TARGET_STALL_AFTER) => {
+                logged = true;
+                let waited = started.elapsed().as_secs();
+                tracing::warn!(
+                    lsn = %end,
+                    waited_secs = waited,
+                    "stall: the target has not answered for {waited} s while applying the source transaction ending at {end}; pinging it on a new connection"
+                );
+                let ping = async {
+                    let c = ctx.target.connect().await.ok()?;
+                    c.simple_query("SELECT 1").await.ok()
+                };
+                match tokio::time::timeout(TARGET_PING_TIMEOUT, ping).await {
+                    Ok(Some(_)) => tracing::warn!(
+                        lsn = %end,
+                        "the target answers a new connection: the transaction is slow or waits for a lock (see pg_stat_activity on the target); still waiting"
+                    ),
+                    _ => {
+                        return Err(CdcError::Applying {
+                            lsn: end,
+                            source: PgError::Lost {
+                                side: crate::pg::Side::Target,
+                                message: format!(
+                                    "stall: no answer for {} s, and a new connection got none within {} s either: the target server or the network is hung",
+                                    started.elapsed().as_secs(),
+                                    TARGET_PING_TIMEOUT.as_secs()
+                                ),
+                            },
+                        });
+                    }
+                }
+            }
         }
     }
 }
