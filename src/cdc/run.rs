@@ -123,7 +123,7 @@ pub const PROGRESS_SQL: &str = "SELECT applied_lsn FROM pgmove.progress WHERE pl
 
 /// The LSN the target has applied up to, if change capture ever ran.
 pub async fn applied_lsn(target: &Endpoint, plan: &str) -> Result<Option<Lsn>, PgError> {
-    let c = target.connect().await?;
+    let c = target.connect_short().await?;
     let row = c
         .query_opt(PROGRESS_SQL, &[&plan])
         .await

@@ -199,6 +199,10 @@ pub const KEEPALIVES_IDLE_SECS: u64 = 30;
 pub const KEEPALIVES_INTERVAL_SECS: u64 = 10;
 pub const KEEPALIVES_COUNT: u32 = 3;
 
+/// `statement_timeout` of the sessions that run pgmove's own short queries (progress, status,
+/// lag): never COPY or index builds, which use [`Endpoint::connect`].
+pub const SHORT_STATEMENT_TIMEOUT: &str = "30s";
+
 /// One server: which side it is and how to reach it.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
@@ -398,6 +402,22 @@ impl Endpoint {
                 tracing::debug!(%side, error = %e, "connection closed with an error");
             }
         });
+        Ok(client)
+    }
+
+    /// A connection for pgmove's own short queries (progress, status, lag): as
+    /// [`connect`](Self::connect), with `statement_timeout` [`SHORT_STATEMENT_TIMEOUT`], so a
+    /// query blocked on the server (a lock, an overloaded server) ends with an error instead of
+    /// waiting forever.
+    pub async fn connect_short(&self) -> Result<tokio_postgres::Client, PgError> {
+        let client = self.connect().await?;
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = {}",
+                quote::literal(SHORT_STATEMENT_TIMEOUT)
+            ))
+            .await
+            .map_err(|e| self.query_error("setting statement_timeout", &e))?;
         Ok(client)
     }
 
