@@ -751,7 +751,7 @@ const WAL_SENDER_TIMEOUT_SQL: &str =
 /// stream opening next reports a connection problem better).
 async fn wal_sender_timeout_ms(source: &crate::pg::Endpoint) -> i64 {
     let read = async {
-        let client = source.connect().await.ok()?;
+        let client = source.connect_short().await.ok()?;
         let row = client.query_one(WAL_SENDER_TIMEOUT_SQL, &[]).await.ok()?;
         row.try_get::<_, i64>(0).ok()
     };
