@@ -537,14 +537,28 @@ pub async fn verify(path: &Path, counts_only: bool, chunk_rows: Option<u64>, g: 
     }
 }
 
+/// How long `pgmove status` waits for both servers in all.
+const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// `pgmove status`.
 pub async fn status(path: &Path, g: Global) -> u8 {
     let (plan, source, target) = match load_with_endpoints(path) {
         Ok(x) => x,
         Err(f) => return report_failure(&f),
     };
+    // A hung server (stopped, or a dead network the keepalives have not noticed yet) must
+    // not hang `status`: a scheduler runs it.
+    let slot = plan.slot_name();
     let file = path.display().to_string();
-    match crate::status::read(&plan.name, &plan.slot_name(), &file, &source, &target).await {
+    let read = crate::status::read(&plan.name, &slot, &file, &source, &target);
+    let read = match tokio::time::timeout(STATUS_TIMEOUT, read).await {
+        Ok(r) => r,
+        Err(_) => return report_failure(&Failure::runtime(format!(
+            "status: no answer from the source or the target within {} s: a server or the network to it is hung\n  hint: check that both servers answer (pg_isready), then run status again",
+            STATUS_TIMEOUT.as_secs()
+        ))),
+    };
+    match read {
         Ok(s) => {
             match g.format {
                 Format::Json => {

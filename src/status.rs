@@ -85,7 +85,7 @@ pub async fn read(
     source: &Endpoint,
     target: &Endpoint,
 ) -> Result<Status, PgError> {
-    let t = target.connect().await?;
+    let t = target.connect_short().await?;
     let q = |what: &'static str| move |e: tokio_postgres::Error| target.query_error(what, &e);
     let has_schema: bool = t
         .query_one(
@@ -168,7 +168,7 @@ pub async fn read(
             }
         }
     }
-    let s = source.connect().await?;
+    let s = source.connect_short().await?;
     if let Some(r) = s
         .query_opt(SLOT_SQL, &[&slot])
         .await

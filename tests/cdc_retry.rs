@@ -384,3 +384,132 @@ fn a_permanent_error_ends_apply_at_once_without_retrying() {
         "a permanent error was retried: {log}"
     );
 }
+
+/// Every process of `c`'s server (the postmaster and its children), for SIGSTOP/SIGCONT.
+fn server_pids(c: &Cluster) -> Vec<String> {
+    let pidfile =
+        std::fs::read_to_string(c.data_dir().join("postmaster.pid")).expect("postmaster.pid");
+    let postmaster = pidfile.lines().next().expect("pid line").trim().to_string();
+    let out = std::process::Command::new("ps")
+        .args(["-o", "pid=", "--ppid", &postmaster])
+        .output()
+        .expect("ps");
+    let mut pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    pids.push(postmaster);
+    pids
+}
+
+fn signal(pids: &[String], sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .args(pids)
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -{sig} {pids:?}");
+}
+
+/// Continues a stopped server even when the test fails.
+struct Stopped(Vec<String>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(&self.0, "CONT");
+    }
+}
+
+#[test]
+fn a_hung_source_is_noticed_within_a_minute_and_apply_resumes_when_it_continues() {
+    let (src, dst) = pair();
+    // A shorter wal_sender_timeout makes the stream count as lost after 2 x 15 s, well
+    // within the stop, so the retry path is taken too.
+    src.psql("shop", "ALTER SYSTEM SET wal_sender_timeout = '15s'");
+    src.psql("shop", "SELECT pg_reload_conf()");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = "hungsource";
+    let (path, mut apply) = start_replicating(dir.path(), plan, &src, &dst);
+    let writer = Writer::start(&src);
+    apply.wait_until("first changes applied", 120, || {
+        applied(&dst, plan) != "0/0"
+    });
+    let before = applied(&dst, plan);
+    let retries = apply.retries();
+
+    // SIGSTOP: the TCP connections stay open and the kernel still acknowledges, but nothing
+    // answers, as with a frozen VM.
+    let stopped = Stopped(server_pids(&src));
+    signal(&stopped.0, "STOP");
+    let t0 = Instant::now();
+    let log_path = apply.log.clone();
+    apply.wait_until("the stall to be logged", 60, || {
+        read_log(&log_path).contains("stall: nothing from the source")
+    });
+    let noticed = t0.elapsed();
+    apply.wait_until("the stream to count as lost and be retried", 75, || {
+        apply_retries(&dir, retries + 1)
+    });
+    let lost = t0.elapsed();
+    let log = apply.log();
+    assert!(log.contains("stall: no message from the server"), "{log}");
+    // Keep it stopped for a minute in all.
+    std::thread::sleep(Duration::from_secs(60).saturating_sub(t0.elapsed()));
+    drop(stopped);
+    eprintln!(
+        "stall logged after {:.1} s, stream lost after {:.1} s, source continued after {:.1} s",
+        noticed.as_secs_f64(),
+        lost.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+    apply.wait_until("progress after the source continued", 180, || {
+        applied_past(&dst, plan, &before)
+    });
+    finish(&path, plan, &src, &dst, writer, apply);
+}
+
+#[test]
+fn a_hung_target_is_noticed_within_a_minute_and_apply_resumes_when_it_continues() {
+    let (src, dst) = pair();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = "hungtarget";
+    let (path, mut apply) = start_replicating(dir.path(), plan, &src, &dst);
+    let writer = Writer::start(&src);
+    apply.wait_until("first changes applied", 120, || {
+        applied(&dst, plan) != "0/0"
+    });
+    let before = applied(&dst, plan);
+    let retries = apply.retries();
+
+    let stopped = Stopped(server_pids(&dst));
+    signal(&stopped.0, "STOP");
+    let t0 = Instant::now();
+    let log_path = apply.log.clone();
+    apply.wait_until("the stall to be logged", 60, || {
+        read_log(&log_path).contains("stall: the target has not answered")
+    });
+    let noticed = t0.elapsed();
+    // The ping on a new connection gets no answer either: the transaction is given up and
+    // retried (the reconnection waits for the target).
+    apply.wait_until("the batch to be given up and retried", 75, || {
+        apply_retries(&dir, retries + 1)
+    });
+    let lost = t0.elapsed();
+    assert!(apply
+        .log()
+        .contains("the target server or the network is hung"));
+    std::thread::sleep(Duration::from_secs(75).saturating_sub(t0.elapsed()));
+    drop(stopped);
+    eprintln!(
+        "target stall logged after {:.1} s, batch given up after {:.1} s, target continued after {:.1} s",
+        noticed.as_secs_f64(),
+        lost.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+    // applied_past cannot ask the target before it continues; it answers again now.
+    apply.wait_until("progress after the target continued", 180, || {
+        applied_past(&dst, plan, &before)
+    });
+    finish(&path, plan, &src, &dst, writer, apply);
+}

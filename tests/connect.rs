@@ -498,3 +498,28 @@ async fn sslmode_allow_tries_plain_first() {
     );
     assert!(ssl_in_use(&ep).await, "prefer starts with TLS");
 }
+
+#[tokio::test]
+async fn short_query_sessions_have_a_statement_timeout_and_others_do_not() {
+    let c = Cluster::start(Options::default());
+    let ep = endpoint(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable",
+            c.port
+        ),
+        &c.password,
+    );
+    let show = |client: tokio_postgres::Client| async move {
+        client
+            .query_one("SHOW statement_timeout", &[])
+            .await
+            .expect("show")
+            .get::<_, String>(0)
+    };
+    assert_eq!(
+        show(ep.connect_short().await.expect("short")).await,
+        pgmove::pg::SHORT_STATEMENT_TIMEOUT
+    );
+    // COPY and index builds use plain sessions: no limit.
+    assert_eq!(show(ep.connect().await.expect("plain")).await, "0");
+}

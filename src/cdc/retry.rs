@@ -203,7 +203,7 @@ struct Mark {
 }
 
 async fn read_mark(job: &CdcJob) -> Result<Mark, CdcError> {
-    let c = job.target.connect().await?;
+    let c = job.target.connect_short().await?;
     let row = c
         .query_opt(
             "SELECT applied_lsn, transactions, changes FROM pgmove.progress WHERE plan_name = $1",

@@ -182,7 +182,7 @@ pub const PROGRESS_SQL: &str = "SELECT applied_lsn FROM pgmove.progress WHERE pl
 
 /// The LSN the target has applied up to, if change capture ever ran.
 pub async fn applied_lsn(target: &Endpoint, plan: &str) -> Result<Option<Lsn>, PgError> {
-    let c = target.connect().await?;
+    let c = target.connect_short().await?;
     let row = c
         .query_opt(PROGRESS_SQL, &[&plan])
         .await
@@ -398,6 +398,9 @@ async fn run_loop(
         // What the target committed reaches the slot soon, and `stop` (which waits for
         // the last confirmed LSN to be reported) does not wait up to a second for it.
         status_interval: Duration::from_millis(100),
+        stall_timeout: crate::cdc::stream::stall_timeout_for(
+            wal_sender_timeout_ms(&job.source).await,
+        ),
         ..StreamOptions::default()
     };
     let pubs = publications(job).await?;
@@ -893,6 +896,24 @@ async fn current_wal_lsn(job: &CdcJob) -> Result<Lsn, CdcError> {
 /// How long the stream may be silent before the loop looks around: soon when a batch is in
 /// hand (the target should not wait while changes are here) or when it is to exit once caught
 /// up; else every 200 ms (idle progress, stop).
+/// The source's `wal_sender_timeout` in ms (the unit of `pg_settings.setting` for it).
+const WAL_SENDER_TIMEOUT_SQL: &str =
+    "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_sender_timeout'";
+
+/// The source's `wal_sender_timeout` in ms, or the default 60 s when it cannot be read (the
+/// stream opening next reports a connection problem better).
+async fn wal_sender_timeout_ms(source: &crate::pg::Endpoint) -> i64 {
+    let read = async {
+        let client = source.connect_short().await.ok()?;
+        let row = client.query_one(WAL_SENDER_TIMEOUT_SQL, &[]).await.ok()?;
+        row.try_get::<_, i64>(0).ok()
+    };
+    match tokio::time::timeout(Duration::from_secs(30), read).await {
+        Ok(Some(ms)) => ms,
+        _ => 60_000,
+    }
+}
+
 fn idle_after(job: &CdcJob, batch: &Batch) -> Duration {
     if batch.end.is_some() || job.exit_when_caught_up {
         Duration::from_millis(10)
@@ -1163,7 +1184,7 @@ async fn apply_task(
             Some(e) => e,
             None => continue,
         };
-        let r = commit_batch(&ctx, &b, end).await.map(|()| Done {
+        let r = watched_commit(&ctx, &b, end).await.map(|()| Done {
             end,
             txns: b.txns,
             changes: b.changes,
@@ -1270,6 +1291,66 @@ async fn apply_piece(ctx: &ApplyCtx, b: &Batch, p: Piece) -> Result<(), CdcError
         return Err(failed(&e));
     }
     Ok(())
+}
+
+/// How long a target transaction may go unanswered before it is logged and the target pinged.
+const TARGET_STALL_AFTER: Duration = Duration::from_secs(30);
+/// How long the ping (a new connection and `SELECT 1`) may take.
+const TARGET_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// [`commit_batch`], watched: every [`TARGET_STALL_AFTER`] without an answer it is logged as a
+/// stall and the target is pinged on a new connection. A target that does not answer the ping
+/// either is hung (a stopped server or a dead network, which keepalives cannot see while the
+/// peer's kernel still acknowledges): the transaction is given up as a lost session, which
+/// run retries. A target that answers is merely slow (or the transaction waits for a lock):
+/// it is waited for.
+async fn watched_commit(ctx: &ApplyCtx, b: &Batch, end: Lsn) -> Result<(), CdcError> {
+    let commit = commit_batch(ctx, b, end);
+    tokio::pin!(commit);
+    let started = Instant::now();
+    let mut logged = false;
+    loop {
+        tokio::select! {
+            r = &mut commit => {
+                if logged {
+                    tracing::info!(lsn = %end, waited_secs = started.elapsed().as_secs(), "the target answers again");
+                }
+                return r;
+            }
+            _ = tokio::time::sleep(TARGET_STALL_AFTER) => {
+                logged = true;
+                let waited = started.elapsed().as_secs();
+                tracing::warn!(
+                    lsn = %end,
+                    waited_secs = waited,
+                    "stall: the target has not answered for {waited} s while applying the source transaction ending at {end}; pinging it on a new connection"
+                );
+                let ping = async {
+                    let c = ctx.target.connect().await.ok()?;
+                    c.simple_query("SELECT 1").await.ok()
+                };
+                match tokio::time::timeout(TARGET_PING_TIMEOUT, ping).await {
+                    Ok(Some(_)) => tracing::warn!(
+                        lsn = %end,
+                        "the target answers a new connection: the transaction is slow or waits for a lock (see pg_stat_activity on the target); still waiting"
+                    ),
+                    _ => {
+                        return Err(CdcError::Applying {
+                            lsn: end,
+                            source: PgError::Lost {
+                                side: crate::pg::Side::Target,
+                                message: format!(
+                                    "stall: no answer for {} s, and a new connection got none within {} s either: the target server or the network is hung",
+                                    started.elapsed().as_secs(),
+                                    TARGET_PING_TIMEOUT.as_secs()
+                                ),
+                            },
+                        });
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `BEGIN; statements; progress row; COMMIT;` as one simple query.

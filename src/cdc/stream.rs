@@ -56,6 +56,11 @@ pub struct StreamOptions {
     /// On PostgreSQL 14+, ask for protocol 2 and `streaming 'on'` (large in-progress
     /// transactions flow before their commit). Off, or an older server: protocol 1.
     pub streaming: bool,
+    /// How long the server may stay silent before the session counts as lost (a stalled
+    /// server or network). The driver asks the server for a reply on every idle wakeup, so a
+    /// live server is never silent for long; run uses 2 x the source's `wal_sender_timeout`
+    /// ([`stall_timeout_for`]).
+    pub stall_timeout: Duration,
 }
 
 impl Default for StreamOptions {
@@ -65,8 +70,25 @@ impl Default for StreamOptions {
             binary: false,
             buffer_events: 8192,
             streaming: true,
+            stall_timeout: stall_timeout_for(60_000),
         }
     }
+}
+
+/// The silence after which a replication session counts as lost: twice the server's
+/// `wal_sender_timeout` (in ms; 0 means disabled, taken as the default 60 s), at least 10 s.
+pub fn stall_timeout_for(wal_sender_timeout_ms: i64) -> Duration {
+    let ms = if wal_sender_timeout_ms <= 0 {
+        60_000
+    } else {
+        wal_sender_timeout_ms
+    };
+    Duration::from_millis(ms.saturating_mul(2) as u64).max(Duration::from_secs(10))
+}
+
+/// When a silence is first logged: half the stall timeout, at most 30 s (within a minute).
+fn stall_warning_after(stall_timeout: Duration) -> Duration {
+    (stall_timeout / 2).min(Duration::from_secs(30))
 }
 
 /// A failure of the change stream. Never holds a password.
@@ -113,6 +135,13 @@ pub struct ChangeStream {
     proto_version: u32,
     /// The position and raw bytes of the last `XLogData` message returned.
     last_raw: Option<(Lsn, bytes::Bytes)>,
+    /// See [`StreamOptions::stall_timeout`].
+    stall_timeout: Duration,
+    /// Since when [`next`](Self::next) has found nothing from the server (`None` after
+    /// anything arrived). Kept across calls, which the caller often cancels.
+    quiet_since: Option<Instant>,
+    /// Whether the current silence was logged.
+    stall_logged: bool,
 }
 
 impl std::fmt::Debug for ChangeStream {
@@ -193,6 +222,9 @@ impl ChangeStream {
             status_interval: opts.status_interval,
             proto_version,
             last_raw: None,
+            stall_timeout: opts.stall_timeout,
+            quiet_since: None,
+            stall_logged: false,
         };
         tracing::debug!(side = %ep.side, slot, %start_lsn, ?publications, "starting logical replication");
         let started = match stream.client.start_with(proto_version, streaming).await {
@@ -212,7 +244,7 @@ impl ChangeStream {
     /// normally (after [`stop`](Self::stop)). Keepalives are handled here and not returned.
     pub async fn next(&mut self) -> Result<Option<(Lsn, Message)>, StreamError> {
         loop {
-            let event = match self.client.recv().await {
+            let event = match self.recv_watched().await? {
                 Ok(Some(event)) => event,
                 Ok(None) => return Ok(None),
                 Err(e) => return Err(self.wire_error(&e)),
@@ -295,6 +327,70 @@ impl ChangeStream {
                 ReplicationEvent::StoppedAt { .. } => return Ok(None),
             }
         }
+    }
+
+    /// The driver's next event, watching for a silent server: a silence is logged after
+    /// [`stall_warning_after`] and ends the session as lost (a transient error: run reconnects)
+    /// after the stall timeout.
+    async fn recv_watched(
+        &mut self,
+    ) -> Result<Result<Option<ReplicationEvent>, PgWireError>, StreamError> {
+        let got = match tokio::time::timeout(Duration::ZERO, self.client.recv()).await {
+            Ok(r) => r,
+            Err(_) => loop {
+                let since = *self.quiet_since.get_or_insert_with(Instant::now);
+                let warn_after = stall_warning_after(self.stall_timeout);
+                let until = since
+                    + if self.stall_logged {
+                        self.stall_timeout
+                    } else {
+                        warn_after
+                    };
+                match tokio::time::timeout_at(until.into(), self.client.recv()).await {
+                    Ok(r) => break r,
+                    Err(_) if !self.stall_logged => {
+                        self.stall_logged = true;
+                        tracing::warn!(
+                            side = %self.endpoint.side,
+                            slot = %self.slot,
+                            silent_secs = since.elapsed().as_secs(),
+                            "stall: nothing from the {} for {} s on the replication stream (the server or the network may be hung); the session counts as lost after {} s and is then reopened",
+                            self.endpoint.side,
+                            since.elapsed().as_secs(),
+                            self.stall_timeout.as_secs()
+                        );
+                    }
+                    Err(_) => {
+                        let silent = since.elapsed().as_secs();
+                        self.quiet_since = None;
+                        self.stall_logged = false;
+                        return Err(StreamError::Stream {
+                            side: self.endpoint.side,
+                            slot: quote::ident(&self.slot),
+                            message: format!(
+                                "stall: no message from the server for {silent} s (2 x its wal_sender_timeout): the server or the network is hung"
+                            ),
+                            hint: Some(format!(
+                                "pgmove reconnects and resumes on its own; if this repeats, check the {} host (load, a paused VM or process, a firewall dropping idle connections)",
+                                self.endpoint.side
+                            )),
+                            cause: pg::Cause::Connection,
+                        });
+                    }
+                }
+            },
+        };
+        if self.stall_logged {
+            tracing::info!(
+                side = %self.endpoint.side,
+                slot = %self.slot,
+                "the {} answers again on the replication stream",
+                self.endpoint.side
+            );
+        }
+        self.quiet_since = None;
+        self.stall_logged = false;
+        Ok(got)
     }
 
     fn note_wal_end(&mut self, lsn: Lsn) {
@@ -419,5 +515,25 @@ impl ChangeStream {
             hint,
             cause: slot::wire_cause(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_stall_is_lost_after_twice_wal_sender_timeout_and_logged_within_a_minute() {
+        use super::{stall_timeout_for, stall_warning_after};
+        use std::time::Duration;
+        assert_eq!(stall_timeout_for(60_000), Duration::from_secs(120));
+        assert_eq!(stall_timeout_for(0), Duration::from_secs(120));
+        assert_eq!(stall_timeout_for(1_000), Duration::from_secs(10));
+        assert_eq!(
+            stall_warning_after(Duration::from_secs(120)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            stall_warning_after(Duration::from_secs(20)),
+            Duration::from_secs(10)
+        );
     }
 }

@@ -125,6 +125,14 @@ pub struct ConnInfo {
     pub connect_timeout: Option<u64>,
     pub options: Option<String>,
     pub passfile: Option<PathBuf>,
+    /// libpq's `keepalives` (`0` turns TCP keepalives off; on by default).
+    pub keepalives: Option<bool>,
+    /// `keepalives_idle`, `keepalives_interval` (seconds) and `keepalives_count`.
+    pub keepalives_idle: Option<u64>,
+    pub keepalives_interval: Option<u64>,
+    pub keepalives_count: Option<u32>,
+    /// `tcp_user_timeout` in milliseconds (0: the system's default).
+    pub tcp_user_timeout: Option<u64>,
 }
 
 /// One host of a (multi-host) DSN: its name, port and `hostaddr`.
@@ -357,18 +365,18 @@ impl ConnInfo {
             "connect_timeout" => self.connect_timeout = Some(parse_timeout(&value)?),
             "options" => self.options = Some(value),
             "passfile" => self.passfile = Some(PathBuf::from(value)),
+            "keepalives" => self.keepalives = Some(parse_number::<u8>(key, &value)? != 0),
+            "keepalives_idle" => self.keepalives_idle = Some(parse_number(key, &value)?),
+            "keepalives_interval" => self.keepalives_interval = Some(parse_number(key, &value)?),
+            "keepalives_count" => self.keepalives_count = Some(parse_number(key, &value)?),
+            "tcp_user_timeout" => self.tcp_user_timeout = Some(parse_number(key, &value)?),
             // Accepted by libpq and harmless to ignore here.
-            "keepalives"
-            | "keepalives_idle"
-            | "keepalives_interval"
-            | "keepalives_count"
-            | "target_session_attrs"
+            "target_session_attrs"
             | "client_encoding"
             | "gssencmode"
             | "sslcompression"
             | "sslsni"
             | "krbsrvname"
-            | "tcp_user_timeout"
             | "channel_binding" => {}
             other => {
                 return Err(DsnError::new(format!(
@@ -418,6 +426,15 @@ fn parse_hostaddrs(s: &str) -> Result<(), DsnError> {
         }
     }
     Ok(())
+}
+
+/// A non-negative whole number for `key`.
+fn parse_number<T: std::str::FromStr>(key: &str, s: &str) -> Result<T, DsnError> {
+    s.trim().parse::<T>().map_err(|_| {
+        DsnError::new(format!(
+            "invalid {key} {s:?}: expected a non-negative whole number"
+        ))
+    })
 }
 
 fn parse_timeout(s: &str) -> Result<u64, DsnError> {
@@ -737,6 +754,23 @@ mod tests {
         assert!(e.message.contains("missing \"=\""));
         let e = ConnInfo::parse("postgres://u:hunter2@h:99999/db").expect_err("port");
         assert!(!e.message.contains("hunter2"));
+    }
+
+    #[test]
+    fn keepalive_options_are_read() {
+        let i = ConnInfo::parse(
+            "host=h keepalives=1 keepalives_idle=7 keepalives_interval=3 keepalives_count=2 tcp_user_timeout=9000",
+        )
+        .expect("parses");
+        assert_eq!(i.keepalives, Some(true));
+        assert_eq!(i.keepalives_idle, Some(7));
+        assert_eq!(i.keepalives_interval, Some(3));
+        assert_eq!(i.keepalives_count, Some(2));
+        assert_eq!(i.tcp_user_timeout, Some(9000));
+        let i = ConnInfo::parse("postgres://h/db?keepalives=0").expect("parses");
+        assert_eq!(i.keepalives, Some(false));
+        let e = ConnInfo::parse("host=h keepalives_idle=soon").expect_err("not a number");
+        assert!(e.message.contains("keepalives_idle"), "{}", e.message);
     }
 
     #[test]

@@ -207,6 +207,16 @@ pub fn session_options(user: Option<&str>) -> String {
     }
 }
 
+/// Default `keepalives_idle`, `keepalives_interval` and `keepalives_count`: a silent peer is
+/// given up after 30 + 3 x 10 = 60 s.
+pub const KEEPALIVES_IDLE_SECS: u64 = 30;
+pub const KEEPALIVES_INTERVAL_SECS: u64 = 10;
+pub const KEEPALIVES_COUNT: u32 = 3;
+
+/// `statement_timeout` of the sessions that run pgmove's own short queries (progress, status,
+/// lag): never COPY or index builds, which use [`Endpoint::connect`].
+pub const SHORT_STATEMENT_TIMEOUT: &str = "30s";
+
 /// One server: which side it is and how to reach it.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
@@ -280,7 +290,22 @@ impl Endpoint {
                 tokio_postgres::config::SslMode::Require
             }
         });
-        c.keepalives(true);
+        // TCP keepalives as libpq's keepalives* options say, with defaults that notice a
+        // dead peer or a dropped connection within about a minute (libpq leaves the system's
+        // two hours). tcp_user_timeout also bounds unacknowledged writes, when given.
+        c.keepalives(i.keepalives.unwrap_or(true));
+        c.keepalives_idle(Duration::from_secs(
+            i.keepalives_idle.unwrap_or(KEEPALIVES_IDLE_SECS).max(1),
+        ));
+        c.keepalives_interval(Duration::from_secs(
+            i.keepalives_interval
+                .unwrap_or(KEEPALIVES_INTERVAL_SECS)
+                .max(1),
+        ));
+        c.keepalives_retries(i.keepalives_count.unwrap_or(KEEPALIVES_COUNT).max(1));
+        if let Some(ms) = i.tcp_user_timeout.filter(|&ms| ms > 0) {
+            c.tcp_user_timeout(Duration::from_millis(ms));
+        }
         c
     }
 
@@ -392,6 +417,22 @@ impl Endpoint {
         Ok(client)
     }
 
+    /// A connection for pgmove's own short queries (progress, status, lag): as
+    /// [`connect`](Self::connect), with `statement_timeout` [`SHORT_STATEMENT_TIMEOUT`], so a
+    /// query blocked on the server (a lock, an overloaded server) ends with an error instead of
+    /// waiting forever.
+    pub async fn connect_short(&self) -> Result<tokio_postgres::Client, PgError> {
+        let client = self.connect().await?;
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = {}",
+                quote::literal(SHORT_STATEMENT_TIMEOUT)
+            ))
+            .await
+            .map_err(|e| self.query_error("setting statement_timeout", &e))?;
+        Ok(client)
+    }
+
     /// A pool of at most `size` connections. Connections are opened lazily; call
     /// [`Endpoint::connect`] first to fail early with a clear error.
     pub fn pool(&self, size: usize) -> Result<deadpool_postgres::Pool, PgError> {
@@ -435,5 +476,39 @@ mod tests {
             ep.pg_config().get_options(),
             Some("-c work_mem=64MB -c row_security=off")
         );
+    }
+
+    fn config(dsn: &str) -> tokio_postgres::Config {
+        Endpoint::from_dsn(Side::Source, dsn, None, &|_| None)
+            .expect("valid")
+            .pg_config()
+    }
+
+    #[test]
+    fn keepalives_default_to_a_minute_and_follow_the_dsn() {
+        let c = config("host=h user=u");
+        assert!(c.get_keepalives());
+        assert_eq!(c.get_keepalives_idle(), Duration::from_secs(30));
+        assert_eq!(c.get_keepalives_interval(), Some(Duration::from_secs(10)));
+        assert_eq!(c.get_keepalives_retries(), Some(3));
+        assert_eq!(c.get_tcp_user_timeout(), None);
+        let c = config(
+            "host=h user=u keepalives_idle=5 keepalives_interval=2 keepalives_count=4 tcp_user_timeout=15000",
+        );
+        assert_eq!(c.get_keepalives_idle(), Duration::from_secs(5));
+        assert_eq!(c.get_keepalives_interval(), Some(Duration::from_secs(2)));
+        assert_eq!(c.get_keepalives_retries(), Some(4));
+        assert_eq!(
+            c.get_tcp_user_timeout(),
+            Some(&Duration::from_millis(15000))
+        );
+        assert!(!config("host=h user=u keepalives=0").get_keepalives());
+    }
+
+    #[test]
+    fn every_host_of_a_multi_host_dsn_is_configured() {
+        let c = config("host=a,b port=6001,6002 user=u");
+        assert_eq!(c.get_hosts().len(), 2);
+        assert_eq!(c.get_ports(), &[6001, 6002]);
     }
 }

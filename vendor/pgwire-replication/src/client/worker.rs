@@ -503,7 +503,9 @@ impl WorkerState {
                         Err(_) => {
                             let applied = self.progress.load_applied();
                             last_applied = applied;
-                            self.send_feedback(stream, applied, false).await?;
+                            // pgmove: ask for a reply, so a live server always answers an
+                            // idle wakeup and a silent one can be told from a quiet one.
+                            self.send_feedback(stream, applied, true).await?;
                             last_status_sent = Instant::now();
                             continue;
                         }
