@@ -2,7 +2,12 @@
 
 mod support;
 
-use support::online::{assert_ok, pair, run, text, PlanYaml, DB};
+use std::time::{Duration, Instant};
+
+use support::online::{
+    assert_ok, pair, read_log, run, start_apply, stop, text, wait_caught_up, wait_loaded,
+    write_plan, PlanYaml, DB, INSERT_ONLY,
+};
 
 /// Extended statistics (`CREATE STATISTICS`) appear in the dump's table of contents as
 /// `STATISTICS`; each strategy must read that entry and restore the object.
@@ -38,4 +43,94 @@ fn extended_statistics_move_through_dump_restore_and_copy_cdc() {
         assert_eq!(dst.psql(DB, defs), want, "{strategy}: {}", text(&out));
         assert_eq!(dst.psql(DB, "SELECT count(*) FROM public.t"), "1000");
     }
+}
+
+/// The rows of `keyless` in a stable order, as text.
+const KEYLESS_ROWS: &str = "SELECT string_agg(format('%s|%s|%s|%s|%s|%s|%s|%s|%s', flag, code, ip, amount, at, doc, pt, x, note), E'\\n' ORDER BY note, flag, code, ip, amount, at) FROM keyless";
+
+/// Keyless tables with `REPLICA IDENTITY FULL`: updates and deletes find their row by every
+/// column's typed value, whatever the type (boolean, char(n), inet, numeric, timestamptz, json,
+/// point, xml, NULLs), and one that matches no row stops apply with an error naming the table.
+#[test]
+fn full_identity_updates_and_deletes_match_typed_values_and_never_skip_silently() {
+    let (src, dst) = pair();
+    src.psql(
+        DB,
+        "CREATE TABLE keyless (flag boolean, code char(5), ip inet, amount numeric, at timestamptz,
+                               doc json, pt point, x xml, note text);
+         ALTER TABLE keyless REPLICA IDENTITY FULL;
+         INSERT INTO keyless VALUES
+           (true, 'ab', '10.0.0.1/8', 1.50, '2026-01-02 03:04:05.678+05', '{\"a\":  1}', '(1,2)', '<a/>', 'upd1'),
+           (false, 'cd', '::1', 2, '2026-06-01 00:00:00+00', '[1, 2]', '(3.5,4)', '<b>x</b>', 'upd2'),
+           (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'upd3'),
+           (true, 'ef   ', '192.168.1.0/24', -0.000, 'infinity', 'null', '(0,0)', '<c/>', 'del1'),
+           (true, 'ab', '10.0.0.1/8', 1.50, '2026-01-02 03:04:05.678+05', '{\"a\":  1}', '(1,2)', '<a/>', 'dup'),
+           (true, 'ab', '10.0.0.1/8', 1.50, '2026-01-02 03:04:05.678+05', '{\"a\":  1}', '(1,2)', '<a/>', 'dup'),
+           (false, 'gh', '2001:db8::/32', 1e20, '1999-12-31 23:59:59.999999-08', '{}', '(-1,-1)', NULL, 'del2'),
+           (true, 'zz', '10.9.9.9', 7, now(), '1', '(7,7)', '<z/>', 'behind');",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = write_plan(dir.path(), "full", &src, &dst, INSERT_ONLY);
+    let log = dir.path().join("apply.log");
+    let mut child = start_apply(&plan, &src, &dst, &log);
+    wait_loaded(&dst, "full", &mut child, &log);
+    src.psql(
+        DB,
+        "UPDATE keyless SET note = 'upd1 done', amount = 1.500 WHERE note = 'upd1';
+         UPDATE keyless SET flag = true, code = 'xy', doc = '{\"b\": 2}' WHERE note = 'upd2';
+         UPDATE keyless SET note = 'upd3 done', pt = '(5,5)' WHERE note = 'upd3';
+         DELETE FROM keyless WHERE note = 'del1';
+         DELETE FROM keyless WHERE ctid = (SELECT ctid FROM keyless WHERE note = 'dup' LIMIT 1);
+         DELETE FROM keyless WHERE note = 'del2';",
+    );
+    wait_caught_up(&src, &dst, "full", &mut child, &log);
+    let want = src.psql(DB, KEYLESS_ROWS);
+    assert!(
+        want.contains("upd1 done") && !want.contains("del1"),
+        "{want}"
+    );
+    assert_eq!(dst.psql(DB, KEYLESS_ROWS), want, "{}", read_log(&log));
+    assert_eq!(
+        dst.psql(DB, "SELECT count(*) FROM keyless WHERE note = 'dup'"),
+        "1"
+    );
+
+    // A row deleted on the target behind pgmove's back: the source's update of it must stop
+    // apply with an error, not be skipped.
+    dst.psql(DB, "DELETE FROM keyless WHERE note = 'behind'");
+    src.psql(DB, "UPDATE keyless SET amount = 8 WHERE note = 'behind'");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            stop(&mut child);
+            panic!(
+                "apply went on after an update matched no row\n{}",
+                read_log(&log)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let logged = read_log(&log);
+    assert_eq!(status.code(), Some(1), "{logged}");
+    assert!(
+        logged.contains("UPDATE on \"public\".\"keyless\"") && logged.contains("matched no row"),
+        "{logged}"
+    );
+    assert!(logged.contains("note=<6 chars>"), "{logged}");
+    assert!(
+        !logged.contains("10.9.9.9"),
+        "values are withheld: {logged}"
+    );
+    assert!(
+        logged.contains("pgmove apply"),
+        "the fix is named: {logged}"
+    );
+    // Nothing of that change was applied.
+    assert_eq!(
+        dst.psql(DB, "SELECT count(*) FROM keyless WHERE amount = 8"),
+        "0"
+    );
 }
