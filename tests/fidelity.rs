@@ -200,3 +200,62 @@ fn odd_session_settings_on_either_side_change_no_value() {
     let out = run(&["verify", plan.to_str().expect("utf8")], &src, &dst);
     assert_ok(&out);
 }
+
+/// Every sequence's definition and state, as `setval` and `CREATE SEQUENCE` take them.
+const SEQUENCE_STATES: &str = "SELECT string_agg(format('%s %s %s %s %s %s %s %s', sequencename, data_type, start_value,
+        increment_by, min_value, max_value, cycle, cache_size), E'\\n' ORDER BY sequencename) FROM pg_sequences";
+const SEQUENCE_VALUES: &str =
+    "SELECT (SELECT format('%s/%s', last_value, is_called) FROM s_restart) || ' ' ||
+        (SELECT format('%s/%s', last_value, is_called) FROM s_false) || ' ' ||
+        (SELECT format('%s/%s', last_value, is_called) FROM s_called) || ' ' ||
+        (SELECT format('%s/%s', last_value, is_called) FROM s_def)";
+
+/// Cutover carries each sequence's `last_value` and `is_called` exactly (a `RESTART WITH 50`
+/// arrives as 50 not yet called, not as 1) and a definition changed on the source.
+#[test]
+fn cutover_carries_sequence_state_and_definition_exactly() {
+    let (src, dst) = pair();
+    src.psql(
+        DB,
+        "CREATE TABLE t (id int PRIMARY KEY);
+         CREATE SEQUENCE s_restart; CREATE SEQUENCE s_false; CREATE SEQUENCE s_called;
+         CREATE SEQUENCE s_def AS integer;
+         SELECT nextval('s_restart'), nextval('s_false'), nextval('s_def');",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = write_plan(
+        dir.path(),
+        "seqs",
+        &src,
+        &dst,
+        "cutover:\n  verify: counts\n",
+    );
+    let log = dir.path().join("apply.log");
+    let mut child = start_apply(&plan, &src, &dst, &log);
+    wait_loaded(&dst, "seqs", &mut child, &log);
+    src.psql(
+        DB,
+        "ALTER SEQUENCE s_restart RESTART WITH 50;
+         SELECT setval('s_false', 7, false);
+         SELECT nextval('s_called') FROM generate_series(1, 3);
+         ALTER SEQUENCE s_def INCREMENT BY 5 MINVALUE -10 MAXVALUE 1000 START WITH 3 CACHE 4 CYCLE;
+         SELECT setval('s_def', 990, true);
+         INSERT INTO t VALUES (1);",
+    );
+    wait_caught_up(&src, &dst, "seqs", &mut child, &log);
+    stop(&mut child);
+    let want = (src.psql(DB, SEQUENCE_STATES), src.psql(DB, SEQUENCE_VALUES));
+    assert_eq!(want.1, "50/f 7/f 3/t 990/t");
+    let out = run(
+        &["cutover", plan.to_str().expect("utf8"), "--yes"],
+        &src,
+        &dst,
+    );
+    assert_ok(&out);
+    assert_eq!(
+        (dst.psql(DB, SEQUENCE_STATES), dst.psql(DB, SEQUENCE_VALUES)),
+        want,
+        "{}",
+        text(&out)
+    );
+}
