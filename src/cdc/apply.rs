@@ -9,9 +9,14 @@
 //! - INSERT: runs of inserts into one table with the same columns become one multi-row INSERT.
 //! - UPDATE: sets only the columns sent (an unchanged TOASTed value is left alone), and finds
 //!   the row by its old key when the key changed, else by the new tuple's key.
-//! - UPDATE/DELETE on `REPLICA IDENTITY FULL`: matches every column of the old row with
-//!   `IS NOT DISTINCT FROM` on their text forms, and touches exactly one row (`ctid = (...
-//!   LIMIT 1)`), so duplicate rows stay duplicates.
+//! - UPDATE/DELETE on `REPLICA IDENTITY FULL`: matches every column of the old row by typed
+//!   value: the stream's text goes through the column type's input function (`COALESCE((NULL::
+//!   table).col, 'text')` has the column's type), and both sides are compared as that type's
+//!   text output with `IS NOT DISTINCT FROM`. That is exact for every type, including those
+//!   without an equality operator (json, point, xml) and those whose equality is looser than
+//!   identity (numeric `1.0 = 1.00`, float `-0 = 0`, citext). It touches exactly one row
+//!   (`ctid = (... LIMIT 1)`), so duplicate rows stay duplicates, and runs in a `DO` block that
+//!   raises an error when no row matched ([`FULL_MISS`]): a change is never skipped silently.
 //! - TRUNCATE: `TRUNCATE ONLY` of the tables, with `CASCADE` / `RESTART IDENTITY` as sent.
 //!
 //! A batch of whole transactions ([`Item`]s, see [`batch_sql`]) is applied with fewer, larger
@@ -139,11 +144,14 @@ fn row_filter(rel: &Rel, vals: &[Val], use_all: bool) -> Result<String, ApplyErr
                     return Err(shape(rel, format!("key column {col} was not sent")));
                 }
             }
-            Val::Null if use_all => conds.push(format!("{} IS NULL", quote::ident(col))),
+            Val::Null if use_all => conds.push(format!("s.{} IS NULL", quote::ident(col))),
             Val::Null => return Err(shape(rel, format!("key column {col} is NULL"))),
-            Val::Text(_) if use_all => {
-                conds.push(format!("{}::text = {}", quote::ident(col), v.literal()))
-            }
+            Val::Text(_) if use_all => conds.push(format!(
+                "s.{c}::text IS NOT DISTINCT FROM COALESCE((NULL::{t}).{c}, {})::text",
+                v.literal(),
+                c = quote::ident(col),
+                t = rel.qualified()
+            )),
             Val::Text(_) => conds.push(format!("{} = {}", quote::ident(col), v.literal())),
         }
     }
@@ -160,7 +168,7 @@ fn row_filter(rel: &Rel, vals: &[Val], use_all: bool) -> Result<String, ApplyErr
 fn target_row(rel: &Rel, vals: &[Val], full: bool) -> Result<String, ApplyError> {
     if full {
         Ok(format!(
-            "ctid = (SELECT ctid FROM ONLY {} WHERE {} LIMIT 1)",
+            "ctid = (SELECT s.ctid FROM ONLY {} AS s WHERE {} LIMIT 1)",
             rel.qualified(),
             row_filter(rel, vals, true)?
         ))
@@ -192,24 +200,78 @@ fn update_sql(r: &Rel, old: Option<&[Val]>, new: &[Val]) -> Result<Option<String
     if sets.is_empty() {
         return Ok(None);
     }
-    let filter = match old {
-        Some(o) => target_row(r, o, r.full)?,
-        None => target_row(r, new, false)?,
+    let (filter, full_old) = match old {
+        Some(o) => (target_row(r, o, r.full)?, r.full.then_some(o)),
+        None => (target_row(r, new, false)?, None),
     };
-    Ok(Some(format!(
+    let sql = format!(
         "UPDATE ONLY {} SET {} WHERE {filter};",
         r.qualified(),
         sets.join(", ")
-    )))
+    );
+    Ok(Some(match full_old {
+        Some(o) => must_match(r, "UPDATE", &sql, o),
+        None => sql,
+    }))
 }
 
 /// The single DELETE statement of one change.
 fn delete_sql(r: &Rel, old: &[Val]) -> Result<String, ApplyError> {
-    Ok(format!(
+    let sql = format!(
         "DELETE FROM ONLY {} WHERE {};",
         r.qualified(),
         target_row(r, old, r.full)?
-    ))
+    );
+    Ok(if r.full {
+        must_match(r, "DELETE", &sql, old)
+    } else {
+        sql
+    })
+}
+
+/// The start of the error a `REPLICA IDENTITY FULL` change raises when it matches no row.
+pub const FULL_MISS: &str = "pgmove: a captured";
+
+/// `sql` (an UPDATE or DELETE of a `REPLICA IDENTITY FULL` table, found by its whole old row)
+/// in a `DO` block that raises an error naming the table, the old row's columns (values
+/// withheld: only NULL or their length) and the fix when it matched no row: the target's copy
+/// was changed behind pgmove's back, and skipping the change would lose it silently.
+fn must_match(r: &Rel, verb: &str, sql: &str, old: &[Val]) -> String {
+    let table = r.qualified();
+    let cols: Vec<String> = r
+        .columns
+        .iter()
+        .zip(old)
+        .map(|(c, v)| match v {
+            Val::Null => format!("{c}=NULL"),
+            Val::Unchanged => format!("{c}=(not sent)"),
+            Val::Text(t) => format!("{c}=<{} chars>", t.chars().count()),
+        })
+        .collect();
+    let message = format!(
+        "{FULL_MISS} {verb} on {table} (no primary key, REPLICA IDENTITY FULL) matched no row on the target"
+    );
+    let detail = format!("the source's old row, values withheld: {}", cols.join(", "));
+    let hint = format!(
+        "the target's {table} no longer holds that row: it was changed or deleted on the target outside pgmove. \
+         Put the row back on the target and run `pgmove apply` again (it resumes at this change), \
+         or move the table again (`pgmove cleanup`, then `pgmove apply`); \
+         giving {table} a primary key on the source lets changes find rows by key"
+    );
+    let body = format!(
+        "BEGIN {sql} IF NOT FOUND THEN RAISE EXCEPTION USING MESSAGE = {}, DETAIL = {}, HINT = {}; END IF; END",
+        quote::literal(&message),
+        quote::literal(&detail),
+        quote::literal(&hint)
+    );
+    // A dollar-quote tag the body does not contain.
+    let mut tag = "$pgmove$".to_string();
+    let mut n = 0;
+    while body.contains(&tag) {
+        n += 1;
+        tag = format!("$pgmove{n}$");
+    }
+    format!("DO {tag}{body}{tag};")
 }
 
 /// SQL for a run of changes, in order. Consecutive inserts into the same table with the same
@@ -942,9 +1004,22 @@ mod tests {
         assert_eq!(
             s,
             vec![
-                r#"DELETE FROM ONLY "public"."T x" WHERE ctid = (SELECT ctid FROM ONLY "public"."T x" WHERE "id"::text = '1' AND "body" IS NULL AND "n"::text = E'x\\y' LIMIT 1);"#
+                r#"DO $pgmove$BEGIN DELETE FROM ONLY "public"."T x" WHERE ctid = (SELECT s.ctid FROM ONLY "public"."T x" AS s WHERE s."id"::text IS NOT DISTINCT FROM COALESCE((NULL::"public"."T x")."id", '1')::text AND s."body" IS NULL AND s."n"::text IS NOT DISTINCT FROM COALESCE((NULL::"public"."T x")."n", E'x\\y')::text LIMIT 1); IF NOT FOUND THEN RAISE EXCEPTION USING MESSAGE = 'pgmove: a captured DELETE on "public"."T x" (no primary key, REPLICA IDENTITY FULL) matched no row on the target', DETAIL = 'the source''s old row, values withheld: id=<1 chars>, body=NULL, n=<3 chars>', HINT = 'the target''s "public"."T x" no longer holds that row: it was changed or deleted on the target outside pgmove. Put the row back on the target and run `pgmove apply` again (it resumes at this change), or move the table again (`pgmove cleanup`, then `pgmove apply`); giving "public"."T x" a primary key on the source lets changes find rows by key'; END IF; END$pgmove$;"#
             ]
         );
+    }
+
+    #[test]
+    fn full_identity_dollar_quote_never_clashes_with_values() {
+        let s = sql(
+            &[Change::Delete {
+                rel: 1,
+                old: vec![t("$pgmove$"), Val::Null, t("$pgmove1$")],
+            }],
+            true,
+        );
+        assert!(s[0].starts_with("DO $pgmove2$BEGIN DELETE"), "{}", s[0]);
+        assert!(s[0].ends_with("END$pgmove2$;"), "{}", s[0]);
     }
 
     #[test]
@@ -1122,11 +1197,11 @@ mod tests {
             "{}",
             s[1]
         );
-        assert!(s[2].starts_with(r#"UPDATE ONLY "public"."full" SET "id" = '1', "body" = 'a', "n" = '2' WHERE ctid = "#), "{}", s[2]);
+        assert!(s[2].starts_with(r#"DO $pgmove$BEGIN UPDATE ONLY "public"."full" SET "id" = '1', "body" = 'a', "n" = '2' WHERE ctid = "#), "{}", s[2]);
         assert_eq!(s[3], JOINS_RESET);
         assert_eq!(s[4], "ALTER TABLE x ADD COLUMN y int;");
         assert!(
-            s[5].starts_with(r#"UPDATE ONLY "public"."full" SET"#),
+            s[5].starts_with(r#"DO $pgmove$BEGIN UPDATE ONLY "public"."full" SET"#),
             "{}",
             s[5]
         );

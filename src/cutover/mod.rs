@@ -13,7 +13,9 @@
 //! 3. **Final catch-up.** Another marker is written and the target applies up to it: every
 //!    transaction committed on the source before the fence is now on the target.
 //! 4. **Sequences** (`cutover.sequences: sync`): every selected sequence on the target gets the
-//!    source's `last_value`/`is_called`, in one target transaction.
+//!    source's `last_value`/`is_called` exactly (read from the sequence itself, so a `RESTART`
+//!    or `setval(.., false)` is kept) and, when it differs, its definition (type, increment,
+//!    min, max, start, cache, cycle), in one target transaction.
 //! 5. **Large objects** changed since the load are copied again (compared by md5); those
 //!    deleted on the source are removed. **Materialized views** populated on the source are
 //!    refreshed on the target.
@@ -319,9 +321,12 @@ const OTHER_SESSIONS_SQL: &str = "SELECT pid, usename::text, application_name, c
     FROM pg_stat_activity
     WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'";
 /// Selected sequences on the source, outside extensions and pgmove's schema: schema, name,
-/// last value (NULL before the first nextval), start value.
+/// then their definition: type, start, increment, min, max, cycle, cache. (pg_sequences'
+/// `last_value` is NULL whenever `is_called` is false, so the state is read from each
+/// sequence itself, [`SEQUENCE_STATE_SQL`].)
 const SEQUENCES_SQL: &str =
-    "SELECT s.schemaname::text, s.sequencename::text, s.last_value, s.start_value
+    "SELECT s.schemaname::text, s.sequencename::text, s.data_type::text, s.start_value,
+        s.increment_by, s.min_value, s.max_value, s.cycle, s.cache_size
     FROM pg_sequences s
     JOIN pg_namespace n ON n.nspname = s.schemaname
     JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename
@@ -329,6 +334,42 @@ const SEQUENCES_SQL: &str =
       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                       AND d.objid = c.oid AND d.deptype = 'e')
     ORDER BY 1, 2";
+/// Every sequence's definition on the target, as [`SEQUENCES_SQL`] returns it.
+const TARGET_SEQUENCES_SQL: &str =
+    "SELECT schemaname::text, sequencename::text, data_type::text, start_value, increment_by,
+        min_value, max_value, cycle, cache_size FROM pg_sequences";
+/// One sequence's state (`{}`: its quoted name): last value and is_called, exactly as
+/// `setval` takes them.
+const SEQUENCE_STATE_SQL: &str = "SELECT last_value, is_called FROM {}";
+/// A sequence's definition: type, start, increment, min, max, cycle, cache.
+type SeqDef = (String, i64, i64, i64, i64, bool, i64);
+
+fn seq_def(r: &tokio_postgres::Row) -> SeqDef {
+    (
+        r.get(2),
+        r.get(3),
+        r.get(4),
+        r.get(5),
+        r.get(6),
+        r.get(7),
+        r.get(8),
+    )
+}
+
+/// `ALTER SEQUENCE` giving `q` the definition `d`.
+fn alter_sequence_sql(q: &str, d: &SeqDef) -> String {
+    let (ty, start, inc, min, max, cycle, cache) = d;
+    // Only these three types are allowed for a sequence; anything else is left alone.
+    let ty = match ty.as_str() {
+        "smallint" | "integer" | "bigint" => format!(" AS {ty}"),
+        _ => String::new(),
+    };
+    let cycle = if *cycle { "CYCLE" } else { "NO CYCLE" };
+    format!(
+        "ALTER SEQUENCE {q}{ty} INCREMENT BY {inc} MINVALUE {min} MAXVALUE {max} START WITH {start} CACHE {cache} {cycle};"
+    )
+}
+
 /// Large objects: oid and md5 of the content.
 const LARGE_OBJECTS_SQL: &str =
     "SELECT oid, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY oid";
@@ -1007,6 +1048,13 @@ async fn sync_sequences(
         .query(SEQUENCES_SQL, &[])
         .await
         .map_err(|e| job.source.query_error("reading sequences", &e))?;
+    let on_target: std::collections::HashMap<(String, String), SeqDef> = target
+        .query(TARGET_SEQUENCES_SQL, &[])
+        .await
+        .map_err(|e| job.target.query_error("reading sequences", &e))?
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), seq_def(r)))
+        .collect();
     let mut set = Vec::new();
     let mut sql = String::from("BEGIN;\n");
     for r in rows {
@@ -1014,13 +1062,18 @@ async fn sync_sequences(
         if !selected(&job.plan, &schema, &name) {
             continue;
         }
-        let last: Option<i64> = r.get(2);
-        let start: i64 = r.get(3);
-        let (value, is_called) = match last {
-            Some(v) => (v, true),
-            None => (start, false),
-        };
         let q = quote::qualified(&schema, &name);
+        // A definition changed on the source since the schema was copied (ALTER SEQUENCE)
+        // is carried first, so the value below is within its bounds.
+        let def = seq_def(&r);
+        if on_target.get(&(schema.clone(), name.clone())) != Some(&def) {
+            let _ = writeln!(sql, "{}", alter_sequence_sql(&q, &def));
+        }
+        let state = source
+            .query_one(&SEQUENCE_STATE_SQL.replace("{}", &q), &[])
+            .await
+            .map_err(|e| job.source.query_error(&format!("reading sequence {q}"), &e))?;
+        let (value, is_called): (i64, bool) = (state.get(0), state.get(1));
         let _ = writeln!(
             sql,
             "SELECT pg_catalog.setval({}, {value}, {is_called});",

@@ -199,11 +199,14 @@ pub fn redact(text: &str, secret: Option<&Secret>) -> String {
 /// row-level security policy") instead of silently returning, copying or comparing fewer
 /// rows; roles that see every row (superuser, BYPASSRLS, the owner without FORCE) are
 /// unaffected. pg_dump does the same.
+///
+/// Then [`OUTPUT_SETTINGS`], so values moved or compared as text (copy's text format, verify,
+/// apply) read the same on both servers, whatever the database's or role's own settings.
 pub fn session_options(user: Option<&str>) -> String {
     const ROW_SECURITY_OFF: &str = "-c row_security=off";
     match user.map(str::trim) {
-        Some(u) if !u.is_empty() => format!("{u} {ROW_SECURITY_OFF}"),
-        _ => ROW_SECURITY_OFF.to_string(),
+        Some(u) if !u.is_empty() => format!("{u} {ROW_SECURITY_OFF} {OUTPUT_SETTINGS}"),
+        _ => format!("{ROW_SECURITY_OFF} {OUTPUT_SETTINGS}"),
     }
 }
 
@@ -216,6 +219,15 @@ pub const KEEPALIVES_COUNT: u32 = 3;
 /// `statement_timeout` of the sessions that run pgmove's own short queries (progress, status,
 /// lag): never COPY or index builds, which use [`Endpoint::connect`].
 pub const SHORT_STATEMENT_TIMEOUT: &str = "30s";
+
+/// Text input/output settings pinned in every session, as pg_dump pins them: with the source
+/// database's `DateStyle = 'SQL, DMY'` a date copied as text into a target reading MDY swaps
+/// day and month, and `extra_float_digits = 0` rounds floats. `TimeZone = UTC` only changes
+/// how timestamptz is written (with its offset, so the instant is exact); timestamp without
+/// time zone is written and read as is. The replication connection gets the same settings
+/// (`cdc::slot`), as does the apply session (`cdc::apply::SESSION_SETTINGS`).
+pub const OUTPUT_SETTINGS: &str = "-c DateStyle=ISO,MDY -c IntervalStyle=postgres \
+     -c extra_float_digits=3 -c bytea_output=hex -c TimeZone=UTC";
 
 /// One server: which side it is and how to reach it.
 #[derive(Clone, Debug)]
@@ -459,11 +471,12 @@ mod tests {
 
     #[test]
     fn sessions_turn_row_security_off_after_the_users_options() {
-        assert_eq!(session_options(None), "-c row_security=off");
-        assert_eq!(session_options(Some("  ")), "-c row_security=off");
+        let pinned = format!("-c row_security=off {OUTPUT_SETTINGS}");
+        assert_eq!(session_options(None), pinned);
+        assert_eq!(session_options(Some("  ")), pinned);
         assert_eq!(
             session_options(Some("-c search_path=app -c row_security=on")),
-            "-c search_path=app -c row_security=on -c row_security=off"
+            format!("-c search_path=app -c row_security=on -c row_security=off {OUTPUT_SETTINGS}")
         );
         let ep = Endpoint::from_dsn(
             Side::Source,
@@ -474,7 +487,7 @@ mod tests {
         .expect("dsn");
         assert_eq!(
             ep.pg_config().get_options(),
-            Some("-c work_mem=64MB -c row_security=off")
+            Some(format!("-c work_mem=64MB -c row_security=off {OUTPUT_SETTINGS}").as_str())
         );
     }
 
