@@ -374,17 +374,6 @@ fn resume_fence(
     }
 }
 
-/// Test hook: with `PGMOVE_TEST_PAUSE=<point>` in the environment, the process says so on
-/// stderr and waits forever at that point, for a test to kill it there. No-op otherwise.
-async fn test_pause(point: &str) {
-    if std::env::var("PGMOVE_TEST_PAUSE").is_ok_and(|p| p == point) {
-        eprintln!("pgmove: test pause at {point}");
-        loop {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-        }
-    }
-}
-
 /// Seconds since the recorded fence (`pgmove.cutover.fenced_at`, the target's clock), also
 /// when an earlier, killed cutover put it in place.
 const OUTAGE_SQL: &str =
@@ -704,7 +693,7 @@ async fn steps(
         }
         // From here the source may be read-only: any failure unfences it.
         fence.active = true;
-        test_pause("cutover-fence-recorded").await;
+        crate::testhook::pause("cutover-fence-recorded").await;
         if let Err(e) = source
             .batch_execute(&format!(
                 "ALTER DATABASE {} SET default_transaction_read_only = on",
@@ -725,7 +714,7 @@ async fn steps(
                 )
                 .into());
         }
-        test_pause("cutover-fence-applied").await;
+        crate::testhook::pause("cutover-fence-applied").await;
         target
             .execute(
                 "UPDATE pgmove.cutover SET state = 'fenced' WHERE plan_name = $1",
@@ -739,7 +728,7 @@ async fn steps(
             terminated = report.sessions_terminated.len(),
             "cutover: source fenced (read-only)"
         );
-        test_pause("cutover-fenced").await;
+        crate::testhook::pause("cutover-fenced").await;
     } else {
         fence.at = Some(Instant::now());
     }
