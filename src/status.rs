@@ -58,6 +58,30 @@ pub struct Status {
     /// Change capture totals: transactions and changes applied.
     pub replicated_transactions: Option<i64>,
     pub replicated_changes: Option<i64>,
+    /// Whether a `pgmove apply` of this plan runs now (it holds the plan's advisory lock on
+    /// the target).
+    pub apply_running: bool,
+}
+
+/// Whether a session holds the plan's advisory lock (taken by `pgmove apply`, see
+/// `State::lock`): true or false. The lock's bigint key is split into classid (high half) and
+/// objid (low half) in pg_locks.
+const APPLY_RUNNING_SQL: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+    AND ((classid::bigint << 32) | objid::bigint) = hashtext('pgmove:' || $1::text)::bigint)";
+
+/// How a migration stands, for `status`'s exit code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Running, finished or not started: nothing to report.
+    Fine,
+    /// The last run failed (phase `failed` or an error recorded) and no apply runs now.
+    Failed,
+    /// An apply runs, the source has written past what the target applied, and the target
+    /// has applied nothing for at least the stall threshold (seconds).
+    Stalled(u64),
+    /// The replication slot is lost.
+    SlotLost,
 }
 
 /// The run's state as `(strategy, phase, started, updated, last error)`.
@@ -108,8 +132,14 @@ pub async fn read(
         slot: None,
         replicated_transactions: None,
         replicated_changes: None,
+        apply_running: false,
     };
     let mut applied: Option<(Lsn, f64)> = None;
+    status.apply_running = t
+        .query_one(APPLY_RUNNING_SQL, &[&plan])
+        .await
+        .map_err(q("looking for a running apply (pg_locks)"))?
+        .get(0);
     if has_schema {
         if let Some(r) = t
             .query_opt(RUN_SQL, &[&plan])
@@ -209,6 +239,26 @@ pub async fn read(
 }
 
 impl Status {
+    /// The verdict behind `status`'s exit code; `stalled_after` is the stall threshold in
+    /// seconds.
+    pub fn verdict(&self, stalled_after: u64) -> Verdict {
+        if let Some(slot) = &self.slot {
+            if slot.lost.is_some() {
+                return Verdict::SlotLost;
+            }
+            if self.apply_running
+                && slot.lag_bytes.unwrap_or(0) > 0
+                && slot.lag_seconds.is_some_and(|s| s >= stalled_after as f64)
+            {
+                return Verdict::Stalled(stalled_after);
+            }
+        }
+        if !self.apply_running && (self.phase == "failed" || self.last_error.is_some()) {
+            return Verdict::Failed;
+        }
+        Verdict::Fine
+    }
+
     pub fn render_text(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(
