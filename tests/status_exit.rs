@@ -1,6 +1,7 @@
 //! `pgmove status` exit codes against real servers: 5 when the migration failed (an error
 //! recorded and no apply running), 6 when it stalled (an apply runs, the source moved on, and
-//! the target applied nothing for `--stalled-after` seconds), 0 while it runs normally.
+//! the target applied nothing for `--stalled-after` seconds), 0 while it runs normally; and
+//! cutover after a failed change capture names the error that stopped it.
 
 mod support;
 
@@ -73,6 +74,32 @@ fn status_exits_5_when_change_capture_failed_and_no_apply_runs() {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     assert_eq!(j["phase"], "failed", "{j}");
     assert_eq!(j["apply_running"], false, "{j}");
+
+    // cutover says what stopped change capture (issue 11 item 10), not "no progress".
+    let out = pgmove(&["cutover", file, "--yes"], &src, &dst)
+        .output()
+        .expect("cutover");
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("change capture stopped"), "{t}");
+    assert!(t.contains("duplicate key"), "{t}");
+    assert!(!t.contains("no change capture progress"), "{t}");
+
+    // The same failure before change capture recorded any progress (its first transaction
+    // failed before any keepalive was flushed; planted here by removing the progress row):
+    // cutover names the recorded error instead of "no change capture progress".
+    dst.psql(DB, "DELETE FROM pgmove.progress WHERE plan_name = 'stfail'");
+    let out = pgmove(&["cutover", file, "--yes"], &src, &dst)
+        .output()
+        .expect("cutover");
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("change capture stopped before it applied anything"),
+        "{t}"
+    );
+    assert!(t.contains("duplicate key"), "{t}");
+    assert!(t.contains("run `pgmove apply` again"), "{t}");
 }
 
 #[test]

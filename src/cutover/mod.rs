@@ -304,6 +304,8 @@ impl CutoverReport {
 
 /// The plan's `pgmove.progress` row: applied LSN.
 const APPLIED_SQL: &str = crate::cdc::run::PROGRESS_SQL;
+/// The error the plan's last run recorded (`pgmove.runs.last_error`), if any.
+const RUN_ERROR_SQL: &str = "SELECT last_error FROM pgmove.runs WHERE plan_name = $1";
 /// The plan's cutover row: state, the read-only setting to restore.
 const CUTOVER_ROW_SQL: &str =
     "SELECT state, prev_read_only FROM pgmove.cutover WHERE plan_name = $1";
@@ -420,9 +422,21 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
     match applied {
         Ok(Some(_)) => {}
         Ok(None) | Err(_) => {
-            return Err(CutoverError::NotReady(format!(
-                "plan {plan:?} has no change capture progress on the target: run `pgmove apply` (strategy copy-cdc) first and let it reach change capture"
-            )))
+            // What stopped change capture, when a run recorded it, rather than "no progress".
+            let recorded: Option<String> = target
+                .query_opt(RUN_ERROR_SQL, &[plan])
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| r.get(0));
+            return Err(CutoverError::NotReady(match recorded {
+                Some(e) => format!(
+                    "plan {plan:?}: change capture stopped before it applied anything, with this error: {e}\n  hint: fix that, then run `pgmove apply` again; cutover needs change capture running and caught up"
+                ),
+                None => format!(
+                    "plan {plan:?} has no change capture progress on the target: run `pgmove apply` (strategy copy-cdc) first and let it reach change capture"
+                ),
+            }));
         }
     }
     // A lost slot can never bring the target up to the source: nothing to cut over to.
