@@ -395,6 +395,21 @@ fn ddl_right_after_the_schema_dump_arrives_with_its_values() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plan = write_plan(dir.path(), "ddlsnap", &src, &dst, "replicate");
     let log = dir.path().join("apply.log");
+    // The dry run lists the slot before the dump, and the dump inside its snapshot.
+    let out = run(
+        &["apply", plan.to_str().expect("utf8"), "--dry-run"],
+        &src,
+        &dst,
+    );
+    assert_ok(&out);
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    let slot = listing
+        .find("CREATE_REPLICATION_SLOT")
+        .unwrap_or_else(|| panic!("no slot in the dry run: {listing}"));
+    let dump = listing
+        .find("--snapshot=<exported>")
+        .unwrap_or_else(|| panic!("no snapshot dump in the dry run: {listing}"));
+    assert!(slot < dump, "{listing}");
     let resume = dir.path().join("resume");
     let point = "copy-cdc-schema-dumped";
     let mut cmd = online::pgmove(&online::apply_args(&plan), &src, &dst);

@@ -1156,11 +1156,16 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, C
         ));
     }
     copy.extend([
-        format!("-- copy-cdc: on a replication connection to the source ({})", base.source.display()),
+        format!("-- copy-cdc: on a replication connection to the source ({}), kept open and idle until the copy ends", base.source.display()),
         format!(
             "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export');",
             quote::ident(&job.slot)
         ),
+    ]);
+    // The slot and what goes before it come before the schema dump, which reads the
+    // slot's exported snapshot; the copy comes after the pre-data restore.
+    let before_dump = std::mem::take(&mut copy);
+    copy.extend([
         format!(
             "-- then per chunk, {} at a time, on the source: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '<exported>'; and on the target: BEGIN; SET LOCAL synchronous_commit = off;",
             base.jobs
@@ -1189,6 +1194,16 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, C
         .position(|l| l.starts_with("-- 5. data"))
         .unwrap_or(out.len());
     out.splice(at..at, copy);
+    // The slot before the dump, and the dump inside its snapshot.
+    if let Some(dump) = out
+        .iter()
+        .position(|l| l.starts_with("-- 2. dump the source"))
+    {
+        if let Some(cmd) = out.get_mut(dump + 1) {
+            cmd.push_str(" --snapshot=<exported>");
+        }
+        out.splice(dump..dump, before_dump);
+    }
     Ok(out)
 }
 
