@@ -347,3 +347,76 @@ impl Status {
         o
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(phase: &str, error: Option<&str>, running: bool, lag: Option<(u64, f64)>) -> Status {
+        Status {
+            plan: "p".into(),
+            phase: phase.into(),
+            strategy: Some("copy-cdc".into()),
+            started_at: None,
+            updated_at: None,
+            last_error: error.map(str::to_string),
+            steps_done: vec![],
+            restore_items_done: 0,
+            tables: vec![],
+            slot: lag.map(|(bytes, secs)| SlotStatus {
+                name: "s".into(),
+                active: running,
+                source_wal_lsn: None,
+                confirmed_flush_lsn: None,
+                applied_lsn: None,
+                lag_bytes: Some(bytes),
+                lag_seconds: Some(secs),
+                retained_wal_bytes: None,
+                wal_status: Some("reserved".into()),
+                lost: None,
+            }),
+            replicated_transactions: None,
+            replicated_changes: None,
+            apply_running: running,
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        // Failed only once no apply runs (a rerun resuming clears nothing until it records).
+        assert_eq!(
+            status("failed", Some("boom"), false, None).verdict(600),
+            Verdict::Failed
+        );
+        assert_eq!(
+            status("replicating", Some("boom"), false, None).verdict(600),
+            Verdict::Failed
+        );
+        assert_eq!(
+            status("failed", Some("boom"), true, None).verdict(600),
+            Verdict::Fine
+        );
+        assert_eq!(
+            status("loaded", None, false, None).verdict(600),
+            Verdict::Fine
+        );
+        // Stalled: running, behind, nothing applied for the threshold.
+        let behind = status("replicating", None, true, Some((4096, 700.0)));
+        assert_eq!(behind.verdict(600), Verdict::Stalled(600));
+        assert_eq!(behind.verdict(800), Verdict::Fine);
+        assert_eq!(
+            status("replicating", None, true, Some((0, 700.0))).verdict(600),
+            Verdict::Fine
+        );
+        assert_eq!(
+            status("replicating", None, false, Some((4096, 700.0))).verdict(600),
+            Verdict::Fine
+        );
+        // A lost slot wins.
+        let mut lost = status("failed", Some("boom"), false, Some((4096, 700.0)));
+        if let Some(s) = lost.slot.as_mut() {
+            s.lost = Some("lost".into());
+        }
+        assert_eq!(lost.verdict(600), Verdict::SlotLost);
+    }
+}
