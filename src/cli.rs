@@ -17,6 +17,11 @@ pub mod exit {
     pub const DIFFERENCES: u8 = 3;
     /// `status`: the migration cannot proceed (its replication slot is lost).
     pub const CANNOT_PROCEED: u8 = 4;
+    /// `status`: the migration failed (an error recorded, no apply running).
+    pub const MIGRATION_FAILED: u8 = 5;
+    /// `status`: the migration stalled (an apply runs but applies nothing while the source
+    /// moves on).
+    pub const MIGRATION_STALLED: u8 = 6;
 }
 
 #[derive(Debug, Parser)]
@@ -79,10 +84,17 @@ pub enum Command {
     /// Exit codes: 0 the migration can proceed; 1 status could not be read; 2 invalid plan;
     /// 4 the migration cannot proceed: its replication slot is lost (the source removed WAL
     /// it still needed, past max_slot_wal_keep_size): load again with a new slot (`pgmove
-    /// cleanup PLAN.yaml` then `pgmove apply PLAN.yaml`).
+    /// cleanup PLAN.yaml` then `pgmove apply PLAN.yaml`); 5 the migration failed: its last
+    /// run recorded an error (phase `failed`) and no apply runs now; 6 the migration stalled:
+    /// an apply runs, the source has written past what the target applied, and the target
+    /// has applied nothing for --stalled-after seconds.
     Status {
         /// The YAML plan file.
         plan: PathBuf,
+        /// Seconds without applied changes, while the source is ahead and an apply runs,
+        /// after which the migration counts as stalled (exit 6).
+        #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+        stalled_after: u64,
     },
     /// Compare source and target: per-table row counts and chunked checksums, sequences,
     /// large objects and the object inventory. Exit 3 when they differ. Never writes.
@@ -175,7 +187,10 @@ where
                 };
                 commands::apply(&plan, dry_run, dump_dir, online, g).await
             }
-            Command::Status { plan } => commands::status(&plan, g).await,
+            Command::Status {
+                plan,
+                stalled_after,
+            } => commands::status(&plan, stalled_after, g).await,
             Command::Verify {
                 plan,
                 counts_only,

@@ -386,7 +386,7 @@ async fn apply_copy_cdc(
     }
     // The plan's lock, held while change capture runs: `pgmove cutover` and `cleanup` see that
     // an apply is running.
-    let _lock = match crate::state::State::open(&p.target, &p.plan.name).await {
+    let lock = match crate::state::State::open(&p.target, &p.plan.name).await {
         Ok(s) => {
             let _ = s.set_phase(copy_cdc::STRATEGY, "replicating", None).await;
             s
@@ -472,6 +472,10 @@ async fn apply_copy_cdc(
             exit::OK
         }
         Err(e) => {
+            // Recorded, so `status` reports the migration failed (exit 5) once this ends.
+            let _ = lock
+                .set_phase(copy_cdc::STRATEGY, "failed", Some(&e.to_string()))
+                .await;
             let f = slot_lost_failure(&p.source, &p.target, &job.slot, path, Some(&e.to_string()))
                 .await;
             report_failure(&f.unwrap_or_else(|| Failure::runtime(e)))
@@ -541,7 +545,7 @@ pub async fn verify(path: &Path, counts_only: bool, chunk_rows: Option<u64>, g: 
 const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// `pgmove status`.
-pub async fn status(path: &Path, g: Global) -> u8 {
+pub async fn status(path: &Path, stalled_after: u64, g: Global) -> u8 {
     let (plan, source, target) = match load_with_endpoints(path) {
         Ok(x) => x,
         Err(f) => return report_failure(&f),
@@ -566,10 +570,23 @@ pub async fn status(path: &Path, g: Global) -> u8 {
                 }
                 _ => print!("{}", s.render_text()),
             }
-            if s.slot.as_ref().is_some_and(|x| x.lost.is_some()) {
-                exit::CANNOT_PROCEED
-            } else {
-                exit::OK
+            match s.verdict(stalled_after) {
+                crate::status::Verdict::SlotLost => exit::CANNOT_PROCEED,
+                crate::status::Verdict::Failed => {
+                    eprintln!(
+                        "pgmove: the migration failed (phase {}) and no apply runs: see the last error above, fix it, then run `pgmove apply {}` again to resume",
+                        s.phase,
+                        path.display()
+                    );
+                    exit::MIGRATION_FAILED
+                }
+                crate::status::Verdict::Stalled(secs) => {
+                    eprintln!(
+                        "pgmove: the migration is stalled: an apply runs but has applied nothing for {secs} s or more while the source moved on; look at the apply's log and at locks or long transactions on the target"
+                    );
+                    exit::MIGRATION_STALLED
+                }
+                crate::status::Verdict::Fine => exit::OK,
             }
         }
         Err(e) => report_failure(&Failure::runtime(e)),

@@ -20,5 +20,6 @@ pub mod report;
 pub mod state;
 pub mod status;
 pub mod strategy;
+pub mod testhook;
 pub mod tools;
 pub mod verify;

@@ -58,6 +58,30 @@ pub struct Status {
     /// Change capture totals: transactions and changes applied.
     pub replicated_transactions: Option<i64>,
     pub replicated_changes: Option<i64>,
+    /// Whether a `pgmove apply` of this plan runs now (it holds the plan's advisory lock on
+    /// the target).
+    pub apply_running: bool,
+}
+
+/// Whether a session holds the plan's advisory lock (taken by `pgmove apply`, see
+/// `State::lock`): true or false. The lock's bigint key is split into classid (high half) and
+/// objid (low half) in pg_locks.
+const APPLY_RUNNING_SQL: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+    AND ((classid::bigint << 32) | objid::bigint) = hashtext('pgmove:' || $1::text)::bigint)";
+
+/// How a migration stands, for `status`'s exit code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Running, finished or not started: nothing to report.
+    Fine,
+    /// The last run failed (phase `failed` or an error recorded) and no apply runs now.
+    Failed,
+    /// An apply runs, the source has written past what the target applied, and the target
+    /// has applied nothing for at least the stall threshold (seconds).
+    Stalled(u64),
+    /// The replication slot is lost.
+    SlotLost,
 }
 
 /// The run's state as `(strategy, phase, started, updated, last error)`.
@@ -108,8 +132,14 @@ pub async fn read(
         slot: None,
         replicated_transactions: None,
         replicated_changes: None,
+        apply_running: false,
     };
     let mut applied: Option<(Lsn, f64)> = None;
+    status.apply_running = t
+        .query_one(APPLY_RUNNING_SQL, &[&plan])
+        .await
+        .map_err(q("looking for a running apply (pg_locks)"))?
+        .get(0);
     if has_schema {
         if let Some(r) = t
             .query_opt(RUN_SQL, &[&plan])
@@ -209,6 +239,26 @@ pub async fn read(
 }
 
 impl Status {
+    /// The verdict behind `status`'s exit code; `stalled_after` is the stall threshold in
+    /// seconds.
+    pub fn verdict(&self, stalled_after: u64) -> Verdict {
+        if let Some(slot) = &self.slot {
+            if slot.lost.is_some() {
+                return Verdict::SlotLost;
+            }
+            if self.apply_running
+                && slot.lag_bytes.unwrap_or(0) > 0
+                && slot.lag_seconds.is_some_and(|s| s >= stalled_after as f64)
+            {
+                return Verdict::Stalled(stalled_after);
+            }
+        }
+        if !self.apply_running && (self.phase == "failed" || self.last_error.is_some()) {
+            return Verdict::Failed;
+        }
+        Verdict::Fine
+    }
+
     pub fn render_text(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(
@@ -295,5 +345,78 @@ impl Status {
             let _ = writeln!(o, "  replicated: {t} transaction(s), {c} change(s)");
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(phase: &str, error: Option<&str>, running: bool, lag: Option<(u64, f64)>) -> Status {
+        Status {
+            plan: "p".into(),
+            phase: phase.into(),
+            strategy: Some("copy-cdc".into()),
+            started_at: None,
+            updated_at: None,
+            last_error: error.map(str::to_string),
+            steps_done: vec![],
+            restore_items_done: 0,
+            tables: vec![],
+            slot: lag.map(|(bytes, secs)| SlotStatus {
+                name: "s".into(),
+                active: running,
+                source_wal_lsn: None,
+                confirmed_flush_lsn: None,
+                applied_lsn: None,
+                lag_bytes: Some(bytes),
+                lag_seconds: Some(secs),
+                retained_wal_bytes: None,
+                wal_status: Some("reserved".into()),
+                lost: None,
+            }),
+            replicated_transactions: None,
+            replicated_changes: None,
+            apply_running: running,
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        // Failed only once no apply runs (a rerun resuming clears nothing until it records).
+        assert_eq!(
+            status("failed", Some("boom"), false, None).verdict(600),
+            Verdict::Failed
+        );
+        assert_eq!(
+            status("replicating", Some("boom"), false, None).verdict(600),
+            Verdict::Failed
+        );
+        assert_eq!(
+            status("failed", Some("boom"), true, None).verdict(600),
+            Verdict::Fine
+        );
+        assert_eq!(
+            status("loaded", None, false, None).verdict(600),
+            Verdict::Fine
+        );
+        // Stalled: running, behind, nothing applied for the threshold.
+        let behind = status("replicating", None, true, Some((4096, 700.0)));
+        assert_eq!(behind.verdict(600), Verdict::Stalled(600));
+        assert_eq!(behind.verdict(800), Verdict::Fine);
+        assert_eq!(
+            status("replicating", None, true, Some((0, 700.0))).verdict(600),
+            Verdict::Fine
+        );
+        assert_eq!(
+            status("replicating", None, false, Some((4096, 700.0))).verdict(600),
+            Verdict::Fine
+        );
+        // A lost slot wins.
+        let mut lost = status("failed", Some("boom"), false, Some((4096, 700.0)));
+        if let Some(s) = lost.slot.as_mut() {
+            s.lost = Some("lost".into());
+        }
+        assert_eq!(lost.verdict(600), Verdict::SlotLost);
     }
 }

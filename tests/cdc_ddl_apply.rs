@@ -384,3 +384,72 @@ fn ignore_installs_no_trigger_and_leaves_ddl_to_the_user() {
     assert_eq!(dst.psql("shop", "SELECT c FROM items WHERE id = 101"), "5");
     verify(&plan, &src, &dst);
 }
+
+/// Issue 11 item 4: DDL committed on the source between the schema dump and the slot's
+/// snapshot. `PGMOVE_TEST_PAUSE` holds apply right after the schema dump; the source gains a
+/// column and fills it; apply goes on. The column must hold the source's values on the target
+/// (before the dump was taken in the slot's snapshot, it held only its default).
+#[test]
+fn ddl_right_after_the_schema_dump_arrives_with_its_values() {
+    let (src, dst) = pair();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = write_plan(dir.path(), "ddlsnap", &src, &dst, "replicate");
+    let log = dir.path().join("apply.log");
+    // The dry run lists the slot before the dump, and the dump inside its snapshot.
+    let out = run(
+        &["apply", plan.to_str().expect("utf8"), "--dry-run"],
+        &src,
+        &dst,
+    );
+    assert_ok(&out);
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    let slot = listing
+        .find("CREATE_REPLICATION_SLOT")
+        .unwrap_or_else(|| panic!("no slot in the dry run: {listing}"));
+    let dump = listing
+        .find("--snapshot=<exported>")
+        .unwrap_or_else(|| panic!("no snapshot dump in the dry run: {listing}"));
+    assert!(slot < dump, "{listing}");
+    let resume = dir.path().join("resume");
+    let point = "copy-cdc-schema-dumped";
+    let mut cmd = online::pgmove(&online::apply_args(&plan), &src, &dst);
+    cmd.env("PGMOVE_TEST_PAUSE", point)
+        .env("PGMOVE_TEST_RESUME_FILE", &resume);
+    let mut child = online::spawn_logged(cmd, &log);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !read_log(&log).contains(&format!("test pause at {point}")) {
+        online::check_running(&mut child, &log);
+        assert!(
+            Instant::now() < deadline,
+            "apply did not reach {point}\n{}",
+            read_log(&log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    src.psql(
+        "shop",
+        "ALTER TABLE items ADD COLUMN qty int DEFAULT 0;
+         UPDATE items SET qty = id * 10;
+         INSERT INTO items VALUES (101, 'new', 1010);",
+    );
+    std::fs::write(&resume, b"go").expect("resume file");
+    wait_loaded(&dst, "ddlsnap", &mut child, &log);
+    wait_caught_up(&src, &dst, "ddlsnap", &mut child, &log);
+    assert_eq!(columns(&dst, "items"), "id,v,qty");
+    assert_eq!(
+        dst.psql(
+            "shop",
+            "SELECT count(*) || '/' || sum(qty) FROM items WHERE qty = id * 10"
+        ),
+        src.psql(
+            "shop",
+            "SELECT count(*) || '/' || sum(qty) FROM items WHERE qty = id * 10"
+        ),
+    );
+    assert_eq!(
+        dst.psql("shop", "SELECT count(*) FROM items WHERE qty = 0"),
+        "0"
+    );
+    terminate(&mut child, &log);
+    verify(&plan, &src, &dst);
+}

@@ -306,6 +306,8 @@ impl CutoverReport {
 
 /// The plan's `pgmove.progress` row: applied LSN.
 const APPLIED_SQL: &str = crate::cdc::run::PROGRESS_SQL;
+/// The error the plan's last run recorded (`pgmove.runs.last_error`), if any.
+const RUN_ERROR_SQL: &str = "SELECT last_error FROM pgmove.runs WHERE plan_name = $1";
 /// The plan's cutover row: state, the read-only setting to restore.
 const CUTOVER_ROW_SQL: &str =
     "SELECT state, prev_read_only FROM pgmove.cutover WHERE plan_name = $1";
@@ -415,17 +417,6 @@ fn resume_fence(
     }
 }
 
-/// Test hook: with `PGMOVE_TEST_PAUSE=<point>` in the environment, the process says so on
-/// stderr and waits forever at that point, for a test to kill it there. No-op otherwise.
-async fn test_pause(point: &str) {
-    if std::env::var("PGMOVE_TEST_PAUSE").is_ok_and(|p| p == point) {
-        eprintln!("pgmove: test pause at {point}");
-        loop {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-        }
-    }
-}
-
 /// Seconds since the recorded fence (`pgmove.cutover.fenced_at`, the target's clock), also
 /// when an earlier, killed cutover put it in place.
 const OUTAGE_SQL: &str =
@@ -472,9 +463,21 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
     match applied {
         Ok(Some(_)) => {}
         Ok(None) | Err(_) => {
-            return Err(CutoverError::NotReady(format!(
-                "plan {plan:?} has no change capture progress on the target: run `pgmove apply` (strategy copy-cdc) first and let it reach change capture"
-            )))
+            // What stopped change capture, when a run recorded it, rather than "no progress".
+            let recorded: Option<String> = target
+                .query_opt(RUN_ERROR_SQL, &[plan])
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| r.get(0));
+            return Err(CutoverError::NotReady(match recorded {
+                Some(e) => format!(
+                    "plan {plan:?}: change capture stopped before it applied anything, with this error: {e}\n  hint: fix that, then run `pgmove apply` again; cutover needs change capture running and caught up"
+                ),
+                None => format!(
+                    "plan {plan:?} has no change capture progress on the target: run `pgmove apply` (strategy copy-cdc) first and let it reach change capture"
+                ),
+            }));
         }
     }
     // A lost slot can never bring the target up to the source: nothing to cut over to.
@@ -745,7 +748,7 @@ async fn steps(
         }
         // From here the source may be read-only: any failure unfences it.
         fence.active = true;
-        test_pause("cutover-fence-recorded").await;
+        crate::testhook::pause("cutover-fence-recorded").await;
         if let Err(e) = source
             .batch_execute(&format!(
                 "ALTER DATABASE {} SET default_transaction_read_only = on",
@@ -766,7 +769,7 @@ async fn steps(
                 )
                 .into());
         }
-        test_pause("cutover-fence-applied").await;
+        crate::testhook::pause("cutover-fence-applied").await;
         target
             .execute(
                 "UPDATE pgmove.cutover SET state = 'fenced' WHERE plan_name = $1",
@@ -780,7 +783,7 @@ async fn steps(
             terminated = report.sessions_terminated.len(),
             "cutover: source fenced (read-only)"
         );
-        test_pause("cutover-fenced").await;
+        crate::testhook::pause("cutover-fenced").await;
     } else {
         fence.at = Some(Instant::now());
     }

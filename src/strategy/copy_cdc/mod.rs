@@ -3,10 +3,13 @@
 //! capture starts exactly where the copy ends.
 //!
 //! Steps, each resumable:
-//! 1. **schema**: `pg_dump --schema-only`, pre-data restored in one transaction (the
-//!    dump-restore machinery), extensions first; partitioned parents and leaves created.
-//! 2. **slot**: `CREATE_REPLICATION_SLOT ... LOGICAL pgoutput (SNAPSHOT 'export')`; its
-//!    consistent LSN is recorded with every chunk copied in its snapshot.
+//! 1. **slot**: `CREATE_REPLICATION_SLOT ... LOGICAL pgoutput (SNAPSHOT 'export')`; its
+//!    consistent LSN is recorded with every chunk copied in its snapshot. The replication
+//!    connection stays open and idle until the copy ends, so the snapshot stays importable.
+//! 2. **schema**: `pg_dump --schema-only --snapshot=<exported>`, so the schema is the one of
+//!    the slot's snapshot (DDL before it is in the dump, DDL after it in the stream); pre-data
+//!    restored in one transaction (the dump-restore machinery), extensions first; partitioned
+//!    parents and leaves created.
 //! 3. **copy**: `jobs` workers; tables larger than `split_tables_larger_than` split into ctid
 //!    block ranges (TID range scans); bytes streamed from `COPY ... TO STDOUT` into
 //!    `COPY ... FROM STDIN` without parsing rows (binary when every column is a built-in type,
@@ -326,11 +329,6 @@ async fn run_steps(
         outcome.slot_kept = job.keep_slot;
         return Ok(outcome);
     }
-    let mut restorer =
-        Restorer::dump(base, state, pg_dump, pg_restore, psql, progress, STRATEGY).await?;
-    state.set_phase(STRATEGY, "schema", None).await?;
-    restorer.pre_data(state).await?;
-
     // What is left to copy.
     let include = |t: &&Table| {
         t.schema != crate::state::SCHEMA
@@ -365,6 +363,65 @@ async fn run_steps(
         }
     }
     todo.sort_by_key(|c| std::cmp::Reverse(c.est_bytes));
+    // The snapshot: the permanent slot's on the first run, a temporary one's on a resume.
+    let existing = slot::slot_exists(&base.source, &job.slot).await?;
+    if existing.is_none() && job.keep_slot {
+        // Before the slot: pgoutput reads the publication as of each change's position.
+        ensure_publication(job, &tables).await?;
+    }
+    // After the publication (the trigger adds new tables to it) and before the slot, so every
+    // DDL after the slot's consistent point is in the stream. A rerun installs it again
+    // (idempotent: the key stays).
+    ensure_ddl_trigger(job).await?;
+    // The slot (and its snapshot) comes before the schema dump, which is read inside that
+    // snapshot: DDL committed before the slot's consistent point is in the dump and the copy,
+    // DDL after it in the stream, and none in neither (issue: a column added between an
+    // earlier dump and the slot arrived holding only its default).
+    let mut exported = None;
+    if !todo.is_empty() {
+        exported = Some(if existing.is_none() {
+            (ExportedSlot::create(&base.source, &job.slot).await?, None)
+        } else {
+            let name = crate::plan::resume_slot_name(&job.slot);
+            let _ = slot::drop_slot(&base.source, &name).await;
+            (ExportedSlot::create(&base.source, &name).await?, Some(name))
+        });
+    }
+    crate::testhook::pause("copy-cdc-slot-created").await;
+    let snapshot = exported
+        .as_ref()
+        .map(|(e, _)| e.snapshot_name().to_string());
+    let schema = async {
+        let mut restorer = Restorer::dump(
+            base,
+            state,
+            pg_dump,
+            pg_restore,
+            psql,
+            progress,
+            STRATEGY,
+            snapshot.as_deref(),
+        )
+        .await?;
+        crate::testhook::pause("copy-cdc-schema-dumped").await;
+        state.set_phase(STRATEGY, "schema", None).await?;
+        restorer.pre_data(state).await?;
+        Ok::<_, CopyError>(restorer)
+    }
+    .await;
+    let mut restorer = match schema {
+        Ok(r) => r,
+        Err(e) => {
+            // The exporting session is no longer needed; the permanent slot stays for a rerun.
+            if let Some((exported, temp_name)) = exported {
+                let _ = exported.release().await;
+                if let Some(name) = temp_name {
+                    let _ = slot::drop_slot(&base.source, &name).await;
+                }
+            }
+            return Err(e);
+        }
+    };
     if !restart.is_empty() {
         // Tables a stopped run left half copied: start them again, atomically.
         let mut sql = String::from("BEGIN;\n");
@@ -386,25 +443,8 @@ async fn run_steps(
             .map_err(|e| base.target.query_error("restarting half-copied tables", &e))?;
     }
 
-    // The snapshot: the permanent slot's on the first run, a temporary one's on a resume.
     state.set_phase(STRATEGY, "copy", None).await?;
-    let existing = slot::slot_exists(&base.source, &job.slot).await?;
-    if existing.is_none() && job.keep_slot {
-        // Before the slot: pgoutput reads the publication as of each change's position.
-        ensure_publication(job, &tables).await?;
-    }
-    // After the publication (the trigger adds new tables to it) and before the slot, so every
-    // DDL after the slot's consistent point is in the stream. A rerun installs it again
-    // (idempotent: the key stays).
-    ensure_ddl_trigger(job).await?;
-    if !todo.is_empty() {
-        let (exported, temp_name) = if existing.is_none() {
-            (ExportedSlot::create(&base.source, &job.slot).await?, None)
-        } else {
-            let name = crate::plan::resume_slot_name(&job.slot);
-            let _ = slot::drop_slot(&base.source, &name).await;
-            (ExportedSlot::create(&base.source, &name).await?, Some(name))
-        };
+    if let Some((exported, temp_name)) = exported {
         let lsn = exported.consistent_lsn();
         outcome.consistent_lsn = Some(lsn.to_string());
         let step = progress.step("copy", todo.len() as u64);
@@ -1116,11 +1156,16 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, C
         ));
     }
     copy.extend([
-        format!("-- copy-cdc: on a replication connection to the source ({})", base.source.display()),
+        format!("-- copy-cdc: on a replication connection to the source ({}), kept open and idle until the copy ends", base.source.display()),
         format!(
             "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export');",
             quote::ident(&job.slot)
         ),
+    ]);
+    // The slot and what goes before it come before the schema dump, which reads the
+    // slot's exported snapshot; the copy comes after the pre-data restore.
+    let before_dump = std::mem::take(&mut copy);
+    copy.extend([
         format!(
             "-- then per chunk, {} at a time, on the source: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '<exported>'; and on the target: BEGIN; SET LOCAL synchronous_commit = off;",
             base.jobs
@@ -1149,6 +1194,16 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, C
         .position(|l| l.starts_with("-- 5. data"))
         .unwrap_or(out.len());
     out.splice(at..at, copy);
+    // The slot before the dump, and the dump inside its snapshot.
+    if let Some(dump) = out
+        .iter()
+        .position(|l| l.starts_with("-- 2. dump the source"))
+    {
+        if let Some(cmd) = out.get_mut(dump + 1) {
+            cmd.push_str(" --snapshot=<exported>");
+        }
+        out.splice(dump..dump, before_dump);
+    }
     Ok(out)
 }
 

@@ -533,7 +533,10 @@ async fn run_steps(
             ..Outcome::default()
         });
     }
-    let mut r = Restorer::dump(job, state, pg_dump, pg_restore, psql, progress, STRATEGY).await?;
+    let mut r = Restorer::dump(
+        job, state, pg_dump, pg_restore, psql, progress, STRATEGY, None,
+    )
+    .await?;
     r.pre_data(state).await?;
     state.set_phase(STRATEGY, "data", None).await?;
     r.data().await?;
@@ -605,7 +608,10 @@ pub struct Restorer<'a> {
 }
 
 impl<'a> Restorer<'a> {
-    /// Dumps the source (or reuses a complete dump) and reads its table of contents.
+    /// Dumps the source (or reuses a complete dump) and reads its table of contents. With
+    /// `snapshot`, pg_dump reads inside that exported snapshot (`--snapshot`), whose exporting
+    /// session must stay open and idle until this returns.
+    #[allow(clippy::too_many_arguments)]
     pub async fn dump(
         job: &'a Job,
         state: &State<'_>,
@@ -614,6 +620,7 @@ impl<'a> Restorer<'a> {
         psql: &'a Tool,
         progress: Progress,
         strategy: &str,
+        snapshot: Option<&str>,
     ) -> Result<Restorer<'a>, DumpRestoreError> {
         let mut outcome = Outcome::default();
         let top = job.dump_dir()?;
@@ -652,6 +659,7 @@ impl<'a> Restorer<'a> {
             let step = progress.step("dump", 0);
             let out = command(pg_dump, &job.source)
                 .args(job.dump_args(&dir))
+                .args(snapshot.map(|name| format!("--snapshot={name}")))
                 .stdin(Stdio::null())
                 .output()
                 .await
