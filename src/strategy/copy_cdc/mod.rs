@@ -23,7 +23,7 @@
 //! read in (`copy_progress.snapshot_lsn`), so change capture applies to each table only the
 //! changes committed after its own snapshot.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -1012,11 +1012,79 @@ pub async fn refresh_populated_matviews(
     Ok(done)
 }
 
-/// Copies the large objects the target lacks, 1 MB at a time.
+/// Each large object's owner and the grants on it other than its owner's: (oid, owner,
+/// privilege, grantee or NULL for PUBLIC, grantable), privilege NULL for an object with none.
+const LO_PRIVILEGES: &str =
+    "SELECT m.oid, pg_catalog.pg_get_userbyid(m.lomowner), a.privilege_type,
+       CASE WHEN a.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(a.grantee) END,
+       coalesce(a.is_grantable, false)
+  FROM pg_catalog.pg_largeobject_metadata m
+  LEFT JOIN LATERAL pg_catalog.aclexplode(m.lomacl) a ON a.grantee <> m.lomowner";
+
+/// The statements giving large object `oid` its source owner and grants, for the roles that
+/// exist on the target; the roles missing are added to `missing`.
+fn large_object_privileges(
+    base: &dump_restore::Job,
+    oid: u32,
+    rows: &[tokio_postgres::Row],
+    roles: &HashSet<String>,
+    missing: &mut std::collections::BTreeSet<String>,
+) -> Vec<String> {
+    let mut grants = Vec::new();
+    let mut owner = None;
+    for r in rows.iter().filter(|r| r.get::<_, u32>(0) == oid) {
+        owner = Some(r.get::<_, String>(1));
+        let Some(privilege) = r.get::<_, Option<String>>(2) else {
+            continue;
+        };
+        let grantee = match r.get::<_, Option<String>>(3) {
+            None => "PUBLIC".to_string(),
+            Some(g) if roles.contains(&g) => crate::pg::quote::ident(&g),
+            Some(g) => {
+                missing.insert(g);
+                continue;
+            }
+        };
+        let option = if r.get::<_, bool>(4) {
+            " WITH GRANT OPTION"
+        } else {
+            ""
+        };
+        grants.push(format!(
+            "GRANT {privilege} ON LARGE OBJECT {oid} TO {grantee}{option}"
+        ));
+    }
+    // Granted first, by the creating user: a change of owner hands its grants to the new owner.
+    match owner {
+        Some(o) if !base.no_owner && roles.contains(&o) => grants.push(format!(
+            "ALTER LARGE OBJECT {oid} OWNER TO {}",
+            crate::pg::quote::ident(&o)
+        )),
+        Some(o) if !base.no_owner => {
+            missing.insert(o);
+        }
+        _ => {}
+    }
+    grants
+}
+
+/// Copies the large objects the target lacks, 1 MB at a time, with their owners and grants.
 async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError> {
     const PIECE: i64 = 1 << 20;
     let source = base.source.connect().await?;
     let mut target = base.target.connect().await?;
+    let privileges = source.query(LO_PRIVILEGES, &[]).await.map_err(|e| {
+        base.source
+            .query_error("listing large object owners and grants", &e)
+    })?;
+    let roles: HashSet<String> = target
+        .query(dump_restore::grants::TARGET_ROLES, &[])
+        .await
+        .map_err(|e| base.target.query_error("listing the target's roles", &e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut missing = std::collections::BTreeSet::new();
     let on_source: Vec<u32> = source
         .query("SELECT oid FROM pg_largeobject_metadata ORDER BY oid", &[])
         .await
@@ -1070,10 +1138,25 @@ async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError
                 break;
             }
         }
+        for sql in large_object_privileges(base, oid, &privileges, &roles, &mut missing) {
+            tx.batch_execute(&sql).await.map_err(|e| {
+                base.target.query_error(
+                    &format!("setting the owner and grants of large object {oid}"),
+                    &e,
+                )
+            })?;
+        }
         tx.commit()
             .await
             .map_err(|e| base.target.query_error("COMMIT", &e))?;
         n += 1;
+    }
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.iter().map(|r| crate::pg::quote::ident(r)).collect();
+        tracing::warn!(
+            "large objects: owner or grants to role(s) {} not given: missing on the target (`roles: skip`); create them, then ALTER LARGE OBJECT ... OWNER TO / GRANT as on the source",
+            names.join(", ")
+        );
     }
     Ok(n)
 }
