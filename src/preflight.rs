@@ -108,6 +108,7 @@ pub const CHECKS: &[Check] = &[
     replication_connection,
     pglogical_preload,
     tables_without_key,
+    unlogged_tables,
     partitioned_tables,
     extensions,
     client_versions,
@@ -807,10 +808,38 @@ pub fn pglogical_preload(ctx: &Context) -> Vec<Finding> {
     out
 }
 
+/// Unlogged tables with change capture: the load copies them (UNLOGGED on the target too), but
+/// their changes are not in the WAL, so a publication refuses them and nothing later arrives.
+pub fn unlogged_tables(ctx: &Context) -> Vec<Finding> {
+    if !ctx.online() {
+        return vec![];
+    }
+    let unlogged: Vec<String> = planner::selected_tables(ctx.plan, ctx.source)
+        .filter(|t| t.unlogged)
+        .map(|t| format!("{}.{}", t.schema, t.name))
+        .collect();
+    if unlogged.is_empty() {
+        return vec![];
+    }
+    vec![Finding::new(
+        Severity::Warning,
+        "unlogged-tables",
+        Some(Side::Source),
+        format!(
+            "{} unlogged table(s): {}; the load copies them (they stay UNLOGGED on the target), but their later changes are not replicated (an unlogged table is not written to the WAL and cannot be published); add them to objects.exclude to leave them out, or make them logged on the source: ALTER TABLE <table> SET LOGGED",
+            unlogged.len(),
+            list(&unlogged)
+        ),
+    )
+    .object(list(&unlogged))]
+}
+
 /// Tables without a primary key or replica identity: what CDC will do with them.
 pub fn tables_without_key(ctx: &Context) -> Vec<Finding> {
     let keyless: Vec<String> = planner::selected_tables(ctx.plan, ctx.source)
         .filter(|t| t.kind != TableKind::PartitionedParent && !t.has_replica_identity())
+        // Unlogged tables are never published (see unlogged_tables).
+        .filter(|t| !(ctx.online() && t.unlogged))
         .map(|t| format!("{}.{}", t.schema, t.name))
         .collect();
     if keyless.is_empty() {

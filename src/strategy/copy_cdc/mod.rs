@@ -472,11 +472,12 @@ async fn run_steps(
 }
 
 /// The publication's tables: plain tables and the roots of partitioned ones (their leaves'
-/// changes are published under the leaves' own names).
+/// changes are published under the leaves' own names). Unlogged tables are left out: their
+/// changes are not in the WAL and a publication refuses them (the load copies them once).
 pub fn publication_tables(tables: &[&Table]) -> Vec<String> {
     tables
         .iter()
-        .filter(|t| !t.foreign)
+        .filter(|t| !t.foreign && !t.unlogged)
         .filter(|t| {
             t.kind == TableKind::Plain
                 || (t.kind == TableKind::PartitionedParent && t.parent.is_none())
@@ -514,7 +515,9 @@ pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
     let keyless: Vec<&Table> = tables
         .iter()
         .copied()
-        .filter(|t| t.kind == TableKind::Plain && !t.foreign && !t.has_replica_identity())
+        .filter(|t| {
+            t.kind == TableKind::Plain && !t.foreign && !t.unlogged && !t.has_replica_identity()
+        })
         .collect();
     let mut setup = String::new();
     let mut main: Vec<&Table> = tables.to_vec();
