@@ -501,6 +501,9 @@ async fn ensure_publication(job: &Job, tables: &[&Table]) -> Result<(), CopyErro
     if exists {
         return Ok(());
     }
+    if job.tables_without_key == plan::TablesWithoutKey::ReplicaIdentityFull {
+        record_replica_identities(job, &client, &keyless_tables(tables)).await?;
+    }
     client
         .batch_execute(&format!("BEGIN;\n{}COMMIT;", publication_sql(job, tables)))
         .await
@@ -508,17 +511,78 @@ async fn ensure_publication(job: &Job, tables: &[&Table]) -> Result<(), CopyErro
     Ok(())
 }
 
-/// The statements creating the plan's publication(s), in order, each ending with `;`.
-pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
-    // Tables without a key or replica identity (cdc.tables_without_key): in a publication that
-    // replicates updates and deletes, the source would refuse every UPDATE and DELETE of them.
-    let keyless: Vec<&Table> = tables
+/// Tables without a key or replica identity (cdc.tables_without_key): in a publication that
+/// replicates updates and deletes, the source would refuse every UPDATE and DELETE of them.
+fn keyless_tables<'t>(tables: &[&'t Table]) -> Vec<&'t Table> {
+    tables
         .iter()
         .copied()
         .filter(|t| {
             t.kind == TableKind::Plain && !t.foreign && !t.unlogged && !t.has_replica_identity()
         })
+        .collect()
+}
+
+/// Where the source's replica identities are kept before pgmove sets REPLICA IDENTITY FULL
+/// (on the target, in pgmove's schema: `pgmove cleanup` restores them on the source).
+const RI_TABLE: &str = "CREATE TABLE IF NOT EXISTS pgmove.replica_identity (
+    plan_name text NOT NULL, schema_name text NOT NULL, table_name text NOT NULL,
+    relreplident text NOT NULL, index_name text,
+    PRIMARY KEY (plan_name, schema_name, table_name))";
+
+/// The current replica identity of the source tables named `$1` (qualified names): schema,
+/// table, `relreplident` (d, n, f or i) and the identity index's name when it is i.
+const RI_CURRENT: &str = "SELECT n.nspname::text, c.relname::text, c.relreplident::text,
+       (SELECT ic.relname::text FROM pg_catalog.pg_index i
+          JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+         WHERE i.indrelid = c.oid AND i.indisreplident)
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid = ANY($1::text[]::regclass[])";
+
+/// Records on the target the replica identity of each of `keyless` before it becomes FULL; a
+/// rerun keeps the first record (the table may be FULL by then).
+async fn record_replica_identities(
+    job: &Job,
+    source: &tokio_postgres::Client,
+    keyless: &[&Table],
+) -> Result<(), CopyError> {
+    if keyless.is_empty() {
+        return Ok(());
+    }
+    let base = &job.base;
+    let names: Vec<String> = keyless
+        .iter()
+        .map(|t| quote::qualified(&t.schema, &t.name))
         .collect();
+    let rows = source
+        .query(RI_CURRENT, &[&names])
+        .await
+        .map_err(|e| base.source.query_error("reading replica identities", &e))?;
+    let target = base.target.connect().await?;
+    target.batch_execute(RI_TABLE).await.map_err(|e| {
+        base.target
+            .query_error("creating pgmove.replica_identity", &e)
+    })?;
+    for r in rows {
+        let (schema, table, mode, index): (String, String, String, Option<String>) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        target
+            .execute(
+                "INSERT INTO pgmove.replica_identity VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[&base.plan_name, &schema, &table, &mode, &index],
+            )
+            .await
+            .map_err(|e| {
+                base.target
+                    .query_error(&format!("recording the replica identity of {schema}.{table}"), &e)
+            })?;
+    }
+    Ok(())
+}
+
+/// The statements creating the plan's publication(s), in order, each ending with `;`.
+pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
+    let keyless = keyless_tables(tables);
     let mut setup = String::new();
     let mut main: Vec<&Table> = tables.to_vec();
     match job.tables_without_key {
