@@ -118,6 +118,7 @@ pub const CHECKS: &[Check] = &[
     long_transactions,
     inactive_slots,
     owners,
+    missing_grantees,
     downtime_budget,
 ];
 
@@ -1161,6 +1162,41 @@ pub fn inactive_slots(ctx: &Context) -> Vec<Finding> {
 
 /// owner: keep gives each object its source owner on the target (`ALTER ... OWNER TO`), which
 /// needs the role to exist there and the target role to be a member of it.
+/// Roles granted privileges on the source that the target lacks: those grants are left out
+/// (reported by name by apply); everything else moves.
+pub fn missing_grantees(ctx: &Context) -> Vec<Finding> {
+    if !ctx.uses_dump() {
+        return vec![];
+    }
+    let missing: Vec<String> = ctx
+        .source
+        .rights
+        .grantees
+        .iter()
+        .filter(|g| !ctx.target.rights.roles.iter().any(|r| &r.name == *g))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return vec![];
+    }
+    let create: Vec<String> = missing
+        .iter()
+        .map(|g| format!("CREATE ROLE {};", crate::pg::quote::ident(g)))
+        .collect();
+    vec![Finding::new(
+        Severity::Warning,
+        "grantees-missing",
+        Some(Side::Target),
+        format!(
+            "privileges granted to {} role(s) missing on the target will be left out: {} (roles: skip creates no roles; apply lists the grants it leaves out)",
+            missing.len(),
+            list(&missing)
+        ),
+    )
+    .object(list(&missing))
+    .fix(format!("to keep them, create the roles on the target before apply: {}", create.join(" ")))]
+}
+
 pub fn owners(ctx: &Context) -> Vec<Finding> {
     if !matches!(ctx.plan.owner, crate::plan::Owner::Keep) {
         return vec![];

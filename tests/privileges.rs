@@ -85,6 +85,15 @@ fn check(strategy: &str) {
     }
     .write(dir.path(), "grants", &src, &dst);
     let p = plan.to_str().expect("utf8");
+    // plan warns about the missing grantee by name, and does not block.
+    let out = run(&["plan", p], &src, &dst);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("privileges granted to 1 role(s) missing on the target"),
+        "{said}"
+    );
+    assert!(said.contains("ghost"), "{said}");
     let args: Vec<&str> = if strategy == "copy-cdc" {
         vec!["apply", p, "--yes", "--stop-after-load"]
     } else {
