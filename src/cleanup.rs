@@ -306,6 +306,7 @@ pub async fn cleanup(
     // First: the source gets its writes back before the record of how goes with the schema.
     discover_fence(req, source, &s, target, &t, &mut found).await?;
     discover_source(req, source, &s, &mut found).await?;
+    discover_replica_identity(req, source, &s, target, &t, &mut found).await?;
     discover_side(req, source, &s, &mut found).await?;
     discover_lock(req, target, &t, &mut found).await?;
     discover_side(req, target, &t, &mut found).await?;
@@ -558,6 +559,71 @@ async fn discover_source(
                 location: Location::Source,
                 kind: "publication".into(),
                 name,
+                sql: sql.clone(),
+                detail: None,
+            },
+            action: Action::Sql(sql),
+        });
+    }
+    Ok(())
+}
+
+/// The replica identities pgmove recorded (target) before setting REPLICA IDENTITY FULL on
+/// source tables: (schema, table, relreplident, index name).
+const RI_RECORDED: &str = "SELECT schema_name, table_name, relreplident, index_name
+  FROM pgmove.replica_identity WHERE plan_name = $1 ORDER BY 1, 2";
+
+/// Source tables pgmove made REPLICA IDENTITY FULL and still are: their recorded identity is
+/// given back.
+async fn discover_replica_identity(
+    req: &Request,
+    source: &Endpoint,
+    s: &Client,
+    target: &Endpoint,
+    t: &Client,
+    found: &mut Found,
+) -> Result<(), PgError> {
+    let recorded = t
+        .query_one(
+            "SELECT to_regclass('pgmove.replica_identity') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(|e| target.query_error("looking for pgmove.replica_identity", &e))?;
+    if !recorded.get::<_, bool>(0) {
+        return Ok(());
+    }
+    let rows = t
+        .query(RI_RECORDED, &[&req.plan_name])
+        .await
+        .map_err(|e| target.query_error("reading pgmove.replica_identity", &e))?;
+    for r in rows {
+        let (schema, table, mode, index): (String, String, String, Option<String>) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        let name = quote::qualified(&schema, &table);
+        // Only while the table is still FULL, as pgmove left it.
+        let now = s
+            .query_opt(
+                "SELECT c.relreplident::text FROM pg_catalog.pg_class c                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace                  WHERE n.nspname = $1 AND c.relname = $2",
+                &[&schema, &table],
+            )
+            .await
+            .map_err(|e| source.query_error("reading replica identities", &e))?;
+        if now.map(|r| r.get::<_, String>(0)).as_deref() != Some("f") {
+            continue;
+        }
+        let identity = match (mode.as_str(), &index) {
+            ("n", _) => "NOTHING".to_string(),
+            ("f", _) => continue,
+            ("i", Some(i)) => format!("USING INDEX {}", quote::ident(i)),
+            _ => "DEFAULT".to_string(),
+        };
+        let sql = format!("ALTER TABLE {name} REPLICA IDENTITY {identity}");
+        found.steps.push(Step {
+            artifact: Artifact {
+                location: Location::Source,
+                kind: "replica identity".into(),
+                name: format!("{name} (FULL, back to {identity})"),
                 sql: sql.clone(),
                 detail: None,
             },

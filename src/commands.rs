@@ -209,7 +209,8 @@ pub async fn apply(
         exclude: p.plan.objects.exclude.clone(),
         large_objects: p.plan.objects.large_objects,
         no_owner: p.plan.owner == plan::Owner::TargetUser,
-        no_acl: p.plan.roles == plan::Roles::Skip,
+        // Privileges always move; grants to roles the target lacks are reported (`roles: skip`).
+        no_acl: false,
         jobs: p.plan.jobs as usize,
         index_jobs: p.plan.index_jobs as usize,
         bin_dir: p.plan.bin_dir.clone(),

@@ -108,6 +108,7 @@ pub const CHECKS: &[Check] = &[
     replication_connection,
     pglogical_preload,
     tables_without_key,
+    unlogged_tables,
     partitioned_tables,
     extensions,
     client_versions,
@@ -118,6 +119,7 @@ pub const CHECKS: &[Check] = &[
     long_transactions,
     inactive_slots,
     owners,
+    missing_grantees,
     downtime_budget,
 ];
 
@@ -808,10 +810,38 @@ pub fn pglogical_preload(ctx: &Context) -> Vec<Finding> {
     out
 }
 
+/// Unlogged tables with change capture: the load copies them (UNLOGGED on the target too), but
+/// their changes are not in the WAL, so a publication refuses them and nothing later arrives.
+pub fn unlogged_tables(ctx: &Context) -> Vec<Finding> {
+    if !ctx.online() {
+        return vec![];
+    }
+    let unlogged: Vec<String> = planner::selected_tables(ctx.plan, ctx.source)
+        .filter(|t| t.unlogged)
+        .map(|t| format!("{}.{}", t.schema, t.name))
+        .collect();
+    if unlogged.is_empty() {
+        return vec![];
+    }
+    vec![Finding::new(
+        Severity::Warning,
+        "unlogged-tables",
+        Some(Side::Source),
+        format!(
+            "{} unlogged table(s): {}; the load copies them (they stay UNLOGGED on the target), but their later changes are not replicated (an unlogged table is not written to the WAL and cannot be published); add them to objects.exclude to leave them out, or make them logged on the source: ALTER TABLE <table> SET LOGGED",
+            unlogged.len(),
+            list(&unlogged)
+        ),
+    )
+    .object(list(&unlogged))]
+}
+
 /// Tables without a primary key or replica identity: what CDC will do with them.
 pub fn tables_without_key(ctx: &Context) -> Vec<Finding> {
     let keyless: Vec<String> = planner::selected_tables(ctx.plan, ctx.source)
         .filter(|t| t.kind != TableKind::PartitionedParent && !t.has_replica_identity())
+        // Unlogged tables are never published (see unlogged_tables).
+        .filter(|t| !(ctx.online() && t.unlogged))
         .map(|t| format!("{}.{}", t.schema, t.name))
         .collect();
     if keyless.is_empty() {
@@ -1219,6 +1249,41 @@ pub fn inactive_slots(ctx: &Context) -> Vec<Finding> {
 
 /// owner: keep gives each object its source owner on the target (`ALTER ... OWNER TO`), which
 /// needs the role to exist there and the target role to be a member of it.
+/// Roles granted privileges on the source that the target lacks: those grants are left out
+/// (reported by name by apply); everything else moves.
+pub fn missing_grantees(ctx: &Context) -> Vec<Finding> {
+    if !ctx.uses_dump() {
+        return vec![];
+    }
+    let missing: Vec<String> = ctx
+        .source
+        .rights
+        .grantees
+        .iter()
+        .filter(|g| !ctx.target.rights.roles.iter().any(|r| &r.name == *g))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return vec![];
+    }
+    let create: Vec<String> = missing
+        .iter()
+        .map(|g| format!("CREATE ROLE {};", crate::pg::quote::ident(g)))
+        .collect();
+    vec![Finding::new(
+        Severity::Warning,
+        "grantees-missing",
+        Some(Side::Target),
+        format!(
+            "privileges granted to {} role(s) missing on the target will be left out: {} (roles: skip creates no roles; apply lists the grants it leaves out)",
+            missing.len(),
+            list(&missing)
+        ),
+    )
+    .object(list(&missing))
+    .fix(format!("to keep them, create the roles on the target before apply: {}", create.join(" ")))]
+}
+
 pub fn owners(ctx: &Context) -> Vec<Finding> {
     if !matches!(ctx.plan.owner, crate::plan::Owner::Keep) {
         return vec![];

@@ -255,6 +255,9 @@ pub struct Rights {
     /// Every role that is not predefined (`pg_*`): whether it is a superuser and whether the
     /// connecting role is a member of it (what `ALTER ... OWNER TO` it needs).
     pub roles: Vec<RoleAccess>,
+    /// Roles (not predefined) granted a privilege on something in this database: tables,
+    /// columns, schemas, functions, default privileges, large objects.
+    pub grantees: Vec<String>,
     /// `rolconnlimit` of the connecting role (-1: none).
     pub role_connection_limit: i64,
     /// Sessions of the connecting role now, on the whole server.
@@ -329,6 +332,31 @@ const ROLES_SQL: &str = "\
 SELECT rolname::text AS name, rolsuper AS superuser, pg_has_role(oid, 'MEMBER') AS member
   FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY rolname";
 
+/// The roles (not predefined, not PUBLIC) named as grantees in this database's privileges
+/// outside the system schemas and pgmove's: one `name` per row, sorted.
+const GRANTEES_SQL: &str = "\
+SELECT DISTINCT pg_catalog.pg_get_userbyid(a.grantee)::text AS name FROM (
+    SELECT c.relacl AS acl FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'pgmove')
+    UNION ALL
+    SELECT t.attacl FROM pg_catalog.pg_attribute t JOIN pg_catalog.pg_class c ON c.oid = t.attrelid
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE t.attacl IS NOT NULL AND n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'pgmove')
+    UNION ALL
+    SELECT p.proacl FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'pgmove')
+    UNION ALL
+    SELECT nspacl FROM pg_catalog.pg_namespace
+     WHERE nspname !~ '^pg_' AND nspname NOT IN ('information_schema', 'pgmove')
+    UNION ALL
+    SELECT defaclacl FROM pg_catalog.pg_default_acl
+    UNION ALL
+    SELECT lomacl FROM pg_catalog.pg_largeobject_metadata
+) x, pg_catalog.aclexplode(x.acl) a
+WHERE a.grantee <> 0 AND pg_catalog.pg_get_userbyid(a.grantee) !~ '^pg_'
+ORDER BY 1";
+
 /// Tried, under a savepoint, to learn whether the role may set it (undone right after).
 const SET_REPLICATION_ROLE_SQL: &str = "SET LOCAL session_replication_role = replica";
 
@@ -344,6 +372,10 @@ pub(super) async fn read_rights(r: &Reader<'_>) -> Result<Rights, InspectError> 
             member: r.get(WHAT, &role, "member")?,
         });
     }
+    let mut grantees = Vec::new();
+    for g in r.query(WHAT, GRANTEES_SQL, &[]).await? {
+        grantees.push(r.get(WHAT, &g, "name")?);
+    }
     let set_replication_role = r
         .try_query(WHAT, SET_REPLICATION_ROLE_SQL, &[])
         .await?
@@ -356,6 +388,7 @@ pub(super) async fn read_rights(r: &Reader<'_>) -> Result<Rights, InspectError> 
         signal_backend: r.get(WHAT, &row, "signal_backend")?,
         set_replication_role,
         roles,
+        grantees,
         role_connection_limit: r.get(WHAT, &row, "role_connection_limit")?,
         role_connections: r.get(WHAT, &conns, "role_connections")?,
         database_connection_limit: r.get(WHAT, &row, "database_connection_limit")?,

@@ -26,7 +26,7 @@
 //! read in (`copy_progress.snapshot_lsn`), so change capture applies to each table only the
 //! changes committed after its own snapshot.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -512,11 +512,12 @@ async fn run_steps(
 }
 
 /// The publication's tables: plain tables and the roots of partitioned ones (their leaves'
-/// changes are published under the leaves' own names).
+/// changes are published under the leaves' own names). Unlogged tables are left out: their
+/// changes are not in the WAL and a publication refuses them (the load copies them once).
 pub fn publication_tables(tables: &[&Table]) -> Vec<String> {
     tables
         .iter()
-        .filter(|t| !t.foreign)
+        .filter(|t| !t.foreign && !t.unlogged)
         .filter(|t| {
             t.kind == TableKind::Plain
                 || (t.kind == TableKind::PartitionedParent && t.parent.is_none())
@@ -540,6 +541,9 @@ async fn ensure_publication(job: &Job, tables: &[&Table]) -> Result<(), CopyErro
     if exists {
         return Ok(());
     }
+    if job.tables_without_key == plan::TablesWithoutKey::ReplicaIdentityFull {
+        record_replica_identities(job, &client, &keyless_tables(tables)).await?;
+    }
     client
         .batch_execute(&format!("BEGIN;\n{}COMMIT;", publication_sql(job, tables)))
         .await
@@ -547,15 +551,78 @@ async fn ensure_publication(job: &Job, tables: &[&Table]) -> Result<(), CopyErro
     Ok(())
 }
 
-/// The statements creating the plan's publication(s), in order, each ending with `;`.
-pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
-    // Tables without a key or replica identity (cdc.tables_without_key): in a publication that
-    // replicates updates and deletes, the source would refuse every UPDATE and DELETE of them.
-    let keyless: Vec<&Table> = tables
+/// Tables without a key or replica identity (cdc.tables_without_key): in a publication that
+/// replicates updates and deletes, the source would refuse every UPDATE and DELETE of them.
+fn keyless_tables<'t>(tables: &[&'t Table]) -> Vec<&'t Table> {
+    tables
         .iter()
         .copied()
-        .filter(|t| t.kind == TableKind::Plain && !t.foreign && !t.has_replica_identity())
+        .filter(|t| {
+            t.kind == TableKind::Plain && !t.foreign && !t.unlogged && !t.has_replica_identity()
+        })
+        .collect()
+}
+
+/// Where the source's replica identities are kept before pgmove sets REPLICA IDENTITY FULL
+/// (on the target, in pgmove's schema: `pgmove cleanup` restores them on the source).
+const RI_TABLE: &str = "CREATE TABLE IF NOT EXISTS pgmove.replica_identity (
+    plan_name text NOT NULL, schema_name text NOT NULL, table_name text NOT NULL,
+    relreplident text NOT NULL, index_name text,
+    PRIMARY KEY (plan_name, schema_name, table_name))";
+
+/// The current replica identity of the source tables named `$1` (qualified names): schema,
+/// table, `relreplident` (d, n, f or i) and the identity index's name when it is i.
+const RI_CURRENT: &str = "SELECT n.nspname::text, c.relname::text, c.relreplident::text,
+       (SELECT ic.relname::text FROM pg_catalog.pg_index i
+          JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+         WHERE i.indrelid = c.oid AND i.indisreplident)
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid = ANY($1::text[]::regclass[])";
+
+/// Records on the target the replica identity of each of `keyless` before it becomes FULL; a
+/// rerun keeps the first record (the table may be FULL by then).
+async fn record_replica_identities(
+    job: &Job,
+    source: &tokio_postgres::Client,
+    keyless: &[&Table],
+) -> Result<(), CopyError> {
+    if keyless.is_empty() {
+        return Ok(());
+    }
+    let base = &job.base;
+    let names: Vec<String> = keyless
+        .iter()
+        .map(|t| quote::qualified(&t.schema, &t.name))
         .collect();
+    let rows = source
+        .query(RI_CURRENT, &[&names])
+        .await
+        .map_err(|e| base.source.query_error("reading replica identities", &e))?;
+    let target = base.target.connect().await?;
+    target.batch_execute(RI_TABLE).await.map_err(|e| {
+        base.target
+            .query_error("creating pgmove.replica_identity", &e)
+    })?;
+    for r in rows {
+        let (schema, table, mode, index): (String, String, String, Option<String>) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        target
+            .execute(
+                "INSERT INTO pgmove.replica_identity VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[&base.plan_name, &schema, &table, &mode, &index],
+            )
+            .await
+            .map_err(|e| {
+                base.target
+                    .query_error(&format!("recording the replica identity of {schema}.{table}"), &e)
+            })?;
+    }
+    Ok(())
+}
+
+/// The statements creating the plan's publication(s), in order, each ending with `;`.
+pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
+    let keyless = keyless_tables(tables);
     let mut setup = String::new();
     let mut main: Vec<&Table> = tables.to_vec();
     match job.tables_without_key {
@@ -1052,11 +1119,79 @@ pub async fn refresh_populated_matviews(
     Ok(done)
 }
 
-/// Copies the large objects the target lacks, 1 MB at a time.
+/// Each large object's owner and the grants on it other than its owner's: (oid, owner,
+/// privilege, grantee or NULL for PUBLIC, grantable), privilege NULL for an object with none.
+const LO_PRIVILEGES: &str =
+    "SELECT m.oid, pg_catalog.pg_get_userbyid(m.lomowner), a.privilege_type,
+       CASE WHEN a.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(a.grantee) END,
+       coalesce(a.is_grantable, false)
+  FROM pg_catalog.pg_largeobject_metadata m
+  LEFT JOIN LATERAL pg_catalog.aclexplode(m.lomacl) a ON a.grantee <> m.lomowner";
+
+/// The statements giving large object `oid` its source owner and grants, for the roles that
+/// exist on the target; the roles missing are added to `missing`.
+fn large_object_privileges(
+    base: &dump_restore::Job,
+    oid: u32,
+    rows: &[tokio_postgres::Row],
+    roles: &HashSet<String>,
+    missing: &mut std::collections::BTreeSet<String>,
+) -> Vec<String> {
+    let mut grants = Vec::new();
+    let mut owner = None;
+    for r in rows.iter().filter(|r| r.get::<_, u32>(0) == oid) {
+        owner = Some(r.get::<_, String>(1));
+        let Some(privilege) = r.get::<_, Option<String>>(2) else {
+            continue;
+        };
+        let grantee = match r.get::<_, Option<String>>(3) {
+            None => "PUBLIC".to_string(),
+            Some(g) if roles.contains(&g) => crate::pg::quote::ident(&g),
+            Some(g) => {
+                missing.insert(g);
+                continue;
+            }
+        };
+        let option = if r.get::<_, bool>(4) {
+            " WITH GRANT OPTION"
+        } else {
+            ""
+        };
+        grants.push(format!(
+            "GRANT {privilege} ON LARGE OBJECT {oid} TO {grantee}{option}"
+        ));
+    }
+    // Granted first, by the creating user: a change of owner hands its grants to the new owner.
+    match owner {
+        Some(o) if !base.no_owner && roles.contains(&o) => grants.push(format!(
+            "ALTER LARGE OBJECT {oid} OWNER TO {}",
+            crate::pg::quote::ident(&o)
+        )),
+        Some(o) if !base.no_owner => {
+            missing.insert(o);
+        }
+        _ => {}
+    }
+    grants
+}
+
+/// Copies the large objects the target lacks, 1 MB at a time, with their owners and grants.
 async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError> {
     const PIECE: i64 = 1 << 20;
     let source = base.source.connect().await?;
     let mut target = base.target.connect().await?;
+    let privileges = source.query(LO_PRIVILEGES, &[]).await.map_err(|e| {
+        base.source
+            .query_error("listing large object owners and grants", &e)
+    })?;
+    let roles: HashSet<String> = target
+        .query(dump_restore::grants::TARGET_ROLES, &[])
+        .await
+        .map_err(|e| base.target.query_error("listing the target's roles", &e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut missing = std::collections::BTreeSet::new();
     let on_source: Vec<u32> = source
         .query("SELECT oid FROM pg_largeobject_metadata ORDER BY oid", &[])
         .await
@@ -1110,10 +1245,25 @@ async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError
                 break;
             }
         }
+        for sql in large_object_privileges(base, oid, &privileges, &roles, &mut missing) {
+            tx.batch_execute(&sql).await.map_err(|e| {
+                base.target.query_error(
+                    &format!("setting the owner and grants of large object {oid}"),
+                    &e,
+                )
+            })?;
+        }
         tx.commit()
             .await
             .map_err(|e| base.target.query_error("COMMIT", &e))?;
         n += 1;
+    }
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.iter().map(|r| crate::pg::quote::ident(r)).collect();
+        tracing::warn!(
+            "large objects: owner or grants to role(s) {} not given: missing on the target (`roles: skip`); create them, then ALTER LARGE OBJECT ... OWNER TO / GRANT as on the source",
+            names.join(", ")
+        );
     }
     Ok(n)
 }

@@ -18,6 +18,7 @@
 //! A failed item stops the run with the object's name and the server's message
 //! (`--exit-on-error` semantics; nothing is buried in a warning).
 
+pub mod grants;
 pub mod toc;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -722,13 +723,14 @@ impl<'a> Restorer<'a> {
             .collect();
         let step = self.progress.step("schema", items.len() as u64);
         let suffix = state::finish_step_sql(&job.plan_name, "pre-data", None);
+        let prefix = public_owner_sql(job, &self.pre).await?;
         restore_items(
             job,
             self.pg_restore,
             self.psql,
             &self.dir,
             &items,
-            "",
+            &prefix,
             &suffix,
             "the schema (pre-data)",
         )
@@ -850,6 +852,42 @@ async fn target_schemas(job: &Job) -> Result<HashSet<String>, PgError> {
         .await
         .map_err(|e| job.target.query_error("listing schemas", &e))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Schema `public` exists on the target already, so its entry is left out: its source owner is
+/// given to it here (`owner: source`), when that role exists on the target, else reported.
+async fn public_owner_sql(job: &Job, pre: &[Entry]) -> Result<String, DumpRestoreError> {
+    let Some(owner) = pre
+        .iter()
+        .find(|e| e.kind == "SCHEMA" && e.tag == "public" && !e.owner.is_empty())
+        .map(|e| e.owner.clone())
+    else {
+        return Ok(String::new());
+    };
+    if job.no_owner {
+        return Ok(String::new());
+    }
+    let client = job.target.connect().await?;
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[&owner],
+        )
+        .await
+        .map_err(|e| job.target.query_error("looking up a role", &e))?
+        .is_some();
+    if !exists {
+        tracing::warn!(
+            "schema public keeps its owner on the target: role {} (its owner on the source) is missing on the target; create it, then run: ALTER SCHEMA public OWNER TO {};",
+            quote::ident(&owner),
+            quote::ident(&owner)
+        );
+        return Ok(String::new());
+    }
+    Ok(format!(
+        "ALTER SCHEMA public OWNER TO {};\n",
+        quote::ident(&owner)
+    ))
 }
 
 fn is_pgmove_artifact(e: &Entry) -> bool {
@@ -974,6 +1012,17 @@ pub(crate) async fn restore_items(
     suffix: &str,
     what: &str,
 ) -> Result<(), DumpRestoreError> {
+    // Privileges go last, filtered: a grant to a role the target lacks is reported, not fatal.
+    let (acls, items): (Vec<&Entry>, Vec<&Entry>) = items
+        .iter()
+        .copied()
+        .partition(|e| matches!(e.kind.as_str(), "ACL" | "DEFAULT ACL") && !job.no_acl);
+    let acl_sql = if acls.is_empty() {
+        String::new()
+    } else {
+        privileges_sql(job, pg_restore, dir, &acls, what).await?
+    };
+    let items = items.as_slice();
     let list = tempfile::NamedTempFile::new()
         .map_err(|e| DumpRestoreError::Io(format!("cannot create a list file: {e}")))?;
     let mut text = String::new();
@@ -1024,6 +1073,8 @@ pub(crate) async fn restore_items(
         stdin.write_all(prefix.as_bytes()).await?;
         tokio::io::copy(&mut sql_in, &mut stdin).await?;
         stdin.write_all(b"\n").await?;
+        stdin.write_all(acl_sql.as_bytes()).await?;
+        stdin.write_all(b"\n").await?;
         stdin.write_all(suffix.as_bytes()).await?;
         stdin.shutdown().await?;
         drop(stdin);
@@ -1039,8 +1090,8 @@ pub(crate) async fn restore_items(
         .wait_with_output()
         .await
         .map_err(|e| DumpRestoreError::Io(format!("psql: {e}")))?;
-    let (dump_id, object) = match items {
-        [one] => (one.dump_id, one.object()),
+    let (dump_id, object) = match (items, acls.as_slice()) {
+        ([one], []) | ([], [one]) => (one.dump_id, one.object()),
         _ => (0, what.to_string()),
     };
     if !apply_out.status.success() {
@@ -1066,6 +1117,55 @@ pub(crate) async fn restore_items(
         });
     }
     Ok(())
+}
+
+/// The SQL of the privilege entries `acls`, without the statements naming roles the target
+/// lacks (each such role is reported by name, with the statements left out).
+async fn privileges_sql(
+    job: &Job,
+    pg_restore: &Tool,
+    dir: &Path,
+    acls: &[&Entry],
+    what: &str,
+) -> Result<String, DumpRestoreError> {
+    let list = tempfile::NamedTempFile::new()
+        .map_err(|e| DumpRestoreError::Io(format!("cannot create a list file: {e}")))?;
+    let text: String = acls.iter().map(|e| format!("{}\n", e.line)).collect();
+    std::fs::write(list.path(), text)
+        .map_err(|e| DumpRestoreError::Io(format!("cannot write a list file: {e}")))?;
+    let out = Command::new(&pg_restore.path)
+        .args(job.restore_args())
+        .arg(format!("--use-list={}", list.path().display()))
+        .arg("--file=-")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| DumpRestoreError::Io(format!("cannot run pg_restore: {e}")))?;
+    if !out.status.success() {
+        return Err(DumpRestoreError::Command {
+            what: format!("pg_restore of the privileges of {what}"),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    let client = job.target.connect().await?;
+    let existing: HashSet<String> = client
+        .query(grants::TARGET_ROLES, &[])
+        .await
+        .map_err(|e| job.target.query_error("listing the target's roles", &e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let (sql, skipped) = grants::filter(&String::from_utf8_lossy(&out.stdout), &existing);
+    if !skipped.roles.is_empty() {
+        let roles: Vec<String> = skipped.roles.iter().map(|r| quote::ident(r)).collect();
+        tracing::warn!(
+            "privileges of {what} not restored: role(s) {} missing on the target (`roles: skip`); create them on the target and run these statements: {}",
+            roles.join(", "),
+            skipped.statements.join(" ")
+        );
+    }
+    Ok(sql)
 }
 
 /// psql's `psql:<stdin>:12: ERROR:  ...` lines without the position prefix.
