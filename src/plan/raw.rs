@@ -273,4 +273,54 @@ mod tests {
             }
         }
     }
+
+    /// docs/plan.md documents every key the parser takes, and no key it does not.
+    #[test]
+    fn the_plan_reference_documents_exactly_the_parsers_keys() {
+        let doc = include_str!("../../docs/plan.md");
+        let mut documented: Vec<String> = Vec::new();
+        for line in doc.lines().filter(|l| l.starts_with("| `")) {
+            let cell = line.split('|').nth(1).unwrap_or_default();
+            for key in cell.split(',') {
+                let key = key.trim().trim_matches('`');
+                if !key.is_empty() {
+                    documented.push(key.to_string());
+                }
+            }
+        }
+        let mut expected: Vec<String> = Vec::new();
+        for (section, keys) in SECTIONS {
+            for key in *keys {
+                let k = match *section {
+                    "top level" => key.to_string(),
+                    // both servers' keys are documented once, as `*.key` (or per side)
+                    "source" | "target" if TARGET_KEYS.contains(key) && SOURCE_KEYS.contains(key) => {
+                        format!("*.{key}")
+                    }
+                    "password" => continue, // `{env: NAME}` / `{file: PATH}`, in `*.password`
+                    s => format!("{s}.{key}"),
+                };
+                let k = if k == "*.dsn" { "source.dsn".to_string() } else { k };
+                if !expected.contains(&k) {
+                    expected.push(k);
+                }
+            }
+        }
+        expected.push("target.dsn".to_string());
+        for k in &expected {
+            assert!(
+                documented.contains(k),
+                "docs/plan.md has no row for `{k}`"
+            );
+        }
+        for k in &documented {
+            assert!(
+                expected.contains(k),
+                "docs/plan.md documents `{k}`, which the plan parser does not take"
+            );
+        }
+        for form in ["{env: NAME}", "{file: PATH}"] {
+            assert!(doc.contains(form), "docs/plan.md does not show `{form}`");
+        }
+    }
 }
