@@ -260,6 +260,14 @@ fn terminated_target_sessions_are_reconnected_and_apply_continues() {
 }
 
 /// Whether apply's log (in `dir`) shows at least `n` retries.
+/// How many change-capture sessions apply started so far (the first and each reconnect).
+fn sessions_started(dir: &tempfile::TempDir) -> usize {
+    std::fs::read_to_string(dir.path().join("apply.log"))
+        .unwrap_or_default()
+        .matches("change capture started")
+        .count()
+}
+
 fn apply_retries(dir: &tempfile::TempDir, n: usize) -> bool {
     std::fs::read_to_string(dir.path().join("apply.log"))
         .unwrap_or_default()
@@ -321,6 +329,16 @@ fn apply_waits_for_a_restarted_target_and_continues() {
     );
     apply.wait_until("progress after the restart", 120, || {
         applied_past(&dst, plan, &before)
+    });
+    // The progress above may have been committed just before the target went down: wait until
+    // the reconnected session has applied something itself, or the next restart could fall
+    // into apply's back-off sleep and go unnoticed (nothing to retry).
+    apply.wait_until("the reconnected change capture", 120, || {
+        sessions_started(&dir) >= 2
+    });
+    let reconnected = applied(&dst, plan);
+    apply.wait_until("progress of the reconnected session", 120, || {
+        applied_past(&dst, plan, &reconnected)
     });
     // A plain restart too.
     let retries = apply.retries();
