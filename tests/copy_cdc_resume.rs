@@ -37,7 +37,8 @@ fn digest(c: &Cluster) -> String {
     )
 }
 
-/// A source with `big` (about 5 MB, split in 1 MB chunks) and a small table; a first apply
+/// A source with `big` (about 5 MB, split in 1 MB chunks, room left in each page for an
+/// update in place) and a small table; a first apply
 /// killed with SIGKILL once chunks 0 and 1 of `big` are committed. Returns the servers, the
 /// plan's directory and the chunks recorded when it was killed.
 fn killed_mid_split(
@@ -51,7 +52,7 @@ fn killed_mid_split(
     let (src, dst) = online::pair();
     src.psql(
         DB,
-        "CREATE TABLE big (id int PRIMARY KEY, v text);
+        "CREATE TABLE big (id int PRIMARY KEY, v text) WITH (fillfactor = 90);
          INSERT INTO big SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, 40000) g;
          CREATE TABLE small (id int PRIMARY KEY, v text);
          INSERT INTO small SELECT g, md5(g::text) FROM generate_series(1, 100) g;",
@@ -221,5 +222,36 @@ fn a_killed_split_table_rewritten_by_vacuum_full_is_copied_again_whole() {
         "chunk 0 kept although the table was rewritten: {after:?}"
     );
     assert_identical(&src, &dst, dir.path(), "rewritten", &before[0].2);
+    online::stop(&mut child);
+}
+
+#[test]
+fn a_killed_split_table_with_a_row_updated_in_place_in_a_done_chunk_is_copied_again_whole() {
+    let (src, dst, dir, before) = killed_mid_split("inplace");
+    // The new version stays in block 0: chunk 0 holds as many rows as were copied, only the
+    // new row's xmin (not seen by the chunk's snapshot) tells it changed.
+    src.psql(DB, "UPDATE big SET v = upper(v) WHERE id = 1;");
+    assert_eq!(
+        src.psql(DB, "SELECT (ctid::text::point)[0] FROM big WHERE id = 1"),
+        "0",
+        "the update left block 0"
+    );
+    let (mut child, log) = rerun(&src, &dst, dir.path(), "inplace");
+    assert!(
+        log.contains("copied again whole") && log.contains("inserted or updated since"),
+        "{log}"
+    );
+    let after = big_chunks(&dst);
+    assert!(
+        !after
+            .iter()
+            .any(|c| c.0 == before[0].0 && c.1 == before[0].1),
+        "chunk 0 kept although a row of it changed: {after:?}"
+    );
+    assert_eq!(
+        dst.psql(DB, "SELECT v = upper(v) FROM big WHERE id = 1"),
+        "t"
+    );
+    assert_identical(&src, &dst, dir.path(), "inplace", &before[0].2);
     online::stop(&mut child);
 }
