@@ -397,24 +397,46 @@ const CURRENT_SNAPSHOT_SQL: &str = "SELECT pg_catalog.pg_current_snapshot()::tex
 /// The relfilenode of the table named `$1` (a qualified, quoted name), as bigint.
 const FILENODE_SQL: &str = "SELECT pg_catalog.pg_relation_filenode($1::text::regclass)::bigint";
 
+/// The xmin of a snapshot recorded as text (`pg_snapshot`: `xmin:xmax:xip,...`).
+pub fn snapshot_xmin(snapshot: &str) -> Option<u64> {
+    snapshot.split(':').next()?.trim().parse().ok()
+}
+
+/// Which rows visible in a snapshot whose xmax (next xid) is `next` may have been written
+/// after an earlier snapshot whose xmin is `old_xmin` (both 64-bit xids): a condition on `x`,
+/// a row's 32-bit xmin as bigint. A visible row's xid is below `next`, and taken as within
+/// 2^32 of it: its 64-bit value is `next`'s epoch with the row's 32 bits, one epoch lower when
+/// they are above `next`'s. The row may be new when that value is at or above `old_xmin`
+/// (below it, its transaction had ended before the earlier snapshot, so that snapshot saw the
+/// row; `pg_visible_in_snapshot` would also pass rows of transactions that ended after
+/// `old_xmin` but before the snapshot, but it is documented not to work with subtransaction
+/// ids, which a `pg_snapshot` does not list, so it could pass a row written in a savepoint
+/// after the snapshot). xids 0 to 2 (invalid, bootstrap, frozen) are always old. When the
+/// two snapshots are 2^31 xids or more apart, every row may be new. A false "may be new" only
+/// costs a whole copy of the table.
+pub fn newer_xmin_condition(old_xmin: u64, next: u64) -> String {
+    if old_xmin >= next {
+        return "false".to_string();
+    }
+    if next - old_xmin >= 1 << 31 {
+        return "x > 2".to_string();
+    }
+    let (lo, hi) = (old_xmin & 0xFFFF_FFFF, next & 0xFFFF_FFFF);
+    if lo < hi {
+        format!("x > 2 AND x >= {lo} AND x < {hi}")
+    } else {
+        // The 32-bit counter wrapped between the two snapshots.
+        format!("x > 2 AND (x >= {lo} OR x < {hi})")
+    }
+}
+
 /// Run in the new snapshot, over the rows of `blocks` of the table (selected as the copy
-/// selects them), returns two counts: the visible rows, and those of them whose xmin the
-/// recorded snapshot `$1` (`pg_snapshot` text) may not have seen. `$2` is the new snapshot's
-/// xmax (xid8 as bigint): its epoch turns the 32-bit xmin into a 64-bit xid, one epoch lower
-/// when the xmin's 32 bits are above xmax's (the counter wrapped since). xids 1 and 2
-/// (bootstrap, frozen) are always seen. An xid counts as seen only below the recorded
-/// snapshot's xmin, stricter than `pg_visible_in_snapshot`: that one is documented not to
-/// work with subtransaction ids (a pg_snapshot lists only top-level transactions in
-/// progress), so a row written in a savepoint of a transaction running at the recorded
-/// snapshot would pass as seen. A false "not seen" only costs a whole copy of the table.
-fn chunk_check_sql(schema: &str, table: &str, blocks: (i64, Option<i64>)) -> String {
+/// selects them), returns two counts: the visible rows, and those of them matching `newer`
+/// (from [`newer_xmin_condition`], on `x`, the row's xmin as bigint).
+fn chunk_check_sql(schema: &str, table: &str, blocks: (i64, Option<i64>), newer: &str) -> String {
     format!(
-        "SELECT count(*), count(*) FILTER (WHERE NOT (x <= 2 OR (e >= 0 AND ((e << 32) | x)
-                < pg_catalog.pg_snapshot_xmin($1::text::pg_catalog.pg_snapshot)::text::bigint)))
-  FROM (SELECT t.xmin::text::bigint AS x,
-               ($2::bigint >> 32)
-                 - CASE WHEN t.xmin::text::bigint > ($2::bigint & 4294967295) THEN 1 ELSE 0 END AS e
-          FROM ONLY {} t{}) s",
+        "SELECT count(*), count(*) FILTER (WHERE {newer})
+  FROM (SELECT t.xmin::text::bigint AS x FROM ONLY {} t{}) s",
         quote::qualified(schema, table),
         ctid_filter(Some(blocks))
     )
@@ -492,9 +514,22 @@ impl SnapshotCheck {
             let Some(old) = &r.snapshot else {
                 return Ok(Err(format!("chunk {}: no recorded snapshot", r.chunk)));
             };
+            let Some(old_xmin) = snapshot_xmin(old) else {
+                return Ok(Err(format!(
+                    "chunk {}: its recorded snapshot {old:?} cannot be read",
+                    r.chunk
+                )));
+            };
+            let Ok(next) = u64::try_from(self.xmax) else {
+                return Ok(Err(format!(
+                    "the new snapshot's xmax {} is out of range",
+                    self.xmax
+                )));
+            };
+            let newer = newer_xmin_condition(old_xmin, next);
             let row = self
                 .client
-                .query_one(&chunk_check_sql(schema, table, blocks), &[old, &self.xmax])
+                .query_one(&chunk_check_sql(schema, table, blocks, &newer), &[])
                 .await
                 .map_err(|e| {
                     self.source.query_error(
@@ -1833,6 +1868,37 @@ mod tests {
         );
         assert!(recorded_ranges(&[rec(0, 1, None, None)]).is_err());
         assert!(recorded_ranges(&[]).is_err());
+    }
+
+    #[test]
+    fn a_row_is_new_when_its_widened_xmin_is_at_or_above_the_old_snapshot_xmin() {
+        // Nothing written between the snapshots.
+        assert_eq!(newer_xmin_condition(700, 700), "false");
+        assert_eq!(newer_xmin_condition(800, 700), "false");
+        // Same epoch: [old xmin, next) of the current one.
+        assert_eq!(
+            newer_xmin_condition(700, 750),
+            "x > 2 AND x >= 700 AND x < 750"
+        );
+        let epoch = 3u64 << 32;
+        assert_eq!(
+            newer_xmin_condition(epoch + 700, epoch + 750),
+            "x > 2 AND x >= 700 AND x < 750"
+        );
+        // The counter wrapped between them: the high 32-bit values are the previous epoch's
+        // (new when at or above the old xmin), the low ones the current epoch's (new when
+        // below next).
+        let old = epoch - 10;
+        assert_eq!(
+            newer_xmin_condition(old, epoch + 10),
+            "x > 2 AND (x >= 4294967286 OR x < 10)"
+        );
+        // Too far apart to tell: every row may be new.
+        assert_eq!(newer_xmin_condition(5, 5 + (1 << 31)), "x > 2");
+        // The xmin of a recorded snapshot.
+        assert_eq!(snapshot_xmin("742:750:742,745"), Some(742));
+        assert_eq!(snapshot_xmin("12884902588:12884902600:"), Some(12884902588));
+        assert_eq!(snapshot_xmin("garbage"), None);
     }
 
     #[test]
