@@ -100,9 +100,21 @@ fn killed_mid_split(
     (src, dst, dir, before)
 }
 
+/// The rerun's apply, stopped (SIGTERM, then SIGKILL) when the test ends, also on a failed
+/// assertion.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        online::stop(&mut self.0);
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Reruns apply (online) until the load is done and change capture caught up with a write made
 /// after the load; returns the running apply and its log.
-fn rerun(src: &Cluster, dst: &Cluster, dir: &Path, name: &str) -> (Child, String) {
+fn rerun(src: &Cluster, dst: &Cluster, dir: &Path, name: &str) -> (Running, String) {
     let plan = dir.join(format!("{name}.yaml"));
     let log = dir.join("rerun.log");
     let mut child = start_apply(&plan, src, dst, &log);
@@ -114,7 +126,7 @@ fn rerun(src: &Cluster, dst: &Cluster, dir: &Path, name: &str) -> (Child, String
     );
     wait_caught_up(src, dst, name, &mut child, &log);
     let text = read_log(&log);
-    (child, text)
+    (Running(child), text)
 }
 
 /// The target equals the source, row by row and by `pgmove verify`; every chunk of `big` is
@@ -139,7 +151,7 @@ fn assert_identical(src: &Cluster, dst: &Cluster, dir: &Path, name: &str, killed
 #[test]
 fn a_killed_split_table_resumes_by_chunk_when_nothing_changed() {
     let (src, dst, dir, before) = killed_mid_split("resume");
-    let (mut child, log) = rerun(&src, &dst, dir.path(), "resume");
+    let (_apply, log) = rerun(&src, &dst, dir.path(), "resume");
     let after = big_chunks(&dst);
     // The done chunks were kept, not copied again.
     for (chunk, finished, _) in &before {
@@ -166,7 +178,6 @@ fn a_killed_split_table_resumes_by_chunk_when_nothing_changed() {
         .expect("int");
     assert!(kept_rows > 0 && kept_rows < 40000, "{kept_rows}");
     assert_identical(&src, &dst, dir.path(), "resume", &before[0].2);
-    online::stop(&mut child);
 }
 
 #[test]
@@ -184,7 +195,7 @@ fn a_killed_split_table_whose_done_chunk_changed_is_copied_again_whole() {
         DB,
         "UPDATE big SET v = 'changed between the runs' WHERE id = 1; DELETE FROM big WHERE id = 2;",
     );
-    let (mut child, log) = rerun(&src, &dst, dir.path(), "changed");
+    let (_apply, log) = rerun(&src, &dst, dir.path(), "changed");
     assert!(
         log.contains("copied again whole") && log.contains("chunk 0"),
         "{log}"
@@ -202,14 +213,13 @@ fn a_killed_split_table_whose_done_chunk_changed_is_copied_again_whole() {
     );
     assert_eq!(dst.psql(DB, "SELECT count(*) FROM big WHERE id = 2"), "0");
     assert_identical(&src, &dst, dir.path(), "changed", &before[0].2);
-    online::stop(&mut child);
 }
 
 #[test]
 fn a_killed_split_table_rewritten_by_vacuum_full_is_copied_again_whole() {
     let (src, dst, dir, before) = killed_mid_split("rewritten");
     src.psql(DB, "VACUUM FULL big");
-    let (mut child, log) = rerun(&src, &dst, dir.path(), "rewritten");
+    let (_apply, log) = rerun(&src, &dst, dir.path(), "rewritten");
     assert!(
         log.contains("copied again whole") && log.contains("relfilenode"),
         "{log}"
@@ -222,7 +232,6 @@ fn a_killed_split_table_rewritten_by_vacuum_full_is_copied_again_whole() {
         "chunk 0 kept although the table was rewritten: {after:?}"
     );
     assert_identical(&src, &dst, dir.path(), "rewritten", &before[0].2);
-    online::stop(&mut child);
 }
 
 #[test]
@@ -236,7 +245,7 @@ fn a_killed_split_table_with_a_row_updated_in_place_in_a_done_chunk_is_copied_ag
         "0",
         "the update left block 0"
     );
-    let (mut child, log) = rerun(&src, &dst, dir.path(), "inplace");
+    let (_apply, log) = rerun(&src, &dst, dir.path(), "inplace");
     assert!(
         log.contains("copied again whole") && log.contains("inserted or updated since"),
         "{log}"
@@ -253,5 +262,4 @@ fn a_killed_split_table_with_a_row_updated_in_place_in_a_done_chunk_is_copied_ag
         "t"
     );
     assert_identical(&src, &dst, dir.path(), "inplace", &before[0].2);
-    online::stop(&mut child);
 }
