@@ -115,6 +115,15 @@ CREATE TABLE IF NOT EXISTS pgmove.copy_progress (
     finished_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (plan_name, schema_name, table_name, chunk)
 );
+-- What a rerun needs to keep the done chunks of a split table (copy-cdc): the chunk's ctid
+-- block range [start_block, end_block) (end NULL for the last), the source table's
+-- relfilenode and the snapshot (pg_snapshot as text) it was read in. NULL in rows of earlier
+-- versions: such chunks cannot be checked, their table is copied again whole.
+ALTER TABLE pgmove.copy_progress
+    ADD COLUMN IF NOT EXISTS start_block bigint,
+    ADD COLUMN IF NOT EXISTS end_block   bigint,
+    ADD COLUMN IF NOT EXISTS relfilenode bigint,
+    ADD COLUMN IF NOT EXISTS snapshot    text;
 CREATE TABLE IF NOT EXISTS pgmove.progress (
     plan_name    text PRIMARY KEY,
     applied_lsn  pg_lsn NOT NULL,

@@ -20,11 +20,14 @@
 //!
 //! Resume: a chunk is either committed with its progress row or absent. The exported snapshot
 //! dies with the process, so a rerun takes a fresh snapshot (from a temporary slot; the
-//! permanent slot and its LSN stay) for the tables still to copy. A table split into chunks is
-//! copied from one snapshot only: if a run stopped in the middle of one, its chunks are
-//! removed and it is copied again. Every table's rows carry the LSN of the snapshot they were
-//! read in (`copy_progress.snapshot_lsn`), so change capture applies to each table only the
-//! changes committed after its own snapshot.
+//! permanent slot and its LSN stay) for the tables still to copy. A split table a run stopped
+//! in the middle of keeps its done chunks when each is unchanged between its snapshot and the
+//! new one (same relfilenode, same row count in its block range, no row written since: see
+//! [`SnapshotCheck`]); they then belong to the new snapshot and only the missing chunks are
+//! copied, in the block ranges recorded. Otherwise (or on a source before PostgreSQL 13) its
+//! chunks are removed and it is copied again whole. Every table's rows carry the LSN of the
+//! snapshot they were read in (`copy_progress.snapshot_lsn`; a resumed table's, the new one),
+//! so change capture applies to each table only the changes committed after its own snapshot.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -123,13 +126,7 @@ impl Chunk {
             .map(|c| quote::ident(c))
             .collect::<Vec<_>>()
             .join(", ");
-        let filter = match self.blocks {
-            None => String::new(),
-            Some((from, None)) => format!(" WHERE ctid >= '({from},0)'::tid"),
-            Some((from, Some(to))) => {
-                format!(" WHERE ctid >= '({from},0)'::tid AND ctid < '({to},0)'::tid")
-            }
-        };
+        let filter = ctid_filter(self.blocks);
         format!(
             "COPY (SELECT {cols} FROM ONLY {}{filter}) TO STDOUT{}",
             quote::qualified(&self.schema, &self.table),
@@ -174,6 +171,18 @@ impl Chunk {
             )
         } else {
             String::new()
+        }
+    }
+}
+
+/// The `WHERE` clause selecting a block range `[from, to)` (`to` none: to the table's end),
+/// with a leading space; empty for a whole table.
+fn ctid_filter(blocks: Option<(i64, Option<i64>)>) -> String {
+    match blocks {
+        None => String::new(),
+        Some((from, None)) => format!(" WHERE ctid >= '({from},0)'::tid"),
+        Some((from, Some(to))) => {
+            format!(" WHERE ctid >= '({from},0)'::tid AND ctid < '({to},0)'::tid")
         }
     }
 }
@@ -280,6 +289,286 @@ async fn done_chunks(
     Ok(out)
 }
 
+/// A done chunk as its progress row recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    pub chunk: i32,
+    pub chunks: i32,
+    pub rows: i64,
+    /// Block range `[start_block, end_block)`, end none for the last chunk; both none in rows
+    /// of earlier pgmove versions and of tables copied whole.
+    pub start_block: Option<i64>,
+    pub end_block: Option<i64>,
+    pub relfilenode: Option<i64>,
+    /// The snapshot it was read in (`pg_snapshot` as text).
+    pub snapshot: Option<String>,
+}
+
+/// This plan's progress rows: schema, table, chunk, chunk count, rows, block range, the
+/// source relfilenode and snapshot they were read in.
+const RECORDED_CHUNKS_SQL: &str = "SELECT schema_name, table_name, chunk, chunks, rows,
+       start_block, end_block, relfilenode, snapshot
+  FROM pgmove.copy_progress WHERE plan_name = $1 ORDER BY 1, 2, 3";
+
+/// The recorded done chunks of this plan, per table.
+async fn recorded_chunks(
+    state: &State<'_>,
+) -> Result<BTreeMap<(String, String), Vec<Recorded>>, PgError> {
+    let rows = state
+        .client
+        .query(RECORDED_CHUNKS_SQL, &[&state.plan_name])
+        .await
+        .map_err(|e| state.target.query_error("reading pgmove.copy_progress", &e))?;
+    let mut out: BTreeMap<(String, String), Vec<Recorded>> = BTreeMap::new();
+    for r in rows {
+        out.entry((r.get(0), r.get(1))).or_default().push(Recorded {
+            chunk: r.get(2),
+            chunks: r.get(3),
+            rows: r.get(4),
+            start_block: r.get(5),
+            end_block: r.get(6),
+            relfilenode: r.get(7),
+            snapshot: r.get(8),
+        });
+    }
+    Ok(out)
+}
+
+/// The block ranges of every chunk of a split table, as the run that copied `done` cut it
+/// (equal ranges of `per` blocks, the last open-ended), derived from the recorded ranges and
+/// checked against each of them; why not when they are missing or do not fit.
+pub fn recorded_ranges(done: &[Recorded]) -> Result<Vec<(i64, Option<i64>)>, String> {
+    let count = done
+        .first()
+        .map(|r| r.chunks)
+        .ok_or_else(|| "no chunk recorded".to_string())?;
+    if count < 2 {
+        return Err(format!("recorded as {count} chunk(s), not split"));
+    }
+    let mut per = None;
+    for r in done {
+        let start = r.start_block.ok_or_else(|| {
+            format!(
+                "chunk {} has no recorded block range (copied by an earlier pgmove version)",
+                r.chunk
+            )
+        })?;
+        if r.chunk == 0 {
+            per = r.end_block;
+        } else if r.chunk > 0 && start % i64::from(r.chunk) == 0 {
+            per = Some(start / i64::from(r.chunk));
+        }
+        if per.is_some() {
+            break;
+        }
+    }
+    let per = per
+        .filter(|p| *p > 0)
+        .ok_or_else(|| "the recorded block ranges are not equal ranges".to_string())?;
+    let ranges: Vec<(i64, Option<i64>)> = (0..count)
+        .map(|i| {
+            let from = i64::from(i) * per;
+            (from, (i < count - 1).then_some(from + per))
+        })
+        .collect();
+    for r in done {
+        let want = usize::try_from(r.chunk)
+            .ok()
+            .filter(|_| r.chunks == count)
+            .and_then(|i| ranges.get(i));
+        match want {
+            Some((from, to)) if r.start_block == Some(*from) && r.end_block == *to => {}
+            _ => {
+                return Err(format!(
+                    "chunk {} of {}: its recorded block range does not fit the other chunks'",
+                    r.chunk, r.chunks
+                ))
+            }
+        }
+    }
+    Ok(ranges)
+}
+
+/// In a session that imported the new snapshot: that snapshot as text, and its xmax (the
+/// next xid, an xid8) as bigint.
+const CURRENT_SNAPSHOT_SQL: &str = "SELECT pg_catalog.pg_current_snapshot()::text,
+       pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text::bigint";
+
+/// The relfilenode of the table named `$1` (a qualified, quoted name), as bigint.
+const FILENODE_SQL: &str = "SELECT pg_catalog.pg_relation_filenode($1::text::regclass)::bigint";
+
+/// The xmin of a snapshot recorded as text (`pg_snapshot`: `xmin:xmax:xip,...`).
+pub fn snapshot_xmin(snapshot: &str) -> Option<u64> {
+    snapshot.split(':').next()?.trim().parse().ok()
+}
+
+/// Which rows visible in a snapshot whose xmax (next xid) is `next` may have been written
+/// after an earlier snapshot whose xmin is `old_xmin` (both 64-bit xids): a condition on `x`,
+/// a row's 32-bit xmin as bigint. A visible row's xid is below `next`, and taken as within
+/// 2^32 of it: its 64-bit value is `next`'s epoch with the row's 32 bits, one epoch lower when
+/// they are above `next`'s. The row may be new when that value is at or above `old_xmin`
+/// (below it, its transaction had ended before the earlier snapshot, so that snapshot saw the
+/// row; `pg_visible_in_snapshot` would also pass rows of transactions that ended after
+/// `old_xmin` but before the snapshot, but it is documented not to work with subtransaction
+/// ids, which a `pg_snapshot` does not list, so it could pass a row written in a savepoint
+/// after the snapshot). xids 0 to 2 (invalid, bootstrap, frozen) are always old. When the
+/// two snapshots are 2^31 xids or more apart, every row may be new. A false "may be new" only
+/// costs a whole copy of the table.
+pub fn newer_xmin_condition(old_xmin: u64, next: u64) -> String {
+    if old_xmin >= next {
+        return "false".to_string();
+    }
+    if next - old_xmin >= 1 << 31 {
+        return "x > 2".to_string();
+    }
+    let (lo, hi) = (old_xmin & 0xFFFF_FFFF, next & 0xFFFF_FFFF);
+    if lo < hi {
+        format!("x > 2 AND x >= {lo} AND x < {hi}")
+    } else {
+        // The 32-bit counter wrapped between the two snapshots.
+        format!("x > 2 AND (x >= {lo} OR x < {hi})")
+    }
+}
+
+/// Run in the new snapshot, over the rows of `blocks` of the table (selected as the copy
+/// selects them), returns two counts: the visible rows, and those of them matching `newer`
+/// (from [`newer_xmin_condition`], on `x`, the row's xmin as bigint).
+fn chunk_check_sql(schema: &str, table: &str, blocks: (i64, Option<i64>), newer: &str) -> String {
+    format!(
+        "SELECT count(*), count(*) FILTER (WHERE {newer})
+  FROM (SELECT t.xmin::text::bigint AS x FROM ONLY {} t{}) s",
+        quote::qualified(schema, table),
+        ctid_filter(Some(blocks))
+    )
+}
+
+/// A read-only session on the source inside the new exported snapshot, to check the done
+/// chunks of half-copied split tables.
+struct SnapshotCheck {
+    client: tokio_postgres::Client,
+    source: Endpoint,
+    /// The new snapshot, as text, and its xmax.
+    snapshot: String,
+    xmax: i64,
+}
+
+impl SnapshotCheck {
+    async fn open(source: &Endpoint, exported: &str) -> Result<SnapshotCheck, CopyError> {
+        let client = source.connect().await?;
+        client
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {};",
+                quote::literal(exported)
+            ))
+            .await
+            .map_err(|e| source.query_error("importing the snapshot", &e))?;
+        let row = client
+            .query_one(CURRENT_SNAPSHOT_SQL, &[])
+            .await
+            .map_err(|e| source.query_error("reading the snapshot", &e))?;
+        Ok(SnapshotCheck {
+            client,
+            source: source.clone(),
+            snapshot: row.get(0),
+            xmax: row.get(1),
+        })
+    }
+
+    /// The chunks of table `key` still to copy, in the block ranges the earlier run cut, when
+    /// every done chunk is unchanged between its snapshot and this one: the table was not
+    /// rewritten (same relfilenode), its block range holds as many rows as were copied, and
+    /// none of them was written after the chunk's snapshot. Then the range's rows are
+    /// exactly the rows copied. Why not otherwise (which check, which chunk).
+    async fn resume(
+        &self,
+        key: &(String, String),
+        done: &[Recorded],
+        fresh: &[Chunk],
+    ) -> Result<Result<Vec<Chunk>, String>, CopyError> {
+        let ranges = match recorded_ranges(done) {
+            Ok(r) => r,
+            Err(why) => return Ok(Err(why)),
+        };
+        let Some(template) = fresh.first() else {
+            return Ok(Err("the table is no longer among those to copy".to_string()));
+        };
+        let (schema, table) = key;
+        let name = quote::qualified(schema, table);
+        let filenode: Option<i64> = self
+            .client
+            .query_one(FILENODE_SQL, &[&name])
+            .await
+            .map_err(|e| {
+                self.source
+                    .query_error(&format!("reading the relfilenode of {name}"), &e)
+            })?
+            .get(0);
+        for r in done {
+            let blocks = ranges[r.chunk as usize];
+            if r.relfilenode.is_none() || r.relfilenode != filenode {
+                return Ok(Err(format!(
+                    "chunk {}: the table was rewritten since it was copied (relfilenode {:?} then, {:?} now: VACUUM FULL, CLUSTER or TRUNCATE)",
+                    r.chunk, r.relfilenode, filenode
+                )));
+            }
+            let Some(old) = &r.snapshot else {
+                return Ok(Err(format!("chunk {}: no recorded snapshot", r.chunk)));
+            };
+            let Some(old_xmin) = snapshot_xmin(old) else {
+                return Ok(Err(format!(
+                    "chunk {}: its recorded snapshot {old:?} cannot be read",
+                    r.chunk
+                )));
+            };
+            let Ok(next) = u64::try_from(self.xmax) else {
+                return Ok(Err(format!(
+                    "the new snapshot's xmax {} is out of range",
+                    self.xmax
+                )));
+            };
+            let newer = newer_xmin_condition(old_xmin, next);
+            let row = self
+                .client
+                .query_one(&chunk_check_sql(schema, table, blocks, &newer), &[])
+                .await
+                .map_err(|e| {
+                    self.source.query_error(
+                        &format!("checking chunk {} of {name} against its snapshot", r.chunk),
+                        &e,
+                    )
+                })?;
+            let (rows, newer): (i64, i64) = (row.get(0), row.get(1));
+            if rows != r.rows {
+                return Ok(Err(format!(
+                    "chunk {} (blocks {}..{}): {rows} row(s) now, {} copied: rows were deleted or added since",
+                    r.chunk,
+                    blocks.0,
+                    blocks.1.map(|b| b.to_string()).unwrap_or_default(),
+                    r.rows
+                )));
+            }
+            if newer > 0 {
+                return Ok(Err(format!(
+                    "chunk {} (blocks {}..{}): {newer} row(s) inserted or updated since it was copied",
+                    r.chunk,
+                    blocks.0,
+                    blocks.1.map(|b| b.to_string()).unwrap_or_default()
+                )));
+            }
+        }
+        let count = ranges.len() as i32;
+        Ok(Ok((0..count)
+            .filter(|i| !done.iter().any(|r| r.chunk == *i))
+            .map(|i| Chunk {
+                index: i,
+                count,
+                blocks: Some(ranges[i as usize]),
+                ..template.clone()
+            })
+            .collect()))
+    }
+}
+
 /// Runs the full load to the end, resuming what an earlier run left.
 pub async fn run(job: &Job, progress: Progress) -> Result<Outcome, CopyError> {
     let base = &job.base;
@@ -343,6 +632,10 @@ async fn run_steps(
     let done = done_chunks(state).await?;
     let mut todo: Vec<Chunk> = Vec::new();
     let mut restart: Vec<(String, String)> = Vec::new();
+    // Tables all copied by an earlier run, and split tables it left half copied (checked
+    // inside the new snapshot below: kept or copied again whole).
+    let mut complete: Vec<(String, String)> = Vec::new();
+    let mut partial: Vec<((String, String), Vec<Chunk>)> = Vec::new();
     let mut by_table: BTreeMap<(String, String), Vec<Chunk>> = BTreeMap::new();
     for c in all {
         by_table
@@ -354,11 +647,9 @@ async fn run_steps(
         match done.get(&key) {
             Some((finished, count)) if finished.len() as i32 == *count => {
                 outcome.chunks_already_done += finished.len();
+                complete.push(key);
             }
-            Some(_) => {
-                restart.push(key.clone());
-                todo.extend(cs);
-            }
+            Some(_) => partial.push((key, cs)),
             None => todo.extend(cs),
         }
     }
@@ -378,7 +669,7 @@ async fn run_steps(
     // DDL after it in the stream, and none in neither (issue: a column added between an
     // earlier dump and the slot arrived holding only its default).
     let mut exported = None;
-    if !todo.is_empty() {
+    if !todo.is_empty() || !partial.is_empty() {
         exported = Some(if existing.is_none() {
             (ExportedSlot::create(&base.source, &job.slot).await?, None)
         } else {
@@ -422,8 +713,54 @@ async fn run_steps(
             return Err(e);
         }
     };
-    if !restart.is_empty() {
-        // Tables a stopped run left half copied: start them again, atomically.
+    // Split tables a stopped run left half copied: their done chunks are kept when each is
+    // unchanged between its snapshot and the new one, otherwise the table is copied again.
+    let mut resumed: Vec<(String, String)> = Vec::new();
+    let mut resumed_snapshot = None;
+    if !partial.is_empty() {
+        let recorded = recorded_chunks(state).await?;
+        let check = match (&snapshot, source_inv.server.version_num >= 130000) {
+            (Some(name), true) => Some(SnapshotCheck::open(&base.source, name).await?),
+            _ => None,
+        };
+        for (key, cs) in partial {
+            let done_here = recorded.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+            let verdict = match &check {
+                Some(c) => c.resume(&key, done_here, &cs).await?,
+                None => Err(
+                    "the source is older than PostgreSQL 13 (no pg_snapshot to check the done chunks against)"
+                        .to_string(),
+                ),
+            };
+            match verdict {
+                Ok(missing) => {
+                    tracing::info!(
+                        table = %format!("{}.{}", key.0, key.1),
+                        kept = done_here.len(),
+                        to_copy = missing.len(),
+                        "resuming a split table: its done chunks are unchanged since their snapshot, only the missing chunks are copied"
+                    );
+                    outcome.chunks_already_done += done_here.len();
+                    resumed.push(key);
+                    todo.extend(missing);
+                }
+                Err(why) => {
+                    tracing::warn!(
+                        table = %format!("{}.{}", key.0, key.1),
+                        "a split table left half copied is copied again whole: {why}"
+                    );
+                    restart.push(key);
+                    todo.extend(cs);
+                }
+            }
+        }
+        resumed_snapshot = check.map(|c| c.snapshot);
+        todo.sort_by_key(|c| std::cmp::Reverse(c.est_bytes));
+    }
+    if !restart.is_empty() || !resumed.is_empty() {
+        // Tables a stopped run left half copied: start them again, atomically; the kept
+        // chunks of the others now belong to the new snapshot (and its LSN, from which
+        // change capture applies their changes).
         let mut sql = String::from("BEGIN;\n");
         for (s, t) in &restart {
             sql.push_str(&format!(
@@ -435,12 +772,23 @@ async fn run_steps(
             ));
             outcome.tables_restarted.push(format!("{s}.{t}"));
         }
+        if let (Some(snap), Some((e, _))) = (&resumed_snapshot, &exported) {
+            for (s, t) in &resumed {
+                sql.push_str(&format!(
+                    "UPDATE pgmove.copy_progress SET snapshot = {}, snapshot_lsn = {}::pg_lsn WHERE plan_name = {} AND schema_name = {} AND table_name = {};\n",
+                    quote::literal(snap),
+                    quote::literal(&e.consistent_lsn().to_string()),
+                    quote::literal(&base.plan_name),
+                    quote::literal(s),
+                    quote::literal(t)
+                ));
+            }
+        }
         sql.push_str("COMMIT;");
-        state
-            .client
-            .batch_execute(&sql)
-            .await
-            .map_err(|e| base.target.query_error("restarting half-copied tables", &e))?;
+        state.client.batch_execute(&sql).await.map_err(|e| {
+            base.target
+                .query_error("restarting or resuming half-copied tables", &e)
+        })?;
     }
 
     state.set_phase(STRATEGY, "copy", None).await?;
@@ -460,11 +808,10 @@ async fn run_steps(
             by_table,
         };
         let indexes = tokio::spawn(builder.run(done_rx));
-        // Tables finished by an earlier run may still lack their indexes.
-        for (s, t) in done.keys() {
-            if !restart.contains(&(s.clone(), t.clone())) {
-                let _ = done_tx.send((s.clone(), t.clone()));
-            }
+        // Tables finished by an earlier run may still lack their indexes (a resumed table is
+        // announced when its last missing chunk is in).
+        for key in &complete {
+            let _ = done_tx.send(key.clone());
         }
         let copied = copy_chunks(job, exported.snapshot_name(), lsn, todo, &step, done_tx).await;
         let built = indexes.await.map_err(|e| CopyError::Chunk {
@@ -721,6 +1068,7 @@ async fn copy_chunks(
     let queue = Arc::new(tokio::sync::Mutex::new(todo));
     let rows = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
+    let committed = Arc::new(AtomicU64::new(0));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String, i32, i32)>();
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..width {
@@ -733,6 +1081,7 @@ async fn copy_chunks(
         let target = base.target.clone();
         let rows = rows.clone();
         let bytes = bytes.clone();
+        let committed = committed.clone();
         let tx = tx.clone();
         set.spawn(async move {
             let mut n = 0usize;
@@ -759,6 +1108,8 @@ async fn copy_chunks(
                 })?;
                 rows.fetch_add(r, Ordering::Relaxed);
                 bytes.fetch_add(b, Ordering::Relaxed);
+                let k = committed.fetch_add(1, Ordering::SeqCst) + 1;
+                crate::testhook::pause(&format!("copy-cdc-chunks-committed-{k}")).await;
                 let _ = tx.send((
                     chunk.schema.clone(),
                     chunk.table.clone(),
@@ -931,6 +1282,11 @@ impl IndexBuilder {
     }
 }
 
+/// In a session that imported a snapshot: the snapshot (`pg_current_snapshot()` as text) and
+/// the relfilenode of the table named `$1` (a qualified, quoted name), as bigint.
+const SNAPSHOT_AND_FILENODE_SQL: &str = "SELECT pg_catalog.pg_current_snapshot()::text,
+       pg_catalog.pg_relation_filenode($1::text::regclass)::bigint";
+
 /// One chunk: COPY out of the snapshot, COPY in, progress row, commit. Returns (rows, bytes).
 #[allow(clippy::too_many_arguments)]
 async fn copy_one(
@@ -957,6 +1313,26 @@ async fn copy_one(
     ))
     .await
     .map_err(|e| source.query_error("importing the snapshot", &e).to_string())?;
+    // What a rerun checks before keeping this chunk (see `resume_split_table`).
+    let read = src
+        .query_one(
+            SNAPSHOT_AND_FILENODE_SQL,
+            &[&quote::qualified(&chunk.schema, &chunk.table)],
+        )
+        .await
+        .map_err(|e| {
+            source
+                .query_error(
+                    &format!("reading the snapshot and relfilenode of {}", chunk.name()),
+                    &e,
+                )
+                .to_string()
+        })?;
+    let (snapshot_text, filenode): (String, Option<i64>) = (read.get(0), read.get(1));
+    let (start_block, end_block) = match chunk.blocks {
+        Some((from, to)) => (Some(from), to),
+        None => (None, None),
+    };
     dst.batch_execute(&format!(
         "BEGIN; SET LOCAL synchronous_commit = off; {}",
         chunk.before_copy_sql()
@@ -996,8 +1372,8 @@ async fn copy_one(
             .await
             .map_err(|e| target.query_error("COPY FROM", &e).to_string())?;
         dst.execute(
-            "INSERT INTO pgmove.copy_progress (plan_name, schema_name, table_name, chunk, chunks, rows, bytes, snapshot_lsn) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[&plan, &chunk.schema, &chunk.table, &chunk.index, &chunk.count, &(rows as i64), &(n_bytes as i64), &lsn],
+            "INSERT INTO pgmove.copy_progress (plan_name, schema_name, table_name, chunk, chunks, rows, bytes, snapshot_lsn, start_block, end_block, relfilenode, snapshot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &[&plan, &chunk.schema, &chunk.table, &chunk.index, &chunk.count, &(rows as i64), &(n_bytes as i64), &lsn, &start_block, &end_block, &filenode, &snapshot_text],
         )
         .await
         .map_err(|e| target.query_error("recording progress", &e).to_string())?;
@@ -1447,6 +1823,82 @@ mod tests {
         assert!(big_chunks[0].binary);
         let small_chunk = c.iter().find(|c| c.table == "small").expect("small");
         assert!(!small_chunk.binary, "a user-defined type forces text");
+    }
+
+    fn rec(chunk: i32, chunks: i32, start: Option<i64>, end: Option<i64>) -> Recorded {
+        Recorded {
+            chunk,
+            chunks,
+            rows: 10,
+            start_block: start,
+            end_block: end,
+            relfilenode: Some(1),
+            snapshot: Some("1:1:".into()),
+        }
+    }
+
+    #[test]
+    fn recorded_ranges_are_rebuilt_from_any_done_chunk_and_checked() {
+        let want = vec![(0, Some(25)), (25, Some(50)), (50, Some(75)), (75, None)];
+        // From chunk 0's end, from a middle chunk's start, from the last chunk alone.
+        assert_eq!(
+            recorded_ranges(&[rec(0, 4, Some(0), Some(25)), rec(2, 4, Some(50), Some(75))]),
+            Ok(want.clone())
+        );
+        assert_eq!(
+            recorded_ranges(&[rec(1, 4, Some(25), Some(50))]),
+            Ok(want.clone())
+        );
+        assert_eq!(recorded_ranges(&[rec(3, 4, Some(75), None)]), Ok(want));
+        // Rows of an earlier version, ranges that do not fit, a table not split: refused.
+        assert!(recorded_ranges(&[rec(1, 4, None, None)])
+            .unwrap_err()
+            .contains("earlier pgmove version"));
+        assert!(
+            recorded_ranges(&[rec(0, 4, Some(0), Some(25)), rec(2, 4, Some(40), Some(75))])
+                .unwrap_err()
+                .contains("chunk 2 of 4")
+        );
+        assert!(
+            recorded_ranges(&[rec(0, 4, Some(0), Some(25)), rec(3, 4, Some(75), Some(100))])
+                .is_err()
+        );
+        assert!(
+            recorded_ranges(&[rec(0, 4, Some(0), Some(25)), rec(5, 4, Some(125), None)]).is_err()
+        );
+        assert!(recorded_ranges(&[rec(0, 1, None, None)]).is_err());
+        assert!(recorded_ranges(&[]).is_err());
+    }
+
+    #[test]
+    fn a_row_is_new_when_its_widened_xmin_is_at_or_above_the_old_snapshot_xmin() {
+        // Nothing written between the snapshots.
+        assert_eq!(newer_xmin_condition(700, 700), "false");
+        assert_eq!(newer_xmin_condition(800, 700), "false");
+        // Same epoch: [old xmin, next) of the current one.
+        assert_eq!(
+            newer_xmin_condition(700, 750),
+            "x > 2 AND x >= 700 AND x < 750"
+        );
+        let epoch = 3u64 << 32;
+        assert_eq!(
+            newer_xmin_condition(epoch + 700, epoch + 750),
+            "x > 2 AND x >= 700 AND x < 750"
+        );
+        // The counter wrapped between them: the high 32-bit values are the previous epoch's
+        // (new when at or above the old xmin), the low ones the current epoch's (new when
+        // below next).
+        let old = epoch - 10;
+        assert_eq!(
+            newer_xmin_condition(old, epoch + 10),
+            "x > 2 AND (x >= 4294967286 OR x < 10)"
+        );
+        // Too far apart to tell: every row may be new.
+        assert_eq!(newer_xmin_condition(5, 5 + (1 << 31)), "x > 2");
+        // The xmin of a recorded snapshot.
+        assert_eq!(snapshot_xmin("742:750:742,745"), Some(742));
+        assert_eq!(snapshot_xmin("12884902588:12884902600:"), Some(12884902588));
+        assert_eq!(snapshot_xmin("garbage"), None);
     }
 
     #[test]
