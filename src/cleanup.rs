@@ -568,11 +568,6 @@ async fn discover_source(
     Ok(())
 }
 
-/// The replica identities pgmove recorded (target) before setting REPLICA IDENTITY FULL on
-/// source tables: (schema, table, relreplident, index name).
-const RI_RECORDED: &str = "SELECT schema_name, table_name, relreplident, index_name
-  FROM pgmove.replica_identity WHERE plan_name = $1 ORDER BY 1, 2";
-
 /// Source tables pgmove made REPLICA IDENTITY FULL and still are: their recorded identity is
 /// given back.
 async fn discover_replica_identity(
@@ -594,7 +589,7 @@ async fn discover_replica_identity(
         return Ok(());
     }
     let rows = t
-        .query(RI_RECORDED, &[&req.plan_name])
+        .query(crate::strategy::copy_cdc::RI_RECORDED, &[&req.plan_name])
         .await
         .map_err(|e| target.query_error("reading pgmove.replica_identity", &e))?;
     for r in rows {
@@ -612,11 +607,9 @@ async fn discover_replica_identity(
         if now.map(|r| r.get::<_, String>(0)).as_deref() != Some("f") {
             continue;
         }
-        let identity = match (mode.as_str(), &index) {
-            ("n", _) => "NOTHING".to_string(),
-            ("f", _) => continue,
-            ("i", Some(i)) => format!("USING INDEX {}", quote::ident(i)),
-            _ => "DEFAULT".to_string(),
+        let Some(identity) = crate::strategy::copy_cdc::identity_clause(&mode, index.as_deref())
+        else {
+            continue;
         };
         let sql = format!("ALTER TABLE {name} REPLICA IDENTITY {identity}");
         found.steps.push(Step {

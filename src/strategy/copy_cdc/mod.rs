@@ -697,6 +697,7 @@ async fn run_steps(
         crate::testhook::pause("copy-cdc-schema-dumped").await;
         state.set_phase(STRATEGY, "schema", None).await?;
         restorer.pre_data(state).await?;
+        restore_target_replica_identities(job, state).await?;
         Ok::<_, CopyError>(restorer)
     }
     .await;
@@ -925,6 +926,76 @@ const RI_CURRENT: &str = "SELECT n.nspname::text, c.relname::text, c.relrepliden
          WHERE i.indrelid = c.oid AND i.indisreplident)
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = ANY($1::text[]::regclass[])";
+
+/// The replica identities pgmove recorded (target) before setting REPLICA IDENTITY FULL on
+/// source tables: (schema, table, relreplident, index name).
+pub(crate) const RI_RECORDED: &str = "SELECT schema_name, table_name, relreplident, index_name
+  FROM pgmove.replica_identity WHERE plan_name = $1 ORDER BY 1, 2";
+
+/// The `REPLICA IDENTITY ...` clause that gives a table back the recorded identity
+/// (`relreplident` d, n or i with its index); `None` for FULL (nothing to give back).
+pub(crate) fn identity_clause(mode: &str, index: Option<&str>) -> Option<String> {
+    match (mode, index) {
+        ("n", _) => Some("NOTHING".to_string()),
+        ("f", _) => None,
+        ("i", Some(i)) => Some(format!("USING INDEX {}", quote::ident(i))),
+        _ => Some("DEFAULT".to_string()),
+    }
+}
+
+/// The schema dump is read inside the slot's snapshot, after pgmove made the keyless tables
+/// REPLICA IDENTITY FULL on the source: gives the target's copies the identity the source had
+/// before (recorded by [`record_replica_identities`]), right after the pre-data restore.
+/// Identities by index are left to post-data, which restores them with the index.
+async fn restore_target_replica_identities(job: &Job, state: &State<'_>) -> Result<(), CopyError> {
+    let base = &job.base;
+    let recorded: bool = state
+        .client
+        .query_one(
+            "SELECT to_regclass('pgmove.replica_identity') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(|e| {
+            base.target
+                .query_error("looking for pgmove.replica_identity", &e)
+        })?
+        .get(0);
+    if !recorded {
+        return Ok(());
+    }
+    let rows = state
+        .client
+        .query(RI_RECORDED, &[&base.plan_name])
+        .await
+        .map_err(|e| {
+            base.target
+                .query_error("reading pgmove.replica_identity", &e)
+        })?;
+    let mut sql = String::new();
+    for r in rows {
+        let (schema, table, mode, index): (String, String, String, Option<String>) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        if mode == "i" {
+            continue;
+        }
+        if let Some(identity) = identity_clause(&mode, index.as_deref()) {
+            sql.push_str(&format!(
+                "ALTER TABLE {} REPLICA IDENTITY {identity};\n",
+                quote::qualified(&schema, &table)
+            ));
+        }
+    }
+    if !sql.is_empty() {
+        state.client.batch_execute(&sql).await.map_err(|e| {
+            base.target.query_error(
+                "giving the target's tables the source's replica identity",
+                &e,
+            )
+        })?;
+    }
+    Ok(())
+}
 
 /// Records on the target the replica identity of each of `keyless` before it becomes FULL; a
 /// rerun keeps the first record (the table may be FULL by then).
