@@ -436,12 +436,7 @@ async fn discover_fence(
     t: &Client,
     found: &mut Found,
 ) -> Result<(), PgError> {
-    let has_record: bool = t
-        .query_one("SELECT to_regclass('pgmove.cutover') IS NOT NULL", &[])
-        .await
-        .map_err(|e| target.query_error("looking for pgmove.cutover", &e))?
-        .get(0);
-    if !has_record {
+    if !state::has_table(t, target, "cutover").await? {
         return Ok(());
     }
     let Some(row) = t
@@ -578,14 +573,7 @@ async fn discover_replica_identity(
     t: &Client,
     found: &mut Found,
 ) -> Result<(), PgError> {
-    let recorded = t
-        .query_one(
-            "SELECT to_regclass('pgmove.replica_identity') IS NOT NULL",
-            &[],
-        )
-        .await
-        .map_err(|e| target.query_error("looking for pgmove.replica_identity", &e))?;
-    if !recorded.get::<_, bool>(0) {
+    if !state::has_table(t, target, "replica_identity").await? {
         return Ok(());
     }
     let rows = t

@@ -143,6 +143,17 @@ CREATE TABLE IF NOT EXISTS pgmove.cutover (
 );
 ";
 
+/// Whether table `pgmove.<table>` exists on the server `client` is connected to (`ep`, for the
+/// error). `table` is one of pgmove's own table names.
+pub async fn has_table(client: &Client, ep: &Endpoint, table: &str) -> Result<bool, PgError> {
+    let name = format!("{SCHEMA}.{table}");
+    let row = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .await
+        .map_err(|e| ep.query_error(&format!("looking for {name}"), &e))?;
+    Ok(row.get(0))
+}
+
 /// The state of one plan's run on the target.
 pub struct State<'a> {
     pub target: &'a Endpoint,

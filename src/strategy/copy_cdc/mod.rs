@@ -949,18 +949,7 @@ pub(crate) fn identity_clause(mode: &str, index: Option<&str>) -> Option<String>
 /// Identities by index are left to post-data, which restores them with the index.
 async fn restore_target_replica_identities(job: &Job, state: &State<'_>) -> Result<(), CopyError> {
     let base = &job.base;
-    let recorded: bool = state
-        .client
-        .query_one(
-            "SELECT to_regclass('pgmove.replica_identity') IS NOT NULL",
-            &[],
-        )
-        .await
-        .map_err(|e| {
-            base.target
-                .query_error("looking for pgmove.replica_identity", &e)
-        })?
-        .get(0);
+    let recorded = crate::state::has_table(&state.client, &base.target, "replica_identity").await?;
     if !recorded {
         return Ok(());
     }
