@@ -3,7 +3,10 @@
 //!
 //! What belongs to a plan, found by exact name (never a prefix) and by the plan's own rows:
 //! - source: the replication slots `<slot>` and its resume slot (logical, in the plan's
-//!   database), the publication and its insert-only companion (names from `plan::names`);
+//!   database), the publication and its insert-only companion (names from `plan::names`),
+//!   only those the target's `pgmove.source_objects` records this plan creating on this source
+//!   (see [`crate::owned`]); one of those names without the record is reported as kept, with
+//!   the fix, and dropped only with `--adopt-unrecorded` (a migration of an earlier release);
 //! - either server, only in a `pgmove` schema pgmove created (it holds the marker table
 //!   `pgmove.created_by_pgmove`, created with the schema in one transaction): the event
 //!   triggers, functions and key table the DDL capture of `cdc::ddl` recorded creating for this
@@ -170,6 +173,9 @@ pub struct Request {
     pub dump_dir: Option<PathBuf>,
     pub dry_run: bool,
     pub force: bool,
+    /// Drop also a slot or publication of the plan's names that pgmove did not record
+    /// creating (a migration started by a release before the record; see `crate::owned`).
+    pub adopt_unrecorded: bool,
 }
 
 impl Request {
@@ -183,6 +189,7 @@ impl Request {
             dump_dir: None,
             dry_run,
             force,
+            adopt_unrecorded: false,
         }
     }
 
@@ -305,7 +312,7 @@ pub async fn cleanup(
     let mut found = Found::default();
     // First: the source gets its writes back before the record of how goes with the schema.
     discover_fence(req, source, &s, target, &t, &mut found).await?;
-    discover_source(req, source, &s, &mut found).await?;
+    discover_source(req, source, &s, target, &t, &mut found).await?;
     discover_replica_identity(req, source, &s, target, &t, &mut found).await?;
     discover_side(req, source, &s, &mut found).await?;
     discover_lock(req, target, &t, &mut found).await?;
@@ -499,16 +506,65 @@ async fn discover_fence(
 const SLOTS_SQL: &str = "SELECT slot_name::text, active_pid FROM pg_replication_slots \
      WHERE slot_name = ANY($1::text[]) AND database = current_database() ORDER BY slot_name DESC";
 
-/// Slots and the publication (source only).
+/// Slots and publications (source only): those the target's record says this plan created
+/// (`crate::owned`); one of the plan's names without the record is reported as kept with the
+/// fix, or dropped with `--adopt-unrecorded`.
 async fn discover_source(
     req: &Request,
     ep: &Endpoint,
     c: &Client,
+    target: &Endpoint,
+    t: &Client,
     found: &mut Found,
 ) -> Result<(), PgError> {
-    let names = vec![req.resume_slot(), req.slot.clone()];
+    use crate::owned::{self, Verdict};
+    let slots = vec![req.resume_slot(), req.slot.clone()];
+    let publications = vec![
+        req.publication.clone(),
+        crate::strategy::copy_cdc::insert_only_publication(&req.publication),
+    ];
+    let present = owned::find(c, ep, &slots, &publications).await?;
+    if present.is_empty() {
+        return Ok(());
+    }
+    let here = owned::source_of(c, ep).await?;
+    let records = owned::records(t, target, &req.plan_name).await?;
+    // Which of them cleanup drops; the others are kept and say why.
+    let mut drop: Vec<(&str, String, Option<String>)> = Vec::new();
+    for (kind, name, f) in present {
+        match owned::judge(
+            &req.plan_name,
+            owned::record_of(&records, kind, &name),
+            &here,
+            &f,
+        ) {
+            Verdict::Ours => drop.push((kind, name, None)),
+            Verdict::NotRecorded(why) if req.adopt_unrecorded => drop.push((
+                kind,
+                name,
+                Some(format!(
+                    "found by name, not recorded ({why}); dropped because of --adopt-unrecorded"
+                )),
+            )),
+            Verdict::NotRecorded(why) => found.kept.push(Artifact {
+                location: Location::Source,
+                kind: kind.into(),
+                sql: String::new(),
+                detail: Some(format!(
+                    "found by name, not recorded: {why}; left in place. If an earlier pgmove release created it for this plan, rerun cleanup with --adopt-unrecorded to drop it; otherwise it is someone else's: {}",
+                    owned::keep_or_drop(kind, &name)
+                )),
+                name,
+            }),
+        }
+    }
+    let slot_names: Vec<String> = drop
+        .iter()
+        .filter(|(k, _, _)| *k == owned::SLOT)
+        .map(|(_, n, _)| n.clone())
+        .collect();
     let rows = c
-        .query(SLOTS_SQL, &[&names])
+        .query(SLOTS_SQL, &[&slot_names])
         .await
         .map_err(|e| ep.query_error("reading pg_replication_slots", &e))?;
     // The resume slot first: it exists only while (or because) a full load ran.
@@ -523,31 +579,31 @@ async fn discover_source(
                 pid,
             });
         }
+        let adopted = drop
+            .iter()
+            .find(|(k, n, _)| *k == owned::SLOT && *n == name)
+            .and_then(|(_, _, d)| d.clone());
+        let detail = match (pid, adopted) {
+            (Some(p), Some(a)) => Some(format!("{a}; in use by process {p}")),
+            (Some(p), None) => Some(format!("in use by process {p}")),
+            (None, a) => a,
+        };
         found.steps.push(Step {
             artifact: Artifact {
                 location: Location::Source,
                 kind: "replication slot".into(),
                 sql: format!("SELECT pg_drop_replication_slot({})", quote::literal(&name)),
                 name: name.clone(),
-                detail: pid.map(|p| format!("in use by process {p}")),
+                detail,
             },
             action: Action::DropSlot(name),
         });
     }
     // The plan's publication, and the insert-only one of `cdc.tables_without_key: insert-only`.
-    let names = [
-        req.publication.clone(),
-        crate::strategy::copy_cdc::insert_only_publication(&req.publication),
-    ];
-    let rows = c
-        .query(
-            "SELECT pubname::text FROM pg_publication WHERE pubname = ANY($1) ORDER BY 1",
-            &[&names.as_slice()],
-        )
-        .await
-        .map_err(|e| ep.query_error("reading pg_publication", &e))?;
-    for row in rows {
-        let name: String = row.get(0);
+    for (_, name, detail) in drop
+        .into_iter()
+        .filter(|(k, _, _)| *k == owned::PUBLICATION)
+    {
         let sql = format!("DROP PUBLICATION IF EXISTS {}", quote::ident(&name));
         found.steps.push(Step {
             artifact: Artifact {
@@ -555,7 +611,7 @@ async fn discover_source(
                 kind: "publication".into(),
                 name,
                 sql: sql.clone(),
-                detail: None,
+                detail,
             },
             action: Action::Sql(sql),
         });

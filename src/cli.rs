@@ -135,6 +135,10 @@ pub enum Command {
         /// instead of refusing.
         #[arg(long)]
         force: bool,
+        /// Also drop a slot or publication with the plan's names that pgmove did not record
+        /// creating (a migration started by an earlier pgmove release); otherwise reported.
+        #[arg(long)]
+        adopt_unrecorded: bool,
     },
 }
 
@@ -205,7 +209,8 @@ where
                 plan,
                 dry_run,
                 force,
-            } => commands::cleanup(&plan, dry_run, force, g).await,
+                adopt_unrecorded,
+            } => commands::cleanup(&plan, dry_run, force, adopt_unrecorded, g).await,
         }
     });
     ExitCode::from(code)

@@ -108,7 +108,14 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
         .map_err(|e| e.to_string()),
         replication_probe,
     };
-    let findings = preflight::run(&ctx);
+    let mut findings = preflight::run(&ctx);
+    if intended == Some(Strategy::CopyCdc) {
+        // Objects with the names of the plan's slot and publications that pgmove did not
+        // record creating: never used nor dropped (`crate::owned`).
+        let owned = crate::owned::preflight(&plan, &source, &target).await;
+        findings.extend(owned.map_err(Failure::runtime)?);
+        findings.sort_by_key(|f| f.severity);
+    }
     let report = PlanReport::new(
         &plan.name,
         &plan.file,
@@ -618,12 +625,19 @@ async fn wait_for_stop_signal() {
 }
 
 /// `pgmove cleanup`.
-pub async fn cleanup(path: &Path, dry_run: bool, force: bool, g: Global) -> u8 {
+pub async fn cleanup(
+    path: &Path,
+    dry_run: bool,
+    force: bool,
+    adopt_unrecorded: bool,
+    g: Global,
+) -> u8 {
     let (plan, source, target) = match load_with_endpoints(path) {
         Ok(x) => x,
         Err(f) => return report_failure(&f),
     };
-    let req = crate::cleanup::Request::for_plan(&plan, dry_run, force);
+    let mut req = crate::cleanup::Request::for_plan(&plan, dry_run, force);
+    req.adopt_unrecorded = adopt_unrecorded;
     let render = |r: &crate::cleanup::Report| match g.format {
         Format::Json => println!("{}", r.render_json()),
         Format::Markdown => print!("{}", r.render_markdown()),

@@ -11,6 +11,7 @@ pub mod cutover;
 pub mod dumpdir;
 pub mod inspect;
 pub mod logging;
+pub mod owned;
 pub mod pg;
 pub mod plan;
 pub mod planner;

@@ -388,3 +388,254 @@ fn a_foreign_pgmove_schema_on_the_target_blocks_and_pgmoves_own_is_resumed() {
         "0"
     );
 }
+
+/// The plan's records of what it created on the source (`pgmove.source_objects` on the
+/// target), one `kind name state` per line.
+fn records(dst: &Cluster, db: &str) -> String {
+    dst.psql(
+        db,
+        "SELECT string_agg(kind || ' ' || name || ' ' || state, E'\\n' ORDER BY kind, name) FROM pgmove.source_objects",
+    )
+}
+
+/// `items` with 100 rows on the source.
+fn items(src: &Cluster) {
+    src.psql(
+        "shop",
+        "CREATE TABLE items (id int PRIMARY KEY, name text);
+         INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g;",
+    );
+}
+
+#[test]
+fn a_users_slot_and_publication_named_like_pgmoves_are_neither_used_nor_dropped() {
+    let (src, dst) = online::pair();
+    items(&src);
+    // The user's own publication and slot, with exactly the names plan `mine` gives its own.
+    src.psql("shop", "CREATE PUBLICATION pgmove_mine FOR TABLE items");
+    src.psql(
+        "shop",
+        "SELECT 1 FROM pg_create_logical_replication_slot('pgmove_mine', 'pgoutput')",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    dst.create_db("d_mine");
+    let plan = plan_to(
+        dir.path(),
+        ["mine", "mine"],
+        "copy-cdc",
+        &src,
+        &dst,
+        "d_mine",
+        "",
+    );
+    let p = plan.to_str().expect("utf8");
+    for args in [
+        vec!["plan", p],
+        vec!["apply", p, "--yes", "--exit-when-caught-up"],
+    ] {
+        let out = run(&args, &src, &dst);
+        code(&out, 2);
+        let t = text(&out);
+        for want in [
+            "the source has a publication named pgmove_mine, the name pgmove gives this plan's publication, and it is not pgmove's",
+            "the source has a replication slot named pgmove_mine",
+            r#"DROP PUBLICATION "pgmove_mine";"#,
+            r#"ALTER PUBLICATION "pgmove_mine" RENAME TO "pgmove_mine_user";"#,
+            "SELECT pg_drop_replication_slot('pgmove_mine');",
+            "--adopt-unrecorded",
+        ] {
+            assert!(t.contains(want), "{want:?} missing in\n{t}");
+        }
+    }
+    assert_eq!(
+        dst.psql(
+            "d_mine",
+            "SELECT count(*) FROM pg_class WHERE relname = 'items'"
+        ),
+        "0",
+        "apply wrote to the target"
+    );
+    let theirs = || {
+        src.psql(
+            "shop",
+            "SELECT (SELECT count(*) FROM pg_publication WHERE pubname = 'pgmove_mine')
+                 || '|' || (SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgmove_mine')
+                 || '|' || (SELECT count(*) FROM pg_publication_tables WHERE pubname = 'pgmove_mine')",
+        )
+    };
+    assert_eq!(theirs(), "1|1|1");
+    let out = run(&["cleanup", p], &src, &dst);
+    code(&out, 0);
+    let t = text(&out);
+    assert!(t.contains("found by name, not recorded"), "{t}");
+    assert_eq!(theirs(), "1|1|1", "cleanup dropped the user's objects\n{t}");
+
+    // Renamed out of the way (as the fix says), the plan runs; its cleanup drops its own
+    // slot and publication, which it recorded, and leaves the user's renamed ones.
+    src.psql(
+        "shop",
+        "ALTER PUBLICATION pgmove_mine RENAME TO pgmove_mine_user",
+    );
+    src.psql("shop", "SELECT pg_drop_replication_slot('pgmove_mine')");
+    src.psql(
+        "shop",
+        "SELECT 1 FROM pg_create_logical_replication_slot('mine_user', 'pgoutput')",
+    );
+    apply_caught_up(&plan, &src, &dst);
+    assert_eq!(dst.psql("d_mine", "SELECT count(*) FROM items"), "100");
+    assert_eq!(
+        records(&dst, "d_mine"),
+        "publication pgmove_mine created\nreplication slot pgmove_mine created"
+    );
+    assert_eq!(
+        src.psql(
+            "shop",
+            "SELECT obj_description(oid, 'pg_publication') FROM pg_publication WHERE pubname = 'pgmove_mine'"
+        ),
+        "created by pgmove for plan mine; dropped by pgmove cleanup"
+    );
+    let out = run(&["cleanup", p], &src, &dst);
+    code(&out, 0);
+    assert_eq!(
+        source_objects(&src),
+        ["publication pgmove_mine_user", "slot mine_user"],
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_kill_between_recording_and_creating_resumes_and_cleanup_drops_what_was_created() {
+    let (src, dst) = online::pair();
+    items(&src);
+    let dir = tempfile::tempdir().expect("tempdir");
+    dst.create_db("d_kill");
+    let plan = plan_to(
+        dir.path(),
+        ["kill", "kill"],
+        "copy-cdc",
+        &src,
+        &dst,
+        "d_kill",
+        "",
+    );
+    // Killed at each point: the record says `intended`, the slot is absent, then present.
+    for (point, slots) in [
+        ("copy-cdc-slot-recorded", "0"),
+        ("copy-cdc-slot-created", "1"),
+    ] {
+        let log = dir.path().join(format!("{point}.log"));
+        let mut cmd = online::pgmove(&online::apply_args(&plan), &src, &dst);
+        cmd.env("PGMOVE_TEST_PAUSE", point);
+        let mut child = online::spawn_logged(cmd, &log);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !online::read_log(&log).contains(&format!("test pause at {point}")) {
+            online::check_running(&mut child, &log);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}",
+                online::read_log(&log)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        assert_eq!(
+            records(&dst, "d_kill"),
+            "publication pgmove_kill created\nreplication slot pgmove_kill intended",
+            "{point}"
+        );
+        assert_eq!(
+            src.psql(
+                "shop",
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgmove_kill'"
+            ),
+            slots,
+            "{point}"
+        );
+    }
+    // A publication whose record stayed `intended` (a kill between its creating transaction
+    // and the record's update) is pgmove's by its comment...
+    dst.psql(
+        "d_kill",
+        "UPDATE pgmove.source_objects SET state = 'intended' WHERE kind = 'publication'",
+    );
+    let p = plan.to_str().expect("utf8");
+    code(&run(&["plan", p], &src, &dst), 0);
+    // ...and without the comment it is not.
+    src.psql("shop", "COMMENT ON PUBLICATION pgmove_kill IS NULL");
+    let out = run(&["plan", p], &src, &dst);
+    code(&out, 2);
+    assert!(
+        text(&out).contains("does not carry pgmove's comment"),
+        "{}",
+        text(&out)
+    );
+    src.psql(
+        "shop",
+        "COMMENT ON PUBLICATION pgmove_kill IS 'created by pgmove for plan kill; dropped by pgmove cleanup'",
+    );
+
+    apply_caught_up(&plan, &src, &dst);
+    assert_eq!(dst.psql("d_kill", "SELECT count(*) FROM items"), "100");
+    let recs = records(&dst, "d_kill");
+    assert!(
+        recs.contains("publication pgmove_kill created")
+            && recs.contains("replication slot pgmove_kill created"),
+        "{recs}"
+    );
+    let out = run(&["cleanup", p], &src, &dst);
+    code(&out, 0);
+    assert_eq!(source_objects(&src), Vec::<String>::new(), "{}", text(&out));
+}
+
+#[test]
+fn a_migration_of_a_release_without_the_record_is_cleaned_only_with_adopt_unrecorded() {
+    let (src, dst) = online::pair();
+    items(&src);
+    let dir = tempfile::tempdir().expect("tempdir");
+    dst.create_db("d_old");
+    let plan = plan_to(
+        dir.path(),
+        ["old", "old"],
+        "copy-cdc",
+        &src,
+        &dst,
+        "d_old",
+        "cdc:\n  ddl: ignore\n",
+    );
+    let p = plan.to_str().expect("utf8");
+    apply_caught_up(&plan, &src, &dst);
+    // What the previous release left: its state (a run in progress), no record.
+    dst.psql("d_old", "DROP TABLE pgmove.source_objects");
+    src.psql("shop", "COMMENT ON PUBLICATION pgmove_old IS NULL");
+    let ours = ["publication pgmove_old", "slot pgmove_old"];
+    assert_eq!(source_objects(&src), ours);
+
+    // apply does not take them over: a blocker naming the way out.
+    let out = run(&["apply", p, "--yes", "--exit-when-caught-up"], &src, &dst);
+    code(&out, 2);
+    assert!(
+        text(&out).contains(&format!("pgmove cleanup {p} --adopt-unrecorded")),
+        "{}",
+        text(&out)
+    );
+    // cleanup reports them, drops them not...
+    let out = run(&["cleanup", p, "--dry-run"], &src, &dst);
+    code(&out, 0);
+    let out = run(&["cleanup", p], &src, &dst);
+    code(&out, 0);
+    let t = text(&out);
+    assert!(t.contains("found by name, not recorded"), "{t}");
+    assert!(t.contains("--adopt-unrecorded"), "{t}");
+    assert_eq!(source_objects(&src), ours, "{t}");
+    // ...unless told to adopt them.
+    let out = run(&["cleanup", p, "--adopt-unrecorded"], &src, &dst);
+    code(&out, 0);
+    assert!(
+        text(&out).contains("dropped because of --adopt-unrecorded"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(source_objects(&src), Vec::<String>::new(), "{}", text(&out));
+}

@@ -38,6 +38,7 @@ use futures_util::{SinkExt, StreamExt};
 use crate::cdc::ddl;
 use crate::cdc::slot::{self, ExportedSlot};
 use crate::inspect::{self, Inventory, Table, TableKind};
+use crate::owned;
 use crate::pg::{quote, Endpoint, Lsn, PgError};
 use crate::plan;
 use crate::progress::Progress;
@@ -656,9 +657,20 @@ async fn run_steps(
     todo.sort_by_key(|c| std::cmp::Reverse(c.est_bytes));
     // The snapshot: the permanent slot's on the first run, a temporary one's on a resume.
     let existing = slot::slot_exists(&base.source, &job.slot).await?;
+    if existing.is_some() {
+        // This plan's slot and publications (preflight refused unrecorded ones): their
+        // records may still say `intended` after a kill between a create and its record.
+        owned::confirm(state, &base.source, owned::SLOT, &job.slot).await?;
+        for name in [
+            job.publication.clone(),
+            insert_only_publication(&job.publication),
+        ] {
+            owned::confirm(state, &base.source, owned::PUBLICATION, &name).await?;
+        }
+    }
     if existing.is_none() && job.keep_slot {
         // Before the slot: pgoutput reads the publication as of each change's position.
-        ensure_publication(job, &tables).await?;
+        ensure_publication(job, state, &tables).await?;
     }
     // After the publication (the trigger adds new tables to it) and before the slot, so every
     // DDL after the slot's consistent point is in the stream. A rerun installs it again
@@ -669,16 +681,33 @@ async fn run_steps(
     // DDL after it in the stream, and none in neither (issue: a column added between an
     // earlier dump and the slot arrived holding only its default).
     let mut exported = None;
+    let mut slot_created = false;
     if !todo.is_empty() || !partial.is_empty() {
+        // Each slot is recorded on the target before it is created (see `crate::owned`).
         exported = Some(if existing.is_none() {
-            (ExportedSlot::create(&base.source, &job.slot).await?, None)
+            owned::claim(state, &base.source, owned::SLOT, &job.slot).await?;
+            crate::testhook::pause("copy-cdc-slot-recorded").await;
+            let e = ExportedSlot::create(&base.source, &job.slot).await?;
+            slot_created = true;
+            (e, None)
         } else {
             let name = crate::plan::resume_slot_name(&job.slot);
-            let _ = slot::drop_slot(&base.source, &name).await;
-            (ExportedSlot::create(&base.source, &name).await?, Some(name))
+            // A leftover resume slot of a killed run is dropped only when it is this plan's.
+            if owned::claim(state, &base.source, owned::SLOT, &name).await? {
+                let _ = slot::drop_slot(&base.source, &name).await;
+                owned::claim(state, &base.source, owned::SLOT, &name).await?;
+            }
+            let e = ExportedSlot::create(&base.source, &name).await?;
+            owned::created(state, owned::SLOT, &name).await?;
+            (e, Some(name))
         });
     }
     crate::testhook::pause("copy-cdc-slot-created").await;
+    if slot_created {
+        // A kill before this line leaves the record `intended` and the slot there: the
+        // rerun finds it this plan's (`owned::judge`) and says `created` above.
+        owned::created(state, owned::SLOT, &job.slot).await?;
+    }
     let snapshot = exported
         .as_ref()
         .map(|(e, _)| e.snapshot_name().to_string());
@@ -874,21 +903,34 @@ pub fn publication_tables(tables: &[&Table]) -> Vec<String> {
         .collect()
 }
 
-/// Creates the plan's publication on the source unless it exists.
-async fn ensure_publication(job: &Job, tables: &[&Table]) -> Result<(), CopyError> {
+/// Creates the plan's publication(s) on the source unless they exist (this plan's: one of
+/// that name that pgmove did not record creating is refused, see `crate::owned`). Each is
+/// recorded on the target before the create and created with pgmove's comment.
+async fn ensure_publication(
+    job: &Job,
+    state: &State<'_>,
+    tables: &[&Table],
+) -> Result<(), CopyError> {
     let base = &job.base;
-    let client = base.source.connect().await?;
-    let exists = client
-        .query_opt(
-            "SELECT 1 FROM pg_publication WHERE pubname = $1",
-            &[&job.publication],
-        )
-        .await
-        .map_err(|e| base.source.query_error("looking for the publication", &e))?
-        .is_some();
+    let mut names = vec![job.publication.clone()];
+    if job.tables_without_key == plan::TablesWithoutKey::InsertOnly
+        && !publication_tables(&keyless_tables(tables)).is_empty()
+    {
+        names.push(insert_only_publication(&job.publication));
+    }
+    let mut exists = false;
+    for name in &names {
+        exists |= owned::claim(state, &base.source, owned::PUBLICATION, name).await?;
+    }
     if exists {
+        // Created (in one transaction) by a run killed before its record said so.
+        for name in &names {
+            owned::created(state, owned::PUBLICATION, name).await?;
+        }
         return Ok(());
     }
+    crate::testhook::pause("copy-cdc-publication-recorded").await;
+    let client = base.source.connect().await?;
     if job.tables_without_key == plan::TablesWithoutKey::ReplicaIdentityFull {
         record_replica_identities(job, &client, &keyless_tables(tables)).await?;
     }
@@ -896,6 +938,9 @@ async fn ensure_publication(job: &Job, tables: &[&Table]) -> Result<(), CopyErro
         .batch_execute(&format!("BEGIN;\n{}COMMIT;", publication_sql(job, tables)))
         .await
         .map_err(|e| base.source.query_error(&format!("creating publication {} (the source role needs CREATE on the database and ownership of the tables)", job.publication), &e))?;
+    for name in &names {
+        owned::created(state, owned::PUBLICATION, name).await?;
+    }
     Ok(())
 }
 
@@ -1045,10 +1090,12 @@ pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
             main.retain(|t| !keyless.iter().any(|k| std::ptr::eq(*k, *t)));
             let list = publication_tables(&keyless);
             if !list.is_empty() {
+                let name = insert_only_publication(&job.publication);
                 setup.push_str(&format!(
-                    "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert, truncate');\n",
-                    quote::ident(&insert_only_publication(&job.publication)),
-                    list.join(", ")
+                    "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert, truncate');\n{}",
+                    quote::ident(&name),
+                    list.join(", "),
+                    owned::comment_sql(&name, &job.base.plan_name)
                 ));
             }
         }
@@ -1067,7 +1114,10 @@ pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
             list.join(", ")
         )
     };
-    format!("{setup}{sql};\n")
+    format!(
+        "{setup}{sql};\n{}",
+        owned::comment_sql(&job.publication, &job.base.plan_name)
+    )
 }
 
 /// The publication of the tables without a key when `cdc.tables_without_key: insert-only`:

@@ -891,10 +891,12 @@ async fn public_owner_sql(job: &Job, pre: &[Entry]) -> Result<String, DumpRestor
 }
 
 fn is_pgmove_artifact(e: &Entry) -> bool {
-    matches!(
+    (matches!(
         e.kind.as_str(),
         "PUBLICATION" | "PUBLICATION TABLE" | "EVENT TRIGGER"
-    ) && e.tag.starts_with("pgmove_")
+    ) && e.tag.starts_with("pgmove_"))
+        // The comment copy-cdc gives its publications (`crate::owned::comment`) goes with them.
+        || (e.kind == "COMMENT" && e.tag.starts_with("PUBLICATION pgmove_"))
 }
 
 fn keep_pre_data(e: &Entry, existing_schemas: &HashSet<String>) -> bool {
