@@ -269,6 +269,9 @@ pub async fn apply(
         }
         Err(f) => return report_failure(&f),
     }
+    if let Err(f) = create_roles(&p, g).await {
+        return report_failure(&f);
+    }
     let started = std::time::Instant::now();
     match dump_restore::run(&job, Progress::new(g.format != Format::Json)).await {
         Ok(outcome) => {
@@ -297,6 +300,25 @@ pub async fn apply(
         }
         Err(e) => report_failure(&Failure::runtime(e)),
     }
+}
+
+/// `roles: create`: the roles the moved objects need, created on the target before the
+/// strategy runs; what was done is printed (stdout, or stderr with `--format json`).
+async fn create_roles(p: &Prepared, g: Global) -> Result<(), Failure> {
+    if p.plan.roles != plan::Roles::Create {
+        return Ok(());
+    }
+    let report = crate::roles::run(&p.plan, &p.source, &p.target)
+        .await
+        .map_err(Failure::runtime)?;
+    for line in report.lines() {
+        if g.format == Format::Json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+    Ok(())
 }
 
 /// Asks before changing the target, unless `--yes`; false when the user declined.
@@ -357,6 +379,9 @@ async fn apply_copy_cdc(
     }
     // A slot the source invalidated can never stream again: say so at once, never retry.
     if let Some(f) = slot_lost_failure(&p.source, &p.target, &job.slot, path, None).await {
+        return report_failure(&f);
+    }
+    if let Err(f) = create_roles(p, g).await {
         return report_failure(&f);
     }
     let started = std::time::Instant::now();

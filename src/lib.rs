@@ -18,6 +18,7 @@ pub mod planner;
 pub mod preflight;
 pub mod progress;
 pub mod report;
+pub mod roles;
 pub mod state;
 pub mod status;
 pub mod strategy;

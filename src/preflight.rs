@@ -1252,7 +1252,8 @@ pub fn inactive_slots(ctx: &Context) -> Vec<Finding> {
 /// Roles granted privileges on the source that the target lacks: those grants are left out
 /// (reported by name by apply); everything else moves.
 pub fn missing_grantees(ctx: &Context) -> Vec<Finding> {
-    if !ctx.uses_dump() {
+    // roles: create makes them before the restore (`crate::roles`).
+    if !ctx.uses_dump() || ctx.plan.roles == crate::plan::Roles::Create {
         return vec![];
     }
     let missing: Vec<String> = ctx
@@ -1303,6 +1304,8 @@ pub fn owners(ctx: &Context) -> Vec<Finding> {
     for o in owners {
         let q = crate::pg::quote::ident(&o);
         match t.rights.roles.iter().find(|r| r.name == o) {
+            // roles: create makes it (and the migrating role a member) before the restore.
+            None if ctx.plan.roles == crate::plan::Roles::Create => {}
             None => out.push(
                 Finding::new(
                     Severity::Blocker,

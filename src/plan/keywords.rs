@@ -92,7 +92,7 @@ keyword!(
 keyword!(
     /// `roles:` whether roles are created on the target.
     Roles,
-    hint "skip leaves roles to you (they must exist on the target); create copies them first (needs the rights of pg_dumpall -r on the source)",
+    hint "skip leaves roles to you (they must exist on the target); create makes the roles the moved objects need on the target first (needs CREATEROLE there; passwords are not carried)",
     {
         #[default]
         Skip => "skip",
