@@ -167,3 +167,56 @@ fn dump_restore_creates_the_roles_the_objects_need() {
 fn copy_cdc_creates_the_roles_the_objects_need() {
     roles_are_created("copy-cdc");
 }
+
+#[test]
+fn a_target_role_with_createrole_only_leaves_out_replication_and_says_so() {
+    let (src, dst) = online::pair();
+    source(&src);
+    // The target connects as mover: CREATEROLE, owner of the target database, no superuser.
+    dst.psql(
+        "postgres",
+        &format!(
+            "CREATE ROLE mover LOGIN CREATEROLE PASSWORD '{}'; ALTER DATABASE shop OWNER TO mover;",
+            dst.password
+        ),
+    );
+    // `owner: keep` as a non-superuser: ALTER ... OWNER TO needs the new owner to have CREATE
+    // on the schema (PostgreSQL 15's public schema grants it to nobody).
+    dst.psql("shop", "GRANT CREATE ON SCHEMA public TO PUBLIC");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = dir.path().join("mover.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: mover\nstrategy: dump-restore\nroles: create\nsource:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: postgres://mover@127.0.0.1:{}/shop\n  password: {{env: DST_PW}}\n  sslmode: disable\n",
+            src.port, dst.port
+        ),
+    )
+    .expect("write plan");
+    let out = apply(&plan, &src, &dst, false);
+    assert!(
+        out.contains(
+            "roles: role repl created without REPLICATION (only a superuser may give them; as a superuser: ALTER ROLE \"repl\" REPLICATION;)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("GRANT \"app_owner\" TO \"mover\""), "{out}");
+    assert_eq!(
+        dst.psql(
+            "postgres",
+            "SELECT string_agg(rolname || ' ' || rolreplication, ',' ORDER BY rolname) FROM pg_roles WHERE rolname IN ('repl', 'alice')"
+        ),
+        "alice false,repl false"
+    );
+    assert_eq!(
+        owners_and_grants(&dst, online::DB),
+        owners_and_grants(&src, online::DB)
+    );
+    assert_eq!(
+        dst.psql(
+            online::DB,
+            "SELECT left_out FROM pgmove.created_roles WHERE role_name = 'repl'"
+        ),
+        "REPLICATION"
+    );
+}
