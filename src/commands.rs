@@ -245,7 +245,16 @@ pub async fn apply(
     }
     if dry_run {
         return match dump_restore::dry_run(&job).await {
-            Ok(lines) => {
+            Ok(mut lines) => {
+                // roles: create runs first.
+                if p.plan.roles == plan::Roles::Create {
+                    match crate::roles::dry_run(&p.plan, &p.source, &p.target).await {
+                        Ok(r) => {
+                            lines.splice(0..0, r);
+                        }
+                        Err(e) => return report_failure(&Failure::runtime(e)),
+                    }
+                }
                 if g.format == Format::Json {
                     println!(
                         "{}",
@@ -353,7 +362,16 @@ async fn apply_copy_cdc(
 ) -> u8 {
     if dry_run {
         return match copy_cdc::dry_run(job, &p.source_inv).await {
-            Ok(lines) => {
+            Ok(mut lines) => {
+                // roles: create runs first.
+                if p.plan.roles == plan::Roles::Create {
+                    match crate::roles::dry_run(&p.plan, &p.source, &p.target).await {
+                        Ok(r) => {
+                            lines.splice(0..0, r);
+                        }
+                        Err(e) => return report_failure(&Failure::runtime(e)),
+                    }
+                }
                 if g.format == Format::Json {
                     println!(
                         "{}",

@@ -261,6 +261,66 @@ pub async fn run(
     report
 }
 
+/// What `roles: create` would run on the target for `plan` (for `apply --dry-run`): a comment
+/// line, then one `CREATE ROLE` per missing role (and the migrating role's `GRANT` when it is
+/// not a superuser). Membership grants are listed as a comment: which ones run depends on the
+/// roles created. Reads both servers, writes nothing.
+pub async fn dry_run(
+    plan: &crate::plan::Plan,
+    source: &Endpoint,
+    target: &Endpoint,
+) -> Result<Vec<String>, PgError> {
+    let s = source.connect().await?;
+    let t = target.connect().await?;
+    let roles = needed(
+        source,
+        &s,
+        &plan.objects.schemas,
+        plan.objects.large_objects,
+    )
+    .await?;
+    let names: Vec<String> = roles.iter().map(|r| r.name.clone()).collect();
+    let existing: BTreeSet<String> = t
+        .query(EXISTING_SQL, &[&names])
+        .await
+        .map_err(|e| target.query_error("listing the target's roles", &e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let me = t
+        .query_one(ME_SQL, &[])
+        .await
+        .map_err(|e| target.query_error("reading the target role's rights", &e))?;
+    let (me_name, superuser): (String, bool) = (me.get(0), me.get(1));
+    let mut out = vec![format!(
+        "-- roles: create: on the target ({}), before the schema restore, each in one transaction with its row in pgmove.created_roles; passwords are not carried",
+        target.display()
+    )];
+    for r in roles.iter().filter(|r| !existing.contains(&r.name)) {
+        let (sql, left_out) = create_sql(r, superuser);
+        out.push(format!("{sql};"));
+        if !left_out.is_empty() {
+            out.push(format!(
+                "-- role {} without {} (the target role is not a superuser)",
+                r.name,
+                left_out.join(", ")
+            ));
+        }
+        if !superuser && !r.superuser {
+            out.push(format!(
+                "GRANT {} TO {};",
+                quote::ident(&r.name),
+                quote::ident(&me_name)
+            ));
+        }
+    }
+    out.push(
+        "-- then GRANT role TO member for the source's memberships among these roles where one side was created"
+            .to_string(),
+    );
+    Ok(out)
+}
+
 /// Creates on the target the roles the moved objects need (see the module documentation).
 /// `st`: the plan's state on the target (the record goes there).
 pub async fn create(

@@ -102,6 +102,23 @@ fn roles_are_created(strategy: &str) {
     let out = run(&["plan", p], &src, &dst);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
+    // The dry run lists the roles it would create, and creates none.
+    let out = run(&["apply", p, "--dry-run"], &src, &dst);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("CREATE ROLE \"alice\" WITH NOSUPERUSER INHERIT NOCREATEROLE CREATEDB LOGIN NOREPLICATION NOBYPASSRLS CONNECTION LIMIT -1;"),
+        "{t}"
+    );
+    assert!(!t.contains("bystander"), "{t}");
+    assert_eq!(
+        dst.psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_roles WHERE rolname IN ({ROLES})")
+        ),
+        "0"
+    );
+
     let out = apply(&plan, &src, &dst, strategy == "copy-cdc");
     assert!(
         out.contains("created 5 role(s) on the target: alice, app_owner, reader, repl, team"),
