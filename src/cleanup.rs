@@ -765,12 +765,46 @@ async fn discover_side(
             )),
         }),
         state::Owner::Pgmove => {
+            discover_created_roles(req, ep, c, found).await?;
             let ours = discover_recorded(req, ep, c, found).await?;
             discover_schema(req, ep, c, found, &ours).await?;
         }
     }
     discover_pglogical(req, ep, c, found).await
 }
+
+/// The roles `roles: create` made for the plan (`crate::roles`): never dropped (they own the
+/// user's data), listed as kept so the report says so before their record goes.
+async fn discover_created_roles(
+    req: &Request,
+    ep: &Endpoint,
+    c: &Client,
+    found: &mut Found,
+) -> Result<(), PgError> {
+    if !state::has_table(c, ep, "created_roles").await? {
+        return Ok(());
+    }
+    for r in c
+        .query(CREATED_ROLES_SQL, &[&req.plan_name])
+        .await
+        .map_err(|e| ep.query_error("reading pgmove.created_roles", &e))?
+    {
+        found.kept.push(Artifact {
+            location: ep.side.into(),
+            kind: "role".into(),
+            name: r.get(0),
+            sql: String::new(),
+            detail: Some(
+                "created by roles: create; roles are never dropped by cleanup (they own the moved data): drop it yourself if it is not needed".into(),
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The roles `roles: create` made for plan `$1` (names).
+const CREATED_ROLES_SQL: &str =
+    "SELECT role_name FROM pgmove.created_roles WHERE plan_name = $1 ORDER BY 1";
 
 /// The objects the plan's DDL capture recorded creating in the (marked) `pgmove` schema of this
 /// server, dropped by exact name: event triggers, then functions, then tables. Returns the

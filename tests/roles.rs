@@ -163,9 +163,14 @@ fn roles_are_created(strategy: &str) {
         "3"
     );
 
-    // cleanup never drops them.
+    // cleanup never drops them, and says so.
     let out = run(&["cleanup", p], &src, &dst);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("roles are never dropped by cleanup"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(
         dst.psql(
             "postgres",
