@@ -197,3 +197,54 @@ fn cutover_after_an_apply_error_names_it() {
     assert!(said.contains("cdc.ddl is refuse"), "{said}");
     assert!(!said.contains("no change capture progress"), "{said}");
 }
+
+/// The path for targets before PostgreSQL 12 (forced here on a PostgreSQL 15 target): ADD
+/// VALUE runs alone in autocommit as ADD VALUE IF NOT EXISTS, the progress row after it. A
+/// kill -9 between the two replays it on the rerun, harmlessly.
+#[test]
+fn add_value_in_autocommit_survives_a_kill_before_its_progress_row() {
+    let (src, dst) = pair();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = online::write_plan(dir.path(), "enma", &src, &dst, "cdc:\n  ddl: replicate\n");
+    let log = dir.path().join("apply.log");
+    let mut child = start_apply(&plan, &src, &dst, &log);
+    wait_loaded(&dst, "enma", &mut child, &log);
+    terminate(&mut child, &log);
+
+    src.psql("shop", "INSERT INTO people VALUES (21, 'ok')");
+    src.psql("shop", "ALTER TYPE mood ADD VALUE 'happy'");
+    src.psql("shop", "INSERT INTO people VALUES (22, 'happy')");
+    let point = "cdc-add-value-autocommitted";
+    let mut cmd = online::pgmove(&online::apply_args(&plan), &src, &dst);
+    cmd.env("PGMOVE_TEST_PAUSE", point)
+        .env("PGMOVE_TEST_FORCE", "add-value-autocommit");
+    let mut child = online::spawn_logged(cmd, &log);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !read_log(&log).contains(&format!("test pause at {point}")) {
+        online::check_running(&mut child, &log);
+        assert!(
+            Instant::now() < deadline,
+            "apply did not reach {point}\n{}",
+            read_log(&log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    // The value is there, the progress row is not past it.
+    assert_eq!(labels(&dst, "mood"), "sad,ok,happy");
+    assert_eq!(
+        dst.psql("shop", "SELECT count(*) FROM people WHERE id = 22"),
+        "0"
+    );
+
+    let log2 = dir.path().join("apply2.log");
+    let mut cmd = online::pgmove(&online::apply_args(&plan), &src, &dst);
+    cmd.env("PGMOVE_TEST_FORCE", "add-value-autocommit");
+    let mut child = online::spawn_logged(cmd, &log2);
+    wait_caught_up(&src, &dst, "enma", &mut child, &log2);
+    terminate(&mut child, &log2);
+    assert_eq!(labels(&dst, "mood"), "sad,ok,happy");
+    assert_eq!(rows(&dst), rows(&src));
+    verify(&plan, &src, &dst);
+}

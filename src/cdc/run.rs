@@ -716,6 +716,15 @@ async fn run_loop(
                     continue;
                 }
                 if let Some(statements) = t.autocommit.take() {
+                    if !t.sql.is_empty() {
+                        return Err(CdcError::Ddl {
+                            lsn: c.end_lsn,
+                            message: format!(
+                                "the source transaction committed at {} holds changes after ALTER TYPE ... ADD VALUE, which the target (before PostgreSQL 12) can only run outside a transaction block: apply that transaction on the target yourself, mark its ADD VALUE message as applied ({DDL_APPLIED_STEP}<LSN>) and run pgmove apply again",
+                                t.commit_lsn
+                            ),
+                        });
+                    }
                     // ADD VALUE on a target before PostgreSQL 12: the transactions in hand
                     // first, then the statement on its own, then its progress row.
                     flush(
@@ -804,7 +813,10 @@ async fn run_loop(
                             }
                         }
                         match action.add_value_autocommit {
-                            Some(statements) if target_version < 120000 => {
+                            Some(statements)
+                                if target_version < 120000
+                                    || crate::testhook::forced("add-value-autocommit") =>
+                            {
                                 convert(job, &rels, t)?;
                                 if t.open || !t.sql.is_empty() || t.autocommit.is_some() {
                                     return Err(CdcError::Ddl {
