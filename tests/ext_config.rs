@@ -141,3 +141,60 @@ fn dump_restore_carries_config_table_rows() {
     let out = verify(&plan, &src, &dst);
     assert!(out.status.success(), "verify: {}", text(&out));
 }
+
+/// A kill -9 right after a configuration table's rows were committed (with their progress
+/// row) and before the load ends: the rerun keeps them (no duplicate, no second copy) and the
+/// migration ends identical.
+#[test]
+fn a_rerun_after_a_kill_keeps_the_copied_config_rows() {
+    let (src, dst) = pair();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = online::write_plan(dir.path(), "extkill", &src, &dst, "");
+    let log = dir.path().join("apply.log");
+    let point = "copy-cdc-config-table-copied";
+    let mut cmd = online::pgmove(&online::apply_args(&plan), &src, &dst);
+    cmd.env("PGMOVE_TEST_PAUSE", point);
+    let mut child = online::spawn_logged(cmd, &log);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while !read_log(&log).contains(&format!("test pause at {point}")) {
+        online::check_running(&mut child, &log);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "apply did not reach {point}\n{}",
+            read_log(&log)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    assert_eq!(custom_srids(&dst), custom_srids(&src));
+    // Written on the source while apply is down: change capture brings it.
+    src.psql(
+        "shop",
+        "UPDATE spatial_ref_sys SET auth_srid = 7 WHERE srid = 910001",
+    );
+
+    let log2 = dir.path().join("apply2.log");
+    let mut child = start_apply(&plan, &src, &dst, &log2);
+    wait_loaded(&dst, "extkill", &mut child, &log2);
+    wait_caught_up(&src, &dst, "extkill", &mut child, &log2);
+    terminate(&mut child, &log2);
+    assert!(
+        !read_log(&log2).contains("the rows pg_dump would dump were copied"),
+        "copied again: {}",
+        read_log(&log2)
+    );
+    assert_eq!(
+        dst.psql(
+            "shop",
+            "SELECT auth_srid FROM spatial_ref_sys WHERE srid = 910001"
+        ),
+        "7"
+    );
+    assert_eq!(
+        dst.psql("shop", "SELECT count(*) FROM spatial_ref_sys"),
+        src.psql("shop", "SELECT count(*) FROM spatial_ref_sys")
+    );
+    let out = verify(&plan, &src, &dst);
+    assert!(out.status.success(), "verify: {}", text(&out));
+}

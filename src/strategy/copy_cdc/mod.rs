@@ -1130,6 +1130,7 @@ async fn copy_config_tables(
         tx.commit()
             .await
             .map_err(|e| base.target.query_error("COMMIT", &e))?;
+        crate::testhook::pause("copy-cdc-config-table-copied").await;
         tracing::info!(
             table = %format!("{}.{}", c.schema, c.table),
             extension = %c.extension,
