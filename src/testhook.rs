@@ -5,6 +5,10 @@
 //! file named by `PGMOVE_TEST_RESUME_FILE` exists when that variable is set (so a test can act
 //! during the pause and let the process go on), forever otherwise (for a test to kill it
 //! there). A no-op without `PGMOVE_TEST_PAUSE`, or at any other point.
+//!
+//! `PGMOVE_TEST_FORCE=<path>` makes [`forced`] true for that code path, so a test can run a
+//! path the servers at hand would not take (such as the one for targets older than
+//! PostgreSQL 12).
 
 use std::time::Duration;
 
@@ -25,4 +29,9 @@ pub async fn pause(point: &str) {
             None => tokio::time::sleep(Duration::from_secs(3600)).await,
         }
     }
+}
+
+/// Whether the environment forces code path `path` (see the module documentation).
+pub fn forced(path: &str) -> bool {
+    std::env::var("PGMOVE_TEST_FORCE").is_ok_and(|p| p == path)
 }

@@ -98,7 +98,15 @@
 //! `ALTER TABLE ... ALTER COLUMN ... TYPE ... USING <expr>` rewrites the table too; it is
 //! replayed, which is exact for the usual deterministic casts but not for a volatile `USING`.
 //!
-//! Not covered: DDL other than on tables (CREATE INDEX, CREATE TYPE, CREATE FUNCTION, ...:
+//! Enum types are covered too: `CREATE TYPE ... AS ENUM` and `ALTER TYPE` of an enum (`ADD
+//! VALUE`, `RENAME VALUE`, ...) are emitted like table DDL (object type `enum`). A new enum
+//! value cannot be used in the transaction that added it before it commits, so the applier
+//! commits the target transaction holding `ADD VALUE` right after the source transaction
+//! holding it; on a target before PostgreSQL 12, where `ADD VALUE` cannot run in a transaction
+//! block, it runs on its own as `ADD VALUE IF NOT EXISTS` and the progress row follows
+//! ([`DdlAction::add_value_autocommit`]).
+//!
+//! Not covered: other DDL (CREATE INDEX, other CREATE TYPE, CREATE FUNCTION, ...:
 //! apply those on the target yourself, before a table that needs them), `DROP SCHEMA ...
 //! CASCADE`, and `ALTER TABLE ... SET SCHEMA` into a replicated schema (the table's rows are
 //! not on the target).
@@ -125,6 +133,10 @@ pub const TAGS: &[&str] = &[
     "SELECT INTO",
     "ALTER TABLE",
     "DROP TABLE",
+    // Enum types only (the trigger emits nothing for other kinds of types): CREATE TYPE ...
+    // AS ENUM, ALTER TYPE ... ADD VALUE / RENAME VALUE / RENAME TO / OWNER TO / SET SCHEMA.
+    "CREATE TYPE",
+    "ALTER TYPE",
 ];
 
 /// The message prefix of a plan.
@@ -312,7 +324,16 @@ BEGIN
   rewrites := coalesce(nullif(current_setting({g_rewrites}, true), ''), '[]')::jsonb;
   PERFORM set_config({g_rewrites}, '', true);
 
-  IF tag = 'DROP TABLE' THEN
+  IF tag IN ('CREATE TYPE', 'ALTER TYPE') THEN
+    -- Enum types: their values must exist on the target before rows use them.
+    SELECT coalesce(jsonb_agg(DISTINCT jsonb_build_object('type', 'enum', 'schema', ns.nspname,
+             'name', ty.typname, 'identity', x.object_identity)), '[]')
+      INTO objs
+      FROM pg_event_trigger_ddl_commands() x
+      JOIN pg_type ty ON x.classid = 'pg_type'::regclass AND ty.oid = x.objid
+      JOIN pg_namespace ns ON ns.oid = ty.typnamespace
+     WHERE ty.typtype = 'e' AND {type_scope};
+  ELSIF tag = 'DROP TABLE' THEN
     objs := coalesce(nullif(current_setting({g_dropped}, true), ''), '[]')::jsonb;
     PERFORM set_config({g_dropped}, '', true);
   ELSE
@@ -461,6 +482,7 @@ END
         g_pending = lit(&n.guc_pending),
         g_missing = lit(&n.guc_missing),
         drop_scope = in_scope("d.schema_name", "d.object_name"),
+        type_scope = in_scope("ns.nspname", "ty.typname"),
         touched_scope = touched_scope,
         pending_scope = in_scope("k.nspname", "k.relname"),
         rewrite_scope = in_scope("k.nspname", "k.relname"),
@@ -820,6 +842,15 @@ pub struct DdlAction {
     /// New tables of the transaction. Published ones need nothing; the lead decides what to
     /// do with an unpublished one (`reason`), whose rows will not arrive.
     pub new_tables: Vec<NewTable>,
+    /// `ALTER TYPE ... ADD VALUE`: PostgreSQL 12 and later run it in a transaction block, but
+    /// the new value cannot be used before that transaction commits ("unsafe use of new
+    /// value"), so the target transaction holding it commits right after the source
+    /// transaction holding it, with its progress row. Before PostgreSQL 12 it cannot run in a
+    /// transaction block at all: these statements, each run on its own (autocommit), replay
+    /// it as `ADD VALUE IF NOT EXISTS` (so running it again after a crash before the progress
+    /// row is recorded is harmless); the progress row is recorded right after. `None` for
+    /// every other statement.
+    pub add_value_autocommit: Option<Vec<String>>,
 }
 
 impl DdlAction {
@@ -975,13 +1006,107 @@ pub fn handle(msg: &LogicalMessage, cfg: &DdlConfig) -> Result<Option<DdlAction>
         _ => return Err(unreplayable("the role it ran as is unknown".to_string())),
     };
     let sql = target_sql(statement, role, &event, &event.missing);
+    let add_value_autocommit = (event.tag == "ALTER TYPE")
+        .then(|| add_value_if_not_exists(statement))
+        .flatten()
+        .map(|s| autocommit_sql(&s, role, &event));
     Ok(Some(DdlAction {
         lsn: msg.lsn,
         tag: event.tag.clone(),
         statement: statement.to_string(),
         sql,
         new_tables: event.tables.clone(),
+        add_value_autocommit,
     }))
+}
+
+/// `ALTER TYPE ... ADD VALUE [IF NOT EXISTS] ...` made idempotent: `IF NOT EXISTS` inserted
+/// after `ADD VALUE` when missing. `None` when the statement is not an `ADD VALUE`.
+pub fn add_value_if_not_exists(statement: &str) -> Option<String> {
+    let words = top_words(statement);
+    let upper: Vec<&str> = words.iter().map(|(w, _)| w.as_str()).collect();
+    if upper.len() < 2 || upper[0] != "ALTER" || upper[1] != "TYPE" {
+        return None;
+    }
+    let i = (2..upper.len().saturating_sub(1))
+        .find(|&i| upper[i] == "ADD" && upper[i + 1] == "VALUE")?;
+    if upper.get(i + 2..i + 5) == Some(&["IF", "NOT", "EXISTS"][..]) {
+        return Some(statement.trim().to_string());
+    }
+    let at = words[i + 1].1;
+    Some(
+        format!(
+            "{} IF NOT EXISTS{}",
+            &statement[..at],
+            statement[at..].trim_end()
+        )
+        .trim()
+        .to_string(),
+    )
+}
+
+/// The upper-cased bare words of one statement, outside quotes and comments, each with the
+/// byte offset just after it.
+fn top_words(sql: &str) -> Vec<(String, usize)> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'-' && b.get(i + 1) == Some(&b'-') {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            match sql[i + 2..].find("*/") {
+                Some(k) => i += k + 4,
+                None => i = b.len(),
+            }
+        } else if c == b'\'' || c == b'"' {
+            // A literal or a quoted identifier ('' and "" escape the quote; an E'' string's
+            // backslash escapes only matter after ADD VALUE, where nothing more is read).
+            i += 1;
+            while i < b.len() {
+                if b[i] == c {
+                    if b.get(i + 1) == Some(&c) {
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                i += 1;
+            }
+            i += 1;
+            out.push((String::from(c as char), i.min(b.len())));
+        } else if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
+            let s = i;
+            while i < b.len()
+                && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
+            {
+                i += 1;
+            }
+            out.push((sql[s..i].to_ascii_uppercase(), i));
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// `statement` run as `role` with the source's `search_path`, as separate statements for a
+/// session outside a transaction block (each its own transaction), both settings restored
+/// after.
+fn autocommit_sql(statement: &str, role: &str, event: &DdlEvent) -> Vec<String> {
+    vec![
+        "SELECT pg_catalog.set_config('pgmove.ddl_saved_role', pg_catalog.current_setting('role'), false), pg_catalog.set_config('pgmove.ddl_saved_path', pg_catalog.current_setting('search_path'), false)".to_string(),
+        format!("SET ROLE {}", quote::ident(role)),
+        format!(
+            "SELECT pg_catalog.set_config('search_path', {}, false)",
+            quote::literal(&event.search_path)
+        ),
+        statement.trim().to_string(),
+        "SELECT pg_catalog.set_config('search_path', pg_catalog.current_setting('pgmove.ddl_saved_path'), false), pg_catalog.set_config('role', pg_catalog.current_setting('pgmove.ddl_saved_role'), false)".to_string(),
+    ]
 }
 
 /// The statement wrapped for the target: run as `role` with the source's `search_path`, both
@@ -1004,6 +1129,21 @@ fn target_sql(statement: &str, role: &str, event: &DdlEvent, missing: &[MissingV
     let dropped = event.tag == "DROP TABLE";
     for o in &event.objects {
         let table = quote::qualified(&o.schema, &o.name);
+        if o.object_type == "enum" {
+            // An enum type: it exists where the source has it (under its new name after
+            // RENAME TO or SET SCHEMA).
+            let problem = format!(
+                "pgmove: after replaying the source's DDL, type {}.{} does not exist on the target",
+                o.schema, o.name
+            );
+            let body = format!(
+                "BEGIN IF pg_catalog.to_regtype({}) IS NULL THEN RAISE EXCEPTION '%', {}; END IF; END",
+                quote::literal(&table),
+                quote::literal(&problem)
+            );
+            sql.push_str(&format!("DO {};\n", quote::literal(&body)));
+            continue;
+        }
         let problem = if dropped {
             format!(
                 "pgmove: after replaying the source's DDL, {}.{} still exists on the target",
@@ -1011,7 +1151,7 @@ fn target_sql(statement: &str, role: &str, event: &DdlEvent, missing: &[MissingV
             )
         } else {
             format!(
-                "pgmove: after replaying the source's DDL, {}.{} does not exist on the target (did the source create its schema, or something it needs, with DDL that cdc.ddl does not replicate? only CREATE/ALTER/DROP TABLE are)",
+                "pgmove: after replaying the source's DDL, {}.{} does not exist on the target (did the source create its schema, or something it needs, with DDL that cdc.ddl does not replicate? only CREATE/ALTER/DROP TABLE and CREATE/ALTER TYPE of enums are)",
                 o.schema, o.name
             )
         };
@@ -1105,6 +1245,10 @@ pub enum Kind {
     DropTable,
     /// `SELECT ... INTO new_table`.
     SelectInto,
+    /// `CREATE TYPE` (the trigger fires for every kind; it emits enums only).
+    CreateType,
+    /// `ALTER TYPE`.
+    AlterType,
     /// Anything the trigger does not fire for.
     Other,
 }
@@ -1115,6 +1259,8 @@ fn kind_of_tag(tag: &str) -> Option<Kind> {
         "ALTER TABLE" => Kind::AlterTable,
         "DROP TABLE" => Kind::DropTable,
         "SELECT INTO" => Kind::SelectInto,
+        "CREATE TYPE" => Kind::CreateType,
+        "ALTER TYPE" => Kind::AlterType,
         _ => return None,
     })
 }
@@ -1326,11 +1472,14 @@ fn classify(words: &[(String, i32)]) -> Kind {
             }
             if w == Some(&"TABLE") {
                 Kind::CreateTable
+            } else if rest.first() == Some(&"TYPE") {
+                Kind::CreateType
             } else {
                 Kind::Other
             }
         }
         ["ALTER", "TABLE", ..] => Kind::AlterTable,
+        ["ALTER", "TYPE", ..] => Kind::AlterType,
         ["DROP", "TABLE", ..] => Kind::DropTable,
         ["SELECT" | "WITH", ..] => {
             let top = |k: &str| words.iter().any(|(w, d)| *d == 0 && w == k);
@@ -1355,6 +1504,8 @@ impl fmt::Display for Kind {
             Kind::AlterTable => "ALTER TABLE",
             Kind::DropTable => "DROP TABLE",
             Kind::SelectInto => "SELECT INTO",
+            Kind::CreateType => "CREATE TYPE",
+            Kind::AlterType => "ALTER TYPE",
             Kind::Other => "other",
         })
     }
@@ -1403,6 +1554,63 @@ mod tests {
             "missing": [],
             "volatile": [],
         })
+    }
+
+    #[test]
+    fn add_value_is_made_idempotent_and_enums_are_checked_as_types() {
+        let f = add_value_if_not_exists;
+        assert_eq!(
+            f("ALTER TYPE mood ADD VALUE 'x'").as_deref(),
+            Some("ALTER TYPE mood ADD VALUE IF NOT EXISTS 'x'")
+        );
+        assert_eq!(
+            f("alter type \"add value\".m add  value 'y' before 'ok'").as_deref(),
+            Some("alter type \"add value\".m add  value IF NOT EXISTS 'y' before 'ok'")
+        );
+        assert_eq!(
+            f("ALTER TYPE m ADD VALUE if not exists 'x'").as_deref(),
+            Some("ALTER TYPE m ADD VALUE if not exists 'x'")
+        );
+        assert_eq!(f("ALTER TYPE m RENAME VALUE 'a' TO 'b'"), None);
+        assert_eq!(f("ALTER TABLE t ADD VALUE int"), None);
+        assert_eq!(classify_one("alter type m add value 'x'"), Kind::AlterType);
+        assert_eq!(
+            classify_one("CREATE TYPE c AS ENUM ('a')"),
+            Kind::CreateType
+        );
+
+        let mut e = event("ALTER TYPE", "ALTER TYPE mood ADD VALUE 'x'", 1, &[]);
+        e["objects"] = serde_json::json!([{"type": "enum", "schema": "public", "name": "mood", "identity": "public.mood"}]);
+        let a = handle(&msg("pgmove.ddl.shop", e), &cfg(DdlPolicy::Replicate))
+            .expect("ok")
+            .expect("an action");
+        assert!(
+            a.sql
+                .contains("to_regtype(''\"public\".\"mood\"'') IS NULL"),
+            "{}",
+            a.sql
+        );
+        let auto = a
+            .add_value_autocommit
+            .expect("ADD VALUE has an autocommit form");
+        assert!(auto.contains(&"ALTER TYPE mood ADD VALUE IF NOT EXISTS 'x'".to_string()));
+        assert!(auto.iter().any(|s| s == "SET ROLE \"app\""), "{auto:?}");
+
+        let mut e = event(
+            "ALTER TYPE",
+            "ALTER TYPE mood RENAME VALUE 'a' TO 'b'",
+            1,
+            &[],
+        );
+        e["objects"] = serde_json::json!([{"type": "enum", "schema": "public", "name": "mood", "identity": "public.mood"}]);
+        let a = handle(&msg("pgmove.ddl.shop", e), &cfg(DdlPolicy::Replicate))
+            .expect("ok")
+            .expect("an action");
+        assert_eq!(a.add_value_autocommit, None);
+    }
+
+    fn classify_one(sql: &str) -> Kind {
+        split_statements(sql)[0].kind
     }
 
     #[test]

@@ -242,6 +242,11 @@ struct Txn {
     /// Pieces of it were handed to the target: its target transaction is open, and the rest
     /// goes there too, the last piece with the progress row.
     open: bool,
+    /// It holds `ALTER TYPE ... ADD VALUE`: its target transaction commits right after it.
+    commit_after: bool,
+    /// On a target before PostgreSQL 12: the `ADD VALUE` it holds (all it holds), run in
+    /// autocommit ([`ddl::DdlAction::add_value_autocommit`]).
+    autocommit: Option<Vec<String>>,
 }
 
 impl Txn {
@@ -389,6 +394,15 @@ async fn run_loop(
                 &e,
             )
         })?;
+    // `ALTER TYPE ... ADD VALUE` runs in a transaction block from PostgreSQL 12 on only.
+    let target_version: i32 = target
+        .query_one(
+            "SELECT pg_catalog.current_setting('server_version_num')::int",
+            &[],
+        )
+        .await
+        .map_err(|e| job.target.query_error("reading the server version", &e))?
+        .get(0);
     // Changes to different tables commute only when no trigger or foreign key fires.
     let applier = applier_slot.insert(Applier::start(job, target, true));
     let start = applied_lsn(&job.target, &job.plan_name).await?;
@@ -577,6 +591,8 @@ async fn run_loop(
                     changes: 0,
                     bytes: 0,
                     open: false,
+                    commit_after: false,
+                    autocommit: None,
                 })
             }
             Message::Relation(r) => {
@@ -691,9 +707,45 @@ async fn run_loop(
                             first: false,
                             last: true,
                         }),
+                        ..Batch::default()
                     };
                     applier
                         .send(last, &mut stream, &mut applied, &mut outcome)
+                        .await?;
+                    applier.poll(&mut stream, &mut applied, &mut outcome)?;
+                    continue;
+                }
+                if let Some(statements) = t.autocommit.take() {
+                    if !t.sql.is_empty() {
+                        return Err(CdcError::Ddl {
+                            lsn: c.end_lsn,
+                            message: format!(
+                                "the source transaction committed at {} holds changes after ALTER TYPE ... ADD VALUE, which the target (before PostgreSQL 12) can only run outside a transaction block: apply that transaction on the target yourself, mark its ADD VALUE message as applied ({DDL_APPLIED_STEP}<LSN>) and run pgmove apply again",
+                                t.commit_lsn
+                            ),
+                        });
+                    }
+                    // ADD VALUE on a target before PostgreSQL 12: the transactions in hand
+                    // first, then the statement on its own, then its progress row.
+                    flush(
+                        applier,
+                        &mut stream,
+                        &mut batch,
+                        &mut applied,
+                        &mut outcome,
+                        false,
+                    )
+                    .await?;
+                    let alone = Batch {
+                        end: Some(c.end_lsn),
+                        txns: 1,
+                        changes: t.changes,
+                        commit_after: true,
+                        autocommit: Some(statements),
+                        ..Batch::default()
+                    };
+                    applier
+                        .send(alone, &mut stream, &mut applied, &mut outcome)
                         .await?;
                     applier.poll(&mut stream, &mut applied, &mut outcome)?;
                     continue;
@@ -703,7 +755,13 @@ async fn run_loop(
                 batch.bytes += t.bytes;
                 batch.items.extend(t.sql);
                 batch.end = Some(c.end_lsn);
-                if batch.changes as usize >= job.batch_changes || batch.bytes >= budget.piece {
+                // After ADD VALUE the target transaction commits before the next source
+                // transaction, which may use the new value.
+                batch.commit_after |= t.commit_after;
+                if batch.commit_after
+                    || batch.changes as usize >= job.batch_changes
+                    || batch.bytes >= budget.piece
+                {
                     flush(
                         applier,
                         &mut stream,
@@ -754,7 +812,34 @@ async fn run_loop(
                                 );
                             }
                         }
-                        t.sql.push(action.sql.into());
+                        match action.add_value_autocommit {
+                            Some(statements)
+                                if target_version < 120000
+                                    || crate::testhook::forced("add-value-autocommit") =>
+                            {
+                                convert(job, &rels, t)?;
+                                if t.open || !t.sql.is_empty() || t.autocommit.is_some() {
+                                    return Err(CdcError::Ddl {
+                                        lsn: action.lsn,
+                                        message: format!(
+                                            "ALTER TYPE ... ADD VALUE on the source (at {}) shares its transaction (commit at {}) with other changes, and the target (before PostgreSQL 12) cannot run ADD VALUE inside a transaction block: run `{}` on the target yourself, then mark the message as applied (`INSERT INTO pgmove.steps (plan_name, step) VALUES ('{}', '{}{}')`) and run pgmove apply again",
+                                            action.lsn,
+                                            t.commit_lsn,
+                                            action.statement,
+                                            job.plan_name.replace('\'', "''"),
+                                            DDL_APPLIED_STEP,
+                                            action.lsn
+                                        ),
+                                    });
+                                }
+                                t.autocommit = Some(statements);
+                            }
+                            Some(_) => {
+                                t.commit_after = true;
+                                t.sql.push(action.sql.into());
+                            }
+                            None => t.sql.push(action.sql.into()),
+                        }
                     }
                     Err(e) => {
                         let commit_lsn = t.commit_lsn;
@@ -816,6 +901,7 @@ async fn run_loop(
                         first: !t.open,
                         last: false,
                     }),
+                    ..Batch::default()
                 };
                 t.open = true;
                 t.bytes = 0;
@@ -937,6 +1023,12 @@ struct Batch {
     /// piece begins and its last commits; `None`: whole transactions, in a target transaction
     /// of their own (maybe with other such batches).
     piece: Option<Piece>,
+    /// Its target transaction takes no later batch: it holds `ALTER TYPE ... ADD VALUE`,
+    /// whose new value the next source transactions may use.
+    commit_after: bool,
+    /// `ALTER TYPE ... ADD VALUE` on a target before PostgreSQL 12: these statements, each
+    /// on its own (no transaction block), then the progress row; `items` is empty.
+    autocommit: Option<Vec<String>>,
 }
 
 /// Where a piece of a large transaction goes in its target transaction.
@@ -957,6 +1049,7 @@ impl Batch {
         self.txns += next.txns;
         self.changes += next.changes;
         self.bytes += next.bytes;
+        self.commit_after |= next.commit_after;
     }
 }
 
@@ -1170,9 +1263,13 @@ async fn apply_task(
             }
             continue;
         }
-        while (b.changes as usize) < ctx.max_changes && b.bytes < ctx.max_bytes {
+        while !b.commit_after
+            && b.autocommit.is_none()
+            && (b.changes as usize) < ctx.max_changes
+            && b.bytes < ctx.max_bytes
+        {
             match rx.try_recv() {
-                Ok(next) if next.piece.is_none() => b.append(next),
+                Ok(next) if next.piece.is_none() && next.autocommit.is_none() => b.append(next),
                 Ok(next) => {
                     held = Some(next);
                     break;
@@ -1184,12 +1281,25 @@ async fn apply_task(
             Some(e) => e,
             None => continue,
         };
+        if let Some(statements) = &b.autocommit {
+            if let Err(e) = run_autocommit(&ctx, statements, end).await {
+                let _ = done.send(Err(e));
+                break;
+            }
+            crate::testhook::pause("cdc-add-value-autocommitted").await;
+        }
+        if b.commit_after {
+            crate::testhook::pause("cdc-add-value-commit").await;
+        }
         let r = watched_commit(&ctx, &b, end).await.map(|()| Done {
             end,
             txns: b.txns,
             changes: b.changes,
         });
         let failed = r.is_err();
+        if b.commit_after && !failed {
+            crate::testhook::pause("cdc-add-value-committed").await;
+        }
         if done.send(r).is_err() || failed {
             break;
         }
@@ -1351,6 +1461,24 @@ async fn watched_commit(ctx: &ApplyCtx, b: &Batch, end: Lsn) -> Result<(), CdcEr
             }
         }
     }
+}
+
+/// Runs `statements` one by one, each in its own transaction (a target before PostgreSQL 12
+/// runs `ALTER TYPE ... ADD VALUE` only outside a transaction block); the progress row
+/// follows in a transaction of its own.
+async fn run_autocommit(ctx: &ApplyCtx, statements: &[String], end: Lsn) -> Result<(), CdcError> {
+    for s in statements {
+        ctx.client
+            .batch_execute(s)
+            .await
+            .map_err(|e| CdcError::Applying {
+                lsn: end,
+                source: ctx
+                    .target
+                    .query_error(&format!("replaying the source's DDL ({s})"), &e),
+            })?;
+    }
+    Ok(())
 }
 
 /// `BEGIN; statements; progress row; COMMIT;` as one simple query.

@@ -20,6 +20,11 @@ pub(crate) struct RelInfo {
     pub columns: Vec<ColumnInfo>,
     /// The primary key, else the narrowest unique btree index on NOT NULL columns.
     pub key: Option<Vec<String>>,
+    /// An extension configuration table's dump condition (`extcondition` without its
+    /// `WHERE`): only the rows matching it are compared, as pg_dump dumps only those (the
+    /// others are the extension's own, put there by `CREATE EXTENSION` on each server, and
+    /// may differ between extension versions). `None`: every row.
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,12 +69,26 @@ fn tables_sql() -> String {
          LIMIT 1),
        EXISTS (SELECT 1 FROM pg_depend d
                 WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'),
-       EXISTS (SELECT 1 FROM pg_extension e WHERE c.oid = ANY (e.extconfig))
+       EXISTS (SELECT 1 FROM pg_extension e WHERE c.oid = ANY (e.extconfig)),
+       (SELECT x.cond FROM pg_extension e
+          CROSS JOIN LATERAL unnest(e.extconfig, e.extcondition) AS x(reloid, cond)
+         WHERE x.reloid = c.oid LIMIT 1)
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND {SYSTEM_SCHEMAS}
  ORDER BY 2, 3"
     )
+}
+
+/// An `extcondition` as a predicate: without its leading `WHERE`; `None` when empty (every
+/// row is dumped).
+pub(crate) fn dump_condition(cond: Option<&str>) -> Option<String> {
+    let c = cond?.trim();
+    let rest = match c.get(..5) {
+        Some(w) if w.eq_ignore_ascii_case("WHERE") => c[5..].trim(),
+        _ => c,
+    };
+    (!rest.is_empty()).then(|| rest.to_string())
 }
 
 fn columns_sql(version: i32) -> String {
@@ -180,6 +199,7 @@ impl Catalog {
                 parent: r.get(4),
                 columns: Vec::new(),
                 key: None,
+                filter: dump_condition(r.get::<_, Option<String>>(7).as_deref()),
             });
         }
 
@@ -307,4 +327,23 @@ pub(crate) async fn sequence_states(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dump_condition;
+
+    #[test]
+    fn dump_conditions_lose_their_where() {
+        assert_eq!(
+            dump_condition(Some("WHERE NOT (srid BETWEEN 1 AND 2)")).as_deref(),
+            Some("NOT (srid BETWEEN 1 AND 2)")
+        );
+        assert_eq!(
+            dump_condition(Some("  where\n x > 1 ")).as_deref(),
+            Some("x > 1")
+        );
+        assert_eq!(dump_condition(Some("")), None);
+        assert_eq!(dump_condition(None), None);
+    }
 }

@@ -90,6 +90,8 @@ pub(crate) struct TablePlan {
     /// The row's text form over the shared columns.
     row_text: String,
     pub key: Option<KeySpec>,
+    /// Only the rows matching this (an extension configuration table's dump condition).
+    filter: Option<String>,
 }
 
 /// Rows fetched per side at the bottom of the bisection.
@@ -112,6 +114,7 @@ impl TablePlan {
             mode,
             row_text: String::new(),
             key: None,
+            filter: r.filter.clone(),
         }
     }
 
@@ -223,8 +226,18 @@ impl TablePlan {
         tuple(&parts)
     }
 
-    /// The WHERE condition for `bounds` on `side` and its parameters (numbered from 1).
+    /// The WHERE condition for `bounds` on `side` and its parameters (numbered from 1), and
+    /// the table's filter.
     fn predicate(&self, side: Side, bounds: &Bounds) -> (String, Vec<String>) {
+        let (pred, values) = self.bounds_predicate(side, bounds);
+        match &self.filter {
+            Some(f) => (format!("({pred}) AND ({f})"), values),
+            None => (pred, values),
+        }
+    }
+
+    /// The WHERE condition for `bounds` on `side` and its parameters (numbered from 1).
+    fn bounds_predicate(&self, side: Side, bounds: &Bounds) -> (String, Vec<String>) {
         if self.key.is_none() {
             return ("true".to_string(), Vec::new());
         }
@@ -261,7 +274,11 @@ impl TablePlan {
         let row = conn
             .query_one(
                 &format!("counting the rows of {}", self.display),
-                &format!("SELECT count(*)::int8 FROM ONLY {} t", self.rel),
+                &format!(
+                    "SELECT count(*)::int8 FROM ONLY {} t WHERE {}",
+                    self.rel,
+                    self.filter.as_deref().unwrap_or("true")
+                ),
                 &[],
             )
             .await?;

@@ -21,7 +21,10 @@
 //! inventory (schemas, extensions, columns, indexes, constraints, triggers, views, materialized
 //! views, types, functions — by normalized definition from `pg_get_*def`), and large objects
 //! (count, and at `Checksums` each object's content). Objects that belong to an extension are
-//! covered by the extension's version, not listed one by one.
+//! covered by the extension's version, not listed one by one. An extension's configuration
+//! tables (`pg_extension_config_dump`) are compared as pg_dump dumps them: only the rows
+//! matching the extension's condition (`extcondition`, the source's), since the others are put
+//! there by `CREATE EXTENSION` on each server and may differ between extension versions.
 //!
 //! Known limits: a float column compared between a server older than 12 and a newer one may
 //! print differently (PostgreSQL changed float output in 12); text keys are compared in the

@@ -266,6 +266,8 @@ pub struct Outcome {
     pub bytes: u64,
     pub sequences_set: usize,
     pub large_objects_copied: usize,
+    /// Extension configuration tables whose dumpable rows were copied.
+    pub config_tables_copied: usize,
     pub slot_kept: bool,
 }
 
@@ -620,17 +622,30 @@ async fn run_steps(
         return Ok(outcome);
     }
     // What is left to copy.
-    let include = |t: &&Table| {
-        t.schema != crate::state::SCHEMA
-            && (base.schemas.is_empty() || base.schemas.iter().any(|s| s == &t.schema))
+    let included = |schema: &str, name: &str| {
+        schema != crate::state::SCHEMA
+            && (base.schemas.is_empty() || base.schemas.iter().any(|s| s == schema))
             && !base
                 .exclude
                 .iter()
-                .any(|g| crate::plan::glob_match(g, &format!("{}.{}", t.schema, t.name)))
+                .any(|g| crate::plan::glob_match(g, &format!("{schema}.{name}")))
     };
+    let include = |t: &&Table| included(&t.schema, &t.name);
     let tables: Vec<&Table> = source_inv.user_tables().filter(include).collect();
     let all = chunks(&tables, job.split_bytes);
     let done = done_chunks(state).await?;
+    // Extension configuration tables: their dumpable rows are copied in the snapshot too
+    // (those a run already copied are recorded in copy_progress like any table).
+    let configs: Vec<ConfigTable> = config_tables(&base.source, source_inv)
+        .await?
+        .into_iter()
+        .filter(|c| included(&c.schema, &c.table))
+        .collect();
+    let configs_todo: Vec<ConfigTable> = configs
+        .iter()
+        .filter(|c| !done.contains_key(&(c.schema.clone(), c.table.clone())))
+        .cloned()
+        .collect();
     let mut todo: Vec<Chunk> = Vec::new();
     let mut restart: Vec<(String, String)> = Vec::new();
     // Tables all copied by an earlier run, and split tables it left half copied (checked
@@ -670,7 +685,9 @@ async fn run_steps(
     }
     if existing.is_none() && job.keep_slot {
         // Before the slot: pgoutput reads the publication as of each change's position.
-        ensure_publication(job, state, &tables).await?;
+        let mut published = tables.clone();
+        published.extend(config_publication_tables(source_inv, &configs));
+        ensure_publication(job, state, &published).await?;
     }
     // After the publication (the trigger adds new tables to it) and before the slot, so every
     // DDL after the slot's consistent point is in the stream. A rerun installs it again
@@ -682,7 +699,7 @@ async fn run_steps(
     // earlier dump and the slot arrived holding only its default).
     let mut exported = None;
     let mut slot_created = false;
-    if !todo.is_empty() || !partial.is_empty() {
+    if !todo.is_empty() || !partial.is_empty() || !configs_todo.is_empty() {
         // Each slot is recorded on the target before it is created (see `crate::owned`).
         exported = Some(if existing.is_none() {
             owned::claim(state, &base.source, owned::SLOT, &job.slot).await?;
@@ -844,6 +861,13 @@ async fn run_steps(
             let _ = done_tx.send(key.clone());
         }
         let copied = copy_chunks(job, exported.snapshot_name(), lsn, todo, &step, done_tx).await;
+        // The configuration tables' rows, in the same snapshot (while it is still exported).
+        let configs_copied = match &copied {
+            Ok(_) => {
+                Some(copy_config_tables(base, exported.snapshot_name(), lsn, &configs_todo).await)
+            }
+            Err(_) => None,
+        };
         let built = indexes.await.map_err(|e| CopyError::Chunk {
             table: "?".into(),
             chunk: -1,
@@ -855,6 +879,9 @@ async fn run_steps(
         }
         let (n, rows, bytes) = copied?;
         built?;
+        if let Some(c) = configs_copied {
+            outcome.config_tables_copied = c?;
+        }
         restorer.refresh_done(state).await?;
         outcome.chunks_copied = n;
         outcome.rows = rows;
@@ -886,6 +913,264 @@ async fn run_steps(
         .finish_step("loaded", outcome.consistent_lsn.as_deref())
         .await?;
     Ok(outcome)
+}
+
+/// An extension's configuration table (`pg_extension_config_dump`): pg_dump dumps its rows
+/// matching `filter`, the extension's `extcondition` (`WHERE ...`, or empty: every row); the
+/// other rows are the extension's own, which `CREATE EXTENSION` on the target puts there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigTable {
+    pub extension: String,
+    pub schema: String,
+    pub table: String,
+    pub filter: String,
+    /// The columns that hold data (not generated), in order, from the source's inventory.
+    pub columns: Vec<String>,
+}
+
+/// The configuration tables of every extension: extension, schema, table and its dump
+/// condition (`extcondition`: '' or `WHERE ...`). Sequences registered as configuration (their
+/// value is dumped) are left out.
+pub const CONFIG_TABLES_SQL: &str =
+    "SELECT e.extname::text, n.nspname::text, c.relname::text, coalesce(x.cond, '')
+  FROM pg_catalog.pg_extension e
+  CROSS JOIN LATERAL unnest(e.extconfig, e.extcondition) AS x(reloid, cond)
+  JOIN pg_catalog.pg_class c ON c.oid = x.reloid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r' AND c.relpersistence = 'p'
+ ORDER BY 2, 3";
+
+/// The source's extension configuration tables ([`CONFIG_TABLES_SQL`]), with their columns
+/// from `inv` (the source's inventory).
+pub async fn config_tables(
+    source: &Endpoint,
+    inv: &Inventory,
+) -> Result<Vec<ConfigTable>, CopyError> {
+    let client = source.connect().await?;
+    let rows = client
+        .query(CONFIG_TABLES_SQL, &[])
+        .await
+        .map_err(|e| source.query_error("listing the extensions' configuration tables", &e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let (schema, table): (String, String) = (r.get(1), r.get(2));
+            let columns = inv
+                .tables
+                .iter()
+                .find(|t| t.schema == schema && t.name == table)
+                .map(|t| {
+                    t.columns
+                        .iter()
+                        .filter(|c| !c.generated)
+                        .map(|c| c.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            ConfigTable {
+                extension: r.get(0),
+                schema,
+                table,
+                filter: r.get(3),
+                columns,
+            }
+        })
+        .collect())
+}
+
+/// The configuration tables change capture carries (in the publication): those with a replica
+/// identity. Publishing one without would make every UPDATE and DELETE of it fail on the
+/// source; their later changes are not replicated, and a warning says so.
+fn config_publication_tables<'t>(inv: &'t Inventory, configs: &[ConfigTable]) -> Vec<&'t Table> {
+    let mut out = Vec::new();
+    for c in configs {
+        let Some(t) = inv
+            .tables
+            .iter()
+            .find(|t| t.schema == c.schema && t.name == c.table)
+        else {
+            continue;
+        };
+        if t.has_replica_identity() {
+            out.push(t);
+        } else {
+            tracing::warn!(
+                table = %format!("{}.{}", c.schema, c.table),
+                extension = %c.extension,
+                "extension configuration table without a primary key or replica identity: its rows are copied, but later changes to it are not replicated (publishing it would make its UPDATEs and DELETEs fail on the source); check it before cutover (pgmove verify compares it)"
+            );
+        }
+    }
+    out
+}
+
+/// The primary key columns of the target table `$1` (a qualified, quoted name).
+const PRIMARY_KEY_SQL: &str = "SELECT a.attname::text
+  FROM pg_catalog.pg_index i
+  CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+ WHERE i.indrelid = $1::text::regclass AND i.indisprimary
+ ORDER BY k.ord";
+
+/// The statement moving the staged rows (`pgmove_config_rows`) into `table`: on a conflict on
+/// the primary key, the source's row replaces the target's (the target's extension install
+/// put a row there that the source replaced); without a primary key, a conflicting row is
+/// skipped (and counted).
+fn config_upsert_sql(table: &str, columns: &[String], key: &[String]) -> String {
+    let cols: Vec<String> = columns.iter().map(|c| quote::ident(c)).collect();
+    let conflict = if key.is_empty() {
+        "ON CONFLICT DO NOTHING".to_string()
+    } else {
+        let sets: Vec<String> = columns
+            .iter()
+            .filter(|c| !key.contains(c))
+            .map(|c| format!("{0} = EXCLUDED.{0}", quote::ident(c)))
+            .collect();
+        let keys: Vec<String> = key.iter().map(|c| quote::ident(c)).collect();
+        if sets.is_empty() {
+            format!("ON CONFLICT ({}) DO NOTHING", keys.join(", "))
+        } else {
+            format!(
+                "ON CONFLICT ({}) DO UPDATE SET {}",
+                keys.join(", "),
+                sets.join(", ")
+            )
+        }
+    };
+    format!(
+        "INSERT INTO {table} ({cols}) SELECT {cols} FROM pg_temp.pgmove_config_rows {conflict}",
+        cols = cols.join(", ")
+    )
+}
+
+/// Copies the rows pg_dump would dump of each configuration table in `todo` (those matching
+/// its extension's condition), read in the exported `snapshot`. On the target, in one
+/// transaction per table: the rows matching the condition are deleted (a rerun, or rows the
+/// target had), the source's are staged in a temporary table and inserted, replacing a row of
+/// the extension's install that has the same primary key, and the table's progress row is
+/// recorded with the snapshot's LSN (change capture applies its changes from there on).
+/// Returns how many tables.
+async fn copy_config_tables(
+    base: &dump_restore::Job,
+    snapshot: &str,
+    lsn: Lsn,
+    todo: &[ConfigTable],
+) -> Result<usize, CopyError> {
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    let source = base.source.connect().await?;
+    let mut target = base.target.connect().await?;
+    source
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {};",
+            quote::literal(snapshot)
+        ))
+        .await
+        .map_err(|e| base.source.query_error("importing the snapshot", &e))?;
+    let mut n = 0;
+    for c in todo {
+        let table = quote::qualified(&c.schema, &c.table);
+        let what = |step: &str| {
+            format!(
+                "{step} of {} (configuration table of extension {})",
+                table, c.extension
+            )
+        };
+        let columns = &c.columns;
+        if columns.is_empty() {
+            return Err(CopyError::Chunk {
+                table: format!("{}.{}", c.schema, c.table),
+                chunk: 0,
+                message: format!(
+                    "configuration table of extension {}: its columns are not in the source's inventory",
+                    c.extension
+                ),
+            });
+        }
+        let key: Vec<String> = target
+            .query(PRIMARY_KEY_SQL, &[&table])
+            .await
+            .map_err(|e| {
+                base.target
+                    .query_error(&what("reading the primary key"), &e)
+            })?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let cols = columns
+            .iter()
+            .map(|c| quote::ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let filter = c.filter.trim();
+        let tx = target
+            .transaction()
+            .await
+            .map_err(|e| base.target.query_error("BEGIN", &e))?;
+        tx.batch_execute(&format!(
+            "DELETE FROM ONLY {table} {filter};
+             CREATE TEMPORARY TABLE pgmove_config_rows ON COMMIT DROP AS SELECT {cols} FROM ONLY {table} WITH NO DATA;"
+        ))
+        .await
+        .map_err(|e| base.target.query_error(&what("preparing the copy"), &e))?;
+        let out = source
+            .copy_out(format!("COPY (SELECT {cols} FROM ONLY {table} {filter}) TO STDOUT").as_str())
+            .await
+            .map_err(|e| base.source.query_error(&what("COPY TO"), &e))?;
+        let sink = tx
+            .copy_in::<_, bytes::Bytes>(
+                format!("COPY pg_temp.pgmove_config_rows ({cols}) FROM STDIN").as_str(),
+            )
+            .await
+            .map_err(|e| base.target.query_error(&what("COPY FROM"), &e))?;
+        futures_util::pin_mut!(out);
+        futures_util::pin_mut!(sink);
+        let mut bytes = 0u64;
+        while let Some(data) = out.next().await {
+            let data = data.map_err(|e| base.source.query_error(&what("COPY TO"), &e))?;
+            bytes += data.len() as u64;
+            sink.send(data)
+                .await
+                .map_err(|e| base.target.query_error(&what("COPY FROM"), &e))?;
+        }
+        let rows = sink
+            .finish()
+            .await
+            .map_err(|e| base.target.query_error(&what("COPY FROM"), &e))?;
+        let written = tx
+            .execute(config_upsert_sql(&table, columns, &key).as_str(), &[])
+            .await
+            .map_err(|e| base.target.query_error(&what("inserting the rows"), &e))?;
+        if written < rows {
+            tracing::warn!(
+                table = %format!("{}.{}", c.schema, c.table),
+                extension = %c.extension,
+                skipped = rows - written,
+                "rows of an extension configuration table conflict with rows of the target's extension install (the table has no primary key to replace them by): the target's are kept; pgmove verify reports them"
+            );
+        }
+        tx.execute(
+            "INSERT INTO pgmove.copy_progress (plan_name, schema_name, table_name, chunk, chunks, rows, bytes, snapshot_lsn) VALUES ($1, $2, $3, 0, 1, $4, $5, $6)",
+            &[&base.plan_name, &c.schema, &c.table, &(rows as i64), &(bytes as i64), &lsn],
+        )
+        .await
+        .map_err(|e| base.target.query_error(&what("recording progress"), &e))?;
+        tx.commit()
+            .await
+            .map_err(|e| base.target.query_error("COMMIT", &e))?;
+        crate::testhook::pause("copy-cdc-config-table-copied").await;
+        tracing::info!(
+            table = %format!("{}.{}", c.schema, c.table),
+            extension = %c.extension,
+            rows,
+            condition = %if filter.is_empty() { "every row" } else { filter },
+            "extension configuration table: the rows pg_dump would dump were copied"
+        );
+        n += 1;
+    }
+    let _ = source.batch_execute("COMMIT").await;
+    Ok(n)
 }
 
 /// The publication's tables: plain tables and the roots of partitioned ones (their leaves'
@@ -1771,6 +2056,17 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, C
                 .any(|g| crate::plan::glob_match(g, &format!("{}.{}", t.schema, t.name)))
         })
         .collect();
+    let configs: Vec<ConfigTable> = config_tables(&base.source, source_inv)
+        .await?
+        .into_iter()
+        .filter(|c| {
+            (base.schemas.is_empty() || base.schemas.contains(&c.schema))
+                && !base
+                    .exclude
+                    .iter()
+                    .any(|g| crate::plan::glob_match(g, &format!("{}.{}", c.schema, c.table)))
+        })
+        .collect();
     let mut copy = Vec::new();
     if job.keep_slot {
         copy.push(format!(
@@ -1778,7 +2074,9 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, C
             base.source.display(),
             job.publication
         ));
-        copy.extend(publication_sql(job, &tables).lines().map(str::to_string));
+        let mut published = tables.clone();
+        published.extend(config_publication_tables(source_inv, &configs));
+        copy.extend(publication_sql(job, &published).lines().map(str::to_string));
     }
     if job.installs_ddl_trigger() {
         copy.push(format!(
@@ -1814,6 +2112,23 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, C
         "INSERT INTO pgmove.copy_progress (...) VALUES (...); COMMIT;  -- with each chunk"
             .to_string(),
     );
+    for c in &configs {
+        let table = quote::qualified(&c.schema, &c.table);
+        let cols = c
+            .columns
+            .iter()
+            .map(|x| quote::ident(x))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let filter = c.filter.trim();
+        copy.push(format!(
+            "-- extension {} configuration table {table}: the rows pg_dump would dump (its dump condition), in the snapshot; on the target in one transaction: DELETE FROM ONLY {table} <the same condition>; CREATE TEMPORARY TABLE pgmove_config_rows ...; then the progress row",
+            c.extension
+        ));
+        copy.push(format!(
+            "COPY (SELECT {cols} FROM ONLY {table} {filter}) TO STDOUT  =>  COPY pg_temp.pgmove_config_rows ({cols}) FROM STDIN; INSERT INTO {table} ... ON CONFLICT (primary key) DO UPDATE ..."
+        ));
+    }
     copy.push(
         "SELECT pg_catalog.setval(...)  -- every sequence, from the source's value".to_string(),
     );
@@ -2009,6 +2324,18 @@ mod tests {
         assert_eq!(snapshot_xmin("742:750:742,745"), Some(742));
         assert_eq!(snapshot_xmin("12884902588:12884902600:"), Some(12884902588));
         assert_eq!(snapshot_xmin("garbage"), None);
+    }
+
+    #[test]
+    fn config_rows_replace_the_extension_install_rows_by_primary_key() {
+        let cols = vec!["srid".to_string(), "auth name".to_string()];
+        assert_eq!(
+            config_upsert_sql("\"public\".\"srs\"", &cols, &["srid".to_string()]),
+            "INSERT INTO \"public\".\"srs\" (\"srid\", \"auth name\") SELECT \"srid\", \"auth name\" FROM pg_temp.pgmove_config_rows ON CONFLICT (\"srid\") DO UPDATE SET \"auth name\" = EXCLUDED.\"auth name\""
+        );
+        assert!(config_upsert_sql("t", &cols, &[]).ends_with("ON CONFLICT DO NOTHING"));
+        assert!(config_upsert_sql("t", &cols[..1], &cols[..1])
+            .ends_with("ON CONFLICT (\"srid\") DO NOTHING"));
     }
 
     #[test]
