@@ -570,7 +570,8 @@ pub async fn report(
             large_objects: plan.objects.large_objects,
             progress: opts.progress,
             ..Default::default()
-        };
+        }
+        .with_plan(plan);
         let t0 = Instant::now();
         let v = verify::verify(source, target, &vopts).await?;
         let secs = t0.elapsed().as_secs_f64();
@@ -1339,7 +1340,11 @@ fn assess_comparison(
                     Severity::Warning
                 },
                 format!(
-                    "is defined differently: source {}, target {}",
+                    "{}: source {}, target {}",
+                    o.property.as_deref().map_or_else(
+                        || "is defined differently".to_string(),
+                        |p| format!("differs in {p}")
+                    ),
                     o.source.as_deref().unwrap_or("-"),
                     o.target.as_deref().unwrap_or("-")
                 ),

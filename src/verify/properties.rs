@@ -1,0 +1,531 @@
+//! What pg_dump shows of an object besides its definition, compared property by property:
+//! owners, privileges (table, column, function, type, schema, large object, default), comments,
+//! row level security flags, persistence (UNLOGGED), partition bounds, replica identity,
+//! storage parameters and policies.
+//!
+//! Every query returns rows of (kind, schema, owning relation or NULL, name, property, value or
+//! NULL, roles the value names). An object's properties are compared when the object is on
+//! both sides (one side only is the inventory's difference, reported there); default
+//! privileges have no object of their own and are always compared. A value naming a role the
+//! target lacks is a note (`roles: skip` moves no roles: apply leaves such a grant out and says
+//! so), not a difference.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::catalog::SYSTEM_SCHEMAS;
+use super::session::{Conn, Pair};
+use super::{ObjectDiff, ObjectDifference, ObjectKind, Scope, VerifyError, VerifyOptions};
+
+/// The property naming an object's owner.
+const OWNER: &str = "owner";
+/// Privileges properties start with this, followed by the grantee.
+const PRIVILEGES: &str = "privileges of ";
+/// What a property without a value shows.
+const NONE: &str = "none";
+
+/// `NOT EXISTS` an extension membership of the object `oid` in catalog `class`.
+fn not_in_extension(class: &str, oid: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{class}'::regclass AND d.objid = {oid} AND d.deptype = 'e')"
+    )
+}
+
+/// The kind name of a `pg_class` row `c`, as [`kind`] reads it.
+const REL_KIND: &str = "CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+            WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
+            WHEN 'i' THEN 'index' WHEN 'I' THEN 'index' ELSE 'table' END";
+
+/// Relations (tables, partitions, views, materialized views, sequences, foreign tables,
+/// indexes): owner, comment, row level security (`enabled`/`disabled`, `+forced`),
+/// persistence, partition bound, replica identity, storage parameters (with the TOAST
+/// table's as `toast.x`), and one `policy NAME` row per policy (command, roles, permissive
+/// or restrictive, USING and WITH CHECK expressions). The owning relation of an index is its
+/// table's.
+fn relations_sql() -> String {
+    format!(
+        "SELECT {REL_KIND}, n.nspname::text, coalesce(tc.relname, c.relname)::text, c.relname::text,
+       p.prop, p.val, p.roles
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_index ix ON ix.indexrelid = c.oid
+  LEFT JOIN pg_class tc ON tc.oid = ix.indrelid
+  CROSS JOIN LATERAL (VALUES
+    ('owner', pg_get_userbyid(c.relowner)::text, ARRAY[pg_get_userbyid(c.relowner)::text],
+     c.relkind NOT IN ('i', 'I')),
+    ('comment', obj_description(c.oid, 'pg_class'), NULL::text[], true),
+    ('row level security',
+     CASE WHEN c.relrowsecurity THEN 'enabled' ELSE 'disabled' END
+     || CASE WHEN c.relforcerowsecurity THEN '+forced' ELSE '' END, NULL, c.relkind IN ('r', 'p')),
+    ('persistence', CASE c.relpersistence WHEN 'u' THEN 'unlogged' ELSE 'logged' END, NULL,
+     c.relkind IN ('r', 'p', 'S')),
+    ('partition bound', pg_get_expr(c.relpartbound, c.oid), NULL,
+     c.relispartition AND c.relkind IN ('r', 'p', 'f')),
+    ('replica identity',
+     CASE c.relreplident WHEN 'd' THEN 'default' WHEN 'n' THEN 'nothing' WHEN 'f' THEN 'full'
+       ELSE 'using index ' || coalesce((SELECT ic.relname::text FROM pg_index i
+                                          JOIN pg_class ic ON ic.oid = i.indexrelid
+                                         WHERE i.indrelid = c.oid AND i.indisreplident), '?')
+     END, NULL, c.relkind IN ('r', 'p')),
+    ('storage parameters',
+     (SELECT string_agg(o, ', ' ORDER BY o)
+        FROM (SELECT unnest(c.reloptions)
+              UNION ALL
+              SELECT 'toast.' || unnest(t.reloptions) FROM pg_class t WHERE t.oid = c.reltoastrelid) x(o)),
+     NULL, c.relkind IN ('r', 'p'))
+  ) p(prop, val, roles, applies)
+ WHERE p.applies AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'i', 'I')
+   AND c.relpersistence <> 't' AND {SYSTEM_SCHEMAS} AND {}
+UNION ALL
+SELECT 'table', n.nspname::text, c.relname::text, c.relname::text, 'policy ' || pol.polname::text,
+       CASE WHEN pol.polpermissive THEN 'permissive' ELSE 'restrictive' END
+       || ' for ' || CASE pol.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                                     WHEN 'd' THEN 'DELETE' ELSE 'ALL' END
+       || ' to ' || coalesce((SELECT string_agg(CASE WHEN r = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(r)::text END, ', ' ORDER BY 1)
+                                FROM unnest(pol.polroles) r), 'PUBLIC')
+       || coalesce(' using (' || pg_get_expr(pol.polqual, pol.polrelid) || ')', '')
+       || coalesce(' with check (' || pg_get_expr(pol.polwithcheck, pol.polrelid) || ')', ''),
+       NULL
+  FROM pg_policy pol
+  JOIN pg_class c ON c.oid = pol.polrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE {SYSTEM_SCHEMAS} AND {}",
+        not_in_extension("pg_class", "coalesce(tc.oid, c.oid)"),
+        not_in_extension("pg_class", "c.oid")
+    )
+}
+
+/// Columns of tables, views, materialized views and foreign tables: their comment (one row
+/// per column, NULL when none).
+fn columns_sql() -> String {
+    format!(
+        "SELECT 'column', n.nspname::text, c.relname::text, c.relname::text || '.' || a.attname::text,
+       'comment', col_description(c.oid, a.attnum), NULL::text[]
+  FROM pg_attribute a
+  JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+   AND c.relpersistence <> 't' AND {SYSTEM_SCHEMAS} AND {}",
+        not_in_extension("pg_class", "c.oid")
+    )
+}
+
+/// Functions (named as the inventory names them), types (those the inventory lists) and
+/// schemas: owner and comment.
+fn owned_sql() -> String {
+    format!(
+        "SELECT 'function', n.nspname::text, NULL::text,
+       p.proname::text || '(' || pg_get_function_identity_arguments(p.oid) || ')', x.prop, x.val, x.roles
+  FROM pg_proc p
+  JOIN pg_namespace n ON n.oid = p.pronamespace
+  CROSS JOIN LATERAL (VALUES
+    ('owner', pg_get_userbyid(p.proowner)::text, ARRAY[pg_get_userbyid(p.proowner)::text]),
+    ('comment', obj_description(p.oid, 'pg_proc'), NULL::text[])) x(prop, val, roles)
+ WHERE {SYSTEM_SCHEMAS} AND {}
+UNION ALL
+SELECT 'type', n.nspname::text, NULL::text, t.typname::text, x.prop, x.val, x.roles
+  FROM pg_type t
+  JOIN pg_namespace n ON n.oid = t.typnamespace
+  CROSS JOIN LATERAL (VALUES
+    ('owner', pg_get_userbyid(t.typowner)::text, ARRAY[pg_get_userbyid(t.typowner)::text]),
+    ('comment', obj_description(t.oid, 'pg_type'), NULL::text[])) x(prop, val, roles)
+ WHERE t.typtype IN ('e', 'd', 'c', 'r') AND {SYSTEM_SCHEMAS}
+   AND (t.typtype <> 'c' OR (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c')
+   AND {}
+UNION ALL
+SELECT 'schema', n.nspname::text, NULL::text, n.nspname::text, x.prop, x.val, x.roles
+  FROM pg_namespace n
+  CROSS JOIN LATERAL (VALUES
+    ('owner', pg_get_userbyid(n.nspowner)::text, ARRAY[pg_get_userbyid(n.nspowner)::text]),
+    ('comment', obj_description(n.oid, 'pg_namespace'), NULL::text[])) x(prop, val, roles)
+ WHERE {SYSTEM_SCHEMAS} AND {}",
+        not_in_extension("pg_proc", "p.oid"),
+        not_in_extension("pg_type", "t.oid"),
+        not_in_extension("pg_namespace", "n.oid"),
+    )
+}
+
+/// Constraints (of tables and domains) and triggers: their comment, named as the inventory
+/// names them (`table.constraint`, `table.trigger`).
+fn sub_objects_sql(version: i32) -> String {
+    let clones = if version >= 130000 {
+        "AND t.tgparentid = 0"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT 'constraint', n.nspname::text, coalesce(tc.relname, ty.typname)::text,
+       coalesce(tc.relname, ty.typname)::text || '.' || c.conname::text,
+       'comment', obj_description(c.oid, 'pg_constraint'), NULL::text[]
+  FROM pg_constraint c
+  JOIN pg_namespace n ON n.oid = c.connamespace
+  LEFT JOIN pg_class tc ON tc.oid = c.conrelid
+  LEFT JOIN pg_type ty ON ty.oid = c.contypid
+ WHERE {SYSTEM_SCHEMAS} AND c.contype <> 'n' AND (tc.oid IS NOT NULL OR ty.oid IS NOT NULL)
+   AND coalesce(tc.relpersistence, 'p') <> 't' AND {} AND {}
+UNION ALL
+SELECT 'trigger', n.nspname::text, c.relname::text, c.relname::text || '.' || t.tgname::text,
+       'comment', obj_description(t.oid, 'pg_trigger'), NULL::text[]
+  FROM pg_trigger t
+  JOIN pg_class c ON c.oid = t.tgrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE NOT t.tgisinternal {clones} AND {SYSTEM_SCHEMAS} AND {}",
+        not_in_extension("pg_class", "coalesce(tc.oid, 0)"),
+        not_in_extension("pg_type", "coalesce(ty.oid, 0)"),
+        not_in_extension("pg_class", "c.oid"),
+    )
+}
+
+/// Large objects, named by OID: owner and comment.
+const LARGE_OBJECTS_SQL: &str =
+    "SELECT 'large object', '', NULL::text, m.oid::text, x.prop, x.val, x.roles
+  FROM pg_largeobject_metadata m
+  CROSS JOIN LATERAL (VALUES
+    ('owner', pg_get_userbyid(m.lomowner)::text, ARRAY[pg_get_userbyid(m.lomowner)::text]),
+    ('comment', obj_description(m.oid, 'pg_largeobject'), NULL::text[])) x(prop, val, roles)";
+
+/// Privileges per grantee of the objects `objects` returns (columns kind, schema, rel, name,
+/// acl, owner oid, roles: the roles the object itself names): one row per object and grantee,
+/// `privileges of GRANTEE` (`PUBLIC`, `the owner` for the object's owner, else the role's
+/// name) with the privileges, sorted, each `WITH GRANT OPTION` when grantable.
+fn acl_sql(objects: &str) -> String {
+    format!(
+        "SELECT o.kind, o.schema, o.rel, o.name,
+       'privileges of ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' WHEN a.grantee = o.owner THEN 'the owner'
+                                ELSE pg_get_userbyid(a.grantee)::text END,
+       string_agg(a.privilege_type || CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END,
+                  ', ' ORDER BY a.privilege_type),
+       CASE WHEN a.grantee = 0 OR a.grantee = o.owner THEN o.roles
+            ELSE o.roles || pg_get_userbyid(a.grantee)::text END
+  FROM ({objects}) o
+  CROSS JOIN LATERAL aclexplode(o.acl) a
+ GROUP BY o.kind, o.schema, o.rel, o.name, o.owner, o.roles, a.grantee"
+    )
+}
+
+/// Relations and their columns, functions, types and schemas with their ACL (the built-in
+/// default when NULL), for [`acl_sql`].
+fn acl_objects_sql() -> String {
+    format!(
+        "SELECT {REL_KIND} AS kind, n.nspname::text AS schema, c.relname::text AS rel,
+       c.relname::text AS name,
+       coalesce(c.relacl, acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::\"char\", c.relowner)) AS acl,
+       c.relowner AS owner, ARRAY[]::text[] AS roles
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relpersistence <> 't'
+   AND {SYSTEM_SCHEMAS} AND {rel}
+UNION ALL
+SELECT 'column', n.nspname::text, c.relname::text, c.relname::text || '.' || a.attname::text,
+       a.attacl, c.relowner, ARRAY[]::text[]
+  FROM pg_attribute a
+  JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped
+   AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relpersistence <> 't'
+   AND {SYSTEM_SCHEMAS} AND {rel}
+UNION ALL
+SELECT 'function', n.nspname::text, NULL::text,
+       p.proname::text || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+       coalesce(p.proacl, acldefault('f', p.proowner)), p.proowner, ARRAY[]::text[]
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE {SYSTEM_SCHEMAS} AND {proc}
+UNION ALL
+SELECT 'type', n.nspname::text, NULL::text, t.typname::text,
+       coalesce(t.typacl, acldefault('T', t.typowner)), t.typowner, ARRAY[]::text[]
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE t.typtype IN ('e', 'd', 'c', 'r') AND {SYSTEM_SCHEMAS}
+   AND (t.typtype <> 'c' OR (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c')
+   AND {typ}
+UNION ALL
+SELECT 'schema', n.nspname::text, NULL::text, n.nspname::text,
+       coalesce(n.nspacl, acldefault('n', n.nspowner)), n.nspowner, ARRAY[]::text[]
+  FROM pg_namespace n
+ WHERE {SYSTEM_SCHEMAS} AND {nsp}
+UNION ALL
+SELECT 'default privileges', coalesce(n.nspname::text, ''), NULL::text,
+       'for role ' || pg_get_userbyid(d.defaclrole)::text || ' on '
+       || CASE d.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences' WHEN 'f' THEN 'functions'
+                               WHEN 'T' THEN 'types' WHEN 'n' THEN 'schemas' ELSE d.defaclobjtype::text END
+       || coalesce(' in schema ' || n.nspname::text, ''),
+       d.defaclacl, d.defaclrole, ARRAY[pg_get_userbyid(d.defaclrole)::text]
+  FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace",
+        rel = not_in_extension("pg_class", "c.oid"),
+        proc = not_in_extension("pg_proc", "p.oid"),
+        typ = not_in_extension("pg_type", "t.oid"),
+        nsp = not_in_extension("pg_namespace", "n.oid"),
+    )
+}
+
+/// Large objects with their ACL (the built-in default when NULL), for [`acl_sql`].
+const LARGE_OBJECT_ACL_OBJECTS_SQL: &str = "SELECT 'large object' AS kind, ''::text AS schema,
+       NULL::text AS rel, m.oid::text AS name,
+       coalesce(m.lomacl, acldefault('L', m.lomowner)) AS acl, m.lomowner AS owner,
+       ARRAY[]::text[] AS roles
+  FROM pg_largeobject_metadata m";
+
+/// Every role of the target, by name.
+const ROLES_SQL: &str = "SELECT rolname::text FROM pg_roles";
+
+/// Whether pgmove's record of the source's replica identities exists (on the target).
+const HAS_RI_RECORD_SQL: &str = "SELECT to_regclass('pgmove.replica_identity') IS NOT NULL";
+
+/// The replica identities pgmove recorded before making keyless source tables REPLICA
+/// IDENTITY FULL: schema, table, `relreplident` (d, n, f, i), index name; of plan `$1`, or
+/// of every plan when `$1` is NULL.
+const RI_RECORDED_SQL: &str = "SELECT schema_name, table_name, relreplident, index_name
+  FROM pgmove.replica_identity WHERE $1::text IS NULL OR plan_name = $1 ORDER BY 1, 2";
+
+fn kind(name: &str) -> Option<ObjectKind> {
+    Some(match name {
+        "table" => ObjectKind::Table,
+        "view" => ObjectKind::View,
+        "materialized view" => ObjectKind::MaterializedView,
+        "sequence" => ObjectKind::Sequence,
+        "foreign table" => ObjectKind::ForeignTable,
+        "index" => ObjectKind::Index,
+        "column" => ObjectKind::Column,
+        "function" => ObjectKind::Function,
+        "type" => ObjectKind::Type,
+        "schema" => ObjectKind::Schema,
+        "constraint" => ObjectKind::Constraint,
+        "trigger" => ObjectKind::Trigger,
+        "large object" => ObjectKind::LargeObject,
+        "default privileges" => ObjectKind::DefaultPrivileges,
+        _ => return None,
+    })
+}
+
+type Object = (ObjectKind, String, String);
+
+/// One side's properties: per object, property to (value, roles the value names).
+type Props = BTreeMap<Object, BTreeMap<String, (Option<String>, Vec<String>)>>;
+
+async fn read(conn: &Conn, scope: &Scope, large_objects: bool) -> Result<Props, VerifyError> {
+    let side = conn.side();
+    let mut queries = vec![
+        ("relations", relations_sql()),
+        ("columns", columns_sql()),
+        ("functions, types and schemas", owned_sql()),
+        ("constraints and triggers", sub_objects_sql(conn.version)),
+        ("privileges", acl_sql(&acl_objects_sql())),
+    ];
+    if large_objects {
+        queries.push(("large objects' owners", LARGE_OBJECTS_SQL.to_string()));
+        queries.push((
+            "large objects' privileges",
+            acl_sql(LARGE_OBJECT_ACL_OBJECTS_SQL),
+        ));
+    }
+    let mut out = Props::new();
+    for (what, sql) in queries {
+        let rows = conn
+            .query(&format!("reading the {side}'s {what}"), &sql, &[])
+            .await?;
+        for r in rows {
+            let Some(k) = kind(r.get::<_, &str>(0)) else {
+                continue;
+            };
+            let schema: String = r.get(1);
+            let rel: Option<String> = r.get(2);
+            let in_scope = match (k, &rel) {
+                (ObjectKind::LargeObject, _) => true,
+                (ObjectKind::DefaultPrivileges, _) => schema.is_empty() || scope.schema(&schema),
+                (_, Some(rel)) => scope.relation(&schema, rel),
+                (_, None) => scope.schema(&schema),
+            };
+            if !in_scope {
+                continue;
+            }
+            let roles: Option<Vec<String>> = r.get(6);
+            out.entry((k, schema, r.get(3)))
+                .or_default()
+                .insert(r.get(4), (r.get(5), roles.unwrap_or_default()));
+        }
+    }
+    Ok(out)
+}
+
+/// The replica identity text of a recorded `relreplident`, as [`relations_sql`] shows it.
+fn identity_text(mode: &str, index: Option<&str>) -> String {
+    match mode {
+        "n" => "nothing".to_string(),
+        "f" => "full".to_string(),
+        "i" => format!("using index {}", index.unwrap_or("?")),
+        _ => "default".to_string(),
+    }
+}
+
+/// The source's replica identities as they were before pgmove made them FULL, by table.
+async fn recorded_identities(
+    tgt: &Conn,
+    plan_name: Option<&str>,
+) -> Result<HashMap<(String, String), String>, VerifyError> {
+    let has = tgt
+        .query_one(
+            "looking for pgmove.replica_identity",
+            HAS_RI_RECORD_SQL,
+            &[],
+        )
+        .await?
+        .get::<_, bool>(0);
+    if !has {
+        return Ok(HashMap::new());
+    }
+    let rows = tgt
+        .query(
+            "reading pgmove.replica_identity",
+            RI_RECORDED_SQL,
+            &[&plan_name],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let mode: String = r.get(2);
+            let index: Option<String> = r.get(3);
+            ((r.get(0), r.get(1)), identity_text(&mode, index.as_deref()))
+        })
+        .collect())
+}
+
+/// What [`compare`] found.
+pub(crate) struct Found {
+    pub diffs: Vec<ObjectDiff>,
+    pub notes: Vec<String>,
+}
+
+fn display(o: &Object) -> String {
+    if o.1.is_empty() || matches!(o.0, ObjectKind::DefaultPrivileges | ObjectKind::Schema) {
+        format!("{} {}", o.0, o.2)
+    } else {
+        format!("{} {}.{}", o.0, o.1, o.2)
+    }
+}
+
+/// Compares both sides' properties.
+pub(crate) async fn compare(
+    pair: &Pair,
+    scope: &Scope,
+    opts: &VerifyOptions,
+) -> Result<Found, VerifyError> {
+    let (mut src, tgt, recorded, roles) = tokio::try_join!(
+        read(&pair.src, scope, opts.large_objects),
+        read(&pair.tgt, scope, opts.large_objects),
+        recorded_identities(&pair.tgt, opts.plan_name.as_deref()),
+        pair.tgt.query("listing the target's roles", ROLES_SQL, &[]),
+    )?;
+    let target_roles: BTreeSet<String> = roles.iter().map(|r| r.get(0)).collect();
+
+    // pgmove keeps keyless source tables at REPLICA IDENTITY FULL while it captures changes:
+    // the source's own identity is the one it recorded.
+    for ((kind, schema, name), props) in src.iter_mut() {
+        if *kind != ObjectKind::Table {
+            continue;
+        }
+        if let Some((Some(v), _)) = props.get_mut("replica identity") {
+            if v == "full" {
+                if let Some(orig) = recorded.get(&(schema.clone(), name.clone())) {
+                    *v = orig.clone();
+                }
+            }
+        }
+    }
+
+    let mut found = Found {
+        diffs: Vec::new(),
+        notes: Vec::new(),
+    };
+    let empty = BTreeMap::new();
+    let objects: BTreeSet<&Object> = src.keys().chain(tgt.keys()).collect();
+    for o in objects {
+        let (s, t) = match (src.get(o), tgt.get(o)) {
+            (Some(s), Some(t)) => (s, t),
+            // Default privileges are their own object; others missing on a side are the
+            // inventory's difference.
+            (s, t) if o.0 == ObjectKind::DefaultPrivileges => {
+                (s.unwrap_or(&empty), t.unwrap_or(&empty))
+            }
+            _ => continue,
+        };
+        let props: BTreeSet<&String> = s.keys().chain(t.keys()).collect();
+        for p in props {
+            if p == OWNER && !opts.owners {
+                continue;
+            }
+            let (sv, sroles) = s
+                .get(p)
+                .map(|(v, r)| (v.as_deref(), r.as_slice()))
+                .unwrap_or((None, &[]));
+            let tv = t.get(p).and_then(|(v, _)| v.as_deref());
+            if sv == tv {
+                continue;
+            }
+            let about_roles = p == OWNER || p.starts_with(PRIVILEGES);
+            let missing: Vec<&str> = sroles
+                .iter()
+                .filter(|r| !target_roles.contains(*r))
+                .map(|r| r.as_str())
+                .collect();
+            if about_roles && !missing.is_empty() && !opts.roles_created {
+                found.notes.push(format!(
+                    "{}: {p}: not moved: role missing on the target ({}); source {}, target {}",
+                    display(o),
+                    missing.join(", "),
+                    sv.unwrap_or(NONE),
+                    tv.unwrap_or(NONE)
+                ));
+                continue;
+            }
+            found.diffs.push(ObjectDiff {
+                kind: o.0,
+                // Default privileges are named with their schema, a schema by its name.
+                schema: if matches!(o.0, ObjectKind::DefaultPrivileges | ObjectKind::Schema) {
+                    String::new()
+                } else {
+                    o.1.clone()
+                },
+                name: o.2.clone(),
+                difference: ObjectDifference::Definition,
+                property: Some(p.clone()),
+                source: Some(sv.unwrap_or(NONE).to_string()),
+                target: Some(tv.unwrap_or(NONE).to_string()),
+            });
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_identities_read_as_the_catalogue_shows_them() {
+        assert_eq!(identity_text("d", None), "default");
+        assert_eq!(identity_text("n", None), "nothing");
+        assert_eq!(identity_text("f", None), "full");
+        assert_eq!(identity_text("i", Some("t_a_key")), "using index t_a_key");
+    }
+
+    #[test]
+    fn every_kind_the_queries_name_is_known() {
+        for k in [
+            "table",
+            "view",
+            "materialized view",
+            "sequence",
+            "foreign table",
+            "index",
+            "column",
+            "function",
+            "type",
+            "schema",
+            "constraint",
+            "trigger",
+            "large object",
+            "default privileges",
+        ] {
+            let kind = kind(k).expect(k);
+            assert_eq!(kind.to_string(), k);
+        }
+    }
+}
