@@ -1,7 +1,9 @@
 //! `pgmove verify` sees what pg_dump would show: after a dump-restore migration, each
 //! property planted differently on the target (row level security, UNLOGGED, a partition
 //! bound, owners, table/column/default/schema/large-object privileges, comments, replica
-//! identity, storage parameters, a policy, materialized-view contents) makes verify exit 3
+//! identity, storage parameters, a policy, a rule, extended statistics, column statistics
+//! target and storage, CLUSTER ON, sequence OWNED BY, inheritance, materialized-view
+//! contents) makes verify exit 3
 //! naming the object, the property and both values; an untouched migration exits 0, a
 //! materialized view stale on the source is reported as that, and a grant to a role the
 //! target lacks is a note. During copy-cdc, the REPLICA IDENTITY FULL pgmove keeps on keyless
@@ -59,6 +61,13 @@ CREATE MATERIALIZED VIEW public.mv AS SELECT id, v * 10 AS w FROM public.base;
 CREATE TABLE public.sales (id int PRIMARY KEY, amount int);
 INSERT INTO public.sales SELECT g, g FROM generate_series(1, 100) g;
 CREATE MATERIALIZED VIEW public.totals AS SELECT count(*) AS n, sum(amount) AS total FROM public.sales;
+CREATE STATISTICS public.t_ab (dependencies) ON a, b FROM public.t;
+CREATE RULE r_noop AS ON DELETE TO public.r DO INSTEAD NOTHING;
+ALTER TABLE public.t ALTER COLUMN b SET STATISTICS 500;
+ALTER TABLE public.t CLUSTER ON t_pkey;
+CREATE SEQUENCE public.s OWNED BY public.t.id;
+CREATE TABLE public.par (id int);
+CREATE TABLE public.child (x int) INHERITS (public.par);
 -- The source's copy goes stale: its query would now return something else.
 INSERT INTO public.sales SELECT g, g FROM generate_series(101, 110) g;
 ";
@@ -84,6 +93,13 @@ COMMENT ON FUNCTION public.f(int) IS 'other';
 ALTER TABLE public.ri REPLICA IDENTITY DEFAULT;
 ALTER TABLE public.t SET (fillfactor = 90);
 DROP POLICY p_read ON public.t;
+DROP STATISTICS public.t_ab;
+DROP RULE r_noop ON public.r;
+ALTER TABLE public.t ALTER COLUMN b SET STATISTICS -1;
+ALTER TABLE public.t ALTER COLUMN b SET STORAGE EXTERNAL;
+ALTER TABLE public.t SET WITHOUT CLUSTER;
+ALTER SEQUENCE public.s OWNED BY NONE;
+ALTER TABLE public.child NO INHERIT public.par;
 -- The view's contents differ, its base table does not.
 UPDATE public.base SET v = v + 1 WHERE id = 1;
 REFRESH MATERIALIZED VIEW public.mv;
@@ -164,6 +180,25 @@ const EXPECTED: &[(&str, &str, &str, &str, &str)] = &[
         "permissive for SELECT to alice using ((a > 0))",
         "none",
     ),
+    (
+        "table",
+        "public.t",
+        "statistics public.t_ab",
+        "CREATE STATISTICS public.t_ab (dependencies) ON a, b FROM public.t",
+        "none",
+    ),
+    (
+        "table",
+        "public.r",
+        "rule r_noop",
+        "CREATE RULE r_noop AS ON DELETE TO public.r DO INSTEAD NOTHING;",
+        "none",
+    ),
+    ("column", "public.t.b", "statistics target", "500", "none"),
+    ("column", "public.t.b", "storage", "none", "external"),
+    ("table", "public.t", "clustered on", "t_pkey", "none"),
+    ("sequence", "public.s", "owned by", "public.t.id", "none"),
+    ("table", "public.child", "inherits", "public.par", "none"),
 ];
 
 fn verify(

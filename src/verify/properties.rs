@@ -20,6 +20,8 @@ use super::{ObjectDiff, ObjectDifference, ObjectKind, Scope, VerifyError, Verify
 const OWNER: &str = "owner";
 /// Privileges properties start with this, followed by the grantee.
 const PRIVILEGES: &str = "privileges of ";
+/// Properties holding a definition, compared with whitespace runs collapsed.
+const DEFINITIONS: &[&str] = &["rule ", "policy ", "statistics "];
 /// What a property without a value shows.
 const NONE: &str = "none";
 
@@ -37,11 +39,18 @@ const REL_KIND: &str = "CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'mater
 
 /// Relations (tables, partitions, views, materialized views, sequences, foreign tables,
 /// indexes): owner, comment, row level security (`enabled`/`disabled`, `+forced`),
-/// persistence, partition bound, replica identity, storage parameters (with the TOAST
-/// table's as `toast.x`), and one `policy NAME` row per policy (command, roles, permissive
-/// or restrictive, USING and WITH CHECK expressions). The owning relation of an index is its
-/// table's.
-fn relations_sql() -> String {
+/// persistence, partition bound, partition key, inheritance parents, the index it is
+/// clustered on, access method (12+), the column a sequence is owned by, replica identity,
+/// storage parameters (with the TOAST table's as `toast.x`); one `policy NAME` row per
+/// policy (permissive or restrictive, command, roles, USING and WITH CHECK expressions), one
+/// `rule NAME` per rule (not a view's own), one `statistics SCHEMA.NAME` per extended
+/// statistics object. The owning relation of an index is its table's.
+fn relations_sql(version: i32) -> String {
+    let access_method = if version >= 120000 {
+        "(SELECT am.amname::text FROM pg_am am WHERE am.oid = c.relam)"
+    } else {
+        "NULL::text"
+    };
     format!(
         "SELECT {REL_KIND}, n.nspname::text, coalesce(tc.relname, c.relname)::text, c.relname::text,
        p.prop, p.val, p.roles
@@ -60,6 +69,29 @@ fn relations_sql() -> String {
      c.relkind IN ('r', 'p', 'S')),
     ('partition bound', pg_get_expr(c.relpartbound, c.oid), NULL,
      c.relispartition AND c.relkind IN ('r', 'p', 'f')),
+    ('partition key', pg_get_partkeydef(c.oid), NULL, c.relkind = 'p'),
+    ('inherits',
+     (SELECT string_agg(quote_ident(pn.nspname) || '.' || quote_ident(pc.relname), ', ' ORDER BY i.inhseqno)
+        FROM pg_inherits i
+        JOIN pg_class pc ON pc.oid = i.inhparent
+        JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+       WHERE i.inhrelid = c.oid),
+     NULL, c.relkind IN ('r', 'p', 'f') AND NOT c.relispartition),
+    ('clustered on',
+     (SELECT ic.relname::text FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+       WHERE i.indrelid = c.oid AND i.indisclustered),
+     NULL, c.relkind IN ('r', 'm')),
+    ('access method', {access_method}, NULL, c.relkind IN ('r', 'm')),
+    ('owned by',
+     (SELECT quote_ident(dn.nspname) || '.' || quote_ident(dc.relname) || '.' || quote_ident(da.attname)
+        FROM pg_depend d
+        JOIN pg_class dc ON dc.oid = d.refobjid
+        JOIN pg_namespace dn ON dn.oid = dc.relnamespace
+        JOIN pg_attribute da ON da.attrelid = d.refobjid AND da.attnum = d.refobjsubid
+       WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+         AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')
+       LIMIT 1),
+     NULL, c.relkind = 'S'),
     ('replica identity',
      CASE c.relreplident WHEN 'd' THEN 'default' WHEN 'n' THEN 'nothing' WHEN 'f' THEN 'full'
        ELSE 'using index ' || coalesce((SELECT ic.relname::text FROM pg_index i
@@ -88,21 +120,51 @@ SELECT 'table', n.nspname::text, c.relname::text, c.relname::text, 'policy ' || 
   FROM pg_policy pol
   JOIN pg_class c ON c.oid = pol.polrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE {SYSTEM_SCHEMAS} AND {}",
+ WHERE {SYSTEM_SCHEMAS} AND {rel}
+UNION ALL
+SELECT {REL_KIND}, n.nspname::text, c.relname::text, c.relname::text, 'rule ' || r.rulename::text,
+       pg_get_ruledef(r.oid), NULL
+  FROM pg_rewrite r
+  JOIN pg_class c ON c.oid = r.ev_class
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE r.rulename <> '_RETURN' AND {SYSTEM_SCHEMAS} AND {rel}
+UNION ALL
+SELECT {REL_KIND}, n.nspname::text, c.relname::text, c.relname::text,
+       'statistics ' || sn.nspname::text || '.' || s.stxname::text, pg_get_statisticsobjdef(s.oid), NULL
+  FROM pg_statistic_ext s
+  JOIN pg_namespace sn ON sn.oid = s.stxnamespace
+  JOIN pg_class c ON c.oid = s.stxrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE {SYSTEM_SCHEMAS} AND {rel}",
         not_in_extension("pg_class", "coalesce(tc.oid, c.oid)"),
-        not_in_extension("pg_class", "c.oid")
+        rel = not_in_extension("pg_class", "c.oid")
     )
 }
 
-/// Columns of tables, views, materialized views and foreign tables: their comment (one row
-/// per column, NULL when none).
-fn columns_sql() -> String {
+/// Columns of tables, views, materialized views and foreign tables (one row per column and
+/// property, NULL when unset): comment, statistics target (when set), storage (when not the
+/// type's), attribute options, compression (14+).
+fn columns_sql(version: i32) -> String {
+    let compression = if version >= 140000 {
+        "CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END"
+    } else {
+        "NULL::text"
+    };
     format!(
         "SELECT 'column', n.nspname::text, c.relname::text, c.relname::text || '.' || a.attname::text,
-       'comment', col_description(c.oid, a.attnum), NULL::text[]
+       x.prop, x.val, NULL::text[]
   FROM pg_attribute a
   JOIN pg_class c ON c.oid = a.attrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_type ty ON ty.oid = a.atttypid
+  CROSS JOIN LATERAL (VALUES
+    ('comment', col_description(c.oid, a.attnum)),
+    ('statistics target', CASE WHEN a.attstattarget >= 0 THEN a.attstattarget::text END),
+    ('storage', CASE WHEN a.attstorage <> ty.typstorage THEN
+                  CASE a.attstorage WHEN 'p' THEN 'plain' WHEN 'e' THEN 'external'
+                                    WHEN 'm' THEN 'main' ELSE 'extended' END END),
+    ('options', array_to_string(a.attoptions, ', ')),
+    ('compression', {compression})) x(prop, val)
  WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
    AND c.relpersistence <> 't' AND {SYSTEM_SCHEMAS} AND {}",
         not_in_extension("pg_class", "c.oid")
@@ -302,8 +364,8 @@ type Props = BTreeMap<Object, BTreeMap<String, (Option<String>, Vec<String>)>>;
 async fn read(conn: &Conn, scope: &Scope, large_objects: bool) -> Result<Props, VerifyError> {
     let side = conn.side();
     let mut queries = vec![
-        ("relations", relations_sql()),
-        ("columns", columns_sql()),
+        ("relations", relations_sql(conn.version)),
+        ("columns", columns_sql(conn.version)),
         ("functions, types and schemas", owned_sql()),
         ("constraints and triggers", sub_objects_sql(conn.version)),
         ("privileges", acl_sql(&acl_objects_sql())),
@@ -336,9 +398,15 @@ async fn read(conn: &Conn, scope: &Scope, large_objects: bool) -> Result<Props, 
                 continue;
             }
             let roles: Option<Vec<String>> = r.get(6);
+            let property: String = r.get(4);
+            let mut value: Option<String> = r.get(5);
+            // Definitions (not comments: their whitespace is their content) on one line.
+            if DEFINITIONS.iter().any(|d| property.starts_with(d)) {
+                value = value.map(|v| super::objects::normalize(&v));
+            }
             out.entry((k, schema, r.get(3)))
                 .or_default()
-                .insert(r.get(4), (r.get(5), roles.unwrap_or_default()));
+                .insert(property, (value, roles.unwrap_or_default()));
         }
     }
     Ok(out)
