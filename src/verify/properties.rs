@@ -4,7 +4,8 @@
 //! storage parameters and policies.
 //!
 //! Every query returns rows of (kind, schema, owning relation or NULL, name, property, value or
-//! NULL, roles the value names). An object's properties are compared when the object is on
+//! NULL, roles the value names); a property without a value is left out, except each object's
+//! comment row, which says the object exists. An object's properties are compared when the object is on
 //! both sides (one side only is the inventory's difference, reported there); default
 //! privileges have no object of their own and are always compared. A value naming a role the
 //! target lacks is a note (`roles: skip` moves no roles: apply leaves such a grant out and says
@@ -105,7 +106,8 @@ fn relations_sql(version: i32) -> String {
               SELECT 'toast.' || unnest(t.reloptions) FROM pg_class t WHERE t.oid = c.reltoastrelid) x(o)),
      NULL, c.relkind IN ('r', 'p'))
   ) p(prop, val, roles, applies)
- WHERE p.applies AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'i', 'I')
+ WHERE p.applies AND (p.val IS NOT NULL OR p.prop = 'comment')
+   AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'i', 'I')
    AND c.relpersistence <> 't' AND {SYSTEM_SCHEMAS} AND {}
 UNION ALL
 SELECT 'table', n.nspname::text, c.relname::text, c.relname::text, 'policy ' || pol.polname::text,
@@ -141,8 +143,8 @@ SELECT {REL_KIND}, n.nspname::text, c.relname::text, c.relname::text,
     )
 }
 
-/// Columns of tables, views, materialized views and foreign tables (one row per column and
-/// property, NULL when unset): comment, statistics target (when set), storage (when not the
+/// Columns of tables, views, materialized views and foreign tables (a row per column and set
+/// property, and the comment's, NULL when none): comment, statistics target (when set), storage (when not the
 /// type's), attribute options, compression (14+).
 fn columns_sql(version: i32) -> String {
     let compression = if version >= 140000 {
@@ -165,7 +167,7 @@ fn columns_sql(version: i32) -> String {
                                     WHEN 'm' THEN 'main' ELSE 'extended' END END),
     ('options', array_to_string(a.attoptions, ', ')),
     ('compression', {compression})) x(prop, val)
- WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+ WHERE (x.val IS NOT NULL OR x.prop = 'comment') AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
    AND c.relpersistence <> 't' AND {SYSTEM_SCHEMAS} AND {}",
         not_in_extension("pg_class", "c.oid")
     )
