@@ -484,9 +484,19 @@ pub(crate) async fn compare(
         pair.tgt.query("listing the target's roles", ROLES_SQL, &[]),
     )?;
     let target_roles: BTreeSet<String> = roles.iter().map(|r| r.get(0)).collect();
+    use_recorded_identities(&mut src, &recorded);
+    Ok(judge(
+        &src,
+        &tgt,
+        &target_roles,
+        opts.owners,
+        opts.roles_created,
+    ))
+}
 
-    // pgmove keeps keyless source tables at REPLICA IDENTITY FULL while it captures changes:
-    // the source's own identity is the one it recorded.
+/// pgmove keeps keyless source tables at REPLICA IDENTITY FULL while it captures changes: the
+/// source's own identity is the one it recorded (`recorded`, by schema and table) before.
+fn use_recorded_identities(src: &mut Props, recorded: &HashMap<(String, String), String>) {
     for ((kind, schema, name), props) in src.iter_mut() {
         if *kind != ObjectKind::Table {
             continue;
@@ -499,7 +509,18 @@ pub(crate) async fn compare(
             }
         }
     }
+}
 
+/// The differences between both sides' properties, and the notes: a value naming a role the
+/// target lacks is a note unless roles were copied (`roles_created`); owners are left out
+/// unless `owners`.
+fn judge(
+    src: &Props,
+    tgt: &Props,
+    target_roles: &BTreeSet<String>,
+    owners: bool,
+    roles_created: bool,
+) -> Found {
     let mut found = Found {
         diffs: Vec::new(),
         notes: Vec::new(),
@@ -518,7 +539,7 @@ pub(crate) async fn compare(
         };
         let props: BTreeSet<&String> = s.keys().chain(t.keys()).collect();
         for p in props {
-            if p == OWNER && !opts.owners {
+            if p == OWNER && !owners {
                 continue;
             }
             let (sv, sroles) = s
@@ -535,7 +556,7 @@ pub(crate) async fn compare(
                 .filter(|r| !target_roles.contains(*r))
                 .map(|r| r.as_str())
                 .collect();
-            if about_roles && !missing.is_empty() && !opts.roles_created {
+            if about_roles && !missing.is_empty() && !roles_created {
                 found.notes.push(format!(
                     "{}: {p}: not moved: role missing on the target ({}); source {}, target {}",
                     display(o),
@@ -561,7 +582,7 @@ pub(crate) async fn compare(
             });
         }
     }
-    Ok(found)
+    found
 }
 
 #[cfg(test)]
@@ -574,6 +595,228 @@ mod tests {
         assert_eq!(identity_text("n", None), "nothing");
         assert_eq!(identity_text("f", None), "full");
         assert_eq!(identity_text("i", Some("t_a_key")), "using index t_a_key");
+    }
+
+    /// (kind, schema, name, property, value, roles) of one property.
+    type Row<'a> = (
+        ObjectKind,
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        &'a [&'a str],
+    );
+
+    /// One side's properties.
+    fn props(rows: &[Row]) -> Props {
+        let mut p = Props::new();
+        for (k, schema, name, prop, val, roles) in rows {
+            p.entry((*k, schema.to_string(), name.to_string()))
+                .or_default()
+                .insert(
+                    prop.to_string(),
+                    (
+                        val.map(str::to_string),
+                        roles.iter().map(|r| r.to_string()).collect(),
+                    ),
+                );
+        }
+        p
+    }
+
+    fn roles(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|r| r.to_string()).collect()
+    }
+
+    use ObjectKind::{DefaultPrivileges, Function, Table};
+
+    #[test]
+    fn a_property_differs_with_both_values_and_none_for_unset() {
+        let s = props(&[
+            (Table, "public", "t", "comment", Some("the t"), &[]),
+            (
+                Table,
+                "public",
+                "t",
+                "row level security",
+                Some("enabled+forced"),
+                &[],
+            ),
+        ]);
+        let t = props(&[
+            (Table, "public", "t", "comment", None, &[]),
+            (
+                Table,
+                "public",
+                "t",
+                "row level security",
+                Some("disabled"),
+                &[],
+            ),
+        ]);
+        let f = judge(&s, &t, &roles(&[]), true, false);
+        assert!(f.notes.is_empty());
+        let got: Vec<(String, String, String)> = f
+            .diffs
+            .iter()
+            .map(|d| {
+                (
+                    d.property.clone().unwrap_or_default(),
+                    d.source.clone().unwrap_or_default(),
+                    d.target.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("comment".into(), "the t".into(), "none".into()),
+                (
+                    "row level security".into(),
+                    "enabled+forced".into(),
+                    "disabled".into()
+                ),
+            ]
+        );
+        assert!(f.diffs.iter().all(|d| d.kind == Table
+            && d.schema == "public"
+            && d.name == "t"
+            && d.difference == ObjectDifference::Definition));
+    }
+
+    #[test]
+    fn an_object_on_one_side_only_is_left_to_the_inventory_but_default_privileges_are_not() {
+        let s = props(&[
+            (
+                Function,
+                "public",
+                "f(integer)",
+                "owner",
+                Some("alice"),
+                &["alice"],
+            ),
+            (
+                DefaultPrivileges,
+                "public",
+                "for role postgres on tables in schema public",
+                "privileges of alice",
+                Some("SELECT"),
+                &["postgres", "alice"],
+            ),
+        ]);
+        let f = judge(
+            &s,
+            &Props::new(),
+            &roles(&["alice", "postgres"]),
+            true,
+            false,
+        );
+        assert_eq!(f.diffs.len(), 1, "{:?}", f.diffs);
+        assert_eq!(f.diffs[0].kind, DefaultPrivileges);
+        assert_eq!(f.diffs[0].schema, "", "named with its schema");
+        assert_eq!(f.diffs[0].target.as_deref(), Some("none"));
+    }
+
+    #[test]
+    fn a_role_missing_on_the_target_is_a_note_unless_roles_were_copied() {
+        let s = props(&[
+            (Table, "public", "t", "owner", Some("ghost"), &["ghost"]),
+            (
+                Table,
+                "public",
+                "t",
+                "privileges of ghost",
+                Some("DELETE"),
+                &["ghost"],
+            ),
+            (
+                Table,
+                "public",
+                "t",
+                "privileges of bob",
+                Some("SELECT"),
+                &["bob"],
+            ),
+        ]);
+        let t = props(&[(
+            Table,
+            "public",
+            "t",
+            "owner",
+            Some("postgres"),
+            &["postgres"],
+        )]);
+        let have = roles(&["postgres", "bob"]);
+        let f = judge(&s, &t, &have, true, false);
+        assert_eq!(
+            f.notes,
+            vec![
+                "table public.t: owner: not moved: role missing on the target (ghost); source ghost, target postgres",
+                "table public.t: privileges of ghost: not moved: role missing on the target (ghost); source DELETE, target none",
+            ]
+        );
+        // bob exists: his lost grant is a difference.
+        assert_eq!(f.diffs.len(), 1);
+        assert_eq!(f.diffs[0].property.as_deref(), Some("privileges of bob"));
+
+        let f = judge(&s, &t, &have, true, true);
+        assert!(f.notes.is_empty());
+        assert_eq!(f.diffs.len(), 3, "roles: create: every one is a difference");
+
+        // owner: target-user: owners are not compared.
+        let f = judge(&s, &t, &have, false, true);
+        assert!(f
+            .diffs
+            .iter()
+            .all(|d| d.property.as_deref() != Some("owner")));
+        assert_eq!(f.diffs.len(), 2);
+    }
+
+    #[test]
+    fn the_recorded_identity_stands_for_pgmoves_full() {
+        let mut s = props(&[
+            (
+                Table,
+                "public",
+                "keyless",
+                "replica identity",
+                Some("full"),
+                &[],
+            ),
+            (
+                Table,
+                "public",
+                "mine",
+                "replica identity",
+                Some("full"),
+                &[],
+            ),
+            (
+                Table,
+                "public",
+                "quiet",
+                "replica identity",
+                Some("default"),
+                &[],
+            ),
+        ]);
+        let recorded: HashMap<(String, String), String> = [
+            (("public".into(), "keyless".into()), "default".into()),
+            (("public".into(), "quiet".into()), "nothing".into()),
+        ]
+        .into_iter()
+        .collect();
+        use_recorded_identities(&mut s, &recorded);
+        let identity = |n: &str| {
+            s[&(Table, "public".to_string(), n.to_string())]["replica identity"]
+                .0
+                .clone()
+        };
+        assert_eq!(identity("keyless").as_deref(), Some("default"));
+        // FULL set by the user (nothing recorded) stays FULL.
+        assert_eq!(identity("mine").as_deref(), Some("full"));
+        // Only pgmove's FULL is replaced: a table changed since keeps what it has.
+        assert_eq!(identity("quiet").as_deref(), Some("default"));
     }
 
     #[test]
