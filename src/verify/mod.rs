@@ -85,7 +85,8 @@ pub struct VerifyOptions {
     /// Relations (tables, partitions, views, sequences) to compare, by schema and name; indexes,
     /// constraints, triggers and columns follow their table. See [`exclude_globs`].
     pub include: IncludeFn,
-    /// Chunks compared in parallel; one connection per job on each server.
+    /// Chunks compared in parallel; one connection per job on each server (two at least while
+    /// the catalogues are read).
     pub jobs: usize,
     /// Rows per chunk for tables with a key.
     pub chunk_rows: u64,
@@ -630,16 +631,26 @@ pub async fn verify(
     let source = Arc::new(source.clone());
     let target = Arc::new(target.clone());
 
-    let first = Pair::connect(&source, &target).await?;
-    let (src_cat, tgt_cat) = tokio::try_join!(
-        Catalog::read(&first.src, &scope),
-        Catalog::read(&first.tgt, &scope)
+    // Properties are read on a second pair while the first reads tables and the inventory.
+    let (first, second) = tokio::try_join!(
+        Pair::connect(&source, &target),
+        Pair::connect(&source, &target)
+    )?;
+    let catalog_and_inventory = async {
+        let (src_cat, tgt_cat) = tokio::try_join!(
+            Catalog::read(&first.src, &scope),
+            Catalog::read(&first.tgt, &scope)
+        )?;
+        let sequences = compare_sequences(&first, &src_cat, &tgt_cat).await?;
+        let inventory = objects::compare(&first, &scope, &src_cat, &tgt_cat).await?;
+        Ok::<_, VerifyError>((src_cat, tgt_cat, sequences, inventory))
+    };
+    let ((src_cat, tgt_cat, sequences, mut inventory), props) = tokio::try_join!(
+        catalog_and_inventory,
+        properties::compare(&second, &scope, opts)
     )?;
 
     let (mut tables, plans) = match_tables(&src_cat, &tgt_cat, opts);
-    let sequences = compare_sequences(&first, &src_cat, &tgt_cat).await?;
-    let mut inventory = objects::compare(&first, &scope, &src_cat, &tgt_cat).await?;
-    let props = properties::compare(&first, &scope, opts).await?;
     inventory.diffs.extend(props.diffs);
     let mut notes = props.notes;
     // Left out by default but not pgmove's own (no marker): say so.
@@ -664,8 +675,13 @@ pub async fn verify(
     let mut pairs = vec![first];
     let wanted = jobs.min(plans.len().max(1));
     if wanted > 1 {
+        pairs.push(second);
+    } else {
+        drop(second);
+    }
+    if wanted > 2 {
         let more =
-            futures_util::future::join_all((1..wanted).map(|_| Pair::connect(&source, &target)))
+            futures_util::future::join_all((2..wanted).map(|_| Pair::connect(&source, &target)))
                 .await;
         for p in more {
             pairs.push(p?);
