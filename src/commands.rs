@@ -571,7 +571,8 @@ pub async fn verify(path: &Path, counts_only: bool, chunk_rows: Option<u64>, g: 
         large_objects: plan.objects.large_objects,
         progress: Progress::new(g.format != Format::Json),
         ..Default::default()
-    };
+    }
+    .with_plan(&plan);
     if let Some(c) = chunk_rows {
         opts.chunk_rows = c;
     }

@@ -570,7 +570,8 @@ pub async fn report(
             large_objects: plan.objects.large_objects,
             progress: opts.progress,
             ..Default::default()
-        };
+        }
+        .with_plan(plan);
         let t0 = Instant::now();
         let v = verify::verify(source, target, &vopts).await?;
         let secs = t0.elapsed().as_secs_f64();
@@ -1060,7 +1061,8 @@ fn assess_comparison(
     let mut findings = Vec::new();
     let mut tables = Vec::new();
     let mut in_flight_tables = Vec::new();
-    for t in &v.tables {
+    // Materialized views' contents: cutover refreshes them on the target before it verifies.
+    for t in v.tables.iter().filter(|t| !t.materialized_view) {
         let q = quote::qualified(&t.schema, &t.name);
         let state = match t.status {
             TableStatus::Same if t.partitioned => "partitioned",
@@ -1339,7 +1341,11 @@ fn assess_comparison(
                     Severity::Warning
                 },
                 format!(
-                    "is defined differently: source {}, target {}",
+                    "{}: source {}, target {}",
+                    o.property.as_deref().map_or_else(
+                        || "is defined differently".to_string(),
+                        |p| format!("differs in {p}")
+                    ),
                     o.source.as_deref().unwrap_or("-"),
                     o.target.as_deref().unwrap_or("-")
                 ),

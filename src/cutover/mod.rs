@@ -847,7 +847,8 @@ async fn steps(
             large_objects: job.plan.objects.large_objects,
             progress: job.progress,
             ..Default::default()
-        };
+        }
+        .with_plan(&job.plan);
         let t0 = Instant::now();
         let v = crate::verify::verify(&job.source, &job.target, &opts).await?;
         report.verify_secs = Some(t0.elapsed().as_secs_f64());

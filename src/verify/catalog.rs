@@ -7,7 +7,7 @@ use crate::pg::quote;
 use super::session::Conn;
 use super::{Scope, SequenceState, VerifyError};
 
-/// A table or partitioned table in scope.
+/// A table, partitioned table or populated materialized view in scope.
 #[derive(Debug, Clone)]
 pub(crate) struct RelInfo {
     pub schema: String,
@@ -52,12 +52,17 @@ pub(crate) struct SeqInfo {
 #[derive(Debug, Clone)]
 pub(crate) struct Catalog {
     pub tables: Vec<RelInfo>,
+    /// Materialized views that are populated (an unpopulated one cannot be read).
+    pub matviews: Vec<RelInfo>,
     pub sequences: Vec<SeqInfo>,
 }
 
 /// Schemas pgmove never looks into.
 pub(crate) const SYSTEM_SCHEMAS: &str = "n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'";
 
+/// Tables, partitioned tables and populated materialized views: oid, schema, name,
+/// partitioned, parent (`schema.name` of a partition's), extension member, extension
+/// configuration table, its dump condition (`extcondition`, or NULL), materialized view.
 fn tables_sql() -> String {
     format!(
         "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind = 'p',
@@ -72,10 +77,12 @@ fn tables_sql() -> String {
        EXISTS (SELECT 1 FROM pg_extension e WHERE c.oid = ANY (e.extconfig)),
        (SELECT x.cond FROM pg_extension e
           CROSS JOIN LATERAL unnest(e.extconfig, e.extcondition) AS x(reloid, cond)
-         WHERE x.reloid = c.oid LIMIT 1)
+         WHERE x.reloid = c.oid LIMIT 1),
+       c.relkind = 'm'
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND {SYSTEM_SCHEMAS}
+ WHERE (c.relkind IN ('r', 'p') OR (c.relkind = 'm' AND c.relispopulated))
+   AND c.relpersistence <> 't' AND {SYSTEM_SCHEMAS}
  ORDER BY 2, 3"
     )
 }
@@ -128,7 +135,7 @@ fn columns_sql(version: i32) -> String {
   JOIN pg_type ty ON ty.oid = a.atttypid
   LEFT JOIN pg_collation co ON co.oid = a.attcollation
   LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
- WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
+ WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'm')
    AND c.relpersistence <> 't' AND {SYSTEM_SCHEMAS}
  ORDER BY a.attrelid, a.attnum"
     )
@@ -150,7 +157,7 @@ fn keys_sql(version: i32) -> String {
   JOIN pg_am am ON am.oid = ic.relam
   CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
- WHERE tc.relkind = 'r' AND {SYSTEM_SCHEMAS}
+ WHERE tc.relkind IN ('r', 'm') AND {SYSTEM_SCHEMAS}
    AND i.indisunique AND i.indisvalid AND i.indimmediate
    AND i.indpred IS NULL AND i.indexprs IS NULL AND am.amname = 'btree'
    AND k.ord <= {nkey}
@@ -182,6 +189,8 @@ impl Catalog {
             .query(&format!("listing the {side}'s tables"), &tables_sql(), &[])
             .await?;
         let mut tables = Vec::new();
+        // Materialized views go to `tables` first (one index for columns and keys), then move.
+        let mut is_matview = Vec::new();
         let mut by_oid: HashMap<u32, usize> = HashMap::new();
         for r in rows {
             let schema: String = r.get(1);
@@ -192,6 +201,7 @@ impl Catalog {
                 continue;
             }
             by_oid.insert(r.get(0), tables.len());
+            is_matview.push(r.get::<_, bool>(8));
             tables.push(RelInfo {
                 schema,
                 name,
@@ -249,6 +259,10 @@ impl Catalog {
         for (i, (_, cols)) in best {
             tables[i].key = Some(cols);
         }
+        let (matviews, tables): (Vec<_>, Vec<_>) =
+            tables.into_iter().zip(is_matview).partition(|(_, m)| *m);
+        let matviews: Vec<RelInfo> = matviews.into_iter().map(|(t, _)| t).collect();
+        let tables: Vec<RelInfo> = tables.into_iter().map(|(t, _)| t).collect();
 
         let rows = conn
             .query(
@@ -280,7 +294,11 @@ impl Catalog {
                 ),
             });
         }
-        Ok(Catalog { tables, sequences })
+        Ok(Catalog {
+            tables,
+            matviews,
+            sequences,
+        })
     }
 }
 

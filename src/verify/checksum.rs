@@ -315,6 +315,35 @@ impl TablePlan {
         })
     }
 
+    /// Count and checksum, like [`TablePlan::sum`], of the rows `query` returns, its output
+    /// columns named `alias` (quoted, comma-separated): a materialized view's query.
+    pub async fn query_sum(
+        &self,
+        conn: &Conn,
+        query: &str,
+        alias: &str,
+    ) -> Result<ChunkSum, VerifyError> {
+        let sql = format!(
+            "SELECT count(*)::int8,
+       coalesce(sum(('x' || substr(z.h, 1, 16))::bit(64)::int8::numeric), 0)::text,
+       coalesce(sum(('x' || substr(z.h, 17, 16))::bit(64)::int8::numeric), 0)::text
+  FROM (SELECT md5({}) AS h FROM ({query}) t({alias})) z",
+            self.row_text
+        );
+        let row = conn
+            .query_one(
+                &format!("checksumming the query of {}", self.display),
+                &sql,
+                &[],
+            )
+            .await?;
+        Ok(ChunkSum {
+            count: row.get(0),
+            sum_hi: row.get(1),
+            sum_lo: row.get(2),
+        })
+    }
+
     /// Every `every`-th key (in key order) within `bounds`, read in one pass on `conn`.
     pub async fn boundaries(
         &self,

@@ -19,8 +19,12 @@
 //!
 //! Also compared: sequences (definition and the next value they will hand out), the object
 //! inventory (schemas, extensions, columns, indexes, constraints, triggers, views, materialized
-//! views, types, functions — by normalized definition from `pg_get_*def`), and large objects
-//! (count, and at `Checksums` each object's content). Objects that belong to an extension are
+//! views, types, functions — by normalized definition from `pg_get_*def`), each object's
+//! properties as pg_dump shows them (owners, privileges, comments, row level security and
+//! policies, persistence, partition bounds, replica identity, storage parameters: see
+//! `properties`), the contents of materialized views populated on both sides (like a table's;
+//! one stale on the source is a note, see [`VerifyReport::notes`]), and large objects (count,
+//! and at `Checksums` each object's content). Objects that belong to an extension are
 //! covered by the extension's version, not listed one by one. An extension's configuration
 //! tables (`pg_extension_config_dump`) are compared as pg_dump dumps them: only the rows
 //! matching the extension's condition (`extcondition`, the source's), since the others are put
@@ -33,6 +37,7 @@
 mod catalog;
 mod checksum;
 mod objects;
+mod properties;
 mod render;
 mod session;
 
@@ -83,7 +88,8 @@ pub struct VerifyOptions {
     /// Relations (tables, partitions, views, sequences) to compare, by schema and name; indexes,
     /// constraints, triggers and columns follow their table. See [`exclude_globs`].
     pub include: IncludeFn,
-    /// Chunks compared in parallel; one connection per job on each server.
+    /// Chunks compared in parallel; one connection per job on each server (two at least while
+    /// the catalogues are read).
     pub jobs: usize,
     /// Rows per chunk for tables with a key.
     pub chunk_rows: u64,
@@ -92,6 +98,16 @@ pub struct VerifyOptions {
     /// For a differing chunk, find up to this many differing keys by bisection (0: don't).
     /// At most [`MAX_NARROWED_CHUNKS`] chunks per table are narrowed.
     pub max_row_diffs: usize,
+    /// Compare owners (by role name): off when the plan gives the target's user every object
+    /// (`owner: target-user`).
+    pub owners: bool,
+    /// Roles were copied to the target (`roles: create`): a grant or owner naming a role the
+    /// target lacks is then a difference, not a note.
+    pub roles_created: bool,
+    /// The plan whose recorded replica identities (`pgmove.replica_identity` on the target)
+    /// stand for the source's while pgmove keeps keyless source tables at FULL; `None`: any
+    /// plan's record.
+    pub plan_name: Option<String>,
     pub progress: Progress,
 }
 
@@ -108,6 +124,9 @@ impl Default for VerifyOptions {
             chunk_rows: 100_000,
             large_objects: true,
             max_row_diffs: 10,
+            owners: true,
+            roles_created: false,
+            plan_name: None,
             progress: Progress::logs(),
         }
     }
@@ -122,7 +141,20 @@ impl fmt::Debug for VerifyOptions {
             .field("chunk_rows", &self.chunk_rows)
             .field("large_objects", &self.large_objects)
             .field("max_row_diffs", &self.max_row_diffs)
+            .field("owners", &self.owners)
+            .field("roles_created", &self.roles_created)
+            .field("plan_name", &self.plan_name)
             .finish_non_exhaustive()
+    }
+}
+
+impl VerifyOptions {
+    /// These options with what the plan says about owners, roles and its name.
+    pub fn with_plan(mut self, plan: &crate::plan::Plan) -> Self {
+        self.owners = plan.owner == crate::plan::Owner::Keep;
+        self.roles_created = plan.roles == crate::plan::Roles::Create;
+        self.plan_name = Some(plan.name.clone());
+        self
     }
 }
 
@@ -176,8 +208,13 @@ pub struct VerifyReport {
     pub identical: bool,
     pub tables: Vec<TableReport>,
     pub sequences: Vec<SequenceReport>,
-    /// Objects missing on one side or defined differently; empty when the inventories agree.
+    /// Objects missing on one side or defined differently, and properties (owner, privileges,
+    /// comment, flags) that differ; empty when the inventories agree.
     pub objects: Vec<ObjectDiff>,
+    /// What differs without being a migration error: privileges or owners naming a role the
+    /// target lacks (`roles: skip`), materialized views stale on the source.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Functions (incl. procedures and aggregates) per schema, outside extensions.
     pub function_counts: Vec<SchemaCount>,
     /// `None` when large objects were not compared.
@@ -198,6 +235,9 @@ pub struct TableReport {
     pub partitioned: bool,
     /// `schema.name` of the parent when this is a partition.
     pub partition_of: Option<String>,
+    /// A materialized view populated on both sides: its contents are compared like a table's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub materialized_view: bool,
     pub method: Method,
     /// The key columns chunks are cut by (empty when none).
     pub key: Vec<String>,
@@ -402,6 +442,11 @@ pub enum ObjectKind {
     View,
     MaterializedView,
     Function,
+    Table,
+    ForeignTable,
+    Sequence,
+    LargeObject,
+    DefaultPrivileges,
 }
 
 impl fmt::Display for ObjectKind {
@@ -417,6 +462,11 @@ impl fmt::Display for ObjectKind {
             ObjectKind::View => "view",
             ObjectKind::MaterializedView => "materialized view",
             ObjectKind::Function => "function",
+            ObjectKind::Table => "table",
+            ObjectKind::ForeignTable => "foreign table",
+            ObjectKind::Sequence => "sequence",
+            ObjectKind::LargeObject => "large object",
+            ObjectKind::DefaultPrivileges => "default privileges",
         })
     }
 }
@@ -449,7 +499,11 @@ pub struct ObjectDiff {
     pub schema: String,
     pub name: String,
     pub difference: ObjectDifference,
-    /// Normalized definitions.
+    /// The property that differs (`owner`, `privileges of alice`, `row level security`...);
+    /// `None` when the object itself is missing or defined differently.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub property: Option<String>,
+    /// Normalized definitions, or the property's values (`none` when unset).
     pub source: Option<String>,
     pub target: Option<String>,
 }
@@ -580,15 +634,28 @@ pub async fn verify(
     let source = Arc::new(source.clone());
     let target = Arc::new(target.clone());
 
-    let first = Pair::connect(&source, &target).await?;
-    let (src_cat, tgt_cat) = tokio::try_join!(
-        Catalog::read(&first.src, &scope),
-        Catalog::read(&first.tgt, &scope)
+    // Properties are read on a second pair while the first reads tables and the inventory.
+    let (first, second) = tokio::try_join!(
+        Pair::connect(&source, &target),
+        Pair::connect(&source, &target)
+    )?;
+    let catalog_and_inventory = async {
+        let (src_cat, tgt_cat) = tokio::try_join!(
+            Catalog::read(&first.src, &scope),
+            Catalog::read(&first.tgt, &scope)
+        )?;
+        let sequences = compare_sequences(&first, &src_cat, &tgt_cat).await?;
+        let inventory = objects::compare(&first, &scope, &src_cat, &tgt_cat).await?;
+        Ok::<_, VerifyError>((src_cat, tgt_cat, sequences, inventory))
+    };
+    let ((src_cat, tgt_cat, sequences, mut inventory), props) = tokio::try_join!(
+        catalog_and_inventory,
+        properties::compare(&second, &scope, opts)
     )?;
 
     let (mut tables, plans) = match_tables(&src_cat, &tgt_cat, opts);
-    let sequences = compare_sequences(&first, &src_cat, &tgt_cat).await?;
-    let inventory = objects::compare(&first, &scope, &src_cat, &tgt_cat).await?;
+    inventory.diffs.extend(props.diffs);
+    let mut notes = props.notes;
     // Left out by default but not pgmove's own (no marker): say so.
     let excluded = if scope.schemas.is_empty()
         && crate::state::owner(&first.src.client, &first.src.ep).await?
@@ -611,8 +678,13 @@ pub async fn verify(
     let mut pairs = vec![first];
     let wanted = jobs.min(plans.len().max(1));
     if wanted > 1 {
+        pairs.push(second);
+    } else {
+        drop(second);
+    }
+    if wanted > 2 {
         let more =
-            futures_util::future::join_all((1..wanted).map(|_| Pair::connect(&source, &target)))
+            futures_util::future::join_all((2..wanted).map(|_| Pair::connect(&source, &target)))
                 .await;
         for p in more {
             pairs.push(p?);
@@ -709,7 +781,8 @@ pub async fn verify(
         }
     }
 
-    for (plan, r) in runner.plans.iter().zip(results) {
+    let mut stale_candidates = Vec::new();
+    for (i, (plan, r)) in runner.plans.iter().zip(results).enumerate() {
         let t = &mut tables[plan.report];
         t.source_rows = r.source_rows;
         t.target_rows = r.target_rows;
@@ -721,6 +794,22 @@ pub async fn verify(
             && (t.source_rows != t.target_rows || !t.differing_chunks.is_empty())
         {
             t.status = TableStatus::Differs;
+            if t.materialized_view {
+                stale_candidates.push(i);
+            }
+        }
+    }
+    for i in stale_candidates {
+        let plan = &runner.plans[i];
+        let t = &mut tables[plan.report];
+        match stale_matview(&pairs[0], plan, &src_cat, t).await? {
+            Matview::Stale(note) => {
+                t.status = TableStatus::Same;
+                t.differing_chunks.clear();
+                t.notes.push(note.clone());
+                notes.push(format!("materialized view {}.{}: {note}", t.schema, t.name));
+            }
+            Matview::Differs(note) => t.notes.push(note),
         }
     }
 
@@ -734,11 +823,81 @@ pub async fn verify(
         objects: inventory.diffs,
         function_counts: inventory.function_counts,
         large_objects,
+        notes,
         excluded,
         elapsed_seconds: started.elapsed().as_secs_f64(),
     };
     report.identical = report.is_identical();
     Ok(report)
+}
+
+/// The defining query of a materialized view (`$1`, its quoted qualified name), as
+/// `pg_get_viewdef` prints it (names qualified under the session's `search_path`).
+const MATVIEW_QUERY_SQL: &str = "SELECT pg_get_viewdef($1::text::regclass, true)";
+
+/// Why a materialized view's contents differ, as a note.
+enum Matview {
+    /// The source's copy is stale and the target holds what its query returns: not a
+    /// migration error.
+    Stale(String),
+    /// A difference.
+    Differs(String),
+}
+
+/// When a materialized view's contents differ: whether the source's are stale, that is the
+/// source's stored rows differ from what its query returns now and the target's are exactly
+/// that (pg_restore refreshes a materialized view; cutover too). Runs the view's query on the
+/// source, read-only.
+async fn stale_matview(
+    pair: &Pair,
+    plan: &TablePlan,
+    src: &Catalog,
+    t: &TableReport,
+) -> Result<Matview, VerifyError> {
+    let differs = |why: &str| Matview::Differs(format!("materialized view contents differ{why}"));
+    let Some(mv) = src
+        .matviews
+        .iter()
+        .find(|m| m.schema == t.schema && m.name == t.name)
+    else {
+        return Ok(differs(""));
+    };
+    let name = pg::quote::qualified(&mv.schema, &mv.name);
+    let def: Option<String> = pair
+        .src
+        .query_one(
+            &format!("reading the query of materialized view {name}"),
+            MATVIEW_QUERY_SQL,
+            &[&name],
+        )
+        .await?
+        .get(0);
+    let Some(def) = def else {
+        return Ok(differs(""));
+    };
+    let query = def.trim().trim_end_matches(';').to_string();
+    let alias: Vec<String> = mv
+        .columns
+        .iter()
+        .map(|c| pg::quote::ident(&c.name))
+        .collect();
+    let alias = alias.join(", ");
+    let all = checksum::Bounds::all();
+    let (fresh, stored, target) = tokio::try_join!(
+        plan.query_sum(&pair.src, &query, &alias),
+        plan.sum(&pair.src, pg::Side::Source, &all),
+        plan.sum(&pair.tgt, pg::Side::Target, &all)
+    )?;
+    Ok(if fresh == stored {
+        differs(": the source's copy is current (its query returns what it stores), the target's is not")
+    } else if fresh == target {
+        Matview::Stale(format!(
+            "stale on the source: its stored contents ({} row(s)) differ from what its query returns now ({} row(s)), which the target holds; REFRESH MATERIALIZED VIEW {name} on the source makes them equal",
+            stored.count, fresh.count
+        ))
+    } else {
+        differs(": the target holds neither the source's stored contents nor what its query returns now")
+    })
 }
 
 #[derive(Default)]
@@ -782,6 +941,7 @@ fn match_tables(
             name: name.to_string(),
             partitioned: any.partitioned,
             partition_of: any.parent.clone(),
+            materialized_view: false,
             method: Method::None,
             key: Vec::new(),
             source_rows: None,
@@ -851,6 +1011,44 @@ fn match_tables(
             (None, None) => unreachable!(),
         }
         reports.push(report);
+    }
+    // Materialized views populated on both sides: their contents compare like a table's (one
+    // missing or not populated on a side is the inventory's difference).
+    for s in &src.matviews {
+        let Some(t) = tgt
+            .matviews
+            .iter()
+            .find(|t| t.schema == s.schema && t.name == s.name)
+        else {
+            continue;
+        };
+        let idx = reports.len();
+        let plan = TablePlan::both(idx, s, t, opts.level);
+        let notes = column_notes(s, t);
+        reports.push(TableReport {
+            schema: s.schema.clone(),
+            name: s.name.clone(),
+            partitioned: false,
+            partition_of: None,
+            materialized_view: true,
+            method: plan.method(),
+            key: plan
+                .key
+                .as_ref()
+                .map(|k| k.names.clone())
+                .unwrap_or_default(),
+            source_rows: None,
+            target_rows: None,
+            chunks: 0,
+            differing_chunks: Vec::new(),
+            status: if notes.is_empty() {
+                TableStatus::Same
+            } else {
+                TableStatus::Differs
+            },
+            notes,
+        });
+        plans.push(plan);
     }
     (reports, plans)
 }

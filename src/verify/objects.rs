@@ -281,6 +281,7 @@ pub(crate) async fn compare(
             schema: key.1.clone(),
             name: key.2.clone(),
             difference,
+            property: None,
             source: s.cloned(),
             target: t.cloned(),
         });

@@ -142,6 +142,17 @@ pub(crate) fn text(r: &VerifyReport) -> String {
         } else {
             format!("{}.{}", d.schema, d.name)
         };
+        if let Some(p) = &d.property {
+            let _ = writeln!(
+                o,
+                "  {} {}: {p}: source {}, target {}",
+                d.kind,
+                name,
+                truncate(d.source.as_deref().unwrap_or("none"), 300),
+                truncate(d.target.as_deref().unwrap_or("none"), 300)
+            );
+            continue;
+        }
         let _ = writeln!(o, "  {} {}: {}", d.kind, name, d.difference);
         if let Some(s) = &d.source {
             if !s.is_empty() {
@@ -167,6 +178,9 @@ pub(crate) fn text(r: &VerifyReport) -> String {
                 (false, false) => ", DIFFER",
             }
         );
+    }
+    for n in &r.notes {
+        let _ = writeln!(o, "note: {n}");
     }
     let _ = writeln!(o, "elapsed: {:.1}s", r.elapsed_seconds);
     o
@@ -306,10 +320,19 @@ pub(crate) fn markdown(r: &VerifyReport) -> String {
                 "| {} | `{}` | {} | {} | {} |",
                 d.kind,
                 cell(&name),
-                d.difference,
+                d.property
+                    .as_deref()
+                    .map(cell)
+                    .unwrap_or_else(|| d.difference.to_string()),
                 def(&d.source),
                 def(&d.target)
             );
+        }
+    }
+    if !r.notes.is_empty() {
+        let _ = writeln!(o, "\n## Notes\n");
+        for n in &r.notes {
+            let _ = writeln!(o, "- {}", cell(n));
         }
     }
     o
