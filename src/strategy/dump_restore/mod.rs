@@ -716,10 +716,22 @@ impl<'a> Restorer<'a> {
             return Ok(());
         }
         let existing = target_schemas(job).await?;
+        let not_ours = extensions_not_ours(job).await?;
+        for e in self
+            .pre
+            .iter()
+            .filter(|e| !keep_pre_data(e, &existing, &not_ours))
+        {
+            if let Some(ext) = e.tag.strip_prefix("EXTENSION ") {
+                tracing::warn!(
+                    "the comment on extension {ext} is not restored: the extension exists on the target already and belongs to a role whose rights the target's role lacks (COMMENT ON EXTENSION needs its owner); as that owner, run the COMMENT ON EXTENSION {ext} that the source's `\\dx+ {ext}` shows"
+                );
+            }
+        }
         let items: Vec<&Entry> = self
             .pre
             .iter()
-            .filter(|e| keep_pre_data(e, &existing))
+            .filter(|e| keep_pre_data(e, &existing, &not_ours))
             .collect();
         let step = self.progress.step("schema", items.len() as u64);
         let suffix = state::finish_step_sql(&job.plan_name, "pre-data", None);
@@ -854,6 +866,20 @@ async fn target_schemas(job: &Job) -> Result<HashSet<String>, PgError> {
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// Extensions that exist on the target and belong to a role whose privileges the connecting
+/// role does not have: one name a row (a superuser has every role's privileges).
+const EXTENSIONS_NOT_OURS: &str = "SELECT extname FROM pg_catalog.pg_extension WHERE NOT pg_catalog.pg_has_role(current_user, extowner, 'USAGE')";
+
+/// Extensions whose comment the target role may not set (see [`EXTENSIONS_NOT_OURS`]).
+async fn extensions_not_ours(job: &Job) -> Result<HashSet<String>, PgError> {
+    let client = job.target.connect().await?;
+    let rows = client
+        .query(EXTENSIONS_NOT_OURS, &[])
+        .await
+        .map_err(|e| job.target.query_error("listing the extensions' owners", &e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// Schema `public` exists on the target already, so its entry is left out: its source owner is
 /// given to it here (`owner: source`), when that role exists on the target, else reported.
 async fn public_owner_sql(job: &Job, pre: &[Entry]) -> Result<String, DumpRestoreError> {
@@ -897,13 +923,23 @@ fn is_pgmove_artifact(e: &Entry) -> bool {
     ) && e.tag.starts_with("pgmove_")
 }
 
-fn keep_pre_data(e: &Entry, existing_schemas: &HashSet<String>) -> bool {
+/// Whether a pre-data entry is restored: not pgmove's own, not a schema the target has, and not
+/// the comment of an extension the target role does not own (`extensions_not_ours`: one a
+/// managed service's administrator created; COMMENT ON EXTENSION needs its owner). The comment
+/// of every other extension is restored: a user's own comment on it is part of the schema.
+fn keep_pre_data(
+    e: &Entry,
+    existing_schemas: &HashSet<String>,
+    extensions_not_ours: &HashSet<String>,
+) -> bool {
     if is_pgmove_artifact(e) {
         return false;
     }
     match e.kind.as_str() {
-        // Needs ownership of the extension, which a managed service's user lacks; harmless.
-        "COMMENT" => !e.tag.starts_with("EXTENSION "),
+        "COMMENT" => e
+            .tag
+            .strip_prefix("EXTENSION ")
+            .is_none_or(|ext| !extensions_not_ours.contains(ext)),
         "SCHEMA" => !existing_schemas.contains(&e.tag),
         _ => true,
     }
@@ -1210,18 +1246,19 @@ mod tests {
     }
 
     #[test]
-    fn extension_comments_and_existing_schemas_are_left_out() {
+    fn comments_of_extensions_not_ours_and_existing_schemas_are_left_out() {
         let entries = toc::parse(
-            "1; 0 0 COMMENT - EXTENSION postgis \n2; 2615 1 SCHEMA - public postgres\n3; 2615 2 SCHEMA - sales postgres\n4; 0 0 COMMENT public TABLE t postgres\n5; 0 0 EVENT TRIGGER - pgmove_ddl postgres\n",
+            "1; 0 0 COMMENT - EXTENSION postgis \n2; 2615 1 SCHEMA - public postgres\n3; 2615 2 SCHEMA - sales postgres\n4; 0 0 COMMENT public TABLE t postgres\n5; 0 0 EVENT TRIGGER - pgmove_ddl postgres\n6; 0 0 COMMENT - EXTENSION hstore \n",
         )
         .expect("parses");
         let existing: HashSet<String> = ["public".to_string()].into_iter().collect();
+        let not_ours: HashSet<String> = ["postgis".to_string()].into_iter().collect();
         let kept: Vec<i32> = entries
             .iter()
-            .filter(|e| keep_pre_data(e, &existing))
+            .filter(|e| keep_pre_data(e, &existing, &not_ours))
             .map(|e| e.dump_id)
             .collect();
-        assert_eq!(kept, vec![3, 4]);
+        assert_eq!(kept, vec![3, 4, 6]);
     }
 
     #[test]
