@@ -1564,6 +1564,10 @@ const LO_PRIVILEGES: &str =
   FROM pg_catalog.pg_largeobject_metadata m
   LEFT JOIN LATERAL pg_catalog.aclexplode(m.lomacl) a ON a.grantee <> m.lomowner";
 
+/// Each large object's comment: (oid, comment).
+const LO_COMMENTS: &str = "SELECT d.objoid, d.description FROM pg_catalog.pg_description d
+  WHERE d.classoid = 'pg_catalog.pg_largeobject'::pg_catalog.regclass AND d.objsubid = 0";
+
 /// The statements giving large object `oid` its source owner and grants, for the roles that
 /// exist on the target; the roles missing are added to `missing`.
 fn large_object_privileges(
@@ -1611,7 +1615,8 @@ fn large_object_privileges(
     grants
 }
 
-/// Copies the large objects the target lacks, 1 MB at a time, with their owners and grants.
+/// Copies the large objects the target lacks, 1 MB at a time, with their comments, owners and
+/// grants.
 async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError> {
     const PIECE: i64 = 1 << 20;
     let source = base.source.connect().await?;
@@ -1620,6 +1625,13 @@ async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError
         base.source
             .query_error("listing large object owners and grants", &e)
     })?;
+    let comments: HashMap<u32, String> = source
+        .query(LO_COMMENTS, &[])
+        .await
+        .map_err(|e| base.source.query_error("listing large object comments", &e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     let roles: HashSet<String> = target
         .query(dump_restore::grants::TARGET_ROLES, &[])
         .await
@@ -1680,6 +1692,17 @@ async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError
             if (data.len() as i64) < PIECE {
                 break;
             }
+        }
+        // Before the owner changes: COMMENT needs the object's owner.
+        if let Some(comment) = comments.get(&oid) {
+            let sql = format!(
+                "COMMENT ON LARGE OBJECT {oid} IS {}",
+                crate::pg::quote::literal(comment)
+            );
+            tx.batch_execute(&sql).await.map_err(|e| {
+                base.target
+                    .query_error(&format!("setting the comment of large object {oid}"), &e)
+            })?;
         }
         for sql in large_object_privileges(base, oid, &privileges, &roles, &mut missing) {
             tx.batch_execute(&sql).await.map_err(|e| {
