@@ -511,6 +511,10 @@ fn every_object_kind_moves_through_copy_cdc() {
          UPDATE fx.coded SET v = -v WHERE code = 'k1';
          INSERT INTO \"Odd Schema\".\"Mixed Case\" VALUES (3, 'three');
          INSERT INTO fx.no_identity VALUES (21, 'n21');
+         INSERT INTO fx.events VALUES (900003, '2024-08-01', 'jp', null);
+         UPDATE fx.events SET payload = '{}' WHERE id = 900001;
+         INSERT INTO fx.readings VALUES ('2026-06-06', 99);
+         INSERT INTO fx.audit (at, what, note) VALUES ('2026-02-02', 'typed', 'note'::text::fx.mytext);
          -- A materialized view is not replicated: refreshed here, as the target's is at cutover.
          REFRESH MATERIALIZED VIEW fx.mood_counts;
          SELECT nextval('fx.standalone');",
