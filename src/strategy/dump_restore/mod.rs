@@ -947,7 +947,11 @@ impl Ours {
     pub async fn read(job: &Job) -> Result<Ours, PgError> {
         let client = job.source.connect().await?;
         let mut plans = vec![job.plan_name.clone()];
-        if state::has_table(&client, &job.source, crate::cdc::ddl::RECORD_TABLE).await? {
+        // Only in pgmove's own schema (its marker table): a user's `pgmove` schema may hold
+        // an `objects` table of another shape.
+        if state::has_table(&client, &job.source, state::MARKER_TABLE).await?
+            && state::has_table(&client, &job.source, crate::cdc::ddl::RECORD_TABLE).await?
+        {
             let rows = client.query(RECORDED_PLANS, &[]).await.map_err(|e| {
                 job.source
                     .query_error("listing pgmove's recorded plans", &e)
