@@ -467,9 +467,9 @@ fn every_object_kind_moves_through_copy_cdc() {
          UPDATE fx.coded SET v = -v WHERE code = 'k1';
          INSERT INTO \"Odd Schema\".\"Mixed Case\" VALUES (3, 'three');
          INSERT INTO fx.no_identity VALUES (21, 'n21');
-         -- Not UPDATE fx.tickets: apply's UPDATE sets every non-key column, and the target
-         -- refuses to set a GENERATED ALWAYS identity column that is not the key (\"column n
-         -- can only be updated to DEFAULT\"): apply stops. Left open, see the issue 11 note.
+         -- A GENERATED ALWAYS identity column that is not the key: the target refuses to set
+         -- it (\"can only be updated to DEFAULT\"), apply leaves it as it is.
+         UPDATE fx.tickets SET v = 'changed' WHERE code = 't1';
          INSERT INTO fx.tickets (code, v) VALUES ('t11', 'new');
          INSERT INTO fx.events VALUES (900003, '2024-08-01', 'jp', null);
          UPDATE fx.events SET payload = '{}' WHERE id = 900001;
