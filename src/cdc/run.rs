@@ -32,7 +32,7 @@
 //! may have been part of it, the loop starts the session over without streaming (the server
 //! then sends that transaction whole at its commit).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -257,11 +257,57 @@ impl Txn {
     }
 }
 
+/// The target's `GENERATED ALWAYS` identity columns: schema, table, column, a row each.
+const ALWAYS_IDENTITY: &str = "SELECT n.nspname::text, c.relname::text, a.attname::text
+  FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE a.attidentity = 'a' AND NOT a.attisdropped AND a.attnum > 0";
+
+/// `GENERATED ALWAYS` identity columns by (schema, table).
+type AlwaysIdentity = HashMap<(String, String), HashSet<String>>;
+
+/// The target's [`ALWAYS_IDENTITY`] columns.
+async fn always_identity(job: &CdcJob) -> Result<AlwaysIdentity, CdcError> {
+    let client = job.target.connect().await?;
+    let rows = client.query(ALWAYS_IDENTITY, &[]).await.map_err(|e| {
+        job.target
+            .query_error("listing the target's GENERATED ALWAYS identity columns", &e)
+    })?;
+    let mut out = AlwaysIdentity::new();
+    for r in rows {
+        out.entry((r.get(0), r.get(1)))
+            .or_default()
+            .insert(r.get(2));
+    }
+    Ok(out)
+}
+
+/// An UPDATE may set a `GENERATED ALWAYS` identity column only to DEFAULT (the target refuses
+/// "column ... can only be updated to DEFAULT"), and such a column changes on the source only
+/// by `SET ... = DEFAULT`, which the target's own sequence cannot repeat: an update leaves
+/// such a column (not part of the replica identity) as it is on the target, like a TOASTed
+/// value that did not change. Cutover's verification reports a value that did change.
+fn keep_always_identity(rel: &pgoutput::Relation, always: &AlwaysIdentity, change: &mut Change) {
+    let Change::Update { new, .. } = change else {
+        return;
+    };
+    let Some(cols) = always.get(&(rel.schema().to_string(), rel.name.clone())) else {
+        return;
+    };
+    for (c, v) in rel.columns.iter().zip(new.iter_mut()) {
+        if !c.is_key() && cols.contains(&c.name) {
+            *v = Val::Unchanged;
+        }
+    }
+}
+
 /// Turns the transaction's pending changes into SQL with the relation cache as it is now
 /// (call it before the cache changes, and before DDL SQL is appended).
 fn convert(
     job: &CdcJob,
     rels: &HashMap<u32, pgoutput::Relation>,
+    always: &AlwaysIdentity,
     t: &mut Txn,
 ) -> Result<(), CdcError> {
     let pending = std::mem::take(&mut t.pending);
@@ -280,7 +326,12 @@ fn convert(
                 None => true,
             }
         })
-        .map(|(_, ch)| ch)
+        .map(|(oid, mut ch)| {
+            if let Some(r) = rels.get(&oid) {
+                keep_always_identity(r, always, &mut ch);
+            }
+            ch
+        })
         .collect();
     let n = changes.len() as u64;
     let lookup = |oid: u32| rels.get(&oid).map(|r| Arc::new(rel_of(r)));
@@ -424,6 +475,7 @@ async fn run_loop(
     tracing::info!(slot = %job.slot, from = %applied, "change capture started");
 
     let mut rels: HashMap<u32, pgoutput::Relation> = HashMap::new();
+    let always = always_identity(job).await?;
     let mut txn: Option<Txn> = None;
     // Streamed transactions (protocol 2): spooled until their Stream Commit, then replayed
     // through this loop as ordinary transactions ([`spool`]).
@@ -600,7 +652,7 @@ async fn run_loop(
                 // changes received so far were made with its earlier shape.
                 if rels.contains_key(&r.oid) {
                     if let Some(t) = txn.as_mut() {
-                        convert(job, &rels, t)?;
+                        convert(job, &rels, &always, t)?;
                     }
                 }
                 rels.insert(r.oid, r);
@@ -693,7 +745,7 @@ async fn run_loop(
                     }
                     continue; // applied before a restart
                 }
-                convert(job, &rels, &mut t)?;
+                convert(job, &rels, &always, &mut t)?;
                 if t.open {
                     // Its last piece commits its target transaction, with the progress row.
                     let last = Batch {
@@ -799,7 +851,7 @@ async fn run_loop(
                     }
                     Ok(Some(action)) => {
                         // The changes before the statement, with the relations before it.
-                        convert(job, &rels, t)?;
+                        convert(job, &rels, &always, t)?;
                         tracing::info!(lsn = %action.lsn, tag = %action.tag, statement = %action.statement, "replicating DDL from the source");
                         for nt in &action.new_tables {
                             if nt.published {
@@ -817,7 +869,7 @@ async fn run_loop(
                                 if target_version < 120000
                                     || crate::testhook::forced("add-value-autocommit") =>
                             {
-                                convert(job, &rels, t)?;
+                                convert(job, &rels, &always, t)?;
                                 if t.open || !t.sql.is_empty() || t.autocommit.is_some() {
                                     return Err(CdcError::Ddl {
                                         lsn: action.lsn,
@@ -875,7 +927,7 @@ async fn run_loop(
                     t.bytes = 0;
                     continue;
                 }
-                convert(job, &rels, t)?;
+                convert(job, &rels, &always, t)?;
                 if !t.open {
                     // The whole transactions in hand go first, in a target transaction of
                     // their own.
@@ -1570,6 +1622,53 @@ async fn flush(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn updates_leave_generated_always_identity_columns_that_are_not_the_key() {
+        let col = |name: &str, key: bool| pgoutput::Column {
+            flags: if key { pgoutput::COLUMN_KEY } else { 0 },
+            name: name.into(),
+            type_oid: 23,
+            type_modifier: -1,
+        };
+        let rel = pgoutput::Relation {
+            xid: None,
+            oid: 7,
+            namespace: "fx".into(),
+            name: "tickets".into(),
+            replica_identity: pgoutput::ReplicaIdentity::Default,
+            columns: vec![col("code", true), col("n", false), col("v", false)],
+        };
+        let mut always = AlwaysIdentity::new();
+        always.insert(
+            ("fx".into(), "tickets".into()),
+            ["n".to_string(), "code".to_string()].into_iter().collect(),
+        );
+        let text = |s: &str| Val::Text(s.into());
+        let mut update = Change::Update {
+            rel: 7,
+            old: None,
+            new: vec![text("t1"), text("1"), text("changed")],
+        };
+        keep_always_identity(&rel, &always, &mut update);
+        // The key stays (it finds the row; set only when it changed), `n` is left alone.
+        assert_eq!(
+            update,
+            Change::Update {
+                rel: 7,
+                old: None,
+                new: vec![text("t1"), Val::Unchanged, text("changed")],
+            }
+        );
+        // Inserts carry every value (OVERRIDING SYSTEM VALUE).
+        let mut insert = Change::Insert {
+            rel: 7,
+            new: vec![text("t2"), text("2"), text("x")],
+        };
+        let before = insert.clone();
+        keep_always_identity(&rel, &always, &mut insert);
+        assert_eq!(insert, before);
+    }
 
     #[test]
     fn the_memory_limit_is_shared_out_under_itself() {

@@ -37,7 +37,7 @@ use futures_util::{SinkExt, StreamExt};
 
 use crate::cdc::ddl;
 use crate::cdc::slot::{self, ExportedSlot};
-use crate::inspect::{self, Inventory, Table, TableKind};
+use crate::inspect::{self, Inventory, RelName, Table, TableKind};
 use crate::owned;
 use crate::pg::{quote, Endpoint, Lsn, PgError};
 use crate::plan;
@@ -1173,16 +1173,25 @@ async fn copy_config_tables(
     Ok(n)
 }
 
-/// The publication's tables: plain tables and the roots of partitioned ones (their leaves'
-/// changes are published under the leaves' own names). Unlogged tables are left out: their
-/// changes are not in the WAL and a publication refuses them (the load copies them once).
-pub fn publication_tables(tables: &[&Table]) -> Vec<String> {
-    tables
+/// The publication's members for the tables `chosen`: plain tables, and each partition tree as
+/// its root (the leaves' changes are published under the leaves' own names), except a tree
+/// with a leaf in `apart` (a keyless leaf, published for inserts only or not at all): its
+/// leaves in `chosen` are members one by one, so that `apart`'s are not. Unlogged and foreign
+/// tables are left out: their changes are not in the WAL and a publication refuses them (the
+/// load copies the unlogged ones once).
+pub fn publication_tables(chosen: &[&Table], apart: &[&Table]) -> Vec<String> {
+    let split: HashSet<&RelName> = apart
+        .iter()
+        .filter(|t| t.kind == TableKind::Partition)
+        .filter_map(|t| t.root.as_ref())
+        .collect();
+    chosen
         .iter()
         .filter(|t| !t.foreign && !t.unlogged)
-        .filter(|t| {
-            t.kind == TableKind::Plain
-                || (t.kind == TableKind::PartitionedParent && t.parent.is_none())
+        .filter(|t| match t.kind {
+            TableKind::Plain => true,
+            TableKind::PartitionedParent => t.parent.is_none() && !split.contains(&t.rel_name()),
+            TableKind::Partition => t.root.as_ref().is_some_and(|r| split.contains(r)),
         })
         .map(|t| quote::qualified(&t.schema, &t.name))
         .collect()
@@ -1199,8 +1208,9 @@ async fn ensure_publication(
     let base = &job.base;
     let mut names = vec![job.publication.clone()];
     if job.tables_without_key == plan::TablesWithoutKey::InsertOnly
-        && !publication_tables(&keyless_tables(tables)).is_empty()
+        && !keyless_tables(tables).is_empty()
     {
+        // As `publication_sql` decides: keyless tables and partitions get their own.
         names.push(insert_only_publication(&job.publication));
     }
     let mut exists = false;
@@ -1229,14 +1239,19 @@ async fn ensure_publication(
     Ok(())
 }
 
-/// Tables without a key or replica identity (cdc.tables_without_key): in a publication that
-/// replicates updates and deletes, the source would refuse every UPDATE and DELETE of them.
+/// Tables and partitions without a key or replica identity (cdc.tables_without_key): in a
+/// publication that replicates updates and deletes, the source would refuse every UPDATE and
+/// DELETE of them. A partition counts by itself: its changes are published under its own name
+/// and identity, whatever its parent's.
 fn keyless_tables<'t>(tables: &[&'t Table]) -> Vec<&'t Table> {
     tables
         .iter()
         .copied()
         .filter(|t| {
-            t.kind == TableKind::Plain && !t.foreign && !t.unlogged && !t.has_replica_identity()
+            t.kind != TableKind::PartitionedParent
+                && !t.foreign
+                && !t.unlogged
+                && !t.has_replica_identity()
         })
         .collect()
 }
@@ -1373,7 +1388,8 @@ pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
         }
         plan::TablesWithoutKey::InsertOnly => {
             main.retain(|t| !keyless.iter().any(|k| std::ptr::eq(*k, *t)));
-            let list = publication_tables(&keyless);
+            // Keyless tables and partitions one by one, never a whole tree.
+            let list: Vec<String> = keyless.iter().map(|t| t.qualified()).collect();
             if !list.is_empty() {
                 let name = insert_only_publication(&job.publication);
                 setup.push_str(&format!(
@@ -1389,7 +1405,13 @@ pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
             main.retain(|t| !keyless.iter().any(|k| std::ptr::eq(*k, *t)));
         }
     }
-    let list = publication_tables(&main);
+    let apart: &[&Table] = if job.tables_without_key == plan::TablesWithoutKey::ReplicaIdentityFull
+    {
+        &[]
+    } else {
+        &keyless
+    };
+    let list = publication_tables(&main, apart);
     let sql = if list.is_empty() {
         format!("CREATE PUBLICATION {}", quote::ident(&job.publication))
     } else {
@@ -1899,6 +1921,10 @@ const LO_PRIVILEGES: &str =
   FROM pg_catalog.pg_largeobject_metadata m
   LEFT JOIN LATERAL pg_catalog.aclexplode(m.lomacl) a ON a.grantee <> m.lomowner";
 
+/// Each large object's comment: (oid, comment).
+const LO_COMMENTS: &str = "SELECT d.objoid, d.description FROM pg_catalog.pg_description d
+  WHERE d.classoid = 'pg_catalog.pg_largeobject'::pg_catalog.regclass AND d.objsubid = 0";
+
 /// The statements giving large object `oid` its source owner and grants, for the roles that
 /// exist on the target; the roles missing are added to `missing`.
 fn large_object_privileges(
@@ -1946,7 +1972,8 @@ fn large_object_privileges(
     grants
 }
 
-/// Copies the large objects the target lacks, 1 MB at a time, with their owners and grants.
+/// Copies the large objects the target lacks, 1 MB at a time, with their comments, owners and
+/// grants.
 async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError> {
     const PIECE: i64 = 1 << 20;
     let source = base.source.connect().await?;
@@ -1955,6 +1982,13 @@ async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError
         base.source
             .query_error("listing large object owners and grants", &e)
     })?;
+    let comments: HashMap<u32, String> = source
+        .query(LO_COMMENTS, &[])
+        .await
+        .map_err(|e| base.source.query_error("listing large object comments", &e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     let roles: HashSet<String> = target
         .query(dump_restore::grants::TARGET_ROLES, &[])
         .await
@@ -2015,6 +2049,17 @@ async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError
             if (data.len() as i64) < PIECE {
                 break;
             }
+        }
+        // Before the owner changes: COMMENT needs the object's owner.
+        if let Some(comment) = comments.get(&oid) {
+            let sql = format!(
+                "COMMENT ON LARGE OBJECT {oid} IS {}",
+                crate::pg::quote::literal(comment)
+            );
+            tx.batch_execute(&sql).await.map_err(|e| {
+                base.target
+                    .query_error(&format!("setting the comment of large object {oid}"), &e)
+            })?;
         }
         for sql in large_object_privileges(base, oid, &privileges, &roles, &mut missing) {
             tx.batch_execute(&sql).await.map_err(|e| {
@@ -2229,6 +2274,45 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn keyless_partitions_are_published_apart_from_their_keyed_siblings() {
+        let leaf = |name: &str, keyed: bool| {
+            let mut t = table(name, 1, TableKind::Partition, 23);
+            t.parent = Some(RelName::new("public", "r"));
+            t.root = Some(RelName::new("public", "r"));
+            t.partition_depth = 1;
+            if keyed {
+                t.primary_key = vec!["id".into()];
+            }
+            t
+        };
+        let root = table("r", 0, TableKind::PartitionedParent, 23);
+        let (a, b) = (leaf("r_a", true), leaf("r_b", false));
+        let mut keyed_root = table("k", 0, TableKind::PartitionedParent, 23);
+        keyed_root.primary_key = vec!["id".into()];
+        let mut k1 = leaf("k_1", true);
+        k1.parent = Some(RelName::new("public", "k"));
+        k1.root = Some(RelName::new("public", "k"));
+        let mut plain = table("p", 1, TableKind::Plain, 23);
+        plain.primary_key = vec!["id".into()];
+        let all = [&root, &a, &b, &keyed_root, &k1, &plain];
+        // The keyless leaf counts, its keyed sibling and the partitioned parents do not.
+        let keyless = keyless_tables(&all);
+        let names: Vec<&str> = keyless.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["r_b"]);
+        // Without it, tree r is published leaf by leaf; tree k as its root.
+        let main: Vec<&Table> = all.iter().copied().filter(|t| t.name != "r_b").collect();
+        assert_eq!(
+            publication_tables(&main, &keyless),
+            [r#""public"."r_a""#, r#""public"."k""#, r#""public"."p""#]
+        );
+        // Nothing apart: every tree as its root.
+        assert_eq!(
+            publication_tables(&all, &[]),
+            [r#""public"."r""#, r#""public"."k""#, r#""public"."p""#]
+        );
     }
 
     #[test]

@@ -604,6 +604,8 @@ pub struct Restorer<'a> {
     pre: Vec<Entry>,
     data: Vec<Entry>,
     post: Vec<Entry>,
+    /// pgmove's own objects in the dump, never restored.
+    ours: Ours,
     done: HashSet<i32>,
     pub outcome: Outcome,
 }
@@ -693,6 +695,7 @@ impl<'a> Restorer<'a> {
         let data = list_section(pg_restore, &dir, "data", &schemas).await?;
         let post = list_section(pg_restore, &dir, "post-data", &schemas).await?;
         let done: HashSet<i32> = state.finished_items().await?.into_iter().collect();
+        let ours = Ours::read(job).await?;
         Ok(Restorer {
             job,
             pg_restore,
@@ -703,6 +706,7 @@ impl<'a> Restorer<'a> {
             pre,
             data,
             post,
+            ours,
             done,
             outcome,
         })
@@ -716,10 +720,22 @@ impl<'a> Restorer<'a> {
             return Ok(());
         }
         let existing = target_schemas(job).await?;
+        let not_ours = extensions_not_ours(job).await?;
+        for e in self
+            .pre
+            .iter()
+            .filter(|e| !keep_pre_data(e, &self.ours, &existing, &not_ours))
+        {
+            if let Some(ext) = e.tag.strip_prefix("EXTENSION ") {
+                tracing::warn!(
+                    "the comment on extension {ext} is not restored: the extension exists on the target already and belongs to a role whose rights the target's role lacks (COMMENT ON EXTENSION needs its owner); as that owner, run the COMMENT ON EXTENSION {ext} that the source's `\\dx+ {ext}` shows"
+                );
+            }
+        }
         let items: Vec<&Entry> = self
             .pre
             .iter()
-            .filter(|e| keep_pre_data(e, &existing))
+            .filter(|e| keep_pre_data(e, &self.ours, &existing, &not_ours))
             .collect();
         let step = self.progress.step("schema", items.len() as u64);
         let suffix = state::finish_step_sql(&job.plan_name, "pre-data", None);
@@ -771,7 +787,7 @@ impl<'a> Restorer<'a> {
             .post
             .iter()
             .filter(|e| !self.done.contains(&e.dump_id))
-            .filter(|e| keep_post_data(e))
+            .filter(|e| keep_post_data(e, &self.ours))
             .collect();
         self.outcome.items_already_done += self
             .post
@@ -814,7 +830,7 @@ impl<'a> Restorer<'a> {
             .iter()
             .filter(|e| toc::wave(&e.kind) == Wave::Indexes)
             .filter(|e| !self.done.contains(&e.dump_id))
-            .filter(|e| keep_post_data(e))
+            .filter(|e| keep_post_data(e, &self.ours))
             .cloned()
             .collect()
     }
@@ -854,6 +870,20 @@ async fn target_schemas(job: &Job) -> Result<HashSet<String>, PgError> {
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// Extensions that exist on the target and belong to a role whose privileges the connecting
+/// role does not have: one name a row (a superuser has every role's privileges).
+const EXTENSIONS_NOT_OURS: &str = "SELECT extname FROM pg_catalog.pg_extension WHERE NOT pg_catalog.pg_has_role(current_user, extowner, 'USAGE')";
+
+/// Extensions whose comment the target role may not set (see [`EXTENSIONS_NOT_OURS`]).
+async fn extensions_not_ours(job: &Job) -> Result<HashSet<String>, PgError> {
+    let client = job.target.connect().await?;
+    let rows = client
+        .query(EXTENSIONS_NOT_OURS, &[])
+        .await
+        .map_err(|e| job.target.query_error("listing the extensions' owners", &e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// Schema `public` exists on the target already, so its entry is left out: its source owner is
 /// given to it here (`owner: source`), when that role exists on the target, else reported.
 async fn public_owner_sql(job: &Job, pre: &[Entry]) -> Result<String, DumpRestoreError> {
@@ -890,29 +920,117 @@ async fn public_owner_sql(job: &Job, pre: &[Entry]) -> Result<String, DumpRestor
     ))
 }
 
-fn is_pgmove_artifact(e: &Entry) -> bool {
-    (matches!(
-        e.kind.as_str(),
-        "PUBLICATION" | "PUBLICATION TABLE" | "EVENT TRIGGER"
-    ) && e.tag.starts_with("pgmove_"))
-        // The comment copy-cdc gives its publications (`crate::owned::comment`) goes with them.
-        || (e.kind == "COMMENT" && e.tag.starts_with("PUBLICATION pgmove_"))
+/// Event triggers whose function lives in schema `$1` (pgmove's: change capture's triggers,
+/// which the dump leaves without their function, as it excludes that schema): one name a row.
+const PGMOVE_EVENT_TRIGGERS: &str = "SELECT e.evtname::text FROM pg_catalog.pg_event_trigger e
+  JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid
+  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = $1";
+
+/// The plans that recorded objects on the source (change capture's, in
+/// `pgmove.objects`): one name a row.
+const RECORDED_PLANS: &str = "SELECT DISTINCT plan_name FROM pgmove.objects";
+
+/// pgmove's own objects in a dump of the source, left out of the restore: the publications
+/// of this plan and of every plan that recorded objects on the source, by their exact names,
+/// and the event triggers whose function is in pgmove's schema. A user's object whose name
+/// merely starts with `pgmove_` is restored.
+#[derive(Clone, Debug, Default)]
+pub struct Ours {
+    publications: Vec<String>,
+    event_triggers: HashSet<String>,
 }
 
-fn keep_pre_data(e: &Entry, existing_schemas: &HashSet<String>) -> bool {
-    if is_pgmove_artifact(e) {
+impl Ours {
+    /// The publications of this plan and of the plans recorded on the source, and the
+    /// source's pgmove event triggers.
+    pub async fn read(job: &Job) -> Result<Ours, PgError> {
+        let client = job.source.connect().await?;
+        let mut plans = vec![job.plan_name.clone()];
+        // Only in pgmove's own schema (its marker table): a user's `pgmove` schema may hold
+        // an `objects` table of another shape.
+        if state::has_table(&client, &job.source, state::MARKER_TABLE).await?
+            && state::has_table(&client, &job.source, crate::cdc::ddl::RECORD_TABLE).await?
+        {
+            let rows = client.query(RECORDED_PLANS, &[]).await.map_err(|e| {
+                job.source
+                    .query_error("listing pgmove's recorded plans", &e)
+            })?;
+            plans.extend(rows.iter().map(|r| r.get::<_, String>(0)));
+        }
+        let mut publications = Vec::new();
+        for plan in plans {
+            let publication = crate::plan::names::artifact_name(&plan);
+            publications.push(crate::plan::names::insert_only_publication_name(
+                &publication,
+            ));
+            publications.push(publication);
+        }
+        let rows = client
+            .query(PGMOVE_EVENT_TRIGGERS, &[&state::SCHEMA])
+            .await
+            .map_err(|e| {
+                job.source
+                    .query_error("listing pgmove's event triggers", &e)
+            })?;
+        Ok(Ours {
+            publications,
+            event_triggers: rows.iter().map(|r| r.get(0)).collect(),
+        })
+    }
+
+    fn contains(&self, e: &Entry) -> bool {
+        match e.kind.as_str() {
+            "EVENT TRIGGER" => self.event_triggers.contains(&e.tag),
+            // A publication's member entries are tagged `<publication> <table or schema>`.
+            "PUBLICATION" | "PUBLICATION TABLE" | "PUBLICATION TABLES IN SCHEMA" => {
+                self.publications.iter().any(|p| {
+                    e.tag == *p
+                        || e.tag
+                            .strip_prefix(p.as_str())
+                            .is_some_and(|rest| rest.starts_with(' '))
+                })
+            }
+            // The comment on one of them: `PUBLICATION <name>`, `EVENT TRIGGER <name>`.
+            "COMMENT" => {
+                if let Some(name) = e.tag.strip_prefix("PUBLICATION ") {
+                    self.publications.iter().any(|p| p == name)
+                } else if let Some(name) = e.tag.strip_prefix("EVENT TRIGGER ") {
+                    self.event_triggers.contains(name)
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether a pre-data entry is restored: not pgmove's own, not a schema the target has, and not
+/// the comment of an extension the target role does not own (`extensions_not_ours`: one a
+/// managed service's administrator created; COMMENT ON EXTENSION needs its owner). The comment
+/// of every other extension is restored: a user's own comment on it is part of the schema.
+fn keep_pre_data(
+    e: &Entry,
+    ours: &Ours,
+    existing_schemas: &HashSet<String>,
+    extensions_not_ours: &HashSet<String>,
+) -> bool {
+    if ours.contains(e) {
         return false;
     }
     match e.kind.as_str() {
-        // Needs ownership of the extension, which a managed service's user lacks; harmless.
-        "COMMENT" => !e.tag.starts_with("EXTENSION "),
+        "COMMENT" => e
+            .tag
+            .strip_prefix("EXTENSION ")
+            .is_none_or(|ext| !extensions_not_ours.contains(ext)),
         "SCHEMA" => !existing_schemas.contains(&e.tag),
         _ => true,
     }
 }
 
-fn keep_post_data(e: &Entry) -> bool {
-    !is_pgmove_artifact(e)
+fn keep_post_data(e: &Entry, ours: &Ours) -> bool {
+    !ours.contains(e)
 }
 
 /// Bytes of each data item's file in the dump directory (`<dump_id>.dat[.gz|.lz4|.zst]`).
@@ -1212,18 +1330,54 @@ mod tests {
     }
 
     #[test]
-    fn extension_comments_and_existing_schemas_are_left_out() {
+    fn comments_of_extensions_not_ours_and_existing_schemas_are_left_out() {
         let entries = toc::parse(
-            "1; 0 0 COMMENT - EXTENSION postgis \n2; 2615 1 SCHEMA - public postgres\n3; 2615 2 SCHEMA - sales postgres\n4; 0 0 COMMENT public TABLE t postgres\n5; 0 0 EVENT TRIGGER - pgmove_ddl postgres\n",
+            "1; 0 0 COMMENT - EXTENSION postgis \n2; 2615 1 SCHEMA - public postgres\n3; 2615 2 SCHEMA - sales postgres\n4; 0 0 COMMENT public TABLE t postgres\n5; 0 0 EVENT TRIGGER - pgmove_ddl postgres\n6; 0 0 COMMENT - EXTENSION hstore \n",
         )
         .expect("parses");
         let existing: HashSet<String> = ["public".to_string()].into_iter().collect();
+        let not_ours: HashSet<String> = ["postgis".to_string()].into_iter().collect();
+        let ours = Ours {
+            event_triggers: ["pgmove_ddl".to_string()].into_iter().collect(),
+            ..Ours::default()
+        };
         let kept: Vec<i32> = entries
             .iter()
-            .filter(|e| keep_pre_data(e, &existing))
+            .filter(|e| keep_pre_data(e, &ours, &existing, &not_ours))
             .map(|e| e.dump_id)
             .collect();
-        assert_eq!(kept, vec![3, 4]);
+        assert_eq!(kept, vec![3, 4, 6]);
+    }
+
+    #[test]
+    fn only_the_plans_own_publications_and_event_triggers_are_left_out() {
+        let entries = toc::parse(
+            "1; 0 0 PUBLICATION - pgmove_shop postgres\n\
+             2; 0 0 PUBLICATION TABLE public pgmove_shop t postgres\n\
+             3; 0 0 PUBLICATION - pgmove_shop_insert_only postgres\n\
+             4; 0 0 PUBLICATION TABLE public pgmove_shop_insert_only k postgres\n\
+             5; 0 0 PUBLICATION - pgmove_reports postgres\n\
+             6; 0 0 PUBLICATION TABLE public pgmove_reports t postgres\n\
+             7; 0 0 PUBLICATION - pgmove_shop2 postgres\n\
+             8; 0 0 EVENT TRIGGER - pgmove_ddl_shop postgres\n\
+             9; 0 0 EVENT TRIGGER - pgmove_audit postgres\n\
+             10; 0 0 COMMENT - PUBLICATION pgmove_reports postgres\n\
+             11; 0 0 COMMENT - EVENT TRIGGER pgmove_audit postgres\n",
+        )
+        .expect("parses");
+        let ours = Ours {
+            publications: vec![
+                "pgmove_shop".to_string(),
+                crate::plan::names::insert_only_publication_name("pgmove_shop"),
+            ],
+            event_triggers: ["pgmove_ddl_shop".to_string()].into_iter().collect(),
+        };
+        let kept: Vec<i32> = entries
+            .iter()
+            .filter(|e| keep_post_data(e, &ours))
+            .map(|e| e.dump_id)
+            .collect();
+        assert_eq!(kept, vec![5, 6, 7, 9, 10, 11]);
     }
 
     #[test]
