@@ -29,6 +29,7 @@ mod dump_restore;
 mod examples_plan;
 mod fidelity;
 mod harness;
+mod help;
 mod inspect;
 mod least_privilege;
 mod owned_names;
