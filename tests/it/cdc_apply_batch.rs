@@ -10,7 +10,7 @@ use crate::support;
 use std::sync::Arc;
 
 use pgmove::cdc::apply::{self, Change, Item, Rel, Val};
-use support::{Cluster, Options};
+use support::Profile;
 
 const SCHEMA: &str = "
 CREATE TABLE a (id int PRIMARY KEY, v text, n numeric, arr int[], ts timestamptz);
@@ -254,11 +254,9 @@ fn transaction(statements: &[String]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_statements_leave_the_tables_as_change_by_change() {
-    let pg = Cluster::start(Options::default());
-    pg.create_db("fast");
-    pg.create_db("plain");
-    let fast = pg.client("fast").await;
-    let plain = pg.client("plain").await;
+    let pg = support::shared(Profile::Plain);
+    let fast = pg.client(&pg.fresh_db("fast")).await;
+    let plain = pg.client(&pg.fresh_db("plain")).await;
     for seed in 1..=12u64 {
         for c in [&fast, &plain] {
             c.batch_execute(&format!("DROP TABLE IF EXISTS a, b, f; {SCHEMA}"))
@@ -299,9 +297,8 @@ async fn merged_statements_leave_the_tables_as_change_by_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_unique_index_can_refuse_merged_updates_never_change_their_result() {
-    let pg = Cluster::start(Options::default());
-    pg.create_db("shop");
-    let c = pg.client("shop").await;
+    let pg = support::shared(Profile::Plain);
+    let c = pg.client(&pg.fresh_db("shop")).await;
     c.batch_execute(
         "CREATE TABLE u (id int PRIMARY KEY, email text UNIQUE);
          INSERT INTO u VALUES (1, 'a'), (2, 'b');",

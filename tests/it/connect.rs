@@ -3,7 +3,7 @@
 use crate::support;
 
 use pgmove::pg::{Endpoint, Secret, Side};
-use support::{Cluster, Options};
+use support::{Cluster, Options, Profile};
 
 fn no_env(_: &str) -> Option<String> {
     None
@@ -27,10 +27,7 @@ async fn ssl_in_use(ep: &Endpoint) -> bool {
 
 #[tokio::test]
 async fn verify_full_succeeds_with_the_right_root_and_fails_with_a_wrong_one() {
-    let c = Cluster::start(Options {
-        ssl: true,
-        ..Options::default()
-    });
+    let c = support::shared(Profile::Ssl);
     let ca = c.ca_file().display().to_string();
     for host in ["127.0.0.1", "localhost"] {
         let ep = endpoint(
@@ -66,10 +63,7 @@ async fn verify_full_succeeds_with_the_right_root_and_fails_with_a_wrong_one() {
 
 #[tokio::test]
 async fn verify_ca_ignores_the_host_name_and_verify_full_does_not() {
-    let c = Cluster::start(Options {
-        ssl: true,
-        ..Options::default()
-    });
+    let c = support::shared(Profile::Ssl);
     let ca = c.ca_file().display().to_string();
     // The certificate names localhost and 127.0.0.1, not this host; hostaddr reaches the server.
     let base = format!(
@@ -85,10 +79,7 @@ async fn verify_ca_ignores_the_host_name_and_verify_full_does_not() {
 
 #[tokio::test]
 async fn require_encrypts_without_a_root_and_disable_does_not() {
-    let c = Cluster::start(Options {
-        ssl: true,
-        ..Options::default()
-    });
+    let c = support::shared(Profile::Ssl);
     let ep = endpoint(
         &format!(
             "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=require",
@@ -109,7 +100,7 @@ async fn require_encrypts_without_a_root_and_disable_does_not() {
 
 #[tokio::test]
 async fn require_fails_against_a_server_without_tls() {
-    let c = Cluster::start(Options::default());
+    let c = support::shared(Profile::Plain);
     let ep = endpoint(
         &format!(
             "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=require",
@@ -127,7 +118,7 @@ async fn require_fails_against_a_server_without_tls() {
 
 #[tokio::test]
 async fn a_password_in_the_dsn_never_appears_in_an_error() {
-    let c = Cluster::start(Options::default());
+    let c = support::shared(Profile::Plain);
     let secret = "Sup3r-Secret-Pw";
     // Wrong password given inline in the URI.
     let ep = Endpoint::from_dsn(
@@ -196,7 +187,7 @@ async fn a_password_in_the_dsn_never_appears_in_an_error() {
 
 #[tokio::test]
 async fn a_pool_serves_concurrent_connections() {
-    let c = Cluster::start(Options::default());
+    let c = support::shared(Profile::Plain);
     let ep = endpoint(
         &format!(
             "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=prefer",
@@ -329,6 +320,7 @@ fn install_server_cert(c: &Cluster, cert_pem: &str, key_pem: &str) {
 
 #[tokio::test]
 async fn an_x509_v1_certificate_connects_under_prefer_and_require_as_with_psql() {
+    // Its own cluster: the test installs another server certificate.
     let c = Cluster::start(Options {
         ssl: true,
         ..Options::default()
@@ -360,6 +352,7 @@ async fn an_x509_v1_certificate_connects_under_prefer_and_require_as_with_psql()
 
 #[tokio::test]
 async fn a_certificate_with_only_a_cn_passes_verify_full_for_its_host_only() {
+    // Its own cluster: the test installs another server certificate.
     let c = Cluster::start(Options {
         ssl: true,
         ..Options::default()
@@ -392,10 +385,10 @@ async fn a_certificate_with_only_a_cn_passes_verify_full_for_its_host_only() {
 
 #[tokio::test]
 async fn sslrootcert_system_reaches_postgresql_15_client_programs_as_the_bundle_file() {
-    let c = Cluster::start(Options {
-        ssl: true,
-        ..Options::default()
-    });
+    if support::is_child(SYSTEM_STORE_TEST) {
+        return with_the_test_ca_as_the_system_store().await;
+    }
+    let c = support::shared(Profile::Ssl);
     let ep = endpoint(
         &format!(
             "host=localhost port={} user=postgres dbname=postgres sslmode=verify-full sslrootcert=system",
@@ -417,11 +410,38 @@ async fn sslrootcert_system_reaches_postgresql_15_client_programs_as_the_bundle_
     let env16 = pgmove::strategy::dump_restore::libpq_env_for(&ep, 16);
     assert!(env16.contains(&("PGSSLROOTCERT", "system".to_string())));
 
+    // The OS store is the test CA (SSL_CERT_FILE) in a child process: every test of this
+    // process would see the variable.
+    let port = c.port.to_string();
+    support::run_in_child(
+        SYSTEM_STORE_TEST,
+        &[
+            ("SSL_CERT_FILE", c.ca_file().as_os_str()),
+            ("PGMOVE_TEST_PORT", port.as_ref()),
+            ("PGMOVE_TEST_PASSWORD", c.password.as_ref()),
+        ],
+    );
+}
+
+const SYSTEM_STORE_TEST: &str =
+    "connect::sslrootcert_system_reaches_postgresql_15_client_programs_as_the_bundle_file";
+
+/// The end of [`sslrootcert_system_reaches_postgresql_15_client_programs_as_the_bundle_file`],
+/// in a child process whose `SSL_CERT_FILE` is the test CA and that is given the server's port
+/// and password.
+async fn with_the_test_ca_as_the_system_store() {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set by the parent"));
+    let (port, password) = (var("PGMOVE_TEST_PORT"), var("PGMOVE_TEST_PASSWORD"));
+    let ep = endpoint(
+        &format!(
+            "host=localhost port={port} user=postgres dbname=postgres sslmode=verify-full sslrootcert=system"
+        ),
+        &password,
+    );
+    let psql = pgmove::tools::find("psql", None, 0).expect("psql");
     // The OS store is the test CA here (SSL_CERT_FILE): psql 15 verifies the server with it.
-    let ca = c.ca_file().display().to_string();
-    std::env::set_var("SSL_CERT_FILE", &ca);
+    let ca = var("SSL_CERT_FILE");
     let env = pgmove::strategy::dump_restore::libpq_env_for(&ep, psql.major);
-    std::env::remove_var("SSL_CERT_FILE");
     let out = std::process::Command::new(&psql.path)
         .envs(env)
         .env("SSL_CERT_FILE", &ca)
@@ -439,15 +459,12 @@ async fn sslrootcert_system_reaches_postgresql_15_client_programs_as_the_bundle_
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "t");
     // And pgmove itself (rustls, the native store) agrees.
-    std::env::set_var("SSL_CERT_FILE", &ca);
-    let own = ssl_in_use(&ep).await;
-    std::env::remove_var("SSL_CERT_FILE");
-    assert!(own);
+    assert!(ssl_in_use(&ep).await);
 }
 
 #[tokio::test]
 async fn a_multi_host_dsn_tries_the_next_host_when_the_first_is_closed() {
-    let c = Cluster::start(Options::default());
+    let c = support::shared(Profile::Plain);
     // A port nothing listens on: bound, then released.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -477,10 +494,7 @@ async fn a_multi_host_dsn_tries_the_next_host_when_the_first_is_closed() {
 
 #[tokio::test]
 async fn sslmode_allow_tries_plain_first() {
-    let c = Cluster::start(Options {
-        ssl: true,
-        ..Options::default()
-    });
+    let c = support::shared(Profile::Ssl);
     let ep = endpoint(
         &format!(
             "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=allow",
@@ -501,7 +515,7 @@ async fn sslmode_allow_tries_plain_first() {
 
 #[tokio::test]
 async fn short_query_sessions_have_a_statement_timeout_and_others_do_not() {
-    let c = Cluster::start(Options::default());
+    let c = support::shared(Profile::Plain);
     let ep = endpoint(
         &format!(
             "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable",

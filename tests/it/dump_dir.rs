@@ -159,11 +159,23 @@ fn endpoint(c: &Cluster, side: Side, db: &str) -> Endpoint {
     .expect("dsn")
 }
 
+const DEFAULT_DIR_TEST: &str = "dump_dir::the_default_dump_dir_is_private_keyed_and_marked";
+
 /// The default directory is under the user's cache, 0700 (with its parents), keyed by the
 /// endpoints and marked with the plan and endpoints; a failed run leaves it for the rerun,
 /// which reuses the dump, and success removes it.
 #[tokio::test]
 async fn the_default_dump_dir_is_private_keyed_and_marked() {
+    // In a child process, with XDG_CACHE_HOME set there: apply reads it in-process, and every
+    // test of this process would see it.
+    if !support::is_child(DEFAULT_DIR_TEST) {
+        let own = tempfile::tempdir().expect("tempdir");
+        support::run_in_child(
+            DEFAULT_DIR_TEST,
+            &[("XDG_CACHE_HOME", own.path().as_os_str())],
+        );
+        return;
+    }
     let src = Cluster::start(Options::default());
     let dst = Cluster::start(Options::default());
     src.create_db("shop");
@@ -173,10 +185,10 @@ async fn the_default_dump_dir_is_private_keyed_and_marked() {
         "shop",
         "CREATE ROLE dd_owner; CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100); ALTER TABLE t OWNER TO dd_owner;",
     );
-    let cache = tempfile::tempdir().expect("tempdir");
-    // Only this test of the file reads the environment in-process; the others pass
+    // The cache the parent made (this test in the child process); the other tests pass
     // XDG_CACHE_HOME to the pgmove they start.
-    std::env::set_var("XDG_CACHE_HOME", cache.path());
+    let cache =
+        PathBuf::from(std::env::var_os("XDG_CACHE_HOME").expect("XDG_CACHE_HOME from the parent"));
     let job = Job {
         plan_name: "private".to_string(),
         source: endpoint(&src, Side::Source, "shop"),
@@ -196,17 +208,17 @@ async fn the_default_dump_dir_is_private_keyed_and_marked() {
         .await
         .expect_err("owner role missing");
     assert!(err.to_string().contains("dd_owner"), "{err}");
-    let dir = default_dir("private", &src, &dst, "shop", cache.path());
+    let dir = default_dir("private", &src, &dst, "shop", cache.as_path());
     assert_eq!(job.dump_dir().expect("dir"), dir);
     assert!(
-        dir.starts_with(cache.path().join("pgmove/dumps")),
+        dir.starts_with(cache.as_path().join("pgmove/dumps")),
         "{}",
         dir.display()
     );
     for p in [
         dir.clone(),
-        cache.path().join("pgmove/dumps"),
-        cache.path().join("pgmove"),
+        cache.as_path().join("pgmove/dumps"),
+        cache.as_path().join("pgmove"),
     ] {
         assert_eq!(mode(&p), 0o700, "{}", p.display());
     }
@@ -221,7 +233,7 @@ async fn the_default_dump_dir_is_private_keyed_and_marked() {
     assert!(dir.join("dump/toc.dat").is_file());
     // Another target database of the same plan name gets another directory.
     assert_ne!(
-        default_dir("private", &src, &dst, "other", cache.path()),
+        default_dir("private", &src, &dst, "other", cache.as_path()),
         dir
     );
 

@@ -4,6 +4,16 @@
 //! To add tests, add `tests/it/<topic>.rs` with `use crate::support;` at the top and declare it
 //! below (`mod <topic>;`, in alphabetical order). Run one module with
 //! `cargo test --test it <topic>::`.
+//!
+//! Servers: a test that only needs a server of one of the [`support::Profile`]s uses the
+//! cluster this process shares for it, `support::shared(Profile::Plain)`, in a database of its
+//! own (`fresh_db`) and with roles, slots and plan names no other test uses. A test that needs
+//! other settings, stops, restarts or kills the server, changes its files or configuration,
+//! needs a cluster-wide state of its own (roles, slots, pglogical in shared_preload_libraries,
+//! whose databases cannot be dropped) starts its own with `Cluster::start(Options...)`.
+//! Tests run in parallel in this one process: a test that needs an environment variable set
+//! in-process runs in a child process (`support::run_in_child`), never `std::env::set_var`;
+//! temporary files go to `tempfile` directories, never fixed paths.
 
 mod support;
 

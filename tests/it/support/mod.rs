@@ -3,13 +3,16 @@
 //! `Cluster::start` runs `initdb` and `pg_ctl` in a temporary directory on a free loopback port
 //! with the settings a test asks for; dropping the cluster (also while a test panics) stops the
 //! server and removes the directory. As root, the server runs as the `postgres` OS user.
+//! A watchdog process stops every server and removes its directory when the test process is
+//! gone, however it ends, so that clusters nobody drops ([`shared`] ones) and those of a
+//! killed test run do not outlive it.
 //! A missing PostgreSQL is a loud panic that names the install command, never a skipped test.
-#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub mod online;
@@ -54,6 +57,8 @@ pub struct Cluster {
     bindir: PathBuf,
     ca_file: Option<PathBuf>,
     as_postgres: bool,
+    /// Stops the server when this process is gone (see [`watchdog`]).
+    watchdog: Mutex<Child>,
 }
 
 fn is_root() -> bool {
@@ -261,6 +266,7 @@ impl Cluster {
                     .args(["-w", "-t", "60", "start"]),
             );
             if out.status.success() {
+                let watchdog = Mutex::new(watchdog(dir.path(), &bindir, as_postgres));
                 let cluster = Cluster {
                     dir,
                     port,
@@ -268,6 +274,7 @@ impl Cluster {
                     bindir,
                     ca_file,
                     as_postgres,
+                    watchdog,
                 };
                 cluster.wait_ready();
                 return cluster;
@@ -384,6 +391,15 @@ impl Cluster {
         self.psql("postgres", &format!("CREATE DATABASE \"{name}\""));
     }
 
+    /// Creates a database no other test of this process uses, `<prefix>_<n>`, and returns its
+    /// name (for tests on a [`shared`] cluster).
+    pub fn fresh_db(&self, prefix: &str) -> String {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("{prefix}_{}", N.fetch_add(1, Ordering::Relaxed));
+        self.create_db(&name);
+        name
+    }
+
     /// The server log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
@@ -436,7 +452,126 @@ impl Drop for Cluster {
                 .arg(self.data_dir())
                 .args(["-m", "immediate", "-w", "stop"]),
         );
+        // Stopped: the watchdog has nothing left to do.
+        if let Ok(w) = self.watchdog.get_mut() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
     }
+}
+
+/// What a watchdog runs: wait for end of file on standard input, then stop the server in
+/// `$1/data` with `$2` (pg_ctl), as the `postgres` OS user when `$3` is 1, and remove `$1`.
+const WATCHDOG: &str = r#"read -r _line
+if [ "$3" = 1 ]; then
+  runuser -u postgres -- "$2" -D "$1/data" -m immediate -w stop
+else
+  "$2" -D "$1/data" -m immediate -w stop
+fi
+rm -rf -- "$1"
+"#;
+
+/// Starts the watchdog of the cluster in `dir`: a shell in a process group of its own (a ^C
+/// to the test run does not reach it) that reads its standard input, a pipe whose other end
+/// only this process holds (Rust opens it close-on-exec, so no other child inherits it). When
+/// this process ends, even by SIGKILL, the kernel closes that end and the watchdog stops the
+/// server and removes `dir`.
+fn watchdog(dir: &Path, bindir: &Path, as_postgres: bool) -> Child {
+    use std::os::unix::process::CommandExt;
+    Command::new("sh")
+        .args(["-c", WATCHDOG, "pgmove-test-watchdog"])
+        .arg(dir)
+        .arg(bindir.join("pg_ctl"))
+        .arg(if as_postgres { "1" } else { "0" })
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("start the cluster's watchdog (sh)")
+}
+
+/// The settings profiles tests share a cluster of (see [`shared`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// The default settings.
+    Plain,
+    /// `wal_level=logical` ([`Options::logical`]).
+    Logical,
+    /// TLS on ([`Options::ssl`]).
+    Ssl,
+}
+
+impl Profile {
+    const ALL: [Profile; 3] = [Profile::Plain, Profile::Logical, Profile::Ssl];
+
+    /// The profile's options, with room for the sessions (and slots) of the tests that share it.
+    fn options(self) -> Options {
+        let base = match self {
+            Profile::Plain => Options::default(),
+            Profile::Logical => Options::logical()
+                .set("max_replication_slots", "40")
+                .set("max_wal_senders", "40"),
+            Profile::Ssl => Options {
+                ssl: true,
+                ..Options::default()
+            },
+        };
+        base.set("max_connections", "200")
+    }
+}
+
+/// The cluster of `profile` that the tests of this process share, started by the first test
+/// that asks. A test on it works in a database of its own ([`Cluster::fresh_db`]), and in roles,
+/// slots and other cluster-wide objects with names no other test uses; it never changes server
+/// settings, restarts or stops the server (those tests start their own [`Cluster`]). The server
+/// is stopped and its directory removed when this process is gone, however it ends (see
+/// [`Cluster::start`]'s watchdog).
+pub fn shared(profile: Profile) -> &'static Cluster {
+    static CLUSTERS: [OnceLock<Cluster>; Profile::ALL.len()] =
+        [const { OnceLock::new() }; Profile::ALL.len()];
+    let i = Profile::ALL
+        .iter()
+        .position(|p| *p == profile)
+        .expect("a listed profile");
+    CLUSTERS[i].get_or_init(|| Cluster::start(profile.options()))
+}
+
+/// The environment variable that marks a child process started by [`run_in_child`]; its value
+/// is the name of the test the child runs.
+const CHILD: &str = "PGMOVE_TEST_CHILD";
+
+/// Whether this process is the child [`run_in_child`] started to run `test`.
+pub fn is_child(test: &str) -> bool {
+    std::env::var(CHILD).is_ok_and(|t| t == test)
+}
+
+/// This test binary, to run the test `test` (`module::name`) alone in a child process with `env`
+/// added to its environment: for a test that needs process-wide state, such as an environment
+/// variable the code under test reads in-process, which the other tests running in this process
+/// must not see. The test tells the child apart with [`is_child`].
+pub fn child_test(test: &str, env: &[(&str, &std::ffi::OsStr)]) -> Command {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut c = Command::new(exe);
+    c.args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, test);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+/// Runs [`child_test`] to its end and panics, with its output, unless the test ran and passed.
+pub fn run_in_child(test: &str, env: &[(&str, &std::ffi::OsStr)]) {
+    let out = child_test(test, env).output().expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{test} in a child process: exit {:?}\nstdout: {stdout}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A copy of the PostgreSQL installation under `root` whose extension directory lacks every
