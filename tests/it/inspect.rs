@@ -9,7 +9,7 @@ use pgmove::inspect::{
     TableKind,
 };
 use pgmove::pg::{Endpoint, Secret, Side};
-use support::{Cluster, Options};
+use support::{Cluster, Options, Profile};
 
 fn no_env(_: &str) -> Option<String> {
     None
@@ -83,10 +83,10 @@ SELECT lo_create(0);
 
 #[tokio::test]
 async fn inventory_reports_tables_columns_sequences_and_types() {
-    let c = Cluster::start(Options::logical());
-    c.create_db("shop");
-    c.psql("shop", SCHEMA_SQL);
-    let inv = take(&c, "shop").await;
+    let c = support::shared(Profile::Logical);
+    let shop = c.fresh_db("shop");
+    c.psql(&shop, SCHEMA_SQL);
+    let inv = take(c, &shop).await;
 
     assert_eq!(inv.side, Side::Source);
     assert!(!inv.endpoint.contains(&c.password));
@@ -96,7 +96,7 @@ async fn inventory_reports_tables_columns_sequences_and_types() {
         inv.server.version_num
     );
     assert!(inv.server.version.starts_with("PostgreSQL"));
-    assert_eq!(inv.server.database, "shop");
+    assert_eq!(inv.server.database, shop);
     assert_eq!(inv.server.current_user, "postgres");
     assert!(inv.server.is_superuser);
     assert_eq!(inv.server.encoding, "UTF8");
@@ -292,6 +292,7 @@ async fn inventory_reports_tables_columns_sequences_and_types() {
 
 #[tokio::test]
 async fn settings_are_read_and_normalised_on_a_logical_and_a_replica_server() {
+    // Its own clusters: the test's server settings.
     let logical = Cluster::start(
         Options::logical()
             .set("max_slot_wal_keep_size", "'1GB'")
@@ -331,6 +332,7 @@ async fn settings_are_read_and_normalised_on_a_logical_and_a_replica_server() {
 
 #[tokio::test]
 async fn a_role_without_replication_or_select_is_reported_and_rds_is_detected() {
+    // Its own cluster: it creates roles (rds_superuser...) that the inventory lists cluster-wide.
     let c = Cluster::start(Options::logical());
     c.create_db("app");
     c.psql(
@@ -418,6 +420,7 @@ async fn a_role_without_replication_or_select_is_reported_and_rds_is_detected() 
 
 #[tokio::test]
 async fn an_inactive_logical_slot_shows_with_the_wal_it_retains() {
+    // Its own cluster: it asserts the cluster's only replication slot.
     let c = Cluster::start(Options::logical());
     c.psql(
         "postgres",
@@ -468,9 +471,9 @@ async fn postgis_is_available_and_its_columns_are_flagged() {
         std::path::Path::new(&control).exists(),
         "PostGIS missing ({control}): apt-get install -y postgresql-{version}-postgis-3"
     );
-    let c = Cluster::start(Options::default());
-    c.create_db("geo");
-    let inv = take(&c, "geo").await;
+    let c = support::shared(Profile::Plain);
+    let geo = c.fresh_db("geo");
+    let inv = take(c, &geo).await;
     let available = inv
         .available_extension("postgis")
         .expect("postgis available: apt-get install -y postgresql-15-postgis-3");
@@ -480,12 +483,12 @@ async fn postgis_is_available_and_its_columns_are_flagged() {
     assert!(inv.extension("plpgsql").is_some());
 
     c.psql(
-        "geo",
+        &geo,
         "CREATE EXTENSION postgis;
          CREATE TABLE places (id int PRIMARY KEY, pos geometry(Point, 4326),
                               area geography, hops geometry[], name text);",
     );
-    let inv = take(&c, "geo").await;
+    let inv = take(c, &geo).await;
     let ext = inv.extension("postgis").expect("installed");
     assert_eq!(ext.schema, "public");
     assert!(inv.uses_postgis());
@@ -509,6 +512,7 @@ async fn postgis_is_available_and_its_columns_are_flagged() {
 
 #[tokio::test]
 async fn pglogical_nodes_and_sets_are_reported() {
+    // Its own cluster: pglogical in shared_preload_libraries (its databases cannot be dropped).
     let c = Cluster::start(Options {
         logical: true,
         preload: vec!["pglogical".to_string()],
@@ -554,6 +558,7 @@ async fn pglogical_nodes_and_sets_are_reported() {
 
 #[tokio::test]
 async fn publications_subscriptions_and_long_transactions_are_listed() {
+    // Its own cluster: it asserts the cluster-wide subscriptions (pg_subscription).
     let c = Cluster::start(Options::logical());
     c.create_db("pub");
     c.psql(
@@ -648,6 +653,7 @@ fn catalog_fingerprint(c: &Cluster, db: &str) -> String {
 
 #[tokio::test]
 async fn inspect_writes_nothing() {
+    // Its own cluster: its settings, and it asserts the server's WAL and xid do not move.
     let c = Cluster::start(
         Options::logical()
             .set("autovacuum", "off")
