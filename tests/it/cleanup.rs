@@ -136,7 +136,7 @@ fn cleanup_after_copy_cdc_drops_every_pgmove_object_and_a_second_run_is_a_noop()
     let (src, dst) = pair();
     let dir = tempfile::tempdir().expect("tempdir");
     // cdc.ddl: ignore: apply installs no DDL event trigger, so the source holds exactly the
-    // objects listed below (tests/cdc_ddl_apply.rs cleans up a real one).
+    // objects listed below (tests/it/cdc_ddl_apply.rs cleans up a real one).
     let plan = write_plan(
         dir.path(),
         "cln_cdc",
@@ -273,7 +273,7 @@ fn a_running_apply_blocks_cleanup_unless_forced() {
     let (src, dst) = pair();
     let dir = tempfile::tempdir().expect("tempdir");
     // cdc.ddl: ignore: apply installs no DDL event trigger, so the source holds exactly the
-    // objects listed below (tests/cdc_ddl_apply.rs cleans up a real one).
+    // objects listed below (tests/it/cdc_ddl_apply.rs cleans up a real one).
     let plan = write_plan(
         dir.path(),
         "cln_busy",
