@@ -108,9 +108,6 @@ pub enum Command {
         #[arg(long, value_parser = parse_chunk_rows)]
         chunk_rows: Option<u64>,
     },
-    /// Drop everything pgmove created for the plan on both servers (slots, publication, DDL
-    /// event triggers, the `pgmove` schema or this plan's rows in it, the default dump
-    /// directory) and nothing else. Idempotent.
     /// Cut over to the target: wait for the lag, fence writes on the source, apply the last
     /// changes, set sequences, verify; exit 0 when the target is live. Asks a running apply
     /// of the plan to do the applying, or applies itself when none runs.
@@ -125,6 +122,9 @@ pub enum Command {
         #[arg(long, default_value = "30m", value_parser = parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Drop everything pgmove created for the plan on both servers (slots, publication, DDL
+    /// event triggers, the `pgmove` schema or this plan's rows in it, the default dump
+    /// directory) and nothing else. Idempotent.
     Cleanup {
         /// The YAML plan file.
         plan: PathBuf,
