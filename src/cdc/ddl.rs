@@ -39,7 +39,7 @@
 //! `ALTER PUBLICATION ... ADD TABLE` are never sent. So the trigger adds a new table to the
 //! plan's publication itself, in the creating transaction, at the end of the `CREATE TABLE`
 //! statement (before any row can be inserted): every row of it is then streamed, including
-//! those inserted later in the same transaction (tested in `tests/cdc_ddl.rs`). Partitions of a
+//! those inserted later in the same transaction (tested in `tests/it/cdc_ddl.rs`). Partitions of a
 //! published partitioned table are published with it and left alone. Only tables with a
 //! replica identity (a primary key, or REPLICA IDENTITY FULL/INDEX) are added: adding one
 //! without makes every UPDATE and DELETE of it fail on the source ("cannot update table ...

@@ -359,7 +359,7 @@ fn every_kind_pair() -> (Cluster, Cluster, String) {
     let (src, dst) = pair();
     src.psql("postgres", EVERY_KIND_ROLES);
     dst.psql("postgres", EVERY_KIND_ROLES);
-    src.psql(DB, include_str!("fixtures/every_kind.sql"));
+    src.psql(DB, include_str!("../fixtures/every_kind.sql"));
     let before = schema_dump(&src, DB);
     (src, dst, before)
 }

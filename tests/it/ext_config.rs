@@ -4,7 +4,7 @@
 //! changes to them, and verify compares exactly those rows (the extension's own rows are put
 //! there by `CREATE EXTENSION` on each server). dump-restore gets them from pg_dump.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! shares its source transaction with other DDL and rows. `RENAME VALUE` and `CREATE TYPE ...
 //! AS ENUM` replay too. A kill -9 of apply around the replay resumes to an identical target.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

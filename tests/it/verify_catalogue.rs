@@ -9,7 +9,7 @@
 //! target lacks is a note. During copy-cdc, the REPLICA IDENTITY FULL pgmove keeps on keyless
 //! source tables is not a difference. Real servers.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 

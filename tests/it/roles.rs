@@ -4,7 +4,7 @@
 //! so owners and grants arrive as on the source; passwords are not carried and the report
 //! says so; a rerun leaves the roles alone.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 
