@@ -11,11 +11,12 @@ use std::path::Path;
 use support::online::{self, run, text};
 use support::Cluster;
 
-const ROLES: &str = "'app_owner', 'reader', 'team', 'alice', 'repl', 'bystander'";
+const ROLES: &str = "'app_owner', 'reader', 'team', 'alice', 'repl', 'lo_reader', 'bystander'";
 
 /// Source roles and objects: `items` owned by app_owner, read by reader, a column granted to
 /// team (alice is its member), default privileges of app_owner for reader, `logs` owned by
-/// repl (a REPLICATION role); bystander is needed by nothing.
+/// repl (a REPLICATION role), a large object owned by app_owner and granted to lo_reader (a
+/// role no other object needs); bystander is needed by nothing.
 fn source(src: &Cluster) {
     src.psql(
         "postgres",
@@ -25,6 +26,7 @@ fn source(src: &Cluster) {
          CREATE ROLE alice LOGIN CREATEDB PASSWORD 'alice-secret';
          GRANT team TO alice;
          CREATE ROLE repl LOGIN REPLICATION;
+         CREATE ROLE lo_reader NOLOGIN;
          CREATE ROLE bystander LOGIN;",
     );
     src.psql(
@@ -37,7 +39,10 @@ fn source(src: &Cluster) {
          ALTER DEFAULT PRIVILEGES FOR ROLE app_owner IN SCHEMA public GRANT SELECT ON TABLES TO reader;
          CREATE TABLE logs (id int PRIMARY KEY, line text);
          INSERT INTO logs VALUES (1, 'one');
-         ALTER TABLE logs OWNER TO repl;",
+         ALTER TABLE logs OWNER TO repl;
+         SELECT lo_from_bytea(4242, 'large');
+         ALTER LARGE OBJECT 4242 OWNER TO app_owner;
+         GRANT SELECT ON LARGE OBJECT 4242 TO lo_reader;",
     );
 }
 
@@ -64,7 +69,9 @@ fn owners_and_grants(c: &Cluster, db: &str) -> String {
             FROM pg_class WHERE relname IN ('items', 'logs'))
          || E'\\n' || (SELECT string_agg(attname || ' ' || attacl::text, ',') FROM pg_attribute
             WHERE attrelid = 'items'::regclass AND attacl IS NOT NULL)
-         || E'\\n' || (SELECT string_agg(pg_get_userbyid(defaclrole) || ' ' || defaclacl::text, ',') FROM pg_default_acl)",
+         || E'\\n' || (SELECT string_agg(pg_get_userbyid(defaclrole) || ' ' || defaclacl::text, ',') FROM pg_default_acl)
+         || E'\\n' || (SELECT string_agg(oid || ' ' || pg_get_userbyid(lomowner) || ' ' || coalesce(lomacl::text, '-'), ',')
+            FROM pg_largeobject_metadata)",
     )
 }
 
@@ -121,7 +128,9 @@ fn roles_are_created(strategy: &str) {
 
     let out = apply(&plan, &src, &dst, strategy == "copy-cdc");
     assert!(
-        out.contains("created 5 role(s) on the target: alice, app_owner, reader, repl, team"),
+        out.contains(
+            "created 6 role(s) on the target: alice, app_owner, lo_reader, reader, repl, team"
+        ),
         "{out}"
     );
     assert!(
@@ -148,7 +157,7 @@ fn roles_are_created(strategy: &str) {
             online::DB,
             "SELECT string_agg(role_name, ',' ORDER BY role_name) FROM pgmove.created_roles"
         ),
-        "alice,app_owner,reader,repl,team"
+        "alice,app_owner,lo_reader,reader,repl,team"
     );
 
     // A rerun creates nothing and alters nothing.
@@ -174,9 +183,9 @@ fn roles_are_created(strategy: &str) {
     assert_eq!(
         dst.psql(
             "postgres",
-            "SELECT count(*) FROM pg_roles WHERE rolname IN ('alice', 'app_owner', 'reader', 'repl', 'team')"
+            "SELECT count(*) FROM pg_roles WHERE rolname IN ('alice', 'app_owner', 'lo_reader', 'reader', 'repl', 'team')"
         ),
-        "5"
+        "6"
     );
 }
 
