@@ -154,6 +154,12 @@ pub async fn has_table(client: &Client, ep: &Endpoint, table: &str) -> Result<bo
     Ok(row.get(0))
 }
 
+/// Takes the plan `$1`'s session-level advisory lock if free: true when taken.
+const TAKE_LOCK_SQL: &str = "SELECT pg_try_advisory_lock(hashtext('pgmove:' || $1::text))";
+
+/// Releases the plan `$1`'s advisory lock held by this session: true when it was held.
+const RELEASE_LOCK_SQL: &str = "SELECT pg_advisory_unlock(hashtext('pgmove:' || $1::text))";
+
 /// The state of one plan's run on the target.
 pub struct State<'a> {
     pub target: &'a Endpoint,
@@ -179,10 +185,7 @@ impl<'a> State<'a> {
         // One apply per plan at a time: a session-level advisory lock, released when this
         // connection ends (also when the process is killed).
         let row = client
-            .query_one(
-                "SELECT pg_try_advisory_lock(hashtext('pgmove:' || $1::text))",
-                &[&plan_name],
-            )
+            .query_one(TAKE_LOCK_SQL, &[&plan_name])
             .await
             .map_err(|e| target.query_error("taking the plan's advisory lock", &e))?;
         if !row.get::<_, bool>(0) {
@@ -198,6 +201,19 @@ impl<'a> State<'a> {
             client,
             plan_name: plan_name.to_string(),
         })
+    }
+
+    /// Lets go of the plan's lock before this connection ends, for a step that hands the plan
+    /// over to the next one in the same process (which opens its own state).
+    pub async fn release_lock(&self) -> Result<(), PgError> {
+        self.client
+            .execute(RELEASE_LOCK_SQL, &[&self.plan_name])
+            .await
+            .map_err(|e| {
+                self.target
+                    .query_error("releasing the plan's advisory lock", &e)
+            })?;
+        Ok(())
     }
 
     /// Records the run's strategy and current phase (and clears or sets its last error).
