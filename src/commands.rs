@@ -245,28 +245,7 @@ pub async fn apply(
     }
     if dry_run {
         return match dump_restore::dry_run(&job).await {
-            Ok(mut lines) => {
-                // roles: create runs first.
-                if p.plan.roles == plan::Roles::Create {
-                    match crate::roles::dry_run(&p.plan, &p.source, &p.target).await {
-                        Ok(r) => {
-                            lines.splice(0..0, r);
-                        }
-                        Err(e) => return report_failure(&Failure::runtime(e)),
-                    }
-                }
-                if g.format == Format::Json {
-                    println!(
-                        "{}",
-                        serde_json::json!({ "strategy": strategy.name(), "statements": lines })
-                    );
-                } else {
-                    for l in lines {
-                        println!("{l}");
-                    }
-                }
-                exit::OK
-            }
+            Ok(lines) => print_dry_run(&p, strategy.name(), lines, g).await,
             Err(e) => report_failure(&Failure::runtime(e)),
         };
     }
@@ -352,6 +331,30 @@ fn confirm(p: &Prepared, strategy: Strategy, g: Global) -> Result<bool, Failure>
         && matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
+/// Prints `apply --dry-run`'s statements: those of `roles: create` first (it runs before any
+/// strategy), then the strategy's `lines`.
+async fn print_dry_run(p: &Prepared, strategy: &str, mut lines: Vec<String>, g: Global) -> u8 {
+    if p.plan.roles == plan::Roles::Create {
+        match crate::roles::dry_run(&p.plan, &p.source, &p.target).await {
+            Ok(r) => {
+                lines.splice(0..0, r);
+            }
+            Err(e) => return report_failure(&Failure::runtime(e)),
+        }
+    }
+    if g.format == Format::Json {
+        println!(
+            "{}",
+            serde_json::json!({ "strategy": strategy, "statements": lines })
+        );
+    } else {
+        for l in lines {
+            println!("{l}");
+        }
+    }
+    exit::OK
+}
+
 async fn apply_copy_cdc(
     p: &Prepared,
     job: &copy_cdc::Job,
@@ -362,28 +365,7 @@ async fn apply_copy_cdc(
 ) -> u8 {
     if dry_run {
         return match copy_cdc::dry_run(job, &p.source_inv).await {
-            Ok(mut lines) => {
-                // roles: create runs first.
-                if p.plan.roles == plan::Roles::Create {
-                    match crate::roles::dry_run(&p.plan, &p.source, &p.target).await {
-                        Ok(r) => {
-                            lines.splice(0..0, r);
-                        }
-                        Err(e) => return report_failure(&Failure::runtime(e)),
-                    }
-                }
-                if g.format == Format::Json {
-                    println!(
-                        "{}",
-                        serde_json::json!({ "strategy": "copy-cdc", "statements": lines })
-                    );
-                } else {
-                    for l in lines {
-                        println!("{l}");
-                    }
-                }
-                exit::OK
-            }
+            Ok(lines) => print_dry_run(p, Strategy::CopyCdc.name(), lines, g).await,
             Err(e) => report_failure(&Failure::runtime(e)),
         };
     }

@@ -235,6 +235,77 @@ async fn needed(
         .collect())
 }
 
+/// What `roles: create` finds before creating anything: the roles the moved objects need (from
+/// the source), those of them the target has already, and the target's connecting role.
+struct Survey {
+    /// The connection to the source the roles were read over (memberships are read there too).
+    source: Client,
+    roles: Vec<Role>,
+    /// The names of `roles`.
+    names: Vec<String>,
+    existing: BTreeSet<String>,
+    /// The connecting role on the target, and whether it is a superuser or has CREATEROLE.
+    me: String,
+    superuser: bool,
+    createrole: bool,
+}
+
+impl Survey {
+    /// Reads the source's needed roles ([`NEEDED_SQL`]) and, over `t` (a connection to
+    /// `target`), which of them exist ([`EXISTING_SQL`]) and who is connected ([`ME_SQL`]).
+    async fn read(
+        source: &Endpoint,
+        target: &Endpoint,
+        t: &Client,
+        schemas: &[String],
+        large_objects: bool,
+    ) -> Result<Survey, PgError> {
+        let s = source.connect().await?;
+        let roles = needed(source, &s, schemas, large_objects).await?;
+        let names: Vec<String> = roles.iter().map(|r| r.name.clone()).collect();
+        let existing: BTreeSet<String> = t
+            .query(EXISTING_SQL, &[&names])
+            .await
+            .map_err(|e| target.query_error("listing the target's roles", &e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let me = t
+            .query_one(ME_SQL, &[])
+            .await
+            .map_err(|e| target.query_error("reading the target role's rights", &e))?;
+        Ok(Survey {
+            source: s,
+            roles,
+            names,
+            existing,
+            me: me.get(0),
+            superuser: me.get(1),
+            createrole: me.get(2),
+        })
+    }
+
+    /// The needed roles the target lacks: the ones to create.
+    fn missing(&self) -> impl Iterator<Item = &Role> {
+        self.roles
+            .iter()
+            .filter(|r| !self.existing.contains(&r.name))
+    }
+
+    /// For a role created by a connecting role that is not a superuser: the `GRANT` that makes
+    /// the connecting role its member, so that `owner: keep` may give it objects (ALTER ...
+    /// OWNER TO needs that membership). `None` when no grant is needed.
+    fn join_sql(&self, r: &Role) -> Option<String> {
+        (!self.superuser && !r.superuser).then(|| {
+            format!(
+                "GRANT {} TO {};",
+                quote::ident(&r.name),
+                quote::ident(&self.me)
+            )
+        })
+    }
+}
+
 /// `roles: create` for `plan`, before its strategy runs: opens the plan's state on the target
 /// (creating the `pgmove` schema if needed), creates the roles, and lets go of the plan's
 /// lock again for the strategy.
@@ -251,13 +322,7 @@ pub async fn run(
         plan.objects.large_objects,
     )
     .await;
-    st.client
-        .execute(
-            "SELECT pg_advisory_unlock(hashtext('pgmove:' || $1::text))",
-            &[&plan.name],
-        )
-        .await
-        .map_err(|e| target.query_error("releasing the plan's advisory lock", &e))?;
+    st.release_lock().await?;
     report
 }
 
@@ -270,34 +335,21 @@ pub async fn dry_run(
     source: &Endpoint,
     target: &Endpoint,
 ) -> Result<Vec<String>, PgError> {
-    let s = source.connect().await?;
     let t = target.connect().await?;
-    let roles = needed(
+    let sv = Survey::read(
         source,
-        &s,
+        target,
+        &t,
         &plan.objects.schemas,
         plan.objects.large_objects,
     )
     .await?;
-    let names: Vec<String> = roles.iter().map(|r| r.name.clone()).collect();
-    let existing: BTreeSet<String> = t
-        .query(EXISTING_SQL, &[&names])
-        .await
-        .map_err(|e| target.query_error("listing the target's roles", &e))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let me = t
-        .query_one(ME_SQL, &[])
-        .await
-        .map_err(|e| target.query_error("reading the target role's rights", &e))?;
-    let (me_name, superuser): (String, bool) = (me.get(0), me.get(1));
     let mut out = vec![format!(
         "-- roles: create: on the target ({}), before the schema restore, each in one transaction with its row in pgmove.created_roles; passwords are not carried",
         target.display()
     )];
-    for r in roles.iter().filter(|r| !existing.contains(&r.name)) {
-        let (sql, left_out) = create_sql(r, superuser);
+    for r in sv.missing() {
+        let (sql, left_out) = create_sql(r, sv.superuser);
         out.push(format!("{sql};"));
         if !left_out.is_empty() {
             out.push(format!(
@@ -306,12 +358,8 @@ pub async fn dry_run(
                 left_out.join(", ")
             ));
         }
-        if !superuser && !r.superuser {
-            out.push(format!(
-                "GRANT {} TO {};",
-                quote::ident(&r.name),
-                quote::ident(&me_name)
-            ));
+        if let Some(join) = sv.join_sql(r) {
+            out.push(join);
         }
     }
     out.push(
@@ -331,21 +379,15 @@ pub async fn create(
 ) -> Result<Report, PgError> {
     let target = st.target;
     let t = &st.client;
-    let s = source.connect().await?;
-    let roles = needed(source, &s, schemas, large_objects).await?;
-    let names: Vec<String> = roles.iter().map(|r| r.name.clone()).collect();
-    let existing: BTreeSet<String> = t
-        .query(EXISTING_SQL, &[&names])
-        .await
-        .map_err(|e| target.query_error("listing the target's roles", &e))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let me = t
-        .query_one(ME_SQL, &[])
-        .await
-        .map_err(|e| target.query_error("reading the target role's rights", &e))?;
-    let (me_name, superuser, createrole): (String, bool, bool) = (me.get(0), me.get(1), me.get(2));
+    let sv = Survey::read(source, target, t, schemas, large_objects).await?;
+    let (s, roles, names, existing, me_name, superuser) = (
+        &sv.source,
+        &sv.roles,
+        &sv.names,
+        &sv.existing,
+        &sv.me,
+        sv.superuser,
+    );
     t.batch_execute(RECORD_SQL)
         .await
         .map_err(|e| target.query_error("creating pgmove.created_roles", &e))?;
@@ -364,11 +406,8 @@ pub async fn create(
             .collect(),
         ..Report::default()
     };
-    let missing: Vec<&Role> = roles
-        .iter()
-        .filter(|r| !existing.contains(&r.name))
-        .collect();
-    if !missing.is_empty() && !superuser && !createrole {
+    let missing: Vec<&Role> = sv.missing().collect();
+    if !missing.is_empty() && !superuser && !sv.createrole {
         return Err(PgError::Query {
             side: target.side,
             message: format!(
@@ -376,23 +415,13 @@ pub async fn create(
                  fix: as a superuser (the master user on RDS) on the target: ALTER ROLE {} CREATEROLE; or create the roles yourself and set roles: skip",
                 missing.len(),
                 missing.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "),
-                quote::ident(&me_name)
+                quote::ident(me_name)
             ),
         });
     }
     for r in missing {
         let (sql, left_out) = create_sql(r, superuser);
-        // A role that is not a superuser: the migrating role joins it, so that `owner: keep`
-        // may give it objects (ALTER ... OWNER TO needs that membership).
-        let join = if !superuser && !r.superuser {
-            format!(
-                "GRANT {} TO {};\n",
-                quote::ident(&r.name),
-                quote::ident(&me_name)
-            )
-        } else {
-            String::new()
-        };
+        let join = sv.join_sql(r).map(|j| j + "\n").unwrap_or_default();
         let record = format!(
             "INSERT INTO pgmove.created_roles (plan_name, role_name, left_out) VALUES ({}, {}, {}) ON CONFLICT DO NOTHING;\n",
             quote::literal(&st.plan_name),
@@ -411,7 +440,7 @@ pub async fn create(
             report.memberships.push(format!(
                 "GRANT {} TO {} (so that the migrating role may give it objects)",
                 quote::ident(&r.name),
-                quote::ident(&me_name)
+                quote::ident(me_name)
             ));
         }
         if !left_out.is_empty() {
