@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod cutover;
 pub mod dumpdir;
+pub mod exit;
 pub mod inspect;
 pub mod logging;
 pub mod owned;

@@ -1,0 +1,21 @@
+//! `pgmove plan`.
+
+use std::path::Path;
+
+use super::{prepare, report_failure, Global};
+use crate::exit;
+
+/// `pgmove plan`.
+pub async fn plan(path: &Path, g: Global) -> u8 {
+    match prepare(path).await {
+        Err(f) => report_failure(&f),
+        Ok(p) => {
+            print!("{}", p.report.render(g.format, g.color()));
+            if p.report.ready {
+                exit::OK
+            } else {
+                exit::BAD_INPUT
+            }
+        }
+    }
+}

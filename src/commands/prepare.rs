@@ -1,0 +1,116 @@
+//! What every command that inspects knows before anything is written: the plan, both
+//! servers' inventories, the decision and the preflight findings.
+
+use std::path::Path;
+
+use super::Failure;
+use crate::inspect::{self, Inventory};
+use crate::pg::{Endpoint, Side};
+use crate::plan::{self, Plan, StrategyChoice};
+use crate::planner::{self, Decision, Strategy};
+use crate::preflight::{self, Context};
+use crate::report::PlanReport;
+use crate::strategy::dump_restore;
+use crate::tools;
+
+/// Everything known before anything is written.
+pub struct Prepared {
+    pub plan: Plan,
+    pub source: Endpoint,
+    pub target: Endpoint,
+    pub source_inv: Inventory,
+    pub target_inv: Inventory,
+    pub report: PlanReport,
+}
+
+fn explicit_strategy(plan: &Plan) -> Option<Strategy> {
+    match plan.strategy {
+        StrategyChoice::Auto => None,
+        StrategyChoice::DumpRestore => Some(Strategy::DumpRestore),
+        StrategyChoice::Pglogical => Some(Strategy::Pglogical),
+        StrategyChoice::CopyCdc => Some(Strategy::CopyCdc),
+    }
+}
+
+/// Loads the plan, inspects both servers (read-only), decides and runs preflight.
+pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
+    let plan = plan::load(path).map_err(Failure::input)?;
+    let source = plan.endpoint(Side::Source).map_err(Failure::input)?;
+    let target = plan.endpoint(Side::Target).map_err(Failure::input)?;
+    let (s, t) = tokio::join!(inspect::inspect(&source), inspect::inspect(&target));
+    let source_inv = s.map_err(Failure::runtime)?;
+    let target_inv = t.map_err(Failure::runtime)?;
+    let decision: Decision = planner::decide(&plan, &source_inv, &target_inv);
+    let intended = decision.strategy.or(explicit_strategy(&plan));
+    let major = (source_inv.server.version_num / 10000).max(0) as u32;
+    let find =
+        |name: &str| tools::find(name, plan.bin_dir.as_deref(), major).map_err(|e| e.to_string());
+    let replication_probe = if intended.is_some_and(Strategy::is_online) {
+        Some(probe_replication(&source, plan.bin_dir.as_deref()).await)
+    } else {
+        None
+    };
+    let ctx = Context {
+        plan: &plan,
+        source: &source_inv,
+        target: &target_inv,
+        strategy: intended,
+        pg_dump: find("pg_dump"),
+        pg_restore: find("pg_restore"),
+        vacuumdb: tools::find_any(
+            "vacuumdb",
+            plan.bin_dir.as_deref(),
+            (target_inv.server.version_num / 10000).max(0) as u32,
+        )
+        .map_err(|e| e.to_string()),
+        replication_probe,
+    };
+    let mut findings = preflight::run(&ctx);
+    if intended == Some(Strategy::CopyCdc) {
+        // Objects with the names of the plan's slot and publications that pgmove did not
+        // record creating: never used nor dropped (`crate::owned`).
+        let owned = crate::owned::preflight(&plan, &source, &target).await;
+        findings.extend(owned.map_err(Failure::runtime)?);
+        findings.sort_by_key(|f| f.severity);
+    }
+    let report = PlanReport::new(
+        &plan.name,
+        &plan.file,
+        &source_inv,
+        &target_inv,
+        findings,
+        decision,
+    );
+    Ok(Prepared {
+        plan,
+        source,
+        target,
+        source_inv,
+        target_inv,
+        report,
+    })
+}
+
+/// Tries a replication connection to the source (`IDENTIFY_SYSTEM`), as pg_hba decides.
+async fn probe_replication(source: &Endpoint, bin_dir: Option<&Path>) -> Result<(), String> {
+    let psql = tools::find("psql", bin_dir, 0).map_err(|e| e.to_string())?;
+    let out = tokio::process::Command::new(&psql.path)
+        .envs(dump_restore::libpq_env_for(source, psql.major))
+        .arg("--no-psqlrc")
+        .arg(format!(
+            "dbname={} replication=database",
+            crate::pg::quote::literal(source.info.dbname())
+        ))
+        .args(["-c", "IDENTIFY_SYSTEM"])
+        .output()
+        .await
+        .map_err(|e| format!("cannot run psql: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(crate::pg::redact(
+            String::from_utf8_lossy(&out.stderr).trim(),
+            source.info.password.as_ref(),
+        ))
+    }
+}

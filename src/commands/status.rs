@@ -1,0 +1,59 @@
+//! `pgmove status`.
+
+use std::path::Path;
+
+use super::{load_with_endpoints, report_failure, Failure, Global};
+use crate::exit;
+use crate::report::Format;
+
+/// How long `pgmove status` waits for both servers in all.
+const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// `pgmove status`.
+pub async fn status(path: &Path, stalled_after: u64, g: Global) -> u8 {
+    let (plan, source, target) = match load_with_endpoints(path) {
+        Ok(x) => x,
+        Err(f) => return report_failure(&f),
+    };
+    // A hung server (stopped, or a dead network the keepalives have not noticed yet) must
+    // not hang `status`: a scheduler runs it.
+    let slot = plan.slot_name();
+    let file = path.display().to_string();
+    let read = crate::status::read(&plan.name, &slot, &file, &source, &target);
+    let read = match tokio::time::timeout(STATUS_TIMEOUT, read).await {
+        Ok(r) => r,
+        Err(_) => return report_failure(&Failure::runtime(format!(
+            "status: no answer from the source or the target within {} s: a server or the network to it is hung\n  hint: check that both servers answer (pg_isready), then run status again",
+            STATUS_TIMEOUT.as_secs()
+        ))),
+    };
+    match read {
+        Ok(s) => {
+            match g.format {
+                Format::Json => {
+                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default())
+                }
+                _ => print!("{}", s.render_text()),
+            }
+            match s.verdict(stalled_after) {
+                crate::status::Verdict::SlotLost => exit::CANNOT_PROCEED,
+                crate::status::Verdict::Failed => {
+                    eprintln!(
+                        "pgmove: the migration failed (phase {}) and no apply runs: see the last error above, fix it, then run `pgmove apply {}` again to resume",
+                        s.phase,
+                        path.display()
+                    );
+                    exit::MIGRATION_FAILED
+                }
+                crate::status::Verdict::Stalled(secs) => {
+                    eprintln!(
+                        "pgmove: the migration is stalled: an apply runs but has applied nothing for {secs} s or more while the source moved on; look at the apply's log and at locks or long transactions on the target"
+                    );
+                    exit::MIGRATION_STALLED
+                }
+                crate::status::Verdict::Fine => exit::OK,
+            }
+        }
+        Err(e) => report_failure(&Failure::runtime(e)),
+    }
+}
