@@ -1941,4 +1941,44 @@ mod tests {
         let un = uninstall_sql("shop");
         assert!(un.contains("DROP EVENT TRIGGER IF EXISTS \"pgmove_shop_ddl_drop\""));
     }
+
+    /// The cases of the golden file: no scope, quoting and dollar tags that must step past
+    /// `$pgmove_ddl$` and `$pgmove_ddl1$`, and a plan name long enough to be hashed.
+    fn golden_cases() -> Vec<(&'static str, Vec<String>, Vec<String>)> {
+        vec![
+            ("shop", vec![], vec![]),
+            (
+                "we'ird plan",
+                vec![
+                    "public".into(),
+                    "s'x".into(),
+                    "$pgmove_ddl$".into(),
+                    "$pgmove_ddl1$".into(),
+                ],
+                vec!["public.tmp_*".into(), "a_b%?\\c".into()],
+            ),
+            (
+                "a-very-long-plan-name-that-needs-a-hash-because-it-is-longer-than-sixty-three-bytes",
+                vec!["app".into()],
+                vec![],
+            ),
+        ]
+    }
+
+    /// `install_sql` is byte for byte what it was before its PL/pgSQL moved out of a `format!`
+    /// (the golden file was written by that code, cases separated by a marker line).
+    #[test]
+    fn install_sql_is_byte_for_byte_the_golden() {
+        let golden = include_str!("ddl/install_sql.golden.sql");
+        let mut now = String::new();
+        for (plan, schemas, exclude) in golden_cases() {
+            now.push_str(&install_sql(plan, &schemas, &exclude));
+            now.push_str("-- ==== next case ====\n");
+        }
+        assert_eq!(now.len(), golden.len());
+        for (i, (a, b)) in now.lines().zip(golden.lines()).enumerate() {
+            assert_eq!(a, b, "line {} differs", i + 1);
+        }
+        assert_eq!(now, golden);
+    }
 }
