@@ -71,291 +71,100 @@ pub fn install_sql(plan_name: &str, schemas: &[String], exclude: &[String]) -> S
     let func = quote::qualified(crate::state::SCHEMA, &n.trigger);
     let lit = |s: &str| quote::literal(s);
     let touched_scope = in_scope("ns.nspname", "r.relname");
-    let emit_body = format!(
-        r#"
-DECLARE
-  scope text[] := {scope};
-  excl text[] := {excl};
-  pub text := {publication};
-  stmt_key text;
-  prev text;
-  n int;
-  objs jsonb;
-  tabs jsonb := '[]';
-  rewrites jsonb;
-  missing jsonb := '[]';
-  vol jsonb := '[]';
-  pending oid[];
-  still oid[] := '{{}}';
-  rel oid;
-  k record;
-  c record;
-  published boolean;
-  had_rows boolean;
-  reason text;
-  val text;
-  err text;
-BEGIN
-  IF event = 'sql_drop' THEN
-    SELECT coalesce(nullif(current_setting({g_dropped}, true), ''), '[]')::jsonb
-           || coalesce(jsonb_agg(jsonb_build_object('type', d.object_type, 'schema', d.schema_name,
-                'name', d.object_name, 'identity', d.object_identity)), '[]')
-      INTO objs
-      FROM pg_event_trigger_dropped_objects() d
-     WHERE d.original AND d.object_type IN ('table', 'foreign table')
-       AND {drop_scope};
-    PERFORM set_config({g_dropped}, objs::text, true);
-    RETURN;
-  END IF;
-  IF event = 'ddl_command_start' THEN
-    -- The columns that read a stored "missing" value before the statement: those that do
-    -- after it and are not among them were added by it.
-    IF current_setting('server_version_num')::int >= 120000 THEN
-      PERFORM set_config({g_missing}, (SELECT coalesce(jsonb_agg(jsonb_build_array(a.attrelid, a.attnum)), '[]')
-                                         FROM pg_attribute a WHERE a.atthasmissing)::text, true);
-    END IF;
-    RETURN;
-  END IF;
-  IF event = 'table_rewrite' THEN
-    rewrites := coalesce(nullif(current_setting({g_rewrites}, true), ''), '[]')::jsonb
-      || jsonb_build_array(jsonb_build_object('oid', pg_event_trigger_table_rewrite_oid(),
-           'reason', pg_event_trigger_table_rewrite_reason()));
-    PERFORM set_config({g_rewrites}, rewrites::text, true);
-    RETURN;
-  END IF;
-
-  -- Which firing of this trigger within the client's query string this is: a query string
-  -- with several statements shares its text and statement_timestamp().
-  stmt_key := md5(statement_timestamp()::text || coalesce(current_query(), ''));
-  prev := current_setting({g_seq}, true);
-  IF prev IS NOT NULL AND split_part(prev, ':', 1) = stmt_key THEN
-    n := split_part(prev, ':', 2)::int + 1;
-  ELSE
-    n := 1;
-  END IF;
-  PERFORM set_config({g_seq}, stmt_key || ':' || n, false);
-  rewrites := coalesce(nullif(current_setting({g_rewrites}, true), ''), '[]')::jsonb;
-  PERFORM set_config({g_rewrites}, '', true);
-
-  IF tag IN ('CREATE TYPE', 'ALTER TYPE') THEN
-    -- Enum types: their values must exist on the target before rows use them.
-    SELECT coalesce(jsonb_agg(DISTINCT jsonb_build_object('type', 'enum', 'schema', ns.nspname,
-             'name', ty.typname, 'identity', x.object_identity)), '[]')
-      INTO objs
-      FROM pg_event_trigger_ddl_commands() x
-      JOIN pg_type ty ON x.classid = 'pg_type'::regclass AND ty.oid = x.objid
-      JOIN pg_namespace ns ON ns.oid = ty.typnamespace
-     WHERE ty.typtype = 'e' AND {type_scope};
-  ELSIF tag = 'DROP TABLE' THEN
-    objs := coalesce(nullif(current_setting({g_dropped}, true), ''), '[]')::jsonb;
-    PERFORM set_config({g_dropped}, '', true);
-  ELSE
-    SELECT coalesce(jsonb_agg(DISTINCT jsonb_build_object('type', x.object_type, 'schema', ns.nspname,
-             'name', r.relname, 'identity', x.object_identity)), '[]')
-      INTO objs
-      FROM pg_event_trigger_ddl_commands() x
-      JOIN pg_class r ON x.classid = 'pg_class'::regclass AND r.oid = x.objid
-      JOIN pg_namespace ns ON ns.oid = r.relnamespace
-     WHERE x.object_type IN ('table', 'foreign table', 'view', 'materialized view')
-       AND {touched_scope};
-
-    -- New tables: published now if they have a replica identity, else when a later statement
-    -- of their transaction gives them one.
-    pending := coalesce(nullif(current_setting({g_pending}, true), ''), '{{}}')::oid[];
-    FOR c IN SELECT DISTINCT x.objid FROM pg_event_trigger_ddl_commands() x
-              WHERE x.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
-                AND x.object_type = 'table' LOOP
-      IF NOT c.objid = ANY (pending) THEN
-        pending := pending || c.objid;
-      END IF;
-    END LOOP;
-    FOREACH rel IN ARRAY pending LOOP
-      SELECT r.oid, ns.nspname, r.relname, r.relkind, r.relpersistence, r.relreplident INTO k
-        FROM pg_class r JOIN pg_namespace ns ON ns.oid = r.relnamespace WHERE r.oid = rel;
-      CONTINUE WHEN NOT FOUND;
-      CONTINUE WHEN k.relkind NOT IN ('r', 'p') OR NOT {pending_scope};
-      published := false;
-      had_rows := false;
-      reason := NULL;
-      IF k.relpersistence <> 'p' THEN
-        reason := 'unlogged: its changes are not in the WAL';
-      ELSIF NOT EXISTS (SELECT 1 FROM pg_publication p WHERE p.pubname = pub) THEN
-        reason := format('publication %s does not exist', pub);
-      ELSIF EXISTS (SELECT 1 FROM pg_publication_tables t
-                     WHERE t.pubname = pub AND t.schemaname = k.nspname AND t.tablename = k.relname)
-         OR EXISTS (WITH RECURSIVE up(relid) AS (
-                        SELECT rel
-                        UNION
-                        SELECT i.inhparent FROM up
-                          JOIN pg_class ch ON ch.oid = up.relid AND ch.relispartition
-                          JOIN pg_inherits i ON i.inhrelid = up.relid)
-                    SELECT 1 FROM up
-                      JOIN pg_publication_rel pr ON pr.prrelid = up.relid
-                      JOIN pg_publication p ON p.oid = pr.prpubid
-                     WHERE p.pubname = pub) THEN
-        published := true;  -- with its partitioned parent, or by FOR ALL TABLES / IN SCHEMA
-      ELSIF k.relreplident = 'f'
-         OR (k.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = rel AND i.indisprimary))
-         OR (k.relreplident = 'i' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = rel AND i.indisreplident)) THEN
-        BEGIN
-          EXECUTE format('ALTER PUBLICATION %I ADD TABLE %s', pub, rel::regclass);
-          EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', rel::regclass) INTO had_rows;
-          published := true;
-        EXCEPTION WHEN OTHERS THEN
-          reason := format('could not add it to publication %s: %s', pub, SQLERRM);
-          had_rows := false;
-        END;
-      ELSE
-        reason := 'no replica identity (no primary key)';
-        still := still || rel;
-      END IF;
-      tabs := tabs || jsonb_build_array(jsonb_build_object('schema', k.nspname, 'name', k.relname,
-                'published', published, 'had_rows', had_rows, 'reason', reason));
-    END LOOP;
-    PERFORM set_config({g_pending}, still::text, true);
-
-    -- (atthasmissing: PostgreSQL 11; attgenerated: 12. Older servers skip these checks.)
-    IF tag = 'ALTER TABLE' AND current_setting('server_version_num')::int >= 120000 THEN
-      -- Columns added by this statement whose existing rows read a stored "missing" value
-      -- (ADD COLUMN with a non-volatile default: evaluated once, e.g. now()).
-      FOR c IN
-        WITH RECURSIVE touched(relid) AS (
-            SELECT DISTINCT x.objid FROM pg_event_trigger_ddl_commands() x
-             WHERE x.classid = 'pg_class'::regclass AND x.object_type = 'table'
-            UNION
-            SELECT i.inhrelid FROM pg_inherits i JOIN touched ON i.inhparent = touched.relid)
-        SELECT ns.nspname, r.relname, a.attname, a.attmissingval::text AS arr,
-               format_type(a.atttypid, a.atttypmod) AS typ
-          FROM touched
-          JOIN pg_class r ON r.oid = touched.relid
-          JOIN pg_namespace ns ON ns.oid = r.relnamespace
-          JOIN pg_attribute a ON a.attrelid = r.oid
-         WHERE a.attnum > 0 AND NOT a.attisdropped AND a.atthasmissing
-           AND NOT coalesce(nullif(current_setting({g_missing}, true), ''), '[]')::jsonb
-                   @> jsonb_build_array(jsonb_build_array(a.attrelid, a.attnum))
-           AND r.relkind = 'r' AND {touched_scope}
-      LOOP
-        err := NULL;
-        BEGIN
-          EXECUTE format('SELECT (%L::%s[])[1]::text', c.arr, c.typ) INTO val;
-        EXCEPTION WHEN OTHERS THEN
-          val := NULL;
-          err := SQLERRM;
-        END;
-        missing := missing || jsonb_build_array(jsonb_build_object('schema', c.nspname, 'name', c.relname,
-                     'column', c.attname, 'missing', c.arr, 'value', val, 'error', err));
-      END LOOP;
-      -- Rewrites that computed a value per row (volatile default, identity): not streamed.
-      FOR c IN SELECT (e->>'oid')::oid AS relid, (e->>'reason')::int AS why
-                 FROM jsonb_array_elements(rewrites) e LOOP
-        CONTINUE WHEN c.why & 2 = 0;
-        SELECT r.oid, ns.nspname, r.relname INTO k
-          FROM pg_class r JOIN pg_namespace ns ON ns.oid = r.relnamespace WHERE r.oid = c.relid;
-        CONTINUE WHEN NOT FOUND OR NOT {rewrite_scope};
-        SELECT string_agg(a.attname::text, ', ' ORDER BY a.attnum) INTO val
-          FROM pg_attribute a
-         WHERE a.attrelid = c.relid AND a.attnum > 0 AND NOT a.attisdropped AND age(a.xmin) = 0
-           AND a.attgenerated = ''
-           AND (a.attidentity <> ''
-                OR EXISTS (SELECT 1 FROM pg_attrdef ad, regexp_matches(ad.adbin::text, ':(?:funcid|opfuncid) (\d+)', 'g') m
-                            JOIN pg_proc f ON f.oid = m[1]::oid
-                           WHERE ad.adrelid = a.attrelid AND ad.adnum = a.attnum AND f.provolatile = 'v'));
-        CONTINUE WHEN val IS NULL;
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', c.relid::regclass) INTO had_rows;
-        CONTINUE WHEN NOT had_rows;
-        vol := vol || jsonb_build_array(jsonb_build_object('schema', k.nspname, 'name', k.relname,
-                      'columns', val));
-      END LOOP;
-    END IF;
-  END IF;
-
-  IF jsonb_array_length(objs) = 0 THEN
-    RETURN;
-  END IF;
-  PERFORM pg_logical_emit_message(true, {prefix}, jsonb_build_object(
-    'v', {version},
-    'key', (SELECT t.key FROM {key_table} t LIMIT 1),
-    'tag', tag,
-    'sql', current_query(),
-    'n', n,
-    'role', CASE WHEN caller_role IS NULL OR caller_role = 'none' THEN session_user::text ELSE caller_role END,
-    'search_path', caller_path,
-    'objects', objs,
-    'tables', tabs,
-    'missing', missing,
-    'volatile', vol)::text);
-END
-"#,
-        scope = text_array(schemas),
-        excl = text_array(&likes),
-        publication = lit(&n.publication),
-        g_seq = lit(&n.guc_seq),
-        g_dropped = lit(&n.guc_dropped),
-        g_rewrites = lit(&n.guc_rewrites),
-        g_pending = lit(&n.guc_pending),
-        g_missing = lit(&n.guc_missing),
-        drop_scope = in_scope("d.schema_name", "d.object_name"),
-        type_scope = in_scope("ns.nspname", "ty.typname"),
-        touched_scope = touched_scope,
-        pending_scope = in_scope("k.nspname", "k.relname"),
-        rewrite_scope = in_scope("k.nspname", "k.relname"),
-        prefix = lit(&prefix(plan_name)),
-        version = VERSION,
-        key_table = key_table,
+    let k_scope = in_scope("k.nspname", "k.relname");
+    let version = VERSION.to_string();
+    let emit_body = fill(
+        CAPTURE_SQL,
+        &[
+            ("scope", &text_array(schemas)),
+            ("excl", &text_array(&likes)),
+            ("publication", &lit(&n.publication)),
+            ("g_seq", &lit(&n.guc_seq)),
+            ("g_dropped", &lit(&n.guc_dropped)),
+            ("g_rewrites", &lit(&n.guc_rewrites)),
+            ("g_pending", &lit(&n.guc_pending)),
+            ("g_missing", &lit(&n.guc_missing)),
+            ("drop_scope", &in_scope("d.schema_name", "d.object_name")),
+            ("type_scope", &in_scope("ns.nspname", "ty.typname")),
+            ("touched_scope", &touched_scope),
+            ("pending_scope", &k_scope),
+            ("rewrite_scope", &k_scope),
+            ("prefix", &lit(&prefix(plan_name))),
+            ("version", &version),
+            ("key_table", &key_table),
+        ],
     );
     let emit_tag = dollar_tag(&emit_body);
-    let trigger_body = format!(
-        "\nBEGIN\n  PERFORM {emit}(TG_EVENT, TG_TAG, pg_catalog.current_setting('search_path'), pg_catalog.current_setting('role'));\nEND\n"
-    );
+    let trigger_body = fill(TRIGGER_SQL, &[("emit", &emit)]);
     let trigger_tag = dollar_tag(&trigger_body);
     let tags = TAGS.iter().map(|t| lit(t)).collect::<Vec<_>>().join(", ");
-    format!(
-        r#"{guard}CREATE SCHEMA IF NOT EXISTS {schema};
-{marker}{record}CREATE TABLE IF NOT EXISTS {key_table} (key text NOT NULL);
-REVOKE ALL ON TABLE {key_table} FROM PUBLIC;
-DO $pgmove_key$
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM {key_table}) THEN
-    IF pg_catalog.current_setting('server_version_num')::int >= 130000 THEN
-      EXECUTE 'INSERT INTO {key_table_in_string} SELECT pg_catalog.gen_random_uuid()::text';
-    ELSE
-      INSERT INTO {key_table} SELECT md5(random()::text || clock_timestamp()::text || pg_backend_pid()::text || random()::text);
-    END IF;
-  END IF;
-END
-$pgmove_key$;
-CREATE OR REPLACE FUNCTION {emit}(event text, tag text, caller_path text, caller_role text)
-RETURNS void LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
-SET extra_float_digits = 3 SET bytea_output = 'hex'
-AS {emit_tag}{emit_body}{emit_tag};
-REVOKE ALL ON FUNCTION {emit}(text, text, text, text) FROM PUBLIC;
-CREATE OR REPLACE FUNCTION {func}() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER
-AS {trigger_tag}{trigger_body}{trigger_tag};
-DROP EVENT TRIGGER IF EXISTS {trigger};
-CREATE EVENT TRIGGER {trigger} ON ddl_command_end WHEN TAG IN ({tags}) EXECUTE PROCEDURE {func}();
-DROP EVENT TRIGGER IF EXISTS {drop_trigger};
-CREATE EVENT TRIGGER {drop_trigger} ON sql_drop WHEN TAG IN ('DROP TABLE') EXECUTE PROCEDURE {func}();
-DROP EVENT TRIGGER IF EXISTS {rewrite_trigger};
-CREATE EVENT TRIGGER {rewrite_trigger} ON table_rewrite WHEN TAG IN ('ALTER TABLE') EXECUTE PROCEDURE {func}();
-DROP EVENT TRIGGER IF EXISTS {start_trigger};
-CREATE EVENT TRIGGER {start_trigger} ON ddl_command_start WHEN TAG IN ('ALTER TABLE') EXECUTE PROCEDURE {func}();
-ALTER EVENT TRIGGER {start_trigger} ENABLE ALWAYS;
-ALTER EVENT TRIGGER {trigger} ENABLE ALWAYS;
-ALTER EVENT TRIGGER {drop_trigger} ENABLE ALWAYS;
-ALTER EVENT TRIGGER {rewrite_trigger} ENABLE ALWAYS;
-"#,
-        guard = GUARD_SQL,
-        schema = quote::ident(crate::state::SCHEMA),
-        marker = crate::state::CREATE_MARKER_SQL.trim_start(),
-        record = record_sql(plan_name, &n),
-        key_table_in_string = key_table.replace('\'', "''"),
-        trigger = quote::ident(&n.trigger),
-        drop_trigger = quote::ident(&n.drop_trigger),
-        rewrite_trigger = quote::ident(&n.rewrite_trigger),
-        start_trigger = quote::ident(&n.start_trigger),
+    fill(
+        INSTALL_SQL,
+        &[
+            ("guard", GUARD_SQL),
+            ("schema", &quote::ident(crate::state::SCHEMA)),
+            ("marker", crate::state::CREATE_MARKER_SQL.trim_start()),
+            ("record", &record_sql(plan_name, &n)),
+            ("key_table", &key_table),
+            ("key_table_in_string", &key_table.replace('\'', "''")),
+            ("emit", &emit),
+            ("emit_tag", &emit_tag),
+            ("emit_body", &emit_body),
+            ("func", &func),
+            ("trigger_tag", &trigger_tag),
+            ("trigger_body", &trigger_body),
+            ("tags", &tags),
+            ("trigger", &quote::ident(&n.trigger)),
+            ("drop_trigger", &quote::ident(&n.drop_trigger)),
+            ("rewrite_trigger", &quote::ident(&n.rewrite_trigger)),
+            ("start_trigger", &quote::ident(&n.start_trigger)),
+        ],
     )
+}
+
+/// The script [`install_sql`] fills: schema, marker and record, key table, the two functions
+/// (their bodies dollar-quoted with a tag they do not contain) and the four event triggers.
+const INSTALL_SQL: &str = include_str!("install.sql");
+
+/// The body of the SECURITY DEFINER function every event trigger ends up in: it records what
+/// `sql_drop`, `ddl_command_start` and `table_rewrite` saw, publishes new tables and, at
+/// `ddl_command_end`, emits the message (see the module documentation of `cdc::ddl`).
+const CAPTURE_SQL: &str = include_str!("capture.sql");
+
+/// The body of the event trigger function: passes the event, the tag and the caller's
+/// `search_path` and role to the capture function.
+const TRIGGER_SQL: &str = include_str!("trigger.sql");
+
+/// `template` with each `{{name}}` replaced by the value given for `name`, in one pass: a
+/// value is copied as it is, never searched for placeholders, so quoted names or literals
+/// holding `{{` cannot change the SQL around them. A placeholder without a value stays as it
+/// is (the unit tests check that none is left in what [`install_sql`] writes).
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() * 2);
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let value = after.find("}}").and_then(|close| {
+            let name = &after[..close];
+            values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (close, *v))
+        });
+        match value {
+            Some((close, v)) => {
+                out.push_str(v);
+                rest = &after[close + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Refuses to install into a `pgmove` schema pgmove did not create (no marker table): a user's
@@ -582,5 +391,21 @@ mod tests {
             assert_eq!(a, b, "line {} differs", i + 1);
         }
         assert_eq!(now, golden);
+    }
+
+    #[test]
+    fn fill_substitutes_named_placeholders_once() {
+        let out = fill(
+            "a {{x}} b {{y}} {{x}} '{}' {{unknown}} {{",
+            &[("x", "{{y}}"), ("y", "$t$")],
+        );
+        assert_eq!(out, "a {{y}} b $t$ {{y}} '{}' {{unknown}} {{");
+    }
+
+    #[test]
+    fn every_placeholder_of_the_templates_has_a_value() {
+        let sql = install_sql("shop", &["app".to_string()], &["app.tmp_*".to_string()]);
+        assert!(!sql.contains("{{"), "{sql}");
+        assert!(!sql.contains("}}"), "{sql}");
     }
 }

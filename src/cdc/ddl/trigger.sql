@@ -1,0 +1,3 @@
+BEGIN
+  PERFORM {{emit}}(TG_EVENT, TG_TAG, pg_catalog.current_setting('search_path'), pg_catalog.current_setting('role'));
+END
