@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::cdc::run::{CdcError, CdcJob, CdcOutcome};
 use crate::cdc::slot::{SlotError, SlotProblem};
 use crate::cdc::stream::StreamError;
+use crate::cdc::{CdcError, CdcJob, CdcOutcome};
 use crate::pg::{Cause, Lsn, PgError};
 
 /// How long and how often to retry.

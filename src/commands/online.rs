@@ -110,7 +110,7 @@ pub(super) async fn apply_copy_cdc(
         Ok(t) => t,
         Err(e) => return report_failure(&Failure::runtime(e)),
     };
-    let cdc_job = crate::cdc::run::CdcJob {
+    let cdc_job = crate::cdc::CdcJob {
         plan_name: p.plan.name.clone(),
         source: p.source.clone(),
         target: p.target.clone(),
@@ -120,7 +120,7 @@ pub(super) async fn apply_copy_cdc(
         batch_changes: 5000,
         memory_limit: usize::try_from(p.plan.cdc.memory_limit).unwrap_or(usize::MAX),
         exit_when_caught_up: online.exit_when_caught_up,
-        ddl: crate::cdc::run::plan_ddl(&p.plan),
+        ddl: crate::cdc::plan_ddl(&p.plan),
     };
     eprintln!(
         "full load done (target consistent at {}); replicating changes from slot {} until stopped (Ctrl-C or SIGTERM)",
@@ -228,8 +228,8 @@ pub(super) fn cdc_job(
     target: &Endpoint,
     table_lsns: std::collections::HashMap<(String, String), crate::pg::Lsn>,
     exit_when_caught_up: bool,
-) -> crate::cdc::run::CdcJob {
-    crate::cdc::run::CdcJob {
+) -> crate::cdc::CdcJob {
+    crate::cdc::CdcJob {
         plan_name: plan.name.clone(),
         source: source.clone(),
         target: target.clone(),
@@ -239,7 +239,7 @@ pub(super) fn cdc_job(
         batch_changes: 5000,
         memory_limit: usize::try_from(plan.cdc.memory_limit).unwrap_or(usize::MAX),
         exit_when_caught_up,
-        ddl: crate::cdc::run::plan_ddl(plan),
+        ddl: crate::cdc::plan_ddl(plan),
     }
 }
 
@@ -283,7 +283,7 @@ async fn watch_cutover(
 /// lag allows; a failed attempt leaves replication running (the report says why).
 async fn auto_cutover(plan: Plan, source: Endpoint, target: Endpoint, g: Global) {
     loop {
-        match crate::cdc::run::applied_lsn(&target, &plan.name).await {
+        match crate::cdc::applied_lsn(&target, &plan.name).await {
             Ok(Some(_)) => break,
             _ => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
         }

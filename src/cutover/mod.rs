@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::cdc::run::{CdcError, CdcJob, CdcOutcome};
+use crate::cdc::{CdcError, CdcJob, CdcOutcome};
 use crate::pg::{quote, Endpoint, Lsn, PgError};
 use crate::plan::{Fence, Plan, Sequences, VerifyLevel};
 use crate::progress::Progress;
@@ -305,7 +305,7 @@ impl CutoverReport {
 }
 
 /// The plan's `pgmove.progress` row: applied LSN.
-const APPLIED_SQL: &str = crate::cdc::run::PROGRESS_SQL;
+const APPLIED_SQL: &str = crate::cdc::PROGRESS_SQL;
 /// The error the plan's last run recorded (`pgmove.runs.last_error`), if any.
 const RUN_ERROR_SQL: &str = "SELECT last_error FROM pgmove.runs WHERE plan_name = $1";
 /// The plan's cutover row: state, the read-only setting to restore.

@@ -57,7 +57,7 @@ pub mod defaults {
     pub const LARGE_OBJECTS: bool = true;
     pub const MAX_LAG: Duration = Duration::from_secs(5);
     /// `cdc.memory_limit`: what change capture keeps in memory, at most (see
-    /// [`crate::cdc::run::MemoryBudget`]).
+    /// [`crate::cdc::MemoryBudget`]).
     pub const CDC_MEMORY_LIMIT: u64 = 256 << 20;
     /// Below this the pieces of a large transaction get too small to apply fast.
     pub const MIN_CDC_MEMORY_LIMIT: u64 = 16 << 20;

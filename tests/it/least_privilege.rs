@@ -522,7 +522,7 @@ async fn change_apply_refuses_a_target_role_that_cannot_silence_triggers() {
         "app",
         &format!("CREATE ROLE tmig LOGIN PASSWORD '{DST_ROLE_PW}';"),
     );
-    let job = pgmove::cdc::run::CdcJob {
+    let job = pgmove::cdc::CdcJob {
         plan_name: "lp".to_string(),
         source: endpoint(&dst, Side::Source, "postgres", &dst.password),
         target: endpoint(&dst, Side::Target, "tmig", DST_ROLE_PW),
@@ -535,7 +535,7 @@ async fn change_apply_refuses_a_target_role_that_cannot_silence_triggers() {
         memory_limit: 256 << 20,
     };
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let err = pgmove::cdc::run::run(&job, stop)
+    let err = pgmove::cdc::run(&job, stop)
         .await
         .expect_err("the apply session must refuse to run with the target's triggers live")
         .to_string();
