@@ -3,17 +3,20 @@
 //!
 //! The front door is this module: what to capture ([`CdcJob`], built from a plan by
 //! [`CdcJob::for_plan`]), what it did ([`CdcOutcome`]) and how it failed ([`CdcError`]), how far
-//! the target is ([`applied_lsn`]), and [`run`], one attempt of the loop (see `run.rs`).
+//! the target is ([`applied_lsn`]), and how to run it: [`Capture::start`] until a stop condition, with
+//! retries of transient failures ([`CapturePolicy`]), or [`run`], one attempt of the loop.
 //! Below it, private: the loop (`run.rs`), the task applying its batches to the target
 //! (`applier.rs`), the conversion of pgoutput messages into changes (`convert.rs`), the spool
-//! of streamed transactions (`spool.rs`) and the retries of transient failures (`retry.rs`).
+//! of streamed transactions (`spool.rs`), the retries of transient failures (`retry.rs`) and
+//! the handle with its stop conditions (`capture.rs`).
 
 mod applier;
 pub mod apply;
+mod capture;
 mod convert;
 pub mod ddl;
 pub mod pgoutput;
-pub(crate) mod retry;
+mod retry;
 mod run;
 pub mod slot;
 pub mod spool;
@@ -27,6 +30,7 @@ use crate::cdc::ddl::DdlConfig;
 use crate::cdc::stream::StreamError;
 use crate::pg::{Endpoint, Lsn, PgError};
 
+pub use capture::{Capture, CaptureHandle, CapturePolicy, Stopper};
 pub use retry::RetryPolicy;
 pub use run::run;
 
@@ -53,6 +57,34 @@ pub struct CdcJob {
     /// ([`ddl::read_key`]); messages applied by hand are read from the target and added to
     /// `applied_by_hand`.
     pub ddl: Option<DdlConfig>,
+}
+
+/// Source changes per target transaction, at most, when the job comes from a plan.
+const BATCH_CHANGES: usize = 5000;
+
+impl CdcJob {
+    /// The change-capture job of `plan`: its slot and publication, `cdc.memory_limit` and
+    /// `cdc.ddl` ([`plan_ddl`]); `table_lsns` as the load recorded them.
+    pub fn for_plan(
+        plan: &crate::plan::Plan,
+        source: &Endpoint,
+        target: &Endpoint,
+        table_lsns: HashMap<(String, String), Lsn>,
+        exit_when_caught_up: bool,
+    ) -> CdcJob {
+        CdcJob {
+            plan_name: plan.name.clone(),
+            source: source.clone(),
+            target: target.clone(),
+            slot: plan.slot_name(),
+            publication: plan.publication_name(),
+            table_lsns,
+            batch_changes: BATCH_CHANGES,
+            memory_limit: usize::try_from(plan.cdc.memory_limit).unwrap_or(usize::MAX),
+            exit_when_caught_up,
+            ddl: plan_ddl(plan),
+        }
+    }
 }
 
 /// How [`CdcJob::memory_limit`] is shared out, so that what the loop holds stays under it
@@ -148,6 +180,10 @@ pub enum CdcError {
         attempts: u32,
         last: Box<CdcError>,
     },
+    /// The task running change capture ended without an outcome (it panicked or was
+    /// cancelled); see [`CaptureHandle::wait`].
+    #[error("{0}")]
+    Task(String),
 }
 
 /// What a run of the loop did.
@@ -200,5 +236,35 @@ mod tests {
         };
         assert!(change_bytes(&small) > 2 * std::mem::size_of::<Val>());
         assert!(change_bytes(&large) > 10_000 + change_bytes(&small));
+    }
+
+    #[test]
+    fn a_plans_job_has_its_names_limits_and_ddl_policy() {
+        let plan = crate::plan::parse(
+            "version: 1\nname: shop\nsource:\n  dsn: postgres://app@old/shop\ntarget:\n  dsn: postgres://app@new/shop\nstrategy: copy-cdc\ncdc:\n  slot: my_slot\n  memory_limit: 64MB\n  ddl: refuse\nobjects:\n  exclude: [public.tmp_*]\n",
+            "shop.yaml",
+        )
+        .expect("a valid plan");
+        let ep = |side| {
+            Endpoint::from_dsn(side, "postgres://app@old/shop", None, &|_| None).expect("a DSN")
+        };
+        let (source, target) = (ep(crate::pg::Side::Source), ep(crate::pg::Side::Target));
+        let lsns: HashMap<(String, String), Lsn> =
+            [(("public".to_string(), "t".to_string()), Lsn(42))].into();
+        let job = CdcJob::for_plan(&plan, &source, &target, lsns.clone(), true);
+        assert_eq!(job.plan_name, "shop");
+        assert_eq!(job.slot, "my_slot");
+        assert_eq!(job.publication, plan.publication_name());
+        assert_eq!(job.table_lsns, lsns);
+        assert_eq!(job.batch_changes, 5000);
+        assert_eq!(job.memory_limit, 64 << 20);
+        assert!(job.exit_when_caught_up);
+        let ddl = job.ddl.expect("cdc.ddl is configured");
+        assert_eq!(ddl.policy, ddl::DdlPolicy::Refuse);
+        assert_eq!(ddl.exclude, vec!["public.tmp_*".to_string()]);
+        assert!(
+            ddl.key.is_empty(),
+            "the key is read from the source at start"
+        );
     }
 }

@@ -95,7 +95,10 @@ pub fn classify(e: &CdcError) -> Class {
         CdcError::Pg(p) => classify_pg(p),
         CdcError::Applying { source, .. } => classify_pg(source),
         CdcError::Stream(s) => classify_stream(s),
-        CdcError::Apply { .. } | CdcError::Ddl { .. } | CdcError::GaveUp { .. } => Class::Permanent,
+        CdcError::Apply { .. }
+        | CdcError::Ddl { .. }
+        | CdcError::GaveUp { .. }
+        | CdcError::Task(_) => Class::Permanent,
     }
 }
 

@@ -3,7 +3,6 @@
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
-use super::online::cdc_job;
 use super::{load_with_endpoints, report_failure, Failure, Global};
 use crate::exit;
 use crate::pg::Endpoint;
@@ -50,7 +49,7 @@ pub async fn cutover(path: &Path, dry_run: bool, timeout: std::time::Duration, g
     let table_lsns = copy_cdc::table_lsns(&target, &plan.name)
         .await
         .unwrap_or_default();
-    let cdc_job = cdc_job(&plan, &source, &target, table_lsns, false);
+    let cdc_job = crate::cdc::CdcJob::for_plan(&plan, &source, &target, table_lsns, false);
     let job = crate::cutover::CutoverJob {
         plan: plan.clone(),
         source,

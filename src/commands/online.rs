@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::apply::{confirm, create_roles, print_dry_run};
 use super::{report_failure, Failure, Global, Prepared};
+use crate::cdc::{Capture, CapturePolicy, CdcJob, Stopper};
 use crate::exit;
 use crate::pg::Endpoint;
 use crate::plan::{self, Plan};
@@ -72,16 +73,6 @@ pub(super) async fn apply_copy_cdc(
         );
         return exit::OK;
     }
-    // Change capture until stopped (Ctrl-C / SIGTERM) or cut over.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stop_tx = std::sync::Arc::new(stop_tx);
-    {
-        let stop_tx = stop_tx.clone();
-        tokio::spawn(async move {
-            wait_for_stop_signal().await;
-            let _ = stop_tx.send(true);
-        });
-    }
     // The plan's lock, held while change capture runs: `pgmove cutover` and `cleanup` see that
     // an apply is running.
     let lock = match crate::state::State::open(&p.target, &p.plan.name).await {
@@ -91,48 +82,35 @@ pub(super) async fn apply_copy_cdc(
         }
         Err(e) => return report_failure(&Failure::runtime(e)),
     };
-    let cut_over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    tokio::spawn(watch_cutover(
-        p.target.clone(),
-        p.plan.name.clone(),
-        stop_tx.clone(),
-        cut_over.clone(),
-    ));
-    if p.plan.cutover.mode == plan::CutoverMode::Auto {
-        tokio::spawn(auto_cutover(
-            p.plan.clone(),
-            p.source.clone(),
-            p.target.clone(),
-            g,
-        ));
-    }
     let table_lsns = match copy_cdc::table_lsns(&p.target, &p.plan.name).await {
         Ok(t) => t,
         Err(e) => return report_failure(&Failure::runtime(e)),
     };
-    let cdc_job = crate::cdc::CdcJob {
-        plan_name: p.plan.name.clone(),
-        source: p.source.clone(),
-        target: p.target.clone(),
-        slot: job.slot.clone(),
-        publication: job.publication.clone(),
+    let cdc_job = CdcJob::for_plan(
+        &p.plan,
+        &p.source,
+        &p.target,
         table_lsns,
-        batch_changes: 5000,
-        memory_limit: usize::try_from(p.plan.cdc.memory_limit).unwrap_or(usize::MAX),
-        exit_when_caught_up: online.exit_when_caught_up,
-        ddl: crate::cdc::plan_ddl(&p.plan),
-    };
+        online.exit_when_caught_up,
+    );
     eprintln!(
         "full load done (target consistent at {}); replicating changes from slot {} until stopped (Ctrl-C or SIGTERM)",
         loaded.consistent_lsn.as_deref().unwrap_or("?"),
         job.slot
     );
-    let replicated = crate::cdc::retry::run(
-        &cdc_job,
-        stop_rx,
-        &crate::cdc::retry::RetryPolicy::default(),
-    )
-    .await;
+    // Change capture until stopped (Ctrl-C / SIGTERM), cut over, or caught up.
+    let capture = Capture::start(cdc_job, CapturePolicy::apply());
+    let stopper = capture.stopper();
+    if p.plan.cutover.mode == plan::CutoverMode::Auto {
+        tokio::spawn(auto_cutover(
+            p.plan.clone(),
+            p.source.clone(),
+            p.target.clone(),
+            stopper.clone(),
+            g,
+        ));
+    }
+    let replicated = capture.wait().await;
     match replicated.map(|r| (loaded, r)) {
         Ok((outcome, cdc)) => {
             let secs = started.elapsed().as_secs_f64();
@@ -160,7 +138,7 @@ pub(super) async fn apply_copy_cdc(
                     path.display()
                 ),
             }
-            if cut_over.load(std::sync::atomic::Ordering::SeqCst) {
+            if stopper.is_cut_over() {
                 eprintln!(
                     "plan {} is cut over: the target is live; next: pgmove cleanup {}",
                     p.plan.name,
@@ -198,90 +176,9 @@ async fn slot_lost_failure(
     Some(Failure::runtime(message))
 }
 
-/// Returns on Ctrl-C or SIGTERM.
-async fn wait_for_stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// The change-capture job of a plan.
-pub(super) fn cdc_job(
-    plan: &Plan,
-    source: &Endpoint,
-    target: &Endpoint,
-    table_lsns: std::collections::HashMap<(String, String), crate::pg::Lsn>,
-    exit_when_caught_up: bool,
-) -> crate::cdc::CdcJob {
-    crate::cdc::CdcJob {
-        plan_name: plan.name.clone(),
-        source: source.clone(),
-        target: target.clone(),
-        slot: plan.slot_name(),
-        publication: plan.publication_name(),
-        table_lsns,
-        batch_changes: 5000,
-        memory_limit: usize::try_from(plan.cdc.memory_limit).unwrap_or(usize::MAX),
-        exit_when_caught_up,
-        ddl: crate::cdc::plan_ddl(plan),
-    }
-}
-
-/// Stops change capture (through `stop`) once `pgmove.cutover` says the plan is cut over.
-async fn watch_cutover(
-    target: Endpoint,
-    plan: String,
-    stop: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
-    cut_over: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) {
-    let mut client = None;
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        if *stop.borrow() {
-            return;
-        }
-        if client.is_none() {
-            client = target.connect().await.ok();
-        }
-        let Some(c) = client.as_ref() else { continue };
-        match c
-            .query_opt(
-                "SELECT state FROM pgmove.cutover WHERE plan_name = $1",
-                &[&plan],
-            )
-            .await
-        {
-            Ok(Some(row)) if row.get::<_, String>(0) == "done" => {
-                tracing::info!("cutover done: change capture stops");
-                cut_over.store(true, std::sync::atomic::Ordering::SeqCst);
-                let _ = stop.send(true);
-                return;
-            }
-            Ok(_) => {}
-            Err(_) => client = None,
-        }
-    }
-}
-
 /// `cutover.mode: auto`: cuts over from inside apply as soon as change capture runs and the
 /// lag allows; a failed attempt leaves replication running (the report says why).
-async fn auto_cutover(plan: Plan, source: Endpoint, target: Endpoint, g: Global) {
+async fn auto_cutover(plan: Plan, source: Endpoint, target: Endpoint, stopper: Stopper, g: Global) {
     loop {
         match crate::cdc::applied_lsn(&target, &plan.name).await {
             Ok(Some(_)) => break,
@@ -296,7 +193,12 @@ async fn auto_cutover(plan: Plan, source: Endpoint, target: Endpoint, g: Global)
         timeout: std::time::Duration::from_secs(365 * 24 * 3600),
         progress: Progress::new(g.format != Format::Json),
     };
-    match crate::cutover::run(&job).await {
+    let result = crate::cutover::run(&job).await;
+    if result.as_ref().is_ok_and(|r| r.is_live()) {
+        // The target is live: change capture stops now (it would see the cutover anyway).
+        stopper.stop_cut_over();
+    }
+    match result {
         Ok(report) if report.is_live() => match g.format {
             Format::Json => eprintln!("{}", report.render_json()),
             Format::Markdown => eprint!("{}", report.render_markdown()),

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::cdc::{CdcError, CdcJob, CdcOutcome};
+use crate::cdc::CdcJob;
 use crate::pg::{quote, Endpoint, Lsn, PgError};
 use crate::plan::{Fence, Plan, Sequences, VerifyLevel};
 use crate::progress::Progress;
@@ -551,7 +551,10 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
             // restarted target): leave the applying to it.
             let streaming = slot_active(&job.source, &cdc.slot).await?;
             if got && !streaming {
-                own = Some(OwnApplier::start((**cdc).clone()));
+                own = Some(crate::cdc::Capture::start(
+                    (**cdc).clone(),
+                    crate::cdc::CapturePolicy::until_stopped(),
+                ));
                 Some(lock)
             } else {
                 None
@@ -626,7 +629,7 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
             .await;
     }
     if let Some(o) = own.take() {
-        if let Err(e) = o.stop().await {
+        if let Err(e) = o.stop_and_wait().await {
             if report.error.is_none() {
                 report.error = Some(format!("change capture: {e}"));
             }
@@ -644,37 +647,8 @@ struct Fenced {
     prev: Option<String>,
 }
 
-/// Change capture run by cutover itself.
-struct OwnApplier {
-    stop: tokio::sync::watch::Sender<bool>,
-    handle: tokio::task::JoinHandle<Result<CdcOutcome, CdcError>>,
-}
-
-impl OwnApplier {
-    fn start(job: CdcJob) -> OwnApplier {
-        let (stop, rx) = tokio::sync::watch::channel(false);
-        let handle = tokio::spawn(async move {
-            crate::cdc::retry::run(&job, rx, &crate::cdc::retry::RetryPolicy::default()).await
-        });
-        OwnApplier { stop, handle }
-    }
-
-    /// The error it stopped with, if it stopped.
-    fn failed(&mut self) -> Option<String> {
-        if !self.handle.is_finished() {
-            return None;
-        }
-        Some("change capture stopped unexpectedly".into())
-    }
-
-    async fn stop(self) -> Result<CdcOutcome, String> {
-        let _ = self.stop.send(true);
-        match self.handle.await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("change capture task: {e}")),
-        }
-    }
-}
+/// Change capture run by cutover itself ([`Applier::OwnIfIdle`]), until cutover stops it.
+type OwnApplier = crate::cdc::CaptureHandle;
 
 /// A failure inside the steps; the report's error.
 #[derive(Debug, thiserror::Error)]
@@ -934,10 +908,10 @@ async fn wait_applied(
             }
         }
         if let Some(o) = own.as_mut() {
-            if let Some(why) = o.failed() {
-                let o = own.take();
-                let detail = match o {
-                    Some(o) => o.stop().await.err().unwrap_or(why),
+            if o.is_finished() {
+                let why = "change capture stopped unexpectedly".to_string();
+                let detail = match own.take() {
+                    Some(o) => o.stop_and_wait().await.err().map_or(why, |e| e.to_string()),
                     None => why,
                 };
                 return Err(StepError::Other(format!(
