@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::applier::{Applier, Batch, Piece};
-use super::convert::{always_identity, convert, vals, Txn};
+use super::convert::{always_identity, convert, vals, AlwaysIdentity, Txn};
 use super::ddl::{self, DdlConfig, DdlPolicy};
 use super::pgoutput::{self, Message, OldTuple};
 use super::spool::{self, Spools};
@@ -114,178 +114,281 @@ pub async fn run(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<CdcOutcome, CdcError> {
     let mut applier: Option<Applier> = None;
-    let r = run_loop(job, stop, &mut applier).await;
+    let r = match ApplyLoop::start(job, stop, &mut applier).await {
+        Ok(l) => l.run().await,
+        Err(e) => Err(e),
+    };
     if let Some(a) = applier {
         a.shutdown().await;
     }
     r
 }
 
-async fn run_loop(
-    job: &CdcJob,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-    applier_slot: &mut Option<Applier>,
-) -> Result<CdcOutcome, CdcError> {
-    let target = job.target.connect().await?;
-    let mut settings: String = apply::SESSION_SETTINGS
-        .iter()
-        .map(|(k, v)| format!("SET {k} = {};", quote::literal(v)))
-        .collect();
-    settings.push_str("SET synchronous_commit = on;");
-    target
-        .batch_execute(&settings)
-        .await
-        .map_err(|e| job.target.query_error("setting up the apply session", &e))?;
-    // Triggers and foreign keys on the target must not fire for replicated rows (the source
-    // already ran them): without the right, apply refuses rather than fire them (a trigger
-    // that inserts elsewhere ends on a duplicate key, or worse, silently doubles rows).
-    // `pgmove plan` reports it (preflight `target-replication-role`).
-    target
-        .batch_execute(REPLICA_ROLE_SQL)
-        .await
-        .map_err(|e| {
-            job.target.query_error(
-                "setting session_replication_role = replica for the apply session (needed so the target's triggers and foreign keys do not fire again for replicated changes; as a superuser: GRANT SET ON PARAMETER session_replication_role TO the target role, on RDS/Aurora GRANT rds_superuser to it)",
-                &e,
+/// What the stream gave the loop next.
+enum Next {
+    /// A message (from the server, or replayed from the spool).
+    Message(Message),
+    /// Nothing for a while ([`idle_after`]).
+    Idle,
+    /// `stop` turned true.
+    Stop,
+    /// The server ended the stream.
+    End,
+}
+
+/// A message [`ApplyLoop::unspool`] looked at.
+enum Unspooled {
+    /// Not part of a stream block: for [`ApplyLoop::receive`].
+    Message(Message),
+    /// Taken by the spool (or a Stream Start/Stop/Commit).
+    Spooled,
+    /// A subtransaction holding DDL rolled back in a streamed transaction: start over
+    /// without streaming ([`ApplyLoop::restart_without_streaming`]).
+    RestartWithoutStreaming,
+}
+
+/// What the loop does after a message.
+enum Flow {
+    Go,
+    /// End the stream cleanly (the slot learns what the target committed), then fail.
+    StopAndFail(CdcError),
+}
+
+/// One run of change capture on one target session: the replication stream, what is being
+/// received (the transaction in hand, the spooled streamed ones, the batch for the target),
+/// and what the target has committed so far.
+struct ApplyLoop<'a> {
+    job: &'a CdcJob,
+    stop: tokio::sync::watch::Receiver<bool>,
+    /// The apply task ([`run`] shuts it down, whatever happens here).
+    applier: &'a mut Applier,
+    stream: ChangeStream,
+    stream_opts: StreamOptions,
+    /// `ALTER TYPE ... ADD VALUE` runs in a transaction block from PostgreSQL 12 on only.
+    target_version: i32,
+    /// `None`: DDL messages are skipped.
+    ddl_cfg: Option<DdlConfig>,
+    budget: MemoryBudget,
+    /// The relation cache: Relation messages by oid.
+    rels: HashMap<u32, pgoutput::Relation>,
+    always: AlwaysIdentity,
+    /// The source transaction being received.
+    txn: Option<Txn>,
+    /// Streamed transactions (protocol 2): spooled until their Stream Commit, then replayed
+    /// through this loop as ordinary transactions ([`spool`]).
+    spools: Spools,
+    replay: Option<spool::Replay>,
+    /// Whole source transactions not yet handed to the applier.
+    batch: Batch,
+    /// End LSN of the last source transaction the target committed (and the slot confirmed).
+    applied: Lsn,
+    outcome: CdcOutcome,
+    last_idle_advance: Instant,
+    /// With exit_when_caught_up: the source's WAL position when the stream first went idle.
+    caught_up_goal: Option<Lsn>,
+}
+
+impl<'a> ApplyLoop<'a> {
+    /// Sets up the apply session and the apply task (in `applier_slot`), reads where the
+    /// target is, and opens the stream from there.
+    async fn start(
+        job: &'a CdcJob,
+        stop: tokio::sync::watch::Receiver<bool>,
+        applier_slot: &'a mut Option<Applier>,
+    ) -> Result<ApplyLoop<'a>, CdcError> {
+        let target = job.target.connect().await?;
+        let mut settings: String = apply::SESSION_SETTINGS
+            .iter()
+            .map(|(k, v)| format!("SET {k} = {};", quote::literal(v)))
+            .collect();
+        settings.push_str("SET synchronous_commit = on;");
+        target
+            .batch_execute(&settings)
+            .await
+            .map_err(|e| job.target.query_error("setting up the apply session", &e))?;
+        // Triggers and foreign keys on the target must not fire for replicated rows (the source
+        // already ran them): without the right, apply refuses rather than fire them (a trigger
+        // that inserts elsewhere ends on a duplicate key, or worse, silently doubles rows).
+        // `pgmove plan` reports it (preflight `target-replication-role`).
+        target
+            .batch_execute(REPLICA_ROLE_SQL)
+            .await
+            .map_err(|e| {
+                job.target.query_error(
+                    "setting session_replication_role = replica for the apply session (needed so the target's triggers and foreign keys do not fire again for replicated changes; as a superuser: GRANT SET ON PARAMETER session_replication_role TO the target role, on RDS/Aurora GRANT rds_superuser to it)",
+                    &e,
+                )
+            })?;
+        // `ALTER TYPE ... ADD VALUE` runs in a transaction block from PostgreSQL 12 on only.
+        let target_version: i32 = target
+            .query_one(
+                "SELECT pg_catalog.current_setting('server_version_num')::int",
+                &[],
             )
-        })?;
-    // `ALTER TYPE ... ADD VALUE` runs in a transaction block from PostgreSQL 12 on only.
-    let target_version: i32 = target
-        .query_one(
-            "SELECT pg_catalog.current_setting('server_version_num')::int",
-            &[],
-        )
-        .await
-        .map_err(|e| job.target.query_error("reading the server version", &e))?
-        .get(0);
-    // Changes to different tables commute only when no trigger or foreign key fires.
-    let applier = applier_slot.insert(Applier::start(job, target, true));
-    let start = applied_lsn(&job.target, &job.plan_name).await?;
-    let mut applied = start.unwrap_or(Lsn(0));
-    let ddl_cfg = ddl_config(job).await?;
-    let mut stream_opts = StreamOptions {
-        // What the target committed reaches the slot soon, and `stop` (which waits for
-        // the last confirmed LSN to be reported) does not wait up to a second for it.
-        status_interval: Duration::from_millis(100),
-        stall_timeout: crate::cdc::stream::stall_timeout_for(
-            wal_sender_timeout_ms(&job.source).await,
-        ),
-        ..StreamOptions::default()
-    };
-    let pubs = publications(job).await?;
-    let pubs: Vec<&str> = pubs.iter().map(String::as_str).collect();
-    let mut stream =
-        ChangeStream::start_with(&job.source, &job.slot, &pubs, applied, &stream_opts).await?;
-    tracing::info!(slot = %job.slot, from = %applied, "change capture started");
-
-    let mut rels: HashMap<u32, pgoutput::Relation> = HashMap::new();
-    let always = always_identity(job).await?;
-    let mut txn: Option<Txn> = None;
-    // Streamed transactions (protocol 2): spooled until their Stream Commit, then replayed
-    // through this loop as ordinary transactions ([`spool`]).
-    let budget = MemoryBudget::of(job.memory_limit);
-    let mut spools = Spools::new(budget.spool);
-    spools.watch(ddl_cfg.as_ref().map(|c| ddl::prefix(&c.plan_name)));
-    let mut replay: Option<spool::Replay> = None;
-    let mut batch = Batch::default();
-    let mut outcome = CdcOutcome::default();
-    let mut last_idle_advance = Instant::now();
-    // With exit_when_caught_up: the source's WAL position when the stream first went idle.
-    let mut caught_up_goal: Option<Lsn> = None;
-
-    loop {
-        // A committed streamed transaction goes through first, message by message.
-        let replayed = match replay.as_mut() {
-            Some(r) => r.next_message().map_err(|e| spool_error(e, applied))?,
-            None => None,
+            .await
+            .map_err(|e| job.target.query_error("reading the server version", &e))?
+            .get(0);
+        // Changes to different tables commute only when no trigger or foreign key fires.
+        let applier = applier_slot.insert(Applier::start(job, target, true));
+        let start = applied_lsn(&job.target, &job.plan_name).await?;
+        let applied = start.unwrap_or(Lsn(0));
+        let ddl_cfg = ddl_config(job).await?;
+        let stream_opts = StreamOptions {
+            // What the target committed reaches the slot soon, and `stop` (which waits for
+            // the last confirmed LSN to be reported) does not wait up to a second for it.
+            status_interval: Duration::from_millis(100),
+            stall_timeout: crate::cdc::stream::stall_timeout_for(
+                wal_sender_timeout_ms(&job.source).await,
+            ),
+            ..StreamOptions::default()
         };
-        if replayed.is_none() {
-            replay = None;
-        }
-        let stopping = *stop.borrow();
-        let next = if let Some(m) = replayed {
-            Some(Ok(Ok(Some((Lsn(0), m)))))
-        } else if stopping {
-            None
-        } else {
-            tokio::select! {
-                _ = stop.changed() => None,
-                r = tokio::time::timeout(idle_after(job, &batch), stream.next()) => Some(r),
-            }
-        };
-        let msg = match next {
-            None => {
-                // Stop: finish what is in hand (whole transactions only).
-                flush(
-                    applier,
-                    &mut stream,
-                    &mut batch,
-                    &mut applied,
-                    &mut outcome,
-                    true,
-                )
-                .await?;
-                break;
-            }
-            Some(Err(_elapsed)) => {
-                let had_batch = batch.end.is_some();
-                let end = stream.server_wal_end();
-                if txn.is_none()
-                    && spools.is_empty()
-                    && end > applier.queued.max(applied)
-                    && batch.end.is_none_or(|e| end > e)
-                    && (batch.end.is_some()
-                        || job.exit_when_caught_up
-                        || last_idle_advance.elapsed() > Duration::from_secs(2))
-                {
-                    // No transaction of ours half received (nor a streamed one open) and the
-                    // server has sent everything before its WAL end: record and confirm that
-                    // (with the batch in hand, if any), so the slot does not hold WAL for other
-                    // databases' or tables' traffic.
-                    batch.end = Some(end);
-                    last_idle_advance = Instant::now();
+        let pubs = publications(job).await?;
+        let pubs: Vec<&str> = pubs.iter().map(String::as_str).collect();
+        let stream =
+            ChangeStream::start_with(&job.source, &job.slot, &pubs, applied, &stream_opts).await?;
+        tracing::info!(slot = %job.slot, from = %applied, "change capture started");
+
+        let always = always_identity(job).await?;
+        let budget = MemoryBudget::of(job.memory_limit);
+        let mut spools = Spools::new(budget.spool);
+        spools.watch(ddl_cfg.as_ref().map(|c| ddl::prefix(&c.plan_name)));
+        Ok(ApplyLoop {
+            job,
+            stop,
+            applier,
+            stream,
+            stream_opts,
+            target_version,
+            ddl_cfg,
+            budget,
+            rels: HashMap::new(),
+            always,
+            txn: None,
+            spools,
+            replay: None,
+            batch: Batch::default(),
+            applied,
+            outcome: CdcOutcome::default(),
+            last_idle_advance: Instant::now(),
+            caught_up_goal: None,
+        })
+    }
+
+    /// Receives and applies until stopped, caught up (with `exit_when_caught_up`), the end of
+    /// the stream, or a failure.
+    async fn run(mut self) -> Result<CdcOutcome, CdcError> {
+        loop {
+            let msg = match self.next().await? {
+                Next::Message(m) => m,
+                Next::Stop => {
+                    // Stop: finish what is in hand (whole transactions only).
+                    self.flush(true).await?;
+                    break;
                 }
-                // Caught up? Once nothing is left to hand over: wait for what was, then compare.
-                let caught_up_check = job.exit_when_caught_up && txn.is_none() && !had_batch;
-                flush(
-                    applier,
-                    &mut stream,
-                    &mut batch,
-                    &mut applied,
-                    &mut outcome,
-                    caught_up_check,
-                )
-                .await?;
-                if caught_up_check {
-                    let goal = *caught_up_goal.get_or_insert(current_wal_lsn(job).await?);
-                    if applied >= goal {
-                        tracing::info!(%applied, "caught up with the source");
+                Next::Idle => {
+                    if self.idle().await? {
                         break;
                     }
+                    continue;
                 }
-                continue;
+                Next::End => break,
+            };
+            let msg = match self.unspool(msg)? {
+                Unspooled::Message(m) => m,
+                Unspooled::Spooled => continue,
+                Unspooled::RestartWithoutStreaming => {
+                    self = self.restart_without_streaming().await?;
+                    continue;
+                }
+            };
+            tracing::trace!(kind = msg.kind(), applied = %self.applied, "pgoutput message");
+            if let Flow::StopAndFail(e) = self.receive(msg).await? {
+                let _ = self.stream.stop().await;
+                return Err(e);
             }
-            Some(Ok(r)) => match r? {
-                Some((_, m)) => m,
-                None => break,
-            },
+            self.send_large_transaction().await?;
+        }
+        self.finish().await
+    }
+
+    /// The next message: a committed streamed transaction's from the spool first, else the
+    /// stream's, unless `stop` turned true or the stream stays silent for [`idle_after`].
+    async fn next(&mut self) -> Result<Next, CdcError> {
+        let replayed = match self.replay.as_mut() {
+            Some(r) => r.next_message().map_err(|e| spool_error(e, self.applied))?,
+            None => None,
         };
-        // Streamed transactions: their messages wait in the spool until Stream Commit, then
-        // come back above as Begin, messages, Commit. Nothing of them is applied or confirmed
-        // before; one aborted, or not committed before a restart, leaves no trace.
-        let msg = match msg {
+        if let Some(m) = replayed {
+            return Ok(Next::Message(m));
+        }
+        self.replay = None;
+        if *self.stop.borrow() {
+            return Ok(Next::Stop);
+        }
+        let idle = idle_after(self.job, &self.batch);
+        let next = tokio::select! {
+            _ = self.stop.changed() => None,
+            r = tokio::time::timeout(idle, self.stream.next()) => Some(r),
+        };
+        Ok(match next {
+            None => Next::Stop,
+            Some(Err(_elapsed)) => Next::Idle,
+            Some(Ok(r)) => match r? {
+                Some((_, m)) => Next::Message(m),
+                None => Next::End,
+            },
+        })
+    }
+
+    /// The stream is silent: confirms the server's WAL end when nothing of ours is half
+    /// received, hands over the batch in hand; true once caught up (`exit_when_caught_up`).
+    async fn idle(&mut self) -> Result<bool, CdcError> {
+        let had_batch = self.batch.end.is_some();
+        let end = self.stream.server_wal_end();
+        if self.txn.is_none()
+            && self.spools.is_empty()
+            && end > self.applier.queued.max(self.applied)
+            && self.batch.end.is_none_or(|e| end > e)
+            && (self.batch.end.is_some()
+                || self.job.exit_when_caught_up
+                || self.last_idle_advance.elapsed() > Duration::from_secs(2))
+        {
+            // No transaction of ours half received (nor a streamed one open) and the server
+            // has sent everything before its WAL end: record and confirm that (with the batch
+            // in hand, if any), so the slot does not hold WAL for other databases' or tables'
+            // traffic.
+            self.batch.end = Some(end);
+            self.last_idle_advance = Instant::now();
+        }
+        // Caught up? Once nothing is left to hand over: wait for what was, then compare.
+        let caught_up_check = self.job.exit_when_caught_up && self.txn.is_none() && !had_batch;
+        self.flush(caught_up_check).await?;
+        if caught_up_check {
+            // (Read at every check, as before the loop was a struct; only the first counts.)
+            let now = current_wal_lsn(self.job).await?;
+            let goal = *self.caught_up_goal.get_or_insert(now);
+            if self.applied >= goal {
+                tracing::info!(applied = %self.applied, "caught up with the source");
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Streamed transactions: their messages wait in the spool until Stream Commit, then come
+    /// back through [`ApplyLoop::next`] as Begin, messages, Commit. Nothing of them is applied
+    /// or confirmed before; one aborted, or not committed before a restart, leaves no trace.
+    fn unspool(&mut self, msg: Message) -> Result<Unspooled, CdcError> {
+        let applied = self.applied;
+        match msg {
             Message::StreamStart(s) => {
-                spools
+                self.spools
                     .start(s.xid, s.first_segment)
                     .map_err(|e| spool_error(e, applied))?;
-                continue;
             }
-            Message::StreamStop => {
-                spools.stop();
-                continue;
-            }
+            Message::StreamStop => self.spools.stop(),
             Message::StreamAbort(a) => {
-                if spools.abort(a.xid, a.subxid) {
+                if self.spools.abort(a.xid, a.subxid) {
                     // pgoutput sends a streamed message with the top-level xid: whether the
                     // DDL message belonged to the subtransaction that rolled back is unknown.
                     // Start over without streaming: the server then sends that transaction
@@ -295,30 +398,18 @@ async fn run_loop(
                         subxid = a.subxid,
                         "a subtransaction rolled back in a streamed transaction holding DDL: resuming without streaming of in-progress transactions"
                     );
-                    flush(
-                        applier,
-                        &mut stream,
-                        &mut batch,
-                        &mut applied,
-                        &mut outcome,
-                        true,
-                    )
-                    .await?;
-                    let _ = stream.stop().await;
-                    stream_opts.streaming = false;
-                    stream = restart_stream(job, applied, &stream_opts).await?;
-                    spools = Spools::new(budget.spool);
-                    txn = None;
-                    replay = None;
+                    return Ok(Unspooled::RestartWithoutStreaming);
                 }
-                continue;
             }
             Message::StreamCommit(c) => {
-                replay = Some(spools.commit(&c).map_err(|e| spool_error(e, applied))?);
-                continue;
+                self.replay = Some(
+                    self.spools
+                        .commit(&c)
+                        .map_err(|e| spool_error(e, applied))?,
+                );
             }
-            m if spools.block().is_some() => {
-                let raw = match (&m, stream.last_raw()) {
+            m if self.spools.block().is_some() => {
+                let raw = match (&m, self.stream.last_raw()) {
                     (Message::Begin(_) | Message::Commit(_), _) | (_, None) => None,
                     (_, Some((lsn, raw))) => Some((*lsn, raw.clone())),
                 };
@@ -328,20 +419,36 @@ async fn run_loop(
                         message: format!("{} inside a stream block", m.kind()),
                     });
                 };
-                spools
+                self.spools
                     .push(lsn, &m, raw)
                     .map_err(|e| spool_error(e, applied))?;
-                continue;
             }
-            m => m,
-        };
-        tracing::trace!(kind = msg.kind(), %applied, "pgoutput message");
+            m => return Ok(Unspooled::Message(m)),
+        }
+        Ok(Unspooled::Spooled)
+    }
+
+    /// Applies what is in hand, then opens a new session without streaming of in-progress
+    /// transactions, from what the target applied.
+    async fn restart_without_streaming(mut self) -> Result<ApplyLoop<'a>, CdcError> {
+        self.flush(true).await?;
+        let _ = self.stream.stop().await;
+        self.stream_opts.streaming = false;
+        self.stream = restart_stream(self.job, self.applied, &self.stream_opts).await?;
+        self.spools = Spools::new(self.budget.spool);
+        self.txn = None;
+        self.replay = None;
+        Ok(self)
+    }
+
+    /// One message of an ordinary (or replayed) transaction.
+    async fn receive(&mut self, msg: Message) -> Result<Flow, CdcError> {
         match msg {
             Message::Begin(b) => {
-                txn = Some(Txn {
+                self.txn = Some(Txn {
                     commit_lsn: b.final_lsn,
                     // Applied before a restart (the server normally skips those itself).
-                    skip: b.final_lsn < applied,
+                    skip: b.final_lsn < self.applied,
                     pending: Vec::new(),
                     sql: Vec::new(),
                     changes: 0,
@@ -354,327 +461,325 @@ async fn run_loop(
             Message::Relation(r) => {
                 // A relation already known is described again after it changed (DDL): the
                 // changes received so far were made with its earlier shape.
-                if rels.contains_key(&r.oid) {
-                    if let Some(t) = txn.as_mut() {
-                        convert(job, &rels, &always, t)?;
+                if self.rels.contains_key(&r.oid) {
+                    if let Some(t) = self.txn.as_mut() {
+                        convert(self.job, &self.rels, &self.always, t)?;
                     }
                 }
-                rels.insert(r.oid, r);
+                self.rels.insert(r.oid, r);
             }
             Message::Insert(i) => {
-                let new = vals(&i.new).map_err(|m| CdcError::Apply {
-                    lsn: applied,
-                    message: m,
-                })?;
-                if let Some(t) = txn.as_mut() {
-                    t.push((
-                        i.relation,
-                        Change::Insert {
-                            rel: i.relation,
-                            new,
-                        },
-                    ));
-                }
+                let new = self.values(&i.new)?;
+                self.push(
+                    i.relation,
+                    Change::Insert {
+                        rel: i.relation,
+                        new,
+                    },
+                );
             }
             Message::Update(u) => {
-                let new = vals(&u.new).map_err(|m| CdcError::Apply {
-                    lsn: applied,
-                    message: m,
-                })?;
+                let new = self.values(&u.new)?;
                 let old = match &u.old {
-                    Some(o) => Some(vals(o.values()).map_err(|m| CdcError::Apply {
-                        lsn: applied,
-                        message: m,
-                    })?),
+                    Some(o) => Some(self.values(o.values())?),
                     None => None,
                 };
-                if let Some(t) = txn.as_mut() {
-                    t.push((
-                        u.relation,
-                        Change::Update {
-                            rel: u.relation,
-                            old,
-                            new,
-                        },
-                    ));
-                }
+                let rel = u.relation;
+                self.push(rel, Change::Update { rel, old, new });
             }
             Message::Delete(d) => {
                 let old = match &d.old {
-                    OldTuple::Key(v) | OldTuple::Full(v) => vals(v),
-                }
-                .map_err(|m| CdcError::Apply {
-                    lsn: applied,
-                    message: m,
-                })?;
-                if let Some(t) = txn.as_mut() {
-                    t.push((
-                        d.relation,
-                        Change::Delete {
-                            rel: d.relation,
-                            old,
-                        },
-                    ));
-                }
+                    OldTuple::Key(v) | OldTuple::Full(v) => self.values(v)?,
+                };
+                self.push(
+                    d.relation,
+                    Change::Delete {
+                        rel: d.relation,
+                        old,
+                    },
+                );
             }
             Message::Truncate(tr) => {
-                if let Some(t) = txn.as_mut() {
-                    let first = tr.relations.first().copied().unwrap_or(0);
-                    t.push((
-                        first,
-                        Change::Truncate {
-                            rels: tr.relations.clone(),
-                            cascade: tr.cascade,
-                            restart_identity: tr.restart_identity,
-                        },
-                    ));
-                }
+                let first = tr.relations.first().copied().unwrap_or(0);
+                self.push(
+                    first,
+                    Change::Truncate {
+                        rels: tr.relations,
+                        cascade: tr.cascade,
+                        restart_identity: tr.restart_identity,
+                    },
+                );
             }
-            Message::Commit(c) => {
-                let mut t = match txn.take() {
-                    Some(t) => t,
-                    None => continue,
-                };
-                if t.skip {
-                    continue; // applied before a restart
-                }
-                if c.end_lsn <= applied {
-                    if t.open {
-                        // Begin said it was not applied yet (its commit LSN is past the
-                        // progress row), so this cannot happen; its pieces are rolled back.
-                        return Err(CdcError::Apply {
-                            lsn: c.end_lsn,
-                            message: format!("the transaction applied in pieces ends at {}, at or before the progress row ({applied}): stopping before committing it twice", c.end_lsn),
-                        });
-                    }
-                    continue; // applied before a restart
-                }
-                convert(job, &rels, &always, &mut t)?;
-                if t.open {
-                    // Its last piece commits its target transaction, with the progress row.
-                    let last = Batch {
-                        items: t.sql,
-                        end: Some(c.end_lsn),
-                        txns: 1,
-                        changes: t.changes,
-                        bytes: t.bytes,
-                        piece: Some(Piece {
-                            commit_lsn: t.commit_lsn,
-                            first: false,
-                            last: true,
-                        }),
-                        ..Batch::default()
-                    };
-                    applier
-                        .send(last, &mut stream, &mut applied, &mut outcome)
-                        .await?;
-                    applier.poll(&mut stream, &mut applied, &mut outcome)?;
-                    continue;
-                }
-                if let Some(statements) = t.autocommit.take() {
-                    if !t.sql.is_empty() {
-                        return Err(CdcError::Ddl {
-                            lsn: c.end_lsn,
-                            message: format!(
-                                "the source transaction committed at {} holds changes after ALTER TYPE ... ADD VALUE, which the target (before PostgreSQL 12) can only run outside a transaction block: apply that transaction on the target yourself, mark its ADD VALUE message as applied ({DDL_APPLIED_STEP}<LSN>) and run pgmove apply again",
-                                t.commit_lsn
-                            ),
-                        });
-                    }
-                    // ADD VALUE on a target before PostgreSQL 12: the transactions in hand
-                    // first, then the statement on its own, then its progress row.
-                    flush(
-                        applier,
-                        &mut stream,
-                        &mut batch,
-                        &mut applied,
-                        &mut outcome,
-                        false,
-                    )
-                    .await?;
-                    let alone = Batch {
-                        end: Some(c.end_lsn),
-                        txns: 1,
-                        changes: t.changes,
-                        commit_after: true,
-                        autocommit: Some(statements),
-                        ..Batch::default()
-                    };
-                    applier
-                        .send(alone, &mut stream, &mut applied, &mut outcome)
-                        .await?;
-                    applier.poll(&mut stream, &mut applied, &mut outcome)?;
-                    continue;
-                }
-                batch.changes += t.changes;
-                batch.txns += 1;
-                batch.bytes += t.bytes;
-                batch.items.extend(t.sql);
-                batch.end = Some(c.end_lsn);
-                // After ADD VALUE the target transaction commits before the next source
-                // transaction, which may use the new value.
-                batch.commit_after |= t.commit_after;
-                if batch.commit_after
-                    || batch.changes as usize >= job.batch_changes
-                    || batch.bytes >= budget.piece
-                {
-                    flush(
-                        applier,
-                        &mut stream,
-                        &mut batch,
-                        &mut applied,
-                        &mut outcome,
-                        false,
-                    )
-                    .await?;
-                }
-            }
-            Message::Logical(m) => {
-                let cfg = match &ddl_cfg {
-                    Some(cfg) if m.prefix == ddl::prefix(&cfg.plan_name) => cfg,
-                    _ => {
-                        tracing::debug!(prefix = %m.prefix, "logical decoding message (not applied)");
-                        continue;
-                    }
-                };
-                let t = match txn.as_mut() {
-                    Some(t) if m.transactional => t,
-                    _ => {
-                        // The trigger writes only transactional messages; anyone can call
-                        // pg_logical_emit_message, so this one is not from it.
-                        tracing::warn!(lsn = %m.lsn, prefix = %m.prefix, "non-transactional message with pgmove's DDL prefix: not written by pgmove's trigger, ignored");
-                        continue;
-                    }
-                };
-                if t.skip {
-                    continue;
-                }
-                match ddl::handle(&m, cfg) {
-                    Ok(None) => {
-                        tracing::debug!(lsn = %m.lsn, "DDL message skipped (excluded tables, or applied by hand)");
-                    }
-                    Ok(Some(action)) => {
-                        // The changes before the statement, with the relations before it.
-                        convert(job, &rels, &always, t)?;
-                        tracing::info!(lsn = %action.lsn, tag = %action.tag, statement = %action.statement, "replicating DDL from the source");
-                        for nt in &action.new_tables {
-                            if nt.published {
-                                tracing::info!(table = %format!("{}.{}", nt.schema, nt.name), "new table on the source: published from its creation on, its rows are replicated");
-                            } else {
-                                tracing::warn!(
-                                    table = %format!("{}.{}", nt.schema, nt.name),
-                                    reason = %nt.reason.as_deref().unwrap_or("not in the publication"),
-                                    "new table on the source is created on the target but its rows are NOT replicated; give it a primary key on the source before writing to it, or copy its rows yourself"
-                                );
-                            }
-                        }
-                        match action.add_value_autocommit {
-                            Some(statements)
-                                if target_version < 120000
-                                    || crate::testhook::forced("add-value-autocommit") =>
-                            {
-                                convert(job, &rels, &always, t)?;
-                                if t.open || !t.sql.is_empty() || t.autocommit.is_some() {
-                                    return Err(CdcError::Ddl {
-                                        lsn: action.lsn,
-                                        message: format!(
-                                            "ALTER TYPE ... ADD VALUE on the source (at {}) shares its transaction (commit at {}) with other changes, and the target (before PostgreSQL 12) cannot run ADD VALUE inside a transaction block: run `{}` on the target yourself, then mark the message as applied (`INSERT INTO pgmove.steps (plan_name, step) VALUES ('{}', '{}{}')`) and run pgmove apply again",
-                                            action.lsn,
-                                            t.commit_lsn,
-                                            action.statement,
-                                            job.plan_name.replace('\'', "''"),
-                                            DDL_APPLIED_STEP,
-                                            action.lsn
-                                        ),
-                                    });
-                                }
-                                t.autocommit = Some(statements);
-                            }
-                            Some(_) => {
-                                t.commit_after = true;
-                                t.sql.push(action.sql.into());
-                            }
-                            None => t.sql.push(action.sql.into()),
-                        }
-                    }
-                    Err(e) => {
-                        let commit_lsn = t.commit_lsn;
-                        // Whole transactions before this one: applied and confirmed; this one
-                        // is not, so the slot keeps it and a rerun stops here again.
-                        flush(
-                            applier,
-                            &mut stream,
-                            &mut batch,
-                            &mut applied,
-                            &mut outcome,
-                            true,
-                        )
-                        .await?;
-                        let message =
-                            ddl_stop_message(&e, &job.plan_name, m.lsn, commit_lsn, applied);
-                        let _ = stream.stop().await;
-                        return Err(CdcError::Ddl {
-                            lsn: m.lsn,
-                            message,
-                        });
-                    }
-                }
-            }
+            Message::Commit(c) => self.commit(c.end_lsn).await?,
+            Message::Logical(m) => return self.logical(m).await,
             _ => {}
         }
-        // A transaction larger than a piece goes to the target piece by piece, all in one
-        // target transaction, so its size never counts ([`MemoryBudget`]).
-        if let Some(t) = txn.as_mut() {
-            if t.bytes >= budget.piece {
-                if t.skip {
-                    t.pending.clear();
-                    t.bytes = 0;
-                    continue;
-                }
-                convert(job, &rels, &always, t)?;
-                if !t.open {
-                    // The whole transactions in hand go first, in a target transaction of
-                    // their own.
-                    flush(
-                        applier,
-                        &mut stream,
-                        &mut batch,
-                        &mut applied,
-                        &mut outcome,
-                        false,
-                    )
-                    .await?;
-                    tracing::debug!(commit_lsn = %t.commit_lsn, bytes = t.bytes, "large source transaction: applied in pieces");
-                }
-                let piece = Batch {
-                    items: std::mem::take(&mut t.sql),
-                    end: None,
-                    txns: 0,
-                    changes: 0,
-                    bytes: t.bytes,
-                    piece: Some(Piece {
-                        commit_lsn: t.commit_lsn,
-                        first: !t.open,
-                        last: false,
-                    }),
-                    ..Batch::default()
-                };
-                t.open = true;
-                t.bytes = 0;
-                applier
-                    .send(piece, &mut stream, &mut applied, &mut outcome)
-                    .await?;
-                applier.poll(&mut stream, &mut applied, &mut outcome)?;
-            }
+        Ok(Flow::Go)
+    }
+
+    /// A tuple's values as the applier's.
+    fn values(&self, vs: &[pgoutput::Value]) -> Result<Vec<apply::Val>, CdcError> {
+        vals(vs).map_err(|message| CdcError::Apply {
+            lsn: self.applied,
+            message,
+        })
+    }
+
+    /// A change of the transaction in hand (none outside a transaction).
+    fn push(&mut self, rel: u32, change: Change) {
+        if let Some(t) = self.txn.as_mut() {
+            t.push((rel, change));
         }
     }
-    // What was handed over is committed (or failed) before the outcome is told.
-    applier
-        .wait(&mut stream, &mut applied, &mut outcome)
-        .await?;
-    let _ = stream.stop().await;
-    outcome.applied_lsn = applied.to_string();
-    Ok(outcome)
+
+    /// The transaction in hand committed at `end_lsn`: into the batch (handed over when full),
+    /// or its last piece, or its `ADD VALUE` on its own.
+    async fn commit(&mut self, end_lsn: Lsn) -> Result<(), CdcError> {
+        let Some(mut t) = self.txn.take() else {
+            return Ok(());
+        };
+        if t.skip {
+            return Ok(()); // applied before a restart
+        }
+        if end_lsn <= self.applied {
+            if t.open {
+                // Begin said it was not applied yet (its commit LSN is past the progress
+                // row), so this cannot happen; its pieces are rolled back.
+                return Err(CdcError::Apply {
+                    lsn: end_lsn,
+                    message: format!("the transaction applied in pieces ends at {end_lsn}, at or before the progress row ({}): stopping before committing it twice", self.applied),
+                });
+            }
+            return Ok(()); // applied before a restart
+        }
+        convert(self.job, &self.rels, &self.always, &mut t)?;
+        if t.open {
+            // Its last piece commits its target transaction, with the progress row.
+            let last = Batch {
+                items: t.sql,
+                end: Some(end_lsn),
+                txns: 1,
+                changes: t.changes,
+                bytes: t.bytes,
+                piece: Some(Piece {
+                    commit_lsn: t.commit_lsn,
+                    first: false,
+                    last: true,
+                }),
+                ..Batch::default()
+            };
+            return self.hand_over(last).await;
+        }
+        if let Some(statements) = t.autocommit.take() {
+            if !t.sql.is_empty() {
+                return Err(CdcError::Ddl {
+                    lsn: end_lsn,
+                    message: format!(
+                        "the source transaction committed at {} holds changes after ALTER TYPE ... ADD VALUE, which the target (before PostgreSQL 12) can only run outside a transaction block: apply that transaction on the target yourself, mark its ADD VALUE message as applied ({DDL_APPLIED_STEP}<LSN>) and run pgmove apply again",
+                        t.commit_lsn
+                    ),
+                });
+            }
+            // ADD VALUE on a target before PostgreSQL 12: the transactions in hand first, then
+            // the statement on its own, then its progress row.
+            self.flush(false).await?;
+            let alone = Batch {
+                end: Some(end_lsn),
+                txns: 1,
+                changes: t.changes,
+                commit_after: true,
+                autocommit: Some(statements),
+                ..Batch::default()
+            };
+            return self.hand_over(alone).await;
+        }
+        let batch = &mut self.batch;
+        batch.changes += t.changes;
+        batch.txns += 1;
+        batch.bytes += t.bytes;
+        batch.items.extend(t.sql);
+        batch.end = Some(end_lsn);
+        // After ADD VALUE the target transaction commits before the next source transaction,
+        // which may use the new value.
+        batch.commit_after |= t.commit_after;
+        if batch.commit_after
+            || batch.changes as usize >= self.job.batch_changes
+            || batch.bytes >= self.budget.piece
+        {
+            self.flush(false).await?;
+        }
+        Ok(())
+    }
+
+    /// A logical decoding message: the plan's DDL is turned into SQL at its place in the
+    /// transaction, or stops the loop before that transaction (see the module documentation).
+    async fn logical(&mut self, m: pgoutput::LogicalMessage) -> Result<Flow, CdcError> {
+        let cfg = match &self.ddl_cfg {
+            Some(cfg) if m.prefix == ddl::prefix(&cfg.plan_name) => cfg,
+            _ => {
+                tracing::debug!(prefix = %m.prefix, "logical decoding message (not applied)");
+                return Ok(Flow::Go);
+            }
+        };
+        let t = match self.txn.as_mut() {
+            Some(t) if m.transactional => t,
+            _ => {
+                // The trigger writes only transactional messages; anyone can call
+                // pg_logical_emit_message, so this one is not from it.
+                tracing::warn!(lsn = %m.lsn, prefix = %m.prefix, "non-transactional message with pgmove's DDL prefix: not written by pgmove's trigger, ignored");
+                return Ok(Flow::Go);
+            }
+        };
+        if t.skip {
+            return Ok(Flow::Go);
+        }
+        let action = match ddl::handle(&m, cfg) {
+            Ok(None) => {
+                tracing::debug!(lsn = %m.lsn, "DDL message skipped (excluded tables, or applied by hand)");
+                return Ok(Flow::Go);
+            }
+            Ok(Some(action)) => action,
+            Err(e) => {
+                let commit_lsn = t.commit_lsn;
+                // Whole transactions before this one: applied and confirmed; this one is not,
+                // so the slot keeps it and a rerun stops here again.
+                self.flush(true).await?;
+                let message =
+                    ddl_stop_message(&e, &self.job.plan_name, m.lsn, commit_lsn, self.applied);
+                return Ok(Flow::StopAndFail(CdcError::Ddl {
+                    lsn: m.lsn,
+                    message,
+                }));
+            }
+        };
+        // The changes before the statement, with the relations before it.
+        convert(self.job, &self.rels, &self.always, t)?;
+        tracing::info!(lsn = %action.lsn, tag = %action.tag, statement = %action.statement, "replicating DDL from the source");
+        for nt in &action.new_tables {
+            if nt.published {
+                tracing::info!(table = %format!("{}.{}", nt.schema, nt.name), "new table on the source: published from its creation on, its rows are replicated");
+            } else {
+                tracing::warn!(
+                    table = %format!("{}.{}", nt.schema, nt.name),
+                    reason = %nt.reason.as_deref().unwrap_or("not in the publication"),
+                    "new table on the source is created on the target but its rows are NOT replicated; give it a primary key on the source before writing to it, or copy its rows yourself"
+                );
+            }
+        }
+        match action.add_value_autocommit {
+            Some(statements)
+                if self.target_version < 120000
+                    || crate::testhook::forced("add-value-autocommit") =>
+            {
+                convert(self.job, &self.rels, &self.always, t)?;
+                if t.open || !t.sql.is_empty() || t.autocommit.is_some() {
+                    return Err(CdcError::Ddl {
+                        lsn: action.lsn,
+                        message: format!(
+                            "ALTER TYPE ... ADD VALUE on the source (at {}) shares its transaction (commit at {}) with other changes, and the target (before PostgreSQL 12) cannot run ADD VALUE inside a transaction block: run `{}` on the target yourself, then mark the message as applied (`INSERT INTO pgmove.steps (plan_name, step) VALUES ('{}', '{}{}')`) and run pgmove apply again",
+                            action.lsn,
+                            t.commit_lsn,
+                            action.statement,
+                            self.job.plan_name.replace('\'', "''"),
+                            DDL_APPLIED_STEP,
+                            action.lsn
+                        ),
+                    });
+                }
+                t.autocommit = Some(statements);
+            }
+            Some(_) => {
+                t.commit_after = true;
+                t.sql.push(action.sql.into());
+            }
+            None => t.sql.push(action.sql.into()),
+        }
+        Ok(Flow::Go)
+    }
+
+    /// A transaction larger than a piece goes to the target piece by piece, all in one target
+    /// transaction, so its size never counts ([`MemoryBudget`]).
+    async fn send_large_transaction(&mut self) -> Result<(), CdcError> {
+        let Some(t) = self.txn.as_mut() else {
+            return Ok(());
+        };
+        if t.bytes < self.budget.piece {
+            return Ok(());
+        }
+        if t.skip {
+            t.pending.clear();
+            t.bytes = 0;
+            return Ok(());
+        }
+        convert(self.job, &self.rels, &self.always, t)?;
+        let first = !t.open;
+        if first {
+            // The whole transactions in hand go first, in a target transaction of their own.
+            self.flush(false).await?;
+        }
+        let Some(t) = self.txn.as_mut() else {
+            return Ok(());
+        };
+        if first {
+            tracing::debug!(commit_lsn = %t.commit_lsn, bytes = t.bytes, "large source transaction: applied in pieces");
+        }
+        let piece = Batch {
+            items: std::mem::take(&mut t.sql),
+            end: None,
+            txns: 0,
+            changes: 0,
+            bytes: t.bytes,
+            piece: Some(Piece {
+                commit_lsn: t.commit_lsn,
+                first,
+                last: false,
+            }),
+            ..Batch::default()
+        };
+        t.open = true;
+        t.bytes = 0;
+        self.hand_over(piece).await
+    }
+
+    /// Hands `b` to the apply task now, and records what the target committed meanwhile.
+    async fn hand_over(&mut self, b: Batch) -> Result<(), CdcError> {
+        self.applier
+            .send(b, &mut self.stream, &mut self.applied, &mut self.outcome)
+            .await?;
+        self.applier
+            .poll(&mut self.stream, &mut self.applied, &mut self.outcome)
+    }
+
+    /// Hands the batch in hand (if any) to the apply task, which commits it with its progress
+    /// row in one target transaction; records (and confirms to the source) what the target
+    /// committed meanwhile. With `wait`: returns once everything handed over is committed and
+    /// confirmed.
+    async fn flush(&mut self, wait: bool) -> Result<(), CdcError> {
+        let b = std::mem::take(&mut self.batch);
+        if b.end.is_some() {
+            self.applier
+                .send(b, &mut self.stream, &mut self.applied, &mut self.outcome)
+                .await?;
+        }
+        if wait {
+            self.applier
+                .wait(&mut self.stream, &mut self.applied, &mut self.outcome)
+                .await
+        } else {
+            self.applier
+                .poll(&mut self.stream, &mut self.applied, &mut self.outcome)
+        }
+    }
+
+    /// What was handed over is committed (or failed) before the outcome is told.
+    async fn finish(mut self) -> Result<CdcOutcome, CdcError> {
+        self.applier
+            .wait(&mut self.stream, &mut self.applied, &mut self.outcome)
+            .await?;
+        let _ = self.stream.stop().await;
+        self.outcome.applied_lsn = self.applied.to_string();
+        Ok(self.outcome)
+    }
 }
 
 /// The plan's publications that exist on the source: the main one, and the insert-only one
@@ -761,27 +866,5 @@ fn idle_after(job: &CdcJob, batch: &Batch) -> Duration {
         Duration::from_millis(10)
     } else {
         Duration::from_millis(200)
-    }
-}
-
-/// Hands the batch in hand (if any) to the apply task, which commits it with its progress row
-/// in one target transaction; records (and confirms to the source) what the target committed
-/// meanwhile. With `wait`: returns once everything handed over is committed and confirmed.
-async fn flush(
-    applier: &mut Applier,
-    stream: &mut ChangeStream,
-    batch: &mut Batch,
-    applied: &mut Lsn,
-    outcome: &mut CdcOutcome,
-    wait: bool,
-) -> Result<(), CdcError> {
-    let b = std::mem::take(batch);
-    if b.end.is_some() {
-        applier.send(b, stream, applied, outcome).await?;
-    }
-    if wait {
-        applier.wait(stream, applied, outcome).await
-    } else {
-        applier.poll(stream, applied, outcome)
     }
 }
