@@ -18,10 +18,11 @@ use crate::pg::Endpoint;
 
 /// When change capture stops, besides an explicit [`Stopper::stop`] and the job's
 /// `exit_when_caught_up`, and how it retries.
-#[derive(Clone, Debug, Default)]
+#[derive(Default)]
 pub struct CapturePolicy {
-    /// On Ctrl-C or SIGTERM (finishing the batch in hand).
-    pub on_signal: bool,
+    /// On Ctrl-C or SIGTERM (finishing the batch in hand), counted from when the handlers were
+    /// installed ([`StopSignal::install`]).
+    pub on_signal: Option<StopSignal>,
     /// Once `pgmove.cutover` says the plan is cut over (by `pgmove cutover` in another
     /// process, or `cutover.mode: auto`); [`Stopper::is_cut_over`] tells it afterwards.
     pub on_cut_over: bool,
@@ -29,10 +30,10 @@ pub struct CapturePolicy {
 }
 
 impl CapturePolicy {
-    /// `pgmove apply`: until Ctrl-C, SIGTERM or the cutover.
-    pub fn apply() -> CapturePolicy {
+    /// `pgmove apply`: until Ctrl-C or SIGTERM (since `signal` was installed), or the cutover.
+    pub fn apply(signal: StopSignal) -> CapturePolicy {
         CapturePolicy {
-            on_signal: true,
+            on_signal: Some(signal),
             on_cut_over: true,
             retry: RetryPolicy::default(),
         }
@@ -41,6 +42,18 @@ impl CapturePolicy {
     /// Until stopped through the handle (`pgmove cutover`'s own applier).
     pub fn until_stopped() -> CapturePolicy {
         CapturePolicy::default()
+    }
+}
+
+/// Ctrl-C and SIGTERM, caught from [`StopSignal::install`] on: install it before the run
+/// reaches a point a supervisor may signal at (the phase `loaded`), and a signal sent then
+/// stops change capture cleanly once it runs instead of killing the process.
+pub struct StopSignal(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
+
+impl StopSignal {
+    /// Installs the handlers now (call it inside the runtime).
+    pub fn install() -> StopSignal {
+        StopSignal(Box::pin(stop_signal()))
     }
 }
 
@@ -57,10 +70,10 @@ impl Capture {
             cut_over: Arc::new(AtomicBool::new(false)),
         };
         let mut watchers = Vec::new();
-        if policy.on_signal {
+        if let Some(signal) = policy.on_signal {
             let s = stopper.clone();
             watchers.push(tokio::spawn(async move {
-                wait_for_stop_signal().await;
+                signal.0.await;
                 s.stop();
             }));
         }
@@ -166,25 +179,34 @@ impl Drop for CaptureHandle {
     }
 }
 
-/// Returns on Ctrl-C or SIGTERM.
-async fn wait_for_stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+/// Returns on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled: a signal sent in between is not missed.
+#[cfg(unix)]
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        match (interrupt, terminate) {
+            (Some(mut i), Some(mut t)) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                    _ = i.recv() => {}
+                    _ = t.recv() => {}
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            (Some(mut s), None) | (None, Some(mut s)) => {
+                s.recv().await;
             }
+            // No handler could be installed: as tokio's `ctrl_c` failing, stop at once.
+            (None, None) => {}
         }
     }
-    #[cfg(not(unix))]
-    {
+}
+
+/// Returns on Ctrl-C.
+#[cfg(not(unix))]
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
@@ -269,5 +291,27 @@ mod tests {
         drop(h);
         assert!(stopper.is_stopping(), "dropping the handle stops capture");
         assert!(!stopper.is_cut_over());
+    }
+
+    /// The handlers are in place once installed: a SIGTERM sent before capture starts stops it
+    /// (it finishes what it has in hand) instead of killing the process.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_sigterm_right_after_start_stops_capture() {
+        let policy = CapturePolicy {
+            on_signal: Some(StopSignal::install()),
+            ..CapturePolicy::until_stopped()
+        };
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        let h = Capture::start(unreachable_job(), policy);
+        let out = tokio::time::timeout(Duration::from_secs(10), h.wait())
+            .await
+            .expect("the signal stops capture in time")
+            .expect("a stop while retrying is not a failure");
+        assert_eq!((out.transactions, out.changes), (0, 0));
     }
 }

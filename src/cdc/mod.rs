@@ -30,7 +30,7 @@ use crate::cdc::ddl::DdlConfig;
 use crate::cdc::stream::StreamError;
 use crate::pg::{Endpoint, Lsn, PgError};
 
-pub use capture::{Capture, CaptureHandle, CapturePolicy, Stopper};
+pub use capture::{Capture, CaptureHandle, CapturePolicy, StopSignal, Stopper};
 pub use retry::RetryPolicy;
 pub use run::run;
 

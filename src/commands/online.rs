@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::apply::{confirm, create_roles, print_dry_run};
 use super::{report_failure, Failure, Global, Prepared};
-use crate::cdc::{Capture, CapturePolicy, CdcJob, Stopper};
+use crate::cdc::{Capture, CapturePolicy, CdcJob, StopSignal, Stopper};
 use crate::exit;
 use crate::pg::Endpoint;
 use crate::plan::{self, Plan};
@@ -73,6 +73,8 @@ pub(super) async fn apply_copy_cdc(
         );
         return exit::OK;
     }
+    // Ctrl-C and SIGTERM stop change capture cleanly from here on (the phase is `loaded`).
+    let signal = StopSignal::install();
     // The plan's lock, held while change capture runs: `pgmove cutover` and `cleanup` see that
     // an apply is running.
     let lock = match crate::state::State::open(&p.target, &p.plan.name).await {
@@ -93,13 +95,13 @@ pub(super) async fn apply_copy_cdc(
         table_lsns,
         online.exit_when_caught_up,
     );
+    // Change capture until stopped (Ctrl-C / SIGTERM), cut over, or caught up.
+    let capture = Capture::start(cdc_job, CapturePolicy::apply(signal));
     eprintln!(
         "full load done (target consistent at {}); replicating changes from slot {} until stopped (Ctrl-C or SIGTERM)",
         loaded.consistent_lsn.as_deref().unwrap_or("?"),
         job.slot
     );
-    // Change capture until stopped (Ctrl-C / SIGTERM), cut over, or caught up.
-    let capture = Capture::start(cdc_job, CapturePolicy::apply());
     let stopper = capture.stopper();
     if p.plan.cutover.mode == plan::CutoverMode::Auto {
         tokio::spawn(auto_cutover(
