@@ -42,6 +42,7 @@ use tokio_postgres::Client;
 
 use crate::pg::{quote, Endpoint, PgError, Side};
 use crate::plan::{artifact_name, Plan};
+use crate::report::Render;
 use crate::state;
 
 /// Version of the JSON layout (fields are only ever added).
@@ -1200,9 +1201,11 @@ impl Report {
             format!("dropped {n} artifact(s)")
         }
     }
+}
 
+impl Render for Report {
     /// For people.
-    pub fn render_text(&self) -> String {
+    fn render_text(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -1265,18 +1268,11 @@ impl Report {
     }
 
     /// For tickets.
-    pub fn render_markdown(&self) -> String {
+    fn render_markdown(&self) -> String {
+        use crate::report::markdown::{cell, code};
         let mut out = String::new();
-        let _ = writeln!(out, "# pgmove cleanup: plan `{}`\n", self.plan);
+        let _ = writeln!(out, "# pgmove cleanup: plan {}\n", code(&self.plan));
         let _ = writeln!(out, "{}\n", self.headline());
-        let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
-        let code = |s: &str| {
-            if s.is_empty() {
-                String::new()
-            } else {
-                format!("`{}`", cell(s))
-            }
-        };
         let blockers = if self.terminated.is_empty() {
             &self.blockers
         } else {
@@ -1334,11 +1330,6 @@ impl Report {
         }
         out
     }
-
-    /// For scripts.
-    pub fn render_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
-    }
 }
 
 #[cfg(test)]
@@ -1383,6 +1374,20 @@ mod tests {
         let j: serde_json::Value = serde_json::from_str(&r.render_json()).expect("json");
         assert_eq!(j["artifacts"][0]["side"], "source");
         assert_eq!(j["artifacts"][0]["kind"], "replication slot");
+    }
+
+    #[test]
+    fn markdown_keeps_hostile_names_and_details_in_their_cells() {
+        let mut r = report();
+        r.plan = "a`b".into();
+        r.artifacts[0].name = "we`ird|slot".into();
+        r.artifacts[0].detail = Some("line1\nline2 | *x*".into());
+        let m = r.render_markdown();
+        assert!(m.starts_with("# pgmove cleanup: plan ``a`b``\n"), "{m}");
+        assert!(
+            m.contains("| source | replication slot | ``we`ird\\|slot`` | `SELECT pg_drop_replication_slot('pgmove_shop')` | line1<br>line2 \\| \\*x\\* |\n"),
+            "{m}"
+        );
     }
 
     #[test]

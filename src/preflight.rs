@@ -1,61 +1,14 @@
 //! Preflight checks: each one a function over the plan, both inventories and the chosen
 //! strategy, returning findings with a severity, the object concerned and the exact fix.
 
-use serde::Serialize;
-
 use crate::inspect::{Inventory, Platform, TableKind};
 use crate::pg::Side;
 use crate::plan::{Plan, TablesWithoutKey};
 use crate::planner::{self, Strategy};
 use crate::tools::Tool;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Blocker,
-    Warning,
-    Info,
-}
-
-/// One thing preflight found.
-#[derive(Clone, Debug, Serialize)]
-pub struct Finding {
-    pub severity: Severity,
-    /// A stable identifier, e.g. `wal-level`.
-    pub check: &'static str,
-    pub side: Option<Side>,
-    /// The database object concerned, when there is one.
-    pub object: Option<String>,
-    pub message: String,
-    /// The exact fix: SQL, a setting or a command.
-    pub fix: Option<String>,
-}
-
-impl Finding {
-    fn new(
-        severity: Severity,
-        check: &'static str,
-        side: Option<Side>,
-        message: String,
-    ) -> Finding {
-        Finding {
-            severity,
-            check,
-            side,
-            object: None,
-            message,
-            fix: None,
-        }
-    }
-    fn object(mut self, o: impl Into<String>) -> Finding {
-        self.object = Some(o.into());
-        self
-    }
-    fn fix(mut self, f: impl Into<String>) -> Finding {
-        self.fix = Some(f.into());
-        self
-    }
-}
+/// What the checks return (the cutover dry run judges with the same type).
+pub use crate::report::{Finding, Severity};
 
 /// What the checks look at.
 pub struct Context<'a> {

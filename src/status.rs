@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::pg::{Endpoint, Lsn, PgError};
 use crate::planner;
+use crate::report::Render;
 
 /// One table's copy progress.
 #[derive(Clone, Debug, Serialize)]
@@ -258,8 +259,15 @@ impl Status {
         }
         Verdict::Fine
     }
+}
 
-    pub fn render_text(&self) -> String {
+/// Status has no Markdown layout: `--format markdown` prints the text.
+impl Render for Status {
+    fn render_markdown(&self) -> String {
+        self.render_text()
+    }
+
+    fn render_text(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(
             o,
@@ -418,5 +426,17 @@ mod tests {
             s.lost = Some("lost".into());
         }
         assert_eq!(lost.verdict(600), Verdict::SlotLost);
+    }
+
+    #[test]
+    fn markdown_is_the_text_and_json_has_every_field() {
+        let s = status("replicating", Some("boom"), true, Some((4096, 2.5)));
+        assert_eq!(s.render_markdown(), s.render_text());
+        assert!(s
+            .render_text()
+            .starts_with("plan p: replicating (strategy copy-cdc)\n"));
+        let j: serde_json::Value = serde_json::from_str(&s.render_json()).expect("json");
+        assert_eq!(j["phase"], "replicating");
+        assert_eq!(j["slot"]["lag_bytes"], 4096);
     }
 }

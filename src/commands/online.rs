@@ -10,7 +10,7 @@ use crate::pg::Endpoint;
 use crate::plan::{self, Plan};
 use crate::planner::{self, Strategy};
 use crate::progress::Progress;
-use crate::report::Format;
+use crate::report::{self, Format, Summary, To};
 use crate::strategy::copy_cdc;
 
 /// How long an online apply runs.
@@ -136,12 +136,8 @@ pub(super) async fn apply_copy_cdc(
     match replicated.map(|r| (loaded, r)) {
         Ok((outcome, cdc)) => {
             let secs = started.elapsed().as_secs_f64();
-            match g.format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::json!({ "plan": p.plan.name, "strategy": "copy-cdc", "elapsed_secs": secs, "outcome": outcome, "cdc": cdc })
-                ),
-                _ => println!(
+            let summary = Summary::line(
+                format_args!(
                     "plan {} with copy-cdc, {:.1}s: {} chunk(s), {} rows, {} copied{}; snapshot at LSN {}; then {} transaction(s), {} change(s) replicated, applied up to {}; next: pgmove verify {}",
                     p.plan.name,
                     secs,
@@ -159,7 +155,9 @@ pub(super) async fn apply_copy_cdc(
                     cdc.applied_lsn,
                     path.display()
                 ),
-            }
+                serde_json::json!({ "plan": p.plan.name, "strategy": "copy-cdc", "elapsed_secs": secs, "outcome": outcome, "cdc": cdc }),
+            );
+            report::print(&summary, g.format, false, To::Stdout);
             if cut_over.load(std::sync::atomic::Ordering::SeqCst) {
                 eprintln!(
                     "plan {} is cut over: the target is live; next: pgmove cleanup {}",
@@ -297,13 +295,9 @@ async fn auto_cutover(plan: Plan, source: Endpoint, target: Endpoint, g: Global)
         progress: Progress::new(g.format != Format::Json),
     };
     match crate::cutover::run(&job).await {
-        Ok(report) if report.is_live() => match g.format {
-            Format::Json => eprintln!("{}", report.render_json()),
-            Format::Markdown => eprint!("{}", report.render_markdown()),
-            Format::Text => eprint!("{}", report.render_text()),
-        },
+        Ok(report) if report.is_live() => report::print(&report, g.format, false, To::Stderr),
         Ok(report) => {
-            eprint!("{}", report.render_text());
+            report::print(&report, Format::Text, false, To::Stderr);
             tracing::error!(
                 "automatic cutover failed; replication goes on (run pgmove cutover to retry)"
             );

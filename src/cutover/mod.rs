@@ -46,6 +46,7 @@ use crate::cdc::run::{CdcError, CdcJob, CdcOutcome};
 use crate::pg::{quote, Endpoint, Lsn, PgError};
 use crate::plan::{Fence, Plan, Sequences, VerifyLevel};
 use crate::progress::Progress;
+use crate::report::{markdown, Render};
 use crate::verify::{TableStatus, VerifyError, VerifyOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -139,8 +140,10 @@ impl CutoverReport {
     pub fn is_live(&self) -> bool {
         self.state == "live"
     }
+}
 
-    pub fn render_text(&self) -> String {
+impl Render for CutoverReport {
+    fn render_text(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -235,10 +238,10 @@ impl CutoverReport {
         s
     }
 
-    pub fn render_markdown(&self) -> String {
+    fn render_markdown(&self) -> String {
         let mut s = format!(
-            "## Cutover of plan `{}`: {}\n\n| | |\n|---|---|\n",
-            self.plan,
+            "## Cutover of plan {}: {}\n\n| | |\n|---|---|\n",
+            markdown::code(&self.plan),
             if self.is_live() {
                 "the target is live"
             } else {
@@ -246,7 +249,7 @@ impl CutoverReport {
             }
         );
         let mut row = |k: &str, v: String| {
-            let _ = writeln!(s, "| {k} | {} |", v.replace('|', "\\|"));
+            let _ = writeln!(s, "| {k} | {} |", markdown::cell(&v));
         };
         row("applier", self.applier.clone());
         row(
@@ -297,10 +300,6 @@ impl CutoverReport {
             row("error", e.clone());
         }
         s
-    }
-
-    pub fn render_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 }
 
@@ -1265,5 +1264,21 @@ mod tests {
         assert!(!r.is_live());
         let j: serde_json::Value = serde_json::from_str(&r.render_json()).expect("json");
         assert_eq!(j["state"], "failed");
+    }
+
+    #[test]
+    fn markdown_keeps_a_multi_line_error_in_its_row() {
+        let r = CutoverReport {
+            plan: "shop".into(),
+            state: "failed".into(),
+            error: Some("target: ERROR: relation \"a|b\" does not exist\nCONTEXT: <COPY>".into()),
+            ..Default::default()
+        };
+        let m = r.render_markdown();
+        assert!(m.starts_with("## Cutover of plan `shop`: failed\n"), "{m}");
+        assert!(
+            m.ends_with("| error | target: ERROR: relation \"a\\|b\" does not exist<br>CONTEXT: \\<COPY\\> |\n"),
+            "{m}"
+        );
     }
 }

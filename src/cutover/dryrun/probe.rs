@@ -196,7 +196,7 @@ pub async fn report(
         }
         let q = quote::qualified(&schema, &index);
         findings.push(
-            finding(
+            Finding::new(
                 Severity::Blocker,
                 "invalid-index",
                 Some(Side::Target),
@@ -205,8 +205,8 @@ pub async fn report(
                     quote::qualified(&schema, &table)
                 ),
             )
-            .with_object(format!("index {q}"))
-            .with_fix(format!(
+            .object(format!("index {q}"))
+            .fix(format!(
                 "on the target: REINDEX INDEX CONCURRENTLY {q};  -- if that fails again (e.g. duplicates for a unique index), fix the data or DROP INDEX CONCURRENTLY {q}; and recreate it: {def}"
             )),
         );
@@ -278,7 +278,7 @@ pub async fn report(
     if let Some(o) = dry.outage.seconds {
         if o > dry.outage.downtime_budget_secs && plan.cutover.fence == Fence::ReadOnly {
             findings.push(
-                finding(
+                Finding::new(
                     Severity::Warning,
                     "outage-over-budget",
                     None,
@@ -288,8 +288,8 @@ pub async fn report(
                         planner::human(plan.downtime)
                     ),
                 )
-                .with_object("plan downtime")
-                .with_fix(if plan.cutover.verify == VerifyLevel::Checksums {
+                .object("plan downtime")
+                .fix(if plan.cutover.verify == VerifyLevel::Checksums {
                     format!(
                         "set cutover.verify: counts (this report's checksums took {:.1}s), cut over when the lag is lower, or raise downtime:",
                         dry.outage.verify_secs
