@@ -349,3 +349,53 @@ pub(crate) fn markdown(r: &VerifyReport) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Level, Method};
+    use super::*;
+
+    #[test]
+    fn markdown_keeps_hostile_names_and_notes_in_their_cells() {
+        let r = VerifyReport {
+            level: Level::Counts,
+            source: "postgres://app:********@old/shop".into(),
+            target: "postgres://app:********@new/shop".into(),
+            identical: false,
+            tables: vec![TableReport {
+                schema: "odd|schema".into(),
+                name: "we`ird".into(),
+                partitioned: false,
+                partition_of: None,
+                materialized_view: false,
+                method: Method::Count,
+                key: vec![],
+                source_rows: Some(2),
+                target_rows: Some(1),
+                chunks: 1,
+                differing_chunks: vec![],
+                notes: vec!["first\nsecond *not emphasis*".into()],
+                status: TableStatus::Differs,
+            }],
+            sequences: vec![],
+            objects: vec![],
+            notes: vec!["<b>x</b> | y".into()],
+            function_counts: vec![],
+            large_objects: None,
+            excluded: vec![],
+            elapsed_seconds: 0.5,
+        };
+        let m = r.render_markdown();
+        assert!(
+            m.contains("| source | `postgres://app:********@old/shop` |\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("| ``odd\\|schema.we`ird`` | differs | 2 | 1 | 1 | 0 | first<br>second \\*not emphasis\\* |\n"),
+            "{m}"
+        );
+        assert!(m.ends_with("- \\<b\\>x\\</b\\> \\| y\n"), "{m}");
+        // Text is not escaped.
+        assert!(r.render_text().contains("odd|schema.we`ird: differs"));
+    }
+}
