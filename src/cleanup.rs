@@ -203,17 +203,15 @@ impl Request {
 /// and says why.
 fn discover_dump_dir(req: &Request, source: &Endpoint, target: &Endpoint, found: &mut Found) {
     use crate::dumpdir::{self, DirError};
-    let dir = match &req.dump_dir {
-        Some(d) => d.clone(),
-        None => {
-            match crate::plan::default_dump_dir(&req.plan_name, &source.info, &target.info, &|k| {
-                std::env::var(k).ok()
-            }) {
-                Ok(d) => d,
-                // No private default place: apply could not have used one either.
-                Err(_) => return,
-            }
-        }
+    let dir = match crate::plan::names::dump_dir(
+        req.dump_dir.as_deref(),
+        &req.plan_name,
+        &source.info,
+        &target.info,
+    ) {
+        Ok(d) => d,
+        // No private default place: apply could not have used one either.
+        Err(_) => return,
     };
     let owner = dumpdir::Owner::new(&req.plan_name, &source.info, &target.info);
     let artifact = |sql: String, detail: Option<String>| Artifact {
@@ -521,7 +519,7 @@ async fn discover_source(
     let slots = vec![req.resume_slot(), req.slot.clone()];
     let publications = vec![
         req.publication.clone(),
-        crate::strategy::copy_cdc::insert_only_publication(&req.publication),
+        crate::plan::insert_only_publication_name(&req.publication),
     ];
     let present = owned::find(c, ep, &slots, &publications).await?;
     if present.is_empty() {

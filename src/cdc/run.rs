@@ -978,7 +978,7 @@ async fn run_loop(
 /// The plan's publications that exist on the source: the main one, and the insert-only one
 /// of `cdc.tables_without_key: insert-only` when it was created.
 async fn publications(job: &CdcJob) -> Result<Vec<String>, CdcError> {
-    let extra = crate::strategy::copy_cdc::insert_only_publication(&job.publication);
+    let extra = crate::plan::insert_only_publication_name(&job.publication);
     let c = job.source.connect().await?;
     let has_extra = c
         .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&extra])

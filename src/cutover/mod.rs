@@ -434,7 +434,7 @@ async fn outage_secs(target: &Client, plan: &str, fence: &Fenced) -> Option<f64>
 }
 
 fn marker_prefix(plan: &str) -> String {
-    format!("pgmove.cutover.{plan}")
+    crate::plan::names::cutover_marker_prefix(plan)
 }
 
 /// Runs cutover. A failure after the fence unfences the source and is reported in the

@@ -678,7 +678,7 @@ async fn run_steps(
         owned::confirm(state, &base.source, owned::SLOT, &job.slot).await?;
         for name in [
             job.publication.clone(),
-            insert_only_publication(&job.publication),
+            crate::plan::insert_only_publication_name(&job.publication),
         ] {
             owned::confirm(state, &base.source, owned::PUBLICATION, &name).await?;
         }
@@ -1211,7 +1211,7 @@ async fn ensure_publication(
         && !keyless_tables(tables).is_empty()
     {
         // As `publication_sql` decides: keyless tables and partitions get their own.
-        names.push(insert_only_publication(&job.publication));
+        names.push(crate::plan::insert_only_publication_name(&job.publication));
     }
     let mut exists = false;
     for name in &names {
@@ -1391,7 +1391,7 @@ pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
             // Keyless tables and partitions one by one, never a whole tree.
             let list: Vec<String> = keyless.iter().map(|t| t.qualified()).collect();
             if !list.is_empty() {
-                let name = insert_only_publication(&job.publication);
+                let name = crate::plan::insert_only_publication_name(&job.publication);
                 setup.push_str(&format!(
                     "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert, truncate');\n{}",
                     quote::ident(&name),
@@ -1425,12 +1425,6 @@ pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
         "{setup}{sql};\n{}",
         owned::comment_sql(&job.publication, &job.base.plan_name)
     )
-}
-
-/// The publication of the tables without a key when `cdc.tables_without_key: insert-only`:
-/// it publishes inserts and truncates only.
-pub fn insert_only_publication(publication: &str) -> String {
-    crate::plan::insert_only_publication_name(publication)
 }
 
 /// Installs the DDL event trigger on the source when the plan wants it (see
