@@ -631,7 +631,7 @@ async fn discover_replica_identity(
         return Ok(());
     }
     let rows = t
-        .query(crate::strategy::copy_cdc::RI_RECORDED, &[&req.plan_name])
+        .query(crate::replica_identity::RI_RECORDED, &[&req.plan_name])
         .await
         .map_err(|e| target.query_error("reading pgmove.replica_identity", &e))?;
     for r in rows {
@@ -649,7 +649,7 @@ async fn discover_replica_identity(
         if now.map(|r| r.get::<_, String>(0)).as_deref() != Some("f") {
             continue;
         }
-        let Some(identity) = crate::strategy::copy_cdc::identity_clause(&mode, index.as_deref())
+        let Some(identity) = crate::replica_identity::identity_clause(&mode, index.as_deref())
         else {
             continue;
         };

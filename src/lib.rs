@@ -11,13 +11,17 @@ pub mod cutover;
 pub mod dumpdir;
 pub mod exit;
 pub mod inspect;
+#[cfg(test)]
+mod layering;
 pub mod logging;
+pub mod matviews;
 pub mod owned;
 pub mod pg;
 pub mod plan;
 pub mod planner;
 pub mod preflight;
 pub mod progress;
+pub mod replica_identity;
 pub mod report;
 pub mod roles;
 pub mod state;

@@ -822,7 +822,7 @@ async fn steps(
         report.large_objects_copied = copied;
         report.large_objects_removed = removed;
     }
-    report.materialized_views_refreshed = crate::strategy::copy_cdc::refresh_populated_matviews(
+    report.materialized_views_refreshed = crate::matviews::refresh_populated_matviews(
         &job.source,
         source,
         &job.target,

@@ -38,10 +38,12 @@ use futures_util::{SinkExt, StreamExt};
 use crate::cdc::ddl;
 use crate::cdc::slot::{self, ExportedSlot};
 use crate::inspect::{self, Inventory, RelName, Table, TableKind};
+use crate::matviews::refresh_populated_matviews;
 use crate::owned;
 use crate::pg::{quote, Endpoint, Lsn, PgError};
 use crate::plan;
 use crate::progress::Progress;
+use crate::replica_identity::{identity_clause, RI_RECORDED};
 use crate::state::State;
 use crate::strategy::dump_restore::{self, DumpRestoreError, Restorer};
 use crate::tools;
@@ -1272,22 +1274,6 @@ const RI_CURRENT: &str = "SELECT n.nspname::text, c.relname::text, c.relrepliden
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = ANY($1::text[]::regclass[])";
 
-/// The replica identities pgmove recorded (target) before setting REPLICA IDENTITY FULL on
-/// source tables: (schema, table, relreplident, index name).
-pub(crate) const RI_RECORDED: &str = "SELECT schema_name, table_name, relreplident, index_name
-  FROM pgmove.replica_identity WHERE plan_name = $1 ORDER BY 1, 2";
-
-/// The `REPLICA IDENTITY ...` clause that gives a table back the recorded identity
-/// (`relreplident` d, n or i with its index); `None` for FULL (nothing to give back).
-pub(crate) fn identity_clause(mode: &str, index: Option<&str>) -> Option<String> {
-    match (mode, index) {
-        ("n", _) => Some("NOTHING".to_string()),
-        ("f", _) => None,
-        ("i", Some(i)) => Some(format!("USING INDEX {}", quote::ident(i))),
-        _ => Some("DEFAULT".to_string()),
-    }
-}
-
 /// The schema dump is read inside the slot's snapshot, after pgmove made the keyless tables
 /// REPLICA IDENTITY FULL on the source: gives the target's copies the identity the source had
 /// before (recorded by [`record_replica_identities`]), right after the pre-data restore.
@@ -1846,10 +1832,6 @@ async fn copy_sequences(base: &dump_restore::Job, inv: &Inventory) -> Result<usi
     Ok(n)
 }
 
-/// Materialized views populated on the source (schema, name).
-const POPULATED_MATVIEWS_SQL: &str =
-    "SELECT schemaname::text, matviewname::text FROM pg_matviews WHERE ispopulated ORDER BY 1, 2";
-
 /// A schema-only dump leaves materialized views empty: refresh those populated on the source.
 async fn refresh_materialized_views(base: &dump_restore::Job) -> Result<(), CopyError> {
     let source = base.source.connect().await?;
@@ -1859,51 +1841,6 @@ async fn refresh_materialized_views(base: &dump_restore::Job) -> Result<(), Copy
     })
     .await?;
     Ok(())
-}
-
-/// Refreshes on the target the materialized views populated on the source that `include`
-/// selects (by schema and name); returns how many. A view built on another is retried after
-/// the others, until a pass makes no progress. Used by the load and by cutover.
-pub async fn refresh_populated_matviews(
-    source_ep: &Endpoint,
-    source: &tokio_postgres::Client,
-    target_ep: &Endpoint,
-    target: &tokio_postgres::Client,
-    include: impl Fn(&str, &str) -> bool,
-) -> Result<usize, PgError> {
-    let mut todo: Vec<(String, String)> = source
-        .query(POPULATED_MATVIEWS_SQL, &[])
-        .await
-        .map_err(|e| source_ep.query_error("listing materialized views", &e))?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .filter(|(s, v): &(String, String)| include(s, v))
-        .collect();
-    let mut done = 0;
-    while !todo.is_empty() {
-        let mut failed = Vec::new();
-        let mut last_error = None;
-        for (s, v) in todo.iter() {
-            let q = quote::qualified(s, v);
-            match target
-                .batch_execute(&format!("REFRESH MATERIALIZED VIEW {q}"))
-                .await
-            {
-                Ok(()) => done += 1,
-                Err(e) => {
-                    last_error = Some(target_ep.query_error(&format!("refreshing {q}"), &e));
-                    failed.push((s.clone(), v.clone()));
-                }
-            }
-        }
-        if failed.len() == todo.len() {
-            if let Some(e) = last_error {
-                return Err(e);
-            }
-        }
-        todo = failed;
-    }
-    Ok(done)
 }
 
 /// Each large object's owner and the grants on it other than its owner's: (oid, owner,
