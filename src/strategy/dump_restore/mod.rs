@@ -280,6 +280,7 @@ fn command(tool: &Tool, ep: &Endpoint) -> Command {
 
 /// Makes the child die when pgmove dies, even by SIGKILL: a psql left running by a killed
 /// apply would otherwise finish its item while the rerun starts the same item again.
+#[allow(unsafe_code)]
 fn die_with_parent(c: &mut Command) {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl with PR_SET_PDEATHSIG only sets a flag of the new process; it is
