@@ -89,7 +89,7 @@ fn sanitized(text: &str, max: usize) -> String {
 
 /// The plan's artifact name (default slot, publication and pglogical set), injective per plan
 /// name and at most 62 bytes (so `i<name>` fits too):
-/// - `pgmove_<name>` for plain names (see [`is_plain`]: `shop`, `shop_to_aurora_2`), the
+/// - `pgmove_<name>` for plain names (see `is_plain`: `shop`, `shop_to_aurora_2`), the
 ///   names pgmove always gave them;
 /// - any other name (`Shop`, `a-b`, `a__b`, `x_resume`): `pgmove_<name lowercased, other
 ///   characters as _>__<hash of the exact name>`, e.g. `pgmove_a_b__<10 hex>`.
