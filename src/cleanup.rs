@@ -254,6 +254,18 @@ pub enum CleanupError {
     Partial(Box<Report>),
 }
 
+/// Why one drop of the cleanup failed (the report's `error`).
+#[derive(Debug, thiserror::Error)]
+enum DropError {
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    #[error("local: cannot remove the dump directory {}: {source}", dir.display())]
+    Dir {
+        dir: PathBuf,
+        source: crate::dumpdir::DirError,
+    },
+}
+
 fn blocker_lines(b: &[Blocker]) -> String {
     let lines: Vec<String> = b.iter().map(|b| b.to_string()).collect();
     format!(
@@ -368,11 +380,11 @@ pub async fn cleanup(
         }
     }
     for step in found.steps {
-        let result: Result<(), String> = match &step.action {
+        let result: Result<(), DropError> = match &step.action {
             Action::DropSlot(name) => {
                 drop_slot(&s, source, name, req.force, &mut report.terminated)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(DropError::from)
             }
             Action::Sql(sql) => {
                 let (c, ep) = match step.artifact.location {
@@ -384,17 +396,15 @@ pub async fn cleanup(
                         &format!("dropping {} {}", step.artifact.kind, step.artifact.name),
                         &e,
                     )
-                    .to_string()
+                    .into()
                 })
             }
-            Action::RemoveDir(dir, owner) => {
-                crate::dumpdir::remove(dir, owner).map(|_| ()).map_err(|e| {
-                    format!(
-                        "local: cannot remove the dump directory {}: {e}",
-                        dir.display()
-                    )
-                })
-            }
+            Action::RemoveDir(dir, owner) => crate::dumpdir::remove(dir, owner)
+                .map(|_| ())
+                .map_err(|source| DropError::Dir {
+                    dir: dir.clone(),
+                    source,
+                }),
         };
         match result {
             Ok(()) => {
@@ -402,7 +412,7 @@ pub async fn cleanup(
                 report.artifacts.push(step.artifact);
             }
             Err(e) => {
-                report.error = Some(e);
+                report.error = Some(e.to_string());
                 return Err(CleanupError::Partial(Box::new(report)));
             }
         }

@@ -1498,10 +1498,10 @@ async fn copy_chunks(
                     &chunk,
                 )
                 .await
-                .map_err(|message| CopyError::Chunk {
+                .map_err(|e| CopyError::Chunk {
                     table: chunk.name(),
                     chunk: chunk.index,
-                    message,
+                    message: e.to_string(),
                 })?;
                 rows.fetch_add(r, Ordering::Relaxed);
                 bytes.fetch_add(b, Ordering::Relaxed);
@@ -1684,6 +1684,16 @@ impl IndexBuilder {
 const SNAPSHOT_AND_FILENODE_SQL: &str = "SELECT pg_catalog.pg_current_snapshot()::text,
        pg_catalog.pg_relation_filenode($1::text::regclass)::bigint";
 
+/// Why one chunk's copy failed (its transaction rolled back).
+#[derive(Debug, thiserror::Error)]
+enum ChunkError {
+    /// A connection of the side's pool (`"source"` or `"target"`).
+    #[error("{0}: {1}")]
+    Pool(&'static str, deadpool_postgres::PoolError),
+    #[error(transparent)]
+    Pg(#[from] PgError),
+}
+
 /// One chunk: COPY out of the snapshot, COPY in, progress row, commit. Returns (rows, bytes).
 #[allow(clippy::too_many_arguments)]
 async fn copy_one(
@@ -1695,21 +1705,21 @@ async fn copy_one(
     lsn: Lsn,
     plan: &str,
     chunk: &Chunk,
-) -> Result<(u64, u64), String> {
+) -> Result<(u64, u64), ChunkError> {
     let src = source_pool
         .get()
         .await
-        .map_err(|e| format!("source: {e}"))?;
+        .map_err(|e| ChunkError::Pool("source", e))?;
     let dst = target_pool
         .get()
         .await
-        .map_err(|e| format!("target: {e}"))?;
+        .map_err(|e| ChunkError::Pool("target", e))?;
     src.batch_execute(&format!(
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {};",
         quote::literal(snapshot)
     ))
     .await
-    .map_err(|e| source.query_error("importing the snapshot", &e).to_string())?;
+    .map_err(|e| source.query_error("importing the snapshot", &e))?;
     // What a rerun checks before keeping this chunk (see `resume_split_table`).
     let read = src
         .query_one(
@@ -1718,12 +1728,10 @@ async fn copy_one(
         )
         .await
         .map_err(|e| {
-            source
-                .query_error(
-                    &format!("reading the snapshot and relfilenode of {}", chunk.name()),
-                    &e,
-                )
-                .to_string()
+            source.query_error(
+                &format!("reading the snapshot and relfilenode of {}", chunk.name()),
+                &e,
+            )
         })?;
     let (snapshot_text, filenode): (String, Option<i64>) = (read.get(0), read.get(1));
     let (start_block, end_block) = match chunk.blocks {
@@ -1735,53 +1743,53 @@ async fn copy_one(
         chunk.before_copy_sql()
     ))
     .await
-    .map_err(|e| target.query_error("BEGIN", &e).to_string())?;
+    .map_err(|e| target.query_error("BEGIN", &e))?;
     let result = async {
         let out = src
             .copy_out(chunk.copy_out_sql().as_str())
             .await
-            .map_err(|e| source.query_error("COPY TO", &e).to_string())?;
+            .map_err(|e| source.query_error("COPY TO", &e))?;
         let sink = dst
             .copy_in::<_, bytes::Bytes>(chunk.copy_in_sql().as_str())
             .await
-            .map_err(|e| target.query_error("COPY FROM", &e).to_string())?;
+            .map_err(|e| target.query_error("COPY FROM", &e))?;
         futures_util::pin_mut!(out);
         futures_util::pin_mut!(sink);
         let mut n_bytes = 0u64;
         let mut buf = bytes::BytesMut::with_capacity(COPY_BUFFER * 2);
         while let Some(data) = out.next().await {
-            let data = data.map_err(|e| source.query_error("COPY TO", &e).to_string())?;
+            let data = data.map_err(|e| source.query_error("COPY TO", &e))?;
             n_bytes += data.len() as u64;
             buf.extend_from_slice(&data);
             if buf.len() >= COPY_BUFFER {
                 sink.send(buf.split().freeze())
                     .await
-                    .map_err(|e| target.query_error("COPY FROM", &e).to_string())?;
+                    .map_err(|e| target.query_error("COPY FROM", &e))?;
             }
         }
         if !buf.is_empty() {
             sink.send(buf.split().freeze())
                 .await
-                .map_err(|e| target.query_error("COPY FROM", &e).to_string())?;
+                .map_err(|e| target.query_error("COPY FROM", &e))?;
         }
         let rows = sink
             .finish()
             .await
-            .map_err(|e| target.query_error("COPY FROM", &e).to_string())?;
+            .map_err(|e| target.query_error("COPY FROM", &e))?;
         dst.execute(
             "INSERT INTO pgmove.copy_progress (plan_name, schema_name, table_name, chunk, chunks, rows, bytes, snapshot_lsn, start_block, end_block, relfilenode, snapshot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             &[&plan, &chunk.schema, &chunk.table, &chunk.index, &chunk.count, &(rows as i64), &(n_bytes as i64), &lsn, &start_block, &end_block, &filenode, &snapshot_text],
         )
         .await
-        .map_err(|e| target.query_error("recording progress", &e).to_string())?;
-        Ok::<(u64, u64), String>((rows, n_bytes))
+        .map_err(|e| target.query_error("recording progress", &e))?;
+        Ok::<(u64, u64), ChunkError>((rows, n_bytes))
     }
     .await;
     match result {
         Ok(v) => {
             dst.batch_execute("COMMIT")
                 .await
-                .map_err(|e| target.query_error("COMMIT", &e).to_string())?;
+                .map_err(|e| target.query_error("COMMIT", &e))?;
             let _ = src.batch_execute("COMMIT").await;
             Ok(v)
         }
