@@ -204,17 +204,15 @@ impl Request {
 /// and says why.
 fn discover_dump_dir(req: &Request, source: &Endpoint, target: &Endpoint, found: &mut Found) {
     use crate::dumpdir::{self, DirError};
-    let dir = match &req.dump_dir {
-        Some(d) => d.clone(),
-        None => {
-            match crate::plan::default_dump_dir(&req.plan_name, &source.info, &target.info, &|k| {
-                std::env::var(k).ok()
-            }) {
-                Ok(d) => d,
-                // No private default place: apply could not have used one either.
-                Err(_) => return,
-            }
-        }
+    let dir = match crate::plan::names::dump_dir(
+        req.dump_dir.as_deref(),
+        &req.plan_name,
+        &source.info,
+        &target.info,
+    ) {
+        Ok(d) => d,
+        // No private default place: apply could not have used one either.
+        Err(_) => return,
     };
     let owner = dumpdir::Owner::new(&req.plan_name, &source.info, &target.info);
     let artifact = |sql: String, detail: Option<String>| Artifact {
@@ -255,6 +253,18 @@ pub enum CleanupError {
     /// A drop failed part way; the report says what was dropped before.
     #[error("{}", .0.error.as_deref().unwrap_or("cleanup failed"))]
     Partial(Box<Report>),
+}
+
+/// Why one drop of the cleanup failed (the report's `error`).
+#[derive(Debug, thiserror::Error)]
+enum DropError {
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    #[error("local: cannot remove the dump directory {}: {source}", dir.display())]
+    Dir {
+        dir: PathBuf,
+        source: crate::dumpdir::DirError,
+    },
 }
 
 fn blocker_lines(b: &[Blocker]) -> String {
@@ -371,11 +381,11 @@ pub async fn cleanup(
         }
     }
     for step in found.steps {
-        let result: Result<(), String> = match &step.action {
+        let result: Result<(), DropError> = match &step.action {
             Action::DropSlot(name) => {
                 drop_slot(&s, source, name, req.force, &mut report.terminated)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(DropError::from)
             }
             Action::Sql(sql) => {
                 let (c, ep) = match step.artifact.location {
@@ -387,17 +397,15 @@ pub async fn cleanup(
                         &format!("dropping {} {}", step.artifact.kind, step.artifact.name),
                         &e,
                     )
-                    .to_string()
+                    .into()
                 })
             }
-            Action::RemoveDir(dir, owner) => {
-                crate::dumpdir::remove(dir, owner).map(|_| ()).map_err(|e| {
-                    format!(
-                        "local: cannot remove the dump directory {}: {e}",
-                        dir.display()
-                    )
-                })
-            }
+            Action::RemoveDir(dir, owner) => crate::dumpdir::remove(dir, owner)
+                .map(|_| ())
+                .map_err(|source| DropError::Dir {
+                    dir: dir.clone(),
+                    source,
+                }),
         };
         match result {
             Ok(()) => {
@@ -405,7 +413,7 @@ pub async fn cleanup(
                 report.artifacts.push(step.artifact);
             }
             Err(e) => {
-                report.error = Some(e);
+                report.error = Some(e.to_string());
                 return Err(CleanupError::Partial(Box::new(report)));
             }
         }
@@ -522,7 +530,7 @@ async fn discover_source(
     let slots = vec![req.resume_slot(), req.slot.clone()];
     let publications = vec![
         req.publication.clone(),
-        crate::strategy::copy_cdc::insert_only_publication(&req.publication),
+        crate::plan::insert_only_publication_name(&req.publication),
     ];
     let present = owned::find(c, ep, &slots, &publications).await?;
     if present.is_empty() {
@@ -634,7 +642,7 @@ async fn discover_replica_identity(
         return Ok(());
     }
     let rows = t
-        .query(crate::strategy::copy_cdc::RI_RECORDED, &[&req.plan_name])
+        .query(crate::replica_identity::RI_RECORDED, &[&req.plan_name])
         .await
         .map_err(|e| target.query_error("reading pgmove.replica_identity", &e))?;
     for r in rows {
@@ -652,7 +660,7 @@ async fn discover_replica_identity(
         if now.map(|r| r.get::<_, String>(0)).as_deref() != Some("f") {
             continue;
         }
-        let Some(identity) = crate::strategy::copy_cdc::identity_clause(&mode, index.as_deref())
+        let Some(identity) = crate::replica_identity::identity_clause(&mode, index.as_deref())
         else {
             continue;
         };

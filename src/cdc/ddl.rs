@@ -19,7 +19,7 @@
 //!   exactly those. A `pgmove` schema without the marker is someone else's: the install
 //!   refuses to write into it.
 //!
-//! The names come from [`crate::plan::derived_name`]: exact per plan, hashed when too long.
+//! The names come from [`crate::plan::names::ddl_names`]: exact per plan, hashed when too long.
 //!
 //! The triggers are `ENABLE ALWAYS`: they fire in sessions with `session_replication_role =
 //! replica` too.
@@ -117,11 +117,9 @@ use serde::Deserialize;
 
 use crate::cdc::pgoutput::LogicalMessage;
 use crate::pg::{quote, Endpoint, Lsn, PgError};
-use crate::plan::names;
-use crate::plan::{artifact_name, derived_name};
 
 /// `pg_logical_emit_message` prefix of every plan: `pgmove.ddl.<plan>`.
-pub const PREFIX: &str = "pgmove.ddl.";
+pub const PREFIX: &str = crate::plan::names::DDL_MESSAGE_PREFIX;
 
 /// Version of the JSON the trigger writes.
 const VERSION: u32 = 1;
@@ -141,54 +139,15 @@ pub const TAGS: &[&str] = &[
 
 /// The message prefix of a plan.
 pub fn prefix(plan_name: &str) -> String {
-    format!("{PREFIX}{plan_name}")
+    crate::plan::names::ddl_message_prefix(plan_name)
 }
 
-/// Names of the source objects of a plan.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Names {
-    /// Event trigger on `ddl_command_end`, also the trigger function's name.
-    pub trigger: String,
-    /// Event trigger on `sql_drop`.
-    pub drop_trigger: String,
-    /// Event trigger on `table_rewrite`.
-    pub rewrite_trigger: String,
-    /// Event trigger on `ddl_command_start` (`ALTER TABLE`).
-    pub start_trigger: String,
-    /// The SECURITY DEFINER function doing the work.
-    pub emit: String,
-    /// The key table.
-    pub key_table: String,
-    /// The publication new tables are added to.
-    pub publication: String,
-    /// Custom settings the trigger keeps state in.
-    guc_seq: String,
-    guc_dropped: String,
-    guc_rewrites: String,
-    guc_pending: String,
-    guc_missing: String,
-}
+/// Names of the source objects of a plan: derived in [`crate::plan::names`].
+pub use crate::plan::names::DdlNames as Names;
 
-/// The names for `plan_name`: `<artifact>_ddl...` (see [`crate::plan::derived_name`]: exact
-/// per plan, shortened with a hash when a name would pass 63 bytes).
+/// The names for `plan_name` (see [`crate::plan::names::ddl_names`]).
 pub fn names(plan_name: &str) -> Names {
-    let artifact = artifact_name(plan_name);
-    let d = |suffix| derived_name(&artifact, suffix);
-    let trigger = d(names::DDL_SUFFIX);
-    Names {
-        drop_trigger: d(names::DDL_DROP_SUFFIX),
-        rewrite_trigger: d(names::DDL_REWRITE_SUFFIX),
-        start_trigger: d(names::DDL_START_SUFFIX),
-        emit: d(names::DDL_EMIT_SUFFIX),
-        key_table: d(names::DDL_KEY_SUFFIX),
-        publication: artifact,
-        guc_seq: format!("pgmove.{trigger}_seq"),
-        guc_dropped: format!("pgmove.{trigger}_dropped"),
-        guc_rewrites: format!("pgmove.{trigger}_rewrites"),
-        guc_pending: format!("pgmove.{trigger}_pending"),
-        guc_missing: format!("pgmove.{trigger}_missing"),
-        trigger,
-    }
+    crate::plan::names::ddl_names(plan_name)
 }
 
 /// A SQL array literal of texts: `ARRAY['a', 'b']::text[]`.
@@ -949,7 +908,7 @@ pub fn handle(msg: &LogicalMessage, cfg: &DdlConfig) -> Result<Option<DdlAction>
             sql: shown.clone(),
         });
     }
-    let statement = chosen.map_err(unreplayable)?;
+    let statement = chosen.map_err(|e| unreplayable(e.to_string()))?;
     if kept < event.objects.len() {
         return Err(unreplayable(
             "it touches tables the plan excludes as well as replicated ones".to_string(),
@@ -1191,27 +1150,31 @@ fn missing_fix(m: &MissingValue) -> String {
     format!("DO {};\n", quote::literal(&body))
 }
 
+/// Why the statement that fired the trigger cannot be told from its query string.
+#[derive(Debug, thiserror::Error)]
+enum NoStatement {
+    #[error("command tag {0} is not one pgmove replays")]
+    Tag(String),
+    #[error("it ran inside {0:?}, not as a statement of its own (a function, procedure or DO block?): only the statements themselves can be replayed")]
+    Inside(String),
+    #[error("pgmove cannot tell which statement of the query string ran it (a DDL statement inside a function it called?)")]
+    NotTheNth,
+    #[error("pgmove cannot tell which statement of the query string ran it")]
+    Ambiguous,
+}
+
 /// The statement of the query string that fired the trigger, or why it cannot be told.
-fn statement_of(event: &DdlEvent) -> Result<&str, String> {
-    let want = kind_of_tag(&event.tag)
-        .ok_or_else(|| format!("command tag {} is not one pgmove replays", event.tag))?;
+fn statement_of(event: &DdlEvent) -> Result<&str, NoStatement> {
+    let want = kind_of_tag(&event.tag).ok_or_else(|| NoStatement::Tag(event.tag.clone()))?;
     let pieces = split_statements(&event.sql);
     let firing: Vec<&Statement> = pieces.iter().filter(|p| p.kind != Kind::Other).collect();
     if firing.is_empty() {
-        return Err(format!(
-            "it ran inside {:?}, not as a statement of its own (a function, procedure or DO block?): only the statements themselves can be replayed",
-            abbreviate(event.sql.trim(), 200)
-        ));
+        return Err(NoStatement::Inside(abbreviate(event.sql.trim(), 200)));
     }
     let n = event.n as usize;
     let p = match n.checked_sub(1).and_then(|i| firing.get(i)) {
         Some(p) if p.kind == want => *p,
-        _ => {
-            return Err(
-                "pgmove cannot tell which statement of the query string ran it (a DDL statement inside a function it called?)"
-                    .to_string(),
-            )
-        }
+        _ => return Err(NoStatement::NotTheNth),
     };
     if firing.len() > 1 {
         let text = p.text.to_lowercase();
@@ -1220,9 +1183,7 @@ fn statement_of(event: &DdlEvent) -> Result<&str, String> {
             .iter()
             .any(|o| text.contains(&o.name.to_lowercase()))
         {
-            return Err(
-                "pgmove cannot tell which statement of the query string ran it".to_string(),
-            );
+            return Err(NoStatement::Ambiguous);
         }
     }
     Ok(p.text)

@@ -200,18 +200,27 @@ fn progress_sql(plan: &str, lsn: Lsn, txns: u64, changes: u64) -> String {
     )
 }
 
-fn val(v: &Value) -> Result<Val, String> {
+/// A column value of the stream that cannot be applied.
+#[derive(Debug, thiserror::Error)]
+enum ValueError {
+    #[error("a value is not valid UTF-8")]
+    NotUtf8,
+    #[error("binary tuple data was not asked for")]
+    Binary,
+}
+
+fn val(v: &Value) -> Result<Val, ValueError> {
     Ok(match v {
         Value::Null => Val::Null,
         Value::Unchanged => Val::Unchanged,
-        Value::Text(b) => Val::Text(
-            String::from_utf8(b.to_vec()).map_err(|_| "a value is not valid UTF-8".to_string())?,
-        ),
-        Value::Binary(_) => return Err("binary tuple data was not asked for".to_string()),
+        Value::Text(b) => {
+            Val::Text(String::from_utf8(b.to_vec()).map_err(|_| ValueError::NotUtf8)?)
+        }
+        Value::Binary(_) => return Err(ValueError::Binary),
     })
 }
 
-fn vals(vs: &[Value]) -> Result<Vec<Val>, String> {
+fn vals(vs: &[Value]) -> Result<Vec<Val>, ValueError> {
     vs.iter().map(val).collect()
 }
 
@@ -660,7 +669,7 @@ async fn run_loop(
             Message::Insert(i) => {
                 let new = vals(&i.new).map_err(|m| CdcError::Apply {
                     lsn: applied,
-                    message: m,
+                    message: m.to_string(),
                 })?;
                 if let Some(t) = txn.as_mut() {
                     t.push((
@@ -675,12 +684,12 @@ async fn run_loop(
             Message::Update(u) => {
                 let new = vals(&u.new).map_err(|m| CdcError::Apply {
                     lsn: applied,
-                    message: m,
+                    message: m.to_string(),
                 })?;
                 let old = match &u.old {
                     Some(o) => Some(vals(o.values()).map_err(|m| CdcError::Apply {
                         lsn: applied,
-                        message: m,
+                        message: m.to_string(),
                     })?),
                     None => None,
                 };
@@ -701,7 +710,7 @@ async fn run_loop(
                 }
                 .map_err(|m| CdcError::Apply {
                     lsn: applied,
-                    message: m,
+                    message: m.to_string(),
                 })?;
                 if let Some(t) = txn.as_mut() {
                     t.push((
@@ -978,7 +987,7 @@ async fn run_loop(
 /// The plan's publications that exist on the source: the main one, and the insert-only one
 /// of `cdc.tables_without_key: insert-only` when it was created.
 async fn publications(job: &CdcJob) -> Result<Vec<String>, CdcError> {
-    let extra = crate::strategy::copy_cdc::insert_only_publication(&job.publication);
+    let extra = crate::plan::insert_only_publication_name(&job.publication);
     let c = job.source.connect().await?;
     let has_extra = c
         .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&extra])

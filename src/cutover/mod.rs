@@ -433,7 +433,7 @@ async fn outage_secs(target: &Client, plan: &str, fence: &Fenced) -> Option<f64>
 }
 
 fn marker_prefix(plan: &str) -> String {
-    format!("pgmove.cutover.{plan}")
+    crate::plan::names::cutover_marker_prefix(plan)
 }
 
 /// Runs cutover. A failure after the fence unfences the source and is reported in the
@@ -666,13 +666,22 @@ impl OwnApplier {
         Some("change capture stopped unexpectedly".into())
     }
 
-    async fn stop(self) -> Result<CdcOutcome, String> {
+    async fn stop(self) -> Result<CdcOutcome, ApplierError> {
         let _ = self.stop.send(true);
         match self.handle.await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("change capture task: {e}")),
+            Ok(r) => r.map_err(ApplierError::Cdc),
+            Err(e) => Err(ApplierError::Task(e)),
         }
     }
+}
+
+/// Why cutover's own change capture ended with an error.
+#[derive(Debug, thiserror::Error)]
+enum ApplierError {
+    #[error(transparent)]
+    Cdc(CdcError),
+    #[error("change capture task: {0}")]
+    Task(tokio::task::JoinError),
 }
 
 /// A failure inside the steps; the report's error.
@@ -821,7 +830,7 @@ async fn steps(
         report.large_objects_copied = copied;
         report.large_objects_removed = removed;
     }
-    report.materialized_views_refreshed = crate::strategy::copy_cdc::refresh_populated_matviews(
+    report.materialized_views_refreshed = crate::matviews::refresh_populated_matviews(
         &job.source,
         source,
         &job.target,
@@ -936,7 +945,7 @@ async fn wait_applied(
             if let Some(why) = o.failed() {
                 let o = own.take();
                 let detail = match o {
-                    Some(o) => o.stop().await.err().unwrap_or(why),
+                    Some(o) => o.stop().await.err().map_or(why, |e| e.to_string()),
                     None => why,
                 };
                 return Err(StepError::Other(format!(

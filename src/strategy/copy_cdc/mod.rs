@@ -38,10 +38,12 @@ use futures_util::{SinkExt, StreamExt};
 use crate::cdc::ddl;
 use crate::cdc::slot::{self, ExportedSlot};
 use crate::inspect::{self, Inventory, RelName, Table, TableKind};
+use crate::matviews::refresh_populated_matviews;
 use crate::owned;
 use crate::pg::{quote, Endpoint, Lsn, PgError};
 use crate::plan;
 use crate::progress::Progress;
+use crate::replica_identity::{identity_clause, RI_RECORDED};
 use crate::state::State;
 use crate::strategy::dump_restore::{self, DumpRestoreError, Restorer};
 use crate::tools;
@@ -678,7 +680,7 @@ async fn run_steps(
         owned::confirm(state, &base.source, owned::SLOT, &job.slot).await?;
         for name in [
             job.publication.clone(),
-            insert_only_publication(&job.publication),
+            crate::plan::insert_only_publication_name(&job.publication),
         ] {
             owned::confirm(state, &base.source, owned::PUBLICATION, &name).await?;
         }
@@ -1211,7 +1213,7 @@ async fn ensure_publication(
         && !keyless_tables(tables).is_empty()
     {
         // As `publication_sql` decides: keyless tables and partitions get their own.
-        names.push(insert_only_publication(&job.publication));
+        names.push(crate::plan::insert_only_publication_name(&job.publication));
     }
     let mut exists = false;
     for name in &names {
@@ -1271,22 +1273,6 @@ const RI_CURRENT: &str = "SELECT n.nspname::text, c.relname::text, c.relrepliden
          WHERE i.indrelid = c.oid AND i.indisreplident)
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = ANY($1::text[]::regclass[])";
-
-/// The replica identities pgmove recorded (target) before setting REPLICA IDENTITY FULL on
-/// source tables: (schema, table, relreplident, index name).
-pub(crate) const RI_RECORDED: &str = "SELECT schema_name, table_name, relreplident, index_name
-  FROM pgmove.replica_identity WHERE plan_name = $1 ORDER BY 1, 2";
-
-/// The `REPLICA IDENTITY ...` clause that gives a table back the recorded identity
-/// (`relreplident` d, n or i with its index); `None` for FULL (nothing to give back).
-pub(crate) fn identity_clause(mode: &str, index: Option<&str>) -> Option<String> {
-    match (mode, index) {
-        ("n", _) => Some("NOTHING".to_string()),
-        ("f", _) => None,
-        ("i", Some(i)) => Some(format!("USING INDEX {}", quote::ident(i))),
-        _ => Some("DEFAULT".to_string()),
-    }
-}
 
 /// The schema dump is read inside the slot's snapshot, after pgmove made the keyless tables
 /// REPLICA IDENTITY FULL on the source: gives the target's copies the identity the source had
@@ -1391,7 +1377,7 @@ pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
             // Keyless tables and partitions one by one, never a whole tree.
             let list: Vec<String> = keyless.iter().map(|t| t.qualified()).collect();
             if !list.is_empty() {
-                let name = insert_only_publication(&job.publication);
+                let name = crate::plan::insert_only_publication_name(&job.publication);
                 setup.push_str(&format!(
                     "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert, truncate');\n{}",
                     quote::ident(&name),
@@ -1425,12 +1411,6 @@ pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
         "{setup}{sql};\n{}",
         owned::comment_sql(&job.publication, &job.base.plan_name)
     )
-}
-
-/// The publication of the tables without a key when `cdc.tables_without_key: insert-only`:
-/// it publishes inserts and truncates only.
-pub fn insert_only_publication(publication: &str) -> String {
-    crate::plan::insert_only_publication_name(publication)
 }
 
 /// Installs the DDL event trigger on the source when the plan wants it (see
@@ -1518,10 +1498,10 @@ async fn copy_chunks(
                     &chunk,
                 )
                 .await
-                .map_err(|message| CopyError::Chunk {
+                .map_err(|e| CopyError::Chunk {
                     table: chunk.name(),
                     chunk: chunk.index,
-                    message,
+                    message: e.to_string(),
                 })?;
                 rows.fetch_add(r, Ordering::Relaxed);
                 bytes.fetch_add(b, Ordering::Relaxed);
@@ -1704,6 +1684,16 @@ impl IndexBuilder {
 const SNAPSHOT_AND_FILENODE_SQL: &str = "SELECT pg_catalog.pg_current_snapshot()::text,
        pg_catalog.pg_relation_filenode($1::text::regclass)::bigint";
 
+/// Why one chunk's copy failed (its transaction rolled back).
+#[derive(Debug, thiserror::Error)]
+enum ChunkError {
+    /// A connection of the side's pool (`"source"` or `"target"`).
+    #[error("{0}: {1}")]
+    Pool(&'static str, deadpool_postgres::PoolError),
+    #[error(transparent)]
+    Pg(#[from] PgError),
+}
+
 /// One chunk: COPY out of the snapshot, COPY in, progress row, commit. Returns (rows, bytes).
 #[allow(clippy::too_many_arguments)]
 async fn copy_one(
@@ -1715,21 +1705,21 @@ async fn copy_one(
     lsn: Lsn,
     plan: &str,
     chunk: &Chunk,
-) -> Result<(u64, u64), String> {
+) -> Result<(u64, u64), ChunkError> {
     let src = source_pool
         .get()
         .await
-        .map_err(|e| format!("source: {e}"))?;
+        .map_err(|e| ChunkError::Pool("source", e))?;
     let dst = target_pool
         .get()
         .await
-        .map_err(|e| format!("target: {e}"))?;
+        .map_err(|e| ChunkError::Pool("target", e))?;
     src.batch_execute(&format!(
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {};",
         quote::literal(snapshot)
     ))
     .await
-    .map_err(|e| source.query_error("importing the snapshot", &e).to_string())?;
+    .map_err(|e| source.query_error("importing the snapshot", &e))?;
     // What a rerun checks before keeping this chunk (see `resume_split_table`).
     let read = src
         .query_one(
@@ -1738,12 +1728,10 @@ async fn copy_one(
         )
         .await
         .map_err(|e| {
-            source
-                .query_error(
-                    &format!("reading the snapshot and relfilenode of {}", chunk.name()),
-                    &e,
-                )
-                .to_string()
+            source.query_error(
+                &format!("reading the snapshot and relfilenode of {}", chunk.name()),
+                &e,
+            )
         })?;
     let (snapshot_text, filenode): (String, Option<i64>) = (read.get(0), read.get(1));
     let (start_block, end_block) = match chunk.blocks {
@@ -1755,53 +1743,53 @@ async fn copy_one(
         chunk.before_copy_sql()
     ))
     .await
-    .map_err(|e| target.query_error("BEGIN", &e).to_string())?;
+    .map_err(|e| target.query_error("BEGIN", &e))?;
     let result = async {
         let out = src
             .copy_out(chunk.copy_out_sql().as_str())
             .await
-            .map_err(|e| source.query_error("COPY TO", &e).to_string())?;
+            .map_err(|e| source.query_error("COPY TO", &e))?;
         let sink = dst
             .copy_in::<_, bytes::Bytes>(chunk.copy_in_sql().as_str())
             .await
-            .map_err(|e| target.query_error("COPY FROM", &e).to_string())?;
+            .map_err(|e| target.query_error("COPY FROM", &e))?;
         futures_util::pin_mut!(out);
         futures_util::pin_mut!(sink);
         let mut n_bytes = 0u64;
         let mut buf = bytes::BytesMut::with_capacity(COPY_BUFFER * 2);
         while let Some(data) = out.next().await {
-            let data = data.map_err(|e| source.query_error("COPY TO", &e).to_string())?;
+            let data = data.map_err(|e| source.query_error("COPY TO", &e))?;
             n_bytes += data.len() as u64;
             buf.extend_from_slice(&data);
             if buf.len() >= COPY_BUFFER {
                 sink.send(buf.split().freeze())
                     .await
-                    .map_err(|e| target.query_error("COPY FROM", &e).to_string())?;
+                    .map_err(|e| target.query_error("COPY FROM", &e))?;
             }
         }
         if !buf.is_empty() {
             sink.send(buf.split().freeze())
                 .await
-                .map_err(|e| target.query_error("COPY FROM", &e).to_string())?;
+                .map_err(|e| target.query_error("COPY FROM", &e))?;
         }
         let rows = sink
             .finish()
             .await
-            .map_err(|e| target.query_error("COPY FROM", &e).to_string())?;
+            .map_err(|e| target.query_error("COPY FROM", &e))?;
         dst.execute(
             "INSERT INTO pgmove.copy_progress (plan_name, schema_name, table_name, chunk, chunks, rows, bytes, snapshot_lsn, start_block, end_block, relfilenode, snapshot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             &[&plan, &chunk.schema, &chunk.table, &chunk.index, &chunk.count, &(rows as i64), &(n_bytes as i64), &lsn, &start_block, &end_block, &filenode, &snapshot_text],
         )
         .await
-        .map_err(|e| target.query_error("recording progress", &e).to_string())?;
-        Ok::<(u64, u64), String>((rows, n_bytes))
+        .map_err(|e| target.query_error("recording progress", &e))?;
+        Ok::<(u64, u64), ChunkError>((rows, n_bytes))
     }
     .await;
     match result {
         Ok(v) => {
             dst.batch_execute("COMMIT")
                 .await
-                .map_err(|e| target.query_error("COMMIT", &e).to_string())?;
+                .map_err(|e| target.query_error("COMMIT", &e))?;
             let _ = src.batch_execute("COMMIT").await;
             Ok(v)
         }
@@ -1852,10 +1840,6 @@ async fn copy_sequences(base: &dump_restore::Job, inv: &Inventory) -> Result<usi
     Ok(n)
 }
 
-/// Materialized views populated on the source (schema, name).
-const POPULATED_MATVIEWS_SQL: &str =
-    "SELECT schemaname::text, matviewname::text FROM pg_matviews WHERE ispopulated ORDER BY 1, 2";
-
 /// A schema-only dump leaves materialized views empty: refresh those populated on the source.
 async fn refresh_materialized_views(base: &dump_restore::Job) -> Result<(), CopyError> {
     let source = base.source.connect().await?;
@@ -1865,51 +1849,6 @@ async fn refresh_materialized_views(base: &dump_restore::Job) -> Result<(), Copy
     })
     .await?;
     Ok(())
-}
-
-/// Refreshes on the target the materialized views populated on the source that `include`
-/// selects (by schema and name); returns how many. A view built on another is retried after
-/// the others, until a pass makes no progress. Used by the load and by cutover.
-pub async fn refresh_populated_matviews(
-    source_ep: &Endpoint,
-    source: &tokio_postgres::Client,
-    target_ep: &Endpoint,
-    target: &tokio_postgres::Client,
-    include: impl Fn(&str, &str) -> bool,
-) -> Result<usize, PgError> {
-    let mut todo: Vec<(String, String)> = source
-        .query(POPULATED_MATVIEWS_SQL, &[])
-        .await
-        .map_err(|e| source_ep.query_error("listing materialized views", &e))?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .filter(|(s, v): &(String, String)| include(s, v))
-        .collect();
-    let mut done = 0;
-    while !todo.is_empty() {
-        let mut failed = Vec::new();
-        let mut last_error = None;
-        for (s, v) in todo.iter() {
-            let q = quote::qualified(s, v);
-            match target
-                .batch_execute(&format!("REFRESH MATERIALIZED VIEW {q}"))
-                .await
-            {
-                Ok(()) => done += 1,
-                Err(e) => {
-                    last_error = Some(target_ep.query_error(&format!("refreshing {q}"), &e));
-                    failed.push((s.clone(), v.clone()));
-                }
-            }
-        }
-        if failed.len() == todo.len() {
-            if let Some(e) = last_error {
-                return Err(e);
-            }
-        }
-        todo = failed;
-    }
-    Ok(done)
 }
 
 /// Each large object's owner and the grants on it other than its owner's: (oid, owner,

@@ -99,21 +99,17 @@ pub struct Outcome {
 impl Job {
     /// The directory holding the dump: `--dump-dir` or the default for the plan and endpoints.
     pub fn dump_dir(&self) -> Result<PathBuf, DirError> {
-        match &self.dump_dir {
-            Some(d) => Ok(d.clone()),
-            None => crate::plan::default_dump_dir(
-                &self.plan_name,
-                &self.source.info,
-                &self.target.info,
-                &|k| std::env::var(k).ok(),
-            )
-            .map_err(|reason| DirError::Refused {
-                reason,
-                hint:
-                    "set HOME (or XDG_CACHE_HOME), or give a directory of your own with --dump-dir"
-                        .to_string(),
-            }),
-        }
+        crate::plan::names::dump_dir(
+            self.dump_dir.as_deref(),
+            &self.plan_name,
+            &self.source.info,
+            &self.target.info,
+        )
+        .map_err(|e| DirError::Refused {
+            reason: e.to_string(),
+            hint: "set HOME (or XDG_CACHE_HOME), or give a directory of your own with --dump-dir"
+                .to_string(),
+        })
     }
 
     /// Whose dump the directory holds (its marker).
@@ -284,6 +280,7 @@ fn command(tool: &Tool, ep: &Endpoint) -> Command {
 
 /// Makes the child die when pgmove dies, even by SIGKILL: a psql left running by a killed
 /// apply would otherwise finish its item while the rerun starts the same item again.
+#[allow(unsafe_code)]
 fn die_with_parent(c: &mut Command) {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl with PR_SET_PDEATHSIG only sets a flag of the new process; it is
