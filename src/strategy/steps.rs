@@ -90,15 +90,11 @@ pub fn copy_and_index_secs(f: &Facts<'_>) -> (u64, u64) {
     (copy_secs, index_secs)
 }
 
-/// What `pgmove plan` shows of a step its strategy's `plan_steps` does not describe (none
-/// does: a unit test of each strategy checks it): its summary.
+/// What `pgmove plan` shows of a step its strategy's `plan_steps` does not describe: its
+/// summary, without a why (none is undescribed: the planner's unit test
+/// `plan_steps_are_the_strategys_step_list` checks every named step has a why).
 pub fn undescribed(s: &Step) -> (String, &'static str, String, Option<u64>) {
     (s.summary.to_string(), "target", String::new(), None)
-}
-
-/// The names of `defs`, in order.
-pub fn names(defs: &[StepDef]) -> Vec<&'static str> {
-    defs.iter().map(|d| d.name).collect()
 }
 
 #[cfg(test)]
