@@ -30,6 +30,7 @@ pub mod report;
 pub mod roles;
 pub mod state;
 pub mod status;
+pub mod step_list;
 pub mod strategy;
 pub mod testhook;
 pub mod tools;

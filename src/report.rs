@@ -178,7 +178,8 @@ impl PlanReport {
                     .estimate_secs
                     .map(|e| format!(" (~{})", planner::human(std::time::Duration::from_secs(e))))
                     .unwrap_or_default();
-                let _ = writeln!(o, "  {}. [{}] {}{est}", s.number, s.on, s.what);
+                let name = s.name.map(|n| format!("{n}: ")).unwrap_or_default();
+                let _ = writeln!(o, "  {}. [{}] {name}{}{est}", s.number, s.on, s.what);
                 let _ = writeln!(o, "     why: {}", s.why);
             }
         }
@@ -248,7 +249,12 @@ impl PlanReport {
         if !d.steps.is_empty() {
             let _ = writeln!(o, "\n## Steps\n");
             for s in &d.steps {
-                let _ = writeln!(o, "{}. **{}** ({}): {}", s.number, s.what, s.on, s.why);
+                let name = s.name.map(|n| format!("`{n}` ")).unwrap_or_default();
+                let _ = writeln!(
+                    o,
+                    "{}. {name}**{}** ({}): {}",
+                    s.number, s.what, s.on, s.why
+                );
             }
         }
         let _ = writeln!(

@@ -293,6 +293,17 @@ pub fn finish_step_sql(plan_name: &str, step: &str, detail: Option<&str>) -> Str
     )
 }
 
+/// The statement that forgets the records of `steps` of a plan (cutover's, when an attempt
+/// starts).
+pub fn forget_steps_sql(plan_name: &str, steps: &[&str]) -> String {
+    let list: Vec<String> = steps.iter().map(|s| quote::literal(s)).collect();
+    format!(
+        "DELETE FROM pgmove.steps WHERE plan_name = {} AND step IN ({});\n",
+        quote::literal(plan_name),
+        list.join(", ")
+    )
+}
+
 /// The statement that records a restore item as applied, for inclusion in its transaction.
 pub fn finish_item_sql(plan_name: &str, dump_id: i32, kind: &str, object: &str) -> String {
     format!(

@@ -52,7 +52,11 @@ pub struct Status {
     pub started_at: Option<String>,
     pub updated_at: Option<String>,
     pub last_error: Option<String>,
+    /// Finished steps: the strategy's own in its order ([`crate::strategy::steps`]), then any
+    /// other record (e.g. `ddl-applied <LSN>`) in the order they finished.
     pub steps_done: Vec<String>,
+    /// The strategy's steps not finished yet, in order.
+    pub steps_to_do: Vec<String>,
     pub restore_items_done: i64,
     pub tables: Vec<TableProgress>,
     pub slot: Option<SlotStatus>,
@@ -128,6 +132,7 @@ pub async fn read(
         updated_at: None,
         last_error: None,
         steps_done: vec![],
+        steps_to_do: vec![],
         restore_items_done: 0,
         tables: vec![],
         slot: None,
@@ -153,13 +158,19 @@ pub async fn read(
             status.updated_at = r.get(3);
             status.last_error = r.get(4);
         }
-        status.steps_done = t
+        let finished: Vec<String> = t
             .query(STEPS_SQL, &[&plan])
             .await
             .map_err(q("reading pgmove.steps"))?
             .iter()
             .map(|r| r.get(0))
             .collect();
+        let list = status
+            .strategy
+            .as_deref()
+            .map(crate::strategy::steps::of_named)
+            .unwrap_or(&[]);
+        (status.steps_done, status.steps_to_do) = done_and_to_do(list, finished);
         status.restore_items_done = t
             .query_one(ITEMS_SQL, &[&plan])
             .await
@@ -288,6 +299,9 @@ impl Render for Status {
         if !self.steps_done.is_empty() {
             let _ = writeln!(o, "  steps done: {}", self.steps_done.join(", "));
         }
+        if !self.steps_to_do.is_empty() {
+            let _ = writeln!(o, "  steps to do: {}", self.steps_to_do.join(", "));
+        }
         if self.restore_items_done > 0 {
             let _ = writeln!(o, "  restore items applied: {}", self.restore_items_done);
         }
@@ -356,9 +370,54 @@ impl Render for Status {
     }
 }
 
+/// The strategy's steps (`list`) split into done and to do by the `finished` records (in the
+/// order they finished), each in the list's order; records not in the list follow the done
+/// steps, as they finished.
+fn done_and_to_do(
+    list: &[crate::strategy::steps::Step],
+    finished: Vec<String>,
+) -> (Vec<String>, Vec<String>) {
+    let (mut done, mut to_do) = (Vec::new(), Vec::new());
+    for s in list {
+        if finished.iter().any(|f| f == s.name) {
+            done.push(s.name.to_string());
+        } else {
+            to_do.push(s.name.to_string());
+        }
+    }
+    done.extend(
+        finished
+            .into_iter()
+            .filter(|f| !list.iter().any(|s| s.name == f)),
+    );
+    (done, to_do)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_show_in_the_strategys_order_with_what_is_left() {
+        let list = crate::strategy::dump_restore::STEPS;
+        let names: Vec<String> = list.iter().map(|s| s.name.to_string()).collect();
+        // Finished out of order (a rerun records `state` and `dump` again), with a record of
+        // change capture's that is no step of the list.
+        let finished = ["pre-data", "ddl-applied 0/1", "state", "dump"]
+            .map(str::to_string)
+            .to_vec();
+        let (done, to_do) = done_and_to_do(list, finished);
+        assert_eq!(done, ["state", "dump", "pre-data", "ddl-applied 0/1"]);
+        assert_eq!(to_do, names[3..].to_vec());
+        assert_eq!(to_do.first().map(String::as_str), Some("data"));
+        let (done, to_do) = done_and_to_do(list, Vec::new());
+        assert!(done.is_empty());
+        assert_eq!(to_do, names);
+        // A strategy pgmove does not know (a newer release's): the records as they are.
+        let (done, to_do) = done_and_to_do(&[], vec!["x".into(), "y".into()]);
+        assert_eq!(done, ["x", "y"]);
+        assert!(to_do.is_empty());
+    }
 
     fn status(phase: &str, error: Option<&str>, running: bool, lag: Option<(u64, f64)>) -> Status {
         Status {
@@ -369,6 +428,7 @@ mod tests {
             updated_at: None,
             last_error: error.map(str::to_string),
             steps_done: vec![],
+            steps_to_do: vec![],
             restore_items_done: 0,
             tables: vec![],
             slot: lag.map(|(bytes, secs)| SlotStatus {

@@ -163,7 +163,8 @@ pub(super) fn confirm(p: &Prepared, strategy: Strategy, g: Global) -> Result<boo
 }
 
 /// Prints `apply --dry-run`'s statements: those of `roles: create` first (it runs before any
-/// strategy), then the strategy's `lines`.
+/// strategy), then the strategy's `lines`; with `--format json`, also the step names of their
+/// headings (`steps`).
 pub(super) async fn print_dry_run(
     p: &Prepared,
     strategy: &str,
@@ -178,10 +179,15 @@ pub(super) async fn print_dry_run(
             Err(e) => return report_failure(&Failure::runtime(e)),
         }
     }
+    // The strategy's step names, as the headings in the listing give them.
+    let steps: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| crate::step_list::heading_name(l))
+        .collect();
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     let summary = Summary::new(
         text,
-        serde_json::json!({ "strategy": strategy, "statements": lines }),
+        serde_json::json!({ "strategy": strategy, "steps": steps, "statements": lines }),
     );
     report::print(&summary, g.format, false, To::Stdout);
     exit::OK

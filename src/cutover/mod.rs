@@ -1,6 +1,9 @@
 //! Cutover: the moment the target takes over from the source.
 //!
-//! In order ([`run`]):
+//! In order ([`run`]); each step is recorded in `pgmove.steps` under its name when it finishes
+//! ([`steps::STEPS`]: `cutover-lag`, `cutover-fence`, `cutover-catch-up`, `cutover-sequences`,
+//! `cutover-large-objects`, `cutover-verify`, `cutover-live`), and `cutover --dry-run` names
+//! them:
 //! 1. **Lag check.** A transactional logical-decoding message (prefix `pgmove.cutover.<plan>`)
 //!    is written on the source and the time until the target has applied past it is measured:
 //!    that is the replication delay, end to end. Repeated until it is within
@@ -34,6 +37,7 @@
 //! `pgmove.progress`; when none runs, cutover takes the lock and runs change capture itself.
 
 pub mod dryrun;
+pub mod steps;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -48,6 +52,7 @@ use crate::plan::{Fence, Plan, Sequences, VerifyLevel};
 use crate::progress::Progress;
 use crate::report::{markdown, Render};
 use crate::verify::{TableStatus, VerifyError, VerifyOptions};
+use steps as step_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CutoverError {
@@ -528,6 +533,14 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
         )
         .await
         .map_err(|e| job.target.query_error("recording the cutover request", &e))?;
+    // This attempt's steps are recorded as it goes: an earlier attempt's records go.
+    target
+        .batch_execute(&crate::state::forget_steps_sql(plan, &step_name::names()))
+        .await
+        .map_err(|e| {
+            job.target
+                .query_error("forgetting an earlier cutover's steps", &e)
+        })?;
 
     // Who applies.
     let mut own: Option<OwnApplier> = None;
@@ -583,9 +596,11 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
                 "BEGIN;
                  UPDATE pgmove.cutover SET state = 'done', finished_at = now(), detail = {d} WHERE plan_name = {p};
                  UPDATE pgmove.runs SET phase = 'live', updated_at = now() WHERE plan_name = {p};
+                 {live}
                  COMMIT;",
                 p = quote::literal(plan),
                 d = quote::literal(&report.render_json()),
+                live = crate::state::finish_step_sql(plan, step_name::LIVE, None),
             ))
             .await
             .map_err(|e| job.target.query_error("recording the cutover", &e))?;
@@ -732,6 +747,7 @@ async fn steps(
             }
         }
     }
+    record(job, target, step_name::LAG).await?;
 
     // 2. Fence.
     if job.plan.cutover.fence == Fence::ReadOnly {
@@ -795,6 +811,7 @@ async fn steps(
     } else {
         fence.at = Some(Instant::now());
     }
+    record(job, target, step_name::FENCE).await?;
 
     // 3. Final catch-up.
     let t0 = Instant::now();
@@ -819,11 +836,13 @@ async fn steps(
         )
         .await
         .map_err(|e| job.target.query_error("recording the final LSN", &e))?;
+    record(job, target, step_name::CATCH_UP).await?;
 
     // 4. Sequences.
     if job.plan.cutover.sequences == Sequences::Sync {
         report.sequences = sync_sequences(job, source, target).await?;
     }
+    record(job, target, step_name::SEQUENCES).await?;
     // 5. Large objects and materialized views.
     if job.plan.objects.large_objects {
         let (copied, removed) = sync_large_objects(job, source, target).await?;
@@ -838,6 +857,7 @@ async fn steps(
         |s, v| selected(&job.plan, s, v),
     )
     .await?;
+    record(job, target, step_name::LARGE_OBJECTS).await?;
 
     // 6. Verify.
     let level = match job.plan.cutover.verify {
@@ -906,6 +926,21 @@ async fn steps(
             ));
         }
     }
+    if !report.differences {
+        record(job, target, step_name::VERIFY).await?;
+    }
+    Ok(())
+}
+
+/// Records cutover step `step` as finished (see [`steps`](self::steps)).
+async fn record(job: &CutoverJob, target: &Client, step: &str) -> Result<(), StepError> {
+    target
+        .batch_execute(&crate::state::finish_step_sql(&job.plan.name, step, None))
+        .await
+        .map_err(|e| {
+            job.target
+                .query_error("recording a cutover step in pgmove.steps", &e)
+        })?;
     Ok(())
 }
 

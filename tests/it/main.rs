@@ -55,6 +55,7 @@ mod privileges;
 mod replica_identity;
 mod roles;
 mod status_exit;
+mod steps;
 mod unlogged;
 mod verify;
 mod verify_catalogue;

@@ -275,6 +275,9 @@ pub struct DryRun {
     /// Blockers first, then warnings, then notes.
     pub findings: Vec<Finding>,
     pub elapsed_secs: f64,
+    /// The steps `pgmove cutover` runs and records in `pgmove.steps`, in order
+    /// ([`crate::cutover::steps`]).
+    pub steps: Vec<&'static str>,
 }
 
 impl DryRun {

@@ -181,6 +181,7 @@ pub async fn report(
         },
         findings: Vec::new(),
         elapsed_secs: 0.0,
+        steps: crate::cutover::steps::names(),
     };
 
     // Invalid indexes on the target.

@@ -2,7 +2,8 @@
 //! snapshot, then every table copied in parallel inside that snapshot, so the later change
 //! capture starts exactly where the copy ends.
 //!
-//! Steps, each resumable:
+//! Steps ([`STEPS`], each recorded in `pgmove.steps` under its name when it finishes; see
+//! [`crate::strategy::steps`]; the schema step is `dump` then `pre-data`), each resumable:
 //! 1. **slot**: `CREATE_REPLICATION_SLOT ... LOGICAL pgoutput (SNAPSHOT 'export')`; its
 //!    consistent LSN is recorded with every chunk copied in its snapshot. The replication
 //!    connection stays open and idle until the copy ends, so the snapshot stays importable.
@@ -16,7 +17,8 @@
 //!    text otherwise, since binary arrays and composites carry type OIDs that differ between
 //!    servers). Each chunk commits on the target together with its `pgmove.copy_progress` row.
 //! 4. **sequences** and **large objects**, then **post-data** (indexes by `index_jobs`
-//!    workers, constraints, triggers) and `VACUUM ANALYZE`.
+//!    workers, constraints, triggers) and `VACUUM ANALYZE` (**analyze**); then **loaded**, with
+//!    the slot's consistent LSN, from which change capture starts.
 //!
 //! Resume: a chunk is either committed with its progress row or absent. The exported snapshot
 //! dies with the process, so a rerun takes a fresh snapshot (from a temporary slot; the
@@ -28,6 +30,10 @@
 //! chunks are removed and it is copied again whole. Every table's rows carry the LSN of the
 //! snapshot they were read in (`copy_progress.snapshot_lsn`; a resumed table's, the new one),
 //! so change capture applies to each table only the changes committed after its own snapshot.
+
+mod steps;
+
+pub use self::steps::{plan_steps, STEPS};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +52,7 @@ use crate::progress::Progress;
 use crate::replica_identity::{identity_clause, RI_RECORDED};
 use crate::state::State;
 use crate::strategy::dump_restore::{self, DumpRestoreError, Restorer};
+use crate::strategy::steps as step_name;
 use crate::tools;
 
 /// The name recorded in `pgmove.runs.strategy`.
@@ -583,6 +590,7 @@ pub async fn run(job: &Job, progress: Progress) -> Result<Outcome, CopyError> {
     let pg_restore = tools::find("pg_restore", base.bin_dir.as_deref(), major)?;
     let psql = tools::find("psql", base.bin_dir.as_deref(), 0)?;
     let state = State::open(&base.target, &base.plan_name).await?;
+    state.finish_step(step_name::STATE, None).await?;
     let result = run_steps(
         job,
         &state,
@@ -615,7 +623,7 @@ async fn run_steps(
 ) -> Result<Outcome, CopyError> {
     let base = &job.base;
     let mut outcome = Outcome::default();
-    if let Some(lsn) = state.step("loaded").await? {
+    if let Some(lsn) = state.step(step_name::LOADED).await? {
         // An earlier run finished the load; change capture resumes from pgmove.progress.
         // The DDL trigger is (re)installed: idempotent, it keeps its key.
         ensure_ddl_trigger(job).await?;
@@ -727,6 +735,7 @@ async fn run_steps(
         // rerun finds it this plan's (`owned::judge`) and says `created` above.
         owned::created(state, owned::SLOT, &job.slot).await?;
     }
+    state.finish_step(step_name::SLOT, None).await?;
     let snapshot = exported
         .as_ref()
         .map(|(e, _)| e.snapshot_name().to_string());
@@ -892,6 +901,7 @@ async fn run_steps(
     } else if let Some(info) = &existing {
         outcome.consistent_lsn = info.confirmed_flush_lsn.map(|l| l.to_string());
     }
+    state.finish_step(step_name::COPY, None).await?;
 
     // Sequences and large objects.
     state.set_phase(STRATEGY, "sequences", None).await?;
@@ -899,10 +909,12 @@ async fn run_steps(
     if base.large_objects {
         outcome.large_objects_copied = copy_large_objects(base).await?;
     }
+    state.finish_step(step_name::SEQUENCES, None).await?;
 
     state.set_phase(STRATEGY, "post-data", None).await?;
     restorer.post_data().await?;
     refresh_materialized_views(base).await?;
+    state.finish_step(step_name::POST_DATA, None).await?;
     // VACUUM too: it sets the visibility map of the freshly copied tables.
     dump_restore::analyze(base, state, progress, STRATEGY, true).await?;
     restorer.remove_dump().await;
@@ -912,7 +924,7 @@ async fn run_steps(
         slot::drop_slot(&base.source, &job.slot).await?;
     }
     state
-        .finish_step("loaded", outcome.consistent_lsn.as_deref())
+        .finish_step(step_name::LOADED, outcome.consistent_lsn.as_deref())
         .await?;
     Ok(outcome)
 }
@@ -2023,12 +2035,11 @@ async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError
     Ok(n)
 }
 
-/// The statements and commands `apply` would run, in order, without running anything.
+/// The statements and commands `apply` would run, step by step ([`STEPS`]), without running
+/// anything.
 pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, CopyError> {
     let base = &job.base;
-    let mut out = dump_restore::dry_run(base).await?;
-    // The dump-restore listing ends with ANALYZE and the done step; the copy comes before the
-    // post-data restore.
+    let p = dump_restore::Preview::new(base).await?;
     let tables: Vec<&Table> = source_inv
         .user_tables()
         .filter(|t| t.schema != crate::state::SCHEMA)
@@ -2051,52 +2062,109 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, C
                     .any(|g| crate::plan::glob_match(g, &format!("{}.{}", c.schema, c.table)))
         })
         .collect();
-    let mut copy = Vec::new();
+    let mut out = p.intro(STRATEGY);
+    for (i, s) in STEPS.iter().enumerate() {
+        out.push(step_name::heading(STEPS, i));
+        out.extend(match s.name {
+            step_name::STATE => p.state(),
+            step_name::SLOT => slot_preview(job, source_inv, &tables, &configs, &p),
+            step_name::DUMP => p.dump(true),
+            step_name::PRE_DATA => p.pre_data(),
+            step_name::COPY => copy_preview(job, &tables, &configs, &p),
+            step_name::SEQUENCES => vec![
+                "SELECT pg_catalog.setval(...)  -- every sequence, from the source's value"
+                    .to_string(),
+                "SELECT lo_create(oid); SELECT lo_put(oid, offset, data)  -- large objects the target lacks, 1 MB at a time".to_string(),
+                p.record(step_name::SEQUENCES, None),
+            ],
+            step_name::POST_DATA => p.post_data(&[
+                "REFRESH MATERIALIZED VIEW ...;  -- each materialized view populated on the source".to_string(),
+            ]),
+            step_name::ANALYZE => p.analyze(true),
+            step_name::LOADED => {
+                let mut loaded = p.remove_dump();
+                if !job.keep_slot {
+                    loaded.push(format!(
+                        "SELECT pg_drop_replication_slot({});  -- on the source: --stop-after-load, change capture does not follow",
+                        quote::literal(&job.slot)
+                    ));
+                }
+                loaded.push(p.record(step_name::LOADED, Some("<consistent LSN>")));
+                if job.keep_slot {
+                    loaded.push(format!(
+                        "-- then change capture: the slot's changes (publication {}) applied on the target in commit order until cutover",
+                        job.publication
+                    ));
+                }
+                loaded
+            }
+            other => return Err(dump_restore::unlisted(other).into()),
+        });
+    }
+    Ok(out)
+}
+
+/// Step `slot` of the dry run: the publication, the DDL trigger, the slot.
+fn slot_preview(
+    job: &Job,
+    source_inv: &Inventory,
+    tables: &[&Table],
+    configs: &[ConfigTable],
+    p: &dump_restore::Preview<'_>,
+) -> Vec<String> {
+    let base = &job.base;
+    let mut out = Vec::new();
     if job.keep_slot {
-        copy.push(format!(
-            "-- copy-cdc: on the source ({}), unless publication {} exists",
+        out.push(format!(
+            "-- on the source ({}), unless publication {} exists",
             base.source.display(),
             job.publication
         ));
-        let mut published = tables.clone();
-        published.extend(config_publication_tables(source_inv, &configs));
-        copy.extend(publication_sql(job, &published).lines().map(str::to_string));
+        let mut published = tables.to_vec();
+        published.extend(config_publication_tables(source_inv, configs));
+        out.extend(publication_sql(job, &published).lines().map(str::to_string));
     }
     if job.installs_ddl_trigger() {
-        copy.push(format!(
+        out.push(format!(
             "-- cdc.ddl {}: the DDL event trigger, on the source as a superuser (rds_superuser on RDS), in one transaction",
             job.ddl
         ));
-        copy.push(ddl::install_sql(
+        out.push(ddl::install_sql(
             &base.plan_name,
             &base.schemas,
             &base.exclude,
         ));
     }
-    copy.extend([
-        format!("-- copy-cdc: on a replication connection to the source ({}), kept open and idle until the copy ends", base.source.display()),
+    out.extend([
+        format!("-- on a replication connection to the source ({}), kept open and idle until the copy ends", base.source.display()),
         format!(
             "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export');",
             quote::ident(&job.slot)
         ),
+        p.record(step_name::SLOT, None),
     ]);
-    // The slot and what goes before it come before the schema dump, which reads the
-    // slot's exported snapshot; the copy comes after the pre-data restore.
-    let before_dump = std::mem::take(&mut copy);
-    copy.extend([
-        format!(
-            "-- then per chunk, {} at a time, on the source: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '<exported>'; and on the target: BEGIN; SET LOCAL synchronous_commit = off;",
-            base.jobs
-        ),
-    ]);
-    for c in chunks(&tables, job.split_bytes) {
-        copy.push(format!("{}  =>  {}", c.copy_out_sql(), c.copy_in_sql()));
+    out
+}
+
+/// Step `copy` of the dry run: every chunk, then the extensions' configuration rows.
+fn copy_preview(
+    job: &Job,
+    tables: &[&Table],
+    configs: &[ConfigTable],
+    p: &dump_restore::Preview<'_>,
+) -> Vec<String> {
+    let mut out = vec![format!(
+        "-- per chunk, {} at a time, on the source: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '<exported>'; and on the target: BEGIN; SET LOCAL synchronous_commit = off;",
+        job.base.jobs
+    )];
+    for c in chunks(tables, job.split_bytes) {
+        out.push(format!("{}  =>  {}", c.copy_out_sql(), c.copy_in_sql()));
     }
-    copy.push(
+    out.push(
         "INSERT INTO pgmove.copy_progress (...) VALUES (...); COMMIT;  -- with each chunk"
             .to_string(),
     );
-    for c in &configs {
+    for c in configs {
         let table = quote::qualified(&c.schema, &c.table);
         let cols = c
             .columns
@@ -2105,41 +2173,16 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, C
             .collect::<Vec<_>>()
             .join(", ");
         let filter = c.filter.trim();
-        copy.push(format!(
+        out.push(format!(
             "-- extension {} configuration table {table}: the rows pg_dump would dump (its dump condition), in the snapshot; on the target in one transaction: DELETE FROM ONLY {table} <the same condition>; CREATE TEMPORARY TABLE pgmove_config_rows ...; then the progress row",
             c.extension
         ));
-        copy.push(format!(
+        out.push(format!(
             "COPY (SELECT {cols} FROM ONLY {table} {filter}) TO STDOUT  =>  COPY pg_temp.pgmove_config_rows ({cols}) FROM STDIN; INSERT INTO {table} ... ON CONFLICT (primary key) DO UPDATE ..."
         ));
     }
-    copy.push(
-        "SELECT pg_catalog.setval(...)  -- every sequence, from the source's value".to_string(),
-    );
-    copy.push("SELECT lo_create(oid); SELECT lo_put(oid, offset, data)  -- large objects the target lacks, 1 MB at a time".to_string());
-    if !job.keep_slot {
-        copy.push(format!(
-            "SELECT pg_drop_replication_slot({});  -- after the load: change capture is not built yet",
-            quote::literal(&job.slot)
-        ));
-    }
-    // Insert before the post-data part of the listing.
-    let at = out
-        .iter()
-        .position(|l| l.starts_with("-- 5. data"))
-        .unwrap_or(out.len());
-    out.splice(at..at, copy);
-    // The slot before the dump, and the dump inside its snapshot.
-    if let Some(dump) = out
-        .iter()
-        .position(|l| l.starts_with("-- 2. dump the source"))
-    {
-        if let Some(cmd) = out.get_mut(dump + 1) {
-            cmd.push_str(" --snapshot=<exported>");
-        }
-        out.splice(dump..dump, before_dump);
-    }
-    Ok(out)
+    out.push(p.record(step_name::COPY, None));
+    out
 }
 
 #[cfg(test)]
