@@ -50,6 +50,7 @@ mod plan_load;
 mod privileges;
 mod replica_identity;
 mod roles;
+mod state_upgrade;
 mod status_exit;
 mod unlogged;
 mod verify;
