@@ -198,7 +198,9 @@ impl Status {
                 return Verdict::Stalled(stalled_after);
             }
         }
-        if !self.apply_running && (self.phase == "failed" || self.last_error.is_some()) {
+        if !self.apply_running
+            && (self.phase == crate::state::Phase::Failed.as_str() || self.last_error.is_some())
+        {
             return Verdict::Failed;
         }
         Verdict::Fine

@@ -402,8 +402,15 @@ fn resume_fence(
     current: Option<String>,
 ) -> (bool, Option<String>) {
     match record {
-        Some((state, recorded)) if state == "fenced" => (true, recorded),
-        Some((state, recorded)) if state == "fencing" && current.as_deref().is_some_and(is_on) => {
+        Some((state, recorded))
+            if crate::state::CutoverState::parse(&state) == crate::state::CutoverState::Fenced =>
+        {
+            (true, recorded)
+        }
+        Some((state, recorded))
+            if crate::state::CutoverState::parse(&state) == crate::state::CutoverState::Fencing
+                && current.as_deref().is_some_and(is_on) =>
+        {
             (true, recorded)
         }
         _ => (false, current),
