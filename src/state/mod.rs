@@ -53,8 +53,10 @@ pub const SCHEMA: &str = "pgmove";
 /// writes into a `pgmove` schema without it.
 pub const MARKER_TABLE: &str = "created_by_pgmove";
 
-/// Creates the marker in a `pgmove` schema just created (or adopted: see [`Owner::Earlier`]).
-/// Idempotent; run in the transaction that creates the schema.
+/// Creates the marker in a `pgmove` schema just created, in the transaction that creates it;
+/// idempotent. The source's DDL capture runs it (`crate::cdc::ddl::install_sql`); the target's
+/// state schema gets the same statements from migration 1 (also when adopting a schema of an
+/// earlier pgmove: see [`Owner::Earlier`]).
 pub const CREATE_MARKER_SQL: &str = "
 CREATE TABLE IF NOT EXISTS pgmove.created_by_pgmove (
     created_at timestamptz NOT NULL DEFAULT now(),

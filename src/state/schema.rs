@@ -144,6 +144,13 @@ mod tests {
     }
 
     #[test]
+    fn migration_1_creates_the_same_marker_as_the_sources_schema() {
+        assert!(MIGRATIONS[0]
+            .sql
+            .contains(super::super::CREATE_MARKER_SQL.trim()));
+    }
+
+    #[test]
     fn the_preview_is_the_migrations_themselves() {
         let p = preview();
         for m in MIGRATIONS {
