@@ -434,12 +434,6 @@ async fn open(ep: &Endpoint) -> Result<Client, PgError> {
     Ok(c)
 }
 
-/// The plan's cutover record on the target, if any: state, the recorded
-/// `default_transaction_read_only` of the source database before the fence (NULL: none), and
-/// when the fence was recorded.
-const CUTOVER_FENCE_SQL: &str =
-    "SELECT state, prev_read_only, fenced_at::text FROM pgmove.cutover WHERE plan_name = $1";
-
 /// The cutover fence: a source that an abandoned cutover (`fencing`, `fenced`) left read-only
 /// gets its recorded previous setting back, as the first step (the record is dropped only
 /// after); after a finished cutover (`done`, the target is live) it stays read-only and the
@@ -455,15 +449,14 @@ async fn discover_fence(
     if !state::has_table(t, target, "cutover").await? {
         return Ok(());
     }
-    let Some(row) = t
-        .query_opt(CUTOVER_FENCE_SQL, &[&req.plan_name])
-        .await
-        .map_err(|e| target.query_error("reading pgmove.cutover", &e))?
-    else {
+    let Some(row) = state::cutover::read(t, target, &req.plan_name).await? else {
         return Ok(());
     };
-    let (state, prev, fenced_at): (String, Option<String>, Option<String>) =
-        (row.get(0), row.get(1), row.get(2));
+    let (state, prev, fenced_at): (String, Option<String>, Option<String>) = (
+        row.state.as_str().to_string(),
+        row.prev_read_only,
+        row.fenced_at,
+    );
     let now: Option<String> = s
         .query_one(crate::cutover::DB_READ_ONLY_SQL, &[])
         .await
@@ -641,13 +634,14 @@ async fn discover_replica_identity(
     if !state::has_table(t, target, "replica_identity").await? {
         return Ok(());
     }
-    let rows = t
-        .query(crate::replica_identity::RI_RECORDED, &[&req.plan_name])
-        .await
-        .map_err(|e| target.query_error("reading pgmove.replica_identity", &e))?;
-    for r in rows {
-        let (schema, table, mode, index): (String, String, String, Option<String>) =
-            (r.get(0), r.get(1), r.get(2), r.get(3));
+    let rows = state::replica_identity::recorded(t, target, Some(&req.plan_name)).await?;
+    for state::replica_identity::Identity {
+        schema,
+        table,
+        mode,
+        index,
+    } in rows
+    {
         let name = quote::qualified(&schema, &table);
         // Only while the table is still FULL, as pgmove left it.
         let now = s
@@ -680,24 +674,8 @@ async fn discover_replica_identity(
 }
 
 /// Another session holding the plan's advisory lock on the target: a running apply.
-///
-/// `pg_try_advisory_lock(hashtext('pgmove:' || plan))` takes the one-bigint form, whose key k
-/// `pg_locks` shows as classid = k >> 32, objid = k & 0xffffffff, objsubid = 1.
-const LOCK_SQL: &str = "SELECT l.pid FROM pg_locks l, \
-       (SELECT hashtext('pgmove:' || $1::text)::bigint AS k) h \
-     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
-       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-       AND l.classid = ((h.k >> 32) & 4294967295)::oid \
-       AND l.objid = (h.k & 4294967295)::oid \
-       AND l.pid <> pg_backend_pid() \
-     ORDER BY l.pid";
-
 async fn lock_holders(req: &Request, ep: &Endpoint, c: &Client) -> Result<Vec<i32>, PgError> {
-    let rows = c
-        .query(LOCK_SQL, &[&req.plan_name])
-        .await
-        .map_err(|e| ep.query_error("reading pg_locks for the plan's advisory lock", &e))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    state::lock::holders(c, ep, &req.plan_name).await
 }
 
 async fn discover_lock(
@@ -710,20 +688,12 @@ async fn discover_lock(
         found.blockers.push(Blocker {
             location: ep.side.into(),
             kind: "advisory lock".into(),
-            name: format!("hashtext('pgmove:{}')", req.plan_name),
+            name: state::lock::key_display(&req.plan_name),
             pid,
         });
     }
     Ok(())
 }
-
-/// What the source's DDL capture recorded creating for a plan (see `cdc::ddl::install_sql`):
-/// (kind, exact name) rows, functions and tables in schema `pgmove`.
-const RECORDED_SQL: &str =
-    "SELECT kind, name FROM pgmove.objects WHERE plan_name = $1 ORDER BY kind, name";
-
-/// Whether the DDL capture's record table `pgmove.objects` exists (one boolean).
-const HAS_RECORD_SQL: &str = "SELECT to_regclass('pgmove.objects') IS NOT NULL";
 
 /// Which of the named event triggers exist (exact names).
 const EVENT_TRIGGERS_SQL: &str =
@@ -793,15 +763,11 @@ async fn discover_created_roles(
     if !state::has_table(c, ep, "created_roles").await? {
         return Ok(());
     }
-    for r in c
-        .query(CREATED_ROLES_SQL, &[&req.plan_name])
-        .await
-        .map_err(|e| ep.query_error("reading pgmove.created_roles", &e))?
-    {
+    for name in state::roles::created(c, ep, &req.plan_name).await? {
         found.kept.push(Artifact {
             location: ep.side.into(),
             kind: "role".into(),
-            name: r.get(0),
+            name,
             sql: String::new(),
             detail: Some(
                 "created by roles: create; roles are never dropped by cleanup (they own the moved data): drop it yourself if it is not needed".into(),
@@ -810,10 +776,6 @@ async fn discover_created_roles(
     }
     Ok(())
 }
-
-/// The roles `roles: create` made for plan `$1` (names).
-const CREATED_ROLES_SQL: &str =
-    "SELECT role_name FROM pgmove.created_roles WHERE plan_name = $1 ORDER BY 1";
 
 /// The objects the plan's DDL capture recorded creating in the (marked) `pgmove` schema of this
 /// server, dropped by exact name: event triggers, then functions, then tables. Returns the
@@ -825,22 +787,13 @@ async fn discover_recorded(
     found: &mut Found,
 ) -> Result<Vec<String>, PgError> {
     let side: Location = ep.side.into();
-    let has_record = c
-        .query_one(HAS_RECORD_SQL, &[])
-        .await
-        .map_err(|e| ep.query_error("looking for pgmove.objects", &e))?
-        .get::<_, bool>(0);
-    if !has_record {
-        return Ok(Vec::new());
-    }
-    let rows = c
-        .query(RECORDED_SQL, &[&req.plan_name])
-        .await
-        .map_err(|e| ep.query_error("reading pgmove.objects", &e))?;
+    // What the DDL capture recorded creating for the plan (see `cdc::ddl::install_sql`):
+    // (kind, exact name), functions and tables in schema `pgmove`.
+    let rows = state::source::recorded(c, ep, &req.plan_name).await?;
     let recorded = |kind: &str| -> Vec<String> {
         rows.iter()
-            .filter(|r| r.get::<_, String>(0) == kind)
-            .map(|r| r.get(1))
+            .filter(|(k, _)| k == kind)
+            .map(|(_, name)| name.clone())
             .collect()
     };
     use crate::cdc::ddl::{RECORD_EVENT_TRIGGER, RECORD_FUNCTION, RECORD_TABLE_KIND};

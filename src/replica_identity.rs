@@ -1,14 +1,9 @@
 //! Replica identities pgmove changed: under `cdc.tables_without_key: replica-identity-full`
 //! copy-cdc sets REPLICA IDENTITY FULL on the source's keyless tables and records what each
-//! had in `pgmove.replica_identity` (target); the load gives the target's copies the recorded
+//! had on the target (`crate::state::replica_identity`); the load gives the target's copies the recorded
 //! identity and cleanup gives it back to the source. Below the strategies so both use it.
 
 use crate::pg::quote;
-
-/// The replica identities pgmove recorded (target) before setting REPLICA IDENTITY FULL on
-/// source tables: (schema, table, relreplident, index name).
-pub(crate) const RI_RECORDED: &str = "SELECT schema_name, table_name, relreplident, index_name
-  FROM pgmove.replica_identity WHERE plan_name = $1 ORDER BY 1, 2";
 
 /// The `REPLICA IDENTITY ...` clause that gives a table back the recorded identity
 /// (`relreplident` d, n or i with its index); `None` for FULL (nothing to give back).

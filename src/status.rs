@@ -68,13 +68,6 @@ pub struct Status {
     pub apply_running: bool,
 }
 
-/// Whether a session holds the plan's advisory lock (taken by `pgmove apply`, see
-/// `State::lock`): true or false. The lock's bigint key is split into classid (high half) and
-/// objid (low half) in pg_locks.
-const APPLY_RUNNING_SQL: &str =
-    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
-    AND ((classid::bigint << 32) | objid::bigint) = hashtext('pgmove:' || $1::text)::bigint)";
-
 /// How a migration stands, for `status`'s exit code.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -89,16 +82,6 @@ pub enum Verdict {
     SlotLost,
 }
 
-/// The run's state as `(strategy, phase, started, updated, last error)`.
-const RUN_SQL: &str = "SELECT strategy, phase, started_at::text, updated_at::text, last_error FROM pgmove.runs WHERE plan_name = $1";
-/// Finished steps in order.
-const STEPS_SQL: &str =
-    "SELECT step FROM pgmove.steps WHERE plan_name = $1 ORDER BY finished_at, step";
-/// Restore items applied.
-const ITEMS_SQL: &str = "SELECT count(*) FROM pgmove.restore_items WHERE plan_name = $1";
-/// Per-table copy progress.
-const COPY_SQL: &str = "SELECT schema_name, table_name, count(*), max(chunks), sum(rows)::bigint, sum(bytes)::bigint, max(snapshot_lsn)::text
-    FROM pgmove.copy_progress WHERE plan_name = $1 GROUP BY 1, 2 ORDER BY 1, 2";
 /// The slot: active, confirmed LSN, current WAL position, retained WAL, wal_status, the
 /// source's max_slot_wal_keep_size.
 const SLOT_SQL: &str = "SELECT active, confirmed_flush_lsn, pg_current_wal_lsn(),
@@ -115,15 +98,8 @@ pub async fn read(
     target: &Endpoint,
 ) -> Result<Status, PgError> {
     let t = target.connect_short().await?;
-    let q = |what: &'static str| move |e: tokio_postgres::Error| target.query_error(what, &e);
-    let has_schema: bool = t
-        .query_one(
-            "SELECT to_regclass('pgmove.runs') IS NOT NULL AND to_regclass('pgmove.copy_progress') IS NOT NULL",
-            &[],
-        )
-        .await
-        .map_err(q("looking for the pgmove schema"))?
-        .get(0);
+    let has_schema = crate::state::has_table(&t, target, "runs").await?
+        && crate::state::has_table(&t, target, "copy_progress").await?;
     let mut status = Status {
         plan: plan.to_string(),
         phase: "not started".to_string(),
@@ -141,72 +117,41 @@ pub async fn read(
         apply_running: false,
     };
     let mut applied: Option<(Lsn, f64)> = None;
-    status.apply_running = t
-        .query_one(APPLY_RUNNING_SQL, &[&plan])
-        .await
-        .map_err(q("looking for a running apply (pg_locks)"))?
-        .get(0);
+    status.apply_running = crate::state::lock::apply_running(&t, target, plan).await?;
     if has_schema {
-        if let Some(r) = t
-            .query_opt(RUN_SQL, &[&plan])
-            .await
-            .map_err(q("reading pgmove.runs"))?
-        {
-            status.strategy = Some(r.get(0));
-            status.phase = r.get(1);
-            status.started_at = r.get(2);
-            status.updated_at = r.get(3);
-            status.last_error = r.get(4);
+        if let Some(r) = crate::state::runs::read(&t, target, plan).await? {
+            status.strategy = Some(r.strategy);
+            status.phase = r.phase.as_str().to_string();
+            status.started_at = r.started_at;
+            status.updated_at = r.updated_at;
+            status.last_error = r.last_error;
         }
-        let finished: Vec<String> = t
-            .query(STEPS_SQL, &[&plan])
-            .await
-            .map_err(q("reading pgmove.steps"))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let finished = crate::state::steps::finished(&t, target, plan).await?;
         let list = status
             .strategy
             .as_deref()
             .map(crate::strategy::steps::of_named)
             .unwrap_or(&[]);
         (status.steps_done, status.steps_to_do) = done_and_to_do(list, finished);
-        status.restore_items_done = t
-            .query_one(ITEMS_SQL, &[&plan])
-            .await
-            .map_err(q("reading pgmove.restore_items"))?
-            .get(0);
-        status.tables = t
-            .query(COPY_SQL, &[&plan])
-            .await
-            .map_err(q("reading pgmove.copy_progress"))?
-            .iter()
+        status.restore_items_done = crate::state::restore::count(&t, target, plan).await?;
+        status.tables = crate::state::copy::tables(&t, target, plan)
+            .await?
+            .into_iter()
             .map(|r| TableProgress {
-                schema: r.get(0),
-                table: r.get(1),
-                chunks_done: r.get(2),
-                chunks: r.get(3),
-                rows: r.get(4),
-                bytes: r.get(5),
-                snapshot_lsn: r.get(6),
+                schema: r.schema,
+                table: r.table,
+                chunks_done: r.chunks_done,
+                chunks: r.chunks,
+                rows: r.rows,
+                bytes: r.bytes,
+                snapshot_lsn: r.snapshot_lsn,
             })
             .collect();
-        if t.query_one("SELECT to_regclass('pgmove.progress') IS NOT NULL", &[])
-            .await
-            .map_err(q("looking for pgmove.progress"))?
-            .get::<_, bool>(0)
-        {
-            if let Some(r) = t
-                .query_opt(
-                    "SELECT applied_lsn, transactions, changes, extract(epoch FROM now() - updated_at)::float8 FROM pgmove.progress WHERE plan_name = $1",
-                    &[&plan],
-                )
-                .await
-                .map_err(q("reading pgmove.progress"))?
-            {
-                applied = Some((r.get(0), r.get(3)));
-                status.replicated_transactions = Some(r.get(1));
-                status.replicated_changes = Some(r.get(2));
+        if crate::state::has_table(&t, target, "progress").await? {
+            if let Some(p) = crate::state::progress::read(&t, target, plan).await? {
+                applied = Some((p.applied_lsn, p.idle_secs));
+                status.replicated_transactions = Some(p.transactions);
+                status.replicated_changes = Some(p.changes);
             }
         }
     }
@@ -265,7 +210,9 @@ impl Status {
                 return Verdict::Stalled(stalled_after);
             }
         }
-        if !self.apply_running && (self.phase == "failed" || self.last_error.is_some()) {
+        if !self.apply_running
+            && (self.phase == crate::state::Phase::Failed.as_str() || self.last_error.is_some())
+        {
             return Verdict::Failed;
         }
         Verdict::Fine

@@ -137,7 +137,7 @@ pub fn plan_ddl(plan: &crate::plan::Plan) -> Option<DdlConfig> {
 
 /// Prefix of the `pgmove.steps` rows (on the target) marking a DDL message as applied by hand:
 /// `ddl-applied <LSN of the message>`. Change capture then skips that message.
-pub const DDL_APPLIED_STEP: &str = "ddl-applied ";
+pub const DDL_APPLIED_STEP: &str = crate::state::step::DDL_APPLIED_PREFIX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CdcError {
@@ -177,27 +177,14 @@ pub struct CdcOutcome {
 /// Run on the apply session: the target's triggers and foreign keys stay quiet.
 const REPLICA_ROLE_SQL: &str = "SET session_replication_role = replica";
 
-/// `pgmove.progress` of the plan: the end LSN of the last applied source transaction.
-pub const PROGRESS_SQL: &str = "SELECT applied_lsn FROM pgmove.progress WHERE plan_name = $1";
-
 /// The LSN the target has applied up to, if change capture ever ran.
 pub async fn applied_lsn(target: &Endpoint, plan: &str) -> Result<Option<Lsn>, PgError> {
     let c = target.connect_short().await?;
-    let row = c
-        .query_opt(PROGRESS_SQL, &[&plan])
-        .await
-        .map_err(|e| target.query_error("reading pgmove.progress", &e))?;
-    Ok(row.map(|r| r.get(0)))
+    crate::state::progress::applied_lsn(&c, target, plan).await
 }
 
 fn progress_sql(plan: &str, lsn: Lsn, txns: u64, changes: u64) -> String {
-    format!(
-        "INSERT INTO pgmove.progress (plan_name, applied_lsn, transactions, changes) VALUES ({p}, '{lsn}', {txns}, {changes})
-         ON CONFLICT (plan_name) DO UPDATE SET applied_lsn = EXCLUDED.applied_lsn,
-           transactions = pgmove.progress.transactions + EXCLUDED.transactions,
-           changes = pgmove.progress.changes + EXCLUDED.changes, updated_at = now();",
-        p = quote::literal(plan)
-    )
+    crate::state::progress::save_sql(plan, lsn, txns, changes)
 }
 
 /// A column value of the stream that cannot be applied.
@@ -370,15 +357,8 @@ async fn ddl_config(job: &CdcJob) -> Result<Option<DdlConfig>, CdcError> {
         }
     }
     let c = job.target.connect().await?;
-    let rows = c
-        .query(
-            "SELECT step FROM pgmove.steps WHERE plan_name = $1 AND left(step, length($2)) = $2",
-            &[&cfg.plan_name, &DDL_APPLIED_STEP],
-        )
-        .await
-        .map_err(|e| job.target.query_error("reading pgmove.steps", &e))?;
-    for r in rows {
-        let step: String = r.get(0);
+    let rows = crate::state::steps::ddl_applied(&c, &job.target, &cfg.plan_name).await?;
+    for step in rows {
         let text = step[DDL_APPLIED_STEP.len()..].trim();
         match text.parse::<Lsn>() {
             Ok(lsn) => cfg.applied_by_hand.push(lsn),
@@ -399,11 +379,7 @@ fn ddl_stop_message(
     commit_lsn: Lsn,
     applied: Lsn,
 ) -> String {
-    let mark = format!(
-        "INSERT INTO pgmove.steps (plan_name, step) VALUES ({}, {});",
-        quote::literal(plan),
-        quote::literal(&format!("{DDL_APPLIED_STEP}{lsn}"))
-    );
+    let mark = crate::state::steps::mark_ddl_applied_sql(plan, lsn);
     format!(
         "{e}. Change capture stopped before the source transaction holding it (commit at {commit_lsn}): the target has every change before it (applied up to {applied}), none of that transaction, and the slot keeps it, so every apply stops here again until the statement is marked as applied. To go on: run the statement on the target yourself, then mark it there with `{mark}` and run pgmove apply again"
     )
@@ -883,13 +859,15 @@ async fn run_loop(
                                     return Err(CdcError::Ddl {
                                         lsn: action.lsn,
                                         message: format!(
-                                            "ALTER TYPE ... ADD VALUE on the source (at {}) shares its transaction (commit at {}) with other changes, and the target (before PostgreSQL 12) cannot run ADD VALUE inside a transaction block: run `{}` on the target yourself, then mark the message as applied (`INSERT INTO pgmove.steps (plan_name, step) VALUES ('{}', '{}{}')`) and run pgmove apply again",
+                                            "ALTER TYPE ... ADD VALUE on the source (at {}) shares its transaction (commit at {}) with other changes, and the target (before PostgreSQL 12) cannot run ADD VALUE inside a transaction block: run `{}` on the target yourself, then mark the message as applied (`{}`) and run pgmove apply again",
                                             action.lsn,
                                             t.commit_lsn,
                                             action.statement,
-                                            job.plan_name.replace('\'', "''"),
-                                            DDL_APPLIED_STEP,
-                                            action.lsn
+                                            crate::state::steps::mark_ddl_applied_sql(
+                                                &job.plan_name,
+                                                action.lsn
+                                            )
+                                            .trim_end_matches(';'),
                                         ),
                                     });
                                 }

@@ -86,7 +86,9 @@ pub(super) async fn apply_copy_cdc(
     // an apply is running.
     let lock = match crate::state::State::open(&p.target, &p.plan.name).await {
         Ok(s) => {
-            let _ = s.set_phase(copy_cdc::STRATEGY, "replicating", None).await;
+            let _ = s
+                .set_phase(copy_cdc::STRATEGY, crate::state::Phase::Replicating, None)
+                .await;
             s
         }
         Err(e) => return report_failure(&Failure::runtime(e)),
@@ -170,7 +172,11 @@ pub(super) async fn apply_copy_cdc(
         Err(e) => {
             // Recorded, so `status` reports the migration failed (exit 5) once this ends.
             let _ = lock
-                .set_phase(copy_cdc::STRATEGY, "failed", Some(&e.to_string()))
+                .set_phase(
+                    copy_cdc::STRATEGY,
+                    crate::state::Phase::Failed,
+                    Some(&e.to_string()),
+                )
                 .await;
             let f = slot_lost_failure(&p.source, &p.target, &job.slot, path, Some(&e.to_string()))
                 .await;
@@ -258,14 +264,8 @@ async fn watch_cutover(
             client = target.connect().await.ok();
         }
         let Some(c) = client.as_ref() else { continue };
-        match c
-            .query_opt(
-                "SELECT state FROM pgmove.cutover WHERE plan_name = $1",
-                &[&plan],
-            )
-            .await
-        {
-            Ok(Some(row)) if row.get::<_, String>(0) == "done" => {
+        match crate::state::cutover::state(c, &plan).await {
+            Ok(Some(crate::state::CutoverState::Done)) => {
                 tracing::info!("cutover done: change capture stops");
                 cut_over.store(true, std::sync::atomic::Ordering::SeqCst);
                 let _ = stop.send(true);

@@ -54,6 +54,7 @@ mod plan_load;
 mod privileges;
 mod replica_identity;
 mod roles;
+mod state_upgrade;
 mod status_exit;
 mod steps;
 mod unlogged;

@@ -26,7 +26,9 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
         );
         return out;
     }
-    if run.phase == "live" || run.cutover_state.as_deref() == Some("done") {
+    if run.phase == crate::state::Phase::Live.as_str()
+        || run.cutover_state.as_deref() == Some(crate::state::CutoverState::Done.as_str())
+    {
         out.push(
             Finding::new(
                 Severity::Blocker,

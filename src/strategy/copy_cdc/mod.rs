@@ -49,7 +49,7 @@ use crate::owned;
 use crate::pg::{quote, Endpoint, Lsn, PgError};
 use crate::plan;
 use crate::progress::Progress;
-use crate::replica_identity::{identity_clause, RI_RECORDED};
+use crate::replica_identity::identity_clause;
 use crate::state::State;
 use crate::strategy::dump_restore::{self, DumpRestoreError, Restorer};
 use crate::strategy::steps as step_name;
@@ -284,19 +284,12 @@ pub struct Outcome {
 async fn done_chunks(
     state: &State<'_>,
 ) -> Result<BTreeMap<(String, String), (Vec<i32>, i32)>, PgError> {
-    let rows = state
-        .client
-        .query(
-            "SELECT schema_name, table_name, chunk, chunks FROM pgmove.copy_progress WHERE plan_name = $1",
-            &[&state.plan_name],
-        )
-        .await
-        .map_err(|e| state.target.query_error("reading pgmove.copy_progress", &e))?;
+    let rows = crate::state::copy::done(&state.client, state.target, &state.plan_name).await?;
     let mut out: BTreeMap<(String, String), (Vec<i32>, i32)> = BTreeMap::new();
-    for r in rows {
-        let e = out.entry((r.get(0), r.get(1))).or_insert((Vec::new(), 0));
-        e.0.push(r.get(2));
-        e.1 = r.get(3);
+    for (schema, table, chunk, chunks) in rows {
+        let e = out.entry((schema, table)).or_insert((Vec::new(), 0));
+        e.0.push(chunk);
+        e.1 = chunks;
     }
     Ok(out)
 }
@@ -316,31 +309,21 @@ pub struct Recorded {
     pub snapshot: Option<String>,
 }
 
-/// This plan's progress rows: schema, table, chunk, chunk count, rows, block range, the
-/// source relfilenode and snapshot they were read in.
-const RECORDED_CHUNKS_SQL: &str = "SELECT schema_name, table_name, chunk, chunks, rows,
-       start_block, end_block, relfilenode, snapshot
-  FROM pgmove.copy_progress WHERE plan_name = $1 ORDER BY 1, 2, 3";
-
 /// The recorded done chunks of this plan, per table.
 async fn recorded_chunks(
     state: &State<'_>,
 ) -> Result<BTreeMap<(String, String), Vec<Recorded>>, PgError> {
-    let rows = state
-        .client
-        .query(RECORDED_CHUNKS_SQL, &[&state.plan_name])
-        .await
-        .map_err(|e| state.target.query_error("reading pgmove.copy_progress", &e))?;
+    let rows = crate::state::copy::recorded(&state.client, state.target, &state.plan_name).await?;
     let mut out: BTreeMap<(String, String), Vec<Recorded>> = BTreeMap::new();
     for r in rows {
-        out.entry((r.get(0), r.get(1))).or_default().push(Recorded {
-            chunk: r.get(2),
-            chunks: r.get(3),
-            rows: r.get(4),
-            start_block: r.get(5),
-            end_block: r.get(6),
-            relfilenode: r.get(7),
-            snapshot: r.get(8),
+        out.entry((r.schema, r.table)).or_default().push(Recorded {
+            chunk: r.chunk,
+            chunks: r.chunks,
+            rows: r.rows,
+            start_block: r.start_block,
+            end_block: r.end_block,
+            relfilenode: r.relfilenode,
+            snapshot: r.snapshot,
         });
     }
     Ok(out)
@@ -602,10 +585,14 @@ pub async fn run(job: &Job, progress: Progress) -> Result<Outcome, CopyError> {
     )
     .await;
     match &result {
-        Ok(_) => state.set_phase(STRATEGY, "loaded", None).await?,
+        Ok(_) => {
+            state
+                .set_phase(STRATEGY, crate::state::Phase::Loaded, None)
+                .await?
+        }
         Err(e) => {
             let _ = state
-                .set_phase(STRATEGY, "failed", Some(&e.to_string()))
+                .set_phase(STRATEGY, crate::state::Phase::Failed, Some(&e.to_string()))
                 .await;
         }
     }
@@ -752,7 +739,9 @@ async fn run_steps(
         )
         .await?;
         crate::testhook::pause("copy-cdc-schema-dumped").await;
-        state.set_phase(STRATEGY, "schema", None).await?;
+        state
+            .set_phase(STRATEGY, crate::state::Phase::Schema, None)
+            .await?;
         restorer.pre_data(state).await?;
         restore_target_replica_identities(job, state).await?;
         Ok::<_, CopyError>(restorer)
@@ -821,24 +810,18 @@ async fn run_steps(
         // change capture applies their changes).
         let mut sql = String::from("BEGIN;\n");
         for (s, t) in &restart {
-            sql.push_str(&format!(
-                "TRUNCATE ONLY {};\nDELETE FROM pgmove.copy_progress WHERE plan_name = {} AND schema_name = {} AND table_name = {};\n",
-                quote::qualified(s, t),
-                quote::literal(&base.plan_name),
-                quote::literal(s),
-                quote::literal(t)
-            ));
+            sql.push_str(&format!("TRUNCATE ONLY {};\n", quote::qualified(s, t)));
+            sql.push_str(&crate::state::copy::forget_table_sql(&base.plan_name, s, t));
             outcome.tables_restarted.push(format!("{s}.{t}"));
         }
         if let (Some(snap), Some((e, _))) = (&resumed_snapshot, &exported) {
             for (s, t) in &resumed {
-                sql.push_str(&format!(
-                    "UPDATE pgmove.copy_progress SET snapshot = {}, snapshot_lsn = {}::pg_lsn WHERE plan_name = {} AND schema_name = {} AND table_name = {};\n",
-                    quote::literal(snap),
-                    quote::literal(&e.consistent_lsn().to_string()),
-                    quote::literal(&base.plan_name),
-                    quote::literal(s),
-                    quote::literal(t)
+                sql.push_str(&crate::state::copy::rebase_table_sql(
+                    &base.plan_name,
+                    s,
+                    t,
+                    snap,
+                    e.consistent_lsn(),
                 ));
             }
         }
@@ -849,7 +832,9 @@ async fn run_steps(
         })?;
     }
 
-    state.set_phase(STRATEGY, "copy", None).await?;
+    state
+        .set_phase(STRATEGY, crate::state::Phase::Copy, None)
+        .await?;
     if let Some((exported, temp_name)) = exported {
         let lsn = exported.consistent_lsn();
         outcome.consistent_lsn = Some(lsn.to_string());
@@ -904,14 +889,18 @@ async fn run_steps(
     state.finish_step(step_name::COPY, None).await?;
 
     // Sequences and large objects.
-    state.set_phase(STRATEGY, "sequences", None).await?;
+    state
+        .set_phase(STRATEGY, crate::state::Phase::Sequences, None)
+        .await?;
     outcome.sequences_set = copy_sequences(base, source_inv).await?;
     if base.large_objects {
         outcome.large_objects_copied = copy_large_objects(base).await?;
     }
     state.finish_step(step_name::SEQUENCES, None).await?;
 
-    state.set_phase(STRATEGY, "post-data", None).await?;
+    state
+        .set_phase(STRATEGY, crate::state::Phase::PostData, None)
+        .await?;
     restorer.post_data().await?;
     refresh_materialized_views(base).await?;
     state.finish_step(step_name::POST_DATA, None).await?;
@@ -1164,9 +1153,14 @@ async fn copy_config_tables(
                 "rows of an extension configuration table conflict with rows of the target's extension install (the table has no primary key to replace them by): the target's are kept; pgmove verify reports them"
             );
         }
-        tx.execute(
-            "INSERT INTO pgmove.copy_progress (plan_name, schema_name, table_name, chunk, chunks, rows, bytes, snapshot_lsn) VALUES ($1, $2, $3, 0, 1, $4, $5, $6)",
-            &[&base.plan_name, &c.schema, &c.table, &(rows as i64), &(bytes as i64), &lsn],
+        crate::state::copy::record_whole(
+            &tx,
+            &base.plan_name,
+            &c.schema,
+            &c.table,
+            rows as i64,
+            bytes as i64,
+            lsn,
         )
         .await
         .map_err(|e| base.target.query_error(&what("recording progress"), &e))?;
@@ -1270,13 +1264,6 @@ fn keyless_tables<'t>(tables: &[&'t Table]) -> Vec<&'t Table> {
         .collect()
 }
 
-/// Where the source's replica identities are kept before pgmove sets REPLICA IDENTITY FULL
-/// (on the target, in pgmove's schema: `pgmove cleanup` restores them on the source).
-const RI_TABLE: &str = "CREATE TABLE IF NOT EXISTS pgmove.replica_identity (
-    plan_name text NOT NULL, schema_name text NOT NULL, table_name text NOT NULL,
-    relreplident text NOT NULL, index_name text,
-    PRIMARY KEY (plan_name, schema_name, table_name))";
-
 /// The current replica identity of the source tables named `$1` (qualified names): schema,
 /// table, `relreplident` (d, n, f or i) and the identity index's name when it is i.
 const RI_CURRENT: &str = "SELECT n.nspname::text, c.relname::text, c.relreplident::text,
@@ -1296,18 +1283,20 @@ async fn restore_target_replica_identities(job: &Job, state: &State<'_>) -> Resu
     if !recorded {
         return Ok(());
     }
-    let rows = state
-        .client
-        .query(RI_RECORDED, &[&base.plan_name])
-        .await
-        .map_err(|e| {
-            base.target
-                .query_error("reading pgmove.replica_identity", &e)
-        })?;
+    let rows = crate::state::replica_identity::recorded(
+        &state.client,
+        &base.target,
+        Some(&base.plan_name),
+    )
+    .await?;
     let mut sql = String::new();
-    for r in rows {
-        let (schema, table, mode, index): (String, String, String, Option<String>) =
-            (r.get(0), r.get(1), r.get(2), r.get(3));
+    for crate::state::replica_identity::Identity {
+        schema,
+        table,
+        mode,
+        index,
+    } in rows
+    {
         if mode == "i" {
             continue;
         }
@@ -1349,23 +1338,15 @@ async fn record_replica_identities(
         .await
         .map_err(|e| base.source.query_error("reading replica identities", &e))?;
     let target = base.target.connect().await?;
-    target.batch_execute(RI_TABLE).await.map_err(|e| {
-        base.target
-            .query_error("creating pgmove.replica_identity", &e)
-    })?;
     for r in rows {
-        let (schema, table, mode, index): (String, String, String, Option<String>) =
-            (r.get(0), r.get(1), r.get(2), r.get(3));
-        target
-            .execute(
-                "INSERT INTO pgmove.replica_identity VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                &[&base.plan_name, &schema, &table, &mode, &index],
-            )
-            .await
-            .map_err(|e| {
-                base.target
-                    .query_error(&format!("recording the replica identity of {schema}.{table}"), &e)
-            })?;
+        let identity = crate::state::replica_identity::Identity {
+            schema: r.get(0),
+            table: r.get(1),
+            mode: r.get(2),
+            index: r.get(3),
+        };
+        crate::state::replica_identity::record(&target, &base.target, &base.plan_name, &identity)
+            .await?;
     }
     Ok(())
 }
@@ -1443,16 +1424,10 @@ pub async fn table_lsns(
     plan: &str,
 ) -> Result<HashMap<(String, String), Lsn>, PgError> {
     let c = target.connect().await?;
-    let rows = c
-        .query(
-            "SELECT schema_name, table_name, max(snapshot_lsn) FROM pgmove.copy_progress WHERE plan_name = $1 GROUP BY 1, 2",
-            &[&plan],
-        )
-        .await
-        .map_err(|e| target.query_error("reading pgmove.copy_progress", &e))?;
-    Ok(rows
-        .iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get::<_, Lsn>(2)))
+    Ok(crate::state::copy::table_lsns(&c, target, plan)
+        .await?
+        .into_iter()
+        .map(|(schema, table, lsn)| ((schema, table), lsn))
         .collect())
 }
 
@@ -1788,12 +1763,23 @@ async fn copy_one(
             .finish()
             .await
             .map_err(|e| target.query_error("COPY FROM", &e))?;
-        dst.execute(
-            "INSERT INTO pgmove.copy_progress (plan_name, schema_name, table_name, chunk, chunks, rows, bytes, snapshot_lsn, start_block, end_block, relfilenode, snapshot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            &[&plan, &chunk.schema, &chunk.table, &chunk.index, &chunk.count, &(rows as i64), &(n_bytes as i64), &lsn, &start_block, &end_block, &filenode, &snapshot_text],
-        )
-        .await
-        .map_err(|e| target.query_error("recording progress", &e))?;
+        let record = crate::state::copy::NewChunk {
+            plan_name: plan,
+            schema: &chunk.schema,
+            table: &chunk.table,
+            chunk: chunk.index,
+            chunks: chunk.count,
+            rows: rows as i64,
+            bytes: n_bytes as i64,
+            snapshot_lsn: lsn,
+            start_block,
+            end_block,
+            relfilenode: filenode,
+            snapshot: Some(&snapshot_text),
+        };
+        crate::state::copy::record_chunk(&**dst, &record)
+            .await
+            .map_err(|e| target.query_error("recording progress", &e))?;
         Ok::<(u64, u64), ChunkError>((rows, n_bytes))
     }
     .await;
@@ -2160,10 +2146,10 @@ fn copy_preview(
     for c in chunks(tables, job.split_bytes) {
         out.push(format!("{}  =>  {}", c.copy_out_sql(), c.copy_in_sql()));
     }
-    out.push(
-        "INSERT INTO pgmove.copy_progress (...) VALUES (...); COMMIT;  -- with each chunk"
-            .to_string(),
-    );
+    out.push(format!(
+        "{} COMMIT;  -- with each chunk",
+        crate::state::copy::PREVIEW_SQL
+    ));
     for c in configs {
         let table = quote::qualified(&c.schema, &c.table);
         let cols = c

@@ -409,9 +409,9 @@ impl<'a> Preview<'a> {
     pub fn state(&self) -> Vec<String> {
         let mut out = vec![format!("-- on the target ({})", self.job.target.display())];
         out.extend(
-            CREATE_STATE_PREVIEW
+            state::schema::preview()
                 .lines()
-                .map(str::trim)
+                .map(str::trim_end)
                 .filter(|l| !l.is_empty())
                 .map(str::to_string),
         );
@@ -597,15 +597,6 @@ pub(crate) fn unlisted(step: &str) -> DumpRestoreError {
     ))
 }
 
-/// Shown by the dry run; the real statement lives in `state`.
-const CREATE_STATE_PREVIEW: &str = "
-CREATE SCHEMA IF NOT EXISTS pgmove;
-CREATE TABLE IF NOT EXISTS pgmove.created_by_pgmove (...);  -- the marker: pgmove made this schema
-CREATE TABLE IF NOT EXISTS pgmove.runs (...);
-CREATE TABLE IF NOT EXISTS pgmove.steps (...);
-CREATE TABLE IF NOT EXISTS pgmove.restore_items (...);
-";
-
 /// Lists the dump's entries of one section.
 async fn list_section(
     pg_restore: &Tool,
@@ -644,10 +635,12 @@ pub async fn run(job: &Job, progress: Progress) -> Result<Outcome, DumpRestoreEr
     state.finish_step(step_name::STATE, None).await?;
     let result = run_steps(job, &state, &pg_dump, &pg_restore, &psql, progress).await;
     match &result {
-        Ok(_) => state.set_phase(STRATEGY, "done", None).await?,
+        Ok(_) => state.set_phase(STRATEGY, state::Phase::Done, None).await?,
         Err(e) => {
             let msg = e.to_string();
-            let _ = state.set_phase(STRATEGY, "failed", Some(&msg)).await;
+            let _ = state
+                .set_phase(STRATEGY, state::Phase::Failed, Some(&msg))
+                .await;
         }
     }
     result
@@ -675,10 +668,12 @@ async fn run_steps(
     )
     .await?;
     r.pre_data(state).await?;
-    state.set_phase(STRATEGY, "data", None).await?;
+    state.set_phase(STRATEGY, state::Phase::Data, None).await?;
     r.data().await?;
     state.finish_step(step_name::DATA, None).await?;
-    state.set_phase(STRATEGY, "post-data", None).await?;
+    state
+        .set_phase(STRATEGY, state::Phase::PostData, None)
+        .await?;
     r.post_data().await?;
     state.finish_step(step_name::POST_DATA, None).await?;
     analyze(job, state, progress, STRATEGY, false).await?;
@@ -698,7 +693,9 @@ pub async fn analyze(
     if state.step(step_name::ANALYZE).await?.is_some() {
         return Ok(());
     }
-    state.set_phase(strategy, "analyze", None).await?;
+    state
+        .set_phase(strategy, state::Phase::Analyze, None)
+        .await?;
     let step = progress.step("analyze", 0);
     // vacuumdb runs `jobs` tables at a time; a single ANALYZE would run them one by one.
     let vacuumdb = tools::find_any("vacuumdb", job.bin_dir.as_deref(), 0)?;
@@ -768,7 +765,7 @@ impl<'a> Restorer<'a> {
         outcome.dump_dir = top.clone();
         // Private, owned by this user and marked as this plan's, or refused untouched.
         let dir = dumpdir::prepare(&top, &job.dump_owner(), job.dump_dir.is_none())?;
-        state.set_phase(strategy, "dump", None).await?;
+        state.set_phase(strategy, state::Phase::Dump, None).await?;
         let marker = dir.join(COMPLETE_MARKER);
         let already_restoring = !state.finished_items().await?.is_empty()
             || state.step(step_name::PRE_DATA).await?.is_some();
@@ -1065,10 +1062,6 @@ const PGMOVE_EVENT_TRIGGERS: &str = "SELECT e.evtname::text FROM pg_catalog.pg_e
   JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = $1";
 
-/// The plans that recorded objects on the source (change capture's, in
-/// `pgmove.objects`): one name a row.
-const RECORDED_PLANS: &str = "SELECT DISTINCT plan_name FROM pgmove.objects";
-
 /// pgmove's own objects in a dump of the source, left out of the restore: the publications
 /// of this plan and of every plan that recorded objects on the source, by their exact names,
 /// and the event triggers whose function is in pgmove's schema. A user's object whose name
@@ -1090,11 +1083,7 @@ impl Ours {
         if state::has_table(&client, &job.source, state::MARKER_TABLE).await?
             && state::has_table(&client, &job.source, crate::cdc::ddl::RECORD_TABLE).await?
         {
-            let rows = client.query(RECORDED_PLANS, &[]).await.map_err(|e| {
-                job.source
-                    .query_error("listing pgmove's recorded plans", &e)
-            })?;
-            plans.extend(rows.iter().map(|r| r.get::<_, String>(0)));
+            plans.extend(state::source::recorded_plans(&client, &job.source).await?);
         }
         let mut publications = Vec::new();
         for plan in plans {
