@@ -42,6 +42,7 @@ use tokio_postgres::Client;
 
 use crate::pg::{quote, Endpoint, PgError, Side};
 use crate::plan::{artifact_name, Plan};
+use crate::report::Render;
 use crate::state;
 
 /// Version of the JSON layout (fields are only ever added).
@@ -203,17 +204,15 @@ impl Request {
 /// and says why.
 fn discover_dump_dir(req: &Request, source: &Endpoint, target: &Endpoint, found: &mut Found) {
     use crate::dumpdir::{self, DirError};
-    let dir = match &req.dump_dir {
-        Some(d) => d.clone(),
-        None => {
-            match crate::plan::default_dump_dir(&req.plan_name, &source.info, &target.info, &|k| {
-                std::env::var(k).ok()
-            }) {
-                Ok(d) => d,
-                // No private default place: apply could not have used one either.
-                Err(_) => return,
-            }
-        }
+    let dir = match crate::plan::names::dump_dir(
+        req.dump_dir.as_deref(),
+        &req.plan_name,
+        &source.info,
+        &target.info,
+    ) {
+        Ok(d) => d,
+        // No private default place: apply could not have used one either.
+        Err(_) => return,
     };
     let owner = dumpdir::Owner::new(&req.plan_name, &source.info, &target.info);
     let artifact = |sql: String, detail: Option<String>| Artifact {
@@ -254,6 +253,18 @@ pub enum CleanupError {
     /// A drop failed part way; the report says what was dropped before.
     #[error("{}", .0.error.as_deref().unwrap_or("cleanup failed"))]
     Partial(Box<Report>),
+}
+
+/// Why one drop of the cleanup failed (the report's `error`).
+#[derive(Debug, thiserror::Error)]
+enum DropError {
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    #[error("local: cannot remove the dump directory {}: {source}", dir.display())]
+    Dir {
+        dir: PathBuf,
+        source: crate::dumpdir::DirError,
+    },
 }
 
 fn blocker_lines(b: &[Blocker]) -> String {
@@ -370,11 +381,11 @@ pub async fn cleanup(
         }
     }
     for step in found.steps {
-        let result: Result<(), String> = match &step.action {
+        let result: Result<(), DropError> = match &step.action {
             Action::DropSlot(name) => {
                 drop_slot(&s, source, name, req.force, &mut report.terminated)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(DropError::from)
             }
             Action::Sql(sql) => {
                 let (c, ep) = match step.artifact.location {
@@ -386,17 +397,15 @@ pub async fn cleanup(
                         &format!("dropping {} {}", step.artifact.kind, step.artifact.name),
                         &e,
                     )
-                    .to_string()
+                    .into()
                 })
             }
-            Action::RemoveDir(dir, owner) => {
-                crate::dumpdir::remove(dir, owner).map(|_| ()).map_err(|e| {
-                    format!(
-                        "local: cannot remove the dump directory {}: {e}",
-                        dir.display()
-                    )
-                })
-            }
+            Action::RemoveDir(dir, owner) => crate::dumpdir::remove(dir, owner)
+                .map(|_| ())
+                .map_err(|source| DropError::Dir {
+                    dir: dir.clone(),
+                    source,
+                }),
         };
         match result {
             Ok(()) => {
@@ -404,7 +413,7 @@ pub async fn cleanup(
                 report.artifacts.push(step.artifact);
             }
             Err(e) => {
-                report.error = Some(e);
+                report.error = Some(e.to_string());
                 return Err(CleanupError::Partial(Box::new(report)));
             }
         }
@@ -425,12 +434,6 @@ async fn open(ep: &Endpoint) -> Result<Client, PgError> {
     Ok(c)
 }
 
-/// The plan's cutover record on the target, if any: state, the recorded
-/// `default_transaction_read_only` of the source database before the fence (NULL: none), and
-/// when the fence was recorded.
-const CUTOVER_FENCE_SQL: &str =
-    "SELECT state, prev_read_only, fenced_at::text FROM pgmove.cutover WHERE plan_name = $1";
-
 /// The cutover fence: a source that an abandoned cutover (`fencing`, `fenced`) left read-only
 /// gets its recorded previous setting back, as the first step (the record is dropped only
 /// after); after a finished cutover (`done`, the target is live) it stays read-only and the
@@ -446,15 +449,14 @@ async fn discover_fence(
     if !state::has_table(t, target, "cutover").await? {
         return Ok(());
     }
-    let Some(row) = t
-        .query_opt(CUTOVER_FENCE_SQL, &[&req.plan_name])
-        .await
-        .map_err(|e| target.query_error("reading pgmove.cutover", &e))?
-    else {
+    let Some(row) = state::cutover::read(t, target, &req.plan_name).await? else {
         return Ok(());
     };
-    let (state, prev, fenced_at): (String, Option<String>, Option<String>) =
-        (row.get(0), row.get(1), row.get(2));
+    let (state, prev, fenced_at): (String, Option<String>, Option<String>) = (
+        row.state.as_str().to_string(),
+        row.prev_read_only,
+        row.fenced_at,
+    );
     let now: Option<String> = s
         .query_one(crate::cutover::DB_READ_ONLY_SQL, &[])
         .await
@@ -521,7 +523,7 @@ async fn discover_source(
     let slots = vec![req.resume_slot(), req.slot.clone()];
     let publications = vec![
         req.publication.clone(),
-        crate::strategy::copy_cdc::insert_only_publication(&req.publication),
+        crate::plan::insert_only_publication_name(&req.publication),
     ];
     let present = owned::find(c, ep, &slots, &publications).await?;
     if present.is_empty() {
@@ -632,13 +634,14 @@ async fn discover_replica_identity(
     if !state::has_table(t, target, "replica_identity").await? {
         return Ok(());
     }
-    let rows = t
-        .query(crate::strategy::copy_cdc::RI_RECORDED, &[&req.plan_name])
-        .await
-        .map_err(|e| target.query_error("reading pgmove.replica_identity", &e))?;
-    for r in rows {
-        let (schema, table, mode, index): (String, String, String, Option<String>) =
-            (r.get(0), r.get(1), r.get(2), r.get(3));
+    let rows = state::replica_identity::recorded(t, target, Some(&req.plan_name)).await?;
+    for state::replica_identity::Identity {
+        schema,
+        table,
+        mode,
+        index,
+    } in rows
+    {
         let name = quote::qualified(&schema, &table);
         // Only while the table is still FULL, as pgmove left it.
         let now = s
@@ -651,7 +654,7 @@ async fn discover_replica_identity(
         if now.map(|r| r.get::<_, String>(0)).as_deref() != Some("f") {
             continue;
         }
-        let Some(identity) = crate::strategy::copy_cdc::identity_clause(&mode, index.as_deref())
+        let Some(identity) = crate::replica_identity::identity_clause(&mode, index.as_deref())
         else {
             continue;
         };
@@ -671,24 +674,8 @@ async fn discover_replica_identity(
 }
 
 /// Another session holding the plan's advisory lock on the target: a running apply.
-///
-/// `pg_try_advisory_lock(hashtext('pgmove:' || plan))` takes the one-bigint form, whose key k
-/// `pg_locks` shows as classid = k >> 32, objid = k & 0xffffffff, objsubid = 1.
-const LOCK_SQL: &str = "SELECT l.pid FROM pg_locks l, \
-       (SELECT hashtext('pgmove:' || $1::text)::bigint AS k) h \
-     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
-       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-       AND l.classid = ((h.k >> 32) & 4294967295)::oid \
-       AND l.objid = (h.k & 4294967295)::oid \
-       AND l.pid <> pg_backend_pid() \
-     ORDER BY l.pid";
-
 async fn lock_holders(req: &Request, ep: &Endpoint, c: &Client) -> Result<Vec<i32>, PgError> {
-    let rows = c
-        .query(LOCK_SQL, &[&req.plan_name])
-        .await
-        .map_err(|e| ep.query_error("reading pg_locks for the plan's advisory lock", &e))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    state::lock::holders(c, ep, &req.plan_name).await
 }
 
 async fn discover_lock(
@@ -701,20 +688,12 @@ async fn discover_lock(
         found.blockers.push(Blocker {
             location: ep.side.into(),
             kind: "advisory lock".into(),
-            name: format!("hashtext('pgmove:{}')", req.plan_name),
+            name: state::lock::key_display(&req.plan_name),
             pid,
         });
     }
     Ok(())
 }
-
-/// What the source's DDL capture recorded creating for a plan (see `cdc::ddl::install_sql`):
-/// (kind, exact name) rows, functions and tables in schema `pgmove`.
-const RECORDED_SQL: &str =
-    "SELECT kind, name FROM pgmove.objects WHERE plan_name = $1 ORDER BY kind, name";
-
-/// Whether the DDL capture's record table `pgmove.objects` exists (one boolean).
-const HAS_RECORD_SQL: &str = "SELECT to_regclass('pgmove.objects') IS NOT NULL";
 
 /// Which of the named event triggers exist (exact names).
 const EVENT_TRIGGERS_SQL: &str =
@@ -784,15 +763,11 @@ async fn discover_created_roles(
     if !state::has_table(c, ep, "created_roles").await? {
         return Ok(());
     }
-    for r in c
-        .query(CREATED_ROLES_SQL, &[&req.plan_name])
-        .await
-        .map_err(|e| ep.query_error("reading pgmove.created_roles", &e))?
-    {
+    for name in state::roles::created(c, ep, &req.plan_name).await? {
         found.kept.push(Artifact {
             location: ep.side.into(),
             kind: "role".into(),
-            name: r.get(0),
+            name,
             sql: String::new(),
             detail: Some(
                 "created by roles: create; roles are never dropped by cleanup (they own the moved data): drop it yourself if it is not needed".into(),
@@ -801,10 +776,6 @@ async fn discover_created_roles(
     }
     Ok(())
 }
-
-/// The roles `roles: create` made for plan `$1` (names).
-const CREATED_ROLES_SQL: &str =
-    "SELECT role_name FROM pgmove.created_roles WHERE plan_name = $1 ORDER BY 1";
 
 /// The objects the plan's DDL capture recorded creating in the (marked) `pgmove` schema of this
 /// server, dropped by exact name: event triggers, then functions, then tables. Returns the
@@ -816,22 +787,13 @@ async fn discover_recorded(
     found: &mut Found,
 ) -> Result<Vec<String>, PgError> {
     let side: Location = ep.side.into();
-    let has_record = c
-        .query_one(HAS_RECORD_SQL, &[])
-        .await
-        .map_err(|e| ep.query_error("looking for pgmove.objects", &e))?
-        .get::<_, bool>(0);
-    if !has_record {
-        return Ok(Vec::new());
-    }
-    let rows = c
-        .query(RECORDED_SQL, &[&req.plan_name])
-        .await
-        .map_err(|e| ep.query_error("reading pgmove.objects", &e))?;
+    // What the DDL capture recorded creating for the plan (see `cdc::ddl::install_sql`):
+    // (kind, exact name), functions and tables in schema `pgmove`.
+    let rows = state::source::recorded(c, ep, &req.plan_name).await?;
     let recorded = |kind: &str| -> Vec<String> {
         rows.iter()
-            .filter(|r| r.get::<_, String>(0) == kind)
-            .map(|r| r.get(1))
+            .filter(|(k, _)| k == kind)
+            .map(|(_, name)| name.clone())
             .collect()
     };
     use crate::cdc::ddl::{RECORD_EVENT_TRIGGER, RECORD_FUNCTION, RECORD_TABLE_KIND};
@@ -1200,9 +1162,11 @@ impl Report {
             format!("dropped {n} artifact(s)")
         }
     }
+}
 
+impl Render for Report {
     /// For people.
-    pub fn render_text(&self) -> String {
+    fn render_text(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -1265,18 +1229,11 @@ impl Report {
     }
 
     /// For tickets.
-    pub fn render_markdown(&self) -> String {
+    fn render_markdown(&self) -> String {
+        use crate::report::markdown::{cell, code};
         let mut out = String::new();
-        let _ = writeln!(out, "# pgmove cleanup: plan `{}`\n", self.plan);
+        let _ = writeln!(out, "# pgmove cleanup: plan {}\n", code(&self.plan));
         let _ = writeln!(out, "{}\n", self.headline());
-        let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
-        let code = |s: &str| {
-            if s.is_empty() {
-                String::new()
-            } else {
-                format!("`{}`", cell(s))
-            }
-        };
         let blockers = if self.terminated.is_empty() {
             &self.blockers
         } else {
@@ -1334,11 +1291,6 @@ impl Report {
         }
         out
     }
-
-    /// For scripts.
-    pub fn render_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
-    }
 }
 
 #[cfg(test)]
@@ -1383,6 +1335,20 @@ mod tests {
         let j: serde_json::Value = serde_json::from_str(&r.render_json()).expect("json");
         assert_eq!(j["artifacts"][0]["side"], "source");
         assert_eq!(j["artifacts"][0]["kind"], "replication slot");
+    }
+
+    #[test]
+    fn markdown_keeps_hostile_names_and_details_in_their_cells() {
+        let mut r = report();
+        r.plan = "a`b".into();
+        r.artifacts[0].name = "we`ird|slot".into();
+        r.artifacts[0].detail = Some("line1\nline2 | *x*".into());
+        let m = r.render_markdown();
+        assert!(m.starts_with("# pgmove cleanup: plan ``a`b``\n"), "{m}");
+        assert!(
+            m.contains("| source | replication slot | ``we`ird\\|slot`` | `SELECT pg_drop_replication_slot('pgmove_shop')` | line1<br>line2 \\| \\*x\\* |\n"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         /// How long to wait for the lag to come under cutover.max_lag (e.g. 90s, 30m).
-        #[arg(long, default_value = "30m", value_parser = parse_duration)]
+        #[arg(long, default_value = "30m", value_parser = crate::plan::parse_duration)]
         timeout: std::time::Duration,
     },
     /// Drop everything pgmove created for the plan on both servers (slots, publication, DDL
@@ -202,14 +202,12 @@ where
     ExitCode::from(code)
 }
 
+// A clap value parser: clap shows its error's text after the argument's name, so a `String`
+// (a Display error) is all it needs.
 fn parse_chunk_rows(s: &str) -> Result<u64, String> {
     match s.trim().parse::<u64>() {
         Ok(0) => Err("must be at least 1 (rows per checksum chunk; 0 would mean a query per row): leave it out for the default 100000".to_string()),
         Ok(n) => Ok(n),
         Err(_) => Err(format!("`{s}` is not a whole number of rows: e.g. --chunk-rows 100000")),
     }
-}
-
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    crate::plan::parse_duration(s).map_err(|e| e.to_string())
 }

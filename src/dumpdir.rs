@@ -108,6 +108,7 @@ pub enum DirState {
     Empty,
 }
 
+#[allow(unsafe_code)]
 fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }

@@ -34,46 +34,14 @@ use crate::preflight::{Finding, Severity};
 use crate::state;
 
 /// The record's table, in the target's (marked) `pgmove` schema.
-pub const TABLE: &str = "source_objects";
+pub const TABLE: &str = state::owned::TABLE;
 
 /// Kinds of [`TABLE`] rows.
 pub const SLOT: &str = "replication slot";
 pub const PUBLICATION: &str = "publication";
 
 /// The state of a [`TABLE`] row once the object exists (before: `intended`).
-const CREATED: &str = "created";
-
-/// Creates the record table if missing (in a `pgmove` schema that exists and is pgmove's).
-const CREATE_SQL: &str = "CREATE TABLE IF NOT EXISTS pgmove.source_objects (
-    plan_name        text NOT NULL,
-    kind             text NOT NULL,
-    name             text NOT NULL,
-    source           text NOT NULL,
-    source_database  text NOT NULL,
-    source_system_id text,
-    state            text NOT NULL,
-    recorded_at      timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (plan_name, kind, name)
-)";
-
-/// The plan's records: kind, name, source database, source system identifier (NULL when it
-/// was not readable), state.
-const RECORDS_SQL: &str = "SELECT kind, name, source_database, source_system_id, state \
-     FROM pgmove.source_objects WHERE plan_name = $1 ORDER BY kind, name";
-
-/// Writes (or rewrites) one record as `intended`: $1 plan, $2 kind, $3 name, $4 source
-/// endpoint, $5 database, $6 system identifier.
-const INTEND_SQL: &str = "INSERT INTO pgmove.source_objects \
-       (plan_name, kind, name, source, source_database, source_system_id, state) \
-     VALUES ($1, $2, $3, $4, $5, $6, 'intended') \
-     ON CONFLICT (plan_name, kind, name) DO UPDATE SET source = EXCLUDED.source, \
-       source_database = EXCLUDED.source_database, source_system_id = EXCLUDED.source_system_id, \
-       state = 'intended', recorded_at = now()";
-
-/// Marks one record `created`: $1 plan, $2 kind, $3 name.
-const CREATED_SQL: &str =
-    "UPDATE pgmove.source_objects SET state = 'created', recorded_at = now() \
-     WHERE plan_name = $1 AND kind = $2 AND name = $3";
+const CREATED: &str = state::owned::CREATED;
 
 /// The source's database (one row, one text column).
 const DATABASE_SQL: &str = "SELECT current_database()::text";
@@ -212,20 +180,17 @@ pub async fn records(c: &Client, ep: &Endpoint, plan_name: &str) -> Result<Vec<R
     {
         return Ok(Vec::new());
     }
-    let rows = c
-        .query(RECORDS_SQL, &[&plan_name])
-        .await
-        .map_err(|e| ep.query_error(&format!("reading pgmove.{TABLE}"), &e))?;
+    let rows = state::owned::records(c, ep, plan_name).await?;
     Ok(rows
-        .iter()
+        .into_iter()
         .map(|r| Record {
-            kind: r.get(0),
-            name: r.get(1),
+            created: r.state == CREATED,
+            kind: r.kind,
+            name: r.name,
             source: Source {
-                database: r.get(2),
-                system_id: r.get(3),
+                database: r.source_database,
+                system_id: r.source_system_id,
             },
-            created: r.get::<_, String>(4) == CREATED,
         })
         .collect())
 }
@@ -377,27 +342,15 @@ pub async fn claim(
             Verdict::NotRecorded(why) => Err(refusal(source, kind, name, &why)),
         };
     }
-    st.client.batch_execute(CREATE_SQL).await.map_err(|e| {
-        st.target
-            .query_error(&format!("creating pgmove.{TABLE}"), &e)
-    })?;
-    st.client
-        .execute(
-            INTEND_SQL,
-            &[
-                &st.plan_name,
-                &kind,
-                &name,
-                &source.display(),
-                &here.database,
-                &here.system_id,
-            ],
-        )
-        .await
-        .map_err(|e| {
-            st.target
-                .query_error(&format!("recording the {kind} {name} pgmove creates"), &e)
-        })?;
+    let shown = source.display().to_string();
+    let intended = state::owned::Intended {
+        kind,
+        name,
+        source: &shown,
+        database: &here.database,
+        system_id: here.system_id.as_deref(),
+    };
+    state::owned::intend(&st.client, st.target, &st.plan_name, &intended).await?;
     Ok(false)
 }
 
@@ -430,14 +383,7 @@ pub async fn confirm(
 
 /// After creating (`kind`, `name`): its record says `created`.
 pub async fn created(st: &state::State<'_>, kind: &str, name: &str) -> Result<(), PgError> {
-    st.client
-        .execute(CREATED_SQL, &[&st.plan_name, &kind, &name])
-        .await
-        .map_err(|e| {
-            st.target
-                .query_error(&format!("recording the {kind} {name} as created"), &e)
-        })?;
-    Ok(())
+    state::owned::created(&st.client, st.target, &st.plan_name, kind, name).await
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::inspect::{Inventory, Table, TableKind};
-use crate::pg::Side;
 use crate::plan::{Plan, StrategyChoice};
+use crate::strategy::steps::{self as step_name, Facts, StepDef};
+use crate::strategy::{copy_cdc, dump_restore};
 
 /// A migration strategy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -60,6 +61,10 @@ pub const FIXED_OVERHEAD: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug, Serialize)]
 pub struct Step {
     pub number: usize,
+    /// The name `pgmove apply` records the step under (`pgmove.steps`), and the dry run and
+    /// `pgmove status` show; `None` for what comes after apply (verify, change capture,
+    /// cutover) and for notes.
+    pub name: Option<&'static str>,
     pub what: String,
     /// `source`, `target`, or `both`.
     pub on: String,
@@ -307,11 +312,8 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
     };
 
     let steps = match strategy {
-        Some(Strategy::DumpRestore) => {
-            dump_restore_steps(plan, source, &tables, data_bytes, index_bytes)
-        }
-        Some(Strategy::CopyCdc) => copy_cdc_steps(plan, &tables, data_bytes, index_bytes),
-        _ => Vec::new(),
+        Some(s) => plan_steps(s, plan, source, &tables, data_bytes, index_bytes),
+        None => Vec::new(),
     };
     let total: u64 = steps.iter().filter_map(|s| s.estimate_secs).sum();
     Decision {
@@ -334,207 +336,116 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
     }
 }
 
-fn dump_restore_steps(
+/// A step of the plan before it is numbered: name, what, on, why, estimate.
+type Entry = (
+    Option<&'static str>,
+    String,
+    &'static str,
+    String,
+    Option<u64>,
+);
+
+/// The plan's steps: the strategy's own ([`crate::strategy::steps`], by name), with what
+/// follows `apply` after them (unnamed: `pgmove apply` does not record those).
+fn plan_steps(
+    strategy: Strategy,
     plan: &Plan,
     source: &Inventory,
     tables: &[&Table],
     data_bytes: i64,
     index_bytes: i64,
 ) -> Vec<Step> {
-    let workers = (plan.jobs.max(1) as usize).min(tables.len().max(1)) as f64;
-    let copy_secs = (data_bytes.max(0) as f64 / (COPY_BYTES_PER_SEC * workers)).ceil() as u64;
-    let index_secs = (index_bytes.max(0) as f64
-        / (INDEX_BYTES_PER_SEC * plan.index_jobs.max(1) as f64))
-        .ceil() as u64;
-    let extensions: Vec<&str> = source
-        .extensions
-        .iter()
-        .map(|e| e.name.as_str())
-        .filter(|n| *n != "plpgsql")
-        .collect();
-    let parents = tables
-        .iter()
-        .filter(|t| t.kind == TableKind::PartitionedParent)
-        .count();
-    let leaves = tables
-        .iter()
-        .filter(|t| t.kind == TableKind::Partition)
-        .count();
-    let mut steps = vec![
-        (
-            "create the pgmove state schema (pgmove.runs, pgmove.steps, pgmove.restore_items)".to_string(),
-            Side::Target,
-            "progress lives in the target, committed with the work, so a rerun resumes exactly".to_string(),
-            Some(0),
-        ),
-        (
-            format!("pg_dump -Fd -j {} of {} table(s), {}", plan.jobs, tables.len(), bytes(data_bytes)),
-            Side::Source,
-            "the native dump is the reference for exactness; directory format allows parallel dump and per-item restore".to_string(),
-            Some(copy_secs / 2 + 1),
-        ),
-        (
-            if extensions.is_empty() {
-                "restore the schema (pre-data) in one transaction".to_string()
-            } else {
-                format!("restore the schema (pre-data) in one transaction, extensions first: {}", extensions.join(", "))
-            },
-            Side::Target,
-            "all or nothing: a failure leaves no half-made schema".to_string(),
-            Some(1),
-        ),
-        (
-            format!("restore the data, {} item(s) at a time, largest first{}", plan.jobs, if leaves > 0 {
-                format!("; {parents} partitioned table(s) load into their {leaves} leaf partition(s), never twice")
-            } else {
-                String::new()
-            }),
-            Side::Target,
-            "each table's COPY commits with its progress row; indexes come later so the load is fast".to_string(),
-            Some(copy_secs / 2 + 1),
-        ),
-        (
-            format!("build indexes and primary/unique keys ({} at a time), attach partition indexes, add foreign keys, triggers, materialized view data", plan.index_jobs),
-            Side::Target,
-            "building indexes after the load is several times faster than maintaining them row by row".to_string(),
-            Some(index_secs + 1),
-        ),
-        (
-            "ANALYZE".to_string(),
-            Side::Target,
-            "the target's planner needs statistics before traffic arrives".to_string(),
-            Some((tables.len() as u64 / 50).max(1)),
-        ),
-    ];
-    if source.large_objects > 0 {
-        let what = if plan.objects.large_objects {
-            format!(
-                "{} large object(s) are part of the dump and restore",
-                source.large_objects
-            )
-        } else {
-            format!(
-                "{} large object(s) are left out (objects.large_objects: false)",
-                source.large_objects
-            )
-        };
-        steps.insert(
-            4,
-            (
-                what,
-                Side::Target,
-                "large objects live outside tables".to_string(),
-                None,
-            ),
-        );
-    }
-    steps.push((
-        format!(
-            "verify: row counts and {} per table, sequences, objects (`pgmove verify`)",
-            match plan.cutover.verify {
-                crate::plan::VerifyLevel::Counts => "counts",
-                _ => "chunked checksums",
+    let facts = Facts {
+        plan,
+        source,
+        tables,
+        data_bytes,
+        index_bytes,
+    };
+    let named = |d: StepDef| (Some(d.name), d.what, d.on, d.why, d.estimate_secs);
+    let mut steps: Vec<Entry> = Vec::new();
+    match strategy {
+        Strategy::DumpRestore => {
+            steps.extend(dump_restore::plan_steps(&facts).into_iter().map(named));
+            if source.large_objects > 0 {
+                let what = if plan.objects.large_objects {
+                    format!(
+                        "{} large object(s) are part of the dump and restore",
+                        source.large_objects
+                    )
+                } else {
+                    format!(
+                        "{} large object(s) are left out (objects.large_objects: false)",
+                        source.large_objects
+                    )
+                };
+                // Beside the data they come with, before the post-data step.
+                let at = steps
+                    .iter()
+                    .position(|s| s.0 == Some(step_name::POST_DATA))
+                    .unwrap_or(steps.len());
+                steps.insert(
+                    at,
+                    (
+                        None,
+                        what,
+                        "target",
+                        "large objects live outside tables".to_string(),
+                        None,
+                    ),
+                );
             }
-        ),
-        Side::Target,
-        "proves the target equals the source before you switch applications".to_string(),
-        None,
-    ));
-    steps
-        .into_iter()
-        .enumerate()
-        .map(|(i, (what, on, why, est))| Step {
-            number: i + 1,
-            what,
-            on: on.to_string(),
-            why,
-            estimate_secs: est,
-        })
-        .collect()
-}
-
-fn copy_cdc_steps(plan: &Plan, tables: &[&Table], data_bytes: i64, index_bytes: i64) -> Vec<Step> {
-    let workers = (plan.jobs.max(1) as usize).min(tables.len().max(1)) as f64;
-    let copy_secs = (data_bytes.max(0) as f64 / (COPY_BYTES_PER_SEC * workers)).ceil() as u64;
-    let index_secs = (index_bytes.max(0) as f64
-        / (INDEX_BYTES_PER_SEC * plan.index_jobs.max(1) as f64))
-        .ceil() as u64;
-    let split = tables
-        .iter()
-        .filter(|t| t.heap_bytes > plan.split_tables_larger_than as i64)
-        .count();
-    let steps = vec![
-        (
-            "create the pgmove state schema".to_string(),
-            "target",
-            "progress lives in the target, committed with the work".to_string(),
-            Some(0),
-        ),
-        (
-            "pg_dump --schema-only; restore pre-data in one transaction (extensions first, partitions as on the source)".to_string(),
-            "target",
-            "tables without indexes load fastest".to_string(),
-            Some(2),
-        ),
-        (
-            format!("create replication slot {} (pgoutput) with an exported snapshot", plan.slot_name()),
-            "source",
-            "the copy and the later change capture meet exactly at the slot's consistent LSN".to_string(),
-            Some(1),
-        ),
-        (
-            format!(
-                "COPY {} table(s) in the snapshot, {} at a time{}; each chunk commits with its pgmove.copy_progress row",
-                tables.len(),
-                plan.jobs,
-                if split > 0 { format!("; {split} table(s) over {} split into ctid ranges", bytes(plan.split_tables_larger_than as i64)) } else { String::new() }
-            ),
-            "both",
-            "streams COPY bytes between the servers without parsing rows or touching disk".to_string(),
-            Some(copy_secs + 1),
-        ),
-        (
-            "set sequences, copy large objects".to_string(),
-            "target",
-            "neither is carried by COPY of tables".to_string(),
-            Some(1),
-        ),
-        (
-            format!("build indexes and constraints ({} at a time), then ANALYZE", plan.index_jobs),
-            "target",
-            "after the load, as pg_restore does".to_string(),
-            Some(index_secs + 1),
-        ),
-        (
-            format!("stream the slot's changes (pgoutput, publication {}) and apply them in commit order, each batch committed with its LSN in pgmove.progress, until cutover", plan.publication_name()),
-            "both",
-            "exactly once across restarts: the slot is only told what the target committed".to_string(),
-            None,
-        ),
-        (
-            format!(
-                "cutover ({}): wait until the lag is under {}, {}, apply the last changes, set sequences, copy changed large objects, refresh materialized views, verify ({})",
-                plan.cutover.mode,
-                human(plan.cutover.max_lag),
-                match plan.cutover.fence {
-                    crate::plan::Fence::ReadOnly => "fence the source (read-only, other sessions terminated)",
-                    crate::plan::Fence::None => "with writes stopped by you (fence: none)",
+            steps.push((
+                None,
+                format!(
+                    "verify: row counts and {} per table, sequences, objects (`pgmove verify`)",
+                    match plan.cutover.verify {
+                        crate::plan::VerifyLevel::Counts => "counts",
+                        _ => "chunked checksums",
+                    }
+                ),
+                "target",
+                "proves the target equals the source before you switch applications".to_string(),
+                None,
+            ));
+        }
+        Strategy::CopyCdc => {
+            steps.extend(copy_cdc::plan_steps(&facts).into_iter().map(named));
+            steps.push((
+                None,
+                format!("stream the slot's changes (pgoutput, publication {}) and apply them in commit order, each batch committed with its LSN in pgmove.progress, until cutover", plan.publication_name()),
+                "both",
+                "exactly once across restarts: the slot is only told what the target committed".to_string(),
+                None,
+            ));
+            steps.push((
+                None,
+                format!(
+                    "cutover ({}): wait until the lag is under {}, {}, apply the last changes, set sequences, copy changed large objects, refresh materialized views, verify ({})",
+                    plan.cutover.mode,
+                    human(plan.cutover.max_lag),
+                    match plan.cutover.fence {
+                        crate::plan::Fence::ReadOnly => "fence the source (read-only, other sessions terminated)",
+                        crate::plan::Fence::None => "with writes stopped by you (fence: none)",
+                    },
+                    plan.cutover.verify
+                ),
+                "both",
+                match plan.cutover.mode {
+                    crate::plan::CutoverMode::Auto => "apply cuts over by itself once the lag allows".to_string(),
+                    crate::plan::CutoverMode::Manual => "run `pgmove cutover` (read `pgmove cutover --dry-run` first)".to_string(),
                 },
-                plan.cutover.verify
-            ),
-            "both",
-            match plan.cutover.mode {
-                crate::plan::CutoverMode::Auto => "apply cuts over by itself once the lag allows".to_string(),
-                crate::plan::CutoverMode::Manual => "run `pgmove cutover` (read `pgmove cutover --dry-run` first)".to_string(),
-            },
-            None,
-        ),
-    ];
+                None,
+            ));
+        }
+        Strategy::Pglogical => {}
+    }
     steps
         .into_iter()
         .enumerate()
-        .map(|(i, (what, on, why, est))| Step {
+        .map(|(i, (name, what, on, why, est))| Step {
             number: i + 1,
+            name,
             what,
             on: on.to_string(),
             why,
@@ -579,6 +490,7 @@ mod tests {
         AvailableExtension, Extension, PartitioningSummary, Platform, RelName, Rights, Sequence,
         ServerInfo, Settings,
     };
+    use crate::pg::Side;
 
     const MB: i64 = 1 << 20;
     const GB: i64 = 1 << 30;
@@ -1138,6 +1050,41 @@ mod tests {
             "{cutover:?}"
         );
         assert!(cutover.what.contains("verify (none)"), "{cutover:?}");
+    }
+
+    /// The plan's named steps are the strategy's list (the one the dry run, the run and
+    /// status walk), in its order; what follows apply is unnamed and comes after them.
+    #[test]
+    fn plan_steps_are_the_strategys_step_list() {
+        let mut src = source();
+        src.large_objects = 3;
+        for (text, strategy) in [
+            ("downtime: 1h\n", Strategy::DumpRestore),
+            ("downtime: 1s\n", Strategy::CopyCdc),
+        ] {
+            let d = decide(&plan(text), &src, &target());
+            assert_eq!(d.strategy, Some(strategy));
+            let named: Vec<&str> = d.steps.iter().filter_map(|s| s.name).collect();
+            let list: Vec<&str> = crate::strategy::steps::of(strategy)
+                .iter()
+                .map(|s| s.name)
+                .collect();
+            assert_eq!(named, list, "{strategy:?}");
+            // Named steps first: the first unnamed entry after the named ones ends them
+            // (the large objects note sits between data and post-data for dump-restore).
+            let last_named = d.steps.iter().rposition(|s| s.name.is_some());
+            assert_eq!(
+                last_named.map(|i| d.steps[i].name),
+                Some(list.last().copied())
+            );
+            assert!(d.steps[last_named.unwrap_or(0) + 1..]
+                .iter()
+                .all(|s| s.name.is_none()));
+            // Every named step is described by its strategy (`undescribed` gives no why).
+            for s in d.steps.iter().filter(|s| s.name.is_some()) {
+                assert!(!s.why.is_empty() && s.estimate_secs.is_some(), "{s:?}");
+            }
+        }
     }
 
     #[test]

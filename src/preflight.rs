@@ -1,61 +1,14 @@
 //! Preflight checks: each one a function over the plan, both inventories and the chosen
 //! strategy, returning findings with a severity, the object concerned and the exact fix.
 
-use serde::Serialize;
-
 use crate::inspect::{Inventory, Platform, TableKind};
 use crate::pg::Side;
 use crate::plan::{Plan, TablesWithoutKey};
 use crate::planner::{self, Strategy};
-use crate::tools::Tool;
+use crate::tools::{Tool, ToolError};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Blocker,
-    Warning,
-    Info,
-}
-
-/// One thing preflight found.
-#[derive(Clone, Debug, Serialize)]
-pub struct Finding {
-    pub severity: Severity,
-    /// A stable identifier, e.g. `wal-level`.
-    pub check: &'static str,
-    pub side: Option<Side>,
-    /// The database object concerned, when there is one.
-    pub object: Option<String>,
-    pub message: String,
-    /// The exact fix: SQL, a setting or a command.
-    pub fix: Option<String>,
-}
-
-impl Finding {
-    fn new(
-        severity: Severity,
-        check: &'static str,
-        side: Option<Side>,
-        message: String,
-    ) -> Finding {
-        Finding {
-            severity,
-            check,
-            side,
-            object: None,
-            message,
-            fix: None,
-        }
-    }
-    fn object(mut self, o: impl Into<String>) -> Finding {
-        self.object = Some(o.into());
-        self
-    }
-    fn fix(mut self, f: impl Into<String>) -> Finding {
-        self.fix = Some(f.into());
-        self
-    }
-}
+/// What the checks return (the cutover dry run judges with the same type).
+pub use crate::report::{Finding, Severity};
 
 /// What the checks look at.
 pub struct Context<'a> {
@@ -65,12 +18,25 @@ pub struct Context<'a> {
     /// The strategy the planner chose (checks for online strategies run when it is online).
     pub strategy: Option<Strategy>,
     /// pg_dump and pg_restore as found, or why not.
-    pub pg_dump: Result<Tool, String>,
-    pub pg_restore: Result<Tool, String>,
+    pub pg_dump: Result<Tool, ToolError>,
+    pub pg_restore: Result<Tool, ToolError>,
     /// vacuumdb (the analyze step of dump-restore and copy-cdc), any version, or why not.
-    pub vacuumdb: Result<Tool, String>,
+    pub vacuumdb: Result<Tool, ToolError>,
     /// The result of trying a replication connection to the source, when one was tried.
-    pub replication_probe: Option<Result<(), String>>,
+    pub replication_probe: Option<Result<(), ProbeError>>,
+}
+
+/// Why a replication connection to the source (psql `IDENTIFY_SYSTEM`) did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// No psql to try it with.
+    #[error(transparent)]
+    NoPsql(#[from] ToolError),
+    #[error("cannot run psql: {0}")]
+    Spawn(std::io::Error),
+    /// The server refused: psql's message, the password redacted.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl Context<'_> {
@@ -1003,10 +969,12 @@ pub fn client_versions(ctx: &Context) -> Vec<Finding> {
     ] {
         if let Err(e) = r {
             out.push(
-                Finding::new(Severity::Blocker, "client-version", None, e.clone()).fix(format!(
-                    "apt-get install {}, or set bin_dir in the plan",
-                    crate::tools::package(package_major)
-                )),
+                Finding::new(Severity::Blocker, "client-version", None, e.to_string()).fix(
+                    format!(
+                        "apt-get install {}, or set bin_dir in the plan",
+                        crate::tools::package(package_major)
+                    ),
+                ),
             );
         }
     }

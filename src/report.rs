@@ -1,4 +1,6 @@
-//! The plan report: findings, strategy, steps. Text for people, JSON for scripts (stable:
+//! Reports: how every command prints what it found (`render`: [`Render`] and [`print`]),
+//! Markdown escaping (`markdown`), findings (`finding`), hints under errors (`hint`); and here
+//! the plan report: findings, strategy, steps. Text for people, JSON for scripts (stable:
 //! fields are only ever added), markdown for tickets.
 
 use std::fmt::Write as _;
@@ -7,7 +9,15 @@ use serde::Serialize;
 
 use crate::inspect::Inventory;
 use crate::planner::{self, Decision};
-use crate::preflight::{Finding, Severity};
+
+pub mod finding;
+pub mod hint;
+pub mod markdown;
+mod render;
+
+pub use finding::{Finding, Severity};
+pub use hint::Hint;
+pub use render::{print, Render, Summary, To};
 
 /// Output format of reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -94,19 +104,23 @@ impl PlanReport {
             decision,
         }
     }
+}
 
-    pub fn render(&self, format: Format, color: bool) -> String {
-        match format {
-            Format::Json => {
-                serde_json::to_string_pretty(self)
-                    .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-                    + "\n"
-            }
-            Format::Markdown => self.markdown(),
-            Format::Text => self.text(color),
-        }
+impl Render for PlanReport {
+    fn render_text(&self) -> String {
+        self.text(false)
     }
 
+    fn render_text_in_color(&self) -> String {
+        self.text(true)
+    }
+
+    fn render_markdown(&self) -> String {
+        self.markdown()
+    }
+}
+
+impl PlanReport {
     fn text(&self, color: bool) -> String {
         let paint = |code: &str, s: &str| {
             if color {
@@ -137,25 +151,7 @@ impl PlanReport {
             );
         }
         let _ = writeln!(o);
-        for (sev, title, code) in [
-            (Severity::Blocker, "Blockers", "1;31"),
-            (Severity::Warning, "Warnings", "1;33"),
-            (Severity::Info, "Notes", "1;36"),
-        ] {
-            let group: Vec<&Finding> = self.findings.iter().filter(|f| f.severity == sev).collect();
-            if group.is_empty() {
-                continue;
-            }
-            let _ = writeln!(o, "{}", paint(code, &format!("{title} ({})", group.len())));
-            for f in group {
-                let side = f.side.map(|s| format!("{s}: ")).unwrap_or_default();
-                let _ = writeln!(o, "  - [{}] {side}{}", f.check, f.message);
-                if let Some(fix) = &f.fix {
-                    let _ = writeln!(o, "    fix: {fix}");
-                }
-            }
-            let _ = writeln!(o);
-        }
+        finding::text(&mut o, &self.findings, &paint);
         let d = &self.decision;
         match d.strategy {
             Some(s) => {
@@ -182,7 +178,8 @@ impl PlanReport {
                     .estimate_secs
                     .map(|e| format!(" (~{})", planner::human(std::time::Duration::from_secs(e))))
                     .unwrap_or_default();
-                let _ = writeln!(o, "  {}. [{}] {}{est}", s.number, s.on, s.what);
+                let name = s.name.map(|n| format!("{n}: ")).unwrap_or_default();
+                let _ = writeln!(o, "  {}. [{}] {name}{}{est}", s.number, s.on, s.what);
                 let _ = writeln!(o, "     why: {}", s.why);
             }
         }
@@ -214,7 +211,7 @@ impl PlanReport {
 
     fn markdown(&self) -> String {
         let mut o = String::new();
-        let _ = writeln!(o, "# pgmove plan `{}`\n", self.plan);
+        let _ = writeln!(o, "# pgmove plan {}\n", markdown::code(&self.plan));
         let _ = writeln!(
             o,
             "| | endpoint | version | platform | database | size | tables |"
@@ -223,33 +220,17 @@ impl PlanReport {
         for (label, s) in [("source", &self.source), ("target", &self.target)] {
             let _ = writeln!(
                 o,
-                "| {label} | `{}` | {} | {} | {} | {} | {} |",
-                s.endpoint,
-                s.version,
-                s.platform,
-                s.database,
+                "| {label} | {} | {} | {} | {} | {} | {} |",
+                markdown::code(&s.endpoint),
+                markdown::cell(&s.version),
+                markdown::cell(&s.platform),
+                markdown::cell(&s.database),
                 planner::bytes(s.size_bytes),
                 s.tables
             );
         }
         let _ = writeln!(o, "\n## Findings\n");
-        if self.findings.is_empty() {
-            let _ = writeln!(o, "None.");
-        } else {
-            let _ = writeln!(o, "| severity | check | side | finding | fix |");
-            let _ = writeln!(o, "|---|---|---|---|---|");
-            for f in &self.findings {
-                let _ = writeln!(
-                    o,
-                    "| {:?} | {} | {} | {} | {} |",
-                    f.severity,
-                    f.check,
-                    f.side.map(|s| s.to_string()).unwrap_or_default(),
-                    f.message.replace('|', "\\|"),
-                    f.fix.as_deref().unwrap_or("").replace('|', "\\|")
-                );
-            }
-        }
+        finding::markdown(&mut o, &self.findings, false);
         let d = &self.decision;
         let _ = writeln!(
             o,
@@ -268,7 +249,12 @@ impl PlanReport {
         if !d.steps.is_empty() {
             let _ = writeln!(o, "\n## Steps\n");
             for s in &d.steps {
-                let _ = writeln!(o, "{}. **{}** ({}): {}", s.number, s.what, s.on, s.why);
+                let name = s.name.map(|n| format!("`{n}` ")).unwrap_or_default();
+                let _ = writeln!(
+                    o,
+                    "{}. {name}**{}** ({}): {}",
+                    s.number, s.what, s.on, s.why
+                );
             }
         }
         let _ = writeln!(

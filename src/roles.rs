@@ -94,18 +94,6 @@ const TARGET_MEMBERSHIPS_SQL: &str = "SELECT r.rolname::text, m.rolname::text
 const ME_SQL: &str = "SELECT current_user::text, rolsuper, rolcreaterole \
      FROM pg_catalog.pg_roles WHERE rolname = current_user";
 
-/// The record of roles pgmove created for each plan (never dropped by cleanup).
-const RECORD_SQL: &str = "CREATE TABLE IF NOT EXISTS pgmove.created_roles (
-    plan_name  text NOT NULL,
-    role_name  text NOT NULL,
-    left_out   text,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (plan_name, role_name)
-)";
-
-/// Roles this plan's earlier runs created (names).
-const RECORDED_SQL: &str = "SELECT role_name FROM pgmove.created_roles WHERE plan_name = $1";
-
 /// A source role and its attributes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Role {
@@ -388,15 +376,9 @@ pub async fn create(
         &sv.me,
         sv.superuser,
     );
-    t.batch_execute(RECORD_SQL)
-        .await
-        .map_err(|e| target.query_error("creating pgmove.created_roles", &e))?;
-    let mut ours: BTreeSet<String> = t
-        .query(RECORDED_SQL, &[&st.plan_name])
-        .await
-        .map_err(|e| target.query_error("reading pgmove.created_roles", &e))?
-        .iter()
-        .map(|r| r.get(0))
+    let mut ours: BTreeSet<String> = crate::state::roles::created(t, target, &st.plan_name)
+        .await?
+        .into_iter()
         .collect();
     let mut report = Report {
         existing: existing
@@ -422,16 +404,7 @@ pub async fn create(
     for r in missing {
         let (sql, left_out) = create_sql(r, superuser);
         let join = sv.join_sql(r).map(|j| j + "\n").unwrap_or_default();
-        let record = format!(
-            "INSERT INTO pgmove.created_roles (plan_name, role_name, left_out) VALUES ({}, {}, {}) ON CONFLICT DO NOTHING;\n",
-            quote::literal(&st.plan_name),
-            quote::literal(&r.name),
-            if left_out.is_empty() {
-                "NULL".to_string()
-            } else {
-                quote::literal(&left_out.join(" "))
-            }
-        );
+        let record = crate::state::roles::record_sql(&st.plan_name, &r.name, &left_out);
         t.batch_execute(&format!("BEGIN;\n{sql};\n{join}{record}COMMIT;"))
             .await
             .map_err(|e| target.query_error(&format!("creating role {}", r.name), &e))?;

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::pg::{Endpoint, Lsn, PgError};
 use crate::planner;
+use crate::report::Render;
 
 /// One table's copy progress.
 #[derive(Clone, Debug, Serialize)]
@@ -51,7 +52,11 @@ pub struct Status {
     pub started_at: Option<String>,
     pub updated_at: Option<String>,
     pub last_error: Option<String>,
+    /// Finished steps: the strategy's own in its order ([`crate::strategy::steps`]), then any
+    /// other record (e.g. `ddl-applied <LSN>`) in the order they finished.
     pub steps_done: Vec<String>,
+    /// The strategy's steps not finished yet, in order.
+    pub steps_to_do: Vec<String>,
     pub restore_items_done: i64,
     pub tables: Vec<TableProgress>,
     pub slot: Option<SlotStatus>,
@@ -62,13 +67,6 @@ pub struct Status {
     /// the target).
     pub apply_running: bool,
 }
-
-/// Whether a session holds the plan's advisory lock (taken by `pgmove apply`, see
-/// `State::lock`): true or false. The lock's bigint key is split into classid (high half) and
-/// objid (low half) in pg_locks.
-const APPLY_RUNNING_SQL: &str =
-    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
-    AND ((classid::bigint << 32) | objid::bigint) = hashtext('pgmove:' || $1::text)::bigint)";
 
 /// How a migration stands, for `status`'s exit code.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,16 +82,6 @@ pub enum Verdict {
     SlotLost,
 }
 
-/// The run's state as `(strategy, phase, started, updated, last error)`.
-const RUN_SQL: &str = "SELECT strategy, phase, started_at::text, updated_at::text, last_error FROM pgmove.runs WHERE plan_name = $1";
-/// Finished steps in order.
-const STEPS_SQL: &str =
-    "SELECT step FROM pgmove.steps WHERE plan_name = $1 ORDER BY finished_at, step";
-/// Restore items applied.
-const ITEMS_SQL: &str = "SELECT count(*) FROM pgmove.restore_items WHERE plan_name = $1";
-/// Per-table copy progress.
-const COPY_SQL: &str = "SELECT schema_name, table_name, count(*), max(chunks), sum(rows)::bigint, sum(bytes)::bigint, max(snapshot_lsn)::text
-    FROM pgmove.copy_progress WHERE plan_name = $1 GROUP BY 1, 2 ORDER BY 1, 2";
 /// The slot: active, confirmed LSN, current WAL position, retained WAL, wal_status, the
 /// source's max_slot_wal_keep_size.
 const SLOT_SQL: &str = "SELECT active, confirmed_flush_lsn, pg_current_wal_lsn(),
@@ -110,15 +98,8 @@ pub async fn read(
     target: &Endpoint,
 ) -> Result<Status, PgError> {
     let t = target.connect_short().await?;
-    let q = |what: &'static str| move |e: tokio_postgres::Error| target.query_error(what, &e);
-    let has_schema: bool = t
-        .query_one(
-            "SELECT to_regclass('pgmove.runs') IS NOT NULL AND to_regclass('pgmove.copy_progress') IS NOT NULL",
-            &[],
-        )
-        .await
-        .map_err(q("looking for the pgmove schema"))?
-        .get(0);
+    let has_schema = crate::state::has_table(&t, target, "runs").await?
+        && crate::state::has_table(&t, target, "copy_progress").await?;
     let mut status = Status {
         plan: plan.to_string(),
         phase: "not started".to_string(),
@@ -127,6 +108,7 @@ pub async fn read(
         updated_at: None,
         last_error: None,
         steps_done: vec![],
+        steps_to_do: vec![],
         restore_items_done: 0,
         tables: vec![],
         slot: None,
@@ -135,66 +117,41 @@ pub async fn read(
         apply_running: false,
     };
     let mut applied: Option<(Lsn, f64)> = None;
-    status.apply_running = t
-        .query_one(APPLY_RUNNING_SQL, &[&plan])
-        .await
-        .map_err(q("looking for a running apply (pg_locks)"))?
-        .get(0);
+    status.apply_running = crate::state::lock::apply_running(&t, target, plan).await?;
     if has_schema {
-        if let Some(r) = t
-            .query_opt(RUN_SQL, &[&plan])
-            .await
-            .map_err(q("reading pgmove.runs"))?
-        {
-            status.strategy = Some(r.get(0));
-            status.phase = r.get(1);
-            status.started_at = r.get(2);
-            status.updated_at = r.get(3);
-            status.last_error = r.get(4);
+        if let Some(r) = crate::state::runs::read(&t, target, plan).await? {
+            status.strategy = Some(r.strategy);
+            status.phase = r.phase.as_str().to_string();
+            status.started_at = r.started_at;
+            status.updated_at = r.updated_at;
+            status.last_error = r.last_error;
         }
-        status.steps_done = t
-            .query(STEPS_SQL, &[&plan])
-            .await
-            .map_err(q("reading pgmove.steps"))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        status.restore_items_done = t
-            .query_one(ITEMS_SQL, &[&plan])
-            .await
-            .map_err(q("reading pgmove.restore_items"))?
-            .get(0);
-        status.tables = t
-            .query(COPY_SQL, &[&plan])
-            .await
-            .map_err(q("reading pgmove.copy_progress"))?
-            .iter()
+        let finished = crate::state::steps::finished(&t, target, plan).await?;
+        let list = status
+            .strategy
+            .as_deref()
+            .map(crate::strategy::steps::of_named)
+            .unwrap_or(&[]);
+        (status.steps_done, status.steps_to_do) = done_and_to_do(list, finished);
+        status.restore_items_done = crate::state::restore::count(&t, target, plan).await?;
+        status.tables = crate::state::copy::tables(&t, target, plan)
+            .await?
+            .into_iter()
             .map(|r| TableProgress {
-                schema: r.get(0),
-                table: r.get(1),
-                chunks_done: r.get(2),
-                chunks: r.get(3),
-                rows: r.get(4),
-                bytes: r.get(5),
-                snapshot_lsn: r.get(6),
+                schema: r.schema,
+                table: r.table,
+                chunks_done: r.chunks_done,
+                chunks: r.chunks,
+                rows: r.rows,
+                bytes: r.bytes,
+                snapshot_lsn: r.snapshot_lsn,
             })
             .collect();
-        if t.query_one("SELECT to_regclass('pgmove.progress') IS NOT NULL", &[])
-            .await
-            .map_err(q("looking for pgmove.progress"))?
-            .get::<_, bool>(0)
-        {
-            if let Some(r) = t
-                .query_opt(
-                    "SELECT applied_lsn, transactions, changes, extract(epoch FROM now() - updated_at)::float8 FROM pgmove.progress WHERE plan_name = $1",
-                    &[&plan],
-                )
-                .await
-                .map_err(q("reading pgmove.progress"))?
-            {
-                applied = Some((r.get(0), r.get(3)));
-                status.replicated_transactions = Some(r.get(1));
-                status.replicated_changes = Some(r.get(2));
+        if crate::state::has_table(&t, target, "progress").await? {
+            if let Some(p) = crate::state::progress::read(&t, target, plan).await? {
+                applied = Some((p.applied_lsn, p.idle_secs));
+                status.replicated_transactions = Some(p.transactions);
+                status.replicated_changes = Some(p.changes);
             }
         }
     }
@@ -253,13 +210,22 @@ impl Status {
                 return Verdict::Stalled(stalled_after);
             }
         }
-        if !self.apply_running && (self.phase == "failed" || self.last_error.is_some()) {
+        if !self.apply_running
+            && (self.phase == crate::state::Phase::Failed.as_str() || self.last_error.is_some())
+        {
             return Verdict::Failed;
         }
         Verdict::Fine
     }
+}
 
-    pub fn render_text(&self) -> String {
+/// Status has no Markdown layout: `--format markdown` prints the text.
+impl Render for Status {
+    fn render_markdown(&self) -> String {
+        self.render_text()
+    }
+
+    fn render_text(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(
             o,
@@ -279,6 +245,9 @@ impl Status {
         }
         if !self.steps_done.is_empty() {
             let _ = writeln!(o, "  steps done: {}", self.steps_done.join(", "));
+        }
+        if !self.steps_to_do.is_empty() {
+            let _ = writeln!(o, "  steps to do: {}", self.steps_to_do.join(", "));
         }
         if self.restore_items_done > 0 {
             let _ = writeln!(o, "  restore items applied: {}", self.restore_items_done);
@@ -348,9 +317,54 @@ impl Status {
     }
 }
 
+/// The strategy's steps (`list`) split into done and to do by the `finished` records (in the
+/// order they finished), each in the list's order; records not in the list follow the done
+/// steps, as they finished.
+fn done_and_to_do(
+    list: &[crate::strategy::steps::Step],
+    finished: Vec<String>,
+) -> (Vec<String>, Vec<String>) {
+    let (mut done, mut to_do) = (Vec::new(), Vec::new());
+    for s in list {
+        if finished.iter().any(|f| f == s.name) {
+            done.push(s.name.to_string());
+        } else {
+            to_do.push(s.name.to_string());
+        }
+    }
+    done.extend(
+        finished
+            .into_iter()
+            .filter(|f| !list.iter().any(|s| s.name == f)),
+    );
+    (done, to_do)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_show_in_the_strategys_order_with_what_is_left() {
+        let list = crate::strategy::dump_restore::STEPS;
+        let names: Vec<String> = list.iter().map(|s| s.name.to_string()).collect();
+        // Finished out of order (a rerun records `state` and `dump` again), with a record of
+        // change capture's that is no step of the list.
+        let finished = ["pre-data", "ddl-applied 0/1", "state", "dump"]
+            .map(str::to_string)
+            .to_vec();
+        let (done, to_do) = done_and_to_do(list, finished);
+        assert_eq!(done, ["state", "dump", "pre-data", "ddl-applied 0/1"]);
+        assert_eq!(to_do, names[3..].to_vec());
+        assert_eq!(to_do.first().map(String::as_str), Some("data"));
+        let (done, to_do) = done_and_to_do(list, Vec::new());
+        assert!(done.is_empty());
+        assert_eq!(to_do, names);
+        // A strategy pgmove does not know (a newer release's): the records as they are.
+        let (done, to_do) = done_and_to_do(&[], vec!["x".into(), "y".into()]);
+        assert_eq!(done, ["x", "y"]);
+        assert!(to_do.is_empty());
+    }
 
     fn status(phase: &str, error: Option<&str>, running: bool, lag: Option<(u64, f64)>) -> Status {
         Status {
@@ -361,6 +375,7 @@ mod tests {
             updated_at: None,
             last_error: error.map(str::to_string),
             steps_done: vec![],
+            steps_to_do: vec![],
             restore_items_done: 0,
             tables: vec![],
             slot: lag.map(|(bytes, secs)| SlotStatus {
@@ -418,5 +433,17 @@ mod tests {
             s.lost = Some("lost".into());
         }
         assert_eq!(lost.verdict(600), Verdict::SlotLost);
+    }
+
+    #[test]
+    fn markdown_is_the_text_and_json_has_every_field() {
+        let s = status("replicating", Some("boom"), true, Some((4096, 2.5)));
+        assert_eq!(s.render_markdown(), s.render_text());
+        assert!(s
+            .render_text()
+            .starts_with("plan p: replicating (strategy copy-cdc)\n"));
+        let j: serde_json::Value = serde_json::from_str(&s.render_json()).expect("json");
+        assert_eq!(j["phase"], "replicating");
+        assert_eq!(j["slot"]["lag_bytes"], 4096);
     }
 }

@@ -11,17 +11,11 @@ use tokio::sync::mpsc;
 use super::apply;
 use super::stream::ChangeStream;
 use super::{CdcError, CdcJob, CdcOutcome, MemoryBudget};
-use crate::pg::{quote, Endpoint, Lsn, PgError};
+use crate::pg::{Endpoint, Lsn, PgError};
 
 /// The progress row of the plan: `lsn` applied, with the transactions and changes it adds.
 fn progress_sql(plan: &str, lsn: Lsn, txns: u64, changes: u64) -> String {
-    format!(
-        "INSERT INTO pgmove.progress (plan_name, applied_lsn, transactions, changes) VALUES ({p}, '{lsn}', {txns}, {changes})
-         ON CONFLICT (plan_name) DO UPDATE SET applied_lsn = EXCLUDED.applied_lsn,
-           transactions = pgmove.progress.transactions + EXCLUDED.transactions,
-           changes = pgmove.progress.changes + EXCLUDED.changes, updated_at = now();",
-        p = quote::literal(plan)
-    )
+    crate::state::progress::save_sql(plan, lsn, txns, changes)
 }
 
 /// Whole source transactions for one target transaction.

@@ -223,14 +223,8 @@ async fn watch_cutover(target: Endpoint, plan: String, stop: Stopper) {
             client = target.connect().await.ok();
         }
         let Some(c) = client.as_ref() else { continue };
-        match c
-            .query_opt(
-                "SELECT state FROM pgmove.cutover WHERE plan_name = $1",
-                &[&plan],
-            )
-            .await
-        {
-            Ok(Some(row)) if row.get::<_, String>(0) == "done" => {
+        match crate::state::cutover::state(c, &plan).await {
+            Ok(Some(crate::state::CutoverState::Done)) => {
                 tracing::info!("cutover done: change capture stops");
                 stop.stop_cut_over();
                 return;

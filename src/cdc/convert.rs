@@ -9,18 +9,27 @@ use super::pgoutput::{self, Value};
 use super::{change_bytes, CdcError, CdcJob};
 use crate::pg::Lsn;
 
-pub(super) fn val(v: &Value) -> Result<Val, String> {
+/// A column value of the stream that cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ValueError {
+    #[error("a value is not valid UTF-8")]
+    NotUtf8,
+    #[error("binary tuple data was not asked for")]
+    Binary,
+}
+
+pub(super) fn val(v: &Value) -> Result<Val, ValueError> {
     Ok(match v {
         Value::Null => Val::Null,
         Value::Unchanged => Val::Unchanged,
-        Value::Text(b) => Val::Text(
-            String::from_utf8(b.to_vec()).map_err(|_| "a value is not valid UTF-8".to_string())?,
-        ),
-        Value::Binary(_) => return Err("binary tuple data was not asked for".to_string()),
+        Value::Text(b) => {
+            Val::Text(String::from_utf8(b.to_vec()).map_err(|_| ValueError::NotUtf8)?)
+        }
+        Value::Binary(_) => return Err(ValueError::Binary),
     })
 }
 
-pub(super) fn vals(vs: &[Value]) -> Result<Vec<Val>, String> {
+pub(super) fn vals(vs: &[Value]) -> Result<Vec<Val>, ValueError> {
     vs.iter().map(val).collect()
 }
 

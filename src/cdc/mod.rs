@@ -153,7 +153,7 @@ pub fn plan_ddl(plan: &crate::plan::Plan) -> Option<DdlConfig> {
 
 /// Prefix of the `pgmove.steps` rows (on the target) marking a DDL message as applied by hand:
 /// `ddl-applied <LSN of the message>`. Change capture then skips that message.
-pub const DDL_APPLIED_STEP: &str = "ddl-applied ";
+pub const DDL_APPLIED_STEP: &str = crate::state::step::DDL_APPLIED_PREFIX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CdcError {
@@ -194,17 +194,10 @@ pub struct CdcOutcome {
     pub applied_lsn: String,
 }
 
-/// `pgmove.progress` of the plan: the end LSN of the last applied source transaction.
-pub const PROGRESS_SQL: &str = "SELECT applied_lsn FROM pgmove.progress WHERE plan_name = $1";
-
 /// The LSN the target has applied up to, if change capture ever ran.
 pub async fn applied_lsn(target: &Endpoint, plan: &str) -> Result<Option<Lsn>, PgError> {
     let c = target.connect_short().await?;
-    let row = c
-        .query_opt(PROGRESS_SQL, &[&plan])
-        .await
-        .map_err(|e| target.query_error("reading pgmove.progress", &e))?;
-    Ok(row.map(|r| r.get(0)))
+    crate::state::progress::applied_lsn(&c, target, plan).await
 }
 
 #[cfg(test)]

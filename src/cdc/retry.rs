@@ -207,18 +207,12 @@ struct Mark {
 
 async fn read_mark(job: &CdcJob) -> Result<Mark, CdcError> {
     let c = job.target.connect_short().await?;
-    let row = c
-        .query_opt(
-            "SELECT applied_lsn, transactions, changes FROM pgmove.progress WHERE plan_name = $1",
-            &[&job.plan_name],
-        )
-        .await
-        .map_err(|e| job.target.query_error("reading pgmove.progress", &e))?;
+    let row = crate::state::progress::read(&c, &job.target, &job.plan_name).await?;
     Ok(row
-        .map(|r| Mark {
-            applied: Some(r.get(0)),
-            transactions: r.get(1),
-            changes: r.get(2),
+        .map(|p| Mark {
+            applied: Some(p.applied_lsn),
+            transactions: p.transactions,
+            changes: p.changes,
         })
         .unwrap_or_default())
 }

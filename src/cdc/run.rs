@@ -65,15 +65,8 @@ async fn ddl_config(job: &CdcJob) -> Result<Option<DdlConfig>, CdcError> {
         }
     }
     let c = job.target.connect().await?;
-    let rows = c
-        .query(
-            "SELECT step FROM pgmove.steps WHERE plan_name = $1 AND left(step, length($2)) = $2",
-            &[&cfg.plan_name, &DDL_APPLIED_STEP],
-        )
-        .await
-        .map_err(|e| job.target.query_error("reading pgmove.steps", &e))?;
-    for r in rows {
-        let step: String = r.get(0);
+    let rows = crate::state::steps::ddl_applied(&c, &job.target, &cfg.plan_name).await?;
+    for step in rows {
         let text = step[DDL_APPLIED_STEP.len()..].trim();
         match text.parse::<Lsn>() {
             Ok(lsn) => cfg.applied_by_hand.push(lsn),
@@ -94,11 +87,7 @@ fn ddl_stop_message(
     commit_lsn: Lsn,
     applied: Lsn,
 ) -> String {
-    let mark = format!(
-        "INSERT INTO pgmove.steps (plan_name, step) VALUES ({}, {});",
-        quote::literal(plan),
-        quote::literal(&format!("{DDL_APPLIED_STEP}{lsn}"))
-    );
+    let mark = crate::state::steps::mark_ddl_applied_sql(plan, lsn);
     format!(
         "{e}. Change capture stopped before the source transaction holding it (commit at {commit_lsn}): the target has every change before it (applied up to {applied}), none of that transaction, and the slot keeps it, so every apply stops here again until the statement is marked as applied. To go on: run the statement on the target yourself, then mark it there with `{mark}` and run pgmove apply again"
     )
@@ -519,9 +508,9 @@ impl<'a> ApplyLoop<'a> {
 
     /// A tuple's values as the applier's.
     fn values(&self, vs: &[pgoutput::Value]) -> Result<Vec<apply::Val>, CdcError> {
-        vals(vs).map_err(|message| CdcError::Apply {
+        vals(vs).map_err(|e| CdcError::Apply {
             lsn: self.applied,
-            message,
+            message: e.to_string(),
         })
     }
 
@@ -676,13 +665,15 @@ impl<'a> ApplyLoop<'a> {
                     return Err(CdcError::Ddl {
                         lsn: action.lsn,
                         message: format!(
-                            "ALTER TYPE ... ADD VALUE on the source (at {}) shares its transaction (commit at {}) with other changes, and the target (before PostgreSQL 12) cannot run ADD VALUE inside a transaction block: run `{}` on the target yourself, then mark the message as applied (`INSERT INTO pgmove.steps (plan_name, step) VALUES ('{}', '{}{}')`) and run pgmove apply again",
+                            "ALTER TYPE ... ADD VALUE on the source (at {}) shares its transaction (commit at {}) with other changes, and the target (before PostgreSQL 12) cannot run ADD VALUE inside a transaction block: run `{}` on the target yourself, then mark the message as applied (`{}`) and run pgmove apply again",
                             action.lsn,
                             t.commit_lsn,
                             action.statement,
-                            self.job.plan_name.replace('\'', "''"),
-                            DDL_APPLIED_STEP,
-                            action.lsn
+                            crate::state::steps::mark_ddl_applied_sql(
+                                &self.job.plan_name,
+                                action.lsn
+                            )
+                            .trim_end_matches(';'),
                         ),
                     });
                 }
@@ -785,7 +776,7 @@ impl<'a> ApplyLoop<'a> {
 /// The plan's publications that exist on the source: the main one, and the insert-only one
 /// of `cdc.tables_without_key: insert-only` when it was created.
 async fn publications(job: &CdcJob) -> Result<Vec<String>, CdcError> {
-    let extra = crate::strategy::copy_cdc::insert_only_publication(&job.publication);
+    let extra = crate::plan::insert_only_publication_name(&job.publication);
     let c = job.source.connect().await?;
     let has_extra = c
         .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&extra])

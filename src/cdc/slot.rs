@@ -148,9 +148,7 @@ impl SlotError {
 }
 
 fn hint_suffix(hint: &Option<String>) -> String {
-    hint.as_ref()
-        .map(|h| format!("\n  hint: {h}"))
-        .unwrap_or_default()
+    crate::report::Hint::suffix(hint.as_deref())
 }
 
 /// The slot as `pg_replication_slots` shows it.

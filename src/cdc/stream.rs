@@ -118,9 +118,7 @@ pub enum StreamError {
 }
 
 fn hint_suffix(hint: &Option<String>) -> String {
-    hint.as_ref()
-        .map(|h| format!("\n  hint: {h}"))
-        .unwrap_or_default()
+    crate::report::Hint::suffix(hint.as_deref())
 }
 
 /// The decoded pgoutput stream of one slot.

@@ -10,7 +10,7 @@ use crate::exit;
 use crate::plan;
 use crate::planner::Strategy;
 use crate::progress::Progress;
-use crate::report::Format;
+use crate::report::{self, Format, Summary, To};
 use crate::strategy::{copy_cdc, dump_restore};
 
 /// `pgmove apply`.
@@ -26,7 +26,7 @@ pub async fn apply(
         Err(f) => return report_failure(&f),
     };
     if !p.report.ready {
-        eprint!("{}", p.report.render(Format::Text, false));
+        report::print(&p.report, Format::Text, false, To::Stderr);
         return report_failure(&Failure::input(
             "preflight found blockers; fix them (see above) and run again",
         ));
@@ -97,12 +97,8 @@ pub async fn apply(
     match dump_restore::run(&job, Progress::new(g.format != Format::Json)).await {
         Ok(outcome) => {
             let secs = started.elapsed().as_secs_f64();
-            match g.format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::json!({ "plan": p.plan.name, "strategy": strategy.name(), "elapsed_secs": secs, "outcome": outcome })
-                ),
-                _ => println!(
+            let summary = Summary::line(
+                format_args!(
                     "applied plan {} with {} in {:.1}s: {} item(s) restored{}{}; next: pgmove verify {}",
                     p.plan.name,
                     strategy.name(),
@@ -116,7 +112,9 @@ pub async fn apply(
                     if outcome.dump_reused { ", dump reused" } else { "" },
                     path.display()
                 ),
-            }
+                serde_json::json!({ "plan": p.plan.name, "strategy": strategy.name(), "elapsed_secs": secs, "outcome": outcome }),
+            );
+            report::print(&summary, g.format, false, To::Stdout);
             exit::OK
         }
         Err(e) => report_failure(&Failure::runtime(e)),
@@ -165,7 +163,8 @@ pub(super) fn confirm(p: &Prepared, strategy: Strategy, g: Global) -> Result<boo
 }
 
 /// Prints `apply --dry-run`'s statements: those of `roles: create` first (it runs before any
-/// strategy), then the strategy's `lines`.
+/// strategy), then the strategy's `lines`; with `--format json`, also the step names of their
+/// headings (`steps`).
 pub(super) async fn print_dry_run(
     p: &Prepared,
     strategy: &str,
@@ -180,15 +179,16 @@ pub(super) async fn print_dry_run(
             Err(e) => return report_failure(&Failure::runtime(e)),
         }
     }
-    if g.format == Format::Json {
-        println!(
-            "{}",
-            serde_json::json!({ "strategy": strategy, "statements": lines })
-        );
-    } else {
-        for l in lines {
-            println!("{l}");
-        }
-    }
+    // The strategy's step names, as the headings in the listing give them.
+    let steps: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| crate::step_list::heading_name(l))
+        .collect();
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let summary = Summary::new(
+        text,
+        serde_json::json!({ "strategy": strategy, "steps": steps, "statements": lines }),
+    );
+    report::print(&summary, g.format, false, To::Stdout);
     exit::OK
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::{load_with_endpoints, report_failure, Failure, Global};
 use crate::exit;
-use crate::report::Format;
+use crate::report::{self, To};
 
 /// `pgmove cleanup`.
 pub async fn cleanup(
@@ -20,14 +20,9 @@ pub async fn cleanup(
     };
     let mut req = crate::cleanup::Request::for_plan(&plan, dry_run, force);
     req.adopt_unrecorded = adopt_unrecorded;
-    let render = |r: &crate::cleanup::Report| match g.format {
-        Format::Json => println!("{}", r.render_json()),
-        Format::Markdown => print!("{}", r.render_markdown()),
-        Format::Text => print!("{}", r.render_text()),
-    };
     match crate::cleanup::cleanup(&req, &source, &target).await {
         Ok(report) => {
-            render(&report);
+            report::print(&report, g.format, false, To::Stdout);
             if report.dry_run && !report.blockers.is_empty() && !force {
                 exit::FAILURE
             } else {
@@ -35,7 +30,7 @@ pub async fn cleanup(
             }
         }
         Err(crate::cleanup::CleanupError::Partial(report)) => {
-            render(&report);
+            report::print(&*report, g.format, false, To::Stdout);
             report_failure(&Failure::runtime(format!(
                 "{}\n  {} artifact(s) dropped before that; run cleanup again once it is fixed",
                 report.error.as_deref().unwrap_or("cleanup failed"),

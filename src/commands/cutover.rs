@@ -8,7 +8,7 @@ use crate::exit;
 use crate::pg::Endpoint;
 use crate::plan::{self, Plan};
 use crate::progress::Progress;
-use crate::report::Format;
+use crate::report::{self, Format, To};
 use crate::strategy::copy_cdc;
 
 /// `pgmove cutover`.
@@ -67,11 +67,7 @@ pub async fn cutover(path: &Path, dry_run: bool, timeout: std::time::Duration, g
 
 /// Prints a cutover report; its exit code.
 fn print_cutover(report: &crate::cutover::CutoverReport, g: Global) -> u8 {
-    match g.format {
-        Format::Json => println!("{}", report.render_json()),
-        Format::Markdown => print!("{}", report.render_markdown()),
-        Format::Text => print!("{}", report.render_text()),
-    }
+    report::print(report, g.format, false, To::Stdout);
     if report.is_live() {
         exit::OK
     } else {
@@ -92,11 +88,7 @@ async fn cutover_dry_run(plan: &Plan, source: &Endpoint, target: &Endpoint, g: G
     let opts = dryrun::DryRunOptions::for_plan(plan, Progress::new(g.format != Format::Json));
     match dryrun::report(plan, source, target, opts).await {
         Ok(r) => {
-            match g.format {
-                Format::Json => println!("{}", r.render_json()),
-                Format::Markdown => print!("{}", r.render_markdown()),
-                Format::Text => print!("{}", r.render_text()),
-            }
+            report::print(&r, g.format, false, To::Stdout);
             if r.ready() {
                 exit::OK
             } else {

@@ -11,7 +11,7 @@ use crate::pg::Endpoint;
 use crate::plan::{self, Plan};
 use crate::planner::{self, Strategy};
 use crate::progress::Progress;
-use crate::report::Format;
+use crate::report::{self, Format, Summary, To};
 use crate::strategy::copy_cdc;
 
 /// How long an online apply runs.
@@ -79,7 +79,9 @@ pub(super) async fn apply_copy_cdc(
     // an apply is running.
     let lock = match crate::state::State::open(&p.target, &p.plan.name).await {
         Ok(s) => {
-            let _ = s.set_phase(copy_cdc::STRATEGY, "replicating", None).await;
+            let _ = s
+                .set_phase(copy_cdc::STRATEGY, crate::state::Phase::Replicating, None)
+                .await;
             s
         }
         Err(e) => return report_failure(&Failure::runtime(e)),
@@ -116,12 +118,8 @@ pub(super) async fn apply_copy_cdc(
     match replicated.map(|r| (loaded, r)) {
         Ok((outcome, cdc)) => {
             let secs = started.elapsed().as_secs_f64();
-            match g.format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::json!({ "plan": p.plan.name, "strategy": "copy-cdc", "elapsed_secs": secs, "outcome": outcome, "cdc": cdc })
-                ),
-                _ => println!(
+            let summary = Summary::line(
+                format_args!(
                     "plan {} with copy-cdc, {:.1}s: {} chunk(s), {} rows, {} copied{}; snapshot at LSN {}; then {} transaction(s), {} change(s) replicated, applied up to {}; next: pgmove verify {}",
                     p.plan.name,
                     secs,
@@ -139,7 +137,9 @@ pub(super) async fn apply_copy_cdc(
                     cdc.applied_lsn,
                     path.display()
                 ),
-            }
+                serde_json::json!({ "plan": p.plan.name, "strategy": "copy-cdc", "elapsed_secs": secs, "outcome": outcome, "cdc": cdc }),
+            );
+            report::print(&summary, g.format, false, To::Stdout);
             if stopper.is_cut_over() {
                 eprintln!(
                     "plan {} is cut over: the target is live; next: pgmove cleanup {}",
@@ -152,7 +152,11 @@ pub(super) async fn apply_copy_cdc(
         Err(e) => {
             // Recorded, so `status` reports the migration failed (exit 5) once this ends.
             let _ = lock
-                .set_phase(copy_cdc::STRATEGY, "failed", Some(&e.to_string()))
+                .set_phase(
+                    copy_cdc::STRATEGY,
+                    crate::state::Phase::Failed,
+                    Some(&e.to_string()),
+                )
                 .await;
             let f = slot_lost_failure(&p.source, &p.target, &job.slot, path, Some(&e.to_string()))
                 .await;
@@ -201,13 +205,9 @@ async fn auto_cutover(plan: Plan, source: Endpoint, target: Endpoint, stopper: S
         stopper.stop_cut_over();
     }
     match result {
-        Ok(report) if report.is_live() => match g.format {
-            Format::Json => eprintln!("{}", report.render_json()),
-            Format::Markdown => eprint!("{}", report.render_markdown()),
-            Format::Text => eprint!("{}", report.render_text()),
-        },
+        Ok(report) if report.is_live() => report::print(&report, g.format, false, To::Stderr),
         Ok(report) => {
-            eprint!("{}", report.render_text());
+            report::print(&report, Format::Text, false, To::Stderr);
             tracing::error!(
                 "automatic cutover failed; replication goes on (run pgmove cutover to retry)"
             );

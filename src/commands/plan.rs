@@ -4,13 +4,14 @@ use std::path::Path;
 
 use super::{prepare, report_failure, Global};
 use crate::exit;
+use crate::report::{self, To};
 
 /// `pgmove plan`.
 pub async fn plan(path: &Path, g: Global) -> u8 {
     match prepare(path).await {
         Err(f) => report_failure(&f),
         Ok(p) => {
-            print!("{}", p.report.render(g.format, g.color()));
+            report::print(&p.report, g.format, g.color(), To::Stdout);
             if p.report.ready {
                 exit::OK
             } else {

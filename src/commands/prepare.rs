@@ -8,7 +8,7 @@ use crate::inspect::{self, Inventory};
 use crate::pg::{Endpoint, Side};
 use crate::plan::{self, Plan, StrategyChoice};
 use crate::planner::{self, Decision, Strategy};
-use crate::preflight::{self, Context};
+use crate::preflight::{self, Context, ProbeError};
 use crate::report::PlanReport;
 use crate::strategy::dump_restore;
 use crate::tools;
@@ -43,8 +43,7 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
     let decision: Decision = planner::decide(&plan, &source_inv, &target_inv);
     let intended = decision.strategy.or(explicit_strategy(&plan));
     let major = (source_inv.server.version_num / 10000).max(0) as u32;
-    let find =
-        |name: &str| tools::find(name, plan.bin_dir.as_deref(), major).map_err(|e| e.to_string());
+    let find = |name: &str| tools::find(name, plan.bin_dir.as_deref(), major);
     let replication_probe = if intended.is_some_and(Strategy::is_online) {
         Some(probe_replication(&source, plan.bin_dir.as_deref()).await)
     } else {
@@ -61,8 +60,7 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
             "vacuumdb",
             plan.bin_dir.as_deref(),
             (target_inv.server.version_num / 10000).max(0) as u32,
-        )
-        .map_err(|e| e.to_string()),
+        ),
         replication_probe,
     };
     let mut findings = preflight::run(&ctx);
@@ -92,8 +90,8 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
 }
 
 /// Tries a replication connection to the source (`IDENTIFY_SYSTEM`), as pg_hba decides.
-async fn probe_replication(source: &Endpoint, bin_dir: Option<&Path>) -> Result<(), String> {
-    let psql = tools::find("psql", bin_dir, 0).map_err(|e| e.to_string())?;
+async fn probe_replication(source: &Endpoint, bin_dir: Option<&Path>) -> Result<(), ProbeError> {
+    let psql = tools::find("psql", bin_dir, 0)?;
     let out = tokio::process::Command::new(&psql.path)
         .envs(dump_restore::libpq_env_for(source, psql.major))
         .arg("--no-psqlrc")
@@ -104,13 +102,13 @@ async fn probe_replication(source: &Endpoint, bin_dir: Option<&Path>) -> Result<
         .args(["-c", "IDENTIFY_SYSTEM"])
         .output()
         .await
-        .map_err(|e| format!("cannot run psql: {e}"))?;
+        .map_err(ProbeError::Spawn)?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(crate::pg::redact(
+        Err(ProbeError::Refused(crate::pg::redact(
             String::from_utf8_lossy(&out.stderr).trim(),
             source.info.password.as_ref(),
-        ))
+        )))
     }
 }

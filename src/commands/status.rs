@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::{load_with_endpoints, report_failure, Failure, Global};
 use crate::exit;
-use crate::report::Format;
+use crate::report::{self, Hint, To};
 
 /// How long `pgmove status` waits for both servers in all.
 const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
@@ -23,18 +23,14 @@ pub async fn status(path: &Path, stalled_after: u64, g: Global) -> u8 {
     let read = match tokio::time::timeout(STATUS_TIMEOUT, read).await {
         Ok(r) => r,
         Err(_) => return report_failure(&Failure::runtime(format!(
-            "status: no answer from the source or the target within {} s: a server or the network to it is hung\n  hint: check that both servers answer (pg_isready), then run status again",
-            STATUS_TIMEOUT.as_secs()
+            "status: no answer from the source or the target within {} s: a server or the network to it is hung{}",
+            STATUS_TIMEOUT.as_secs(),
+            Hint::new("check that both servers answer (pg_isready), then run status again")
         ))),
     };
     match read {
         Ok(s) => {
-            match g.format {
-                Format::Json => {
-                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default())
-                }
-                _ => print!("{}", s.render_text()),
-            }
+            report::print(&s, g.format, false, To::Stdout);
             match s.verdict(stalled_after) {
                 crate::status::Verdict::SlotLost => exit::CANNOT_PROCEED,
                 crate::status::Verdict::Failed => {

@@ -6,7 +6,7 @@ use super::{load_with_endpoints, report_failure, Failure, Global};
 use crate::exit;
 use crate::plan;
 use crate::progress::Progress;
-use crate::report::Format;
+use crate::report::{self, Format, To};
 
 /// `pgmove verify`.
 pub async fn verify(path: &Path, counts_only: bool, chunk_rows: Option<u64>, g: Global) -> u8 {
@@ -35,11 +35,7 @@ pub async fn verify(path: &Path, counts_only: bool, chunk_rows: Option<u64>, g: 
     }
     match crate::verify::verify(&source, &target, &opts).await {
         Ok(report) => {
-            match g.format {
-                Format::Json => println!("{}", report.render_json()),
-                Format::Markdown => print!("{}", report.render_markdown()),
-                Format::Text => print!("{}", report.render_text()),
-            }
+            report::print(&report, g.format, false, To::Stdout);
             if report.is_identical() {
                 exit::OK
             } else {

@@ -1,6 +1,9 @@
 //! Cutover: the moment the target takes over from the source.
 //!
-//! In order ([`run`]):
+//! In order ([`run`]); each step is recorded in `pgmove.steps` under its name when it finishes
+//! ([`steps::STEPS`]: `cutover-lag`, `cutover-fence`, `cutover-catch-up`, `cutover-sequences`,
+//! `cutover-large-objects`, `cutover-verify`, `cutover-live`), and `cutover --dry-run` names
+//! them:
 //! 1. **Lag check.** A transactional logical-decoding message (prefix `pgmove.cutover.<plan>`)
 //!    is written on the source and the time until the target has applied past it is measured:
 //!    that is the replication delay, end to end. Repeated until it is within
@@ -34,6 +37,7 @@
 //! `pgmove.progress`; when none runs, cutover takes the lock and runs change capture itself.
 
 pub mod dryrun;
+pub mod steps;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -46,7 +50,9 @@ use crate::cdc::CdcJob;
 use crate::pg::{quote, Endpoint, Lsn, PgError};
 use crate::plan::{Fence, Plan, Sequences, VerifyLevel};
 use crate::progress::Progress;
+use crate::report::{markdown, Render};
 use crate::verify::{TableStatus, VerifyError, VerifyOptions};
+use steps as step_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CutoverError {
@@ -139,8 +145,10 @@ impl CutoverReport {
     pub fn is_live(&self) -> bool {
         self.state == "live"
     }
+}
 
-    pub fn render_text(&self) -> String {
+impl Render for CutoverReport {
+    fn render_text(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -235,10 +243,10 @@ impl CutoverReport {
         s
     }
 
-    pub fn render_markdown(&self) -> String {
+    fn render_markdown(&self) -> String {
         let mut s = format!(
-            "## Cutover of plan `{}`: {}\n\n| | |\n|---|---|\n",
-            self.plan,
+            "## Cutover of plan {}: {}\n\n| | |\n|---|---|\n",
+            markdown::code(&self.plan),
             if self.is_live() {
                 "the target is live"
             } else {
@@ -246,7 +254,7 @@ impl CutoverReport {
             }
         );
         let mut row = |k: &str, v: String| {
-            let _ = writeln!(s, "| {k} | {} |", v.replace('|', "\\|"));
+            let _ = writeln!(s, "| {k} | {} |", markdown::cell(&v));
         };
         row("applier", self.applier.clone());
         row(
@@ -298,19 +306,8 @@ impl CutoverReport {
         }
         s
     }
-
-    pub fn render_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-    }
 }
 
-/// The plan's `pgmove.progress` row: applied LSN.
-const APPLIED_SQL: &str = crate::cdc::PROGRESS_SQL;
-/// The error the plan's last run recorded (`pgmove.runs.last_error`), if any.
-const RUN_ERROR_SQL: &str = "SELECT last_error FROM pgmove.runs WHERE plan_name = $1";
-/// The plan's cutover row: state, the read-only setting to restore.
-const CUTOVER_ROW_SQL: &str =
-    "SELECT state, prev_read_only FROM pgmove.cutover WHERE plan_name = $1";
 /// The source database's own `default_transaction_read_only` setting (`ALTER DATABASE ... SET`),
 /// if any.
 pub(crate) const DB_READ_ONLY_SQL: &str =
@@ -409,32 +406,33 @@ fn resume_fence(
     current: Option<String>,
 ) -> (bool, Option<String>) {
     match record {
-        Some((state, recorded)) if state == "fenced" => (true, recorded),
-        Some((state, recorded)) if state == "fencing" && current.as_deref().is_some_and(is_on) => {
+        Some((state, recorded))
+            if crate::state::CutoverState::parse(&state) == crate::state::CutoverState::Fenced =>
+        {
+            (true, recorded)
+        }
+        Some((state, recorded))
+            if crate::state::CutoverState::parse(&state) == crate::state::CutoverState::Fencing
+                && current.as_deref().is_some_and(is_on) =>
+        {
             (true, recorded)
         }
         _ => (false, current),
     }
 }
 
-/// Seconds since the recorded fence (`pgmove.cutover.fenced_at`, the target's clock), also
-/// when an earlier, killed cutover put it in place.
-const OUTAGE_SQL: &str =
-    "SELECT extract(epoch FROM clock_timestamp() - fenced_at)::float8 FROM pgmove.cutover WHERE plan_name = $1";
-
-/// The write outage: from the recorded fence when there is one, else from this run's.
+/// The write outage: from the recorded fence (`pgmove.cutover.fenced_at`, the target's clock,
+/// also when an earlier, killed cutover put it in place) when there is one, else from this
+/// run's.
 async fn outage_secs(target: &Client, plan: &str, fence: &Fenced) -> Option<f64> {
-    let recorded = match target.query_opt(OUTAGE_SQL, &[&plan]).await {
-        Ok(Some(r)) => r.get::<_, Option<f64>>(0),
-        _ => None,
-    };
+    let recorded = crate::state::cutover::outage_secs(target, plan).await;
     recorded
         .map(|s| s.max(0.0))
         .or_else(|| fence.at.map(|t| t.elapsed().as_secs_f64()))
 }
 
 fn marker_prefix(plan: &str) -> String {
-    format!("pgmove.cutover.{plan}")
+    crate::plan::names::cutover_marker_prefix(plan)
 }
 
 /// Runs cutover. A failure after the fence unfences the source and is reported in the
@@ -459,17 +457,16 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
         .await
         .map_err(|e| job.source.query_error("setting up the session", &e))?;
 
-    let applied = target.query_opt(APPLIED_SQL, &[plan]).await;
+    let applied = crate::state::progress::applied_lsn(&target, &job.target, plan).await;
     match applied {
         Ok(Some(_)) => {}
         Ok(None) | Err(_) => {
             // What stopped change capture, when a run recorded it, rather than "no progress".
-            let recorded: Option<String> = target
-                .query_opt(RUN_ERROR_SQL, &[plan])
-                .await
-                .ok()
-                .flatten()
-                .and_then(|r| r.get(0));
+            let recorded: Option<String> =
+                crate::state::runs::last_error(&target, &job.target, plan)
+                    .await
+                    .ok()
+                    .flatten();
             return Err(CutoverError::NotReady(match recorded {
                 Some(e) => format!(
                     "plan {plan:?}: change capture stopped before it applied anything, with this error: {e}\n  hint: fix that, then run `pgmove apply` again; cutover needs change capture running and caught up"
@@ -488,12 +485,9 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
             lost.explain(&job.plan.file, job.target.info.dbname())
         )));
     }
-    let previous = target
-        .query_opt(CUTOVER_ROW_SQL, &[plan])
-        .await
-        .map_err(|e| job.target.query_error("reading pgmove.cutover", &e))?;
+    let previous = crate::state::cutover::read(&target, &job.target, plan).await?;
     if let Some(row) = &previous {
-        if row.get::<_, String>(0) == "done" {
+        if row.state == crate::state::CutoverState::Done {
             return Err(CutoverError::NotReady(format!(
                 "plan {plan:?} was already cut over; the target is live (next: pgmove cleanup)"
             )));
@@ -509,26 +503,25 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
         .map_err(|e| job.source.query_error("reading the database settings", &e))?
         .get(0);
     let (resumed_fence, prev_read_only) = resume_fence(
-        previous
-            .as_ref()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1))),
+        previous.map(|r| (r.state.as_str().to_string(), r.prev_read_only)),
         current,
     );
+    crate::state::cutover::request(
+        &target,
+        &job.target,
+        plan,
+        prev_read_only.as_deref(),
+        resumed_fence,
+    )
+    .await?;
+    // This attempt's steps are recorded as it goes: an earlier attempt's records go.
     target
-        .execute(
-            "INSERT INTO pgmove.cutover (plan_name, state, prev_read_only) VALUES ($1, $3, $2)
-             ON CONFLICT (plan_name) DO UPDATE SET state = EXCLUDED.state,
-               requested_at = now(), finished_at = NULL, detail = NULL,
-               prev_read_only = EXCLUDED.prev_read_only,
-               fenced_at = CASE WHEN EXCLUDED.state = 'fenced' THEN pgmove.cutover.fenced_at END",
-            &[
-                plan,
-                &prev_read_only,
-                &if resumed_fence { "fenced" } else { "requested" },
-            ],
-        )
+        .batch_execute(&crate::state::forget_steps_sql(plan, &step_name::names()))
         .await
-        .map_err(|e| job.target.query_error("recording the cutover request", &e))?;
+        .map_err(|e| {
+            job.target
+                .query_error("forgetting an earlier cutover's steps", &e)
+        })?;
 
     // Who applies.
     let mut own: Option<OwnApplier> = None;
@@ -536,17 +529,7 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
         Applier::Running => None,
         Applier::OwnIfIdle(cdc) => {
             let lock = job.target.connect().await?;
-            let got: bool = lock
-                .query_one(
-                    "SELECT pg_try_advisory_lock(hashtext('pgmove:' || $1::text))",
-                    &[plan],
-                )
-                .await
-                .map_err(|e| {
-                    job.target
-                        .query_error("taking the plan's advisory lock", &e)
-                })?
-                .get(0);
+            let got = crate::state::lock::take(&lock, &job.target, plan).await?;
             // The slot in use means an apply streams even if its lock session was lost (a
             // restarted target): leave the applying to it.
             let streaming = slot_active(&job.source, &cdc.slot).await?;
@@ -583,13 +566,10 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
         report.write_outage_secs = outage_secs(&target, plan, &fence).await;
         report.source_fenced = fence.active;
         target
-            .batch_execute(&format!(
-                "BEGIN;
-                 UPDATE pgmove.cutover SET state = 'done', finished_at = now(), detail = {d} WHERE plan_name = {p};
-                 UPDATE pgmove.runs SET phase = 'live', updated_at = now() WHERE plan_name = {p};
-                 COMMIT;",
-                p = quote::literal(plan),
-                d = quote::literal(&report.render_json()),
+            .batch_execute(&crate::state::cutover::done_sql(
+                plan,
+                &report.render_json(),
+                &crate::state::finish_step_sql(plan, step_name::LIVE, None),
             ))
             .await
             .map_err(|e| job.target.query_error("recording the cutover", &e))?;
@@ -621,11 +601,7 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
                 lost.explain(&job.plan.file, job.target.info.dbname())
             ));
         }
-        let _ = target
-            .execute(
-                "UPDATE pgmove.cutover SET state = $2, finished_at = now(), detail = $3 WHERE plan_name = $1",
-                &[plan, &if fence.active { "fenced" } else { "failed" }, &report.error],
-            )
+        let _ = crate::state::cutover::ended(&target, plan, fence.active, report.error.as_deref())
             .await;
     }
     if let Some(o) = own.take() {
@@ -698,6 +674,7 @@ async fn steps(
             }
         }
     }
+    record(job, target, step_name::LAG).await?;
 
     // 2. Fence.
     if job.plan.cutover.fence == Fence::ReadOnly {
@@ -711,13 +688,8 @@ async fn steps(
         // `pgmove cleanup` restores exactly from. A resumed fence keeps its first record.
         let resumed = fence.active;
         if !resumed {
-            target
-                .execute(
-                    "UPDATE pgmove.cutover SET state = 'fencing', fenced_at = clock_timestamp(), prev_read_only = $2 WHERE plan_name = $1",
-                    &[plan, &fence.prev],
-                )
-                .await
-                .map_err(|e| job.target.query_error("recording the fence", &e))?;
+            crate::state::cutover::fencing(target, &job.target, plan, fence.prev.as_deref())
+                .await?;
             fence.at = Some(Instant::now());
         }
         // From here the source may be read-only: any failure unfences it.
@@ -744,13 +716,7 @@ async fn steps(
                 .into());
         }
         crate::testhook::pause("cutover-fence-applied").await;
-        target
-            .execute(
-                "UPDATE pgmove.cutover SET state = 'fenced' WHERE plan_name = $1",
-                &[plan],
-            )
-            .await
-            .map_err(|e| job.target.query_error("recording the fence", &e))?;
+        crate::state::cutover::fenced(target, &job.target, plan).await?;
         report.sessions_terminated = terminate_sessions(&job.source, source).await?;
         tracing::info!(
             database = %db,
@@ -761,6 +727,7 @@ async fn steps(
     } else {
         fence.at = Some(Instant::now());
     }
+    record(job, target, step_name::FENCE).await?;
 
     // 3. Final catch-up.
     let t0 = Instant::now();
@@ -778,25 +745,21 @@ async fn steps(
     wait?;
     report.final_lsn = Some(m.to_string());
     report.final_catch_up_secs = Some(t0.elapsed().as_secs_f64());
-    target
-        .execute(
-            "UPDATE pgmove.cutover SET final_lsn = $2::text::pg_lsn WHERE plan_name = $1",
-            &[plan, &m.to_string()],
-        )
-        .await
-        .map_err(|e| job.target.query_error("recording the final LSN", &e))?;
+    crate::state::cutover::final_lsn(target, &job.target, plan, m).await?;
+    record(job, target, step_name::CATCH_UP).await?;
 
     // 4. Sequences.
     if job.plan.cutover.sequences == Sequences::Sync {
         report.sequences = sync_sequences(job, source, target).await?;
     }
+    record(job, target, step_name::SEQUENCES).await?;
     // 5. Large objects and materialized views.
     if job.plan.objects.large_objects {
         let (copied, removed) = sync_large_objects(job, source, target).await?;
         report.large_objects_copied = copied;
         report.large_objects_removed = removed;
     }
-    report.materialized_views_refreshed = crate::strategy::copy_cdc::refresh_populated_matviews(
+    report.materialized_views_refreshed = crate::matviews::refresh_populated_matviews(
         &job.source,
         source,
         &job.target,
@@ -804,6 +767,7 @@ async fn steps(
         |s, v| selected(&job.plan, s, v),
     )
     .await?;
+    record(job, target, step_name::LARGE_OBJECTS).await?;
 
     // 6. Verify.
     let level = match job.plan.cutover.verify {
@@ -872,6 +836,21 @@ async fn steps(
             ));
         }
     }
+    if !report.differences {
+        record(job, target, step_name::VERIFY).await?;
+    }
+    Ok(())
+}
+
+/// Records cutover step `step` as finished (see [`steps`](self::steps)).
+async fn record(job: &CutoverJob, target: &Client, step: &str) -> Result<(), StepError> {
+    target
+        .batch_execute(&crate::state::finish_step_sql(&job.plan.name, step, None))
+        .await
+        .map_err(|e| {
+            job.target
+                .query_error("recording a cutover step in pgmove.steps", &e)
+        })?;
     Ok(())
 }
 
@@ -897,12 +876,8 @@ async fn wait_applied(
     deadline: Instant,
 ) -> Result<(), StepError> {
     loop {
-        let row = target
-            .query_opt(APPLIED_SQL, &[&job.plan.name])
-            .await
-            .map_err(|e| job.target.query_error("reading pgmove.progress", &e))?;
-        if let Some(r) = row {
-            let applied: Lsn = r.get(0);
+        let row = crate::state::progress::applied_lsn(target, &job.target, &job.plan.name).await?;
+        if let Some(applied) = row {
             if applied >= lsn {
                 return Ok(());
             }
@@ -1239,5 +1214,21 @@ mod tests {
         assert!(!r.is_live());
         let j: serde_json::Value = serde_json::from_str(&r.render_json()).expect("json");
         assert_eq!(j["state"], "failed");
+    }
+
+    #[test]
+    fn markdown_keeps_a_multi_line_error_in_its_row() {
+        let r = CutoverReport {
+            plan: "shop".into(),
+            state: "failed".into(),
+            error: Some("target: ERROR: relation \"a|b\" does not exist\nCONTEXT: <COPY>".into()),
+            ..Default::default()
+        };
+        let m = r.render_markdown();
+        assert!(m.starts_with("## Cutover of plan `shop`: failed\n"), "{m}");
+        assert!(
+            m.ends_with("| error | target: ERROR: relation \"a\\|b\" does not exist<br>CONTEXT: \\<COPY\\> |\n"),
+            "{m}"
+        );
     }
 }

@@ -65,9 +65,7 @@ pub enum PgError {
 }
 
 fn hint_suffix(hint: &Option<String>) -> String {
-    hint.as_ref()
-        .map(|h| format!("\n  hint: {h}"))
-        .unwrap_or_default()
+    crate::report::Hint::suffix(hint.as_deref())
 }
 
 /// Why a request to a server failed, as far as trying again is concerned.

@@ -383,15 +383,17 @@ impl Plan {
     /// The pglogical set replicating updates and deletes: `pglogical.replication_set` or
     /// `pgmove_<name>`.
     pub fn replication_set(&self) -> String {
-        self.pglogical
-            .replication_set
-            .clone()
-            .unwrap_or_else(|| artifact_name(&self.name))
+        self.pglogical_names().replication_set
     }
 
     /// The paired set replicating inserts and truncates: `i` + [`Plan::replication_set`].
     pub fn insert_set(&self) -> String {
-        insert_set_name(&self.replication_set())
+        self.pglogical_names().insert_set
+    }
+
+    /// The pglogical nodes, sets and subscription of this plan (see [`names::PglogicalNames`]).
+    pub fn pglogical_names(&self) -> names::PglogicalNames {
+        names::pglogical_names(&self.name, self.pglogical.replication_set.as_deref())
     }
 }
 

@@ -1,5 +1,7 @@
-//! Names: the plan's `name`, the artifacts derived from it, schemas pgmove never moves, and the
-//! DSN with the plan's TLS settings applied.
+//! Names: the plan's `name`, every name pgmove derives from it (slot, publications, the DDL
+//! capture's triggers, function, key table and settings, pglogical nodes, sets and
+//! subscription, the default dump directory), schemas pgmove never moves, and the DSN with the
+//! plan's TLS settings applied. Nothing else in pgmove builds such a name.
 
 use std::path::{Path, PathBuf};
 
@@ -30,18 +32,26 @@ pub const DDL_REWRITE_SUFFIX: &str = "_ddl_rewrite";
 pub const DDL_START_SUFFIX: &str = "_ddl_start";
 pub const DDL_EMIT_SUFFIX: &str = "_ddl_emit";
 pub const DDL_KEY_SUFFIX: &str = "_ddl_key";
+pub const PROVIDER_SUFFIX: &str = "_provider";
+pub const SUBSCRIBER_SUFFIX: &str = "_subscriber";
 
 /// Plan names ending so would make `pgmove_<name>` another plan's derived name.
 const RESERVED_ENDINGS: &[&str] = &[RESUME_SUFFIX, INSERT_ONLY_SUFFIX];
 
-/// A stable hash of `s` as [`HASH_LEN`] hex digits (FNV-1a, 64 bits).
-fn hash_hex(s: &str) -> String {
+/// FNV-1a (64 bits) of `s`: stable across versions, so names and directories derived with it
+/// are found again by a later pgmove.
+fn fnv1a(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    let mut out = format!("{h:016x}");
+    h
+}
+
+/// A stable hash of `s` as [`HASH_LEN`] hex digits ([`fnv1a`]).
+fn hash_hex(s: &str) -> String {
+    let mut out = format!("{:016x}", fnv1a(s));
     out.truncate(HASH_LEN);
     out
 }
@@ -79,7 +89,7 @@ fn sanitized(text: &str, max: usize) -> String {
 
 /// The plan's artifact name (default slot, publication and pglogical set), injective per plan
 /// name and at most 62 bytes (so `i<name>` fits too):
-/// - `pgmove_<name>` for plain names (see [`is_plain`]: `shop`, `shop_to_aurora_2`), the
+/// - `pgmove_<name>` for plain names (see `is_plain`: `shop`, `shop_to_aurora_2`), the
 ///   names pgmove always gave them;
 /// - any other name (`Shop`, `a-b`, `a__b`, `x_resume`): `pgmove_<name lowercased, other
 ///   characters as _>__<hash of the exact name>`, e.g. `pgmove_a_b__<10 hex>`.
@@ -127,6 +137,102 @@ pub fn insert_set_name(set: &str) -> String {
     }
     let room = MAX_IDENTIFIER - 1 - HASH_SEPARATOR.len() - HASH_LEN;
     format!("i{}{HASH_SEPARATOR}{}", sanitized(set, room), hash_hex(set))
+}
+
+/// What every DDL message of the capture's trigger is prefixed with (`pg_logical_emit_message`):
+/// `pgmove.ddl.` and the plan name ([`ddl_message_prefix`]).
+pub const DDL_MESSAGE_PREFIX: &str = "pgmove.ddl.";
+
+/// The prefix of plan `plan_name`'s DDL messages in the change stream: `pgmove.ddl.<name>`.
+pub fn ddl_message_prefix(plan_name: &str) -> String {
+    format!("{DDL_MESSAGE_PREFIX}{plan_name}")
+}
+
+/// The prefix of the message cutover writes into the source's stream to mark the point after
+/// which nothing more comes: `pgmove.cutover.<name>`, never a DDL message's.
+pub fn cutover_marker_prefix(plan_name: &str) -> String {
+    format!("pgmove.cutover.{plan_name}")
+}
+
+/// Names of the DDL capture's objects on the source (see [`crate::cdc::ddl`]), all in schema
+/// `pgmove`, for plan artifact `A` ([`artifact_name`]): `A_ddl...`, each through
+/// [`derived_name`] (exact per plan, shortened with a hash when it would pass 63 bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DdlNames {
+    /// Event trigger on `ddl_command_end`, also the trigger function's name.
+    pub trigger: String,
+    /// Event trigger on `sql_drop`.
+    pub drop_trigger: String,
+    /// Event trigger on `table_rewrite`.
+    pub rewrite_trigger: String,
+    /// Event trigger on `ddl_command_start` (`ALTER TABLE`).
+    pub start_trigger: String,
+    /// The SECURITY DEFINER function doing the work.
+    pub emit: String,
+    /// The key table.
+    pub key_table: String,
+    /// The publication new tables are added to.
+    pub publication: String,
+    /// Custom settings (GUCs) the trigger keeps its state in: `pgmove.<trigger>_seq`, ...
+    pub guc_seq: String,
+    pub guc_dropped: String,
+    pub guc_rewrites: String,
+    pub guc_pending: String,
+    pub guc_missing: String,
+}
+
+/// The DDL capture's names for plan `plan_name` (see [`DdlNames`]).
+pub fn ddl_names(plan_name: &str) -> DdlNames {
+    let artifact = artifact_name(plan_name);
+    let d = |suffix| derived_name(&artifact, suffix);
+    let trigger = d(DDL_SUFFIX);
+    let guc = |what: &str| format!("pgmove.{trigger}_{what}");
+    DdlNames {
+        drop_trigger: d(DDL_DROP_SUFFIX),
+        rewrite_trigger: d(DDL_REWRITE_SUFFIX),
+        start_trigger: d(DDL_START_SUFFIX),
+        emit: d(DDL_EMIT_SUFFIX),
+        key_table: d(DDL_KEY_SUFFIX),
+        guc_seq: guc("seq"),
+        guc_dropped: guc("dropped"),
+        guc_rewrites: guc("rewrites"),
+        guc_pending: guc("pending"),
+        guc_missing: guc("missing"),
+        publication: artifact,
+        trigger,
+    }
+}
+
+/// The pglogical objects of a plan (strategy pglogical), for plan artifact `A`
+/// ([`artifact_name`]):
+/// - provider node `A_provider` (on the source) and subscriber node `A_subscriber` (on the
+///   target), through [`derived_name`];
+/// - the paired sets: `pglogical.replication_set` or `A` (updates and deletes), and `i<set>`
+///   ([`insert_set_name`]: inserts and truncates);
+/// - the subscription `A` (on the target; pglogical names its slot after it).
+///
+/// Each at most 63 bytes, and distinct per plan in its catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PglogicalNames {
+    pub provider_node: String,
+    pub subscriber_node: String,
+    pub replication_set: String,
+    pub insert_set: String,
+    pub subscription: String,
+}
+
+/// The pglogical names of plan `plan_name` whose `pglogical.replication_set` is `set` (see
+/// [`PglogicalNames`]).
+pub fn pglogical_names(plan_name: &str, set: Option<&str>) -> PglogicalNames {
+    let artifact = artifact_name(plan_name);
+    let replication_set = set.map_or_else(|| artifact.clone(), str::to_string);
+    PglogicalNames {
+        provider_node: derived_name(&artifact, PROVIDER_SUFFIX),
+        subscriber_node: derived_name(&artifact, SUBSCRIBER_SUFFIX),
+        insert_set: insert_set_name(&replication_set),
+        replication_set,
+        subscription: artifact,
+    }
 }
 
 /// Why a plan `name` is refused, if it is.
@@ -203,23 +309,17 @@ pub fn default_dump_dir(
     source: &ConnInfo,
     target: &ConnInfo,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, NoDumpPlace> {
     let absolute = |k: &str| env(k).map(PathBuf::from).filter(|p| p.is_absolute());
     let cache = absolute("XDG_CACHE_HOME")
         .or_else(|| absolute("HOME").map(|h| h.join(".cache")))
-        .ok_or_else(|| {
-            "no private place for the dump: neither XDG_CACHE_HOME nor HOME is set to an absolute path".to_string()
-        })?;
+        .ok_or(NoDumpPlace)?;
     let key = format!(
         "{plan_name}\0{}\0{}",
         endpoint_key(source),
         endpoint_key(target)
     );
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = fnv1a(&key);
     let safe: String = plan_name
         .chars()
         .map(|c| {
@@ -234,6 +334,28 @@ pub fn default_dump_dir(
         .join("pgmove")
         .join("dumps")
         .join(format!("{safe}-{hash:016x}")))
+}
+
+/// Neither `XDG_CACHE_HOME` nor `HOME` gives [`default_dump_dir`] an absolute path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no private place for the dump: neither XDG_CACHE_HOME nor HOME is set to an absolute path"
+)]
+pub struct NoDumpPlace;
+
+/// The plan's dump directory: `explicit` (`--dump-dir`) when given, else
+/// [`default_dump_dir`] read from this process's environment. What `apply` writes and
+/// `cleanup` removes, so both call this.
+pub fn dump_dir(
+    explicit: Option<&Path>,
+    plan_name: &str,
+    source: &ConnInfo,
+    target: &ConnInfo,
+) -> Result<PathBuf, NoDumpPlace> {
+    match explicit {
+        Some(d) => Ok(d.to_path_buf()),
+        None => default_dump_dir(plan_name, source, target, &|k| std::env::var(k).ok()),
+    }
 }
 
 /// `dsn` with `sslmode` and `sslrootcert` appended, so they win over the DSN's own (libpq keeps
@@ -279,21 +401,25 @@ mod tests {
     /// Every name pgmove derives for plan `name`, by catalog: (catalog, name).
     fn all_names(name: &str) -> Vec<(&'static str, String)> {
         let a = artifact_name(name);
-        let d = |s| derived_name(&a, s);
+        let ddl = ddl_names(name);
+        let pgl = pglogical_names(name, None);
         vec![
             ("slot", a.clone()),
             ("slot", resume_slot_name(&a)),
             ("publication", a.clone()),
             ("publication", insert_only_publication_name(&a)),
-            ("pglogical set", a.clone()),
-            ("pglogical set", insert_set_name(&a)),
-            ("event trigger", d(DDL_SUFFIX)),
-            ("event trigger", d(DDL_DROP_SUFFIX)),
-            ("event trigger", d(DDL_REWRITE_SUFFIX)),
-            ("event trigger", d(DDL_START_SUFFIX)),
-            ("function", d(DDL_SUFFIX)),
-            ("function", d(DDL_EMIT_SUFFIX)),
-            ("table", d(DDL_KEY_SUFFIX)),
+            ("pglogical set", pgl.replication_set),
+            ("pglogical set", pgl.insert_set),
+            ("pglogical node", pgl.provider_node),
+            ("pglogical node", pgl.subscriber_node),
+            ("pglogical subscription", pgl.subscription),
+            ("event trigger", ddl.trigger.clone()),
+            ("event trigger", ddl.drop_trigger),
+            ("event trigger", ddl.rewrite_trigger),
+            ("event trigger", ddl.start_trigger),
+            ("function", ddl.trigger),
+            ("function", ddl.emit),
+            ("table", ddl.key_table),
         ]
     }
 
@@ -346,6 +472,8 @@ mod tests {
             "x",
             "x_resume",
             "x_insert_only",
+            "x_provider",
+            "x_subscriber",
             "_x",
             "x_",
             "x-resume",
@@ -373,6 +501,109 @@ mod tests {
             t1.ends_with(DDL_REWRITE_SUFFIX) && t1.len() == MAX_IDENTIFIER,
             "{t1}"
         );
+    }
+
+    #[test]
+    fn ddl_names_keep_the_names_earlier_versions_gave() {
+        let n = ddl_names("shop");
+        assert_eq!(
+            n,
+            DdlNames {
+                trigger: "pgmove_shop_ddl".into(),
+                drop_trigger: "pgmove_shop_ddl_drop".into(),
+                rewrite_trigger: "pgmove_shop_ddl_rewrite".into(),
+                start_trigger: "pgmove_shop_ddl_start".into(),
+                emit: "pgmove_shop_ddl_emit".into(),
+                key_table: "pgmove_shop_ddl_key".into(),
+                publication: "pgmove_shop".into(),
+                guc_seq: "pgmove.pgmove_shop_ddl_seq".into(),
+                guc_dropped: "pgmove.pgmove_shop_ddl_dropped".into(),
+                guc_rewrites: "pgmove.pgmove_shop_ddl_rewrites".into(),
+                guc_pending: "pgmove.pgmove_shop_ddl_pending".into(),
+                guc_missing: "pgmove.pgmove_shop_ddl_missing".into(),
+            }
+        );
+        // The settings follow the trigger's name, so they are distinct per plan as it is, and
+        // each is a custom setting of the `pgmove` class.
+        let long = ddl_names(&"x".repeat(MAX_NAME_LEN));
+        assert_eq!(long.guc_seq, format!("pgmove.{}_seq", long.trigger));
+        let settings = [
+            &long.guc_seq,
+            &long.guc_dropped,
+            &long.guc_rewrites,
+            &long.guc_pending,
+            &long.guc_missing,
+        ];
+        let distinct: std::collections::HashSet<_> = settings.iter().collect();
+        assert_eq!(distinct.len(), settings.len());
+        assert_ne!(ddl_names("a-b").guc_seq, ddl_names("a_b").guc_seq);
+    }
+
+    #[test]
+    fn pglogical_names_fit_and_differ_per_plan() {
+        assert_eq!(
+            pglogical_names("shop", None),
+            PglogicalNames {
+                provider_node: "pgmove_shop_provider".into(),
+                subscriber_node: "pgmove_shop_subscriber".into(),
+                replication_set: "pgmove_shop".into(),
+                insert_set: "ipgmove_shop".into(),
+                subscription: "pgmove_shop".into(),
+            }
+        );
+        // `pglogical.replication_set` names the sets; nodes and subscription stay the plan's.
+        let own = pglogical_names("shop", Some("shop_set"));
+        assert_eq!(
+            (own.replication_set.as_str(), own.insert_set.as_str()),
+            ("shop_set", "ishop_set")
+        );
+        assert_eq!(own.provider_node, "pgmove_shop_provider");
+        assert_eq!(own.subscription, "pgmove_shop");
+        // Long names: hashed, not cut, so two long plans keep distinct nodes.
+        let long = "y".repeat(MAX_NAME_LEN);
+        let long2 = format!("{}z", "y".repeat(MAX_NAME_LEN - 1));
+        let (a, b) = (pglogical_names(&long, None), pglogical_names(&long2, None));
+        for n in [&a, &b] {
+            for s in [
+                &n.provider_node,
+                &n.subscriber_node,
+                &n.replication_set,
+                &n.insert_set,
+                &n.subscription,
+            ] {
+                assert!(s.len() <= MAX_IDENTIFIER, "{s}");
+                assert!(identifier_problem(s, MAX_IDENTIFIER).is_none(), "{s}");
+            }
+        }
+        assert!(
+            a.subscriber_node.contains(HASH_SEPARATOR),
+            "{}",
+            a.subscriber_node
+        );
+        assert!(a.subscriber_node.ends_with(SUBSCRIBER_SUFFIX));
+        assert_ne!(a.provider_node, b.provider_node);
+        assert_ne!(a.subscriber_node, b.subscriber_node);
+        assert_ne!(a.subscription, b.subscription);
+        assert_ne!(a.insert_set, b.insert_set);
+        // A 63-byte set of the user's: its insert set is hashed to fit.
+        let set = "s".repeat(MAX_IDENTIFIER);
+        let n = pglogical_names("shop", Some(&set));
+        assert!(n.insert_set.len() <= MAX_IDENTIFIER && n.insert_set.starts_with('i'));
+    }
+
+    #[test]
+    fn message_prefixes_are_the_plans_and_never_each_others() {
+        assert_eq!(ddl_message_prefix("shop"), "pgmove.ddl.shop");
+        assert_eq!(cutover_marker_prefix("shop"), "pgmove.cutover.shop");
+        for (a, b) in [
+            ("shop", "shop"),
+            ("cutover.shop", "shop"),
+            ("shop", "ddl.shop"),
+        ] {
+            let (ddl, marker) = (ddl_message_prefix(a), cutover_marker_prefix(b));
+            assert!(!marker.starts_with(DDL_MESSAGE_PREFIX), "{marker}");
+            assert_ne!(ddl, marker);
+        }
     }
 
     #[test]
@@ -482,7 +713,10 @@ mod tests {
             .starts_with("/run/user/7/cache/pgmove/dumps"));
         let relative = |k: &str| (k == "HOME").then(|| "home".to_string());
         let e = default_dump_dir("shop", &a, &b, &relative).expect_err("no absolute base");
-        assert!(e.contains("neither XDG_CACHE_HOME nor HOME"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "no private place for the dump: neither XDG_CACHE_HOME nor HOME is set to an absolute path"
+        );
         assert!(default_dump_dir("shop", &a, &b, &|_| None).is_err());
     }
 

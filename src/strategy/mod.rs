@@ -2,3 +2,4 @@
 
 pub mod copy_cdc;
 pub mod dump_restore;
+pub mod steps;

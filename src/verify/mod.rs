@@ -561,21 +561,6 @@ impl VerifyReport {
         }
     }
 
-    /// The report for a terminal or a log.
-    pub fn render_text(&self) -> String {
-        render::text(self)
-    }
-
-    /// The report as GitHub-flavoured Markdown.
-    pub fn render_markdown(&self) -> String {
-        render::markdown(self)
-    }
-
-    /// The report as pretty JSON.
-    pub fn render_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-    }
-
     /// A table's report.
     pub fn table(&self, schema: &str, name: &str) -> Option<&TableReport> {
         self.tables

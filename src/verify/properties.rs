@@ -329,15 +329,6 @@ const LARGE_OBJECT_ACL_OBJECTS_SQL: &str = "SELECT 'large object' AS kind, ''::t
 /// Every role of the target, by name.
 const ROLES_SQL: &str = "SELECT rolname::text FROM pg_roles";
 
-/// Whether pgmove's record of the source's replica identities exists (on the target).
-const HAS_RI_RECORD_SQL: &str = "SELECT to_regclass('pgmove.replica_identity') IS NOT NULL";
-
-/// The replica identities pgmove recorded before making keyless source tables REPLICA
-/// IDENTITY FULL: schema, table, `relreplident` (d, n, f, i), index name; of plan `$1`, or
-/// of every plan when `$1` is NULL.
-const RI_RECORDED_SQL: &str = "SELECT schema_name, table_name, relreplident, index_name
-  FROM pgmove.replica_identity WHERE $1::text IS NULL OR plan_name = $1 ORDER BY 1, 2";
-
 fn kind(name: &str) -> Option<ObjectKind> {
     Some(match name {
         "table" => ObjectKind::Table,
@@ -429,30 +420,15 @@ async fn recorded_identities(
     tgt: &Conn,
     plan_name: Option<&str>,
 ) -> Result<HashMap<(String, String), String>, VerifyError> {
-    let has = tgt
-        .query_one(
-            "looking for pgmove.replica_identity",
-            HAS_RI_RECORD_SQL,
-            &[],
-        )
-        .await?
-        .get::<_, bool>(0);
-    if !has {
+    if !crate::state::has_table(&tgt.client, &tgt.ep, "replica_identity").await? {
         return Ok(HashMap::new());
     }
-    let rows = tgt
-        .query(
-            "reading pgmove.replica_identity",
-            RI_RECORDED_SQL,
-            &[&plan_name],
-        )
-        .await?;
+    let rows = crate::state::replica_identity::recorded(&tgt.client, &tgt.ep, plan_name).await?;
     Ok(rows
-        .iter()
-        .map(|r| {
-            let mode: String = r.get(2);
-            let index: Option<String> = r.get(3);
-            ((r.get(0), r.get(1)), identity_text(&mode, index.as_deref()))
+        .into_iter()
+        .map(|i| {
+            let text = identity_text(&i.mode, i.index.as_deref());
+            ((i.schema, i.table), text)
         })
         .collect())
 }

@@ -4,6 +4,20 @@
 use std::fmt::Write;
 
 use super::{ChunkDiff, SequenceReport, SequenceState, TableReport, TableStatus, VerifyReport};
+use crate::report::markdown::{cell, code};
+use crate::report::Render;
+
+impl Render for VerifyReport {
+    /// The report for a terminal or a log.
+    fn render_text(&self) -> String {
+        text(self)
+    }
+
+    /// The report as GitHub-flavoured Markdown.
+    fn render_markdown(&self) -> String {
+        markdown(self)
+    }
+}
 
 fn rows(n: Option<i64>) -> String {
     n.map(|n| n.to_string()).unwrap_or_else(|| "-".to_string())
@@ -186,11 +200,6 @@ pub(crate) fn text(r: &VerifyReport) -> String {
     o
 }
 
-/// Escapes a table cell.
-fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
-}
-
 pub(crate) fn markdown(r: &VerifyReport) -> String {
     let mut o = String::new();
     let sum = r.summary();
@@ -205,8 +214,8 @@ pub(crate) fn markdown(r: &VerifyReport) -> String {
     );
     let _ = writeln!(o, "| | |\n|---|---|");
     let _ = writeln!(o, "| level | {} |", r.level);
-    let _ = writeln!(o, "| source | `{}` |", cell(&r.source));
-    let _ = writeln!(o, "| target | `{}` |", cell(&r.target));
+    let _ = writeln!(o, "| source | {} |", code(&r.source));
+    let _ = writeln!(o, "| target | {} |", code(&r.target));
     let _ = writeln!(
         o,
         "| tables | {} compared, {} differ |",
@@ -252,9 +261,8 @@ pub(crate) fn markdown(r: &VerifyReport) -> String {
         for t in &differing {
             let _ = writeln!(
                 o,
-                "| `{}.{}` | {} | {} | {} | {} | {} | {} |",
-                cell(&t.schema),
-                cell(&t.name),
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                code(&format!("{}.{}", t.schema, t.name)),
                 t.status,
                 rows(t.source_rows),
                 rows(t.target_rows),
@@ -264,20 +272,25 @@ pub(crate) fn markdown(r: &VerifyReport) -> String {
             );
         }
         for t in differing.iter().filter(|t| !t.differing_chunks.is_empty()) {
-            let _ = writeln!(o, "\n### `{}.{}`\n", t.schema, t.name);
+            let _ = writeln!(o, "\n### {}\n", code(&format!("{}.{}", t.schema, t.name)));
             for c in &t.differing_chunks {
                 let _ = writeln!(
                     o,
-                    "- chunk {}/{}: {} ({} rows on the source, {} on the target): `WHERE {}`",
+                    "- chunk {}/{}: {} ({} rows on the source, {} on the target): {}",
                     c.index + 1,
                     t.chunks,
-                    c.range,
+                    cell(&c.range.to_string()),
                     c.source_rows,
                     c.target_rows,
-                    c.where_sql
+                    code(&format!("WHERE {}", c.where_sql))
                 );
                 for row in &c.rows {
-                    let _ = writeln!(o, "  - key `({})`: {}", row.key.join(", "), row.kind);
+                    let _ = writeln!(
+                        o,
+                        "  - key {}: {}",
+                        code(&format!("({})", row.key.join(", "))),
+                        row.kind
+                    );
                 }
             }
         }
@@ -289,9 +302,8 @@ pub(crate) fn markdown(r: &VerifyReport) -> String {
         for s in seqs {
             let _ = writeln!(
                 o,
-                "| `{}.{}` | {} | {} |",
-                cell(&s.schema),
-                cell(&s.name),
+                "| {} | {} | {} |",
+                code(&format!("{}.{}", s.schema, s.name)),
                 cell(&seq_state(&s.source)),
                 cell(&seq_state(&s.target))
             );
@@ -312,14 +324,14 @@ pub(crate) fn markdown(r: &VerifyReport) -> String {
             let def = |s: &Option<String>| {
                 s.as_deref()
                     .filter(|s| !s.is_empty())
-                    .map(|s| format!("`{}`", cell(&truncate(s, 200))))
+                    .map(|s| code(&truncate(s, 200)))
                     .unwrap_or_default()
             };
             let _ = writeln!(
                 o,
-                "| {} | `{}` | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
                 d.kind,
-                cell(&name),
+                code(&name),
                 d.property
                     .as_deref()
                     .map(cell)
@@ -336,4 +348,54 @@ pub(crate) fn markdown(r: &VerifyReport) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Level, Method};
+    use super::*;
+
+    #[test]
+    fn markdown_keeps_hostile_names_and_notes_in_their_cells() {
+        let r = VerifyReport {
+            level: Level::Counts,
+            source: "postgres://app:********@old/shop".into(),
+            target: "postgres://app:********@new/shop".into(),
+            identical: false,
+            tables: vec![TableReport {
+                schema: "odd|schema".into(),
+                name: "we`ird".into(),
+                partitioned: false,
+                partition_of: None,
+                materialized_view: false,
+                method: Method::Count,
+                key: vec![],
+                source_rows: Some(2),
+                target_rows: Some(1),
+                chunks: 1,
+                differing_chunks: vec![],
+                notes: vec!["first\nsecond *not emphasis*".into()],
+                status: TableStatus::Differs,
+            }],
+            sequences: vec![],
+            objects: vec![],
+            notes: vec!["<b>x</b> | y".into()],
+            function_counts: vec![],
+            large_objects: None,
+            excluded: vec![],
+            elapsed_seconds: 0.5,
+        };
+        let m = r.render_markdown();
+        assert!(
+            m.contains("| source | `postgres://app:********@old/shop` |\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("| ``odd\\|schema.we`ird`` | differs | 2 | 1 | 1 | 0 | first<br>second \\*not emphasis\\* |\n"),
+            "{m}"
+        );
+        assert!(m.ends_with("- \\<b\\>x\\</b\\> \\| y\n"), "{m}");
+        // Text is not escaped.
+        assert!(r.render_text().contains("odd|schema.we`ird: differs"));
+    }
 }

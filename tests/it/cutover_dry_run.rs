@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use pgmove::cutover::dryrun::{self, DryRun, DryRunOptions};
 use pgmove::pg::Side;
 use pgmove::progress::Progress;
+use pgmove::report::Render;
 use support::golden;
 use support::online::assert_ok;
 use support::{Cluster, Options};

@@ -351,7 +351,7 @@ fn a_dump_dir_that_is_not_pgmoves_is_refused_and_survives() {
     let dir = default_dir("mine", &src, &dst, "shop", cache.path());
     assert!(
         text.contains(&format!(
-            "-- 0. dump directory {}: created (mode 0700) with the marker {}/pgmove-dump-dir",
+            "-- dump directory {}: created (mode 0700) with the marker {}/pgmove-dump-dir",
             dir.display(),
             dir.display()
         )),

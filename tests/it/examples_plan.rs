@@ -23,6 +23,15 @@ fn endpoint(c: &Cluster, side: Side) -> Endpoint {
     .expect("dsn")
 }
 
+/// A client program this test does not look for.
+fn not_looked_up(name: &str) -> pgmove::tools::ToolError {
+    pgmove::tools::ToolError::NotFound {
+        name: name.to_string(),
+        looked: "nowhere: not looked up in this test".to_string(),
+        want: 0,
+    }
+}
+
 #[tokio::test]
 async fn every_example_plan_loads_and_plans() {
     let src = Cluster::start(Options::logical());
@@ -59,9 +68,9 @@ async fn every_example_plan_loads_and_plans() {
             source: &source,
             target: &target,
             strategy: intended,
-            pg_dump: Err("not looked up in this test".into()),
-            pg_restore: Err("not looked up in this test".into()),
-            vacuumdb: Err("not looked up in this test".into()),
+            pg_dump: Err(not_looked_up("pg_dump")),
+            pg_restore: Err(not_looked_up("pg_restore")),
+            vacuumdb: Err(not_looked_up("vacuumdb")),
             replication_probe: None,
         };
         let findings = preflight::run(&ctx);

@@ -15,6 +15,10 @@
 //! in-process runs in a child process (`support::run_in_child`), never `std::env::set_var`;
 //! temporary files go to `tempfile` directories, never fixed paths.
 
+// The test binary sees every dependency of the package and uses few of them directly: the
+// check for unused dependencies is the library's (Cargo.toml `[lints]`).
+#![allow(unused_crate_dependencies)]
+
 mod support;
 
 mod cdc_apply;
@@ -50,7 +54,9 @@ mod plan_load;
 mod privileges;
 mod replica_identity;
 mod roles;
+mod state_upgrade;
 mod status_exit;
+mod steps;
 mod unlogged;
 mod verify;
 mod verify_catalogue;

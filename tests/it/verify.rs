@@ -5,6 +5,7 @@ use crate::support;
 use std::sync::Arc;
 
 use pgmove::pg::{Endpoint, Secret, Side};
+use pgmove::report::Render;
 use pgmove::verify::{
     self, Level, Method, ObjectDifference, ObjectKind, RowDiff, RowDiffKind, TableStatus,
     VerifyOptions, VerifyReport,

@@ -79,7 +79,7 @@ pub fn handle(msg: &LogicalMessage, cfg: &DdlConfig) -> Result<Option<DdlAction>
             sql: shown.clone(),
         });
     }
-    let statement = chosen.map_err(unreplayable)?;
+    let statement = chosen.map_err(|e| unreplayable(e.to_string()))?;
     if kept < event.objects.len() {
         return Err(unreplayable(
             "it touches tables the plan excludes as well as replicated ones".to_string(),
@@ -273,27 +273,31 @@ fn missing_fix(m: &MissingValue) -> String {
     format!("DO {};\n", quote::literal(&body))
 }
 
+/// Why the statement that fired the trigger cannot be told from its query string.
+#[derive(Debug, thiserror::Error)]
+enum NoStatement {
+    #[error("command tag {0} is not one pgmove replays")]
+    Tag(String),
+    #[error("it ran inside {0:?}, not as a statement of its own (a function, procedure or DO block?): only the statements themselves can be replayed")]
+    Inside(String),
+    #[error("pgmove cannot tell which statement of the query string ran it (a DDL statement inside a function it called?)")]
+    NotTheNth,
+    #[error("pgmove cannot tell which statement of the query string ran it")]
+    Ambiguous,
+}
+
 /// The statement of the query string that fired the trigger, or why it cannot be told.
-fn statement_of(event: &DdlEvent) -> Result<&str, String> {
-    let want = kind_of_tag(&event.tag)
-        .ok_or_else(|| format!("command tag {} is not one pgmove replays", event.tag))?;
+fn statement_of(event: &DdlEvent) -> Result<&str, NoStatement> {
+    let want = kind_of_tag(&event.tag).ok_or_else(|| NoStatement::Tag(event.tag.clone()))?;
     let pieces = split_statements(&event.sql);
     let firing: Vec<&Statement> = pieces.iter().filter(|p| p.kind != Kind::Other).collect();
     if firing.is_empty() {
-        return Err(format!(
-            "it ran inside {:?}, not as a statement of its own (a function, procedure or DO block?): only the statements themselves can be replayed",
-            abbreviate(event.sql.trim(), 200)
-        ));
+        return Err(NoStatement::Inside(abbreviate(event.sql.trim(), 200)));
     }
     let n = event.n as usize;
     let p = match n.checked_sub(1).and_then(|i| firing.get(i)) {
         Some(p) if p.kind == want => *p,
-        _ => {
-            return Err(
-                "pgmove cannot tell which statement of the query string ran it (a DDL statement inside a function it called?)"
-                    .to_string(),
-            )
-        }
+        _ => return Err(NoStatement::NotTheNth),
     };
     if firing.len() > 1 {
         let text = p.text.to_lowercase();
@@ -302,9 +306,7 @@ fn statement_of(event: &DdlEvent) -> Result<&str, String> {
             .iter()
             .any(|o| text.contains(&o.name.to_lowercase()))
         {
-            return Err(
-                "pgmove cannot tell which statement of the query string ran it".to_string(),
-            );
+            return Err(NoStatement::Ambiguous);
         }
     }
     Ok(p.text)

@@ -167,62 +167,27 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
     out
 }
 
-/// Refuses to install into a `pgmove` schema pgmove did not create (no marker table): a user's
-/// own schema of that name is never written to.
-const GUARD_SQL: &str = "DO $pgmove_guard$
-BEGIN
-  IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'pgmove')
-     AND pg_catalog.to_regclass('pgmove.created_by_pgmove') IS NULL THEN
-    RAISE EXCEPTION 'the source has a schema named pgmove that pgmove did not create (it has no table pgmove.created_by_pgmove): pgmove does not install its DDL capture (cdc.ddl: replicate) into it'
-      USING HINT = 'rename it on the source (ALTER SCHEMA pgmove RENAME TO pgmove_data;), or set cdc.ddl to ignore or refuse';
-  END IF;
-END
-$pgmove_guard$;
-";
+/// Refuses to install into a `pgmove` schema pgmove did not create (no marker table).
+const GUARD_SQL: &str = crate::state::source::GUARD_SQL;
 
-/// The source's record of what DDL capture created, per plan: one row per object, written in
-/// the transaction that creates it; `pgmove cleanup` drops exactly these (by exact name).
-pub const RECORD_TABLE: &str = "objects";
-
-/// Kinds of [`RECORD_TABLE`] rows.
-pub const RECORD_EVENT_TRIGGER: &str = "event trigger";
-pub const RECORD_FUNCTION: &str = "function";
-pub const RECORD_TABLE_KIND: &str = "table";
+/// The source's record of what DDL capture created, per plan (see [`crate::state::source`]).
+pub use crate::state::source::{
+    RECORD_EVENT_TRIGGER, RECORD_FUNCTION, RECORD_TABLE, RECORD_TABLE_KIND,
+};
 
 /// The record of plan `plan_name`'s objects (`n`), for [`install_sql`].
 fn record_sql(plan_name: &str, n: &Names) -> String {
-    let rows: Vec<String> = [
-        (RECORD_EVENT_TRIGGER, &n.trigger),
-        (RECORD_EVENT_TRIGGER, &n.drop_trigger),
-        (RECORD_EVENT_TRIGGER, &n.rewrite_trigger),
-        (RECORD_EVENT_TRIGGER, &n.start_trigger),
-        (RECORD_FUNCTION, &n.trigger),
-        (RECORD_FUNCTION, &n.emit),
-        (RECORD_TABLE_KIND, &n.key_table),
-    ]
-    .iter()
-    .map(|(kind, name)| {
-        format!(
-            "({}, {}, {})",
-            quote::literal(plan_name),
-            quote::literal(kind),
-            quote::literal(name)
-        )
-    })
-    .collect();
-    format!(
-        "CREATE TABLE IF NOT EXISTS {table} (
-    plan_name  text NOT NULL,
-    kind       text NOT NULL,
-    name       text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (kind, name)
-);
-REVOKE ALL ON TABLE {table} FROM PUBLIC;
-INSERT INTO {table} (plan_name, kind, name) VALUES {rows} ON CONFLICT (kind, name) DO NOTHING;
-",
-        table = quote::qualified(crate::state::SCHEMA, RECORD_TABLE),
-        rows = rows.join(", ")
+    crate::state::source::record_sql(
+        plan_name,
+        &[
+            (RECORD_EVENT_TRIGGER, &n.trigger),
+            (RECORD_EVENT_TRIGGER, &n.drop_trigger),
+            (RECORD_EVENT_TRIGGER, &n.rewrite_trigger),
+            (RECORD_EVENT_TRIGGER, &n.start_trigger),
+            (RECORD_FUNCTION, &n.trigger),
+            (RECORD_FUNCTION, &n.emit),
+            (RECORD_TABLE_KIND, &n.key_table),
+        ],
     )
 }
 
@@ -380,7 +345,7 @@ mod tests {
     /// (the golden file was written by that code, cases separated by a marker line).
     #[test]
     fn install_sql_is_byte_for_byte_the_golden() {
-        let golden = include_str!("install_sql.golden.sql");
+        let golden = include_str!("../../../tests/golden/cdc_ddl_install.sql");
         let mut now = String::new();
         for (plan, schemas, exclude) in golden_cases() {
             now.push_str(&install_sql(plan, &schemas, &exclude));

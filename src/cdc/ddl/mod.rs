@@ -19,7 +19,7 @@
 //!   exactly those. A `pgmove` schema without the marker is someone else's: the install
 //!   refuses to write into it.
 //!
-//! The names come from [`crate::plan::derived_name`]: exact per plan, hashed when too long.
+//! The names come from [`crate::plan::names::ddl_names`]: exact per plan, hashed when too long.
 //!
 //! The triggers are `ENABLE ALWAYS`: they fire in sessions with `session_replication_role =
 //! replica` too.
@@ -114,8 +114,6 @@
 use serde::Deserialize;
 
 use crate::pg::Lsn;
-use crate::plan::names;
-use crate::plan::{artifact_name, derived_name};
 
 mod event;
 mod install;
@@ -129,7 +127,7 @@ pub use install::{
 pub use split::{split_statements, Kind, Statement};
 
 /// `pg_logical_emit_message` prefix of every plan: `pgmove.ddl.<plan>`.
-pub const PREFIX: &str = "pgmove.ddl.";
+pub const PREFIX: &str = crate::plan::names::DDL_MESSAGE_PREFIX;
 
 /// Version of the JSON the trigger writes.
 const VERSION: u32 = 1;
@@ -149,54 +147,15 @@ pub const TAGS: &[&str] = &[
 
 /// The message prefix of a plan.
 pub fn prefix(plan_name: &str) -> String {
-    format!("{PREFIX}{plan_name}")
+    crate::plan::names::ddl_message_prefix(plan_name)
 }
 
-/// Names of the source objects of a plan.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Names {
-    /// Event trigger on `ddl_command_end`, also the trigger function's name.
-    pub trigger: String,
-    /// Event trigger on `sql_drop`.
-    pub drop_trigger: String,
-    /// Event trigger on `table_rewrite`.
-    pub rewrite_trigger: String,
-    /// Event trigger on `ddl_command_start` (`ALTER TABLE`).
-    pub start_trigger: String,
-    /// The SECURITY DEFINER function doing the work.
-    pub emit: String,
-    /// The key table.
-    pub key_table: String,
-    /// The publication new tables are added to.
-    pub publication: String,
-    /// Custom settings the trigger keeps state in.
-    guc_seq: String,
-    guc_dropped: String,
-    guc_rewrites: String,
-    guc_pending: String,
-    guc_missing: String,
-}
+/// Names of the source objects of a plan: derived in [`crate::plan::names`].
+pub use crate::plan::names::DdlNames as Names;
 
-/// The names for `plan_name`: `<artifact>_ddl...` (see [`crate::plan::derived_name`]: exact
-/// per plan, shortened with a hash when a name would pass 63 bytes).
+/// The names for `plan_name` (see [`crate::plan::names::ddl_names`]).
 pub fn names(plan_name: &str) -> Names {
-    let artifact = artifact_name(plan_name);
-    let d = |suffix| derived_name(&artifact, suffix);
-    let trigger = d(names::DDL_SUFFIX);
-    Names {
-        drop_trigger: d(names::DDL_DROP_SUFFIX),
-        rewrite_trigger: d(names::DDL_REWRITE_SUFFIX),
-        start_trigger: d(names::DDL_START_SUFFIX),
-        emit: d(names::DDL_EMIT_SUFFIX),
-        key_table: d(names::DDL_KEY_SUFFIX),
-        publication: artifact,
-        guc_seq: format!("pgmove.{trigger}_seq"),
-        guc_dropped: format!("pgmove.{trigger}_dropped"),
-        guc_rewrites: format!("pgmove.{trigger}_rewrites"),
-        guc_pending: format!("pgmove.{trigger}_pending"),
-        guc_missing: format!("pgmove.{trigger}_missing"),
-        trigger,
-    }
+    crate::plan::names::ddl_names(plan_name)
 }
 
 /// `cdc.ddl`.

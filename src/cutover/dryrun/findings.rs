@@ -3,39 +3,6 @@
 
 use super::*;
 
-pub(super) fn finding(
-    severity: Severity,
-    check: &'static str,
-    side: Option<Side>,
-    message: String,
-) -> Finding {
-    Finding {
-        severity,
-        check,
-        side,
-        object: None,
-        message,
-        fix: None,
-    }
-}
-
-/// Builder methods (preflight keeps its own private).
-pub(super) trait FindingExt {
-    fn with_object(self, o: impl Into<String>) -> Self;
-    fn with_fix(self, f: impl Into<String>) -> Self;
-}
-
-impl FindingExt for Finding {
-    fn with_object(mut self, o: impl Into<String>) -> Finding {
-        self.object = Some(o.into());
-        self
-    }
-    fn with_fix(mut self, f: impl Into<String>) -> Finding {
-        self.fix = Some(f.into());
-        self
-    }
-}
-
 /// Findings about the run and the lag.
 pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<Finding> {
     let file = &plan.file;
@@ -45,7 +12,7 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
     );
     if run.strategy.is_none() {
         out.push(
-            finding(
+            Finding::new(
                 Severity::Blocker,
                 "not-applied",
                 Some(Side::Target),
@@ -54,14 +21,16 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
                     plan.name
                 ),
             )
-            .with_object(format!("plan {}", plan.name))
-            .with_fix(format!("run apply first: {apply_fix}")),
+            .object(format!("plan {}", plan.name))
+            .fix(format!("run apply first: {apply_fix}")),
         );
         return out;
     }
-    if run.phase == "live" || run.cutover_state.as_deref() == Some("done") {
+    if run.phase == crate::state::Phase::Live.as_str()
+        || run.cutover_state.as_deref() == Some(crate::state::CutoverState::Done.as_str())
+    {
         out.push(
-            finding(
+            Finding::new(
                 Severity::Blocker,
                 "already-live",
                 Some(Side::Target),
@@ -70,8 +39,8 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
                     plan.name
                 ),
             )
-            .with_object(format!("plan {}", plan.name))
-            .with_fix(format!(
+            .object(format!("plan {}", plan.name))
+            .fix(format!(
                 "nothing to do; remove pgmove's artifacts: pgmove cleanup {file}"
             )),
         );
@@ -79,7 +48,7 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
     }
     if let Some(s) = run.strategy.as_deref().filter(|s| *s != CUTOVER_STRATEGY) {
         out.push(
-            finding(
+            Finding::new(
                 Severity::Blocker,
                 "strategy",
                 None,
@@ -87,8 +56,8 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
                     "the run used strategy {s}; pgmove cutover works with copy-cdc runs (change capture into pgmove.progress)"
                 ),
             )
-            .with_object(format!("plan {}", plan.name))
-            .with_fix(format!(
+            .object(format!("plan {}", plan.name))
+            .fix(format!(
                 "for an offline move the target is complete once apply finishes: run pgmove verify {file}; for an online move set strategy: copy-cdc and start over (pgmove cleanup, then apply)"
             )),
         );
@@ -96,7 +65,7 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
     }
     if !run.full_load_done {
         out.push(
-            finding(
+            Finding::new(
                 Severity::Blocker,
                 "full-load",
                 Some(Side::Target),
@@ -109,8 +78,8 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
                         .unwrap_or_default()
                 ),
             )
-            .with_object(format!("plan {}", plan.name))
-            .with_fix(format!(
+            .object(format!("plan {}", plan.name))
+            .fix(format!(
                 "{}: {apply_fix}",
                 if run.apply_lock_pid.is_some() {
                     "an apply is running: wait until it reports the full load done (pgmove status shows the phase)"
@@ -121,14 +90,14 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
         );
     } else if !run.change_capture_ran {
         out.push(
-            finding(
+            Finding::new(
                 Severity::Blocker,
                 "change-capture",
                 Some(Side::Target),
                 "change capture never ran (pgmove.progress has no row for the plan): the target holds the snapshot of the full load, and the changes since are not on it".to_string(),
             )
-            .with_object(format!("plan {}", plan.name))
-            .with_fix(format!(
+            .object(format!("plan {}", plan.name))
+            .fix(format!(
                 "run apply (without --stop-after-load) and let it reach change capture: {apply_fix}"
             )),
         );
@@ -136,14 +105,14 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
     if run.full_load_done {
         if let Some(e) = &run.last_error {
             out.push(
-                finding(
+                Finding::new(
                     Severity::Warning,
                     "last-apply-error",
                     None,
                     format!("the last apply stopped with an error (phase {}): {e}", run.phase),
                 )
-                .with_object(format!("plan {}", plan.name))
-                .with_fix(format!(
+                .object(format!("plan {}", plan.name))
+                .fix(format!(
                     "fix the cause; cutover runs change capture itself when no apply runs and may hit it again (pgmove status {file} shows it)"
                 )),
             );
@@ -151,7 +120,7 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
     }
     if !lag.slot_exists {
         out.push(
-            finding(
+            Finding::new(
                 Severity::Blocker,
                 "slot-missing",
                 Some(Side::Source),
@@ -160,14 +129,14 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
                     lag.slot
                 ),
             )
-            .with_object(format!("replication slot {}", lag.slot))
-            .with_fix(format!(
+            .object(format!("replication slot {}", lag.slot))
+            .fix(format!(
                 "start over: pgmove cleanup {file} and pgmove apply {file} --yes (a dropped slot cannot be recovered)"
             )),
         );
     } else if lag.slot_wal_status.as_deref() == Some("lost") {
         out.push(
-            finding(
+            Finding::new(
                 Severity::Blocker,
                 "slot-lost",
                 Some(Side::Source),
@@ -176,14 +145,14 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
                     lag.slot
                 ),
             )
-            .with_object(format!("replication slot {}", lag.slot))
-            .with_fix(format!(
+            .object(format!("replication slot {}", lag.slot))
+            .fix(format!(
                 "start over into an empty target: pgmove cleanup {file}, drop and re-create the target database (or drop the tables the load copied), raise max_slot_wal_keep_size (or -1), then pgmove apply {file} --yes"
             )),
         );
     } else if lag.slot_wal_status.as_deref() == Some("unreserved") {
         out.push(
-            finding(
+            Finding::new(
                 Severity::Warning,
                 "slot-unreserved",
                 Some(Side::Source),
@@ -192,35 +161,35 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
                     lag.slot
                 ),
             )
-            .with_object(format!("replication slot {}", lag.slot))
-            .with_fix(
+            .object(format!("replication slot {}", lag.slot))
+            .fix(
                 "keep an apply streaming, or ALTER SYSTEM SET max_slot_wal_keep_size = -1; SELECT pg_reload_conf(); on the source",
             ),
         );
     }
     match run.cutover_state.as_deref() {
         Some("fenced") => out.push(
-            finding(
+            Finding::new(
                 Severity::Warning,
                 "cutover-interrupted",
                 Some(Side::Source),
                 "an earlier cutover was interrupted with the source fenced (read-only): writes on the source are stopped now".to_string(),
             )
-            .with_object("pgmove.cutover")
-            .with_fix(format!("pgmove cutover {file} finishes it (and unfences the source if it fails)")),
+            .object("pgmove.cutover")
+            .fix(format!("pgmove cutover {file} finishes it (and unfences the source if it fails)")),
         ),
         Some("requested") => out.push(
-            finding(
+            Finding::new(
                 Severity::Info,
                 "cutover-requested",
                 None,
                 "a cutover was requested and has not finished: it may be under way now (or was stopped before the fence, which changed nothing)".to_string(),
             )
-            .with_object("pgmove.cutover")
-            .with_fix(format!("pgmove status {file} shows whether it goes on")),
+            .object("pgmove.cutover")
+            .fix(format!("pgmove status {file} shows whether it goes on")),
         ),
         Some("failed") => out.push(
-            finding(
+            Finding::new(
                 Severity::Info,
                 "cutover-failed-before",
                 None,
@@ -232,14 +201,14 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
                         .unwrap_or_default()
                 ),
             )
-            .with_object("pgmove.cutover"),
+            .object("pgmove.cutover"),
         ),
         _ => {}
     }
     if run.change_capture_ran && lag.slot_exists {
         if lag.slot_active && run.apply_lock_pid.is_none() {
             out.push(
-                finding(
+                Finding::new(
                     Severity::Warning,
                     "slot-in-use",
                     Some(Side::Source),
@@ -249,8 +218,8 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
                         lag.slot_active_pid.map(|p| p.to_string()).unwrap_or("?".into())
                     ),
                 )
-                .with_object(format!("replication slot {}", lag.slot))
-                .with_fix(format!(
+                .object(format!("replication slot {}", lag.slot))
+                .fix(format!(
                     "find the consumer: SELECT * FROM pg_stat_replication WHERE pid = {}; on the source; stop it, or run cutover while it runs",
                     lag.slot_active_pid.map(|p| p.to_string()).unwrap_or("<pid>".into())
                 )),
@@ -258,7 +227,7 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
         }
         if !lag.streaming {
             out.push(
-                finding(
+                Finding::new(
                     Severity::Info,
                     "no-apply-running",
                     None,
@@ -270,11 +239,11 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
                         ),
                     },
                 )
-                .with_object(format!("replication slot {}", lag.slot)),
+                .object(format!("replication slot {}", lag.slot)),
             );
         } else if lag.seconds.is_some_and(|s| s > lag.max_lag_secs) {
             out.push(
-                finding(
+                Finding::new(
                     Severity::Info,
                     "lag-above-max",
                     None,
@@ -284,7 +253,7 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
                         lag.max_lag_secs
                     ),
                 )
-                .with_object("cutover.max_lag"),
+                .object("cutover.max_lag"),
             );
         }
     }
@@ -303,7 +272,7 @@ pub(super) fn excluded_findings(
         .iter()
         .map(|w| {
             let q = quote::qualified(&w.schema, &w.name);
-            finding(
+            Finding::new(
                 Severity::Warning,
                 "excluded-table-written",
                 Some(Side::Source),
@@ -312,8 +281,8 @@ pub(super) fn excluded_findings(
                     w.inserts, w.updates, w.deletes
                 ),
             )
-            .with_object(format!("table {q}"))
-            .with_fix(format!(
+            .object(format!("table {q}"))
+            .fix(format!(
                 "if the applications still need it, move it yourself after the fence (pg_dump -t '{}.{}' | psql on the target) or remove it from objects.exclude and start over; if it is scratch data, nothing to do",
                 w.schema, w.name
             ))
@@ -330,20 +299,20 @@ pub(crate) fn fence_findings(f: &FenceCheck) -> Vec<Finding> {
     let db = quote::ident(&f.database);
     if f.fence != Fence::ReadOnly.to_string() {
         out.push(
-            finding(
+            Finding::new(
                 Severity::Warning,
                 "fence-none",
                 Some(Side::Source),
                 "cutover.fence is none: pgmove will not stop writes on the source; a write that reaches it after the final catch-up is not on the target".to_string(),
             )
-            .with_object("cutover.fence")
-            .with_fix("stop the applications' writes yourself before pgmove cutover, or set cutover.fence: read-only"),
+            .object("cutover.fence")
+            .fix("stop the applications' writes yourself before pgmove cutover, or set cutover.fence: read-only"),
         );
         return out;
     }
     if !f.superuser && !f.owns_database {
         out.push(
-            finding(
+            Finding::new(
                 Severity::Blocker,
                 "fence-alter-database",
                 Some(Side::Source),
@@ -352,8 +321,8 @@ pub(crate) fn fence_findings(f: &FenceCheck) -> Vec<Finding> {
                     f.role, f.database, f.database_owner
                 ),
             )
-            .with_object(format!("database {}", f.database))
-            .with_fix(format!(
+            .object(format!("database {}", f.database))
+            .fix(format!(
                 "as a superuser (RDS/Aurora: the master user): ALTER DATABASE {db} OWNER TO {role};  -- or run pgmove on the source as {}; or set cutover.fence: none and stop the writes yourself",
                 quote::ident(&f.database_owner)
             )),
@@ -361,7 +330,7 @@ pub(crate) fn fence_findings(f: &FenceCheck) -> Vec<Finding> {
     }
     if !f.superuser && !f.signal_backend {
         out.push(
-            finding(
+            Finding::new(
                 Severity::Blocker,
                 "fence-terminate",
                 Some(Side::Source),
@@ -370,15 +339,15 @@ pub(crate) fn fence_findings(f: &FenceCheck) -> Vec<Finding> {
                     f.role, f.database
                 ),
             )
-            .with_object(format!("role {}", f.role))
-            .with_fix(format!(
+            .object(format!("role {}", f.role))
+            .fix(format!(
                 "as a superuser (RDS/Aurora: the master user): GRANT pg_signal_backend TO {role};"
             )),
         );
     }
     if !f.superuser && !f.superuser_sessions.is_empty() {
         out.push(
-            finding(
+            Finding::new(
                 Severity::Warning,
                 "fence-superuser-sessions",
                 Some(Side::Source),
@@ -388,8 +357,8 @@ pub(crate) fn fence_findings(f: &FenceCheck) -> Vec<Finding> {
                     f.superuser_sessions.join(", ")
                 ),
             )
-            .with_object(format!("database {}", f.database))
-            .with_fix("disconnect those sessions before cutover"),
+            .object(format!("database {}", f.database))
+            .fix("disconnect those sessions before cutover"),
         );
     }
     out
@@ -435,7 +404,7 @@ pub(super) fn assess_comparison(
                 rows(t.target_rows)
             )),
             TableStatus::Differs => findings.push(
-                finding(
+                Finding::new(
                     Severity::Blocker,
                     "table-differs",
                     Some(Side::Target),
@@ -452,14 +421,14 @@ pub(super) fn assess_comparison(
                         }
                     ),
                 )
-                .with_object(format!("table {q}"))
-                .with_fix(format!(
+                .object(format!("table {q}"))
+                .fix(format!(
                     "find the rows: pgmove verify {} shows the differing key ranges; fix the target (or reload the table) before cutover",
                     plan.file
                 )),
             ),
             TableStatus::MissingOnTarget => findings.push(
-                finding(
+                Finding::new(
                     if ddl_in_flight { Severity::Warning } else { Severity::Blocker },
                     "table-missing-on-target",
                     Some(Side::Target),
@@ -469,14 +438,14 @@ pub(super) fn assess_comparison(
                         if ddl_in_flight { "; it may be in flight (created on the source, cdc.ddl: replicate)" } else { "" }
                     ),
                 )
-                .with_object(format!("table {q}"))
-                .with_fix(format!(
+                .object(format!("table {q}"))
+                .fix(format!(
                     "if it was created after the load with cdc.ddl other than replicate, create and load it on the target yourself (pg_dump -t '{}.{}' | psql), or add it to objects.exclude",
                     t.schema, t.name
                 )),
             ),
             TableStatus::MissingOnSource => findings.push(
-                finding(
+                Finding::new(
                     if ddl_in_flight || !cutover_verifies { Severity::Warning } else { Severity::Blocker },
                     "table-missing-on-source",
                     Some(Side::Target),
@@ -486,8 +455,8 @@ pub(super) fn assess_comparison(
                         if cutover_verifies { "; cutover's verification would fail on it" } else { "" }
                     ),
                 )
-                .with_object(format!("table {q}"))
-                .with_fix(format!("drop it on the target if it is not wanted: DROP TABLE {q};")),
+                .object(format!("table {q}"))
+                .fix(format!("drop it on the target if it is not wanted: DROP TABLE {q};")),
             ),
         }
         tables.push(TableCheck {
@@ -510,7 +479,7 @@ pub(super) fn assess_comparison(
     }
     if !in_flight_tables.is_empty() {
         findings.push(
-            finding(
+            Finding::new(
                 Severity::Warning,
                 "rows-in-flight",
                 Some(Side::Target),
@@ -520,13 +489,13 @@ pub(super) fn assess_comparison(
                     list(&in_flight_tables)
                 ),
             )
-            .with_object(list(
+            .object(list(
                 &in_flight_tables
                     .iter()
                     .map(|t| t.split(' ').next().unwrap_or("").to_string())
                     .collect::<Vec<_>>(),
             ))
-            .with_fix(
+            .fix(
                 "nothing to do: cutover applies the rest after the fence and verifies again; run this report when no writes are under way to see them match",
             ),
         );
@@ -552,7 +521,7 @@ pub(super) fn assess_comparison(
             (Some(src), Some(tgt)) => {
                 if src.definition != tgt.definition {
                     findings.push(
-                        finding(
+                        Finding::new(
                             if cutover_verifies && !ddl_in_flight {
                                 Severity::Blocker
                             } else {
@@ -565,8 +534,8 @@ pub(super) fn assess_comparison(
                                 src.definition, tgt.definition
                             ),
                         )
-                        .with_object(format!("sequence {q}"))
-                        .with_fix(format!(
+                        .object(format!("sequence {q}"))
+                        .fix(format!(
                             "ALTER SEQUENCE {q} ... on the target to match the source"
                         )),
                     );
@@ -584,7 +553,7 @@ pub(super) fn assess_comparison(
                     c.action = "left as is (cutover.sequences: skip)".into();
                     if src.next_value != tgt.next_value {
                         findings.push(
-                            finding(
+                            Finding::new(
                                 if cutover_verifies { Severity::Blocker } else { Severity::Warning },
                                 "sequence-not-synced",
                                 Some(Side::Target),
@@ -595,8 +564,8 @@ pub(super) fn assess_comparison(
                                     if cutover_verifies { ": cutover's verification would fail on it" } else { ": inserts on the target may collide" }
                                 ),
                             )
-                            .with_object(format!("sequence {q}"))
-                            .with_fix("set cutover.sequences: sync, or set it on the target yourself after the fence: SELECT setval(...)"),
+                            .object(format!("sequence {q}"))
+                            .fix("set cutover.sequences: sync, or set it on the target yourself after the fence: SELECT setval(...)"),
                         );
                     }
                 }
@@ -604,20 +573,20 @@ pub(super) fn assess_comparison(
             (Some(_), None) => {
                 c.action = "missing on target".into();
                 findings.push(
-                    finding(
+                    Finding::new(
                         if ddl_in_flight { Severity::Warning } else { Severity::Blocker },
                         "sequence-missing-on-target",
                         Some(Side::Target),
                         format!("sequence {q} is on the source but not on the target{}", if sync { ": cutover cannot set it" } else { "" }),
                     )
-                    .with_object(format!("sequence {q}"))
-                    .with_fix(format!("create it on the target as on the source (pg_dump --schema-only -t '{}.{}' | psql)", s.schema, s.name)),
+                    .object(format!("sequence {q}"))
+                    .fix(format!("create it on the target as on the source (pg_dump --schema-only -t '{}.{}' | psql)", s.schema, s.name)),
                 );
             }
             (None, _) => {
                 c.action = "missing on source".into();
                 findings.push(
-                    finding(
+                    Finding::new(
                         if cutover_verifies && !ddl_in_flight {
                             Severity::Blocker
                         } else {
@@ -627,8 +596,8 @@ pub(super) fn assess_comparison(
                         Some(Side::Target),
                         format!("sequence {q} is on the target but not on the source"),
                     )
-                    .with_object(format!("sequence {q}"))
-                    .with_fix(format!(
+                    .object(format!("sequence {q}"))
+                    .fix(format!(
                         "drop it on the target if it is not wanted: DROP SEQUENCE {q};"
                     )),
                 );
@@ -708,7 +677,7 @@ pub(super) fn assess_comparison(
             ),
         };
         findings.push(
-            finding(
+            Finding::new(
                 severity,
                 match o.difference {
                     ObjectDifference::MissingOnTarget => "object-missing-on-target",
@@ -726,15 +695,15 @@ pub(super) fn assess_comparison(
                     }
                 ),
             )
-            .with_object(format!("{} {shown}", o.kind))
-            .with_fix(fix),
+            .object(format!("{} {shown}", o.kind))
+            .fix(fix),
         );
     }
 
     if let Some(lo) = &v.large_objects {
         if !lo.equal {
             findings.push(
-                finding(
+                Finding::new(
                     Severity::Info,
                     "large-objects",
                     None,
@@ -743,7 +712,7 @@ pub(super) fn assess_comparison(
                         lo.source_count, lo.target_count
                     ),
                 )
-                .with_object("large objects"),
+                .object("large objects"),
             );
         }
     }

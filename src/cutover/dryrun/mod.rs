@@ -34,7 +34,7 @@
 //!    writes are fenced) plus about 1 s for the fence, the markers and the sequences.
 //!
 //! Every finding names the object and the fix, as preflight findings do
-//! ([`crate::preflight::Finding`]). [`DryRun::ready`] is true only when no finding blocks.
+//! ([`crate::report::Finding`]). [`DryRun::ready`] is true only when no finding blocks.
 //!
 //! Layout: `probe` reads both servers (read-only sessions, the queries), `findings` judges what
 //! was read (findings, the outage estimate), `render` prints it; the types live here.
@@ -50,8 +50,8 @@ use tokio_postgres::Client;
 use crate::pg::{quote, Endpoint, Lsn, PgError, Side};
 use crate::plan::{Ddl, Fence, Plan, Sequences, VerifyLevel};
 use crate::planner;
-use crate::preflight::{Finding, Severity};
 use crate::progress::Progress;
+use crate::report::{Finding, Render, Severity};
 use crate::verify::{
     self, Level, ObjectDiff, ObjectDifference, ObjectKind, TableStatus, VerifyError, VerifyOptions,
     VerifyReport,
@@ -275,6 +275,9 @@ pub struct DryRun {
     /// Blockers first, then warnings, then notes.
     pub findings: Vec<Finding>,
     pub elapsed_secs: f64,
+    /// The steps `pgmove cutover` runs and records in `pgmove.steps`, in order
+    /// ([`crate::cutover::steps`]).
+    pub steps: Vec<&'static str>,
 }
 
 impl DryRun {
@@ -285,17 +288,15 @@ impl DryRun {
             .iter()
             .any(|f| f.severity == Severity::Blocker)
     }
+}
 
-    pub fn render_text(&self) -> String {
+impl Render for DryRun {
+    fn render_text(&self) -> String {
         render_text(self)
     }
 
-    pub fn render_markdown(&self) -> String {
+    fn render_markdown(&self) -> String {
         render_markdown(self)
-    }
-
-    pub fn render_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 }
 

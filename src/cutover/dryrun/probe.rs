@@ -11,13 +11,6 @@ pub(super) async fn connect_read_only(ep: &Endpoint) -> Result<Client, PgError> 
     Ok(c)
 }
 
-/// The session holding the plan's advisory lock (`pg_try_advisory_lock(hashtext('pgmove:' ||
-/// plan))`, a bigint key: high half in `classid`, low half in `objid`), if any.
-pub(super) const APPLY_LOCK_SQL: &str = "SELECT l.pid FROM pg_locks l
-    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-      AND ((l.classid::int8 << 32) | l.objid::int8) = hashtext('pgmove:' || $1::text)::int8
-    LIMIT 1";
 /// The slot: active, its walsender's pid, wal_status (13+, NULL before).
 pub(super) const SLOT_SQL: &str = "SELECT s.active, s.active_pid, to_jsonb(s) ->> 'wal_status'
     FROM pg_replication_slots s WHERE s.slot_name = $1";
@@ -63,31 +56,19 @@ pub async fn report(
     let status = crate::status::read(&plan.name, &slot, &plan.file, source, target).await?;
 
     // The run.
-    let has_cutover_table: bool = tgt
-        .query_one("SELECT to_regclass('pgmove.cutover') IS NOT NULL", &[])
-        .await
-        .map_err(|e| target.query_error("looking for pgmove.cutover", &e))?
-        .get(0);
+    let has_cutover_table = crate::state::has_table(&tgt, target, "cutover").await?;
     let (cutover_state, cutover_detail) = if has_cutover_table {
-        match tgt
-            .query_opt(
-                "SELECT state, detail FROM pgmove.cutover WHERE plan_name = $1",
-                &[&plan.name],
-            )
-            .await
-            .map_err(|e| target.query_error("reading pgmove.cutover", &e))?
-        {
-            Some(r) => (Some(r.get::<_, String>(0)), r.get::<_, Option<String>>(1)),
+        match crate::state::cutover::read(&tgt, target, &plan.name).await? {
+            Some(r) => (Some(r.state.as_str().to_string()), r.detail),
             None => (None, None),
         }
     } else {
         (None, None)
     };
-    let apply_lock_pid: Option<i32> = tgt
-        .query_opt(APPLY_LOCK_SQL, &[&plan.name])
-        .await
-        .map_err(|e| target.query_error("looking for a running apply (pg_locks)", &e))?
-        .map(|r| r.get(0));
+    let apply_lock_pid: Option<i32> = crate::state::lock::holders(&tgt, target, &plan.name)
+        .await?
+        .first()
+        .copied();
     let run = RunState {
         strategy: status.strategy.clone(),
         phase: status.phase.clone(),
@@ -181,6 +162,7 @@ pub async fn report(
         },
         findings: Vec::new(),
         elapsed_secs: 0.0,
+        steps: crate::cutover::steps::names(),
     };
 
     // Invalid indexes on the target.
@@ -196,7 +178,7 @@ pub async fn report(
         }
         let q = quote::qualified(&schema, &index);
         findings.push(
-            finding(
+            Finding::new(
                 Severity::Blocker,
                 "invalid-index",
                 Some(Side::Target),
@@ -205,8 +187,8 @@ pub async fn report(
                     quote::qualified(&schema, &table)
                 ),
             )
-            .with_object(format!("index {q}"))
-            .with_fix(format!(
+            .object(format!("index {q}"))
+            .fix(format!(
                 "on the target: REINDEX INDEX CONCURRENTLY {q};  -- if that fails again (e.g. duplicates for a unique index), fix the data or DROP INDEX CONCURRENTLY {q}; and recreate it: {def}"
             )),
         );
@@ -278,7 +260,7 @@ pub async fn report(
     if let Some(o) = dry.outage.seconds {
         if o > dry.outage.downtime_budget_secs && plan.cutover.fence == Fence::ReadOnly {
             findings.push(
-                finding(
+                Finding::new(
                     Severity::Warning,
                     "outage-over-budget",
                     None,
@@ -288,8 +270,8 @@ pub async fn report(
                         planner::human(plan.downtime)
                     ),
                 )
-                .with_object("plan downtime")
-                .with_fix(if plan.cutover.verify == VerifyLevel::Checksums {
+                .object("plan downtime")
+                .fix(if plan.cutover.verify == VerifyLevel::Checksums {
                     format!(
                         "set cutover.verify: counts (this report's checksums took {:.1}s), cut over when the lag is lower, or raise downtime:",
                         dry.outage.verify_secs
@@ -328,22 +310,10 @@ pub(super) async fn applied_lsn(
     ep: &Endpoint,
     plan: &str,
 ) -> Result<Option<Lsn>, PgError> {
-    let exists: bool = tgt
-        .query_one("SELECT to_regclass('pgmove.progress') IS NOT NULL", &[])
-        .await
-        .map_err(|e| ep.query_error("looking for pgmove.progress", &e))?
-        .get(0);
-    if !exists {
+    if !crate::state::has_table(tgt, ep, "progress").await? {
         return Ok(None);
     }
-    Ok(tgt
-        .query_opt(
-            "SELECT applied_lsn FROM pgmove.progress WHERE plan_name = $1",
-            &[&plan],
-        )
-        .await
-        .map_err(|e| ep.query_error("reading pgmove.progress", &e))?
-        .map(|r| r.get(0)))
+    crate::state::progress::applied_lsn(tgt, ep, plan).await
 }
 
 pub(super) async fn fence_check(

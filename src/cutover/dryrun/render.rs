@@ -1,6 +1,8 @@
 //! Rendering: the report as text and markdown (json is serde's).
 
 use super::*;
+use crate::report::finding;
+use crate::report::markdown::{cell, code};
 
 pub(super) fn rows(n: Option<i64>) -> String {
     n.map(|n| n.to_string()).unwrap_or_else(|| "-".to_string())
@@ -296,45 +298,23 @@ pub(super) fn render_text(d: &DryRun) -> String {
     let _ = writeln!(o, "Estimated write outage: {}", outage_line(&d.outage));
     let _ = writeln!(o, "  how: {}", d.outage.how);
     let _ = writeln!(o);
-    for (sev, title) in [
-        (Severity::Blocker, "Blockers"),
-        (Severity::Warning, "Warnings"),
-        (Severity::Info, "Notes"),
-    ] {
-        let group: Vec<&Finding> = d.findings.iter().filter(|f| f.severity == sev).collect();
-        if group.is_empty() {
-            continue;
-        }
-        let _ = writeln!(o, "{title} ({})", group.len());
-        for f in group {
-            let side = f.side.map(|s| format!("{s}: ")).unwrap_or_default();
-            let _ = writeln!(o, "  - [{}] {side}{}", f.check, f.message);
-            if let Some(fix) = &f.fix {
-                let _ = writeln!(o, "    fix: {fix}");
-            }
-        }
-        let _ = writeln!(o);
-    }
+    finding::text(&mut o, &d.findings, &|_, s| s.to_string());
     let _ = writeln!(o, "{}", verdict(d));
     o
 }
 
-pub(super) fn md(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
-}
-
 pub(super) fn render_markdown(d: &DryRun) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "# pgmove cutover dry run: plan `{}`\n", d.plan);
+    let _ = writeln!(o, "# pgmove cutover dry run: plan {}\n", code(&d.plan));
     let _ = writeln!(o, "**{}**\n", verdict(d));
     let _ = writeln!(o, "| | |\n|---|---|");
-    let _ = writeln!(o, "| source | `{}` |", md(&d.source));
-    let _ = writeln!(o, "| target | `{}` |", md(&d.target));
+    let _ = writeln!(o, "| source | {} |", code(&d.source));
+    let _ = writeln!(o, "| target | {} |", code(&d.target));
     let _ = writeln!(
         o,
         "| run | strategy {}, phase {}, full load {}, change capture {} |",
-        d.run.strategy.as_deref().unwrap_or("-"),
-        md(&d.run.phase),
+        cell(d.run.strategy.as_deref().unwrap_or("-")),
+        cell(&d.run.phase),
         if d.run.full_load_done {
             "done"
         } else {
@@ -346,35 +326,18 @@ pub(super) fn render_markdown(d: &DryRun) -> String {
             "never ran"
         }
     );
-    let _ = writeln!(o, "| applier | {} |", md(&applier_line(d)));
-    let _ = writeln!(o, "| lag | {} |", md(&lag_line(&d.lag)));
-    let _ = writeln!(o, "| slot | {} |", md(&slot_line(&d.lag)));
-    let _ = writeln!(o, "| fence | {} |", md(&fence_line(&d.fence)));
+    let _ = writeln!(o, "| applier | {} |", cell(&applier_line(d)));
+    let _ = writeln!(o, "| lag | {} |", cell(&lag_line(&d.lag)));
+    let _ = writeln!(o, "| slot | {} |", cell(&slot_line(&d.lag)));
+    let _ = writeln!(o, "| fence | {} |", cell(&fence_line(&d.fence)));
     let _ = writeln!(
         o,
         "| estimated write outage | {}: {} |",
-        outage_line(&d.outage),
-        md(&d.outage.how)
+        cell(&outage_line(&d.outage)),
+        cell(&d.outage.how)
     );
     let _ = writeln!(o, "\n## Findings\n");
-    if d.findings.is_empty() {
-        let _ = writeln!(o, "None.");
-    } else {
-        let _ = writeln!(o, "| severity | check | side | object | finding | fix |");
-        let _ = writeln!(o, "|---|---|---|---|---|---|");
-        for f in &d.findings {
-            let _ = writeln!(
-                o,
-                "| {:?} | {} | {} | {} | {} | {} |",
-                f.severity,
-                f.check,
-                f.side.map(|s| s.to_string()).unwrap_or_default(),
-                md(f.object.as_deref().unwrap_or("")),
-                md(&f.message),
-                md(f.fix.as_deref().unwrap_or(""))
-            );
-        }
-    }
+    finding::markdown(&mut o, &d.findings, true);
     if let Some(level) = d.verify_level {
         let _ = writeln!(
             o,
@@ -393,9 +356,8 @@ pub(super) fn render_markdown(d: &DryRun) -> String {
             for t in shown {
                 let _ = writeln!(
                     o,
-                    "| `{}.{}` | {} | {} | {} | {} | {} |",
-                    md(&t.schema),
-                    md(&t.name),
+                    "| {} | {} | {} | {} | {} | {} |",
+                    code(&format!("{}.{}", t.schema, t.name)),
                     t.state,
                     rows(t.source_rows),
                     rows(t.target_rows),
@@ -420,14 +382,13 @@ pub(super) fn render_markdown(d: &DryRun) -> String {
             for s in &d.sequences {
                 let _ = writeln!(
                     o,
-                    "| `{}.{}` | {} | {} | {} |",
-                    md(&s.schema),
-                    md(&s.name),
+                    "| {} | {} | {} | {} |",
+                    code(&format!("{}.{}", s.schema, s.name)),
                     seq_value(s.source_last_value, s.source_is_called),
                     seq_value(s.target_last_value, s.target_is_called),
                     match s.at_cutover_value {
                         Some(_) => seq_value(s.at_cutover_value, s.at_cutover_is_called),
-                        None => s.action.clone(),
+                        None => cell(&s.action),
                     }
                 );
             }
@@ -441,14 +402,14 @@ pub(super) fn render_markdown(d: &DryRun) -> String {
             for x in &d.objects {
                 let _ = writeln!(
                     o,
-                    "| {} | `{}` | {} |",
+                    "| {} | {} | {} |",
                     x.kind,
-                    md(&if x.schema.is_empty() {
+                    code(&if x.schema.is_empty() {
                         x.name.clone()
                     } else {
                         format!("{}.{}", x.schema, x.name)
                     }),
-                    x.difference
+                    cell(&x.difference.to_string())
                 );
             }
         }

@@ -2,7 +2,8 @@
 //! snapshot, then every table copied in parallel inside that snapshot, so the later change
 //! capture starts exactly where the copy ends.
 //!
-//! Steps, each resumable:
+//! Steps ([`STEPS`], each recorded in `pgmove.steps` under its name when it finishes; see
+//! [`crate::strategy::steps`]; the schema step is `dump` then `pre-data`), each resumable:
 //! 1. **slot**: `CREATE_REPLICATION_SLOT ... LOGICAL pgoutput (SNAPSHOT 'export')`; its
 //!    consistent LSN is recorded with every chunk copied in its snapshot. The replication
 //!    connection stays open and idle until the copy ends, so the snapshot stays importable.
@@ -16,7 +17,8 @@
 //!    text otherwise, since binary arrays and composites carry type OIDs that differ between
 //!    servers). Each chunk commits on the target together with its `pgmove.copy_progress` row.
 //! 4. **sequences** and **large objects**, then **post-data** (indexes by `index_jobs`
-//!    workers, constraints, triggers) and `VACUUM ANALYZE`.
+//!    workers, constraints, triggers) and `VACUUM ANALYZE` (**analyze**); then **loaded**, with
+//!    the slot's consistent LSN, from which change capture starts.
 //!
 //! Resume: a chunk is either committed with its progress row or absent. The exported snapshot
 //! dies with the process, so a rerun takes a fresh snapshot (from a temporary slot; the
@@ -29,6 +31,10 @@
 //! snapshot they were read in (`copy_progress.snapshot_lsn`; a resumed table's, the new one),
 //! so change capture applies to each table only the changes committed after its own snapshot.
 
+mod steps;
+
+pub use self::steps::{plan_steps, STEPS};
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,12 +44,15 @@ use futures_util::{SinkExt, StreamExt};
 use crate::cdc::ddl;
 use crate::cdc::slot::{self, ExportedSlot};
 use crate::inspect::{self, Inventory, RelName, Table, TableKind};
+use crate::matviews::refresh_populated_matviews;
 use crate::owned;
 use crate::pg::{quote, Endpoint, Lsn, PgError};
 use crate::plan;
 use crate::progress::Progress;
+use crate::replica_identity::identity_clause;
 use crate::state::State;
 use crate::strategy::dump_restore::{self, DumpRestoreError, Restorer};
+use crate::strategy::steps as step_name;
 use crate::tools;
 
 /// The name recorded in `pgmove.runs.strategy`.
@@ -275,19 +284,12 @@ pub struct Outcome {
 async fn done_chunks(
     state: &State<'_>,
 ) -> Result<BTreeMap<(String, String), (Vec<i32>, i32)>, PgError> {
-    let rows = state
-        .client
-        .query(
-            "SELECT schema_name, table_name, chunk, chunks FROM pgmove.copy_progress WHERE plan_name = $1",
-            &[&state.plan_name],
-        )
-        .await
-        .map_err(|e| state.target.query_error("reading pgmove.copy_progress", &e))?;
+    let rows = crate::state::copy::done(&state.client, state.target, &state.plan_name).await?;
     let mut out: BTreeMap<(String, String), (Vec<i32>, i32)> = BTreeMap::new();
-    for r in rows {
-        let e = out.entry((r.get(0), r.get(1))).or_insert((Vec::new(), 0));
-        e.0.push(r.get(2));
-        e.1 = r.get(3);
+    for (schema, table, chunk, chunks) in rows {
+        let e = out.entry((schema, table)).or_insert((Vec::new(), 0));
+        e.0.push(chunk);
+        e.1 = chunks;
     }
     Ok(out)
 }
@@ -307,31 +309,21 @@ pub struct Recorded {
     pub snapshot: Option<String>,
 }
 
-/// This plan's progress rows: schema, table, chunk, chunk count, rows, block range, the
-/// source relfilenode and snapshot they were read in.
-const RECORDED_CHUNKS_SQL: &str = "SELECT schema_name, table_name, chunk, chunks, rows,
-       start_block, end_block, relfilenode, snapshot
-  FROM pgmove.copy_progress WHERE plan_name = $1 ORDER BY 1, 2, 3";
-
 /// The recorded done chunks of this plan, per table.
 async fn recorded_chunks(
     state: &State<'_>,
 ) -> Result<BTreeMap<(String, String), Vec<Recorded>>, PgError> {
-    let rows = state
-        .client
-        .query(RECORDED_CHUNKS_SQL, &[&state.plan_name])
-        .await
-        .map_err(|e| state.target.query_error("reading pgmove.copy_progress", &e))?;
+    let rows = crate::state::copy::recorded(&state.client, state.target, &state.plan_name).await?;
     let mut out: BTreeMap<(String, String), Vec<Recorded>> = BTreeMap::new();
     for r in rows {
-        out.entry((r.get(0), r.get(1))).or_default().push(Recorded {
-            chunk: r.get(2),
-            chunks: r.get(3),
-            rows: r.get(4),
-            start_block: r.get(5),
-            end_block: r.get(6),
-            relfilenode: r.get(7),
-            snapshot: r.get(8),
+        out.entry((r.schema, r.table)).or_default().push(Recorded {
+            chunk: r.chunk,
+            chunks: r.chunks,
+            rows: r.rows,
+            start_block: r.start_block,
+            end_block: r.end_block,
+            relfilenode: r.relfilenode,
+            snapshot: r.snapshot,
         });
     }
     Ok(out)
@@ -581,6 +573,7 @@ pub async fn run(job: &Job, progress: Progress) -> Result<Outcome, CopyError> {
     let pg_restore = tools::find("pg_restore", base.bin_dir.as_deref(), major)?;
     let psql = tools::find("psql", base.bin_dir.as_deref(), 0)?;
     let state = State::open(&base.target, &base.plan_name).await?;
+    state.finish_step(step_name::STATE, None).await?;
     let result = run_steps(
         job,
         &state,
@@ -592,10 +585,14 @@ pub async fn run(job: &Job, progress: Progress) -> Result<Outcome, CopyError> {
     )
     .await;
     match &result {
-        Ok(_) => state.set_phase(STRATEGY, "loaded", None).await?,
+        Ok(_) => {
+            state
+                .set_phase(STRATEGY, crate::state::Phase::Loaded, None)
+                .await?
+        }
         Err(e) => {
             let _ = state
-                .set_phase(STRATEGY, "failed", Some(&e.to_string()))
+                .set_phase(STRATEGY, crate::state::Phase::Failed, Some(&e.to_string()))
                 .await;
         }
     }
@@ -613,7 +610,7 @@ async fn run_steps(
 ) -> Result<Outcome, CopyError> {
     let base = &job.base;
     let mut outcome = Outcome::default();
-    if let Some(lsn) = state.step("loaded").await? {
+    if let Some(lsn) = state.step(step_name::LOADED).await? {
         // An earlier run finished the load; change capture resumes from pgmove.progress.
         // The DDL trigger is (re)installed: idempotent, it keeps its key.
         ensure_ddl_trigger(job).await?;
@@ -678,7 +675,7 @@ async fn run_steps(
         owned::confirm(state, &base.source, owned::SLOT, &job.slot).await?;
         for name in [
             job.publication.clone(),
-            insert_only_publication(&job.publication),
+            crate::plan::insert_only_publication_name(&job.publication),
         ] {
             owned::confirm(state, &base.source, owned::PUBLICATION, &name).await?;
         }
@@ -725,6 +722,7 @@ async fn run_steps(
         // rerun finds it this plan's (`owned::judge`) and says `created` above.
         owned::created(state, owned::SLOT, &job.slot).await?;
     }
+    state.finish_step(step_name::SLOT, None).await?;
     let snapshot = exported
         .as_ref()
         .map(|(e, _)| e.snapshot_name().to_string());
@@ -741,7 +739,9 @@ async fn run_steps(
         )
         .await?;
         crate::testhook::pause("copy-cdc-schema-dumped").await;
-        state.set_phase(STRATEGY, "schema", None).await?;
+        state
+            .set_phase(STRATEGY, crate::state::Phase::Schema, None)
+            .await?;
         restorer.pre_data(state).await?;
         restore_target_replica_identities(job, state).await?;
         Ok::<_, CopyError>(restorer)
@@ -810,24 +810,18 @@ async fn run_steps(
         // change capture applies their changes).
         let mut sql = String::from("BEGIN;\n");
         for (s, t) in &restart {
-            sql.push_str(&format!(
-                "TRUNCATE ONLY {};\nDELETE FROM pgmove.copy_progress WHERE plan_name = {} AND schema_name = {} AND table_name = {};\n",
-                quote::qualified(s, t),
-                quote::literal(&base.plan_name),
-                quote::literal(s),
-                quote::literal(t)
-            ));
+            sql.push_str(&format!("TRUNCATE ONLY {};\n", quote::qualified(s, t)));
+            sql.push_str(&crate::state::copy::forget_table_sql(&base.plan_name, s, t));
             outcome.tables_restarted.push(format!("{s}.{t}"));
         }
         if let (Some(snap), Some((e, _))) = (&resumed_snapshot, &exported) {
             for (s, t) in &resumed {
-                sql.push_str(&format!(
-                    "UPDATE pgmove.copy_progress SET snapshot = {}, snapshot_lsn = {}::pg_lsn WHERE plan_name = {} AND schema_name = {} AND table_name = {};\n",
-                    quote::literal(snap),
-                    quote::literal(&e.consistent_lsn().to_string()),
-                    quote::literal(&base.plan_name),
-                    quote::literal(s),
-                    quote::literal(t)
+                sql.push_str(&crate::state::copy::rebase_table_sql(
+                    &base.plan_name,
+                    s,
+                    t,
+                    snap,
+                    e.consistent_lsn(),
                 ));
             }
         }
@@ -838,7 +832,9 @@ async fn run_steps(
         })?;
     }
 
-    state.set_phase(STRATEGY, "copy", None).await?;
+    state
+        .set_phase(STRATEGY, crate::state::Phase::Copy, None)
+        .await?;
     if let Some((exported, temp_name)) = exported {
         let lsn = exported.consistent_lsn();
         outcome.consistent_lsn = Some(lsn.to_string());
@@ -890,17 +886,24 @@ async fn run_steps(
     } else if let Some(info) = &existing {
         outcome.consistent_lsn = info.confirmed_flush_lsn.map(|l| l.to_string());
     }
+    state.finish_step(step_name::COPY, None).await?;
 
     // Sequences and large objects.
-    state.set_phase(STRATEGY, "sequences", None).await?;
+    state
+        .set_phase(STRATEGY, crate::state::Phase::Sequences, None)
+        .await?;
     outcome.sequences_set = copy_sequences(base, source_inv).await?;
     if base.large_objects {
         outcome.large_objects_copied = copy_large_objects(base).await?;
     }
+    state.finish_step(step_name::SEQUENCES, None).await?;
 
-    state.set_phase(STRATEGY, "post-data", None).await?;
+    state
+        .set_phase(STRATEGY, crate::state::Phase::PostData, None)
+        .await?;
     restorer.post_data().await?;
     refresh_materialized_views(base).await?;
+    state.finish_step(step_name::POST_DATA, None).await?;
     // VACUUM too: it sets the visibility map of the freshly copied tables.
     dump_restore::analyze(base, state, progress, STRATEGY, true).await?;
     restorer.remove_dump().await;
@@ -910,7 +913,7 @@ async fn run_steps(
         slot::drop_slot(&base.source, &job.slot).await?;
     }
     state
-        .finish_step("loaded", outcome.consistent_lsn.as_deref())
+        .finish_step(step_name::LOADED, outcome.consistent_lsn.as_deref())
         .await?;
     Ok(outcome)
 }
@@ -1150,9 +1153,14 @@ async fn copy_config_tables(
                 "rows of an extension configuration table conflict with rows of the target's extension install (the table has no primary key to replace them by): the target's are kept; pgmove verify reports them"
             );
         }
-        tx.execute(
-            "INSERT INTO pgmove.copy_progress (plan_name, schema_name, table_name, chunk, chunks, rows, bytes, snapshot_lsn) VALUES ($1, $2, $3, 0, 1, $4, $5, $6)",
-            &[&base.plan_name, &c.schema, &c.table, &(rows as i64), &(bytes as i64), &lsn],
+        crate::state::copy::record_whole(
+            &tx,
+            &base.plan_name,
+            &c.schema,
+            &c.table,
+            rows as i64,
+            bytes as i64,
+            lsn,
         )
         .await
         .map_err(|e| base.target.query_error(&what("recording progress"), &e))?;
@@ -1211,7 +1219,7 @@ async fn ensure_publication(
         && !keyless_tables(tables).is_empty()
     {
         // As `publication_sql` decides: keyless tables and partitions get their own.
-        names.push(insert_only_publication(&job.publication));
+        names.push(crate::plan::insert_only_publication_name(&job.publication));
     }
     let mut exists = false;
     for name in &names {
@@ -1256,13 +1264,6 @@ fn keyless_tables<'t>(tables: &[&'t Table]) -> Vec<&'t Table> {
         .collect()
 }
 
-/// Where the source's replica identities are kept before pgmove sets REPLICA IDENTITY FULL
-/// (on the target, in pgmove's schema: `pgmove cleanup` restores them on the source).
-const RI_TABLE: &str = "CREATE TABLE IF NOT EXISTS pgmove.replica_identity (
-    plan_name text NOT NULL, schema_name text NOT NULL, table_name text NOT NULL,
-    relreplident text NOT NULL, index_name text,
-    PRIMARY KEY (plan_name, schema_name, table_name))";
-
 /// The current replica identity of the source tables named `$1` (qualified names): schema,
 /// table, `relreplident` (d, n, f or i) and the identity index's name when it is i.
 const RI_CURRENT: &str = "SELECT n.nspname::text, c.relname::text, c.relreplident::text,
@@ -1271,22 +1272,6 @@ const RI_CURRENT: &str = "SELECT n.nspname::text, c.relname::text, c.relrepliden
          WHERE i.indrelid = c.oid AND i.indisreplident)
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = ANY($1::text[]::regclass[])";
-
-/// The replica identities pgmove recorded (target) before setting REPLICA IDENTITY FULL on
-/// source tables: (schema, table, relreplident, index name).
-pub(crate) const RI_RECORDED: &str = "SELECT schema_name, table_name, relreplident, index_name
-  FROM pgmove.replica_identity WHERE plan_name = $1 ORDER BY 1, 2";
-
-/// The `REPLICA IDENTITY ...` clause that gives a table back the recorded identity
-/// (`relreplident` d, n or i with its index); `None` for FULL (nothing to give back).
-pub(crate) fn identity_clause(mode: &str, index: Option<&str>) -> Option<String> {
-    match (mode, index) {
-        ("n", _) => Some("NOTHING".to_string()),
-        ("f", _) => None,
-        ("i", Some(i)) => Some(format!("USING INDEX {}", quote::ident(i))),
-        _ => Some("DEFAULT".to_string()),
-    }
-}
 
 /// The schema dump is read inside the slot's snapshot, after pgmove made the keyless tables
 /// REPLICA IDENTITY FULL on the source: gives the target's copies the identity the source had
@@ -1298,18 +1283,20 @@ async fn restore_target_replica_identities(job: &Job, state: &State<'_>) -> Resu
     if !recorded {
         return Ok(());
     }
-    let rows = state
-        .client
-        .query(RI_RECORDED, &[&base.plan_name])
-        .await
-        .map_err(|e| {
-            base.target
-                .query_error("reading pgmove.replica_identity", &e)
-        })?;
+    let rows = crate::state::replica_identity::recorded(
+        &state.client,
+        &base.target,
+        Some(&base.plan_name),
+    )
+    .await?;
     let mut sql = String::new();
-    for r in rows {
-        let (schema, table, mode, index): (String, String, String, Option<String>) =
-            (r.get(0), r.get(1), r.get(2), r.get(3));
+    for crate::state::replica_identity::Identity {
+        schema,
+        table,
+        mode,
+        index,
+    } in rows
+    {
         if mode == "i" {
             continue;
         }
@@ -1351,23 +1338,15 @@ async fn record_replica_identities(
         .await
         .map_err(|e| base.source.query_error("reading replica identities", &e))?;
     let target = base.target.connect().await?;
-    target.batch_execute(RI_TABLE).await.map_err(|e| {
-        base.target
-            .query_error("creating pgmove.replica_identity", &e)
-    })?;
     for r in rows {
-        let (schema, table, mode, index): (String, String, String, Option<String>) =
-            (r.get(0), r.get(1), r.get(2), r.get(3));
-        target
-            .execute(
-                "INSERT INTO pgmove.replica_identity VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                &[&base.plan_name, &schema, &table, &mode, &index],
-            )
-            .await
-            .map_err(|e| {
-                base.target
-                    .query_error(&format!("recording the replica identity of {schema}.{table}"), &e)
-            })?;
+        let identity = crate::state::replica_identity::Identity {
+            schema: r.get(0),
+            table: r.get(1),
+            mode: r.get(2),
+            index: r.get(3),
+        };
+        crate::state::replica_identity::record(&target, &base.target, &base.plan_name, &identity)
+            .await?;
     }
     Ok(())
 }
@@ -1391,7 +1370,7 @@ pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
             // Keyless tables and partitions one by one, never a whole tree.
             let list: Vec<String> = keyless.iter().map(|t| t.qualified()).collect();
             if !list.is_empty() {
-                let name = insert_only_publication(&job.publication);
+                let name = crate::plan::insert_only_publication_name(&job.publication);
                 setup.push_str(&format!(
                     "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert, truncate');\n{}",
                     quote::ident(&name),
@@ -1427,12 +1406,6 @@ pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
     )
 }
 
-/// The publication of the tables without a key when `cdc.tables_without_key: insert-only`:
-/// it publishes inserts and truncates only.
-pub fn insert_only_publication(publication: &str) -> String {
-    crate::plan::insert_only_publication_name(publication)
-}
-
 /// Installs the DDL event trigger on the source when the plan wants it (see
 /// [`Job::installs_ddl_trigger`]).
 async fn ensure_ddl_trigger(job: &Job) -> Result<(), CopyError> {
@@ -1451,16 +1424,10 @@ pub async fn table_lsns(
     plan: &str,
 ) -> Result<HashMap<(String, String), Lsn>, PgError> {
     let c = target.connect().await?;
-    let rows = c
-        .query(
-            "SELECT schema_name, table_name, max(snapshot_lsn) FROM pgmove.copy_progress WHERE plan_name = $1 GROUP BY 1, 2",
-            &[&plan],
-        )
-        .await
-        .map_err(|e| target.query_error("reading pgmove.copy_progress", &e))?;
-    Ok(rows
-        .iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get::<_, Lsn>(2)))
+    Ok(crate::state::copy::table_lsns(&c, target, plan)
+        .await?
+        .into_iter()
+        .map(|(schema, table, lsn)| ((schema, table), lsn))
         .collect())
 }
 
@@ -1518,10 +1485,10 @@ async fn copy_chunks(
                     &chunk,
                 )
                 .await
-                .map_err(|message| CopyError::Chunk {
+                .map_err(|e| CopyError::Chunk {
                     table: chunk.name(),
                     chunk: chunk.index,
-                    message,
+                    message: e.to_string(),
                 })?;
                 rows.fetch_add(r, Ordering::Relaxed);
                 bytes.fetch_add(b, Ordering::Relaxed);
@@ -1704,6 +1671,16 @@ impl IndexBuilder {
 const SNAPSHOT_AND_FILENODE_SQL: &str = "SELECT pg_catalog.pg_current_snapshot()::text,
        pg_catalog.pg_relation_filenode($1::text::regclass)::bigint";
 
+/// Why one chunk's copy failed (its transaction rolled back).
+#[derive(Debug, thiserror::Error)]
+enum ChunkError {
+    /// A connection of the side's pool (`"source"` or `"target"`).
+    #[error("{0}: {1}")]
+    Pool(&'static str, deadpool_postgres::PoolError),
+    #[error(transparent)]
+    Pg(#[from] PgError),
+}
+
 /// One chunk: COPY out of the snapshot, COPY in, progress row, commit. Returns (rows, bytes).
 #[allow(clippy::too_many_arguments)]
 async fn copy_one(
@@ -1715,21 +1692,21 @@ async fn copy_one(
     lsn: Lsn,
     plan: &str,
     chunk: &Chunk,
-) -> Result<(u64, u64), String> {
+) -> Result<(u64, u64), ChunkError> {
     let src = source_pool
         .get()
         .await
-        .map_err(|e| format!("source: {e}"))?;
+        .map_err(|e| ChunkError::Pool("source", e))?;
     let dst = target_pool
         .get()
         .await
-        .map_err(|e| format!("target: {e}"))?;
+        .map_err(|e| ChunkError::Pool("target", e))?;
     src.batch_execute(&format!(
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {};",
         quote::literal(snapshot)
     ))
     .await
-    .map_err(|e| source.query_error("importing the snapshot", &e).to_string())?;
+    .map_err(|e| source.query_error("importing the snapshot", &e))?;
     // What a rerun checks before keeping this chunk (see `resume_split_table`).
     let read = src
         .query_one(
@@ -1738,12 +1715,10 @@ async fn copy_one(
         )
         .await
         .map_err(|e| {
-            source
-                .query_error(
-                    &format!("reading the snapshot and relfilenode of {}", chunk.name()),
-                    &e,
-                )
-                .to_string()
+            source.query_error(
+                &format!("reading the snapshot and relfilenode of {}", chunk.name()),
+                &e,
+            )
         })?;
     let (snapshot_text, filenode): (String, Option<i64>) = (read.get(0), read.get(1));
     let (start_block, end_block) = match chunk.blocks {
@@ -1755,53 +1730,64 @@ async fn copy_one(
         chunk.before_copy_sql()
     ))
     .await
-    .map_err(|e| target.query_error("BEGIN", &e).to_string())?;
+    .map_err(|e| target.query_error("BEGIN", &e))?;
     let result = async {
         let out = src
             .copy_out(chunk.copy_out_sql().as_str())
             .await
-            .map_err(|e| source.query_error("COPY TO", &e).to_string())?;
+            .map_err(|e| source.query_error("COPY TO", &e))?;
         let sink = dst
             .copy_in::<_, bytes::Bytes>(chunk.copy_in_sql().as_str())
             .await
-            .map_err(|e| target.query_error("COPY FROM", &e).to_string())?;
+            .map_err(|e| target.query_error("COPY FROM", &e))?;
         futures_util::pin_mut!(out);
         futures_util::pin_mut!(sink);
         let mut n_bytes = 0u64;
         let mut buf = bytes::BytesMut::with_capacity(COPY_BUFFER * 2);
         while let Some(data) = out.next().await {
-            let data = data.map_err(|e| source.query_error("COPY TO", &e).to_string())?;
+            let data = data.map_err(|e| source.query_error("COPY TO", &e))?;
             n_bytes += data.len() as u64;
             buf.extend_from_slice(&data);
             if buf.len() >= COPY_BUFFER {
                 sink.send(buf.split().freeze())
                     .await
-                    .map_err(|e| target.query_error("COPY FROM", &e).to_string())?;
+                    .map_err(|e| target.query_error("COPY FROM", &e))?;
             }
         }
         if !buf.is_empty() {
             sink.send(buf.split().freeze())
                 .await
-                .map_err(|e| target.query_error("COPY FROM", &e).to_string())?;
+                .map_err(|e| target.query_error("COPY FROM", &e))?;
         }
         let rows = sink
             .finish()
             .await
-            .map_err(|e| target.query_error("COPY FROM", &e).to_string())?;
-        dst.execute(
-            "INSERT INTO pgmove.copy_progress (plan_name, schema_name, table_name, chunk, chunks, rows, bytes, snapshot_lsn, start_block, end_block, relfilenode, snapshot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            &[&plan, &chunk.schema, &chunk.table, &chunk.index, &chunk.count, &(rows as i64), &(n_bytes as i64), &lsn, &start_block, &end_block, &filenode, &snapshot_text],
-        )
-        .await
-        .map_err(|e| target.query_error("recording progress", &e).to_string())?;
-        Ok::<(u64, u64), String>((rows, n_bytes))
+            .map_err(|e| target.query_error("COPY FROM", &e))?;
+        let record = crate::state::copy::NewChunk {
+            plan_name: plan,
+            schema: &chunk.schema,
+            table: &chunk.table,
+            chunk: chunk.index,
+            chunks: chunk.count,
+            rows: rows as i64,
+            bytes: n_bytes as i64,
+            snapshot_lsn: lsn,
+            start_block,
+            end_block,
+            relfilenode: filenode,
+            snapshot: Some(&snapshot_text),
+        };
+        crate::state::copy::record_chunk(&**dst, &record)
+            .await
+            .map_err(|e| target.query_error("recording progress", &e))?;
+        Ok::<(u64, u64), ChunkError>((rows, n_bytes))
     }
     .await;
     match result {
         Ok(v) => {
             dst.batch_execute("COMMIT")
                 .await
-                .map_err(|e| target.query_error("COMMIT", &e).to_string())?;
+                .map_err(|e| target.query_error("COMMIT", &e))?;
             let _ = src.batch_execute("COMMIT").await;
             Ok(v)
         }
@@ -1852,10 +1838,6 @@ async fn copy_sequences(base: &dump_restore::Job, inv: &Inventory) -> Result<usi
     Ok(n)
 }
 
-/// Materialized views populated on the source (schema, name).
-const POPULATED_MATVIEWS_SQL: &str =
-    "SELECT schemaname::text, matviewname::text FROM pg_matviews WHERE ispopulated ORDER BY 1, 2";
-
 /// A schema-only dump leaves materialized views empty: refresh those populated on the source.
 async fn refresh_materialized_views(base: &dump_restore::Job) -> Result<(), CopyError> {
     let source = base.source.connect().await?;
@@ -1865,51 +1847,6 @@ async fn refresh_materialized_views(base: &dump_restore::Job) -> Result<(), Copy
     })
     .await?;
     Ok(())
-}
-
-/// Refreshes on the target the materialized views populated on the source that `include`
-/// selects (by schema and name); returns how many. A view built on another is retried after
-/// the others, until a pass makes no progress. Used by the load and by cutover.
-pub async fn refresh_populated_matviews(
-    source_ep: &Endpoint,
-    source: &tokio_postgres::Client,
-    target_ep: &Endpoint,
-    target: &tokio_postgres::Client,
-    include: impl Fn(&str, &str) -> bool,
-) -> Result<usize, PgError> {
-    let mut todo: Vec<(String, String)> = source
-        .query(POPULATED_MATVIEWS_SQL, &[])
-        .await
-        .map_err(|e| source_ep.query_error("listing materialized views", &e))?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .filter(|(s, v): &(String, String)| include(s, v))
-        .collect();
-    let mut done = 0;
-    while !todo.is_empty() {
-        let mut failed = Vec::new();
-        let mut last_error = None;
-        for (s, v) in todo.iter() {
-            let q = quote::qualified(s, v);
-            match target
-                .batch_execute(&format!("REFRESH MATERIALIZED VIEW {q}"))
-                .await
-            {
-                Ok(()) => done += 1,
-                Err(e) => {
-                    last_error = Some(target_ep.query_error(&format!("refreshing {q}"), &e));
-                    failed.push((s.clone(), v.clone()));
-                }
-            }
-        }
-        if failed.len() == todo.len() {
-            if let Some(e) = last_error {
-                return Err(e);
-            }
-        }
-        todo = failed;
-    }
-    Ok(done)
 }
 
 /// Each large object's owner and the grants on it other than its owner's: (oid, owner,
@@ -2084,12 +2021,11 @@ async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError
     Ok(n)
 }
 
-/// The statements and commands `apply` would run, in order, without running anything.
+/// The statements and commands `apply` would run, step by step ([`STEPS`]), without running
+/// anything.
 pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, CopyError> {
     let base = &job.base;
-    let mut out = dump_restore::dry_run(base).await?;
-    // The dump-restore listing ends with ANALYZE and the done step; the copy comes before the
-    // post-data restore.
+    let p = dump_restore::Preview::new(base).await?;
     let tables: Vec<&Table> = source_inv
         .user_tables()
         .filter(|t| t.schema != crate::state::SCHEMA)
@@ -2112,52 +2048,109 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, C
                     .any(|g| crate::plan::glob_match(g, &format!("{}.{}", c.schema, c.table)))
         })
         .collect();
-    let mut copy = Vec::new();
+    let mut out = p.intro(STRATEGY);
+    for (i, s) in STEPS.iter().enumerate() {
+        out.push(step_name::heading(STEPS, i));
+        out.extend(match s.name {
+            step_name::STATE => p.state(),
+            step_name::SLOT => slot_preview(job, source_inv, &tables, &configs, &p),
+            step_name::DUMP => p.dump(true),
+            step_name::PRE_DATA => p.pre_data(),
+            step_name::COPY => copy_preview(job, &tables, &configs, &p),
+            step_name::SEQUENCES => vec![
+                "SELECT pg_catalog.setval(...)  -- every sequence, from the source's value"
+                    .to_string(),
+                "SELECT lo_create(oid); SELECT lo_put(oid, offset, data)  -- large objects the target lacks, 1 MB at a time".to_string(),
+                p.record(step_name::SEQUENCES, None),
+            ],
+            step_name::POST_DATA => p.post_data(&[
+                "REFRESH MATERIALIZED VIEW ...;  -- each materialized view populated on the source".to_string(),
+            ]),
+            step_name::ANALYZE => p.analyze(true),
+            step_name::LOADED => {
+                let mut loaded = p.remove_dump();
+                if !job.keep_slot {
+                    loaded.push(format!(
+                        "SELECT pg_drop_replication_slot({});  -- on the source: --stop-after-load, change capture does not follow",
+                        quote::literal(&job.slot)
+                    ));
+                }
+                loaded.push(p.record(step_name::LOADED, Some("<consistent LSN>")));
+                if job.keep_slot {
+                    loaded.push(format!(
+                        "-- then change capture: the slot's changes (publication {}) applied on the target in commit order until cutover",
+                        job.publication
+                    ));
+                }
+                loaded
+            }
+            other => return Err(dump_restore::unlisted(other).into()),
+        });
+    }
+    Ok(out)
+}
+
+/// Step `slot` of the dry run: the publication, the DDL trigger, the slot.
+fn slot_preview(
+    job: &Job,
+    source_inv: &Inventory,
+    tables: &[&Table],
+    configs: &[ConfigTable],
+    p: &dump_restore::Preview<'_>,
+) -> Vec<String> {
+    let base = &job.base;
+    let mut out = Vec::new();
     if job.keep_slot {
-        copy.push(format!(
-            "-- copy-cdc: on the source ({}), unless publication {} exists",
+        out.push(format!(
+            "-- on the source ({}), unless publication {} exists",
             base.source.display(),
             job.publication
         ));
-        let mut published = tables.clone();
-        published.extend(config_publication_tables(source_inv, &configs));
-        copy.extend(publication_sql(job, &published).lines().map(str::to_string));
+        let mut published = tables.to_vec();
+        published.extend(config_publication_tables(source_inv, configs));
+        out.extend(publication_sql(job, &published).lines().map(str::to_string));
     }
     if job.installs_ddl_trigger() {
-        copy.push(format!(
+        out.push(format!(
             "-- cdc.ddl {}: the DDL event trigger, on the source as a superuser (rds_superuser on RDS), in one transaction",
             job.ddl
         ));
-        copy.push(ddl::install_sql(
+        out.push(ddl::install_sql(
             &base.plan_name,
             &base.schemas,
             &base.exclude,
         ));
     }
-    copy.extend([
-        format!("-- copy-cdc: on a replication connection to the source ({}), kept open and idle until the copy ends", base.source.display()),
+    out.extend([
+        format!("-- on a replication connection to the source ({}), kept open and idle until the copy ends", base.source.display()),
         format!(
             "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export');",
             quote::ident(&job.slot)
         ),
+        p.record(step_name::SLOT, None),
     ]);
-    // The slot and what goes before it come before the schema dump, which reads the
-    // slot's exported snapshot; the copy comes after the pre-data restore.
-    let before_dump = std::mem::take(&mut copy);
-    copy.extend([
-        format!(
-            "-- then per chunk, {} at a time, on the source: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '<exported>'; and on the target: BEGIN; SET LOCAL synchronous_commit = off;",
-            base.jobs
-        ),
-    ]);
-    for c in chunks(&tables, job.split_bytes) {
-        copy.push(format!("{}  =>  {}", c.copy_out_sql(), c.copy_in_sql()));
+    out
+}
+
+/// Step `copy` of the dry run: every chunk, then the extensions' configuration rows.
+fn copy_preview(
+    job: &Job,
+    tables: &[&Table],
+    configs: &[ConfigTable],
+    p: &dump_restore::Preview<'_>,
+) -> Vec<String> {
+    let mut out = vec![format!(
+        "-- per chunk, {} at a time, on the source: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '<exported>'; and on the target: BEGIN; SET LOCAL synchronous_commit = off;",
+        job.base.jobs
+    )];
+    for c in chunks(tables, job.split_bytes) {
+        out.push(format!("{}  =>  {}", c.copy_out_sql(), c.copy_in_sql()));
     }
-    copy.push(
-        "INSERT INTO pgmove.copy_progress (...) VALUES (...); COMMIT;  -- with each chunk"
-            .to_string(),
-    );
-    for c in &configs {
+    out.push(format!(
+        "{} COMMIT;  -- with each chunk",
+        crate::state::copy::PREVIEW_SQL
+    ));
+    for c in configs {
         let table = quote::qualified(&c.schema, &c.table);
         let cols = c
             .columns
@@ -2166,41 +2159,16 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, C
             .collect::<Vec<_>>()
             .join(", ");
         let filter = c.filter.trim();
-        copy.push(format!(
+        out.push(format!(
             "-- extension {} configuration table {table}: the rows pg_dump would dump (its dump condition), in the snapshot; on the target in one transaction: DELETE FROM ONLY {table} <the same condition>; CREATE TEMPORARY TABLE pgmove_config_rows ...; then the progress row",
             c.extension
         ));
-        copy.push(format!(
+        out.push(format!(
             "COPY (SELECT {cols} FROM ONLY {table} {filter}) TO STDOUT  =>  COPY pg_temp.pgmove_config_rows ({cols}) FROM STDIN; INSERT INTO {table} ... ON CONFLICT (primary key) DO UPDATE ..."
         ));
     }
-    copy.push(
-        "SELECT pg_catalog.setval(...)  -- every sequence, from the source's value".to_string(),
-    );
-    copy.push("SELECT lo_create(oid); SELECT lo_put(oid, offset, data)  -- large objects the target lacks, 1 MB at a time".to_string());
-    if !job.keep_slot {
-        copy.push(format!(
-            "SELECT pg_drop_replication_slot({});  -- after the load: change capture is not built yet",
-            quote::literal(&job.slot)
-        ));
-    }
-    // Insert before the post-data part of the listing.
-    let at = out
-        .iter()
-        .position(|l| l.starts_with("-- 5. data"))
-        .unwrap_or(out.len());
-    out.splice(at..at, copy);
-    // The slot before the dump, and the dump inside its snapshot.
-    if let Some(dump) = out
-        .iter()
-        .position(|l| l.starts_with("-- 2. dump the source"))
-    {
-        if let Some(cmd) = out.get_mut(dump + 1) {
-            cmd.push_str(" --snapshot=<exported>");
-        }
-        out.splice(dump..dump, before_dump);
-    }
-    Ok(out)
+    out.push(p.record(step_name::COPY, None));
+    out
 }
 
 #[cfg(test)]
