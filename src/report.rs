@@ -1,4 +1,4 @@
-//! Reports: how every command prints what it found (`render`: [`Render`] and [`print`]),
+//! Reports: how every command prints what it found (`render`: [`Render`] and [`print()`]),
 //! Markdown escaping (`markdown`), findings (`finding`), hints under errors (`hint`); and here
 //! the plan report: findings, strategy, steps. Text for people, JSON for scripts (stable:
 //! fields are only ever added), markdown for tickets.

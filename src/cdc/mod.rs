@@ -93,7 +93,7 @@ impl CdcJob {
 ///   together ([`Spools`](spool::Spools)); past it they go to temporary files;
 /// - a thirty-second per piece of work handed to the target: a batch of whole transactions,
 ///   or a piece of a larger one (applied piece by piece inside one target transaction whose
-///   last piece carries the progress row). At most [`QUEUED_BATCHES`](applier::QUEUED_BATCHES) wait, one is applied
+///   last piece carries the progress row). At most `QUEUED_BATCHES` (cdc/applier.rs) wait, one is applied
 ///   (with its SQL text, about twice its size), one is being received, one is replayed from
 ///   the spool: about three eighths in all, allocation overhead included.
 ///
@@ -173,7 +173,7 @@ pub enum CdcError {
         #[source]
         source: PgError,
     },
-    /// [`crate::cdc::retry::run`] retried transient failures for too long.
+    /// the retrying runner (`cdc/retry.rs`) retried transient failures for too long.
     #[error("gave up after retrying for {}s ({attempts} attempts without progress); last error: {last}", elapsed.as_secs())]
     GaveUp {
         elapsed: Duration,

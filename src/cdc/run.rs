@@ -96,7 +96,7 @@ fn ddl_stop_message(
 /// Runs until `stop` turns true (then finishes the batch in hand and returns), or fails.
 ///
 /// Batches are applied by a task of their own while the next ones are received and decoded
-/// ([`Applier`]); whatever happens, `run` returns only once that task is done with the
+/// (`Applier`); whatever happens, `run` returns only once that task is done with the
 /// target transaction it had started, so a restart never races a commit of this run.
 pub async fn run(
     job: &CdcJob,

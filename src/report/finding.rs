@@ -90,7 +90,7 @@ pub fn text(o: &mut String, findings: &[Finding], paint: Paint) {
     }
 }
 
-/// The Markdown table of `findings` (severity, check, side, [object,] finding, fix), or
+/// The Markdown table of `findings` (severity, check, side, object when any, finding, fix), or
 /// `None.` when there are none; `with_object` adds the object column.
 pub fn markdown(o: &mut String, findings: &[Finding], with_object: bool) {
     if findings.is_empty() {

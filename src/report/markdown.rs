@@ -8,7 +8,7 @@
 const SPECIAL: &[char] = &['\\', '`', '*', '_', '~', '[', ']', '<', '>', '&', '|'];
 
 /// `s` as literal text in a table cell (also right in a list item or a heading): each
-/// character of [`SPECIAL`] gets a backslash (CommonMark renders `\*` as `*`), and each line
+/// character of `SPECIAL` gets a backslash (CommonMark renders `\*` as `*`), and each line
 /// break (`\r\n`, `\n`, `\r`) becomes `<br>`, since a table row is one line.
 pub fn cell(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);

@@ -28,7 +28,7 @@ pub trait Render: Serialize {
             .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string())
     }
 
-    /// Exactly what [`print`] writes: the report in `format` (`color` paints text), ending
+    /// Exactly what [`print()`] writes: the report in `format` (`color` paints text), ending
     /// with a newline.
     fn render(&self, format: Format, color: bool) -> String {
         match format {

@@ -1,5 +1,5 @@
 //! The plan lock: one `pgmove apply` per plan and target at a time. A session-level advisory
-//! lock on the target whose key is [`KEY_SQL`] of the plan name, held by apply's state
+//! lock on the target whose key is `KEY_SQL` of the plan name, held by apply's state
 //! connection (released when it ends, also when the process is killed).
 
 use tokio_postgres::Client;

@@ -25,7 +25,7 @@
 //! permanent slot and its LSN stay) for the tables still to copy. A split table a run stopped
 //! in the middle of keeps its done chunks when each is unchanged between its snapshot and the
 //! new one (same relfilenode, same row count in its block range, no row written since: see
-//! [`SnapshotCheck`]); they then belong to the new snapshot and only the missing chunks are
+//! `SnapshotCheck`); they then belong to the new snapshot and only the missing chunks are
 //! copied, in the block ranges recorded. Otherwise (or on a source before PostgreSQL 13) its
 //! chunks are removed and it is copied again whole. Every table's rows carry the LSN of the
 //! snapshot they were read in (`copy_progress.snapshot_lsn`; a resumed table's, the new one),
