@@ -7,13 +7,10 @@
 
 use crate::step_list::Step;
 
-pub const LAG: &str = "cutover-lag";
-pub const FENCE: &str = "cutover-fence";
-pub const CATCH_UP: &str = "cutover-catch-up";
-pub const SEQUENCES: &str = "cutover-sequences";
-pub const LARGE_OBJECTS: &str = "cutover-large-objects";
-pub const VERIFY: &str = "cutover-verify";
-pub const LIVE: &str = "cutover-live";
+/// The step names (stored in `pgmove.steps`; defined with the state store).
+pub use crate::state::step::cutover::{
+    CATCH_UP, FENCE, LAG, LARGE_OBJECTS, LIVE, SEQUENCES, VERIFY,
+};
 
 /// Cutover's steps, in the order it runs them.
 pub const STEPS: &[Step] = &[

@@ -133,21 +133,48 @@ impl fmt::Display for CutoverState {
     }
 }
 
-/// Names of the steps recorded in `pgmove.steps`.
+/// Names of the steps recorded in `pgmove.steps`: the names every strategy's step list
+/// (`crate::strategy::steps`) and cutover's (`crate::cutover::steps`) use. They are stored on
+/// users' targets: never rename one (an older target's records would no longer match).
 pub mod step {
-    /// The dump is complete (detail: its directory).
+    /// The state schema is in place on the target (created or upgraded).
+    pub const STATE: &str = "state";
+    /// copy-cdc: the publication, the DDL trigger and the replication slot with its snapshot.
+    pub const SLOT: &str = "slot";
+    /// The source is dumped (dump-restore: everything; copy-cdc: the schema, in the slot's
+    /// snapshot; detail: the dump directory).
     pub const DUMP: &str = "dump";
-    /// The schema (pre-data) is restored.
+    /// The schema (pre-data) is restored, in one transaction with its record.
     pub const PRE_DATA: &str = "pre-data";
-    /// ANALYZE ran.
+    /// dump-restore: the data items are restored.
+    pub const DATA: &str = "data";
+    /// copy-cdc: the tables are copied in the snapshot.
+    pub const COPY: &str = "copy";
+    /// copy-cdc: sequences are set and large objects copied.
+    pub const SEQUENCES: &str = "sequences";
+    /// Indexes, constraints and the rest of post-data are restored.
+    pub const POST_DATA: &str = "post-data";
+    /// The target has statistics (ANALYZE ran).
     pub const ANALYZE: &str = "analyze";
-    /// dump-restore finished.
+    /// dump-restore: the run is complete (the dump directory is removed).
     pub const DONE: &str = "done";
-    /// copy-cdc's full load finished (detail: the consistent LSN).
+    /// copy-cdc: the full load is complete; change capture starts from here (detail: the
+    /// consistent LSN).
     pub const LOADED: &str = "loaded";
     /// Prefix of the rows marking a DDL message as applied by hand: `ddl-applied <LSN of the
     /// message>`. Change capture then skips that message.
     pub const DDL_APPLIED_PREFIX: &str = "ddl-applied ";
+
+    /// Cutover's steps.
+    pub mod cutover {
+        pub const LAG: &str = "cutover-lag";
+        pub const FENCE: &str = "cutover-fence";
+        pub const CATCH_UP: &str = "cutover-catch-up";
+        pub const SEQUENCES: &str = "cutover-sequences";
+        pub const LARGE_OBJECTS: &str = "cutover-large-objects";
+        pub const VERIFY: &str = "cutover-verify";
+        pub const LIVE: &str = "cutover-live";
+    }
 }
 
 #[cfg(test)]

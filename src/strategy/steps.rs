@@ -16,28 +16,10 @@ use crate::inspect::{Inventory, Table};
 use crate::plan::Plan;
 use crate::planner::Strategy;
 
-/// The state schema is in place on the target (created or upgraded).
-pub const STATE: &str = "state";
-/// copy-cdc: the publication, the DDL trigger and the replication slot with its snapshot.
-pub const SLOT: &str = "slot";
-/// The source is dumped (dump-restore: everything; copy-cdc: the schema, in the slot's snapshot).
-pub const DUMP: &str = "dump";
-/// The schema (pre-data) is restored, in one transaction with its record.
-pub const PRE_DATA: &str = "pre-data";
-/// dump-restore: the data items are restored.
-pub const DATA: &str = "data";
-/// copy-cdc: the tables are copied in the snapshot.
-pub const COPY: &str = "copy";
-/// copy-cdc: sequences are set and large objects copied.
-pub const SEQUENCES: &str = "sequences";
-/// Indexes, constraints and the rest of post-data are restored.
-pub const POST_DATA: &str = "post-data";
-/// The target has statistics.
-pub const ANALYZE: &str = "analyze";
-/// dump-restore: the run is complete (the dump directory is removed).
-pub const DONE: &str = "done";
-/// copy-cdc: the full load is complete; change capture starts from here.
-pub const LOADED: &str = "loaded";
+/// The step names (stored in `pgmove.steps`; defined with the state store).
+pub use crate::state::step::{
+    ANALYZE, COPY, DATA, DONE, DUMP, LOADED, POST_DATA, PRE_DATA, SEQUENCES, SLOT, STATE,
+};
 
 /// One step as `pgmove plan` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]

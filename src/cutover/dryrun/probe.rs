@@ -74,7 +74,10 @@ pub async fn report(
         phase: status.phase.clone(),
         steps_done: status.steps_done.clone(),
         last_error: status.last_error.clone(),
-        full_load_done: status.steps_done.iter().any(|s| s == "loaded"),
+        full_load_done: status
+            .steps_done
+            .iter()
+            .any(|s| s == crate::state::step::LOADED),
         change_capture_ran: status.replicated_transactions.is_some(),
         replicated_transactions: status.replicated_transactions,
         replicated_changes: status.replicated_changes,
