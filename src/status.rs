@@ -9,17 +9,8 @@ use crate::pg::{Endpoint, Lsn, PgError};
 use crate::planner;
 use crate::report::Render;
 
-/// One table's copy progress.
-#[derive(Clone, Debug, Serialize)]
-pub struct TableProgress {
-    pub schema: String,
-    pub table: String,
-    pub chunks_done: i64,
-    pub chunks: i32,
-    pub rows: i64,
-    pub bytes: i64,
-    pub snapshot_lsn: Option<String>,
-}
+/// One table's copy progress, as the state store sums it.
+pub use crate::state::copy::TableRow as TableProgress;
 
 /// The replication slot on the source, with lag.
 #[derive(Clone, Debug, Serialize)]
@@ -134,19 +125,7 @@ pub async fn read(
             .unwrap_or(&[]);
         (status.steps_done, status.steps_to_do) = done_and_to_do(list, finished);
         status.restore_items_done = crate::state::restore::count(&t, target, plan).await?;
-        status.tables = crate::state::copy::tables(&t, target, plan)
-            .await?
-            .into_iter()
-            .map(|r| TableProgress {
-                schema: r.schema,
-                table: r.table,
-                chunks_done: r.chunks_done,
-                chunks: r.chunks,
-                rows: r.rows,
-                bytes: r.bytes,
-                snapshot_lsn: r.snapshot_lsn,
-            })
-            .collect();
+        status.tables = crate::state::copy::tables(&t, target, plan).await?;
         if crate::state::has_table(&t, target, "progress").await? {
             if let Some(p) = crate::state::progress::read(&t, target, plan).await? {
                 applied = Some((p.applied_lsn, p.idle_secs));

@@ -44,8 +44,8 @@ pub struct ChunkRow {
     pub snapshot: Option<String>,
 }
 
-/// One table's progress, summed over its chunks.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One table's progress, summed over its chunks (`pgmove status` shows it, json included).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TableRow {
     pub schema: String,
     pub table: String,

@@ -194,100 +194,26 @@ async fn a_failing_item_is_named_and_the_rerun_resumes_after_the_fix() {
     assert_same(&src, &dst);
 }
 
-/// Rows of pgmove.restore_items as `dump_id finished_at`, sorted.
-fn finished_items(c: &Cluster) -> Vec<String> {
-    let out = c.psql(
-        "shop",
-        "SELECT dump_id || ' ' || finished_at FROM pgmove.restore_items ORDER BY dump_id",
-    );
-    out.lines().map(str::to_string).collect()
-}
-
 #[test]
 fn sigkill_mid_restore_then_rerun_gives_an_identical_target_without_redoing_items() {
-    let src = Cluster::start(Options::default());
-    src.create_db("shop");
-    // Enough tables that the restore takes a while with one job.
-    let mut sql = String::new();
-    for i in 0..40 {
-        sql.push_str(&format!(
-            "CREATE TABLE t{i:02} (id int PRIMARY KEY, v text); INSERT INTO t{i:02} SELECT g, md5(g::text) FROM generate_series(1, 40000) g;\n"
-        ));
-    }
-    src.psql("shop", &sql);
-    let dst = Cluster::start(Options::default());
-    dst.create_db("shop");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let plan = dir.path().join("kill.yaml");
-    std::fs::write(
-        &plan,
-        format!(
-            "version: 1\nname: kill\nstrategy: dump-restore\njobs: 1\nindex_jobs: 1\nsource:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: DST_PW}}\n  sslmode: disable\n",
-            src.port, dst.port
-        ),
-    )
-    .expect("write plan");
-    let dump_dir = dir.path().join("dump");
-    let apply = || {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_pgmove"));
-        c.args(["apply", plan.to_str().expect("utf8"), "--yes", "--dump-dir"])
-            .arg(&dump_dir)
-            .env("SRC_PW", &src.password)
-            .env("DST_PW", &dst.password)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        c
-    };
-    let mut child = apply().spawn().expect("start apply");
-    // Wait until some, not all, data items are restored, then kill -9.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "restore never started"
-        );
-        let n = dst
-            .psql_output(
-                "shop",
-                "SELECT count(*) FROM pgmove.restore_items WHERE kind = 'TABLE DATA'",
-            )
-            .stdout;
-        let n: usize = String::from_utf8_lossy(&n).trim().parse().unwrap_or(0);
-        if n >= 5 {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("apply ended before it could be killed: {status}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
-    let before = finished_items(&dst);
-    let done_tables = before.len();
+    let k = support::restore::KilledRestore::start("kill", 40);
+    let before = k.finished_items();
     assert!(
-        done_tables < 40 + 40,
-        "the kill came too late: {done_tables} items done"
+        before.len() < 40 + 40,
+        "the kill came too late: {} items done",
+        before.len()
     );
-    // Let any item left running by the killed process end.
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let before = finished_items(&dst);
 
-    let status = apply().status().expect("rerun");
+    let status = k.apply().status().expect("rerun");
     assert!(status.success(), "rerun failed: {status}");
-    assert_same(&src, &dst);
+    assert_same(&k.src, &k.dst);
     // Items finished before the kill were not restored again: their rows are untouched.
-    let after = finished_items(&dst);
+    let after = k.finished_items();
     for row in &before {
         assert!(after.contains(row), "item redone: {row}");
     }
     assert!(after.len() > before.len());
-    for i in 0..40 {
-        assert_eq!(
-            dst.psql("shop", &format!("SELECT count(*) FROM t{i:02}")),
-            "40000"
-        );
-    }
+    k.assert_every_table_complete();
 }
 
 fn run_pgmove(args: &[&str], src: &Cluster, dst: &Cluster) -> std::process::Output {

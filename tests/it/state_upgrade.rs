@@ -5,7 +5,7 @@
 use crate::support;
 
 use pgmove::pg::{Endpoint, Secret, Side};
-use support::{Cluster, Options, Profile};
+use support::{Cluster, Profile};
 
 const SCHEMA_0366EF0: &str = include_str!("../fixtures/state_schema_0366ef0.sql");
 
@@ -172,17 +172,6 @@ async fn a_target_whose_schema_is_newer_than_this_pgmove_is_refused_untouched() 
     );
 }
 
-/// Rows of pgmove.restore_items as `dump_id finished_at`, sorted.
-fn finished_items(c: &Cluster) -> Vec<String> {
-    c.psql(
-        "shop",
-        "SELECT dump_id || ' ' || finished_at FROM pgmove.restore_items ORDER BY dump_id",
-    )
-    .lines()
-    .map(str::to_string)
-    .collect()
-}
-
 /// Every table's rows as one md5 per table, in order.
 fn contents(c: &Cluster) -> String {
     let sql: Vec<String> = (0..30)
@@ -204,64 +193,8 @@ fn contents(c: &Cluster) -> String {
 /// schema is at the current version.
 #[test]
 fn a_dump_restore_killed_under_the_0366ef0_schema_resumes_after_the_upgrade() {
-    let src = Cluster::start(Options::default());
-    src.create_db("shop");
-    let mut sql = String::new();
-    for i in 0..30 {
-        sql.push_str(&format!(
-            "CREATE TABLE t{i:02} (id int PRIMARY KEY, v text); INSERT INTO t{i:02} SELECT g, md5(g::text) FROM generate_series(1, 40000) g;\n"
-        ));
-    }
-    src.psql("shop", &sql);
-    let dst = Cluster::start(Options::default());
-    dst.create_db("shop");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let plan = dir.path().join("upgrade.yaml");
-    std::fs::write(
-        &plan,
-        format!(
-            "version: 1\nname: upgrade\nstrategy: dump-restore\njobs: 1\nindex_jobs: 1\nsource:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{env: DST_PW}}\n  sslmode: disable\n",
-            src.port, dst.port
-        ),
-    )
-    .expect("write plan");
-    let dump_dir = dir.path().join("dump");
-    let apply = || {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_pgmove"));
-        c.args(["apply", plan.to_str().expect("utf8"), "--yes", "--dump-dir"])
-            .arg(&dump_dir)
-            .env("SRC_PW", &src.password)
-            .env("DST_PW", &dst.password)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        c
-    };
-    let mut child = apply().spawn().expect("start apply");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "restore never started"
-        );
-        let n = dst
-            .psql_output(
-                "shop",
-                "SELECT count(*) FROM pgmove.restore_items WHERE kind = 'TABLE DATA'",
-            )
-            .stdout;
-        let n: usize = String::from_utf8_lossy(&n).trim().parse().unwrap_or(0);
-        if n >= 5 {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("apply ended before it could be killed: {status}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
-    // Let any item left running by the killed process end.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let k = support::restore::KilledRestore::start("upgrade", 30);
+    let (src, dst) = (&k.src, &k.dst);
 
     // The state as release 0366ef0 leaves it: its schema, the run's rows as they were written.
     dst.psql(
@@ -281,8 +214,8 @@ fn a_dump_restore_killed_under_the_0366ef0_schema_resumes_after_the_upgrade() {
              COMMIT;"
         ),
     );
-    assert_eq!(versions(&dst, "shop"), "none");
-    let before = finished_items(&dst);
+    assert_eq!(versions(dst, "shop"), "none");
+    let before = k.finished_items();
     assert!(
         before.len() < 30 + 30,
         "the kill came too late: {} items done",
@@ -296,10 +229,10 @@ fn a_dump_restore_killed_under_the_0366ef0_schema_resumes_after_the_upgrade() {
         "data"
     );
 
-    let status = apply().status().expect("rerun");
+    let status = k.apply().status().expect("rerun");
     assert!(status.success(), "rerun failed: {status}");
     assert_eq!(
-        versions(&dst, "shop"),
+        versions(dst, "shop"),
         format!(
             "{} pgmove {}",
             pgmove::state::schema::latest(),
@@ -307,7 +240,7 @@ fn a_dump_restore_killed_under_the_0366ef0_schema_resumes_after_the_upgrade() {
         )
     );
     // Items finished before the kill were not restored again: their rows are untouched.
-    let after = finished_items(&dst);
+    let after = k.finished_items();
     for row in &before {
         assert!(after.contains(row), "item redone: {row}");
     }
@@ -319,11 +252,6 @@ fn a_dump_restore_killed_under_the_0366ef0_schema_resumes_after_the_upgrade() {
         ),
         "done"
     );
-    assert_eq!(contents(&dst), contents(&src));
-    for i in 0..30 {
-        assert_eq!(
-            dst.psql("shop", &format!("SELECT count(*) FROM t{i:02}")),
-            "40000"
-        );
-    }
+    assert_eq!(contents(dst), contents(src));
+    k.assert_every_table_complete();
 }

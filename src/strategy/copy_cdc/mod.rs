@@ -329,24 +329,32 @@ async fn recorded_chunks(
     Ok(out)
 }
 
+/// Why the done chunks of a split table cannot be kept: the table is copied again whole (the
+/// reason is logged).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotResumable(pub String);
+
 /// The block ranges of every chunk of a split table, as the run that copied `done` cut it
 /// (equal ranges of `per` blocks, the last open-ended), derived from the recorded ranges and
 /// checked against each of them; why not when they are missing or do not fit.
-pub fn recorded_ranges(done: &[Recorded]) -> Result<Vec<(i64, Option<i64>)>, String> {
+pub fn recorded_ranges(done: &[Recorded]) -> Result<Vec<(i64, Option<i64>)>, NotResumable> {
     let count = done
         .first()
         .map(|r| r.chunks)
-        .ok_or_else(|| "no chunk recorded".to_string())?;
+        .ok_or_else(|| NotResumable("no chunk recorded".to_string()))?;
     if count < 2 {
-        return Err(format!("recorded as {count} chunk(s), not split"));
+        return Err(NotResumable(format!(
+            "recorded as {count} chunk(s), not split"
+        )));
     }
     let mut per = None;
     for r in done {
         let start = r.start_block.ok_or_else(|| {
-            format!(
+            NotResumable(format!(
                 "chunk {} has no recorded block range (copied by an earlier pgmove version)",
                 r.chunk
-            )
+            ))
         })?;
         if r.chunk == 0 {
             per = r.end_block;
@@ -357,9 +365,9 @@ pub fn recorded_ranges(done: &[Recorded]) -> Result<Vec<(i64, Option<i64>)>, Str
             break;
         }
     }
-    let per = per
-        .filter(|p| *p > 0)
-        .ok_or_else(|| "the recorded block ranges are not equal ranges".to_string())?;
+    let per = per.filter(|p| *p > 0).ok_or_else(|| {
+        NotResumable("the recorded block ranges are not equal ranges".to_string())
+    })?;
     let ranges: Vec<(i64, Option<i64>)> = (0..count)
         .map(|i| {
             let from = i64::from(i) * per;
@@ -374,10 +382,10 @@ pub fn recorded_ranges(done: &[Recorded]) -> Result<Vec<(i64, Option<i64>)>, Str
         match want {
             Some((from, to)) if r.start_block == Some(*from) && r.end_block == *to => {}
             _ => {
-                return Err(format!(
+                return Err(NotResumable(format!(
                     "chunk {} of {}: its recorded block range does not fit the other chunks'",
                     r.chunk, r.chunks
-                ))
+                )))
             }
         }
     }
@@ -479,13 +487,15 @@ impl SnapshotCheck {
         key: &(String, String),
         done: &[Recorded],
         fresh: &[Chunk],
-    ) -> Result<Result<Vec<Chunk>, String>, CopyError> {
+    ) -> Result<Result<Vec<Chunk>, NotResumable>, CopyError> {
         let ranges = match recorded_ranges(done) {
             Ok(r) => r,
             Err(why) => return Ok(Err(why)),
         };
         let Some(template) = fresh.first() else {
-            return Ok(Err("the table is no longer among those to copy".to_string()));
+            return Ok(Err(NotResumable(
+                "the table is no longer among those to copy".to_string(),
+            )));
         };
         let (schema, table) = key;
         let name = quote::qualified(schema, table);
@@ -501,25 +511,28 @@ impl SnapshotCheck {
         for r in done {
             let blocks = ranges[r.chunk as usize];
             if r.relfilenode.is_none() || r.relfilenode != filenode {
-                return Ok(Err(format!(
+                return Ok(Err(NotResumable(format!(
                     "chunk {}: the table was rewritten since it was copied (relfilenode {:?} then, {:?} now: VACUUM FULL, CLUSTER or TRUNCATE)",
                     r.chunk, r.relfilenode, filenode
-                )));
+                ))));
             }
             let Some(old) = &r.snapshot else {
-                return Ok(Err(format!("chunk {}: no recorded snapshot", r.chunk)));
+                return Ok(Err(NotResumable(format!(
+                    "chunk {}: no recorded snapshot",
+                    r.chunk
+                ))));
             };
             let Some(old_xmin) = snapshot_xmin(old) else {
-                return Ok(Err(format!(
+                return Ok(Err(NotResumable(format!(
                     "chunk {}: its recorded snapshot {old:?} cannot be read",
                     r.chunk
-                )));
+                ))));
             };
             let Ok(next) = u64::try_from(self.xmax) else {
-                return Ok(Err(format!(
+                return Ok(Err(NotResumable(format!(
                     "the new snapshot's xmax {} is out of range",
                     self.xmax
-                )));
+                ))));
             };
             let newer = newer_xmin_condition(old_xmin, next);
             let row = self
@@ -534,21 +547,21 @@ impl SnapshotCheck {
                 })?;
             let (rows, newer): (i64, i64) = (row.get(0), row.get(1));
             if rows != r.rows {
-                return Ok(Err(format!(
+                return Ok(Err(NotResumable(format!(
                     "chunk {} (blocks {}..{}): {rows} row(s) now, {} copied: rows were deleted or added since",
                     r.chunk,
                     blocks.0,
                     blocks.1.map(|b| b.to_string()).unwrap_or_default(),
                     r.rows
-                )));
+                ))));
             }
             if newer > 0 {
-                return Ok(Err(format!(
+                return Ok(Err(NotResumable(format!(
                     "chunk {} (blocks {}..{}): {newer} row(s) inserted or updated since it was copied",
                     r.chunk,
                     blocks.0,
                     blocks.1.map(|b| b.to_string()).unwrap_or_default()
-                )));
+                ))));
             }
         }
         let count = ranges.len() as i32;
@@ -774,10 +787,10 @@ async fn run_steps(
             let done_here = recorded.get(&key).map(Vec::as_slice).unwrap_or(&[]);
             let verdict = match &check {
                 Some(c) => c.resume(&key, done_here, &cs).await?,
-                None => Err(
+                None => Err(NotResumable(
                     "the source is older than PostgreSQL 13 (no pg_snapshot to check the done chunks against)"
                         .to_string(),
-                ),
+                )),
             };
             match verdict {
                 Ok(missing) => {
@@ -2330,10 +2343,12 @@ mod tests {
         // Rows of an earlier version, ranges that do not fit, a table not split: refused.
         assert!(recorded_ranges(&[rec(1, 4, None, None)])
             .unwrap_err()
+            .0
             .contains("earlier pgmove version"));
         assert!(
             recorded_ranges(&[rec(0, 4, Some(0), Some(25)), rec(2, 4, Some(40), Some(75))])
                 .unwrap_err()
+                .0
                 .contains("chunk 2 of 4")
         );
         assert!(

@@ -617,10 +617,10 @@ async fn list_section(
             message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
-    toc::parse_with(&String::from_utf8_lossy(&out.stdout), schemas).map_err(|line| {
+    toc::parse_with(&String::from_utf8_lossy(&out.stdout), schemas).map_err(|e| {
         DumpRestoreError::Command {
             what: "reading the dump's table of contents".to_string(),
-            message: format!("unexpected line {line:?}"),
+            message: e.to_string(),
         }
     })
 }

@@ -99,14 +99,19 @@ impl Entry {
     }
 }
 
+/// A line of the listing that does not parse, as it is.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unexpected line {0:?}")]
+pub struct UnexpectedLine(pub String);
+
 /// Parses the listing; comment and blank lines are skipped. A line that does not parse is
 /// returned as an error with its text.
-pub fn parse(listing: &str) -> Result<Vec<Entry>, String> {
+pub fn parse(listing: &str) -> Result<Vec<Entry>, UnexpectedLine> {
     parse_with(listing, &[])
 }
 
 /// As [`parse`], knowing schema names listed elsewhere (another section's SCHEMA entries).
-pub fn parse_with(listing: &str, known_schemas: &[String]) -> Result<Vec<Entry>, String> {
+pub fn parse_with(listing: &str, known_schemas: &[String]) -> Result<Vec<Entry>, UnexpectedLine> {
     let lines: Vec<&str> = listing
         .lines()
         .map(|l| l.trim_end_matches('\r'))
@@ -126,7 +131,7 @@ pub fn parse_with(listing: &str, known_schemas: &[String]) -> Result<Vec<Entry>,
     schemas.sort_by_key(|s| std::cmp::Reverse(s.len()));
     lines
         .iter()
-        .map(|t| parse_line(t, &schemas).ok_or_else(|| t.to_string()))
+        .map(|t| parse_line(t, &schemas).ok_or_else(|| UnexpectedLine(t.to_string())))
         .collect()
 }
 
