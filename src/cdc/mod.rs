@@ -151,10 +151,6 @@ pub fn plan_ddl(plan: &crate::plan::Plan) -> Option<DdlConfig> {
     })
 }
 
-/// Prefix of the `pgmove.steps` rows (on the target) marking a DDL message as applied by hand:
-/// `ddl-applied <LSN of the message>`. Change capture then skips that message.
-pub const DDL_APPLIED_STEP: &str = crate::state::step::DDL_APPLIED_PREFIX;
-
 #[derive(Debug, thiserror::Error)]
 pub enum CdcError {
     #[error(transparent)]

@@ -16,7 +16,7 @@
 //! later ones with the Relation messages that follow. A statement that cannot be replayed (or
 //! any, with `refuse`) stops the loop before its source transaction: what came before is
 //! applied and confirmed, the transaction itself is not, so a rerun stops at it again until it
-//! is marked as applied on the target ([`DDL_APPLIED_STEP`]).
+//! is marked as applied on the target ([`crate::state::step::DDL_APPLIED_PREFIX`]).
 //!
 //! Streamed transactions (pgoutput protocol 2, PostgreSQL 14+, see [`crate::cdc::stream`]): the
 //! changes, Relation and DDL messages of a large transaction arrive before its commit, in
@@ -41,9 +41,10 @@ use super::ddl::{self, DdlConfig, DdlPolicy};
 use super::pgoutput::{self, Message, OldTuple};
 use super::spool::{self, Spools};
 use super::stream::{ChangeStream, StreamError, StreamOptions};
-use super::{applied_lsn, CdcError, CdcJob, CdcOutcome, MemoryBudget, DDL_APPLIED_STEP};
+use super::{applied_lsn, CdcError, CdcJob, CdcOutcome, MemoryBudget};
 use crate::cdc::apply::{self, Change};
 use crate::pg::{quote, Lsn};
+use crate::state::step::DDL_APPLIED_PREFIX;
 
 /// Run on the apply session: the target's triggers and foreign keys stay quiet.
 const REPLICA_ROLE_SQL: &str = "SET session_replication_role = replica";
@@ -67,7 +68,7 @@ async fn ddl_config(job: &CdcJob) -> Result<Option<DdlConfig>, CdcError> {
     let c = job.target.connect().await?;
     let rows = crate::state::steps::ddl_applied(&c, &job.target, &cfg.plan_name).await?;
     for step in rows {
-        let text = step[DDL_APPLIED_STEP.len()..].trim();
+        let text = step[DDL_APPLIED_PREFIX.len()..].trim();
         match text.parse::<Lsn>() {
             Ok(lsn) => cfg.applied_by_hand.push(lsn),
             Err(_) => tracing::warn!(
@@ -564,7 +565,7 @@ impl<'a> ApplyLoop<'a> {
                 return Err(CdcError::Ddl {
                     lsn: end_lsn,
                     message: format!(
-                        "the source transaction committed at {} holds changes after ALTER TYPE ... ADD VALUE, which the target (before PostgreSQL 12) can only run outside a transaction block: apply that transaction on the target yourself, mark its ADD VALUE message as applied ({DDL_APPLIED_STEP}<LSN>) and run pgmove apply again",
+                        "the source transaction committed at {} holds changes after ALTER TYPE ... ADD VALUE, which the target (before PostgreSQL 12) can only run outside a transaction block: apply that transaction on the target yourself, mark its ADD VALUE message as applied ({DDL_APPLIED_PREFIX}<LSN>) and run pgmove apply again",
                         t.commit_lsn
                     ),
                 });

@@ -431,10 +431,6 @@ async fn outage_secs(target: &Client, plan: &str, fence: &Fenced) -> Option<f64>
         .or_else(|| fence.at.map(|t| t.elapsed().as_secs_f64()))
 }
 
-fn marker_prefix(plan: &str) -> String {
-    crate::plan::names::cutover_marker_prefix(plan)
-}
-
 /// Runs cutover. A failure after the fence unfences the source and is reported in the
 /// returned report (`state: failed`); `Err` means cutover could not start or could not even
 /// record its failure.
@@ -524,7 +520,7 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
         })?;
 
     // Who applies.
-    let mut own: Option<OwnApplier> = None;
+    let mut own: Option<crate::cdc::CaptureHandle> = None;
     let lock = match &job.applier {
         Applier::Running => None,
         Applier::OwnIfIdle(cdc) => {
@@ -623,9 +619,6 @@ struct Fenced {
     prev: Option<String>,
 }
 
-/// Change capture run by cutover itself ([`Applier::OwnIfIdle`]), until cutover stops it.
-type OwnApplier = crate::cdc::CaptureHandle;
-
 /// A failure inside the steps; the report's error.
 #[derive(Debug, thiserror::Error)]
 enum StepError {
@@ -641,7 +634,7 @@ async fn steps(
     job: &CutoverJob,
     source: &Client,
     target: &Client,
-    own: &mut Option<OwnApplier>,
+    own: &mut Option<crate::cdc::CaptureHandle>,
     fence: &mut Fenced,
     report: &mut CutoverReport,
 ) -> Result<(), StepError> {
@@ -860,7 +853,7 @@ async fn emit_marker(ep: &Endpoint, source: &Client, plan: &str) -> Result<Lsn, 
     let row = source
         .query_one(
             "SELECT pg_logical_emit_message(true, $1, now()::text)",
-            &[&marker_prefix(plan)],
+            &[&crate::plan::names::cutover_marker_prefix(plan)],
         )
         .await
         .map_err(|e| ep.query_error("writing the cutover marker (pg_logical_emit_message)", &e))?;
@@ -871,7 +864,7 @@ async fn emit_marker(ep: &Endpoint, source: &Client, plan: &str) -> Result<Lsn, 
 async fn wait_applied(
     job: &CutoverJob,
     target: &Client,
-    own: &mut Option<OwnApplier>,
+    own: &mut Option<crate::cdc::CaptureHandle>,
     lsn: Lsn,
     deadline: Instant,
 ) -> Result<(), StepError> {
@@ -1189,12 +1182,6 @@ mod tests {
             "ALTER DATABASE \"a\"\"b\" SET default_transaction_read_only = 'on'"
         );
         assert!(is_on("ON") && is_on("true") && !is_on("off") && !is_on("0"));
-    }
-
-    #[test]
-    fn marker_prefix_is_not_the_ddl_prefix() {
-        assert_eq!(marker_prefix("shop"), "pgmove.cutover.shop");
-        assert!(!marker_prefix("shop").starts_with("pgmove.ddl."));
     }
 
     #[test]
