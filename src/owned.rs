@@ -40,6 +40,16 @@ pub const TABLE: &str = state::owned::TABLE;
 pub const SLOT: &str = "replication slot";
 pub const PUBLICATION: &str = "publication";
 
+/// Kinds of the strategy pglogical's objects. On the source:
+pub const PGLOGICAL_PROVIDER_NODE: &str = "pglogical provider node";
+pub const PGLOGICAL_SET: &str = "pglogical replication set";
+/// The `pglogical` extension, when pgmove created it (on the source / on the target).
+pub const PGLOGICAL_EXTENSION_SOURCE: &str = "pglogical extension on the source";
+pub const PGLOGICAL_EXTENSION_TARGET: &str = "pglogical extension on the target";
+/// On the target (recorded in the same table, which lives beside them):
+pub const PGLOGICAL_SUBSCRIBER_NODE: &str = "pglogical subscriber node";
+pub const PGLOGICAL_SUBSCRIPTION: &str = "pglogical subscription";
+
 /// The state of a [`TABLE`] row once the object exists (before: `intended`).
 const CREATED: &str = state::owned::CREATED;
 

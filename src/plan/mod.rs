@@ -175,6 +175,12 @@ impl Default for CdcSpec {
 pub struct PglogicalSpec {
     /// `None`: `pgmove_<name>` (see [`Plan::replication_set`]).
     pub replication_set: Option<String>,
+    /// `pglogical.provider_dsn`: how the target *server* reaches the source (NAT, VPC peering,
+    /// a bastion); `None`: the source's DSN. Never holds a password: the source's secret is
+    /// added when the subscription is created, and never printed.
+    pub provider_dsn: Option<String>,
+    /// `pglogical.prefer`: `strategy: auto` picks pglogical when both sides have it.
+    pub prefer: bool,
 }
 
 /// `cutover:`.

@@ -518,7 +518,10 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Plan, PlanError> {
             slot,
             memory_limit,
         },
-        pglogical: PglogicalSpec { replication_set },
+        pglogical: PglogicalSpec {
+            replication_set,
+            ..PglogicalSpec::default()
+        },
         cutover: CutoverSpec {
             mode,
             max_lag,

@@ -164,6 +164,19 @@ pub mod step {
     /// Prefix of the rows marking a DDL message as applied by hand: `ddl-applied <LSN of the
     /// message>`. Change capture then skips that message.
     pub const DDL_APPLIED_PREFIX: &str = "ddl-applied ";
+    /// pglogical: the primary keys and replica identity indexes are restored (before the sync:
+    /// pglogical applies updates and deletes by them).
+    pub const KEYS: &str = "keys";
+    /// pglogical: the provider node and the paired replication sets (with their tables and
+    /// sequences) exist on the source.
+    pub const PROVIDER: &str = "provider";
+    /// pglogical: the subscriber node and the subscription exist on the target.
+    pub const SUBSCRIPTION: &str = "subscription";
+    /// pglogical: every table's initial copy is done (pglogical.local_sync_status ready).
+    pub const SYNC: &str = "sync";
+    /// pglogical: the load is complete; the subscription replicates inside the servers until
+    /// cutover.
+    pub const REPLICATING: &str = "replicating";
 
     /// Cutover's steps.
     pub mod cutover {

@@ -2,4 +2,5 @@
 
 pub mod copy_cdc;
 pub mod dump_restore;
+pub mod pglogical;
 pub mod steps;

@@ -18,7 +18,8 @@ use crate::planner::Strategy;
 
 /// The step names (stored in `pgmove.steps`; defined with the state store).
 pub use crate::state::step::{
-    ANALYZE, COPY, DATA, DONE, DUMP, LOADED, POST_DATA, PRE_DATA, SEQUENCES, SLOT, STATE,
+    ANALYZE, COPY, DATA, DONE, DUMP, KEYS, LOADED, POST_DATA, PRE_DATA, PROVIDER, REPLICATING,
+    SEQUENCES, SLOT, STATE, SUBSCRIPTION, SYNC,
 };
 
 /// One step as `pgmove plan` shows it.
@@ -48,7 +49,7 @@ pub fn of(strategy: Strategy) -> &'static [Step] {
     match strategy {
         Strategy::DumpRestore => super::dump_restore::STEPS,
         Strategy::CopyCdc => super::copy_cdc::STEPS,
-        Strategy::Pglogical => &[],
+        Strategy::Pglogical => super::pglogical::STEPS,
     }
 }
 

@@ -597,11 +597,7 @@ async fn the_plans_advisory_lock_on_the_target_blocks_cleanup_whatever_the_sign_
 
 #[test]
 fn pglogical_objects_named_after_the_plan_are_reported_not_dropped() {
-    let src = Cluster::start(Options {
-        logical: true,
-        preload: vec!["pglogical".to_string()],
-        ..Options::default()
-    });
+    let src = Cluster::start(Options::pglogical());
     let dst = Cluster::start(Options::default());
     src.create_db("shop");
     dst.create_db("shop");

@@ -44,6 +44,21 @@ impl Options {
             ..Options::default()
         }
     }
+    /// A server of its own for strategy pglogical: `wal_level=logical`, pglogical preloaded,
+    /// room for a subscription and its sync workers. pglogical's supervisor makes `DROP
+    /// DATABASE` hang on PostgreSQL 15: never drop a database on such a cluster, and never
+    /// share one between tests.
+    pub fn pglogical() -> Self {
+        Options {
+            logical: true,
+            preload: vec!["pglogical".to_string()],
+            ..Options::default()
+        }
+        .set("max_worker_processes", "16")
+        .set("max_replication_slots", "20")
+        .set("max_wal_senders", "20")
+        .set("track_commit_timestamp", "on")
+    }
     pub fn set(mut self, name: &str, value: &str) -> Self {
         self.settings.push((name.to_string(), value.to_string()));
         self
