@@ -44,7 +44,7 @@ pub(crate) const CDC_KEYS: &[&str] = &[
     "slot",
     "memory_limit",
 ];
-pub(crate) const PGLOGICAL_KEYS: &[&str] = &["replication_set"];
+pub(crate) const PGLOGICAL_KEYS: &[&str] = &["replication_set", "provider_dsn", "prefer"];
 pub(crate) const CUTOVER_KEYS: &[&str] = &["mode", "max_lag", "fence", "sequences", "verify"];
 
 /// Section name and its keys.
@@ -232,6 +232,8 @@ pub(crate) struct RawCdc {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPglogical {
     pub replication_set: Option<Scalar>,
+    pub provider_dsn: Option<Scalar>,
+    pub prefer: Option<Scalar>,
 }
 
 #[derive(Deserialize)]

@@ -743,3 +743,66 @@ fn the_target_must_not_be_the_source() {
             .unwrap_or_else(|e| panic!("{other}: {e}"));
     }
 }
+
+#[test]
+fn pglogical_provider_dsn_and_prefer() {
+    let p = ok(&with(
+        "strategy: pglogical\npglogical:\n  provider_dsn: host=10.0.0.5 port=5432 dbname=db user=a\n  prefer: true\n",
+    ));
+    assert_eq!(
+        p.pglogical.provider_dsn.as_deref(),
+        Some("host=10.0.0.5 port=5432 dbname=db user=a")
+    );
+    assert!(p.pglogical.prefer);
+    let p = ok(&with("pglogical:\n  prefer: true\n"));
+    assert!(p.pglogical.prefer);
+    assert_eq!(p.pglogical.provider_dsn, None);
+    let p = ok(&with("pglogical:\n  provider_dsn: null\n  prefer: false\n"));
+    assert!(!p.pglogical.prefer);
+    assert_eq!(p.pglogical.provider_dsn, None);
+
+    // An inline password is refused where it stands, and never echoed.
+    for dsn in [
+        "postgres://a:s3cret@h1:5432/db",
+        "host=h1 dbname=db password=s3cret",
+    ] {
+        let text = with(&format!(
+            "strategy: pglogical\npglogical:\n  provider_dsn: {dsn}\n"
+        ));
+        let e = err(&text);
+        assert_eq!(e.pos(), Some(Pos::new(9, 17)), "{e}");
+        assert!(e.message().contains("contains a password"), "{e}");
+        assert!(e.hint().contains("source's `password` secret"), "{e}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+    invalid_at(
+        &with("pglogical:\n  provider_dsn: \"  \"\n"),
+        8,
+        17,
+        "`pglogical.provider_dsn` is empty",
+        "source.dsn",
+    );
+    invalid_at(
+        &with("pglogical:\n  prefer: yes\n"),
+        8,
+        11,
+        "`pglogical.prefer` must be true or false",
+        "true or false",
+    );
+    invalid_at(
+        &with("strategy: copy-cdc\npglogical:\n  provider_dsn: host=h\n"),
+        9,
+        17,
+        "`pglogical.provider_dsn` applies to strategy pglogical, but `strategy` is copy-cdc (line 7)",
+        "strategy: pglogical",
+    );
+    invalid_at(
+        &with("strategy: dump-restore\npglogical:\n  prefer: true\n"),
+        9,
+        11,
+        "`pglogical.prefer` guides `strategy: auto`",
+        "strategy: auto",
+    );
+    // prefer: false says nothing against a named strategy.
+    ok(&with("strategy: copy-cdc\npglogical:\n  prefer: false\n"));
+}

@@ -395,6 +395,11 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Plan, PlanError> {
         MAX_IDENTIFIER - 1,
         "a replication set name (the insert set adds an `i` in front, and both must fit in 63 bytes)",
     )?;
+    let pgl = raw.pglogical.as_ref().map(|p| &p.value);
+    let provider_dsn_raw = pgl.and_then(|p| p.provider_dsn.as_ref());
+    let provider_dsn = provider_dsn(&cx, provider_dsn_raw)?;
+    let prefer_raw = pgl.and_then(|p| p.prefer.as_ref());
+    let prefer = cx.boolean(prefer_raw, "pglogical.prefer")?.unwrap_or(false);
 
     // cutover
     let cut = raw.cutover.as_ref().map(|c| &c.value);
@@ -446,6 +451,24 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Plan, PlanError> {
                 } else {
                     "dump-restore uses no slot: remove cdc.slot, or choose strategy copy-cdc"
                 },
+            ));
+        }
+        if let (Some(dsn), StrategyChoice::DumpRestore | StrategyChoice::CopyCdc) =
+            (provider_dsn_raw, strategy)
+        {
+            return Err(cx.invalid(
+                Pos::of(dsn),
+                format!("`pglogical.provider_dsn` applies to strategy pglogical, but `strategy` is {strategy} (line {line})"),
+                "remove pglogical.provider_dsn, or set `strategy: pglogical` (or `auto` with `pglogical.prefer: true`)",
+            ));
+        }
+        if let (Some(p), true, StrategyChoice::DumpRestore | StrategyChoice::CopyCdc) =
+            (prefer_raw, prefer, strategy)
+        {
+            return Err(cx.invalid(
+                Pos::of(p),
+                format!("`pglogical.prefer` guides `strategy: auto`, but `strategy` is {strategy} (line {line})"),
+                "remove pglogical.prefer, or set `strategy: auto` to let pgmove pick pglogical when both servers have it",
             ));
         }
         if let (Some(set), StrategyChoice::DumpRestore | StrategyChoice::CopyCdc) =
@@ -520,7 +543,8 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Plan, PlanError> {
         },
         pglogical: PglogicalSpec {
             replication_set,
-            ..PglogicalSpec::default()
+            provider_dsn,
+            prefer,
         },
         cutover: CutoverSpec {
             mode,
@@ -549,6 +573,33 @@ fn identifier(
             format!("{what} uses lowercase letters, digits and `_`, at most {max} characters; or remove `{key}` for the default pgmove_<name>"),
         )),
     }
+}
+
+/// `pglogical.provider_dsn`: a libpq DSN without a password (the subscription gets the
+/// source's `password` secret when apply creates it).
+fn provider_dsn(cx: &Cx, v: Option<&Scalar>) -> Result<Option<String>, PlanError> {
+    let Some(v) = v else { return Ok(None) };
+    let at = Pos::of(v);
+    let form = "write how the target server reaches the source, e.g. `provider_dsn: host=10.0.0.5 port=5432 dbname=shop user=replicator` (a libpq URI or key=value string), or remove it to use source.dsn";
+    if v.value.trim().is_empty() {
+        return Err(cx.invalid(at, "`pglogical.provider_dsn` is empty", form));
+    }
+    // ConnInfo's messages never contain the password.
+    let info = ConnInfo::parse(&v.value).map_err(|e| {
+        cx.invalid(
+            at,
+            format!("invalid `pglogical.provider_dsn`: {}", e.message),
+            form,
+        )
+    })?;
+    if info.password.is_some() {
+        return Err(cx.invalid(
+            at,
+            "`pglogical.provider_dsn` contains a password; a plan never holds secrets",
+            "remove the password from provider_dsn: pgmove gives the subscription the source's `password` secret (source.password: {env: ...} or {file: ...}) and never prints it",
+        ));
+    }
+    Ok(Some(v.value.trim().to_string()))
 }
 
 fn objects(cx: &Cx, raw: Option<&super::raw::RawObjects>) -> Result<Objects, PlanError> {
