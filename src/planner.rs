@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::inspect::{Inventory, Table, TableKind};
 use crate::plan::{Plan, StrategyChoice};
 use crate::strategy::steps::{self as step_name, Facts, StepDef};
-use crate::strategy::{copy_cdc, dump_restore};
+use crate::strategy::{copy_cdc, dump_restore, pglogical};
 
 /// A migration strategy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -41,12 +41,18 @@ impl Strategy {
 
     /// Whether `strategy: auto` may choose it in this build of pgmove.
     pub fn is_available(self) -> bool {
-        matches!(self, Strategy::DumpRestore | Strategy::CopyCdc)
+        matches!(
+            self,
+            Strategy::DumpRestore | Strategy::CopyCdc | Strategy::Pglogical
+        )
     }
 
     /// Whether a plan that names it can run it.
     pub fn runs_when_named(self) -> bool {
-        matches!(self, Strategy::DumpRestore | Strategy::CopyCdc)
+        matches!(
+            self,
+            Strategy::DumpRestore | Strategy::CopyCdc | Strategy::Pglogical
+        )
     }
 }
 
@@ -129,24 +135,50 @@ pub fn logical_decoding_blockers(source: &Inventory) -> Vec<String> {
     r
 }
 
-fn pglogical_blockers(source: &Inventory, target: &Inventory) -> Vec<String> {
+/// The oldest source pgoutput (copy-cdc) decodes: PostgreSQL 10.
+pub const PGOUTPUT_MIN_VERSION_NUM: i32 = 100_000;
+
+/// What stops pglogical on this pair, as reasons (empty: both servers have it): preloaded and
+/// installable on both, the same major, and no keyless table the plan would give
+/// REPLICA IDENTITY FULL (pglogical refuses such a table in the set that replicates updates).
+pub fn pglogical_blockers(plan: &Plan, source: &Inventory, target: &Inventory) -> Vec<String> {
     let mut r = Vec::new();
     for inv in [source, target] {
-        let loaded = inv
-            .settings
-            .shared_preload_libraries
-            .as_ref()
-            .is_some_and(|l| l.iter().any(|x| x == "pglogical"));
-        if !loaded {
-            r.push(format!(
+        match crate::preflight::pglogical_preloaded(inv) {
+            Some(true) => {}
+            Some(false) => r.push(format!(
                 "pglogical is not in the {}'s shared_preload_libraries",
                 inv.side
-            ));
+            )),
+            None => r.push(format!(
+                "the {}'s shared_preload_libraries is hidden from role {}",
+                inv.side, inv.server.current_user
+            )),
         }
-        if inv.available_extension("pglogical").is_none() && inv.extension("pglogical").is_none() {
+        if crate::preflight::pglogical_version(inv).is_none() {
             r.push(format!(
                 "the pglogical extension is not available on the {}",
                 inv.side
+            ));
+        }
+    }
+    if let (Some(s), Some(t)) = (
+        crate::preflight::pglogical_version(source),
+        crate::preflight::pglogical_version(target),
+    ) {
+        if s.split('.').next() != t.split('.').next() {
+            r.push(format!(
+                "pglogical {s} on the source and {t} on the target are not the same major"
+            ));
+        }
+    }
+    if plan.cdc.tables_without_key == crate::plan::TablesWithoutKey::ReplicaIdentityFull {
+        let keyless = selected_tables(plan, source)
+            .filter(|t| t.kind != TableKind::PartitionedParent && !t.has_replica_identity())
+            .count();
+        if keyless > 0 {
+            r.push(format!(
+                "{keyless} table(s) have no key and cdc.tables_without_key is replica-identity-full, which pglogical cannot replicate (insert-only or exclude can)"
             ));
         }
     }
@@ -183,6 +215,14 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
     let budget = plan.downtime;
 
     let logical = logical_decoding_blockers(source);
+    // What keeps copy-cdc from running: logical decoding, and pgoutput's oldest version.
+    let mut pgoutput = logical.clone();
+    if source.server.version_num < PGOUTPUT_MIN_VERSION_NUM {
+        pgoutput.push(format!(
+            "the source is PostgreSQL {}: pgoutput needs PostgreSQL 10 or newer",
+            source.settings.server_version
+        ));
+    }
     let reasons_against = |s: Strategy| -> Vec<String> {
         let mut r = Vec::new();
         match s {
@@ -190,7 +230,7 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
                 // When the source cannot do logical decoding, no online strategy can run:
                 // dump-restore is then chosen even over the budget (SPEC, "Strategies and what
                 // auto picks"), and preflight warns about the overrun.
-                if copy_time > budget && logical.is_empty() {
+                if copy_time > budget && pgoutput.is_empty() {
                     r.push(format!(
                         "its write outage (about {}) exceeds the downtime budget of {}",
                         human(copy_time),
@@ -198,10 +238,10 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
                     ));
                 }
             }
-            Strategy::CopyCdc => r.extend(logical.iter().cloned()),
+            Strategy::CopyCdc => r.extend(pgoutput.iter().cloned()),
             Strategy::Pglogical => {
                 r.extend(logical.iter().cloned());
-                r.extend(pglogical_blockers(source, target));
+                r.extend(pglogical_blockers(plan, source, target));
             }
         }
         if !s.is_available() {
@@ -212,7 +252,23 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
 
     let (strategy, why, rejected) = match plan.strategy {
         StrategyChoice::Auto => {
-            let order = if copy_time <= budget {
+            // pglogical.prefer: pglogical first, whenever both servers have it.
+            let prefer = plan.pglogical.prefer;
+            let order = if prefer {
+                if copy_time <= budget {
+                    [
+                        Strategy::Pglogical,
+                        Strategy::DumpRestore,
+                        Strategy::CopyCdc,
+                    ]
+                } else {
+                    [
+                        Strategy::Pglogical,
+                        Strategy::CopyCdc,
+                        Strategy::DumpRestore,
+                    ]
+                }
+            } else if copy_time <= budget {
                 [
                     Strategy::DumpRestore,
                     Strategy::CopyCdc,
@@ -232,7 +288,12 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
                 if chosen.is_none() && r.is_empty() {
                     chosen = Some(s);
                 } else if !r.is_empty() || chosen.is_some() {
-                    let reasons = if r.is_empty() {
+                    let reasons = if r.is_empty() && s == Strategy::Pglogical {
+                        vec![format!(
+                            "not preferred: both servers have pglogical, but pglogical.prefer is false, so {} was taken (set pglogical.prefer: true to choose pglogical)",
+                            chosen.map(Strategy::name).unwrap_or("another strategy")
+                        )]
+                    } else if r.is_empty() {
                         vec![format!(
                             "{} was preferred",
                             chosen.map(Strategy::name).unwrap_or("another strategy")
@@ -251,7 +312,18 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
                     "strategy auto: a full copy (about {}) does not fit the downtime budget ({}), but the source cannot do logical decoding ({}), so an offline copy is the only strategy that can run; its write outage exceeds the budget",
                     human(copy_time),
                     human(budget),
-                    logical.join("; ")
+                    pgoutput.join("; ")
+                ),
+                Some(Strategy::Pglogical) if prefer => format!(
+                    "strategy auto: pglogical.prefer is true and both servers have pglogical (preloaded, installable, the same major); it keeps the source writable until cutover (a full copy: about {}, downtime budget {})",
+                    human(copy_time),
+                    human(budget)
+                ),
+                Some(Strategy::Pglogical) => format!(
+                    "strategy auto: a full copy (about {}) does not fit the downtime budget ({}), and the source (PostgreSQL {}) is older than pgoutput (copy-cdc) supports; pglogical, which both servers have, keeps the source writable until cutover",
+                    human(copy_time),
+                    human(budget),
+                    source.settings.server_version
                 ),
                 Some(Strategy::DumpRestore) => format!(
                     "strategy auto: the estimated copy time ({}) fits the downtime budget ({}), and an offline copy is the simplest exact move",
@@ -438,7 +510,40 @@ fn plan_steps(
                 None,
             ));
         }
-        Strategy::Pglogical => {}
+        Strategy::Pglogical => {
+            let n = plan.pglogical_names();
+            steps.extend(pglogical::plan_steps(&facts).into_iter().map(named));
+            steps.push((
+                None,
+                format!(
+                    "pglogical replicates inside the servers: the target's apply worker streams from the source's slot (subscription {}, sets {} and {}) until cutover",
+                    n.subscription, n.replication_set, n.insert_set
+                ),
+                "both",
+                "no pgmove process runs meanwhile; `pgmove status` shows the lag and the WAL the slot retains".to_string(),
+                None,
+            ));
+            steps.push((
+                None,
+                format!(
+                    "cutover ({}): wait until the lag is under {}, {}, wait until the target has replayed the source's last change, set sequences, copy changed large objects, refresh materialized views, verify ({}); then disable and drop subscription {} so the target stands alone",
+                    plan.cutover.mode,
+                    human(plan.cutover.max_lag),
+                    match plan.cutover.fence {
+                        crate::plan::Fence::ReadOnly => "fence the source (read-only, other sessions terminated)",
+                        crate::plan::Fence::None => "with writes stopped by you (fence: none)",
+                    },
+                    plan.cutover.verify,
+                    n.subscription
+                ),
+                "both",
+                match plan.cutover.mode {
+                    crate::plan::CutoverMode::Auto => "apply cuts over by itself once the lag allows".to_string(),
+                    crate::plan::CutoverMode::Manual => "run `pgmove cutover` (read `pgmove cutover --dry-run` first)".to_string(),
+                },
+                None,
+            ));
+        }
     }
     steps
         .into_iter()
@@ -740,7 +845,7 @@ mod tests {
         );
         let pgl = rejected(&d, Strategy::Pglogical);
         assert!(
-            any_contains(pgl, "not available in this version"),
+            !any_contains(pgl, "not available in this version"),
             "{pgl:?}"
         );
         assert!(
@@ -786,7 +891,7 @@ mod tests {
         assert!(
             any_contains(
                 rejected(&d, Strategy::Pglogical),
-                "not available in this version"
+                "pglogical is not in the source's shared_preload_libraries"
             ),
             "{d:#?}"
         );
@@ -921,40 +1026,347 @@ mod tests {
         assert_numbered(&d);
     }
 
+    /// pglogical preloaded and installable (2.4.2) on `inv`.
+    fn with_pglogical(mut inv: Inventory) -> Inventory {
+        inv.settings.shared_preload_libraries = Some(vec!["pglogical".to_string()]);
+        inv.available_extensions.push(AvailableExtension {
+            name: "pglogical".to_string(),
+            default_version: Some("2.4.2".to_string()),
+            installed_version: None,
+        });
+        inv
+    }
+
     #[test]
-    fn a_named_pglogical_is_not_available() {
-        let d = decide(&plan("strategy: pglogical\n"), &source(), &target());
+    fn a_named_pglogical_runs_when_both_servers_have_it() {
+        // Without pglogical: no strategy, and the reasons say what is missing where.
+        let d = decide(
+            &plan(
+                "strategy: pglogical
+",
+            ),
+            &source(),
+            &target(),
+        );
         assert_eq!(d.strategy, None, "{}", d.why);
-        assert!(d.why.contains("not available in this version"), "{}", d.why);
-        assert!(d.why.contains("shared_preload_libraries"), "{}", d.why);
+        assert!(
+            d.why
+                .starts_with("the plan asks for strategy pglogical, which cannot run"),
+            "{}",
+            d.why
+        );
+        for words in [
+            "pglogical is not in the source's shared_preload_libraries",
+            "pglogical is not in the target's shared_preload_libraries",
+            "the pglogical extension is not available on the source",
+            "the pglogical extension is not available on the target",
+        ] {
+            assert!(d.why.contains(words), "{words}: {}", d.why);
+        }
+        assert!(
+            !d.why.contains("not available in this version"),
+            "{}",
+            d.why
+        );
         assert!(d.steps.is_empty());
 
-        // Even with pglogical preloaded and installable on both sides.
-        let ready = |mut inv: Inventory| {
-            inv.settings.shared_preload_libraries = Some(vec!["pglogical".to_string()]);
-            inv.available_extensions.push(AvailableExtension {
-                name: "pglogical".to_string(),
-                default_version: Some("2.4.5".to_string()),
-                installed_version: None,
-            });
-            inv
-        };
+        // Preloaded on one side only: that side is named.
         let d = decide(
-            &plan("strategy: pglogical\n"),
-            &ready(source()),
-            &ready(target()),
+            &plan(
+                "strategy: pglogical
+",
+            ),
+            &with_pglogical(source()),
+            &target(),
         );
-        assert_eq!(d.strategy, None, "{}", d.why);
-        assert_eq!(
-            d.why,
-            "the plan asks for strategy pglogical, which cannot run: not available in this version of pgmove yet"
+        assert_eq!(d.strategy, None);
+        assert!(
+            d.why.contains("the target's shared_preload_libraries"),
+            "{}",
+            d.why
         );
-        // Nor does auto pick it.
-        let d = decide(&plan("downtime: 1s\n"), &ready(source()), &ready(target()));
-        assert_eq!(d.strategy, Some(Strategy::CopyCdc));
-        assert_eq!(
-            rejected(&d, Strategy::Pglogical),
-            ["not available in this version of pgmove yet".to_string()]
+        assert!(
+            !d.why.contains("the source's shared_preload_libraries"),
+            "{}",
+            d.why
+        );
+
+        // Hidden from the role: unknown is not ready.
+        let mut hidden = with_pglogical(target());
+        hidden.settings.shared_preload_libraries = None;
+        let d = decide(
+            &plan(
+                "strategy: pglogical
+",
+            ),
+            &with_pglogical(source()),
+            &hidden,
+        );
+        assert_eq!(d.strategy, None);
+        assert!(d.why.contains("hidden from role migrator"), "{}", d.why);
+
+        // Another major on one side.
+        let mut old = with_pglogical(target());
+        old.available_extensions.last_mut().unwrap().default_version = Some("1.2.2".to_string());
+        let d = decide(
+            &plan(
+                "strategy: pglogical
+",
+            ),
+            &with_pglogical(source()),
+            &old,
+        );
+        assert_eq!(d.strategy, None);
+        assert!(
+            d.why
+                .contains("pglogical 2.4.2 on the source and 1.2.2 on the target"),
+            "{}",
+            d.why
+        );
+
+        // Both ready: it runs, whatever the budget.
+        for budget in ["1s", "10h"] {
+            let d = decide(
+                &plan(&format!(
+                    "strategy: pglogical
+downtime: {budget}
+"
+                )),
+                &with_pglogical(source()),
+                &with_pglogical(target()),
+            );
+            assert_eq!(d.strategy, Some(Strategy::Pglogical), "{}", d.why);
+            assert_eq!(d.why, "the plan asks for strategy pglogical");
+            assert_eq!(d.estimated_outage_secs, Some(10));
+            assert_numbered(&d);
+        }
+    }
+
+    #[test]
+    fn auto_picks_pglogical_when_preferred_and_both_servers_have_it() {
+        let (src, dst) = (with_pglogical(source()), with_pglogical(target()));
+        // Not preferred: copy-cdc (small budget) or dump-restore (large), and pglogical is
+        // rejected as not preferred.
+        for (budget, chosen) in [("1s", Strategy::CopyCdc), ("10h", Strategy::DumpRestore)] {
+            let d = decide(
+                &plan(&format!(
+                    "downtime: {budget}
+"
+                )),
+                &src,
+                &dst,
+            );
+            assert_eq!(d.strategy, Some(chosen), "{}", d.why);
+            let pgl = rejected(&d, Strategy::Pglogical);
+            assert_eq!(pgl.len(), 1, "{pgl:?}");
+            assert!(pgl[0].starts_with("not preferred"), "{pgl:?}");
+            assert!(pgl[0].contains("pglogical.prefer is false"), "{pgl:?}");
+            assert!(pgl[0].contains(chosen.name()), "{pgl:?}");
+        }
+        // Preferred: pglogical, whatever the budget; the others are rejected.
+        for budget in ["1s", "10h"] {
+            let d = decide(
+                &plan(&format!(
+                    "downtime: {budget}
+pglogical:
+  prefer: true
+"
+                )),
+                &src,
+                &dst,
+            );
+            assert_eq!(d.strategy, Some(Strategy::Pglogical), "{}", d.why);
+            assert!(
+                d.why
+                    .contains("pglogical.prefer is true and both servers have pglogical"),
+                "{}",
+                d.why
+            );
+            assert_eq!(d.rejected.len(), 2, "{:#?}", d.rejected);
+            assert_eq!(
+                rejected(&d, Strategy::CopyCdc),
+                ["pglogical was preferred".to_string()]
+            );
+            assert_numbered(&d);
+        }
+        // Preferred but missing on the target: the reason is given, copy-cdc runs.
+        let d = decide(
+            &plan(
+                "downtime: 1s
+pglogical:
+  prefer: true
+",
+            ),
+            &src,
+            &target(),
+        );
+        assert_eq!(d.strategy, Some(Strategy::CopyCdc), "{}", d.why);
+        let pgl = rejected(&d, Strategy::Pglogical);
+        assert!(
+            any_contains(
+                pgl,
+                "pglogical is not in the target's shared_preload_libraries"
+            ),
+            "{pgl:?}"
+        );
+        assert!(
+            any_contains(
+                pgl,
+                "the pglogical extension is not available on the target"
+            ),
+            "{pgl:?}"
+        );
+        assert!(!any_contains(pgl, "the source"), "{pgl:?}");
+        // Keyless tables under replica-identity-full: pglogical cannot take them.
+        let d = decide(
+            &plan(
+                "downtime: 1s
+pglogical:
+  prefer: true
+cdc:
+  tables_without_key: replica-identity-full
+",
+            ),
+            &src,
+            &dst,
+        );
+        assert_eq!(d.strategy, Some(Strategy::CopyCdc), "{}", d.why);
+        assert!(
+            any_contains(
+                rejected(&d, Strategy::Pglogical),
+                "1 table(s) have no key and cdc.tables_without_key is replica-identity-full"
+            ),
+            "{d:#?}"
+        );
+    }
+
+    #[test]
+    fn auto_picks_pglogical_for_a_source_pgoutput_cannot_serve() {
+        let mut src = with_pglogical(source());
+        src.server.version_num = 90_624;
+        src.settings.server_version = "9.6.24".to_string();
+        let d = decide(
+            &plan(
+                "downtime: 1s
+",
+            ),
+            &src,
+            &with_pglogical(target()),
+        );
+        assert_eq!(d.strategy, Some(Strategy::Pglogical), "{}", d.why);
+        assert!(d.why.contains("PostgreSQL 9.6.24"), "{}", d.why);
+        assert!(d.why.contains("older than pgoutput"), "{}", d.why);
+        assert!(
+            any_contains(
+                rejected(&d, Strategy::CopyCdc),
+                "pgoutput needs PostgreSQL 10"
+            ),
+            "{d:#?}"
+        );
+        // Without pglogical on the target, such a source falls back to dump-restore.
+        let d = decide(
+            &plan(
+                "downtime: 1s
+",
+            ),
+            &src,
+            &target(),
+        );
+        assert_eq!(d.strategy, Some(Strategy::DumpRestore), "{}", d.why);
+    }
+
+    #[test]
+    fn pglogical_steps_name_the_nodes_sets_and_subscription() {
+        let d = decide(
+            &plan(
+                "strategy: pglogical
+cdc:
+  tables_without_key: insert-only
+pglogical:
+  replication_set: shop_set
+  provider_dsn: host=10.0.0.5 dbname=db
+",
+            ),
+            &with_pglogical(source()),
+            &with_pglogical(target()),
+        );
+        assert_eq!(d.strategy, Some(Strategy::Pglogical), "{}", d.why);
+        assert_numbered(&d);
+        let n = plan(
+            "pglogical:
+  replication_set: shop_set
+",
+        )
+        .pglogical_names();
+        let step = |name: &str| {
+            d.steps
+                .iter()
+                .find(|s| s.name == Some(name))
+                .unwrap_or_else(|| panic!("no step {name}: {:#?}", d.steps))
+        };
+        let provider = step(step_name::PROVIDER);
+        assert_eq!(provider.on, "source");
+        for x in [
+            &n.provider_node,
+            "shop_set",
+            "ishop_set",
+            "pglogical.provider_dsn",
+        ] {
+            assert!(provider.what.contains(x), "{x}: {provider:?}");
+        }
+        assert!(provider.what.contains("(update, delete)"), "{provider:?}");
+        assert!(
+            provider
+                .what
+                .contains("1 table(s) without a key in ishop_set only"),
+            "{provider:?}"
+        );
+        let sub = step(step_name::SUBSCRIPTION);
+        assert_eq!(sub.on, "target");
+        for x in [
+            n.subscriber_node.as_str(),
+            n.subscription.as_str(),
+            "synchronize_structure false",
+            "forward_origins '{}'",
+        ] {
+            assert!(sub.what.contains(x), "{x}: {sub:?}");
+        }
+        let sync = step(step_name::SYNC);
+        assert!(sync.what.contains("7 in all, 15.5 GB"), "{sync:?}");
+        assert!(step(step_name::KEYS).why.contains("updates and deletes"));
+        // After apply: replication inside the servers, then cutover that drops the subscription.
+        let n_steps = d.steps.len();
+        let replicate = &d.steps[n_steps - 2];
+        assert_eq!(replicate.name, None);
+        assert!(
+            replicate
+                .what
+                .starts_with("pglogical replicates inside the servers"),
+            "{replicate:?}"
+        );
+        let cutover = &d.steps[n_steps - 1];
+        assert!(cutover.what.starts_with("cutover (manual)"), "{cutover:?}");
+        assert!(
+            cutover
+                .what
+                .contains(&format!("drop subscription {}", n.subscription)),
+            "{cutover:?}"
+        );
+        // The default DSN is the source's.
+        let d = decide(
+            &plan(
+                "strategy: pglogical
+",
+            ),
+            &with_pglogical(source()),
+            &with_pglogical(target()),
+        );
+        assert!(
+            d.steps
+                .iter()
+                .any(|s| s.what.contains("(its DSN: source.dsn")),
+            "{:#?}",
+            d.steps
         );
     }
 
@@ -1061,8 +1473,14 @@ mod tests {
         for (text, strategy) in [
             ("downtime: 1h\n", Strategy::DumpRestore),
             ("downtime: 1s\n", Strategy::CopyCdc),
+            ("strategy: pglogical\n", Strategy::Pglogical),
         ] {
-            let d = decide(&plan(text), &src, &target());
+            let (src, dst) = if strategy == Strategy::Pglogical {
+                (with_pglogical(src.clone()), with_pglogical(target()))
+            } else {
+                (src.clone(), target())
+            };
+            let d = decide(&plan(text), &src, &dst);
             assert_eq!(d.strategy, Some(strategy));
             let named: Vec<&str> = d.steps.iter().filter_map(|s| s.name).collect();
             let list: Vec<&str> = crate::strategy::steps::of(strategy)

@@ -7,6 +7,14 @@ use crate::plan::{Plan, TablesWithoutKey};
 use crate::planner::{self, Strategy};
 use crate::tools::{Tool, ToolError};
 
+mod pglogical;
+
+pub use self::pglogical::{
+    pglogical_available, pglogical_capacity, pglogical_preload, pglogical_versions,
+    preloaded as pglogical_preloaded, probe_provider, provider_findings,
+    version as pglogical_version, ProviderProbe,
+};
+
 /// What the checks return (the cutover dry run judges with the same type).
 pub use crate::report::{Finding, Severity};
 
@@ -44,11 +52,8 @@ impl Context<'_> {
         self.strategy.is_some_and(Strategy::is_online)
     }
     fn uses_dump(&self) -> bool {
-        // copy-cdc also takes its schema from pg_dump.
-        matches!(
-            self.strategy,
-            Some(Strategy::DumpRestore) | Some(Strategy::CopyCdc)
-        )
+        // copy-cdc and pglogical also take their schema from pg_dump.
+        self.strategy.is_some()
     }
 }
 
@@ -73,6 +78,9 @@ pub const CHECKS: &[Check] = &[
     fence_rights,
     replication_connection,
     pglogical_preload,
+    pglogical_available,
+    pglogical_versions,
+    pglogical_capacity,
     tables_without_key,
     unlogged_tables,
     partitioned_tables,
@@ -157,7 +165,8 @@ pub fn wal_level(ctx: &Context) -> Vec<Finding> {
 pub fn replication_slots_and_senders(ctx: &Context) -> Vec<Finding> {
     let s = ctx.source;
     let mut out = vec![];
-    if !ctx.online() {
+    // pglogical counts its own (`pglogical-slots`, `pglogical-wal-senders`).
+    if !ctx.online() || ctx.strategy == Some(Strategy::Pglogical) {
         return out;
     }
     if s.free_replication_slots() < 1 {
@@ -737,45 +746,6 @@ pub fn replication_connection(ctx: &Context) -> Vec<Finding> {
     }
 }
 
-/// pglogical must be preloaded on both servers for the pglogical strategy.
-pub fn pglogical_preload(ctx: &Context) -> Vec<Finding> {
-    if ctx.strategy != Some(Strategy::Pglogical) {
-        return vec![];
-    }
-    let mut out = vec![];
-    for inv in [ctx.source, ctx.target] {
-        let libs = inv
-            .settings
-            .shared_preload_libraries
-            .clone()
-            .unwrap_or_default();
-        if !libs.iter().any(|l| l == "pglogical") {
-            let mut new = libs.clone();
-            new.push("pglogical".to_string());
-            out.push(
-                Finding::new(
-                    Severity::Blocker,
-                    "pglogical-preload",
-                    Some(inv.side),
-                    "pglogical is not in shared_preload_libraries".to_string(),
-                )
-                .object("setting shared_preload_libraries")
-                .fix(if is_rds(inv) {
-                    format!("add pglogical to shared_preload_libraries in the {}'s DB parameter group and reboot", inv.side)
-                } else {
-                    format!(
-                        "apt-get install postgresql-{}-pglogical; ALTER SYSTEM SET shared_preload_libraries = '{}'; then restart the {} server",
-                        inv.server.version_num / 10000,
-                        new.join(","),
-                        inv.side
-                    )
-                }),
-            );
-        }
-    }
-    out
-}
-
 /// Unlogged tables with change capture: the load copies them (UNLOGGED on the target too), but
 /// their changes are not in the WAL, so a publication refuses them and nothing later arrives.
 pub fn unlogged_tables(ctx: &Context) -> Vec<Finding> {
@@ -788,6 +758,22 @@ pub fn unlogged_tables(ctx: &Context) -> Vec<Finding> {
         .collect();
     if unlogged.is_empty() {
         return vec![];
+    }
+    if ctx.strategy == Some(Strategy::Pglogical) {
+        return vec![Finding::new(
+            Severity::Warning,
+            "unlogged-tables",
+            Some(Side::Source),
+            format!(
+                "{} unlogged table(s): {}; pglogical refuses unlogged tables in a replication set, so they are in neither {} nor {}: pglogical neither synchronizes nor replicates their rows",
+                unlogged.len(),
+                list(&unlogged),
+                ctx.plan.replication_set(),
+                ctx.plan.insert_set()
+            ),
+        )
+        .object(list(&unlogged))
+        .fix("make them logged on the source (ALTER TABLE <table> SET LOGGED;) to move their rows, or leave them out with objects.exclude")];
     }
     vec![Finding::new(
         Severity::Warning,
@@ -826,6 +812,9 @@ pub fn tables_without_key(ctx: &Context) -> Vec<Finding> {
             format!("{what}; the offline copy moves them as they are"),
         )
         .object(list(&keyless))];
+    }
+    if ctx.strategy == Some(Strategy::Pglogical) {
+        return vec![pglogical::tables_without_key(ctx, what, list(&keyless))];
     }
     let choices = "set cdc.tables_without_key to one of: replica-identity-full (pgmove sets REPLICA IDENTITY FULL on the source: updates and deletes replicate, each matching all columns), insert-only (only inserts replicate), exclude (leave them out), or add a primary key: ALTER TABLE <table> ADD PRIMARY KEY (...)";
     let (severity, message) = match ctx.plan.cdc.tables_without_key {

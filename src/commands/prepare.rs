@@ -71,6 +71,18 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
         findings.extend(owned.map_err(Failure::runtime)?);
         findings.sort_by_key(|f| f.severity);
     }
+    if intended == Some(Strategy::Pglogical) {
+        // How the target server reaches the source, tried from pgmove's host.
+        let probe = preflight::probe_provider(&plan, &source).await;
+        findings.extend(preflight::provider_findings(
+            &plan,
+            &source_inv,
+            &source,
+            &target,
+            probe.as_ref(),
+        ));
+        findings.sort_by_key(|f| f.severity);
+    }
     let report = PlanReport::new(
         &plan.name,
         &plan.file,

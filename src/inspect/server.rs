@@ -108,6 +108,12 @@ pub struct Settings {
     pub rds_logical_replication: Option<bool>,
     /// `rds.extensions`: the extensions RDS allows, only where the setting exists.
     pub rds_extensions: Option<Vec<String>>,
+    /// Background workers running now, which `max_worker_processes` bounds: the processes of
+    /// `pg_stat_activity` that are neither client backends, WAL senders nor the server's own
+    /// processes (pglogical's supervisor and managers, the logical replication launcher,
+    /// parallel workers...). None when the process types are hidden from the connecting role
+    /// (it needs superuser or `pg_read_all_stats` to see them).
+    pub background_workers_used: Option<i64>,
 }
 
 /// The settings read, with their unit: `setting` is in `unit` (e.g. `8kB`, `s`, `MB`).
@@ -116,6 +122,18 @@ SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1::text[])";
 
 /// How many WAL senders run now.
 const WAL_SENDERS_SQL: &str = "SELECT count(*) AS n FROM pg_stat_replication";
+
+/// Background workers running now (see [`Settings::background_workers_used`]), and how many
+/// processes' types are hidden from the connecting role (then the first count is not known).
+/// The excluded types are the server's own processes across versions 10 to 18.
+const BACKGROUND_WORKERS_SQL: &str = "\
+SELECT count(*) FILTER (WHERE backend_type NOT IN (
+           'client backend', 'walsender', 'walreceiver', 'autovacuum launcher',
+           'autovacuum worker', 'checkpointer', 'background writer', 'walwriter', 'startup',
+           'archiver', 'logger', 'stats collector', 'standalone backend', 'wal summarizer',
+           'slotsync worker', 'io worker')) AS workers,
+       count(*) FILTER (WHERE backend_type IS NULL) AS hidden
+  FROM pg_stat_activity";
 
 const SETTING_NAMES: &[&str] = &[
     "server_version",
@@ -163,6 +181,19 @@ pub(super) async fn read_settings(
     }
     let row = r.query_one(WHAT, WAL_SENDERS_SQL, &[]).await?;
     let wal_senders_used: i64 = r.get(WHAT, &row, "n")?;
+    let row = r.query_one(WHAT, BACKGROUND_WORKERS_SQL, &[]).await?;
+    let hidden: i64 = r.get(WHAT, &row, "hidden")?;
+    let background_workers_used = if hidden > 0 {
+        notes.push(
+            "the process types of pg_stat_activity are hidden from this role, so the background \
+             workers in use cannot be counted: it needs superuser or membership in \
+             pg_read_all_stats (GRANT pg_read_all_stats TO <role>)"
+                .to_string(),
+        );
+        None
+    } else {
+        Some(r.get::<i64>(WHAT, &row, "workers")?)
+    };
 
     let side = r.side();
     let missing = |name: &str| InspectError::Decode {
@@ -213,6 +244,7 @@ pub(super) async fn read_settings(
             .as_deref()
             .and_then(parse_bool),
         rds_extensions: text("rds.extensions").map(|s| split_list(&s)),
+        background_workers_used,
     })
 }
 

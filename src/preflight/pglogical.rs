@@ -1,0 +1,592 @@
+//! Preflight of strategy pglogical: the extension preloaded, available and of one major on
+//! both servers, the right to create it, room for its workers, slots and WAL senders, and
+//! whether the provider DSN (how the *target server* reaches the source) answers.
+//!
+//! What pglogical 2 runs, which the counts below follow: on every server where it is preloaded
+//! a supervisor, and a manager per database with a pglogical node; on the subscriber the
+//! subscription's apply worker (which also copies the tables of the initial sync) and at most
+//! one table sync worker at a time; on the provider one WAL sender and one logical slot for
+//! the subscription, and one more of each while a table sync runs.
+
+use super::{admin, is_rds, list, restart_fix, Context, Finding, Severity};
+use crate::inspect::{Inventory, Platform};
+use crate::pg::{Endpoint, Side};
+use crate::plan::Plan;
+use crate::planner::Strategy;
+
+/// The extension's name.
+const EXTENSION: &str = "pglogical";
+
+fn applies(ctx: &Context) -> bool {
+    ctx.strategy == Some(Strategy::Pglogical)
+}
+
+/// Whether `shared_preload_libraries` lists pglogical (None: hidden from the role).
+pub fn preloaded(inv: &Inventory) -> Option<bool> {
+    inv.settings
+        .shared_preload_libraries
+        .as_ref()
+        .map(|l| l.iter().any(|x| x == EXTENSION))
+}
+
+/// The pglogical version this server has or would install: the installed one, else the
+/// default of `pg_available_extensions`.
+pub fn version(inv: &Inventory) -> Option<String> {
+    if let Some(e) = inv.extension(EXTENSION) {
+        return Some(e.version.clone());
+    }
+    inv.available_extension(EXTENSION).and_then(|a| {
+        a.installed_version
+            .clone()
+            .or_else(|| a.default_version.clone())
+    })
+}
+
+/// The major of a version string: `2` of `2.4.2`.
+fn major(v: &str) -> &str {
+    v.split('.').next().unwrap_or(v)
+}
+
+fn parameter_group(inv: &Inventory) -> String {
+    match inv.platform {
+        Platform::Aurora => format!("the DB cluster parameter group of the {}", inv.side),
+        _ => format!("the DB parameter group of the {}", inv.side),
+    }
+}
+
+/// pglogical must be in `shared_preload_libraries` on both servers (a restart to change).
+pub fn pglogical_preload(ctx: &Context) -> Vec<Finding> {
+    if !applies(ctx) {
+        return vec![];
+    }
+    let mut out = vec![];
+    for inv in [ctx.source, ctx.target] {
+        let libs = match &inv.settings.shared_preload_libraries {
+            Some(libs) => libs.clone(),
+            None => {
+                out.push(
+                    Finding::new(
+                        Severity::Blocker,
+                        "pglogical-preload",
+                        Some(inv.side),
+                        format!(
+                            "role {} cannot read shared_preload_libraries, so whether pglogical is preloaded on the {} is unknown",
+                            inv.server.current_user, inv.side
+                        ),
+                    )
+                    .object("setting shared_preload_libraries")
+                    .fix(format!(
+                        "as {}: GRANT pg_read_all_settings TO {};",
+                        admin(inv),
+                        crate::pg::quote::ident(&inv.server.current_user)
+                    )),
+                );
+                continue;
+            }
+        };
+        if libs.iter().any(|l| l == EXTENSION) {
+            continue;
+        }
+        let mut new = libs.clone();
+        new.push(EXTENSION.to_string());
+        let fix = if is_rds(inv) {
+            format!(
+                "in {}: set shared_preload_libraries = '{}' and rds.logical_replication = 1, then reboot the {}",
+                parameter_group(inv),
+                new.join(","),
+                inv.side
+            )
+        } else {
+            format!(
+                "ALTER SYSTEM SET shared_preload_libraries = '{}'; then restart the {} server (a reload is not enough)",
+                new.join(","),
+                inv.side
+            )
+        };
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "pglogical-preload",
+                Some(inv.side),
+                format!(
+                    "pglogical is not in the {}'s shared_preload_libraries ({}): its workers start only from there, at server start",
+                    inv.side,
+                    if libs.is_empty() { "empty".to_string() } else { libs.join(",") }
+                ),
+            )
+            .object("setting shared_preload_libraries")
+            .fix(fix),
+        );
+    }
+    out
+}
+
+/// The extension must be installable (or installed) on both servers, by a role that may.
+pub fn pglogical_available(ctx: &Context) -> Vec<Finding> {
+    if !applies(ctx) {
+        return vec![];
+    }
+    let mut out = vec![];
+    for inv in [ctx.source, ctx.target] {
+        let major = inv.server.version_num / 10000;
+        if version(inv).is_none() {
+            let fix = if is_rds(inv) {
+                format!("this RDS/Aurora engine version does not offer pglogical: upgrade the {} to a minor version that lists it in pg_available_extensions", inv.side)
+            } else {
+                format!(
+                    "on the {} host: apt-get install {} (or the pglogical_{major} package of your distribution), then restart it with pglogical preloaded",
+                    inv.side,
+                    super::extension_package(EXTENSION, major)
+                )
+            };
+            out.push(
+                Finding::new(
+                    Severity::Blocker,
+                    "pglogical-missing",
+                    Some(inv.side),
+                    format!(
+                        "the pglogical extension is not available on the {} (not in pg_available_extensions of PostgreSQL {major})",
+                        inv.side
+                    ),
+                )
+                .object("extension pglogical")
+                .fix(fix),
+            );
+            continue;
+        }
+        let r = &inv.rights;
+        if inv.extension(EXTENSION).is_none() && !r.superuser && !(is_rds(inv) && r.rds_superuser) {
+            out.push(
+                Finding::new(
+                    Severity::Blocker,
+                    "pglogical-create-extension",
+                    Some(inv.side),
+                    format!(
+                        "pglogical is not installed in database {} of the {}, and role {} may not install it (CREATE EXTENSION pglogical needs {})",
+                        inv.server.database,
+                        inv.side,
+                        inv.server.current_user,
+                        if is_rds(inv) { "rds_superuser" } else { "a superuser" }
+                    ),
+                )
+                .object("extension pglogical")
+                .fix(format!(
+                    "as {}, in database {}: CREATE EXTENSION pglogical;",
+                    admin(inv),
+                    crate::pg::quote::ident(&inv.server.database)
+                )),
+            );
+        }
+    }
+    out
+}
+
+/// Both servers must run the same pglogical major (its protocol between provider and
+/// subscriber changes across majors).
+pub fn pglogical_versions(ctx: &Context) -> Vec<Finding> {
+    if !applies(ctx) {
+        return vec![];
+    }
+    let (Some(s), Some(t)) = (version(ctx.source), version(ctx.target)) else {
+        return vec![];
+    };
+    if major(&s) == major(&t) {
+        return vec![];
+    }
+    let (older, newer) = if major(&s) < major(&t) {
+        (Side::Source, &t)
+    } else {
+        (Side::Target, &s)
+    };
+    vec![Finding::new(
+        Severity::Blocker,
+        "pglogical-version",
+        Some(older),
+        format!("pglogical {s} on the source and {t} on the target: both must run the same major version"),
+    )
+    .object("extension pglogical")
+    .fix(format!(
+        "install pglogical {}.x on the {older} (ALTER EXTENSION pglogical UPDATE; after upgrading the package if it is installed)",
+        major(newer)
+    ))]
+}
+
+/// What one server needs of a resource, and what of it is in use now.
+struct Need<'a> {
+    setting: &'static str,
+    max: i64,
+    used: i64,
+    need: i64,
+    used_what: &'a str,
+    need_what: String,
+}
+
+fn short(inv: &Inventory, n: Need) -> Option<Finding> {
+    let free = (n.max - n.used).max(0);
+    if free >= n.need {
+        return None;
+    }
+    Some(
+        Finding::new(
+            Severity::Blocker,
+            match n.setting {
+                "max_worker_processes" => "pglogical-workers",
+                "max_replication_slots" => "pglogical-slots",
+                _ => "pglogical-wal-senders",
+            },
+            Some(inv.side),
+            format!(
+                "{} = {} and {} {} in use now, so {free} are free; pglogical needs {} on the {}: {}",
+                n.setting, n.max, n.used, n.used_what, n.need, inv.side, n.need_what
+            ),
+        )
+        .object(format!("setting {}", n.setting))
+        .fix(restart_fix(
+            inv,
+            n.setting,
+            &(n.used + n.need + 2).max(n.max + n.need - free).to_string(),
+        )),
+    )
+}
+
+/// Room for pglogical's workers on both servers and for its slots and WAL senders on the
+/// source, counted from what runs now (`pg_stat_activity`, `pg_replication_slots`,
+/// `pg_stat_replication`). A rerun counts the subscription it finds as already running.
+pub fn pglogical_capacity(ctx: &Context) -> Vec<Finding> {
+    if !applies(ctx) {
+        return vec![];
+    }
+    let names = ctx.plan.pglogical_names();
+    let (s, t) = (ctx.source, ctx.target);
+    let has_node = |inv: &Inventory| inv.pglogical.as_ref().is_some_and(|p| p.node.is_some());
+    let subscribed = t
+        .pglogical
+        .as_ref()
+        .is_some_and(|p| p.subscriptions.iter().any(|x| x == &names.subscription));
+    let mut out = vec![];
+
+    // Workers, on each server.
+    let target_need: Vec<(i64, String)> = vec![
+        (
+            i64::from(preloaded(t) != Some(true)),
+            "the supervisor, once preloaded".to_string(),
+        ),
+        (
+            i64::from(!has_node(t)),
+            format!("a manager for database {}", t.server.database),
+        ),
+        (
+            i64::from(!subscribed),
+            format!("the apply worker of subscription {}", names.subscription),
+        ),
+        (1, "one table sync worker at a time".to_string()),
+    ];
+    let source_need: Vec<(i64, String)> = vec![
+        (
+            i64::from(preloaded(s) != Some(true)),
+            "the supervisor, once preloaded".to_string(),
+        ),
+        (
+            i64::from(!has_node(s)),
+            format!("a manager for database {}", s.server.database),
+        ),
+    ];
+    for (inv, parts) in [(t, target_need), (s, source_need)] {
+        let need: i64 = parts.iter().map(|p| p.0).sum();
+        let what: Vec<String> = parts.into_iter().filter(|p| p.0 > 0).map(|p| p.1).collect();
+        if need == 0 {
+            continue;
+        }
+        match inv.settings.background_workers_used {
+            Some(used) => out.extend(short(
+                inv,
+                Need {
+                    setting: "max_worker_processes",
+                    max: inv.settings.max_worker_processes,
+                    used,
+                    need,
+                    used_what: "background workers are",
+                    need_what: list(&what),
+                },
+            )),
+            None => out.push(
+                Finding::new(
+                    Severity::Warning,
+                    "pglogical-workers",
+                    Some(inv.side),
+                    format!(
+                        "pglogical needs {need} background worker(s) on the {} ({}) within max_worker_processes = {}, but role {} cannot see which processes run now, so pgmove cannot count the free ones",
+                        inv.side,
+                        list(&what),
+                        inv.settings.max_worker_processes,
+                        inv.server.current_user
+                    ),
+                )
+                .object("setting max_worker_processes")
+                .fix(format!(
+                    "as {}: GRANT pg_read_all_stats TO {}; then run plan again",
+                    admin(inv),
+                    crate::pg::quote::ident(&inv.server.current_user)
+                )),
+            ),
+        }
+    }
+
+    // Slots and WAL senders, on the source.
+    let running = i64::from(subscribed);
+    for (setting, max, used, used_what) in [
+        (
+            "max_replication_slots",
+            s.settings.max_replication_slots,
+            s.settings.replication_slots_used,
+            "replication slots exist (pg_replication_slots)",
+        ),
+        (
+            "max_wal_senders",
+            s.settings.max_wal_senders,
+            s.settings.wal_senders_used,
+            "WAL senders are (pg_stat_replication)",
+        ),
+    ] {
+        out.extend(short(
+            s,
+            Need {
+                setting,
+                max,
+                used,
+                need: 2 - running,
+                used_what,
+                need_what: if running == 1 {
+                    format!(
+                        "one more for a table sync (subscription {} is counted among those in use)",
+                        names.subscription
+                    )
+                } else {
+                    format!(
+                        "one for subscription {} and one for the table sync that runs beside it",
+                        names.subscription
+                    )
+                },
+            },
+        ));
+    }
+    out
+}
+
+/// Where the subscription's provider DSN comes from, for messages.
+fn provider_dsn_origin(plan: &Plan) -> &'static str {
+    if plan.pglogical.provider_dsn.is_some() {
+        "pglogical.provider_dsn"
+    } else {
+        "source.dsn"
+    }
+}
+
+/// A host the target server would resolve to itself when the source's DSN names it.
+fn is_local_host(host: &str) -> bool {
+    host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || host.starts_with("127.")
+        || host == "::1"
+}
+
+/// What the provider probe (made from pgmove's host) found.
+#[derive(Debug)]
+pub enum ProviderProbe {
+    /// Connected, to the source's database on the source's server.
+    Reached,
+    /// Connected, but not to the source: what it reached instead.
+    Elsewhere(String),
+    /// Connected, as a role without the REPLICATION right.
+    NoReplication(String),
+    /// Did not connect: the error, the password redacted.
+    Failed(String),
+}
+
+/// Catalog facts that tell one server and database from another: the database's name, when
+/// the postmaster started, and whether the connecting role may replicate.
+const PROVIDER_IDENTITY_SQL: &str = "\
+SELECT current_database()::text AS database,
+       pg_postmaster_start_time()::text AS started,
+       current_user::text AS role,
+       (SELECT r.rolsuper OR r.rolreplication FROM pg_roles r WHERE r.rolname = current_user) AS replicates";
+
+/// The same facts of the source, read once beside the probe.
+async fn identity(ep: &Endpoint) -> Result<(String, String, String, bool), String> {
+    let client = ep.connect().await.map_err(|e| e.to_string())?;
+    let row = client
+        .query_one(PROVIDER_IDENTITY_SQL, &[])
+        .await
+        .map_err(|e| ep.query_error("the provider's identity", &e).to_string())?;
+    let get = |c: &str| {
+        row.try_get::<_, Option<String>>(c)
+            .map_err(|e| e.to_string())
+    };
+    Ok((
+        get("database")?.unwrap_or_default(),
+        get("started")?.unwrap_or_default(),
+        get("role")?.unwrap_or_default(),
+        row.try_get::<_, Option<bool>>("replicates")
+            .map_err(|e| e.to_string())?
+            .unwrap_or(false),
+    ))
+}
+
+/// Tries `pglogical.provider_dsn` from pgmove's host, with the source's password (read-only:
+/// one query of the catalogs). None when the plan has no provider_dsn (the source's DSN is
+/// then what the inventory already reached).
+pub async fn probe_provider(plan: &Plan, source: &Endpoint) -> Option<ProviderProbe> {
+    let dsn = plan.pglogical.provider_dsn.as_deref()?;
+    let secret = source.info.password.clone();
+    let provider = match Endpoint::from_dsn_env(Side::Source, dsn, secret.clone()) {
+        Ok(ep) => ep,
+        Err(e) => return Some(ProviderProbe::Failed(e.to_string())),
+    };
+    let redact = |s: String| crate::pg::redact(&s, secret.as_ref());
+    let timeout = std::time::Duration::from_secs(15);
+    let (p, s) = match tokio::time::timeout(timeout, async {
+        tokio::join!(identity(&provider), identity(source))
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => {
+            return Some(ProviderProbe::Failed(format!(
+                "no answer within {} s",
+                timeout.as_secs()
+            )))
+        }
+    };
+    Some(match (p, s) {
+        (Err(e), _) => ProviderProbe::Failed(redact(e)),
+        (Ok(p), Ok(s)) if p.0 != s.0 || p.1 != s.1 => ProviderProbe::Elsewhere(format!(
+            "database {} of a server started at {} (the source is database {} of a server started at {})",
+            p.0, p.1, s.0, s.1
+        )),
+        (Ok(p), _) if !p.3 => ProviderProbe::NoReplication(p.2),
+        (Ok(_), _) => ProviderProbe::Reached,
+    })
+}
+
+/// The provider DSN's findings: what the probe from pgmove's host found, and that the target
+/// server's own connection is tried by apply before it creates anything (pgmove cannot open a
+/// connection from the target server without writing there).
+pub fn provider_findings(
+    plan: &Plan,
+    source: &Inventory,
+    source_ep: &Endpoint,
+    target_ep: &Endpoint,
+    probe: Option<&ProviderProbe>,
+) -> Vec<Finding> {
+    let origin = provider_dsn_origin(plan);
+    let shown = match &plan.pglogical.provider_dsn {
+        Some(d) => Endpoint::from_dsn(Side::Source, d, None, &|_| None)
+            .map(|e| e.display())
+            .unwrap_or_else(|_| "(unparsable)".to_string()),
+        None => source_ep.display(),
+    };
+    // pgmove cannot open a connection from the target server without writing there.
+    let by_apply = "pgmove cannot try the target server's own connection without writing there: apply tries it when it creates the subscription (pglogical.create_subscription connects from the target server to the provider, over a normal and a replication connection, before it records anything) and stops there, with pglogical's error, when it cannot";
+    let mut out = vec![];
+    match probe {
+        Some(ProviderProbe::Failed(e)) => out.push(
+            Finding::new(
+                Severity::Warning,
+                "provider-dsn",
+                Some(Side::Source),
+                format!("pgmove's host cannot connect to the source as {origin} gives it ({shown}): {e}. The target server may still reach it (NAT, VPC peering); {by_apply}"),
+            )
+            .object(origin)
+            .fix("check the address, port and database in pglogical.provider_dsn, and that the source's pg_hba.conf admits the target server's address for this role, both for the database and for replication"),
+        ),
+        Some(ProviderProbe::Elsewhere(what)) => out.push(
+            Finding::new(
+                Severity::Blocker,
+                "provider-dsn",
+                Some(Side::Source),
+                format!("{origin} ({shown}) reaches {what}: the subscription would replicate from another database than the one pgmove moves"),
+            )
+            .object(origin)
+            .fix("make pglogical.provider_dsn name the source's own database and server, as the target server reaches them"),
+        ),
+        Some(ProviderProbe::NoReplication(role)) => out.push(
+            Finding::new(
+                Severity::Blocker,
+                "provider-dsn",
+                Some(Side::Source),
+                format!("{origin} ({shown}) connects as role {role}, which has no REPLICATION right: the subscription's replication connection would be refused"),
+            )
+            .object(format!("role {role}"))
+            .fix(format!(
+                "as {} on the source: ALTER ROLE {} WITH REPLICATION;  -- or name a role that has it in provider_dsn",
+                admin(source),
+                crate::pg::quote::ident(role)
+            )),
+        ),
+        Some(ProviderProbe::Reached) | None => {
+            let local = source_ep.info.host().to_string();
+            if probe.is_none()
+                && is_local_host(&local)
+                && !is_local_host(target_ep.info.host())
+            {
+                out.push(
+                    Finding::new(
+                        Severity::Blocker,
+                        "provider-dsn",
+                        Some(Side::Source),
+                        format!("the subscription would reach the source as source.dsn gives it ({shown}), a host local to pgmove's machine, but it connects from the target server ({}), where that host is the target server itself", target_ep.display()),
+                    )
+                    .object("source.dsn")
+                    .fix("set pglogical.provider_dsn to the address the target server reaches the source by, e.g. provider_dsn: host=<source address> port=5432 dbname=<db> user=<role>"),
+                );
+            } else {
+                out.push(Finding::new(
+                    Severity::Info,
+                    "provider-dsn",
+                    Some(Side::Source),
+                    format!(
+                        "the subscription connects from the target server ({}) to the source as {origin} gives it ({shown}), with the source's password; {}; {by_apply}",
+                        target_ep.display(),
+                        if probe.is_some() { "pgmove's host reaches it, as the same server and database" } else { "pgmove's host reaches it" }
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Tables without a primary key or replica-identity index, in pglogical's terms: which set
+/// each goes to. `what` says how many and which; `objects` lists them.
+pub fn tables_without_key(ctx: &Context, what: String, objects: String) -> Finding {
+    use crate::plan::TablesWithoutKey as K;
+    let (set, iset) = (ctx.plan.replication_set(), ctx.plan.insert_set());
+    let choices = format!(
+        "set cdc.tables_without_key to insert-only (they go to set {iset} only: their inserts and truncates replicate, and their updates and deletes keep working on the source but do not reach the target) or exclude (in neither set: pglogical does not synchronize or replicate them), or add a primary key: ALTER TABLE <table> ADD PRIMARY KEY (...)"
+    );
+    let (severity, message) = match ctx.plan.cdc.tables_without_key {
+        K::Refuse => (
+            Severity::Blocker,
+            format!("{what}; pglogical refuses them in set {set}, which replicates updates and deletes, and cdc.tables_without_key is refuse"),
+        ),
+        K::ReplicaIdentityFull => (
+            Severity::Blocker,
+            format!("{what}; cdc.tables_without_key is replica-identity-full, but pglogical refuses a table without a primary key or replica-identity index in set {set} (updates and deletes) even with REPLICA IDENTITY FULL"),
+        ),
+        K::InsertOnly => (
+            Severity::Warning,
+            format!("{what}; they go to set {iset} only (cdc.tables_without_key: insert-only): pglogical synchronizes them and replicates their inserts and truncates; their updates and deletes still succeed on the source but do not reach the target"),
+        ),
+        K::Exclude => (
+            Severity::Warning,
+            format!("{what}; they are in neither {set} nor {iset} (cdc.tables_without_key: exclude): pglogical neither synchronizes nor replicates them; add them to objects.exclude to leave them out entirely"),
+        ),
+    };
+    let f =
+        Finding::new(severity, "tables-without-key", Some(Side::Source), message).object(objects);
+    if severity == Severity::Blocker {
+        f.fix(choices)
+    } else {
+        f
+    }
+}
