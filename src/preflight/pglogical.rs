@@ -590,3 +590,227 @@ pub fn tables_without_key(ctx: &Context, what: String, objects: String) -> Findi
         f
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::{AvailableExtension, Pglogical, Rights, ServerInfo, Settings};
+    use crate::tools::ToolError;
+
+    const PLAN: &str = "version: 1\nname: shop\nstrategy: pglogical\nsource:\n  dsn: postgres://a@h1/db\ntarget:\n  dsn: postgres://b@h2/db\n";
+
+    /// A PostgreSQL 15 server with pglogical 2.4.2 preloaded and installable, room for it, a
+    /// superuser: what these tests then take away.
+    fn server(side: Side) -> Inventory {
+        Inventory {
+            side,
+            endpoint: format!("postgres://m@{side}/db"),
+            server: ServerInfo {
+                version_num: 150_008,
+                current_user: "migrator".to_string(),
+                database: "db".to_string(),
+                ..ServerInfo::default()
+            },
+            settings: Settings {
+                wal_level: "logical".to_string(),
+                max_replication_slots: 10,
+                max_wal_senders: 10,
+                max_worker_processes: 8,
+                background_workers_used: Some(2),
+                shared_preload_libraries: Some(vec!["pglogical".to_string()]),
+                ..Settings::default()
+            },
+            rights: Rights {
+                superuser: true,
+                ..Rights::default()
+            },
+            platform: Platform::SelfManaged,
+            platform_evidence: vec![],
+            extensions: vec![],
+            available_extensions: vec![AvailableExtension {
+                name: "pglogical".to_string(),
+                default_version: Some("2.4.2".to_string()),
+                installed_version: None,
+            }],
+            schemas: vec![],
+            tables: vec![],
+            partitioning: Default::default(),
+            sequences: vec![],
+            large_objects: 0,
+            replication_slots: vec![],
+            long_transactions: vec![],
+            wal_lsn: None,
+            publications: vec![],
+            subscriptions: vec![],
+            pglogical: None,
+            notes: vec![],
+        }
+    }
+
+    fn run(check: fn(&Context) -> Vec<Finding>, s: &Inventory, t: &Inventory) -> Vec<Finding> {
+        let plan = crate::plan::parse(PLAN, "p.yaml").expect("plan");
+        let missing = || ToolError::NotFound {
+            name: "x".to_string(),
+            looked: String::new(),
+            want: 0,
+        };
+        check(&Context {
+            plan: &plan,
+            source: s,
+            target: t,
+            strategy: Some(Strategy::Pglogical),
+            pg_dump: Err(missing()),
+            pg_restore: Err(missing()),
+            vacuumdb: Err(missing()),
+            replication_probe: None,
+        })
+    }
+
+    #[test]
+    fn a_ready_pair_has_no_pglogical_finding() {
+        let (s, t) = (server(Side::Source), server(Side::Target));
+        for check in [
+            pglogical_preload,
+            pglogical_available,
+            pglogical_versions,
+            pglogical_capacity,
+        ] {
+            assert!(run(check, &s, &t).is_empty());
+        }
+    }
+
+    #[test]
+    fn rds_and_aurora_fixes_name_the_parameter_group() {
+        let mut s = server(Side::Source);
+        s.platform = Platform::Rds;
+        s.settings.shared_preload_libraries = Some(vec!["pg_stat_statements".to_string()]);
+        let mut t = server(Side::Target);
+        t.platform = Platform::Aurora;
+        t.settings.shared_preload_libraries = Some(vec![]);
+        let f = run(pglogical_preload, &s, &t);
+        assert_eq!(f.len(), 2, "{f:#?}");
+        let fix = |i: usize| f[i].fix.clone().unwrap_or_default();
+        assert!(fix(0).starts_with("in the DB parameter group of the source: set shared_preload_libraries = 'pg_stat_statements,pglogical' and rds.logical_replication = 1, then reboot the source"), "{}", fix(0));
+        assert!(
+            fix(1).starts_with("in the DB cluster parameter group of the target"),
+            "{}",
+            fix(1)
+        );
+        assert!(f[1].message.contains("(empty)"), "{}", f[1].message);
+    }
+
+    #[test]
+    fn hidden_settings_and_rights_are_named_with_their_grant() {
+        let mut s = server(Side::Source);
+        s.settings.shared_preload_libraries = None;
+        s.settings.background_workers_used = None;
+        s.pglogical = None;
+        let f = run(pglogical_preload, &s, &server(Side::Target));
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].severity, Severity::Blocker);
+        assert_eq!(
+            f[0].fix.as_deref(),
+            Some("as a superuser: GRANT pg_read_all_settings TO \"migrator\";")
+        );
+        // Workers that cannot be counted: a warning with the grant, not a guess.
+        let f = run(pglogical_capacity, &s, &server(Side::Target));
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].severity, Severity::Warning);
+        assert!(f[0].message.contains("pglogical needs 2 background worker(s) on the source (the supervisor, once preloaded, a manager for database db)"), "{}", f[0].message);
+        assert!(f[0]
+            .fix
+            .as_deref()
+            .unwrap_or("")
+            .contains("GRANT pg_read_all_stats TO \"migrator\""));
+
+        // Not a superuser, extension not installed: CREATE EXTENSION needs one.
+        let mut t = server(Side::Target);
+        t.rights.superuser = false;
+        let f = run(pglogical_available, &server(Side::Source), &t);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].check, "pglogical-create-extension");
+        assert_eq!(
+            f[0].fix.as_deref(),
+            Some("as a superuser, in database \"db\": CREATE EXTENSION pglogical;")
+        );
+        // Installed already: nothing to create.
+        t.extensions.push(crate::inspect::Extension {
+            name: "pglogical".to_string(),
+            version: "2.4.2".to_string(),
+            schema: "pglogical".to_string(),
+            relocatable: false,
+        });
+        assert!(run(pglogical_available, &server(Side::Source), &t).is_empty());
+    }
+
+    #[test]
+    fn another_major_is_a_blocker_on_the_older_side() {
+        let mut t = server(Side::Target);
+        t.available_extensions[0].default_version = Some("1.2.2".to_string());
+        let f = run(pglogical_versions, &server(Side::Source), &t);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].side, Some(Side::Target));
+        assert!(f[0]
+            .message
+            .contains("pglogical 2.4.2 on the source and 1.2.2 on the target"));
+        assert!(f[0]
+            .fix
+            .as_deref()
+            .unwrap_or("")
+            .contains("install pglogical 2.x on the target"));
+        // Another minor is fine.
+        t.available_extensions[0].default_version = Some("2.3.4".to_string());
+        assert!(run(pglogical_versions, &server(Side::Source), &t).is_empty());
+    }
+
+    #[test]
+    fn a_rerun_counts_its_own_subscription_as_running() {
+        let mut s = server(Side::Source);
+        s.settings.max_replication_slots = 3;
+        s.settings.replication_slots_used = 2;
+        s.settings.max_wal_senders = 3;
+        s.settings.wal_senders_used = 2;
+        let mut t = server(Side::Target);
+        t.settings.max_worker_processes = 4;
+        t.settings.background_workers_used = Some(3);
+        // First run: 1 free of each, 2 needed on the source, 3 workers on the target.
+        let f = run(pglogical_capacity, &s, &t);
+        let checks: Vec<&str> = f.iter().map(|x| x.check).collect();
+        assert_eq!(
+            checks,
+            [
+                "pglogical-workers",
+                "pglogical-slots",
+                "pglogical-wal-senders"
+            ],
+            "{f:#?}"
+        );
+        assert!(
+            f[0].message.contains("pglogical needs 3 on the target"),
+            "{}",
+            f[0].message
+        );
+        assert!(
+            f[0].fix
+                .as_deref()
+                .unwrap_or("")
+                .contains("max_worker_processes = '"),
+            "{:?}",
+            f[0].fix
+        );
+        // A rerun: its nodes and subscription exist, their workers and slot are in use.
+        s.pglogical = Some(Pglogical {
+            version: "2.4.2".to_string(),
+            schema: "pglogical".to_string(),
+            node: Some("pgmove_shop_provider".to_string()),
+            replication_sets: vec![],
+            subscriptions: vec![],
+        });
+        t.pglogical = Some(Pglogical {
+            node: Some("pgmove_shop_subscriber".to_string()),
+            subscriptions: vec!["pgmove_shop".to_string()],
+            ..s.pglogical.clone().expect("set above")
+        });
+        assert!(run(pglogical_capacity, &s, &t).is_empty());
+    }
+}

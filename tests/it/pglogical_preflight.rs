@@ -176,7 +176,11 @@ fn servers_without_pglogical_block_with_the_fixes() {
 /// the nodes, sets and subscription by name.
 #[test]
 fn pglogical_pair_counts_workers_and_checks_the_provider() {
-    let src = Cluster::start(Options::pglogical());
+    let src = Cluster::start(
+        Options::pglogical()
+            .set("max_replication_slots", "1")
+            .set("max_wal_senders", "1"),
+    );
     let dst = Cluster::start(Options::pglogical().set("max_worker_processes", "3"));
     src.create_db(DB);
     dst.create_db(DB);
@@ -232,11 +236,39 @@ fn pglogical_pair_counts_workers_and_checks_the_provider() {
         "pglogical-preload",
         "pglogical-missing",
         "pglogical-version",
-        "pglogical-slots",
-        "pglogical-wal-senders",
     ] {
         assert!(findings(&r, check, None).is_empty(), "{check}: {r:#}");
     }
+    // The source has room for one slot and one WAL sender; the subscription and the table
+    // sync beside it need two of each.
+    for (check, setting, what) in [
+        (
+            "pglogical-slots",
+            "max_replication_slots",
+            "replication slots exist",
+        ),
+        (
+            "pglogical-wal-senders",
+            "max_wal_senders",
+            "WAL senders are",
+        ),
+    ] {
+        let f = one(&r, check, "source");
+        assert_eq!(f["severity"], "blocker");
+        let m = text(&f["message"]);
+        assert!(m.contains(&format!("{setting} = 1 and 0 {what}")), "{m}");
+        assert!(
+            m.contains("so 1 are free; pglogical needs 2 on the source"),
+            "{m}"
+        );
+        assert!(m.contains("subscription pgmove_pgl_pair"), "{m}");
+        assert!(
+            text(&f["fix"]).contains(&format!("ALTER SYSTEM SET {setting} = '")),
+            "{f:#}"
+        );
+    }
+    // copy-cdc's one-slot check does not repeat them.
+    assert!(findings(&r, "replication-slots", None).is_empty(), "{r:#}");
     // insert-only in pglogical's terms.
     let f = one(&r, "tables-without-key", "source");
     assert_eq!(f["severity"], "warning");
@@ -259,6 +291,9 @@ fn pglogical_pair_counts_workers_and_checks_the_provider() {
 
     dst.psql("postgres", "ALTER SYSTEM SET max_worker_processes = 16");
     dst.restart();
+    src.psql("postgres", "ALTER SYSTEM SET max_replication_slots = 10");
+    src.psql("postgres", "ALTER SYSTEM SET max_wal_senders = 10");
+    src.restart();
 
     // provider_dsn naming another database of the source server: a blocker.
     let elsewhere = format!(
