@@ -486,7 +486,7 @@ pub fn provider_findings(
         None => source_ep.display(),
     };
     // pgmove cannot open a connection from the target server without writing there.
-    let by_apply = "pgmove cannot try the target server's own connection without writing there: apply tries it when it creates the subscription (pglogical.create_subscription connects from the target server to the provider, over a normal and a replication connection, before it records anything) and stops there, with pglogical's error, when it cannot";
+    let by_apply = "the target server's own connection cannot be tried without writing there: apply tries it when it creates the subscription (pglogical.create_subscription connects from the target server before it records anything) and stops there with pglogical's error";
     let mut out = vec![];
     match probe {
         Some(ProviderProbe::Failed(e)) => out.push(
@@ -812,5 +812,103 @@ mod tests {
             ..s.pglogical.clone().expect("set above")
         });
         assert!(run(pglogical_capacity, &s, &t).is_empty());
+    }
+
+    fn ep(side: Side, dsn: &str) -> Endpoint {
+        Endpoint::from_dsn(
+            side,
+            dsn,
+            Some(crate::pg::Secret::new("s3cret".to_string())),
+            &|_| None,
+        )
+        .expect("dsn")
+    }
+
+    #[test]
+    fn the_provider_dsn_findings_say_what_pgmove_could_try() {
+        let plan = crate::plan::parse(PLAN, "p.yaml").expect("plan");
+        let s = server(Side::Source);
+        let remote_src = ep(Side::Source, "host=db1.internal dbname=db user=m");
+        let remote_dst = ep(Side::Target, "host=db2.internal dbname=db user=m");
+        // The source's DSN, reachable from pgmove: a note saying where the target's try is.
+        let f = provider_findings(&plan, &s, &remote_src, &remote_dst, None);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].severity, Severity::Info);
+        assert!(
+            f[0].message.contains("as source.dsn gives it"),
+            "{}",
+            f[0].message
+        );
+        assert!(f[0]
+            .message
+            .contains("apply tries it when it creates the subscription"));
+        // A source DSN local to pgmove's host, and a target elsewhere: the target server would
+        // reach itself.
+        for local in [
+            "host=/var/run/postgresql dbname=db",
+            "host=localhost dbname=db",
+            "host=127.0.0.1 dbname=db",
+        ] {
+            let f = provider_findings(&plan, &s, &ep(Side::Source, local), &remote_dst, None);
+            assert_eq!(f[0].severity, Severity::Blocker, "{local}: {f:#?}");
+            assert!(f[0]
+                .fix
+                .as_deref()
+                .unwrap_or("")
+                .contains("set pglogical.provider_dsn"));
+        }
+        // Both on one machine (as in tests): no blocker.
+        let f = provider_findings(
+            &plan,
+            &s,
+            &ep(Side::Source, "host=127.0.0.1 port=5432 dbname=db"),
+            &ep(Side::Target, "host=localhost port=5433 dbname=db"),
+            None,
+        );
+        assert_eq!(f[0].severity, Severity::Info, "{f:#?}");
+
+        let with_dsn = crate::plan::parse(
+            &format!("{PLAN}pglogical:\n  provider_dsn: host=10.0.0.5 dbname=db user=rep\n"),
+            "p.yaml",
+        )
+        .expect("plan");
+        let f = provider_findings(
+            &with_dsn,
+            &s,
+            &remote_src,
+            &remote_dst,
+            Some(&ProviderProbe::Failed("timeout".to_string())),
+        );
+        assert_eq!(f[0].severity, Severity::Warning, "{f:#?}");
+        assert!(f[0].message.contains("pgmove's host cannot connect to the source as pglogical.provider_dsn gives it (postgres://rep@10.0.0.5:5432/db"), "{}", f[0].message);
+        assert!(f[0].message.contains(": timeout."), "{}", f[0].message);
+        let f = provider_findings(
+            &with_dsn,
+            &s,
+            &remote_src,
+            &remote_dst,
+            Some(&ProviderProbe::NoReplication("rep".to_string())),
+        );
+        assert_eq!(f[0].severity, Severity::Blocker);
+        assert_eq!(f[0].fix.as_deref(), Some("as a superuser on the source: ALTER ROLE \"rep\" WITH REPLICATION;  -- or name a role that has it in provider_dsn"));
+        let f = provider_findings(
+            &with_dsn,
+            &s,
+            &remote_src,
+            &remote_dst,
+            Some(&ProviderProbe::Reached),
+        );
+        assert_eq!(f[0].severity, Severity::Info);
+        assert!(f[0].message.contains("as the same server and database"));
+        // The password is never shown.
+        for probe in [
+            None,
+            Some(ProviderProbe::Reached),
+            Some(ProviderProbe::Failed("x".to_string())),
+        ] {
+            for f in provider_findings(&with_dsn, &s, &remote_src, &remote_dst, probe.as_ref()) {
+                assert!(!format!("{f:?}").contains("s3cret"), "{f:?}");
+            }
+        }
     }
 }
