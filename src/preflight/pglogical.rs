@@ -413,7 +413,11 @@ SELECT current_database()::text AS database,
 
 /// The same facts of the source, read once beside the probe.
 async fn identity(ep: &Endpoint) -> Result<(String, String, String, bool), String> {
-    let client = ep.connect().await.map_err(|e| e.to_string())?;
+    let client = ep.connect().await.map_err(|e| match e {
+        // The address is already in the finding's message.
+        crate::pg::PgError::Connect { message, .. } => message,
+        other => other.to_string(),
+    })?;
     let row = client
         .query_one(PROVIDER_IDENTITY_SQL, &[])
         .await
@@ -464,7 +468,10 @@ pub async fn probe_provider(plan: &Plan, source: &Endpoint) -> Option<ProviderPr
             p.0, p.1, s.0, s.1
         )),
         (Ok(p), _) if !p.3 => ProviderProbe::NoReplication(p.2),
-        (Ok(_), _) => ProviderProbe::Reached,
+        (Ok(_), Err(e)) => ProviderProbe::Failed(redact(format!(
+            "it answered, but source.dsn did not, so the two could not be compared: {e}"
+        ))),
+        (Ok(_), Ok(_)) => ProviderProbe::Reached,
     })
 }
 
