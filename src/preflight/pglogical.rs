@@ -442,7 +442,8 @@ async fn identity(ep: &Endpoint) -> Result<(String, String, String, bool), Strin
 pub async fn probe_provider(plan: &Plan, source: &Endpoint) -> Option<ProviderProbe> {
     let dsn = plan.pglogical.provider_dsn.as_deref()?;
     let secret = source.info.password.clone();
-    let provider = match Endpoint::from_dsn_env(Side::Source, dsn, secret.clone()) {
+    // Without pgmove's PG* environment: the target server does not have it either.
+    let provider = match Endpoint::from_dsn(Side::Source, dsn, secret.clone(), &|_| None) {
         Ok(ep) => ep,
         Err(e) => return Some(ProviderProbe::Failed(e.to_string())),
     };
