@@ -369,6 +369,33 @@ fn pglogical_pair_counts_workers_and_checks_the_provider() {
     ] {
         assert!(steps.contains(name), "{name}: {steps}");
     }
+    // strategy auto on this pair: pglogical when preferred, else rejected as not preferred.
+    for (prefer, chosen) in [("true", "pglogical"), ("false", "copy-cdc")] {
+        let auto = PlanYaml {
+            strategy: None,
+            extra: &format!("downtime: 1s\n{insert_only}pglogical:\n  prefer: {prefer}\n"),
+            ..PlanYaml::default()
+        }
+        .write(dir.path(), "pgl_auto", &src, &dst);
+        let (code, r) = plan_json(&auto, &src, &dst);
+        assert_eq!(code, 0, "{r:#}");
+        assert_eq!(r["decision"]["strategy"], chosen, "{r:#}");
+        let rejected = r["decision"]["rejected"].to_string();
+        if prefer == "true" {
+            assert!(
+                text(&r["decision"]["why"]).contains("pglogical.prefer is true"),
+                "{r:#}"
+            );
+            assert!(rejected.contains("pglogical was preferred"), "{rejected}");
+        } else {
+            assert!(
+                rejected.contains(
+                    "not preferred: both servers have pglogical, but pglogical.prefer is false"
+                ),
+                "{rejected}"
+            );
+        }
+    }
     // Nothing was created by plan on either server.
     for c in [&src, &dst] {
         assert_eq!(
