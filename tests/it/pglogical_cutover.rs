@@ -1,0 +1,374 @@
+//! `pgmove cutover` of a run of strategy pglogical, on servers of its own (pglogical
+//! preloaded): a cutover before the run reached `replicating` exits 2 with the fix; the dry
+//! run changes nothing; a cutover under a writer ends live, identical, sequences equal, the
+//! subscription gone from the target and its slot from the source, the write outage reported.
+
+use crate::support;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::online::{pgmove, text, PlanYaml, DB};
+use support::{Cluster, Options};
+
+/// The tables of the move: a keyed table with a serial, an updated table, and their data.
+pub(crate) const SCHEMA: &str = "
+    CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
+    CREATE TABLE orders (id bigserial PRIMARY KEY, account int NOT NULL, note text);
+    CREATE SEQUENCE invoice_no START 1000;";
+pub(crate) const DATA: &str = "
+    INSERT INTO accounts SELECT g, 0 FROM generate_series(1, 20) g;
+    INSERT INTO orders (account, note) SELECT 1 + g % 20, 'load ' || g FROM generate_series(1, 2000) g;
+    SELECT nextval('invoice_no') FROM generate_series(1, 5);";
+
+/// A source and a target with strategy pglogical's objects for plan `shop`, made by SQL as its
+/// apply makes them (provider node and the paired sets `NAME` and `iNAME` on the source,
+/// subscriber node and subscription on the target), the initial sync done, and the target's
+/// pgmove state recording the run up to step `sync`.
+pub(crate) struct Pair {
+    pub src: Cluster,
+    pub dst: Cluster,
+    /// Holds the plan file.
+    pub _dir: tempfile::TempDir,
+    pub plan: PathBuf,
+    pub names: pgmove::plan::names::PglogicalNames,
+}
+
+fn conninfo(c: &Cluster) -> String {
+    format!(
+        "host=127.0.0.1 port={} dbname={DB} user=postgres password={}",
+        c.port, c.password
+    )
+}
+
+pub(crate) fn pair() -> Pair {
+    let src = Cluster::start(Options::pglogical());
+    let dst = Cluster::start(Options::pglogical());
+    src.create_db(DB);
+    dst.create_db(DB);
+    src.psql(DB, SCHEMA);
+    src.psql(DB, DATA);
+    dst.psql(DB, SCHEMA);
+    let names = pgmove::plan::names::pglogical_names("shop", None);
+    let (set, iset) = (&names.replication_set, &names.insert_set);
+    src.psql(
+        DB,
+        &format!(
+            "CREATE EXTENSION pglogical;
+             SELECT pglogical.create_node('{}', '{}');
+             SELECT pglogical.create_replication_set('{set}', false, true, true, false);
+             SELECT pglogical.create_replication_set('{iset}', true, false, false, true);
+             SELECT pglogical.replication_set_add_all_tables('{set}', ARRAY['public']);
+             SELECT pglogical.replication_set_add_all_tables('{iset}', ARRAY['public']);
+             SELECT pglogical.replication_set_add_all_sequences('{set}', ARRAY['public']);",
+            names.provider_node,
+            conninfo(&src)
+        ),
+    );
+    dst.psql(
+        DB,
+        &format!(
+            "CREATE EXTENSION pglogical;
+             SELECT pglogical.create_node('{}', '{}');
+             SELECT pglogical.create_subscription('{}', '{}', ARRAY['{set}', '{iset}'], false, true, '{{}}');",
+            names.subscriber_node,
+            conninfo(&dst),
+            names.subscription,
+            conninfo(&src)
+        ),
+    );
+    wait_synced(&dst, &names.subscription);
+    // The target's pgmove state, as apply records it up to the sync.
+    let ep = pgmove::pg::Endpoint::from_dsn(
+        pgmove::pg::Side::Target,
+        &format!(
+            "postgres://postgres@127.0.0.1:{}/{DB}?sslmode=disable",
+            dst.port
+        ),
+        Some(pgmove::pg::Secret::new(dst.password.clone())),
+        &|_| None,
+    )
+    .expect("dsn");
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            drop(
+                pgmove::state::State::open(&ep, "shop")
+                    .await
+                    .expect("state"),
+            )
+        });
+    dst.psql(
+        DB,
+        "INSERT INTO pgmove.runs (plan_name, strategy, phase) VALUES ('shop', 'pglogical', 'post-data');
+         INSERT INTO pgmove.steps (plan_name, step) VALUES ('shop', 'state'), ('shop', 'dump'),
+           ('shop', 'pre-data'), ('shop', 'keys'), ('shop', 'provider'), ('shop', 'subscription'), ('shop', 'sync');",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = PlanYaml {
+        strategy: Some("pglogical"),
+        extra: "cutover:\n  verify: checksums\n  max_lag: 5s\n",
+        ..PlanYaml::default()
+    }
+    .write(dir.path(), "shop", &src, &dst);
+    Pair {
+        src,
+        dst,
+        _dir: dir,
+        plan,
+        names,
+    }
+}
+
+/// Waits until every table of the subscription is synchronized and it replicates.
+fn wait_synced(dst: &Cluster, sub: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let st = dst.psql(
+            DB,
+            &format!(
+                "SELECT (SELECT status FROM pglogical.show_subscription_status('{sub}')) || ':' ||
+                 (SELECT count(*) FILTER (WHERE sync_status <> 'r') FROM pglogical.local_sync_status)"
+            ),
+        );
+        if st.trim() == "replicating:0" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the subscription did not sync: {st}\n{}",
+            dst.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Records step `replicating`, as apply does once the sync is done.
+pub(crate) fn record_replicating(dst: &Cluster) {
+    dst.psql(
+        DB,
+        "INSERT INTO pgmove.steps (plan_name, step) VALUES ('shop', 'post-data'), ('shop', 'analyze'), ('shop', 'replicating');
+         UPDATE pgmove.runs SET phase = 'replicating' WHERE plan_name = 'shop';",
+    );
+}
+
+fn run(args: &[&str], p: &Pair) -> std::process::Output {
+    pgmove(args, &p.src, &p.dst).output().expect("run pgmove")
+}
+
+fn plan_arg(p: &Path) -> &str {
+    p.to_str().expect("utf8")
+}
+
+/// What cutover may change, read on both sides: the source database's own read-only setting,
+/// the subscription's status, slots on the source, pgmove.cutover rows and cutover steps.
+fn untouched_state(p: &Pair) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        p.src.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = 'shop'"
+        ),
+        p.dst.psql(
+            DB,
+            &format!(
+                "SELECT status FROM pglogical.show_subscription_status('{}')",
+                p.names.subscription
+            )
+        ),
+        p.src.psql(DB, "SELECT string_agg(slot_name, ',') FROM pg_replication_slots"),
+        p.dst.psql(
+            DB,
+            "SELECT (SELECT count(*) FROM pgmove.cutover) || '/' || (SELECT count(*) FROM pgmove.steps WHERE step LIKE 'cutover-%')"
+        )
+    )
+}
+
+/// Inserts and updates on the source, one transaction each, until the fence stops it; the
+/// number of transactions committed.
+fn start_writer(
+    src: &Cluster,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<String> {
+    let uri = src.uri(DB);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let (c, conn) = match tokio_postgres::connect(&uri, tokio_postgres::NoTls).await {
+                Ok(x) => x,
+                Err(e) => return format!("connect: {e}"),
+            };
+            tokio::spawn(conn);
+            let mut n: u64 = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let r = c
+                    .batch_execute(&format!(
+                        "BEGIN; INSERT INTO orders (account, note) VALUES ({a}, 'writer {n}');
+                         UPDATE accounts SET balance = balance + 1 WHERE id = {a};
+                         SELECT nextval('invoice_no'); COMMIT;",
+                        a = 1 + n % 20
+                    ))
+                    .await;
+                if let Err(e) = r {
+                    return format!("stopped: {e}");
+                }
+                n += 1;
+                done.store(n, Ordering::SeqCst);
+            }
+            "asked to stop".to_string()
+        })
+    })
+}
+
+#[test]
+fn cutover_of_a_pglogical_run_goes_live_independent_and_identical() {
+    let p = pair();
+    let f = plan_arg(&p.plan);
+
+    // Before the run reached `replicating`: exit 2, with the fix.
+    let out = run(&["cutover", f, "--yes"], &p);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has not reached step `replicating`"),
+        "{}",
+        text(&out)
+    );
+    assert!(err.contains(&format!("pgmove apply {f}")), "{}", text(&out));
+    let before = untouched_state(&p);
+    assert!(before.ends_with("|0/0"), "{before}");
+
+    record_replicating(&p.dst);
+
+    // Status during replication (the subscription and the sync, as status shows them).
+    let out = run(&["status", f], &p);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let st = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        st.contains(&format!(
+            "subscription {}: replicating",
+            p.names.subscription
+        )),
+        "{st}"
+    );
+    assert!(st.contains("tables: 2 of 2 synced"), "{st}");
+
+    // The dry run: ready, about the subscription, and nothing changed.
+    let before = untouched_state(&p);
+    let out = run(&["cutover", f, "--dry-run"], &p);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dry = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dry.contains(&format!(
+            "pglogical subscription {} (replicating)",
+            p.names.subscription
+        )),
+        "{dry}"
+    );
+    assert!(dry.contains("tables synced: 2 of 2"), "{dry}");
+    assert!(dry.contains("Ready"), "{dry}");
+    assert!(dry.contains("Estimated write outage: ~"), "{dry}");
+    assert_eq!(untouched_state(&p), before, "the dry run changed something");
+    let out = run(&["cutover", f, "--dry-run", "--format", "json"], &p);
+    let j: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(j["pglogical"]["state"], "replicating");
+    assert_eq!(j["run"]["full_load_done"], true);
+    assert!(j["lag"]["slot_exists"].as_bool().unwrap_or(false), "{j}");
+
+    // Cutover under a writer.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let writer = start_writer(&p.src, stop.clone(), done.clone());
+    let until = Instant::now() + Duration::from_secs(20);
+    while done.load(Ordering::SeqCst) < 200 {
+        assert!(Instant::now() < until, "the writer did not get going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = run(&["cutover", f, "--yes"], &p);
+    stop.store(true, Ordering::SeqCst);
+    let why = writer.join().expect("writer");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out),
+        p.dst.log()
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("the target is live"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "applier: pglogical subscription {}",
+            p.names.subscription
+        )),
+        "{report}"
+    );
+    assert!(report.contains("write outage: "), "{report}");
+    assert!(report.contains("verify (checksums): identical"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "subscription {} disabled and dropped on the target",
+            p.names.subscription
+        )),
+        "{report}"
+    );
+    assert!(report.contains("is gone from the source"), "{report}");
+    assert!(
+        report.contains("left for pgmove cleanup: provider node"),
+        "{report}"
+    );
+    // The fence stopped the writer (read-only, its session terminated), not the test.
+    assert!(why.starts_with("stopped: "), "{why}");
+    let written = done.load(Ordering::SeqCst);
+    assert!(written >= 200, "{written}");
+
+    // Live and independent: identical, sequences equal, no subscription, no slot.
+    let out = run(&["verify", f], &p);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let q = "SELECT (SELECT count(*) FROM orders) || '/' || (SELECT sum(balance) FROM accounts) || '/' ||
+             (SELECT last_value FROM orders_id_seq) || '/' || (SELECT last_value FROM invoice_no)";
+    let on_src = p.src.psql(DB, q);
+    assert_eq!(p.dst.psql(DB, q), on_src);
+    // Every write committed before the fence is on both sides (the last one may have
+    // committed as its session was terminated, so `written` may be one short).
+    let v: Vec<u64> = on_src
+        .split('/')
+        .map(|x| x.parse().expect("number"))
+        .collect();
+    assert!(
+        v[0] >= 2000 + written && v[0] <= 2001 + written,
+        "{on_src} {written}"
+    );
+    assert_eq!(v[1], v[0] - 2000, "{on_src}");
+    // A transaction the fence ended may have drawn from the sequences before it rolled
+    // back: they are at least at the rows, and equal on both sides (above).
+    assert!(v[2] >= v[0], "{on_src}");
+    assert!(v[3] >= 1004 + v[1], "{on_src}");
+    assert_eq!(
+        p.dst
+            .psql(DB, "SELECT count(*) FROM pglogical.subscription"),
+        "0"
+    );
+    assert_eq!(
+        p.src.psql(DB, "SELECT count(*) FROM pg_replication_slots"),
+        "0",
+        "the subscription's slot is gone from the source"
+    );
+    assert_eq!(
+        p.dst
+            .psql(DB, "SELECT phase FROM pgmove.runs WHERE plan_name = 'shop'"),
+        "live"
+    );
+    // A write on the target no longer meets a replica: the target is its own.
+    p.dst.psql(
+        DB,
+        "INSERT INTO orders (account, note) VALUES (1, 'after cutover')",
+    );
+    // A second cutover: already live, exit 2.
+    let out = run(&["cutover", f, "--yes"], &p);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
