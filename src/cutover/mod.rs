@@ -924,6 +924,7 @@ async fn steps(
         // 7. pglogical: the target goes independent (part of going live).
         if let Replica::Pglogical(f) = replica {
             report.pglogical = Some(pglogical::teardown(job, source, target, f).await?);
+            crate::testhook::pause("cutover-pglogical-dropped").await;
         }
     }
     Ok(())

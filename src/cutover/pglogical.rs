@@ -254,20 +254,19 @@ async fn slot_exists(job: &CutoverJob, source: &Client, slot: &str) -> Result<bo
 
 /// The report's lines about the teardown.
 pub(super) fn render(t: &Teardown) -> String {
+    let slot = match (t.slot.is_empty(), t.slot_dropped) {
+        (true, _) => "its slot went with it".to_string(),
+        (false, true) => format!("its slot {} is gone from the source", t.slot),
+        (false, false) => format!("its slot {} is STILL on the source", t.slot),
+    };
     let mut s = format!(
-        "  pglogical: subscription {} {}; its slot {} {}\n",
+        "  pglogical: subscription {} {}; {slot}\n",
         t.subscription,
         if t.subscription_dropped {
             "disabled and dropped on the target"
         } else {
-            "was already gone from the target"
+            "was already gone from the target (an earlier cutover dropped it)"
         },
-        if t.slot.is_empty() { "-" } else { &t.slot },
-        if t.slot_dropped {
-            "is gone from the source"
-        } else {
-            "is STILL on the source"
-        }
     );
     s.push_str(&format!(
         "  left for pgmove cleanup: {}\n",

@@ -372,3 +372,90 @@ fn cutover_of_a_pglogical_run_goes_live_independent_and_identical() {
     let out = run(&["cutover", f, "--yes"], &p);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+/// Starts `pgmove cutover --yes` held at `point`, waits until it is there, and kills it (-9).
+fn kill_cutover_at(p: &Pair, point: &str) {
+    let log = p._dir.path().join("cutover.log");
+    let mut cmd = pgmove(&["cutover", plan_arg(&p.plan), "--yes"], &p.src, &p.dst);
+    cmd.env("PGMOVE_TEST_PAUSE", point);
+    let mut child = support::online::spawn_logged(cmd, &log);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !support::online::read_log(&log).contains(&format!("test pause at {point}")) {
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!(
+                "cutover ended before {point}: {s}\n{}",
+                support::online::read_log(&log)
+            );
+        }
+        assert!(Instant::now() < deadline, "cutover did not reach {point}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill -9 cutover");
+    let _ = child.wait();
+}
+
+#[test]
+fn a_cutover_killed_after_dropping_the_subscription_finishes_on_a_rerun() {
+    let p = pair();
+    let f = plan_arg(&p.plan);
+    record_replicating(&p.dst);
+    p.src.psql(
+        DB,
+        "INSERT INTO orders (account, note) SELECT 3, 'late' FROM generate_series(1, 300);
+         SELECT nextval('invoice_no') FROM generate_series(1, 7);",
+    );
+    // Killed once the subscription is dropped, before the cutover is recorded done: the source
+    // stays fenced, the subscription and its slot are gone.
+    kill_cutover_at(&p, "cutover-pglogical-dropped");
+    assert_eq!(
+        p.dst
+            .psql(DB, "SELECT count(*) FROM pglogical.subscription"),
+        "0"
+    );
+    assert_eq!(
+        p.src.psql(DB, "SELECT count(*) FROM pg_replication_slots"),
+        "0"
+    );
+    assert_eq!(
+        p.dst.psql(
+            DB,
+            "SELECT state FROM pgmove.cutover WHERE plan_name = 'shop'"
+        ),
+        "fenced"
+    );
+    // The dry run says cutover can finish it.
+    let out = run(&["cutover", f, "--dry-run"], &p);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dry = String::from_utf8_lossy(&out.stdout);
+    assert!(dry.contains("[cutover-interrupted]"), "{dry}");
+    assert!(dry.contains("[caught-up-before]"), "{dry}");
+
+    // The rerun goes on from the fence: live, identical, the subscription already gone.
+    let out = run(&["cutover", f, "--yes"], &p);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out),
+        p.dst.log()
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("the target is live"), "{report}");
+    assert!(
+        report.contains("was already gone from the target (an earlier cutover dropped it)"),
+        "{report}"
+    );
+    assert!(report.contains("verify (checksums): identical"), "{report}");
+    assert!(
+        !report.contains("lag checks"),
+        "resumed after the fence: {report}"
+    );
+    let q = "SELECT (SELECT count(*) FROM orders) || '/' || (SELECT last_value FROM invoice_no)";
+    assert_eq!(p.dst.psql(DB, q), p.src.psql(DB, q));
+    assert_eq!(p.src.psql(DB, q), "2300/1011");
+    assert_eq!(
+        p.dst
+            .psql(DB, "SELECT phase FROM pgmove.runs WHERE plan_name = 'shop'"),
+        "live"
+    );
+}

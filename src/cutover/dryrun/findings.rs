@@ -158,6 +158,30 @@ pub(super) fn pglogical_run_findings(
     }
     let mut out = Vec::new();
     let sub = &pgl.subscription;
+    // An earlier cutover caught up and was killed with the source fenced (maybe after it
+    // dropped the subscription): `pgmove cutover` finishes it without the subscription.
+    let caught_up_before = run.cutover_state.as_deref()
+        == Some(crate::state::CutoverState::Fenced.as_str())
+        && run
+            .steps_done
+            .iter()
+            .any(|s| s == crate::cutover::steps::CATCH_UP);
+    if caught_up_before && !pgl.replicating() {
+        out.push(
+            Finding::new(
+                Severity::Info,
+                "caught-up-before",
+                None,
+                format!(
+                    "an earlier cutover caught up with the source fenced and stopped after that (pglogical subscription {sub} is {} now); the source has been read-only since, so the target has every change",
+                    pgl.state
+                ),
+            )
+            .object(format!("pglogical subscription {sub}")),
+        );
+        out.extend(earlier_cutover_findings(plan, run));
+        return out;
+    }
     if !run.full_load_done {
         out.push(
             Finding::new(
