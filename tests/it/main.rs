@@ -49,6 +49,7 @@ mod help;
 mod inspect;
 mod least_privilege;
 mod owned_names;
+mod pglogical_apply;
 mod pglogical_cutover;
 mod pglogical_status;
 mod plan_command;
