@@ -499,11 +499,13 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
     } else {
         None
     };
-    let is_pglogical = run_row
-        .as_ref()
-        .is_some_and(|r| r.strategy == crate::strategy::pglogical::STRATEGY);
+    // The run's strategy, or (never applied) the plan's.
+    let is_pglogical = match &run_row {
+        Some(r) => r.strategy == crate::strategy::pglogical::STRATEGY,
+        None => job.plan.strategy == crate::plan::StrategyChoice::Pglogical,
+    };
     // The steps an earlier attempt finished (forgotten below, once this attempt starts).
-    let finished_before = if is_pglogical {
+    let finished_before = if is_pglogical && run_row.is_some() {
         crate::state::steps::finished(&target, &job.target, plan).await?
     } else {
         Vec::new()

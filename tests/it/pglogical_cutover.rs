@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::online::{pgmove, text, PlanYaml, DB};
-use support::{Cluster, Options};
+use support::online::{pgmove, text, DB};
+use support::Cluster;
 
 /// The tables of the move: a keyed table with a serial, an updated table, and their data.
 pub(crate) const SCHEMA: &str = "
@@ -23,10 +23,9 @@ pub(crate) const DATA: &str = "
     INSERT INTO orders (account, note) SELECT 1 + g % 20, 'load ' || g FROM generate_series(1, 2000) g;
     SELECT nextval('invoice_no') FROM generate_series(1, 5);";
 
-/// A source and a target with strategy pglogical's objects for plan `shop`, made by SQL as its
-/// apply makes them (provider node and the paired sets `NAME` and `iNAME` on the source,
-/// subscriber node and subscription on the target), the initial sync done, and the target's
-/// pgmove state recording the run up to step `sync`.
+/// A source and a target of their own (pglogical preloaded) for plan `shop` (strategy
+/// pglogical, `cutover.verify: checksums`), the source holding [`SCHEMA`] and [`DATA`], and the
+/// plan's pglogical names.
 pub(crate) struct Pair {
     pub src: Cluster,
     pub dst: Cluster,
@@ -36,122 +35,59 @@ pub(crate) struct Pair {
     pub names: pgmove::plan::names::PglogicalNames,
 }
 
-fn conninfo(c: &Cluster) -> String {
-    format!(
-        "host=127.0.0.1 port={} dbname={DB} user=postgres password={}",
-        c.port, c.password
-    )
-}
-
-pub(crate) fn pair() -> Pair {
-    let src = Cluster::start(Options::pglogical());
-    let dst = Cluster::start(Options::pglogical());
-    src.create_db(DB);
-    dst.create_db(DB);
-    src.psql(DB, SCHEMA);
-    src.psql(DB, DATA);
-    dst.psql(DB, SCHEMA);
-    let names = pgmove::plan::names::pglogical_names("shop", None);
-    let (set, iset) = (&names.replication_set, &names.insert_set);
-    src.psql(
-        DB,
-        &format!(
-            "CREATE EXTENSION pglogical;
-             SELECT pglogical.create_node('{}', '{}');
-             SELECT pglogical.create_replication_set('{set}', false, true, true, false);
-             SELECT pglogical.create_replication_set('{iset}', true, false, false, true);
-             SELECT pglogical.replication_set_add_all_tables('{set}', ARRAY['public']);
-             SELECT pglogical.replication_set_add_all_tables('{iset}', ARRAY['public']);
-             SELECT pglogical.replication_set_add_all_sequences('{set}', ARRAY['public']);",
-            names.provider_node,
-            conninfo(&src)
-        ),
+/// [`Pair`], not applied yet.
+pub(crate) fn started() -> Pair {
+    let p = support::pglogical::Pair::start(
+        "shop",
+        &format!("{SCHEMA}{DATA}"),
+        "cutover:\n  verify: checksums\n  max_lag: 5s\n",
     );
-    dst.psql(
-        DB,
-        &format!(
-            "CREATE EXTENSION pglogical;
-             SELECT pglogical.create_node('{}', '{}');
-             SELECT pglogical.create_subscription('{}', '{}', ARRAY['{set}', '{iset}'], false, true, '{{}}');",
-            names.subscriber_node,
-            conninfo(&dst),
-            names.subscription,
-            conninfo(&src)
-        ),
-    );
-    wait_synced(&dst, &names.subscription);
-    // The target's pgmove state, as apply records it up to the sync.
-    let ep = pgmove::pg::Endpoint::from_dsn(
-        pgmove::pg::Side::Target,
-        &format!(
-            "postgres://postgres@127.0.0.1:{}/{DB}?sslmode=disable",
-            dst.port
-        ),
-        Some(pgmove::pg::Secret::new(dst.password.clone())),
-        &|_| None,
-    )
-    .expect("dsn");
-    tokio::runtime::Runtime::new()
-        .expect("runtime")
-        .block_on(async {
-            drop(
-                pgmove::state::State::open(&ep, "shop")
-                    .await
-                    .expect("state"),
-            )
-        });
-    dst.psql(
-        DB,
-        "INSERT INTO pgmove.runs (plan_name, strategy, phase) VALUES ('shop', 'pglogical', 'post-data');
-         INSERT INTO pgmove.steps (plan_name, step) VALUES ('shop', 'state'), ('shop', 'dump'),
-           ('shop', 'pre-data'), ('shop', 'keys'), ('shop', 'provider'), ('shop', 'subscription'), ('shop', 'sync');",
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let plan = PlanYaml {
-        strategy: Some("pglogical"),
-        extra: "cutover:\n  verify: checksums\n  max_lag: 5s\n",
-        ..PlanYaml::default()
-    }
-    .write(dir.path(), "shop", &src, &dst);
     Pair {
-        src,
-        dst,
-        _dir: dir,
-        plan,
-        names,
+        src: p.src,
+        dst: p.dst,
+        _dir: p.dir,
+        plan: p.plan,
+        names: pgmove::plan::names::pglogical_names("shop", None),
     }
 }
 
-/// Waits until every table of the subscription is synchronized and it replicates.
-fn wait_synced(dst: &Cluster, sub: &str) {
+/// `pgmove apply` of the pair: it returns once the initial sync is done and the subscription
+/// replicates (step `replicating`).
+pub(crate) fn apply(p: &Pair) {
+    let out = run(&["apply", plan_arg(&p.plan), "--yes"], p);
+    support::online::assert_ok(&out);
+}
+
+/// [`Pair`], applied: the subscription replicates.
+pub(crate) fn applied() -> Pair {
+    let p = started();
+    apply(&p);
+    p
+}
+
+/// Starts `pgmove <args>` held at test pause `point`, waits until it is there, and kills it
+/// (-9).
+fn kill_at(p: &Pair, args: &[&str], point: &str) {
+    let log = p._dir.path().join(format!("{point}.log"));
+    let mut cmd = pgmove(args, &p.src, &p.dst);
+    cmd.env("PGMOVE_TEST_PAUSE", point);
+    let mut child = support::online::spawn_logged(cmd, &log);
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let st = dst.psql(
-            DB,
-            &format!(
-                "SELECT (SELECT status FROM pglogical.show_subscription_status('{sub}')) || ':' ||
-                 (SELECT count(*) FILTER (WHERE sync_status <> 'r') FROM pglogical.local_sync_status)"
-            ),
-        );
-        if st.trim() == "replicating:0" {
-            return;
+    while !support::online::read_log(&log).contains(&format!("test pause at {point}")) {
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!(
+                "pgmove {args:?} ended before {point}: {s}\n{}",
+                support::online::read_log(&log)
+            );
         }
         assert!(
             Instant::now() < deadline,
-            "the subscription did not sync: {st}\n{}",
-            dst.log()
+            "pgmove {args:?} did not reach {point}"
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Records step `replicating`, as apply does once the sync is done.
-pub(crate) fn record_replicating(dst: &Cluster) {
-    dst.psql(
-        DB,
-        "INSERT INTO pgmove.steps (plan_name, step) VALUES ('shop', 'post-data'), ('shop', 'analyze'), ('shop', 'replicating');
-         UPDATE pgmove.runs SET phase = 'replicating' WHERE plan_name = 'shop';",
-    );
+    child.kill().expect("kill -9");
+    let _ = child.wait();
 }
 
 fn run(args: &[&str], p: &Pair) -> std::process::Output {
@@ -225,10 +161,21 @@ fn start_writer(
 
 #[test]
 fn cutover_of_a_pglogical_run_goes_live_independent_and_identical() {
-    let p = pair();
+    let p = started();
     let f = plan_arg(&p.plan);
 
-    // Before the run reached `replicating`: exit 2, with the fix.
+    // Never applied, then an apply killed during the sync: not `replicating`, exit 2 with
+    // the fix.
+    let out = run(&["cutover", f, "--yes"], &p);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("(strategy pglogical) has not reached step `replicating`"),
+        "{}",
+        text(&out)
+    );
+    assert!(err.contains(&format!("pgmove apply {f}")), "{}", text(&out));
+    kill_at(&p, &["apply", f, "--yes"], "pglogical-sync");
     let out = run(&["cutover", f, "--yes"], &p);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -241,7 +188,7 @@ fn cutover_of_a_pglogical_run_goes_live_independent_and_identical() {
     let before = untouched_state(&p);
     assert!(before.ends_with("|0/0"), "{before}");
 
-    record_replicating(&p.dst);
+    apply(&p);
 
     // Status during replication (the subscription and the sync, as status shows them).
     let out = run(&["status", f], &p);
@@ -373,32 +320,10 @@ fn cutover_of_a_pglogical_run_goes_live_independent_and_identical() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
-/// Starts `pgmove cutover --yes` held at `point`, waits until it is there, and kills it (-9).
-fn kill_cutover_at(p: &Pair, point: &str) {
-    let log = p._dir.path().join("cutover.log");
-    let mut cmd = pgmove(&["cutover", plan_arg(&p.plan), "--yes"], &p.src, &p.dst);
-    cmd.env("PGMOVE_TEST_PAUSE", point);
-    let mut child = support::online::spawn_logged(cmd, &log);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !support::online::read_log(&log).contains(&format!("test pause at {point}")) {
-        if let Ok(Some(s)) = child.try_wait() {
-            panic!(
-                "cutover ended before {point}: {s}\n{}",
-                support::online::read_log(&log)
-            );
-        }
-        assert!(Instant::now() < deadline, "cutover did not reach {point}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().expect("kill -9 cutover");
-    let _ = child.wait();
-}
-
 #[test]
 fn a_cutover_killed_after_dropping_the_subscription_finishes_on_a_rerun() {
-    let p = pair();
+    let p = applied();
     let f = plan_arg(&p.plan);
-    record_replicating(&p.dst);
     p.src.psql(
         DB,
         "INSERT INTO orders (account, note) SELECT 3, 'late' FROM generate_series(1, 300);
@@ -406,7 +331,7 @@ fn a_cutover_killed_after_dropping_the_subscription_finishes_on_a_rerun() {
     );
     // Killed once the subscription is dropped, before the cutover is recorded done: the source
     // stays fenced, the subscription and its slot are gone.
-    kill_cutover_at(&p, "cutover-pglogical-dropped");
+    kill_at(&p, &["cutover", f, "--yes"], "cutover-pglogical-dropped");
     assert_eq!(
         p.dst
             .psql(DB, "SELECT count(*) FROM pglogical.subscription"),

@@ -7,7 +7,7 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
-use crate::pglogical_cutover::{pair, record_replicating, Pair};
+use crate::pglogical_cutover::{applied, Pair};
 use support::online::{pgmove, text, DB};
 
 fn status_json(p: &Pair) -> (Option<i32>, serde_json::Value, String) {
@@ -21,10 +21,9 @@ fn status_json(p: &Pair) -> (Option<i32>, serde_json::Value, String) {
 
 #[test]
 fn status_shows_the_subscription_its_tables_and_the_slot_lag() {
-    let p = pair();
+    let p = applied();
     let f = p.plan.to_str().expect("utf8");
     let sub = &p.names.subscription;
-    record_replicating(&p.dst);
     p.src.psql(
         DB,
         "INSERT INTO orders (account, note) SELECT 1, 'more' FROM generate_series(1, 500)",
