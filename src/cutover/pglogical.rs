@@ -135,10 +135,32 @@ pub(super) async fn wait_confirmed(
     lsn: Lsn,
     deadline: Instant,
 ) -> Result<(), StepError> {
+    let mut nudged = Instant::now();
     loop {
         let confirmed = read::confirmed_lsn(source, &job.source, &follow.slot).await?;
         if confirmed.is_some_and(|c| c >= lsn) {
             return Ok(());
+        }
+        // pglogical's apply worker confirms a position only once its own commits are flushed
+        // on the target, and when a message wakes it (else once a second): a commit of ours
+        // on the target flushes the WAL before it, then a small message on the source wakes
+        // the worker through its walsender's keepalive.
+        if nudged.elapsed() >= Duration::from_millis(100) {
+            target.batch_execute(FLUSH_SQL).await.map_err(|e| {
+                job.target
+                    .query_error("flushing the target's WAL (a transaction with an xid)", &e)
+            })?;
+            source
+                .execute(
+                    NUDGE_SQL,
+                    &[&crate::plan::names::cutover_marker_prefix(&job.plan.name)],
+                )
+                .await
+                .map_err(|e| {
+                    job.source
+                        .query_error("writing a wake-up message (pg_logical_emit_message)", &e)
+                })?;
+            nudged = Instant::now();
         }
         if Instant::now() >= deadline {
             let state = match read::subscription(target, &job.target, &follow.subscription).await {
@@ -221,6 +243,11 @@ pub(super) async fn teardown(
     Ok(t)
 }
 
+/// A transaction with an xid: its synchronous commit flushes the WAL written before it.
+const FLUSH_SQL: &str =
+    "BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_catalog.txid_current(); COMMIT";
+/// A non-transactional logical message with prefix `$1`: WAL that wakes the walsender.
+const NUDGE_SQL: &str = "SELECT pg_logical_emit_message(false, $1, 'wake up')";
 /// Disables subscription `$1` now (its apply worker stops).
 const DISABLE_SQL: &str = "SELECT pglogical.alter_subscription_disable($1, true)";
 /// Drops subscription `$1` if it exists: its sync state, its origin, and its slot on the
