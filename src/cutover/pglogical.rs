@@ -214,15 +214,23 @@ pub(super) async fn teardown(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        target
-            .execute(DROP_SQL, &[&follow.subscription])
-            .await
-            .map_err(|e| {
-                job.target.query_error(
-                    &format!("dropping pglogical subscription {}", follow.subscription),
-                    &e,
-                )
-            })?;
+        if let Err(e) = target.execute(DROP_SQL, &[&follow.subscription]).await {
+            // Cutover fails and unfences the source: replication must go on, so the
+            // subscription is enabled again.
+            let err = job.target.query_error(
+                &format!("dropping pglogical subscription {}", follow.subscription),
+                &e,
+            );
+            let again = match target.execute(ENABLE_SQL, &[&follow.subscription]).await {
+                Ok(_) => "it was enabled again".to_string(),
+                Err(e2) => format!(
+                    "enabling it again failed too ({}): on the target run SELECT pglogical.alter_subscription_enable({}, true);",
+                    job.target.query_error("enabling the subscription", &e2),
+                    quote::literal(&follow.subscription)
+                ),
+            };
+            return Err(StepError::Other(format!("{err}; {again}")));
+        }
         t.subscription_dropped = true;
         tracing::info!(subscription = %follow.subscription, "cutover: pglogical subscription dropped");
     }
@@ -250,6 +258,8 @@ const FLUSH_SQL: &str =
 const NUDGE_SQL: &str = "SELECT pg_logical_emit_message(false, $1, 'wake up')";
 /// Disables subscription `$1` now (its apply worker stops).
 const DISABLE_SQL: &str = "SELECT pglogical.alter_subscription_disable($1, true)";
+/// Enables subscription `$1` again now.
+const ENABLE_SQL: &str = "SELECT pglogical.alter_subscription_enable($1, true)";
 /// Drops subscription `$1` if it exists: its sync state, its origin, and its slot on the
 /// provider when the provider is reachable.
 const DROP_SQL: &str = "SELECT pglogical.drop_subscription($1, true)";
