@@ -459,6 +459,53 @@ mod tests {
         assert_eq!(o.seconds, None);
     }
 
+    fn pgl(state: &str, enabled: bool) -> crate::status::pglogical::PglogicalStatus {
+        crate::status::pglogical::PglogicalStatus {
+            subscription: "pgmove_shop".into(),
+            state: state.into(),
+            enabled: Some(enabled),
+            provider_node: Some("pgmove_shop_provider".into()),
+            slot_name: Some("pgl_shop".into()),
+            initial_sync: Some("replicating".into()),
+            tables: vec![],
+            tables_synced: 0,
+        }
+    }
+
+    #[test]
+    fn a_pglogical_run_is_judged_by_its_subscription() {
+        let p = plan("");
+        let mut r = run(Some("pglogical"), true, true);
+        r.steps_done = vec!["replicating".into()];
+        let l = lag(true, 0, 0.0);
+        // Replicating: nothing blocks; a note says cutover drops the subscription.
+        let f = pglogical_run_findings(&p, &r, &l, &pgl("replicating", true));
+        assert!(blockers(&f).is_empty(), "{f:?}");
+        assert!(f
+            .iter()
+            .any(|f| f.check == "subscription-dropped-at-cutover"));
+        // Disabled: blocks, the fix enables it.
+        let f = pglogical_run_findings(&p, &r, &l, &pgl("disabled", false));
+        assert_eq!(blockers(&f), vec!["subscription"]);
+        let fix = f[0].fix.clone().unwrap_or_default();
+        assert!(
+            fix.contains("pglogical.alter_subscription_enable('pgmove_shop', true)"),
+            "{fix}"
+        );
+        // The sync not done: blocks, the fix is apply.
+        let mut syncing = run(Some("pglogical"), false, false);
+        syncing.steps_done = vec!["sync".into()];
+        let f = pglogical_run_findings(&p, &syncing, &l, &pgl("initializing", true));
+        assert_eq!(blockers(&f), vec!["full-load"]);
+        // An earlier cutover caught up, fenced, and dropped the subscription: not blocked.
+        let mut resumed = r.clone();
+        resumed.cutover_state = Some("fenced".into());
+        resumed.steps_done.push("cutover-catch-up".into());
+        let f = pglogical_run_findings(&p, &resumed, &lag(false, 0, 0.0), &pgl("missing", true));
+        assert!(blockers(&f).is_empty(), "{f:?}");
+        assert!(f.iter().any(|f| f.check == "caught-up-before"));
+    }
+
     #[test]
     fn excluded_writes_are_warnings_naming_the_reset() {
         let w = vec![ExcludedWrites {
