@@ -510,33 +510,31 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
     } else {
         Vec::new()
     };
-    let applied = if is_pglogical {
+    if is_pglogical {
         pglogical::check_run(
             job,
             &finished_before,
             run_row.as_ref().and_then(|r| r.last_error.as_deref()),
         )?;
-        Ok(Some(Lsn(0)))
     } else {
-        crate::state::progress::applied_lsn(&target, &job.target, plan).await
-    };
-    match applied {
-        Ok(Some(_)) => {}
-        Ok(None) | Err(_) => {
-            // What stopped change capture, when a run recorded it, rather than "no progress".
-            let recorded: Option<String> =
-                crate::state::runs::last_error(&target, &job.target, plan)
-                    .await
-                    .ok()
-                    .flatten();
-            return Err(CutoverError::NotReady(match recorded {
-                Some(e) => format!(
-                    "plan {plan:?}: change capture stopped before it applied anything, with this error: {e}\n  hint: fix that, then run `pgmove apply` again; cutover needs change capture running and caught up"
-                ),
-                None => format!(
-                    "plan {plan:?} has no change capture progress on the target: run `pgmove apply` (strategy copy-cdc) first and let it reach change capture"
-                ),
-            }));
+        match crate::state::progress::applied_lsn(&target, &job.target, plan).await {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => {
+                // What stopped change capture, when a run recorded it, rather than "no progress".
+                let recorded: Option<String> =
+                    crate::state::runs::last_error(&target, &job.target, plan)
+                        .await
+                        .ok()
+                        .flatten();
+                return Err(CutoverError::NotReady(match recorded {
+                    Some(e) => format!(
+                        "plan {plan:?}: change capture stopped before it applied anything, with this error: {e}\n  hint: fix that, then run `pgmove apply` again; cutover needs change capture running and caught up"
+                    ),
+                    None => format!(
+                        "plan {plan:?} has no change capture progress on the target: run `pgmove apply` (strategy copy-cdc) first and let it reach change capture"
+                    ),
+                }));
+            }
         }
     }
     let previous = crate::state::cutover::read(&target, &job.target, plan).await?;
