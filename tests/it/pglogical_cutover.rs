@@ -1,7 +1,9 @@
-//! `pgmove cutover` of a run of strategy pglogical, on servers of its own (pglogical
-//! preloaded): a cutover before the run reached `replicating` exits 2 with the fix; the dry
-//! run changes nothing; a cutover under a writer ends live, identical, sequences equal, the
-//! subscription gone from the target and its slot from the source, the write outage reported.
+//! `pgmove cutover` of a run of strategy pglogical (applied by `pgmove apply`), on servers of
+//! its own (pglogical preloaded): a cutover before the run reached `replicating` exits 2 with
+//! the fix; the dry run changes nothing; a cutover under a writer ends live, identical,
+//! sequences equal, the subscription gone from the target and its slot from the source, the
+//! write outage reported; a failed verification unfences and replication goes on; a cutover
+//! killed after dropping the subscription finishes on a rerun.
 
 use crate::support;
 
@@ -321,7 +323,7 @@ fn cutover_of_a_pglogical_run_goes_live_independent_and_identical() {
 }
 
 #[test]
-fn a_cutover_killed_after_dropping_the_subscription_finishes_on_a_rerun() {
+fn a_failed_verification_keeps_replicating_and_a_killed_cutover_finishes_on_a_rerun() {
     let p = applied();
     let f = plan_arg(&p.plan);
     p.src.psql(
@@ -329,6 +331,40 @@ fn a_cutover_killed_after_dropping_the_subscription_finishes_on_a_rerun() {
         "INSERT INTO orders (account, note) SELECT 3, 'late' FROM generate_series(1, 300);
          SELECT nextval('invoice_no') FROM generate_series(1, 7);",
     );
+    // A row only the target has: verification fails (exit 3), the source is unfenced and
+    // the subscription still replicates.
+    p.dst.psql(DB, "INSERT INTO accounts VALUES (999, 0)");
+    let out = run(&["cutover", f, "--yes"], &p);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("FAILED, the source is not fenced and replication goes on"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        p.src.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = 'shop'"
+        ),
+        "0",
+        "unfenced"
+    );
+    p.src.psql(
+        DB,
+        "INSERT INTO orders (account, note) VALUES (4, 'after the failed cutover')",
+    );
+    support::pglogical::wait_for(
+        &p.dst,
+        "SELECT count(*) FROM orders WHERE note = 'after the failed cutover'",
+        "1",
+    );
+    assert_eq!(
+        support::pglogical::subscriptions(&p.dst),
+        [format!("{}|replicating", p.names.subscription)]
+    );
+    p.dst.psql(DB, "DELETE FROM accounts WHERE id = 999");
+
     // Killed once the subscription is dropped, before the cutover is recorded done: the source
     // stays fenced, the subscription and its slot are gone.
     kill_at(&p, &["cutover", f, "--yes"], "cutover-pglogical-dropped");
@@ -377,7 +413,7 @@ fn a_cutover_killed_after_dropping_the_subscription_finishes_on_a_rerun() {
     );
     let q = "SELECT (SELECT count(*) FROM orders) || '/' || (SELECT last_value FROM invoice_no)";
     assert_eq!(p.dst.psql(DB, q), p.src.psql(DB, q));
-    assert_eq!(p.src.psql(DB, q), "2300/1011");
+    assert_eq!(p.src.psql(DB, q), "2301/1011");
     assert_eq!(
         p.dst
             .psql(DB, "SELECT phase FROM pgmove.runs WHERE plan_name = 'shop'"),
