@@ -19,8 +19,6 @@
 // check for unused dependencies is the library's (Cargo.toml `[lints]`).
 #![allow(unused_crate_dependencies)]
 
-mod support;
-
 mod cdc_apply;
 mod cdc_apply_batch;
 mod cdc_ddl;
@@ -50,7 +48,9 @@ mod inspect;
 mod least_privilege;
 mod owned_names;
 mod pglogical_apply;
+mod pglogical_cutover;
 mod pglogical_preflight;
+mod pglogical_status;
 mod plan_command;
 mod plan_load;
 mod privileges;
@@ -59,6 +59,8 @@ mod roles;
 mod state_upgrade;
 mod status_exit;
 mod steps;
+mod support;
 mod unlogged;
 mod verify;
 mod verify_catalogue;
+

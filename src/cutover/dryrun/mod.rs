@@ -33,6 +33,11 @@
 //!    verification took at the plan's `cutover.verify` level (cutover runs the same while
 //!    writes are fenced) plus about 1 s for the fence, the markers and the sequences.
 //!
+//! For a run of strategy pglogical the applier is its subscription: the run must have reached
+//! step `replicating`, the subscription must replicate, and the lag is its slot's confirmed
+//! position on the source ([`crate::cutover::pglogical`]); the report shows the subscription
+//! and each table's sync state, and that cutover drops the subscription once verified.
+//!
 //! Every finding names the object and the fix, as preflight findings do
 //! ([`crate::report::Finding`]). [`DryRun::ready`] is true only when no finding blocks.
 //!
@@ -278,6 +283,8 @@ pub struct DryRun {
     /// The steps `pgmove cutover` runs and records in `pgmove.steps`, in order
     /// ([`crate::cutover::steps`]).
     pub steps: Vec<&'static str>,
+    /// Strategy pglogical: the subscription (the applier) and each table's sync state.
+    pub pglogical: Option<crate::status::pglogical::PglogicalStatus>,
 }
 
 impl DryRun {
@@ -450,6 +457,53 @@ mod tests {
         assert_eq!(o.seconds, Some(1.0));
         let o = estimate_outage(&p, &lag(true, 0, 0.0), &run(None, false, false), None);
         assert_eq!(o.seconds, None);
+    }
+
+    fn pgl(state: &str, enabled: bool) -> crate::status::pglogical::PglogicalStatus {
+        crate::status::pglogical::PglogicalStatus {
+            subscription: "pgmove_shop".into(),
+            state: state.into(),
+            enabled: Some(enabled),
+            provider_node: Some("pgmove_shop_provider".into()),
+            slot_name: Some("pgl_shop".into()),
+            initial_sync: Some("replicating".into()),
+            tables: vec![],
+            tables_synced: 0,
+        }
+    }
+
+    #[test]
+    fn a_pglogical_run_is_judged_by_its_subscription() {
+        let p = plan("");
+        let mut r = run(Some("pglogical"), true, true);
+        r.steps_done = vec!["replicating".into()];
+        let l = lag(true, 0, 0.0);
+        // Replicating: nothing blocks; a note says cutover drops the subscription.
+        let f = pglogical_run_findings(&p, &r, &l, &pgl("replicating", true));
+        assert!(blockers(&f).is_empty(), "{f:?}");
+        assert!(f
+            .iter()
+            .any(|f| f.check == "subscription-dropped-at-cutover"));
+        // Disabled: blocks, the fix enables it.
+        let f = pglogical_run_findings(&p, &r, &l, &pgl("disabled", false));
+        assert_eq!(blockers(&f), vec!["subscription"]);
+        let fix = f[0].fix.clone().unwrap_or_default();
+        assert!(
+            fix.contains("pglogical.alter_subscription_enable('pgmove_shop', true)"),
+            "{fix}"
+        );
+        // The sync not done: blocks, the fix is apply.
+        let mut syncing = run(Some("pglogical"), false, false);
+        syncing.steps_done = vec!["sync".into()];
+        let f = pglogical_run_findings(&p, &syncing, &l, &pgl("initializing", true));
+        assert_eq!(blockers(&f), vec!["full-load"]);
+        // An earlier cutover caught up, fenced, and dropped the subscription: not blocked.
+        let mut resumed = r.clone();
+        resumed.cutover_state = Some("fenced".into());
+        resumed.steps_done.push("cutover-catch-up".into());
+        let f = pglogical_run_findings(&p, &resumed, &lag(false, 0, 0.0), &pgl("missing", true));
+        assert!(blockers(&f).is_empty(), "{f:?}");
+        assert!(f.iter().any(|f| f.check == "caught-up-before"));
     }
 
     #[test]
