@@ -235,6 +235,25 @@ fn apply_builds_the_paired_sets_syncs_and_replicates() {
         ["pgmove_pgl_sets_provider", "pgmove_pgl_sets_subscriber"]
     );
     assert_eq!(subscriptions(dst), ["pgmove_pgl_sets|replicating"]);
+
+    // Once the plan is cut over (as cutover records it), apply does nothing and says so.
+    dst.psql(
+        DB,
+        "UPDATE pgmove.runs SET phase = 'live' WHERE plan_name = 'pgl_sets'",
+    );
+    let after = pair.apply();
+    let text = online::text(&after);
+    assert!(
+        text.contains("plan pgl_sets is cut over") && text.contains("next: pgmove cleanup"),
+        "{text}"
+    );
+    assert_eq!(
+        dst.psql(
+            DB,
+            "SELECT phase FROM pgmove.runs WHERE plan_name = 'pgl_sets'"
+        ),
+        "live"
+    );
 }
 
 /// Starts `pgmove apply` held at test pause `point`, waits until it is there, and kills it
@@ -373,4 +392,74 @@ fn a_rerun_after_kill_9_reuses_what_the_killed_runs_created() {
     );
     online::sync_sequences(src, dst);
     online::verify(&pair.plan, src, dst);
+}
+
+#[test]
+fn a_table_pglogical_failed_to_copy_fails_apply_with_the_way_out() {
+    let name = "pgl_down";
+    let pair = Pair::start(
+        name,
+        "CREATE TABLE keyed (id int PRIMARY KEY, v text);
+         INSERT INTO keyed SELECT g, md5(g::text) FROM generate_series(1, 100) g;",
+        "",
+    );
+    let (src, dst) = (&pair.src, &pair.dst);
+    // Held once the schema is on the target; a constraint every source row breaks is added
+    // there, so pglogical's copy of the table fails (pglogical 2.4 then marks it synced anyway,
+    // empty: apply must notice).
+    let point = "pglogical-provider-recorded";
+    let resume = pair.dir.path().join("resume");
+    let log = pair.dir.path().join("apply.log");
+    let mut cmd = online::pgmove(&online::apply_args(&pair.plan), src, dst);
+    cmd.env("PGMOVE_TEST_PAUSE", point)
+        .env("PGMOVE_TEST_RESUME_FILE", &resume);
+    let mut child = online::spawn_logged(cmd, &log);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !read_log(&log).contains(&format!("test pause at {point}")) {
+        online::check_running(&mut child, &log);
+        assert!(Instant::now() < deadline, "{}", read_log(&log));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    dst.psql(
+        DB,
+        "ALTER TABLE keyed ADD CONSTRAINT refuses_every_row CHECK (id < 0) NOT VALID",
+    );
+    std::fs::write(&resume, "").expect("resume");
+    let started = Instant::now();
+    let status = child.wait().expect("apply");
+    let text = read_log(&log);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "apply took {:?} to give up",
+        started.elapsed()
+    );
+    assert!(
+        text.contains("got none on the target: public.keyed")
+            && text.contains("target server's log")
+            && text.contains("SELECT pglogical.alter_subscription_resynchronize_table('pgmove_pgl_down', '\"public\".\"keyed\"');")
+            && text.contains("run pgmove apply again"),
+        "{text}"
+    );
+    for secret in [&src.password, &dst.password] {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a password in the log:\n{text}"
+        );
+    }
+    assert_eq!(
+        dst.psql(
+            DB,
+            "SELECT phase FROM pgmove.runs WHERE plan_name = 'pgl_down'"
+        ),
+        "failed"
+    );
+    // The cause fixed and the table resynchronized as the hint says, the rerun resumes.
+    dst.psql(
+        DB,
+        "ALTER TABLE keyed DROP CONSTRAINT refuses_every_row;
+         SELECT pglogical.alter_subscription_resynchronize_table('pgmove_pgl_down', 'public.keyed');",
+    );
+    pair.apply();
+    assert_eq!(dst.psql(DB, "SELECT count(*) FROM keyed"), "100");
 }

@@ -125,6 +125,8 @@ pub struct Outcome {
     pub subscription: String,
     /// The subscription's slot on the source (and replication origin on the target).
     pub slot: Option<String>,
+    /// The plan was cut over already: apply did nothing.
+    pub cut_over: bool,
 }
 
 /// Whether a dump entry is the pglogical extension or its schema (or their comment or
@@ -148,6 +150,15 @@ pub async fn run(job: &Job, progress: Progress) -> Result<Outcome, PglogicalErro
     let pg_restore = tools::find("pg_restore", base.bin_dir.as_deref(), major)?;
     let psql = tools::find("psql", base.bin_dir.as_deref(), 0)?;
     let state = State::open(&base.target, &base.plan_name).await?;
+    let run = crate::state::runs::read(&state.client, &base.target, &base.plan_name).await?;
+    if run.is_some_and(|r| r.phase == Phase::Live) {
+        // The target is live: nothing to create again (cleanup removes the rest).
+        return Ok(Outcome {
+            cut_over: true,
+            subscription: job.names.subscription.clone(),
+            ..Outcome::default()
+        });
+    }
     state.finish_step(step_name::STATE, None).await?;
     let tools = Tools {
         pg_dump,
@@ -241,6 +252,7 @@ async fn run_steps(
     if state.step(step_name::SYNC).await?.is_none() {
         state.set_phase(STRATEGY, Phase::Copy, None).await?;
         outcome.sync_secs = sync::wait_synced(job, m.tables().count() as u64, progress).await?;
+        sync::check_copied(job, &m.tables().collect::<Vec<_>>()).await?;
         state.finish_step(step_name::SYNC, None).await?;
     } else {
         done(step_name::SYNC, &mut outcome);
