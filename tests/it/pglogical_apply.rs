@@ -462,4 +462,40 @@ fn a_table_pglogical_failed_to_copy_fails_apply_with_the_way_out() {
     );
     pair.apply();
     assert_eq!(dst.psql(DB, "SELECT count(*) FROM keyed"), "100");
+
+    // Another plan from the same source database (to another target database) finds a
+    // pglogical node it did not create there: refused, never used, nothing of its own made.
+    dst.create_db("other");
+    let other = pair.dir.path().join("pgl_other.yaml");
+    let yaml = std::fs::read_to_string(&pair.plan)
+        .expect("plan")
+        .replace("name: pgl_down", "name: pgl_other")
+        .replace(
+            &format!("{}/{DB}", dst.port),
+            &format!("{}/other", dst.port),
+        );
+    std::fs::write(&other, yaml).expect("write plan");
+    let out = online::run(&["apply", other.to_str().expect("utf8"), "--yes"], src, dst);
+    let text = online::text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("already has pglogical node \"pgmove_pgl_down_provider\"")
+            && text.contains("pglogical.drop_node('pgmove_pgl_down_provider')"),
+        "{text}"
+    );
+    assert_eq!(nodes(src), ["pgmove_pgl_down_provider"]);
+    assert_eq!(
+        sets(src),
+        [
+            "ipgmove_pgl_down|true|false|false|true",
+            "pgmove_pgl_down|false|true|true|false"
+        ]
+    );
+    assert_eq!(
+        dst.psql(
+            "other",
+            "SELECT count(*) FROM pgmove.source_objects WHERE kind LIKE 'pglogical%node%'"
+        ),
+        "0"
+    );
 }

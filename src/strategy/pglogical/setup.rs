@@ -20,16 +20,17 @@ use crate::state::State;
 pub struct Existing {
     pub extension: bool,
     pub node: bool,
-    /// The update set and the insert set (source), or the subscription (target, first).
-    pub objects: [bool; 2],
+    /// The update set and the insert set (source).
+    pub sets: [bool; 2],
+    /// The subscription (target).
+    pub subscription: bool,
     /// Memberships: (set, schema, relation).
     pub tables: HashSet<(String, String, String)>,
     pub sequences: HashSet<(String, String, String)>,
 }
 
-/// The provider's statements, in order, for what does not exist yet. `dsn`: the provider
-/// node's (pgmove stores it without a password: pglogical's subscriber connects with the
-/// subscription's DSN).
+/// The provider's statements, in order, for what does not exist yet. The provider node's DSN
+/// is stored without a password (the subscriber connects with the subscription's DSN).
 pub fn provider_sql(job: &Job, m: &Members, have: &Existing) -> Vec<String> {
     let n = &job.names;
     let mut out = Vec::new();
@@ -42,13 +43,13 @@ pub fn provider_sql(job: &Job, m: &Members, have: &Existing) -> Vec<String> {
             &job.provider_dsn.without_password(),
         ));
     }
-    if !have.objects[0] {
+    if !have.sets[0] {
         out.push(calls::create_set(
             &n.replication_set,
             calls::UPDATE_SET_FLAGS,
         ));
     }
-    if !have.objects[1] {
+    if !have.sets[1] {
         out.push(calls::create_set(&n.insert_set, calls::INSERT_SET_FLAGS));
     }
     let mut add = |set: &str, t: &crate::inspect::RelName| {
@@ -92,7 +93,7 @@ pub fn subscriber_sql(job: &Job, have: &Existing, show: bool) -> Vec<String> {
             &dsn(&job.subscriber_dsn),
         ));
     }
-    if !have.objects[0] {
+    if !have.subscription {
         out.push(calls::create_subscription(
             &n.subscription,
             &dsn(&job.provider_dsn),
@@ -174,8 +175,8 @@ pub async fn ensure_provider(job: &Job, st: &State<'_>, m: &Members) -> Result<(
         check_local_node(&c, source, &n.provider_node).await?;
     }
     have.node = owned::claim(st, source, owned::PGLOGICAL_PROVIDER_NODE, &n.provider_node).await?;
-    have.objects[0] = owned::claim(st, source, owned::PGLOGICAL_SET, &n.replication_set).await?;
-    have.objects[1] = owned::claim(st, source, owned::PGLOGICAL_SET, &n.insert_set).await?;
+    have.sets[0] = owned::claim(st, source, owned::PGLOGICAL_SET, &n.replication_set).await?;
+    have.sets[1] = owned::claim(st, source, owned::PGLOGICAL_SET, &n.insert_set).await?;
     let sets = [n.replication_set.clone(), n.insert_set.clone()];
     have.tables = catalog::set_tables(&c, source, &sets)
         .await?
@@ -224,7 +225,7 @@ pub async fn ensure_subscription(job: &Job, st: &State<'_>) -> Result<(), Pglogi
         &n.subscriber_node,
     )
     .await?;
-    have.objects[0] =
+    have.subscription =
         owned::claim(st, target, owned::PGLOGICAL_SUBSCRIPTION, &n.subscription).await?;
     let statements = subscriber_sql(job, &have, false);
     crate::testhook::pause("pglogical-subscription-recorded").await;
