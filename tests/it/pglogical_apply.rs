@@ -288,8 +288,10 @@ fn a_rerun_after_kill_9_reuses_what_the_killed_runs_created() {
          CREATE TABLE small (id bigserial PRIMARY KEY, v text);
          INSERT INTO small (v) SELECT md5(g::text) FROM generate_series(1, 100) g;
          CREATE TABLE keyless (v text);
-         INSERT INTO keyless SELECT md5(g::text) FROM generate_series(1, 10) g;",
-        "cdc:\n  tables_without_key: exclude\n",
+         INSERT INTO keyless SELECT md5(g::text) FROM generate_series(1, 10) g;
+         CREATE TABLE skipped (id int PRIMARY KEY);
+         INSERT INTO skipped VALUES (1);",
+        "cdc:\n  tables_without_key: exclude\nobjects:\n  exclude: [public.skipped]\n",
     );
     let (src, dst) = (&pair.src, &pair.dst);
 
@@ -373,6 +375,14 @@ fn a_rerun_after_kill_9_reuses_what_the_killed_runs_created() {
         ]
     );
     assert_eq!(dst.psql(DB, "SELECT count(*) FROM keyless"), "0");
+    // A table the plan excludes is in no set and not on the target.
+    assert_eq!(
+        dst.psql(
+            DB,
+            "SELECT count(*) FROM pg_class WHERE relname = 'skipped'"
+        ),
+        "0"
+    );
     assert_eq!(
         lines(
             dst,
