@@ -78,6 +78,7 @@ pub async fn wait_synced(
     let started = Instant::now();
     let mut watch = Watch::new();
     let mut shown = 0u64;
+    let (mut current, mut copied): (Option<String>, u64) = (None, 0);
     // The subscription exists and pglogical copies: a kill from here on leaves it copying.
     crate::testhook::pause("pglogical-sync").await;
     loop {
@@ -88,12 +89,23 @@ pub async fn wait_synced(
             .filter(|r| r.table.is_some() && r.status == SYNC_READY)
             .count() as u64;
         watch.check(name, &status, ready_tables)?;
-        while shown < ready_tables.min(tables) {
-            shown += 1;
-            step.item_done("table synced");
+        // pglogical's initial sync copies the tables one by one and records them ready at
+        // its end: a table is counted when the copy moves on to the next one, the rest when
+        // they are recorded ready.
+        let copying = catalog::copy_in_progress(&c, target).await?;
+        let moved_on = copying != current;
+        if moved_on && current.is_some() {
+            copied += 1;
         }
-        if let Some(copying) = catalog::copy_in_progress(&c, target).await? {
-            tracing::debug!(table = %copying, "pglogical is copying");
+        while shown < ready_tables.max(copied).min(tables) {
+            shown += 1;
+            step.item_done(current.as_deref().unwrap_or("table"));
+        }
+        if moved_on {
+            if let Some(t) = &copying {
+                step.working_on(&format!("copying {t}"));
+            }
+            current = copying;
         }
         let all_ready = !rows.is_empty() && rows.iter().all(|r| r.status == SYNC_READY);
         if status == "replicating" && all_ready {
