@@ -120,8 +120,23 @@ pub async fn wait_synced(
 /// Waits until the subscription's slot on the source confirms the source's current WAL
 /// position (read first): the target then has everything the source had written. Returns it.
 pub async fn wait_caught_up(job: &Job) -> Result<Lsn, PglogicalError> {
-    let (source, target) = (&job.base.source, &job.base.target);
-    let name = &job.names.subscription;
+    let source = &job.base.source;
+    let s = source.connect().await?;
+    let goal = catalog::current_lsn(&s, source).await?;
+    wait_confirmed(source, &job.base.target, &job.names.subscription, goal).await?;
+    Ok(goal)
+}
+
+/// Waits until pglogical subscription `name` (on `target`) has confirmed `goal` on its slot on
+/// `source` (its `confirmed_flush_lsn`): every change the source wrote before `goal` is
+/// committed on the target. Fails like the sync when the subscription keeps going down or is
+/// disabled. For apply's `--exit-when-caught-up` and for cutover's wait for the final LSN.
+pub async fn wait_confirmed(
+    source: &crate::pg::Endpoint,
+    target: &crate::pg::Endpoint,
+    name: &str,
+    goal: Lsn,
+) -> Result<(), PglogicalError> {
     let s = source.connect().await?;
     let t = target.connect().await?;
     let sub = catalog::subscription(&t, target, name)
@@ -131,14 +146,13 @@ pub async fn wait_caught_up(job: &Job) -> Result<Lsn, PglogicalError> {
                 "pglogical subscription {name} is missing on the target: run pgmove apply again"
             ))
         })?;
-    let goal = catalog::current_lsn(&s, source).await?;
     let mut watch = Watch::new();
     loop {
         let status = catalog::subscription_status(&t, target, name).await?;
         let confirmed = catalog::slot_confirmed(&s, source, &sub.slot_name).await?;
         watch.check(name, &status, confirmed.map_or(0, |l| l.0))?;
         if confirmed.is_some_and(|l| l >= goal) {
-            return Ok(goal);
+            return Ok(());
         }
         tokio::time::sleep(POLL).await;
     }
