@@ -244,3 +244,104 @@ pub async fn ensure_subscription(job: &Job, st: &State<'_>) -> Result<(), Pglogi
     owned::created(st, owned::PGLOGICAL_SUBSCRIPTION, &n.subscription).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::RelName;
+    use crate::pg::Side;
+    use crate::pglogical::dsn::Conninfo;
+    use crate::plan::names::pglogical_names;
+
+    fn endpoint(side: Side, dsn: &str, password: &str) -> Endpoint {
+        Endpoint::from_dsn(side, dsn, Some(Secret::new(password)), &|_| None).expect("dsn")
+    }
+
+    fn job() -> Job {
+        let source = endpoint(
+            Side::Source,
+            "postgres://app@src.example/shop",
+            "src-secret",
+        );
+        let target = endpoint(
+            Side::Target,
+            "postgres://app@dst.example/shop",
+            "dst-secret",
+        );
+        let base = crate::strategy::dump_restore::Job {
+            plan_name: "p".into(),
+            source: source.clone(),
+            target: target.clone(),
+            schemas: Vec::new(),
+            exclude: Vec::new(),
+            large_objects: true,
+            no_owner: false,
+            no_acl: false,
+            jobs: 1,
+            index_jobs: 1,
+            bin_dir: None,
+            schema_only: true,
+            dump_dir: None,
+        };
+        Job {
+            names: pglogical_names("p", None),
+            provider_dsn: Conninfo::of(&source.info, None),
+            subscriber_dsn: Conninfo::of(&target.info, None),
+            objects: crate::plan::Objects::default(),
+            tables_without_key: crate::plan::TablesWithoutKey::InsertOnly,
+            base,
+        }
+    }
+
+    #[test]
+    fn a_rerun_creates_only_what_is_missing() {
+        let j = job();
+        let m = Members {
+            both: vec![RelName::new("public", "a")],
+            insert_only: vec![RelName::new("public", "k")],
+            sequences: vec![RelName::new("public", "s")],
+            ..Members::default()
+        };
+        let first = provider_sql(&j, &m, &Existing::default());
+        assert_eq!(first.len(), 1 + 1 + 2 + 3 + 1, "{first:#?}");
+        assert!(first[1].contains("create_node(node_name := 'pgmove_p_provider'"));
+        // The provider node's DSN carries no password.
+        assert!(!first[1].contains("password"), "{}", first[1]);
+        let have = Existing {
+            extension: true,
+            node: true,
+            sets: [true, true],
+            subscription: false,
+            tables: [("pgmove_p", "a"), ("ipgmove_p", "a")]
+                .iter()
+                .map(|(s, t)| (s.to_string(), "public".to_string(), t.to_string()))
+                .collect(),
+            sequences: Default::default(),
+        };
+        assert_eq!(
+            provider_sql(&j, &m, &have),
+            [
+                "SELECT pglogical.replication_set_add_table(set_name := 'ipgmove_p', relation := '\"public\".\"k\"'::regclass, synchronize_data := false);",
+                "SELECT pglogical.replication_set_add_sequence(set_name := 'pgmove_p', relation := '\"public\".\"s\"'::regclass, synchronize_data := false);",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_subscriber_statements_show_no_password_and_run_with_it() {
+        let j = job();
+        let shown = subscriber_sql(&j, &Existing::default(), true).join("\n");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("password=''********''"), "{shown}");
+        let run = subscriber_sql(&j, &Existing::default(), false).join("\n");
+        assert!(run.contains("password=''src-secret''"), "{run}");
+        assert!(run.contains("password=''dst-secret''"), "{run}");
+        let done = Existing {
+            extension: true,
+            node: true,
+            subscription: true,
+            ..Existing::default()
+        };
+        assert!(subscriber_sql(&j, &done, false).is_empty());
+    }
+}
