@@ -12,7 +12,7 @@ use support::pglogical::{lines, members, nodes, sets, subscriptions, wait_for, P
 use support::Cluster;
 
 /// Tables with a primary key, a replica-identity index, none (keyless), a 2-level partitioned
-/// table, a foreign key and a plain index (post-data), and a sequence.
+/// table, a foreign key and a plain index (post-data), a sequence and an unlogged table.
 const SCHEMA: &str = "
 CREATE TABLE keyed (id int PRIMARY KEY, v text);
 INSERT INTO keyed SELECT g, md5(g::text) FROM generate_series(1, 2000) g;
@@ -34,6 +34,8 @@ CREATE TABLE parted_2025_b PARTITION OF parted_2025 FOR VALUES WITH (MODULUS 2, 
 INSERT INTO parted SELECT g, DATE '2024-06-01' + (g % 400), 'p' || g FROM generate_series(1, 600) g;
 CREATE SEQUENCE counter;
 SELECT setval('counter', 42);
+CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY, v text);
+INSERT INTO scratch SELECT g, 's' || g FROM generate_series(1, 30) g;
 ";
 
 /// Row counts of every table of [`SCHEMA`], one line.
@@ -166,6 +168,18 @@ fn apply_builds_the_paired_sets_syncs_and_replicates() {
             "SELECT relreplident FROM pg_class WHERE relname = 'uniq'"
         ),
         "i"
+    );
+    // The unlogged table (in no set: pglogical refuses it) is copied once and stays unlogged.
+    assert_eq!(
+        dst.psql(
+            DB,
+            "SELECT count(*) || ' ' || (SELECT relpersistence::text FROM pg_class WHERE relname = 'scratch') FROM scratch"
+        ),
+        "30 u"
+    );
+    assert!(
+        text.contains("1 unlogged table(s) copied once, not replicated (public.scratch)"),
+        "{text}"
     );
     // The target has no copy of the source's pglogical objects beyond its own node.
     assert_eq!(

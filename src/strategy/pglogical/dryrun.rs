@@ -46,8 +46,8 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, P
                 for t in &m.excluded {
                     lines.push(format!("-- {}: no key and cdc.tables_without_key is exclude: in neither set (schema only, no rows)", t.qualified()));
                 }
-                for t in &m.not_replicable {
-                    lines.push(format!("-- {}: unlogged or foreign, pglogical cannot replicate it (schema only, no rows)", t.qualified()));
+                for t in &m.unlogged {
+                    lines.push(format!("-- {}: unlogged, pglogical cannot replicate it: copied once in step post-data (TRUNCATE, then COPY from the source), not replicated", t.qualified()));
                 }
                 lines.push(p.record(step_name::PROVIDER, None));
                 lines
