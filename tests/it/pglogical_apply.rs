@@ -304,7 +304,12 @@ fn a_rerun_after_kill_9_reuses_what_the_killed_runs_created() {
          CREATE TABLE keyless (v text);
          INSERT INTO keyless SELECT md5(g::text) FROM generate_series(1, 10) g;
          CREATE TABLE skipped (id int PRIMARY KEY);
-         INSERT INTO skipped VALUES (1);",
+         INSERT INTO skipped VALUES (1);
+         CREATE EXTENSION postgis;
+         INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, proj4text)
+              VALUES (990001, 'pgmove', 990001, '+proj=longlat +datum=WGS84 +no_defs');
+         CREATE TABLE places (id int PRIMARY KEY, at geometry(Point, 990001));
+         INSERT INTO places SELECT g, ST_SetSRID(ST_MakePoint(g, g), 990001) FROM generate_series(1, 20) g;",
         "cdc:\n  tables_without_key: exclude\nobjects:\n  exclude: [public.skipped]\n",
     );
     let (src, dst) = (&pair.src, &pair.dst);
@@ -382,8 +387,10 @@ fn a_rerun_after_kill_9_reuses_what_the_killed_runs_created() {
         members(src),
         [
             "ipgmove_pgl_kill|keyed",
+            "ipgmove_pgl_kill|places",
             "ipgmove_pgl_kill|small",
             "pgmove_pgl_kill|keyed",
+            "pgmove_pgl_kill|places",
             "pgmove_pgl_kill|small",
             "pgmove_pgl_kill|small_id_seq",
         ]
@@ -408,6 +415,15 @@ fn a_rerun_after_kill_9_reuses_what_the_killed_runs_created() {
         ["created"]
     );
 
+    // The extension's configuration rows the source added (a custom SRID) are on the target.
+    assert_eq!(
+        dst.psql(
+            DB,
+            "SELECT auth_name FROM spatial_ref_sys WHERE srid = 990001"
+        ),
+        "pgmove"
+    );
+    assert_eq!(dst.psql(DB, "SELECT count(*) FROM places"), "20");
     // The same data as the source: the excluded table's rows copied by hand (as the warning
     // says), sequences as cutover sets them; then pgmove verify says identical.
     dst.psql(

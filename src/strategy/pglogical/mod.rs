@@ -37,6 +37,7 @@ use crate::plan::names::PglogicalNames;
 use crate::plan::{Objects, Plan, TablesWithoutKey};
 use crate::progress::Progress;
 use crate::state::{Phase, State};
+use crate::strategy::copy_cdc;
 use crate::strategy::dump_restore::toc::Entry;
 use crate::strategy::dump_restore::{self, DumpRestoreError, Restorer};
 use crate::strategy::steps as step_name;
@@ -57,6 +58,8 @@ pub enum PglogicalError {
     Tool(#[from] tools::ToolError),
     #[error(transparent)]
     Members(#[from] members::MembersError),
+    #[error(transparent)]
+    Copy(#[from] crate::strategy::copy_cdc::CopyError),
     /// An object pgmove will not use.
     #[error("{0}")]
     Refused(String),
@@ -260,6 +263,15 @@ async fn run_steps(
     if state.step(step_name::POST_DATA).await?.is_none() {
         state.set_phase(STRATEGY, Phase::PostData, None).await?;
         copy_unlogged(base, source_inv, &m.unlogged).await?;
+        // Extension configuration tables (PostGIS spatial_ref_sys, ...): the rows pg_dump would
+        // dump, once, as copy-cdc copies them (the extension's own rows come with CREATE
+        // EXTENSION on the target).
+        let configs: Vec<_> = copy_cdc::config_tables(&base.source, source_inv)
+            .await?
+            .into_iter()
+            .filter(|c| job.objects.includes(&c.schema, &c.table))
+            .collect();
+        copy_cdc::copy_config_rows(base, None, &configs).await?;
         restorer.refresh_done(state).await?;
         restorer.post_data().await?;
         let source = base.source.connect().await?;
