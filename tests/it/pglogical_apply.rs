@@ -309,7 +309,8 @@ fn a_rerun_after_kill_9_reuses_what_the_killed_runs_created() {
          INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, proj4text)
               VALUES (990001, 'pgmove', 990001, '+proj=longlat +datum=WGS84 +no_defs');
          CREATE TABLE places (id int PRIMARY KEY, at geometry(Point, 990001));
-         INSERT INTO places SELECT g, ST_SetSRID(ST_MakePoint(g, g), 990001) FROM generate_series(1, 20) g;",
+         INSERT INTO places SELECT g, ST_SetSRID(ST_MakePoint(g, g), 990001) FROM generate_series(1, 20) g;
+         SELECT lo_from_bytea(424242, 'a large object');",
         "cdc:\n  tables_without_key: exclude\nobjects:\n  exclude: [public.skipped]\n",
     );
     let (src, dst) = (&pair.src, &pair.dst);
@@ -424,6 +425,11 @@ fn a_rerun_after_kill_9_reuses_what_the_killed_runs_created() {
         "pgmove"
     );
     assert_eq!(dst.psql(DB, "SELECT count(*) FROM places"), "20");
+    // The large object (pglogical does not carry them) is copied by apply.
+    assert_eq!(
+        dst.psql(DB, "SELECT convert_from(lo_get(424242), 'UTF8')"),
+        "a large object"
+    );
     // The same data as the source: the excluded table's rows copied by hand (as the warning
     // says), sequences as cutover sets them; then pgmove verify says identical.
     dst.psql(

@@ -1941,7 +1941,7 @@ fn large_object_privileges(
 
 /// Copies the large objects the target lacks, 1 MB at a time, with their comments, owners and
 /// grants.
-async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError> {
+pub(crate) async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError> {
     const PIECE: i64 = 1 << 20;
     let source = base.source.connect().await?;
     let mut target = base.target.connect().await?;

@@ -74,9 +74,15 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, P
                 catalog::SYNC_STATUS_SQL.replace("$1", &crate::pg::quote::literal(&n.subscription)),
                 p.record(step_name::SYNC, None),
             ],
-            step_name::POST_DATA => p.post_data(&[
-                "-- then REFRESH MATERIALIZED VIEW on the target for each view populated on the source".to_string(),
-            ]),
+            step_name::POST_DATA => {
+                let mut lines = vec![
+                    "-- first, once (pglogical carries none of them): each unlogged table (TRUNCATE, then COPY from the source), the extensions' configuration rows pg_dump would dump, and the large objects the target lacks".to_string(),
+                ];
+                lines.extend(p.post_data(&[
+                    "-- then REFRESH MATERIALIZED VIEW on the target for each view populated on the source".to_string(),
+                ]));
+                lines
+            }
             step_name::ANALYZE => p.analyze(true),
             step_name::REPLICATING => {
                 let mut lines = vec![p.record(step_name::REPLICATING, Some("<the subscription's slot>"))];

@@ -272,6 +272,11 @@ async fn run_steps(
             .filter(|c| job.objects.includes(&c.schema, &c.table))
             .collect();
         copy_cdc::copy_config_rows(base, None, &configs).await?;
+        // Large objects (pglogical does not carry them): those the target lacks, with their
+        // owners, grants and comments; cutover copies the ones created after this.
+        if base.large_objects {
+            copy_cdc::copy_large_objects(base).await?;
+        }
         restorer.refresh_done(state).await?;
         restorer.post_data().await?;
         let source = base.source.connect().await?;
