@@ -264,6 +264,14 @@ pub(super) async fn apply_pglogical(
         Ok(o) => o,
         Err(e) => return report_failure(&Failure::runtime(e)),
     };
+    if outcome.cut_over {
+        eprintln!(
+            "plan {} is cut over: the target is live and apply has nothing to do; next: pgmove cleanup {}",
+            p.plan.name,
+            path.display()
+        );
+        return exit::OK;
+    }
     let caught_up = if online.exit_when_caught_up {
         match pglogical::sync::wait_caught_up(&job).await {
             Ok(lsn) => Some(lsn.to_string()),
@@ -287,11 +295,11 @@ pub(super) async fn apply_pglogical(
             outcome.excluded.join(", ")
         ));
     }
-    if !outcome.not_replicated.is_empty() {
+    if !outcome.unlogged.is_empty() {
         notes.push(format!(
-            "{} unlogged or foreign table(s) not replicated (schema only: {})",
-            outcome.not_replicated.len(),
-            outcome.not_replicated.join(", ")
+            "{} unlogged table(s) copied once, not replicated ({})",
+            outcome.unlogged.len(),
+            outcome.unlogged.join(", ")
         ));
     }
     let file = path.display();
