@@ -472,13 +472,16 @@ pub async fn cleanup(
     Ok(report)
 }
 
-/// A connection that gives up waiting for locks after [`LOCK_TIMEOUT`], and writes also on a
-/// source that cutover fenced (`default_transaction_read_only` on its database).
+/// A connection that gives up waiting for locks after [`LOCK_TIMEOUT`], writes also on a
+/// source that cutover fenced (`default_transaction_read_only` on its database), and may give
+/// moved tables their replica identity back while the guard of `cdc.ddl: refuse` under
+/// pglogical is still there (it goes later, with the plan's recorded event triggers).
 async fn open(ep: &Endpoint) -> Result<Client, PgError> {
     let c = ep.connect().await?;
     c.batch_execute(&format!(
-        "SET lock_timeout = {}; SET statement_timeout = 0; SET default_transaction_read_only = off",
-        quote::literal(LOCK_TIMEOUT)
+        "SET lock_timeout = {}; SET statement_timeout = 0; SET default_transaction_read_only = off; {}",
+        quote::literal(LOCK_TIMEOUT),
+        crate::cdc::ddl::guard::allow_sql()
     ))
     .await
     .map_err(|e| ep.query_error("setting up the cleanup session", &e))?;

@@ -7,10 +7,8 @@
 //! while nothing but pgmove's objects were in it.
 //!
 //! Only what the target's `pgmove.source_objects` records this plan creating (kinds
-//! `owned::PGLOGICAL_*`): a `created` record is enough; an `intended` one (apply was killed
-//! between its create and the record's update) holds with a second proof that the object is
-//! the one apply creates: a node is its database's local node, a set belongs to the plan's
-//! provider node, the subscription streams from it. The slot and the origin are not recorded
+//! `owned::PGLOGICAL_*`, judged by [`owned::judge`] against the server the object is on, as
+//! apply judges them). The slot and the origin are not recorded
 //! themselves: they are the ones pglogical names after the recorded subscription
 //! (`pgl_<target database>_<provider node>_<subscription>`, shortened by pglogical), a
 //! `pglogical_output` slot in the source's database. An object of the plan's names without
@@ -20,12 +18,9 @@
 use tokio_postgres::Client;
 
 use super::{Action, Artifact, Found, Location, Step};
-use crate::owned::{self, Record};
+use crate::owned::{self, Record, Source, Verdict};
 use crate::pg::{quote, Endpoint, PgError};
-
-/// The extension's schema (fixed by its control file: `relocatable = false`, `schema =
-/// pglogical`).
-const NS: &str = "pglogical";
+use crate::pglogical::calls;
 
 /// Whether the `pglogical` extension is installed in this database (one boolean).
 const EXTENSION_SQL: &str =
@@ -51,9 +46,6 @@ const SUBSCRIPTIONS_SQL: &str =
 /// `$2` (one text).
 const GEN_SLOT_SQL: &str =
     "SELECT pglogical.pglogical_gen_slot_name($1::text::name, $2::text::name, $3::text::name)::text";
-
-/// The database (one text).
-const DATABASE_SQL: &str = "SELECT current_database()::text";
 
 /// Slot `$1`: plugin and database (NULL for a physical slot).
 const SLOT_SQL: &str = "SELECT plugin::text, database::text \
@@ -143,42 +135,12 @@ impl Catalog {
     }
 }
 
-/// Whether an object found with one of the plan's names is the plan's: `Ok` when recorded
-/// `created`, or `intended` with `proof` (see the module documentation); else why not.
-fn verdict(
-    record: Option<&Record>,
-    here: Option<&str>,
-    proof: Result<(), &str>,
-) -> Result<(), String> {
-    let Some(r) = record else {
-        return Err(
-            "pgmove did not record creating it (no row in the target's pgmove.source_objects)"
-                .into(),
-        );
-    };
-    if let Some(db) = here {
-        if r.source.database != db {
-            return Err(format!(
-                "pgmove recorded creating an object of this name on another source (database {})",
-                r.source.database
-            ));
-        }
+/// Whether an object of the plan's names on server `here` is the plan's ([`owned::judge`]).
+fn verdict(plan_name: &str, record: Option<&Record>, here: &Source) -> Result<(), String> {
+    match owned::judge(plan_name, record, here, &owned::Found::Pglogical) {
+        Verdict::Ours => Ok(()),
+        Verdict::NotRecorded(why) => Err(why),
     }
-    if r.created {
-        return Ok(());
-    }
-    proof.map_err(|why| {
-        format!("pgmove recorded the intent to create it, but {why}, so someone else created it")
-    })
-}
-
-/// The statement that drops a pglogical object: `pglogical.<function>('<name>', true)`.
-fn drop_call(function: &str, name: &str) -> String {
-    format!(
-        "SELECT {}.{function}({}, true)",
-        quote::ident(NS),
-        quote::literal(name)
-    )
 }
 
 fn step(location: Location, kind: &str, name: &str, sql: String, detail: Option<String>) -> Step {
@@ -230,16 +192,10 @@ pub(super) async fn discover(
     if !sc.installed && !tc.installed && !has_records {
         return Ok(());
     }
-    let source_db: String = s
-        .query_one(DATABASE_SQL, &[])
-        .await
-        .map_err(|e| source.query_error("reading the database name", &e))?
-        .get(0);
-    let target_db: String = t
-        .query_one(DATABASE_SQL, &[])
-        .await
-        .map_err(|e| target.query_error("reading the database name", &e))?
-        .get(0);
+    let on_source = owned::source_of(s, source).await?;
+    let on_target = owned::source_of(t, target).await?;
+    let (source_db, target_db) = (&on_source.database, &on_target.database);
+    let pn = plan.plan_name;
     let n = plan.names;
     let rec = |kind: &str, name: &str| owned::record_of(&records, kind, name);
     // What each side will lose: node names (subscriptions and sets go with them).
@@ -253,18 +209,10 @@ pub(super) async fn discover(
 
     // Target: the subscription, then the subscriber node.
     let subscription_ours = rec(owned::PGLOGICAL_SUBSCRIPTION, &n.subscription).is_some();
-    if let Some((_, origin)) = tc.subscription(&n.subscription) {
-        let proof = if origin == Some(n.provider_node.as_str()) {
-            Ok(())
-        } else {
-            Err("it does not stream from the plan's provider node")
-        };
-        let sql = drop_call("drop_subscription", &n.subscription);
-        match verdict(
-            rec(owned::PGLOGICAL_SUBSCRIPTION, &n.subscription),
-            None,
-            proof,
-        ) {
+    if tc.subscription(&n.subscription).is_some() {
+        let sql = calls::drop_subscription(&n.subscription);
+        let record = rec(owned::PGLOGICAL_SUBSCRIPTION, &n.subscription);
+        match verdict(pn, record, &on_target) {
             Ok(()) => {
                 tgt_subs_dropped.push(&n.subscription);
                 target_steps.push(step(
@@ -284,18 +232,10 @@ pub(super) async fn discover(
             )),
         }
     }
-    if let Some(local) = tc.node(&n.subscriber_node) {
-        let proof = if local {
-            Ok(())
-        } else {
-            Err("it is not the target database's local node")
-        };
-        let sql = drop_call("drop_node", &n.subscriber_node);
-        match verdict(
-            rec(owned::PGLOGICAL_SUBSCRIBER_NODE, &n.subscriber_node),
-            None,
-            proof,
-        ) {
+    if tc.node(&n.subscriber_node).is_some() {
+        let sql = calls::drop_node(&n.subscriber_node);
+        let record = rec(owned::PGLOGICAL_SUBSCRIBER_NODE, &n.subscriber_node);
+        match verdict(pn, record, &on_target) {
             Ok(()) => {
                 let others: Vec<&str> = tc
                     .subscriptions
@@ -336,27 +276,16 @@ pub(super) async fn discover(
     }
 
     // Source: the sets, then the provider node.
-    let provider_ours = sc.node(&n.provider_node).map(|local| {
-        let proof = if local {
-            Ok(())
-        } else {
-            Err("it is not the source database's local node")
-        };
-        verdict(
-            rec(owned::PGLOGICAL_PROVIDER_NODE, &n.provider_node),
-            Some(&source_db),
-            proof,
-        )
+    let provider_ours = sc.node(&n.provider_node).map(|_| {
+        let record = rec(owned::PGLOGICAL_PROVIDER_NODE, &n.provider_node);
+        verdict(pn, record, &on_source)
     });
     for set in [&n.replication_set, &n.insert_set] {
-        let Some(node) = sc.set(set) else { continue };
-        let proof = if node == Some(n.provider_node.as_str()) {
-            Ok(())
-        } else {
-            Err("it does not belong to the plan's provider node")
-        };
-        let sql = drop_call("drop_replication_set", set);
-        match verdict(rec(owned::PGLOGICAL_SET, set), Some(&source_db), proof) {
+        if sc.set(set).is_none() {
+            continue;
+        }
+        let sql = calls::drop_set(set);
+        match verdict(pn, rec(owned::PGLOGICAL_SET, set), &on_source) {
             Ok(()) => {
                 src_sets_dropped.push(set);
                 source_steps.push(step(
@@ -395,7 +324,7 @@ pub(super) async fn discover(
             Some((c, ep)) => Some(
                 c.query_one(
                     GEN_SLOT_SQL,
-                    &[&target_db, &n.provider_node, &n.subscription],
+                    &[target_db, &n.provider_node, &n.subscription],
                 )
                 .await
                 .map_err(|e| ep.query_error("naming the subscription's slot", &e))?
@@ -411,7 +340,9 @@ pub(super) async fn discover(
             .map_err(|e| source.query_error("reading pg_replication_slots", &e))?;
         if let Some(row) = row {
             let (plugin, db): (Option<String>, Option<String>) = (row.get(0), row.get(1));
-            if plugin.as_deref() == Some("pglogical_output") && db.as_deref() == Some(&source_db) {
+            if plugin.as_deref() == Some("pglogical_output")
+                && db.as_deref() == Some(source_db.as_str())
+            {
                 source_steps.push(Step {
                     artifact: Artifact {
                         location: Location::Source,
@@ -441,7 +372,7 @@ pub(super) async fn discover(
     }
 
     if let Some(verdict) = provider_ours {
-        let sql = drop_call("drop_node", &n.provider_node);
+        let sql = calls::drop_node(&n.provider_node);
         match verdict {
             Ok(()) => {
                 // pglogical refuses to drop a node that subscriptions use (on the source: a
@@ -536,10 +467,10 @@ pub(super) async fn discover(
             continue;
         }
         let here = match location {
-            Location::Source => Some(source_db.as_str()),
-            _ => None,
+            Location::Source => &on_source,
+            _ => &on_target,
         };
-        if let Err(why) = verdict(record, here, Ok(())) {
+        if let Err(why) = verdict(pn, record, here) {
             found.kept.push(Artifact {
                 location,
                 kind: "extension".into(),
@@ -635,7 +566,6 @@ fn foreign(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::owned::Source;
 
     fn record(created: bool, database: &str) -> Record {
         Record {
@@ -650,37 +580,16 @@ mod tests {
     }
 
     #[test]
-    fn unrecorded_objects_are_never_the_plans() {
-        let v = verdict(None, Some("shop"), Ok(()));
-        assert!(v.is_err_and(|w| w.contains("did not record")));
-    }
-
-    #[test]
-    fn created_records_of_this_source_are_the_plans() {
-        assert!(verdict(Some(&record(true, "shop")), Some("shop"), Err("x")).is_ok());
-        let v = verdict(Some(&record(true, "other")), Some("shop"), Ok(()));
-        assert!(v.is_err_and(|w| w.contains("another source")));
-        // Target-side records are not judged by the source's database.
-        assert!(verdict(Some(&record(true, "other")), None, Ok(())).is_ok());
-    }
-
-    #[test]
-    fn intended_records_need_the_second_proof() {
-        assert!(verdict(Some(&record(false, "shop")), Some("shop"), Ok(())).is_ok());
-        let v = verdict(
-            Some(&record(false, "shop")),
-            Some("shop"),
-            Err("it does not belong to the plan's provider node"),
-        );
-        assert!(v.is_err_and(|w| w.contains("intent") && w.contains("provider node")));
-    }
-
-    #[test]
-    fn drop_calls_quote_the_name() {
-        assert_eq!(
-            drop_call("drop_node", "we'ird"),
-            r#"SELECT "pglogical".drop_node('we''ird', true)"#
-        );
+    fn objects_are_judged_by_their_record_on_their_server() {
+        let here = Source {
+            database: "shop".into(),
+            system_id: None,
+        };
+        assert!(verdict("p", None, &here).is_err_and(|w| w.contains("did not record")));
+        assert!(verdict("p", Some(&record(true, "shop")), &here).is_ok());
+        assert!(verdict("p", Some(&record(false, "shop")), &here).is_ok());
+        assert!(verdict("p", Some(&record(true, "other")), &here)
+            .is_err_and(|w| w.contains("another source")));
     }
 
     #[test]

@@ -1,0 +1,45 @@
+{{guard}}CREATE SCHEMA IF NOT EXISTS {{schema}};
+{{marker}}{{record}}CREATE OR REPLACE FUNCTION {{func}}() RETURNS event_trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS {{tag}}
+DECLARE
+  scope text[] := {{scope}};
+  excl text[] := {{excl}};
+  hit text;
+BEGIN
+  -- Schema changes sent through pglogical reach the target in stream order: let them run.
+  IF pg_catalog.current_query() ~* 'pglogical[[:space:]]*\.[[:space:]]*replicate_ddl_command' THEN
+    RETURN;
+  END IF;
+  -- The user's deliberate escape: the change runs here only.
+  IF pg_catalog.current_setting({{off_guc}}, true) = 'off' THEN
+    RETURN;
+  END IF;
+  IF TG_EVENT = 'sql_drop' THEN
+    SELECT pg_catalog.format('%I.%I', d.schema_name, d.object_name) INTO hit
+      FROM pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.object_type = 'table' AND NOT d.is_temporary AND {{drop_scope}}
+     LIMIT 1;
+  ELSE
+    SELECT pg_catalog.format('%I.%I', ns.nspname, r.relname) INTO hit
+      FROM pg_catalog.pg_event_trigger_ddl_commands() c
+      JOIN pg_catalog.pg_class r ON r.oid = c.objid
+      JOIN pg_catalog.pg_namespace ns ON ns.oid = r.relnamespace
+     WHERE c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND NOT c.in_extension
+       AND r.relkind IN ('r', 'p') AND r.relpersistence <> 't' AND {{touched_scope}}
+     LIMIT 1;
+  END IF;
+  IF hit IS NOT NULL THEN
+    RAISE EXCEPTION 'pgmove refuses % on %: plan {{plan_in_string}} moves this database with pglogical, which does not replicate schema changes, and its cdc.ddl is refuse (the target would no longer match the source)', TG_TAG, hit
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'run it through pglogical so the target gets it at the same point of the stream: SELECT pglogical.replicate_ddl_command(''<the statement, with schema-qualified names>'', ARRAY[{{sets_in_string}}]); or run it after the cutover; or, to run it on the source only (the target will then differ), first SET {{off_guc_in_string}} = off in your session';
+  END IF;
+END
+{{tag}};
+REVOKE ALL ON FUNCTION {{func}}() FROM PUBLIC;
+DROP EVENT TRIGGER IF EXISTS {{trigger}};
+CREATE EVENT TRIGGER {{trigger}} ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE') EXECUTE PROCEDURE {{func}}();
+DROP EVENT TRIGGER IF EXISTS {{drop_trigger}};
+CREATE EVENT TRIGGER {{drop_trigger}} ON sql_drop WHEN TAG IN ('DROP TABLE') EXECUTE PROCEDURE {{func}}();
+ALTER EVENT TRIGGER {{trigger}} ENABLE ALWAYS;
+ALTER EVENT TRIGGER {{drop_trigger}} ENABLE ALWAYS;
