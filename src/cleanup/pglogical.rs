@@ -237,12 +237,7 @@ pub(super) async fn discover(
         let record = rec(owned::PGLOGICAL_SUBSCRIBER_NODE, &n.subscriber_node);
         match verdict(pn, record, &on_target) {
             Ok(()) => {
-                let others: Vec<&str> = tc
-                    .subscriptions
-                    .iter()
-                    .map(|(name, _, _)| name.as_str())
-                    .filter(|name| !tgt_subs_dropped.contains(name))
-                    .collect();
+                let others = in_node(&tc, &n.subscriber_node, &tgt_subs_dropped, &[]);
                 if others.is_empty() {
                     tgt_nodes_dropped.push(&n.subscriber_node);
                     target_steps.push(step(
@@ -259,7 +254,7 @@ pub(super) async fn discover(
                         name: n.subscriber_node.clone(),
                         sql: String::new(),
                         detail: Some(format!(
-                            "pgmove's subscriber node, kept: subscriptions that are not pgmove's use it ({}); drop them first, then run cleanup again",
+                            "pgmove's subscriber node, kept: pglogical objects that are not pgmove's are in it ({}), and pglogical would drop them with it; drop or move them first, then run cleanup again",
                             others.join(", ")
                         )),
                     });
@@ -375,13 +370,7 @@ pub(super) async fn discover(
         let sql = calls::drop_node(&n.provider_node);
         match verdict {
             Ok(()) => {
-                // pglogical refuses to drop a node that subscriptions use (on the source: a
-                // subscription of the source database itself) and drops its sets with it.
-                let others: Vec<&str> = sc
-                    .subscriptions
-                    .iter()
-                    .map(|(name, _, _)| name.as_str())
-                    .collect();
+                let others = in_node(&sc, &n.provider_node, &[], &src_sets_dropped);
                 if others.is_empty() {
                     src_nodes_dropped.push(&n.provider_node);
                     source_steps.push(step(
@@ -398,7 +387,7 @@ pub(super) async fn discover(
                         name: n.provider_node.clone(),
                         sql: String::new(),
                         detail: Some(format!(
-                            "pgmove's provider node, kept: subscriptions of the source database use it ({}); drop them first, then run cleanup again",
+                            "pgmove's provider node, kept: pglogical objects that are not pgmove's are in it ({}), and pglogical would drop them with it; drop or move them first, then run cleanup again",
                             others.join(", ")
                         )),
                     });
@@ -530,6 +519,29 @@ pub(super) async fn discover(
     Ok(())
 }
 
+/// What `pglogical.drop_node(node)` would take with it (its sets) or refuses for (the
+/// database's subscriptions) besides the plan's `subs` and `sets` and pglogical's predefined
+/// sets: "subscription x", "replication set y".
+fn in_node(cat: &Catalog, node: &str, subs: &[&str], sets: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = cat
+        .subscriptions
+        .iter()
+        .filter(|(name, _, _)| !subs.contains(&name.as_str()))
+        .map(|(name, _, _)| format!("subscription {name}"))
+        .collect();
+    out.extend(
+        cat.sets
+            .iter()
+            .filter(|(name, of)| {
+                of.as_deref() == Some(node)
+                    && !sets.contains(&name.as_str())
+                    && !PREDEFINED_SETS.contains(&name.as_str())
+            })
+            .map(|(name, _)| format!("replication set {name}")),
+    );
+    out
+}
+
 /// The pglogical objects of `cat` that stay once the plan's `nodes`, `subs` and `sets` are
 /// dropped (a node's predefined sets and, on the target, the copy of the provider node that
 /// `pglogical.create_subscription` made go with them).
@@ -590,6 +602,28 @@ mod tests {
         assert!(verdict("p", Some(&record(false, "shop")), &here).is_ok());
         assert!(verdict("p", Some(&record(true, "other")), &here)
             .is_err_and(|w| w.contains("another source")));
+    }
+
+    #[test]
+    fn a_node_holding_someone_elses_set_or_subscription_is_kept() {
+        let mut cat = Catalog {
+            installed: true,
+            nodes: vec![("pgmove_p_provider".into(), true)],
+            sets: vec![
+                ("default".into(), Some("pgmove_p_provider".into())),
+                ("pgmove_p".into(), Some("pgmove_p_provider".into())),
+            ],
+            subscriptions: vec![],
+        };
+        assert!(in_node(&cat, "pgmove_p_provider", &[], &["pgmove_p"]).is_empty());
+        cat.sets
+            .push(("users_set".into(), Some("pgmove_p_provider".into())));
+        cat.subscriptions
+            .push(("users_sub".into(), "pgl_y".into(), Some("elsewhere".into())));
+        assert_eq!(
+            in_node(&cat, "pgmove_p_provider", &[], &["pgmove_p"]),
+            ["subscription users_sub", "replication set users_set"]
+        );
     }
 
     #[test]
