@@ -50,6 +50,7 @@ mod inspect;
 mod least_privilege;
 mod owned_names;
 mod pglogical_cleanup;
+mod pglogical_ddl;
 mod plan_command;
 mod plan_load;
 mod privileges;

@@ -21,14 +21,14 @@ use support::{Cluster, Options};
 
 /// A pair of pglogical clusters, each with database `shop` and table `public.t`, rows on the
 /// source, and a pglogical plan whose passwords are in files (no shared environment).
-struct Pair {
-    src: Cluster,
-    dst: Cluster,
-    _dir: tempfile::TempDir,
-    plan: PathBuf,
+pub(crate) struct Pair {
+    pub src: Cluster,
+    pub dst: Cluster,
+    pub dir: tempfile::TempDir,
+    pub plan: PathBuf,
 }
 
-fn pair(name: &str) -> Pair {
+pub(crate) fn pair(name: &str) -> Pair {
     let src = Cluster::start(Options::pglogical());
     let dst = Cluster::start(Options::pglogical());
     for c in [&src, &dst] {
@@ -58,14 +58,14 @@ fn pair(name: &str) -> Pair {
     Pair {
         src,
         dst,
-        _dir: dir,
+        dir,
         plan,
     }
 }
 
 /// One object as apply makes it: recorded `intended` on the target, created by `sql` on the
 /// server `on`, then recorded `created` unless `killed` (an apply killed in between).
-fn make(plan: &Path, kind: &'static str, on: Side, name: &str, sql: &str, killed: bool) {
+pub(crate) fn make(plan: &Path, kind: &'static str, on: Side, name: &str, sql: &str, killed: bool) {
     let plan = pgmove::plan::load(plan).expect("plan");
     let target = plan.endpoint(Side::Target).expect("target");
     let here: Endpoint = plan.endpoint(on).expect("endpoint");
@@ -117,7 +117,7 @@ fn has_pgmove_schema(c: &Cluster) -> bool {
     ) == "1"
 }
 
-fn cleanup(p: &Pair, extra: &[&str]) -> Output {
+pub(crate) fn cleanup(p: &Pair, extra: &[&str]) -> Output {
     let mut args = vec!["cleanup", p.plan.to_str().expect("utf8")];
     args.extend_from_slice(extra);
     pgmove_cmd(&args, &p.src, &p.dst)
@@ -136,7 +136,7 @@ fn listed(out: &Output, list: &str) -> Vec<String> {
         .collect()
 }
 
-fn wait_replicating(dst: &Cluster, sub: &str) {
+pub(crate) fn wait_replicating(dst: &Cluster, sub: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let status = dst.psql(
@@ -153,7 +153,7 @@ fn wait_replicating(dst: &Cluster, sub: &str) {
 
 /// The provider side as apply makes it: the extension (recorded only when `ext`), the
 /// provider node, the two sets with `t` in both.
-fn provider(p: &Pair, name: &str, ext: bool, killed_sets: bool) {
+pub(crate) fn provider(p: &Pair, name: &str, ext: bool, killed_sets: bool) {
     let s = Side::Source;
     if ext {
         make(
@@ -196,7 +196,7 @@ fn provider(p: &Pair, name: &str, ext: bool, killed_sets: bool) {
 
 /// The subscriber side: the extension (recorded only when `ext`), the subscriber node, and
 /// the subscription when `subscribe`.
-fn subscriber(p: &Pair, name: &str, ext: bool, subscribe: bool) {
+pub(crate) fn subscriber(p: &Pair, name: &str, ext: bool, subscribe: bool) {
     let t = Side::Target;
     if ext {
         make(

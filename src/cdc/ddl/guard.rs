@@ -7,9 +7,11 @@
 //!   statement, the table, the reason and the fix when the statement touches a table of the
 //!   moved schemas (`objects.schemas`, not matching an `objects.exclude` glob): the statement
 //!   is rolled back, so source and target keep the same schema. Two ways through, both the
-//!   user's deliberate choice: a statement sent with `pglogical.replicate_ddl_command` (it
-//!   reaches the target at the same point of the stream: the guard lets any query calling it
-//!   run), and a session that ran `SET pgmove.ddl_refuse = off` (the change then stays on the
+//!   user's deliberate choice: a statement sent with `pglogical.replicate_ddl_command` for
+//!   one of the plan's sets (pglogical queues it in the same transaction before it runs it
+//!   here, and the target gets it at the same point of the stream: the guard lets a
+//!   statement through when this transaction queued exactly it for one of the plan's sets),
+//!   and a session that ran `SET pgmove.ddl_refuse = off` (the change then stays on the
 //!   source). They are created with the `pgmove` schema's marker and recorded in
 //!   `pgmove.objects` in the same transaction, as the copy-cdc capture's objects are, so
 //!   `pgmove cleanup` drops exactly them. `ENABLE ALWAYS`: sessions with
@@ -67,9 +69,10 @@ pub fn install_sql(
     // Inside a RAISE format string, where `%` is a placeholder.
     let plan_in_string = in_string(plan_name).replace('%', "%%");
     let sets_in_string = in_string(&sets_sql.join(", "));
+    let sets_array = text_array(sets);
     // A dollar tag for the function body that nothing filled into it contains.
     let tag = dollar_tag(
-        &[&scope, &excl, &plan_in_string, &sets_in_string]
+        &[&scope, &excl, &plan_in_string, &sets_in_string, &sets_array]
             .map(|s| s.as_str())
             .concat(),
     );
@@ -92,6 +95,7 @@ pub fn install_sql(
             ("off_guc_in_string", &off_guc_in_string),
             ("plan_in_string", &plan_in_string),
             ("sets_in_string", &sets_in_string),
+            ("sets", &sets_array),
         ],
     )
 }

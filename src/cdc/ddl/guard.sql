@@ -7,9 +7,16 @@ DECLARE
   excl text[] := {{excl}};
   hit text;
 BEGIN
-  -- Schema changes sent through pglogical reach the target in stream order: let them run.
-  IF pg_catalog.current_query() ~* 'pglogical[[:space:]]*\.[[:space:]]*replicate_ddl_command' THEN
-    RETURN;
+  -- A statement run by pglogical.replicate_ddl_command for the plan's sets: pglogical queued
+  -- it (in this transaction, just before running it here), so the target gets it at the
+  -- same point of the stream.
+  IF pg_catalog.to_regclass('pglogical.queue') IS NOT NULL THEN
+    IF EXISTS (SELECT 1 FROM pglogical.queue q
+                WHERE q.xmin = pg_catalog.pg_current_xact_id()::xid AND q.message_type = 'Q'
+                  AND q.replication_sets && {{sets}}
+                  AND q.message::text = pg_catalog.to_json(pg_catalog.current_query())::text) THEN
+      RETURN;
+    END IF;
   END IF;
   -- The user's deliberate escape: the change runs here only.
   IF pg_catalog.current_setting({{off_guc}}, true) = 'off' THEN
