@@ -49,6 +49,7 @@ mod help;
 mod inspect;
 mod least_privilege;
 mod owned_names;
+mod pglogical_apply;
 mod pglogical_cleanup;
 mod pglogical_ddl;
 mod plan_command;
