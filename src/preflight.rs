@@ -468,46 +468,50 @@ pub fn ddl_event_triggers(ctx: &Context) -> Vec<Finding> {
     ))]
 }
 
-/// `cdc.ddl` under pglogical (see `cdc::ddl::guard`): `replicate` is refused, because
-/// pglogical replays schema changes only as SQL text and a trigger sees only the client's
-/// whole query string; `refuse` puts event triggers on the source, which take a superuser
-/// (RDS/Aurora: rds_superuser).
+/// `cdc.ddl` under pglogical (see `cdc::ddl::guard`): pglogical replays schema changes only
+/// as SQL text sent through `pglogical.replicate_ddl_command`, and pgmove does not queue the
+/// ones it sees (a trigger sees only the client's whole query string, which may hold other
+/// statements); with `replicate` a guard on the source refuses those that bypass pglogical
+/// (a warning says so, with the call), with `refuse` all of them. The guard's event triggers
+/// take a superuser (RDS/Aurora: rds_superuser).
 pub fn pglogical_ddl(ctx: &Context) -> Vec<Finding> {
     use crate::plan::Ddl;
-    if ctx.strategy != Some(Strategy::Pglogical) {
+    if ctx.strategy != Some(Strategy::Pglogical) || ctx.plan.cdc.ddl == Ddl::Ignore {
         return vec![];
     }
     let s = ctx.source;
-    match ctx.plan.cdc.ddl {
-        Ddl::Ignore => vec![],
-        Ddl::Replicate => {
-            let sets = ctx.plan.pglogical_names();
-            vec![Finding::new(
-                Severity::Blocker,
+    let mut out = Vec::new();
+    if ctx.plan.cdc.ddl == Ddl::Replicate {
+        let sets = ctx.plan.pglogical_names();
+        out.push(
+            Finding::new(
+                Severity::Warning,
                 "pglogical-ddl",
                 Some(Side::Source),
-                "cdc.ddl is replicate (the default), which strategy pglogical cannot do safely: pglogical does not replicate schema changes and replays them only as SQL text queued by pglogical.replicate_ddl_command; a trigger queuing the statements it sees could only queue the client's whole query string, so a schema change sent together with other statements, or run inside a function or DO block, would run those again on the target, where pglogical already applies their rows (rows twice, or replication stopped on a duplicate key)".to_string(),
+                "cdc.ddl is replicate, and pglogical replicates a schema change only when it is sent through pglogical.replicate_ddl_command: pgmove does not queue the schema changes it sees on the source (a trigger sees only the client's whole query string, so a change sent together with other statements, or run inside a function or DO block, would run those again on the target, rows twice), so during the move it refuses, on the source, a schema change to a moved table that does not go through pglogical".to_string(),
             )
             .fix(format!(
-                "set cdc.ddl: refuse in the plan (pgmove then refuses schema changes to moved tables on the source during the move, with this advice) or cdc.ddl: ignore (they stay on the source); run schema changes during the move through pglogical, with schema-qualified names: SELECT pglogical.replicate_ddl_command('ALTER TABLE public.t ADD COLUMN c int', ARRAY[{}, {}]);",
+                "send schema changes to moved tables through pglogical, with schema-qualified names: SELECT pglogical.replicate_ddl_command('ALTER TABLE public.t ADD COLUMN c int', ARRAY[{}, {}]); or set cdc.ddl: refuse (none until the cutover) or ignore (they stay on the source)",
                 crate::pg::quote::literal(&sets.replication_set),
                 crate::pg::quote::literal(&sets.insert_set)
-            ))]
-        }
-        Ddl::Refuse if s.rights.superuser || (is_rds(s) && s.rights.rds_superuser) => vec![],
-        Ddl::Refuse => {
-            let user = crate::pg::quote::ident(&s.server.current_user);
-            let grant = if is_rds(s) {
-                format!("as the master user: GRANT rds_superuser TO {user};")
-            } else {
-                "run pgmove on the source as a superuser".to_string()
-            };
-            vec![Finding::new(
+            )),
+        );
+    }
+    if !(s.rights.superuser || (is_rds(s) && s.rights.rds_superuser)) {
+        let user = crate::pg::quote::ident(&s.server.current_user);
+        let grant = if is_rds(s) {
+            format!("as the master user: GRANT rds_superuser TO {user};")
+        } else {
+            "run pgmove on the source as a superuser".to_string()
+        };
+        out.push(
+            Finding::new(
                 Severity::Blocker,
                 "pglogical-ddl",
                 Some(Side::Source),
                 format!(
-                    "cdc.ddl is refuse, which under pglogical takes event triggers on the source, which role {} may not create (CREATE EVENT TRIGGER needs a superuser{})",
+                    "cdc.ddl is {} and under pglogical that takes event triggers on the source (they refuse schema changes that would not reach the target), which role {} may not create (CREATE EVENT TRIGGER needs a superuser{})",
+                    ctx.plan.cdc.ddl,
                     s.server.current_user,
                     if is_rds(s) { " or rds_superuser" } else { "" }
                 ),
@@ -515,9 +519,10 @@ pub fn pglogical_ddl(ctx: &Context) -> Vec<Finding> {
             .object(format!("role {}", s.server.current_user))
             .fix(format!(
                 "{grant}  -- or set cdc.ddl: ignore and make no schema change to moved tables during the move"
-            ))]
-        }
+            )),
+        );
     }
+    out
 }
 
 /// pg_dump and the cutover's sequence sync read each sequence with SELECT.

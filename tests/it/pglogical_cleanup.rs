@@ -19,7 +19,7 @@ use pgmove::pg::{Endpoint, Side};
 use support::online::{pgmove as pgmove_cmd, text};
 use support::{Cluster, Options};
 
-/// A pair of pglogical clusters, each with database `shop` and table `public.t`, rows on the
+/// A pair of pglogical clusters, each with database `shop`, table `public.t` with rows on the
 /// source, and a pglogical plan whose passwords are in files (no shared environment).
 pub(crate) struct Pair {
     pub src: Cluster,
@@ -33,8 +33,8 @@ pub(crate) fn pair(name: &str) -> Pair {
     let dst = Cluster::start(Options::pglogical());
     for c in [&src, &dst] {
         c.create_db("shop");
-        c.psql("shop", "CREATE TABLE t (id int PRIMARY KEY, v text)");
     }
+    src.psql("shop", "CREATE TABLE t (id int PRIMARY KEY, v text)");
     src.psql(
         "shop",
         "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g",
@@ -47,7 +47,7 @@ pub(crate) fn pair(name: &str) -> Pair {
     std::fs::write(
         &plan,
         format!(
-            "version: 1\nname: {name}\nstrategy: pglogical\nsource:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{file: {}}}\n  sslmode: disable\ntarget:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{file: {}}}\n  sslmode: disable\ncdc:\n  ddl: ignore\n",
+            "version: 1\nname: {name}\nstrategy: pglogical\nsource:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{file: {}}}\n  sslmode: disable\ntarget:\n  dsn: postgres://postgres@127.0.0.1:{}/shop\n  password: {{file: {}}}\n  sslmode: disable\n",
             src.port,
             src_pw.display(),
             dst.port,
@@ -194,10 +194,12 @@ pub(crate) fn provider(p: &Pair, name: &str, ext: bool, killed_sets: bool) {
     }
 }
 
-/// The subscriber side: the extension (recorded only when `ext`), the subscriber node, and
-/// the subscription when `subscribe`.
+/// The subscriber side: table `t` (as apply's schema step makes it), the extension
+/// (recorded only when `ext`), the subscriber node, and the subscription when `subscribe`.
 pub(crate) fn subscriber(p: &Pair, name: &str, ext: bool, subscribe: bool) {
     let t = Side::Target;
+    p.dst
+        .psql("shop", "CREATE TABLE t (id int PRIMARY KEY, v text)");
     if ext {
         make(
             &p.plan,
@@ -371,6 +373,80 @@ fn cleanup_after_an_interrupted_apply_drops_the_slot_and_origin_the_subscription
         pglogical_objects(&p.dst)
     );
     assert!(!has_pgmove_schema(&p.dst));
+
+    let again = cleanup(&p, &["--format", "json"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(listed(&again, "artifacts").is_empty(), "{}", text(&again));
+}
+
+/// A real apply (default `cdc.ddl`: its guard goes on the source first) killed with SIGKILL
+/// while pglogical copies the rows: cleanup drops the subscription mid-sync, both nodes, both
+/// sets, the slot, the extensions pgmove created on both sides, the guard and both `pgmove`
+/// schemas; a second run finds nothing.
+#[test]
+fn cleanup_after_apply_killed_during_sync_leaves_nothing_pgmove_created() {
+    let p = pair("pglk");
+    p.src.psql(
+        "shop",
+        "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(101, 50000) g",
+    );
+    let point = "pglogical-sync";
+    let log = p.dir.path().join("apply.log");
+    let mut cmd = pgmove_cmd(&support::online::apply_args(&p.plan), &p.src, &p.dst);
+    cmd.env("PGMOVE_TEST_PAUSE", point);
+    let mut child = support::online::spawn_logged(cmd, &log);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    while !read().contains(&format!("test pause at {point}")) {
+        support::online::check_running(&mut child, &log);
+        assert!(
+            Instant::now() < deadline,
+            "apply did not reach {point}\n{}",
+            read()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert!(
+        pglogical_objects(&p.dst).contains(&"subscription pgmove_pglk".to_string()),
+        "{:?}",
+        pglogical_objects(&p.dst)
+    );
+    let guard = "SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'pgmove%'";
+    assert_eq!(p.src.psql("shop", guard), "2", "the guard of cdc.ddl");
+
+    let out = cleanup(&p, &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dropped = listed(&out, "artifacts");
+    for want in [
+        "target pglogical subscription pgmove_pglk",
+        "target pglogical node pgmove_pglk_subscriber",
+        "source pglogical replication set pgmove_pglk",
+        "source pglogical replication set ipgmove_pglk",
+        "source pglogical node pgmove_pglk_provider",
+        "target extension pglogical",
+        "source extension pglogical",
+        "source event trigger pgmove_pglk_ddl_guard",
+        "source schema pgmove",
+        "target schema pgmove",
+    ] {
+        assert!(dropped.contains(&want.to_string()), "{want}: {dropped:?}");
+    }
+    assert!(
+        pglogical_objects(&p.src).is_empty(),
+        "{:?}",
+        pglogical_objects(&p.src)
+    );
+    assert!(
+        pglogical_objects(&p.dst).is_empty(),
+        "{:?}",
+        pglogical_objects(&p.dst)
+    );
+    assert_eq!(p.src.psql("shop", guard), "0");
+    assert!(!has_pgmove_schema(&p.src) && !has_pgmove_schema(&p.dst));
+    // The source takes schema changes again.
+    p.src.psql("shop", "ALTER TABLE t ADD COLUMN c int");
 
     let again = cleanup(&p, &["--format", "json"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));

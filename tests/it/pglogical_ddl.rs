@@ -1,10 +1,12 @@
 //! `cdc.ddl` under strategy pglogical, on real servers (clusters of their own, pglogical
-//! preloaded; no database is ever dropped there):
-//! - `replicate` is a preflight blocker with the reason and the fix;
-//! - `refuse` puts a guard on the source that rolls back schema changes to moved tables, lets
-//!   through what goes through `pglogical.replicate_ddl_command` (which the target then gets)
-//!   and a session that turned it off; cleanup removes it;
-//! - `ignore` installs nothing: a schema change stays on the source.
+//! preloaded; no database is ever dropped there). Apply puts a guard on the source that rolls
+//! back schema changes to moved tables:
+//! - `replicate`: unless sent through `pglogical.replicate_ddl_command` for the plan's sets
+//!   (the target then runs it); preflight warns with the reason and the call;
+//! - `refuse`: all of them;
+//! - `ignore`: no guard, a schema change stays on the source.
+//!
+//! A session that turned the guard off gets through; cleanup removes the guard.
 
 use crate::support;
 
@@ -14,15 +16,12 @@ use std::time::{Duration, Instant};
 use pgmove::pg::Side;
 use support::online::text;
 
-use crate::pglogical_cleanup::{cleanup, pair, provider, subscriber, Pair};
+use crate::pglogical_cleanup::{cleanup, pair, Pair};
 
 /// `p`'s plan with `cdc.ddl: <ddl>` and `objects.exclude: [public.tmp_*]`, in directory `sub`.
 fn plan_with(p: &Pair, sub: &str, ddl: &str) -> PathBuf {
     let yaml = std::fs::read_to_string(&p.plan).expect("read plan");
-    let yaml = yaml.replace(
-        "cdc:\n  ddl: ignore\n",
-        &format!("cdc:\n  ddl: {ddl}\nobjects:\n  exclude: [public.tmp_*]\n"),
-    );
+    let yaml = format!("{yaml}cdc:\n  ddl: {ddl}\nobjects:\n  exclude: [public.tmp_*]\n");
     let dir = p.dir.path().join(sub);
     std::fs::create_dir_all(&dir).expect("mkdir");
     let path = dir.join(p.plan.file_name().expect("file name"));
@@ -83,124 +82,130 @@ fn refused(c: &support::Cluster, sql: &str) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
+fn apply(p: &Pair, plan: &Path) {
+    let out = support::online::pgmove(&support::online::apply_args(plan), &p.src, &p.dst)
+        .output()
+        .expect("run pgmove");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+fn wait_until(c: &support::Cluster, sql: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.psql("shop", sql) != want {
+        assert!(Instant::now() < deadline, "{sql} never returned {want}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
-fn cdc_ddl_under_pglogical_replicate_is_refused_refuse_guards_the_source_ignore_does_nothing() {
+fn cdc_ddl_under_pglogical_guards_the_source_replicate_through_pglogical_refuse_none_ignore_nothing(
+) {
     let p = pair("pgld");
-    // Preflight: replicate (the default) is a blocker naming the unsafe case and the fix;
-    // refuse (as a superuser) and ignore are not.
+    // Preflight: replicate warns with the reason and the call; refuse (as a superuser) and
+    // ignore have nothing to say.
     let replicate = plan_with(&p, "replicate", "replicate");
+    let refuse = plan_with(&p, "refuse", "refuse");
+    let ignore = plan_with(&p, "ignore", "ignore");
     let f = ddl_findings(&p, &replicate);
     assert_eq!(f.len(), 1, "{f:?}");
     let (severity, message, fix) = &f[0];
-    assert_eq!(severity, "blocker");
+    assert_eq!(severity, "warning");
     assert!(message.contains("whole query string"), "{message}");
-    assert!(fix.contains("cdc.ddl: refuse"), "{fix}");
     assert!(
         fix.contains("pglogical.replicate_ddl_command('ALTER TABLE public.t ADD COLUMN c int', ARRAY['pgmove_pgld', 'ipgmove_pgld'])"),
         "{fix}"
     );
-    let refuse = plan_with(&p, "refuse", "refuse");
-    let ignore = plan_with(&p, "ignore", "ignore");
     assert!(ddl_findings(&p, &refuse).is_empty());
     assert!(ddl_findings(&p, &ignore).is_empty());
-
-    // ignore: nothing installed.
+    // ignore: no guard.
     install_guard(&ignore);
     assert_eq!(event_triggers(&p.src), "");
 
-    // Replication as apply sets it up, then the guard of refuse (apply's hook).
-    provider(&p, "pgld", true, false);
-    subscriber(&p, "pgld", true, true);
-    install_guard(&refuse);
-    install_guard(&refuse); // idempotent
+    // refuse: apply puts the guard on; every schema change to a moved table is rolled back,
+    // through pglogical too.
+    apply(&p, &refuse);
     assert_eq!(
         event_triggers(&p.src),
-        "pgmove_pgld_ddl_refuse:A,pgmove_pgld_ddl_refuse_drop:A"
+        "pgmove_pgld_ddl_guard:A,pgmove_pgld_ddl_guard_drop:A"
     );
-
-    // Schema changes to moved tables are rolled back, with the reason and the fix.
     let e = refused(&p.src, "ALTER TABLE t ADD COLUMN c int");
     assert!(
-        e.contains(
-            "pgmove refuses ALTER TABLE on public.t: plan pgld moves this database with pglogical"
-        ),
+        e.contains("pgmove refuses ALTER TABLE on public.t: plan pgld moves this database with pglogical and its cdc.ddl is refuse"),
+        "{e}"
+    );
+    assert!(e.contains("SET pgmove.ddl_guard = off"), "{e}");
+    let e = refused(
+        &p.src,
+        "SELECT pglogical.replicate_ddl_command('ALTER TABLE public.t ADD COLUMN c int', ARRAY['pgmove_pgld', 'ipgmove_pgld'])",
+    );
+    assert!(e.contains("cdc.ddl is refuse"), "{e}");
+
+    // replicate: apply again (it resumes: nothing else to do) with the plan's default.
+    apply(&p, &replicate);
+    let e = refused(&p.src, "ALTER TABLE t ADD COLUMN c int");
+    assert!(
+        e.contains("pgmove refuses ALTER TABLE on public.t: plan pgld moves this database with pglogical, which replicates a schema change only when it is sent through pglogical.replicate_ddl_command"),
         "{e}"
     );
     assert!(
-        e.contains("pglogical.replicate_ddl_command('<the statement, with schema-qualified names>', ARRAY['pgmove_pgld', 'ipgmove_pgld'])"),
+        e.contains("SELECT pglogical.replicate_ddl_command('<the statement, with schema-qualified names>', ARRAY['pgmove_pgld', 'ipgmove_pgld'])"),
         "{e}"
     );
-    assert!(e.contains("SET pgmove.ddl_refuse = off"), "{e}");
-    assert!(
-        refused(&p.src, "CREATE TABLE public.n (id int PRIMARY KEY)")
-            .contains("CREATE TABLE on public.n")
-    );
+    let e = refused(&p.src, "CREATE TABLE public.n (id int PRIMARY KEY)");
+    assert!(e.contains("CREATE TABLE on public.n"), "{e}");
     // pglogical itself refuses a plain DROP of a table in a set; with CASCADE it would take
     // the table out of the sets: the guard refuses that.
     let e = refused(&p.src, "DROP TABLE t");
     assert!(e.contains("membership in replication set"), "{e}");
     let e = refused(&p.src, "DROP TABLE t CASCADE");
     assert!(e.contains("pgmove refuses DROP TABLE on public.t"), "{e}");
-    // Also in a multi-statement string, and with session_replication_role = replica.
+    // Also in a multi-statement string (all of it rolled back), and as replica.
     refused(
         &p.src,
         "SET session_replication_role = replica; INSERT INTO t VALUES (1000, 'x'); ALTER TABLE t ADD COLUMN c int",
     );
     assert_eq!(columns(&p.src, "t"), "id,v");
     assert_eq!(p.src.psql("shop", "SELECT count(*) FROM t"), "100");
+    // Through pglogical for a set the target does not subscribe to (the default ddl_sql): it
+    // would never reach the target.
+    let e = refused(
+        &p.src,
+        "SELECT pglogical.replicate_ddl_command('ALTER TABLE public.t ADD COLUMN c int')",
+    );
+    assert!(e.contains("pgmove refuses ALTER TABLE on public.t"), "{e}");
     // Excluded tables and temporary tables are not moved: left alone.
     p.src.psql(
         "shop",
         "CREATE TABLE public.tmp_scratch (x int); ALTER TABLE public.tmp_scratch ADD COLUMN y int; DROP TABLE public.tmp_scratch;
          CREATE TEMP TABLE tt (x int);",
     );
-
-    // Through pglogical for a set the target does not subscribe to (the default ddl_sql): it
-    // would never reach the target, so the guard refuses it too.
-    let e = refused(
-        &p.src,
-        "SELECT pglogical.replicate_ddl_command('ALTER TABLE public.t ADD COLUMN c int')",
-    );
-    assert!(e.contains("pgmove refuses ALTER TABLE on public.t"), "{e}");
-    // Through pglogical: runs on the source, and the target gets it at its point of the stream.
+    // Through pglogical for the plan's sets: runs on the source, and the target gets it at
+    // its point of the stream, before the row that uses it.
     p.src.psql(
         "shop",
         "SELECT pglogical.replicate_ddl_command('ALTER TABLE public.t ADD COLUMN c int', ARRAY['pgmove_pgld', 'ipgmove_pgld']);
          INSERT INTO t VALUES (101, 'v101', 7);",
     );
     assert_eq!(columns(&p.src, "t"), "id,v,c");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while p.dst.psql("shop", "SELECT count(*) FROM t WHERE id = 101") != "1" {
-        assert!(
-            Instant::now() < deadline,
-            "row 101 never reached the target"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(&p.dst, "SELECT count(*) FROM t WHERE id = 101", "1");
     assert_eq!(columns(&p.dst, "t"), "id,v,c");
     assert_eq!(p.dst.psql("shop", "SELECT c FROM t WHERE id = 101"), "7");
 
     // The user's deliberate escape: runs on the source only; pglogical does not carry it.
     p.src.psql(
         "shop",
-        "SET pgmove.ddl_refuse = off; ALTER TABLE t ADD COLUMN d int;",
+        "SET pgmove.ddl_guard = off; ALTER TABLE t ADD COLUMN d int;",
     );
     assert_eq!(columns(&p.src, "t"), "id,v,c,d");
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(columns(&p.dst, "t"), "id,v,c");
 
-    // Cleanup removes the guard (recorded in the source's pgmove schema) with the rest.
+    // Cleanup (the subscription still replicating) removes the guard with the rest.
     let out = cleanup(&p, &["--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("pgmove_pgld_ddl_refuse_drop"), "{stdout}");
+    assert!(stdout.contains("pgmove_pgld_ddl_guard_drop"), "{stdout}");
+    assert!(stdout.contains("pglogical subscription"), "{stdout}");
     assert_eq!(event_triggers(&p.src), "");
-    assert_eq!(
-        p.src.psql(
-            "shop",
-            "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgmove'"
-        ),
-        "0"
-    );
     p.src.psql("shop", "ALTER TABLE t DROP COLUMN d");
 }

@@ -1,35 +1,37 @@
-//! `cdc.ddl` under strategy pglogical, which does not replicate schema changes by itself.
+//! `cdc.ddl` under strategy pglogical, which does not replicate schema changes by itself: it
+//! replays them only as SQL text queued with `pglogical.replicate_ddl_command`.
 //!
-//! - `refuse`: [`install`] puts a guard on the source: event triggers `A_ddl_refuse` on
-//!   `ddl_command_end` (`CREATE TABLE`, `CREATE TABLE AS`, `SELECT INTO`, `ALTER TABLE`) and
-//!   `A_ddl_refuse_drop` on `sql_drop` (`DROP TABLE`), running function `pgmove.A_ddl_refuse()`
-//!   (names from [`crate::plan::names::ddl_refuse_names`]), which raise an error naming the
-//!   statement, the table, the reason and the fix when the statement touches a table of the
-//!   moved schemas (`objects.schemas`, not matching an `objects.exclude` glob): the statement
-//!   is rolled back, so source and target keep the same schema. Two ways through, both the
-//!   user's deliberate choice: a statement sent with `pglogical.replicate_ddl_command` for
-//!   one of the plan's sets (pglogical queues it in the same transaction before it runs it
-//!   here, and the target gets it at the same point of the stream: the guard lets a
-//!   statement through when this transaction queued exactly it for one of the plan's sets),
-//!   and a session that ran `SET pgmove.ddl_refuse = off` (the change then stays on the
-//!   source). They are created with the `pgmove` schema's marker and recorded in
-//!   `pgmove.objects` in the same transaction, as the copy-cdc capture's objects are, so
-//!   `pgmove cleanup` drops exactly them. `ENABLE ALWAYS`: sessions with
-//!   `session_replication_role = replica` are refused too.
-//! - `ignore`: nothing is installed; schema changes on the source stay there.
-//! - `replicate`: refused in preflight (`preflight::pglogical_ddl`): pglogical replays DDL
-//!   only as SQL text queued by `pglogical.replicate_ddl_command`, and an event trigger that
-//!   queued the statements it sees could only queue the client's whole query string
-//!   (`current_query()`): a DDL statement sent together with other statements, or run inside
-//!   a function or `DO` block, would run those again on the target, where pglogical already
-//!   applies their rows (rows twice, or an apply worker stopped on a duplicate key).
+//! pgmove does not queue the statements it sees itself: an event trigger sees only the
+//! client's whole query string (`current_query()`), so a schema change sent together with
+//! other statements, or run inside a function or `DO` block, would be queued with them and
+//! run them again on the target, where pglogical already applies their rows (rows twice, or
+//! an apply worker stopped on a duplicate key). Instead [`install`] puts a guard on the
+//! source that keeps source and target with the same schema: event triggers `A_ddl_guard` on
+//! `ddl_command_end` (`CREATE TABLE`, `CREATE TABLE AS`, `SELECT INTO`, `ALTER TABLE`) and
+//! `A_ddl_guard_drop` on `sql_drop` (`DROP TABLE`), running function `pgmove.A_ddl_guard()`
+//! (names from [`crate::plan::names::ddl_guard_names`]), which raise an error naming the
+//! statement, the table, the reason and the fix when the statement touches a table of the
+//! moved schemas (`objects.schemas`, not matching an `objects.exclude` glob), so it is
+//! rolled back:
+//! - `replicate`: unless the statement was sent with `pglogical.replicate_ddl_command` for
+//!   one of the plan's sets (pglogical queues it in the same transaction just before it runs
+//!   it here; the target runs it at the same point of the stream): the guard lets a
+//!   statement through when this transaction queued exactly it for one of the plan's sets;
+//! - `refuse`: always (no schema change to moved tables until the cutover);
+//! - `ignore`: nothing is installed; a schema change stays on the source.
+//!
+//! A session that ran `SET pgmove.ddl_guard = off` gets through (the user's deliberate
+//! choice: the change then stays on the source). The guard is created with the `pgmove`
+//! schema's marker and recorded in `pgmove.objects` in the same transaction, as the copy-cdc
+//! capture's objects are, so `pgmove cleanup` drops exactly it. `ENABLE ALWAYS`: sessions with
+//! `session_replication_role = replica` are guarded too.
 
 use super::install::{dollar_tag, fill, glob_to_like, in_scope, text_array};
 use crate::pg::{quote, Endpoint, PgError};
 use crate::plan::{Ddl, Plan};
 
 /// The setting a session turns `off` to run a schema change on the source only.
-pub const OFF_SETTING: &str = "pgmove.ddl_refuse";
+pub const OFF_SETTING: &str = "pgmove.ddl_guard";
 
 /// The script [`install_sql`] fills.
 const GUARD_SQL: &str = include_str!("guard.sql");
@@ -39,16 +41,17 @@ fn in_string(s: &str) -> String {
     s.replace('\'', "''")
 }
 
-/// SQL, run on the SOURCE as a superuser (or `rds_superuser`), that installs the guard of
-/// `cdc.ddl: refuse` for `plan_name`, idempotently; `sets`: the plan's pglogical sets (named
+/// SQL, run on the SOURCE as a superuser (or `rds_superuser`), that installs the guard for
+/// `plan_name` and `ddl` (`replicate` or `refuse`), idempotently; `sets`: the plan's pglogical sets (named
 /// in the hint), `schemas`/`exclude` as for [`super::install_sql`].
 pub fn install_sql(
     plan_name: &str,
+    ddl: Ddl,
     sets: &[String],
     schemas: &[String],
     exclude: &[String],
 ) -> String {
-    let (trigger, drop_trigger) = crate::plan::names::ddl_refuse_names(plan_name);
+    let (trigger, drop_trigger) = crate::plan::names::ddl_guard_names(plan_name);
     let func = quote::qualified(crate::state::SCHEMA, &trigger);
     let likes: Vec<String> = exclude.iter().map(|g| glob_to_like(g)).collect();
     let sets_sql: Vec<String> = sets.iter().map(|s| quote::literal(s)).collect();
@@ -70,11 +73,38 @@ pub fn install_sql(
     let plan_in_string = in_string(plan_name).replace('%', "%%");
     let sets_in_string = in_string(&sets_sql.join(", "));
     let sets_array = text_array(sets);
+    let through = format!(
+        "SELECT pglogical.replicate_ddl_command(''<the statement, with schema-qualified names>'', ARRAY[{sets_in_string}])"
+    );
+    let source_only = format!(
+        "to run it on the source only (the target will then differ), first SET {off_guc_in_string} = off in your session"
+    );
+    let (through_pglogical, why, hint) = if ddl == Ddl::Refuse {
+        (
+            "false",
+            format!("plan {plan_in_string} moves this database with pglogical and its cdc.ddl is refuse: no schema change to moved tables until the cutover"),
+            format!("run it after the cutover; or set cdc.ddl: replicate in the plan, run pgmove apply again, and send it through pglogical: {through}; or, {source_only}"),
+        )
+    } else {
+        (
+            "true",
+            format!("plan {plan_in_string} moves this database with pglogical, which replicates a schema change only when it is sent through pglogical.replicate_ddl_command (cdc.ddl: replicate)"),
+            format!("send it through pglogical so the target runs it at the same point of the stream: {through}; or, {source_only}"),
+        )
+    };
     // A dollar tag for the function body that nothing filled into it contains.
     let tag = dollar_tag(
-        &[&scope, &excl, &plan_in_string, &sets_in_string, &sets_array]
-            .map(|s| s.as_str())
-            .concat(),
+        &[
+            &scope,
+            &excl,
+            &plan_in_string,
+            &sets_in_string,
+            &sets_array,
+            &why,
+            &hint,
+        ]
+        .map(|s| s.as_str())
+        .concat(),
     );
     fill(
         GUARD_SQL,
@@ -96,31 +126,50 @@ pub fn install_sql(
             ("plan_in_string", &plan_in_string),
             ("sets_in_string", &sets_in_string),
             ("sets", &sets_array),
+            ("through_pglogical", through_pglogical),
+            ("why", &why),
+            ("hint", &hint),
         ],
     )
 }
 
-/// Installs the guard on the source when the plan's `cdc.ddl` is `refuse` (nothing for
-/// `ignore`; `replicate` never gets here: preflight refuses it for pglogical); idempotent.
-/// Strategy pglogical's apply calls it once its own changes on the source are made (after the
-/// provider step, before the subscription copies the rows); pgmove's later changes to moved
-/// tables on the source run in a session that ran [`allow_sql`] (cleanup restoring replica
-/// identities).
+/// Whether the source database is read-only (a cutover fenced it: nothing can change its
+/// schema, and nothing can be installed there); one boolean.
+const READ_ONLY_SQL: &str =
+    "SELECT pg_catalog.current_setting('default_transaction_read_only') = 'on'";
+
+/// Installs the guard on the source for the plan's `cdc.ddl` (nothing for `ignore`, nor on a
+/// source a cutover fenced); idempotent. Strategy pglogical's apply calls it before it dumps
+/// the schema, so no schema change after the dump goes unnoticed; pgmove's own changes to
+/// moved tables on the source run in a session that ran [`allow_sql`] (cleanup restoring
+/// replica identities before it drops the guard).
 pub async fn install(source: &Endpoint, plan: &Plan) -> Result<(), PgError> {
-    if plan.cdc.ddl != Ddl::Refuse {
+    if plan.cdc.ddl == Ddl::Ignore {
         return Ok(());
     }
     let names = plan.pglogical_names();
     let sql = install_sql(
         &plan.name,
+        plan.cdc.ddl,
         &[names.replication_set, names.insert_set],
         &plan.objects.schemas,
         &plan.objects.exclude,
     );
     let c = source.connect().await?;
+    let fenced: bool = c
+        .query_one(READ_ONLY_SQL, &[])
+        .await
+        .map_err(|e| source.query_error("reading default_transaction_read_only", &e))?
+        .get(0);
+    if fenced {
+        return Ok(());
+    }
     c.batch_execute(&sql).await.map_err(|e| {
         source.query_error(
-            "installing the event triggers of cdc.ddl: refuse (CREATE EVENT TRIGGER needs a superuser, or rds_superuser on RDS)",
+            &format!(
+                "installing the event triggers that keep schema changes from bypassing pglogical (cdc.ddl: {}; CREATE EVENT TRIGGER needs a superuser, or rds_superuser on RDS)",
+                plan.cdc.ddl
+            ),
             &e,
         )
     })
@@ -140,17 +189,18 @@ mod tests {
     fn install_sql_fills_every_placeholder_and_quotes_what_it_embeds() {
         let sql = install_sql(
             "shop",
+            Ddl::Replicate,
             &["pgmove_shop".into(), "ipg'x".into()],
             &["app".into()],
             &["app.tmp_*".into()],
         );
         assert!(!sql.contains("{{"), "{sql}");
         assert!(
-            sql.contains("CREATE EVENT TRIGGER \"pgmove_shop_ddl_refuse\" ON ddl_command_end"),
+            sql.contains("CREATE EVENT TRIGGER \"pgmove_shop_ddl_guard\" ON ddl_command_end"),
             "{sql}"
         );
         assert!(
-            sql.contains("CREATE EVENT TRIGGER \"pgmove_shop_ddl_refuse_drop\" ON sql_drop"),
+            sql.contains("CREATE EVENT TRIGGER \"pgmove_shop_ddl_guard_drop\" ON sql_drop"),
             "{sql}"
         );
         assert!(sql.contains("ARRAY['app']::text[]"), "{sql}");
@@ -161,13 +211,21 @@ mod tests {
             "{sql}"
         );
         assert!(
-            sql.contains("('shop', 'event trigger', 'pgmove_shop_ddl_refuse_drop')"),
+            sql.contains("('shop', 'event trigger', 'pgmove_shop_ddl_guard_drop')"),
             "{sql}"
         );
         assert!(
-            sql.contains("current_setting('pgmove.ddl_refuse', true)"),
+            sql.contains("current_setting('pgmove.ddl_guard', true)"),
             "{sql}"
         );
-        assert_eq!(allow_sql(), "SET pgmove.ddl_refuse = off");
+        assert_eq!(allow_sql(), "SET pgmove.ddl_guard = off");
+        assert!(sql.contains("IF true AND pg_catalog.to_regclass"), "{sql}");
+        let refuse = install_sql("shop", Ddl::Refuse, &["s".into()], &[], &[]);
+        assert!(
+            refuse.contains("IF false AND pg_catalog.to_regclass"),
+            "{refuse}"
+        );
+        assert!(refuse.contains("its cdc.ddl is refuse"), "{refuse}");
+        assert!(!refuse.contains("{{"), "{refuse}");
     }
 }

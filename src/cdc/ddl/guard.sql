@@ -7,10 +7,10 @@ DECLARE
   excl text[] := {{excl}};
   hit text;
 BEGIN
-  -- A statement run by pglogical.replicate_ddl_command for the plan's sets: pglogical queued
-  -- it (in this transaction, just before running it here), so the target gets it at the
-  -- same point of the stream.
-  IF pg_catalog.to_regclass('pglogical.queue') IS NOT NULL THEN
+  -- cdc.ddl: replicate: a statement run by pglogical.replicate_ddl_command for the plan's
+  -- sets: pglogical queued it (in this transaction, just before running it here), so the
+  -- target gets it at the same point of the stream.
+  IF {{through_pglogical}} AND pg_catalog.to_regclass('pglogical.queue') IS NOT NULL THEN
     IF EXISTS (SELECT 1 FROM pglogical.queue q
                 WHERE q.xmin = pg_catalog.pg_current_xact_id()::xid AND q.message_type = 'Q'
                   AND q.replication_sets && {{sets}}
@@ -37,9 +37,9 @@ BEGIN
      LIMIT 1;
   END IF;
   IF hit IS NOT NULL THEN
-    RAISE EXCEPTION 'pgmove refuses % on %: plan {{plan_in_string}} moves this database with pglogical, which does not replicate schema changes, and its cdc.ddl is refuse (the target would no longer match the source)', TG_TAG, hit
+    RAISE EXCEPTION 'pgmove refuses % on %: {{why}}', TG_TAG, hit
       USING ERRCODE = 'object_not_in_prerequisite_state',
-            HINT = 'run it through pglogical so the target gets it at the same point of the stream: SELECT pglogical.replicate_ddl_command(''<the statement, with schema-qualified names>'', ARRAY[{{sets_in_string}}]); or run it after the cutover; or, to run it on the source only (the target will then differ), first SET {{off_guc_in_string}} = off in your session';
+            HINT = '{{hint}}';
   END IF;
 END
 {{tag}};
