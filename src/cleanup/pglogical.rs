@@ -51,6 +51,12 @@ const GEN_SLOT_SQL: &str =
 const SLOT_SQL: &str = "SELECT plugin::text, database::text \
      FROM pg_catalog.pg_replication_slots WHERE slot_name = $1";
 
+/// The pglogical slots of this database that `pglogical.drop_node` drops with the local node
+/// (its own rule: plugin pglogical, name `pgl_...`): one name a row.
+const NODE_SLOTS_SQL: &str = "SELECT slot_name::text FROM pg_catalog.pg_replication_slots \
+     WHERE plugin IN ('pglogical_output', 'pglogical') AND database = current_database() \
+       AND slot_name ~ '^pgl_' ORDER BY 1";
+
 /// Whether replication origin `$1` exists (one boolean).
 const ORIGIN_SQL: &str =
     "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = $1)";
@@ -370,7 +376,21 @@ pub(super) async fn discover(
         let sql = calls::drop_node(&n.provider_node);
         match verdict {
             Ok(()) => {
-                let others = in_node(&sc, &n.provider_node, &[], &src_sets_dropped);
+                let mut others = in_node(&sc, &n.provider_node, &[], &src_sets_dropped);
+                // Slots of other subscribers to the node: pglogical would drop them with it.
+                for r in s
+                    .query(NODE_SLOTS_SQL, &[])
+                    .await
+                    .map_err(|e| source.query_error("reading pg_replication_slots", &e))?
+                {
+                    let name: String = r.get(0);
+                    if !slot
+                        .as_deref()
+                        .is_some_and(|ours| is_of_subscription(&name, ours))
+                    {
+                        others.push(format!("replication slot {name}"));
+                    }
+                }
                 if others.is_empty() {
                     src_nodes_dropped.push(&n.provider_node);
                     source_steps.push(step(
@@ -519,6 +539,16 @@ pub(super) async fn discover(
     Ok(())
 }
 
+/// Whether slot `name` is the subscription's slot `ours`, or one pglogical made for it to
+/// copy one table (`<ours>_<8 hex digits>`, see pglogical_sync.c).
+fn is_of_subscription(name: &str, ours: &str) -> bool {
+    name == ours
+        || name
+            .strip_prefix(ours)
+            .and_then(|r| r.strip_prefix('_'))
+            .is_some_and(|h| h.len() == 8 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// What `pglogical.drop_node(node)` would take with it (its sets) or refuses for (the
 /// database's subscriptions) besides the plan's `subs` and `sets` and pglogical's predefined
 /// sets: "subscription x", "replication set y".
@@ -602,6 +632,15 @@ mod tests {
         assert!(verdict("p", Some(&record(false, "shop")), &here).is_ok());
         assert!(verdict("p", Some(&record(true, "other")), &here)
             .is_err_and(|w| w.contains("another source")));
+    }
+
+    #[test]
+    fn the_subscriptions_slots_are_its_own_and_its_table_copies() {
+        assert!(is_of_subscription("pgl_shop_p_s", "pgl_shop_p_s"));
+        assert!(is_of_subscription("pgl_shop_p_s_0a1b2c3d", "pgl_shop_p_s"));
+        assert!(!is_of_subscription("pgl_shop_p_s_0a1b2c3", "pgl_shop_p_s"));
+        assert!(!is_of_subscription("pgl_shop_p_s_users", "pgl_shop_p_s"));
+        assert!(!is_of_subscription("pgl_other", "pgl_shop_p_s"));
     }
 
     #[test]
