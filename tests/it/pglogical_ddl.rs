@@ -89,9 +89,15 @@ fn apply(p: &Pair, plan: &Path) {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
+/// Waits (30 s at most) until `sql` runs on `c` and returns `want` (an error, such as a table
+/// not there yet, is waited through).
 fn wait_until(c: &support::Cluster, sql: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while c.psql("shop", sql) != want {
+    let got = || {
+        let out = c.psql_output("shop", sql);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    while got() != want {
         assert!(Instant::now() < deadline, "{sql} never returned {want}");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -190,6 +196,35 @@ fn cdc_ddl_under_pglogical_guards_the_source_replicate_through_pglogical_refuse_
     wait_until(&p.dst, "SELECT count(*) FROM t WHERE id = 101", "1");
     assert_eq!(columns(&p.dst, "t"), "id,v,c");
     assert_eq!(p.dst.psql("shop", "SELECT c FROM t WHERE id = 101"), "7");
+
+    // A table created through pglogical goes into the plan's sets (with its key: both), so
+    // its rows follow; one filled by the creating statement is refused (its rows would not).
+    p.src.psql(
+        "shop",
+        "SELECT pglogical.replicate_ddl_command('CREATE TABLE public.n2 (id int PRIMARY KEY, v text)', ARRAY['pgmove_pgld', 'ipgmove_pgld']);
+         INSERT INTO n2 VALUES (1, 'a'), (2, 'b');",
+    );
+    p.src.psql(
+        "shop",
+        "UPDATE n2 SET v = 'c' WHERE id = 1; DELETE FROM n2 WHERE id = 2",
+    );
+    assert_eq!(
+        p.src.psql("shop", "SELECT string_agg(s.set_name, ',' ORDER BY s.set_name) FROM pglogical.replication_set_table t JOIN pglogical.replication_set s USING (set_id) WHERE t.set_reloid = 'public.n2'::regclass"),
+        "ipgmove_pgld,pgmove_pgld"
+    );
+    wait_until(
+        &p.dst,
+        "SELECT string_agg(id || '=' || v, ',') FROM n2",
+        "1=c",
+    );
+    let e = refused(
+        &p.src,
+        "SELECT pglogical.replicate_ddl_command('CREATE TABLE public.n3 AS SELECT * FROM public.t', ARRAY['pgmove_pgld', 'ipgmove_pgld'])",
+    );
+    assert!(
+        e.contains("pgmove refuses CREATE TABLE AS of public.n3 through pglogical"),
+        "{e}"
+    );
 
     // The user's deliberate escape: runs on the source only; pglogical does not carry it.
     p.src.psql(

@@ -16,7 +16,11 @@
 //! - `replicate`: unless the statement was sent with `pglogical.replicate_ddl_command` for
 //!   one of the plan's sets (pglogical queues it in the same transaction just before it runs
 //!   it here; the target runs it at the same point of the stream): the guard lets a
-//!   statement through when this transaction queued exactly it for one of the plan's sets;
+//!   statement through when this transaction queued exactly it for one of the plan's sets,
+//!   and puts a table it creates into the sets before any row is written to it (with a key
+//!   in both, without one as `cdc.tables_without_key` says: `insert-only` in `iNAME`,
+//!   `exclude` in neither, else refused); `CREATE TABLE AS`/`SELECT INTO` that way is
+//!   refused (the rows it writes would not be replicated);
 //! - `refuse`: always (no schema change to moved tables until the cutover);
 //! - `ignore`: nothing is installed; a schema change stays on the source.
 //!
@@ -28,7 +32,7 @@
 
 use super::install::{dollar_tag, fill, glob_to_like, in_scope, text_array};
 use crate::pg::{quote, Endpoint, PgError};
-use crate::plan::{Ddl, Plan};
+use crate::plan::{Ddl, Plan, TablesWithoutKey};
 
 /// The setting a session turns `off` to run a schema change on the source only.
 pub const OFF_SETTING: &str = "pgmove.ddl_guard";
@@ -47,7 +51,8 @@ fn in_string(s: &str) -> String {
 pub fn install_sql(
     plan_name: &str,
     ddl: Ddl,
-    sets: &[String],
+    keyless: TablesWithoutKey,
+    sets: &[String; 2],
     schemas: &[String],
     exclude: &[String],
 ) -> String {
@@ -73,6 +78,13 @@ pub fn install_sql(
     let plan_in_string = in_string(plan_name).replace('%', "%%");
     let sets_in_string = in_string(&sets_sql.join(", "));
     let sets_array = text_array(sets);
+    let keyless = quote::literal(match keyless {
+        TablesWithoutKey::InsertOnly => "insert-only",
+        TablesWithoutKey::Exclude => "exclude",
+        TablesWithoutKey::Refuse => "refuse",
+        TablesWithoutKey::ReplicaIdentityFull => "replica-identity-full",
+    });
+    let (update_set, insert_set) = (quote::literal(&sets[0]), quote::literal(&sets[1]));
     let through = format!(
         "SELECT pglogical.replicate_ddl_command(''<the statement, with schema-qualified names>'', ARRAY[{sets_in_string}])"
     );
@@ -127,6 +139,9 @@ pub fn install_sql(
             ("sets_in_string", &sets_in_string),
             ("sets", &sets_array),
             ("through_pglogical", through_pglogical),
+            ("keyless", &keyless),
+            ("update_set", &update_set),
+            ("insert_set", &insert_set),
             ("why", &why),
             ("hint", &hint),
         ],
@@ -151,6 +166,7 @@ pub async fn install(source: &Endpoint, plan: &Plan) -> Result<(), PgError> {
     let sql = install_sql(
         &plan.name,
         plan.cdc.ddl,
+        plan.cdc.tables_without_key,
         &[names.replication_set, names.insert_set],
         &plan.objects.schemas,
         &plan.objects.exclude,
@@ -190,6 +206,7 @@ mod tests {
         let sql = install_sql(
             "shop",
             Ddl::Replicate,
+            TablesWithoutKey::InsertOnly,
             &["pgmove_shop".into(), "ipg'x".into()],
             &["app".into()],
             &["app.tmp_*".into()],
@@ -220,7 +237,22 @@ mod tests {
         );
         assert_eq!(allow_sql(), "SET pgmove.ddl_guard = off");
         assert!(sql.contains("IF true AND pg_catalog.to_regclass"), "{sql}");
-        let refuse = install_sql("shop", Ddl::Refuse, &["s".into()], &[], &[]);
+        assert!(
+            sql.contains("PERFORM pglogical.replication_set_add_table('ipg''x', rel.oid, false);"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("ELSIF 'insert-only' = 'insert-only' THEN"),
+            "{sql}"
+        );
+        let refuse = install_sql(
+            "shop",
+            Ddl::Refuse,
+            TablesWithoutKey::Exclude,
+            &["s".into(), "is".into()],
+            &[],
+            &[],
+        );
         assert!(
             refuse.contains("IF false AND pg_catalog.to_regclass"),
             "{refuse}"

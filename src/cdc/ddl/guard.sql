@@ -6,15 +6,46 @@ DECLARE
   scope text[] := {{scope}};
   excl text[] := {{excl}};
   hit text;
+  rel record;
 BEGIN
   -- cdc.ddl: replicate: a statement run by pglogical.replicate_ddl_command for the plan's
   -- sets: pglogical queued it (in this transaction, just before running it here), so the
-  -- target gets it at the same point of the stream.
+  -- target gets it at the same point of the stream. A table it creates goes into the sets
+  -- here, before any row is written to it, as apply put the others.
   IF {{through_pglogical}} AND pg_catalog.to_regclass('pglogical.queue') IS NOT NULL THEN
     IF EXISTS (SELECT 1 FROM pglogical.queue q
                 WHERE q.xmin = pg_catalog.pg_current_xact_id()::xid AND q.message_type = 'Q'
                   AND q.replication_sets && {{sets}}
                   AND q.message::text = pg_catalog.to_json(pg_catalog.current_query())::text) THEN
+      IF TG_EVENT = 'ddl_command_end' THEN
+        FOR rel IN
+          SELECT r.oid::pg_catalog.regclass AS oid, c.command_tag AS tag,
+                 pg_catalog.format('%I.%I', ns.nspname, r.relname) AS name,
+                 EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                          WHERE i.indrelid = r.oid AND (i.indisprimary OR i.indisreplident)) AS keyed
+            FROM pg_catalog.pg_event_trigger_ddl_commands() c
+            JOIN pg_catalog.pg_class r ON r.oid = c.objid
+            JOIN pg_catalog.pg_namespace ns ON ns.oid = r.relnamespace
+           WHERE c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND NOT c.in_extension
+             AND c.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
+             AND r.relkind = 'r' AND r.relpersistence = 'p' AND {{touched_scope}}
+        LOOP
+          IF rel.tag <> 'CREATE TABLE' THEN
+            RAISE EXCEPTION 'pgmove refuses % of % through pglogical: the rows it writes would not be replicated (the target runs the statement on its own rows)', rel.tag, rel.name
+              USING ERRCODE = 'object_not_in_prerequisite_state',
+                    HINT = 'create the table with CREATE TABLE through pglogical.replicate_ddl_command, then fill it on the source with INSERT ... SELECT';
+          ELSIF rel.keyed THEN
+            PERFORM pglogical.replication_set_add_table({{update_set}}, rel.oid, false);
+            PERFORM pglogical.replication_set_add_table({{insert_set}}, rel.oid, false);
+          ELSIF {{keyless}} = 'insert-only' THEN
+            PERFORM pglogical.replication_set_add_table({{insert_set}}, rel.oid, false);
+          ELSIF {{keyless}} <> 'exclude' THEN
+            RAISE EXCEPTION 'pgmove refuses CREATE TABLE of % through pglogical: it has no primary key nor replica identity index, which pglogical needs to replicate its updates and deletes (cdc.tables_without_key is %)', rel.name, {{keyless}}
+              USING ERRCODE = 'object_not_in_prerequisite_state',
+                    HINT = 'give it a primary key in the CREATE TABLE';
+          END IF;
+        END LOOP;
+      END IF;
       RETURN;
     END IF;
   END IF;
