@@ -72,6 +72,14 @@ impl Step {
         }
     }
 
+    /// What the step works on now (the bar's message; a debug line without a bar).
+    pub fn working_on(&self, what: &str) {
+        match &self.bar {
+            Some(b) => b.set_message(what.to_string()),
+            None => tracing::debug!(step = %self.name, item = what, "working on"),
+        }
+    }
+
     /// The step is over; returns how long it took.
     pub fn finish(self, summary: &str) -> Duration {
         let elapsed = self.started.elapsed();

@@ -298,11 +298,11 @@ pub(super) async fn apply_pglogical(
             outcome.excluded.join(", ")
         ));
     }
-    if !outcome.not_replicated.is_empty() {
+    if !outcome.unlogged.is_empty() {
         notes.push(format!(
-            "{} unlogged or foreign table(s) not replicated (schema only: {})",
-            outcome.not_replicated.len(),
-            outcome.not_replicated.join(", ")
+            "{} unlogged table(s) copied once, not replicated ({})",
+            outcome.unlogged.len(),
+            outcome.unlogged.join(", ")
         ));
     }
     let file = path.display();

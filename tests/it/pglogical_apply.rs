@@ -12,7 +12,7 @@ use support::pglogical::{lines, members, nodes, sets, subscriptions, wait_for, P
 use support::Cluster;
 
 /// Tables with a primary key, a replica-identity index, none (keyless), a 2-level partitioned
-/// table, a foreign key and a plain index (post-data), and a sequence.
+/// table, a foreign key and a plain index (post-data), a sequence and an unlogged table.
 const SCHEMA: &str = "
 CREATE TABLE keyed (id int PRIMARY KEY, v text);
 INSERT INTO keyed SELECT g, md5(g::text) FROM generate_series(1, 2000) g;
@@ -34,6 +34,8 @@ CREATE TABLE parted_2025_b PARTITION OF parted_2025 FOR VALUES WITH (MODULUS 2, 
 INSERT INTO parted SELECT g, DATE '2024-06-01' + (g % 400), 'p' || g FROM generate_series(1, 600) g;
 CREATE SEQUENCE counter;
 SELECT setval('counter', 42);
+CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY, v text);
+INSERT INTO scratch SELECT g, 's' || g FROM generate_series(1, 30) g;
 ";
 
 /// Row counts of every table of [`SCHEMA`], one line.
@@ -167,6 +169,18 @@ fn apply_builds_the_paired_sets_syncs_and_replicates() {
         ),
         "i"
     );
+    // The unlogged table (in no set: pglogical refuses it) is copied once and stays unlogged.
+    assert_eq!(
+        dst.psql(
+            DB,
+            "SELECT count(*) || ' ' || (SELECT relpersistence::text FROM pg_class WHERE relname = 'scratch') FROM scratch"
+        ),
+        "30 u"
+    );
+    assert!(
+        text.contains("1 unlogged table(s) copied once, not replicated (public.scratch)"),
+        "{text}"
+    );
     // The target has no copy of the source's pglogical objects beyond its own node.
     assert_eq!(
         dst.psql(
@@ -288,8 +302,16 @@ fn a_rerun_after_kill_9_reuses_what_the_killed_runs_created() {
          CREATE TABLE small (id bigserial PRIMARY KEY, v text);
          INSERT INTO small (v) SELECT md5(g::text) FROM generate_series(1, 100) g;
          CREATE TABLE keyless (v text);
-         INSERT INTO keyless SELECT md5(g::text) FROM generate_series(1, 10) g;",
-        "cdc:\n  tables_without_key: exclude\n",
+         INSERT INTO keyless SELECT md5(g::text) FROM generate_series(1, 10) g;
+         CREATE TABLE skipped (id int PRIMARY KEY);
+         INSERT INTO skipped VALUES (1);
+         CREATE EXTENSION postgis;
+         INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, proj4text)
+              VALUES (990001, 'pgmove', 990001, '+proj=longlat +datum=WGS84 +no_defs');
+         CREATE TABLE places (id int PRIMARY KEY, at geometry(Point, 990001));
+         INSERT INTO places SELECT g, ST_SetSRID(ST_MakePoint(g, g), 990001) FROM generate_series(1, 20) g;
+         SELECT lo_from_bytea(424242, 'a large object');",
+        "cdc:\n  tables_without_key: exclude\nobjects:\n  exclude: [public.skipped]\n",
     );
     let (src, dst) = (&pair.src, &pair.dst);
 
@@ -366,13 +388,23 @@ fn a_rerun_after_kill_9_reuses_what_the_killed_runs_created() {
         members(src),
         [
             "ipgmove_pgl_kill|keyed",
+            "ipgmove_pgl_kill|places",
             "ipgmove_pgl_kill|small",
             "pgmove_pgl_kill|keyed",
+            "pgmove_pgl_kill|places",
             "pgmove_pgl_kill|small",
             "pgmove_pgl_kill|small_id_seq",
         ]
     );
     assert_eq!(dst.psql(DB, "SELECT count(*) FROM keyless"), "0");
+    // A table the plan excludes is in no set and not on the target.
+    assert_eq!(
+        dst.psql(
+            DB,
+            "SELECT count(*) FROM pg_class WHERE relname = 'skipped'"
+        ),
+        "0"
+    );
     assert_eq!(
         lines(
             dst,
@@ -384,6 +416,20 @@ fn a_rerun_after_kill_9_reuses_what_the_killed_runs_created() {
         ["created"]
     );
 
+    // The extension's configuration rows the source added (a custom SRID) are on the target.
+    assert_eq!(
+        dst.psql(
+            DB,
+            "SELECT auth_name FROM spatial_ref_sys WHERE srid = 990001"
+        ),
+        "pgmove"
+    );
+    assert_eq!(dst.psql(DB, "SELECT count(*) FROM places"), "20");
+    // The large object (pglogical does not carry them) is copied by apply.
+    assert_eq!(
+        dst.psql(DB, "SELECT convert_from(lo_get(424242), 'UTF8')"),
+        "a large object"
+    );
     // The same data as the source: the excluded table's rows copied by hand (as the warning
     // says), sequences as cutover sets them; then pgmove verify says identical.
     dst.psql(
@@ -462,4 +508,40 @@ fn a_table_pglogical_failed_to_copy_fails_apply_with_the_way_out() {
     );
     pair.apply();
     assert_eq!(dst.psql(DB, "SELECT count(*) FROM keyed"), "100");
+
+    // Another plan from the same source database (to another target database) finds a
+    // pglogical node it did not create there: refused, never used, nothing of its own made.
+    dst.create_db("other");
+    let other = pair.dir.path().join("pgl_other.yaml");
+    let yaml = std::fs::read_to_string(&pair.plan)
+        .expect("plan")
+        .replace("name: pgl_down", "name: pgl_other")
+        .replace(
+            &format!("{}/{DB}", dst.port),
+            &format!("{}/other", dst.port),
+        );
+    std::fs::write(&other, yaml).expect("write plan");
+    let out = online::run(&["apply", other.to_str().expect("utf8"), "--yes"], src, dst);
+    let text = online::text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("already has pglogical node \"pgmove_pgl_down_provider\"")
+            && text.contains("pglogical.drop_node('pgmove_pgl_down_provider')"),
+        "{text}"
+    );
+    assert_eq!(nodes(src), ["pgmove_pgl_down_provider"]);
+    assert_eq!(
+        sets(src),
+        [
+            "ipgmove_pgl_down|true|false|false|true",
+            "pgmove_pgl_down|false|true|true|false"
+        ]
+    );
+    assert_eq!(
+        dst.psql(
+            "other",
+            "SELECT count(*) FROM pgmove.source_objects WHERE kind LIKE 'pglogical%node%'"
+        ),
+        "0"
+    );
 }

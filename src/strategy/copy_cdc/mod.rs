@@ -1072,16 +1072,31 @@ async fn copy_config_tables(
     lsn: Lsn,
     todo: &[ConfigTable],
 ) -> Result<usize, CopyError> {
+    copy_config_rows(base, Some((snapshot, lsn)), todo).await
+}
+
+/// [`copy_config_tables`], in the exported snapshot and recording each table's progress with
+/// its LSN when `snapshot` is given; otherwise in a repeatable-read transaction of its own and
+/// without progress rows (strategy pglogical copies them once after its sync).
+pub(crate) async fn copy_config_rows(
+    base: &dump_restore::Job,
+    snapshot: Option<(&str, Lsn)>,
+    todo: &[ConfigTable],
+) -> Result<usize, CopyError> {
     if todo.is_empty() {
         return Ok(0);
     }
     let source = base.source.connect().await?;
     let mut target = base.target.connect().await?;
-    source
-        .batch_execute(&format!(
+    let begin = match snapshot {
+        Some((name, _)) => format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {};",
-            quote::literal(snapshot)
-        ))
+            quote::literal(name)
+        ),
+        None => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;".to_string(),
+    };
+    source
+        .batch_execute(&begin)
         .await
         .map_err(|e| base.source.query_error("importing the snapshot", &e))?;
     let mut n = 0;
@@ -1166,17 +1181,19 @@ async fn copy_config_tables(
                 "rows of an extension configuration table conflict with rows of the target's extension install (the table has no primary key to replace them by): the target's are kept; pgmove verify reports them"
             );
         }
-        crate::state::copy::record_whole(
-            &tx,
-            &base.plan_name,
-            &c.schema,
-            &c.table,
-            rows as i64,
-            bytes as i64,
-            lsn,
-        )
-        .await
-        .map_err(|e| base.target.query_error(&what("recording progress"), &e))?;
+        if let Some((_, lsn)) = snapshot {
+            crate::state::copy::record_whole(
+                &tx,
+                &base.plan_name,
+                &c.schema,
+                &c.table,
+                rows as i64,
+                bytes as i64,
+                lsn,
+            )
+            .await
+            .map_err(|e| base.target.query_error(&what("recording progress"), &e))?;
+        }
         tx.commit()
             .await
             .map_err(|e| base.target.query_error("COMMIT", &e))?;
@@ -1924,7 +1941,7 @@ fn large_object_privileges(
 
 /// Copies the large objects the target lacks, 1 MB at a time, with their comments, owners and
 /// grants.
-async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError> {
+pub(crate) async fn copy_large_objects(base: &dump_restore::Job) -> Result<usize, CopyError> {
     const PIECE: i64 = 1 << 20;
     let source = base.source.connect().await?;
     let mut target = base.target.connect().await?;

@@ -46,8 +46,8 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, P
                 for t in &m.excluded {
                     lines.push(format!("-- {}: no key and cdc.tables_without_key is exclude: in neither set (schema only, no rows)", t.qualified()));
                 }
-                for t in &m.not_replicable {
-                    lines.push(format!("-- {}: unlogged or foreign, pglogical cannot replicate it (schema only, no rows)", t.qualified()));
+                for t in &m.unlogged {
+                    lines.push(format!("-- {}: unlogged, pglogical cannot replicate it: copied once in step post-data (TRUNCATE, then COPY from the source), not replicated", t.qualified()));
                 }
                 lines.push(p.record(step_name::PROVIDER, None));
                 lines
@@ -74,9 +74,15 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, P
                 catalog::SYNC_STATUS_SQL.replace("$1", &crate::pg::quote::literal(&n.subscription)),
                 p.record(step_name::SYNC, None),
             ],
-            step_name::POST_DATA => p.post_data(&[
-                "-- then REFRESH MATERIALIZED VIEW on the target for each view populated on the source".to_string(),
-            ]),
+            step_name::POST_DATA => {
+                let mut lines = vec![
+                    "-- first, once (pglogical carries none of them): each unlogged table (TRUNCATE, then COPY from the source), the extensions' configuration rows pg_dump would dump, and the large objects the target lacks".to_string(),
+                ];
+                lines.extend(p.post_data(&[
+                    "-- then REFRESH MATERIALIZED VIEW on the target for each view populated on the source".to_string(),
+                ]));
+                lines
+            }
             step_name::ANALYZE => p.analyze(true),
             step_name::REPLICATING => {
                 let mut lines = vec![p.record(step_name::REPLICATING, Some("<the subscription's slot>"))];

@@ -4,8 +4,9 @@
 //! `iNAME` only, so its updates and deletes still run on the source and are not replicated;
 //! `exclude`: neither set, so pglogical neither copies nor replicates it); sequences in `NAME`.
 //! Partitioned tables replicate through their leaves (a parent holds no rows: adding it too
-//! would send each row twice). Unlogged and foreign tables are never members: their changes
-//! are not in the WAL, and pglogical refuses unlogged tables.
+//! would send each row twice). Unlogged and foreign tables are never members: unlogged tables'
+//! changes are not in the WAL (pglogical refuses them: apply copies their rows once, after the
+//! sync), and a foreign table holds no rows here.
 
 use crate::inspect::{Inventory, RelName, Table};
 use crate::plan::{Objects, TablesWithoutKey};
@@ -19,8 +20,8 @@ pub struct Members {
     pub insert_only: Vec<RelName>,
     /// Tables without a key in neither set (`exclude`): schema only on the target.
     pub excluded: Vec<RelName>,
-    /// Tables pglogical cannot carry (unlogged, foreign): schema only on the target.
-    pub not_replicable: Vec<RelName>,
+    /// Unlogged tables, which pglogical cannot carry: copied once by apply, not replicated.
+    pub unlogged: Vec<RelName>,
     /// Sequences, in `NAME`.
     pub sequences: Vec<RelName>,
 }
@@ -67,10 +68,10 @@ pub fn members(
 pub fn place(tables: &[&Table], policy: TablesWithoutKey) -> Result<Members, MembersError> {
     let mut m = Members::default();
     let mut refused = Vec::new();
-    for t in tables.iter().filter(|t| t.holds_rows() || t.foreign) {
+    for t in tables.iter().filter(|t| t.holds_rows()) {
         let name = t.rel_name();
-        if t.foreign || t.unlogged {
-            m.not_replicable.push(name);
+        if t.unlogged {
+            m.unlogged.push(name);
         } else if t.has_replica_identity_index() {
             m.both.push(name);
         } else {
@@ -122,13 +123,17 @@ mod tests {
             replica_identity: ReplicaIdentity::Full,
             ..table("full", TableKind::Plain, false)
         };
-        let all = [&keyed, &keyless, &parent, &leaf, &unlogged, &full];
+        let foreign = Table {
+            foreign: true,
+            ..table("remote", TableKind::Plain, false)
+        };
+        let all = [&keyed, &keyless, &parent, &leaf, &unlogged, &full, &foreign];
         let names = |v: &[RelName]| v.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
 
         let m = place(&all, TablesWithoutKey::InsertOnly).expect("placed");
         assert_eq!(names(&m.both), ["keyed", "leaf"]);
         assert_eq!(names(&m.insert_only), ["keyless", "full"]);
-        assert_eq!(names(&m.not_replicable), ["scratch"]);
+        assert_eq!(names(&m.unlogged), ["scratch"]);
         assert!(m.excluded.is_empty());
 
         let m = place(&all, TablesWithoutKey::Exclude).expect("placed");

@@ -37,6 +37,7 @@ use crate::plan::names::PglogicalNames;
 use crate::plan::{Objects, Plan, TablesWithoutKey};
 use crate::progress::Progress;
 use crate::state::{Phase, State};
+use crate::strategy::copy_cdc;
 use crate::strategy::dump_restore::toc::Entry;
 use crate::strategy::dump_restore::{self, DumpRestoreError, Restorer};
 use crate::strategy::steps as step_name;
@@ -57,6 +58,8 @@ pub enum PglogicalError {
     Tool(#[from] tools::ToolError),
     #[error(transparent)]
     Members(#[from] members::MembersError),
+    #[error(transparent)]
+    Copy(#[from] crate::strategy::copy_cdc::CopyError),
     /// An object pgmove will not use.
     #[error("{0}")]
     Refused(String),
@@ -112,12 +115,12 @@ impl Job {
 /// What apply did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Outcome {
-    /// Tables in both sets, in the insert set only, in neither (keyless, `exclude`), and those
-    /// pglogical cannot carry (unlogged, foreign: schema only).
+    /// Tables in both sets, in the insert set only, in neither (keyless, `exclude`), and the
+    /// unlogged ones (copied once after the sync, not replicated).
     pub tables_replicated: usize,
     pub insert_only: Vec<String>,
     pub excluded: Vec<String>,
-    pub not_replicated: Vec<String>,
+    pub unlogged: Vec<String>,
     pub sequences: usize,
     /// Steps an earlier run had finished.
     pub steps_already_done: Vec<String>,
@@ -196,7 +199,7 @@ async fn run_steps(
         tables_replicated: m.tables().count(),
         insert_only: m.insert_only.iter().map(shown).collect(),
         excluded: m.excluded.iter().map(shown).collect(),
-        not_replicated: m.not_replicable.iter().map(shown).collect(),
+        unlogged: m.unlogged.iter().map(shown).collect(),
         sequences: m.sequences.len(),
         subscription: job.names.subscription.clone(),
         ..Outcome::default()
@@ -204,8 +207,8 @@ async fn run_steps(
     for t in &outcome.excluded {
         tracing::warn!(table = %t, "no primary key or replica-identity index and cdc.tables_without_key is exclude: its schema moves, its rows are neither copied nor replicated");
     }
-    for t in &outcome.not_replicated {
-        tracing::warn!(table = %t, "unlogged or foreign: pglogical cannot replicate it; its schema moves, its rows do not (copy them yourself before cutover if you need them)");
+    for t in &outcome.unlogged {
+        tracing::warn!(table = %t, "unlogged: pglogical cannot replicate it; its rows are copied once after the sync, later changes are not replicated");
     }
     for t in &outcome.insert_only {
         tracing::info!(table = %t, "no primary key or replica-identity index: in the insert set only (inserts and truncates replicate; updates and deletes run on the source but are not replicated)");
@@ -259,6 +262,21 @@ async fn run_steps(
     }
     if state.step(step_name::POST_DATA).await?.is_none() {
         state.set_phase(STRATEGY, Phase::PostData, None).await?;
+        copy_unlogged(base, source_inv, &m.unlogged).await?;
+        // Extension configuration tables (PostGIS spatial_ref_sys, ...): the rows pg_dump would
+        // dump, once, as copy-cdc copies them (the extension's own rows come with CREATE
+        // EXTENSION on the target).
+        let configs: Vec<_> = copy_cdc::config_tables(&base.source, source_inv)
+            .await?
+            .into_iter()
+            .filter(|c| job.objects.includes(&c.schema, &c.table))
+            .collect();
+        copy_cdc::copy_config_rows(base, None, &configs).await?;
+        // Large objects (pglogical does not carry them): those the target lacks, with their
+        // owners, grants and comments; cutover copies the ones created after this.
+        if base.large_objects {
+            copy_cdc::copy_large_objects(base).await?;
+        }
         restorer.refresh_done(state).await?;
         restorer.post_data().await?;
         let source = base.source.connect().await?;
@@ -279,6 +297,72 @@ async fn run_steps(
         .await?;
     restorer.remove_dump().await;
     Ok(outcome)
+}
+
+/// Copies each of `tables` (unlogged) once from the source, in one target transaction per
+/// table that empties it first (so a rerun copies it again whole): `COPY ... TO STDOUT` on the
+/// source streamed into `COPY ... FROM STDIN` on the target, in text format.
+async fn copy_unlogged(
+    base: &dump_restore::Job,
+    inv: &Inventory,
+    tables: &[crate::inspect::RelName],
+) -> Result<(), PglogicalError> {
+    use futures_util::{SinkExt, StreamExt};
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let source = base.source.connect().await?;
+    let mut target = base.target.connect().await?;
+    for rel in tables {
+        let name = crate::pg::quote::qualified(&rel.schema, &rel.name);
+        let what = |step: &str| format!("{step} of unlogged table {}", shown(rel));
+        let cols: Vec<String> = inv
+            .table(&rel.schema, &rel.name)
+            .map(|t| {
+                t.columns
+                    .iter()
+                    .filter(|c| !c.generated)
+                    .map(|c| crate::pg::quote::ident(&c.name))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if cols.is_empty() {
+            continue;
+        }
+        let cols = cols.join(", ");
+        let tx = target
+            .transaction()
+            .await
+            .map_err(|e| base.target.query_error("BEGIN", &e))?;
+        tx.batch_execute(&format!("TRUNCATE ONLY {name}"))
+            .await
+            .map_err(|e| base.target.query_error(&what("TRUNCATE"), &e))?;
+        let out = source
+            .copy_out(format!("COPY (SELECT {cols} FROM ONLY {name}) TO STDOUT").as_str())
+            .await
+            .map_err(|e| base.source.query_error(&what("COPY TO"), &e))?;
+        let sink = tx
+            .copy_in::<_, bytes::Bytes>(format!("COPY {name} ({cols}) FROM STDIN").as_str())
+            .await
+            .map_err(|e| base.target.query_error(&what("COPY FROM"), &e))?;
+        futures_util::pin_mut!(out);
+        futures_util::pin_mut!(sink);
+        while let Some(data) = out.next().await {
+            let data = data.map_err(|e| base.source.query_error(&what("COPY TO"), &e))?;
+            sink.send(data)
+                .await
+                .map_err(|e| base.target.query_error(&what("COPY FROM"), &e))?;
+        }
+        let rows = sink
+            .finish()
+            .await
+            .map_err(|e| base.target.query_error(&what("COPY FROM"), &e))?;
+        tx.commit()
+            .await
+            .map_err(|e| base.target.query_error("COMMIT", &e))?;
+        tracing::info!(table = %shown(rel), rows, "unlogged table copied once (not replicated)");
+    }
+    Ok(())
 }
 
 /// `schema.table` as messages show it.

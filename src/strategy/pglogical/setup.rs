@@ -20,16 +20,17 @@ use crate::state::State;
 pub struct Existing {
     pub extension: bool,
     pub node: bool,
-    /// The update set and the insert set (source), or the subscription (target, first).
-    pub objects: [bool; 2],
+    /// The update set and the insert set (source).
+    pub sets: [bool; 2],
+    /// The subscription (target).
+    pub subscription: bool,
     /// Memberships: (set, schema, relation).
     pub tables: HashSet<(String, String, String)>,
     pub sequences: HashSet<(String, String, String)>,
 }
 
-/// The provider's statements, in order, for what does not exist yet. `dsn`: the provider
-/// node's (pgmove stores it without a password: pglogical's subscriber connects with the
-/// subscription's DSN).
+/// The provider's statements, in order, for what does not exist yet. The provider node's DSN
+/// is stored without a password (the subscriber connects with the subscription's DSN).
 pub fn provider_sql(job: &Job, m: &Members, have: &Existing) -> Vec<String> {
     let n = &job.names;
     let mut out = Vec::new();
@@ -42,13 +43,13 @@ pub fn provider_sql(job: &Job, m: &Members, have: &Existing) -> Vec<String> {
             &job.provider_dsn.without_password(),
         ));
     }
-    if !have.objects[0] {
+    if !have.sets[0] {
         out.push(calls::create_set(
             &n.replication_set,
             calls::UPDATE_SET_FLAGS,
         ));
     }
-    if !have.objects[1] {
+    if !have.sets[1] {
         out.push(calls::create_set(&n.insert_set, calls::INSERT_SET_FLAGS));
     }
     let mut add = |set: &str, t: &crate::inspect::RelName| {
@@ -92,7 +93,7 @@ pub fn subscriber_sql(job: &Job, have: &Existing, show: bool) -> Vec<String> {
             &dsn(&job.subscriber_dsn),
         ));
     }
-    if !have.objects[0] {
+    if !have.subscription {
         out.push(calls::create_subscription(
             &n.subscription,
             &dsn(&job.provider_dsn),
@@ -174,8 +175,8 @@ pub async fn ensure_provider(job: &Job, st: &State<'_>, m: &Members) -> Result<(
         check_local_node(&c, source, &n.provider_node).await?;
     }
     have.node = owned::claim(st, source, owned::PGLOGICAL_PROVIDER_NODE, &n.provider_node).await?;
-    have.objects[0] = owned::claim(st, source, owned::PGLOGICAL_SET, &n.replication_set).await?;
-    have.objects[1] = owned::claim(st, source, owned::PGLOGICAL_SET, &n.insert_set).await?;
+    have.sets[0] = owned::claim(st, source, owned::PGLOGICAL_SET, &n.replication_set).await?;
+    have.sets[1] = owned::claim(st, source, owned::PGLOGICAL_SET, &n.insert_set).await?;
     let sets = [n.replication_set.clone(), n.insert_set.clone()];
     have.tables = catalog::set_tables(&c, source, &sets)
         .await?
@@ -224,7 +225,7 @@ pub async fn ensure_subscription(job: &Job, st: &State<'_>) -> Result<(), Pglogi
         &n.subscriber_node,
     )
     .await?;
-    have.objects[0] =
+    have.subscription =
         owned::claim(st, target, owned::PGLOGICAL_SUBSCRIPTION, &n.subscription).await?;
     let statements = subscriber_sql(job, &have, false);
     crate::testhook::pause("pglogical-subscription-recorded").await;
@@ -242,4 +243,105 @@ pub async fn ensure_subscription(job: &Job, st: &State<'_>) -> Result<(), Pglogi
     owned::created(st, owned::PGLOGICAL_SUBSCRIBER_NODE, &n.subscriber_node).await?;
     owned::created(st, owned::PGLOGICAL_SUBSCRIPTION, &n.subscription).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::RelName;
+    use crate::pg::Side;
+    use crate::pglogical::dsn::Conninfo;
+    use crate::plan::names::pglogical_names;
+
+    fn endpoint(side: Side, dsn: &str, password: &str) -> Endpoint {
+        Endpoint::from_dsn(side, dsn, Some(Secret::new(password)), &|_| None).expect("dsn")
+    }
+
+    fn job() -> Job {
+        let source = endpoint(
+            Side::Source,
+            "postgres://app@src.example/shop",
+            "src-secret",
+        );
+        let target = endpoint(
+            Side::Target,
+            "postgres://app@dst.example/shop",
+            "dst-secret",
+        );
+        let base = crate::strategy::dump_restore::Job {
+            plan_name: "p".into(),
+            source: source.clone(),
+            target: target.clone(),
+            schemas: Vec::new(),
+            exclude: Vec::new(),
+            large_objects: true,
+            no_owner: false,
+            no_acl: false,
+            jobs: 1,
+            index_jobs: 1,
+            bin_dir: None,
+            schema_only: true,
+            dump_dir: None,
+        };
+        Job {
+            names: pglogical_names("p", None),
+            provider_dsn: Conninfo::of(&source.info, None),
+            subscriber_dsn: Conninfo::of(&target.info, None),
+            objects: crate::plan::Objects::default(),
+            tables_without_key: crate::plan::TablesWithoutKey::InsertOnly,
+            base,
+        }
+    }
+
+    #[test]
+    fn a_rerun_creates_only_what_is_missing() {
+        let j = job();
+        let m = Members {
+            both: vec![RelName::new("public", "a")],
+            insert_only: vec![RelName::new("public", "k")],
+            sequences: vec![RelName::new("public", "s")],
+            ..Members::default()
+        };
+        let first = provider_sql(&j, &m, &Existing::default());
+        assert_eq!(first.len(), 1 + 1 + 2 + 3 + 1, "{first:#?}");
+        assert!(first[1].contains("create_node(node_name := 'pgmove_p_provider'"));
+        // The provider node's DSN carries no password.
+        assert!(!first[1].contains("password"), "{}", first[1]);
+        let have = Existing {
+            extension: true,
+            node: true,
+            sets: [true, true],
+            subscription: false,
+            tables: [("pgmove_p", "a"), ("ipgmove_p", "a")]
+                .iter()
+                .map(|(s, t)| (s.to_string(), "public".to_string(), t.to_string()))
+                .collect(),
+            sequences: Default::default(),
+        };
+        assert_eq!(
+            provider_sql(&j, &m, &have),
+            [
+                "SELECT pglogical.replication_set_add_table(set_name := 'ipgmove_p', relation := '\"public\".\"k\"'::regclass, synchronize_data := false);",
+                "SELECT pglogical.replication_set_add_sequence(set_name := 'pgmove_p', relation := '\"public\".\"s\"'::regclass, synchronize_data := false);",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_subscriber_statements_show_no_password_and_run_with_it() {
+        let j = job();
+        let shown = subscriber_sql(&j, &Existing::default(), true).join("\n");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("password=''********''"), "{shown}");
+        let run = subscriber_sql(&j, &Existing::default(), false).join("\n");
+        assert!(run.contains("password=''src-secret''"), "{run}");
+        assert!(run.contains("password=''dst-secret''"), "{run}");
+        let done = Existing {
+            extension: true,
+            node: true,
+            subscription: true,
+            ..Existing::default()
+        };
+        assert!(subscriber_sql(&j, &done, false).is_empty());
+    }
 }

@@ -78,6 +78,7 @@ pub async fn wait_synced(
     let started = Instant::now();
     let mut watch = Watch::new();
     let mut shown = 0u64;
+    let (mut current, mut copied): (Option<String>, u64) = (None, 0);
     // The subscription exists and pglogical copies: a kill from here on leaves it copying.
     crate::testhook::pause("pglogical-sync").await;
     loop {
@@ -88,12 +89,23 @@ pub async fn wait_synced(
             .filter(|r| r.table.is_some() && r.status == SYNC_READY)
             .count() as u64;
         watch.check(name, &status, ready_tables)?;
-        while shown < ready_tables.min(tables) {
-            shown += 1;
-            step.item_done("table synced");
+        // pglogical's initial sync copies the tables one by one and records them ready at
+        // its end: a table is counted when the copy moves on to the next one, the rest when
+        // they are recorded ready.
+        let copying = catalog::copy_in_progress(&c, target).await?;
+        let moved_on = copying != current;
+        if moved_on && current.is_some() {
+            copied += 1;
         }
-        if let Some(copying) = catalog::copy_in_progress(&c, target).await? {
-            tracing::debug!(table = %copying, "pglogical is copying");
+        while shown < ready_tables.max(copied).min(tables) {
+            shown += 1;
+            step.item_done(current.as_deref().unwrap_or("table"));
+        }
+        if moved_on {
+            if let Some(t) = &copying {
+                step.working_on(&format!("copying {t}"));
+            }
+            current = copying;
         }
         let all_ready = !rows.is_empty() && rows.iter().all(|r| r.status == SYNC_READY);
         if status == "replicating" && all_ready {
@@ -108,8 +120,23 @@ pub async fn wait_synced(
 /// Waits until the subscription's slot on the source confirms the source's current WAL
 /// position (read first): the target then has everything the source had written. Returns it.
 pub async fn wait_caught_up(job: &Job) -> Result<Lsn, PglogicalError> {
-    let (source, target) = (&job.base.source, &job.base.target);
-    let name = &job.names.subscription;
+    let source = &job.base.source;
+    let s = source.connect().await?;
+    let goal = catalog::current_lsn(&s, source).await?;
+    wait_confirmed(source, &job.base.target, &job.names.subscription, goal).await?;
+    Ok(goal)
+}
+
+/// Waits until pglogical subscription `name` (on `target`) has confirmed `goal` on its slot on
+/// `source` (its `confirmed_flush_lsn`): every change the source wrote before `goal` is
+/// committed on the target. Fails like the sync when the subscription keeps going down or is
+/// disabled. For apply's `--exit-when-caught-up` and for cutover's wait for the final LSN.
+pub async fn wait_confirmed(
+    source: &crate::pg::Endpoint,
+    target: &crate::pg::Endpoint,
+    name: &str,
+    goal: Lsn,
+) -> Result<(), PglogicalError> {
     let s = source.connect().await?;
     let t = target.connect().await?;
     let sub = catalog::subscription(&t, target, name)
@@ -119,14 +146,13 @@ pub async fn wait_caught_up(job: &Job) -> Result<Lsn, PglogicalError> {
                 "pglogical subscription {name} is missing on the target: run pgmove apply again"
             ))
         })?;
-    let goal = catalog::current_lsn(&s, source).await?;
     let mut watch = Watch::new();
     loop {
         let status = catalog::subscription_status(&t, target, name).await?;
         let confirmed = catalog::slot_confirmed(&s, source, &sub.slot_name).await?;
         watch.check(name, &status, confirmed.map_or(0, |l| l.0))?;
         if confirmed.is_some_and(|l| l >= goal) {
-            return Ok(goal);
+            return Ok(());
         }
         tokio::time::sleep(POLL).await;
     }
