@@ -416,7 +416,12 @@ fn cleanup_after_apply_killed_during_sync_leaves_nothing_pgmove_created() {
     let guard = "SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'pgmove%'";
     assert_eq!(p.src.psql("shop", guard), "2", "the guard of cdc.ddl");
 
+    let started = Instant::now();
     let out = cleanup(&p, &["--format", "json"]);
+    eprintln!(
+        "cleanup after apply killed during sync took {:?}",
+        started.elapsed()
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let dropped = listed(&out, "artifacts");
     for want in [

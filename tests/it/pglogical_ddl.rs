@@ -236,7 +236,12 @@ fn cdc_ddl_under_pglogical_guards_the_source_replicate_through_pglogical_refuse_
     assert_eq!(columns(&p.dst, "t"), "id,v,c");
 
     // Cleanup (the subscription still replicating) removes the guard with the rest.
+    let started = Instant::now();
     let out = cleanup(&p, &["--format", "json"]);
+    eprintln!(
+        "cleanup with the subscription replicating took {:?}",
+        started.elapsed()
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("pgmove_pgld_ddl_guard_drop"), "{stdout}");
