@@ -22,8 +22,11 @@
 //!   marker names this plan and both endpoints (see [`crate::dumpdir`]); one without the marker,
 //!   another plan's or another user's is kept and reported.
 //!
-//! pglogical nodes, sets and subscriptions named after the plan are reported as "not handled
-//! yet" and never dropped.
+//! - strategy pglogical's subscription, nodes, sets, the slot and origin its subscription left
+//!   and the extension where pgmove created it: only those the target's
+//!   `pgmove.source_objects` records this plan creating, before anything else of the plan goes
+//!   (the record goes with the target's schema, last); see [`pglogical`]. One of the plan's
+//!   pglogical names without the record is reported (`not_handled`) and kept.
 //!
 //! A running apply is detected before anything is dropped: a slot of the plan is active (its
 //! walsender's pid), or another session holds the plan's advisory lock on the target (see
@@ -41,9 +44,11 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use crate::pg::{quote, Endpoint, PgError, Side};
-use crate::plan::{artifact_name, Plan};
+use crate::plan::Plan;
 use crate::report::Render;
 use crate::state;
+
+mod pglogical;
 
 /// Version of the JSON layout (fields are only ever added).
 pub const FORMAT_VERSION: u32 = 1;
@@ -153,7 +158,7 @@ pub struct Report {
     pub terminated: Vec<Blocker>,
     /// pgmove objects deliberately left (e.g. the schema other plans still use).
     pub kept: Vec<Artifact>,
-    /// Objects named after the plan that this version does not drop (pglogical).
+    /// Objects of the plan's pglogical names that pgmove did not record creating: left in place.
     pub not_handled: Vec<Artifact>,
     /// Set when a drop failed part way: what went wrong (artifacts lists what was dropped).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -167,8 +172,8 @@ pub struct Request {
     /// The replication slot (`cdc.slot` or `pgmove_<name>`).
     pub slot: String,
     pub publication: String,
-    /// The pglogical sets named after the plan (update/delete and insert sets).
-    pub pglogical_sets: Vec<String>,
+    /// The plan's pglogical nodes, sets and subscription.
+    pub pglogical: crate::plan::names::PglogicalNames,
     /// The local dump directory to remove if it carries the plan's marker; `None`: the default
     /// for the plan and the endpoints cleanup is given.
     pub dump_dir: Option<PathBuf>,
@@ -186,7 +191,7 @@ impl Request {
             plan_name: plan.name.clone(),
             slot: plan.slot_name(),
             publication: plan.publication_name(),
-            pglogical_sets: vec![plan.replication_set(), plan.insert_set()],
+            pglogical: plan.pglogical_names(),
             dump_dir: None,
             dry_run,
             force,
@@ -293,6 +298,11 @@ enum Action {
     Sql(String),
     /// A dump directory, removed only while its marker names this owner.
     RemoveDir(PathBuf, crate::dumpdir::Owner),
+    /// A slot of pgmove's pglogical subscription, once the subscription's walsender let go of
+    /// it (the subscription was dropped just before).
+    DropReleasedSlot(String),
+    /// `DROP EXTENSION` (the statement): kept and reported when other objects depend on it.
+    DropExtension(String),
 }
 
 #[derive(Clone, Debug)]
@@ -324,6 +334,20 @@ pub async fn cleanup(
     // First: the source gets its writes back before the record of how goes with the schema.
     discover_fence(req, source, &s, target, &t, &mut found).await?;
     discover_source(req, source, &s, target, &t, &mut found).await?;
+    // Before the replica identities: pglogical refuses updates of a keyless table in a set
+    // that replicates them.
+    pglogical::discover(
+        &pglogical::Plan {
+            names: &req.pglogical,
+            plan_name: &req.plan_name,
+        },
+        source,
+        &s,
+        target,
+        &t,
+        &mut found,
+    )
+    .await?;
     discover_replica_identity(req, source, &s, target, &t, &mut found).await?;
     discover_side(req, source, &s, &mut found).await?;
     discover_lock(req, target, &t, &mut found).await?;
@@ -400,6 +424,33 @@ pub async fn cleanup(
                     .into()
                 })
             }
+            Action::DropReleasedSlot(name) => {
+                drop_released_slot(&s, source, name, req.force, &mut report.terminated)
+                    .await
+                    .map_err(DropError::from)
+            }
+            Action::DropExtension(sql) => {
+                let (c, ep) = match step.artifact.location {
+                    Location::Source => (&s, source),
+                    _ => (&t, target),
+                };
+                match c.batch_execute(sql).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.code() == Some(&SqlState::DEPENDENT_OBJECTS_STILL_EXIST) => {
+                        let mut kept = step.artifact.clone();
+                        kept.sql = String::new();
+                        kept.detail = Some(format!(
+                            "pgmove created it, but other objects depend on it ({}): left in place; drop it yourself once they are gone (DROP EXTENSION pglogical;)",
+                            ep.query_error("dropping the extension", &e)
+                        ));
+                        report.kept.push(kept);
+                        continue;
+                    }
+                    Err(e) => Err(ep
+                        .query_error(&format!("dropping extension {}", step.artifact.name), &e)
+                        .into()),
+                }
+            }
             Action::RemoveDir(dir, owner) => crate::dumpdir::remove(dir, owner)
                 .map(|_| ())
                 .map_err(|source| DropError::Dir {
@@ -421,13 +472,16 @@ pub async fn cleanup(
     Ok(report)
 }
 
-/// A connection that gives up waiting for locks after [`LOCK_TIMEOUT`], and writes also on a
-/// source that cutover fenced (`default_transaction_read_only` on its database).
+/// A connection that gives up waiting for locks after [`LOCK_TIMEOUT`], writes also on a
+/// source that cutover fenced (`default_transaction_read_only` on its database), and may give
+/// moved tables their replica identity back while the guard of `cdc.ddl: refuse` under
+/// pglogical is still there (it goes later, with the plan's recorded event triggers).
 async fn open(ep: &Endpoint) -> Result<Client, PgError> {
     let c = ep.connect().await?;
     c.batch_execute(&format!(
-        "SET lock_timeout = {}; SET statement_timeout = 0; SET default_transaction_read_only = off",
-        quote::literal(LOCK_TIMEOUT)
+        "SET lock_timeout = {}; SET statement_timeout = 0; SET default_transaction_read_only = off; {}",
+        quote::literal(LOCK_TIMEOUT),
+        crate::cdc::ddl::guard::allow_sql()
     ))
     .await
     .map_err(|e| ep.query_error("setting up the cleanup session", &e))?;
@@ -749,7 +803,7 @@ async fn discover_side(
             discover_schema(req, ep, c, found, &ours).await?;
         }
     }
-    discover_pglogical(req, ep, c, found).await
+    Ok(())
 }
 
 /// The roles `roles: create` made for the plan (`crate::roles`): never dropped (they own the
@@ -972,59 +1026,6 @@ async fn discover_schema(
     Ok(())
 }
 
-/// pglogical nodes, sets and subscriptions named after the plan: reported, never dropped.
-async fn discover_pglogical(
-    req: &Request,
-    ep: &Endpoint,
-    c: &Client,
-    found: &mut Found,
-) -> Result<(), PgError> {
-    let side: Location = ep.side.into();
-    let Some(row) = c
-        .query_opt(
-            "SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace \
-             WHERE e.extname = 'pglogical'",
-            &[],
-        )
-        .await
-        .map_err(|e| ep.query_error("reading pg_extension", &e))?
-    else {
-        return Ok(());
-    };
-    let ns = quote::ident(&row.get::<_, String>(0));
-    let prefix = artifact_name(&req.plan_name);
-    let sql = format!(
-        "SELECT 'node', node_name::text FROM {ns}.node WHERE left(node_name::text, length($1::text)) = $1::text \
-         UNION ALL SELECT 'replication set', set_name::text FROM {ns}.replication_set WHERE set_name::text = ANY($2::text[]) \
-         UNION ALL SELECT 'subscription', sub_name::text FROM {ns}.subscription WHERE left(sub_name::text, length($1::text)) = $1::text \
-         ORDER BY 1, 2"
-    );
-    let rows = c
-        .query(&sql, &[&prefix, &req.pglogical_sets])
-        .await
-        .map_err(|e| ep.query_error("reading pglogical's nodes, sets and subscriptions", &e))?;
-    for r in rows {
-        let kind: String = r.get(0);
-        let name: String = r.get(1);
-        let function = match kind.as_str() {
-            "node" => "drop_node",
-            "replication set" => "drop_replication_set",
-            _ => "drop_subscription",
-        };
-        found.not_handled.push(Artifact {
-            location: side,
-            kind: format!("pglogical {kind}"),
-            sql: format!("SELECT {ns}.{function}({})", quote::literal(&name)),
-            name,
-            detail: Some(
-                "not handled yet: pgmove cleanup does not drop pglogical objects; review and drop it by hand"
-                    .into(),
-            ),
-        });
-    }
-    Ok(())
-}
-
 async fn terminate(c: &Client, ep: &Endpoint, b: &Blocker) -> Result<(), PgError> {
     tracing::warn!(side = %b.location, pid = b.pid, "terminating the session of a running apply (--force)");
     c.query_one("SELECT pg_terminate_backend($1)", &[&b.pid])
@@ -1128,6 +1129,32 @@ async fn drop_slot(
     }
 }
 
+/// Drops slot `name` of pgmove's pglogical subscription, dropped just before: waits (up to
+/// [`FORCE_WAIT`]) for its walsender to let go, then [`drop_slot`]; idempotent.
+async fn drop_released_slot(
+    c: &Client,
+    ep: &Endpoint,
+    name: &str,
+    force: bool,
+    terminated: &mut Vec<Blocker>,
+) -> Result<(), PgError> {
+    let names = vec![name.to_string()];
+    let deadline = Instant::now() + FORCE_WAIT;
+    loop {
+        let row = c
+            .query_opt(SLOTS_SQL, &[&names])
+            .await
+            .map_err(|e| ep.query_error("reading pg_replication_slots", &e))?;
+        let Some(row) = row else {
+            return Ok(());
+        };
+        if row.get::<_, Option<i32>>(1).is_none() || Instant::now() > deadline {
+            return drop_slot(c, ep, name, force, terminated).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A path as one POSIX shell word.
 pub(crate) fn shell_quote(p: &Path) -> String {
     let s = p.display().to_string();
@@ -1218,7 +1245,7 @@ impl Render for Report {
         table(&mut out, "kept:", &self.kept, false);
         table(
             &mut out,
-            "not handled yet (left in place; drop by hand if it is pgmove's):",
+            "not handled yet (left in place: pgmove did not record creating them; drop by hand if you do not need them):",
             &self.not_handled,
             true,
         );

@@ -70,6 +70,7 @@ pub const CHECKS: &[Check] = &[
     row_security,
     publication_ownership,
     ddl_event_triggers,
+    pglogical_ddl,
     source_sequences,
     target_rights,
     target_schemas,
@@ -474,6 +475,63 @@ pub fn ddl_event_triggers(ctx: &Context) -> Vec<Finding> {
     .fix(format!(
         "{grant}  -- or set cdc.ddl: ignore and apply schema changes to the target yourself during the move"
     ))]
+}
+
+/// `cdc.ddl` under pglogical (see `cdc::ddl::guard`): pglogical replays schema changes only
+/// as SQL text sent through `pglogical.replicate_ddl_command`, and pgmove does not queue the
+/// ones it sees (a trigger sees only the client's whole query string, which may hold other
+/// statements); with `replicate` a guard on the source refuses those that bypass pglogical
+/// (a warning says so, with the call), with `refuse` all of them. The guard's event triggers
+/// take a superuser (RDS/Aurora: rds_superuser).
+pub fn pglogical_ddl(ctx: &Context) -> Vec<Finding> {
+    use crate::plan::Ddl;
+    if ctx.strategy != Some(Strategy::Pglogical) || ctx.plan.cdc.ddl == Ddl::Ignore {
+        return vec![];
+    }
+    let s = ctx.source;
+    let mut out = Vec::new();
+    if ctx.plan.cdc.ddl == Ddl::Replicate {
+        let sets = ctx.plan.pglogical_names();
+        out.push(
+            Finding::new(
+                Severity::Warning,
+                "pglogical-ddl",
+                Some(Side::Source),
+                "cdc.ddl is replicate, and pglogical replicates a schema change only when it is sent through pglogical.replicate_ddl_command: pgmove does not queue the schema changes it sees on the source (a trigger sees only the client's whole query string, so a change sent together with other statements, or run inside a function or DO block, would run those again on the target, rows twice), so during the move it refuses, on the source, a schema change to a moved table that does not go through pglogical".to_string(),
+            )
+            .fix(format!(
+                "send schema changes to moved tables through pglogical, with schema-qualified names: SELECT pglogical.replicate_ddl_command('ALTER TABLE public.t ADD COLUMN c int', ARRAY[{}, {}]); or set cdc.ddl: refuse (none until the cutover) or ignore (they stay on the source)",
+                crate::pg::quote::literal(&sets.replication_set),
+                crate::pg::quote::literal(&sets.insert_set)
+            )),
+        );
+    }
+    if !(s.rights.superuser || (is_rds(s) && s.rights.rds_superuser)) {
+        let user = crate::pg::quote::ident(&s.server.current_user);
+        let grant = if is_rds(s) {
+            format!("as the master user: GRANT rds_superuser TO {user};")
+        } else {
+            "run pgmove on the source as a superuser".to_string()
+        };
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "pglogical-ddl",
+                Some(Side::Source),
+                format!(
+                    "cdc.ddl is {} and under pglogical that takes event triggers on the source (they refuse schema changes that would not reach the target), which role {} may not create (CREATE EVENT TRIGGER needs a superuser{})",
+                    ctx.plan.cdc.ddl,
+                    s.server.current_user,
+                    if is_rds(s) { " or rds_superuser" } else { "" }
+                ),
+            )
+            .object(format!("role {}", s.server.current_user))
+            .fix(format!(
+                "{grant}  -- or set cdc.ddl: ignore and make no schema change to moved tables during the move"
+            )),
+        );
+    }
+    out
 }
 
 /// pg_dump and the cutover's sequence sync read each sequence with SELECT.

@@ -259,6 +259,9 @@ pub(super) async fn apply_pglogical(
     if let Err(f) = create_roles(p, g).await {
         return report_failure(&f);
     }
+    if let Err(e) = crate::cdc::ddl::guard::install(&p.source, &p.plan).await {
+        return report_failure(&Failure::runtime(e));
+    }
     let started = std::time::Instant::now();
     let outcome = match pglogical::run(&job, Progress::new(g.format != Format::Json)).await {
         Ok(o) => o,

@@ -34,6 +34,8 @@ pub const DDL_EMIT_SUFFIX: &str = "_ddl_emit";
 pub const DDL_KEY_SUFFIX: &str = "_ddl_key";
 pub const PROVIDER_SUFFIX: &str = "_provider";
 pub const SUBSCRIBER_SUFFIX: &str = "_subscriber";
+pub const DDL_GUARD_SUFFIX: &str = "_ddl_guard";
+pub const DDL_GUARD_DROP_SUFFIX: &str = "_ddl_guard_drop";
 
 /// Plan names ending so would make `pgmove_<name>` another plan's derived name.
 const RESERVED_ENDINGS: &[&str] = &[RESUME_SUFFIX, INSERT_ONLY_SUFFIX];
@@ -201,6 +203,18 @@ pub fn ddl_names(plan_name: &str) -> DdlNames {
         publication: artifact,
         trigger,
     }
+}
+
+/// Names of the guard `cdc.ddl` installs on the source under strategy pglogical (see
+/// `crate::cdc::ddl::guard`), in schema `pgmove`, for plan artifact `A`: the event trigger on
+/// `ddl_command_end` and the function both triggers run, `A_ddl_guard`; the event trigger on
+/// `sql_drop`, `A_ddl_guard_drop` (through [`derived_name`]).
+pub fn ddl_guard_names(plan_name: &str) -> (String, String) {
+    let artifact = artifact_name(plan_name);
+    (
+        derived_name(&artifact, DDL_GUARD_SUFFIX),
+        derived_name(&artifact, DDL_GUARD_DROP_SUFFIX),
+    )
 }
 
 /// The pglogical objects of a plan (strategy pglogical), for plan artifact `A`

@@ -5,7 +5,7 @@ use super::{names, prefix, Names, TAGS, VERSION};
 use crate::pg::{quote, Endpoint, PgError};
 
 /// A SQL array literal of texts: `ARRAY['a', 'b']::text[]`.
-fn text_array(items: &[String]) -> String {
+pub(super) fn text_array(items: &[String]) -> String {
     if items.is_empty() {
         return "'{}'::text[]".to_string();
     }
@@ -32,7 +32,7 @@ pub fn glob_to_like(glob: &str) -> String {
 }
 
 /// SQL predicate: the relation `name` of schema `schema` (SQL expressions) is replicated.
-fn in_scope(schema: &str, name: &str) -> String {
+pub(super) fn in_scope(schema: &str, name: &str) -> String {
     format!(
         "(((cardinality(scope) = 0 AND {schema} !~ '^pg_' AND {schema} NOT IN ('information_schema', {state})) OR {schema} = ANY (scope)) AND NOT (({schema} || '.' || {name}) LIKE ANY (excl)))",
         state = quote::literal(crate::state::SCHEMA),
@@ -40,7 +40,7 @@ fn in_scope(schema: &str, name: &str) -> String {
 }
 
 /// A dollar-quote tag that does not occur in `body`.
-fn dollar_tag(body: &str) -> String {
+pub(super) fn dollar_tag(body: &str) -> String {
     let mut n = 0;
     loop {
         let tag = if n == 0 {
@@ -139,7 +139,7 @@ const TRIGGER_SQL: &str = include_str!("trigger.sql");
 /// value is copied as it is, never searched for placeholders, so quoted names or literals
 /// holding `{{` cannot change the SQL around them. A placeholder without a value stays as it
 /// is (the unit tests check that none is left in what [`install_sql`] writes).
-fn fill(template: &str, values: &[(&str, &str)]) -> String {
+pub(super) fn fill(template: &str, values: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(template.len() * 2);
     let mut rest = template;
     while let Some(open) = rest.find("{{") {

@@ -116,6 +116,7 @@ use serde::Deserialize;
 use crate::pg::Lsn;
 
 mod event;
+pub mod guard;
 mod install;
 mod split;
 
