@@ -21,6 +21,7 @@ pub mod logging;
 pub mod matviews;
 pub mod owned;
 pub mod pg;
+pub mod pglogical;
 pub mod plan;
 pub mod planner;
 pub mod preflight;

@@ -26,6 +26,19 @@
 //!
 //! A record of another source (another database, or another system identifier when both are
 //! known) proves nothing about this source's object of the same name.
+//!
+//! # pglogical's objects
+//!
+//! Strategy pglogical records its objects in the same table, on both servers: on the source
+//! the provider node and the two sets, on the target the subscriber node and the
+//! subscription (the record lives beside them), and on either the `pglogical` extension when
+//! pgmove created it (an extension that was there before is used and never recorded, so never
+//! dropped). A record's "source" columns then name the server the object is on; the kinds
+//! ([`PGLOGICAL_PROVIDER_NODE`], ...) say which server that is. An object with a record
+//! still `intended` is pgmove's when it is of the recorded database ([`Found::Pglogical`]):
+//! nodes, sets and subscriptions carry no comment, so the rule above (no unrecorded object of
+//! that name existed when the row was written) is the proof; each is created in one
+//! transaction with the others of its server, right after the rows are committed.
 
 use tokio_postgres::Client;
 
@@ -109,6 +122,8 @@ pub enum Found {
     },
     /// A publication of the source database, with its comment.
     Publication { comment: Option<String> },
+    /// A pglogical node, replication set or subscription of this database, or the extension.
+    Pglogical,
 }
 
 /// Whose an object found on the source is.
@@ -161,6 +176,8 @@ pub fn judge(plan_name: &str, record: Option<&Record>, here: &Source, found: &Fo
         Found::Slot { .. } => Verdict::NotRecorded(
             "pgmove recorded the intent to create it, but it is not a pgoutput slot of this database, so someone else created it".into(),
         ),
+        // Of the recorded database (checked above): see the module documentation.
+        Found::Pglogical => Verdict::Ours,
     }
 }
 
@@ -319,17 +336,115 @@ pub async fn preflight(
 }
 
 /// Why apply will not create (or use) an object: it exists and is not this plan's.
-fn refusal(source: &Endpoint, kind: &str, name: &str, why: &str) -> PgError {
+fn refusal(on: &Endpoint, kind: &str, name: &str, why: &str) -> PgError {
+    let fix = if is_pglogical(kind) {
+        pglogical_fix(kind, name)
+    } else {
+        "run pgmove plan for the fix".to_string()
+    };
     PgError::Query {
-        side: source.side,
+        side: on.side,
         message: format!(
-            "the source has a {kind} named {name} that is not pgmove's ({why}); pgmove neither uses nor drops it; run pgmove plan for the fix"
+            "the {} has a {kind} named {name} that is not pgmove's ({why}); pgmove neither uses nor drops it; {fix}",
+            on.side
         ),
     }
 }
 
-/// Before creating (`kind`, `name`) on the source: refuses when an object of that name exists
-/// and is not this plan's; otherwise commits the `intended` record on the target (`state`).
+/// Whether `kind` is one of strategy pglogical's.
+pub fn is_pglogical(kind: &str) -> bool {
+    matches!(
+        kind,
+        PGLOGICAL_PROVIDER_NODE
+            | PGLOGICAL_SUBSCRIBER_NODE
+            | PGLOGICAL_SET
+            | PGLOGICAL_SUBSCRIPTION
+            | PGLOGICAL_EXTENSION_SOURCE
+            | PGLOGICAL_EXTENSION_TARGET
+    )
+}
+
+/// How to get a user's pglogical object of pgmove's name out of the way.
+fn pglogical_fix(kind: &str, name: &str) -> String {
+    let drop = match kind {
+        PGLOGICAL_PROVIDER_NODE | PGLOGICAL_SUBSCRIBER_NODE => {
+            crate::pglogical::calls::drop_node(name)
+        }
+        PGLOGICAL_SET => crate::pglogical::calls::drop_set(name),
+        PGLOGICAL_SUBSCRIPTION => crate::pglogical::calls::drop_subscription(name),
+        _ => "DROP EXTENSION pglogical;".to_string(),
+    };
+    format!(
+        "if it is yours, give the plan another name (or set pglogical.replication_set for a set); if you do not need it: {drop}"
+    )
+}
+
+/// The pglogical object (`kind`, `name`) on the server `c` is connected to, if it exists.
+async fn find_pglogical(
+    c: &Client,
+    ep: &Endpoint,
+    kind: &str,
+    name: &str,
+) -> Result<Option<Found>, PgError> {
+    use crate::pglogical::catalog;
+    let exists = match kind {
+        PGLOGICAL_PROVIDER_NODE | PGLOGICAL_SUBSCRIBER_NODE => {
+            catalog::node_exists(c, ep, name).await?
+        }
+        PGLOGICAL_SET => !catalog::sets(c, ep, &[name.to_string()]).await?.is_empty(),
+        PGLOGICAL_SUBSCRIPTION => catalog::subscription(c, ep, name).await?.is_some(),
+        _ => catalog::extension_version(c, ep).await?.is_some(),
+    };
+    Ok(exists.then_some(Found::Pglogical))
+}
+
+/// The object (`kind`, `name`) on the server `c` is connected to, if it exists.
+async fn find_one(
+    c: &Client,
+    ep: &Endpoint,
+    kind: &str,
+    name: &str,
+) -> Result<Option<Found>, PgError> {
+    if is_pglogical(kind) {
+        return find_pglogical(c, ep, kind, name).await;
+    }
+    let (slots, pubs) = if kind == SLOT {
+        (vec![name.to_string()], Vec::new())
+    } else {
+        (Vec::new(), vec![name.to_string()])
+    };
+    Ok(find(c, ep, &slots, &pubs)
+        .await?
+        .into_iter()
+        .next()
+        .map(|(_, _, f)| f))
+}
+
+/// Whether (`kind`, `name`) exists on `on` and is this plan's ([`judge`]); an error when it
+/// exists and is not. Ok(None) when absent.
+pub async fn whose(
+    st: &state::State<'_>,
+    on: &Endpoint,
+    kind: &str,
+    name: &str,
+) -> Result<Option<Verdict>, PgError> {
+    let c = on.connect().await?;
+    let Some(f) = find_one(&c, on, kind, name).await? else {
+        return Ok(None);
+    };
+    let here = source_of(&c, on).await?;
+    let recs = records(&st.client, st.target, &st.plan_name).await?;
+    Ok(Some(judge(
+        &st.plan_name,
+        record_of(&recs, kind, name),
+        &here,
+        &f,
+    )))
+}
+
+/// Before creating (`kind`, `name`) on `source` (the server it goes on: the target for
+/// pglogical's target-side kinds): refuses when an object of that name exists and is not this
+/// plan's; otherwise commits the `intended` record on the target (`state`).
 /// Returns whether the object exists already (this plan's).
 pub async fn claim(
     st: &state::State<'_>,
@@ -339,14 +454,9 @@ pub async fn claim(
 ) -> Result<bool, PgError> {
     let s = source.connect().await?;
     let here = source_of(&s, source).await?;
-    let (slots, pubs) = if kind == SLOT {
-        (vec![name.to_string()], Vec::new())
-    } else {
-        (Vec::new(), vec![name.to_string()])
-    };
-    let found = find(&s, source, &slots, &pubs).await?;
+    let found = find_one(&s, source, kind, name).await?;
     let recs = records(&st.client, st.target, &st.plan_name).await?;
-    if let Some((_, _, f)) = found.first() {
+    if let Some(f) = &found {
         return match judge(&st.plan_name, record_of(&recs, kind, name), &here, f) {
             Verdict::Ours => Ok(true),
             Verdict::NotRecorded(why) => Err(refusal(source, kind, name, &why)),
@@ -374,15 +484,10 @@ pub async fn confirm(
     name: &str,
 ) -> Result<(), PgError> {
     let s = source.connect().await?;
-    let (slots, pubs) = if kind == SLOT {
-        (vec![name.to_string()], Vec::new())
-    } else {
-        (Vec::new(), vec![name.to_string()])
-    };
-    let found = find(&s, source, &slots, &pubs).await?;
-    let Some((_, _, f)) = found.first() else {
+    let Some(f) = find_one(&s, source, kind, name).await? else {
         return Ok(());
     };
+    let f = &f;
     let here = source_of(&s, source).await?;
     let recs = records(&st.client, st.target, &st.plan_name).await?;
     match judge(&st.plan_name, record_of(&recs, kind, name), &here, f) {
@@ -508,6 +613,32 @@ mod tests {
                 Verdict::NotRecorded(_)
             ));
         }
+    }
+
+    #[test]
+    fn an_intended_pglogical_object_is_ours_only_in_the_recorded_database() {
+        let r = Record {
+            kind: PGLOGICAL_SET.into(),
+            ..rec(false, "shop", Some("7"))
+        };
+        assert_eq!(
+            judge("p", Some(&r), &here(), &Found::Pglogical),
+            Verdict::Ours
+        );
+        let other = Record {
+            kind: PGLOGICAL_SET.into(),
+            ..rec(false, "other", Some("7"))
+        };
+        assert!(matches!(
+            judge("p", Some(&other), &here(), &Found::Pglogical),
+            Verdict::NotRecorded(w) if w.contains("another source")
+        ));
+        assert!(matches!(
+            judge("p", None, &here(), &Found::Pglogical),
+            Verdict::NotRecorded(_)
+        ));
+        assert!(pglogical_fix(PGLOGICAL_SET, "pgmove_p")
+            .contains("pglogical.drop_replication_set(set_name := 'pgmove_p'"));
     }
 
     #[test]

@@ -46,7 +46,10 @@ impl Strategy {
 
     /// Whether a plan that names it can run it.
     pub fn runs_when_named(self) -> bool {
-        matches!(self, Strategy::DumpRestore | Strategy::CopyCdc)
+        matches!(
+            self,
+            Strategy::DumpRestore | Strategy::CopyCdc | Strategy::Pglogical
+        )
     }
 }
 
@@ -922,14 +925,18 @@ mod tests {
     }
 
     #[test]
-    fn a_named_pglogical_is_not_available() {
+    fn a_named_pglogical_runs_when_both_sides_have_it() {
         let d = decide(&plan("strategy: pglogical\n"), &source(), &target());
         assert_eq!(d.strategy, None, "{}", d.why);
-        assert!(d.why.contains("not available in this version"), "{}", d.why);
+        assert!(
+            !d.why.contains("not available in this version"),
+            "{}",
+            d.why
+        );
         assert!(d.why.contains("shared_preload_libraries"), "{}", d.why);
         assert!(d.steps.is_empty());
 
-        // Even with pglogical preloaded and installable on both sides.
+        // With pglogical preloaded and installable on both sides, a plan naming it runs it.
         let ready = |mut inv: Inventory| {
             inv.settings.shared_preload_libraries = Some(vec!["pglogical".to_string()]);
             inv.available_extensions.push(AvailableExtension {
@@ -944,12 +951,8 @@ mod tests {
             &ready(source()),
             &ready(target()),
         );
-        assert_eq!(d.strategy, None, "{}", d.why);
-        assert_eq!(
-            d.why,
-            "the plan asks for strategy pglogical, which cannot run: not available in this version of pgmove yet"
-        );
-        // Nor does auto pick it.
+        assert_eq!(d.strategy, Some(Strategy::Pglogical), "{}", d.why);
+        // auto does not pick it yet (the planner's choice is the preflight item's).
         let d = decide(&plan("downtime: 1s\n"), &ready(source()), &ready(target()));
         assert_eq!(d.strategy, Some(Strategy::CopyCdc));
         assert_eq!(

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use super::online::{apply_copy_cdc, Online};
+use super::online::{apply_copy_cdc, apply_pglogical, Online};
 use super::{prepare, report_failure, Failure, Global, Prepared};
 use crate::exit;
 use crate::plan;
@@ -54,7 +54,7 @@ pub async fn apply(
         jobs: p.plan.jobs as usize,
         index_jobs: p.plan.index_jobs as usize,
         bin_dir: p.plan.bin_dir.clone(),
-        schema_only: strategy == Strategy::CopyCdc,
+        schema_only: matches!(strategy, Strategy::CopyCdc | Strategy::Pglogical),
         dump_dir,
     };
     // A dump directory that is not private or not pgmove's is refused before anything runs.
@@ -75,6 +75,9 @@ pub async fn apply(
             tables_without_key: p.plan.cdc.tables_without_key,
         };
         return apply_copy_cdc(&p, &job, path, dry_run, online, g).await;
+    }
+    if strategy == Strategy::Pglogical {
+        return apply_pglogical(&p, job, path, dry_run, online, g).await;
     }
     if dry_run {
         return match dump_restore::dry_run(&job).await {

@@ -217,3 +217,111 @@ async fn auto_cutover(plan: Plan, source: Endpoint, target: Endpoint, stopper: S
         }
     }
 }
+
+/// `pgmove apply` of strategy pglogical: the schema, the nodes, sets and subscription, the
+/// initial sync and post-data; returns once synced and replicating (replication goes on
+/// inside the servers), or with `--exit-when-caught-up` once the subscription has also
+/// confirmed the source's WAL position as of then. `--stop-after-load` is refused: pglogical
+/// replicates inside the servers whatever pgmove does, so there is no load without
+/// replication to stop after.
+pub(super) async fn apply_pglogical(
+    p: &Prepared,
+    base: crate::strategy::dump_restore::Job,
+    path: &Path,
+    dry_run: bool,
+    online: Online,
+    g: Global,
+) -> u8 {
+    use crate::strategy::pglogical;
+    if online.stop_after_load {
+        return report_failure(&Failure::input(
+            "--stop-after-load does not apply to strategy pglogical: its replication runs inside the servers from the initial sync on; run pgmove apply without it (it returns once synced and replicating), and pgmove cleanup to stop and remove the replication",
+        ));
+    }
+    let job = match pglogical::Job::for_plan(&p.plan, base) {
+        Ok(j) => j,
+        Err(e) => return report_failure(&Failure::input(e)),
+    };
+    if dry_run {
+        return match pglogical::dry_run(&job, &p.source_inv).await {
+            Ok(lines) => print_dry_run(p, Strategy::Pglogical.name(), lines, g).await,
+            Err(e) => report_failure(&Failure::runtime(e)),
+        };
+    }
+    match confirm(p, Strategy::Pglogical, g) {
+        Ok(true) => {}
+        Ok(false) => {
+            eprintln!("nothing done");
+            return exit::FAILURE;
+        }
+        Err(f) => return report_failure(&f),
+    }
+    if let Err(f) = create_roles(p, g).await {
+        return report_failure(&f);
+    }
+    let started = std::time::Instant::now();
+    let outcome = match pglogical::run(&job, Progress::new(g.format != Format::Json)).await {
+        Ok(o) => o,
+        Err(e) => return report_failure(&Failure::runtime(e)),
+    };
+    let caught_up = if online.exit_when_caught_up {
+        match pglogical::sync::wait_caught_up(&job).await {
+            Ok(lsn) => Some(lsn.to_string()),
+            Err(e) => return report_failure(&Failure::runtime(e)),
+        }
+    } else {
+        None
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let mut notes = Vec::new();
+    if !outcome.insert_only.is_empty() {
+        notes.push(format!(
+            "{} table(s) without a key replicate inserts and truncates only",
+            outcome.insert_only.len()
+        ));
+    }
+    if !outcome.excluded.is_empty() {
+        notes.push(format!(
+            "{} table(s) without a key excluded (schema only: {})",
+            outcome.excluded.len(),
+            outcome.excluded.join(", ")
+        ));
+    }
+    if !outcome.not_replicated.is_empty() {
+        notes.push(format!(
+            "{} unlogged or foreign table(s) not replicated (schema only: {})",
+            outcome.not_replicated.len(),
+            outcome.not_replicated.join(", ")
+        ));
+    }
+    let file = path.display();
+    let summary = Summary::line(
+        format_args!(
+            "applied plan {} with pglogical in {:.1}s: {} table(s) and {} sequence(s) in sets {} and {}, initial sync done{}{}{}; replication continues inside the servers (pglogical subscription {} on the target); next: pgmove status {file}, then pgmove cutover {file}",
+            p.plan.name,
+            secs,
+            outcome.tables_replicated,
+            outcome.sequences,
+            job.names.replication_set,
+            job.names.insert_set,
+            if outcome.steps_already_done.is_empty() {
+                String::new()
+            } else {
+                format!(" (steps done by an earlier run: {})", outcome.steps_already_done.join(", "))
+            },
+            caught_up
+                .as_deref()
+                .map(|l| format!("; caught up with the source at LSN {l}"))
+                .unwrap_or_default(),
+            if notes.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", notes.join("; "))
+            },
+            outcome.subscription,
+        ),
+        serde_json::json!({ "plan": p.plan.name, "strategy": "pglogical", "elapsed_secs": secs, "outcome": outcome, "caught_up_lsn": caught_up }),
+    );
+    report::print(&summary, g.format, false, To::Stdout);
+    exit::OK
+}

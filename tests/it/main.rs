@@ -49,6 +49,7 @@ mod help;
 mod inspect;
 mod least_privilege;
 mod owned_names;
+mod pglogical_apply;
 mod plan_command;
 mod plan_load;
 mod privileges;

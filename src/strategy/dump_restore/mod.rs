@@ -970,6 +970,14 @@ impl<'a> Restorer<'a> {
             .collect()
     }
 
+    /// Leaves out of every section the entries `drop` selects (never restored by this
+    /// restorer; strategy pglogical leaves out the pglogical extension and its schema).
+    pub fn leave_out(&mut self, drop: impl Fn(&Entry) -> bool) {
+        self.pre.retain(|e| !drop(e));
+        self.data.retain(|e| !drop(e));
+        self.post.retain(|e| !drop(e));
+    }
+
     /// Re-reads which items are restored (after work done outside this restorer).
     pub async fn refresh_done(&mut self, state: &State<'_>) -> Result<(), DumpRestoreError> {
         self.done = state.finished_items().await?.into_iter().collect();

@@ -16,6 +16,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub mod online;
+pub mod pglogical;
 pub mod restore;
 
 /// The superuser every cluster is created with.
