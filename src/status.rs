@@ -6,8 +6,11 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::pg::{Endpoint, Lsn, PgError};
+use crate::plan::Plan;
 use crate::planner;
 use crate::report::Render;
+
+pub mod pglogical;
 
 /// One table's copy progress, as the state store sums it.
 pub use crate::state::copy::TableRow as TableProgress;
@@ -57,6 +60,9 @@ pub struct Status {
     /// Whether a `pgmove apply` of this plan runs now (it holds the plan's advisory lock on
     /// the target).
     pub apply_running: bool,
+    /// Strategy pglogical: the subscription, each table's sync state (the slot, with its lag,
+    /// is [`Status::slot`]).
+    pub pglogical: Option<pglogical::PglogicalStatus>,
 }
 
 /// How a migration stands, for `status`'s exit code.
@@ -88,6 +94,46 @@ pub async fn read(
     source: &Endpoint,
     target: &Endpoint,
 ) -> Result<Status, PgError> {
+    read_with(plan, slot, plan_file, None, source, target).await
+}
+
+/// Reads the status of `plan`: a run of strategy pglogical shows its subscription, each
+/// table's sync state and the subscription's slot; any other run, pgmove's slot.
+pub async fn read_plan(
+    plan: &Plan,
+    source: &Endpoint,
+    target: &Endpoint,
+) -> Result<Status, PgError> {
+    let names = plan.pglogical_names();
+    let pgl = PglogicalNames {
+        subscription: names.subscription,
+        sets: vec![names.replication_set, names.insert_set],
+    };
+    read_with(
+        &plan.name,
+        &plan.slot_name(),
+        &plan.file,
+        Some(&pgl),
+        source,
+        target,
+    )
+    .await
+}
+
+/// What `status` looks for when the run's strategy is pglogical.
+struct PglogicalNames {
+    subscription: String,
+    sets: Vec<String>,
+}
+
+async fn read_with(
+    plan: &str,
+    slot: &str,
+    plan_file: &str,
+    pgl_names: Option<&PglogicalNames>,
+    source: &Endpoint,
+    target: &Endpoint,
+) -> Result<Status, PgError> {
     let t = target.connect_short().await?;
     let has_schema = crate::state::has_table(&t, target, "runs").await?
         && crate::state::has_table(&t, target, "copy_progress").await?;
@@ -106,6 +152,7 @@ pub async fn read(
         replicated_transactions: None,
         replicated_changes: None,
         apply_running: false,
+        pglogical: None,
     };
     let mut applied: Option<(Lsn, f64)> = None;
     status.apply_running = crate::state::lock::apply_running(&t, target, plan).await?;
@@ -135,6 +182,16 @@ pub async fn read(
         }
     }
     let s = source.connect_short().await?;
+    if let Some(names) = pgl_names
+        .filter(|_| status.strategy.as_deref() == Some(crate::strategy::pglogical::STRATEGY))
+    {
+        let pgl = pglogical::read(&t, target, &s, source, &names.subscription, &names.sets).await?;
+        if let Some(slot) = pgl.slot_name.clone() {
+            status.slot = pglogical_slot(&s, source, &slot, plan_file, target).await?;
+        }
+        status.pglogical = Some(pgl);
+        return Ok(status);
+    }
     if let Some(r) = s
         .query_opt(SLOT_SQL, &[&slot])
         .await
@@ -174,6 +231,61 @@ pub async fn read(
     Ok(status)
 }
 
+/// The pglogical subscription's slot `slot` on the source, with its lag: bytes from its
+/// confirmed position to the source's WAL position, seconds as its walsender measures them
+/// (0 when nothing is left to confirm).
+async fn pglogical_slot(
+    s: &tokio_postgres::Client,
+    source: &Endpoint,
+    slot: &str,
+    plan_file: &str,
+    target: &Endpoint,
+) -> Result<Option<SlotStatus>, PgError> {
+    let Some(r) = s
+        .query_opt(pglogical::SLOT_SQL, &[&slot])
+        .await
+        .map_err(|e| source.query_error("reading the subscription's replication slot", &e))?
+    else {
+        return Ok(None);
+    };
+    let confirmed: Option<Lsn> = r.get(1);
+    let current: Option<Lsn> = r.get(2);
+    let retained: Option<i64> = r.get(3);
+    let wal_status: Option<String> = r.get(4);
+    let measured: Option<f64> = r.get(6);
+    let lost = (wal_status.as_deref() == Some("lost")).then(|| {
+        crate::cdc::slot::SlotLost {
+            slot: slot.to_string(),
+            max_slot_wal_keep_size: r.get(5),
+        }
+        .explain(plan_file, target.info.dbname())
+    });
+    let lag_bytes = match (current, confirmed) {
+        (Some(c), Some(f)) => Some(c.bytes_since(f)),
+        _ => None,
+    };
+    let active: bool = r.get(0);
+    Ok(Some(SlotStatus {
+        name: slot.to_string(),
+        active,
+        source_wal_lsn: current.map(|l| l.to_string()),
+        confirmed_flush_lsn: confirmed.map(|l| l.to_string()),
+        applied_lsn: None,
+        lag_bytes,
+        lag_seconds: match (lag_bytes, measured) {
+            (Some(0), _) => Some(0.0),
+            (_, Some(secs)) => Some(secs.max(0.0)),
+            // Behind and no walsender measure: caught up in all but the last records when
+            // active, unknown when not.
+            _ if active => Some(0.0),
+            _ => None,
+        },
+        retained_wal_bytes: retained.map(|b| b.max(0) as u64),
+        wal_status,
+        lost,
+    }))
+}
+
 impl Status {
     /// The verdict behind `status`'s exit code; `stalled_after` is the stall threshold in
     /// seconds.
@@ -182,7 +294,13 @@ impl Status {
             if slot.lost.is_some() {
                 return Verdict::SlotLost;
             }
-            if self.apply_running
+            // pglogical applies inside the servers: its subscription replicating is the apply.
+            let applying = self.apply_running
+                || self
+                    .pglogical
+                    .as_ref()
+                    .is_some_and(pglogical::PglogicalStatus::replicating);
+            if applying
                 && slot.lag_bytes.unwrap_or(0) > 0
                 && slot.lag_seconds.is_some_and(|s| s >= stalled_after as f64)
             {
@@ -194,7 +312,39 @@ impl Status {
         {
             return Verdict::Failed;
         }
+        if !self.apply_running && self.pglogical_broken().is_some() {
+            return Verdict::Failed;
+        }
         Verdict::Fine
+    }
+
+    /// Strategy pglogical: what is wrong with a subscription that should replicate (the
+    /// run's initial sync is done and it is not cut over yet), if anything.
+    pub fn pglogical_broken(&self) -> Option<String> {
+        let pgl = self.pglogical.as_ref()?;
+        let replicating_step = self
+            .steps_done
+            .iter()
+            .any(|s| s == crate::state::step::REPLICATING);
+        if !replicating_step || self.phase == crate::state::Phase::Live.as_str() {
+            return None;
+        }
+        match pgl.state.as_str() {
+            pglogical::REPLICATING => None,
+            pglogical::MISSING | pglogical::NO_EXTENSION => Some(format!(
+                "pglogical subscription {} is gone from the target ({}): nothing replicates the source's changes any more",
+                pgl.subscription, pgl.state
+            )),
+            state => Some(format!(
+                "pglogical subscription {} is {state}{}: the source's changes are not applied; its apply worker's error is in the target's server log",
+                pgl.subscription,
+                if pgl.enabled == Some(false) {
+                    " (disabled)"
+                } else {
+                    ""
+                }
+            )),
+        }
     }
 }
 
@@ -256,6 +406,31 @@ impl Render for Status {
                 );
             }
         }
+        if let Some(p) = &self.pglogical {
+            let _ = writeln!(
+                o,
+                "  subscription {}: {}{}{}",
+                p.subscription,
+                p.state,
+                p.provider_node
+                    .as_ref()
+                    .map(|n| format!(" (provider node {n})"))
+                    .unwrap_or_default(),
+                p.initial_sync
+                    .as_ref()
+                    .map(|s| format!(", initial sync {s}"))
+                    .unwrap_or_default()
+            );
+            let _ = writeln!(
+                o,
+                "  tables: {} of {} synced",
+                p.tables_synced,
+                p.tables.len()
+            );
+            for t in &p.tables {
+                let _ = writeln!(o, "    {}.{}: {}", t.schema, t.table, t.state);
+            }
+        }
         match &self.slot {
             Some(s) if s.lost.is_some() => {
                 let _ = writeln!(
@@ -263,6 +438,25 @@ impl Render for Status {
                     "  slot {} LOST: {}",
                     s.name,
                     s.lost.as_deref().unwrap_or_default()
+                );
+            }
+            Some(s) if self.pglogical.is_some() => {
+                let _ = writeln!(
+                    o,
+                    "  slot {} ({}): source at {}, subscriber confirmed {}, lag {}{}, retains {} of WAL",
+                    s.name,
+                    if s.active { "active" } else { "inactive" },
+                    s.source_wal_lsn.as_deref().unwrap_or("?"),
+                    s.confirmed_flush_lsn.as_deref().unwrap_or("?"),
+                    s.lag_bytes
+                        .map(|b| planner::bytes(b as i64))
+                        .unwrap_or_else(|| "?".into()),
+                    s.lag_seconds
+                        .map(|x| format!(" ({x:.1}s)"))
+                        .unwrap_or_default(),
+                    s.retained_wal_bytes
+                        .map(|b| planner::bytes(b as i64))
+                        .unwrap_or_else(|| "?".into()),
                 );
             }
             Some(s) => {
@@ -284,6 +478,9 @@ impl Render for Status {
                         .map(|b| planner::bytes(b as i64))
                         .unwrap_or_else(|| "?".into()),
                 );
+            }
+            None if self.pglogical.is_some() => {
+                let _ = writeln!(o, "  no subscription slot on the source");
             }
             None => {
                 let _ = writeln!(o, "  no replication slot on the source");
@@ -372,6 +569,7 @@ mod tests {
             replicated_transactions: None,
             replicated_changes: None,
             apply_running: running,
+            pglogical: None,
         }
     }
 
@@ -412,6 +610,67 @@ mod tests {
             s.lost = Some("lost".into());
         }
         assert_eq!(lost.verdict(600), Verdict::SlotLost);
+    }
+
+    fn pglogical_run(state: &str, steps: &[&str], lag: Option<(u64, f64)>) -> Status {
+        let mut s = status("replicating", None, false, lag);
+        s.strategy = Some("pglogical".into());
+        s.steps_done = steps.iter().map(|s| s.to_string()).collect();
+        s.pglogical = Some(pglogical::PglogicalStatus {
+            subscription: "pgmove_p".into(),
+            state: state.into(),
+            enabled: Some(state != "disabled"),
+            provider_node: Some("pgmove_p_provider".into()),
+            slot_name: Some("pgl_p".into()),
+            initial_sync: Some("replicating".into()),
+            tables: vec![pglogical::TableSync {
+                schema: "public".into(),
+                table: "t".into(),
+                state: "replicating".into(),
+            }],
+            tables_synced: 1,
+        });
+        s
+    }
+
+    #[test]
+    fn pglogical_verdicts_follow_the_subscription() {
+        let done = ["state", "sync", "replicating"];
+        assert_eq!(
+            pglogical_run("replicating", &done, Some((0, 0.0))).verdict(600),
+            Verdict::Fine
+        );
+        // Down or gone once the sync is done: failed, with the reason.
+        let down = pglogical_run("down", &done, None);
+        assert_eq!(down.verdict(600), Verdict::Failed);
+        assert!(down
+            .pglogical_broken()
+            .is_some_and(|m| m.contains("pgmove_p is down")));
+        let gone = pglogical_run("missing", &done, None);
+        assert_eq!(gone.verdict(600), Verdict::Failed);
+        // Still syncing (initializing) or cut over (live): nothing wrong.
+        assert_eq!(
+            pglogical_run("initializing", &["state", "sync"], None).verdict(600),
+            Verdict::Fine
+        );
+        let mut live = pglogical_run("missing", &done, None);
+        live.phase = "live".into();
+        assert_eq!(live.verdict(600), Verdict::Fine);
+        // Replicating inside the servers, no pgmove apply running: behind and nothing
+        // confirmed for the threshold is stalled.
+        let behind = pglogical_run("replicating", &done, Some((4096, 700.0)));
+        assert!(!behind.apply_running);
+        assert_eq!(behind.verdict(600), Verdict::Stalled(600));
+        let t = behind.render_text();
+        assert!(t.contains("subscription pgmove_p: replicating (provider node pgmove_p_provider), initial sync replicating"), "{t}");
+        assert!(
+            t.contains("tables: 1 of 1 synced\n    public.t: replicating"),
+            "{t}"
+        );
+        assert!(t.contains("subscriber confirmed"), "{t}");
+        let j: serde_json::Value = serde_json::from_str(&behind.render_json()).expect("json");
+        assert_eq!(j["pglogical"]["state"], "replicating");
+        assert_eq!(j["pglogical"]["tables"][0]["state"], "replicating");
     }
 
     #[test]

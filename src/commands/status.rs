@@ -17,9 +17,7 @@ pub async fn status(path: &Path, stalled_after: u64, g: Global) -> u8 {
     };
     // A hung server (stopped, or a dead network the keepalives have not noticed yet) must
     // not hang `status`: a scheduler runs it.
-    let slot = plan.slot_name();
-    let file = path.display().to_string();
-    let read = crate::status::read(&plan.name, &slot, &file, &source, &target);
+    let read = crate::status::read_plan(&plan, &source, &target);
     let read = match tokio::time::timeout(STATUS_TIMEOUT, read).await {
         Ok(r) => r,
         Err(_) => return report_failure(&Failure::runtime(format!(
@@ -33,6 +31,15 @@ pub async fn status(path: &Path, stalled_after: u64, g: Global) -> u8 {
             report::print(&s, g.format, false, To::Stdout);
             match s.verdict(stalled_after) {
                 crate::status::Verdict::SlotLost => exit::CANNOT_PROCEED,
+                crate::status::Verdict::Failed if s.pglogical_broken().is_some() => {
+                    eprintln!(
+                        "pgmove: the migration failed: {}; fix the cause (then on the target: SELECT pglogical.alter_subscription_enable({}, true); if it is disabled), or start over: pgmove cleanup {f}, then pgmove apply {f}",
+                        s.pglogical_broken().unwrap_or_default(),
+                        crate::pg::quote::literal(&plan.pglogical_names().subscription),
+                        f = path.display()
+                    );
+                    exit::MIGRATION_FAILED
+                }
                 crate::status::Verdict::Failed => {
                     eprintln!(
                         "pgmove: the migration failed (phase {}) and no apply runs: see the last error above, fix it, then run `pgmove apply {}` again to resume",

@@ -35,8 +35,13 @@
 //! Who applies: an apply of the plan that is running (it holds the plan's advisory lock on the
 //! target, see [`crate::state::State::open`]) goes on applying and cutover only watches
 //! `pgmove.progress`; when none runs, cutover takes the lock and runs change capture itself.
+//!
+//! A run of strategy pglogical (`pgmove.runs.strategy`) is cut over with pglogical as the
+//! applier: the same steps, the subscription's slot telling what the target has applied, and
+//! the subscription dropped once the target is verified (see [`pglogical`]).
 
 pub mod dryrun;
+pub mod pglogical;
 pub mod steps;
 
 use std::fmt::Write as _;
@@ -136,6 +141,9 @@ pub struct CutoverReport {
     pub error: Option<String>,
     /// The source lost the replication slot: replication cannot go on.
     pub slot_lost: bool,
+    /// Strategy pglogical: the subscription dropped so the target is independent, and what
+    /// stays for `pgmove cleanup`.
+    pub pglogical: Option<pglogical::Teardown>,
     /// Verification found differences (exit 3).
     #[serde(skip)]
     pub differences: bool,
@@ -236,6 +244,9 @@ impl Render for CutoverReport {
         if let Some(o) = self.write_outage_secs {
             let _ = writeln!(s, "  write outage: {o:.2}s (measured from the fence)");
         }
+        if let Some(t) = &self.pglogical {
+            s.push_str(&pglogical::render(t));
+        }
         let _ = writeln!(s, "  elapsed: {:.1}s", self.elapsed_secs);
         if let Some(e) = &self.error {
             let _ = writeln!(s, "  error: {e}");
@@ -301,11 +312,41 @@ impl Render for CutoverReport {
                 .map(|o| format!("{o:.2}s"))
                 .unwrap_or_default(),
         );
+        if let Some(t) = &self.pglogical {
+            row(
+                "pglogical",
+                format!(
+                    "subscription {} {}, slot {} {}; left for pgmove cleanup: {}",
+                    t.subscription,
+                    if t.subscription_dropped {
+                        "dropped"
+                    } else {
+                        "already gone"
+                    },
+                    t.slot,
+                    if t.slot_dropped {
+                        "gone"
+                    } else {
+                        "still on the source"
+                    },
+                    t.left_for_cleanup.join("; ")
+                ),
+            );
+        }
         if let Some(e) = &self.error {
             row("error", e.clone());
         }
         s
     }
+}
+
+/// Who applies the source's changes to the target during this cutover, and how cutover
+/// knows how far it got.
+enum Replica {
+    /// pgmove's change capture (`pgmove.progress`): a running apply, or cutover's own.
+    Pgmove(Option<crate::cdc::CaptureHandle>),
+    /// A pglogical subscription (its slot's confirmed position on the source).
+    Pglogical(pglogical::Follow),
 }
 
 /// The source database's own `default_transaction_read_only` setting (`ALTER DATABASE ... SET`),
@@ -453,7 +494,32 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
         .await
         .map_err(|e| job.source.query_error("setting up the session", &e))?;
 
-    let applied = crate::state::progress::applied_lsn(&target, &job.target, plan).await;
+    let run_row = if crate::state::has_table(&target, &job.target, "runs").await? {
+        crate::state::runs::read(&target, &job.target, plan).await?
+    } else {
+        None
+    };
+    // The run's strategy, or (never applied) the plan's.
+    let is_pglogical = match &run_row {
+        Some(r) => r.strategy == crate::strategy::pglogical::STRATEGY,
+        None => job.plan.strategy == crate::plan::StrategyChoice::Pglogical,
+    };
+    // The steps an earlier attempt finished (forgotten below, once this attempt starts).
+    let finished_before = if is_pglogical && run_row.is_some() {
+        crate::state::steps::finished(&target, &job.target, plan).await?
+    } else {
+        Vec::new()
+    };
+    let applied = if is_pglogical {
+        pglogical::check_run(
+            job,
+            &finished_before,
+            run_row.as_ref().and_then(|r| r.last_error.as_deref()),
+        )?;
+        Ok(Some(Lsn(0)))
+    } else {
+        crate::state::progress::applied_lsn(&target, &job.target, plan).await
+    };
     match applied {
         Ok(Some(_)) => {}
         Ok(None) | Err(_) => {
@@ -472,14 +538,6 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
                 ),
             }));
         }
-    }
-    // A lost slot can never bring the target up to the source: nothing to cut over to.
-    let slot = job.plan.slot_name();
-    if let Some(lost) = crate::cdc::slot::lost(&job.source, &source, &slot).await? {
-        return Err(CutoverError::NotReady(format!(
-            "cannot cut over plan {plan:?}: {}",
-            lost.explain(&job.plan.file, job.target.info.dbname())
-        )));
     }
     let previous = crate::state::cutover::read(&target, &job.target, plan).await?;
     if let Some(row) = &previous {
@@ -502,6 +560,26 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
         previous.map(|r| (r.state.as_str().to_string(), r.prev_read_only)),
         current,
     );
+    // pglogical: the subscription to follow (replicating, or past the catch-up already).
+    let follow = if is_pglogical {
+        let caught_up_before = finished_before.iter().any(|s| s == step_name::CATCH_UP);
+        Some(pglogical::follow(job, &target, resumed_fence, caught_up_before).await?)
+    } else {
+        None
+    };
+    // A lost slot can never bring the target up to the source: nothing to cut over to.
+    let slot = match &follow {
+        Some(f) => f.slot.clone(),
+        None => job.plan.slot_name(),
+    };
+    if follow.as_ref().is_none_or(|f| !f.caught_up_before) {
+        if let Some(lost) = crate::cdc::slot::lost(&job.source, &source, &slot).await? {
+            return Err(CutoverError::NotReady(format!(
+                "cannot cut over plan {plan:?}: {}",
+                lost.explain(&job.plan.file, job.target.info.dbname())
+            )));
+        }
+    }
     crate::state::cutover::request(
         &target,
         &job.target,
@@ -522,6 +600,7 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
     // Who applies.
     let mut own: Option<crate::cdc::CaptureHandle> = None;
     let lock = match &job.applier {
+        _ if follow.is_some() => None,
         Applier::Running => None,
         Applier::OwnIfIdle(cdc) => {
             let lock = job.target.connect().await?;
@@ -540,10 +619,14 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
             }
         }
     };
-    report.applier = if own.is_some() {
-        "cutover (no apply was running)".into()
-    } else {
-        "running apply".into()
+    report.applier = match (&follow, &own) {
+        (Some(f), _) => format!("pglogical subscription {}", f.subscription),
+        (None, Some(_)) => "cutover (no apply was running)".into(),
+        (None, None) => "running apply".into(),
+    };
+    let mut replica = match follow {
+        Some(f) => Replica::Pglogical(f),
+        None => Replica::Pgmove(own),
     };
 
     // A killed cutover left the source fenced: it stays fenced, and cutover goes on from there.
@@ -552,7 +635,7 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
         at: resumed_fence.then(Instant::now),
         prev: prev_read_only,
     };
-    let result = steps(job, &source, &target, &mut own, &mut fence, &mut report).await;
+    let result = steps(job, &source, &target, &mut replica, &mut fence, &mut report).await;
     if let Err(e) = &result {
         report.error = Some(e.to_string());
     }
@@ -588,7 +671,6 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
             }
         }
         report.source_fenced = fence.active;
-        let slot = job.plan.slot_name();
         if let Some(lost) = crate::cdc::slot::lost_quietly(&job.source, &slot).await {
             report.slot_lost = true;
             report.error = Some(format!(
@@ -600,7 +682,10 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
         let _ = crate::state::cutover::ended(&target, plan, fence.active, report.error.as_deref())
             .await;
     }
-    if let Some(o) = own.take() {
+    if let Some(o) = match &mut replica {
+        Replica::Pgmove(own) => own.take(),
+        Replica::Pglogical(_) => None,
+    } {
         if let Err(e) = o.stop_and_wait().await {
             if report.error.is_none() {
                 report.error = Some(format!("change capture: {e}"));
@@ -634,7 +719,7 @@ async fn steps(
     job: &CutoverJob,
     source: &Client,
     target: &Client,
-    own: &mut Option<crate::cdc::CaptureHandle>,
+    replica: &mut Replica,
     fence: &mut Fenced,
     report: &mut CutoverReport,
 ) -> Result<(), StepError> {
@@ -649,7 +734,7 @@ async fn steps(
             let step = job.progress.step("cutover: waiting for the lag", 0);
             let t0 = Instant::now();
             let m = emit_marker(&job.source, source, plan).await?;
-            let wait = wait_applied(job, target, own, m, deadline).await;
+            let wait = wait_applied(job, source, target, replica, m, deadline).await;
             step.finish(&format!("lag {:.2}s", t0.elapsed().as_secs_f64()));
             wait?;
             let lag = t0.elapsed();
@@ -726,14 +811,21 @@ async fn steps(
     let t0 = Instant::now();
     let m = emit_marker(&job.source, source, plan).await?;
     let step = job.progress.step("cutover: final catch-up", 0);
-    let wait = wait_applied(
-        job,
-        target,
-        own,
-        m,
-        Instant::now() + job.timeout.max(Duration::from_secs(60)),
-    )
-    .await;
+    let wait = match replica {
+        // An earlier attempt caught up and the source has been fenced since.
+        Replica::Pglogical(f) if f.caught_up_before => Ok(()),
+        _ => {
+            wait_applied(
+                job,
+                source,
+                target,
+                replica,
+                m,
+                Instant::now() + job.timeout.max(Duration::from_secs(60)),
+            )
+            .await
+        }
+    };
     step.finish("caught up");
     wait?;
     report.final_lsn = Some(m.to_string());
@@ -831,6 +923,11 @@ async fn steps(
     }
     if !report.differences {
         record(job, target, step_name::VERIFY).await?;
+        // 7. pglogical: the target goes independent (part of going live).
+        if let Replica::Pglogical(f) = replica {
+            report.pglogical = Some(pglogical::teardown(job, source, target, f).await?);
+            crate::testhook::pause("cutover-pglogical-dropped").await;
+        }
     }
     Ok(())
 }
@@ -863,11 +960,18 @@ async fn emit_marker(ep: &Endpoint, source: &Client, plan: &str) -> Result<Lsn, 
 /// Waits until the target has applied past `lsn`.
 async fn wait_applied(
     job: &CutoverJob,
+    source: &Client,
     target: &Client,
-    own: &mut Option<crate::cdc::CaptureHandle>,
+    replica: &mut Replica,
     lsn: Lsn,
     deadline: Instant,
 ) -> Result<(), StepError> {
+    let own = match replica {
+        Replica::Pglogical(f) => {
+            return pglogical::wait_confirmed(job, source, target, f, lsn, deadline).await
+        }
+        Replica::Pgmove(own) => own,
+    };
     loop {
         let row = crate::state::progress::applied_lsn(target, &job.target, &job.plan.name).await?;
         if let Some(applied) = row {

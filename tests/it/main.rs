@@ -50,6 +50,8 @@ mod inspect;
 mod least_privilege;
 mod owned_names;
 mod pglogical_apply;
+mod pglogical_cutover;
+mod pglogical_status;
 mod plan_command;
 mod plan_load;
 mod privileges;

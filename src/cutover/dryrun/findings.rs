@@ -10,41 +10,8 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
     let apply_fix = format!(
         "pgmove apply {file} --yes  (strategy copy-cdc: it loads the target, then replicates changes until cutover)"
     );
-    if run.strategy.is_none() {
-        out.push(
-            Finding::new(
-                Severity::Blocker,
-                "not-applied",
-                Some(Side::Target),
-                format!(
-                    "plan {} has never been applied to this target (no pgmove state for it): there is nothing to cut over",
-                    plan.name
-                ),
-            )
-            .object(format!("plan {}", plan.name))
-            .fix(format!("run apply first: {apply_fix}")),
-        );
-        return out;
-    }
-    if run.phase == crate::state::Phase::Live.as_str()
-        || run.cutover_state.as_deref() == Some(crate::state::CutoverState::Done.as_str())
-    {
-        out.push(
-            Finding::new(
-                Severity::Blocker,
-                "already-live",
-                Some(Side::Target),
-                format!(
-                    "plan {} was already cut over: the target is live",
-                    plan.name
-                ),
-            )
-            .object(format!("plan {}", plan.name))
-            .fix(format!(
-                "nothing to do; remove pgmove's artifacts: pgmove cleanup {file}"
-            )),
-        );
-        return out;
+    if let Some(head) = head_findings(plan, run, &apply_fix) {
+        return head;
     }
     if let Some(s) = run.strategy.as_deref().filter(|s| *s != CUTOVER_STRATEGY) {
         out.push(
@@ -118,93 +85,8 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
             );
         }
     }
-    if !lag.slot_exists {
-        out.push(
-            Finding::new(
-                Severity::Blocker,
-                "slot-missing",
-                Some(Side::Source),
-                format!(
-                    "replication slot {} does not exist on the source: the changes since the target's last applied position cannot be replicated",
-                    lag.slot
-                ),
-            )
-            .object(format!("replication slot {}", lag.slot))
-            .fix(format!(
-                "start over: pgmove cleanup {file} and pgmove apply {file} --yes (a dropped slot cannot be recovered)"
-            )),
-        );
-    } else if lag.slot_wal_status.as_deref() == Some("lost") {
-        out.push(
-            Finding::new(
-                Severity::Blocker,
-                "slot-lost",
-                Some(Side::Source),
-                format!(
-                    "replication slot {} is invalidated (wal_status lost): the WAL it needed was removed (max_slot_wal_keep_size)",
-                    lag.slot
-                ),
-            )
-            .object(format!("replication slot {}", lag.slot))
-            .fix(format!(
-                "start over into an empty target: pgmove cleanup {file}, drop and re-create the target database (or drop the tables the load copied), raise max_slot_wal_keep_size (or -1), then pgmove apply {file} --yes"
-            )),
-        );
-    } else if lag.slot_wal_status.as_deref() == Some("unreserved") {
-        out.push(
-            Finding::new(
-                Severity::Warning,
-                "slot-unreserved",
-                Some(Side::Source),
-                format!(
-                    "replication slot {} is about to lose WAL it needs (wal_status unreserved)",
-                    lag.slot
-                ),
-            )
-            .object(format!("replication slot {}", lag.slot))
-            .fix(
-                "keep an apply streaming, or ALTER SYSTEM SET max_slot_wal_keep_size = -1; SELECT pg_reload_conf(); on the source",
-            ),
-        );
-    }
-    match run.cutover_state.as_deref() {
-        Some("fenced") => out.push(
-            Finding::new(
-                Severity::Warning,
-                "cutover-interrupted",
-                Some(Side::Source),
-                "an earlier cutover was interrupted with the source fenced (read-only): writes on the source are stopped now".to_string(),
-            )
-            .object("pgmove.cutover")
-            .fix(format!("pgmove cutover {file} finishes it (and unfences the source if it fails)")),
-        ),
-        Some("requested") => out.push(
-            Finding::new(
-                Severity::Info,
-                "cutover-requested",
-                None,
-                "a cutover was requested and has not finished: it may be under way now (or was stopped before the fence, which changed nothing)".to_string(),
-            )
-            .object("pgmove.cutover")
-            .fix(format!("pgmove status {file} shows whether it goes on")),
-        ),
-        Some("failed") => out.push(
-            Finding::new(
-                Severity::Info,
-                "cutover-failed-before",
-                None,
-                format!(
-                    "an earlier cutover failed{}; the source was unfenced and replication went on",
-                    run.cutover_detail
-                        .as_deref()
-                        .map(|d| format!(": {d}"))
-                        .unwrap_or_default()
-                ),
-            )
-            .object("pgmove.cutover"),
-        ),
-        _ => {}
-    }
+    out.extend(slot_findings(plan, lag));
+    out.extend(earlier_cutover_findings(plan, run));
     if run.change_capture_ran && lag.slot_exists {
         if lag.slot_active && run.apply_lock_pid.is_none() {
             out.push(
@@ -256,6 +138,277 @@ pub(super) fn run_findings(plan: &Plan, run: &RunState, lag: &LagReport) -> Vec<
                 .object("cutover.max_lag"),
             );
         }
+    }
+    out
+}
+
+/// Findings about a run of strategy pglogical: its subscription is the applier.
+pub(super) fn pglogical_run_findings(
+    plan: &Plan,
+    run: &RunState,
+    lag: &LagReport,
+    pgl: &crate::status::pglogical::PglogicalStatus,
+) -> Vec<Finding> {
+    let file = &plan.file;
+    let apply_fix = format!(
+        "pgmove apply {file} --yes  (strategy pglogical: it returns once the initial sync is done and the subscription replicates)"
+    );
+    if let Some(head) = head_findings(plan, run, &apply_fix) {
+        return head;
+    }
+    let mut out = Vec::new();
+    let sub = &pgl.subscription;
+    // An earlier cutover caught up and was killed with the source fenced (maybe after it
+    // dropped the subscription): `pgmove cutover` finishes it without the subscription.
+    let caught_up_before = run.cutover_state.as_deref()
+        == Some(crate::state::CutoverState::Fenced.as_str())
+        && run
+            .steps_done
+            .iter()
+            .any(|s| s == crate::cutover::steps::CATCH_UP);
+    if caught_up_before && !pgl.replicating() {
+        out.push(
+            Finding::new(
+                Severity::Info,
+                "caught-up-before",
+                None,
+                format!(
+                    "an earlier cutover caught up with the source fenced and stopped after that (pglogical subscription {sub} is {} now); the source has been read-only since, so the target has every change",
+                    pgl.state
+                ),
+            )
+            .object(format!("pglogical subscription {sub}")),
+        );
+        out.extend(earlier_cutover_findings(plan, run));
+        return out;
+    }
+    if !run.full_load_done {
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "full-load",
+                Some(Side::Target),
+                format!(
+                    "the run has not reached step replicating: pglogical's initial sync is not done ({} of {} table(s) synced, phase {}{})",
+                    pgl.tables_synced,
+                    pgl.tables.len(),
+                    run.phase,
+                    run.last_error
+                        .as_deref()
+                        .map(|e| format!(", last error: {e}"))
+                        .unwrap_or_default()
+                ),
+            )
+            .object(format!("plan {}", plan.name))
+            .fix(format!(
+                "{}: {apply_fix}",
+                if run.apply_lock_pid.is_some() {
+                    "an apply is running: wait until it reports the subscription replicating (pgmove status shows each table's sync state)"
+                } else {
+                    "run apply again, it resumes where it stopped"
+                }
+            )),
+        );
+    } else if !pgl.replicating() {
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "subscription",
+                Some(Side::Target),
+                format!(
+                    "pglogical subscription {sub} is {}{}: the source's changes are not applied, so the target cannot catch up",
+                    pgl.state,
+                    if pgl.enabled == Some(false) { " (disabled)" } else { "" }
+                ),
+            )
+            .object(format!("pglogical subscription {sub}"))
+            .fix(match pgl.state.as_str() {
+                crate::status::pglogical::MISSING | crate::status::pglogical::NO_EXTENSION => {
+                    format!("run apply again, it creates the subscription and resumes: {apply_fix}")
+                }
+                _ if pgl.enabled == Some(false) => format!(
+                    "on the target: SELECT pglogical.alter_subscription_enable({}, true);",
+                    quote::literal(sub)
+                ),
+                _ => "the reason is in the target's server log (pglogical apply worker): fix it (a conflict, a missing key, the provider unreachable from the target), then run the dry run again".to_string(),
+            }),
+        );
+    }
+    out.extend(slot_findings(plan, lag));
+    out.extend(earlier_cutover_findings(plan, run));
+    if pgl.replicating() && lag.seconds.is_some_and(|s| s > lag.max_lag_secs) {
+        out.push(
+            Finding::new(
+                Severity::Info,
+                "lag-above-max",
+                None,
+                format!(
+                    "the target is {:.1}s behind, more than cutover.max_lag ({:.1}s): cutover waits until it is under",
+                    lag.seconds.unwrap_or(0.0),
+                    lag.max_lag_secs
+                ),
+            )
+            .object("cutover.max_lag"),
+        );
+    }
+    if pgl.replicating() {
+        let names = plan.pglogical_names();
+        out.push(
+            Finding::new(
+                Severity::Info,
+                "subscription-dropped-at-cutover",
+                None,
+                format!(
+                    "once the target is verified, cutover disables and drops pglogical subscription {sub} (and with it its slot {} on the source) so the target is independent; pgmove cleanup then removes provider node {}, sets {} and {}, subscriber node {} and the extension where pgmove created it",
+                    lag.slot, names.provider_node, names.replication_set, names.insert_set, names.subscriber_node
+                ),
+            )
+            .object(format!("pglogical subscription {sub}")),
+        );
+    }
+    out
+}
+
+/// The findings that end the judgement of the run: never applied, or already live.
+fn head_findings(plan: &Plan, run: &RunState, apply_fix: &str) -> Option<Vec<Finding>> {
+    let file = &plan.file;
+    let mut out = Vec::new();
+    if run.strategy.is_none() {
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "not-applied",
+                Some(Side::Target),
+                format!(
+                    "plan {} has never been applied to this target (no pgmove state for it): there is nothing to cut over",
+                    plan.name
+                ),
+            )
+            .object(format!("plan {}", plan.name))
+            .fix(format!("run apply first: {apply_fix}")),
+        );
+        return Some(out);
+    }
+    if run.phase == crate::state::Phase::Live.as_str()
+        || run.cutover_state.as_deref() == Some(crate::state::CutoverState::Done.as_str())
+    {
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "already-live",
+                Some(Side::Target),
+                format!(
+                    "plan {} was already cut over: the target is live",
+                    plan.name
+                ),
+            )
+            .object(format!("plan {}", plan.name))
+            .fix(format!(
+                "nothing to do; remove pgmove's artifacts: pgmove cleanup {file}"
+            )),
+        );
+        return Some(out);
+    }
+    None
+}
+
+/// Findings about the slot the applier streams from: missing, lost, about to be lost.
+fn slot_findings(plan: &Plan, lag: &LagReport) -> Vec<Finding> {
+    let file = &plan.file;
+    let mut out = Vec::new();
+    if !lag.slot_exists {
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "slot-missing",
+                Some(Side::Source),
+                format!(
+                    "replication slot {} does not exist on the source: the changes since the target's last applied position cannot be replicated",
+                    lag.slot
+                ),
+            )
+            .object(format!("replication slot {}", lag.slot))
+            .fix(format!(
+                "start over: pgmove cleanup {file} and pgmove apply {file} --yes (a dropped slot cannot be recovered)"
+            )),
+        );
+    } else if lag.slot_wal_status.as_deref() == Some("lost") {
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "slot-lost",
+                Some(Side::Source),
+                format!(
+                    "replication slot {} is invalidated (wal_status lost): the WAL it needed was removed (max_slot_wal_keep_size)",
+                    lag.slot
+                ),
+            )
+            .object(format!("replication slot {}", lag.slot))
+            .fix(format!(
+                "start over into an empty target: pgmove cleanup {file}, drop and re-create the target database (or drop the tables the load copied), raise max_slot_wal_keep_size (or -1), then pgmove apply {file} --yes"
+            )),
+        );
+    } else if lag.slot_wal_status.as_deref() == Some("unreserved") {
+        out.push(
+            Finding::new(
+                Severity::Warning,
+                "slot-unreserved",
+                Some(Side::Source),
+                format!(
+                    "replication slot {} is about to lose WAL it needs (wal_status unreserved)",
+                    lag.slot
+                ),
+            )
+            .object(format!("replication slot {}", lag.slot))
+            .fix(
+                "keep an apply streaming, or ALTER SYSTEM SET max_slot_wal_keep_size = -1; SELECT pg_reload_conf(); on the source",
+            ),
+        );
+    }
+    out
+}
+
+/// Findings about what an earlier cutover left behind.
+fn earlier_cutover_findings(plan: &Plan, run: &RunState) -> Vec<Finding> {
+    let file = &plan.file;
+    let mut out = Vec::new();
+    match run.cutover_state.as_deref() {
+        Some("fenced") => out.push(
+            Finding::new(
+                Severity::Warning,
+                "cutover-interrupted",
+                Some(Side::Source),
+                "an earlier cutover was interrupted with the source fenced (read-only): writes on the source are stopped now".to_string(),
+            )
+            .object("pgmove.cutover")
+            .fix(format!("pgmove cutover {file} finishes it (and unfences the source if it fails)")),
+        ),
+        Some("requested") => out.push(
+            Finding::new(
+                Severity::Info,
+                "cutover-requested",
+                None,
+                "a cutover was requested and has not finished: it may be under way now (or was stopped before the fence, which changed nothing)".to_string(),
+            )
+            .object("pgmove.cutover")
+            .fix(format!("pgmove status {file} shows whether it goes on")),
+        ),
+        Some("failed") => out.push(
+            Finding::new(
+                Severity::Info,
+                "cutover-failed-before",
+                None,
+                format!(
+                    "an earlier cutover failed{}; the source was unfenced and replication went on",
+                    run.cutover_detail
+                        .as_deref()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
+                ),
+            )
+            .object("pgmove.cutover"),
+        ),
+        _ => {}
     }
     out
 }

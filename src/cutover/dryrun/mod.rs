@@ -33,6 +33,11 @@
 //!    verification took at the plan's `cutover.verify` level (cutover runs the same while
 //!    writes are fenced) plus about 1 s for the fence, the markers and the sequences.
 //!
+//! For a run of strategy pglogical the applier is its subscription: the run must have reached
+//! step `replicating`, the subscription must replicate, and the lag is its slot's confirmed
+//! position on the source ([`crate::cutover::pglogical`]); the report shows the subscription
+//! and each table's sync state, and that cutover drops the subscription once verified.
+//!
 //! Every finding names the object and the fix, as preflight findings do
 //! ([`crate::report::Finding`]). [`DryRun::ready`] is true only when no finding blocks.
 //!
@@ -278,6 +283,8 @@ pub struct DryRun {
     /// The steps `pgmove cutover` runs and records in `pgmove.steps`, in order
     /// ([`crate::cutover::steps`]).
     pub steps: Vec<&'static str>,
+    /// Strategy pglogical: the subscription (the applier) and each table's sync state.
+    pub pglogical: Option<crate::status::pglogical::PglogicalStatus>,
 }
 
 impl DryRun {

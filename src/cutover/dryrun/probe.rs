@@ -52,8 +52,13 @@ pub async fn report(
     let started = Instant::now();
     let src = connect_read_only(source).await?;
     let tgt = connect_read_only(target).await?;
-    let slot = plan.slot_name();
-    let status = crate::status::read(&plan.name, &slot, &plan.file, source, target).await?;
+    let status = crate::status::read_plan(plan, source, target).await?;
+    // Strategy pglogical: the subscription is the applier, its slot the one to watch.
+    let pgl = status.pglogical.clone();
+    let slot = match &pgl {
+        Some(p) => p.slot_name.clone().unwrap_or_else(|| "-".to_string()),
+        None => plan.slot_name(),
+    };
 
     // The run.
     let has_cutover_table = crate::state::has_table(&tgt, target, "cutover").await?;
@@ -74,11 +79,17 @@ pub async fn report(
         phase: status.phase.clone(),
         steps_done: status.steps_done.clone(),
         last_error: status.last_error.clone(),
-        full_load_done: status
-            .steps_done
-            .iter()
-            .any(|s| s == crate::state::step::LOADED),
-        change_capture_ran: status.replicated_transactions.is_some(),
+        full_load_done: status.steps_done.iter().any(|s| {
+            s == if pgl.is_some() {
+                crate::state::step::REPLICATING
+            } else {
+                crate::state::step::LOADED
+            }
+        }),
+        change_capture_ran: match &pgl {
+            Some(p) => p.replicating(),
+            None => status.replicated_transactions.is_some(),
+        },
         replicated_transactions: status.replicated_transactions,
         replicated_changes: status.replicated_changes,
         apply_lock_pid,
@@ -91,7 +102,10 @@ pub async fn report(
         .query_opt(SLOT_SQL, &[&slot])
         .await
         .map_err(|e| source.query_error("reading the replication slot", &e))?;
-    let applied = applied_lsn(&tgt, target, &plan.name).await?;
+    let applied = match &pgl {
+        Some(_) => crate::status::pglogical::confirmed_lsn(&src, source, &slot).await?,
+        None => applied_lsn(&tgt, target, &plan.name).await?,
+    };
     let mut lag = LagReport {
         slot: slot.clone(),
         slot_exists: slot_row.is_some(),
@@ -121,6 +135,11 @@ pub async fn report(
                 lag.applied_lsn = s.applied_lsn.clone();
                 lag.bytes = s.lag_bytes;
                 lag.seconds = s.lag_seconds;
+            } else if pgl.is_some() {
+                // pglogical: what the subscriber confirmed is what the target applied.
+                lag.applied_lsn = s.confirmed_flush_lsn.clone();
+                lag.bytes = s.lag_bytes;
+                lag.seconds = s.lag_seconds;
             }
         }
         None => {
@@ -130,7 +149,10 @@ pub async fn report(
         }
     }
 
-    let mut findings = run_findings(plan, &run, &lag);
+    let mut findings = match &pgl {
+        Some(p) => pglogical_run_findings(plan, &run, &lag, p),
+        None => run_findings(plan, &run, &lag),
+    };
 
     // The comparison, once the full load is done.
     let mut dry = DryRun {
@@ -166,6 +188,7 @@ pub async fn report(
         findings: Vec::new(),
         elapsed_secs: 0.0,
         steps: crate::cutover::steps::names(),
+        pglogical: pgl.clone(),
     };
 
     // Invalid indexes on the target.
@@ -246,7 +269,10 @@ pub async fn report(
         dry.verify_secs = Some(secs);
         // The lag after the comparison: did the source move on meanwhile?
         let after_src = current_wal_lsn(&src, source).await?;
-        let after_applied = applied_lsn(&tgt, target, &plan.name).await?;
+        let after_applied = match &pgl {
+            Some(_) => crate::status::pglogical::confirmed_lsn(&src, source, &slot).await?,
+            None => applied_lsn(&tgt, target, &plan.name).await?,
+        };
         dry.lag.bytes_after_compare = after_applied.map(|a| after_src.bytes_since(a));
         dry.in_flight = dry.lag.bytes.is_none_or(|b| b > 0)
             || dry.lag.bytes_after_compare.is_none_or(|b| b > 0);

@@ -66,6 +66,12 @@ pub(super) fn slot_line(l: &LagReport) -> String {
 }
 
 pub(super) fn applier_line(d: &DryRun) -> String {
+    if let Some(p) = &d.pglogical {
+        return format!(
+            "pglogical subscription {} ({}) applies the changes; cutover follows its slot, and drops the subscription once the target is verified",
+            p.subscription, p.state
+        );
+    }
     match d.run.apply_lock_pid {
         Some(pid) => format!("a pgmove apply is running (target pid {pid} holds the plan's lock); cutover asks it to cut over"),
         None => "no pgmove apply is running; cutover runs change capture itself".to_string(),
@@ -208,12 +214,30 @@ pub(super) fn render_text(d: &DryRun) -> String {
         } else {
             "not done"
         },
-        match (d.run.replicated_transactions, d.run.replicated_changes) {
-            (Some(t), Some(c)) => format!("ran: {t} transaction(s), {c} change(s) applied"),
+        match (
+            &d.pglogical,
+            d.run.replicated_transactions,
+            d.run.replicated_changes
+        ) {
+            (Some(p), _, _) => format!("by pglogical, subscription {}", p.state),
+            (None, Some(t), Some(c)) => format!("ran: {t} transaction(s), {c} change(s) applied"),
             _ => "never ran".to_string(),
         }
     );
     let _ = writeln!(o, "  {}", applier_line(d));
+    if let Some(p) = &d.pglogical {
+        let _ = writeln!(
+            o,
+            "  tables synced: {} of {}{}",
+            p.tables_synced,
+            p.tables.len(),
+            p.tables
+                .iter()
+                .filter(|t| !t.synced())
+                .map(|t| format!("; {}.{}: {}", t.schema, t.table, t.state))
+                .collect::<String>()
+        );
+    }
     if let Some(s) = &d.run.cutover_state {
         let _ = writeln!(o, "  earlier cutover: {s}");
     }
