@@ -51,6 +51,7 @@ mod least_privilege;
 mod owned_names;
 mod pglogical_apply;
 mod pglogical_cutover;
+mod pglogical_move;
 mod pglogical_status;
 mod plan_command;
 mod plan_load;
