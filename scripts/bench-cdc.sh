@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Change-capture benchmark: how fast a backlog of pgbench transactions is caught up by pgmove
-# and by native logical replication (publication/subscription), optionally by pgcopydb follow,
-# on the same two throwaway local servers, several rounds each; prints medians and the ratio
+# Change-capture benchmark: how fast a backlog of pgbench transactions is caught up by pgmove,
+# by native logical replication (publication/subscription) and by pglogical (a subscription of
+# its own, driven by its SQL functions), optionally by pgcopydb follow, on the same two
+# throwaway local servers (both with pglogical in shared_preload_libraries), several rounds each; prints medians and the ratio
 # native seconds / tool seconds (higher is faster), and writes the table as markdown to
 # bench-out/cdc.md.
 #
@@ -13,7 +14,8 @@
 #   TXNS=50000          backlog: pgbench transactions (built-in TPC-B-like script: 3 updates and
 #                       1 insert each), run by 2 clients while nothing consumes the slot
 #   ROUNDS=3            timed runs per tool; the table shows the median, min and max
-#   TOOLS=pgmove,native comma list, a subset of: pgmove,native,pgcopydb,stream (all = the four).
+#   TOOLS=pgmove,native,pglogical
+#                       comma list, a subset of: pgmove,native,pglogical,pgcopydb,stream (all = the five).
 #                       stream is no replication tool but the ceiling for all of them:
 #                       pg_recvlogical streams the backlog from a pgoutput slot into /dev/null,
 #                       so its rate is what the source's walsender decodes and sends, with no
@@ -35,6 +37,12 @@
 #             every 100 ms); ENABLE comes at least wal_retrieve_retry_interval + 1 s after
 #             CREATE SUBSCRIPTION (untimed wait, for small backlogs), or the launcher would hold
 #             the apply worker back for up to 5 s
+#   pglogical: provider node on the source (pgbench's keyed tables in set `default`,
+#             pgbench_history, which has no key, in `default_insert_only`), subscriber node and
+#             pglogical.create_subscription(synchronize_data := true) on a schema-only target,
+#             pglogical.alter_subscription_disable once every table is synced (untimed), then
+#             timed: pglogical.alter_subscription_enable(immediate := true) until the
+#             subscription's slot's confirmed_flush_lsn >= goal (polled every 100 ms)
 #   pgcopydb: `pgcopydb follow --resume --not-consistent --endpos goal` exits
 #   stream:   `pg_recvlogical --start -E goal -f /dev/null` (pgoutput, publication FOR ALL
 #             TABLES) exits; its target is not checked (nothing is applied)
@@ -55,8 +63,8 @@ TXNS=${TXNS:-50000}
 ROUNDS=${ROUNDS:-3}
 CATCHUP_TIMEOUT=${CATCHUP_TIMEOUT:-1800}
 STALL_TIMEOUT=${STALL_TIMEOUT:-120}
-ALL_TOOLS=pgmove,native,pgcopydb,stream
-TOOLS=${TOOLS:-pgmove,native}
+ALL_TOOLS=pgmove,native,pglogical,pgcopydb,stream
+TOOLS=${TOOLS:-pgmove,native,pglogical}
 [[ $TOOLS == all ]] && TOOLS=$ALL_TOOLS
 
 die() { echo "error: $*" >&2; exit 2; }
@@ -129,8 +137,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM
 
-# The same settings as scripts/bench-full-load.sh, on both servers.
+# The same settings as scripts/bench-full-load.sh, on both servers. pglogical is preloaded on
+# both whatever TOOLS says (the same servers for every tool), with room for its workers.
+[[ -e /usr/lib/postgresql/$PG_MAJOR/lib/pglogical.so ]] \
+  || die "pglogical is not installed (Debian package postgresql-$PG_MAJOR-pglogical; scripts/install-deps.sh installs it as root)"
 conf=(
+  "shared_preload_libraries = 'pglogical'"
+  "max_worker_processes = 16"
   "shared_buffers = '1GB'"
   "max_wal_size = '8GB'"
   "checkpoint_timeout = '30min'"
@@ -195,11 +208,25 @@ check_sql="SELECT concat_ws(' ',
 # Rows the source's user tables have had inserted, updated or deleted so far.
 changes_sql="SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables WHERE schemaname = 'public'"
 
-# Nothing left from an earlier run: no subscription, slot, publication, pgmove or pgcopydb
-# state, replication origin; an empty target database; both servers checkpointed.
+# pglogical's objects in a database: its subscriptions (which drop their slots on the
+# provider), its node, the extension.
+drop_pglogical_sql="SET client_min_messages = warning;
+DO \$\$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pglogical') THEN
+    PERFORM pglogical.drop_subscription(sub_name, true) FROM pglogical.subscription;
+    PERFORM pglogical.drop_node(n.node_name, true) FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id;
+  END IF;
+END \$\$;
+DROP EXTENSION IF EXISTS pglogical CASCADE;"
+
+# Nothing left from an earlier run: no subscription, slot, publication, pglogical node or set,
+# pgmove or pgcopydb state, replication origin; an empty target database; both servers
+# checkpointed.
 reset_servers() {
   local left
   if [[ $(psql_on "$DST_PORT" postgres -At -c "SELECT count(*) FROM pg_database WHERE datname = '$DB'") == 1 ]]; then
+    psql_on "$DST_PORT" "$DB" -At -c "$drop_pglogical_sql" >/dev/null
     psql_on "$DST_PORT" "$DB" -At >/dev/null <<'SQL'
 SET client_min_messages = warning;
 DO $$
@@ -226,6 +253,7 @@ SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT a
 SQL
 )
   [[ -n $left ]] && echo "    (dropped replication slot(s) left on the source: $left)"
+  psql_on "$SRC_PORT" "$DB" -At -c "$drop_pglogical_sql" >/dev/null
   psql_on "$SRC_PORT" "$DB" -At >/dev/null <<'SQL'
 SET client_min_messages = warning;
 DO $$
@@ -243,12 +271,10 @@ DROP SCHEMA IF EXISTS pgcopydb CASCADE;
 SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin;
 VACUUM ANALYZE;
 SQL
-  psql_on "$DST_PORT" postgres >/dev/null <<SQL
-SET client_min_messages = warning;
-DROP DATABASE IF EXISTS $DB WITH (FORCE);
-SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin;
-CREATE DATABASE $DB;
-SQL
+  # An empty target database (a restart of the target without pglogical for the drop: see
+  # recreate_db), no replication origin left.
+  recreate_db DST "$DB"
+  psql_on "$DST_PORT" postgres -At -c "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin" >/dev/null
   psql_on "$SRC_PORT" postgres -c CHECKPOINT
   psql_on "$DST_PORT" postgres -c CHECKPOINT
   sync
@@ -465,6 +491,64 @@ run_native() {
   run_status=ok
 }
 
+run_pglogical() {
+  local r=$1 dir=$2 log=$3 t0 t1 slot
+  local src_dsn="host=127.0.0.1 port=$SRC_PORT dbname=$DB user=postgres"
+  local dst_dsn="host=127.0.0.1 port=$DST_PORT dbname=$DB user=postgres"
+  {
+    "$PG_BIN/pg_dump" --schema-only -d "$SRC_URI" | psql_on "$DST_PORT" "$DB" >/dev/null
+    psql_on "$SRC_PORT" "$DB" <<SQL
+CREATE EXTENSION IF NOT EXISTS pglogical;
+SELECT pglogical.create_node(node_name := 'bench_provider', dsn := '$src_dsn');
+SELECT pglogical.replication_set_add_table('default', t)
+  FROM unnest(ARRAY['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers']::regclass[]) AS t;
+SELECT pglogical.replication_set_add_table('default_insert_only', 'pgbench_history');
+SQL
+    psql_on "$DST_PORT" "$DB" <<SQL
+CREATE EXTENSION IF NOT EXISTS pglogical;
+SELECT pglogical.create_node(node_name := 'bench_subscriber', dsn := '$dst_dsn');
+SELECT pglogical.create_subscription(subscription_name := 'bench_sub', provider_dsn := '$src_dsn',
+  replication_sets := ARRAY['default', 'default_insert_only'], synchronize_structure := false,
+  synchronize_data := true, forward_origins := '{}');
+SQL
+  } >"$log" 2>&1 || { run_status=setup-failed; return; }
+  # The initial sync: the subscription replicating and its sync (and every table's) ready.
+  if ! wait_until "$CATCHUP_TIMEOUT" "$DST_PORT" "$DB" \
+    "SELECT (SELECT status = 'replicating' FROM pglogical.show_subscription_status('bench_sub'))
+        AND (SELECT count(*) > 0 AND bool_and(sync_status = 'r') FROM pglogical.local_sync_status)"; then
+    psql_on "$DST_PORT" "$DB" -c "SELECT * FROM pglogical.show_subscription_status('bench_sub')" -c "SELECT * FROM pglogical.local_sync_status" >>"$log" 2>&1 || true
+    run_status=initial-sync-timeout
+    return
+  fi
+  slot=$(psql_on "$DST_PORT" "$DB" -At -c "SELECT slot_name FROM pglogical.show_subscription_status('bench_sub')")
+  psql_on "$DST_PORT" "$DB" -c "SELECT pglogical.alter_subscription_disable('bench_sub', true)" >>"$log" 2>&1 || { run_status=disable-failed; return; }
+  # Nothing may consume the slot while the backlog is written.
+  wait_until 60 "$SRC_PORT" "$DB" \
+    "SELECT NOT active FROM pg_replication_slots WHERE slot_name = '$slot'" || { run_status=disable-failed; return; }
+  make_backlog "$dir/pgbench.log" || { run_status=pgbench-failed; return; }
+  watch_start "$dir"
+  t0=$(date +%s.%N)
+  BENCH_RC=0
+  psql_on "$DST_PORT" "$DB" -c "SELECT pglogical.alter_subscription_enable('bench_sub', true)" >>"$log" 2>&1 || BENCH_RC=$?
+  local end=$((SECONDS + CATCHUP_TIMEOUT))
+  while ((BENCH_RC == 0)); do
+    [[ $(psql_on "$SRC_PORT" "$DB" -At -c "SELECT coalesce((SELECT confirmed_flush_lsn >= '$goal' FROM pg_replication_slots WHERE slot_name = '$slot'), false)") == t ]] && break
+    [[ -s $dir/stalled ]] && break
+    ((SECONDS < end)) || BENCH_RC=124
+    sleep 0.1
+  done
+  t1=$(date +%s.%N)
+  BENCH_SECONDS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+  BENCH_RSS_KB=-
+  watch_stop "$t0" "$dir"
+  psql_on "$DST_PORT" "$DB" -c "SELECT pglogical.drop_subscription('bench_sub')" >>"$log" 2>&1 || true
+  if [[ -n $stalled ]]; then run_status=stalled; return; fi
+  if ((BENCH_RC == 124)); then run_status=timeout; return; fi
+  if ((BENCH_RC != 0)); then run_status=failed; return; fi
+  applied_changes=$backlog_changes
+  run_status=ok
+}
+
 run_pgcopydb() {
   local r=$1 dir=$2 log=$3 t0
   {
@@ -536,6 +620,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     case $tool in
       pgmove) run_pgmove "$r" "$dir" "$log" ;;
       native) run_native "$r" "$dir" "$log" ;;
+      pglogical) run_pglogical "$r" "$dir" "$log" ;;
       pgcopydb) run_pgcopydb "$r" "$dir" "$log" ;;
       stream) run_stream "$r" "$dir" "$log" ;;
     esac
@@ -589,6 +674,9 @@ header="$work/header.txt"
   echo "server settings (both): ${settings%, }, wal_level = logical"
   echo "pgmove: full load, SIGTERM, backlog, then timed: \`pgmove apply --yes --exit-when-caught-up\` from its start (process start, plan checks, connections included) until it exits with pgmove.progress.applied_lsn >= goal (pgmove $pgmove_version)"
   echo "native: \`CREATE PUBLICATION ... FOR ALL TABLES\`, \`CREATE SUBSCRIPTION ... WITH (copy_data = true)\` on a schema-only target, DISABLE after the initial sync, backlog, then timed: from \`ALTER SUBSCRIPTION ... ENABLE\` until the slot's confirmed_flush_lsn >= goal (the subscriber reports its flush position about once a second when idle); ENABLE waits, untimed, until wal_retrieve_retry_interval + 1 s after CREATE SUBSCRIPTION, else the launcher would hold the worker back up to 5 s"
+  if wants pglogical; then
+    echo "pglogical: provider node on the source (pgbench's keyed tables in set default, pgbench_history in default_insert_only), subscriber node and \`pglogical.create_subscription(synchronize_data := true)\` on a schema-only target, \`alter_subscription_disable\` after the initial sync, backlog, then timed: from \`pglogical.alter_subscription_enable(immediate := true)\` until the subscription's slot's confirmed_flush_lsn >= goal (pglogical $(psql_on "$SRC_PORT" postgres -At -c "SELECT default_version FROM pg_available_extensions WHERE name = 'pglogical'"))"
+  fi
   if ! wants pgcopydb; then
     echo "pgcopydb: not run (not in TOOLS): Debian's pgcopydb ${pgcopydb_version:-0.10} follow breaks on this backlog (\"BUG: logical message xid ... is different from the current transaction xid\" once the wal2json stream crosses a WAL segment with interleaved transactions, then it waits forever); TOOLS=all runs it anyway"
   elif [[ -n $pgcopydb_skip ]]; then

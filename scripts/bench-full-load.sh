@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Full-load benchmark: pgmove against pg_dump/pg_restore and pgcopydb, on the same two
-# throwaway local servers and the same data, several rounds each; prints medians and the ratio
+# Full-load benchmark: pgmove against pg_dump/pg_restore, pgcopydb and pglogical's initial
+# sync, on the same two throwaway local servers (both with pglogical in
+# shared_preload_libraries) and the same data, several rounds each; prints medians and the ratio
 # pgmove/best peer, and writes the table as markdown to bench-out/full-load.md.
 #
 #   bash scripts/bench-full-load.sh                       # pgbench scale 50, 3 rounds: ~7 min on 2 cores, plus the first build
@@ -12,8 +13,18 @@
 #   ROUNDS=3            timed runs per tool; the table shows the median, min and max
 #   JOBS=$(nproc)       parallel table jobs and index jobs, for every tool that has them
 #   SPLIT=100MB         split tables larger than this (pgcopydb-split and pgmove)
-#   TOOLS=all           comma list, a subset of: pg_dump-pipe,pg_dump-dir,pgcopydb,pgcopydb-split,pgmove
+#   TOOLS=all           comma list, a subset of: pg_dump-pipe,pg_dump-dir,pgcopydb,pgcopydb-split,
+#                       pglogical,pgmove,pgmove-pglogical
 #   PGMOVE_STRATEGY=copy-cdc   the plan's strategy for the pgmove run (copy-cdc or dump-restore)
+#
+# pglogical is timed, as one script: the source's pre-data schema restored on the target
+# (pg_dump --section=pre-data | psql), a provider node on the source (tables with a key in set
+# `default`, the others in `default_insert_only`), a subscriber node and
+# pglogical.create_subscription(synchronize_structure := false, synchronize_data := true), a
+# wait (polled every 200 ms) until the subscription replicates and its sync and every table's
+# are ready, then the post-data schema (indexes, constraints) restored the same way.
+# pgmove-pglogical is `pgmove apply --yes` of the same plan with strategy pglogical (it returns
+# once every table is synced, post-data restored and the subscription replicating).
 #   PGMOVE_BIN=PATH     use this pgmove binary instead of building target/release/pgmove
 #
 # Each run starts from an empty target database and a checkpointed, idle pair of servers; the
@@ -31,7 +42,7 @@ ROUNDS=${ROUNDS:-3}
 JOBS=${JOBS:-$(nproc)}
 SPLIT=${SPLIT:-100MB}
 PGMOVE_STRATEGY=${PGMOVE_STRATEGY:-copy-cdc}
-ALL_TOOLS=pg_dump-pipe,pg_dump-dir,pgcopydb,pgcopydb-split,pgmove
+ALL_TOOLS=pg_dump-pipe,pg_dump-dir,pgcopydb,pgcopydb-split,pglogical,pgmove,pgmove-pglogical
 TOOLS=${TOOLS:-all}
 [[ $TOOLS == all ]] && TOOLS=$ALL_TOOLS
 
@@ -59,7 +70,8 @@ bench_need_time
 
 pgmove=${PGMOVE_BIN:-$root/target/release/pgmove}
 pgmove_build=ok
-if wants pgmove && [[ -z ${PGMOVE_BIN:-} ]]; then
+wants_pgmove() { wants pgmove || wants pgmove-pglogical; }
+if wants_pgmove && [[ -z ${PGMOVE_BIN:-} ]]; then
   echo "==> building pgmove (cargo build --release --locked; a few minutes the first time)"
   mkdir -p bench-out
   if ! cargo build --release --locked 2>bench-out/pgmove-build.log; then
@@ -68,7 +80,7 @@ if wants pgmove && [[ -z ${PGMOVE_BIN:-} ]]; then
     tail -n 20 bench-out/pgmove-build.log | sed 's/^/  | /' >&2
   fi
 fi
-if wants pgmove && [[ $pgmove_build == ok && ! -x $pgmove ]]; then
+if wants_pgmove && [[ $pgmove_build == ok && ! -x $pgmove ]]; then
   die "PGMOVE_BIN=$pgmove is not an executable"
 fi
 
@@ -82,7 +94,12 @@ trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM
 
 # Both servers get the same settings, tuned for a bulk load; every tool runs against them.
+# pglogical is preloaded on both whatever TOOLS says, with room for its workers.
+[[ -e /usr/lib/postgresql/$PG_MAJOR/lib/pglogical.so ]] \
+  || die "pglogical is not installed (Debian package postgresql-$PG_MAJOR-pglogical; scripts/install-deps.sh installs it as root)"
 conf=(
+  "shared_preload_libraries = 'pglogical'"
+  "max_worker_processes = 16"
   "shared_buffers = '1GB'"
   "max_wal_size = '8GB'"
   "checkpoint_timeout = '30min'"
@@ -174,7 +191,7 @@ echo "    $src_shape"
 
 pgcopydb_version=$(pgcopydb --version 2>/dev/null | awk '/^pgcopydb version/ { print $3; exit }')
 pgmove_version=-
-if wants pgmove && [[ $pgmove_build == ok ]]; then
+if wants_pgmove && [[ $pgmove_build == ok ]]; then
   pgmove_version=$("$pgmove" --version 2>/dev/null | awk '{ print $2 }')
   commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || true)
   if [[ -n $commit && -z ${PGMOVE_BIN:-} ]]; then
@@ -209,9 +226,75 @@ cdc:
 YAML
 fi
 
-# An empty target database, no leftover replication artifacts, both servers checkpointed.
+# The same plan with strategy pglogical, for pgmove-pglogical.
+plan_pglogical="$work/bench-pglogical.yaml"
+sed -e "s/^strategy: .*/strategy: pglogical/" "$plan" >"$plan_pglogical"
+grep -q '^cdc:' "$plan_pglogical" || printf 'cdc:\n  tables_without_key: insert-only   # pgbench_history has no key\n' >>"$plan_pglogical"
+
+# pglogical's initial sync, as one script (see the top of this file): $1 source URI, $2 target
+# URI, $3 source DSN as the target server reaches it, $4 target DSN, $5 psql.
+pglogical_sync="$work/pglogical-sync.sh"
+cat >"$pglogical_sync" <<'SH'
+set -euo pipefail
+src=$1 dst=$2 src_dsn=$3 dst_dsn=$4 bin=$5
+q() { "$bin/psql" -X -q -v ON_ERROR_STOP=1 -d "$@"; }
+"$bin/pg_dump" --schema-only --section=pre-data -d "$src" | q "$dst" >/dev/null
+q "$src" -v dsn="$src_dsn" <<'SQL'
+CREATE EXTENSION IF NOT EXISTS pglogical;
+SELECT pglogical.create_node(node_name := 'bench_provider', dsn := :'dsn');
+-- pglogical refuses a table without a primary key or replica identity index in a set that
+-- replicates updates and deletes: those go to its insert-only set.
+SELECT count(pglogical.replication_set_add_table(
+         CASE WHEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident))
+              THEN 'default' ELSE 'default_insert_only' END, c.oid))
+  FROM pg_class c WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace;
+SQL
+q "$dst" -v dsn="$dst_dsn" -v provider="$src_dsn" <<'SQL'
+CREATE EXTENSION IF NOT EXISTS pglogical;
+SELECT pglogical.create_node(node_name := 'bench_subscriber', dsn := :'dsn');
+SELECT pglogical.create_subscription(subscription_name := 'bench_sub', provider_dsn := :'provider',
+  replication_sets := ARRAY['default', 'default_insert_only'], synchronize_structure := false,
+  synchronize_data := true, forward_origins := '{}');
+SQL
+ready="SELECT (SELECT status FROM pglogical.show_subscription_status('bench_sub')) || ' '
+  || coalesce((SELECT string_agg(DISTINCT sync_status::text, ',') FROM pglogical.local_sync_status), '-')"
+while :; do
+  state=$(q "$dst" -At -c "$ready")
+  [[ $state == "replicating r" ]] && break
+  if [[ $state == down* ]]; then
+    echo "the subscription is down: $state" >&2
+    q "$dst" -c "SELECT * FROM pglogical.show_subscription_status('bench_sub')" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
+"$bin/pg_dump" --schema-only --section=post-data -d "$src" | q "$dst" >/dev/null
+SH
+
+# pglogical's objects in a database: its subscriptions (which drop their slots on the
+# provider), its node, the extension.
+drop_pglogical_sql="SET client_min_messages = warning;
+DO \$\$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pglogical') THEN
+    PERFORM pglogical.drop_subscription(sub_name, true) FROM pglogical.subscription;
+    PERFORM pglogical.drop_node(n.node_name, true) FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id;
+  END IF;
+END \$\$;
+DROP EXTENSION IF EXISTS pglogical CASCADE;"
+
+# An empty target database, no leftover replication artifacts (pglogical's included), both
+# servers checkpointed.
 reset_servers() {
   local left
+  if [[ $(psql_on "$DST_PORT" postgres -At -c "SELECT count(*) FROM pg_database WHERE datname = '$DB'") == 1 ]]; then
+    psql_on "$DST_PORT" "$DB" -At -c "$drop_pglogical_sql" >/dev/null
+  fi
+  # A walsender may take a moment to notice its client is gone.
+  for _ in $(seq 1 50); do
+    [[ $(psql_on "$SRC_PORT" "$DB" -At -c "SELECT count(*) FROM pg_replication_slots WHERE active") == 0 ]] && break
+    sleep 0.1
+  done
   left=$(psql_on "$SRC_PORT" "$DB" -At <<'SQL'
 SELECT string_agg(slot_name, ' ') FROM pg_replication_slots WHERE NOT active;
 SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active;
@@ -233,12 +316,12 @@ END $$;
 DROP SCHEMA IF EXISTS pgmove CASCADE;
 DROP SCHEMA IF EXISTS pgcopydb CASCADE;
 SQL
-  psql_on "$DST_PORT" postgres >/dev/null <<SQL
-SET client_min_messages = warning;
-DROP DATABASE IF EXISTS $DB WITH (FORCE);
+  psql_on "$SRC_PORT" "$DB" -At -c "$drop_pglogical_sql" >/dev/null
+  # A restart of the target without pglogical for the drop: see recreate_db.
+  recreate_db DST "$DB"
+  psql_on "$DST_PORT" postgres -At >/dev/null <<SQL
 SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin
- WHERE roname LIKE 'pgmove%' OR roname LIKE 'pgcopydb%';
-CREATE DATABASE $DB;
+ WHERE roname LIKE 'pgmove%' OR roname LIKE 'pgcopydb%' OR roname LIKE 'pgl\_%';
 SQL
   psql_on "$SRC_PORT" postgres -c CHECKPOINT
   psql_on "$DST_PORT" postgres -c CHECKPOINT
@@ -266,9 +349,17 @@ tool_cmd() {
       cmd=(pgcopydb clone --source "$SRC_URI" --target "$DST_URI" --dir "$dir/pgcopydb"
         --table-jobs "$JOBS" --index-jobs "$JOBS" --split-tables-larger-than "$SPLIT")
       ;;
+    pglogical)
+      cmd=(bash "$pglogical_sync" "$SRC_URI" "$DST_URI"
+        "host=127.0.0.1 port=$SRC_PORT dbname=$DB user=postgres"
+        "host=127.0.0.1 port=$DST_PORT dbname=$DB user=postgres" "$PG_BIN")
+      ;;
     pgmove)
       cmd=("$pgmove" apply "$plan" --yes --dump-dir "$dir/pgmove-dump")
       if [[ "$PGMOVE_STRATEGY" == copy-cdc ]]; then cmd+=(--stop-after-load); fi
+      ;;
+    pgmove-pglogical)
+      cmd=("$pgmove" apply "$plan_pglogical" --yes --dump-dir "$dir/pgmove-dump")
       ;;
   esac
 }
@@ -278,7 +369,9 @@ declare -A legend=(
   [pg_dump-dir]="\`pg_dump -Fd -j $JOBS\` to a local directory, then \`pg_restore -j $JOBS\` (both timed)"
   [pgcopydb]="\`pgcopydb clone --table-jobs $JOBS --index-jobs $JOBS\` (pgcopydb ${pgcopydb_version:-?})"
   [pgcopydb-split]="the same with \`--split-tables-larger-than $SPLIT\`"
+  [pglogical]="pre-data schema, provider and subscriber nodes, \`pglogical.create_subscription(synchronize_data := true)\` until every table is ready, post-data schema (pglogical $(psql_on "$SRC_PORT" postgres -At -c "SELECT default_version FROM pg_available_extensions WHERE name = 'pglogical'"); peak RSS is the client's, the copy runs in the servers)"
   [pgmove]="\`pgmove apply --yes\` (copy-cdc: \`--stop-after-load\`), strategy $PGMOVE_STRATEGY, jobs $JOBS, index_jobs $JOBS, split_tables_larger_than $SPLIT (pgmove $pgmove_version)"
+  [pgmove-pglogical]="\`pgmove apply --yes\`, strategy pglogical (returns once synced, post-data restored, replicating) (pgmove $pgmove_version)"
 )
 
 mkdir -p bench-out
@@ -293,7 +386,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     dir="$work/run-$r-$tool"
     mkdir -p "$dir"
     log="bench-out/full-load-$tool-round$r.log"
-    if [[ $tool == pgmove && $pgmove_build != ok ]]; then
+    if [[ $tool == pgmove* && $pgmove_build != ok ]]; then
       printf '%s\t%s\t0\t-\tbuild-failed\n' "$tool" "$r" >>"$results"
       printf '    %-15s failed: pgmove did not build (bench-out/pgmove-build.log)\n' "$tool"
       any_failed=1

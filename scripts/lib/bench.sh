@@ -59,7 +59,8 @@ bench_machine_lines() {
 
 # bench_report RESULTS_TSV TOOLS_CSV BASELINE_TOOL OUT_MD HEADER_FILE
 # Prints the results table (text) and writes it, after the header lines, as markdown to OUT_MD.
-# "best peer" is the fastest median among the tools other than BASELINE_TOOL.
+# "best peer" is the fastest median among the tools other than BASELINE_TOOL and its variants
+# (BASELINE_TOOL-*, e.g. pgmove-pglogical).
 bench_report() {
   python3 - "$@" <<'PY'
 import statistics, sys
@@ -90,7 +91,9 @@ for t in tools:
         "failed": sorted({r[2] for r in runs[t] if r[2] != "ok"}),
     }
 
-peers = [t for t in tools if t != subject and rows[t]["median"] is not None]
+# The subject's variants (pgmove-pglogical for pgmove) are no peers either.
+mine = lambda t: t == subject or t.startswith(subject + "-")
+peers = [t for t in tools if not mine(t) and rows[t]["median"] is not None]
 best = min(peers, key=lambda t: rows[t]["median"]) if peers else None
 
 def fmt(v, spec="{:.1f}"):
@@ -101,9 +104,9 @@ table = []
 for t in tools:
     r = rows[t]
     if r["median"] is not None and best is not None:
-        label = f"{t}/best peer" if t == subject else "vs best peer"
+        label = f"{t}/best peer" if mine(t) else "vs best peer"
         ratio = "{:.2f}".format(r["median"] / rows[best]["median"])
-        ratio = f"{ratio} ({label})" if t == subject else ratio
+        ratio = f"{ratio} ({label})" if mine(t) else ratio
     else:
         ratio = "-"
     ok = f'{r["ok"]}/{r["n"]}'

@@ -39,6 +39,38 @@ start_cluster() {
   printf -v "${name}_DIR" '%s' "$dir"
 }
 
+# restart_cluster NAME: a fast stop and a start of the cluster start_cluster NAME made (its
+# postgresql.auto.conf read again).
+restart_cluster() {
+  local dir_var="${1}_DIR"
+  local dir=${!dir_var}
+  _as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 60 restart >/dev/null \
+    || { tail -n 20 "$dir/server.log" >&2; return 1; }
+}
+
+# recreate_db NAME DB: drops DB on cluster NAME (WITH (FORCE)) and creates it empty again.
+# With pglogical in shared_preload_libraries, DROP DATABASE hangs on PostgreSQL 15 (its
+# supervisor holds the drop back): the cluster is then restarted without it for the drop, and
+# with it again after.
+recreate_db() {
+  local name=$1 db=$2 port_var="${1}_PORT" preload
+  local port=${!port_var}
+  preload=$(psql_on "$port" postgres -At -c "SHOW shared_preload_libraries")
+  if [[ -n $preload ]]; then
+    psql_on "$port" postgres -c "ALTER SYSTEM RESET shared_preload_libraries" >/dev/null
+    restart_cluster "$name"
+  fi
+  psql_on "$port" postgres >/dev/null <<SQL
+SET client_min_messages = warning;
+DROP DATABASE IF EXISTS $db WITH (FORCE);
+CREATE DATABASE $db;
+SQL
+  if [[ -n $preload ]]; then
+    psql_on "$port" postgres -c "ALTER SYSTEM SET shared_preload_libraries = '$preload'" >/dev/null
+    restart_cluster "$name"
+  fi
+}
+
 stop_clusters() {
   local dir
   for dir in "${_CLUSTERS[@]}"; do

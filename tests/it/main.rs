@@ -51,6 +51,7 @@ mod pglogical_apply;
 mod pglogical_cleanup;
 mod pglogical_cutover;
 mod pglogical_ddl;
+mod pglogical_move;
 mod pglogical_preflight;
 mod pglogical_status;
 mod plan_command;
