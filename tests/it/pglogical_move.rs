@@ -96,7 +96,9 @@ fn start_writer(
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 if let Err(e) = client.batch_execute(&writer_sql(n)).await {
-                    return format!("stopped by the source after {} transactions: {e}", n - 1);
+                    // The server's message (a bare `db error` otherwise).
+                    let why = e.as_db_error().map_or_else(|| e.to_string(), |d| d.to_string());
+                    return format!("stopped by the source after {} transactions: {why}", n - 1);
                 }
                 written.store(n, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(20)).await;
