@@ -2,11 +2,19 @@
 //! sets and their members) and `subscription` (on the target: the extension when missing, the
 //! subscriber node and the subscription). Each object is claimed before (its record committed
 //! `intended` on the target, refused when an object of its name exists that is not this
-//! plan's: see [`crate::owned`]) and marked `created` after; each server's objects are
-//! created in one transaction, so a kill leaves all of them or none, and a rerun finds its
-//! own and creates only what is missing.
+//! plan's: see [`crate::owned`]) and marked `created` after. The nodes, sets and the
+//! subscription are created in one transaction per server, so a kill leaves all of them or
+//! none. The sets' members are then added one per transaction, in the plan's fixed order
+//! (`replication_set_add_table` takes a SHARE ROW EXCLUSIVE lock on its table: all in one
+//! transaction, they deadlock with a writer whose transactions change several tables); a
+//! deadlock still chosen to end one of them is retried. A rerun finds what exists (the
+//! objects by their records, the members in pglogical's catalog) and creates only what is
+//! missing.
 
 use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
 
 use super::members::Members;
 use super::{Job, PglogicalError};
@@ -29,9 +37,19 @@ pub struct Existing {
     pub sequences: HashSet<(String, String, String)>,
 }
 
-/// The provider's statements, in order, for what does not exist yet. The provider node's DSN
-/// is stored without a password (the subscriber connects with the subscription's DSN).
+/// The provider's statements, in order, for what does not exist yet: the objects
+/// ([`provider_objects_sql`], one transaction), then the members ([`provider_members_sql`],
+/// one transaction each).
 pub fn provider_sql(job: &Job, m: &Members, have: &Existing) -> Vec<String> {
+    let mut out = provider_objects_sql(job, have);
+    out.extend(provider_members_sql(job, m, have));
+    out
+}
+
+/// The extension, the provider node and the two sets, for what does not exist yet. The
+/// provider node's DSN is stored without a password (the subscriber connects with the
+/// subscription's DSN).
+pub fn provider_objects_sql(job: &Job, have: &Existing) -> Vec<String> {
     let n = &job.names;
     let mut out = Vec::new();
     if !have.extension {
@@ -52,6 +70,14 @@ pub fn provider_sql(job: &Job, m: &Members, have: &Existing) -> Vec<String> {
     if !have.sets[1] {
         out.push(calls::create_set(&n.insert_set, calls::INSERT_SET_FLAGS));
     }
+    out
+}
+
+/// The sets' members not in them yet, in the plan's order: each table in both sets or in the
+/// insert set only, then the sequences in the update set.
+pub fn provider_members_sql(job: &Job, m: &Members, have: &Existing) -> Vec<String> {
+    let n = &job.names;
+    let mut out = Vec::new();
     let mut add = |set: &str, t: &crate::inspect::RelName| {
         if !have
             .tables
@@ -139,12 +165,44 @@ async fn check_local_node(
     }
 }
 
+/// How often a statement the server ended to break a deadlock (SQLSTATE 40P01) is run, in
+/// all, and the wait before the second run (doubled before each next one: 0.2 s to 3.2 s,
+/// about 6 s in all).
+const DEADLOCK_RUNS: u32 = 6;
+const DEADLOCK_FIRST_WAIT: Duration = Duration::from_millis(200);
+
+/// The error of `what` failing on `on`, with `hint` and `secrets` taken out.
+fn setup_error(
+    on: &Endpoint,
+    what: &str,
+    e: &tokio_postgres::Error,
+    hint: &str,
+    secrets: &[Option<&Secret>],
+) -> PglogicalError {
+    let mut message = format!("{}\n  hint: {hint}", on.query_error(what, e));
+    for s in secrets.iter().flatten() {
+        message = crate::pg::redact(&message, Some(s));
+    }
+    PglogicalError::Setup(message)
+}
+
+/// The hint of a provider statement's error: the role's privileges only when the server
+/// refused them (SQLSTATE 42501), a deadlock as such.
+fn provider_hint(e: &tokio_postgres::Error) -> String {
+    match e.code() {
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE) => "the source role needs to be a superuser, or on a managed service the role that may create the pglogical extension and own the tables; then run pgmove apply again (it resumes)".to_string(),
+        Some(&SqlState::T_R_DEADLOCK_DETECTED) => format!("adding a table to a set takes a SHARE ROW EXCLUSIVE lock on it, and the source's own transactions kept deadlocking with it ({DEADLOCK_RUNS} runs); run pgmove apply again (it resumes with the tables not added yet), at a quieter time if it happens again"),
+        _ => "fix the cause, then run pgmove apply again (it resumes); pgmove cleanup removes what apply created".to_string(),
+    }
+}
+
 /// Runs `statements` in one transaction on `on`; errors have `secrets` taken out.
 async fn run_in_transaction(
     c: &tokio_postgres::Client,
     on: &Endpoint,
     statements: &[String],
     what: &str,
+    hint: &dyn Fn(&tokio_postgres::Error) -> String,
     secrets: &[Option<&Secret>],
 ) -> Result<(), PglogicalError> {
     if statements.is_empty() {
@@ -153,11 +211,44 @@ async fn run_in_transaction(
     let sql = format!("BEGIN;\n{}\nCOMMIT;", statements.join("\n"));
     if let Err(e) = c.batch_execute(&sql).await {
         let _ = c.batch_execute("ROLLBACK").await;
-        let mut message = on.query_error(what, &e).to_string();
-        for s in secrets.iter().flatten() {
-            message = crate::pg::redact(&message, Some(s));
+        return Err(setup_error(on, what, &e, &hint(&e), secrets));
+    }
+    Ok(())
+}
+
+/// Runs each of `statements` in its own transaction on `on`, in order; one the server ends to
+/// break a deadlock runs again after a wait, [`DEADLOCK_RUNS`] times in all. Errors have
+/// `secrets` taken out.
+async fn run_each(
+    c: &tokio_postgres::Client,
+    on: &Endpoint,
+    statements: &[String],
+    what: &str,
+    secrets: &[Option<&Secret>],
+) -> Result<(), PglogicalError> {
+    for (i, sql) in statements.iter().enumerate() {
+        let mut wait = DEADLOCK_FIRST_WAIT;
+        let mut runs = 1;
+        loop {
+            match c.batch_execute(sql).await {
+                Ok(()) => break,
+                Err(e)
+                    if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+                        && runs < DEADLOCK_RUNS =>
+                {
+                    runs += 1;
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(e) => {
+                    let what = format!("{what} ({sql})");
+                    return Err(setup_error(on, &what, &e, &provider_hint(&e), secrets));
+                }
+            }
         }
-        return Err(PglogicalError::Setup(message));
+        if i == 0 {
+            crate::testhook::pause("pglogical-provider-member").await;
+        }
     }
     Ok(())
 }
@@ -186,13 +277,13 @@ pub async fn ensure_provider(job: &Job, st: &State<'_>, m: &Members) -> Result<(
         .await?
         .into_iter()
         .collect();
-    let statements = provider_sql(job, m, &have);
     crate::testhook::pause("pglogical-provider-recorded").await;
     run_in_transaction(
         &c,
         source,
-        &statements,
-        "creating the provider node and the replication sets (the source role needs to be a superuser, or on a managed service the role that may create the pglogical extension and own the tables)",
+        &provider_objects_sql(job, &have),
+        "creating the provider node and the replication sets",
+        &provider_hint,
         &[job.provider_dsn.secret()],
     )
     .await?;
@@ -203,7 +294,14 @@ pub async fn ensure_provider(job: &Job, st: &State<'_>, m: &Members) -> Result<(
     for set in &sets {
         owned::created(st, owned::PGLOGICAL_SET, set).await?;
     }
-    Ok(())
+    run_each(
+        &c,
+        source,
+        &provider_members_sql(job, m, &have),
+        "adding a table or sequence to the replication sets",
+        &[job.provider_dsn.secret()],
+    )
+    .await
 }
 
 /// Step `subscription`.
@@ -233,7 +331,8 @@ pub async fn ensure_subscription(job: &Job, st: &State<'_>) -> Result<(), Pglogi
         &c,
         target,
         &statements,
-        "creating the subscriber node and the subscription (the target server must reach the source with the provider DSN: pglogical.provider_dsn in the plan)",
+        "creating the subscriber node and the subscription",
+        &|_| "the target server must reach the source with the provider DSN (pglogical.provider_dsn in the plan, or source.dsn); then run pgmove apply again (it resumes)".to_string(),
         &[job.provider_dsn.secret(), job.subscriber_dsn.secret()],
     )
     .await?;
