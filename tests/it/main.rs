@@ -66,4 +66,3 @@ mod support;
 mod unlogged;
 mod verify;
 mod verify_catalogue;
-
