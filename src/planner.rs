@@ -139,8 +139,10 @@ pub fn logical_decoding_blockers(source: &Inventory) -> Vec<String> {
 pub const PGOUTPUT_MIN_VERSION_NUM: i32 = 100_000;
 
 /// What stops pglogical on this pair, as reasons (empty: both servers have it): preloaded and
-/// installable on both, the same major, and no keyless table the plan would give
-/// REPLICA IDENTITY FULL (pglogical refuses such a table in the set that replicates updates).
+/// installable on both, the same major, no keyless table the plan would give
+/// REPLICA IDENTITY FULL (pglogical refuses such a table in the set that replicates updates),
+/// and no stored generated column in a table it would carry (see
+/// `preflight::pglogical_generated`).
 pub fn pglogical_blockers(plan: &Plan, source: &Inventory, target: &Inventory) -> Vec<String> {
     let mut r = Vec::new();
     for inv in [source, target] {
@@ -181,6 +183,18 @@ pub fn pglogical_blockers(plan: &Plan, source: &Inventory, target: &Inventory) -
                 "{keyless} table(s) have no key and cdc.tables_without_key is replica-identity-full, which pglogical cannot replicate (insert-only or exclude can)"
             ));
         }
+    }
+    let generated = crate::preflight::pglogical_generated(plan, source);
+    if !generated.is_empty() {
+        let names: Vec<String> = generated
+            .iter()
+            .map(|(t, c)| format!("{}.{c}", t.display_name()))
+            .collect();
+        r.push(format!(
+            "{} stored generated column(s) ({}), which pglogical 2 cannot copy or replicate (copy-cdc and dump-restore can)",
+            names.len(),
+            names.join(", ")
+        ));
     }
     r
 }
@@ -1238,6 +1252,56 @@ cdc:
             ),
             "{d:#?}"
         );
+        // A stored generated column: pglogical cannot copy it, copy-cdc runs, the reason
+        // names the table and column.
+        let mut generated = src.clone();
+        let customers = generated
+            .tables
+            .iter_mut()
+            .find(|t| t.name == "customers")
+            .expect("customers");
+        customers.columns.push(crate::inspect::Column {
+            name: "name_lc".to_string(),
+            position: 2,
+            type_name: "text".to_string(),
+            type_oid: 25,
+            base_type: "text".to_string(),
+            not_null: false,
+            default: Some("lower(name)".to_string()),
+            generated: true,
+            identity: None,
+            flags: Default::default(),
+        });
+        let d = decide(
+            &plan(
+                "downtime: 1s
+pglogical:
+  prefer: true
+",
+            ),
+            &generated,
+            &dst,
+        );
+        assert_eq!(d.strategy, Some(Strategy::CopyCdc), "{}", d.why);
+        assert_eq!(
+            rejected(&d, Strategy::Pglogical),
+            ["1 stored generated column(s) (public.customers.name_lc), which pglogical 2 cannot copy or replicate (copy-cdc and dump-restore can)".to_string()],
+            "{d:#?}"
+        );
+        // Left out of the move: no reason.
+        let d = decide(
+            &plan(
+                "downtime: 1s
+pglogical:
+  prefer: true
+objects:
+  exclude: [public.customers]
+",
+            ),
+            &generated,
+            &dst,
+        );
+        assert_eq!(d.strategy, Some(Strategy::Pglogical), "{}", d.why);
     }
 
     #[test]

@@ -10,7 +10,8 @@ use crate::tools::{Tool, ToolError};
 mod pglogical;
 
 pub use self::pglogical::{
-    pglogical_available, pglogical_capacity, pglogical_preload, pglogical_versions,
+    generated_columns as pglogical_generated, pglogical_available, pglogical_capacity,
+    pglogical_generated_columns, pglogical_preload, pglogical_versions,
     preloaded as pglogical_preloaded, probe_provider, provider_findings,
     version as pglogical_version, ProviderProbe,
 };
@@ -82,6 +83,7 @@ pub const CHECKS: &[Check] = &[
     pglogical_available,
     pglogical_versions,
     pglogical_capacity,
+    pglogical_generated_columns,
     tables_without_key,
     unlogged_tables,
     partitioned_tables,

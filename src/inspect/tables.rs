@@ -191,6 +191,11 @@ impl Table {
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
+
+    /// Its `GENERATED ALWAYS AS (...) STORED` columns (`attgenerated = 's'`), in column order.
+    pub fn generated_columns(&self) -> impl Iterator<Item = &Column> {
+        self.columns.iter().filter(|c| c.generated)
+    }
 }
 
 /// A column of a table.

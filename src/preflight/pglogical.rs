@@ -9,7 +9,7 @@
 //! the subscription, and one more of each while a table sync runs.
 
 use super::{admin, is_rds, list, restart_fix, Context, Finding, Severity};
-use crate::inspect::{Inventory, Platform};
+use crate::inspect::{Inventory, Platform, Table};
 use crate::pg::{Endpoint, Side};
 use crate::plan::Plan;
 use crate::planner::Strategy;
@@ -208,6 +208,63 @@ pub fn pglogical_versions(ctx: &Context) -> Vec<Finding> {
     .fix(format!(
         "install pglogical {}.x on the {older} (ALTER EXTENSION pglogical UPDATE; after upgrading the package if it is installed)",
         major(newer)
+    ))]
+}
+
+/// The stored generated columns of the tables pglogical would synchronize and replicate
+/// (the selected tables that hold rows, are logged, and are not left out of both sets by
+/// `cdc.tables_without_key: exclude`), as (table, column) in inventory order. pglogical 2.4
+/// copies and applies them as ordinary columns, which the target refuses (issue #335).
+pub fn generated_columns<'a>(plan: &'a Plan, source: &'a Inventory) -> Vec<(&'a Table, &'a str)> {
+    use crate::plan::TablesWithoutKey as K;
+    let exclude = plan.cdc.tables_without_key == K::Exclude;
+    crate::planner::selected_tables(plan, source)
+        .filter(|t| t.holds_rows() && !t.unlogged)
+        .filter(|t| !exclude || t.has_replica_identity_index())
+        .flat_map(|t| t.generated_columns().map(move |c| (t, c.name.as_str())))
+        .collect()
+}
+
+/// Stored generated columns cannot go through pglogical 2: its initial copy sends them to the
+/// target (`COPY ... : column "c" is a generated column`, and the subscription goes down), and
+/// its apply would write them too. A blocker naming each, with the strategies that handle
+/// them and the statement that makes each an ordinary column.
+pub fn pglogical_generated_columns(ctx: &Context) -> Vec<Finding> {
+    if !applies(ctx) {
+        return vec![];
+    }
+    let cols = generated_columns(ctx.plan, ctx.source);
+    if cols.is_empty() {
+        return vec![];
+    }
+    let names: Vec<String> = cols
+        .iter()
+        .map(|(t, c)| format!("{}.{c}", t.display_name()))
+        .collect();
+    let statements: Vec<String> = cols
+        .iter()
+        .map(|(t, c)| {
+            format!(
+                "ALTER TABLE {} ALTER COLUMN {} DROP EXPRESSION;",
+                t.qualified(),
+                crate::pg::quote::ident(c)
+            )
+        })
+        .collect();
+    vec![Finding::new(
+        Severity::Blocker,
+        "pglogical-generated-columns",
+        Some(Side::Source),
+        format!(
+            "{} stored generated column(s) in tables pglogical would copy and replicate: {}; pglogical 2 sends a generated column's values like any other column, which the target refuses (its initial table copy fails with \"column ... is a generated column\" and the subscription goes down; pglogical issue #335)",
+            names.len(),
+            list(&names)
+        ),
+    )
+    .object(list(&names))
+    .fix(format!(
+        "use strategy copy-cdc or dump-restore (or auto with pglogical.prefer: false), which compute generated columns on the target; or, if they may become ordinary columns that keep their current values and are no longer computed, on the source: {}",
+        list(&statements)
     ))]
 }
 
@@ -656,6 +713,15 @@ mod tests {
     }
 
     fn run(check: fn(&Context) -> Vec<Finding>, s: &Inventory, t: &Inventory) -> Vec<Finding> {
+        run_as(Some(Strategy::Pglogical), check, s, t)
+    }
+
+    fn run_as(
+        strategy: Option<Strategy>,
+        check: fn(&Context) -> Vec<Finding>,
+        s: &Inventory,
+        t: &Inventory,
+    ) -> Vec<Finding> {
         let plan = crate::plan::parse(PLAN, "p.yaml").expect("plan");
         let missing = || ToolError::NotFound {
             name: "x".to_string(),
@@ -666,7 +732,7 @@ mod tests {
             plan: &plan,
             source: s,
             target: t,
-            strategy: Some(Strategy::Pglogical),
+            strategy,
             pg_dump: Err(missing()),
             pg_restore: Err(missing()),
             vacuumdb: Err(missing()),
@@ -682,6 +748,7 @@ mod tests {
             pglogical_available,
             pglogical_versions,
             pglogical_capacity,
+            pglogical_generated_columns,
         ] {
             assert!(run(check, &s, &t).is_empty());
         }
@@ -820,6 +887,92 @@ mod tests {
             ..s.pglogical.clone().expect("set above")
         });
         assert!(run(pglogical_capacity, &s, &t).is_empty());
+    }
+
+    /// A logged table `public.<name>` with a primary key (or none) and columns `id` and
+    /// `generated` (names of stored generated columns).
+    fn table_with(name: &str, key: bool, generated: &[&str]) -> crate::inspect::Table {
+        use crate::inspect::{Column, ColumnFlags, TableKind};
+        let col = |name: &str, position: i16, generated: bool| Column {
+            name: name.to_string(),
+            position,
+            type_name: "text".to_string(),
+            type_oid: 25,
+            base_type: "text".to_string(),
+            not_null: false,
+            default: generated.then(|| "lower(id)".to_string()),
+            generated,
+            identity: None,
+            flags: ColumnFlags::default(),
+        };
+        let mut columns = vec![col("id", 1, false)];
+        columns.extend((2..).zip(generated).map(|(i, g)| col(g, i, true)));
+        crate::inspect::Table {
+            schema: "public".into(),
+            name: name.into(),
+            kind: TableKind::Plain,
+            primary_key: if key { vec!["id".into()] } else { Vec::new() },
+            columns,
+            ..crate::inspect::Table::default()
+        }
+    }
+
+    #[test]
+    fn generated_columns_block_with_each_table_and_column() {
+        let mut s = server(Side::Source);
+        s.tables = vec![
+            table_with("people", true, &["name_lc", "Upper Name"]),
+            table_with("plain", true, &[]),
+            crate::inspect::Table {
+                unlogged: true,
+                ..table_with("scratch", true, &["g"])
+            },
+            table_with("keyless", false, &["k"]),
+        ];
+        let t = server(Side::Target);
+        let f = run(pglogical_generated_columns, &s, &t);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].severity, Severity::Blocker);
+        assert_eq!(f[0].check, "pglogical-generated-columns");
+        assert_eq!(f[0].side, Some(Side::Source));
+        // Unlogged tables are copied by pgmove without them, not by pglogical.
+        assert!(
+            f[0].message.starts_with("3 stored generated column(s) in tables pglogical would copy and replicate: public.people.name_lc, public.people.Upper Name, public.keyless.k;"),
+            "{}",
+            f[0].message
+        );
+        assert!(f[0].message.contains("issue #335"), "{}", f[0].message);
+        let fix = f[0].fix.clone().unwrap_or_default();
+        assert!(
+            fix.starts_with("use strategy copy-cdc or dump-restore"),
+            "{fix}"
+        );
+        assert!(
+            fix.contains(
+                "ALTER TABLE \"public\".\"people\" ALTER COLUMN \"Upper Name\" DROP EXPRESSION;"
+            ),
+            "{fix}"
+        );
+        // A keyless table left out of both sets by cdc.tables_without_key: exclude is not
+        // pglogical's to copy.
+        let plan = crate::plan::parse(
+            &format!("{PLAN}cdc:\n  tables_without_key: exclude\n"),
+            "p.yaml",
+        )
+        .expect("plan");
+        let cols: Vec<String> = generated_columns(&plan, &s)
+            .iter()
+            .map(|(t, c)| format!("{}.{c}", t.name))
+            .collect();
+        assert_eq!(cols, ["people.name_lc", "people.Upper Name"]);
+        // Another strategy computes them on the target: not this check's business.
+        for other in [Strategy::CopyCdc, Strategy::DumpRestore] {
+            assert!(run_as(Some(other), pglogical_generated_columns, &s, &t).is_empty());
+        }
+        // None: no finding.
+        s.tables.truncate(1);
+        s.tables[0].columns.truncate(1);
+        assert!(run(pglogical_generated_columns, &s, &t).is_empty());
     }
 
     fn ep(side: Side, dsn: &str) -> Endpoint {

@@ -173,7 +173,7 @@ fn servers_without_pglogical_block_with_the_fixes() {
 /// Two pglogical servers: too few background workers on the target is a blocker with the
 /// numbers; the provider DSN is tried from pgmove's host (another server: blocker; nothing
 /// listening: warning; the source: info); with room made, the pair is ready and the plan shows
-/// the nodes, sets and subscription by name.
+/// the nodes, sets and subscription by name; a stored generated column then blocks it.
 #[test]
 fn pglogical_pair_counts_workers_and_checks_the_provider() {
     let src = Cluster::start(
@@ -396,6 +396,45 @@ fn pglogical_pair_counts_workers_and_checks_the_provider() {
             );
         }
     }
+    // A stored generated column, which pglogical 2.4 cannot copy (issue #335): strategy
+    // pglogical is blocked naming the table and column, and auto with prefer picks copy-cdc.
+    src.psql(
+        DB,
+        "CREATE TABLE people (id int PRIMARY KEY, name text,
+           name_lc text GENERATED ALWAYS AS (lower(name)) STORED)",
+    );
+    let (code, r) = plan_json(&path, &src, &dst);
+    assert_eq!(code, 2, "{r:#}");
+    let f = one(&r, "pglogical-generated-columns", "source");
+    assert_eq!(f["severity"], "blocker");
+    let m = text(&f["message"]);
+    assert!(m.contains("public.people.name_lc"), "{m}");
+    assert!(m.contains("1 stored generated column(s)"), "{m}");
+    let fix = text(&f["fix"]);
+    assert!(fix.contains("copy-cdc or dump-restore"), "{fix}");
+    assert!(
+        fix.contains("ALTER TABLE \"public\".\"people\" ALTER COLUMN \"name_lc\" DROP EXPRESSION;"),
+        "{fix}"
+    );
+    let auto = PlanYaml {
+        strategy: None,
+        extra: &format!("downtime: 1s\n{insert_only}pglogical:\n  prefer: true\n"),
+        ..PlanYaml::default()
+    }
+    .write(dir.path(), "pgl_auto", &src, &dst);
+    let (code, r) = plan_json(&auto, &src, &dst);
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["decision"]["strategy"], "copy-cdc", "{r:#}");
+    let rejected = r["decision"]["rejected"].to_string();
+    assert!(
+        rejected.contains("stored generated column(s) (public.people.name_lc)"),
+        "{rejected}"
+    );
+    assert!(
+        findings(&r, "pglogical-generated-columns", None).is_empty(),
+        "{r:#}"
+    );
+
     // Nothing was created by plan on either server.
     for c in [&src, &dst] {
         assert_eq!(
