@@ -501,7 +501,7 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
     };
     // The run's strategy, or (never applied) the plan's.
     let is_pglogical = match &run_row {
-        Some(r) => r.strategy == crate::strategy::pglogical::STRATEGY,
+        Some(r) => r.strategy == crate::planner::Strategy::Pglogical.name(),
         None => job.plan.strategy == crate::plan::StrategyChoice::Pglogical,
     };
     // The steps an earlier attempt finished (forgotten below, once this attempt starts).
