@@ -25,7 +25,7 @@
 //! - strategy pglogical's subscription, nodes, sets, the slot and origin its subscription left
 //!   and the extension where pgmove created it: only those the target's
 //!   `pgmove.source_objects` records this plan creating, before anything else of the plan goes
-//!   (the record goes with the target's schema, last); see [`pglogical`]. One of the plan's
+//!   (the record goes with the target's schema, last); see `cleanup::pglogical`. One of the plan's
 //!   pglogical names without the record is reported (`not_handled`) and kept.
 //!
 //! A running apply is detected before anything is dropped: a slot of the plan is active (its
