@@ -6,7 +6,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::pg::{quote, Side};
 
-use super::catalog::{RelInfo, TextForm};
+use super::catalog::RelInfo;
 use super::session::{Conn, Pair};
 use super::{Level, Method, RowDiff, RowDiffKind, VerifyError};
 
@@ -125,19 +125,20 @@ impl TablePlan {
 
     /// A table present on both sides.
     pub fn both(report: usize, s: &RelInfo, t: &RelInfo, level: Level) -> TablePlan {
-        let shared: Vec<String> = s
+        let shared: Vec<&str> = s
             .columns
             .iter()
-            .filter_map(|c| {
-                let tc = t.columns.iter().find(|x| x.name == c.name)?;
-                Some(column_text(
-                    &quote::ident(&c.name),
-                    c.text_form,
-                    tc.text_form,
-                ))
-            })
+            .filter(|c| t.columns.iter().any(|x| x.name == c.name))
+            .map(|c| c.name.as_str())
             .collect();
-        let row_text = format!("ROW({})::text", shared.join(", "));
+        let row_text = format!(
+            "ROW({})::text",
+            shared
+                .iter()
+                .map(|c| format!("t.{}", quote::ident(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let key = s.key.as_ref().and_then(|cols| {
             let mut spec = KeySpec {
                 names: cols.clone(),
@@ -544,20 +545,6 @@ fn diff_rows(
     out
 }
 
-/// The expression a shared column (`col`, quoted) is hashed by, the same on both sides:
-/// `t.col`, whose output function is its exact text, except for xml, whose output drops a
-/// standard declaration (`<?xml version="1.0"?>`) that binary transfer loses too: it is hashed
-/// by its stored text (`::text`, `::text[]` for arrays), so a lost declaration is a difference.
-fn column_text(col: &str, src: TextForm, tgt: TextForm) -> String {
-    match (src, tgt) {
-        (TextForm::XmlArray, TextForm::XmlArray) => format!("t.{col}::text[]"),
-        // xml on either side: any type casts to text, and xml's cast keeps the declaration.
-        (TextForm::Xml, _) | (_, TextForm::Xml) => format!("t.{col}::text"),
-        // An xml array on one side only: the types differ, their output is compared.
-        _ => format!("t.{col}"),
-    }
-}
-
 /// `a` or `(a, b)`.
 fn tuple(parts: &[String]) -> String {
     if parts.len() == 1 {
@@ -593,16 +580,6 @@ mod tests {
             ]
         );
         assert_eq!(ranges_from_bounds(vec![]), vec![Bounds::all()]);
-    }
-
-    #[test]
-    fn xml_is_hashed_by_its_stored_text() {
-        use TextForm::*;
-        assert_eq!(column_text("\"c\"", Output, Output), "t.\"c\"");
-        assert_eq!(column_text("\"c\"", Xml, Xml), "t.\"c\"::text");
-        assert_eq!(column_text("\"c\"", Output, Xml), "t.\"c\"::text");
-        assert_eq!(column_text("\"c\"", XmlArray, XmlArray), "t.\"c\"::text[]");
-        assert_eq!(column_text("\"c\"", XmlArray, Output), "t.\"c\"");
     }
 
     #[test]
