@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::inspect::{Inventory, Table, TableKind};
-use crate::plan::{Plan, StrategyChoice};
+use crate::inspect::{Inventory, Platform, Table, TableKind};
+use crate::plan::{Plan, StrategyChoice, TargetKind};
 use crate::strategy::steps::{self as step_name, Facts, StepDef};
 use crate::strategy::{copy_cdc, dump_restore, pglogical};
 
@@ -110,9 +110,67 @@ pub fn selected_tables<'a>(plan: &'a Plan, inv: &'a Inventory) -> impl Iterator<
         .filter(move |t| plan.objects.includes(&t.schema, &t.name))
 }
 
+/// The platform the plan's `target.kind` declares; None for `auto` (detection decides).
+pub fn declared_platform(kind: TargetKind) -> Option<Platform> {
+    match kind {
+        TargetKind::Auto => None,
+        TargetKind::SelfManaged => Some(Platform::SelfManaged),
+        TargetKind::Rds => Some(Platform::Rds),
+        TargetKind::Aurora => Some(Platform::Aurora),
+    }
+}
+
+/// Applies the plan's `target.kind` to the target's inventory: unless it is `auto`, the
+/// declared kind becomes the target's platform (what detection saw stays in the inventory for
+/// the report), so every check and fix follows it.
+pub fn apply_target_kind(plan: &Plan, target: &mut Inventory) {
+    if let Some(p) = declared_platform(plan.target.kind) {
+        target.declare_platform(p);
+    }
+}
+
+/// The hosts the plan's source DSN names (`PGHOST` when it names none).
+pub fn source_hosts(plan: &Plan) -> Vec<String> {
+    let hosts = crate::pg::ConnInfo::parse(&plan.source.dsn)
+        .map(|i| i.hosts)
+        .unwrap_or_default();
+    if !hosts.is_empty() {
+        return hosts;
+    }
+    std::env::var("PGHOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .map(|h| h.split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The first host that is an Amazon RDS Proxy endpoint (`<name>.proxy-<id>.<region>.rds.amazonaws.com`):
+/// RDS Proxy does not carry replication connections.
+pub fn rds_proxy_host(hosts: &[String]) -> Option<&str> {
+    hosts
+        .iter()
+        .map(String::as_str)
+        .find(|h| h.to_ascii_lowercase().contains(".proxy-"))
+}
+
+/// Why a standby source cannot be read by change capture, by version.
+pub fn standby_source_reason(source: &Inventory) -> String {
+    if source.server.version_num < 160_000 {
+        format!(
+            "the source is a standby (read replica, in recovery): PostgreSQL {} cannot decode WAL on a standby (that arrived in PostgreSQL 16), and the online strategies create their publication or pglogical node on the source, which a standby refuses",
+            source.settings.server_version
+        )
+    } else {
+        "the source is a standby (read replica, in recovery): the online strategies create their publication or pglogical node on the source, which a standby, read-only, refuses".to_string()
+    }
+}
+
 /// What the source can do for logical decoding, as reasons it cannot (empty: it can).
 pub fn logical_decoding_blockers(source: &Inventory) -> Vec<String> {
     let mut r = Vec::new();
+    if source.server.in_recovery {
+        r.push(standby_source_reason(source));
+    }
     if source.settings.wal_level != "logical" {
         r.push(format!(
             "the source's wal_level is {} (logical decoding needs logical)",
@@ -228,7 +286,12 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
     );
     let budget = plan.downtime;
 
-    let logical = logical_decoding_blockers(source);
+    let mut logical = logical_decoding_blockers(source);
+    if let Some(h) = rds_proxy_host(&source_hosts(plan)) {
+        logical.push(format!(
+            "the source host {h} is an RDS Proxy endpoint, which does not carry replication connections"
+        ));
+    }
     // What keeps copy-cdc from running: logical decoding, and pgoutput's oldest version.
     let mut pgoutput = logical.clone();
     if source.server.version_num < PGOUTPUT_MIN_VERSION_NUM {
@@ -603,7 +666,7 @@ pub fn bytes(b: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::inspect::{
         AvailableExtension, Extension, PartitioningSummary, Platform, RelName, Rights, Sequence,
@@ -617,7 +680,7 @@ mod tests {
     const MINIMAL: &str = "version: 1\nname: shop\nsource:\n  dsn: postgres://a@h1/db\ntarget:\n  dsn: postgres://b@h2/db\n";
 
     /// MINIMAL plus extra top-level YAML.
-    fn plan(extra: &str) -> Plan {
+    pub(crate) fn plan(extra: &str) -> Plan {
         let text = format!("{MINIMAL}{extra}");
         crate::plan::parse(&text, "test.yaml").unwrap_or_else(|e| panic!("{e}\n---\n{text}"))
     }
@@ -687,7 +750,7 @@ mod tests {
 
     /// A plausible PostgreSQL 15 server: wal_level logical, free slots and senders, a
     /// superuser, PostGIS installed. `tables` empty for a fresh target.
-    fn inventory(side: Side, tables: Vec<Table>) -> Inventory {
+    pub(crate) fn inventory(side: Side, tables: Vec<Table>) -> Inventory {
         let sequences = if tables.is_empty() {
             Vec::new()
         } else {
@@ -788,11 +851,11 @@ mod tests {
         }
     }
 
-    fn source() -> Inventory {
+    pub(crate) fn source() -> Inventory {
         inventory(Side::Source, source_tables())
     }
 
-    fn target() -> Inventory {
+    pub(crate) fn target() -> Inventory {
         inventory(Side::Target, Vec::new())
     }
 
@@ -959,6 +1022,101 @@ mod tests {
             assert!(any_contains(cdc, words), "{words}: {cdc:?}");
             assert!(!any_contains(cdc, "was preferred"), "{words}: {cdc:?}");
         }
+    }
+
+    #[test]
+    fn auto_never_picks_an_online_strategy_for_a_standby_or_an_rds_proxy_source() {
+        // A full copy far over the budget: auto would take copy-cdc from a primary.
+        let mut standby = source();
+        standby.server.in_recovery = true;
+        let d = decide(&plan("downtime: 1s\n"), &standby, &target());
+        assert_eq!(d.strategy, Some(Strategy::DumpRestore), "{}", d.why);
+        let cdc = rejected(&d, Strategy::CopyCdc);
+        assert!(any_contains(cdc, "the source is a standby"), "{cdc:?}");
+        assert!(
+            any_contains(cdc, "PostgreSQL 15.8 cannot decode WAL on a standby"),
+            "{cdc:?}"
+        );
+        let named = decide(&plan("strategy: copy-cdc\n"), &standby, &target());
+        assert_eq!(named.strategy, None);
+        assert!(
+            named.why.contains("the source is a standby"),
+            "{}",
+            named.why
+        );
+
+        let proxy = crate::plan::parse(
+            "version: 1\nname: shop\nsource:\n  dsn: postgres://a@shop.proxy-c1a2b3.us-east-1.rds.amazonaws.com/db\ntarget:\n  dsn: postgres://b@h2/db\ndowntime: 1s\n",
+            "test.yaml",
+        )
+        .expect("plan");
+        let d = decide(&proxy, &source(), &target());
+        assert_eq!(d.strategy, Some(Strategy::DumpRestore), "{}", d.why);
+        assert!(
+            any_contains(
+                rejected(&d, Strategy::CopyCdc),
+                "shop.proxy-c1a2b3.us-east-1.rds.amazonaws.com is an RDS Proxy endpoint"
+            ),
+            "{d:#?}"
+        );
+        // A primary over the budget still gets copy-cdc.
+        let d = decide(&plan("downtime: 1s\n"), &source(), &target());
+        assert_eq!(d.strategy, Some(Strategy::CopyCdc), "{}", d.why);
+    }
+
+    #[test]
+    fn rds_proxy_hosts_are_recognised() {
+        let h = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            rds_proxy_host(&h(&["db.proxy-abc.us-east-1.rds.amazonaws.com"])),
+            Some("db.proxy-abc.us-east-1.rds.amazonaws.com")
+        );
+        assert_eq!(
+            rds_proxy_host(&h(&[
+                "primary.example",
+                "DB.PROXY-X.eu-west-1.rds.amazonaws.com"
+            ])),
+            Some("DB.PROXY-X.eu-west-1.rds.amazonaws.com")
+        );
+        assert_eq!(
+            rds_proxy_host(&h(&["db.cluster-abc.us-east-1.rds.amazonaws.com", "/tmp"])),
+            None
+        );
+    }
+
+    #[test]
+    fn target_kind_overrides_the_detected_platform_and_keeps_the_evidence() {
+        let mut t = target();
+        t.platform = Platform::Rds;
+        t.platform_evidence = vec!["setting rds.extensions exists".to_string()];
+        apply_target_kind(&plan(""), &mut t);
+        assert_eq!(t.platform, Platform::Rds);
+        assert!(!t.platform_declared());
+        assert_eq!(
+            t.platform_description(),
+            "RDS (detected: setting rds.extensions exists)"
+        );
+        apply_target_kind(&plan_with_kind("aurora"), &mut t);
+        assert_eq!(t.platform, Platform::Aurora);
+        assert!(t.is_managed());
+        assert_eq!(t.detected_platform(), Platform::Rds);
+        assert_eq!(
+            t.platform_description(),
+            "Aurora (from target.kind; detected: RDS — setting rds.extensions exists)"
+        );
+        // Applied twice (as a resumed apply may), detection is still what the server showed.
+        apply_target_kind(&plan_with_kind("self-managed"), &mut t);
+        assert_eq!(t.platform, Platform::SelfManaged);
+        assert!(!t.is_managed());
+        assert_eq!(t.detected_platform(), Platform::Rds);
+    }
+
+    fn plan_with_kind(kind: &str) -> Plan {
+        crate::plan::parse(
+            &format!("version: 1\nname: shop\nsource:\n  dsn: postgres://a@h1/db\ntarget:\n  dsn: postgres://b@h2/db\n  kind: {kind}\n"),
+            "test.yaml",
+        )
+        .expect("plan")
     }
 
     #[test]

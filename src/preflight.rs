@@ -62,6 +62,10 @@ type Check = fn(&Context) -> Vec<Finding>;
 
 /// Every check, in report order.
 pub const CHECKS: &[Check] = &[
+    target_kind,
+    standby_source,
+    standby_target,
+    rds_proxy_source,
     wal_level,
     replication_slots_and_senders,
     wal_sender_timeout,
@@ -126,18 +130,233 @@ fn admin(inv: &Inventory) -> &'static str {
     }
 }
 
+/// Where a setting of `inv` is changed on RDS/Aurora: the DB parameter group on RDS; on
+/// Aurora the DB cluster parameter group, but for `max_connections`, an instance setting.
+fn parameter_group(inv: &Inventory, setting: &str) -> &'static str {
+    if inv.platform == Platform::Aurora && setting != "max_connections" {
+        "DB cluster parameter group"
+    } else {
+        "DB parameter group"
+    }
+}
+
+/// The fix that sets `settings` on RDS/Aurora: not SQL, so not the master user, but whoever
+/// manages the instance in AWS, with the exact AWS CLI calls; `reboot` for settings that
+/// take a restart.
+fn parameter_group_fix(inv: &Inventory, settings: &[(&str, &str)], reboot: bool) -> String {
+    let first = settings.first().map(|s| s.0).unwrap_or("");
+    let group = parameter_group(inv, first);
+    let cluster = group.starts_with("DB cluster");
+    let assignments: Vec<String> = settings.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    let method = if reboot {
+        "pending-reboot"
+    } else {
+        "immediate"
+    };
+    let params: Vec<String> = settings
+        .iter()
+        .map(|(k, v)| format!("ParameterName={k},ParameterValue={v},ApplyMethod={method}"))
+        .collect();
+    let modify = if cluster {
+        format!(
+            "aws rds modify-db-cluster-parameter-group --db-cluster-parameter-group-name <group> --parameters {}",
+            params.join(" ")
+        )
+    } else {
+        format!(
+            "aws rds modify-db-parameter-group --db-parameter-group-name <group> --parameters {}",
+            params.join(" ")
+        )
+    };
+    let (then, reboot_cmd) = match (reboot, cluster) {
+        (false, _) => (String::new(), String::new()),
+        (true, true) => (
+            ", then reboot the writer instance".to_string(),
+            "; aws rds reboot-db-instance --db-instance-identifier <writer-instance>".to_string(),
+        ),
+        (true, false) => (
+            ", then reboot the instance".to_string(),
+            "; aws rds reboot-db-instance --db-instance-identifier <instance>".to_string(),
+        ),
+    };
+    format!(
+        "not SQL (the master user cannot change it): in AWS, set {} in the {}'s {group}{then}: {modify}{reboot_cmd}",
+        assignments.join(" and "),
+        inv.side
+    )
+}
+
 fn restart_fix(inv: &Inventory, setting: &str, value: &str) -> String {
     if is_rds(inv) {
-        format!(
-            "set {setting} = {value} in the DB parameter group of the {} and reboot it",
-            inv.side
-        )
+        parameter_group_fix(inv, &[(setting, value)], true)
     } else {
         format!(
             "ALTER SYSTEM SET {setting} = '{value}'; then restart the {} server",
             inv.side
         )
     }
+}
+
+/// `target.kind` declares a platform the target shows no sign of (or signs of another):
+/// the checks and fixes follow the plan, and the report names both.
+pub fn target_kind(ctx: &Context) -> Vec<Finding> {
+    let t = ctx.target;
+    let detected = t.detected_platform();
+    if !t.platform_declared() || t.platform == detected {
+        return vec![];
+    }
+    let evidence = if t.platform_evidence.is_empty() {
+        "no sign of RDS or Aurora".to_string()
+    } else {
+        t.platform_evidence.join(", ")
+    };
+    vec![Finding::new(
+        Severity::Warning,
+        "target-kind",
+        Some(Side::Target),
+        format!(
+            "target.kind is {} but the target looks {} ({evidence}); the checks and fixes follow target.kind ({})",
+            ctx.plan.target.kind,
+            detected.label(),
+            t.platform.label()
+        ),
+    )
+    .object("target.kind")
+    .fix(format!(
+        "if the target is {}, set target.kind: auto (or {}); keep {} only if the server hides what it runs on",
+        detected.label(),
+        match detected {
+            Platform::SelfManaged => "self-managed",
+            Platform::Rds => "rds",
+            Platform::Aurora => "aurora",
+        },
+        ctx.plan.target.kind
+    ))]
+}
+
+/// A standby (read replica) source: the online strategies cannot use it (see
+/// `planner::standby_source_reason`); dump-restore can, if replay does not cancel its snapshot.
+pub fn standby_source(ctx: &Context) -> Vec<Finding> {
+    let s = ctx.source;
+    if !s.server.in_recovery || ctx.strategy.is_none() {
+        return vec![];
+    }
+    let feedback = s.settings.hot_standby_feedback;
+    let delay = s.settings.max_standby_streaming_delay_ms;
+    let settings_fix = if is_rds(s) {
+        parameter_group_fix(
+            s,
+            &[
+                ("hot_standby_feedback", "1"),
+                ("max_standby_streaming_delay", "-1"),
+            ],
+            false,
+        )
+    } else {
+        "as a superuser, on the replica: ALTER SYSTEM SET hot_standby_feedback = on; ALTER SYSTEM SET max_standby_streaming_delay = -1; SELECT pg_reload_conf();".to_string()
+    };
+    if ctx.online() {
+        let primary = if is_rds(s) {
+            "point source.dsn at the primary: the instance endpoint of the source (RDS) or its cluster (writer) endpoint (Aurora), not a read replica or reader endpoint"
+        } else {
+            "point source.dsn at the primary server"
+        };
+        return vec![Finding::new(
+            Severity::Blocker,
+            "source-standby",
+            Some(Side::Source),
+            format!(
+                "{}: strategy {} cannot use it",
+                planner::standby_source_reason(s),
+                ctx.strategy.map(Strategy::name).unwrap_or("")
+            ),
+        )
+        .object(format!("database {}", s.server.database))
+        .fix(format!(
+            "{primary}; or set strategy: dump-restore, which can read from the replica with the writes stopped on the primary (then, so that replay does not cancel the dump's snapshot: {settings_fix})"
+        ))];
+    }
+    let show = |v: Option<String>| v.unwrap_or_else(|| "unknown".to_string());
+    let values = format!(
+        "hot_standby_feedback is {}, max_standby_streaming_delay is {}",
+        show(feedback.map(|f| if f {
+            "on".to_string()
+        } else {
+            "off".to_string()
+        })),
+        show(delay.map(|d| if d < 0 {
+            "-1".to_string()
+        } else {
+            format!("{d} ms")
+        }))
+    );
+    if feedback == Some(true) && delay == Some(-1) {
+        return vec![Finding::new(
+            Severity::Info,
+            "source-standby",
+            Some(Side::Source),
+            format!("the source is a standby (read replica): dump-restore reads from it ({values}, so replay waits for the dump rather than cancel it); it copies what the replica has replayed, so stop the writes on the primary and let the replica catch up first"),
+        )
+        .object(format!("database {}", s.server.database))];
+    }
+    vec![Finding::new(
+        Severity::Warning,
+        "source-standby",
+        Some(Side::Source),
+        format!("the source is a standby (read replica) and {values}: replay can cancel the dump's long-running snapshot (\"canceling statement due to conflict with recovery\"); the dump also copies only what the replica has replayed, so stop the writes on the primary and let the replica catch up first"),
+    )
+    .object(format!("database {}", s.server.database))
+    .fix(format!("{settings_fix}  (or a max_standby_streaming_delay longer than the dump takes, where it is capped; put them back after the move)"))]
+}
+
+/// A standby target accepts no writes.
+pub fn standby_target(ctx: &Context) -> Vec<Finding> {
+    let t = ctx.target;
+    if !t.server.in_recovery {
+        return vec![];
+    }
+    let fix = if is_rds(t) {
+        "point target.dsn at the primary: the target instance's endpoint (RDS) or its cluster (writer) endpoint (Aurora), not a read replica or reader endpoint"
+    } else {
+        "point target.dsn at the primary server, or promote this standby first (SELECT pg_promote();)"
+    };
+    vec![Finding::new(
+        Severity::Blocker,
+        "target-standby",
+        Some(Side::Target),
+        "the target is a standby (read replica, in recovery): it accepts no writes, so nothing can be moved into it".to_string(),
+    )
+    .object(format!("database {}", t.server.database))
+    .fix(fix)]
+}
+
+/// An RDS Proxy endpoint as the source of an online strategy: RDS Proxy carries no
+/// replication connections, so neither the slot's stream nor pglogical's subscription can go
+/// through it.
+pub fn rds_proxy_source(ctx: &Context) -> Vec<Finding> {
+    if !ctx.online() {
+        return vec![];
+    }
+    let hosts = planner::source_hosts(ctx.plan);
+    match planner::rds_proxy_host(&hosts) {
+        Some(host) => vec![rds_proxy_finding(host, ctx.strategy)],
+        None => vec![],
+    }
+}
+
+/// The blocker for an RDS Proxy `host` as the source of `strategy`.
+fn rds_proxy_finding(host: &str, strategy: Option<Strategy>) -> Finding {
+    Finding::new(
+        Severity::Blocker,
+        "source-rds-proxy",
+        Some(Side::Source),
+        format!(
+            "the source host {host} is an RDS Proxy endpoint: RDS Proxy does not carry replication connections, so strategy {} cannot stream changes through it",
+            strategy.map(Strategy::name).unwrap_or("")
+        ),
+    )
+    .object(format!("host {host}"))
+    .fix("point source.dsn at the instance endpoint (RDS: <instance>.<id>.<region>.rds.amazonaws.com) or the cluster (writer) endpoint (Aurora: <cluster>.cluster-<id>.<region>.rds.amazonaws.com), not the proxy; or set strategy: dump-restore, which needs no replication connection")
 }
 
 /// wal_level must be logical on the source for online strategies.
@@ -147,16 +366,26 @@ pub fn wal_level(ctx: &Context) -> Vec<Finding> {
         return vec![];
     }
     let fix = if is_rds(s) {
-        "set rds.logical_replication = 1 in the source's DB parameter group and reboot it (this sets wal_level = logical)".to_string()
+        format!(
+            "{}  (rds.logical_replication = 1 sets wal_level = logical)",
+            parameter_group_fix(s, &[("rds.logical_replication", "1")], true)
+        )
     } else {
         "ALTER SYSTEM SET wal_level = 'logical'; then restart the source server (a reload is not enough)".to_string()
+    };
+    let rds_setting = match s.settings.rds_logical_replication {
+        Some(on) if is_rds(s) => format!(
+            " (rds.logical_replication is {})",
+            if on { "1" } else { "0" }
+        ),
+        _ => String::new(),
     };
     vec![Finding::new(
         Severity::Blocker,
         "wal-level",
         Some(Side::Source),
         format!(
-            "wal_level is {}; logical decoding needs wal_level = logical, which takes a server restart",
+            "wal_level is {}{rds_setting}; logical decoding needs wal_level = logical, which takes a server restart",
             s.settings.wal_level
         ),
     )
@@ -227,7 +456,7 @@ pub fn wal_sender_timeout(ctx: &Context) -> Vec<Finding> {
     )
     .object("setting wal_sender_timeout")
     .fix(if is_rds(ctx.source) {
-        "set wal_sender_timeout = 60000 in the source's DB parameter group".to_string()
+        parameter_group_fix(ctx.source, &[("wal_sender_timeout", "60000")], false)
     } else {
         "ALTER SYSTEM SET wal_sender_timeout = '60s'; SELECT pg_reload_conf();".to_string()
     })]
@@ -262,7 +491,14 @@ pub fn max_slot_wal_keep_size(ctx: &Context) -> Vec<Finding> {
             format!("max_slot_wal_keep_size is {mb} MB; if the copy takes longer than that much WAL, the slot is invalidated and the migration must start over"),
         )
         .object("setting max_slot_wal_keep_size")
-        .fix("ALTER SYSTEM SET max_slot_wal_keep_size = -1; SELECT pg_reload_conf();  -- or a size larger than the WAL written during the copy")],
+        .fix(if is_rds(ctx.source) {
+            format!(
+                "{}  (or a size larger than the WAL written during the copy)",
+                parameter_group_fix(ctx.source, &[("max_slot_wal_keep_size", "-1")], false)
+            )
+        } else {
+            "ALTER SYSTEM SET max_slot_wal_keep_size = -1; SELECT pg_reload_conf();  -- or a size larger than the WAL written during the copy".to_string()
+        })],
         _ => vec![],
     }
 }
@@ -292,21 +528,91 @@ pub fn source_rights(ctx: &Context) -> Vec<Finding> {
             .fix(fix),
         );
     }
-    let unreadable: Vec<String> = planner::selected_tables(ctx.plan, s)
+    if s.rights.superuser {
+        return out;
+    }
+    // USAGE on each schema that holds selected tables: without it nothing in it can be read.
+    let mut schemas: Vec<&str> = planner::selected_tables(ctx.plan, s)
+        .map(|t| t.schema.as_str())
+        .collect();
+    schemas.sort();
+    schemas.dedup();
+    for sc in schemas
+        .iter()
+        .filter_map(|n| s.schema(n))
+        .filter(|sc| !sc.usage)
+    {
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "source-schema-usage",
+                Some(Side::Source),
+                format!(
+                    "role {} has no USAGE on schema {} of the source, so it can read none of the tables in it",
+                    s.server.current_user, sc.name
+                ),
+            )
+            .object(format!("schema {}", sc.name))
+            .fix(format!(
+                "as {} (the schema's owner){}: GRANT USAGE ON SCHEMA {} TO {user};",
+                crate::pg::quote::ident(&sc.owner),
+                if is_rds(s) { "" } else { " or a superuser" },
+                crate::pg::quote::ident(&sc.name)
+            )),
+        );
+    }
+    let unreadable: Vec<&crate::inspect::Table> = planner::selected_tables(ctx.plan, s)
         .filter(|t| !t.has_select)
-        .map(|t| format!("{}.{}", t.schema, t.name))
         .collect();
     if !unreadable.is_empty() {
+        let names: Vec<String> = unreadable
+            .iter()
+            .map(|t| format!("{}.{}", t.schema, t.name))
+            .collect();
+        let mut owners: Vec<String> = unreadable
+            .iter()
+            .map(|t| crate::pg::quote::ident(&t.owner))
+            .collect();
+        owners.sort();
+        owners.dedup();
+        let mut in_schemas: Vec<&str> = unreadable.iter().map(|t| t.schema.as_str()).collect();
+        in_schemas.sort();
+        in_schemas.dedup();
+        let grants: Vec<String> = in_schemas
+            .iter()
+            .map(|sc| {
+                format!(
+                    "GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {user};",
+                    crate::pg::quote::ident(sc)
+                )
+            })
+            .collect();
+        let read_all = if s.server.version_num >= 140_000 {
+            format!(
+                "  -- or, as {}: GRANT pg_read_all_data TO {user};",
+                admin(s)
+            )
+        } else {
+            String::new()
+        };
         out.push(
             Finding::new(
                 Severity::Blocker,
                 "source-select",
                 Some(Side::Source),
-                format!("role {} cannot SELECT {} selected table(s): {}", s.server.current_user, unreadable.len(), list(&unreadable)),
+                format!(
+                    "role {} cannot SELECT {} selected table(s): {}",
+                    s.server.current_user,
+                    unreadable.len(),
+                    list(&names)
+                ),
             )
-            .object(list(&unreadable))
+            .object(list(&names))
             .fix(format!(
-                "GRANT SELECT ON ALL TABLES IN SCHEMA <schema> TO {user};  -- or GRANT pg_read_all_data TO {user};"
+                "as the tables' owner ({}){}: {}{read_all}",
+                owners.join(", "),
+                if is_rds(s) { "" } else { " or a superuser" },
+                grants.join(" ")
             )),
         );
     }
@@ -330,7 +636,18 @@ pub fn target_rights(ctx: &Context) -> Vec<Finding> {
     )
     .object(format!("database {}", t.server.database))
     .fix(format!(
-        "GRANT CREATE ON DATABASE {} TO {};",
+        "{}: GRANT CREATE ON DATABASE {} TO {};",
+        if is_rds(t) {
+            format!(
+                "as the master user (or the database owner, {})",
+                t.rights.database_owner
+            )
+        } else {
+            format!(
+                "as the database owner ({}) or a superuser",
+                t.rights.database_owner
+            )
+        },
         crate::pg::quote::ident(&t.server.database),
         crate::pg::quote::ident(&t.server.current_user)
     ))]
@@ -644,7 +961,7 @@ pub fn replication_role(ctx: &Context) -> Vec<Finding> {
     }
     let user = crate::pg::quote::ident(&t.server.current_user);
     let fix = if is_rds(t) {
-        format!("as the master user: GRANT rds_superuser TO {user};")
+        format!("as the master user: GRANT rds_superuser TO {user};  (on RDS/Aurora only members of rds_superuser may set session_replication_role)")
     } else if t.server.version_num >= 150_000 {
         format!("as a superuser: GRANT SET ON PARAMETER session_replication_role TO {user};")
     } else {
@@ -791,7 +1108,10 @@ pub fn replication_connection(ctx: &Context) -> Vec<Finding> {
             Some(Side::Source),
             format!("a replication connection to the source was refused: {e}"),
         )
-        .fix("RDS/Aurora has no pg_hba.conf to edit: check that rds.logical_replication = 1 in the source's DB parameter group (then reboot), that the instance's security group admits pgmove's address, and that the role can log in with this password")],
+        .fix(format!(
+            "RDS/Aurora has no pg_hba.conf to edit: check that rds.logical_replication = 1 in the source's {} (then reboot), that the source's security group admits pgmove's address, that source.dsn names the instance or cluster endpoint (not an RDS Proxy or reader endpoint), and that the role can log in with this password",
+            parameter_group(ctx.source, "rds.logical_replication")
+        ))],
         (Some(Err(e)), true) => vec![Finding::new(
             Severity::Blocker,
             "replication-connection",
@@ -941,62 +1261,112 @@ pub fn extension_package(name: &str, major: i32) -> String {
     }
 }
 
-/// Every extension of the source must be installed or available on the target.
+/// Every extension of the source must be installed or available on the target; on RDS and
+/// Aurora also in the target's `rds.extensions` allowlist. The target role must be able to
+/// create those it lacks: a superuser, on RDS/Aurora a member of rds_superuser, or anyone with
+/// CREATE on the database for a trusted extension (PostgreSQL 13+).
 pub fn extensions(ctx: &Context) -> Vec<Finding> {
+    let t = ctx.target;
     let mut out = vec![];
-    let major = ctx.target.server.version_num / 10000;
+    let major = t.server.version_num / 10000;
     for e in &ctx.source.extensions {
         if e.name == "plpgsql" || e.name == "pglogical" {
             continue;
         }
-        if ctx.target.extension(&e.name).is_some() {
+        if t.extension(&e.name).is_some() {
             continue;
         }
-        match ctx.target.available_extension(&e.name) {
-            Some(_) => {
-                if is_rds(ctx.target) {
-                    if let Some(allowed) = &ctx.target.settings.rds_extensions {
-                        if !allowed.iter().any(|a| a == &e.name) {
-                            out.push(
-                                Finding::new(
-                                    Severity::Blocker,
-                                    "extension-not-allowed",
-                                    Some(Side::Target),
-                                    format!(
-                                        "extension {} is not in the target's rds.extensions list",
-                                        e.name
-                                    ),
-                                )
-                                .object(format!("extension {}", e.name)),
-                            );
-                        }
-                    }
-                }
-            }
-            None => {
-                let fix = if is_rds(ctx.target) {
-                    format!("extension {} is not offered by this RDS/Aurora version; upgrade the target engine or drop the extension's objects from the plan", e.name)
-                } else {
+        let allowlist = t.settings.rds_extensions.as_ref().filter(|_| is_rds(t));
+        if t.available_extension(&e.name).is_none() {
+            let fix = if is_rds(t) {
+                format!("extension {} is not offered by this RDS/Aurora engine version: upgrade the target's engine to one that offers it, or drop it on the source (DROP EXTENSION {};) once nothing uses it, or leave the objects that use it out (objects.exclude)", e.name, crate::pg::quote::ident(&e.name))
+            } else {
+                format!(
+                    "apt-get install {} on the target host",
+                    extension_package(&e.name, major)
+                )
+            };
+            out.push(
+                Finding::new(
+                    Severity::Blocker,
+                    "extension-missing",
+                    Some(Side::Target),
                     format!(
-                        "apt-get install {} on the target host",
-                        extension_package(&e.name, major)
-                    )
-                };
+                        "extension {} {} is used on the source but not available on the target",
+                        e.name, e.version
+                    ),
+                )
+                .object(format!("extension {}", e.name))
+                .fix(fix),
+            );
+            continue;
+        }
+        if let Some(allowed) = allowlist {
+            if !allowed.iter().any(|a| a == &e.name) {
                 out.push(
                     Finding::new(
                         Severity::Blocker,
-                        "extension-missing",
+                        "extension-not-allowed",
                         Some(Side::Target),
                         format!(
-                            "extension {} {} is used on the source but not available on the target",
-                            e.name, e.version
+                            "extension {} {} is used on the source and is not in the target's rds.extensions (the extensions {} allows: {}), so nobody can create it there",
+                            e.name,
+                            e.version,
+                            t.platform.label(),
+                            list(allowed)
                         ),
                     )
                     .object(format!("extension {}", e.name))
-                    .fix(fix),
+                    .fix(format!(
+                        "ask AWS to support {} on the target's engine, or drop it on the source (DROP EXTENSION {};) once nothing uses it, or leave the objects that use it out of the move (objects.exclude) and drop it on the source",
+                        e.name,
+                        crate::pg::quote::ident(&e.name)
+                    )),
                 );
+                continue;
             }
         }
+        let r = &t.rights;
+        let trusted = r.trusted_extensions.iter().any(|x| x == &e.name);
+        if r.superuser || (is_rds(t) && r.rds_superuser) || trusted {
+            continue;
+        }
+        let create = format!(
+            "CREATE EXTENSION IF NOT EXISTS {} SCHEMA {};",
+            crate::pg::quote::ident(&e.name),
+            crate::pg::quote::ident(&e.schema)
+        );
+        let (who, fix) = if is_rds(t) {
+            (
+                "a member of rds_superuser",
+                format!(
+                    "as the master user, in the target database {}: {create}  (pgmove then finds it installed)  -- or, as the master user: GRANT rds_superuser TO {};",
+                    t.server.database,
+                    crate::pg::quote::ident(&t.server.current_user)
+                ),
+            )
+        } else {
+            (
+                "a superuser",
+                format!(
+                    "as a superuser, in the target database {}: {create}  (pgmove then finds it installed)",
+                    t.server.database
+                ),
+            )
+        };
+        out.push(
+            Finding::new(
+                Severity::Blocker,
+                "extension-create",
+                Some(Side::Target),
+                format!(
+                    "extension {} is not installed in the target database and role {} may not create it: it is not a trusted extension, so only {who} may",
+                    e.name, t.server.current_user
+                ),
+            )
+            .object(format!("extension {}", e.name))
+            .fix(fix),
+        );
     }
     out
 }
@@ -1418,5 +1788,189 @@ fn list(items: &[String]) -> String {
             items[..MAX].join(", "),
             items.len() - MAX
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::{AvailableExtension, Extension};
+    use crate::planner::tests::{plan, source, target};
+    use crate::tools::ToolError;
+
+    fn run(
+        check: Check,
+        plan: &Plan,
+        strategy: Strategy,
+        s: &Inventory,
+        t: &Inventory,
+    ) -> Vec<Finding> {
+        let missing = || ToolError::NotFound {
+            name: "x".to_string(),
+            looked: String::new(),
+            want: 0,
+        };
+        check(&Context {
+            plan,
+            source: s,
+            target: t,
+            strategy: Some(strategy),
+            pg_dump: Err(missing()),
+            pg_restore: Err(missing()),
+            vacuumdb: Err(missing()),
+            replication_probe: None,
+        })
+    }
+
+    #[test]
+    fn a_declared_kind_the_server_does_not_show_is_a_warning_naming_both() {
+        let p = crate::plan::parse(
+            "version: 1\nname: shop\nsource:\n  dsn: postgres://a@h1/db\ntarget:\n  dsn: postgres://b@h2/db\n  kind: aurora\n",
+            "test.yaml",
+        )
+        .expect("plan");
+        let mut t = target();
+        crate::planner::apply_target_kind(&p, &mut t);
+        let f = run(target_kind, &p, Strategy::DumpRestore, &source(), &t);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].severity, Severity::Warning);
+        assert!(
+            f[0].message.contains("target.kind is aurora but the target looks self-managed (no sign of RDS or Aurora)"),
+            "{}",
+            f[0].message
+        );
+        // Declared as detected: nothing to say.
+        let mut t = target();
+        t.platform = Platform::Aurora;
+        crate::planner::apply_target_kind(&p, &mut t);
+        assert!(run(target_kind, &p, Strategy::DumpRestore, &source(), &t).is_empty());
+    }
+
+    #[test]
+    fn parameter_group_fixes_name_the_cluster_group_on_aurora_and_the_db_group_on_rds() {
+        let mut s = source();
+        s.platform = Platform::Rds;
+        let rds = parameter_group_fix(&s, &[("rds.logical_replication", "1")], true);
+        assert!(rds.starts_with("not SQL (the master user cannot change it): in AWS, set rds.logical_replication = 1 in the source's DB parameter group, then reboot the instance: aws rds modify-db-parameter-group --db-parameter-group-name <group> --parameters ParameterName=rds.logical_replication,ParameterValue=1,ApplyMethod=pending-reboot; aws rds reboot-db-instance"), "{rds}");
+        s.platform = Platform::Aurora;
+        let aurora = parameter_group_fix(&s, &[("rds.logical_replication", "1")], true);
+        assert!(aurora.contains("in the source's DB cluster parameter group, then reboot the writer instance: aws rds modify-db-cluster-parameter-group --db-cluster-parameter-group-name <group>"), "{aurora}");
+        // max_connections is an instance setting on Aurora too.
+        assert!(restart_fix(&s, "max_connections", "100").contains("DB parameter group"));
+    }
+
+    #[test]
+    fn an_rds_proxy_source_blocks_the_online_strategies_only() {
+        let p = crate::plan::parse(
+            "version: 1\nname: shop\nsource:\n  dsn: postgres://a@shop.proxy-c1a2b3.us-east-1.rds.amazonaws.com/db\ntarget:\n  dsn: postgres://b@h2/db\n",
+            "test.yaml",
+        )
+        .expect("plan");
+        let (s, t) = (source(), target());
+        let f = run(rds_proxy_source, &p, Strategy::CopyCdc, &s, &t);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].check, "source-rds-proxy");
+        assert!(f[0].message.contains("the source host shop.proxy-c1a2b3.us-east-1.rds.amazonaws.com is an RDS Proxy endpoint: RDS Proxy does not carry replication connections, so strategy copy-cdc cannot stream"), "{}", f[0].message);
+        assert!(f[0]
+            .fix
+            .as_deref()
+            .unwrap_or("")
+            .contains("cluster (writer) endpoint"));
+        assert!(!run(rds_proxy_source, &p, Strategy::Pglogical, &s, &t).is_empty());
+        assert!(run(rds_proxy_source, &p, Strategy::DumpRestore, &s, &t).is_empty());
+        assert!(run(rds_proxy_source, &plan(""), Strategy::CopyCdc, &s, &t).is_empty());
+    }
+
+    #[test]
+    fn a_standby_target_is_a_blocker_and_a_standby_source_only_for_online_strategies() {
+        let p = plan("");
+        let mut s = source();
+        let mut t = target();
+        t.server.in_recovery = true;
+        let f = run(standby_target, &p, Strategy::DumpRestore, &s, &t);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].check, "target-standby");
+        s.server.in_recovery = true;
+        let t = target();
+        let f = run(standby_source, &p, Strategy::CopyCdc, &s, &t);
+        assert_eq!((f.len(), f[0].severity), (1, Severity::Blocker), "{f:#?}");
+        assert!(f[0]
+            .fix
+            .as_deref()
+            .unwrap_or("")
+            .contains("strategy: dump-restore"));
+        s.settings.hot_standby_feedback = Some(false);
+        s.settings.max_standby_streaming_delay_ms = Some(30_000);
+        let f = run(standby_source, &p, Strategy::DumpRestore, &s, &t);
+        assert_eq!((f.len(), f[0].severity), (1, Severity::Warning), "{f:#?}");
+        assert!(
+            f[0].message
+                .contains("hot_standby_feedback is off, max_standby_streaming_delay is 30000 ms"),
+            "{}",
+            f[0].message
+        );
+        s.settings.hot_standby_feedback = Some(true);
+        s.settings.max_standby_streaming_delay_ms = Some(-1);
+        let f = run(standby_source, &p, Strategy::DumpRestore, &s, &t);
+        assert_eq!((f.len(), f[0].severity), (1, Severity::Info), "{f:#?}");
+    }
+
+    #[test]
+    fn extensions_outside_the_allowlist_or_beyond_the_role_are_one_blocker_each() {
+        let p = plan("");
+        let mut s = source();
+        for name in ["hstore", "pg_partman", "citext"] {
+            s.extensions.push(Extension {
+                name: name.to_string(),
+                version: "1.0".to_string(),
+                schema: "public".to_string(),
+                relocatable: true,
+            });
+        }
+        let mut t = target();
+        t.extensions.retain(|e| e.name == "plpgsql");
+        t.platform = Platform::Rds;
+        t.rights.superuser = false;
+        t.settings.rds_extensions = Some(
+            ["postgis", "hstore", "citext"]
+                .iter()
+                .map(|x| x.to_string())
+                .collect(),
+        );
+        t.rights.trusted_extensions = vec!["citext".to_string(), "hstore".to_string()];
+        t.available_extensions = ["postgis", "hstore", "pg_partman", "citext"]
+            .iter()
+            .map(|n| AvailableExtension {
+                name: n.to_string(),
+                default_version: Some("1.0".to_string()),
+                installed_version: None,
+            })
+            .collect();
+        let f = run(extensions, &p, Strategy::DumpRestore, &s, &t);
+        let checks: Vec<(&str, &str)> = f
+            .iter()
+            .map(|x| (x.check, x.object.as_deref().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            checks,
+            [
+                ("extension-create", "extension postgis"),
+                ("extension-not-allowed", "extension pg_partman"),
+            ],
+            "{f:#?}"
+        );
+        assert!(f[0].fix.as_deref().unwrap_or("").starts_with("as the master user, in the target database shop: CREATE EXTENSION IF NOT EXISTS \"postgis\" SCHEMA \"public\";"), "{f:#?}");
+        assert!(
+            f[1].fix
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("ask AWS to support pg_partman"),
+            "{f:#?}"
+        );
+        // A member of rds_superuser may create what the allowlist allows.
+        t.rights.rds_superuser = true;
+        let f = run(extensions, &p, Strategy::DumpRestore, &s, &t);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].check, "extension-not-allowed");
     }
 }

@@ -33,7 +33,17 @@ pub enum Format {
 pub struct ServerSummary {
     pub endpoint: String,
     pub version: String,
+    /// `self-managed`, `rds` or `aurora`: what every check followed.
     pub platform: String,
+    /// What the server's signs showed (the same as `platform` unless `target.kind` overrides).
+    pub platform_detected: String,
+    /// `detection`, or `target.kind` when the plan declares the platform.
+    pub platform_from: String,
+    /// The signs seen, in words (e.g. `setting rds.extensions exists`).
+    pub platform_evidence: Vec<String>,
+    /// The platform and why, in a sentence: `Aurora (from target.kind; detected: RDS —
+    /// setting rds.extensions exists)`.
+    pub platform_description: String,
     pub database: String,
     pub user: String,
     pub size_bytes: i64,
@@ -45,15 +55,37 @@ impl ServerSummary {
         ServerSummary {
             endpoint: inv.endpoint.clone(),
             version: inv.settings.server_version.clone(),
-            platform: serde_json::to_value(inv.platform)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            platform: kebab(inv.platform),
+            platform_detected: kebab(inv.detected_platform()),
+            platform_from: if inv.platform_declared() {
+                "target.kind"
+            } else {
+                "detection"
+            }
+            .to_string(),
+            platform_evidence: inv.platform_evidence.clone(),
+            platform_description: inv.platform_description(),
             database: inv.server.database.clone(),
             user: inv.server.current_user.clone(),
             size_bytes: inv.user_size_bytes(),
             tables: inv.user_tables().count(),
         }
+    }
+}
+
+/// A platform as JSON names it (`self-managed`, `rds`, `aurora`).
+fn kebab(p: crate::inspect::Platform) -> String {
+    serde_json::to_value(p)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl ServerSummary {
+    /// Whether the report spells out the platform and its evidence: managed, or declared by
+    /// the plan (a self-managed server as detected needs no words).
+    fn platform_worth_saying(&self) -> bool {
+        self.platform != "self-managed" || self.platform_from != "detection"
     }
 }
 
@@ -149,6 +181,9 @@ impl PlanReport {
                 planner::bytes(s.size_bytes),
                 s.tables
             );
+            if s.platform_worth_saying() {
+                let _ = writeln!(o, "    platform: {}", s.platform_description);
+            }
         }
         let _ = writeln!(o);
         finding::text(&mut o, &self.findings, &paint);
@@ -228,6 +263,15 @@ impl PlanReport {
                 planner::bytes(s.size_bytes),
                 s.tables
             );
+        }
+        for (label, s) in [("source", &self.source), ("target", &self.target)] {
+            if s.platform_worth_saying() {
+                let _ = writeln!(
+                    o,
+                    "\n{label} platform: {}",
+                    markdown::cell(&s.platform_description)
+                );
+            }
         }
         let _ = writeln!(o, "\n## Findings\n");
         finding::markdown(&mut o, &self.findings, false);

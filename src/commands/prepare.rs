@@ -39,7 +39,9 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
     let target = plan.endpoint(Side::Target).map_err(Failure::input)?;
     let (s, t) = tokio::join!(inspect::inspect(&source), inspect::inspect(&target));
     let source_inv = s.map_err(Failure::runtime)?;
-    let target_inv = t.map_err(Failure::runtime)?;
+    let mut target_inv = t.map_err(Failure::runtime)?;
+    // target.kind, unless auto, overrides the detection: every check and fix follows it.
+    planner::apply_target_kind(&plan, &mut target_inv);
     let decision: Decision = planner::decide(&plan, &source_inv, &target_inv);
     let intended = decision.strategy.or(explicit_strategy(&plan));
     let major = (source_inv.server.version_num / 10000).max(0) as u32;

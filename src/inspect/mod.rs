@@ -224,9 +224,48 @@ impl Inventory {
             .any(|t| t.columns.iter().any(|c| c.flags.uses_postgis))
     }
 
-    /// Whether the server is RDS or Aurora.
+    /// Whether the server is RDS or Aurora (as detected, or as the plan's `target.kind`
+    /// declares it: see [`Inventory::declare_platform`]).
     pub fn is_managed(&self) -> bool {
-        matches!(self.platform, Platform::Rds | Platform::Aurora)
+        self.platform.is_managed()
+    }
+
+    /// Makes `declared` (the plan's `target.kind`) this server's platform: every check and fix
+    /// then follows it. What detection saw is kept ([`Inventory::detected_platform`]).
+    pub fn declare_platform(&mut self, declared: Platform) {
+        if self.server.detected_platform.is_none() {
+            self.server.detected_platform = Some(self.platform);
+        }
+        self.platform = declared;
+    }
+
+    /// What the server's signs showed, whether or not the plan overrides it.
+    pub fn detected_platform(&self) -> Platform {
+        self.server.detected_platform.unwrap_or(self.platform)
+    }
+
+    /// Whether the platform comes from the plan (`target.kind`) rather than detection.
+    pub fn platform_declared(&self) -> bool {
+        self.server.detected_platform.is_some()
+    }
+
+    /// The platform and why, for reports: `RDS (detected: setting rds.extensions exists)`,
+    /// `Aurora (from target.kind; detected: RDS — setting rds.extensions exists)`.
+    pub fn platform_description(&self) -> String {
+        let evidence = if self.platform_evidence.is_empty() {
+            "no sign of RDS or Aurora".to_string()
+        } else {
+            self.platform_evidence.join(", ")
+        };
+        if self.platform_declared() {
+            format!(
+                "{} (from target.kind; detected: {} — {evidence})",
+                self.platform.label(),
+                self.detected_platform().label()
+            )
+        } else {
+            format!("{} (detected: {evidence})", self.platform.label())
+        }
     }
 
     /// The slot called `name`.

@@ -33,6 +33,10 @@ pub struct ServerInfo {
     pub data_checksums: Option<bool>,
     /// Whether the server is a standby (`pg_is_in_recovery()`).
     pub in_recovery: bool,
+    /// What the server's signs showed ([`super::Inventory::platform_evidence`]) when the plan's
+    /// `target.kind` overrides the detection (see [`super::Inventory::declare_platform`]);
+    /// None when [`super::Inventory::platform`] is the detection itself.
+    pub detected_platform: Option<Platform>,
 }
 
 /// The one row about the server and database.
@@ -73,6 +77,7 @@ pub(super) async fn read_server(r: &Reader<'_>) -> Result<ServerInfo, InspectErr
         icu_locale: r.get(WHAT, &row, "icu_locale")?,
         data_checksums: checksums.as_deref().and_then(parse_bool),
         in_recovery: r.get(WHAT, &row, "in_recovery")?,
+        detected_platform: None,
     })
 }
 
@@ -108,6 +113,12 @@ pub struct Settings {
     pub rds_logical_replication: Option<bool>,
     /// `rds.extensions`: the extensions RDS allows, only where the setting exists.
     pub rds_extensions: Option<Vec<String>>,
+    /// `hot_standby_feedback` (what a standby tells its primary so vacuum keeps the rows its
+    /// queries still see); None when unreadable.
+    pub hot_standby_feedback: Option<bool>,
+    /// `max_standby_streaming_delay` in ms (-1: a standby query is never cancelled for
+    /// replay); None when unreadable.
+    pub max_standby_streaming_delay_ms: Option<i64>,
     /// Background workers running now, which `max_worker_processes` bounds: the processes of
     /// `pg_stat_activity` that are neither client backends, WAL senders nor the server's own
     /// processes (pglogical's supervisor and managers, the logical replication launcher,
@@ -119,6 +130,14 @@ pub struct Settings {
 /// The settings read, with their unit: `setting` is in `unit` (e.g. `8kB`, `s`, `MB`).
 const SETTINGS_SQL: &str = "\
 SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1::text[])";
+
+/// The settings of RDS (and Aurora's plan management) read by name: a setting that a
+/// preloaded library defines shows in `pg_settings`, but one only named in the configuration
+/// (a placeholder, as on a server that imitates RDS) shows only through `current_setting`.
+/// NULL where the setting does not exist.
+const RDS_SETTINGS_SQL: &str = "\
+SELECT current_setting('rds.logical_replication', true) AS rds_logical_replication,
+       current_setting('rds.extensions', true) AS rds_extensions";
 
 /// How many WAL senders run now.
 const WAL_SENDERS_SQL: &str = "SELECT count(*) AS n FROM pg_stat_replication";
@@ -150,6 +169,8 @@ const SETTING_NAMES: &[&str] = &[
     "shared_preload_libraries",
     "rds.logical_replication",
     "rds.extensions",
+    "hot_standby_feedback",
+    "max_standby_streaming_delay",
 ];
 
 /// One `pg_settings` row.
@@ -178,6 +199,22 @@ pub(super) async fn read_settings(
                 unit,
             },
         );
+    }
+    let row = r.query_one(WHAT, RDS_SETTINGS_SQL, &[]).await?;
+    for (name, col) in [
+        ("rds.logical_replication", "rds_logical_replication"),
+        ("rds.extensions", "rds_extensions"),
+    ] {
+        let value: Option<String> = r.get(WHAT, &row, col)?;
+        if let Some(setting) = value.filter(|_| !raw.contains_key(name)) {
+            raw.insert(
+                name.to_string(),
+                Raw {
+                    setting,
+                    unit: None,
+                },
+            );
+        }
     }
     let row = r.query_one(WHAT, WAL_SENDERS_SQL, &[]).await?;
     let wal_senders_used: i64 = r.get(WHAT, &row, "n")?;
@@ -244,6 +281,10 @@ pub(super) async fn read_settings(
             .as_deref()
             .and_then(parse_bool),
         rds_extensions: text("rds.extensions").map(|s| split_list(&s)),
+        hot_standby_feedback: text("hot_standby_feedback").as_deref().and_then(parse_bool),
+        max_standby_streaming_delay_ms: raw
+            .get("max_standby_streaming_delay")
+            .and_then(|v| to_ms(parse_number(&v.setting)?, v.unit.as_deref())),
         background_workers_used,
     })
 }
@@ -284,6 +325,10 @@ pub struct Rights {
     /// `SET session_replication_role = replica` is allowed (tried under a savepoint: superuser,
     /// `GRANT SET ON PARAMETER` on 15+, or RDS's rds_superuser).
     pub set_replication_role: bool,
+    /// Extensions the server offers that are marked trusted (PostgreSQL 13+): a role with
+    /// CREATE on the database may create them without being a superuser (or, on RDS and
+    /// Aurora, a member of rds_superuser). Sorted; empty before 13.
+    pub trusted_extensions: Vec<String>,
     /// Every role that is not predefined (`pg_*`): whether it is a superuser and whether the
     /// connecting role is a member of it (what `ALTER ... OWNER TO` it needs).
     pub roles: Vec<RoleAccess>,
@@ -389,6 +434,12 @@ SELECT DISTINCT pg_catalog.pg_get_userbyid(a.grantee)::text AS name FROM (
 WHERE a.grantee <> 0 AND pg_catalog.pg_get_userbyid(a.grantee) !~ '^pg_'
 ORDER BY 1";
 
+/// The extensions the server offers in a version marked trusted, one `name` per row (the
+/// `trusted` column arrived in PostgreSQL 13: read through jsonb, so older servers give none).
+const TRUSTED_EXTENSIONS_SQL: &str = "\
+SELECT DISTINCT v.name::text AS name FROM pg_available_extension_versions v
+ WHERE (to_jsonb(v) ->> 'trusted') = 'true' ORDER BY 1";
+
 /// Tried, under a savepoint, to learn whether the role may set it (undone right after).
 const SET_REPLICATION_ROLE_SQL: &str = "SET LOCAL session_replication_role = replica";
 
@@ -412,6 +463,10 @@ pub(super) async fn read_rights(r: &Reader<'_>) -> Result<Rights, InspectError> 
         .try_query(WHAT, SET_REPLICATION_ROLE_SQL, &[])
         .await?
         .is_ok();
+    let mut trusted_extensions = Vec::new();
+    for e in r.query(WHAT, TRUSTED_EXTENSIONS_SQL, &[]).await? {
+        trusted_extensions.push(r.get(WHAT, &e, "name")?);
+    }
     Ok(Rights {
         bypass_rls: r.get(WHAT, &row, "bypass_rls")?,
         database_owner: r.get(WHAT, &row, "database_owner")?,
@@ -419,6 +474,7 @@ pub(super) async fn read_rights(r: &Reader<'_>) -> Result<Rights, InspectError> 
         owns_database: r.get(WHAT, &row, "owns_database")?,
         signal_backend: r.get(WHAT, &row, "signal_backend")?,
         set_replication_role,
+        trusted_extensions,
         roles,
         grantees,
         role_connection_limit: r.get(WHAT, &row, "role_connection_limit")?,
@@ -459,13 +515,36 @@ pub enum Platform {
     Aurora,
 }
 
-/// The signs of RDS and Aurora, one boolean each.
+impl Platform {
+    /// How reports name it: `self-managed`, `RDS`, `Aurora`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Platform::SelfManaged => "self-managed",
+            Platform::Rds => "RDS",
+            Platform::Aurora => "Aurora",
+        }
+    }
+
+    /// RDS or Aurora.
+    pub fn is_managed(self) -> bool {
+        matches!(self, Platform::Rds | Platform::Aurora)
+    }
+}
+
+/// The signs of RDS and Aurora, one boolean each. Settings show in `pg_settings` when a
+/// library defines them, and only through `current_setting` when they are only named in the
+/// configuration (see [`RDS_SETTINGS_SQL`]): both are looked at.
 const PLATFORM_SQL: &str = "\
 SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'aurora_version') AS aurora_function,
-       (SELECT min(name) FROM pg_settings
-         WHERE name LIKE 'apg\\_%' OR name LIKE 'aurora%') AS aurora_setting,
-       (SELECT min(name) FROM pg_settings
-         WHERE name IN ('rds.extensions', 'rds.logical_replication')) AS rds_setting,
+       coalesce((SELECT min(name) FROM pg_settings
+                  WHERE name LIKE 'apg\\_%' OR name LIKE 'aurora%'),
+                CASE WHEN current_setting('apg_plan_mgmt.capture_plan_baselines', true) IS NOT NULL
+                     THEN 'apg_plan_mgmt.capture_plan_baselines' END) AS aurora_setting,
+       coalesce((SELECT min(name) FROM pg_settings
+                  WHERE name IN ('rds.extensions', 'rds.logical_replication')),
+                CASE WHEN current_setting('rds.extensions', true) IS NOT NULL THEN 'rds.extensions'
+                     WHEN current_setting('rds.logical_replication', true) IS NOT NULL
+                     THEN 'rds.logical_replication' END) AS rds_setting,
        EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rds_superuser') AS rds_superuser_role";
 
 pub(super) async fn read_platform(r: &Reader<'_>) -> Result<(Platform, Vec<String>), InspectError> {
