@@ -47,6 +47,8 @@ mod help;
 mod inspect;
 mod least_privilege;
 mod managed_harness;
+mod managed_preflight;
+mod managed_replica;
 mod owned_names;
 mod pglogical_apply;
 mod pglogical_cleanup;

@@ -19,6 +19,7 @@ pub mod managed;
 pub mod online;
 pub mod pglogical;
 pub mod restore;
+pub mod standby;
 
 /// The superuser every cluster is created with.
 pub const SUPERUSER: &str = "postgres";
