@@ -1669,7 +1669,11 @@ pub fn missing_grantees(ctx: &Context) -> Vec<Finding> {
         ),
     )
     .object(list(&missing))
-    .fix(format!("to keep them, create the roles on the target before apply: {}", create.join(" ")))]
+    .fix(format!(
+        "to keep them, create the roles on the target before apply (as {}, or a role with CREATEROLE): {}",
+        admin(ctx.target),
+        create.join(" ")
+    ))]
 }
 
 pub fn owners(ctx: &Context) -> Vec<Finding> {

@@ -438,4 +438,24 @@ fn each_missing_right_on_managed_servers_is_one_blocker_with_the_fix_and_who_run
         text.contains("as the master user: GRANT rds_superuser TO \"migrator\";"),
         "{text}"
     );
+
+    // A grant to a role the target lacks: a warning whose fix the master user runs.
+    src.psql_master(
+        "app",
+        "CREATE ROLE auditors NOLOGIN; GRANT SELECT ON sales.orders TO auditors;",
+    );
+    let report = json(&plan(&p, &src, &dst, false));
+    let w = findings(&report, "warning");
+    let missing: Vec<&&Value> = w
+        .iter()
+        .filter(|f| f["check"] == "grantees-missing")
+        .collect();
+    assert_eq!(missing.len(), 1, "{w:#?}");
+    assert!(
+        missing[0]["fix"].as_str().unwrap_or_default().contains(
+            "create the roles on the target before apply (as the master user, or a role with CREATEROLE): CREATE ROLE \"auditors\";"
+        ),
+        "{:#}",
+        missing[0]
+    );
 }
