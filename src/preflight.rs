@@ -1326,6 +1326,38 @@ pub fn extensions(ctx: &Context) -> Vec<Finding> {
                 continue;
             }
         }
+        // rds.allowed_extensions narrows rds.extensions per instance (`*`: no narrowing).
+        if let Some(allowed) = t
+            .settings
+            .rds_allowed_extensions
+            .as_ref()
+            .filter(|l| is_rds(t) && !l.iter().any(|x| x == "*"))
+        {
+            if !allowed.iter().any(|a| a == &e.name) {
+                let mut list_with = allowed.clone();
+                list_with.push(e.name.clone());
+                out.push(
+                    Finding::new(
+                        Severity::Blocker,
+                        "extension-not-allowed",
+                        Some(Side::Target),
+                        format!(
+                            "extension {} {} is used on the source and the target's rds.allowed_extensions ({}) leaves it out, so nobody can create it there",
+                            e.name,
+                            e.version,
+                            list(allowed)
+                        ),
+                    )
+                    .object(format!("extension {}", e.name))
+                    .fix(parameter_group_fix(
+                        t,
+                        &[("rds.allowed_extensions", &format!("\"{}\"", list_with.join(",")))],
+                        false,
+                    )),
+                );
+                continue;
+            }
+        }
         let r = &t.rights;
         let trusted = r.trusted_extensions.iter().any(|x| x == &e.name);
         if r.superuser || (is_rds(t) && r.rds_superuser) || trusted {
@@ -1976,5 +2008,23 @@ mod tests {
         let f = run(extensions, &p, Strategy::DumpRestore, &s, &t);
         assert_eq!(f.len(), 1, "{f:#?}");
         assert_eq!(f[0].check, "extension-not-allowed");
+        // rds.allowed_extensions narrows the list further, unless it is `*`.
+        t.settings.rds_allowed_extensions = Some(vec!["postgis".to_string(), "citext".to_string()]);
+        let f = run(extensions, &p, Strategy::DumpRestore, &s, &t);
+        let objects: Vec<&str> = f.iter().filter_map(|x| x.object.as_deref()).collect();
+        assert_eq!(
+            objects,
+            ["extension hstore", "extension pg_partman"],
+            "{f:#?}"
+        );
+        assert!(
+            f[0].fix
+                .as_deref()
+                .unwrap_or("")
+                .contains("set rds.allowed_extensions = \"postgis,citext,hstore\""),
+            "{f:#?}"
+        );
+        t.settings.rds_allowed_extensions = Some(vec!["*".to_string()]);
+        assert_eq!(run(extensions, &p, Strategy::DumpRestore, &s, &t).len(), 1);
     }
 }

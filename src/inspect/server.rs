@@ -113,6 +113,9 @@ pub struct Settings {
     pub rds_logical_replication: Option<bool>,
     /// `rds.extensions`: the extensions RDS allows, only where the setting exists.
     pub rds_extensions: Option<Vec<String>>,
+    /// `rds.allowed_extensions`: the extensions an RDS administrator allows in this instance's
+    /// parameter group (`*`: every one of `rds.extensions`), only where the setting exists.
+    pub rds_allowed_extensions: Option<Vec<String>>,
     /// `hot_standby_feedback` (what a standby tells its primary so vacuum keeps the rows its
     /// queries still see); None when unreadable.
     pub hot_standby_feedback: Option<bool>,
@@ -137,7 +140,8 @@ SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1::text[])";
 /// NULL where the setting does not exist.
 const RDS_SETTINGS_SQL: &str = "\
 SELECT current_setting('rds.logical_replication', true) AS rds_logical_replication,
-       current_setting('rds.extensions', true) AS rds_extensions";
+       current_setting('rds.extensions', true) AS rds_extensions,
+       current_setting('rds.allowed_extensions', true) AS rds_allowed_extensions";
 
 /// How many WAL senders run now.
 const WAL_SENDERS_SQL: &str = "SELECT count(*) AS n FROM pg_stat_replication";
@@ -169,6 +173,7 @@ const SETTING_NAMES: &[&str] = &[
     "shared_preload_libraries",
     "rds.logical_replication",
     "rds.extensions",
+    "rds.allowed_extensions",
     "hot_standby_feedback",
     "max_standby_streaming_delay",
 ];
@@ -204,6 +209,7 @@ pub(super) async fn read_settings(
     for (name, col) in [
         ("rds.logical_replication", "rds_logical_replication"),
         ("rds.extensions", "rds_extensions"),
+        ("rds.allowed_extensions", "rds_allowed_extensions"),
     ] {
         let value: Option<String> = r.get(WHAT, &row, col)?;
         if let Some(setting) = value.filter(|_| !raw.contains_key(name)) {
@@ -281,6 +287,7 @@ pub(super) async fn read_settings(
             .as_deref()
             .and_then(parse_bool),
         rds_extensions: text("rds.extensions").map(|s| split_list(&s)),
+        rds_allowed_extensions: text("rds.allowed_extensions").map(|s| split_list(&s)),
         hot_standby_feedback: text("hot_standby_feedback").as_deref().and_then(parse_bool),
         max_standby_streaming_delay_ms: raw
             .get("max_standby_streaming_delay")

@@ -356,6 +356,42 @@ fn each_missing_right_on_managed_servers_is_one_blocker_with_the_fix_and_who_run
         "pg_stat_statements, the target role in rds_superuser",
         &run(),
     );
+    // rds.allowed_extensions in the target's parameter group narrows the list (a line in its
+    // postgresql.auto.conf and a reload stand for the parameter-group change).
+    let allow = |value: &str| {
+        use std::io::Write as _;
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dst.cluster.data_dir().join("postgresql.auto.conf"))
+            .expect("open postgresql.auto.conf");
+        writeln!(conf, "rds.allowed_extensions = '{value}'").expect("append");
+        dst.cluster.psql("postgres", "SELECT pg_reload_conf()");
+        // The reload is asynchronous: wait until a new session sees it.
+        let seen = || {
+            dst.cluster.psql(
+                "postgres",
+                "SELECT current_setting('rds.allowed_extensions', true)",
+            )
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while seen() != value {
+            assert!(std::time::Instant::now() < deadline, "reload not seen");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    allow("postgis,pg_trgm");
+    assert_one_blocker(
+        "pg_stat_statements outside rds.allowed_extensions",
+        &run(),
+        "extension-not-allowed",
+        "extension pg_stat_statements",
+        &[
+            "in AWS, set rds.allowed_extensions = \"postgis,pg_trgm,pg_stat_statements\" in the target's DB cluster parameter group:",
+            "aws rds modify-db-cluster-parameter-group",
+        ],
+    );
+    allow("*");
+    assert_ready("rds.allowed_extensions reset", &run());
     dst.psql_master("app", &format!("REVOKE rds_superuser FROM {MIGRATOR}"));
     let offline = write_plan(
         dir.path(),
