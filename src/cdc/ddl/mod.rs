@@ -192,6 +192,29 @@ pub struct DdlConfig {
     pub exclude: Vec<String>,
     /// Messages (by LSN) the user applied on the target by hand after a refusal: skipped.
     pub applied_by_hand: Vec<Lsn>,
+    /// Which role runs the statements on the target (the plan's `owner`).
+    pub replay_as: ReplayAs,
+}
+
+/// Which role runs a replayed statement on the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReplayAs {
+    /// The role that ran it on the source (`SET ROLE`), so new tables get the same owner
+    /// (`owner: keep`).
+    #[default]
+    SourceRole,
+    /// The target's connecting user, without `SET ROLE` (`owner: target-user`: it owns
+    /// everything, and the source's roles need not exist on the target).
+    TargetUser,
+}
+
+impl From<crate::plan::Owner> for ReplayAs {
+    fn from(o: crate::plan::Owner) -> ReplayAs {
+        match o {
+            crate::plan::Owner::Keep => ReplayAs::SourceRole,
+            crate::plan::Owner::TargetUser => ReplayAs::TargetUser,
+        }
+    }
 }
 
 /// A table a statement touched, as the trigger saw it.
