@@ -799,8 +799,20 @@ async fn discover_side(
         }),
         state::Owner::Pgmove => {
             discover_created_roles(req, ep, c, found).await?;
-            let ours = discover_recorded(req, ep, c, found).await?;
-            discover_schema(req, ep, c, found, &ours).await?;
+            let (ours, masters) = discover_recorded(req, ep, c, found).await?;
+            if masters {
+                // The master user made the schema with the capture and owns it: its SQL
+                // (printed with the capture) drops it once nothing else is in it.
+                found.kept.push(Artifact {
+                    location: side,
+                    kind: "schema".into(),
+                    name: state::SCHEMA.to_string(),
+                    sql: String::new(),
+                    detail: Some("holds the DDL capture the master user installed (pgmove setup-sql): the master user's SQL above drops it once nothing else is in it".into()),
+                });
+            } else {
+                discover_schema(req, ep, c, found, &ours).await?;
+            }
         }
     }
     Ok(())
@@ -833,13 +845,15 @@ async fn discover_created_roles(
 
 /// The objects the plan's DDL capture recorded creating in the (marked) `pgmove` schema of this
 /// server, dropped by exact name: event triggers, then functions, then tables. Returns the
-/// recorded event trigger names.
+/// recorded event trigger names, and whether the capture is the master user's (`pgmove
+/// setup-sql`, see `cdc::ddl::setup`): then nothing is dropped (the migrating role may not, and
+/// pgmove did not create it) and the report keeps it with the SQL the master user runs.
 async fn discover_recorded(
     req: &Request,
     ep: &Endpoint,
     c: &Client,
     found: &mut Found,
-) -> Result<Vec<String>, PgError> {
+) -> Result<(Vec<String>, bool), PgError> {
     let side: Location = ep.side.into();
     // What the DDL capture recorded creating for the plan (see `cdc::ddl::install_sql`):
     // (kind, exact name), functions and tables in schema `pgmove`.
@@ -852,6 +866,21 @@ async fn discover_recorded(
     };
     use crate::cdc::ddl::{RECORD_EVENT_TRIGGER, RECORD_FUNCTION, RECORD_TABLE_KIND};
     let triggers = recorded(RECORD_EVENT_TRIGGER);
+    if !rows.is_empty()
+        && crate::cdc::ddl::setup::installed_by_master(c, ep, &req.plan_name).await?
+    {
+        let names: Vec<String> = rows.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        found.kept.push(Artifact {
+            location: side,
+            kind: "DDL capture".into(),
+            name: names.join(", "),
+            sql: crate::cdc::ddl::uninstall_sql(&req.plan_name),
+            detail: Some(
+                "installed by the master user with pgmove setup-sql, so pgmove leaves it: once the migration is over, the master user drops it by running on the source the SQL below".into(),
+            ),
+        });
+        return Ok((triggers, true));
+    }
     let mut push = |kind: &str, name: String, sql: String, detail: Option<String>| {
         found.steps.push(Step {
             artifact: Artifact {
@@ -899,7 +928,7 @@ async fn discover_recorded(
             Some("the DDL capture's key".into()),
         );
     }
-    Ok(triggers)
+    Ok((triggers, false))
 }
 
 /// The (marked) `pgmove` schema: the whole schema when no other plan uses it, else this plan's
@@ -1221,7 +1250,9 @@ impl Render for Report {
                     a.name
                 );
                 if with_sql && !a.sql.is_empty() {
-                    let _ = writeln!(out, "  {:<6}  {:<kw$}    {}", "", "", a.sql);
+                    for line in a.sql.lines() {
+                        let _ = writeln!(out, "  {:<6}  {:<kw$}    {line}", "", "");
+                    }
                 }
             }
         };
@@ -1242,7 +1273,8 @@ impl Render for Report {
             "dropped:"
         };
         table(&mut out, title, &self.artifacts, true);
-        table(&mut out, "kept:", &self.kept, false);
+        // A kept artifact's SQL is what someone else runs (the master user's DDL capture).
+        table(&mut out, "kept:", &self.kept, true);
         table(
             &mut out,
             "not handled yet (left in place: pgmove did not record creating them; drop by hand if you do not need them):",

@@ -64,6 +64,14 @@ pub enum Command {
         #[arg(long)]
         exit_when_caught_up: bool,
     },
+    /// Print the SQL the master user runs once on the source so that the plan's source user
+    /// can capture schema changes (cdc.ddl) without creating event triggers: pipe it to psql
+    /// as the master user (RDS/Aurora) or a superuser. Reads only the plan file.
+    #[command(name = "setup-sql")]
+    SetupSql {
+        /// The YAML plan file.
+        plan: PathBuf,
+    },
     /// Phase, per-table progress, the replication slot's lag and retained WAL, last error.
     /// Never writes.
     ///
@@ -177,6 +185,7 @@ where
                 };
                 commands::apply(&plan, dry_run, dump_dir, online, g).await
             }
+            Command::SetupSql { plan } => commands::setup_sql(&plan),
             Command::Status {
                 plan,
                 stalled_after,

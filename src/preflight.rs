@@ -762,38 +762,15 @@ pub fn publication_ownership(ctx: &Context) -> Vec<Finding> {
 }
 
 /// copy-cdc captures DDL (cdc.ddl replicate or refuse) with event triggers on the source,
-/// which only a superuser (RDS/Aurora: a member of rds_superuser) may create.
+/// which only a superuser (RDS/Aurora: a member of rds_superuser) may create; otherwise the
+/// master user installs them once (`pgmove setup-sql`). The check is
+/// [`crate::cdc::ddl::setup::preflight`]; here without reading the source's catalogs (`plan`
+/// and `apply` replace its finding with the one from what the source holds).
 pub fn ddl_event_triggers(ctx: &Context) -> Vec<Finding> {
-    let s = ctx.source;
-    let r = &s.rights;
-    if ctx.strategy != Some(Strategy::CopyCdc)
-        || ctx.plan.cdc.ddl == crate::plan::Ddl::Ignore
-        || r.superuser
-        || (is_rds(s) && r.rds_superuser)
-    {
+    if ctx.strategy != Some(Strategy::CopyCdc) {
         return vec![];
     }
-    let user = crate::pg::quote::ident(&s.server.current_user);
-    let grant = if is_rds(s) {
-        format!("as the master user: GRANT rds_superuser TO {user};")
-    } else {
-        "run pgmove on the source as a superuser".to_string()
-    };
-    vec![Finding::new(
-        Severity::Blocker,
-        "ddl-event-trigger",
-        Some(Side::Source),
-        format!(
-            "cdc.ddl is {} and capturing schema changes takes event triggers on the source, which role {} may not create (CREATE EVENT TRIGGER needs a superuser{})",
-            ctx.plan.cdc.ddl,
-            s.server.current_user,
-            if is_rds(s) { " or rds_superuser" } else { "" }
-        ),
-    )
-    .object(format!("role {}", s.server.current_user))
-    .fix(format!(
-        "{grant}  -- or set cdc.ddl: ignore and apply schema changes to the target yourself during the move"
-    ))]
+    crate::cdc::ddl::setup::preflight(ctx.plan, ctx.source, None)
 }
 
 /// `cdc.ddl` under pglogical (see `cdc::ddl::guard`): pglogical replays schema changes only

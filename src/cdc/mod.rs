@@ -147,6 +147,7 @@ pub fn plan_ddl(plan: &crate::plan::Plan) -> Option<DdlConfig> {
         plan_name: plan.name.clone(),
         policy: plan.cdc.ddl.into(),
         exclude: plan.objects.exclude.clone(),
+        replay_as: plan.owner.into(),
         ..Default::default()
     })
 }

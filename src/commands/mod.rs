@@ -16,6 +16,7 @@ mod cutover;
 mod online;
 mod plan;
 mod prepare;
+mod setup_sql;
 mod status;
 mod verify;
 
@@ -25,6 +26,7 @@ pub use cutover::cutover;
 pub use online::Online;
 pub use plan::plan;
 pub use prepare::{prepare, Prepared};
+pub use setup_sql::setup_sql;
 pub use status::status;
 pub use verify::verify;
 

@@ -71,6 +71,20 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
         // record creating: never used nor dropped (`crate::owned`).
         let owned = crate::owned::preflight(&plan, &source, &target).await;
         findings.extend(owned.map_err(Failure::runtime)?);
+        // The DDL capture as the source holds it (the master's from `pgmove setup-sql`?).
+        if plan.cdc.ddl != plan::Ddl::Ignore {
+            use crate::cdc::ddl::setup;
+            let capture = setup::detect(
+                &source,
+                &plan.name,
+                &plan.objects.schemas,
+                &plan.objects.exclude,
+            )
+            .await
+            .map_err(Failure::runtime)?;
+            findings.retain(|f| f.check != setup::CHECK);
+            findings.extend(setup::preflight(&plan, &source_inv, Some(&capture)));
+        }
         findings.sort_by_key(|f| f.severity);
     }
     if intended == Some(Strategy::Pglogical) {

@@ -69,6 +69,19 @@ INSERT INTO {table} (plan_name, kind, name) VALUES {rows} ON CONFLICT (kind, nam
     )
 }
 
+/// Lets `role` use a capture the master user installed (`pgmove setup-sql`, see
+/// `crate::cdc::ddl::setup`): USAGE on the schema, SELECT on the record (cleanup reads it) and
+/// on the marker. Run by the schema's owner after the capture's install SQL.
+pub fn grant_use_sql(role: &str) -> String {
+    let r = quote::ident(role);
+    format!(
+        "GRANT USAGE ON SCHEMA {schema} TO {r};\nGRANT SELECT ON TABLE {record} TO {r};\nGRANT SELECT ON TABLE {marker} TO {r};\n",
+        schema = quote::ident(super::SCHEMA),
+        record = quote::qualified(super::SCHEMA, RECORD_TABLE),
+        marker = quote::qualified(super::SCHEMA, super::MARKER_TABLE),
+    )
+}
+
 /// What the plan's capture recorded creating on this server: (kind, name), none when there is
 /// no record.
 pub async fn recorded(

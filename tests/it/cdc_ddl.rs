@@ -307,6 +307,7 @@ async fn ddl_is_streamed_in_place_and_new_tables_from_their_creation() {
         policy: DdlPolicy::Replicate,
         exclude: vec!["public.skip_*".to_string()],
         applied_by_hand: vec![],
+        replay_as: ddl::ReplayAs::SourceRole,
     };
 
     // 1: the CREATE TABLE message comes first, then t2's Relation and Insert (published from

@@ -10,6 +10,7 @@ use clap::CommandFactory;
 const FIRST_LINES: &[(&str, &str)] = &[
     ("plan", "Validate the plan, inspect both servers"),
     ("apply", "Run the plan; a rerun resumes"),
+    ("setup-sql", "Print the SQL the master user runs once"),
     ("status", "Phase, per-table progress"),
     ("verify", "Compare source and target"),
     ("cutover", "Cut over to the target"),

@@ -46,6 +46,7 @@ mod harness;
 mod help;
 mod inspect;
 mod least_privilege;
+mod managed_ddl;
 mod managed_harness;
 mod managed_preflight;
 mod managed_replica;

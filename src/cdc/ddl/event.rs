@@ -2,7 +2,9 @@
 //! target ([`handle`]).
 
 use super::split::{kind_of_tag, split_statements, top_words, Kind, Statement};
-use super::{prefix, DdlAction, DdlConfig, DdlError, DdlEvent, DdlPolicy, MissingValue, VERSION};
+use super::{
+    prefix, DdlAction, DdlConfig, DdlError, DdlEvent, DdlPolicy, MissingValue, ReplayAs, VERSION,
+};
 use crate::cdc::pgoutput::LogicalMessage;
 use crate::pg::quote;
 
@@ -131,9 +133,14 @@ pub fn handle(msg: &LogicalMessage, cfg: &DdlConfig) -> Result<Option<DdlAction>
             m.error.as_deref().unwrap_or("")
         )));
     }
-    let role = match event.role.as_deref() {
-        Some(r) if !r.is_empty() => r,
-        _ => return Err(unreplayable("the role it ran as is unknown".to_string())),
+    // `owner: target-user`: the target's connecting user runs it (and owns what it creates);
+    // the source's role may not exist there. Otherwise the role that ran it on the source.
+    let role = match (cfg.replay_as, event.role.as_deref()) {
+        (ReplayAs::TargetUser, _) => None,
+        (ReplayAs::SourceRole, Some(r)) if !r.is_empty() => Some(r),
+        (ReplayAs::SourceRole, _) => {
+            return Err(unreplayable("the role it ran as is unknown".to_string()))
+        }
     };
     let sql = target_sql(statement, role, &event, &event.missing);
     let add_value_autocommit = (event.tag == "ALTER TYPE")
@@ -175,31 +182,43 @@ pub fn add_value_if_not_exists(statement: &str) -> Option<String> {
     )
 }
 
-/// `statement` run as `role` with the source's `search_path`, as separate statements for a
-/// session outside a transaction block (each its own transaction), both settings restored
-/// after.
-fn autocommit_sql(statement: &str, role: &str, event: &DdlEvent) -> Vec<String> {
-    vec![
+/// `statement` run as `role` (`None`: the session's own) with the source's `search_path`, as
+/// separate statements for a session outside a transaction block (each its own transaction),
+/// both settings restored after.
+fn autocommit_sql(statement: &str, role: Option<&str>, event: &DdlEvent) -> Vec<String> {
+    let mut out = vec![
         "SELECT pg_catalog.set_config('pgmove.ddl_saved_role', pg_catalog.current_setting('role'), false), pg_catalog.set_config('pgmove.ddl_saved_path', pg_catalog.current_setting('search_path'), false)".to_string(),
-        format!("SET ROLE {}", quote::ident(role)),
+    ];
+    if let Some(role) = role {
+        out.push(format!("SET ROLE {}", quote::ident(role)));
+    }
+    out.extend([
         format!(
             "SELECT pg_catalog.set_config('search_path', {}, false)",
             quote::literal(&event.search_path)
         ),
         statement.trim().to_string(),
         "SELECT pg_catalog.set_config('search_path', pg_catalog.current_setting('pgmove.ddl_saved_path'), false), pg_catalog.set_config('role', pg_catalog.current_setting('pgmove.ddl_saved_role'), false)".to_string(),
-    ]
+    ]);
+    out
 }
 
-/// The statement wrapped for the target: run as `role` with the source's `search_path`, both
-/// restored after; then a check that the tables it touched are (or, dropped, are no longer)
+/// The statement wrapped for the target: run as `role` (`None`: the session's own role, no
+/// `SET ROLE`) with the source's `search_path`, both restored after; then a check that the tables it touched are (or, dropped, are no longer)
 /// where the source has them, so a schema or object the target lacks stops the apply instead
 /// of the statement landing elsewhere; then the values of new columns.
-fn target_sql(statement: &str, role: &str, event: &DdlEvent, missing: &[MissingValue]) -> String {
+fn target_sql(
+    statement: &str,
+    role: Option<&str>,
+    event: &DdlEvent,
+    missing: &[MissingValue],
+) -> String {
     let search_path = event.search_path.as_str();
     let mut sql = String::new();
     sql.push_str("SELECT pg_catalog.set_config('pgmove.ddl_saved_role', pg_catalog.current_setting('role'), true), pg_catalog.set_config('pgmove.ddl_saved_path', pg_catalog.current_setting('search_path'), true);\n");
-    sql.push_str(&format!("SET LOCAL ROLE {};\n", quote::ident(role)));
+    if let Some(role) = role {
+        sql.push_str(&format!("SET LOCAL ROLE {};\n", quote::ident(role)));
+    }
     sql.push_str(&format!(
         "SELECT pg_catalog.set_config('search_path', {}, true);\n",
         quote::literal(search_path)
@@ -336,6 +355,7 @@ mod tests {
             policy,
             exclude: vec!["public.tmp_*".into()],
             applied_by_hand: vec![],
+            replay_as: ReplayAs::SourceRole,
         }
     }
 
@@ -464,6 +484,62 @@ mod tests {
             .find("pgmove.ddl_saved_role'), true);\n")
             .expect("restore");
         assert!(restore > a.sql.find("-- why").expect("statement"));
+    }
+
+    /// `owner: target-user`: no `SET ROLE` to the source's role (it may not exist on the
+    /// target), neither in the transaction nor in an autocommit `ADD VALUE`; the role need not
+    /// even be known.
+    #[test]
+    fn target_user_replays_as_the_connecting_user() {
+        let target_user = DdlConfig {
+            replay_as: ReplayAs::TargetUser,
+            ..cfg(DdlPolicy::Replicate)
+        };
+        let mut e = event(
+            "ALTER TABLE",
+            "ALTER TABLE t1 ADD COLUMN c int",
+            1,
+            &[("public", "t1")],
+        );
+        e["role"] = serde_json::Value::Null;
+        let a = handle(&msg("pgmove.ddl.shop", e.clone()), &target_user)
+            .expect("ok")
+            .expect("an action");
+        assert!(!a.sql.contains("SET LOCAL ROLE"), "{}", a.sql);
+        assert!(
+            a.sql.contains("ALTER TABLE t1 ADD COLUMN c int\n;"),
+            "{}",
+            a.sql
+        );
+        assert!(
+            a.sql
+                .contains("set_config('search_path', '\"$user\", public', true)"),
+            "{}",
+            a.sql
+        );
+        // With owner: keep, an unknown role cannot be replayed.
+        assert!(matches!(
+            handle(&msg("pgmove.ddl.shop", e), &cfg(DdlPolicy::Replicate)),
+            Err(DdlError::Unreplayable { .. })
+        ));
+        let mut v = event("ALTER TYPE", "ALTER TYPE mood ADD VALUE 'x'", 1, &[]);
+        v["objects"] = serde_json::json!([{"type": "enum", "schema": "public", "name": "mood", "identity": "public.mood"}]);
+        let a = handle(&msg("pgmove.ddl.shop", v.clone()), &target_user)
+            .expect("ok")
+            .expect("an action");
+        let auto = a.add_value_autocommit.expect("ADD VALUE");
+        assert!(!auto.iter().any(|s| s.starts_with("SET ROLE")), "{auto:?}");
+        assert!(
+            auto.iter()
+                .any(|s| s.contains("ADD VALUE IF NOT EXISTS 'x'")),
+            "{auto:?}"
+        );
+        let keep = handle(&msg("pgmove.ddl.shop", v), &cfg(DdlPolicy::Replicate))
+            .expect("ok")
+            .expect("an action")
+            .add_value_autocommit
+            .expect("ADD VALUE");
+        assert!(keep.iter().any(|s| s == "SET ROLE \"app\""), "{keep:?}");
     }
 
     #[test]

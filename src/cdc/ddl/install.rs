@@ -1,6 +1,7 @@
 //! Installing and removing the DDL capture on the source: the event triggers, the function
 //! they run (its PL/pgSQL beside this file), the key table and the record of what was created.
 
+use super::setup::Capture;
 use super::{names, prefix, Names, TAGS, VERSION};
 use crate::pg::{quote, Endpoint, PgError};
 
@@ -65,37 +66,13 @@ pub(super) fn dollar_tag(body: &str) -> String {
 /// one `batch_execute` (an implicit transaction).
 pub fn install_sql(plan_name: &str, schemas: &[String], exclude: &[String]) -> String {
     let n = names(plan_name);
-    let likes: Vec<String> = exclude.iter().map(|g| glob_to_like(g)).collect();
     let key_table = quote::qualified(crate::state::SCHEMA, &n.key_table);
     let emit = quote::qualified(crate::state::SCHEMA, &n.emit);
     let func = quote::qualified(crate::state::SCHEMA, &n.trigger);
     let lit = |s: &str| quote::literal(s);
-    let touched_scope = in_scope("ns.nspname", "r.relname");
-    let k_scope = in_scope("k.nspname", "k.relname");
-    let version = VERSION.to_string();
-    let emit_body = fill(
-        CAPTURE_SQL,
-        &[
-            ("scope", &text_array(schemas)),
-            ("excl", &text_array(&likes)),
-            ("publication", &lit(&n.publication)),
-            ("g_seq", &lit(&n.guc_seq)),
-            ("g_dropped", &lit(&n.guc_dropped)),
-            ("g_rewrites", &lit(&n.guc_rewrites)),
-            ("g_pending", &lit(&n.guc_pending)),
-            ("g_missing", &lit(&n.guc_missing)),
-            ("drop_scope", &in_scope("d.schema_name", "d.object_name")),
-            ("type_scope", &in_scope("ns.nspname", "ty.typname")),
-            ("touched_scope", &touched_scope),
-            ("pending_scope", &k_scope),
-            ("rewrite_scope", &k_scope),
-            ("prefix", &lit(&prefix(plan_name))),
-            ("version", &version),
-            ("key_table", &key_table),
-        ],
-    );
+    let emit_body = emit_body(plan_name, schemas, exclude);
     let emit_tag = dollar_tag(&emit_body);
-    let trigger_body = fill(TRIGGER_SQL, &[("emit", &emit)]);
+    let trigger_body = trigger_body(plan_name);
     let trigger_tag = dollar_tag(&trigger_body);
     let tags = TAGS.iter().map(|t| lit(t)).collect::<Vec<_>>().join(", ");
     fill(
@@ -120,6 +97,45 @@ pub fn install_sql(plan_name: &str, schemas: &[String], exclude: &[String]) -> S
             ("start_trigger", &quote::ident(&n.start_trigger)),
         ],
     )
+}
+
+/// The body of the plan's capture function `pgmove.A_ddl_emit` as [`install_sql`] writes it
+/// (what `pg_proc.prosrc` holds after it, less a leading newline).
+pub(super) fn emit_body(plan_name: &str, schemas: &[String], exclude: &[String]) -> String {
+    let n = names(plan_name);
+    let likes: Vec<String> = exclude.iter().map(|g| glob_to_like(g)).collect();
+    let key_table = quote::qualified(crate::state::SCHEMA, &n.key_table);
+    let lit = |s: &str| quote::literal(s);
+    let touched_scope = in_scope("ns.nspname", "r.relname");
+    let k_scope = in_scope("k.nspname", "k.relname");
+    let version = VERSION.to_string();
+    fill(
+        CAPTURE_SQL,
+        &[
+            ("scope", &text_array(schemas)),
+            ("excl", &text_array(&likes)),
+            ("publication", &lit(&n.publication)),
+            ("g_seq", &lit(&n.guc_seq)),
+            ("g_dropped", &lit(&n.guc_dropped)),
+            ("g_rewrites", &lit(&n.guc_rewrites)),
+            ("g_pending", &lit(&n.guc_pending)),
+            ("g_missing", &lit(&n.guc_missing)),
+            ("drop_scope", &in_scope("d.schema_name", "d.object_name")),
+            ("type_scope", &in_scope("ns.nspname", "ty.typname")),
+            ("touched_scope", &touched_scope),
+            ("pending_scope", &k_scope),
+            ("rewrite_scope", &k_scope),
+            ("prefix", &lit(&prefix(plan_name))),
+            ("version", &version),
+            ("key_table", &key_table),
+        ],
+    )
+}
+
+/// The body of the plan's event trigger function `pgmove.A_ddl` as [`install_sql`] writes it.
+pub(super) fn trigger_body(plan_name: &str) -> String {
+    let emit = quote::qualified(crate::state::SCHEMA, &names(plan_name).emit);
+    fill(TRIGGER_SQL, &[("emit", &emit)])
 }
 
 /// The script [`install_sql`] fills: schema, marker and record, key table, the two functions
@@ -248,13 +264,40 @@ pub fn key_sql(plan_name: &str) -> String {
     )
 }
 
-/// Installs the trigger on the source and returns the key [`handle`](super::handle) checks messages against.
+/// Makes sure the plan's capture is on the source and returns the key
+/// [`handle`](super::handle) checks messages against.
+///
+/// A capture already there exactly as this pgmove installs it ([`Capture::Ready`]: the master
+/// user's from `pgmove setup-sql`, or pgmove's own from an earlier run) is used as it is: its
+/// event triggers are never dropped and created again (a resumed apply keeps them). One the
+/// master installed that differs is an error naming the fix (pgmove does not change the
+/// master's objects). Otherwise pgmove installs its own, which replaces one of its own that
+/// differs (another pgmove version, other scope) and keeps the key.
 pub async fn install(
     source: &Endpoint,
     plan_name: &str,
     schemas: &[String],
     exclude: &[String],
 ) -> Result<String, PgError> {
+    match super::setup::detect(source, plan_name, schemas, exclude).await? {
+        Capture::Ready { by_master } => {
+            if let Some(key) = read_key(source, plan_name).await? {
+                tracing::info!(plan = %plan_name, by_master, "the DDL capture is installed on the source: used as it is");
+                return Ok(key);
+            }
+            if by_master {
+                return Err(super::setup::differs_error(
+                    plan_name,
+                    "its key table is empty",
+                ));
+            }
+        }
+        Capture::Differs {
+            by_master: true,
+            what,
+        } => return Err(super::setup::differs_error(plan_name, &what)),
+        Capture::Absent | Capture::Differs { .. } => {}
+    }
     let c = source.connect().await?;
     c.batch_execute(&install_sql(plan_name, schemas, exclude))
         .await

@@ -53,10 +53,13 @@
 //!
 //! `pg_logical_emit_message` is executable by PUBLIC (PostgreSQL 15), so anyone who can log in
 //! to the source can put a message with our prefix into the stream. The applier runs only
-//! messages carrying the key of `pgmove.A_ddl_key` (readable by its owner only; the SECURITY
-//! DEFINER emit function reads it). The statement is run on the target as the role that ran
-//! it on the source (`SET ROLE`), so a table owner's DDL cannot do more there than it could on
-//! the source, and new tables get the same owner.
+//! messages carrying the key of `pgmove.A_ddl_key` (readable by its owner only, and by the
+//! migrating role when the master user installed the capture; the SECURITY DEFINER emit
+//! function reads it). With `owner: keep` the statement is run on the target as the role that
+//! ran it on the source (`SET ROLE`), so a table owner's DDL cannot do more there than it could
+//! on the source, and new tables get the same owner; with `owner: target-user` it is run as the
+//! target's connecting user, who owns everything there (no `SET ROLE`: the source's roles need
+//! not exist on the target; see [`ReplayAs`]).
 //!
 //! ## Privileges
 //!
@@ -67,8 +70,13 @@
 //! publication and be able to act as the tables' owners (a real superuser can; on RDS,
 //! `rds_superuser` must be a member of the owning roles, as for creating the publication in
 //! the first place). When it cannot, the message says the table is not published.
-//! On the target, the applying role must be able to `SET ROLE` to the roles that run DDL on the
-//! source (a superuser can; otherwise `GRANT <role> TO <applier>`).
+//! On the target, with `owner: keep`, the applying role must be able to `SET ROLE` to the roles
+//! that run DDL on the source (a superuser can; otherwise `GRANT <role> TO <applier>`).
+//!
+//! A migrating role that may not create event triggers uses a capture the master user installed
+//! once with the SQL of `pgmove setup-sql` ([`setup`]): apply finds it and uses it as it is,
+//! and never drops and creates the event triggers again, whoever installed them (a resumed apply
+//! keeps them); cleanup leaves the master's capture and prints the SQL that removes it.
 //!
 //! # On the applier ([`handle`])
 //!
@@ -118,6 +126,7 @@ use crate::pg::Lsn;
 mod event;
 pub mod guard;
 mod install;
+pub mod setup;
 mod split;
 
 pub use event::{add_value_if_not_exists, handle, parse};
@@ -192,6 +201,29 @@ pub struct DdlConfig {
     pub exclude: Vec<String>,
     /// Messages (by LSN) the user applied on the target by hand after a refusal: skipped.
     pub applied_by_hand: Vec<Lsn>,
+    /// Which role runs the statements on the target (the plan's `owner`).
+    pub replay_as: ReplayAs,
+}
+
+/// Which role runs a replayed statement on the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReplayAs {
+    /// The role that ran it on the source (`SET ROLE`), so new tables get the same owner
+    /// (`owner: keep`).
+    #[default]
+    SourceRole,
+    /// The target's connecting user, without `SET ROLE` (`owner: target-user`: it owns
+    /// everything, and the source's roles need not exist on the target).
+    TargetUser,
+}
+
+impl From<crate::plan::Owner> for ReplayAs {
+    fn from(o: crate::plan::Owner) -> ReplayAs {
+        match o {
+            crate::plan::Owner::Keep => ReplayAs::SourceRole,
+            crate::plan::Owner::TargetUser => ReplayAs::TargetUser,
+        }
+    }
 }
 
 /// A table a statement touched, as the trigger saw it.
