@@ -7,7 +7,9 @@
 //! `rds_*` is skipped and reported, a superuser-only setting is reported, memberships in a
 //! role the target has (`pg_read_all_data`) are granted; the `--format json` summary says all
 //! of it and names the roles whose password to set (never a password); a rerun creates nothing
-//! and reports the same.
+//! and reports the same. From a source that is itself RDS (read by its plain migrating role),
+//! the source's `rds_*` roles are skipped and a membership in one the target has
+//! (`rds_replication`) is granted by the master user.
 
 use crate::support;
 
@@ -124,11 +126,17 @@ fn write_plan(dir: &Path, src: &Cluster, dst: &Managed) -> PathBuf {
 }
 
 fn pgmove(args: &[&str], dst: &Managed) -> Output {
+    pgmove_from(args, SRC_PW, dst)
+}
+
+/// pgmove with `args`, the source's password `src_pw` and the master user's for the target;
+/// no password in its output.
+fn pgmove_from(args: &[&str], src_pw: &str, dst: &Managed) -> Output {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgmove"))
         .args(args)
         .env("NO_COLOR", "1")
         .env_remove("PGPASSWORD")
-        .env("SRC_PW", SRC_PW)
+        .env("SRC_PW", src_pw)
         .env("DST_PW", &dst.master_password)
         .output()
         .expect("run pgmove");
@@ -159,7 +167,12 @@ fn text(out: &Output) -> String {
 
 /// `apply --yes --format json`: its summary's `roles` object.
 fn apply_json(plan: &Path, dst: &Managed) -> Value {
-    let out = pgmove(
+    apply_json_from(plan, SRC_PW, dst)
+}
+
+/// [`apply_json`] with the source's password `src_pw`.
+fn apply_json_from(plan: &Path, src_pw: &str, dst: &Managed) -> Value {
+    let out = pgmove_from(
         &[
             "apply",
             plan.to_str().expect("utf8"),
@@ -167,6 +180,7 @@ fn apply_json(plan: &Path, dst: &Managed) -> Value {
             "--format",
             "json",
         ],
+        src_pw,
         dst,
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -383,4 +397,96 @@ fn roles_arrive_in_aurora_as_on_the_source_minus_what_the_master_user_may_not_gi
     assert_eq!(second["created_earlier"], first["created"], "{second:#}");
     assert_eq!(refusals(&second), refusals(&first));
     assert_eq!(roles(&dst.cluster), on_target);
+}
+
+#[test]
+fn from_rds_to_aurora_the_sources_rds_roles_are_skipped_and_memberships_in_them_granted() {
+    // The source is itself RDS: its master user made the table and a login role that is a
+    // member of rds_replication; the migrating role reads it (plain, SELECT granted).
+    let src = Managed::start(Flavour::Rds, Options::default());
+    src.create_db(DB);
+    src.psql_master(
+        DB,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2);
+         CREATE ROLE app_user LOGIN CONNECTION LIMIT 4;
+         GRANT SELECT ON t TO app_user;
+         GRANT rds_replication TO app_user;",
+    );
+    src.grant_read(DB);
+    let dst = Managed::start(Flavour::Aurora, Options::default());
+    dst.create_db(DB);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = dir.path().join("from-rds.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: from-rds\nstrategy: dump-restore\nroles: create\nsource:\n  dsn: {}\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: {}\n  password: {{env: DST_PW}}\n  sslmode: disable\n",
+            src.uri_as(support::managed::MIGRATOR, DB),
+            dst.uri_as(MASTER, DB)
+        ),
+    )
+    .expect("write plan");
+    let members = |c: &Cluster| {
+        c.psql(
+            "postgres",
+            "SELECT string_agg(r.rolname || '>' || m.rolname, ',' ORDER BY r.rolname, m.rolname)
+               FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member
+              WHERE r.rolname LIKE 'rds\\_%'",
+        )
+    };
+    let before = members(&dst.cluster);
+
+    let r = apply_json_from(&plan, &src.migrator_password, &dst);
+    assert_eq!(r["created"], serde_json::json!(["app_user"]), "{r:#}");
+    assert_eq!(
+        r["existing"],
+        serde_json::json!([MASTER, support::managed::MIGRATOR]),
+        "{r:#}"
+    );
+    let skipped: Vec<&str> = r["skipped"]
+        .as_array()
+        .expect("skipped")
+        .iter()
+        .map(|s| s["role"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(skipped, ["rds_replication", "rds_superuser"], "{r:#}");
+    assert!(
+        r["skipped"][0]["reason"]
+            .as_str()
+            .is_some_and(|why| why.contains("the target has its own")),
+        "{r:#}"
+    );
+    assert!(
+        r["memberships"]
+            .as_array()
+            .expect("memberships")
+            .contains(&Value::from("GRANT \"rds_replication\" TO \"app_user\"")),
+        "{r:#}"
+    );
+    assert_eq!(r["left_out"], serde_json::json!([]), "{r:#}");
+    assert_eq!(r["memberships_not_granted"], serde_json::json!([]), "{r:#}");
+    assert_eq!(
+        r["set_passwords_for"],
+        serde_json::json!(["app_user"]),
+        "{r:#}"
+    );
+    // The target's own rds_* roles gained only app_user's membership; app_user is as on the
+    // source and reads the table.
+    assert_eq!(
+        members(&dst.cluster),
+        format!("{before},rds_replication>app_user")
+            .split(',')
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    assert_eq!(
+        dst.cluster.psql(
+            DB,
+            "SELECT rolconnlimit || ' ' || rolcanlogin || ' ' || has_table_privilege('app_user', 't', 'SELECT')
+               FROM pg_roles WHERE rolname = 'app_user'"
+        ),
+        "4 true true"
+    );
 }
