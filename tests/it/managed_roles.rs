@@ -9,7 +9,7 @@
 //! of it and names the roles whose password to set (never a password); a rerun creates nothing
 //! and reports the same. From a source that is itself RDS (read by its plain migrating role),
 //! the source's `rds_*` roles are skipped and a membership in one the target has
-//! (`rds_replication`) is granted by the master user.
+//! (`rds_replication`) is granted by the master user. copy-cdc creates them the same way.
 
 use crate::support;
 
@@ -97,6 +97,17 @@ fn roles(c: &Cluster) -> String {
           WHERE r.rolname = 'reader' AND s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())",
     );
     format!("{all}\nin app: {in_db}")
+}
+
+/// [`roles`] of the source as the master user can make them on the target: without SUPERUSER,
+/// REPLICATION, BYPASSRLS, the superuser-only setting and the membership in the skipped role.
+fn expected_roles(src: &Cluster) -> String {
+    roles(src)
+        .replace("admin_su super=t", "admin_su super=f")
+        .replace(" repl=t ", " repl=f ")
+        .replace("bypassrls=t", "bypassrls=f")
+        .replace("config=log_statement=all;", "config=")
+        .replace("rds_reporting has member alice\n", "")
 }
 
 /// Owners and privileges of the moved tables in `app`.
@@ -330,12 +341,7 @@ fn roles_arrive_in_aurora_as_on_the_source_minus_what_the_master_user_may_not_gi
     );
 
     // On the target: the source's roles, minus what was refused.
-    let expected = roles(&src)
-        .replace("admin_su super=t", "admin_su super=f")
-        .replace(" repl=t ", " repl=f ")
-        .replace("bypassrls=t", "bypassrls=f")
-        .replace("config=log_statement=all;", "config=")
-        .replace("rds_reporting has member alice\n", "");
+    let expected = expected_roles(&src);
     let on_target = roles(&dst.cluster);
     assert_eq!(on_target, expected);
     assert!(
@@ -489,4 +495,51 @@ fn from_rds_to_aurora_the_sources_rds_roles_are_skipped_and_memberships_in_them_
         ),
         "4 true true"
     );
+}
+
+#[test]
+fn copy_cdc_creates_the_roles_in_aurora_as_the_master_user_too() {
+    // The source connects as its superuser here (the online source's own rights are tested
+    // elsewhere); the target is the simulated Aurora as the master user.
+    let src = Cluster::start(Options::logical());
+    src.create_db(DB);
+    source(&src);
+    let dst = Managed::start(Flavour::Aurora, Options::default());
+    dst.create_db(DB);
+    dst.psql_master(DB, "GRANT CREATE ON SCHEMA public TO PUBLIC");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = dir.path().join("cdc-roles.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: cdc-roles\nstrategy: copy-cdc\nroles: create\nsource:\n  dsn: postgres://postgres@127.0.0.1:{}/{DB}\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: {}\n  password: {{env: DST_PW}}\n  sslmode: disable\n",
+            src.port,
+            dst.uri_as(MASTER, DB)
+        ),
+    )
+    .expect("write plan");
+    let out = pgmove_from(
+        &[
+            "apply",
+            plan.to_str().expect("utf8"),
+            "--yes",
+            "--exit-when-caught-up",
+            "--format",
+            "json",
+        ],
+        &src.password,
+        &dst,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let r = &v["roles"];
+    assert_eq!(r["created"].as_array().map(Vec::len), Some(8), "{v:#}");
+    assert_eq!(r["left_out"].as_array().map(Vec::len), Some(3), "{v:#}");
+    assert_eq!(roles(&dst.cluster), expected_roles(&src));
+    assert_eq!(
+        owners_and_grants(&dst.cluster),
+        owners_and_grants(&src).replace(",rds_reporting=r/app_owner", "")
+    );
+    assert_eq!(dst.cluster.psql(DB, "SELECT count(*) FROM items"), "20");
 }
