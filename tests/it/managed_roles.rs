@@ -32,7 +32,8 @@ const ROLES: &str =
 /// readers_base (team is its member with ADMIN OPTION, alice team's: a chain), reader (login,
 /// connection limit, expiry, settings, one of them superuser-only), repl (REPLICATION),
 /// rls_reader (BYPASSRLS) and rds_reporting (a role named like RDS's, of which alice is a
-/// member); `audit` owned by admin_su (SUPERUSER); alice is a member of pg_read_all_data.
+/// member); `audit` owned by admin_su (SUPERUSER); alice is a member of pg_read_all_data and
+/// of postgres (a superuser on both servers: the master user may not grant that).
 fn source(src: &Cluster) {
     src.psql(
         "postgres",
@@ -54,6 +55,7 @@ fn source(src: &Cluster) {
              CREATE ROLE admin_su LOGIN SUPERUSER;
              CREATE ROLE rds_reporting NOLOGIN;
              GRANT rds_reporting TO alice;
+             GRANT postgres TO alice;
              CREATE ROLE bystander LOGIN;
              CREATE ROLE {SRC_USER} LOGIN PASSWORD '{SRC_PW}';
              GRANT pg_read_all_data TO {SRC_USER};"
@@ -315,6 +317,9 @@ fn roles_arrive_in_aurora_as_on_the_source_minus_what_the_master_user_may_not_gi
     assert_eq!(
         first["memberships_not_granted"],
         serde_json::json!([{
+            "statement": "GRANT \"postgres\" TO \"alice\"",
+            "reason": "role postgres is a superuser on the target: only a superuser may grant membership in it (nobody may on RDS/Aurora)"
+        }, {
             "statement": "GRANT \"rds_reporting\" TO \"alice\"",
             "reason": "role rds_reporting is not on the target (named as a managed service's own role: skipped)"
         }]),
