@@ -41,7 +41,7 @@ use tokio_postgres::Client;
 use crate::pg::{quote, Endpoint, PgError};
 use crate::state;
 
-pub use config::{split_guc_list, Setting};
+pub use config::Setting;
 pub use report::{LeftOut, NotDone, Report, Skipped};
 pub use rights::Giver;
 
