@@ -93,9 +93,10 @@ pub async fn apply(
         }
         Err(f) => return report_failure(&f),
     }
-    if let Err(f) = create_roles(&p, g).await {
-        return report_failure(&f);
-    }
+    let roles = match create_roles(&p, g).await {
+        Ok(r) => r,
+        Err(f) => return report_failure(&f),
+    };
     let started = std::time::Instant::now();
     match dump_restore::run(&job, Progress::new(g.format != Format::Json)).await {
         Ok(outcome) => {
@@ -115,7 +116,7 @@ pub async fn apply(
                     if outcome.dump_reused { ", dump reused" } else { "" },
                     path.display()
                 ),
-                serde_json::json!({ "plan": p.plan.name, "strategy": strategy.name(), "elapsed_secs": secs, "outcome": outcome }),
+                serde_json::json!({ "plan": p.plan.name, "strategy": strategy.name(), "elapsed_secs": secs, "outcome": outcome, "roles": roles }),
             );
             report::print(&summary, g.format, false, To::Stdout);
             exit::OK
@@ -125,12 +126,16 @@ pub async fn apply(
 }
 
 /// `roles: create`: the roles the moved objects need, created on the target before the
-/// strategy runs; what was done is printed (stdout, or stderr with `--format json`).
-pub(super) async fn create_roles(p: &Prepared, g: Global) -> Result<(), Failure> {
+/// strategy runs; what was done is printed (stdout, or stderr with `--format json`) and
+/// returned for the `roles` object of the JSON summary (`None` under `roles: skip`).
+pub(super) async fn create_roles(
+    p: &Prepared,
+    g: Global,
+) -> Result<Option<crate::roles::Report>, Failure> {
     if p.plan.roles != plan::Roles::Create {
-        return Ok(());
+        return Ok(None);
     }
-    let report = crate::roles::run(&p.plan, &p.source, &p.target)
+    let report = crate::roles::run(&p.plan, &p.source, &p.target, p.target_inv.is_managed())
         .await
         .map_err(Failure::runtime)?;
     for line in report.lines() {
@@ -140,7 +145,7 @@ pub(super) async fn create_roles(p: &Prepared, g: Global) -> Result<(), Failure>
             println!("{line}");
         }
     }
-    Ok(())
+    Ok(Some(report))
 }
 
 /// Asks before changing the target, unless `--yes`; false when the user declined.
@@ -175,7 +180,8 @@ pub(super) async fn print_dry_run(
     g: Global,
 ) -> u8 {
     if p.plan.roles == plan::Roles::Create {
-        match crate::roles::dry_run(&p.plan, &p.source, &p.target).await {
+        match crate::roles::dry_run(&p.plan, &p.source, &p.target, p.target_inv.is_managed()).await
+        {
             Ok(r) => {
                 lines.splice(0..0, r);
             }

@@ -47,9 +47,10 @@ pub(super) async fn apply_copy_cdc(
     if let Some(f) = slot_lost_failure(&p.source, &p.target, &job.slot, path, None).await {
         return report_failure(&f);
     }
-    if let Err(f) = create_roles(p, g).await {
-        return report_failure(&f);
-    }
+    let roles = match create_roles(p, g).await {
+        Ok(r) => r,
+        Err(f) => return report_failure(&f),
+    };
     let started = std::time::Instant::now();
     let loaded = copy_cdc::run(job, Progress::new(g.format != Format::Json)).await;
     let loaded = match loaded {
@@ -137,7 +138,7 @@ pub(super) async fn apply_copy_cdc(
                     cdc.applied_lsn,
                     path.display()
                 ),
-                serde_json::json!({ "plan": p.plan.name, "strategy": "copy-cdc", "elapsed_secs": secs, "outcome": outcome, "cdc": cdc }),
+                serde_json::json!({ "plan": p.plan.name, "strategy": "copy-cdc", "elapsed_secs": secs, "outcome": outcome, "cdc": cdc, "roles": roles }),
             );
             report::print(&summary, g.format, false, To::Stdout);
             if stopper.is_cut_over() {
@@ -256,9 +257,10 @@ pub(super) async fn apply_pglogical(
         }
         Err(f) => return report_failure(&f),
     }
-    if let Err(f) = create_roles(p, g).await {
-        return report_failure(&f);
-    }
+    let roles = match create_roles(p, g).await {
+        Ok(r) => r,
+        Err(f) => return report_failure(&f),
+    };
     if let Err(e) = crate::cdc::ddl::guard::install(&p.source, &p.plan).await {
         return report_failure(&Failure::runtime(e));
     }
@@ -331,7 +333,7 @@ pub(super) async fn apply_pglogical(
             },
             outcome.subscription,
         ),
-        serde_json::json!({ "plan": p.plan.name, "strategy": "pglogical", "elapsed_secs": secs, "outcome": outcome, "caught_up_lsn": caught_up }),
+        serde_json::json!({ "plan": p.plan.name, "strategy": "pglogical", "elapsed_secs": secs, "outcome": outcome, "caught_up_lsn": caught_up, "roles": roles }),
     );
     report::print(&summary, g.format, false, To::Stdout);
     exit::OK

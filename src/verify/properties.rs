@@ -488,7 +488,8 @@ fn use_recorded_identities(src: &mut Props, recorded: &HashMap<(String, String),
 }
 
 /// The differences between both sides' properties, and the notes: a value naming a role the
-/// target lacks is a note unless roles were copied (`roles_created`); owners are left out
+/// target lacks is a note unless roles were copied (`roles_created`) and the role is one
+/// `roles: create` makes (not a managed service's own, such as `rds_*`); owners are left out
 /// unless `owners`.
 fn judge(
     src: &Props,
@@ -532,7 +533,9 @@ fn judge(
                 .filter(|r| !target_roles.contains(*r))
                 .map(|r| r.as_str())
                 .collect();
-            if about_roles && !missing.is_empty() && !roles_created {
+            // `roles: create` never creates the managed services' own roles (`rds_*`, ...).
+            let uncreatable = missing.iter().all(|r| crate::roles::is_service_role(r));
+            if about_roles && !missing.is_empty() && (!roles_created || uncreatable) {
                 found.notes.push(format!(
                     "{}: {p}: not moved: role missing on the target ({}); source {}, target {}",
                     display(o),

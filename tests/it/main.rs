@@ -50,6 +50,7 @@ mod managed_ddl;
 mod managed_harness;
 mod managed_preflight;
 mod managed_replica;
+mod managed_roles;
 mod owned_names;
 mod pglogical_apply;
 mod pglogical_cleanup;
