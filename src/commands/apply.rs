@@ -26,7 +26,11 @@ pub async fn apply(
         Err(f) => return report_failure(&f),
     };
     if !p.report.ready {
-        report::print(&p.report, Format::Text, false, To::Stderr);
+        // A script reads the blockers from stdout, as `pgmove plan --format json` prints them.
+        match g.format {
+            Format::Json => report::print(&p.report, Format::Json, false, To::Stdout),
+            _ => report::print(&p.report, Format::Text, false, To::Stderr),
+        }
         return report_failure(&Failure::input(
             "preflight found blockers; fix them (see above) and run again",
         ));

@@ -62,16 +62,21 @@ pub(super) async fn apply_copy_cdc(
         }
     };
     if online.stop_after_load {
-        println!(
-            "loaded plan {} with copy-cdc in {:.1}s: {} chunk(s), {} rows, {} copied; the target matches the source as of LSN {} (slot dropped: --stop-after-load); next: pgmove verify {}",
-            p.plan.name,
-            started.elapsed().as_secs_f64(),
-            loaded.chunks_copied,
-            loaded.rows,
-            planner::bytes(loaded.bytes as i64),
-            loaded.consistent_lsn.as_deref().unwrap_or("?"),
-            path.display()
+        let secs = started.elapsed().as_secs_f64();
+        let summary = Summary::line(
+            format_args!(
+                "loaded plan {} with copy-cdc in {:.1}s: {} chunk(s), {} rows, {} copied; the target matches the source as of LSN {} (slot dropped: --stop-after-load); next: pgmove verify {}",
+                p.plan.name,
+                secs,
+                loaded.chunks_copied,
+                loaded.rows,
+                planner::bytes(loaded.bytes as i64),
+                loaded.consistent_lsn.as_deref().unwrap_or("?"),
+                path.display()
+            ),
+            serde_json::json!({ "plan": p.plan.name, "strategy": "copy-cdc", "elapsed_secs": secs, "stopped_after_load": true, "outcome": loaded }),
         );
+        report::print(&summary, g.format, false, To::Stdout);
         return exit::OK;
     }
     // Ctrl-C and SIGTERM stop change capture cleanly from here on (the phase is `loaded`).

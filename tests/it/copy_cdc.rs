@@ -59,8 +59,20 @@ fn every_type_partitioned_and_postgis_tables_copy_to_an_identical_target() {
         "dry run wrote"
     );
 
-    let out = run(&["apply", p, "--yes", "--stop-after-load"], &src, &dst);
+    let out = run(
+        &["apply", p, "--yes", "--stop-after-load", "--format", "json"],
+        &src,
+        &dst,
+    );
     assert_ok(&out);
+    // With --format json the load's summary is JSON too.
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
+    assert_eq!(summary["strategy"], "copy-cdc", "{summary:#}");
+    assert_eq!(summary["stopped_after_load"], true, "{summary:#}");
+    assert!(
+        summary["outcome"]["rows"].as_u64().unwrap_or(0) > 60000,
+        "{summary:#}"
+    );
     let out = run(&["verify", p], &src, &dst);
     assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("IDENTICAL"));

@@ -269,6 +269,8 @@ pub fn chunks(tables: &[&Table], split_bytes: u64) -> Vec<Chunk> {
 pub struct Outcome {
     pub consistent_lsn: Option<String>,
     pub chunks_copied: usize,
+    /// Tables this run copied rows of (all their chunks, or the ones an earlier run left).
+    pub tables_copied: usize,
     pub chunks_already_done: usize,
     pub tables_restarted: Vec<String>,
     pub rows: u64,
@@ -852,6 +854,11 @@ async fn run_steps(
         let lsn = exported.consistent_lsn();
         outcome.consistent_lsn = Some(lsn.to_string());
         let step = progress.step("copy", todo.len() as u64);
+        outcome.tables_copied = todo
+            .iter()
+            .map(|c| (&c.schema, &c.table))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
         // Each table's indexes are built as soon as its last chunk is in, while other tables
         // still load (as pg_restore -j and pgcopydb do).
         let by_table = index_entries_by_table(base, restorer.pending_index_entries()).await?;
@@ -1007,7 +1014,16 @@ fn config_publication_tables<'t>(inv: &'t Inventory, configs: &[ConfigTable]) ->
         else {
             continue;
         };
-        if t.has_replica_identity() {
+        if !t.owned {
+            // CREATE PUBLICATION ... FOR TABLE needs the owner: on a managed server the
+            // extension (and its table) belongs to whoever created it, not the migrating role.
+            tracing::warn!(
+                table = %format!("{}.{}", c.schema, c.table),
+                extension = %c.extension,
+                owner = %t.owner,
+                "extension configuration table owned by another role: its rows are copied, but later changes to it are not replicated (publishing it needs its owner); check it before cutover (pgmove verify compares it)"
+            );
+        } else if t.has_replica_identity() {
             out.push(t);
         } else {
             tracing::warn!(
@@ -1099,9 +1115,68 @@ pub(crate) async fn copy_config_rows(
         .batch_execute(&begin)
         .await
         .map_err(|e| base.source.query_error("importing the snapshot", &e))?;
+    let unwritable = dump_restore::config_tables::unwritable(&base.target).await?;
     let mut n = 0;
     for c in todo {
         let table = quote::qualified(&c.schema, &c.table);
+        if let Some(u) = unwritable
+            .iter()
+            .find(|u| u.schema == c.schema && u.table == c.table)
+        {
+            // Read in the snapshot: the rows the copy would move.
+            let rows: i64 = source
+                .query_one(
+                    format!("SELECT count(*) FROM ONLY {table} {}", c.filter.trim()).as_str(),
+                    &[],
+                )
+                .await
+                .map_err(|e| {
+                    base.source
+                        .query_error("counting a configuration table's rows", &e)
+                })?
+                .get(0);
+            let role = base.target.info.user();
+            if rows > 0 {
+                return Err(CopyError::Chunk {
+                    table: format!("{}.{}", c.schema, c.table),
+                    chunk: 0,
+                    message: format!(
+                        "the source has {rows} row(s) of its own in this configuration table of extension {}, and role {role} may not write it on the target (its owner is {}); fix: {}",
+                        c.extension,
+                        u.owner,
+                        u.fix(role)
+                    ),
+                });
+            }
+            tracing::info!(
+                table = %format!("{}.{}", c.schema, c.table),
+                extension = %c.extension,
+                owner = %u.owner,
+                "an extension's configuration table that the target role may not write: the source has none of its own rows in it, so there is nothing to copy"
+            );
+            if let Some((_, lsn)) = snapshot {
+                let tx = target
+                    .transaction()
+                    .await
+                    .map_err(|e| base.target.query_error("BEGIN", &e))?;
+                crate::state::copy::record_whole(
+                    &tx,
+                    &base.plan_name,
+                    &c.schema,
+                    &c.table,
+                    0,
+                    0,
+                    lsn,
+                )
+                .await
+                .map_err(|e| base.target.query_error("recording progress", &e))?;
+                tx.commit()
+                    .await
+                    .map_err(|e| base.target.query_error("COMMIT", &e))?;
+            }
+            n += 1;
+            continue;
+        }
         let what = |step: &str| {
             format!(
                 "{step} of {} (configuration table of extension {})",

@@ -21,6 +21,7 @@
 //! A failed item stops the run with the object's name and the server's message
 //! (`--exit-on-error` semantics; nothing is buried in a warning).
 
+pub mod config_tables;
 pub mod grants;
 mod steps;
 pub mod toc;
@@ -98,6 +99,8 @@ pub enum DumpRestoreError {
 pub struct Outcome {
     pub dump_reused: bool,
     pub items_restored: usize,
+    /// Tables whose rows this run restored (`TABLE DATA` items).
+    pub tables_restored: usize,
     pub items_already_done: usize,
     pub pre_data_already_done: bool,
     pub dump_dir: PathBuf,
@@ -892,15 +895,18 @@ impl<'a> Restorer<'a> {
 
     /// The data items, `jobs` at a time, largest first.
     pub async fn data(&mut self) -> Result<(), DumpRestoreError> {
+        let nothing_to_restore = self.unwritable_config_items().await?;
         let mut todo: Vec<&Entry> = self
             .data
             .iter()
             .filter(|e| !self.done.contains(&e.dump_id))
             .collect();
         self.outcome.items_already_done += self.data.len() - todo.len();
+        todo.retain(|e| !nothing_to_restore.contains(&e.dump_id));
         let sizes = data_sizes(&self.dir);
         todo.sort_by_key(|e| std::cmp::Reverse(sizes.get(&e.dump_id).copied().unwrap_or(0)));
         let step = self.progress.step("data", todo.len() as u64);
+        self.outcome.tables_restored += todo.iter().filter(|e| e.kind == "TABLE DATA").count();
         self.outcome.items_restored += run_parallel(
             self.job,
             self.pg_restore,
@@ -914,6 +920,51 @@ impl<'a> Restorer<'a> {
         .await?;
         step.finish("data restored");
         Ok(())
+    }
+
+    /// The data items not done yet of extension configuration tables the target role may not
+    /// write (see [`config_tables`]) that hold no rows: the source has none of its own rows in
+    /// them, so there is nothing to restore. Such a table with rows to restore is an error
+    /// naming the grant its owner runs.
+    async fn unwritable_config_items(&self) -> Result<HashSet<i32>, DumpRestoreError> {
+        let mut empty = HashSet::new();
+        let unwritable = config_tables::unwritable(&self.job.target).await?;
+        if unwritable.is_empty() {
+            return Ok(empty);
+        }
+        let items = self
+            .data
+            .iter()
+            .filter(|e| e.kind == "TABLE DATA" && !self.done.contains(&e.dump_id));
+        for e in items {
+            let Some(u) = unwritable
+                .iter()
+                .find(|u| u.schema == e.schema && u.table == e.tag)
+            else {
+                continue;
+            };
+            let rows = config_tables::dumpable_rows(&self.job.source, &u.schema, &u.table).await?;
+            if rows == 0 {
+                tracing::info!(
+                    table = %format!("{}.{}", u.schema, u.table),
+                    owner = %u.owner,
+                    "an extension's configuration table that the target role may not write: the source has none of its own rows in it, so there is nothing to restore"
+                );
+                empty.insert(e.dump_id);
+                continue;
+            }
+            let role = self.job.target.info.user();
+            return Err(DumpRestoreError::Item {
+                object: format!("TABLE DATA {}.{}", u.schema, u.table),
+                dump_id: e.dump_id,
+                message: format!(
+                    "the source has {rows} row(s) of its own in this configuration table of an extension, and role {role} may not write it on the target (its owner is {}); fix: {}",
+                    u.owner,
+                    u.fix(role)
+                ),
+            });
+        }
+        Ok(empty)
     }
 
     /// Indexes and constraints (in parallel), attachments, foreign keys, then the rest.
