@@ -47,6 +47,7 @@ mod help;
 mod inspect;
 mod least_privilege;
 mod managed_harness;
+mod managed_pglogical;
 mod owned_names;
 mod pglogical_apply;
 mod pglogical_cleanup;
