@@ -484,13 +484,37 @@ fn managed_pglogical_preflight_names_each_missing_piece_and_who_fixes_it() {
         fix,
         "as the master user (or the extension's owner), in database \"shop\": GRANT USAGE ON SCHEMA \"pglogical\" TO \"migrator\"; GRANT SELECT ON ALL TABLES IN SCHEMA \"pglogical\" TO \"migrator\";"
     );
-    // The master user runs exactly that: the blocker goes.
+    // What pgmove runs on the source (and pglogical's subscriber reads there as the provider
+    // DSN's role), as the migrating role: refused now, as the blocker says...
+    let provider_calls = format!(
+        "SELECT pglogical.create_node(node_name := 'mg_pf', dsn := 'host=127.0.0.1 port={} dbname={DB} user={MIGRATOR}');
+         SELECT pglogical.create_replication_set(set_name := 'mg_pf_set');
+         SELECT pglogical.replication_set_add_table(set_name := 'mg_pf_set', relation := 'public.t'::regclass);
+         SELECT count(*) FROM pglogical.tables, pglogical.pglogical_node_info();
+         SELECT pglogical.drop_replication_set(set_name := 'mg_pf_set');
+         SELECT pglogical.drop_node(node_name := 'mg_pf')",
+        src.cluster.port
+    );
+    let refused = src.psql_as(MIGRATOR, &src.migrator_password, DB, &provider_calls);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("permission denied for schema pglogical"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    // ...the master user runs exactly the fix: the blocker goes, and the calls succeed.
     let grants = fix.split_once(": ").map(|(_, sql)| sql).expect("the SQL");
     src.psql_master(DB, grants);
     let (_, r) = plan_json();
     assert!(
         findings(&r, "pglogical-access", "source").is_empty(),
         "{r:#}"
+    );
+    let done = src.psql_as(MIGRATOR, &src.migrator_password, DB, &provider_calls);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
     );
     // The target, as the master user, is not blocked by rights, only by its parameter group.
     assert!(findings(&r, "pglogical-access", "target").is_empty());
