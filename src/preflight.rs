@@ -9,6 +9,7 @@ use crate::tools::{Tool, ToolError};
 
 mod pglogical;
 
+pub use self::pglogical::pglogical_access;
 pub use self::pglogical::{
     generated_columns as pglogical_generated, pglogical_available, pglogical_capacity,
     pglogical_generated_columns, pglogical_preload, pglogical_versions,

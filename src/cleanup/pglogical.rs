@@ -452,10 +452,11 @@ pub(super) async fn discover(
 
     // The extension, where pgmove created it and nothing but pgmove's objects are in it.
     let mut extension_steps = Vec::new();
-    for (location, kind, cat, nodes, subs, sets) in [
+    for (location, kind, node_kind, cat, nodes, subs, sets) in [
         (
             Location::Target,
             owned::PGLOGICAL_EXTENSION_TARGET,
+            owned::PGLOGICAL_SUBSCRIBER_NODE,
             &tc,
             &tgt_nodes_dropped,
             &tgt_subs_dropped,
@@ -464,6 +465,7 @@ pub(super) async fn discover(
         (
             Location::Source,
             owned::PGLOGICAL_EXTENSION_SOURCE,
+            owned::PGLOGICAL_PROVIDER_NODE,
             &sc,
             &src_nodes_dropped,
             &Vec::new(),
@@ -472,7 +474,17 @@ pub(super) async fn discover(
     ] {
         // Recorded under whatever name apply gives it: the kind says which side.
         let record = records.iter().find(|r| r.kind == kind);
-        if !cat.installed || record.is_none() {
+        if !cat.installed {
+            continue;
+        }
+        if record.is_none() {
+            // Created by someone else (on RDS/Aurora the master user, before apply): never
+            // pgmove's to drop. When the plan's node was in it and nothing but pgmove's
+            // objects remain, the report gives its creator the statement.
+            let used = records.iter().any(|r| r.kind == node_kind);
+            if used && foreign(cat, nodes, subs, sets, &n.provider_node).is_empty() {
+                found.kept.push(unrecorded_extension(location));
+            }
             continue;
         }
         let here = match location {
@@ -537,6 +549,25 @@ pub(super) async fn discover(
     found.steps.extend(origin_steps);
     found.steps.extend(extension_steps);
     Ok(())
+}
+
+/// The pglogical extension on `location` that pgmove used but did not create, holding
+/// nothing once pgmove's objects are gone: kept, with the statement for its creator.
+fn unrecorded_extension(location: Location) -> Artifact {
+    let on = match location {
+        Location::Source => "source",
+        _ => "target",
+    };
+    let sql = "DROP EXTENSION pglogical;".to_string();
+    Artifact {
+        location,
+        kind: "extension".into(),
+        name: "pglogical".into(),
+        sql: sql.clone(),
+        detail: Some(format!(
+            "pgmove did not create it (on RDS/Aurora the master user did), so it never drops it; nothing of pgmove's is left in it. If nothing else on the {on} uses pglogical, the role that created it (on RDS/Aurora the master user) runs: {sql} and takes pglogical out of shared_preload_libraries (on RDS/Aurora in the parameter group; a restart)"
+        )),
+    }
 }
 
 /// Whether slot `name` is the subscription's slot `ours`, or one pglogical made for it to

@@ -97,6 +97,10 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
             &target,
             probe.as_ref(),
         ));
+        // What only the servers tell: rds.extensions, the rights on a pglogical someone
+        // else installed (on RDS/Aurora the master user), those of pglogical's initial copy.
+        findings.extend(preflight::pglogical_access(&source, &source_inv).await);
+        findings.extend(preflight::pglogical_access(&target, &target_inv).await);
         findings.sort_by_key(|f| f.severity);
     }
     let report = PlanReport::new(

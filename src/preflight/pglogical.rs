@@ -181,6 +181,238 @@ pub fn pglogical_available(ctx: &Context) -> Vec<Finding> {
     out
 }
 
+/// On RDS/Aurora, an extension is created only when `rds.extensions` (`allowed`: the
+/// extensions the server allows) lists it: pglogical not installed and not listed is a
+/// blocker, whoever connects (the master user could not create it either).
+fn not_allowed(inv: &Inventory, allowed: Option<&[String]>) -> Option<Finding> {
+    let allowed = allowed?;
+    if !is_rds(inv) || inv.extension(EXTENSION).is_some() || allowed.iter().any(|a| a == EXTENSION)
+    {
+        return None;
+    }
+    Some(
+        Finding::new(
+            Severity::Blocker,
+            "pglogical-missing",
+            Some(inv.side),
+            format!(
+                "pglogical is not in the {}'s rds.extensions ({}): RDS/Aurora creates only the extensions listed there, so not even the master user can create it",
+                inv.side,
+                if allowed.is_empty() { "empty".to_string() } else { allowed.join(",") }
+            ),
+        )
+        .object("extension pglogical")
+        .fix(format!(
+            "use an engine version of the {} that lists pglogical in rds.extensions (and, if rds.allowed_extensions is set in {}, add pglogical to it), or another strategy (copy-cdc or dump-restore)",
+            inv.side,
+            parameter_group(inv)
+        )),
+    )
+}
+
+/// What only the server itself tells, read as the connecting role: `rds.extensions` (a
+/// custom setting, which `pg_settings` does not list where it is a placeholder; NULL where
+/// it does not exist), whether the role may call `pg_replication_origin_session_setup`
+/// (superusers only, unless granted; RDS/Aurora let `rds_superuser` call it), and for an installed pglogical its schema, whether the role has USAGE
+/// on it, and the tables and views of that schema the role may not SELECT (pgmove reads
+/// them; on the source, pglogical's own subscriber connections, which log in as the provider
+/// DSN's role, read them too; NULLs without the extension). One row.
+const ACCESS_SQL: &str = "\
+SELECT pg_catalog.current_setting('rds.extensions', true) AS rds_extensions,
+       pg_catalog.has_function_privilege(
+         'pg_catalog.pg_replication_origin_session_setup(text)', 'EXECUTE') AS origin_setup,
+       e.extnamespace::regnamespace::text AS schema,
+       pg_catalog.has_schema_privilege(e.extnamespace, 'USAGE') AS usage,
+       CASE WHEN e.oid IS NOT NULL THEN ARRAY(
+         SELECT c.relname::text FROM pg_catalog.pg_class c
+          WHERE c.relnamespace = e.extnamespace AND c.relkind IN ('r', 'v')
+            AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')
+          ORDER BY 1) END AS unreadable
+  FROM (SELECT 1) one
+  LEFT JOIN pg_catalog.pg_extension e ON e.extname = 'pglogical'";
+
+/// What [`ACCESS_SQL`] found about an installed pglogical.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    pub schema: String,
+    pub usage: bool,
+    pub unreadable: Vec<String>,
+}
+
+/// What [`ACCESS_SQL`] found on one server.
+#[derive(Clone, Debug, Default)]
+struct Probe {
+    /// `rds.extensions` (None where the setting does not exist).
+    allowed: Option<Vec<String>>,
+    /// The role may call `pg_replication_origin_session_setup`.
+    origin_setup: bool,
+    /// The installed pglogical (None without the extension).
+    access: Option<Access>,
+}
+
+/// Reads [`Probe`] on `ep`.
+async fn read_access(ep: &Endpoint) -> Result<Probe, crate::pg::PgError> {
+    let c = ep.connect().await?;
+    let what = "reading the role's rights on pglogical's schema";
+    let row = c
+        .query_one(ACCESS_SQL, &[])
+        .await
+        .map_err(|e| ep.query_error(what, &e))?;
+    let get = |e: tokio_postgres::Error| crate::pg::PgError::Query {
+        side: ep.side,
+        message: format!("{what}: {e}"),
+    };
+    let allowed: Option<String> = row.try_get("rds_extensions").map_err(get)?;
+    let origin_setup: bool = row.try_get("origin_setup").map_err(get)?;
+    let schema: Option<String> = row.try_get("schema").map_err(get)?;
+    let access = match schema {
+        Some(schema) => Some(Access {
+            schema,
+            usage: row
+                .try_get::<_, Option<bool>>("usage")
+                .map_err(get)?
+                .unwrap_or(false),
+            unreadable: row
+                .try_get::<_, Option<Vec<String>>>("unreadable")
+                .map_err(get)?
+                .unwrap_or_default(),
+        }),
+        None => None,
+    };
+    // A comma-separated list of plain extension names.
+    let allowed = allowed.map(|a| {
+        a.split(',')
+            .map(|x| x.trim().trim_matches('"').to_string())
+            .filter(|x| !x.is_empty())
+            .collect()
+    });
+    Ok(Probe {
+        allowed,
+        origin_setup,
+        access,
+    })
+}
+
+/// pglogical's initial copy writes each table on the target through the subscriber node's
+/// own connection, which logs in as the target's role: it sets up the subscription's
+/// replication origin there (`pg_replication_origin_session_setup`, superusers only unless
+/// granted) and `SET session_replication_role = replica`. Without either the subscription
+/// goes down at its first table (the error only in the target server's log). A blocker on the
+/// target naming what is missing and the grants.
+pub fn subscriber_findings(inv: &Inventory, origin_setup: bool) -> Vec<Finding> {
+    let r = &inv.rights;
+    if inv.side != Side::Target || r.superuser || (origin_setup && r.set_replication_role) {
+        return vec![];
+    }
+    let user = crate::pg::quote::ident(&inv.server.current_user);
+    let mut missing = Vec::new();
+    let mut grants = Vec::new();
+    if !origin_setup {
+        missing.push("call pg_replication_origin_session_setup");
+        grants.push(format!("GRANT EXECUTE ON FUNCTION pg_catalog.pg_replication_origin_session_setup(text), pg_catalog.pg_replication_origin_session_reset() TO {user};"));
+    }
+    if !r.set_replication_role {
+        missing.push("SET session_replication_role");
+        grants.push(format!(
+            "GRANT SET ON PARAMETER session_replication_role TO {user};"
+        ));
+    }
+    let fix = if is_rds(inv) {
+        format!("connect to the target as the master user, or as the master user: GRANT rds_superuser TO {user};  -- RDS/Aurora let rds_superuser do both")
+    } else {
+        format!("as a superuser: {}", grants.join(" "))
+    };
+    vec![Finding::new(
+        Severity::Blocker,
+        "pglogical-subscriber-rights",
+        Some(Side::Target),
+        format!(
+            "role {} may not {} on the target, which pglogical's initial copy does through the subscriber node's connection (as that role): the subscription would go down at its first table",
+            inv.server.current_user,
+            missing.join(" nor ")
+        ),
+    )
+    .object(format!("role {}", inv.server.current_user))
+    .fix(fix)]
+}
+
+/// An installed pglogical the connecting role may not use: created by another role (on
+/// RDS/Aurora the master user, who then owns its schema and tables), it needs USAGE on the
+/// schema and SELECT on its tables, which its owner grants. A blocker naming the grants and
+/// who runs them.
+pub fn access_findings(inv: &Inventory, access: Option<&Access>) -> Vec<Finding> {
+    let Some(a) = access else {
+        return vec![];
+    };
+    if inv.rights.superuser || (a.usage && a.unreadable.is_empty()) {
+        return vec![];
+    }
+    let role = crate::pg::quote::ident(&inv.server.current_user);
+    let schema = crate::pg::quote::ident(&a.schema);
+    let mut missing = Vec::new();
+    if !a.usage {
+        missing.push(format!("USAGE on schema {}", a.schema));
+    }
+    if !a.unreadable.is_empty() {
+        missing.push(format!(
+            "SELECT on {} of its tables ({})",
+            a.unreadable.len(),
+            list(&a.unreadable)
+        ));
+    }
+    let what = if inv.side == Side::Source {
+        "pgmove reads them and calls its functions, and pglogical's subscriber connections (as the provider DSN's role) read them"
+    } else {
+        "pgmove reads them and calls its functions"
+    };
+    vec![Finding::new(
+        Severity::Blocker,
+        "pglogical-access",
+        Some(inv.side),
+        format!(
+            "role {} on the {} lacks {} of the installed pglogical extension, which another role created: {what}",
+            inv.server.current_user,
+            inv.side,
+            missing.join(" and ")
+        ),
+    )
+    .object(format!("schema {}", a.schema))
+    .fix(format!(
+        "as {} (or the extension's owner), in database {}: GRANT USAGE ON SCHEMA {schema} TO {role}; GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role};",
+        admin(inv),
+        crate::pg::quote::ident(&inv.server.database)
+    ))]
+}
+
+/// What strategy pglogical needs of the server `ep` of `inv` that only the server tells, read
+/// there now as the plan's role: on RDS/Aurora pglogical in `rds.extensions` when it is not
+/// installed ([`not_allowed`]), the rights on an installed one ([`access_findings`]), and on
+/// the target those of pglogical's initial copy ([`subscriber_findings`]). A
+/// failed read is a warning saying what could not be checked.
+pub async fn pglogical_access(ep: &Endpoint, inv: &Inventory) -> Vec<Finding> {
+    if version(inv).is_none() {
+        return vec![]; // not available at all: pglogical_available says so
+    }
+    match read_access(ep).await {
+        Ok(p) => {
+            let allowed = inv.settings.rds_extensions.clone().or(p.allowed);
+            let mut out: Vec<Finding> = not_allowed(inv, allowed.as_deref()).into_iter().collect();
+            out.extend(access_findings(inv, p.access.as_ref()));
+            out.extend(subscriber_findings(inv, p.origin_setup));
+            out
+        }
+        Err(e) => vec![Finding::new(
+            Severity::Warning,
+            "pglogical-access",
+            Some(inv.side),
+            format!(
+                "whether role {} may use pglogical on the {} could not be read: {e}",
+                inv.server.current_user, inv.side
+            ),
+        )],
+    }
+}
+
 /// Both servers must run the same pglogical major (its protocol between provider and
 /// subscriber changes across majors).
 pub fn pglogical_versions(ctx: &Context) -> Vec<Finding> {
@@ -461,12 +693,15 @@ pub enum ProviderProbe {
 }
 
 /// Catalog facts that tell one server and database from another: the database's name, when
-/// the postmaster started, and whether the connecting role may replicate.
+/// the postmaster started, and whether the connecting role may replicate (a superuser, the
+/// REPLICATION attribute, or on RDS/Aurora membership in `rds_replication`).
 const PROVIDER_IDENTITY_SQL: &str = "\
 SELECT current_database()::text AS database,
        pg_postmaster_start_time()::text AS started,
        current_user::text AS role,
-       (SELECT r.rolsuper OR r.rolreplication FROM pg_roles r WHERE r.rolname = current_user) AS replicates";
+       (SELECT r.rolsuper OR r.rolreplication FROM pg_roles r WHERE r.rolname = current_user)
+       OR EXISTS (SELECT 1 FROM pg_roles g WHERE g.rolname = 'rds_replication'
+                    AND pg_has_role(current_user, g.oid, 'MEMBER')) AS replicates";
 
 /// The same facts of the source, read once beside the probe.
 async fn identity(ep: &Endpoint) -> Result<(String, String, String, bool), String> {
@@ -582,11 +817,18 @@ pub fn provider_findings(
                 format!("{origin} ({shown}) connects as role {role}, which has no REPLICATION right: the subscription's replication connection would be refused"),
             )
             .object(format!("role {role}"))
-            .fix(format!(
-                "as {} on the source: ALTER ROLE {} WITH REPLICATION;  -- or name a role that has it in provider_dsn",
-                admin(source),
-                crate::pg::quote::ident(role)
-            )),
+            .fix(if is_rds(source) {
+                format!(
+                    "as the master user on the source: GRANT rds_replication TO {};  -- or name a role that has it in provider_dsn",
+                    crate::pg::quote::ident(role)
+                )
+            } else {
+                format!(
+                    "as {} on the source: ALTER ROLE {} WITH REPLICATION;  -- or name a role that has it in provider_dsn",
+                    admin(source),
+                    crate::pg::quote::ident(role)
+                )
+            }),
         ),
         Some(ProviderProbe::Reached) | None => {
             let local = source_ep.info.host().to_string();
@@ -816,6 +1058,119 @@ mod tests {
             relocatable: false,
         });
         assert!(run(pglogical_available, &server(Side::Source), &t).is_empty());
+    }
+
+    #[test]
+    fn on_rds_pglogical_must_be_in_rds_extensions() {
+        let mut t = server(Side::Target);
+        t.platform = Platform::Aurora;
+        let listed = vec!["postgis".to_string(), "pglogical".to_string()];
+        // Listed: no finding; no list (not RDS, or the setting does not exist): none.
+        assert!(not_allowed(&t, Some(&listed)).is_none());
+        assert!(not_allowed(&t, None).is_none());
+        let f = not_allowed(&t, Some(&listed[..1])).expect("a blocker");
+        assert_eq!(f.check, "pglogical-missing");
+        assert_eq!(f.severity, Severity::Blocker);
+        assert_eq!(f.side, Some(Side::Target));
+        assert!(
+            f.message
+                .starts_with("pglogical is not in the target's rds.extensions (postgis)"),
+            "{}",
+            f.message
+        );
+        assert!(
+            f.fix.as_deref().unwrap_or("").contains(
+                "rds.allowed_extensions is set in the DB cluster parameter group of the target"
+            ),
+            "{:?}",
+            f.fix
+        );
+        // Installed already (by the master user): nothing to create, nothing to allow.
+        t.extensions.push(crate::inspect::Extension {
+            name: "pglogical".to_string(),
+            version: "2.4.2".to_string(),
+            schema: "pglogical".to_string(),
+            relocatable: false,
+        });
+        assert!(not_allowed(&t, Some(&listed[..1])).is_none());
+        // Self-managed servers have no such list.
+        assert!(not_allowed(&server(Side::Source), Some(&[])).is_none());
+    }
+
+    #[test]
+    fn a_pglogical_another_role_installed_needs_its_grants() {
+        let mut s = server(Side::Source);
+        s.platform = Platform::Rds;
+        s.rights.superuser = false;
+        let full = Access {
+            schema: "pglogical".to_string(),
+            usage: true,
+            unreadable: vec![],
+        };
+        assert!(access_findings(&s, None).is_empty());
+        assert!(access_findings(&s, Some(&full)).is_empty());
+        let none = Access {
+            usage: false,
+            unreadable: vec!["node".to_string(), "tables".to_string()],
+            ..full.clone()
+        };
+        let f = access_findings(&s, Some(&none));
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].severity, Severity::Blocker);
+        assert_eq!(f[0].check, "pglogical-access");
+        assert!(
+            f[0].message.starts_with("role migrator on the source lacks USAGE on schema pglogical and SELECT on 2 of its tables (node, tables)"),
+            "{}",
+            f[0].message
+        );
+        assert!(f[0].message.contains("provider DSN"), "{}", f[0].message);
+        assert_eq!(
+            f[0].fix.as_deref(),
+            Some("as the master user (or the extension's owner), in database \"db\": GRANT USAGE ON SCHEMA \"pglogical\" TO \"migrator\"; GRANT SELECT ON ALL TABLES IN SCHEMA \"pglogical\" TO \"migrator\";")
+        );
+        // A superuser needs no grant.
+        s.rights.superuser = true;
+        assert!(access_findings(&s, Some(&none)).is_empty());
+    }
+
+    #[test]
+    fn the_targets_role_must_set_up_origins_and_the_replication_role() {
+        let mut t = server(Side::Target);
+        t.rights.superuser = false;
+        t.rights.set_replication_role = true;
+        assert!(subscriber_findings(&t, true).is_empty());
+        // The source's role does not write through the subscriber node.
+        assert!(subscriber_findings(&server(Side::Source), false).is_empty());
+        let f = subscriber_findings(&t, false);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].check, "pglogical-subscriber-rights");
+        assert!(
+            f[0].message.starts_with(
+                "role migrator may not call pg_replication_origin_session_setup on the target"
+            ),
+            "{}",
+            f[0].message
+        );
+        assert_eq!(f[0].fix.as_deref(), Some("as a superuser: GRANT EXECUTE ON FUNCTION pg_catalog.pg_replication_origin_session_setup(text), pg_catalog.pg_replication_origin_session_reset() TO \"migrator\";"));
+        t.rights.set_replication_role = false;
+        let f = subscriber_findings(&t, false);
+        assert!(
+            f[0].message.contains(
+                "call pg_replication_origin_session_setup nor SET session_replication_role"
+            ),
+            "{}",
+            f[0].message
+        );
+        assert!(f[0]
+            .fix
+            .as_deref()
+            .unwrap_or("")
+            .ends_with(" GRANT SET ON PARAMETER session_replication_role TO \"migrator\";"));
+        t.platform = Platform::Aurora;
+        let f = subscriber_findings(&t, true);
+        assert_eq!(f[0].fix.as_deref(), Some("connect to the target as the master user, or as the master user: GRANT rds_superuser TO \"migrator\";  -- RDS/Aurora let rds_superuser do both"));
+        t.rights.superuser = true;
+        assert!(subscriber_findings(&t, false).is_empty());
     }
 
     #[test]
@@ -1052,6 +1407,17 @@ mod tests {
         );
         assert_eq!(f[0].severity, Severity::Blocker);
         assert_eq!(f[0].fix.as_deref(), Some("as a superuser on the source: ALTER ROLE \"rep\" WITH REPLICATION;  -- or name a role that has it in provider_dsn"));
+        // On RDS/Aurora the right comes from rds_replication, which the master user grants.
+        let mut rds = s.clone();
+        rds.platform = Platform::Rds;
+        let f = provider_findings(
+            &with_dsn,
+            &rds,
+            &remote_src,
+            &remote_dst,
+            Some(&ProviderProbe::NoReplication("rep".to_string())),
+        );
+        assert_eq!(f[0].fix.as_deref(), Some("as the master user on the source: GRANT rds_replication TO \"rep\";  -- or name a role that has it in provider_dsn"));
         let f = provider_findings(
             &with_dsn,
             &s,

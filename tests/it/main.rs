@@ -50,6 +50,7 @@ mod managed_ddl;
 mod managed_e2e;
 mod managed_harness;
 mod managed_import;
+mod managed_pglogical;
 mod managed_preflight;
 mod managed_replica;
 mod managed_roles;

@@ -18,7 +18,7 @@ use support::Cluster;
 
 /// The last lines of both servers' logs, for failure messages (pglogical reports its workers'
 /// errors there, not to the client).
-fn server_logs(src: &Cluster, dst: &Cluster) -> String {
+pub(crate) fn server_logs(src: &Cluster, dst: &Cluster) -> String {
     let tail = |log: String| {
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
@@ -35,7 +35,7 @@ fn server_logs(src: &Cluster, dst: &Cluster) -> String {
 /// partitioned table including a row moved to another leaf, PostGIS columns, an unchanged
 /// TOASTed value, a quoted name, the keyless table (inserts only: it is in the insert set),
 /// a sequence).
-fn writer_sql(n: u64) -> String {
+pub(crate) fn writer_sql(n: u64) -> String {
     let region = if n.is_multiple_of(3) { "us" } else { "eu" };
     let at = if n.is_multiple_of(2) {
         "2025-09-09"
@@ -109,7 +109,7 @@ fn start_writer(
 }
 
 /// Waits until the writer has committed more than `at_least` transactions.
-fn wait_written(written: &AtomicU64, at_least: u64, what: &str) {
+pub(crate) fn wait_written(written: &AtomicU64, at_least: u64, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while written.load(Ordering::Relaxed) <= at_least {
         assert!(Instant::now() < deadline, "the writer wrote nothing {what}");
@@ -121,7 +121,7 @@ fn wait_written(written: &AtomicU64, at_least: u64, what: &str) {
 /// partitioned table by itself), pglogical's and pgmove's own schemas, extension members
 /// (PostGIS's spatial_ref_sys) and `every_type` (compared column by column, see
 /// [`every_type_columns`]) aside.
-fn table_digest(c: &Cluster) -> String {
+pub(crate) fn table_digest(c: &Cluster) -> String {
     let rels = c.psql(
         DB,
         "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -150,7 +150,7 @@ fn table_digest(c: &Cluster) -> String {
 /// transfer keeps it (pglogical's sync is a COPY and its apply sends binary or, with
 /// `force_text_transfer`, text: measured, the stored text differs either way; pg_dump and
 /// native logical replication alike). The value is the same XML document.
-fn every_type_columns(c: &Cluster) -> String {
+pub(crate) fn every_type_columns(c: &Cluster) -> String {
     let sql = c.psql(
         DB,
         r"SELECT string_agg(format('SELECT %L || '' '' || md5(coalesce(string_agg(%s, E''\n'' ORDER BY id), ''-'')) FROM public.every_type',
@@ -161,16 +161,16 @@ fn every_type_columns(c: &Cluster) -> String {
 }
 
 /// Every sequence's state.
-const SEQUENCES: &str = "SELECT string_agg(format('%I.%I %s %s', schemaname, sequencename, last_value, increment_by), E'\\n' ORDER BY schemaname, sequencename)
+pub(crate) const SEQUENCES: &str = "SELECT string_agg(format('%I.%I %s %s', schemaname, sequencename, last_value, increment_by), E'\\n' ORDER BY schemaname, sequencename)
     FROM pg_sequences WHERE schemaname NOT IN ('pglogical', 'pgmove')";
 
 /// The large objects: oid, owner and an md5 of the contents.
-const LARGE_OBJECTS: &str = "SELECT string_agg(format('%s %s %s', oid, lomowner::regrole, md5(lo_get(oid))), ', ' ORDER BY oid)
+pub(crate) const LARGE_OBJECTS: &str = "SELECT string_agg(format('%s %s %s', oid, lomowner::regrole, md5(lo_get(oid))), ', ' ORDER BY oid)
     FROM pg_largeobject_metadata";
 
 /// The partitioned table `events`: its count through the root, the sum of its leaves' own
 /// counts, and how many ids occur more than once (in any leaves).
-const EVENTS_COUNTS: &str = "SELECT (SELECT count(*) FROM public.events) || ' '
+pub(crate) const EVENTS_COUNTS: &str = "SELECT (SELECT count(*) FROM public.events) || ' '
     || (SELECT (SELECT count(*) FROM ONLY public.events_eu_2025) + (SELECT count(*) FROM ONLY public.events_eu_2026)
              + (SELECT count(*) FROM ONLY public.events_us)) || ' '
     || (SELECT count(*) FROM (SELECT id FROM public.events GROUP BY id HAVING count(*) > 1) d)";

@@ -154,6 +154,62 @@ impl Managed {
         self.cluster.psql(db, sql)
     }
 
+    /// Creates extensions `names` in `db` the way the master user does on RDS/Aurora (`CREATE
+    /// EXTENSION` of an extension `rds.extensions` allows, through `rds_superuser`), so that
+    /// their objects (schema, tables, functions) belong to the master user as they do there.
+    /// Locally only a superuser may create an untrusted extension: for this one transaction the
+    /// master is made a superuser, creates them under its own name, and is made a plain role
+    /// again. Standing for "the master user runs CREATE EXTENSION on RDS", like
+    /// [`Managed::as_master_on_rds`].
+    pub fn create_extensions_as_master(&self, db: &str, names: &[&str]) {
+        let creates: Vec<String> = names
+            .iter()
+            .map(|n| format!("CREATE EXTENSION IF NOT EXISTS \"{n}\";"))
+            .collect();
+        self.cluster.psql(
+            db,
+            &format!(
+                "ALTER ROLE {MASTER} SUPERUSER; SET ROLE {MASTER}; {} RESET ROLE; ALTER ROLE {MASTER} NOSUPERUSER;",
+                creates.join(" ")
+            ),
+        );
+    }
+
+    /// Lets `rds_superuser` use the replication origin functions, as RDS/Aurora do (pglogical,
+    /// which AWS documents run as the master user, sets up its subscription's origin on the
+    /// subscriber through a connection as that user); PostgreSQL leaves them to superusers.
+    /// Function privileges are per database: granted in `template1` and `postgres`, so call
+    /// it before [`Managed::create_db`].
+    pub fn rds_superuser_uses_origins(&self) {
+        for db in ["template1", "postgres"] {
+            self.cluster.psql(
+                db,
+                "GRANT EXECUTE ON FUNCTION
+               pg_catalog.pg_replication_origin_create(text),
+               pg_catalog.pg_replication_origin_drop(text),
+               pg_catalog.pg_replication_origin_oid(text),
+               pg_catalog.pg_replication_origin_session_setup(text),
+               pg_catalog.pg_replication_origin_session_reset(),
+               pg_catalog.pg_replication_origin_session_is_setup(),
+               pg_catalog.pg_replication_origin_session_progress(boolean),
+               pg_catalog.pg_replication_origin_xact_setup(pg_lsn, timestamp with time zone),
+               pg_catalog.pg_replication_origin_xact_reset(),
+               pg_catalog.pg_replication_origin_advance(text, pg_lsn),
+               pg_catalog.pg_replication_origin_progress(text, boolean)
+             TO rds_superuser",
+            );
+        }
+    }
+
+    /// Gives the master user the replication right that RDS/Aurora give it through
+    /// `rds_superuser`'s membership in `rds_replication` (with `rds.logical_replication = 1`):
+    /// locally membership cannot, so the harness gives it `REPLICATION`, as it does the
+    /// migrating role's (see [`Managed::start`]).
+    pub fn master_replicates(&self) {
+        self.cluster
+            .psql("postgres", &format!("ALTER ROLE {MASTER} REPLICATION"));
+    }
+
     /// Runs `sql` on `db` as `user` (with `password`) through psql; the raw result.
     pub fn psql_as(&self, user: &str, password: &str, db: &str, sql: &str) -> std::process::Output {
         std::process::Command::new(super::bindir().join("psql"))
