@@ -212,10 +212,18 @@ fn wait_phase(dst: &Cluster, plan: &str, phases: &[&str], child: &mut Child, log
     }
 }
 
-/// Waits until the target applied everything the source has written now.
-fn wait_caught_up(src: &Cluster, dst: &Cluster, plan: &str, child: &mut Child, log: &Path) {
-    src.psql(DB, "SELECT pg_switch_wal()");
+/// Waits until the target applied everything the source has written now. A last write
+/// (`last`, to a table of the plan) commits after that position, so that the target's
+/// progress passes it as soon as that commit is applied rather than at a later keepalive.
+pub fn wait_caught_up(
+    src: &Cluster,
+    dst: &Cluster,
+    (plan, last): (&str, &str),
+    child: &mut Child,
+    log: &Path,
+) {
     let goal = src.psql(DB, "SELECT pg_current_wal_insert_lsn()");
+    src.psql(DB, last);
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let out = dst.psql_output(
@@ -319,7 +327,16 @@ fn copy_cdc_from_a_least_privileged_source_into_aurora_as_its_master_user() {
        UPDATE public.every_type SET jb = '{\"changed\": [1, 2]}', tstz = '2026-12-06 12:00+00' WHERE id = 2;
        INSERT INTO public.no_key VALUES (9, 'nine');
        SELECT nextval('public.invoice_no');");
-    wait_caught_up(&src, &dst.cluster, "mg_cdc", &mut child, &log);
+    wait_caught_up(
+        &src,
+        &dst.cluster,
+        (
+            "mg_cdc",
+            "INSERT INTO sales.customers (name) VALUES ('the last write')",
+        ),
+        &mut child,
+        &log,
+    );
 
     // cutover as the same roles: fence, last changes, sequences, verify.
     let out = run_expect(
