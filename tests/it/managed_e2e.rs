@@ -21,6 +21,8 @@ use support::managed::{Flavour, Managed, MASTER, MIGRATOR};
 use support::{Cluster, Options};
 
 const DB: &str = "shop";
+/// The Aurora database the copy-cdc move from the simulated RDS goes to.
+const CDC_DB: &str = "shop_cdc";
 const MIG_PW: &str = "mig-e2e-secret";
 /// The tables of tests/fixtures/many_types.sql that hold rows: partition leaves, not their
 /// parents.
@@ -32,7 +34,7 @@ fn write_plan(
     dir: &Path,
     name: &str,
     (src_port, src_user): (u16, &str),
-    dst: &Managed,
+    (dst, dst_db): (&Managed, &str),
     extra: &str,
 ) -> PathBuf {
     let path = dir.join(format!("{name}.yaml"));
@@ -40,7 +42,7 @@ fn write_plan(
         &path,
         format!(
             "version: 1\nname: {name}\nsource:\n  dsn: postgres://{src_user}@127.0.0.1:{src_port}/{DB}\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: {}\n  password: {{env: DST_PW}}\n  sslmode: disable\n{extra}",
-            dst.uri_as(MASTER, DB)
+            dst.uri_as(MASTER, dst_db)
         ),
     )
     .expect("write plan");
@@ -86,8 +88,13 @@ fn json(out: &Output) -> Value {
 
 /// pgmove's objects on a server: its slots, publications and schema.
 fn pgmove_objects(c: &Cluster) -> String {
+    pgmove_objects_in(c, DB)
+}
+
+/// [`pgmove_objects`] of database `db`.
+fn pgmove_objects_in(c: &Cluster, db: &str) -> String {
     c.psql(
-        DB,
+        db,
         "SELECT coalesce(string_agg(x, ', ' ORDER BY x), '') FROM (
            SELECT 'slot ' || slot_name AS x FROM pg_replication_slots WHERE slot_name LIKE 'pgmove%'
            UNION ALL SELECT 'publication ' || pubname FROM pg_publication WHERE pubname LIKE 'pgmove%'
@@ -98,8 +105,13 @@ fn pgmove_objects(c: &Cluster) -> String {
 /// What is not pgmove's on a server: extensions, schemas, relations with their owners, and
 /// large objects.
 fn user_objects(c: &Cluster) -> String {
+    user_objects_in(c, DB)
+}
+
+/// [`user_objects`] of database `db`.
+fn user_objects_in(c: &Cluster, db: &str) -> String {
     c.psql(
-        DB,
+        db,
         "SELECT string_agg(x, ', ' ORDER BY x) FROM (
            SELECT 'extension ' || extname AS x FROM pg_extension
            UNION ALL SELECT 'schema ' || nspname FROM pg_namespace
@@ -144,9 +156,9 @@ fn is_superuser(m: &Managed, user: &str, password: &str) -> bool {
 
 /// The moved relations (tables, partitions, sequences, views, materialized views; not an
 /// extension's) on the target that the master user does not own.
-fn not_the_masters(c: &Cluster) -> String {
+fn not_the_masters(c: &Cluster, db: &str) -> String {
     c.psql(
-        DB,
+        db,
         "SELECT coalesce(string_agg(n.nspname || '.' || c.relname || ' ' || pg_get_userbyid(c.relowner), ', '), '')
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE n.nspname IN ('public', 'sales', 'Mixed Case') AND c.relkind IN ('r', 'p', 'S', 'm', 'v')
@@ -168,30 +180,41 @@ fn fixture_without_postgis() -> String {
 /// A simulated Aurora with database [`DB`] owned by the master user, and PostGIS in it.
 fn aurora_target() -> Managed {
     let dst = Managed::start(Flavour::Aurora, Options::default());
-    dst.create_db(DB);
+    aurora_db(&dst, DB);
+    dst
+}
+
+/// Database `db` on `dst`, owned by the master user, with PostGIS.
+fn aurora_db(dst: &Managed, db: &str) {
+    dst.create_db(db);
     // The master user runs this on Aurora (postgis is in rds.extensions); locally only a
     // superuser may create PostGIS.
-    dst.as_master_on_rds(DB, "CREATE EXTENSION postgis");
-    builtin_aurora_version(&dst.cluster);
-    dst
+    dst.as_master_on_rds(db, "CREATE EXTENSION postgis");
+    builtin_aurora_version(&dst.cluster, db);
 }
 
 /// On Aurora `aurora_version()` is built in (in `pg_catalog`); the harness's stand-in lives in
 /// `public`, where it would be a user's function the source lacks, which verify reports. Moved
 /// where Aurora has it (pgmove still detects Aurora by it).
-pub fn builtin_aurora_version(c: &Cluster) {
+pub fn builtin_aurora_version(c: &Cluster, db: &str) {
     c.psql(
-        DB,
+        db,
         "ALTER FUNCTION public.aurora_version() SET SCHEMA pg_catalog",
     );
 }
 
 /// Waits until the plan's run on the target is in `phases`, watching the apply.
-fn wait_phase(dst: &Cluster, plan: &str, phases: &[&str], child: &mut Child, log: &Path) {
+fn wait_phase(
+    (dst, db): (&Cluster, &str),
+    plan: &str,
+    phases: &[&str],
+    child: &mut Child,
+    log: &Path,
+) {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let out = dst.psql_output(
-            DB,
+            db,
             &format!("SELECT phase FROM pgmove.runs WHERE plan_name = '{plan}'"),
         );
         if phases.contains(&String::from_utf8_lossy(&out.stdout).trim()) {
@@ -217,7 +240,7 @@ fn wait_phase(dst: &Cluster, plan: &str, phases: &[&str], child: &mut Child, log
 /// progress passes it as soon as that commit is applied rather than at a later keepalive.
 pub fn wait_caught_up(
     src: &Cluster,
-    dst: &Cluster,
+    (dst, db): (&Cluster, &str),
     (plan, last): (&str, &str),
     child: &mut Child,
     log: &Path,
@@ -227,7 +250,7 @@ pub fn wait_caught_up(
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let out = dst.psql_output(
-            DB,
+            db,
             &format!(
                 "SELECT applied_lsn >= '{goal}' FROM pgmove.progress WHERE plan_name = '{plan}'"
             ),
@@ -274,7 +297,7 @@ fn copy_cdc_from_a_least_privileged_source_into_aurora_as_its_master_user() {
         dir.path(),
         "mg_cdc",
         (src.port, "mig"),
-        &dst,
+        (&dst, DB),
         "strategy: copy-cdc\njobs: 2\nowner: target-user\ncdc:\n  ddl: ignore\n  tables_without_key: insert-only\n",
     );
     let p = plan.to_str().expect("utf8");
@@ -293,7 +316,13 @@ fn copy_cdc_from_a_least_privileged_source_into_aurora_as_its_master_user() {
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("start apply");
-    wait_phase(&dst.cluster, "mg_cdc", &["replicating"], &mut child, &log);
+    wait_phase(
+        (&dst.cluster, DB),
+        "mg_cdc",
+        &["replicating"],
+        &mut child,
+        &log,
+    );
     // Writes by the source's role during change capture, in several tables and types.
     let w = |sql: &str| {
         let out = Command::new(support::bindir().join("psql"))
@@ -329,7 +358,7 @@ fn copy_cdc_from_a_least_privileged_source_into_aurora_as_its_master_user() {
        SELECT nextval('public.invoice_no');");
     wait_caught_up(
         &src,
-        &dst.cluster,
+        (&dst.cluster, DB),
         (
             "mg_cdc",
             "INSERT INTO sales.customers (name) VALUES ('the last write')",
@@ -370,7 +399,7 @@ fn copy_cdc_from_a_least_privileged_source_into_aurora_as_its_master_user() {
     let out = run_expect(&["verify", p, "--format", "json"], MIG_PW, &dst_pw, 0);
     assert_eq!(json(&out)["identical"], true, "{}", text(&out));
     // The source's role on the target is the master user: it owns what it restored.
-    assert_eq!(not_the_masters(&dst.cluster), "");
+    assert_eq!(not_the_masters(&dst.cluster, DB), "");
     assert_eq!(
         dst.cluster.psql(DB, "SELECT count(*) FROM sales.orders"),
         src.psql(DB, "SELECT count(*) FROM sales.orders")
@@ -406,15 +435,22 @@ fn copy_cdc_from_a_least_privileged_source_into_aurora_as_its_master_user() {
 }
 
 #[test]
-fn dump_restore_from_a_simulated_rds_as_the_migrating_role_into_aurora() {
+fn dump_restore_and_copy_cdc_from_a_simulated_rds_as_the_migrating_role_into_aurora() {
     // Source: a simulated RDS; the master user made the database (PostGIS through the
-    // allowlist: locally a superuser stands for the master), and the migrating role may
-    // only read it.
+    // allowlist: locally a superuser stands for the master) and an application role `app`
+    // that owns the tables; the migrating role may only read them, at first.
     let src = Managed::start(Flavour::Rds, Options::default());
     src.create_db(DB);
     // The master user runs this on RDS (postgis is in rds.extensions).
     src.as_master_on_rds(DB, "CREATE EXTENSION postgis");
-    src.psql_master(DB, &fixture_without_postgis());
+    src.psql_master(
+        DB,
+        &format!(
+            "CREATE ROLE app NOLOGIN; GRANT app TO {MASTER};
+             GRANT CREATE ON DATABASE {DB} TO app; GRANT CREATE ON SCHEMA public TO app;"
+        ),
+    );
+    src.psql_master(DB, &format!("SET ROLE app;\n{}", fixture_without_postgis()));
     let src_pw = src.migrator_password.clone();
     let dst = aurora_target();
     let dst_pw = dst.master_password.clone();
@@ -423,7 +459,7 @@ fn dump_restore_from_a_simulated_rds_as_the_migrating_role_into_aurora() {
         dir.path(),
         "mg_dump",
         (src.cluster.port, MIGRATOR),
-        &dst,
+        (&dst, DB),
         "strategy: dump-restore\njobs: 2\nowner: target-user\n",
     );
     let p = plan.to_str().expect("utf8");
@@ -489,7 +525,7 @@ fn dump_restore_from_a_simulated_rds_as_the_migrating_role_into_aurora() {
 
     let out = run_expect(&["verify", p, "--format", "json"], &src_pw, &dst_pw, 0);
     assert_eq!(json(&out)["identical"], true, "{}", text(&out));
-    assert_eq!(not_the_masters(&dst.cluster), "");
+    assert_eq!(not_the_masters(&dst.cluster, DB), "");
     assert_eq!(
         dst.cluster
             .psql(DB, "SELECT count(*) FROM pg_largeobject_metadata"),
@@ -504,4 +540,80 @@ fn dump_restore_from_a_simulated_rds_as_the_migrating_role_into_aurora() {
     assert_eq!(pgmove_objects(&dst.cluster), "");
     assert_eq!(user_objects(&src.cluster), src_user);
     assert_eq!(user_objects(&dst.cluster), dst_user);
+
+    // copy-cdc from the same RDS source into a new Aurora database. CREATE PUBLICATION ...
+    // FOR TABLE needs the tables' owner and CREATE on the database: the master user gives the
+    // migrating role the application role's rights (not its own, which are rds_superuser's).
+    // The database stays the master's, so the cutover fence (ALTER DATABASE) is not the
+    // migrating role's to set: `fence: none`, the writes stop before cutover.
+    src.psql_master(
+        DB,
+        &format!("GRANT app TO {MIGRATOR}; GRANT CREATE ON DATABASE {DB} TO {MIGRATOR};"),
+    );
+    aurora_db(&dst, CDC_DB);
+    let plan = write_plan(
+        dir.path(),
+        "mg_rds_cdc",
+        (src.cluster.port, MIGRATOR),
+        (&dst, CDC_DB),
+        "strategy: copy-cdc\njobs: 2\nowner: target-user\ncdc:\n  ddl: ignore\n  tables_without_key: insert-only\ncutover:\n  fence: none\n",
+    );
+    let p = plan.to_str().expect("utf8");
+    let log = dir.path().join("apply-cdc.log");
+    let mut child = pgmove(&["apply", p, "--yes", "--format", "json"], &src_pw, &dst_pw)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start apply");
+    wait_phase(
+        (&dst.cluster, CDC_DB),
+        "mg_rds_cdc",
+        &["replicating"],
+        &mut child,
+        &log,
+    );
+    // The application writes (as its role, through the master user here).
+    src.psql_master(
+        DB,
+        "SET ROLE app;
+         INSERT INTO sales.orders (customer_id, amount) SELECT 1 + g % 200, g FROM generate_series(1, 100) g;
+         UPDATE public.places SET name = upper(name);
+         DELETE FROM public.events WHERE id % 100 = 0;",
+    );
+    wait_caught_up(
+        &src.cluster,
+        (&dst.cluster, CDC_DB),
+        (
+            "mg_rds_cdc",
+            "SET ROLE app; INSERT INTO sales.customers (name) VALUES ('the last write')",
+        ),
+        &mut child,
+        &log,
+    );
+    let out = run_expect(
+        &["cutover", p, "--yes", "--format", "json"],
+        &src_pw,
+        &dst_pw,
+        0,
+    );
+    let cut = json(&out);
+    assert_eq!(cut["state"], "live", "{cut:#}");
+    assert_eq!(cut["verify_identical"], true, "{cut:#}");
+    let status = child.wait().expect("apply ends after cutover");
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let out = run_expect(&["verify", p, "--format", "json"], &src_pw, &dst_pw, 0);
+    assert_eq!(json(&out)["identical"], true, "{}", text(&out));
+    assert_eq!(not_the_masters(&dst.cluster, CDC_DB), "");
+    let src_user = user_objects(&src.cluster);
+    let dst_user = user_objects_in(&dst.cluster, CDC_DB);
+    let out = run_expect(&["cleanup", p, "--format", "json"], &src_pw, &dst_pw, 0);
+    assert!(json(&out)["artifacts"].is_array(), "{}", text(&out));
+    assert_eq!(pgmove_objects(&src.cluster), "");
+    assert_eq!(pgmove_objects_in(&dst.cluster, CDC_DB), "");
+    assert_eq!(user_objects(&src.cluster), src_user);
+    assert_eq!(user_objects_in(&dst.cluster, CDC_DB), dst_user);
 }
