@@ -616,4 +616,42 @@ fn dump_restore_and_copy_cdc_from_a_simulated_rds_as_the_migrating_role_into_aur
     assert_eq!(pgmove_objects_in(&dst.cluster, CDC_DB), "");
     assert_eq!(user_objects(&src.cluster), src_user);
     assert_eq!(user_objects_in(&dst.cluster, CDC_DB), dst_user);
+
+    // A spatial reference system of the source's own in spatial_ref_sys (a row pg_dump dumps):
+    // the target's table is the extension owner's, so apply stops before the data with the
+    // GRANT that owner runs, rather than fail on permission denied mid-restore.
+    src.as_master_on_rds(
+        DB,
+        "INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, srtext, proj4text)
+         VALUES (990001, 'pgmove', 990001, '', '+proj=longlat +datum=WGS84 +no_defs')",
+    );
+    aurora_db(&dst, "shop_srid");
+    let plan = write_plan(
+        dir.path(),
+        "mg_srid",
+        (src.cluster.port, MIGRATOR),
+        (&dst, "shop_srid"),
+        "strategy: dump-restore\njobs: 2\nowner: target-user\n",
+    );
+    let out = run_expect(
+        &["apply", plan.to_str().expect("utf8"), "--yes"],
+        &src_pw,
+        &dst_pw,
+        1,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TABLE DATA public.spatial_ref_sys")
+            && err.contains("the source has 1 row(s) of its own")
+            && err.contains(
+                "GRANT INSERT, UPDATE, DELETE ON \"public\".\"spatial_ref_sys\" TO \"master\""
+            ),
+        "{err}"
+    );
+    assert_eq!(
+        dst.cluster
+            .psql("shop_srid", "SELECT count(*) FROM sales.orders"),
+        "0",
+        "the data step ran"
+    );
 }
