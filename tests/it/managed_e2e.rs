@@ -154,6 +154,18 @@ fn is_superuser(m: &Managed, user: &str, password: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).trim() == "t"
 }
 
+/// The artifacts a cleanup report (JSON) says were dropped, as `side kind name`, sorted.
+fn dropped(report: &Value) -> Vec<String> {
+    let mut out: Vec<String> = report["artifacts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no artifacts: {report:#}"))
+        .iter()
+        .map(|a| format!("{} {} {}", a["side"], a["kind"], a["name"]).replace('"', ""))
+        .collect();
+    out.sort();
+    out
+}
+
 /// The moved relations (tables, partitions, sequences, views, materialized views; not an
 /// extension's) on the target that the master user does not own.
 fn not_the_masters(c: &Cluster, db: &str) -> String {
@@ -536,7 +548,8 @@ fn dump_restore_and_copy_cdc_from_a_simulated_rds_as_the_migrating_role_into_aur
     assert_eq!(pgmove_objects(&src.cluster), "");
     let (src_user, dst_user) = (user_objects(&src.cluster), user_objects(&dst.cluster));
     let out = run_expect(&["cleanup", p, "--format", "json"], &src_pw, &dst_pw, 0);
-    assert!(json(&out)["artifacts"].is_array(), "{}", text(&out));
+    // Dropped by the master user, who created it.
+    assert_eq!(dropped(&json(&out)), ["target schema pgmove"]);
     assert_eq!(pgmove_objects(&dst.cluster), "");
     assert_eq!(user_objects(&src.cluster), src_user);
     assert_eq!(user_objects(&dst.cluster), dst_user);
@@ -611,7 +624,17 @@ fn dump_restore_and_copy_cdc_from_a_simulated_rds_as_the_migrating_role_into_aur
     let src_user = user_objects(&src.cluster);
     let dst_user = user_objects_in(&dst.cluster, CDC_DB);
     let out = run_expect(&["cleanup", p, "--format", "json"], &src_pw, &dst_pw, 0);
-    assert!(json(&out)["artifacts"].is_array(), "{}", text(&out));
+    // Each dropped by the role that created it: the slot and publications by the migrating
+    // role on the source, pgmove's schema by the master user on the target.
+    assert_eq!(
+        dropped(&json(&out)),
+        [
+            "source publication pgmove_mg_rds_cdc",
+            "source publication pgmove_mg_rds_cdc_insert_only",
+            "source replication slot pgmove_mg_rds_cdc",
+            "target schema pgmove",
+        ]
+    );
     assert_eq!(pgmove_objects(&src.cluster), "");
     assert_eq!(pgmove_objects_in(&dst.cluster, CDC_DB), "");
     assert_eq!(user_objects(&src.cluster), src_user);
