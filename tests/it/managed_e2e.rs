@@ -21,6 +21,8 @@ use support::managed::{Flavour, Managed, MASTER, MIGRATOR};
 use support::{Cluster, Options};
 
 const DB: &str = "shop";
+/// The Aurora database the copy-cdc move from the simulated RDS goes to.
+const CDC_DB: &str = "shop_cdc";
 const MIG_PW: &str = "mig-e2e-secret";
 /// The tables of tests/fixtures/many_types.sql that hold rows: partition leaves, not their
 /// parents.
@@ -32,7 +34,7 @@ fn write_plan(
     dir: &Path,
     name: &str,
     (src_port, src_user): (u16, &str),
-    dst: &Managed,
+    (dst, dst_db): (&Managed, &str),
     extra: &str,
 ) -> PathBuf {
     let path = dir.join(format!("{name}.yaml"));
@@ -40,7 +42,7 @@ fn write_plan(
         &path,
         format!(
             "version: 1\nname: {name}\nsource:\n  dsn: postgres://{src_user}@127.0.0.1:{src_port}/{DB}\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: {}\n  password: {{env: DST_PW}}\n  sslmode: disable\n{extra}",
-            dst.uri_as(MASTER, DB)
+            dst.uri_as(MASTER, dst_db)
         ),
     )
     .expect("write plan");
@@ -86,8 +88,13 @@ fn json(out: &Output) -> Value {
 
 /// pgmove's objects on a server: its slots, publications and schema.
 fn pgmove_objects(c: &Cluster) -> String {
+    pgmove_objects_in(c, DB)
+}
+
+/// [`pgmove_objects`] of database `db`.
+fn pgmove_objects_in(c: &Cluster, db: &str) -> String {
     c.psql(
-        DB,
+        db,
         "SELECT coalesce(string_agg(x, ', ' ORDER BY x), '') FROM (
            SELECT 'slot ' || slot_name AS x FROM pg_replication_slots WHERE slot_name LIKE 'pgmove%'
            UNION ALL SELECT 'publication ' || pubname FROM pg_publication WHERE pubname LIKE 'pgmove%'
@@ -98,8 +105,13 @@ fn pgmove_objects(c: &Cluster) -> String {
 /// What is not pgmove's on a server: extensions, schemas, relations with their owners, and
 /// large objects.
 fn user_objects(c: &Cluster) -> String {
+    user_objects_in(c, DB)
+}
+
+/// [`user_objects`] of database `db`.
+fn user_objects_in(c: &Cluster, db: &str) -> String {
     c.psql(
-        DB,
+        db,
         "SELECT string_agg(x, ', ' ORDER BY x) FROM (
            SELECT 'extension ' || extname AS x FROM pg_extension
            UNION ALL SELECT 'schema ' || nspname FROM pg_namespace
@@ -142,11 +154,23 @@ fn is_superuser(m: &Managed, user: &str, password: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).trim() == "t"
 }
 
+/// The artifacts a cleanup report (JSON) says were dropped, as `side kind name`, sorted.
+fn dropped(report: &Value) -> Vec<String> {
+    let mut out: Vec<String> = report["artifacts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no artifacts: {report:#}"))
+        .iter()
+        .map(|a| format!("{} {} {}", a["side"], a["kind"], a["name"]).replace('"', ""))
+        .collect();
+    out.sort();
+    out
+}
+
 /// The moved relations (tables, partitions, sequences, views, materialized views; not an
 /// extension's) on the target that the master user does not own.
-fn not_the_masters(c: &Cluster) -> String {
+fn not_the_masters(c: &Cluster, db: &str) -> String {
     c.psql(
-        DB,
+        db,
         "SELECT coalesce(string_agg(n.nspname || '.' || c.relname || ' ' || pg_get_userbyid(c.relowner), ', '), '')
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE n.nspname IN ('public', 'sales', 'Mixed Case') AND c.relkind IN ('r', 'p', 'S', 'm', 'v')
@@ -168,30 +192,41 @@ fn fixture_without_postgis() -> String {
 /// A simulated Aurora with database [`DB`] owned by the master user, and PostGIS in it.
 fn aurora_target() -> Managed {
     let dst = Managed::start(Flavour::Aurora, Options::default());
-    dst.create_db(DB);
+    aurora_db(&dst, DB);
+    dst
+}
+
+/// Database `db` on `dst`, owned by the master user, with PostGIS.
+fn aurora_db(dst: &Managed, db: &str) {
+    dst.create_db(db);
     // The master user runs this on Aurora (postgis is in rds.extensions); locally only a
     // superuser may create PostGIS.
-    dst.as_master_on_rds(DB, "CREATE EXTENSION postgis");
-    builtin_aurora_version(&dst.cluster);
-    dst
+    dst.as_master_on_rds(db, "CREATE EXTENSION postgis");
+    builtin_aurora_version(&dst.cluster, db);
 }
 
 /// On Aurora `aurora_version()` is built in (in `pg_catalog`); the harness's stand-in lives in
 /// `public`, where it would be a user's function the source lacks, which verify reports. Moved
 /// where Aurora has it (pgmove still detects Aurora by it).
-pub fn builtin_aurora_version(c: &Cluster) {
+pub fn builtin_aurora_version(c: &Cluster, db: &str) {
     c.psql(
-        DB,
+        db,
         "ALTER FUNCTION public.aurora_version() SET SCHEMA pg_catalog",
     );
 }
 
 /// Waits until the plan's run on the target is in `phases`, watching the apply.
-fn wait_phase(dst: &Cluster, plan: &str, phases: &[&str], child: &mut Child, log: &Path) {
+fn wait_phase(
+    (dst, db): (&Cluster, &str),
+    plan: &str,
+    phases: &[&str],
+    child: &mut Child,
+    log: &Path,
+) {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let out = dst.psql_output(
-            DB,
+            db,
             &format!("SELECT phase FROM pgmove.runs WHERE plan_name = '{plan}'"),
         );
         if phases.contains(&String::from_utf8_lossy(&out.stdout).trim()) {
@@ -212,14 +247,22 @@ fn wait_phase(dst: &Cluster, plan: &str, phases: &[&str], child: &mut Child, log
     }
 }
 
-/// Waits until the target applied everything the source has written now.
-fn wait_caught_up(src: &Cluster, dst: &Cluster, plan: &str, child: &mut Child, log: &Path) {
-    src.psql(DB, "SELECT pg_switch_wal()");
+/// Waits until the target applied everything the source has written now. A last write
+/// (`last`, to a table of the plan) commits after that position, so that the target's
+/// progress passes it as soon as that commit is applied rather than at a later keepalive.
+pub fn wait_caught_up(
+    src: &Cluster,
+    (dst, db): (&Cluster, &str),
+    (plan, last): (&str, &str),
+    child: &mut Child,
+    log: &Path,
+) {
     let goal = src.psql(DB, "SELECT pg_current_wal_insert_lsn()");
+    src.psql(DB, last);
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let out = dst.psql_output(
-            DB,
+            db,
             &format!(
                 "SELECT applied_lsn >= '{goal}' FROM pgmove.progress WHERE plan_name = '{plan}'"
             ),
@@ -266,7 +309,7 @@ fn copy_cdc_from_a_least_privileged_source_into_aurora_as_its_master_user() {
         dir.path(),
         "mg_cdc",
         (src.port, "mig"),
-        &dst,
+        (&dst, DB),
         "strategy: copy-cdc\njobs: 2\nowner: target-user\ncdc:\n  ddl: ignore\n  tables_without_key: insert-only\n",
     );
     let p = plan.to_str().expect("utf8");
@@ -285,7 +328,13 @@ fn copy_cdc_from_a_least_privileged_source_into_aurora_as_its_master_user() {
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("start apply");
-    wait_phase(&dst.cluster, "mg_cdc", &["replicating"], &mut child, &log);
+    wait_phase(
+        (&dst.cluster, DB),
+        "mg_cdc",
+        &["replicating"],
+        &mut child,
+        &log,
+    );
     // Writes by the source's role during change capture, in several tables and types.
     let w = |sql: &str| {
         let out = Command::new(support::bindir().join("psql"))
@@ -319,7 +368,16 @@ fn copy_cdc_from_a_least_privileged_source_into_aurora_as_its_master_user() {
        UPDATE public.every_type SET jb = '{\"changed\": [1, 2]}', tstz = '2026-12-06 12:00+00' WHERE id = 2;
        INSERT INTO public.no_key VALUES (9, 'nine');
        SELECT nextval('public.invoice_no');");
-    wait_caught_up(&src, &dst.cluster, "mg_cdc", &mut child, &log);
+    wait_caught_up(
+        &src,
+        (&dst.cluster, DB),
+        (
+            "mg_cdc",
+            "INSERT INTO sales.customers (name) VALUES ('the last write')",
+        ),
+        &mut child,
+        &log,
+    );
 
     // cutover as the same roles: fence, last changes, sequences, verify.
     let out = run_expect(
@@ -353,7 +411,7 @@ fn copy_cdc_from_a_least_privileged_source_into_aurora_as_its_master_user() {
     let out = run_expect(&["verify", p, "--format", "json"], MIG_PW, &dst_pw, 0);
     assert_eq!(json(&out)["identical"], true, "{}", text(&out));
     // The source's role on the target is the master user: it owns what it restored.
-    assert_eq!(not_the_masters(&dst.cluster), "");
+    assert_eq!(not_the_masters(&dst.cluster, DB), "");
     assert_eq!(
         dst.cluster.psql(DB, "SELECT count(*) FROM sales.orders"),
         src.psql(DB, "SELECT count(*) FROM sales.orders")
@@ -389,15 +447,22 @@ fn copy_cdc_from_a_least_privileged_source_into_aurora_as_its_master_user() {
 }
 
 #[test]
-fn dump_restore_from_a_simulated_rds_as_the_migrating_role_into_aurora() {
+fn dump_restore_and_copy_cdc_from_a_simulated_rds_as_the_migrating_role_into_aurora() {
     // Source: a simulated RDS; the master user made the database (PostGIS through the
-    // allowlist: locally a superuser stands for the master), and the migrating role may
-    // only read it.
+    // allowlist: locally a superuser stands for the master) and an application role `app`
+    // that owns the tables; the migrating role may only read them, at first.
     let src = Managed::start(Flavour::Rds, Options::default());
     src.create_db(DB);
     // The master user runs this on RDS (postgis is in rds.extensions).
     src.as_master_on_rds(DB, "CREATE EXTENSION postgis");
-    src.psql_master(DB, &fixture_without_postgis());
+    src.psql_master(
+        DB,
+        &format!(
+            "CREATE ROLE app NOLOGIN; GRANT app TO {MASTER};
+             GRANT CREATE ON DATABASE {DB} TO app; GRANT CREATE ON SCHEMA public TO app;"
+        ),
+    );
+    src.psql_master(DB, &format!("SET ROLE app;\n{}", fixture_without_postgis()));
     let src_pw = src.migrator_password.clone();
     let dst = aurora_target();
     let dst_pw = dst.master_password.clone();
@@ -406,7 +471,7 @@ fn dump_restore_from_a_simulated_rds_as_the_migrating_role_into_aurora() {
         dir.path(),
         "mg_dump",
         (src.cluster.port, MIGRATOR),
-        &dst,
+        (&dst, DB),
         "strategy: dump-restore\njobs: 2\nowner: target-user\n",
     );
     let p = plan.to_str().expect("utf8");
@@ -472,7 +537,7 @@ fn dump_restore_from_a_simulated_rds_as_the_migrating_role_into_aurora() {
 
     let out = run_expect(&["verify", p, "--format", "json"], &src_pw, &dst_pw, 0);
     assert_eq!(json(&out)["identical"], true, "{}", text(&out));
-    assert_eq!(not_the_masters(&dst.cluster), "");
+    assert_eq!(not_the_masters(&dst.cluster, DB), "");
     assert_eq!(
         dst.cluster
             .psql(DB, "SELECT count(*) FROM pg_largeobject_metadata"),
@@ -483,8 +548,133 @@ fn dump_restore_from_a_simulated_rds_as_the_migrating_role_into_aurora() {
     assert_eq!(pgmove_objects(&src.cluster), "");
     let (src_user, dst_user) = (user_objects(&src.cluster), user_objects(&dst.cluster));
     let out = run_expect(&["cleanup", p, "--format", "json"], &src_pw, &dst_pw, 0);
-    assert!(json(&out)["artifacts"].is_array(), "{}", text(&out));
+    // Dropped by the master user, who created it.
+    assert_eq!(dropped(&json(&out)), ["target schema pgmove"]);
     assert_eq!(pgmove_objects(&dst.cluster), "");
     assert_eq!(user_objects(&src.cluster), src_user);
     assert_eq!(user_objects(&dst.cluster), dst_user);
+
+    // copy-cdc from the same RDS source into a new Aurora database. CREATE PUBLICATION ...
+    // FOR TABLE needs the tables' owner and CREATE on the database: the master user gives the
+    // migrating role the application role's rights (not its own, which are rds_superuser's).
+    // The database stays the master's, so the cutover fence (ALTER DATABASE) is not the
+    // migrating role's to set: `fence: none`, the writes stop before cutover.
+    src.psql_master(
+        DB,
+        &format!("GRANT app TO {MIGRATOR}; GRANT CREATE ON DATABASE {DB} TO {MIGRATOR};"),
+    );
+    aurora_db(&dst, CDC_DB);
+    let plan = write_plan(
+        dir.path(),
+        "mg_rds_cdc",
+        (src.cluster.port, MIGRATOR),
+        (&dst, CDC_DB),
+        "strategy: copy-cdc\njobs: 2\nowner: target-user\ncdc:\n  ddl: ignore\n  tables_without_key: insert-only\ncutover:\n  fence: none\n",
+    );
+    let p = plan.to_str().expect("utf8");
+    let log = dir.path().join("apply-cdc.log");
+    let mut child = pgmove(&["apply", p, "--yes", "--format", "json"], &src_pw, &dst_pw)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start apply");
+    wait_phase(
+        (&dst.cluster, CDC_DB),
+        "mg_rds_cdc",
+        &["replicating"],
+        &mut child,
+        &log,
+    );
+    // The application writes (as its role, through the master user here).
+    src.psql_master(
+        DB,
+        "SET ROLE app;
+         INSERT INTO sales.orders (customer_id, amount) SELECT 1 + g % 200, g FROM generate_series(1, 100) g;
+         UPDATE public.places SET name = upper(name);
+         DELETE FROM public.events WHERE id % 100 = 0;",
+    );
+    wait_caught_up(
+        &src.cluster,
+        (&dst.cluster, CDC_DB),
+        (
+            "mg_rds_cdc",
+            "SET ROLE app; INSERT INTO sales.customers (name) VALUES ('the last write')",
+        ),
+        &mut child,
+        &log,
+    );
+    let out = run_expect(
+        &["cutover", p, "--yes", "--format", "json"],
+        &src_pw,
+        &dst_pw,
+        0,
+    );
+    let cut = json(&out);
+    assert_eq!(cut["state"], "live", "{cut:#}");
+    assert_eq!(cut["verify_identical"], true, "{cut:#}");
+    let status = child.wait().expect("apply ends after cutover");
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let out = run_expect(&["verify", p, "--format", "json"], &src_pw, &dst_pw, 0);
+    assert_eq!(json(&out)["identical"], true, "{}", text(&out));
+    assert_eq!(not_the_masters(&dst.cluster, CDC_DB), "");
+    let src_user = user_objects(&src.cluster);
+    let dst_user = user_objects_in(&dst.cluster, CDC_DB);
+    let out = run_expect(&["cleanup", p, "--format", "json"], &src_pw, &dst_pw, 0);
+    // Each dropped by the role that created it: the slot and publications by the migrating
+    // role on the source, pgmove's schema by the master user on the target.
+    assert_eq!(
+        dropped(&json(&out)),
+        [
+            "source publication pgmove_mg_rds_cdc",
+            "source publication pgmove_mg_rds_cdc_insert_only",
+            "source replication slot pgmove_mg_rds_cdc",
+            "target schema pgmove",
+        ]
+    );
+    assert_eq!(pgmove_objects(&src.cluster), "");
+    assert_eq!(pgmove_objects_in(&dst.cluster, CDC_DB), "");
+    assert_eq!(user_objects(&src.cluster), src_user);
+    assert_eq!(user_objects_in(&dst.cluster, CDC_DB), dst_user);
+
+    // A spatial reference system of the source's own in spatial_ref_sys (a row pg_dump dumps):
+    // the target's table is the extension owner's, so apply stops before the data with the
+    // GRANT that owner runs, rather than fail on permission denied mid-restore.
+    src.as_master_on_rds(
+        DB,
+        "INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, srtext, proj4text)
+         VALUES (990001, 'pgmove', 990001, '', '+proj=longlat +datum=WGS84 +no_defs')",
+    );
+    aurora_db(&dst, "shop_srid");
+    let plan = write_plan(
+        dir.path(),
+        "mg_srid",
+        (src.cluster.port, MIGRATOR),
+        (&dst, "shop_srid"),
+        "strategy: dump-restore\njobs: 2\nowner: target-user\n",
+    );
+    let out = run_expect(
+        &["apply", plan.to_str().expect("utf8"), "--yes"],
+        &src_pw,
+        &dst_pw,
+        1,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TABLE DATA public.spatial_ref_sys")
+            && err.contains("the source has 1 row(s) of its own")
+            && err.contains(
+                "GRANT INSERT, UPDATE, DELETE ON \"public\".\"spatial_ref_sys\" TO \"master\""
+            ),
+        "{err}"
+    );
+    assert_eq!(
+        dst.cluster
+            .psql("shop_srid", "SELECT count(*) FROM sales.orders"),
+        "0",
+        "the data step ran"
+    );
 }

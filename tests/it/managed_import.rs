@@ -110,7 +110,7 @@ fn the_rds_aurora_example_runs_end_to_end_from_a_script_with_json_output() {
         },
     );
     dst.create_db(DB);
-    crate::managed_e2e::builtin_aurora_version(&dst.cluster);
+    crate::managed_e2e::builtin_aurora_version(&dst.cluster, DB);
 
     let example = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/examples/rds-aurora-import.yaml"),
@@ -187,8 +187,12 @@ fn the_rds_aurora_example_runs_end_to_end_from_a_script_with_json_output() {
     assert_eq!(st["apply_running"], true, "{st:#}");
     assert!(st["slot"]["name"].as_str().is_some(), "{st:#}");
 
-    src.psql(DB, "SELECT pg_switch_wal()");
     let goal = src.psql(DB, "SELECT pg_current_wal_insert_lsn()");
+    // A last commit after that position: the target's progress passes it once applied.
+    src.psql(
+        DB,
+        "INSERT INTO public.customers VALUES (501, 'the last write')",
+    );
     wait_for(
         "catch-up",
         || {
