@@ -530,12 +530,26 @@ fn short(inv: &Inventory, n: Need) -> Option<Finding> {
             ),
         )
         .object(format!("setting {}", n.setting))
-        .fix(restart_fix(
+        .fix(capacity_fix(
             inv,
             n.setting,
             &(n.used + n.need + 2).max(n.max + n.need - free).to_string(),
         )),
     )
+}
+
+/// How to raise `setting` to `value`: on Aurora in the DB cluster parameter group (where
+/// Aurora keeps the worker, slot and sender settings logical replication needs), on RDS in
+/// the DB parameter group, elsewhere `ALTER SYSTEM`; a restart each time.
+fn capacity_fix(inv: &Inventory, setting: &str, value: &str) -> String {
+    if inv.platform == Platform::Aurora {
+        format!(
+            "set {setting} = {value} in {} and reboot it",
+            parameter_group(inv)
+        )
+    } else {
+        restart_fix(inv, setting, value)
+    }
 }
 
 /// Room for pglogical's workers on both servers and for its slots and WAL senders on the
@@ -1225,6 +1239,25 @@ mod tests {
                 .as_deref()
                 .unwrap_or("")
                 .contains("max_worker_processes = '"),
+            "{:?}",
+            f[0].fix
+        );
+        // On Aurora the fix is in the DB cluster parameter group, on RDS in the DB one.
+        let mut aurora = t.clone();
+        aurora.platform = Platform::Aurora;
+        let f = run(pglogical_capacity, &s, &aurora);
+        assert_eq!(
+            f[0].fix.as_deref().unwrap_or(""),
+            "set max_worker_processes = 8 in the DB cluster parameter group of the target and reboot it"
+        );
+        let mut rds = t.clone();
+        rds.platform = Platform::Rds;
+        let f = run(pglogical_capacity, &s, &rds);
+        assert!(
+            f[0].fix
+                .as_deref()
+                .unwrap_or("")
+                .contains("in the DB parameter group of the target"),
             "{:?}",
             f[0].fix
         );

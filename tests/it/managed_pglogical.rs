@@ -364,9 +364,14 @@ fn pglogical_moves_rds_to_aurora_as_the_master_user_then_cuts_over_and_cleans_up
         "0",
         "a slot left on the source"
     );
-    // The text report gives the statement to a person.
+    // A second run finds nothing of pgmove's left.
     let out = run(&["cleanup", p], &s, &t);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to drop"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// The findings of `check` on `side`.
