@@ -530,12 +530,26 @@ fn short(inv: &Inventory, n: Need) -> Option<Finding> {
             ),
         )
         .object(format!("setting {}", n.setting))
-        .fix(restart_fix(
+        .fix(capacity_fix(
             inv,
             n.setting,
             &(n.used + n.need + 2).max(n.max + n.need - free).to_string(),
         )),
     )
+}
+
+/// How to raise `setting` to `value`: on Aurora in the DB cluster parameter group (where
+/// Aurora keeps the worker, slot and sender settings logical replication needs), on RDS in
+/// the DB parameter group, elsewhere `ALTER SYSTEM`; a restart each time.
+fn capacity_fix(inv: &Inventory, setting: &str, value: &str) -> String {
+    if inv.platform == Platform::Aurora {
+        format!(
+            "set {setting} = {value} in {} and reboot it",
+            parameter_group(inv)
+        )
+    } else {
+        restart_fix(inv, setting, value)
+    }
 }
 
 /// Room for pglogical's workers on both servers and for its slots and WAL senders on the
@@ -688,23 +702,34 @@ pub enum ProviderProbe {
     Elsewhere(String),
     /// Connected, as a role without the REPLICATION right.
     NoReplication(String),
+    /// Connected, as a role that may not read the installed pglogical's schema (USAGE on it,
+    /// SELECT on its tables), which the subscriber reads on the provider.
+    NoPglogicalAccess(String),
     /// Did not connect: the error, the password redacted.
     Failed(String),
 }
 
 /// Catalog facts that tell one server and database from another: the database's name, when
-/// the postmaster started, and whether the connecting role may replicate (a superuser, the
-/// REPLICATION attribute, or on RDS/Aurora membership in `rds_replication`).
+/// the postmaster started, whether the connecting role may replicate (a superuser, the
+/// REPLICATION attribute, or on RDS/Aurora membership in `rds_replication`), and whether it
+/// may read the installed pglogical's schema (true without the extension).
 const PROVIDER_IDENTITY_SQL: &str = "\
 SELECT current_database()::text AS database,
        pg_postmaster_start_time()::text AS started,
        current_user::text AS role,
        (SELECT r.rolsuper OR r.rolreplication FROM pg_roles r WHERE r.rolname = current_user)
        OR EXISTS (SELECT 1 FROM pg_roles g WHERE g.rolname = 'rds_replication'
-                    AND pg_has_role(current_user, g.oid, 'MEMBER')) AS replicates";
+                    AND pg_has_role(current_user, g.oid, 'MEMBER')) AS replicates,
+       COALESCE((SELECT pg_catalog.has_schema_privilege(e.extnamespace, 'USAGE')
+                        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                                         WHERE c.relnamespace = e.extnamespace
+                                           AND c.relkind IN ('r', 'v')
+                                           AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT'))
+                   FROM pg_catalog.pg_extension e WHERE e.extname = 'pglogical'), true)
+         AS pglogical_readable";
 
 /// The same facts of the source, read once beside the probe.
-async fn identity(ep: &Endpoint) -> Result<(String, String, String, bool), String> {
+async fn identity(ep: &Endpoint) -> Result<(String, String, String, bool, bool), String> {
     let client = ep.connect().await.map_err(|e| match e {
         // The address is already in the finding's message.
         crate::pg::PgError::Connect { message, .. } => message,
@@ -725,6 +750,9 @@ async fn identity(ep: &Endpoint) -> Result<(String, String, String, bool), Strin
         row.try_get::<_, Option<bool>>("replicates")
             .map_err(|e| e.to_string())?
             .unwrap_or(false),
+        row.try_get::<_, Option<bool>>("pglogical_readable")
+            .map_err(|e| e.to_string())?
+            .unwrap_or(true),
     ))
 }
 
@@ -761,6 +789,7 @@ pub async fn probe_provider(plan: &Plan, source: &Endpoint) -> Option<ProviderPr
             p.0, p.1, s.0, s.1
         )),
         (Ok(p), _) if !p.3 => ProviderProbe::NoReplication(p.2),
+        (Ok(p), _) if !p.4 => ProviderProbe::NoPglogicalAccess(p.2),
         (Ok(_), Err(e)) => ProviderProbe::Failed(redact(format!(
             "it answered, but source.dsn did not, so the two could not be compared: {e}"
         ))),
@@ -809,6 +838,22 @@ pub fn provider_findings(
             .object(origin)
             .fix("make pglogical.provider_dsn name the source's own database and server, as the target server reaches them"),
         ),
+        Some(ProviderProbe::NoPglogicalAccess(role)) => {
+            let r = crate::pg::quote::ident(role);
+            out.push(
+                Finding::new(
+                    Severity::Blocker,
+                    "provider-dsn",
+                    Some(Side::Source),
+                    format!("{origin} ({shown}) connects as role {role}, which may not read pglogical's schema on the source (USAGE on it, SELECT on its tables): the subscription reads its table list there as that role and would go down (\"permission denied for view tables\")"),
+                )
+                .object(format!("role {role}"))
+                .fix(format!(
+                    "as {} on the source: GRANT USAGE ON SCHEMA \"pglogical\" TO {r}; GRANT SELECT ON ALL TABLES IN SCHEMA \"pglogical\" TO {r};",
+                    admin(source)
+                )),
+            )
+        }
         Some(ProviderProbe::NoReplication(role)) => out.push(
             Finding::new(
                 Severity::Blocker,
@@ -1228,6 +1273,25 @@ mod tests {
             "{:?}",
             f[0].fix
         );
+        // On Aurora the fix is in the DB cluster parameter group, on RDS in the DB one.
+        let mut aurora = t.clone();
+        aurora.platform = Platform::Aurora;
+        let f = run(pglogical_capacity, &s, &aurora);
+        assert_eq!(
+            f[0].fix.as_deref().unwrap_or(""),
+            "set max_worker_processes = 8 in the DB cluster parameter group of the target and reboot it"
+        );
+        let mut rds = t.clone();
+        rds.platform = Platform::Rds;
+        let f = run(pglogical_capacity, &s, &rds);
+        assert!(
+            f[0].fix
+                .as_deref()
+                .unwrap_or("")
+                .contains("in the DB parameter group of the target"),
+            "{:?}",
+            f[0].fix
+        );
         // A rerun: its nodes and subscription exist, their workers and slot are in use.
         s.pglogical = Some(Pglogical {
             version: "2.4.2".to_string(),
@@ -1407,6 +1471,16 @@ mod tests {
         );
         assert_eq!(f[0].severity, Severity::Blocker);
         assert_eq!(f[0].fix.as_deref(), Some("as a superuser on the source: ALTER ROLE \"rep\" WITH REPLICATION;  -- or name a role that has it in provider_dsn"));
+        // A role that may not read pglogical's schema there: the grants.
+        let f = provider_findings(
+            &with_dsn,
+            &s,
+            &remote_src,
+            &remote_dst,
+            Some(&ProviderProbe::NoPglogicalAccess("rep".to_string())),
+        );
+        assert_eq!(f[0].severity, Severity::Blocker);
+        assert_eq!(f[0].fix.as_deref(), Some("as a superuser on the source: GRANT USAGE ON SCHEMA \"pglogical\" TO \"rep\"; GRANT SELECT ON ALL TABLES IN SCHEMA \"pglogical\" TO \"rep\";"));
         // On RDS/Aurora the right comes from rds_replication, which the master user grants.
         let mut rds = s.clone();
         rds.platform = Platform::Rds;

@@ -261,6 +261,17 @@ fn pglogical_moves_rds_to_aurora_as_the_master_user_then_cuts_over_and_cleans_up
             "SELECT usename, application_name FROM pg_stat_replication"
         )
     );
+    // status, as the master user: the subscription, its tables, the slot on the source.
+    let out = run(&["status", p], &s, &t);
+    assert_eq!(out.status.code(), Some(0), "status: {}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(
+            "subscription pgmove_mg_pgl: replicating (provider node pgmove_mg_pgl_provider"
+        ),
+        "{said}"
+    );
+    assert!(said.contains(" (active): source at "), "{said}");
     wait_written(
         &written,
         written.load(Ordering::Relaxed) + 20,
@@ -364,9 +375,14 @@ fn pglogical_moves_rds_to_aurora_as_the_master_user_then_cuts_over_and_cleans_up
         "0",
         "a slot left on the source"
     );
-    // The text report gives the statement to a person.
+    // A second run finds nothing of pgmove's left.
     let out = run(&["cleanup", p], &s, &t);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to drop"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// The findings of `check` on `side`.
@@ -516,6 +532,63 @@ fn managed_pglogical_preflight_names_each_missing_piece_and_who_fixes_it() {
         "{}",
         String::from_utf8_lossy(&done.stderr)
     );
+    // A provider_dsn naming another role (with the source's password, which pgmove gives
+    // it): a role the master user made, with rds_replication but no grant on pglogical: the
+    // probe from pgmove's host finds it cannot read pglogical's schema; then it may.
+    src.psql_master(
+        DB,
+        &format!(
+            "CREATE ROLE pgl_reader LOGIN PASSWORD '{}'; GRANT rds_replication TO pgl_reader",
+            src.migrator_password
+        ),
+    );
+    let dsn_plan = write_plan(
+        dir.path(),
+        "mg_pgl_pf_dsn",
+        &s,
+        &Login {
+            server: &dst,
+            user: MASTER,
+        },
+        &format!(
+            "pglogical:\n  provider_dsn: host=127.0.0.1 port={} dbname={DB} user=pgl_reader\n",
+            src.cluster.port
+        ),
+    );
+    let dsn_json = || {
+        json(&run(
+            &["plan", dsn_plan.to_str().expect("utf8"), "--format", "json"],
+            &s,
+            &t,
+        ))
+    };
+    let r = dsn_json();
+    let f = one(&r, "provider-dsn", "source");
+    assert!(
+        field(f, "message").contains(
+            "connects as role pgl_reader, which may not read pglogical's schema on the source"
+        ),
+        "{f:#}"
+    );
+    assert_eq!(
+        field(f, "fix"),
+        "as the master user on the source: GRANT USAGE ON SCHEMA \"pglogical\" TO \"pgl_reader\"; GRANT SELECT ON ALL TABLES IN SCHEMA \"pglogical\" TO \"pgl_reader\";"
+    );
+    src.psql_master(
+        DB,
+        field(f, "fix")
+            .split_once(": ")
+            .map(|(_, sql)| sql)
+            .expect("the SQL"),
+    );
+    let r = dsn_json();
+    assert!(
+        findings(&r, "provider-dsn", "source")
+            .iter()
+            .all(|f| f["severity"] == "info"),
+        "{r:#}"
+    );
+
     // The target, as the master user, is not blocked by rights, only by its parameter group.
     assert!(findings(&r, "pglogical-access", "target").is_empty());
     assert!(findings(&r, "pglogical-subscriber-rights", "target").is_empty());
