@@ -202,17 +202,6 @@ fn aurora_db(dst: &Managed, db: &str) {
     // The master user runs this on Aurora (postgis is in rds.extensions); locally only a
     // superuser may create PostGIS.
     dst.as_master_on_rds(db, "CREATE EXTENSION postgis");
-    builtin_aurora_version(&dst.cluster, db);
-}
-
-/// On Aurora `aurora_version()` is built in (in `pg_catalog`); the harness's stand-in lives in
-/// `public`, where it would be a user's function the source lacks, which verify reports. Moved
-/// where Aurora has it (pgmove still detects Aurora by it).
-pub fn builtin_aurora_version(c: &Cluster, db: &str) {
-    c.psql(
-        db,
-        "ALTER FUNCTION public.aurora_version() SET SCHEMA pg_catalog",
-    );
 }
 
 /// Waits until the plan's run on the target is in `phases`, watching the apply.

@@ -110,7 +110,6 @@ fn the_rds_aurora_example_runs_end_to_end_from_a_script_with_json_output() {
         },
     );
     dst.create_db(DB);
-    crate::managed_e2e::builtin_aurora_version(&dst.cluster, DB);
 
     let example = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/examples/rds-aurora-import.yaml"),

@@ -164,15 +164,6 @@ fn pglogical_moves_rds_to_aurora_as_the_master_user_then_cuts_over_and_cleans_up
     dst.rds_superuser_uses_origins();
     src.create_db(DB);
     dst.create_db(DB);
-    // On Aurora aurora_version() is a system function (schema pg_catalog); the harness makes
-    // it in public, where verify compares it as the application's own (missing on the RDS
-    // source). Here it goes where Aurora has it.
-    dst.cluster.psql(
-        DB,
-        "DROP FUNCTION public.aurora_version();
-         CREATE FUNCTION pg_catalog.aurora_version() RETURNS text LANGUAGE sql IMMUTABLE
-         AS $$SELECT '15.4.1'$$",
-    );
     // On RDS/Aurora the master user creates pglogical and PostGIS (both in rds.extensions);
     // locally only a superuser may (create_extensions_as_master), so it is done here first,
     // the extensions then belonging to the master user as they do there.

@@ -382,7 +382,7 @@ fn roles_arrive_in_aurora_as_on_the_source_minus_what_the_master_user_may_not_gi
 
     // verify: the moved tables' owners and privileges are the same; the grant to the skipped
     // role is a note, not a difference. (Its exit code is not asserted: this test's own
-    // GRANT on schema public and the harness's aurora_version() in public differ too.)
+    // GRANT on schema public differs too.)
     let out = pgmove(&["verify", p], &dst);
     let t = text(&out);
     assert!(

@@ -4,7 +4,8 @@
 //! - Settings RDS defines (as custom placeholders here): `rds.logical_replication`,
 //!   `rds.extensions` (an allowlist: [`ALLOWED_EXTENSIONS`], with postgis but not pglogical
 //!   unless a test adds it), `rds.force_ssl`; for Aurora also `apg_plan_mgmt.capture_plan_baselines`
-//!   and a function `aurora_version()` in every database created after the start.
+//!   and a function `pg_catalog.aurora_version()` (a system function on Aurora, so verify
+//!   does not take it for the application's) in every database created after the start.
 //! - Roles as RDS creates them: `rds_superuser` (NOLOGIN, CREATEROLE, CREATEDB, member of
 //!   `pg_signal_backend` and `pg_monitor`, `GRANT SET ON PARAMETER session_replication_role`),
 //!   `rds_replication` (NOLOGIN), the master user [`MASTER`] (LOGIN, CREATEROLE, CREATEDB, a
@@ -100,7 +101,7 @@ impl Managed {
         );
         if flavour == Flavour::Aurora {
             sql.push_str(
-                "CREATE FUNCTION public.aurora_version() RETURNS text LANGUAGE sql IMMUTABLE
+                "CREATE FUNCTION pg_catalog.aurora_version() RETURNS text LANGUAGE sql IMMUTABLE
                  AS $$SELECT '15.4.1'$$;",
             );
         }
@@ -109,7 +110,7 @@ impl Managed {
         if flavour == Flavour::Aurora {
             cluster.psql(
                 "postgres",
-                "CREATE FUNCTION public.aurora_version() RETURNS text LANGUAGE sql IMMUTABLE
+                "CREATE FUNCTION pg_catalog.aurora_version() RETURNS text LANGUAGE sql IMMUTABLE
                  AS $$SELECT '15.4.1'$$;",
             );
         }
