@@ -20,19 +20,10 @@ pub fn setup_sql(path: &Path) -> u8 {
             plan.file
         )));
     }
-    if matches!(
-        plan.strategy,
-        StrategyChoice::DumpRestore | StrategyChoice::Pglogical
-    ) {
+    if plan.strategy == StrategyChoice::DumpRestore {
         return report_failure(&Failure::input(format!(
-            "{}: strategy {} does not use the DDL capture of copy-cdc that setup-sql installs{}",
-            plan.file,
-            plan.strategy,
-            if plan.strategy == StrategyChoice::Pglogical {
-                " (under pglogical, apply installs its DDL guard itself: run it as a superuser, or on RDS/Aurora as a member of rds_superuser, or set cdc.ddl: ignore)"
-            } else {
-                ""
-            }
+            "{}: strategy dump-restore captures no schema changes (it moves no changes after the dump), so there is nothing to set up",
+            plan.file
         )));
     }
     let Some(role) = crate::cdc::ddl::setup::source_user(&plan) else {
