@@ -7,9 +7,11 @@ use std::path::Path;
 use super::{report_failure, Failure};
 use crate::exit;
 use crate::plan::{Ddl, StrategyChoice};
+use crate::report::Format;
 
 /// `pgmove setup-sql`: prints the SQL on stdout (and nothing else there).
-pub fn setup_sql(path: &Path) -> u8 {
+/// `--format json` prints an object whose `sql` is that SQL.
+pub fn setup_sql(path: &Path, format: Format) -> u8 {
     let plan = match crate::plan::load(path) {
         Ok(p) => p,
         Err(e) => return report_failure(&Failure::input(e)),
@@ -32,9 +34,21 @@ pub fn setup_sql(path: &Path) -> u8 {
             plan.file
         )));
     };
-    print!(
-        "{}",
-        crate::cdc::ddl::setup::setup_sql(&plan, &path.display().to_string(), &role)
-    );
+    let sql = crate::cdc::ddl::setup::setup_sql(&plan, &path.display().to_string(), &role);
+    match format {
+        // For scripts: the SQL with what it is for.
+        Format::Json => {
+            let out = serde_json::json!({
+                "format_version": 1,
+                "plan": plan.name,
+                "role": role,
+                "run_as": "the master user (RDS/Aurora) or a superuser, on the source database",
+                "sql": sql,
+            });
+            println!("{out:#}");
+        }
+        // Only SQL: `pgmove setup-sql plan.yaml | psql`.
+        Format::Text | Format::Markdown => print!("{sql}"),
+    }
     exit::OK
 }

@@ -153,6 +153,12 @@ fn the_master_installs_the_ddl_capture_and_the_migrating_role_uses_it() {
     );
     assert!(setup.contains(&format!("TO \"{MIGRATOR}\"")), "{setup}");
     assert!(setup.trim_end().ends_with("COMMIT;"), "{setup}");
+    // For scripts, the same SQL in JSON.
+    let out = run(&["setup-sql", p, "--format", "json"], &src, &dst);
+    assert!(out.status.success(), "{}", text(&out));
+    let j = json(&out);
+    assert_eq!(j["sql"].as_str(), Some(setup.as_str()));
+    assert_eq!(j["role"], MIGRATOR);
     // The master user runs it. Locally only a superuser may create event triggers, so a
     // superuser connection stands for the master user here; then the master gets what running
     // it on RDS gives: ownership of what it created (event triggers stay with the superuser:
