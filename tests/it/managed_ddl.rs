@@ -188,6 +188,22 @@ fn the_master_installs_the_ddl_capture_and_the_migrating_role_uses_it() {
     // Now the plan is ready as the migrating role.
     let out = run(&["plan", p, "--format", "json"], &src, &dst);
     assert_eq!(out.status.code(), Some(0), "{:#?}", blockers(&json(&out)));
+    let notes: Vec<Value> = json(&out)["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["check"] == "ddl-event-trigger")
+        .cloned()
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    assert_eq!(notes[0]["severity"], "info", "{notes:#?}");
+    assert!(
+        notes[0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the master user installed"),
+        "{notes:#?}"
+    );
 
     // Apply as the migrating role, interrupted once change capture runs.
     let log = dir.path().join("apply.log");

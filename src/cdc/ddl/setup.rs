@@ -392,6 +392,7 @@ pub fn preflight(plan: &Plan, inv: &Inventory, capture: Option<&Capture>) -> Vec
         plan.file
     );
     match capture {
+        Some(Capture::Ready { by_master: true }) => vec![master_note(CHECK, "DDL capture")],
         Some(Capture::Ready { .. }) => vec![],
         Some(Capture::Differs {
             by_master: true,
@@ -452,6 +453,7 @@ pub fn guard_preflight(plan: &Plan, inv: &Inventory, guard: Option<&Capture>) ->
         ]
     };
     match guard {
+        Some(Capture::Ready { by_master: true }) => vec![master_note(GUARD_CHECK, "DDL guard")],
         Some(Capture::Ready { .. }) => vec![],
         Some(Capture::Differs {
             by_master: true,
@@ -470,6 +472,16 @@ pub fn guard_preflight(plan: &Plan, inv: &Inventory, guard: Option<&Capture>) ->
             format!("run `{command}` as {admin} once  -- or set cdc.ddl: ignore and make no schema change to moved tables during the move"),
         ),
     }
+}
+
+/// The note that the master user's capture (or guard) is there and will be used.
+fn master_note(check: &'static str, what: &str) -> Finding {
+    Finding::new(
+        Severity::Info,
+        check,
+        Some(Side::Source),
+        format!("the {what} the master user installed for this plan (pgmove setup-sql) is there: apply uses it as it is, and cleanup leaves it to the master user, printing the SQL that removes it"),
+    )
 }
 
 /// The check name of [`guard_preflight`]'s blocker.
