@@ -278,6 +278,7 @@ pub fn setup_sql(plan: &Plan, plan_file: &str, role: &str) -> String {
     if plan.strategy == StrategyChoice::Pglogical {
         return guard_setup_sql(plan, plan_file, role);
     }
+    let (file, role_shown) = (in_comment(plan_file), in_comment(role));
     let n = names(&plan.name);
     let schema = crate::state::SCHEMA;
     let emit = format!(
@@ -287,21 +288,22 @@ pub fn setup_sql(plan: &Plan, plan_file: &str, role: &str) -> String {
     let key_table = quote::qualified(schema, &n.key_table);
     let r = quote::ident(role);
     let mut out = format!(
-        "-- pgmove setup-sql {file}: the DDL capture of plan {plan} (cdc.ddl: {ddl}), installed by the master user.
--- Run it once on the source database, as the master user (Amazon RDS/Aurora: the master user,
+        "-- pgmove setup-sql {file}: the DDL capture of plan {plan} (cdc.ddl: {ddl}).
+-- Run it once on the source database as the master user (Amazon RDS/Aurora: the master user,
 -- a member of rds_superuser; self-managed: a superuser), before pgmove apply:
 --   pgmove setup-sql {file} | psql -v ON_ERROR_STOP=1 \"<the source database, as the master user>\"
--- It creates, in schema {schema} (made with its marker table if missing): event triggers {t1},
--- {t2}, {t3} and {t4}, functions {schema}.{t1}() and {schema}.{emit_name}(...), table
--- {schema}.{key}, all owned by the master user, and lets role {role} (the plan's source user) use
--- them. pgmove apply finds it and uses it; pgmove cleanup leaves it and prints the SQL that
--- removes it. Running it again replaces the functions and event triggers and keeps the key.
--- New tables are added to the plan's publication by the trigger, as the master user: the
--- master user must be able to act as the roles that create tables on the source
--- (GRANT <table owner> TO <master user>) and as {role}, who owns the publication (granted below).
+-- It creates in schema {schema} (with its marker table, if missing), owned by whoever runs it:
+--   event triggers {t1}, {t2}, {t3}, {t4}
+--   functions {schema}.{t1}() and {schema}.{emit_name}(text, text, text, text)
+--   table {schema}.{key} (the key change capture checks messages against)
+-- and lets role {role_shown} (the plan's source user) use them. pgmove apply finds them and uses
+-- them as they are; pgmove cleanup leaves them and prints the SQL that removes them. Running
+-- this again replaces the functions and event triggers and keeps the key.
+-- The trigger adds each new table to the plan's publication as the master user, who must be
+-- able to act as {role_shown} (who owns the publication: granted below) and as the roles that
+-- create tables on the source: GRANT <table owner> TO <master user>; for each.
 BEGIN;
 ",
-        file = plan_file,
         plan = plan.name,
         ddl = plan.cdc.ddl,
         t1 = n.trigger,
@@ -321,7 +323,7 @@ BEGIN;
         quote::literal(SETUP_COMMENT)
     ));
     out.push_str(&format!(
-        "-- What role {role} needs to use it.\n{}GRANT SELECT ON TABLE {key_table} TO {r};\n",
+        "-- What role {role_shown} needs to use it.\n{}GRANT SELECT ON TABLE {key_table} TO {r};\n",
         crate::state::source::grant_use_sql(role)
     ));
     // The trigger runs as the master and adds new tables to the publication the migrating
@@ -334,9 +336,18 @@ BEGIN;
     out
 }
 
+/// `s` for a `--` comment line: control characters (a line break would end the comment and
+/// make the rest SQL) as spaces.
+fn in_comment(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// [`setup_sql`] of a pglogical plan: the guard of `cdc.ddl` under pglogical
 /// ([`super::guard`]), which needs nothing from the migrating role but to see it.
 fn guard_setup_sql(plan: &Plan, plan_file: &str, role: &str) -> String {
+    let (plan_file, role_shown) = (in_comment(plan_file), in_comment(role));
     let (trigger, drop_trigger) = crate::plan::names::ddl_guard_names(&plan.name);
     let schema = crate::state::SCHEMA;
     let mut out = format!(
@@ -347,7 +358,7 @@ fn guard_setup_sql(plan: &Plan, plan_file: &str, role: &str) -> String {
 --   pgmove setup-sql {plan_file} | psql -v ON_ERROR_STOP=1 \"<the source database, as the master user>\"
 -- It creates, in schema {schema} (made with its marker table if missing): event triggers
 -- {trigger} and {drop_trigger} and function {schema}.{trigger}(), which refuse schema changes
--- that would not reach the target, and lets role {role} (the plan's source user) see them.
+-- that would not reach the target, and lets role {role_shown} (the plan's source user) see them.
 -- pgmove apply finds it and uses it; pgmove cleanup leaves it and prints the SQL that removes it.
 BEGIN;
 ",
@@ -361,7 +372,7 @@ BEGIN;
         quote::literal(SETUP_COMMENT)
     ));
     out.push_str(&format!(
-        "-- What role {role} needs to use it.\n{}COMMIT;\n",
+        "-- What role {role_shown} needs to use it.\n{}COMMIT;\n",
         crate::state::source::grant_use_sql(role)
     ));
     out
@@ -500,6 +511,13 @@ mod tests {
             key_table: true,
             key_readable: true,
         }
+    }
+
+    /// A role name or path with a line break cannot end a comment and smuggle SQL into what
+    /// is piped to psql.
+    #[test]
+    fn names_in_comments_stay_in_comments() {
+        assert_eq!(in_comment("a\nDROP TABLE x;\r"), "a DROP TABLE x; ");
     }
 
     #[test]
