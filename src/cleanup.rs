@@ -874,7 +874,7 @@ async fn discover_recorded(
             location: side,
             kind: "DDL capture".into(),
             name: names.join(", "),
-            sql: crate::cdc::ddl::uninstall_sql(&req.plan_name),
+            sql: crate::cdc::ddl::setup::master_drop_sql(&req.plan_name, &rows),
             detail: Some(
                 "installed by the master user with pgmove setup-sql, so pgmove leaves it: once the migration is over, the master user drops it by running on the source the SQL below".into(),
             ),

@@ -185,7 +185,7 @@ where
                 };
                 commands::apply(&plan, dry_run, dump_dir, online, g).await
             }
-            Command::SetupSql { plan } => commands::setup_sql(&plan),
+            Command::SetupSql { plan } => commands::setup_sql(&plan, g.format),
             Command::Status {
                 plan,
                 stalled_after,

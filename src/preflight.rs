@@ -803,31 +803,10 @@ pub fn pglogical_ddl(ctx: &Context) -> Vec<Finding> {
             )),
         );
     }
-    if !(s.rights.superuser || (is_rds(s) && s.rights.rds_superuser)) {
-        let user = crate::pg::quote::ident(&s.server.current_user);
-        let grant = if is_rds(s) {
-            format!("as the master user: GRANT rds_superuser TO {user};")
-        } else {
-            "run pgmove on the source as a superuser".to_string()
-        };
-        out.push(
-            Finding::new(
-                Severity::Blocker,
-                "pglogical-ddl",
-                Some(Side::Source),
-                format!(
-                    "cdc.ddl is {} and under pglogical that takes event triggers on the source (they refuse schema changes that would not reach the target), which role {} may not create (CREATE EVENT TRIGGER needs a superuser{})",
-                    ctx.plan.cdc.ddl,
-                    s.server.current_user,
-                    if is_rds(s) { " or rds_superuser" } else { "" }
-                ),
-            )
-            .object(format!("role {}", s.server.current_user))
-            .fix(format!(
-                "{grant}  -- or set cdc.ddl: ignore and make no schema change to moved tables during the move"
-            )),
-        );
-    }
+    // Event triggers, unless the master user installed them (`pgmove setup-sql`): the check is
+    // `cdc::ddl::setup::guard_preflight`; `plan` and `apply` replace its blocker with the one
+    // from what the source holds.
+    out.extend(crate::cdc::ddl::setup::guard_preflight(ctx.plan, s, None));
     out
 }
 

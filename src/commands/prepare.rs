@@ -87,6 +87,18 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
         }
         findings.sort_by_key(|f| f.severity);
     }
+    if intended == Some(Strategy::Pglogical) && plan.cdc.ddl != plan::Ddl::Ignore {
+        // The DDL guard as the source holds it (the master's from `pgmove setup-sql`?).
+        use crate::cdc::ddl::setup;
+        let guard = crate::cdc::ddl::guard::detect(&source, &plan)
+            .await
+            .map_err(Failure::runtime)?;
+        findings.retain(|f| {
+            !(f.check == setup::GUARD_CHECK && f.severity == preflight::Severity::Blocker)
+        });
+        findings.extend(setup::guard_preflight(&plan, &source_inv, Some(&guard)));
+        findings.sort_by_key(|f| f.severity);
+    }
     if intended == Some(Strategy::Pglogical) {
         // How the target server reaches the source, tried from pgmove's host.
         let probe = preflight::probe_provider(&plan, &source).await;

@@ -7,9 +7,11 @@ use std::path::Path;
 use super::{report_failure, Failure};
 use crate::exit;
 use crate::plan::{Ddl, StrategyChoice};
+use crate::report::Format;
 
 /// `pgmove setup-sql`: prints the SQL on stdout (and nothing else there).
-pub fn setup_sql(path: &Path) -> u8 {
+/// `--format json` prints an object whose `sql` is that SQL.
+pub fn setup_sql(path: &Path, format: Format) -> u8 {
     let plan = match crate::plan::load(path) {
         Ok(p) => p,
         Err(e) => return report_failure(&Failure::input(e)),
@@ -20,19 +22,10 @@ pub fn setup_sql(path: &Path) -> u8 {
             plan.file
         )));
     }
-    if matches!(
-        plan.strategy,
-        StrategyChoice::DumpRestore | StrategyChoice::Pglogical
-    ) {
+    if plan.strategy == StrategyChoice::DumpRestore {
         return report_failure(&Failure::input(format!(
-            "{}: strategy {} does not use the DDL capture of copy-cdc that setup-sql installs{}",
-            plan.file,
-            plan.strategy,
-            if plan.strategy == StrategyChoice::Pglogical {
-                " (under pglogical, apply installs its DDL guard itself: run it as a superuser, or on RDS/Aurora as a member of rds_superuser, or set cdc.ddl: ignore)"
-            } else {
-                ""
-            }
+            "{}: strategy dump-restore captures no schema changes (it moves no changes after the dump), so there is nothing to set up",
+            plan.file
         )));
     }
     let Some(role) = crate::cdc::ddl::setup::source_user(&plan) else {
@@ -41,9 +34,21 @@ pub fn setup_sql(path: &Path) -> u8 {
             plan.file
         )));
     };
-    print!(
-        "{}",
-        crate::cdc::ddl::setup::setup_sql(&plan, &path.display().to_string(), &role)
-    );
+    let sql = crate::cdc::ddl::setup::setup_sql(&plan, &path.display().to_string(), &role);
+    match format {
+        // For scripts: the SQL with what it is for.
+        Format::Json => {
+            let out = serde_json::json!({
+                "format_version": 1,
+                "plan": plan.name,
+                "role": role,
+                "run_as": "the master user (RDS/Aurora) or a superuser, on the source database",
+                "sql": sql,
+            });
+            println!("{out:#}");
+        }
+        // Only SQL: `pgmove setup-sql plan.yaml | psql`.
+        Format::Text | Format::Markdown => print!("{sql}"),
+    }
     exit::OK
 }

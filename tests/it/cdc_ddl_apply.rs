@@ -133,7 +133,15 @@ fn replicate_runs_alter_table_at_its_place_in_the_stream() {
         "{logged}"
     );
 
-    // While apply is stopped: more DDL. A rerun reinstalls the trigger (same key) and resumes.
+    // While apply is stopped: more DDL. A rerun finds the trigger it installed and uses it as
+    // it is (never dropped and created again: same oids) and resumes.
+    let oids = |c: &Cluster| {
+        c.psql(
+            "shop",
+            "SELECT string_agg(evtname || ':' || oid, ',' ORDER BY evtname) FROM pg_event_trigger WHERE evtname LIKE 'pgmove\\_ddla\\_ddl%'",
+        )
+    };
+    let before = oids(&src);
     src.psql(
         "shop",
         "ALTER TABLE other ADD COLUMN tag text DEFAULT 'x';
@@ -148,6 +156,11 @@ fn replicate_runs_alter_table_at_its_place_in_the_stream() {
             .matches("pgmove_ddla_ddl")
             .count(),
         4
+    );
+    assert_eq!(
+        oids(&src),
+        before,
+        "the rerun created the event triggers again"
     );
     verify(&plan, &src, &dst);
 }

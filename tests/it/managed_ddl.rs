@@ -153,6 +153,12 @@ fn the_master_installs_the_ddl_capture_and_the_migrating_role_uses_it() {
     );
     assert!(setup.contains(&format!("TO \"{MIGRATOR}\"")), "{setup}");
     assert!(setup.trim_end().ends_with("COMMIT;"), "{setup}");
+    // For scripts, the same SQL in JSON.
+    let out = run(&["setup-sql", p, "--format", "json"], &src, &dst);
+    assert!(out.status.success(), "{}", text(&out));
+    let j = json(&out);
+    assert_eq!(j["sql"].as_str(), Some(setup.as_str()));
+    assert_eq!(j["role"], MIGRATOR);
     // The master user runs it. Locally only a superuser may create event triggers, so a
     // superuser connection stands for the master user here; then the master gets what running
     // it on RDS gives: ownership of what it created (event triggers stay with the superuser:
@@ -182,6 +188,22 @@ fn the_master_installs_the_ddl_capture_and_the_migrating_role_uses_it() {
     // Now the plan is ready as the migrating role.
     let out = run(&["plan", p, "--format", "json"], &src, &dst);
     assert_eq!(out.status.code(), Some(0), "{:#?}", blockers(&json(&out)));
+    let notes: Vec<Value> = json(&out)["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["check"] == "ddl-event-trigger")
+        .cloned()
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    assert_eq!(notes[0]["severity"], "info", "{notes:#?}");
+    assert!(
+        notes[0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the master user installed"),
+        "{notes:#?}"
+    );
 
     // Apply as the migrating role, interrupted once change capture runs.
     let log = dir.path().join("apply.log");
@@ -304,6 +326,130 @@ fn the_master_installs_the_ddl_capture_and_the_migrating_role_uses_it() {
     // triggers on RDS): everything of the capture is gone, the schema with it.
     src.as_master_on_rds(DB, &drop_sql);
     assert_eq!(triggers(&src), "");
+    assert_eq!(
+        src.cluster.psql(
+            DB,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgmove'"
+        ),
+        "0"
+    );
+}
+
+/// Strategy pglogical's DDL guard (`cdc.ddl` under pglogical) the same way: `plan` blocks it
+/// for the migrating role with `pgmove setup-sql` as the fix, and no longer once the master user
+/// ran it; apply's installation of the guard, as the migrating role, uses the master's and
+/// leaves its event triggers as they are (by oid), run twice as a resumed apply does; cleanup
+/// keeps it and gives the SQL that removes it. pglogical itself is not needed for any of this
+/// (the guard only reads its queue when it exists), so the source is a plain simulated RDS.
+#[test]
+fn the_master_installs_the_pglogical_ddl_guard_and_apply_and_cleanup_leave_it() {
+    use pgmove::pg::{Endpoint, Secret, Side};
+    let plan_name = "mgguard";
+    let src = Managed::start(Flavour::Rds, Options::default());
+    let dst = support::Cluster::start(Options::default());
+    src.create_db(DB);
+    dst.create_db(DB);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(format!("{plan_name}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "version: 1\nname: {plan_name}\nstrategy: pglogical\n\
+             source:\n  dsn: {}\n  password: {{env: SRC_PW}}\n  sslmode: disable\n\
+             target:\n  dsn: postgres://postgres@127.0.0.1:{}/{DB}\n  password: {{env: DST_PW}}\n  sslmode: disable\n\
+             cdc:\n  ddl: replicate\n",
+            src.uri_as(MIGRATOR, DB),
+            dst.port
+        ),
+    )
+    .expect("write plan");
+    let p = path.to_str().expect("utf8");
+    let guard_blockers = || -> Vec<Value> {
+        let out = Command::new(env!("CARGO_BIN_EXE_pgmove"))
+            .args(["plan", p, "--format", "json"])
+            .env("SRC_PW", &src.migrator_password)
+            .env("DST_PW", &dst.password)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run pgmove");
+        blockers(&json(&out))
+            .into_iter()
+            .filter(|f| f["check"] == "pglogical-ddl")
+            .collect()
+    };
+    let before = guard_blockers();
+    assert_eq!(before.len(), 1, "{before:#?}");
+    let fix = before[0]["fix"].as_str().unwrap_or_default();
+    assert!(
+        fix.contains(&format!("pgmove setup-sql {p} | psql")),
+        "{fix}"
+    );
+    assert!(fix.contains("as the master user"), "{fix}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_pgmove"))
+        .args(["setup-sql", p])
+        .output()
+        .expect("run pgmove");
+    assert!(out.status.success(), "{}", text(&out));
+    let setup = String::from_utf8(out.stdout).expect("utf8");
+    assert!(
+        setup.contains("CREATE EVENT TRIGGER \"pgmove_mgguard_ddl_guard\""),
+        "{setup}"
+    );
+    // The master user runs it: a superuser connection stands for the master user, since only
+    // a superuser may create event triggers locally.
+    src.as_master_on_rds(DB, &setup);
+    let guard_triggers = || {
+        src.cluster.psql(
+            DB,
+            "SELECT coalesce(string_agg(evtname || ':' || oid || ':' || evtenabled::text, ',' ORDER BY evtname), '') \
+               FROM pg_event_trigger WHERE evtname LIKE 'pgmove\\_mgguard\\_ddl\\_guard%'",
+        )
+    };
+    let installed = guard_triggers();
+    assert_eq!(installed.matches(":A").count(), 2, "{installed}");
+    assert!(guard_blockers().is_empty(), "{:#?}", guard_blockers());
+
+    let plan = pgmove::plan::load(&path).expect("plan");
+    let source = src.endpoint(Side::Source, MIGRATOR, &src.migrator_password, DB);
+    let target = Endpoint::from_dsn(
+        Side::Target,
+        &format!(
+            "postgres://postgres@127.0.0.1:{}/{DB}?sslmode=disable",
+            dst.port
+        ),
+        Some(Secret::new(&dst.password)),
+        &|_| None,
+    )
+    .expect("dsn");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    for _ in 0..2 {
+        rt.block_on(pgmove::cdc::ddl::guard::install(&source, &plan))
+            .expect("apply's guard installation, as the migrating role");
+        assert_eq!(guard_triggers(), installed, "the guard was created again");
+    }
+    let req = pgmove::cleanup::Request::for_plan(&plan, false, false);
+    let report = rt
+        .block_on(pgmove::cleanup::cleanup(&req, &source, &target))
+        .unwrap_or_else(|e| panic!("cleanup: {e}"));
+    assert_eq!(
+        guard_triggers(),
+        installed,
+        "cleanup dropped the master's guard"
+    );
+    let kept = report
+        .kept
+        .iter()
+        .find(|k| k.kind == "DDL capture")
+        .unwrap_or_else(|| panic!("no DDL capture kept: {:?}", report.kept));
+    assert!(
+        kept.sql
+            .contains("DROP EVENT TRIGGER IF EXISTS \"pgmove_mgguard_ddl_guard_drop\""),
+        "{}",
+        kept.sql
+    );
+    src.as_master_on_rds(DB, &kept.sql);
+    assert_eq!(guard_triggers(), "");
     assert_eq!(
         src.cluster.psql(
             DB,

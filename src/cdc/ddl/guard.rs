@@ -31,6 +31,7 @@
 //! `session_replication_role = replica` are guarded too.
 
 use super::install::{dollar_tag, fill, glob_to_like, in_scope, text_array};
+use super::setup::Capture;
 use crate::pg::{quote, Endpoint, PgError};
 use crate::plan::{Ddl, Plan, TablesWithoutKey};
 
@@ -153,8 +154,94 @@ pub fn install_sql(
 const READ_ONLY_SQL: &str =
     "SELECT pg_catalog.current_setting('default_transaction_read_only') = 'on'";
 
+/// The body of the guard function in `sql` (what [`install_sql`] wrote): the text between the
+/// dollar-quote tag after `AS ` and its closing, as `pg_proc.prosrc` holds it.
+fn function_body(sql: &str) -> Option<&str> {
+    let at = sql.find("\nAS $")? + "\nAS ".len();
+    let rest = &sql[at..];
+    let tag_len = rest[1..].find('$')? + 2;
+    let tag = &rest[..tag_len];
+    let body = &rest[tag_len..];
+    Some(&body[..body.find(tag)?])
+}
+
+/// The plan's guard as the catalogs show it; one row. `$1` the schema (`pgmove`), `$2` the
+/// guard function's name (also its `ddl_command_end` trigger's), `$3` both triggers' names.
+/// Columns: the function's body (`prosrc`, NULL when missing), its comment, and how many of
+/// the two event triggers exist, enabled ALWAYS, running it.
+const DETECT_SQL: &str = "SELECT
+  (SELECT p.prosrc FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = $1 AND p.proname = $2 AND p.pronargs = 0 LIMIT 1),
+  (SELECT pg_catalog.obj_description(p.oid, 'pg_proc') FROM pg_catalog.pg_proc p
+     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = $1 AND p.proname = $2 AND p.pronargs = 0 LIMIT 1),
+  (SELECT count(*)::int FROM pg_catalog.pg_event_trigger e
+     JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid
+     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE e.evtname = ANY ($3::text[]) AND e.evtenabled = 'A' AND n.nspname = $1 AND p.proname = $2)";
+
+/// The plan's guard on the source, as [`super::setup::detect`] says it of the copy-cdc
+/// capture: [`Capture::Ready`] when it is exactly what [`install`] would write (same body, both
+/// triggers enabled ALWAYS), by the master user when its function carries
+/// [`super::setup::SETUP_COMMENT`].
+pub async fn detect(source: &Endpoint, plan: &Plan) -> Result<Capture, PgError> {
+    let (trigger, drop_trigger) = crate::plan::names::ddl_guard_names(&plan.name);
+    let c = source.connect().await?;
+    let row = c
+        .query_one(
+            DETECT_SQL,
+            &[
+                &crate::state::SCHEMA,
+                &trigger,
+                &vec![trigger.clone(), drop_trigger],
+            ],
+        )
+        .await
+        .map_err(|e| source.query_error("looking for the DDL guard (cdc.ddl)", &e))?;
+    let (body, comment, enabled): (Option<String>, Option<String>, i32) =
+        (row.get(0), row.get(1), row.get(2));
+    if body.is_none() && enabled == 0 {
+        return Ok(Capture::Absent);
+    }
+    let by_master = comment.as_deref() == Some(super::setup::SETUP_COMMENT);
+    let sql = plan_install_sql(plan);
+    let mut what = Vec::new();
+    if body.as_deref() != function_body(&sql) {
+        what.push("its function is missing or not this pgmove's for this plan (another pgmove version, or the plan's cdc.ddl, objects.schemas or exclude changed)".to_string());
+    }
+    if enabled != 2 {
+        what.push(format!(
+            "{enabled} of its 2 event triggers exist enabled ALWAYS"
+        ));
+    }
+    Ok(if what.is_empty() {
+        Capture::Ready { by_master }
+    } else {
+        Capture::Differs {
+            by_master,
+            what: what.join("; "),
+        }
+    })
+}
+
+/// [`install_sql`] for `plan`.
+pub fn plan_install_sql(plan: &Plan) -> String {
+    let names = plan.pglogical_names();
+    install_sql(
+        &plan.name,
+        plan.cdc.ddl,
+        plan.cdc.tables_without_key,
+        &[names.replication_set, names.insert_set],
+        &plan.objects.schemas,
+        &plan.objects.exclude,
+    )
+}
+
 /// Installs the guard on the source for the plan's `cdc.ddl` (nothing for `ignore`, nor on a
-/// source a cutover fenced); idempotent. Strategy pglogical's apply calls it before it dumps
+/// source a cutover fenced); idempotent. A guard already there exactly as this pgmove writes
+/// it (the master user's from `pgmove setup-sql`, or pgmove's own) is left as it is: its event
+/// triggers are never dropped and created again; one the master installed that differs is an
+/// error naming the fix. Strategy pglogical's apply calls it before it dumps
 /// the schema, so no schema change after the dump goes unnoticed; pgmove's own changes to
 /// moved tables on the source run in a session that ran [`allow_sql`] (cleanup restoring
 /// replica identities before it drops the guard).
@@ -162,15 +249,7 @@ pub async fn install(source: &Endpoint, plan: &Plan) -> Result<(), PgError> {
     if plan.cdc.ddl == Ddl::Ignore {
         return Ok(());
     }
-    let names = plan.pglogical_names();
-    let sql = install_sql(
-        &plan.name,
-        plan.cdc.ddl,
-        plan.cdc.tables_without_key,
-        &[names.replication_set, names.insert_set],
-        &plan.objects.schemas,
-        &plan.objects.exclude,
-    );
+    let sql = plan_install_sql(plan);
     let c = source.connect().await?;
     let fenced: bool = c
         .query_one(READ_ONLY_SQL, &[])
@@ -179,6 +258,17 @@ pub async fn install(source: &Endpoint, plan: &Plan) -> Result<(), PgError> {
         .get(0);
     if fenced {
         return Ok(());
+    }
+    match detect(source, plan).await? {
+        Capture::Ready { by_master } => {
+            tracing::info!(plan = %plan.name, by_master, "the DDL guard is installed on the source: used as it is");
+            return Ok(());
+        }
+        Capture::Differs {
+            by_master: true,
+            what,
+        } => return Err(super::setup::differs_error(&plan.name, &what)),
+        Capture::Absent | Capture::Differs { .. } => {}
     }
     c.batch_execute(&sql).await.map_err(|e| {
         source.query_error(
@@ -258,6 +348,10 @@ mod tests {
             "{refuse}"
         );
         assert!(refuse.contains("its cdc.ddl is refuse"), "{refuse}");
+        let body = function_body(&refuse).expect("a body");
+        assert!(body.starts_with("\nDECLARE\n"), "{body}");
+        assert!(body.ends_with("END\n"), "{body}");
+        assert!(!body.contains("CREATE EVENT TRIGGER"), "{body}");
         assert!(!refuse.contains("{{"), "{refuse}");
     }
 }

@@ -26,7 +26,7 @@ use super::install::{emit_body, trigger_body};
 use super::{install_sql, names};
 use crate::inspect::{Inventory, Platform};
 use crate::pg::{quote, Endpoint, PgError, Side};
-use crate::plan::{Ddl, Plan};
+use crate::plan::{Ddl, Plan, StrategyChoice};
 use crate::report::{Finding, Severity};
 
 /// The comment [`setup_sql`] gives the capture function: the capture is the master user's.
@@ -188,11 +188,11 @@ fn judge(plan_name: &str, schemas: &[String], exclude: &[String], f: &Found) -> 
     }
 }
 
-/// Whether the plan's capture function carries [`SETUP_COMMENT`]: one boolean. `$1` the schema,
-/// `$2` the function's name.
+/// Whether the plan's capture function (or its pglogical guard's) carries [`SETUP_COMMENT`]:
+/// one boolean. `$1` the schema, `$2` the functions' names.
 const BY_MASTER_SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
      JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname = $1 AND p.proname = $2 AND p.pronargs = 4
+    WHERE n.nspname = $1 AND p.proname = ANY ($2::text[])
       AND pg_catalog.obj_description(p.oid, 'pg_proc') = $3)";
 
 /// Whether the plan's capture on this server was installed by the master user (`pgmove
@@ -207,13 +207,42 @@ pub async fn installed_by_master(
             BY_MASTER_SQL,
             &[
                 &crate::state::SCHEMA,
-                &names(plan_name).emit,
+                &vec![
+                    names(plan_name).emit,
+                    crate::plan::names::ddl_guard_names(plan_name).0,
+                ],
                 &SETUP_COMMENT,
             ],
         )
         .await
         .map_err(|e| ep.query_error("reading who installed the DDL capture", &e))?;
     Ok(row.get(0))
+}
+
+/// The SQL the master user runs to remove what the plan's `recorded` rows of `pgmove.objects`
+/// name (kind, name): the pglogical guard's triggers and function when recorded, then
+/// [`super::uninstall_sql`] (the capture, the record, and the schema when nothing else is in
+/// it).
+pub fn master_drop_sql(plan_name: &str, recorded: &[(String, String)]) -> String {
+    let (guard, guard_drop) = crate::plan::names::ddl_guard_names(plan_name);
+    let has = |kind: &str, name: &str| recorded.iter().any(|(k, n)| k == kind && n == name);
+    let mut out = String::new();
+    for t in [&guard, &guard_drop] {
+        if has(super::RECORD_EVENT_TRIGGER, t) {
+            out.push_str(&format!(
+                "DROP EVENT TRIGGER IF EXISTS {};\n",
+                quote::ident(t)
+            ));
+        }
+    }
+    if has(super::RECORD_FUNCTION, &guard) {
+        out.push_str(&format!(
+            "DROP FUNCTION IF EXISTS {}();\n",
+            quote::qualified(crate::state::SCHEMA, &guard)
+        ));
+    }
+    out.push_str(&super::uninstall_sql(plan_name));
+    out
 }
 
 /// The error when the master's capture is not what this pgmove uses.
@@ -246,6 +275,10 @@ pub fn source_user(plan: &Plan) -> Option<String> {
 /// use the plan's DDL capture without creating event triggers; `plan_file` is named in the
 /// comments. Only SQL and comments (for `psql`); no secret.
 pub fn setup_sql(plan: &Plan, plan_file: &str, role: &str) -> String {
+    if plan.strategy == StrategyChoice::Pglogical {
+        return guard_setup_sql(plan, plan_file, role);
+    }
+    let (file, role_shown) = (in_comment(plan_file), in_comment(role));
     let n = names(&plan.name);
     let schema = crate::state::SCHEMA;
     let emit = format!(
@@ -255,21 +288,22 @@ pub fn setup_sql(plan: &Plan, plan_file: &str, role: &str) -> String {
     let key_table = quote::qualified(schema, &n.key_table);
     let r = quote::ident(role);
     let mut out = format!(
-        "-- pgmove setup-sql {file}: the DDL capture of plan {plan} (cdc.ddl: {ddl}), installed by the master user.
--- Run it once on the source database, as the master user (Amazon RDS/Aurora: the master user,
+        "-- pgmove setup-sql {file}: the DDL capture of plan {plan} (cdc.ddl: {ddl}).
+-- Run it once on the source database as the master user (Amazon RDS/Aurora: the master user,
 -- a member of rds_superuser; self-managed: a superuser), before pgmove apply:
 --   pgmove setup-sql {file} | psql -v ON_ERROR_STOP=1 \"<the source database, as the master user>\"
--- It creates, in schema {schema} (made with its marker table if missing): event triggers {t1},
--- {t2}, {t3} and {t4}, functions {schema}.{t1}() and {schema}.{emit_name}(...), table
--- {schema}.{key}, all owned by the master user, and lets role {role} (the plan's source user) use
--- them. pgmove apply finds it and uses it; pgmove cleanup leaves it and prints the SQL that
--- removes it. Running it again replaces the functions and event triggers and keeps the key.
--- New tables are added to the plan's publication by the trigger, as the master user: the
--- master user must be able to act as the roles that create tables on the source
--- (GRANT <table owner> TO <master user>) and as {role}, who owns the publication (granted below).
+-- It creates in schema {schema} (with its marker table, if missing), owned by whoever runs it:
+--   event triggers {t1}, {t2}, {t3}, {t4}
+--   functions {schema}.{t1}() and {schema}.{emit_name}(text, text, text, text)
+--   table {schema}.{key} (the key change capture checks messages against)
+-- and lets role {role_shown} (the plan's source user) use them. pgmove apply finds them and uses
+-- them as they are; pgmove cleanup leaves them and prints the SQL that removes them. Running
+-- this again replaces the functions and event triggers and keeps the key.
+-- The trigger adds each new table to the plan's publication as the master user, who must be
+-- able to act as {role_shown} (who owns the publication: granted below) and as the roles that
+-- create tables on the source: GRANT <table owner> TO <master user>; for each.
 BEGIN;
 ",
-        file = plan_file,
         plan = plan.name,
         ddl = plan.cdc.ddl,
         t1 = n.trigger,
@@ -289,7 +323,7 @@ BEGIN;
         quote::literal(SETUP_COMMENT)
     ));
     out.push_str(&format!(
-        "-- What role {role} needs to use it.\n{}GRANT SELECT ON TABLE {key_table} TO {r};\n",
+        "-- What role {role_shown} needs to use it.\n{}GRANT SELECT ON TABLE {key_table} TO {r};\n",
         crate::state::source::grant_use_sql(role)
     ));
     // The trigger runs as the master and adds new tables to the publication the migrating
@@ -299,6 +333,48 @@ BEGIN;
         lit = quote::literal(role)
     );
     out.push_str(&format!("DO {};\nCOMMIT;\n", quote::literal(&body)));
+    out
+}
+
+/// `s` for a `--` comment line: control characters (a line break would end the comment and
+/// make the rest SQL) as spaces.
+fn in_comment(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// [`setup_sql`] of a pglogical plan: the guard of `cdc.ddl` under pglogical
+/// ([`super::guard`]), which needs nothing from the migrating role but to see it.
+fn guard_setup_sql(plan: &Plan, plan_file: &str, role: &str) -> String {
+    let (plan_file, role_shown) = (in_comment(plan_file), in_comment(role));
+    let (trigger, drop_trigger) = crate::plan::names::ddl_guard_names(&plan.name);
+    let schema = crate::state::SCHEMA;
+    let mut out = format!(
+        "-- pgmove setup-sql {plan_file}: the DDL guard of plan {plan} (strategy pglogical, cdc.ddl: {ddl}),
+-- installed by the master user. Run it once on the source database, as the master user (Amazon
+-- RDS/Aurora: the master user, a member of rds_superuser; self-managed: a superuser), before
+-- pgmove apply:
+--   pgmove setup-sql {plan_file} | psql -v ON_ERROR_STOP=1 \"<the source database, as the master user>\"
+-- It creates, in schema {schema} (made with its marker table if missing): event triggers
+-- {trigger} and {drop_trigger} and function {schema}.{trigger}(), which refuse schema changes
+-- that would not reach the target, and lets role {role_shown} (the plan's source user) see them.
+-- pgmove apply finds it and uses it; pgmove cleanup leaves it and prints the SQL that removes it.
+BEGIN;
+",
+        plan = plan.name,
+        ddl = plan.cdc.ddl,
+    );
+    out.push_str(&super::guard::plan_install_sql(plan));
+    out.push_str(&format!(
+        "COMMENT ON FUNCTION {}() IS {};\n",
+        quote::qualified(schema, &trigger),
+        quote::literal(SETUP_COMMENT)
+    ));
+    out.push_str(&format!(
+        "-- What role {role_shown} needs to use it.\n{}COMMIT;\n",
+        crate::state::source::grant_use_sql(role)
+    ));
     out
 }
 
@@ -327,6 +403,7 @@ pub fn preflight(plan: &Plan, inv: &Inventory, capture: Option<&Capture>) -> Vec
         plan.file
     );
     match capture {
+        Some(Capture::Ready { by_master: true }) => vec![master_note(CHECK, "DDL capture")],
         Some(Capture::Ready { .. }) => vec![],
         Some(Capture::Differs {
             by_master: true,
@@ -360,6 +437,67 @@ pub fn preflight(plan: &Plan, inv: &Inventory, capture: Option<&Capture>) -> Vec
     }
 }
 
+/// Preflight of the guard of `cdc.ddl` under pglogical ([`super::guard`]): a blocker (check
+/// `pglogical-ddl`) when the role may not create event triggers and the master user's guard is
+/// not there as this pgmove writes it, with the command that installs it as the fix.
+/// `guard`: what [`super::guard::detect`] found (`None`: not looked at).
+pub fn guard_preflight(plan: &Plan, inv: &Inventory, guard: Option<&Capture>) -> Vec<Finding> {
+    if plan.cdc.ddl == Ddl::Ignore {
+        return vec![];
+    }
+    let user = &inv.server.current_user;
+    let rds = matches!(inv.platform, Platform::Rds | Platform::Aurora);
+    let admin = if rds {
+        "the master user"
+    } else {
+        "a superuser"
+    };
+    let command = format!(
+        "pgmove setup-sql {} | psql -v ON_ERROR_STOP=1 \"<the source database, as {admin}>\"",
+        plan.file
+    );
+    let blocker = |message: String, fix: String| {
+        vec![
+            Finding::new(Severity::Blocker, GUARD_CHECK, Some(Side::Source), message)
+                .object(format!("role {user}"))
+                .fix(fix),
+        ]
+    };
+    match guard {
+        Some(Capture::Ready { by_master: true }) => vec![master_note(GUARD_CHECK, "DDL guard")],
+        Some(Capture::Ready { .. }) => vec![],
+        Some(Capture::Differs {
+            by_master: true,
+            what,
+        }) => blocker(
+            format!("the DDL guard {admin} installed on the source for this plan (pgmove setup-sql) is not what this pgmove uses: {what}"),
+            format!("run as {admin}, again: {command}"),
+        ),
+        _ if can_create_event_triggers(inv) => vec![],
+        _ => blocker(
+            format!(
+                "cdc.ddl is {} and under pglogical that takes event triggers on the source (they refuse schema changes that would not reach the target), which role {user} may not create (CREATE EVENT TRIGGER needs a superuser{}), and {admin} has not installed them for this plan",
+                plan.cdc.ddl,
+                if rds { " or rds_superuser" } else { "" }
+            ),
+            format!("run `{command}` as {admin} once  -- or set cdc.ddl: ignore and make no schema change to moved tables during the move"),
+        ),
+    }
+}
+
+/// The note that the master user's capture (or guard) is there and will be used.
+fn master_note(check: &'static str, what: &str) -> Finding {
+    Finding::new(
+        Severity::Info,
+        check,
+        Some(Side::Source),
+        format!("the {what} the master user installed for this plan (pgmove setup-sql) is there: apply uses it as it is, and cleanup leaves it to the master user, printing the SQL that removes it"),
+    )
+}
+
+/// The check name of [`guard_preflight`]'s blocker.
+pub const GUARD_CHECK: &str = "pglogical-ddl";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,6 +511,13 @@ mod tests {
             key_table: true,
             key_readable: true,
         }
+    }
+
+    /// A role name or path with a line break cannot end a comment and smuggle SQL into what
+    /// is piped to psql.
+    #[test]
+    fn names_in_comments_stay_in_comments() {
+        assert_eq!(in_comment("a\nDROP TABLE x;\r"), "a DROP TABLE x; ");
     }
 
     #[test]
