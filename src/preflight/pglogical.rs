@@ -386,8 +386,8 @@ pub fn access_findings(inv: &Inventory, access: Option<&Access>) -> Vec<Finding>
 
 /// What strategy pglogical needs of the server `ep` of `inv` that only the server tells, read
 /// there now as the plan's role: on RDS/Aurora pglogical in `rds.extensions` when it is not
-/// installed ([`not_allowed`]), the rights on an installed one ([`access_findings`]), and on
-/// the target those of pglogical's initial copy ([`subscriber_findings`]). A
+/// installed, the rights on an installed one, and on the target those of pglogical's
+/// initial copy. A
 /// failed read is a warning saying what could not be checked.
 pub async fn pglogical_access(ep: &Endpoint, inv: &Inventory) -> Vec<Finding> {
     if version(inv).is_none() {
@@ -540,16 +540,10 @@ fn short(inv: &Inventory, n: Need) -> Option<Finding> {
 
 /// How to raise `setting` to `value`: on Aurora in the DB cluster parameter group (where
 /// Aurora keeps the worker, slot and sender settings logical replication needs), on RDS in
-/// the DB parameter group, elsewhere `ALTER SYSTEM`; a restart each time.
+/// the DB parameter group (both with the AWS CLI calls), elsewhere `ALTER SYSTEM`; a restart
+/// each time. The one wording every preflight check uses ([`restart_fix`]).
 fn capacity_fix(inv: &Inventory, setting: &str, value: &str) -> String {
-    if inv.platform == Platform::Aurora {
-        format!(
-            "set {setting} = {value} in {} and reboot it",
-            parameter_group(inv)
-        )
-    } else {
-        restart_fix(inv, setting, value)
-    }
+    restart_fix(inv, setting, value)
 }
 
 /// Room for pglogical's workers on both servers and for its slots and WAL senders on the
@@ -1277,9 +1271,10 @@ mod tests {
         let mut aurora = t.clone();
         aurora.platform = Platform::Aurora;
         let f = run(pglogical_capacity, &s, &aurora);
-        assert_eq!(
-            f[0].fix.as_deref().unwrap_or(""),
-            "set max_worker_processes = 8 in the DB cluster parameter group of the target and reboot it"
+        let fix = f[0].fix.as_deref().unwrap_or("");
+        assert!(
+            fix.contains("set max_worker_processes = 8 in the target's DB cluster parameter group, then reboot the writer instance"),
+            "{fix}"
         );
         let mut rds = t.clone();
         rds.platform = Platform::Rds;
@@ -1288,7 +1283,7 @@ mod tests {
             f[0].fix
                 .as_deref()
                 .unwrap_or("")
-                .contains("in the DB parameter group of the target"),
+                .contains("in the target's DB parameter group, then reboot the instance"),
             "{:?}",
             f[0].fix
         );

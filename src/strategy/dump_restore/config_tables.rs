@@ -47,7 +47,7 @@ impl Unwritable {
     }
 }
 
-/// The target's configuration tables its role may not write ([`UNWRITABLE_SQL`]).
+/// The target's configuration tables its role may not write.
 pub async fn unwritable(target: &Endpoint) -> Result<HashSet<Unwritable>, PgError> {
     let c = target.connect().await?;
     let rows = c.query(UNWRITABLE_SQL, &[]).await.map_err(|e| {
