@@ -11,6 +11,7 @@
 //!   (`grant_read`).
 
 use crate::support;
+use crate::support::online::text;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -58,15 +59,6 @@ fn pgmove(args: &[&str], src_pw: &str, dst_pw: &str) -> Command {
         .env("NO_COLOR", "1")
         .env_remove("PGPASSWORD");
     c
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Runs pgmove; panics with its output unless it exits `code`, or when a password shows.
@@ -204,21 +196,12 @@ fn aurora_db(dst: &Managed, db: &str) {
     dst.as_master_on_rds(db, "CREATE EXTENSION postgis");
 }
 
-/// Waits until the plan's run on the target is in `phases`, watching the apply.
-fn wait_phase(
-    (dst, db): (&Cluster, &str),
-    plan: &str,
-    phases: &[&str],
-    child: &mut Child,
-    log: &Path,
-) {
+/// Polls `done` every 100 ms until it holds, for at most 3 minutes; panics with the apply's
+/// log when the apply ends first or time runs out (`what`: what was awaited).
+fn wait_while_applying(child: &mut Child, log: &Path, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let out = dst.psql_output(
-            db,
-            &format!("SELECT phase FROM pgmove.runs WHERE plan_name = '{plan}'"),
-        );
-        if phases.contains(&String::from_utf8_lossy(&out.stdout).trim()) {
+        if done() {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -229,11 +212,28 @@ fn wait_phase(
         }
         assert!(
             Instant::now() < deadline,
-            "no phase {phases:?}\n{}",
+            "{what}\n{}",
             std::fs::read_to_string(log).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Waits until the plan's run on the target is in `phases`, watching the apply.
+fn wait_phase(
+    (dst, db): (&Cluster, &str),
+    plan: &str,
+    phases: &[&str],
+    child: &mut Child,
+    log: &Path,
+) {
+    wait_while_applying(child, log, &format!("no phase {phases:?}"), || {
+        let out = dst.psql_output(
+            db,
+            &format!("SELECT phase FROM pgmove.runs WHERE plan_name = '{plan}'"),
+        );
+        phases.contains(&String::from_utf8_lossy(&out.stdout).trim())
+    });
 }
 
 /// Waits until the target applied everything the source has written now. A last write
@@ -248,30 +248,16 @@ pub fn wait_caught_up(
 ) {
     let goal = src.psql(DB, "SELECT pg_current_wal_insert_lsn()");
     src.psql(DB, last);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
+    let what = format!("change capture did not catch up to {goal}");
+    wait_while_applying(child, log, &what, || {
         let out = dst.psql_output(
             db,
             &format!(
                 "SELECT applied_lsn >= '{goal}' FROM pgmove.progress WHERE plan_name = '{plan}'"
             ),
         );
-        if String::from_utf8_lossy(&out.stdout).trim() == "t" {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "apply ended: {status}\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "change capture did not catch up to {goal}\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        String::from_utf8_lossy(&out.stdout).trim() == "t"
+    });
 }
 
 #[test]

@@ -6,9 +6,10 @@
 //! cleanup.
 
 use crate::support;
+use crate::support::online::text;
 
 use std::path::Path;
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -42,15 +43,6 @@ fn pgmove(args: &[&str], src: &Cluster, dst: &Managed) -> Command {
         .env_remove("PGPASSWORD")
         .env_remove("PGSSLMODE");
     c
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Runs a command to its end: exit 0 and one JSON document on stdout, without a password.

@@ -5,6 +5,7 @@
 //! on both sides, into a simulated RDS target.
 
 use crate::support;
+use crate::support::online::text;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -40,15 +41,6 @@ fn pgmove(args: &[&str], src: &Managed, dst: &Managed) -> Output {
         assert!(!String::from_utf8_lossy(&out.stderr).contains(secret.as_str()));
     }
     out
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn plan_json(p: &Path, src: &Managed, dst: &Managed) -> (Output, Value) {

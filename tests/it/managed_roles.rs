@@ -12,6 +12,7 @@
 //! (`rds_replication`) is granted by the master user. copy-cdc creates them the same way.
 
 use crate::support;
+use crate::support::online::text;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -167,15 +168,6 @@ fn pgmove_from(args: &[&str], src_pw: &str, dst: &Managed) -> Output {
         assert!(!all.contains(secret), "a password in the output: {all}");
     }
     out
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// `apply --yes --format json`: its summary's `roles` object.
