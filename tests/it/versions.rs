@@ -1,8 +1,16 @@
 //! Servers of other PostgreSQL majors (fetched by `scripts/install-deps.sh`), and moves between
-//! majors on them.
+//! majors on them: dump-restore and copy-cdc (writes during change capture, cutover) from 12 to
+//! 15 and from 15 to 18, each checked by `pgmove verify` and row by row as text.
 
 use crate::support;
 
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use support::online::{
+    read_log, run, start_apply, text, wait_caught_up, wait_loaded, write_plan, DB, INSERT_ONLY,
+};
 use support::{Cluster, Options};
 
 #[test]
@@ -30,4 +38,273 @@ fn every_installed_major_starts_and_reports_its_version() {
         // psql authenticates with SCRAM over TCP: the password was stored as SCRAM.
         assert_eq!(enc, "scram-sha-256", "PostgreSQL {major}");
     }
+}
+
+/// The source of a cross-version move: the many-types fixture without PostGIS (2-level
+/// partitioned `events`, sequences, a large object, a keyless table), plus an unlogged table.
+fn source_db(src: &Cluster, major: u32) {
+    src.create_db(DB);
+    src.psql(DB, &support::many_types(false, major));
+    src.psql(
+        DB,
+        "CREATE UNLOGGED TABLE public.scratch (id int PRIMARY KEY, v text, f8 float8);
+         INSERT INTO public.scratch SELECT g, 's' || g, g / 3.0 FROM generate_series(1, 40) g;",
+    );
+}
+
+/// Writes while change capture streams: inserts, updates and deletes of every kind of table
+/// pgmove publishes (not the unlogged one: its later changes are not replicated), a row moved
+/// to another partition, sequence calls and a new large object.
+const WRITES: &str = r#"
+UPDATE public.every_type SET f8 = 1.0000000000000002, f4 = 0.1, t = 'changed',
+       tstz = '2026-03-29 01:30:00.123456+01', iv = '1 mon -2 days 03:00:00.5' WHERE id = 1;
+INSERT INTO public.every_type (id, n_free, f4, f8, ts, tstz, d, iv, b, money_col, mr, j, jb, ints)
+VALUES (5, 1e-20, 3.4028235e38, 2.2250738585072014e-308, '2026-01-01 12:00', '1970-01-01 00:00+00',
+        '2026-02-28', '-3 years 1 mon', '\xdeadbeef', 99.99, '{[1,3)}', '{"x": 1.50}', '{"y": [1, 2.50]}',
+        '{7,NULL}');
+DELETE FROM public.every_type WHERE id = 3;
+INSERT INTO sales.orders (customer_id, amount) SELECT 1 + g, g * 1.25 FROM generate_series(1, 20) g;
+UPDATE sales.orders SET amount = amount + 0.01 WHERE id % 97 = 0;
+DELETE FROM sales.orders WHERE id % 101 = 0;
+INSERT INTO public.events VALUES (100001, 'eu', '2026-05-01', '{"late": true}'), (100002, 'us', '2025-01-02', NULL);
+UPDATE public.events SET payload = '{"moved": 1}' WHERE id = 10;
+UPDATE public.events SET region = 'us' WHERE id = 11;
+DELETE FROM public.events WHERE id = 12;
+UPDATE "Mixed Case"."Weird ""Name""" SET "Value" = 'zwei' WHERE "Id" = 2;
+INSERT INTO public.no_key VALUES (3, 'late');
+SELECT nextval('public.invoice_no') FROM generate_series(1, 5);
+SELECT lo_from_bytea(777777, '\x6c617465'::bytea);
+"#;
+
+/// The session settings both sides are read with, so that text output is one rendering.
+const FIXED_SETTINGS: &str = "SET DateStyle = ISO, YMD; SET IntervalStyle = postgres; \
+     SET extra_float_digits = 3; SET bytea_output = hex; SET TimeZone = 'UTC'; \
+     SET lc_monetary = 'C'; SET search_path = pg_catalog;";
+
+/// The user tables (ordinary and partitioned) of `db`, outside pgmove's schema; not materialized
+/// views, which the target refreshes (a stale one on the source differs by design).
+const USER_TABLES: &str = "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+     JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p') \
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgmove') \
+       AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1";
+
+/// Every row of every user table of `db` on `src` and on `dst`, as text through psql with
+/// [`FIXED_SETTINGS`] on both sides, sorted; plus sequences and large objects: they must be
+/// equal, table by table. Panics naming the table and the first differing rows.
+fn assert_rows_equal(src: &Cluster, src_db: &str, dst: &Cluster, dst_db: &str) {
+    let tables = src.psql(src_db, USER_TABLES);
+    assert_eq!(tables, dst.psql(dst_db, USER_TABLES), "the tables differ");
+    assert!(tables.lines().count() >= 11, "{tables}");
+    let mut checks: Vec<(String, String)> = tables
+        .lines()
+        .map(|t| (t.to_string(), format!("COPY (SELECT * FROM {t}) TO STDOUT")))
+        .collect();
+    checks.push((
+        "sequences".to_string(),
+        "COPY (SELECT schemaname, sequencename, last_value FROM pg_sequences \
+         WHERE schemaname <> 'pgmove' ORDER BY 1, 2) TO STDOUT"
+            .to_string(),
+    ));
+    checks.push((
+        "large objects".to_string(),
+        "COPY (SELECT oid, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY 1) TO STDOUT"
+            .to_string(),
+    ));
+    for (what, sql) in checks {
+        let sql = format!("{FIXED_SETTINGS} {sql}");
+        // Rows in byte order of their text: the same on both sides whatever the servers' order.
+        let sorted = |text: String| {
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines.sort_unstable();
+            lines.join("\n")
+        };
+        let (a, b) = (
+            sorted(src.psql(src_db, &sql)),
+            sorted(dst.psql(dst_db, &sql)),
+        );
+        if a != b {
+            let diff: Vec<String> = a
+                .lines()
+                .zip(b.lines())
+                .filter(|(x, y)| x != y)
+                .take(5)
+                .map(|(x, y)| field_diff(x, y))
+                .collect();
+            panic!(
+                "{what} differs ({} source rows, {} target rows):\n{}",
+                a.lines().count(),
+                b.lines().count(),
+                diff.join("\n")
+            );
+        }
+    }
+}
+
+/// Which fields of a row (COPY text, tab-separated) differ: their column numbers and values
+/// (cut at 200 characters), the row named by its first field.
+fn field_diff(source: &str, target: &str) -> String {
+    let cut = |v: &str| v.chars().take(200).collect::<String>();
+    let (a, b): (Vec<&str>, Vec<&str>) =
+        (source.split('\t').collect(), target.split('\t').collect());
+    let mut out = format!("  row {}:", cut(a[0]));
+    for i in 0..a.len().max(b.len()) {
+        let (x, y) = (
+            a.get(i).copied().unwrap_or("<none>"),
+            b.get(i).copied().unwrap_or("<none>"),
+        );
+        if x != y {
+            out.push_str(&format!(
+                "\n    column {}: source {} / target {}",
+                i + 1,
+                cut(x),
+                cut(y)
+            ));
+        }
+    }
+    out
+}
+
+/// `pgmove verify` found the target identical (exit 0); `what` names the move.
+fn assert_identical(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.code() == Some(0) && String::from_utf8_lossy(&out.stdout).contains("IDENTICAL"),
+        "{what} verify: {}",
+        text(out)
+    );
+}
+
+/// Waits (at most a minute) until `child` has ended, and returns how.
+fn wait_exit(child: &mut Child, log: &Path) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "apply still runs after the cutover\n{}",
+            read_log(log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A server of `src_major` with the fixture ([`source_db`]) in [`DB`] and an empty one of
+/// `dst_major` (`None`: the machine's 15), each checked to be of that major.
+fn servers(src_major: Option<u32>, dst_major: Option<u32>) -> (Cluster, Cluster) {
+    let src = Cluster::start(Options {
+        major: src_major,
+        ..Options::logical()
+    });
+    let dst = Cluster::start(Options {
+        major: dst_major,
+        ..Options::default()
+    });
+    let src_num: u32 = src.show("server_version_num").parse().expect("number");
+    let dst_num: u32 = dst.show("server_version_num").parse().expect("number");
+    assert_eq!(src_num / 10000, src_major.unwrap_or(15));
+    assert_eq!(dst_num / 10000, dst_major.unwrap_or(15));
+    source_db(&src, src_num / 10000);
+    (src, dst)
+}
+
+/// Strategy dump-restore from a server of `src_major` to one of `dst_major`: `pgmove verify`
+/// identical, and [`assert_rows_equal`].
+fn dump_restore_between(src_major: Option<u32>, dst_major: Option<u32>) {
+    let (src, dst) = servers(src_major, dst_major);
+    let dir = tempfile::tempdir().expect("tempdir");
+    dst.create_db("shop_dr");
+    let dr = dir.path().join("dr.yaml");
+    std::fs::write(
+        &dr,
+        format!(
+            "version: 1\nname: dr\nstrategy: dump-restore\nsource:\n  dsn: {}\n  password: {{env: SRC_PW}}\n  sslmode: disable\ntarget:\n  dsn: {}\n  password: {{env: DST_PW}}\n  sslmode: disable\n",
+            src.uri_no_password(DB),
+            dst.uri_no_password("shop_dr")
+        ),
+    )
+    .expect("write plan");
+    let p = dr.to_str().expect("utf8");
+    let out = run(&["apply", p, "--yes"], &src, &dst);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "dump-restore apply: {}",
+        text(&out)
+    );
+    let out = run(&["verify", p], &src, &dst);
+    assert_identical(&out, "dump-restore");
+    assert_rows_equal(&src, DB, &dst, "shop_dr");
+}
+
+/// Strategy copy-cdc from a server of `src_major` to one of `dst_major`, with [`WRITES`] during
+/// change capture and a cutover: `pgmove verify` identical, and [`assert_rows_equal`].
+fn copy_cdc_between(src_major: Option<u32>, dst_major: Option<u32>) {
+    let (src, dst) = servers(src_major, dst_major);
+    let dir = tempfile::tempdir().expect("tempdir");
+    dst.create_db(DB);
+    let plan = write_plan(dir.path(), "cross", &src, &dst, INSERT_ONLY);
+    let p = plan.to_str().expect("utf8");
+    let log = dir.path().join("apply.log");
+    let mut apply = start_apply(&plan, &src, &dst, &log);
+    wait_loaded(&dst, "cross", &mut apply, &log);
+    src.psql(DB, WRITES);
+    wait_caught_up(&src, &dst, "cross", &mut apply, &log);
+    let out = run(&["cutover", p, "--yes"], &src, &dst);
+    assert_eq!(out.status.code(), Some(0), "cutover: {}", text(&out));
+    let status = wait_exit(&mut apply, &log);
+    assert!(status.success(), "apply: {status}\n{}", read_log(&log));
+    let out = run(&["verify", p], &src, &dst);
+    assert_identical(&out, "copy-cdc");
+    assert_rows_equal(&src, DB, &dst, DB);
+    // The writes arrived (not only an equal pair of unchanged tables).
+    assert_eq!(
+        dst.psql(
+            DB,
+            "SELECT string_agg(id || ':' || coalesce(t, '-'), ',' ORDER BY id) FROM public.every_type WHERE id <> 4"
+        ),
+        "1:changed,2:,5:-"
+    );
+    assert_eq!(
+        dst.psql(DB, "SELECT region FROM public.events WHERE id = 11"),
+        "us"
+    );
+    assert_eq!(
+        dst.psql(
+            DB,
+            "SELECT relpersistence FROM pg_class WHERE relname = 'scratch'"
+        ),
+        "u"
+    );
+}
+
+#[test]
+#[ignore = "issue 15: pgmove verify finds 15 object differences on 15 -> 18 though every row is equal: \
+            the definitions of view sales.big_orders and materialized view sales.customer_totals \
+            (18 deparses without the table qualification: `SELECT id, ...` vs `SELECT orders.id, ...`) \
+            and the owner's privileges of every table and view (MAINTAIN, new in 17, on the target)"]
+fn from_15_to_18_dump_restore_is_exact() {
+    dump_restore_between(None, Some(18));
+}
+
+#[test]
+#[ignore = "issue 15: the same verify differences as from_15_to_18_dump_restore_is_exact make \
+            `pgmove cutover` exit 3 (its verification) and `pgmove verify` fail; rows, sequences \
+            and large objects are all equal"]
+fn from_15_to_18_copy_cdc_is_exact() {
+    copy_cdc_between(None, Some(18));
+}
+
+#[test]
+fn from_12_to_15_dump_restore_is_exact() {
+    dump_restore_between(Some(12), None);
+}
+
+#[test]
+#[ignore = "issue 15: apply on a 12 source fails creating publication pgmove_cross: ERROR: \
+            \"events\" is a partitioned table (Adding partitioned tables to publications is not \
+            supported; hint: add the table partitions individually)"]
+fn from_12_to_15_copy_cdc_is_exact() {
+    copy_cdc_between(Some(12), None);
 }

@@ -764,3 +764,36 @@ pub fn golden(name: &str, actual: &str) {
         );
     }
 }
+
+/// The many-types fixture (tests/fixtures/many_types.sql) for a source of PostgreSQL `major`:
+/// without its PostGIS parts when `postgis` is false (the embedded servers of other majors have
+/// no PostGIS); before 14, which has neither multiranges nor numeric infinities, column `mr`
+/// is `text` (same values) and `n_free`'s infinities are ±1e100.
+pub fn many_types(postgis: bool, major: u32) -> String {
+    let mut sql = include_str!("../../fixtures/many_types.sql").to_string();
+    let mut cut = |from: &str, to: &str| {
+        let start = sql
+            .find(from)
+            .unwrap_or_else(|| panic!("the fixture changed: {from:?} missing"));
+        let end = start
+            + sql[start..]
+                .find(to)
+                .unwrap_or_else(|| panic!("the fixture changed: {to:?} missing"));
+        sql.replace_range(start..end, "");
+    };
+    if !postgis {
+        cut("CREATE EXTENSION IF NOT EXISTS postgis;", "CREATE SCHEMA");
+        cut("-- PostGIS.", "-- Mixed-case names");
+    }
+    if major < 14 {
+        for (from, to) in [
+            ("mr           int4multirange,", "mr           text,"),
+            ("(3, '-Infinity', NULL,", "(3, '-1e100', NULL,"),
+            ("(4, 'Infinity', 0,", "(4, '1e100', 0,"),
+        ] {
+            assert!(sql.contains(from), "the fixture changed: {from} missing");
+            sql = sql.replace(from, to);
+        }
+    }
+    sql
+}
