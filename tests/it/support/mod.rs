@@ -7,6 +7,9 @@
 //! gone, however it ends, so that clusters nobody drops ([`shared`] ones) and those of a
 //! killed test run do not outlive it.
 //! A missing PostgreSQL is a loud panic that names the install command, never a skipped test.
+//! A cluster runs the machine's PostgreSQL 15 unless [`Options::major`] names another major,
+//! whose server binaries `scripts/install-deps.sh` fetched ([`major_bindir`]); psql and pg_isready
+//! are always the machine's.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
