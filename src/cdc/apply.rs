@@ -40,6 +40,7 @@ pub const SESSION_SETTINGS: &[(&str, &str)] = &[
     ("TimeZone", "UTC"),
     ("extra_float_digits", "3"),
     ("bytea_output", "hex"),
+    ("lc_monetary", "C"),
 ];
 
 /// One column value of a decoded tuple.

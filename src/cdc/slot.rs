@@ -601,12 +601,26 @@ fn connect_timeout(ep: &Endpoint) -> Duration {
 }
 
 /// Session settings for the walsender that holds the snapshot; see the module documentation.
-/// The output settings match `cdc::apply::SESSION_SETTINGS`, so values decoded as text
-/// compare equal to the target's text output (REPLICA IDENTITY FULL matching).
+/// The walsender decodes every pgoutput value with its own session's output functions, so
+/// the same [`pg::OUTPUT_SETTINGS`] as every other session follow (exact floats, ISO dates,
+/// UTC, hex bytea, `money` under lc_monetary C), and `search_path = pg_catalog` so a
+/// `regclass`-like value is written schema-qualified (a name the target resolves to the same
+/// object whatever its search_path), never as a bare name resolved against the source's.
 const SESSION_OPTIONS: &str = "-c idle_in_transaction_session_timeout=0 -c statement_timeout=0 \
-     -c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6 \
-     -c DateStyle=ISO,MDY -c IntervalStyle=postgres -c TimeZone=UTC -c extra_float_digits=3 \
-     -c bytea_output=hex";
+     -c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6";
+
+/// The startup options of the replication connection: the DSN's own, then
+/// [`SESSION_OPTIONS`], the output settings and the search path, last so that they win.
+fn startup_options(user: Option<&str>) -> String {
+    let pinned = format!(
+        "{SESSION_OPTIONS} {} -c search_path=pg_catalog",
+        pg::OUTPUT_SETTINGS
+    );
+    match user {
+        Some(o) if !o.trim().is_empty() => format!("{o} {pinned}"),
+        _ => pinned,
+    }
+}
 
 /// The pgwire-replication configuration for `ep` (slot `slot`; no publication, as the session
 /// never starts streaming).
@@ -681,10 +695,7 @@ pub fn replication_config(ep: &Endpoint, slot: &str) -> Result<ReplicationConfig
             .clone()
             .unwrap_or_else(|| "pgmove".to_string()),
     );
-    cfg.options = Some(match &info.options {
-        Some(o) if !o.trim().is_empty() => format!("{o} {SESSION_OPTIONS}"),
-        _ => SESSION_OPTIONS.to_string(),
-    });
+    cfg.options = Some(startup_options(info.options.as_deref()));
     Ok(cfg)
 }
 
@@ -1035,6 +1046,13 @@ mod tests {
         let o = cfg.options.expect("options");
         assert!(o.starts_with("-c search_path=x "), "{o}");
         assert!(o.contains("idle_in_transaction_session_timeout=0"), "{o}");
+        assert!(
+            o.ends_with(&format!(
+                "{} -c search_path=pg_catalog",
+                pg::OUTPUT_SETTINGS
+            )),
+            "the walsender decodes with the pinned output settings: {o}"
+        );
         assert_eq!(cfg.application_name.as_deref(), Some("pgmove"));
     }
 

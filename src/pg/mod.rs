@@ -224,8 +224,16 @@ pub const SHORT_STATEMENT_TIMEOUT: &str = "30s";
 /// how timestamptz is written (with its offset, so the instant is exact); timestamp without
 /// time zone is written and read as is. The replication connection gets the same settings
 /// (`cdc::slot`), as does the apply session (`cdc::apply::SESSION_SETTINGS`).
+///
+/// `lc_monetary = C` on both servers: `money` is stored as an integer count of the smallest
+/// currency unit and written and read through lc_monetary's symbol, separators and fraction
+/// digits, so a target database whose lc_monetary differs from the source's would read
+/// another amount (or refuse the text). With the same locale on both sides the integer
+/// travels exactly; what the amount looks like on the target is then the target's
+/// lc_monetary, as for any restored `money` value. (Moving money as numeric would need a cast
+/// in every copy and apply statement for the same result.)
 pub const OUTPUT_SETTINGS: &str = "-c DateStyle=ISO,MDY -c IntervalStyle=postgres \
-     -c extra_float_digits=3 -c bytea_output=hex -c TimeZone=UTC";
+     -c extra_float_digits=3 -c bytea_output=hex -c TimeZone=UTC -c lc_monetary=C";
 
 /// One server: which side it is and how to reach it.
 #[derive(Clone, Debug)]

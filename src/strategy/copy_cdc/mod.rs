@@ -31,6 +31,7 @@
 //! snapshot they were read in (`copy_progress.snapshot_lsn`; a resumed table's, the new one),
 //! so change capture applies to each table only the changes committed after its own snapshot.
 
+mod binary;
 mod steps;
 
 pub use self::steps::{plan_steps, STEPS};
@@ -201,16 +202,49 @@ fn ctid_filter(blocks: Option<(i64, Option<i64>)>) -> String {
 /// PostgreSQL sends them) would cost a write and a flush per row.
 const COPY_BUFFER: usize = 256 * 1024;
 
-/// Types whose binary form is the same on every server: built-in ones (OID below 16384).
-fn binary_safe(t: &Table) -> bool {
+/// The majors of the two servers (`server_version_num / 10000`), which decide the COPY format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Majors {
+    pub source: u32,
+    pub target: u32,
+}
+
+/// Whether every copied column of `t` may travel in binary between these majors: built-in
+/// types (OID below 16384; not enums, composites or domains, whose OIDs differ), each one
+/// [`binary::binary_ok`] for the pair. One text column sends the whole table as text.
+fn binary_safe(t: &Table, majors: Majors) -> bool {
     t.columns.iter().filter(|c| !c.generated).all(|c| {
-        c.type_oid < 16384 && !c.flags.is_enum && !c.flags.is_composite && !c.flags.is_domain
+        c.type_oid < 16384
+            && !c.flags.is_enum
+            && !c.flags.is_composite
+            && !c.flags.is_domain
+            && binary::binary_ok(&c.base_type, majors.source, majors.target)
+    })
+}
+
+/// The server's `server_version_num`, e.g. 150004.
+const SERVER_VERSION_SQL: &str = "SELECT current_setting('server_version_num')::int4";
+
+/// The majors of both servers, read from each.
+async fn majors(base: &dump_restore::Job) -> Result<Majors, CopyError> {
+    async fn major(ep: &Endpoint) -> Result<u32, CopyError> {
+        let client = ep.connect_short().await?;
+        let row = client
+            .query_one(SERVER_VERSION_SQL, &[])
+            .await
+            .map_err(|e| ep.query_error("reading server_version_num", &e))?;
+        let num: i32 = row.get(0);
+        Ok((num / 10000).max(0) as u32)
+    }
+    Ok(Majors {
+        source: major(&base.source).await?,
+        target: major(&base.target).await?,
     })
 }
 
 /// Splits the tables that hold rows into chunks: one per table, or ctid block ranges of about
 /// `split_bytes` for larger ones. Largest first, so the longest work starts early.
-pub fn chunks(tables: &[&Table], split_bytes: u64) -> Vec<Chunk> {
+pub fn chunks(tables: &[&Table], split_bytes: u64, majors: Majors) -> Vec<Chunk> {
     let mut out = Vec::new();
     let mut sorted: Vec<&&Table> = tables
         .iter()
@@ -224,7 +258,7 @@ pub fn chunks(tables: &[&Table], split_bytes: u64) -> Vec<Chunk> {
             .filter(|c| !c.generated)
             .map(|c| c.name.clone())
             .collect();
-        let binary = binary_safe(t);
+        let binary = binary_safe(t, majors);
         let split = split_bytes.max(BLOCK as u64) as i64;
         let n = if t.heap_bytes > split {
             ((t.heap_bytes + split - 1) / split).min(1024) as i32
@@ -644,7 +678,7 @@ async fn run_steps(
     };
     let include = |t: &&Table| included(&t.schema, &t.name);
     let tables: Vec<&Table> = source_inv.user_tables().filter(include).collect();
-    let all = chunks(&tables, job.split_bytes);
+    let all = chunks(&tables, job.split_bytes, majors(base).await?);
     let done = done_chunks(state).await?;
     // Extension configuration tables: their dumpable rows are copied in the snapshot too
     // (those a run already copied are recorded in copy_progress like any table).
@@ -1806,8 +1840,10 @@ async fn copy_one(
         .get()
         .await
         .map_err(|e| ChunkError::Pool("target", e))?;
+    // search_path pg_catalog: a `regclass`-like value is written schema-qualified, a name
+    // the target resolves to the same object whatever its own search_path.
     src.batch_execute(&format!(
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {};",
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}; SET LOCAL search_path = pg_catalog;",
         quote::literal(snapshot)
     ))
     .await
@@ -2153,6 +2189,7 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, C
                     .any(|g| crate::plan::glob_match(g, &format!("{}.{}", c.schema, c.table)))
         })
         .collect();
+    let majors = majors(base).await?;
     let mut out = p.intro(STRATEGY);
     for (i, s) in STEPS.iter().enumerate() {
         out.push(step_name::heading(STEPS, i));
@@ -2161,7 +2198,7 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, C
             step_name::SLOT => slot_preview(job, source_inv, &tables, &configs, &p),
             step_name::DUMP => p.dump(true),
             step_name::PRE_DATA => p.pre_data(),
-            step_name::COPY => copy_preview(job, &tables, &configs, &p),
+            step_name::COPY => copy_preview(job, &tables, &configs, &p, majors),
             step_name::SEQUENCES => vec![
                 "SELECT pg_catalog.setval(...)  -- every sequence, from the source's value"
                     .to_string(),
@@ -2243,12 +2280,13 @@ fn copy_preview(
     tables: &[&Table],
     configs: &[ConfigTable],
     p: &dump_restore::Preview<'_>,
+    majors: Majors,
 ) -> Vec<String> {
     let mut out = vec![format!(
-        "-- per chunk, {} at a time, on the source: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '<exported>'; and on the target: BEGIN; SET LOCAL synchronous_commit = off;",
+        "-- per chunk, {} at a time, on the source: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '<exported>'; SET LOCAL search_path = pg_catalog; and on the target: BEGIN; SET LOCAL synchronous_commit = off;",
         job.base.jobs
     )];
-    for c in chunks(tables, job.split_bytes) {
+    for c in chunks(tables, job.split_bytes, majors) {
         out.push(format!("{}  =>  {}", c.copy_out_sql(), c.copy_in_sql()));
     }
     out.push(format!(
@@ -2280,6 +2318,11 @@ fn copy_preview(
 mod tests {
     use super::*;
     use crate::inspect::{Column, ColumnFlags, ReplicaIdentity};
+
+    const SAME: Majors = Majors {
+        source: 15,
+        target: 15,
+    };
 
     fn table(name: &str, heap: i64, kind: TableKind, type_oid: u32) -> Table {
         Table {
@@ -2314,7 +2357,7 @@ mod tests {
                     position: 1,
                     type_name: "integer".into(),
                     type_oid: 23,
-                    base_type: "integer".into(),
+                    base_type: "int4".into(),
                     not_null: true,
                     default: None,
                     generated: false,
@@ -2326,7 +2369,12 @@ mod tests {
                     position: 2,
                     type_name: "x".into(),
                     type_oid,
-                    base_type: "x".into(),
+                    base_type: if type_oid == 2205 {
+                        "regclass"
+                    } else {
+                        "float8"
+                    }
+                    .into(),
                     not_null: false,
                     default: None,
                     generated: false,
@@ -2338,7 +2386,7 @@ mod tests {
                     position: 3,
                     type_name: "integer".into(),
                     type_oid: 23,
-                    base_type: "integer".into(),
+                    base_type: "int4".into(),
                     not_null: false,
                     default: Some("id * 2".into()),
                     generated: true,
@@ -2393,7 +2441,7 @@ mod tests {
         let big = table("big", 10 * 8192 * 100, TableKind::Plain, 25);
         let small = table("small", 8192, TableKind::Plain, 70000);
         let parent = table("parent", 0, TableKind::PartitionedParent, 25);
-        let c = chunks(&[&small, &big, &parent], 3 * 8192 * 100);
+        let c = chunks(&[&small, &big, &parent], 3 * 8192 * 100, SAME);
         let big_chunks: Vec<&Chunk> = c.iter().filter(|c| c.table == "big").collect();
         assert_eq!(big_chunks.len(), 4);
         assert_eq!(big_chunks[0].blocks, Some((0, Some(250))));
@@ -2405,6 +2453,30 @@ mod tests {
         assert!(big_chunks[0].binary);
         let small_chunk = c.iter().find(|c| c.table == "small").expect("small");
         assert!(!small_chunk.binary, "a user-defined type forces text");
+    }
+
+    #[test]
+    fn reg_types_and_unstable_formats_across_majors_force_text() {
+        let reg = table("reg", 8192, TableKind::Plain, 2205);
+        let float = table("f", 8192, TableKind::Plain, 701);
+        let c = chunks(&[&reg, &float], 1 << 30, SAME);
+        let binary = |name: &str| c.iter().find(|c| c.table == name).expect(name).binary;
+        assert!(
+            !binary("reg"),
+            "regclass travels as a name, never as an OID"
+        );
+        assert!(binary("f"));
+        // float8 and int4 keep their binary form from 10 to 15; a type outside the stable
+        // list does not.
+        let older = Majors {
+            source: 10,
+            target: 15,
+        };
+        assert!(chunks(&[&float], 1 << 30, older)[0].binary);
+        let mut point = table("pt", 8192, TableKind::Plain, 600);
+        point.columns[1].base_type = "point".into();
+        assert!(!chunks(&[&point], 1 << 30, older)[0].binary);
+        assert!(chunks(&[&point], 1 << 30, SAME)[0].binary);
     }
 
     fn rec(chunk: i32, chunks: i32, start: Option<i64>, end: Option<i64>) -> Recorded {
@@ -2500,7 +2572,7 @@ mod tests {
     #[test]
     fn copy_statements_quote_and_filter() {
         let t = table("My \"T\"", 100, TableKind::Plain, 25);
-        let c = &chunks(&[&t], 1 << 30)[0];
+        let c = &chunks(&[&t], 1 << 30, SAME)[0];
         assert_eq!(
             c.copy_out_sql(),
             r#"COPY (SELECT "id", "v" FROM ONLY "public"."My ""T""") TO STDOUT (FORMAT binary)"#

@@ -251,9 +251,13 @@ pub fn libpq_env(ep: &Endpoint) -> Vec<(&'static str, String)> {
     if let Some(t) = i.connect_timeout {
         env.push(("PGCONNECT_TIMEOUT", t.to_string()));
     }
-    if let Some(o) = &i.options {
-        env.push(("PGOPTIONS", o.clone()));
-    }
+    // The DSN's options, then the output settings every pgmove session pins: pg_dump pins
+    // the others itself but not lc_monetary, so `money` would be written under the source's
+    // and read under the target database's.
+    env.push((
+        "PGOPTIONS",
+        crate::pg::session_options(i.options.as_deref()),
+    ));
     env
 }
 
