@@ -60,7 +60,13 @@ done
 # pinned version per major, unpacked into a cache outside the repository. Tests find them
 # there (tests/it/support: Options.major). PGMOVE_PG_MAJORS picks which (space-separated);
 # PGMOVE_PG_MAJORS="" fetches none.
-pg_cache=${PGMOVE_PG_CACHE:-$HOME/.cache/pgmove/postgres}
+# As root the default is under /var/cache (the servers then run as the postgres OS user, who
+# must reach them; the script changes the modes of nothing it did not create).
+if [[ $(id -u) -eq 0 ]]; then
+  pg_cache=${PGMOVE_PG_CACHE:-/var/cache/pgmove/postgres}
+else
+  pg_cache=${PGMOVE_PG_CACHE:-$HOME/.cache/pgmove/postgres}
+fi
 declare -A pg_pins=(
   [10]=10.23.0-beta.6
   [11]=11.22.1-beta.11
@@ -135,14 +141,18 @@ if ((${#pg_majors[@]})); then
     exit 1
   fi
   # The servers run as the postgres OS user when the tests run as root: the binaries must be
-  # readable by it, and every directory on the way to them searchable (not listable).
+  # readable by it (the folders above the cache are left as they are).
   chmod -R a+rX "$pg_cache"
-  if [[ $(id -u) -eq 0 ]]; then
-    d=$(dirname "$pg_cache")
-    while [[ "$d" != / && -n "$d" ]]; do
-      chmod a+x "$d"
-      d=$(dirname "$d")
-    done
+fi
+
+# A second monetary locale for tests/it/session_values.rs (money under a target lc_monetary
+# that differs from the source's); made once, as root, from glibc's locale sources.
+if [[ $(id -u) -eq 0 ]] && ! locale -a 2>/dev/null | grep -qx 'de_DE.utf8'; then
+  if command -v localedef >/dev/null 2>&1 && [[ -e /usr/share/i18n/locales/de_DE ]]; then
+    localedef -i de_DE -f UTF-8 de_DE.UTF-8 || {
+      echo "error: localedef -i de_DE -f UTF-8 de_DE.UTF-8 failed" >&2
+      exit 1
+    }
   fi
 fi
 

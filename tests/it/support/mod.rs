@@ -141,10 +141,12 @@ pub fn bindir() -> PathBuf {
 }
 
 /// Where `scripts/install-deps.sh` puts the server binaries of the other majors, one folder per
-/// major (`PGMOVE_PG_CACHE`, by default `~/.cache/pgmove/postgres`).
+/// major (`PGMOVE_PG_CACHE`, by default `/var/cache/pgmove/postgres` as root, where the
+/// `postgres` OS user reaches it, else `~/.cache/pgmove/postgres`).
 fn major_cache() -> PathBuf {
     match std::env::var_os("PGMOVE_PG_CACHE") {
         Some(dir) => PathBuf::from(dir),
+        None if is_root() => PathBuf::from("/var/cache/pgmove/postgres"),
         None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
             .join(".cache/pgmove/postgres"),
     }
