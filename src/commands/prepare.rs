@@ -51,13 +51,25 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
     } else {
         None
     };
+    // The newest pg_dump that can dump the source, with the pg_restore of its installation.
+    let (pg_dump, pg_restore) = match tools::find_dump_clients(plan.bin_dir.as_deref(), major) {
+        Ok((d, r)) => (Ok(d), Ok(r)),
+        Err(e) => match find("pg_dump") {
+            Ok(d) => (Ok(d), Err(e)),
+            Err(_) => (Err(e), find("pg_restore")),
+        },
+    };
+    let clients: Vec<tools::Tool> = match (&pg_dump, &pg_restore) {
+        (Ok(d), Ok(r)) if intended.is_some() => vec![d.clone(), r.clone()],
+        _ => vec![],
+    };
     let ctx = Context {
         plan: &plan,
         source: &source_inv,
         target: &target_inv,
         strategy: intended,
-        pg_dump: find("pg_dump"),
-        pg_restore: find("pg_restore"),
+        pg_dump,
+        pg_restore,
         vacuumdb: tools::find_any(
             "vacuumdb",
             plan.bin_dir.as_deref(),
@@ -115,7 +127,7 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
         findings.extend(preflight::pglogical_access(&target, &target_inv).await);
         findings.sort_by_key(|f| f.severity);
     }
-    let report = PlanReport::new(
+    let mut report = PlanReport::new(
         &plan.name,
         &plan.file,
         &source_inv,
@@ -123,6 +135,7 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
         findings,
         decision,
     );
+    report.clients = clients;
     Ok(Prepared {
         plan,
         source,
