@@ -32,14 +32,23 @@ fn explicit_strategy(plan: &Plan) -> Option<Strategy> {
     }
 }
 
+/// An inventory that could not be taken: a server older than pgmove supports blocks the plan
+/// (exit 2, with what to do); anything else is a failure (exit 1).
+fn inspect_failure(e: inspect::InspectError) -> Failure {
+    match e {
+        inspect::InspectError::Unsupported { .. } => Failure::input(e),
+        _ => Failure::runtime(e),
+    }
+}
+
 /// Loads the plan, inspects both servers (read-only), decides and runs preflight.
 pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
     let plan = plan::load(path).map_err(Failure::input)?;
     let source = plan.endpoint(Side::Source).map_err(Failure::input)?;
     let target = plan.endpoint(Side::Target).map_err(Failure::input)?;
     let (s, t) = tokio::join!(inspect::inspect(&source), inspect::inspect(&target));
-    let source_inv = s.map_err(Failure::runtime)?;
-    let mut target_inv = t.map_err(Failure::runtime)?;
+    let source_inv = s.map_err(inspect_failure)?;
+    let mut target_inv = t.map_err(inspect_failure)?;
     // target.kind, unless auto, overrides the detection: every check and fix follows it.
     planner::apply_target_kind(&plan, &mut target_inv);
     let decision: Decision = planner::decide(&plan, &source_inv, &target_inv);
