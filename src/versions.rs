@@ -89,6 +89,21 @@ pub fn copy_cdc_blocker(source: i32) -> Option<String> {
     ))
 }
 
+/// Why copy-cdc cannot publish partitioned tables `roots` on a source of `source`, or `None`:
+/// before PostgreSQL 13 a publication refuses a partitioned table, and pgmove publishes the
+/// roots (publishing the leaves one by one is not built yet).
+pub fn partitioned_publication_blocker(source: i32, roots: &[String]) -> Option<String> {
+    if roots.is_empty() || copy_cdc_options(source).partitioned_in_publication {
+        return None;
+    }
+    Some(format!(
+        "the source is PostgreSQL {} and the plan has {} partitioned table(s): {}; a publication takes a partitioned table from PostgreSQL 13, and copy-cdc does not yet publish their leaves one by one",
+        major_label(source),
+        roots.len(),
+        roots.join(", ")
+    ))
+}
+
 /// What the plan report says about one pair: the majors and what copy-cdc gets.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PairReport {
@@ -181,6 +196,24 @@ mod tests {
         assert!(pair_report(90_624, 150_010)
             .copy_cdc_summary
             .contains("needs PostgreSQL 10"));
+    }
+
+    #[test]
+    fn partitioned_tables_block_copy_cdc_before_13_only() {
+        let roots = vec!["public.events".to_string()];
+        for &(v, label) in MAJORS {
+            let b = partitioned_publication_blocker(v, &roots);
+            assert_eq!(b.is_some(), major_key(v) < 1300, "{label}");
+            if let Some(b) = b {
+                assert!(
+                    b.contains(&format!(
+                        "PostgreSQL {label} and the plan has 1 partitioned table(s): public.events"
+                    )),
+                    "{b}"
+                );
+            }
+            assert_eq!(partitioned_publication_blocker(v, &[]), None, "{label}");
+        }
     }
 
     #[test]
