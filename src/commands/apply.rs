@@ -45,6 +45,10 @@ pub async fn apply(
             strategy.name()
         )));
     }
+    // Which pg_dump and pg_restore this apply runs (the plan report's `clients`).
+    for t in &p.report.clients {
+        tracing::info!(tool = %t.name, version = %t.version, path = %t.path.display(), "client program");
+    }
     let job = dump_restore::Job {
         plan_name: p.plan.name.clone(),
         source: p.source.clone(),

@@ -262,6 +262,13 @@ fn apply_then_verify_is_identical_and_a_changed_row_exits_3_naming_its_table() {
     let dir = dump.strip_suffix("/pg_dump").expect("a pg_dump path");
     assert!(line.contains("and pg_restore "), "{line}");
     assert!(line.contains(&format!("({dir}/pg_restore)")), "{line}");
+    // The log says it too, before anything runs.
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("client program") && l.contains(&format!("{dir}/pg_dump"))),
+        "{log}"
+    );
     let out = run_pgmove(&["verify", p], &src, &dst);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
