@@ -36,3 +36,4 @@ pub mod strategy;
 pub mod testhook;
 pub mod tools;
 pub mod verify;
+pub mod versions;

@@ -101,6 +101,9 @@ pub struct Decision {
     pub data_bytes: i64,
     pub index_bytes: i64,
     pub tables: usize,
+    /// The two majors and what copy-cdc gets on this pair (protocol version, streaming,
+    /// partitioned tables), from [`crate::versions`].
+    pub versions: crate::versions::PairReport,
 }
 
 /// The tables the plan selects: non-extension tables in the selected schemas, not excluded.
@@ -194,7 +197,7 @@ pub fn logical_decoding_blockers(source: &Inventory) -> Vec<String> {
 }
 
 /// The oldest source pgoutput (copy-cdc) decodes: PostgreSQL 10.
-pub const PGOUTPUT_MIN_VERSION_NUM: i32 = 100_000;
+pub const PGOUTPUT_MIN_VERSION_NUM: i32 = crate::versions::PGOUTPUT_MIN;
 
 /// What stops pglogical on this pair, as reasons (empty: both servers have it): preloaded and
 /// installable on both, the same major, no keyless table the plan would give
@@ -482,6 +485,10 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
         data_bytes,
         index_bytes,
         tables: tables.len(),
+        versions: crate::versions::pair_report(
+            source.server.version_num,
+            target.server.version_num,
+        ),
     }
 }
 

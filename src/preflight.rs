@@ -63,6 +63,7 @@ type Check = fn(&Context) -> Vec<Finding>;
 
 /// Every check, in report order.
 pub const CHECKS: &[Check] = &[
+    server_versions,
     target_kind,
     standby_source,
     standby_target,
@@ -92,6 +93,7 @@ pub const CHECKS: &[Check] = &[
     tables_without_key,
     unlogged_tables,
     partitioned_tables,
+    partitioned_publication,
     extensions,
     client_versions,
     encoding,
@@ -104,6 +106,20 @@ pub const CHECKS: &[Check] = &[
     missing_grantees,
     downtime_budget,
 ];
+
+/// The target's major must be at least the source's (`crate::versions::pair_blocker`).
+pub fn server_versions(ctx: &Context) -> Vec<Finding> {
+    let (s, t) = (ctx.source.server.version_num, ctx.target.server.version_num);
+    match crate::versions::pair_blocker(s, t) {
+        None => vec![],
+        Some(why) => vec![Finding::new(Severity::Blocker, "server-versions", Some(Side::Target), why)
+            .object(format!("PostgreSQL {}", ctx.target.settings.server_version))
+            .fix(format!(
+                "move into a target running PostgreSQL {} or newer (upgrade this target, or create a new one of that major)",
+                crate::versions::major_label(s)
+            ))],
+    }
+}
 
 /// Runs every check.
 pub fn run(ctx: &Context) -> Vec<Finding> {
@@ -1205,6 +1221,24 @@ pub fn partitioned_tables(ctx: &Context) -> Vec<Finding> {
     .object(list(&roots))]
 }
 
+/// copy-cdc publishes partitioned tables through their roots, which a source before
+/// PostgreSQL 13 refuses (`crate::versions::partitioned_publication_blocker`).
+pub fn partitioned_publication(ctx: &Context) -> Vec<Finding> {
+    if ctx.strategy != Some(Strategy::CopyCdc) {
+        return vec![];
+    }
+    let roots: Vec<String> = planner::selected_tables(ctx.plan, ctx.source)
+        .filter(|t| t.kind == TableKind::PartitionedParent && t.parent.is_none())
+        .map(|t| format!("{}.{}", t.schema, t.name))
+        .collect();
+    match crate::versions::partitioned_publication_blocker(ctx.source.server.version_num, &roots) {
+        None => vec![],
+        Some(why) => vec![Finding::new(Severity::Blocker, "partitioned-publication", Some(Side::Source), why)
+            .object(list(&roots))
+            .fix("use strategy dump-restore (or pglogical, which replicates the leaves), leave them out with objects.exclude, or upgrade the source to PostgreSQL 13 or newer")],
+    }
+}
+
 /// The Debian package that provides an extension, for fixes.
 pub fn extension_package(name: &str, major: i32) -> String {
     match name {
@@ -1813,6 +1847,68 @@ mod tests {
             vacuumdb: Err(missing()),
             replication_probe: None,
         })
+    }
+
+    #[test]
+    fn a_target_older_than_the_source_blocks_every_strategy_with_the_fix() {
+        let p = plan("");
+        let mut s = source();
+        s.server.version_num = 160_004;
+        s.settings.server_version = "16.4".to_string();
+        for strategy in [
+            Strategy::DumpRestore,
+            Strategy::CopyCdc,
+            Strategy::Pglogical,
+        ] {
+            let f = run(server_versions, &p, strategy, &s, &target());
+            assert_eq!(f.len(), 1, "{f:#?}");
+            assert_eq!(f[0].severity, Severity::Blocker);
+            assert!(
+                f[0].message.contains("the target runs PostgreSQL 15 and the source PostgreSQL 16: moving into an older major is unsupported"),
+                "{}",
+                f[0].message
+            );
+            let fix = f[0].fix.as_deref().unwrap_or_default();
+            assert!(fix.contains("PostgreSQL 16 or newer"), "{fix}");
+        }
+        // The same major, or a newer target: nothing to say.
+        assert!(run(server_versions, &p, Strategy::CopyCdc, &source(), &target()).is_empty());
+        assert!(run(server_versions, &p, Strategy::CopyCdc, &source(), &s).is_empty());
+    }
+
+    #[test]
+    fn partitioned_tables_block_copy_cdc_on_a_source_before_13() {
+        let p = plan("");
+        let mut s = source();
+        s.server.version_num = 120_022;
+        let f = run(
+            partitioned_publication,
+            &p,
+            Strategy::CopyCdc,
+            &s,
+            &target(),
+        );
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].severity, Severity::Blocker);
+        assert_eq!(f[0].object.as_deref(), Some("public.events"));
+        assert!(f[0].message.contains("PostgreSQL 12"), "{}", f[0].message);
+        // Other strategies, and a 13+ source: nothing.
+        assert!(run(
+            partitioned_publication,
+            &p,
+            Strategy::DumpRestore,
+            &s,
+            &target()
+        )
+        .is_empty());
+        assert!(run(
+            partitioned_publication,
+            &p,
+            Strategy::CopyCdc,
+            &source(),
+            &target()
+        )
+        .is_empty());
     }
 
     #[test]

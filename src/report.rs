@@ -104,6 +104,10 @@ pub struct PlanReport {
     pub decision: Decision,
     /// Whether `pgmove apply` may proceed.
     pub ready: bool,
+    /// The pg_dump and pg_restore `pgmove apply` runs (the newest pg_dump on this machine
+    /// that can dump the source, and the pg_restore of its installation); empty when no
+    /// strategy can run or they are missing (a `client-version` finding says why).
+    pub clients: Vec<crate::tools::Tool>,
 }
 
 impl PlanReport {
@@ -134,6 +138,7 @@ impl PlanReport {
             ready: blockers == 0 && decision.strategy.is_some(),
             findings,
             decision,
+            clients: Vec::new(),
         }
     }
 }
@@ -204,6 +209,25 @@ impl PlanReport {
         let _ = writeln!(o, "  why: {}", d.why);
         for r in &d.rejected {
             let _ = writeln!(o, "  not {}: {}", r.strategy.name(), r.reasons.join("; "));
+        }
+        let v = &d.versions;
+        let _ = writeln!(
+            o,
+            "  versions: PostgreSQL {} into {}; copy-cdc: {}",
+            v.source_major, v.target_major, v.copy_cdc_summary
+        );
+        if !self.clients.is_empty() {
+            let tools: Vec<String> = self
+                .clients
+                .iter()
+                .map(|t| format!("{} {} ({})", t.name, t.version, t.path.display()))
+                .collect();
+            let _ = writeln!(
+                o,
+                "  clients: {}; the newest on this machine that can dump PostgreSQL {} (set bin_dir in the plan to choose others)",
+                tools.join(", "),
+                v.source_major
+            );
         }
         if !d.steps.is_empty() {
             let _ = writeln!(o);
@@ -288,6 +312,21 @@ impl PlanReport {
                 "- not **{}**: {}",
                 r.strategy.name(),
                 r.reasons.join("; ")
+            );
+        }
+        let v = &d.versions;
+        let _ = writeln!(
+            o,
+            "- versions: PostgreSQL {} into {}; copy-cdc: {}",
+            v.source_major, v.target_major, v.copy_cdc_summary
+        );
+        for t in &self.clients {
+            let _ = writeln!(
+                o,
+                "- client: {} {} ({})",
+                t.name,
+                t.version,
+                markdown::code(&t.path.display().to_string())
             );
         }
         if !d.steps.is_empty() {

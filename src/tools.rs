@@ -43,28 +43,72 @@ pub fn package(major: u32) -> String {
     }
 }
 
-/// Directories to look in, best first: the plan's `bin_dir`, Debian's versioned directories
-/// (newest first), then `PATH`.
-fn candidates(name: &str, bin_dir: Option<&Path>) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Some(d) = bin_dir {
-        out.push(d.join(name));
+/// Where the client programs are looked for: Debian's versioned installations
+/// (`<debian_root>/*/bin`), `PATH` (`which`) and `pg_config --bindir` (the `pg_config` on
+/// `PATH`). The machine's: [`Search::machine`]; the tests build their own.
+#[derive(Clone, Debug)]
+pub struct Search {
+    /// `/usr/lib/postgresql` on the machine.
+    pub debian_root: PathBuf,
+    /// The `PATH` to search; `None`: the process's.
+    pub path: Option<std::ffi::OsString>,
+}
+
+impl Search {
+    /// This machine's places.
+    pub fn machine() -> Search {
+        Search {
+            debian_root: PathBuf::from("/usr/lib/postgresql"),
+            path: None,
+        }
     }
-    if let Ok(rd) = std::fs::read_dir("/usr/lib/postgresql") {
-        let mut dirs: Vec<(u32, PathBuf)> = rd
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let v = e.file_name().to_string_lossy().parse::<u32>().ok()?;
-                Some((v, e.path().join("bin").join(name)))
-            })
-            .collect();
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
-        out.extend(dirs.into_iter().map(|(_, p)| p));
+
+    fn which(&self, name: &str) -> Option<PathBuf> {
+        match &self.path {
+            None => which::which(name).ok(),
+            Some(p) => which::which_in(name, Some(p), "/").ok(),
+        }
     }
-    if let Ok(p) = which::which(name) {
-        out.push(p);
+
+    /// The directory `pg_config --bindir` prints, when a `pg_config` is on `PATH`.
+    fn pg_config_bindir(&self) -> Option<PathBuf> {
+        let pg_config = self.which("pg_config")?;
+        let out = Command::new(pg_config).arg("--bindir").output().ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (!dir.is_empty()).then(|| PathBuf::from(dir))
     }
-    out
+
+    /// Every place `name` may be, without duplicates: with `bin_dir`, only there; else
+    /// Debian's versioned directories (newest first), `pg_config --bindir`, then `PATH`.
+    fn candidates(&self, name: &str, bin_dir: Option<&Path>) -> Vec<PathBuf> {
+        if let Some(d) = bin_dir {
+            return vec![d.join(name)];
+        }
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(&self.debian_root) {
+            let mut dirs: Vec<(u32, PathBuf)> = rd
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let v = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+                    Some((v, e.path().join("bin").join(name)))
+                })
+                .collect();
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
+            out.extend(dirs.into_iter().map(|(_, p)| p));
+        }
+        if let Some(d) = self.pg_config_bindir() {
+            out.push(d.join(name));
+        }
+        if let Some(p) = self.which(name) {
+            out.push(p);
+        }
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
+        out
+    }
 }
 
 /// Parses `pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` into (`15.18`, 15).
@@ -87,31 +131,52 @@ fn probe(path: &Path) -> Option<(String, u32)> {
     parse_version(&String::from_utf8_lossy(&out.stdout))
 }
 
-/// Finds `name` with a major version of at least `min_major` (the source server's).
-/// With `bin_dir` set, only that directory counts.
+/// Finds `name` with a major version of at least `min_major` (the source server's): the newest
+/// on the machine. With `bin_dir` set, only that directory counts.
 pub fn find(name: &str, bin_dir: Option<&Path>, min_major: u32) -> Result<Tool, ToolError> {
-    find_with_hint(name, bin_dir, min_major, min_major)
+    find_in(&Search::machine(), name, bin_dir, min_major, min_major)
 }
 
 /// Finds `name` of any version (vacuumdb, psql: they work with servers of other versions); when
 /// it is missing, the hint names the client package of `server_major` (the server it will talk
 /// to; 0 when unknown).
 pub fn find_any(name: &str, bin_dir: Option<&Path>, server_major: u32) -> Result<Tool, ToolError> {
-    find_with_hint(name, bin_dir, 0, server_major)
+    find_in(&Search::machine(), name, bin_dir, 0, server_major)
 }
 
-fn find_with_hint(
+/// pg_dump and pg_restore for a source of major `source_major`: the newest pg_dump on the
+/// machine that can dump it, and the pg_restore of the same installation (its directory).
+pub fn find_dump_clients(
+    bin_dir: Option<&Path>,
+    source_major: u32,
+) -> Result<(Tool, Tool), ToolError> {
+    dump_clients_in(&Search::machine(), bin_dir, source_major)
+}
+
+/// [`find_dump_clients`] in the places of `search`.
+pub fn dump_clients_in(
+    search: &Search,
+    bin_dir: Option<&Path>,
+    source_major: u32,
+) -> Result<(Tool, Tool), ToolError> {
+    let pg_dump = find_in(search, "pg_dump", bin_dir, source_major, source_major)?;
+    let dir = pg_dump.path.parent().unwrap_or(Path::new("/"));
+    let pg_restore = find_in(search, "pg_restore", Some(dir), pg_dump.major, source_major)?;
+    Ok((pg_dump, pg_restore))
+}
+
+/// Finds the newest `name` of at least `min_major` in the places of `search` (only `bin_dir`
+/// when set); errors suggest the client package of `hint_major`.
+pub fn find_in(
+    search: &Search,
     name: &str,
     bin_dir: Option<&Path>,
     min_major: u32,
     hint_major: u32,
 ) -> Result<Tool, ToolError> {
-    let list = if bin_dir.is_some() {
-        candidates(name, bin_dir).into_iter().take(1).collect()
-    } else {
-        candidates(name, None)
-    };
-    let mut too_old: Option<Tool> = None;
+    let list = search.candidates(name, bin_dir);
+    let mut best: Option<Tool> = None;
+    let mut newest_too_old: Option<Tool> = None;
     for path in &list {
         if !path.is_file() {
             continue;
@@ -123,15 +188,21 @@ fn find_with_hint(
                 version,
                 major,
             };
-            if major >= min_major {
-                return Ok(tool);
-            }
-            if too_old.is_none() {
-                too_old = Some(tool);
+            let slot = if major >= min_major {
+                &mut best
+            } else {
+                &mut newest_too_old
+            };
+            // The first of the newest major wins (the places are in order of preference).
+            if slot.as_ref().is_none_or(|b| major > b.major) {
+                *slot = Some(tool);
             }
         }
     }
-    match too_old {
+    if let Some(t) = best {
+        return Ok(t);
+    }
+    match newest_too_old {
         Some(t) => Err(ToolError::TooOld {
             name: t.name,
             version: t.version,
@@ -202,5 +273,103 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("postgresql-client-0"), "{text}");
+    }
+
+    /// Writes an executable `dir/name` printing `name (PostgreSQL) version`.
+    fn fake(dir: &Path, name: &str, version: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let p = dir.join(name);
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\necho '{name} (PostgreSQL) {version}'\n"),
+        )
+        .expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
+    /// A machine with Debian's 13 and 15, a 17 on PATH and a 16 behind pg_config.
+    fn machine(root: &Path) -> Search {
+        for (major, v) in [("13", "13.16"), ("15", "15.18")] {
+            let bin = root.join("debian").join(major).join("bin");
+            fake(&bin, "pg_dump", v);
+            fake(&bin, "pg_restore", v);
+        }
+        let path17 = root.join("opt17");
+        fake(&path17, "pg_dump", "17.2");
+        fake(&path17, "pg_restore", "17.2");
+        let pg16 = root.join("pg16");
+        fake(&pg16, "pg_dump", "16.6");
+        fake(&pg16, "pg_restore", "16.6");
+        let tools = root.join("tools");
+        std::fs::create_dir_all(&tools).expect("mkdir");
+        let cfg = tools.join("pg_config");
+        std::fs::write(&cfg, format!("#!/bin/sh\necho '{}'\n", pg16.display())).expect("write");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        Search {
+            debian_root: root.join("debian"),
+            path: Some(std::env::join_paths([tools, path17]).expect("path")),
+        }
+    }
+
+    #[test]
+    fn the_newest_pg_dump_is_chosen_with_the_pg_restore_of_its_installation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let search = machine(dir.path());
+        // The newest of all places (PATH's 17), whatever the source.
+        for source in [9, 10, 15, 17] {
+            let (dump, restore) = dump_clients_in(&search, None, source).expect("found");
+            assert_eq!(dump.version, "17.2", "source {source}");
+            assert_eq!(dump.path, dir.path().join("opt17/pg_dump"));
+            assert_eq!(restore.path, dir.path().join("opt17/pg_restore"));
+        }
+        // pg_config --bindir is one of the places: without PATH's 17, its 16 wins over 15.
+        std::fs::remove_file(dir.path().join("opt17/pg_dump")).expect("rm");
+        let (dump, restore) = dump_clients_in(&search, None, 10).expect("found");
+        assert_eq!(dump.path, dir.path().join("pg16/pg_dump"));
+        assert_eq!(restore.path, dir.path().join("pg16/pg_restore"));
+        // A source newer than every pg_dump: the newest is named, with the package to install.
+        let err = dump_clients_in(&search, None, 18).expect_err("too new");
+        let text = err.to_string();
+        assert!(text.contains("pg_dump 16.6 at"), "{text}");
+        assert!(
+            text.contains("older than the source server (PostgreSQL 18)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("apt-get install postgresql-client-18"),
+            "{text}"
+        );
+        // bin_dir: only there, even when newer ones exist elsewhere.
+        let bin13 = dir.path().join("debian/13/bin");
+        let (dump, restore) = dump_clients_in(&search, Some(&bin13), 12).expect("found");
+        assert_eq!((dump.major, restore.major), (13, 13));
+        let err = dump_clients_in(&search, Some(&bin13), 15).expect_err("too old");
+        assert!(err.to_string().contains("postgresql-client-15"), "{err}");
+        // An installation without pg_restore is not half used.
+        std::fs::remove_file(dir.path().join("pg16/pg_restore")).expect("rm");
+        let err = dump_clients_in(&search, None, 10).expect_err("no pg_restore there");
+        let text = err.to_string();
+        assert!(text.contains("pg_restore not found"), "{text}");
+        assert!(
+            text.contains(&dir.path().join("pg16/pg_restore").display().to_string()),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn nothing_installed_names_every_place_looked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let search = Search {
+            debian_root: dir.path().join("none"),
+            path: Some(dir.path().as_os_str().to_owned()),
+        };
+        let err = dump_clients_in(&search, None, 16).expect_err("nothing");
+        let text = err.to_string();
+        assert!(text.contains("pg_dump not found"), "{text}");
+        assert!(text.contains("postgresql-client-16"), "{text}");
     }
 }

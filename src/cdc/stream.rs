@@ -208,7 +208,8 @@ impl ChangeStream {
         })
         .await?;
         // Streaming of in-progress transactions: protocol 2, PostgreSQL 14+.
-        let streaming = opts.streaming && session.server_version_num >= 140_000;
+        let streaming = opts.streaming
+            && crate::versions::copy_cdc_options(session.server_version_num).streaming;
         let proto_version = if streaming { 2 } else { 1 };
         let mut stream = ChangeStream {
             client: session.client,

@@ -45,6 +45,10 @@ pub async fn apply(
             strategy.name()
         )));
     }
+    // Which pg_dump and pg_restore this apply runs (the plan report's `clients`).
+    for t in &p.report.clients {
+        tracing::info!(tool = %t.name, version = %t.version, path = %t.path.display(), "client program");
+    }
     let job = dump_restore::Job {
         plan_name: p.plan.name.clone(),
         source: p.source.clone(),
@@ -107,7 +111,7 @@ pub async fn apply(
             let secs = started.elapsed().as_secs_f64();
             let summary = Summary::line(
                 format_args!(
-                    "applied plan {} with {} in {:.1}s: {} item(s) restored{}{}; next: pgmove verify {}",
+                    "applied plan {} with {} in {:.1}s: {} item(s) restored{}{}{}; next: pgmove verify {}",
                     p.plan.name,
                     strategy.name(),
                     secs,
@@ -118,15 +122,29 @@ pub async fn apply(
                         String::new()
                     },
                     if outcome.dump_reused { ", dump reused" } else { "" },
+                    clients_used(&p.report.clients),
                     path.display()
                 ),
-                serde_json::json!({ "plan": p.plan.name, "strategy": strategy.name(), "elapsed_secs": secs, "outcome": outcome, "roles": roles }),
+                serde_json::json!({ "plan": p.plan.name, "strategy": strategy.name(), "elapsed_secs": secs, "outcome": outcome, "roles": roles, "clients": p.report.clients }),
             );
             report::print(&summary, g.format, false, To::Stdout);
             exit::OK
         }
         Err(e) => report_failure(&Failure::runtime(e)),
     }
+}
+
+/// `, with pg_dump 15.18 (/usr/lib/postgresql/15/bin/pg_dump)` and its pg_restore, for the
+/// apply summary; empty when unknown.
+pub(super) fn clients_used(clients: &[crate::tools::Tool]) -> String {
+    if clients.is_empty() {
+        return String::new();
+    }
+    let tools: Vec<String> = clients
+        .iter()
+        .map(|t| format!("{} {} ({})", t.name, t.version, t.path.display()))
+        .collect();
+    format!(", with {}", tools.join(" and "))
 }
 
 /// `roles: create`: the roles the moved objects need, created on the target before the

@@ -32,14 +32,23 @@ fn explicit_strategy(plan: &Plan) -> Option<Strategy> {
     }
 }
 
+/// An inventory that could not be taken: a server older than pgmove supports blocks the plan
+/// (exit 2, with what to do); anything else is a failure (exit 1).
+fn inspect_failure(e: inspect::InspectError) -> Failure {
+    match e {
+        inspect::InspectError::Unsupported { .. } => Failure::input(e),
+        _ => Failure::runtime(e),
+    }
+}
+
 /// Loads the plan, inspects both servers (read-only), decides and runs preflight.
 pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
     let plan = plan::load(path).map_err(Failure::input)?;
     let source = plan.endpoint(Side::Source).map_err(Failure::input)?;
     let target = plan.endpoint(Side::Target).map_err(Failure::input)?;
     let (s, t) = tokio::join!(inspect::inspect(&source), inspect::inspect(&target));
-    let source_inv = s.map_err(Failure::runtime)?;
-    let mut target_inv = t.map_err(Failure::runtime)?;
+    let source_inv = s.map_err(inspect_failure)?;
+    let mut target_inv = t.map_err(inspect_failure)?;
     // target.kind, unless auto, overrides the detection: every check and fix follows it.
     planner::apply_target_kind(&plan, &mut target_inv);
     let decision: Decision = planner::decide(&plan, &source_inv, &target_inv);
@@ -51,13 +60,25 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
     } else {
         None
     };
+    // The newest pg_dump that can dump the source, with the pg_restore of its installation.
+    let (pg_dump, pg_restore) = match tools::find_dump_clients(plan.bin_dir.as_deref(), major) {
+        Ok((d, r)) => (Ok(d), Ok(r)),
+        Err(e) => match find("pg_dump") {
+            Ok(d) => (Ok(d), Err(e)),
+            Err(_) => (Err(e), find("pg_restore")),
+        },
+    };
+    let clients: Vec<tools::Tool> = match (&pg_dump, &pg_restore) {
+        (Ok(d), Ok(r)) if intended.is_some() => vec![d.clone(), r.clone()],
+        _ => vec![],
+    };
     let ctx = Context {
         plan: &plan,
         source: &source_inv,
         target: &target_inv,
         strategy: intended,
-        pg_dump: find("pg_dump"),
-        pg_restore: find("pg_restore"),
+        pg_dump,
+        pg_restore,
         vacuumdb: tools::find_any(
             "vacuumdb",
             plan.bin_dir.as_deref(),
@@ -115,7 +136,7 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
         findings.extend(preflight::pglogical_access(&target, &target_inv).await);
         findings.sort_by_key(|f| f.severity);
     }
-    let report = PlanReport::new(
+    let mut report = PlanReport::new(
         &plan.name,
         &plan.file,
         &source_inv,
@@ -123,6 +144,7 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
         findings,
         decision,
     );
+    report.clients = clients;
     Ok(Prepared {
         plan,
         source,

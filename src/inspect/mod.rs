@@ -65,14 +65,28 @@ pub const BATCH: usize = 200;
 /// The oldest server pgmove inspects (`server_version_num`).
 pub const MIN_VERSION_NUM: i32 = 100_000;
 
+/// What to do about a server older than PostgreSQL 10 on `side`.
+fn unsupported_fix(side: Side) -> &'static str {
+    match side {
+        Side::Source => "upgrade the source to PostgreSQL 10 or newer first (pg_upgrade), or move it offline with the PostgreSQL 15 client tools yourself (pg_dump dumps servers from 9.2): pg_dump -Fd -j 4 -f <dir> '<source dsn>', then pg_restore -j 4 --no-owner -d '<target dsn>' <dir>",
+        Side::Target => "move into a target running PostgreSQL 10 or newer (at least the source's major)",
+    }
+}
+
+/// The version of the server, read first and alone (`SERVER_SQL` uses functions older servers
+/// lack): `server_version_num` and `server_version` (`9.6.24`).
+const VERSION_SQL: &str = "\
+SELECT current_setting('server_version_num')::int AS version_num,
+       current_setting('server_version') AS server_version";
+
 /// Why an inventory could not be taken. Every message names the side; none holds a password.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
     /// Connecting or a query failed.
     #[error(transparent)]
     Pg(#[from] PgError),
-    /// The server is older than [`MIN_VERSION_NUM`].
-    #[error("{side}: PostgreSQL {version} is not supported: pgmove needs PostgreSQL 10 or newer")]
+    /// The server is older than [`MIN_VERSION_NUM`]: what is missing and what to do.
+    #[error("{side}: PostgreSQL {version} is not supported: pgmove needs PostgreSQL 10 or newer. Its inspection reads catalogs PostgreSQL 10 introduced (pg_sequence, pg_publication, pg_class.relispartition, pg_attribute.attidentity, pg_stat_activity.backend_type, pg_current_wal_lsn()), and copy-cdc's change capture (pgoutput) needs a PostgreSQL 10 source.\n  hint: {}", unsupported_fix(*.side))]
     Unsupported { side: Side, version: String },
     /// The server answered something the catalog reading did not expect.
     #[error("{side}: unexpected answer while reading {what}: {message}")]
@@ -308,13 +322,16 @@ pub async fn inspect_with(ep: &Endpoint, opts: &InspectOptions) -> Result<Invent
     r.execute("setting lock_timeout", "SET LOCAL lock_timeout = '30s'")
         .await?;
 
-    let server = server::read_server(&r).await?;
-    if server.version_num < MIN_VERSION_NUM {
+    // The version alone first: the queries below need PostgreSQL 10 (9.4 lacks to_jsonb).
+    let row = r.query_one("the server version", VERSION_SQL, &[]).await?;
+    let version_num: i32 = r.get("the server version", &row, "version_num")?;
+    if version_num < MIN_VERSION_NUM {
         return Err(InspectError::Unsupported {
             side: ep.side,
-            version: server.version.clone(),
+            version: r.get("the server version", &row, "server_version")?,
         });
     }
+    let server = server::read_server(&r).await?;
     let mut settings = server::read_settings(&r, &mut notes).await?;
     let (platform, platform_evidence) = server::read_platform(&r).await?;
     let rights = server::read_rights(&r).await?;
@@ -472,4 +489,44 @@ pub(crate) fn index_by<K: std::hash::Hash + Eq + Copy, V>(
     key: impl Fn(&V) -> K,
 ) -> HashMap<K, usize> {
     items.iter().enumerate().map(|(i, v)| (key(v), i)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_before_10_is_refused_naming_what_is_missing_and_what_to_do() {
+        let source = InspectError::Unsupported {
+            side: Side::Source,
+            version: "9.6.24".to_string(),
+        }
+        .to_string();
+        assert!(
+            source.starts_with(
+                "source: PostgreSQL 9.6.24 is not supported: pgmove needs PostgreSQL 10 or newer"
+            ),
+            "{source}"
+        );
+        for missing in [
+            "pg_sequence",
+            "pg_publication",
+            "relispartition",
+            "pgoutput",
+        ] {
+            assert!(source.contains(missing), "{source}");
+        }
+        assert!(source.contains("hint: upgrade the source"), "{source}");
+        assert!(source.contains("pg_dump -Fd"), "{source}");
+        let target = InspectError::Unsupported {
+            side: Side::Target,
+            version: "9.4.26".to_string(),
+        }
+        .to_string();
+        assert!(
+            target.contains("hint: move into a target running PostgreSQL 10 or newer"),
+            "{target}"
+        );
+        assert!(!target.contains("pg_dump -Fd"), "{target}");
+    }
 }

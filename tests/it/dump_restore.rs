@@ -248,6 +248,27 @@ fn apply_then_verify_is_identical_and_a_changed_row_exits_3_naming_its_table() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The summary names the pg_dump and pg_restore it ran (of one installation).
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("applied plan verify-me"))
+        .unwrap_or_else(|| panic!("no summary in {text}"));
+    let dump = line
+        .split("with pg_dump ")
+        .nth(1)
+        .and_then(|r| r.split(['(', ')']).nth(1))
+        .unwrap_or_else(|| panic!("no pg_dump in {line}"));
+    let dir = dump.strip_suffix("/pg_dump").expect("a pg_dump path");
+    assert!(line.contains("and pg_restore "), "{line}");
+    assert!(line.contains(&format!("({dir}/pg_restore)")), "{line}");
+    // The log says it too, before anything runs.
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("client program") && l.contains(&format!("{dir}/pg_dump"))),
+        "{log}"
+    );
     let out = run_pgmove(&["verify", p], &src, &dst);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(

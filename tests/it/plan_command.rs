@@ -336,6 +336,34 @@ fn plan_reports_match_their_golden_files() {
         "app",
         "downtime: 1h\njobs: 2\n",
     );
+    // The report names the pg_dump apply runs and the pg_restore of its installation.
+    let (code, report) = plan_json(&plan, &src, &dst);
+    assert_eq!(code, 0, "{report:#}");
+    let clients = report["clients"].as_array().expect("clients");
+    assert_eq!(clients.len(), 2, "{report:#}");
+    assert_eq!(clients[0]["name"], "pg_dump");
+    assert_eq!(clients[1]["name"], "pg_restore");
+    let dump = PathBuf::from(clients[0]["path"].as_str().expect("path"));
+    let restore = PathBuf::from(clients[1]["path"].as_str().expect("path"));
+    let client_dir = dump.parent().expect("dir").display().to_string();
+    assert_eq!(dump.parent(), restore.parent(), "{report:#}");
+    let printed = std::process::Command::new(&dump)
+        .arg("--version")
+        .output()
+        .expect("run the reported pg_dump");
+    let client_version = clients[0]["version"].as_str().expect("version").to_string();
+    assert!(
+        String::from_utf8_lossy(&printed.stdout)
+            .contains(&format!("(PostgreSQL) {client_version}")),
+        "{report:#}"
+    );
+    assert!(clients[0]["major"].as_u64().expect("major") >= 15);
+    assert_eq!(report["decision"]["versions"]["source_major"], "15");
+    assert_eq!(
+        report["decision"]["versions"]["copy_cdc"]["proto_version"],
+        2
+    );
+
     for (format, file) in [
         ("text", "plan.txt"),
         ("json", "plan.json"),
@@ -353,9 +381,57 @@ fn plan_reports_match_their_golden_files() {
         );
         golden(
             file,
-            &normalize(&String::from_utf8_lossy(&out.stdout), &src, &dst, &plan),
+            // The client tools' directory and version vary from machine to machine.
+            &normalize(&String::from_utf8_lossy(&out.stdout), &src, &dst, &plan)
+                .replace(&client_dir, "BINDIR")
+                .replace(&client_version, "CLIENT_VERSION"),
         );
     }
+
+    // A bin_dir whose pg_dump is older than the source: a blocker naming it and the package.
+    let bin = dir.path().join("old-bin");
+    std::fs::create_dir(&bin).expect("bin dir");
+    for tool in ["pg_dump", "pg_restore"] {
+        let p = bin.join(tool);
+        std::fs::write(&p, format!("#!/bin/sh\necho '{tool} (PostgreSQL) 13.16'\n"))
+            .expect("write");
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+    }
+    let old = write_plan(
+        dir.path(),
+        "oldclient",
+        &src,
+        &dst,
+        "app",
+        &format!("downtime: 1h\nbin_dir: {}\n", bin.display()),
+    );
+    let (code, report) = plan_json(&old, &src, &dst);
+    assert_eq!(code, 2, "{report:#}");
+    let f = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| {
+            f["check"] == "client-version" && f["message"].to_string().contains("pg_dump 13.16")
+        })
+        .unwrap_or_else(|| panic!("no pg_dump finding in {report:#}"));
+    assert_eq!(f["severity"], "blocker");
+    let all = format!("{} {}", f["message"], f["fix"]);
+    assert!(all.contains(&format!("{}/pg_dump", bin.display())), "{all}");
+    assert!(
+        all.contains("older than the source server (PostgreSQL 15)"),
+        "{all}"
+    );
+    assert!(
+        all.contains("apt-get install postgresql-client-15"),
+        "{all}"
+    );
+    assert_eq!(
+        report["clients"].as_array().map(Vec::len),
+        Some(0),
+        "{report:#}"
+    );
 }
 
 #[test]

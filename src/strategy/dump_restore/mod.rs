@@ -365,8 +365,7 @@ impl<'a> Preview<'a> {
     /// Finds the client programs and checks the dump directory, as `run` would.
     pub async fn new(job: &'a Job) -> Result<Preview<'a>, DumpRestoreError> {
         let major = source_major(&job.source).await?;
-        let pg_dump = tools::find("pg_dump", job.bin_dir.as_deref(), major)?;
-        let pg_restore = tools::find("pg_restore", job.bin_dir.as_deref(), major)?;
+        let (pg_dump, pg_restore) = tools::find_dump_clients(job.bin_dir.as_deref(), major)?;
         let psql = tools::find("psql", job.bin_dir.as_deref(), 0)?;
         let vacuumdb = tools::find_any("vacuumdb", job.bin_dir.as_deref(), 0)?;
         let (top, dir_state) = job.check_dump_dir()?;
@@ -635,8 +634,7 @@ async fn list_section(
 /// Runs the strategy to the end, resuming what an earlier run left.
 pub async fn run(job: &Job, progress: Progress) -> Result<Outcome, DumpRestoreError> {
     let major = source_major(&job.source).await?;
-    let pg_dump = tools::find("pg_dump", job.bin_dir.as_deref(), major)?;
-    let pg_restore = tools::find("pg_restore", job.bin_dir.as_deref(), major)?;
+    let (pg_dump, pg_restore) = tools::find_dump_clients(job.bin_dir.as_deref(), major)?;
     let psql = tools::find("psql", job.bin_dir.as_deref(), 0)?;
     let state = State::open(&job.target, &job.plan_name).await?;
     state.finish_step(step_name::STATE, None).await?;

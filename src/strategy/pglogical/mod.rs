@@ -149,8 +149,7 @@ pub async fn run(job: &Job, progress: Progress) -> Result<Outcome, PglogicalErro
     let base = &job.base;
     let source_inv = inspect::inspect(&base.source).await?;
     let major = (source_inv.server.version_num / 10000).max(0) as u32;
-    let pg_dump = tools::find("pg_dump", base.bin_dir.as_deref(), major)?;
-    let pg_restore = tools::find("pg_restore", base.bin_dir.as_deref(), major)?;
+    let (pg_dump, pg_restore) = tools::find_dump_clients(base.bin_dir.as_deref(), major)?;
     let psql = tools::find("psql", base.bin_dir.as_deref(), 0)?;
     let state = State::open(&base.target, &base.plan_name).await?;
     let run = crate::state::runs::read(&state.client, &base.target, &base.plan_name).await?;
