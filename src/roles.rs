@@ -166,13 +166,27 @@ pub struct Role {
 impl Role {
     /// Whether the role has `attr` (one of [`rights::REFUSABLE`]).
     fn has(&self, attr: &str) -> bool {
-        match attr {
-            "SUPERUSER" => self.superuser,
-            "CREATEDB" => self.createdb,
-            "REPLICATION" => self.replication,
-            "BYPASSRLS" => self.bypassrls,
-            _ => false,
-        }
+        has_attr(
+            attr,
+            [
+                self.superuser,
+                self.createdb,
+                self.replication,
+                self.bypassrls,
+            ],
+        )
+    }
+}
+
+/// Whether a role whose SUPERUSER, CREATEDB, REPLICATION and BYPASSRLS are `flags` (in that
+/// order) has `attr` (one of [`rights::REFUSABLE`]); the source's and the target's roles alike.
+fn has_attr(attr: &str, [superuser, createdb, replication, bypassrls]: [bool; 4]) -> bool {
+    match attr {
+        "SUPERUSER" => superuser,
+        "CREATEDB" => createdb,
+        "REPLICATION" => replication,
+        "BYPASSRLS" => bypassrls,
+        _ => false,
     }
 }
 
@@ -189,13 +203,15 @@ struct TargetRole {
 
 impl TargetRole {
     fn has(&self, attr: &str) -> bool {
-        match attr {
-            "SUPERUSER" => self.superuser,
-            "CREATEDB" => self.createdb,
-            "REPLICATION" => self.replication,
-            "BYPASSRLS" => self.bypassrls,
-            _ => false,
-        }
+        has_attr(
+            attr,
+            [
+                self.superuser,
+                self.createdb,
+                self.replication,
+                self.bypassrls,
+            ],
+        )
     }
 }
 

@@ -267,4 +267,23 @@ impl Managed {
         )
         .expect("dsn")
     }
+
+    /// Runs the pgmove binary with `args`, the plan's passwords in `SRC_PW` and `DST_PW` (the
+    /// migrating role's of `self` as the source and of `dst` as the target), no PGPASSWORD;
+    /// panics when either password shows in its output.
+    pub fn pgmove_as_migrators(&self, dst: &Managed, args: &[&str]) -> std::process::Output {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgmove"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("PGPASSWORD")
+            .env("SRC_PW", &self.migrator_password)
+            .env("DST_PW", &dst.migrator_password)
+            .output()
+            .expect("run pgmove");
+        for secret in [&self.migrator_password, &dst.migrator_password] {
+            assert!(!String::from_utf8_lossy(&out.stdout).contains(secret.as_str()));
+            assert!(!String::from_utf8_lossy(&out.stderr).contains(secret.as_str()));
+        }
+        out
+    }
 }
