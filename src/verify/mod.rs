@@ -30,10 +30,16 @@
 //! matching the extension's condition (`extcondition`, the source's), since the others are put
 //! there by `CREATE EXTENSION` on each server and may differ between extension versions.
 //!
+//! Between servers of different majors, objects one major prints differently from the other
+//! (view definitions across 16, `MAINTAIN` across 17) are compared by the rules of
+//! `across_majors`; between two servers of one major, definitions and privileges are compared
+//! exactly as the servers print them.
+//!
 //! Known limits: a float column compared between a server older than 12 and a newer one may
 //! print differently (PostgreSQL changed float output in 12); text keys are compared in the
 //! column's collation, or in `"C"` on both sides when the two servers' collations differ.
 
+mod across_majors;
 mod catalog;
 mod checksum;
 mod objects;

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::across_majors;
 use super::catalog::SYSTEM_SCHEMAS;
 use super::session::{Conn, Pair};
 use super::{ObjectDiff, ObjectDifference, ObjectKind, Scope, VerifyError, VerifyOptions};
@@ -453,7 +454,7 @@ pub(crate) async fn compare(
     scope: &Scope,
     opts: &VerifyOptions,
 ) -> Result<Found, VerifyError> {
-    let (mut src, tgt, recorded, roles) = tokio::try_join!(
+    let (mut src, mut tgt, recorded, roles) = tokio::try_join!(
         read(&pair.src, scope, opts.large_objects),
         read(&pair.tgt, scope, opts.large_objects),
         recorded_identities(&pair.tgt, opts.plan_name.as_deref()),
@@ -461,13 +462,45 @@ pub(crate) async fn compare(
     )?;
     let target_roles: BTreeSet<String> = roles.iter().map(|r| r.get(0)).collect();
     use_recorded_identities(&mut src, &recorded);
-    Ok(judge(
-        &src,
-        &tgt,
-        &target_roles,
-        opts.owners,
-        opts.roles_created,
-    ))
+    let (src_version, tgt_version) = (pair.src.version, pair.tgt.version);
+    let unshared = across_majors::unshared_privileges(src_version, tgt_version);
+    let left_out =
+        leave_out_privileges(&mut src, &unshared) | leave_out_privileges(&mut tgt, &unshared);
+    let mut found = judge(&src, &tgt, &target_roles, opts.owners, opts.roles_created);
+    if left_out {
+        found.notes.push(format!(
+            "privileges {} not compared: the source runs PostgreSQL {}, the target {}, and only one of them has them",
+            unshared.join(", "),
+            src_version / 10000,
+            tgt_version / 10000
+        ));
+    }
+    Ok(found)
+}
+
+/// Takes the privileges `left_out` (those only one of the two servers' majors has, see
+/// `across_majors`) out of every privileges value of `props`; a value left empty is unset.
+/// Returns whether any value held one.
+fn leave_out_privileges(props: &mut Props, left_out: &[&str]) -> bool {
+    if left_out.is_empty() {
+        return false;
+    }
+    let mut any = false;
+    for values in props.values_mut() {
+        for (property, (value, _)) in values.iter_mut() {
+            if !property.starts_with(PRIVILEGES) {
+                continue;
+            }
+            if let Some(v) = value.as_deref() {
+                let kept = across_majors::without_privileges(v, left_out);
+                if kept.as_deref() != Some(v) {
+                    any = true;
+                    *value = kept;
+                }
+            }
+        }
+    }
+    any
 }
 
 /// pgmove keeps keyless source tables at REPLICA IDENTITY FULL while it captures changes: the
@@ -796,6 +829,88 @@ mod tests {
         assert_eq!(identity("mine").as_deref(), Some("full"));
         // Only pgmove's FULL is replaced: a table changed since keeps what it has.
         assert_eq!(identity("quiet").as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn privileges_only_one_major_has_leave_the_values_and_no_other_does() {
+        let s = props(&[
+            (
+                Table,
+                "public",
+                "t",
+                "privileges of the owner",
+                Some("DELETE, INSERT, SELECT"),
+                &[],
+            ),
+            (
+                Table,
+                "public",
+                "t",
+                "privileges of bob",
+                Some("SELECT"),
+                &["bob"],
+            ),
+        ]);
+        let mut t = props(&[
+            (
+                Table,
+                "public",
+                "t",
+                "privileges of the owner",
+                Some("DELETE, INSERT, MAINTAIN, SELECT"),
+                &[],
+            ),
+            (
+                Table,
+                "public",
+                "t",
+                "privileges of bob",
+                Some("MAINTAIN WITH GRANT OPTION"),
+                &["bob"],
+            ),
+            (Table, "public", "t", "comment", Some("MAINTAIN"), &[]),
+        ]);
+        let mut same = t.clone();
+        assert!(!leave_out_privileges(&mut same, &[]), "one major: nothing");
+        assert_eq!(same, t);
+        assert!(leave_out_privileges(&mut t, &["MAINTAIN"]));
+        let value = |p: &str| {
+            t[&(Table, "public".to_string(), "t".to_string())][p]
+                .0
+                .clone()
+        };
+        assert_eq!(
+            value("privileges of the owner").as_deref(),
+            Some("DELETE, INSERT, SELECT")
+        );
+        assert_eq!(value("privileges of bob"), None);
+        assert_eq!(
+            value("comment").as_deref(),
+            Some("MAINTAIN"),
+            "not a privilege"
+        );
+        // bob's SELECT on the source, lost on the target, is still a difference.
+        let f = judge(&s, &t, &roles(&["bob"]), true, false);
+        let got: Vec<(Option<String>, Option<String>, Option<String>)> = f
+            .diffs
+            .iter()
+            .map(|d| (d.property.clone(), d.source.clone(), d.target.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    Some("comment".into()),
+                    Some("none".into()),
+                    Some("MAINTAIN".into())
+                ),
+                (
+                    Some("privileges of bob".into()),
+                    Some("SELECT".into()),
+                    Some("none".into())
+                ),
+            ]
+        );
     }
 
     #[test]
