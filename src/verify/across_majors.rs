@@ -9,6 +9,17 @@
 //!   `GRANT ALL` restored from an older dump) include it. Between a server older than 17 and a
 //!   17+ one, `MAINTAIN` is left out of every privileges value on both sides: the older server
 //!   cannot hold it, so it cannot differ. Every other privilege is still compared.
+//! - **Float values** ([`checksum_value`]): from 12 a `real` or `double precision` (and the
+//!   geometric types' coordinates) print in their shortest exact form, before 12 with 9 or 17
+//!   significant digits (`extra_float_digits 3`). Between a server older than 12 and a 12+ one,
+//!   such a column enters the row checksum as its binary form (`float8send`, `point_send`...:
+//!   IEEE 754 bits, exact and the same on every major). Arrays and composites of them still go
+//!   as text.
+//! - **Trigger definitions** ([`same_trigger_definition`]): 11 prints `EXECUTE FUNCTION` where
+//!   10 printed `EXECUTE PROCEDURE`; across 11 the older one reads as the newer, the rest must
+//!   be equal token for token.
+//! - **Table access methods**: before 12 every table is `heap` (access methods came in 12);
+//!   `properties` reads it so.
 //! - **View and materialized view definitions** ([`same_view_definition`]): until 15, a view's
 //!   stored query kept two extra range table entries (OLD and NEW), so `pg_get_viewdef`
 //!   qualified every column (`SELECT orders.id FROM sales.orders`); from 16 it prints the
@@ -21,6 +32,83 @@
 //!   equal, so a changed body, column or relation is still a difference.
 
 use std::collections::{BTreeSet, HashSet};
+
+/// The first major whose triggers print `EXECUTE FUNCTION` (older ones: `EXECUTE PROCEDURE`,
+/// the same clause).
+const EXECUTE_FUNCTION_SINCE: i32 = 110000;
+
+/// The first major that prints a `real` or `double precision` value in its shortest exact form
+/// (older ones print `extra_float_digits 3` as 9 or 17 significant digits: the same value,
+/// another text).
+const SHORTEST_FLOATS_SINCE: i32 = 120000;
+
+/// Whether servers `a` and `b` (`server_version_num`) print the same float differently, so
+/// that checksums take a float column's binary form ([`checksum_value`]).
+pub(crate) fn floats_print_differently(a: i32, b: i32) -> bool {
+    (a < SHORTEST_FLOATS_SINCE) != (b < SHORTEST_FLOATS_SINCE)
+}
+
+/// The expression a column `column` (SQL) of type `type_name` on both sides enters a row's
+/// checksum as: its value, or for a type that prints floats ([`FLOAT_TYPES_SEND`]: `real`,
+/// `double precision`, the geometric types) when `floats_as_bits` its binary form (the IEEE 754
+/// bits, the same on every major).
+pub(crate) fn checksum_value(column: &str, type_name: &str, floats_as_bits: bool) -> String {
+    if !floats_as_bits {
+        return column.to_string();
+    }
+    match FLOAT_TYPES_SEND.iter().find(|(t, _)| *t == type_name) {
+        // Every NaN as the one `'NaN'` reads as: a computed one may have other bits, and
+        // prints (and moves) as `NaN` all the same.
+        Some((_, send)) if type_name == "real" || type_name == "double precision" => {
+            format!("{send}(CASE WHEN {column} = 'NaN' THEN 'NaN' ELSE {column} END)")
+        }
+        Some((_, send)) => format!("{send}({column})"),
+        None => column.to_string(),
+    }
+}
+
+/// The built-in types whose text form prints floats, with their binary output function (their
+/// binary form is IEEE 754 floats, the same on every major).
+const FLOAT_TYPES_SEND: &[(&str, &str)] = &[
+    ("real", "float4send"),
+    ("double precision", "float8send"),
+    ("point", "point_send"),
+    ("line", "line_send"),
+    ("lseg", "lseg_send"),
+    ("box", "box_send"),
+    ("path", "path_send"),
+    ("polygon", "poly_send"),
+    ("circle", "circle_send"),
+];
+
+/// Whether two trigger definitions (`pg_get_triggerdef`), the source's on a server of
+/// `src_version` and the target's on one of `tgt_version`, are the same trigger: equal text,
+/// or across 11 equal token for token once the older one's `EXECUTE PROCEDURE` reads
+/// `EXECUTE FUNCTION`.
+pub(crate) fn same_trigger_definition(
+    source: &str,
+    target: &str,
+    src_version: i32,
+    tgt_version: i32,
+) -> bool {
+    if source == target {
+        return true;
+    }
+    if (src_version < EXECUTE_FUNCTION_SINCE) == (tgt_version < EXECUTE_FUNCTION_SINCE) {
+        return false;
+    }
+    modern_execute(tokens(source)) == modern_execute(tokens(target))
+}
+
+/// `EXECUTE PROCEDURE` in `t` read as `EXECUTE FUNCTION`.
+fn modern_execute(mut t: Vec<&str>) -> Vec<&str> {
+    for k in 1..t.len() {
+        if t[k - 1] == "EXECUTE" && t[k] == "PROCEDURE" {
+            t[k] = "FUNCTION";
+        }
+    }
+    t
+}
 
 /// Privileges and the first major that has them (as `server_version_num`).
 pub(crate) const PRIVILEGES_SINCE: &[(&str, i32)] = &[("MAINTAIN", 170000)];
@@ -362,6 +450,56 @@ mod tests {
         assert!(!same_view_definition(QUALIFIED, BARE, V18, V18));
         assert!(same_view_definition(BARE, BARE, V18, V18));
         assert!(same_view_definition(QUALIFIED, QUALIFIED, V15, V15));
+    }
+
+    #[test]
+    fn execute_procedure_before_11_is_execute_function() {
+        let old = "CREATE TRIGGER t BEFORE UPDATE ON s.o FOR EACH ROW EXECUTE PROCEDURE s.touch()";
+        let new = "CREATE TRIGGER t BEFORE UPDATE ON s.o FOR EACH ROW EXECUTE FUNCTION s.touch()";
+        assert!(same_trigger_definition(old, new, 100023, V15));
+        assert!(same_trigger_definition(new, old, V15, 100023));
+        assert!(!same_trigger_definition(old, new, V15, V18), "both 11+");
+        assert!(!same_trigger_definition(
+            old,
+            "CREATE TRIGGER t BEFORE UPDATE ON s.o FOR EACH ROW EXECUTE FUNCTION s.touch2()",
+            100023,
+            V15
+        ));
+        assert!(!same_trigger_definition(
+            old,
+            "CREATE TRIGGER t AFTER UPDATE ON s.o FOR EACH ROW EXECUTE FUNCTION s.touch()",
+            100023,
+            V15
+        ));
+        assert!(!same_trigger_definition(
+            old,
+            &format!("{new} [DISABLED]"),
+            100023,
+            V15
+        ));
+    }
+
+    #[test]
+    fn floats_go_as_bits_only_across_12() {
+        assert!(floats_print_differently(100023, V15));
+        assert!(floats_print_differently(V18, 110000));
+        assert!(!floats_print_differently(120000, V18));
+        assert!(!floats_print_differently(100023, 110022));
+        assert!(!floats_print_differently(V15, V15));
+        assert_eq!(
+            checksum_value("t.\"f\"", "real", true),
+            "float4send(CASE WHEN t.\"f\" = 'NaN' THEN 'NaN' ELSE t.\"f\" END)"
+        );
+        assert_eq!(
+            checksum_value("t.f", "double precision", true),
+            "float8send(CASE WHEN t.f = 'NaN' THEN 'NaN' ELSE t.f END)"
+        );
+        assert_eq!(checksum_value("t.f", "double precision", false), "t.f");
+        assert_eq!(checksum_value("t.p", "point", true), "point_send(t.p)");
+        assert_eq!(checksum_value("t.g", "polygon", true), "poly_send(t.g)");
+        assert_eq!(checksum_value("t.p", "point", false), "t.p");
+        assert_eq!(checksum_value("t.n", "numeric", true), "t.n");
+        assert_eq!(checksum_value("t.a", "double precision[]", true), "t.a");
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub(crate) struct Catalog {
     /// Materialized views that are populated (an unpopulated one cannot be read).
     pub matviews: Vec<RelInfo>,
     pub sequences: Vec<SeqInfo>,
+    /// The server's `server_version_num`.
+    pub version: i32,
 }
 
 /// Schemas pgmove never looks into.
@@ -298,6 +300,7 @@ impl Catalog {
             tables,
             matviews,
             sequences,
+            version: conn.version,
         })
     }
 }

@@ -6,6 +6,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::pg::{quote, Side};
 
+use super::across_majors;
 use super::catalog::RelInfo;
 use super::session::{Conn, Pair};
 use super::{Level, Method, RowDiff, RowDiffKind, VerifyError};
@@ -124,21 +125,29 @@ impl TablePlan {
     }
 
     /// A table present on both sides.
-    pub fn both(report: usize, s: &RelInfo, t: &RelInfo, level: Level) -> TablePlan {
-        let shared: Vec<&str> = s
+    /// `floats_as_bits`: the servers print floats differently (see `across_majors`), so a
+    /// float column shared with one type enters the checksum as its binary form.
+    pub fn both(
+        report: usize,
+        s: &RelInfo,
+        t: &RelInfo,
+        level: Level,
+        floats_as_bits: bool,
+    ) -> TablePlan {
+        let shared: Vec<String> = s
             .columns
             .iter()
-            .filter(|c| t.columns.iter().any(|x| x.name == c.name))
-            .map(|c| c.name.as_str())
+            .filter_map(|c| {
+                let other = t.columns.iter().find(|x| x.name == c.name)?;
+                let col = format!("t.{}", quote::ident(&c.name));
+                Some(if other.type_name == c.type_name {
+                    across_majors::checksum_value(&col, &c.type_name, floats_as_bits)
+                } else {
+                    col
+                })
+            })
             .collect();
-        let row_text = format!(
-            "ROW({})::text",
-            shared
-                .iter()
-                .map(|c| format!("t.{}", quote::ident(c)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let row_text = format!("ROW({})::text", shared.join(", "));
         let key = s.key.as_ref().and_then(|cols| {
             let mut spec = KeySpec {
                 names: cols.clone(),

@@ -35,8 +35,8 @@
 //! `across_majors`; between two servers of one major, definitions and privileges are compared
 //! exactly as the servers print them.
 //!
-//! Known limits: a float column compared between a server older than 12 and a newer one may
-//! print differently (PostgreSQL changed float output in 12); text keys are compared in the
+//! Known limits: an array or composite of floats compared between a server older than 12 and
+//! a newer one may print differently (PostgreSQL changed float output in 12); text keys are compared in the
 //! column's collation, or in `"C"` on both sides when the two servers' collations differ.
 
 mod across_majors;
@@ -906,6 +906,7 @@ fn match_tables(
     tgt: &Catalog,
     opts: &VerifyOptions,
 ) -> (Vec<TableReport>, Vec<TablePlan>) {
+    let floats_as_bits = across_majors::floats_print_differently(src.version, tgt.version);
     let mut names: BTreeSet<(&str, &str)> = BTreeSet::new();
     for t in src.tables.iter().chain(tgt.tables.iter()) {
         names.insert((t.schema.as_str(), t.name.as_str()));
@@ -981,7 +982,7 @@ fn match_tables(
                 if s.partitioned || t.partitioned {
                     // Rows live in the partitions (or the kinds differ: nothing comparable).
                 } else {
-                    let plan = TablePlan::both(idx, s, t, opts.level);
+                    let plan = TablePlan::both(idx, s, t, opts.level, floats_as_bits);
                     report.method = plan.method();
                     report.key = plan
                         .key
@@ -1014,7 +1015,7 @@ fn match_tables(
             continue;
         };
         let idx = reports.len();
-        let plan = TablePlan::both(idx, s, t, opts.level);
+        let plan = TablePlan::both(idx, s, t, opts.level, floats_as_bits);
         let notes = column_notes(s, t);
         reports.push(TableReport {
             schema: s.schema.clone(),

@@ -284,6 +284,17 @@ pub(crate) async fn compare(
             {
                 continue
             }
+            (Some(a), Some(b))
+                if key.0 == ObjectKind::Trigger
+                    && across_majors::same_trigger_definition(
+                        a,
+                        b,
+                        pair.src.version,
+                        pair.tgt.version,
+                    ) =>
+            {
+                continue
+            }
             (Some(_), Some(_)) => ObjectDifference::Definition,
             (Some(_), None) => ObjectDifference::MissingOnTarget,
             (None, Some(_)) => ObjectDifference::MissingOnSource,
