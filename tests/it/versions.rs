@@ -300,10 +300,22 @@ fn from_15_to_18_dump_restore_is_exact() {
         for c in [src, dst] {
             c.psql("postgres", "CREATE ROLE reporting");
         }
+        // Grants and views 18 shows differently from 15 (and views it shows as 15 does).
         src.psql(
             DB,
-            "GRANT ALL ON sales.orders TO reporting;
-             GRANT SELECT ON sales.big_orders TO reporting WITH GRANT OPTION;",
+            r#"GRANT ALL ON sales.orders TO reporting;
+               GRANT SELECT ON sales.big_orders TO reporting WITH GRANT OPTION;
+               ALTER DEFAULT PRIVILEGES IN SCHEMA sales GRANT ALL ON TABLES TO reporting;
+               CREATE VIEW sales.aliased AS
+                 SELECT o.id AS order_id, o.amount, o FROM sales.orders o WHERE o.amount > 1;
+               CREATE VIEW sales.joined AS
+                 SELECT o.id, c.name FROM sales.orders o JOIN sales.customers c ON c.id = o.customer_id;
+               CREATE VIEW sales.counted AS
+                 SELECT c.id, (SELECT count(*) FROM sales.orders o WHERE o.customer_id = c.id) AS n
+                 FROM sales.customers c;
+               CREATE VIEW "Mixed Case"."V w" AS SELECT "Id", "Value" FROM "Mixed Case"."Weird ""Name""";
+               CREATE FUNCTION sales.bigger(i int) RETURNS bigint LANGUAGE sql
+                 BEGIN ATOMIC SELECT count(*) FROM sales.orders WHERE id > i; END;"#,
         );
     });
     let p = plan.to_str().expect("utf8");
