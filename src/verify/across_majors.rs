@@ -198,7 +198,8 @@ pub(crate) fn same_view_definition(
 }
 
 /// The names a definition's `FROM` and `JOIN` clauses expose for relations: the alias when
-/// there is one, else the relation's own name (the last part of `schema.name`).
+/// there is one, else the relation's (or function's) own name (the last part of
+/// `schema.name`); a subquery by its alias only.
 fn exposed_names<'a>(t: &[&'a str]) -> BTreeSet<&'a str> {
     let mut out = BTreeSet::new();
     for k in 0..t.len() {
@@ -209,30 +210,60 @@ fn exposed_names<'a>(t: &[&'a str]) -> BTreeSet<&'a str> {
         while matches!(t.get(p), Some(&"ONLY") | Some(&"LATERAL")) {
             p += 1;
         }
-        let Some(&first) = t.get(p) else { continue };
-        if !is_identifier(first) {
-            continue;
-        }
-        let mut name = first;
-        p += 1;
-        while t.get(p) == Some(&".") {
-            match t.get(p + 1) {
-                Some(&part) if is_identifier(part) => {
-                    name = part;
-                    p += 2;
+        let mut name = None;
+        match t.get(p) {
+            Some(&"(") => p = after_parentheses(t, p),
+            Some(&first) if is_identifier(first) => {
+                name = Some(first);
+                p += 1;
+                while t.get(p) == Some(&".") {
+                    match t.get(p + 1) {
+                        Some(&part) if is_identifier(part) => {
+                            name = Some(part);
+                            p += 2;
+                        }
+                        _ => break,
+                    }
                 }
-                _ => break,
+                // A function's arguments.
+                if t.get(p) == Some(&"(") {
+                    p = after_parentheses(t, p);
+                }
             }
+            _ => continue,
         }
         if t.get(p) == Some(&"AS") {
             p += 1;
         }
-        match t.get(p) {
-            Some(&alias) if is_identifier(alias) => out.insert(alias),
-            _ => out.insert(name),
-        };
+        match (t.get(p), name) {
+            (Some(&alias), _) if is_identifier(alias) => {
+                out.insert(alias);
+            }
+            (_, Some(name)) => {
+                out.insert(name);
+            }
+            _ => {}
+        }
     }
     out
+}
+
+/// The position after the parenthesis closing the one at `open`.
+fn after_parentheses(t: &[&str], open: usize) -> usize {
+    let mut depth = 0usize;
+    for (i, tok) in t.iter().enumerate().skip(open) {
+        match *tok {
+            "(" => depth += 1,
+            ")" => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    t.len()
 }
 
 /// An identifier as the servers print one: quoted, or unquoted and lower case (keywords are
@@ -367,6 +398,13 @@ mod tests {
         assert!(!same_view_definition(
             "SELECT t.t FROM s.t;",
             "SELECT t.t.t FROM s.t;",
+            V15,
+            V18
+        ));
+        // A subquery in FROM, by its alias.
+        assert!(same_view_definition(
+            "SELECT sub.id FROM ( SELECT orders.id FROM sales.orders) sub WHERE sub.id > 1;",
+            "SELECT id FROM ( SELECT orders.id FROM sales.orders) sub WHERE id > 1;",
             V15,
             V18
         ));
@@ -530,6 +568,14 @@ mod tests {
                 .into_iter()
                 .collect::<Vec<_>>(),
             vec!["o", "u", "w"]
+        );
+        assert_eq!(
+            exposed_names(&tokens(
+                "SELECT 1 FROM (SELECT x.a FROM s.x) sub JOIN LATERAL generate_series(1, (2)) g(n) ON true, s.f(1) WHERE true;"
+            ))
+            .into_iter()
+            .collect::<Vec<_>>(),
+            vec!["g", "sub", "x"]
         );
     }
 }

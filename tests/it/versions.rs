@@ -313,6 +313,9 @@ fn from_15_to_18_dump_restore_is_exact() {
                CREATE VIEW sales.counted AS
                  SELECT c.id, (SELECT count(*) FROM sales.orders o WHERE o.customer_id = c.id) AS n
                  FROM sales.customers c;
+               CREATE VIEW sales.nested AS
+                 SELECT s.id FROM (SELECT id, amount FROM sales.orders) s WHERE s.amount > 2;
+               CREATE VIEW sales.series AS SELECT g.n FROM generate_series(1, 3) g(n);
                CREATE VIEW "Mixed Case"."V w" AS SELECT "Id", "Value" FROM "Mixed Case"."Weird ""Name""";
                CREATE FUNCTION sales.bigger(i int) RETURNS bigint LANGUAGE sql
                  BEGIN ATOMIC SELECT count(*) FROM sales.orders WHERE id > i; END;"#,
