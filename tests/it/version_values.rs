@@ -3,8 +3,9 @@
 //! 15 -> 18) by dump-restore (into database `dr`) and by copy-cdc (load, changes during
 //! change capture decoded from pgoutput, cutover; into database `shop`) on the same target,
 //! with every database's output settings hostile. Each value is compared between source and
-//! target in a form that is the same on every major: floats (alone or in points and boxes) as
-//! their binary send, everything else as text under fixed settings. The load's COPY format
+//! target in a form that is the same on every major: floats (alone, or in points, boxes,
+//! segments and float arrays) as their binary send, everything else as its type's text output
+//! under fixed settings. The load's COPY format
 //! per table is checked too: binary for tables whose every type binary.rs allows for the pair,
 //! text for the others.
 
@@ -52,7 +53,7 @@ INSERT INTO public.stable VALUES
 "#;
 
 /// Types outside binary.rs's list across majors (the table travels as text): geometric types
-/// with float extremes, ranges, text search, pg_lsn, macaddr8, bigint arrays of floats.
+/// with float extremes, ranges, text search, pg_lsn, macaddr8, float8 and timestamptz arrays.
 const OTHERS: &str = r#"
 CREATE TABLE public.others (
     id int PRIMARY KEY, pt point, bx box, ls lseg, nr numrange, dr daterange, tq tsquery,
