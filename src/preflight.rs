@@ -7,8 +7,10 @@ use crate::plan::{Plan, TablesWithoutKey};
 use crate::planner::{self, Strategy};
 use crate::tools::{Tool, ToolError};
 
+mod cross_major;
 mod pglogical;
 
+pub use self::cross_major::{ddl_messages, removed_types};
 pub use self::pglogical::pglogical_access;
 pub use self::pglogical::{
     generated_columns as pglogical_generated, pglogical_available, pglogical_capacity,
@@ -77,6 +79,7 @@ pub const CHECKS: &[Check] = &[
     row_security,
     publication_ownership,
     ddl_event_triggers,
+    ddl_messages,
     pglogical_ddl,
     source_sequences,
     target_rights,
@@ -94,6 +97,7 @@ pub const CHECKS: &[Check] = &[
     unlogged_tables,
     partitioned_tables,
     partitioned_publication,
+    removed_types,
     extensions,
     client_versions,
     encoding,

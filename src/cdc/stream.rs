@@ -42,6 +42,9 @@ use crate::cdc::pgoutput::{self, Begin, Commit, DecodeError, LogicalMessage, Mes
 use crate::cdc::slot::{self, SlotError};
 use crate::pg::{self, quote, Endpoint, Lsn, Side};
 
+/// The oldest source whose pgoutput takes the `messages` option (logical decoding messages).
+const MESSAGES_MIN_VERSION_NUM: i32 = 140000;
+
 /// How the stream runs.
 #[derive(Clone, Debug)]
 pub struct StreamOptions {
@@ -226,7 +229,14 @@ impl ChangeStream {
             stall_logged: false,
         };
         tracing::debug!(side = %ep.side, slot, %start_lsn, ?publications, "starting logical replication");
-        let started = match stream.client.start_with(proto_version, streaming).await {
+        // Logical decoding messages (`messages 'true'`): a pgoutput option of PostgreSQL 14+,
+        // refused by older sources.
+        let messages = session.server_version_num >= MESSAGES_MIN_VERSION_NUM;
+        let started = match stream
+            .client
+            .start_with_options(proto_version, streaming, messages)
+            .await
+        {
             Ok(()) => stream.client.wait_started().await,
             Err(e) => Err(e),
         };

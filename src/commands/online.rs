@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::apply::{confirm, create_roles, print_dry_run};
+use super::apply::{clients_used, confirm, create_roles, print_dry_run};
 use super::{report_failure, Failure, Global, Prepared};
 use crate::cdc::{Capture, CapturePolicy, CdcJob, StopSignal, Stopper};
 use crate::exit;
@@ -65,16 +65,17 @@ pub(super) async fn apply_copy_cdc(
         let secs = started.elapsed().as_secs_f64();
         let summary = Summary::line(
             format_args!(
-                "loaded plan {} with copy-cdc in {:.1}s: {} chunk(s), {} rows, {} copied; the target matches the source as of LSN {} (slot dropped: --stop-after-load); next: pgmove verify {}",
+                "loaded plan {} with copy-cdc in {:.1}s: {} chunk(s), {} rows, {} copied{}; the target matches the source as of LSN {} (slot dropped: --stop-after-load); next: pgmove verify {}",
                 p.plan.name,
                 secs,
                 loaded.chunks_copied,
                 loaded.rows,
                 planner::bytes(loaded.bytes as i64),
+                clients_used(&p.report.clients),
                 loaded.consistent_lsn.as_deref().unwrap_or("?"),
                 path.display()
             ),
-            serde_json::json!({ "plan": p.plan.name, "strategy": "copy-cdc", "elapsed_secs": secs, "stopped_after_load": true, "outcome": loaded }),
+            serde_json::json!({ "plan": p.plan.name, "strategy": "copy-cdc", "elapsed_secs": secs, "stopped_after_load": true, "outcome": loaded, "clients": p.report.clients }),
         );
         report::print(&summary, g.format, false, To::Stdout);
         return exit::OK;
@@ -126,7 +127,7 @@ pub(super) async fn apply_copy_cdc(
             let secs = started.elapsed().as_secs_f64();
             let summary = Summary::line(
                 format_args!(
-                    "plan {} with copy-cdc, {:.1}s: {} chunk(s), {} rows, {} copied{}; snapshot at LSN {}; then {} transaction(s), {} change(s) replicated, applied up to {}; next: pgmove verify {}",
+                    "plan {} with copy-cdc, {:.1}s: {} chunk(s), {} rows, {} copied{}{}; snapshot at LSN {}; then {} transaction(s), {} change(s) replicated, applied up to {}; next: pgmove verify {}",
                     p.plan.name,
                     secs,
                     outcome.chunks_copied,
@@ -137,13 +138,14 @@ pub(super) async fn apply_copy_cdc(
                     } else {
                         String::new()
                     },
+                    clients_used(&p.report.clients),
                     outcome.consistent_lsn.as_deref().unwrap_or("?"),
                     cdc.transactions,
                     cdc.changes,
                     cdc.applied_lsn,
                     path.display()
                 ),
-                serde_json::json!({ "plan": p.plan.name, "strategy": "copy-cdc", "elapsed_secs": secs, "outcome": outcome, "cdc": cdc, "roles": roles }),
+                serde_json::json!({ "plan": p.plan.name, "strategy": "copy-cdc", "elapsed_secs": secs, "outcome": outcome, "cdc": cdc, "roles": roles, "clients": p.report.clients }),
             );
             report::print(&summary, g.format, false, To::Stdout);
             if stopper.is_cut_over() {
@@ -315,7 +317,7 @@ pub(super) async fn apply_pglogical(
     let file = path.display();
     let summary = Summary::line(
         format_args!(
-            "applied plan {} with pglogical in {:.1}s: {} table(s) and {} sequence(s) in sets {} and {}, initial sync done{}{}{}; replication continues inside the servers (pglogical subscription {} on the target); next: pgmove status {file}, then pgmove cutover {file}",
+            "applied plan {} with pglogical in {:.1}s: {} table(s) and {} sequence(s) in sets {} and {}, initial sync done{}{}{}{}; replication continues inside the servers (pglogical subscription {} on the target); next: pgmove status {file}, then pgmove cutover {file}",
             p.plan.name,
             secs,
             outcome.tables_replicated,
@@ -336,9 +338,10 @@ pub(super) async fn apply_pglogical(
             } else {
                 format!("; {}", notes.join("; "))
             },
+            clients_used(&p.report.clients),
             outcome.subscription,
         ),
-        serde_json::json!({ "plan": p.plan.name, "strategy": "pglogical", "elapsed_secs": secs, "outcome": outcome, "caught_up_lsn": caught_up, "roles": roles }),
+        serde_json::json!({ "plan": p.plan.name, "strategy": "pglogical", "elapsed_secs": secs, "outcome": outcome, "caught_up_lsn": caught_up, "roles": roles, "clients": p.report.clients }),
     );
     report::print(&summary, g.format, false, To::Stdout);
     exit::OK

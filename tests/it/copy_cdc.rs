@@ -69,6 +69,12 @@ fn every_type_partitioned_and_postgis_tables_copy_to_an_identical_target() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
     assert_eq!(summary["strategy"], "copy-cdc", "{summary:#}");
     assert_eq!(summary["stopped_after_load"], true, "{summary:#}");
+    // The summary names the pg_dump (of the schema) and pg_restore it ran.
+    let clients: Vec<&str> = summary["clients"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(clients, ["pg_dump", "pg_restore"], "{summary:#}");
     assert!(
         summary["outcome"]["rows"].as_u64().unwrap_or(0) > 60000,
         "{summary:#}"
@@ -262,6 +268,11 @@ fn sigkill_mid_copy_then_rerun_is_identical_and_finished_tables_are_not_copied_t
 
     let out = run(&["apply", p, "--yes", "--stop-after-load"], &src, &dst);
     assert_ok(&out);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains(" copied, with pg_dump ") && summary.contains(" and pg_restore "),
+        "the summary names the clients: {summary}"
+    );
     let after = progress_rows(&dst);
     for row in &before {
         assert!(after.contains(row), "chunk copied again: {row}");

@@ -75,4 +75,5 @@ mod support;
 mod unlogged;
 mod verify;
 mod verify_catalogue;
+mod version_values;
 mod versions;

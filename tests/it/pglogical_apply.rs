@@ -353,6 +353,11 @@ fn a_rerun_after_kill_9_reuses_what_the_killed_runs_created() {
         text.contains("excluded (schema only: public.keyless)"),
         "{text}"
     );
+    // The summary names the pg_dump and pg_restore the schema went through.
+    assert!(
+        text.contains(", with pg_dump ") && text.contains(" and pg_restore "),
+        "{text}"
+    );
     assert_eq!(
         dst.psql(
             DB,

@@ -406,6 +406,30 @@ fn from_12_to_15_copy_cdc_is_exact() {
 
 #[test]
 #[ignore = "version matrix: run with scripts/test-versions.sh"]
+fn from_13_to_15_dump_restore_is_exact() {
+    dump_restore_between(Some(13), None);
+}
+
+#[test]
+#[ignore = "version matrix: run with scripts/test-versions.sh"]
+fn from_13_to_15_copy_cdc_is_exact() {
+    copy_cdc_between(Some(13), None);
+}
+
+#[test]
+#[ignore = "version matrix: run with scripts/test-versions.sh"]
+fn from_14_to_15_dump_restore_is_exact() {
+    dump_restore_between(Some(14), None);
+}
+
+#[test]
+#[ignore = "version matrix: run with scripts/test-versions.sh"]
+fn from_14_to_15_copy_cdc_is_exact() {
+    copy_cdc_between(Some(14), None);
+}
+
+#[test]
+#[ignore = "version matrix: run with scripts/test-versions.sh"]
 fn from_15_to_16_dump_restore_is_exact() {
     dump_restore_between(None, Some(16));
 }

@@ -11,6 +11,10 @@
 //!   unchanged from PostgreSQL 10 to 18 go binary ([`STABLE_ACROSS_MAJORS`]); every other
 //!   built-in type goes as text, read by the target's input function, which accepts every
 //!   older text form.
+//!
+//! `tests/it/version_values.rs` runs the load across majors on real servers (10 -> 15 and
+//! 15 -> 18): a table of every type in [`STABLE_ACROSS_MAJORS`] (with extremes) goes binary
+//! and arrives bit for bit; tables with any other type go as text, and arrive exactly too.
 
 /// Built-in types (by `pg_type.typname`) whose send/receive format is the same on every
 /// major from 10 to 18. `numeric` gained ±Infinity in 14 with a format older servers' values

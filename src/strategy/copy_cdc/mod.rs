@@ -298,6 +298,28 @@ pub fn chunks(tables: &[&Table], split_bytes: u64, majors: Majors) -> Vec<Chunk>
     out
 }
 
+/// Logs which tables the load copies in binary and which as text, for this pair of majors
+/// ([`binary_safe`]): one line, each list comma-separated, each table named once.
+fn log_copy_formats(all: &[Chunk], majors: Majors) {
+    let mut binary: Vec<String> = Vec::new();
+    let mut text: Vec<String> = Vec::new();
+    for c in all {
+        let list = if c.binary { &mut binary } else { &mut text };
+        if !list.contains(&c.name()) {
+            list.push(c.name());
+        }
+    }
+    binary.sort();
+    text.sort();
+    tracing::info!(
+        source_major = majors.source,
+        target_major = majors.target,
+        binary = %binary.join(","),
+        text = %text.join(","),
+        "COPY format per table: binary where every column's binary form reads the same on both majors, text otherwise"
+    );
+}
+
 /// What a full load did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Outcome {
@@ -678,7 +700,9 @@ async fn run_steps(
     };
     let include = |t: &&Table| included(&t.schema, &t.name);
     let tables: Vec<&Table> = source_inv.user_tables().filter(include).collect();
-    let all = chunks(&tables, job.split_bytes, majors(base).await?);
+    let majors = majors(base).await?;
+    let all = chunks(&tables, job.split_bytes, majors);
+    log_copy_formats(&all, majors);
     let done = done_chunks(state).await?;
     // Extension configuration tables: their dumpable rows are copied in the snapshot too
     // (those a run already copied are recorded in copy_progress like any table).
@@ -1805,9 +1829,11 @@ impl IndexBuilder {
     }
 }
 
-/// In a session that imported a snapshot: the snapshot (`pg_current_snapshot()` as text) and
-/// the relfilenode of the table named `$1` (a qualified, quoted name), as bigint.
-const SNAPSHOT_AND_FILENODE_SQL: &str = "SELECT pg_catalog.pg_current_snapshot()::text,
+/// In a session that imported a snapshot: the snapshot (`xmin:xmax:xip,...` as text) and the
+/// relfilenode of the table named `$1` (a qualified, quoted name), as bigint.
+/// `txid_current_snapshot()`: sources before PostgreSQL 13 have no `pg_current_snapshot()`;
+/// from 13 on it is the same function under its older name (the same text).
+const SNAPSHOT_AND_FILENODE_SQL: &str = "SELECT pg_catalog.txid_current_snapshot()::text,
        pg_catalog.pg_relation_filenode($1::text::regclass)::bigint";
 
 /// Why one chunk's copy failed (its transaction rolled back).

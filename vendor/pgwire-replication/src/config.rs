@@ -512,6 +512,15 @@ pub struct ReplicationConfig {
     ///
     /// Default: `false`
     pub streaming: bool,
+
+    /// Ask pgoutput for logical decoding messages (`messages 'true'`), an
+    /// option of PostgreSQL 14+: an older server refuses it
+    /// (`unrecognized pgoutput option: messages`).
+    ///
+    /// (pgmove patch: upstream 0.5.0 always sends `messages 'true'`.)
+    ///
+    /// Default: `true`
+    pub messages: bool,
 }
 
 impl Default for ReplicationConfig {
@@ -538,6 +547,7 @@ impl Default for ReplicationConfig {
             feedback_observer: None,
             proto_version: 1,
             streaming: false,
+            messages: true,
         }
     }
 }

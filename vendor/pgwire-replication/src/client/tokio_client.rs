@@ -272,6 +272,19 @@ impl ReplicationClient {
     /// options instead of the configured ones, for a caller that learns the
     /// server version on the gated session first (pgmove patch).
     pub async fn start_with(&mut self, proto_version: u32, streaming: bool) -> Result<()> {
+        self.start_with_options(proto_version, streaming, true)
+            .await
+    }
+
+    /// [`start_with`](Self::start_with), and `messages 'true'` only when
+    /// `messages` (pgoutput knows the option from PostgreSQL 14 on) (pgmove
+    /// patch).
+    pub async fn start_with_options(
+        &mut self,
+        proto_version: u32,
+        streaming: bool,
+        messages: bool,
+    ) -> Result<()> {
         let gate = self.gate.take().ok_or_else(|| {
             PgWireError::Internal("start needs a gated session that has not started".into())
         })?;
@@ -279,6 +292,7 @@ impl ReplicationClient {
             .send(GateCommand::StartWith {
                 proto_version,
                 streaming,
+                messages,
             })
             .await;
         Ok(())
