@@ -1221,8 +1221,11 @@ pub fn partitioned_tables(ctx: &Context) -> Vec<Finding> {
     .object(list(&roots))]
 }
 
-/// copy-cdc publishes partitioned tables through their roots, which a source before
-/// PostgreSQL 13 refuses (`crate::versions::partitioned_publication_blocker`).
+/// copy-cdc publishes partitioned tables through their roots from PostgreSQL 13; before, a
+/// publication refuses a partitioned table, so their leaves are published individually
+/// (`crate::versions::partition_publishing`): said as information. A leaf created during
+/// change capture joins the publication through the DDL trigger only: with `cdc.ddl: ignore`
+/// its rows would not be replicated, which is a warning.
 pub fn partitioned_publication(ctx: &Context) -> Vec<Finding> {
     if ctx.strategy != Some(Strategy::CopyCdc) {
         return vec![];
@@ -1231,12 +1234,33 @@ pub fn partitioned_publication(ctx: &Context) -> Vec<Finding> {
         .filter(|t| t.kind == TableKind::PartitionedParent && t.parent.is_none())
         .map(|t| format!("{}.{}", t.schema, t.name))
         .collect();
-    match crate::versions::partitioned_publication_blocker(ctx.source.server.version_num, &roots) {
-        None => vec![],
-        Some(why) => vec![Finding::new(Severity::Blocker, "partitioned-publication", Some(Side::Source), why)
+    let Some(note) = crate::versions::leaves_published_note(ctx.source.server.version_num, &roots)
+    else {
+        return vec![];
+    };
+    let mut out = vec![Finding::new(
+        Severity::Info,
+        "partitioned-publication",
+        Some(Side::Source),
+        note,
+    )
+    .object(list(&roots))];
+    if ctx.plan.cdc.ddl == crate::plan::Ddl::Ignore {
+        out.push(
+            Finding::new(
+                Severity::Warning,
+                "partitioned-publication",
+                Some(Side::Source),
+                format!(
+                    "with cdc.ddl: ignore, a partition created or attached on the PostgreSQL {} source during change capture is not added to the publication: its rows are not replicated",
+                    crate::versions::major_label(ctx.source.server.version_num)
+                ),
+            )
             .object(list(&roots))
-            .fix("use strategy dump-restore (or pglogical, which replicates the leaves), leave them out with objects.exclude, or upgrade the source to PostgreSQL 13 or newer")],
+            .fix("set cdc.ddl: replicate (the DDL trigger adds each new leaf to the publication in its creating transaction), or create the partitions before apply"),
+        );
     }
+    out
 }
 
 /// The Debian package that provides an extension, for fixes.
@@ -1877,7 +1901,7 @@ mod tests {
     }
 
     #[test]
-    fn partitioned_tables_block_copy_cdc_on_a_source_before_13() {
+    fn partitioned_tables_publish_their_leaves_on_a_source_before_13() {
         let p = plan("");
         let mut s = source();
         s.server.version_num = 120_022;
@@ -1888,10 +1912,36 @@ mod tests {
             &s,
             &target(),
         );
+        // No longer a blocker: information saying which path the tables take.
         assert_eq!(f.len(), 1, "{f:#?}");
-        assert_eq!(f[0].severity, Severity::Blocker);
+        assert_eq!(f[0].severity, Severity::Info);
         assert_eq!(f[0].object.as_deref(), Some("public.events"));
         assert!(f[0].message.contains("PostgreSQL 12"), "{}", f[0].message);
+        assert!(
+            f[0].message
+                .contains("publishes their leaf partitions individually"),
+            "{}",
+            f[0].message
+        );
+        // With cdc.ddl ignore, a leaf created during capture would not be published: a warning.
+        let ignore = plan("cdc:\n  ddl: ignore\n");
+        let f = run(
+            partitioned_publication,
+            &ignore,
+            Strategy::CopyCdc,
+            &s,
+            &target(),
+        );
+        assert_eq!(f.len(), 2, "{f:#?}");
+        assert_eq!(f[1].severity, Severity::Warning);
+        assert!(f[1].message.contains("not replicated"), "{}", f[1].message);
+        assert!(
+            f[1].fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("cdc.ddl: replicate"),
+            "{f:#?}"
+        );
         // Other strategies, and a 13+ source: nothing.
         assert!(run(
             partitioned_publication,

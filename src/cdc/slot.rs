@@ -711,9 +711,11 @@ fn wire_text(ep: &Endpoint, e: &PgWireError) -> String {
 /// The cause of a replication driver error. pgwire-replication 0.5 keeps a server error's
 /// SQLSTATE only in its text (`"<message> (SQLSTATE 57P01)"`), so it is read from there.
 /// The slot's `wal_status` (`reserved`, `extended`, `unreserved`, `lost`) and the source's
-/// `max_slot_wal_keep_size`; no row when there is no such slot.
-pub const WAL_STATUS_SQL: &str = "SELECT wal_status, current_setting('max_slot_wal_keep_size') \
-     FROM pg_replication_slots WHERE slot_name = $1";
+/// `max_slot_wal_keep_size`; no row when there is no such slot. Both are 13+: before, NULL
+/// and `-1` (read through `to_jsonb` and `missing_ok`, so the query runs on 10-12 sources).
+pub const WAL_STATUS_SQL: &str = "SELECT to_jsonb(s) ->> 'wal_status', \
+     coalesce(current_setting('max_slot_wal_keep_size', true), '-1') \
+     FROM pg_replication_slots s WHERE s.slot_name = $1";
 
 /// A slot the source invalidated: the WAL it still needed is gone, so change capture from it
 /// can never go on.

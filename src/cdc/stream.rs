@@ -226,12 +226,19 @@ impl ChangeStream {
             stall_logged: false,
         };
         tracing::debug!(side = %ep.side, slot, %start_lsn, ?publications, "starting logical replication");
-        let started = match stream.client.start_with(proto_version, streaming).await {
+        // Logical decoding messages (the DDL trigger's): pgoutput sends them from 14 on, and
+        // an older source refuses START_REPLICATION that asks for them.
+        let messages = crate::versions::logical_messages(session.server_version_num);
+        let started = match stream
+            .client
+            .start_with_messages(proto_version, streaming, messages)
+            .await
+        {
             Ok(()) => stream.client.wait_started().await,
             Err(e) => Err(e),
         };
         started.map_err(|e| stream.wire_error(&e))?;
-        tracing::info!(side = %ep.side, slot, %start_lsn, proto_version, streaming, "logical replication started");
+        tracing::info!(side = %ep.side, slot, %start_lsn, proto_version, streaming, messages, "logical replication started");
         Ok(stream)
     }
 

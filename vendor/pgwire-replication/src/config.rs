@@ -512,6 +512,15 @@ pub struct ReplicationConfig {
     ///
     /// Default: `false`
     pub streaming: bool,
+
+    /// Whether to ask pgoutput for logical decoding messages (`messages 'true'`),
+    /// an option PostgreSQL accepts from 14 on: an older server refuses
+    /// `START_REPLICATION` with it ("unrecognized pgoutput option").
+    ///
+    /// (pgmove patch: upstream 0.5.0 always sends it.)
+    ///
+    /// Default: `true`
+    pub messages: bool,
 }
 
 impl Default for ReplicationConfig {
@@ -538,6 +547,7 @@ impl Default for ReplicationConfig {
             feedback_observer: None,
             proto_version: 1,
             streaming: false,
+            messages: true,
         }
     }
 }

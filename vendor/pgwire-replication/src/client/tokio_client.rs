@@ -272,6 +272,19 @@ impl ReplicationClient {
     /// options instead of the configured ones, for a caller that learns the
     /// server version on the gated session first (pgmove patch).
     pub async fn start_with(&mut self, proto_version: u32, streaming: bool) -> Result<()> {
+        self.start_with_messages(proto_version, streaming, true)
+            .await
+    }
+
+    /// [`start_with`](Self::start_with), also choosing whether to ask for
+    /// logical decoding messages (`messages 'true'`, which a server before
+    /// PostgreSQL 14 refuses) (pgmove patch).
+    pub async fn start_with_messages(
+        &mut self,
+        proto_version: u32,
+        streaming: bool,
+        messages: bool,
+    ) -> Result<()> {
         let gate = self.gate.take().ok_or_else(|| {
             PgWireError::Internal("start needs a gated session that has not started".into())
         })?;
@@ -279,6 +292,7 @@ impl ReplicationClient {
             .send(GateCommand::StartWith {
                 proto_version,
                 streaming,
+                messages,
             })
             .await;
         Ok(())

@@ -193,7 +193,12 @@ pub(crate) enum GateCommand {
     Start,
     /// Send START_REPLICATION with these `proto_version` and `streaming`
     /// options instead of the configured ones (pgmove patch).
-    StartWith { proto_version: u32, streaming: bool },
+    /// (and `messages`: whether to ask for logical decoding messages, 14+).
+    StartWith {
+        proto_version: u32,
+        streaming: bool,
+        messages: bool,
+    },
 }
 
 /// Internal worker state.
@@ -250,7 +255,7 @@ impl WorkerState {
         gate: &mut mpsc::Receiver<GateCommand>,
         stream: &mut S,
         max_message_size: usize,
-        options: &mut Option<(u32, bool)>,
+        options: &mut Option<(u32, bool, bool)>,
     ) -> Result<bool> {
         loop {
             match gate.recv().await {
@@ -270,10 +275,11 @@ impl WorkerState {
                 Some(GateCommand::StartWith {
                     proto_version,
                     streaming,
+                    messages,
                 }) => {
                     // pgmove patch: protocol options chosen once the server
                     // version is known.
-                    *options = Some((proto_version, streaming));
+                    *options = Some((proto_version, streaming, messages));
                     return Ok(true);
                 }
                 None => {
@@ -307,9 +313,10 @@ impl WorkerState {
             {
                 return Ok(());
             }
-            if let Some((proto_version, streaming)) = options {
+            if let Some((proto_version, streaming, messages)) = options {
                 self.cfg.proto_version = proto_version;
                 self.cfg.streaming = streaming;
+                self.cfg.messages = messages;
             }
         }
         self.start_replication(&mut stream).await?;
@@ -361,11 +368,16 @@ impl WorkerState {
         };
         let sql = format!(
             "START_REPLICATION SLOT {} LOGICAL {} \
-            (proto_version '{}', publication_names '{}', messages 'true'{}{})",
+            (proto_version '{}', publication_names '{}'{}{}{})",
             self.cfg.slot,
             self.cfg.start_lsn,
             self.cfg.proto_version.max(1),
             self.cfg.publication.to_option_value(),
+            if self.cfg.messages {
+                ", messages 'true'"
+            } else {
+                ""
+            },
             binary_opt,
             streaming_opt,
         );
