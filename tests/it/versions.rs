@@ -409,6 +409,13 @@ fn from_12_to_15_copy_cdc_is_exact() {
     copy_cdc_between(Some(12), None);
 }
 
+// From PostgreSQL 10 (run 2026-12-06): the move itself goes through (copy-cdc: leaves
+// published individually, writes, a new leaf, cutover's catch-up), but `pgmove verify` reports
+// differences that are renderings, not data: triggers deparse `EXECUTE PROCEDURE` before 11 and
+// `EXECUTE FUNCTION` after, tables have no access method before 12 (`none` vs `heap`), and
+// float4/float8 text under extra_float_digits 3 is %.17g before 12 and shortest-exact after, so
+// the checksums of every_type and scratch differ. Verify's cross-major normalisation (and a
+// float comparison by value) makes these pass.
 #[test]
 #[ignore = "version matrix: run with scripts/test-versions.sh"]
 fn from_10_to_15_dump_restore_is_exact() {

@@ -1547,6 +1547,16 @@ async fn record_replica_identities(
     Ok(())
 }
 
+/// What the insert-only publication publishes on a source of `source_version`: inserts and
+/// truncates; PostgreSQL 10 knows no `truncate` there (its pgoutput sends no TRUNCATE at all).
+fn insert_only_publish(source_version: i32) -> &'static str {
+    if source_version >= 110_000 {
+        "insert, truncate"
+    } else {
+        "insert"
+    }
+}
+
 /// The statements creating the plan's publication(s) on a source of `source_version`
 /// (`server_version_num`: it decides how partitioned tables are members, see
 /// [`publication_members`]), in order, each ending with `;`.
@@ -1570,9 +1580,10 @@ pub fn publication_sql(job: &Job, tables: &[&Table], source_version: i32) -> Str
             if !list.is_empty() {
                 let name = crate::plan::insert_only_publication_name(&job.publication);
                 setup.push_str(&format!(
-                    "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert, truncate');\n{}",
+                    "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = '{}');\n{}",
                     quote::ident(&name),
                     list.join(", "),
+                    insert_only_publish(source_version),
                     owned::comment_sql(&name, &job.base.plan_name)
                 ));
             }
@@ -2586,6 +2597,10 @@ mod tests {
             partition_publishing(130_018),
             PartitionPublishing::ThroughRoot
         );
+        // PostgreSQL 10 has no `truncate` in a publication's publish list.
+        assert_eq!(insert_only_publish(100_023), "insert");
+        assert_eq!(insert_only_publish(110_022), "insert, truncate");
+        assert_eq!(insert_only_publish(150_010), "insert, truncate");
     }
 
     #[test]
