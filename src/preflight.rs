@@ -94,6 +94,7 @@ pub const CHECKS: &[Check] = &[
     unlogged_tables,
     partitioned_tables,
     partitioned_publication,
+    ddl_messages,
     extensions,
     client_versions,
     encoding,
@@ -1263,6 +1264,31 @@ pub fn partitioned_publication(ctx: &Context) -> Vec<Finding> {
     out
 }
 
+/// copy-cdc's DDL trigger (`cdc.ddl` replicate or refuse) reaches the applier through logical
+/// decoding messages, which pgoutput sends from PostgreSQL 14 only
+/// (`crate::versions::logical_messages`): on an older source DDL during change capture is not
+/// replayed (nor refused) on the target, which is a warning with what to do.
+pub fn ddl_messages(ctx: &Context) -> Vec<Finding> {
+    let source = ctx.source.server.version_num;
+    if ctx.strategy != Some(Strategy::CopyCdc)
+        || ctx.plan.cdc.ddl == crate::plan::Ddl::Ignore
+        || crate::versions::logical_messages(source)
+    {
+        return vec![];
+    }
+    vec![Finding::new(
+        Severity::Warning,
+        "ddl-not-streamed",
+        Some(Side::Source),
+        format!(
+            "the source is PostgreSQL {}: pgoutput sends logical decoding messages (how the DDL trigger's statements reach the target) from PostgreSQL 14 only, so DDL run on the source during change capture is not replayed on the target (cdc.ddl {} has no effect there); the trigger still adds new tables and partitions to the publication in their creating transaction, so their rows are streamed",
+            crate::versions::major_label(source),
+            ctx.plan.cdc.ddl
+        ),
+    )
+    .fix("run each DDL statement on the target too, before the source writes rows that need it (create a new partition or table on the target first, then on the source); a change for a table the target lacks stops apply, nothing is skipped")]
+}
+
 /// The Debian package that provides an extension, for fixes.
 pub fn extension_package(name: &str, major: i32) -> String {
     match name {
@@ -1898,6 +1924,49 @@ mod tests {
         // The same major, or a newer target: nothing to say.
         assert!(run(server_versions, &p, Strategy::CopyCdc, &source(), &target()).is_empty());
         assert!(run(server_versions, &p, Strategy::CopyCdc, &source(), &s).is_empty());
+    }
+
+    #[test]
+    fn ddl_is_not_streamed_from_a_source_before_14() {
+        let p = plan("");
+        let mut s = source();
+        for (v, warned) in [
+            (100_023, true),
+            (120_022, true),
+            (130_018, true),
+            (140_015, false),
+        ] {
+            s.server.version_num = v;
+            let f = run(ddl_messages, &p, Strategy::CopyCdc, &s, &target());
+            assert_eq!(f.len(), usize::from(warned), "{v}: {f:#?}");
+            if warned {
+                assert_eq!(f[0].severity, Severity::Warning);
+                assert_eq!(f[0].check, "ddl-not-streamed");
+                assert!(
+                    f[0].message.contains("from PostgreSQL 14 only"),
+                    "{}",
+                    f[0].message
+                );
+                assert!(
+                    f[0].fix
+                        .as_deref()
+                        .unwrap_or_default()
+                        .contains("on the target too"),
+                    "{f:#?}"
+                );
+            }
+        }
+        s.server.version_num = 120_022;
+        // Not with cdc.ddl ignore, nor for other strategies.
+        assert!(run(
+            ddl_messages,
+            &plan("cdc:\n  ddl: ignore\n"),
+            Strategy::CopyCdc,
+            &s,
+            &target()
+        )
+        .is_empty());
+        assert!(run(ddl_messages, &p, Strategy::DumpRestore, &s, &target()).is_empty());
     }
 
     #[test]

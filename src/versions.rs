@@ -158,7 +158,7 @@ pub fn pair_report(source: i32, target: i32) -> PairReport {
         copy_cdc_blocker(source).unwrap_or_default()
     } else {
         format!(
-            "pgoutput protocol version {}, {}, {}",
+            "pgoutput protocol version {}, {}, {}{}",
             o.proto_version,
             if o.streaming {
                 "large in-progress transactions streamed before they commit"
@@ -169,6 +169,11 @@ pub fn pair_report(source: i32, target: i32) -> PairReport {
                 "partitioned tables published through their roots (publish_via_partition_root off: changes applied into the leaves)"
             } else {
                 "partitioned tables' leaves published individually (a publication takes a partitioned table from PostgreSQL 13): changes applied into the target's leaves"
+            },
+            if logical_messages(source) {
+                ""
+            } else {
+                ", DDL during change capture not streamed (logical decoding messages need a PostgreSQL 14 source: run it on the target too)"
             }
         )
     };
@@ -266,6 +271,22 @@ mod tests {
         assert!(pair_report(130_018, 150_010)
             .copy_cdc_summary
             .contains("published through their roots"));
+        // DDL messages: 14+ only.
+        for (v, streamed) in [
+            (100_023, false),
+            (130_018, false),
+            (140_015, true),
+            (180_000, true),
+        ] {
+            assert_eq!(logical_messages(v), streamed, "{v}");
+            assert_eq!(
+                !pair_report(v, 180_000)
+                    .copy_cdc_summary
+                    .contains("DDL during change capture not streamed"),
+                streamed,
+                "{v}"
+            );
+        }
     }
 
     #[test]
