@@ -200,9 +200,25 @@ BEGIN
           reason := format('could not add it to publication %s: %s', pub, SQLERRM);
           had_rows := false;
         END;
-      ELSIF k.relispartition AND current_setting('server_version_num')::int < 130000 THEN
-        reason := 'leaf partition without a replica identity (no primary key): before PostgreSQL 13 each leaf joins the publication by itself, and the source would refuse the updates and deletes of one without a key';
-        still := still || rel;
+      ELSIF k.relispartition AND current_setting('server_version_num')::int < 130000
+            AND EXISTS (WITH RECURSIVE up(relid) AS (
+                            SELECT rel
+                            UNION
+                            SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.relid),
+                        tree(relid) AS (
+                            SELECT relid FROM up
+                            UNION
+                            SELECT i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.relid)
+                        SELECT 1 FROM tree
+                          JOIN pg_publication_rel pr ON pr.prrelid = tree.relid
+                          JOIN pg_publication p ON p.oid = pr.prpubid
+                         WHERE p.pubname = pub) THEN
+        -- Before PostgreSQL 13 each leaf joins the publication by itself, and one without a
+        -- key cannot (the source would refuse its updates and deletes); the statement is not
+        -- streamed either before 14, so its rows would be lost without a word: refused here.
+        RAISE EXCEPTION 'pgmove (publication %) cannot replicate new partition %.%: it has no primary key, and before PostgreSQL 13 each partition joins the publication by itself', pub, k.nspname, k.relname
+          USING HINT = 'create it with its key, e.g. CREATE TABLE ... PARTITION OF ... (PRIMARY KEY (...)) FOR VALUES ...; it is then published from its creation on',
+                ERRCODE = 'object_not_in_prerequisite_state';
       ELSE
         reason := 'no replica identity (no primary key)';
         still := still || rel;
@@ -506,9 +522,25 @@ BEGIN
           reason := format('could not add it to publication %s: %s', pub, SQLERRM);
           had_rows := false;
         END;
-      ELSIF k.relispartition AND current_setting('server_version_num')::int < 130000 THEN
-        reason := 'leaf partition without a replica identity (no primary key): before PostgreSQL 13 each leaf joins the publication by itself, and the source would refuse the updates and deletes of one without a key';
-        still := still || rel;
+      ELSIF k.relispartition AND current_setting('server_version_num')::int < 130000
+            AND EXISTS (WITH RECURSIVE up(relid) AS (
+                            SELECT rel
+                            UNION
+                            SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.relid),
+                        tree(relid) AS (
+                            SELECT relid FROM up
+                            UNION
+                            SELECT i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.relid)
+                        SELECT 1 FROM tree
+                          JOIN pg_publication_rel pr ON pr.prrelid = tree.relid
+                          JOIN pg_publication p ON p.oid = pr.prpubid
+                         WHERE p.pubname = pub) THEN
+        -- Before PostgreSQL 13 each leaf joins the publication by itself, and one without a
+        -- key cannot (the source would refuse its updates and deletes); the statement is not
+        -- streamed either before 14, so its rows would be lost without a word: refused here.
+        RAISE EXCEPTION 'pgmove (publication %) cannot replicate new partition %.%: it has no primary key, and before PostgreSQL 13 each partition joins the publication by itself', pub, k.nspname, k.relname
+          USING HINT = 'create it with its key, e.g. CREATE TABLE ... PARTITION OF ... (PRIMARY KEY (...)) FOR VALUES ...; it is then published from its creation on',
+                ERRCODE = 'object_not_in_prerequisite_state';
       ELSE
         reason := 'no replica identity (no primary key)';
         still := still || rel;
@@ -812,9 +844,25 @@ BEGIN
           reason := format('could not add it to publication %s: %s', pub, SQLERRM);
           had_rows := false;
         END;
-      ELSIF k.relispartition AND current_setting('server_version_num')::int < 130000 THEN
-        reason := 'leaf partition without a replica identity (no primary key): before PostgreSQL 13 each leaf joins the publication by itself, and the source would refuse the updates and deletes of one without a key';
-        still := still || rel;
+      ELSIF k.relispartition AND current_setting('server_version_num')::int < 130000
+            AND EXISTS (WITH RECURSIVE up(relid) AS (
+                            SELECT rel
+                            UNION
+                            SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.relid),
+                        tree(relid) AS (
+                            SELECT relid FROM up
+                            UNION
+                            SELECT i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.relid)
+                        SELECT 1 FROM tree
+                          JOIN pg_publication_rel pr ON pr.prrelid = tree.relid
+                          JOIN pg_publication p ON p.oid = pr.prpubid
+                         WHERE p.pubname = pub) THEN
+        -- Before PostgreSQL 13 each leaf joins the publication by itself, and one without a
+        -- key cannot (the source would refuse its updates and deletes); the statement is not
+        -- streamed either before 14, so its rows would be lost without a word: refused here.
+        RAISE EXCEPTION 'pgmove (publication %) cannot replicate new partition %.%: it has no primary key, and before PostgreSQL 13 each partition joins the publication by itself', pub, k.nspname, k.relname
+          USING HINT = 'create it with its key, e.g. CREATE TABLE ... PARTITION OF ... (PRIMARY KEY (...)) FOR VALUES ...; it is then published from its creation on',
+                ERRCODE = 'object_not_in_prerequisite_state';
       ELSE
         reason := 'no replica identity (no primary key)';
         still := still || rel;

@@ -314,6 +314,22 @@ fn copy_cdc_between(src_major: Option<u32>, dst_major: Option<u32>) {
     }
     src.psql(DB, &create_leaf);
     src.psql(DB, &leaf_rows);
+    if major < 11 {
+        // A leaf without a key cannot join the publication (no partition inherits a key
+        // before 11): the trigger refuses its creation on the source rather than lose its rows.
+        let out = src.psql_output(
+            DB,
+            "CREATE TABLE public.events_eu_2028 PARTITION OF public.events_eu \
+             FOR VALUES FROM ('2028-01-01') TO ('2029-01-01')",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.contains("cannot replicate new partition public.events_eu_2028")
+                && err.contains("(PRIMARY KEY (...))"),
+            "{err}"
+        );
+    }
     wait_caught_up(&src, &dst, "cross", &mut apply, &log);
     // Before 13 every leaf is a member of the publication, the new one too (added by the DDL
     // trigger in its creating transaction), and no partitioned table is; from 13, the root.

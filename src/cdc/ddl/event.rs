@@ -111,22 +111,6 @@ pub fn handle(msg: &LogicalMessage, cfg: &DdlConfig) -> Result<Option<DdlAction>
             t.schema, t.name
         )));
     }
-    // Before PostgreSQL 13 the leaves are published one by one: a new leaf that cannot join
-    // the publication would lose its rows, so the apply stops here instead.
-    if let Some(t) = event.tables.iter().find(|t| {
-        !t.published
-            && t.reason
-                .as_deref()
-                .is_some_and(|r| r.starts_with("leaf partition"))
-    }) {
-        return Err(unreplayable(format!(
-            "new partition {s}.{n} cannot join the publication, so its rows would not arrive: {}; give it a primary key on the source in the transaction that creates it (CREATE TABLE ... PARTITION OF ... with a parent that has one, or ALTER TABLE {q} ADD PRIMARY KEY (...) before any row is written), or create it on the target and copy its rows yourself",
-            t.reason.as_deref().unwrap_or(""),
-            s = t.schema,
-            n = t.name,
-            q = crate::pg::quote::qualified(&t.schema, &t.name),
-        )));
-    }
     if let Some(t) = event.tables.iter().find(|t| {
         !t.published
             && t.reason
@@ -727,39 +711,6 @@ mod tests {
             handle(&msg("pgmove.ddl.shop", late), &cfg(DdlPolicy::Replicate)),
             Err(DdlError::Unreplayable { .. })
         ));
-    }
-
-    #[test]
-    fn a_new_leaf_that_cannot_join_the_publication_before_13_stops_the_apply() {
-        let mut leaf = event(
-            "CREATE TABLE",
-            "CREATE TABLE ev_2027 PARTITION OF ev FOR VALUES FROM (2027) TO (2028)",
-            1,
-            &[("public", "ev_2027")],
-        );
-        leaf["tables"] = serde_json::json!([{"schema": "public", "name": "ev_2027", "published": false, "had_rows": false,
-            "reason": "leaf partition without a replica identity (no primary key): before PostgreSQL 13 each leaf joins the publication by itself, and the source would refuse the updates and deletes of one without a key"}]);
-        let e = handle(
-            &msg("pgmove.ddl.shop", leaf.clone()),
-            &cfg(DdlPolicy::Replicate),
-        )
-        .expect_err("refused");
-        let text = e.to_string();
-        assert!(matches!(e, DdlError::Unreplayable { .. }), "{text}");
-        assert!(
-            text.contains("new partition public.ev_2027 cannot join the publication"),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"ALTER TABLE "public"."ev_2027" ADD PRIMARY KEY"#),
-            "{text}"
-        );
-        // Published (with a key, or a partitioned table holding no rows): replayed.
-        leaf["tables"] = serde_json::json!([{"schema": "public", "name": "ev_2027", "published": true, "had_rows": false, "reason": null}]);
-        let a = handle(&msg("pgmove.ddl.shop", leaf), &cfg(DdlPolicy::Replicate))
-            .expect("replayed")
-            .expect("an action");
-        assert!(a.sql.contains("PARTITION OF ev"), "{}", a.sql);
     }
 
     #[test]
