@@ -200,6 +200,14 @@ BEGIN
           reason := format('could not add it to publication %s: %s', pub, SQLERRM);
           had_rows := false;
         END;
+        IF had_rows AND k.relispartition AND current_setting('server_version_num')::int < 130000 THEN
+          -- A partition that held rows before it joined (ATTACH PARTITION of a table that was
+          -- not published): those rows are not in the stream, and before 14 the applier never
+          -- hears of it, so they would be lost without a word: refused here.
+          RAISE EXCEPTION 'pgmove (publication %) cannot replicate partition %.%: it held rows before it could join the publication, and those rows are not in the change stream', pub, k.nspname, k.relname
+            USING HINT = 'attach a table that pgmove already replicates (one created with its primary key during the move, or one of the plan), or attach it after the cutover',
+                  ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
       ELSIF k.relispartition AND current_setting('server_version_num')::int < 130000
             AND EXISTS (WITH RECURSIVE up(relid) AS (
                             SELECT rel
@@ -522,6 +530,14 @@ BEGIN
           reason := format('could not add it to publication %s: %s', pub, SQLERRM);
           had_rows := false;
         END;
+        IF had_rows AND k.relispartition AND current_setting('server_version_num')::int < 130000 THEN
+          -- A partition that held rows before it joined (ATTACH PARTITION of a table that was
+          -- not published): those rows are not in the stream, and before 14 the applier never
+          -- hears of it, so they would be lost without a word: refused here.
+          RAISE EXCEPTION 'pgmove (publication %) cannot replicate partition %.%: it held rows before it could join the publication, and those rows are not in the change stream', pub, k.nspname, k.relname
+            USING HINT = 'attach a table that pgmove already replicates (one created with its primary key during the move, or one of the plan), or attach it after the cutover',
+                  ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
       ELSIF k.relispartition AND current_setting('server_version_num')::int < 130000
             AND EXISTS (WITH RECURSIVE up(relid) AS (
                             SELECT rel
@@ -844,6 +860,14 @@ BEGIN
           reason := format('could not add it to publication %s: %s', pub, SQLERRM);
           had_rows := false;
         END;
+        IF had_rows AND k.relispartition AND current_setting('server_version_num')::int < 130000 THEN
+          -- A partition that held rows before it joined (ATTACH PARTITION of a table that was
+          -- not published): those rows are not in the stream, and before 14 the applier never
+          -- hears of it, so they would be lost without a word: refused here.
+          RAISE EXCEPTION 'pgmove (publication %) cannot replicate partition %.%: it held rows before it could join the publication, and those rows are not in the change stream', pub, k.nspname, k.relname
+            USING HINT = 'attach a table that pgmove already replicates (one created with its primary key during the move, or one of the plan), or attach it after the cutover',
+                  ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
       ELSIF k.relispartition AND current_setting('server_version_num')::int < 130000
             AND EXISTS (WITH RECURSIVE up(relid) AS (
                             SELECT rel

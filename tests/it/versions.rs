@@ -314,6 +314,35 @@ fn copy_cdc_between(src_major: Option<u32>, dst_major: Option<u32>) {
     }
     src.psql(DB, &create_leaf);
     src.psql(DB, &leaf_rows);
+    if (11..13).contains(&major) {
+        // A table that was not published (no key) and holds a row, attached under a tree with
+        // a key: the attach gives it the key and it joins the publication, but its row is not
+        // in the stream: the trigger refuses the ATTACH on the source rather than lose it.
+        src.psql(
+            DB,
+            "CREATE TABLE public.events_att (LIKE public.events_us); \
+             INSERT INTO public.events_att VALUES (100005, 'asia', '2026-01-01', NULL);",
+        );
+        let out = src.psql_output(
+            DB,
+            "ALTER TABLE public.events ATTACH PARTITION public.events_att FOR VALUES IN ('asia')",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.contains("cannot replicate partition public.events_att")
+                && err.contains("held rows before it could join the publication"),
+            "{err}"
+        );
+        assert_eq!(
+            src.psql(
+                DB,
+                "SELECT relispartition FROM pg_class WHERE relname = 'events_att'"
+            ),
+            "f"
+        );
+        src.psql(DB, "DROP TABLE public.events_att");
+    }
     if major < 11 {
         // A leaf without a key cannot join the publication (no partition inherits a key
         // before 11): the trigger refuses its creation on the source rather than lose its rows.
