@@ -10,7 +10,7 @@ use crate::tools::{Tool, ToolError};
 mod cross_major;
 mod pglogical;
 
-pub use self::cross_major::{ddl_messages, removed_types};
+pub use self::cross_major::removed_types;
 pub use self::pglogical::pglogical_access;
 pub use self::pglogical::{
     generated_columns as pglogical_generated, pglogical_available, pglogical_capacity,
@@ -1225,8 +1225,11 @@ pub fn partitioned_tables(ctx: &Context) -> Vec<Finding> {
     .object(list(&roots))]
 }
 
-/// copy-cdc publishes partitioned tables through their roots, which a source before
-/// PostgreSQL 13 refuses (`crate::versions::partitioned_publication_blocker`).
+/// copy-cdc publishes partitioned tables through their roots from PostgreSQL 13; before, a
+/// publication refuses a partitioned table, so their leaves are published individually
+/// (`crate::versions::partition_publishing`): said as information. A leaf created during
+/// change capture joins the publication through the DDL trigger only: with `cdc.ddl: ignore`
+/// its rows would not be replicated, which is a warning.
 pub fn partitioned_publication(ctx: &Context) -> Vec<Finding> {
     if ctx.strategy != Some(Strategy::CopyCdc) {
         return vec![];
@@ -1235,12 +1238,58 @@ pub fn partitioned_publication(ctx: &Context) -> Vec<Finding> {
         .filter(|t| t.kind == TableKind::PartitionedParent && t.parent.is_none())
         .map(|t| format!("{}.{}", t.schema, t.name))
         .collect();
-    match crate::versions::partitioned_publication_blocker(ctx.source.server.version_num, &roots) {
-        None => vec![],
-        Some(why) => vec![Finding::new(Severity::Blocker, "partitioned-publication", Some(Side::Source), why)
+    let Some(note) = crate::versions::leaves_published_note(ctx.source.server.version_num, &roots)
+    else {
+        return vec![];
+    };
+    let mut out = vec![Finding::new(
+        Severity::Info,
+        "partitioned-publication",
+        Some(Side::Source),
+        note,
+    )
+    .object(list(&roots))];
+    if ctx.plan.cdc.ddl == crate::plan::Ddl::Ignore {
+        out.push(
+            Finding::new(
+                Severity::Warning,
+                "partitioned-publication",
+                Some(Side::Source),
+                format!(
+                    "with cdc.ddl: ignore, a partition created or attached on the PostgreSQL {} source during change capture is not added to the publication: its rows are not replicated",
+                    crate::versions::major_label(ctx.source.server.version_num)
+                ),
+            )
             .object(list(&roots))
-            .fix("use strategy dump-restore (or pglogical, which replicates the leaves), leave them out with objects.exclude, or upgrade the source to PostgreSQL 13 or newer")],
+            .fix("set cdc.ddl: replicate (the DDL trigger adds each new leaf to the publication in its creating transaction), or create the partitions before apply"),
+        );
     }
+    out
+}
+
+/// copy-cdc's DDL trigger (`cdc.ddl` replicate or refuse) reaches the applier through logical
+/// decoding messages, which pgoutput sends from PostgreSQL 14 only
+/// (`crate::versions::logical_messages`): on an older source DDL during change capture is not
+/// replayed (nor refused) on the target, which is a warning with what to do.
+pub fn ddl_messages(ctx: &Context) -> Vec<Finding> {
+    let source = ctx.source.server.version_num;
+    if ctx.strategy != Some(Strategy::CopyCdc)
+        || ctx.plan.cdc.ddl == crate::plan::Ddl::Ignore
+        || crate::versions::logical_messages(source)
+    {
+        return vec![];
+    }
+    vec![Finding::new(
+        Severity::Warning,
+        "ddl-not-streamed",
+        Some(Side::Source),
+        format!(
+            "the source is PostgreSQL {}: pgoutput sends logical decoding messages (how the DDL trigger's statements reach the target) from PostgreSQL 14 only, so DDL run on the source during change capture is not replayed on the target (cdc.ddl {} has no effect there); the trigger still adds new tables and partitions to the publication in their creating transaction, so their rows are streamed",
+            crate::versions::major_label(source),
+            ctx.plan.cdc.ddl
+        ),
+    )
+    .fix("run each DDL statement on the target too, before the source writes rows that need it (create a new partition or table on the target first, then on the source); a change for a table the target lacks stops apply, nothing is skipped")]
 }
 
 /// The Debian package that provides an extension, for fixes.
@@ -1881,7 +1930,50 @@ mod tests {
     }
 
     #[test]
-    fn partitioned_tables_block_copy_cdc_on_a_source_before_13() {
+    fn ddl_is_not_streamed_from_a_source_before_14() {
+        let p = plan("");
+        let mut s = source();
+        for (v, warned) in [
+            (100_023, true),
+            (120_022, true),
+            (130_018, true),
+            (140_015, false),
+        ] {
+            s.server.version_num = v;
+            let f = run(ddl_messages, &p, Strategy::CopyCdc, &s, &target());
+            assert_eq!(f.len(), usize::from(warned), "{v}: {f:#?}");
+            if warned {
+                assert_eq!(f[0].severity, Severity::Warning);
+                assert_eq!(f[0].check, "ddl-not-streamed");
+                assert!(
+                    f[0].message.contains("from PostgreSQL 14 only"),
+                    "{}",
+                    f[0].message
+                );
+                assert!(
+                    f[0].fix
+                        .as_deref()
+                        .unwrap_or_default()
+                        .contains("on the target too"),
+                    "{f:#?}"
+                );
+            }
+        }
+        s.server.version_num = 120_022;
+        // Not with cdc.ddl ignore, nor for other strategies.
+        assert!(run(
+            ddl_messages,
+            &plan("cdc:\n  ddl: ignore\n"),
+            Strategy::CopyCdc,
+            &s,
+            &target()
+        )
+        .is_empty());
+        assert!(run(ddl_messages, &p, Strategy::DumpRestore, &s, &target()).is_empty());
+    }
+
+    #[test]
+    fn partitioned_tables_publish_their_leaves_on_a_source_before_13() {
         let p = plan("");
         let mut s = source();
         s.server.version_num = 120_022;
@@ -1892,10 +1984,36 @@ mod tests {
             &s,
             &target(),
         );
+        // No longer a blocker: information saying which path the tables take.
         assert_eq!(f.len(), 1, "{f:#?}");
-        assert_eq!(f[0].severity, Severity::Blocker);
+        assert_eq!(f[0].severity, Severity::Info);
         assert_eq!(f[0].object.as_deref(), Some("public.events"));
         assert!(f[0].message.contains("PostgreSQL 12"), "{}", f[0].message);
+        assert!(
+            f[0].message
+                .contains("publishes their leaf partitions individually"),
+            "{}",
+            f[0].message
+        );
+        // With cdc.ddl ignore, a leaf created during capture would not be published: a warning.
+        let ignore = plan("cdc:\n  ddl: ignore\n");
+        let f = run(
+            partitioned_publication,
+            &ignore,
+            Strategy::CopyCdc,
+            &s,
+            &target(),
+        );
+        assert_eq!(f.len(), 2, "{f:#?}");
+        assert_eq!(f[1].severity, Severity::Warning);
+        assert!(f[1].message.contains("not replicated"), "{}", f[1].message);
+        assert!(
+            f[1].fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("cdc.ddl: replicate"),
+            "{f:#?}"
+        );
         // Other strategies, and a 13+ source: nothing.
         assert!(run(
             partitioned_publication,

@@ -5,7 +5,8 @@
 //!   and logical replication into an older major are unsupported (catalogs and types differ).
 //! - copy-cdc decodes with pgoutput: a source of PostgreSQL 10 or newer. Streaming of large
 //!   in-progress transactions (pgoutput protocol version 2) needs a 14+ source;
-//!   `publish_via_partition_root` and partitioned tables in a publication need 13+.
+//!   `publish_via_partition_root` and partitioned tables in a publication need 13+: before,
+//!   copy-cdc publishes the leaf partitions one by one ([`partition_publishing`]).
 
 use serde::Serialize;
 
@@ -16,6 +17,16 @@ pub const STREAMING_MIN: i32 = 140_000;
 /// The oldest source that takes partitioned tables in a publication and
 /// `publish_via_partition_root`.
 pub const PARTITION_ROOT_MIN: i32 = 130_000;
+
+/// The oldest source whose pgoutput sends logical decoding messages (`messages 'true'`): the
+/// DDL trigger's messages (`cdc.ddl`) reach the applier only from a 14+ source.
+pub const MESSAGES_MIN: i32 = 140_000;
+
+/// Whether pgoutput on a source of `source` sends logical decoding messages (and accepts the
+/// `messages` option of `START_REPLICATION`).
+pub fn logical_messages(source: i32) -> bool {
+    source >= MESSAGES_MIN
+}
 
 /// The major of a `server_version_num` as a comparable number: 906 for 9.6.x (before 10 the
 /// major has two parts), 1500 for 15.x.
@@ -89,15 +100,39 @@ pub fn copy_cdc_blocker(source: i32) -> Option<String> {
     ))
 }
 
-/// Why copy-cdc cannot publish partitioned tables `roots` on a source of `source`, or `None`:
-/// before PostgreSQL 13 a publication refuses a partitioned table, and pgmove publishes the
-/// roots (publishing the leaves one by one is not built yet).
-pub fn partitioned_publication_blocker(source: i32, roots: &[String]) -> Option<String> {
-    if roots.is_empty() || copy_cdc_options(source).partitioned_in_publication {
+/// How copy-cdc publishes a partitioned table on a source of `source`: through its root
+/// (13+; `publish_via_partition_root` stays off, so changes arrive under the leaves' names) or,
+/// before 13 (a publication refuses a partitioned table there), leaf by leaf: every leaf
+/// partition is a member of the publication and the partitioned parents are not. Either way
+/// the changes of a leaf are applied into the same leaf on the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionPublishing {
+    /// The root is the member; its leaves (present and future) are published with it.
+    ThroughRoot,
+    /// Each leaf is a member; a leaf created during change capture is added by the DDL
+    /// trigger in its creating transaction (see `crate::cdc::ddl`).
+    LeavesIndividually,
+}
+
+/// How partitioned tables are published on a source of `source` (`server_version_num`).
+pub fn partition_publishing(source: i32) -> PartitionPublishing {
+    if copy_cdc_options(source).partitioned_in_publication {
+        PartitionPublishing::ThroughRoot
+    } else {
+        PartitionPublishing::LeavesIndividually
+    }
+}
+
+/// What the plan says about copy-cdc's partitioned tables `roots` on a source of `source`
+/// when their leaves are published one by one (before PostgreSQL 13), or `None` (13+, or no
+/// partitioned table).
+pub fn leaves_published_note(source: i32, roots: &[String]) -> Option<String> {
+    if roots.is_empty() || partition_publishing(source) == PartitionPublishing::ThroughRoot {
         return None;
     }
     Some(format!(
-        "the source is PostgreSQL {} and the plan has {} partitioned table(s): {}; a publication takes a partitioned table from PostgreSQL 13, and copy-cdc does not yet publish their leaves one by one",
+        "the source is PostgreSQL {} and the plan has {} partitioned table(s): {}; a publication takes a partitioned table only from PostgreSQL 13, so copy-cdc publishes their leaf partitions individually (the parents are not members) and applies each leaf's changes into the same leaf on the target; a leaf created during change capture joins the publication in its creating transaction (cdc.ddl replicate or refuse)",
         major_label(source),
         roots.len(),
         roots.join(", ")
@@ -123,7 +158,7 @@ pub fn pair_report(source: i32, target: i32) -> PairReport {
         copy_cdc_blocker(source).unwrap_or_default()
     } else {
         format!(
-            "pgoutput protocol version {}, {}, {}",
+            "pgoutput protocol version {}, {}, {}{}",
             o.proto_version,
             if o.streaming {
                 "large in-progress transactions streamed before they commit"
@@ -133,7 +168,12 @@ pub fn pair_report(source: i32, target: i32) -> PairReport {
             if o.partitioned_in_publication {
                 "partitioned tables published through their roots (publish_via_partition_root off: changes applied into the leaves)"
             } else {
-                "partitioned tables cannot be published through their roots before PostgreSQL 13 (their leaves must be published)"
+                "partitioned tables' leaves published individually (a publication takes a partitioned table from PostgreSQL 13): changes applied into the target's leaves"
+            },
+            if logical_messages(source) {
+                ""
+            } else {
+                ", DDL during change capture not streamed (logical decoding messages need a PostgreSQL 14 source: run it on the target too)"
             }
         )
     };
@@ -192,27 +232,60 @@ mod tests {
             .contains("protocol version 2, large in-progress"));
         assert!(pair_report(120_022, 150_010)
             .copy_cdc_summary
-            .contains("before PostgreSQL 13"));
+            .contains("leaves published individually"));
         assert!(pair_report(90_624, 150_010)
             .copy_cdc_summary
             .contains("needs PostgreSQL 10"));
     }
 
     #[test]
-    fn partitioned_tables_block_copy_cdc_before_13_only() {
+    fn leaves_are_published_individually_before_13_only() {
         let roots = vec!["public.events".to_string()];
         for &(v, label) in MAJORS {
-            let b = partitioned_publication_blocker(v, &roots);
-            assert_eq!(b.is_some(), major_key(v) < 1300, "{label}");
-            if let Some(b) = b {
+            let before_13 = major_key(v) < 1300;
+            assert_eq!(
+                partition_publishing(v),
+                if before_13 {
+                    PartitionPublishing::LeavesIndividually
+                } else {
+                    PartitionPublishing::ThroughRoot
+                },
+                "{label}"
+            );
+            let note = leaves_published_note(v, &roots);
+            assert_eq!(note.is_some(), before_13, "{label}");
+            if let Some(n) = note {
                 assert!(
-                    b.contains(&format!(
+                    n.contains(&format!(
                         "PostgreSQL {label} and the plan has 1 partitioned table(s): public.events"
                     )),
-                    "{b}"
+                    "{n}"
                 );
+                assert!(n.contains("leaf partitions individually"), "{n}");
             }
-            assert_eq!(partitioned_publication_blocker(v, &[]), None, "{label}");
+            assert_eq!(leaves_published_note(v, &[]), None, "{label}");
+        }
+        assert!(pair_report(120_022, 150_010)
+            .copy_cdc_summary
+            .contains("leaves published individually"));
+        assert!(pair_report(130_018, 150_010)
+            .copy_cdc_summary
+            .contains("published through their roots"));
+        // DDL messages: 14+ only.
+        for (v, streamed) in [
+            (100_023, false),
+            (130_018, false),
+            (140_015, true),
+            (180_000, true),
+        ] {
+            assert_eq!(logical_messages(v), streamed, "{v}");
+            assert_eq!(
+                !pair_report(v, 180_000)
+                    .copy_cdc_summary
+                    .contains("DDL during change capture not streamed"),
+                streamed,
+                "{v}"
+            );
         }
     }
 

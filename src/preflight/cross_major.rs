@@ -16,10 +16,6 @@ const REMOVED_IN_12: &[(&str, &str)] = &[
 /// The first `server_version_num` without the types of [`REMOVED_IN_12`].
 const WITHOUT_ABSTIME: i32 = 120_000;
 
-/// The first source whose pgoutput passes logical decoding messages (its `messages` option),
-/// through which copy-cdc sees the DDL its source trigger records.
-const PGOUTPUT_MESSAGES: i32 = 140_000;
-
 /// Columns (of the selected tables; arrays and domains looked through) of a type the target's
 /// major no longer has: every strategy would fail creating the table there. A blocker naming
 /// each column, with the `ALTER TABLE` that changes its type on the source first.
@@ -69,29 +65,6 @@ pub fn removed_types(ctx: &Context) -> Vec<Finding> {
         "change their types on the source before the move (a tinterval as a range of its two ends): {}",
         fixes.join(" ")
     ))]
-}
-
-/// copy-cdc captures DDL (`cdc.ddl` replicate or refuse) as logical decoding messages, which
-/// pgoutput passes only from PostgreSQL 14 on: from an older source no statement would reach
-/// the target, nor stop change capture. A warning with what to do.
-pub fn ddl_messages(ctx: &Context) -> Vec<Finding> {
-    if ctx.strategy != Some(Strategy::CopyCdc)
-        || ctx.plan.cdc.ddl == crate::plan::Ddl::Ignore
-        || ctx.source.server.version_num >= PGOUTPUT_MESSAGES
-    {
-        return vec![];
-    }
-    vec![Finding::new(
-        Severity::Warning,
-        "ddl-capture",
-        Some(Side::Source),
-        format!(
-            "cdc.ddl is {} but the source runs PostgreSQL {}: pgoutput passes logical decoding messages (through which pgmove sees DDL) only from PostgreSQL 14 on, so a schema change on the source during change capture is neither replicated nor refused",
-            ctx.plan.cdc.ddl,
-            ctx.source.settings.server_version
-        ),
-    )
-    .fix("make no schema changes on the source until cutover (or make each on the target first, then on the source), and set cdc.ddl: ignore to say so")]
 }
 
 #[cfg(test)]
@@ -157,21 +130,5 @@ mod tests {
         // A source of 12 or newer has no such column.
         s.server.version_num = 120_022;
         assert!(run(removed_types, &p, &s).is_empty());
-    }
-
-    #[test]
-    fn ddl_capture_from_a_source_before_14_is_a_warning_unless_ignored() {
-        let mut s = source();
-        s.server.version_num = 130_023;
-        let f = run(ddl_messages, &plan(""), &s);
-        assert_eq!(f.len(), 1, "{f:#?}");
-        assert_eq!(f[0].severity, Severity::Warning);
-        assert!(
-            f[0].message.contains("only from PostgreSQL 14 on"),
-            "{f:#?}"
-        );
-        assert!(run(ddl_messages, &plan("cdc:\n  ddl: ignore\n"), &s).is_empty());
-        s.server.version_num = 140_010;
-        assert!(run(ddl_messages, &plan(""), &s).is_empty());
     }
 }

@@ -139,8 +139,29 @@ BEGIN
         pending := pending || c.objid;
       END IF;
     END LOOP;
+    -- Before PostgreSQL 13 the publication lists leaf partitions one by one (a partitioned
+    -- table cannot be a member): a leaf with a replica identity that an ALTER TABLE put under
+    -- a touched table (ATTACH PARTITION) and that is not a member joins it like a new table.
+    IF tag = 'ALTER TABLE' AND current_setting('server_version_num')::int < 130000 THEN
+      FOR c IN WITH RECURSIVE down(relid) AS (
+                   SELECT DISTINCT x.objid FROM pg_event_trigger_ddl_commands() x
+                    WHERE x.classid = 'pg_class'::regclass AND x.object_type = 'table'
+                   UNION
+                   SELECT i.inhrelid FROM down JOIN pg_inherits i ON i.inhparent = down.relid)
+               SELECT r.oid FROM down JOIN pg_class r ON r.oid = down.relid
+                WHERE r.relispartition AND r.relkind = 'r' AND r.relpersistence = 'p'
+                  AND (r.relreplident = 'f'
+                       OR (r.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = r.oid AND i.indisprimary))
+                       OR (r.relreplident = 'i' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = r.oid AND i.indisreplident)))
+                  AND NOT EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+                                   WHERE p.pubname = pub AND pr.prrelid = r.oid) LOOP
+        IF NOT c.oid = ANY (pending) THEN
+          pending := pending || c.oid;
+        END IF;
+      END LOOP;
+    END IF;
     FOREACH rel IN ARRAY pending LOOP
-      SELECT r.oid, ns.nspname, r.relname, r.relkind, r.relpersistence, r.relreplident INTO k
+      SELECT r.oid, ns.nspname, r.relname, r.relkind, r.relpersistence, r.relreplident, r.relispartition INTO k
         FROM pg_class r JOIN pg_namespace ns ON ns.oid = r.relnamespace WHERE r.oid = rel;
       CONTINUE WHEN NOT FOUND;
       CONTINUE WHEN k.relkind NOT IN ('r', 'p') OR NOT (((cardinality(scope) = 0 AND k.nspname !~ '^pg_' AND k.nspname NOT IN ('information_schema', 'pgmove')) OR k.nspname = ANY (scope)) AND NOT ((k.nspname || '.' || k.relname) LIKE ANY (excl)));
@@ -164,6 +185,10 @@ BEGIN
                       JOIN pg_publication p ON p.oid = pr.prpubid
                      WHERE p.pubname = pub) THEN
         published := true;  -- with its partitioned parent, or by FOR ALL TABLES / IN SCHEMA
+      ELSIF k.relkind = 'p' AND current_setting('server_version_num')::int < 130000 THEN
+        -- Holds no rows; before PostgreSQL 13 a publication refuses it and its leaves join
+        -- the publication one by one as they are created.
+        published := true;
       ELSIF k.relreplident = 'f'
          OR (k.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = rel AND i.indisprimary))
          OR (k.relreplident = 'i' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = rel AND i.indisreplident)) THEN
@@ -175,6 +200,33 @@ BEGIN
           reason := format('could not add it to publication %s: %s', pub, SQLERRM);
           had_rows := false;
         END;
+        IF had_rows AND k.relispartition AND current_setting('server_version_num')::int < 130000 THEN
+          -- A partition that held rows before it joined (ATTACH PARTITION of a table that was
+          -- not published): those rows are not in the stream, and before 14 the applier never
+          -- hears of it, so they would be lost without a word: refused here.
+          RAISE EXCEPTION 'pgmove (publication %) cannot replicate partition %.%: it held rows before it could join the publication, and those rows are not in the change stream', pub, k.nspname, k.relname
+            USING HINT = 'attach a table that pgmove already replicates (one created with its primary key during the move, or one of the plan), or attach it after the cutover',
+                  ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+      ELSIF k.relispartition AND current_setting('server_version_num')::int < 130000
+            AND EXISTS (WITH RECURSIVE up(relid) AS (
+                            SELECT rel
+                            UNION
+                            SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.relid),
+                        tree(relid) AS (
+                            SELECT relid FROM up
+                            UNION
+                            SELECT i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.relid)
+                        SELECT 1 FROM tree
+                          JOIN pg_publication_rel pr ON pr.prrelid = tree.relid
+                          JOIN pg_publication p ON p.oid = pr.prpubid
+                         WHERE p.pubname = pub) THEN
+        -- Before PostgreSQL 13 each leaf joins the publication by itself, and one without a
+        -- key cannot (the source would refuse its updates and deletes); the statement is not
+        -- streamed either before 14, so its rows would be lost without a word: refused here.
+        RAISE EXCEPTION 'pgmove (publication %) cannot replicate new partition %.%: it has no primary key, and before PostgreSQL 13 each partition joins the publication by itself', pub, k.nspname, k.relname
+          USING HINT = 'create it with its key, e.g. CREATE TABLE ... PARTITION OF ... (PRIMARY KEY (...)) FOR VALUES ...; it is then published from its creation on',
+                ERRCODE = 'object_not_in_prerequisite_state';
       ELSE
         reason := 'no replica identity (no primary key)';
         still := still || rel;
@@ -417,8 +469,29 @@ BEGIN
         pending := pending || c.objid;
       END IF;
     END LOOP;
+    -- Before PostgreSQL 13 the publication lists leaf partitions one by one (a partitioned
+    -- table cannot be a member): a leaf with a replica identity that an ALTER TABLE put under
+    -- a touched table (ATTACH PARTITION) and that is not a member joins it like a new table.
+    IF tag = 'ALTER TABLE' AND current_setting('server_version_num')::int < 130000 THEN
+      FOR c IN WITH RECURSIVE down(relid) AS (
+                   SELECT DISTINCT x.objid FROM pg_event_trigger_ddl_commands() x
+                    WHERE x.classid = 'pg_class'::regclass AND x.object_type = 'table'
+                   UNION
+                   SELECT i.inhrelid FROM down JOIN pg_inherits i ON i.inhparent = down.relid)
+               SELECT r.oid FROM down JOIN pg_class r ON r.oid = down.relid
+                WHERE r.relispartition AND r.relkind = 'r' AND r.relpersistence = 'p'
+                  AND (r.relreplident = 'f'
+                       OR (r.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = r.oid AND i.indisprimary))
+                       OR (r.relreplident = 'i' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = r.oid AND i.indisreplident)))
+                  AND NOT EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+                                   WHERE p.pubname = pub AND pr.prrelid = r.oid) LOOP
+        IF NOT c.oid = ANY (pending) THEN
+          pending := pending || c.oid;
+        END IF;
+      END LOOP;
+    END IF;
     FOREACH rel IN ARRAY pending LOOP
-      SELECT r.oid, ns.nspname, r.relname, r.relkind, r.relpersistence, r.relreplident INTO k
+      SELECT r.oid, ns.nspname, r.relname, r.relkind, r.relpersistence, r.relreplident, r.relispartition INTO k
         FROM pg_class r JOIN pg_namespace ns ON ns.oid = r.relnamespace WHERE r.oid = rel;
       CONTINUE WHEN NOT FOUND;
       CONTINUE WHEN k.relkind NOT IN ('r', 'p') OR NOT (((cardinality(scope) = 0 AND k.nspname !~ '^pg_' AND k.nspname NOT IN ('information_schema', 'pgmove')) OR k.nspname = ANY (scope)) AND NOT ((k.nspname || '.' || k.relname) LIKE ANY (excl)));
@@ -442,6 +515,10 @@ BEGIN
                       JOIN pg_publication p ON p.oid = pr.prpubid
                      WHERE p.pubname = pub) THEN
         published := true;  -- with its partitioned parent, or by FOR ALL TABLES / IN SCHEMA
+      ELSIF k.relkind = 'p' AND current_setting('server_version_num')::int < 130000 THEN
+        -- Holds no rows; before PostgreSQL 13 a publication refuses it and its leaves join
+        -- the publication one by one as they are created.
+        published := true;
       ELSIF k.relreplident = 'f'
          OR (k.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = rel AND i.indisprimary))
          OR (k.relreplident = 'i' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = rel AND i.indisreplident)) THEN
@@ -453,6 +530,33 @@ BEGIN
           reason := format('could not add it to publication %s: %s', pub, SQLERRM);
           had_rows := false;
         END;
+        IF had_rows AND k.relispartition AND current_setting('server_version_num')::int < 130000 THEN
+          -- A partition that held rows before it joined (ATTACH PARTITION of a table that was
+          -- not published): those rows are not in the stream, and before 14 the applier never
+          -- hears of it, so they would be lost without a word: refused here.
+          RAISE EXCEPTION 'pgmove (publication %) cannot replicate partition %.%: it held rows before it could join the publication, and those rows are not in the change stream', pub, k.nspname, k.relname
+            USING HINT = 'attach a table that pgmove already replicates (one created with its primary key during the move, or one of the plan), or attach it after the cutover',
+                  ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+      ELSIF k.relispartition AND current_setting('server_version_num')::int < 130000
+            AND EXISTS (WITH RECURSIVE up(relid) AS (
+                            SELECT rel
+                            UNION
+                            SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.relid),
+                        tree(relid) AS (
+                            SELECT relid FROM up
+                            UNION
+                            SELECT i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.relid)
+                        SELECT 1 FROM tree
+                          JOIN pg_publication_rel pr ON pr.prrelid = tree.relid
+                          JOIN pg_publication p ON p.oid = pr.prpubid
+                         WHERE p.pubname = pub) THEN
+        -- Before PostgreSQL 13 each leaf joins the publication by itself, and one without a
+        -- key cannot (the source would refuse its updates and deletes); the statement is not
+        -- streamed either before 14, so its rows would be lost without a word: refused here.
+        RAISE EXCEPTION 'pgmove (publication %) cannot replicate new partition %.%: it has no primary key, and before PostgreSQL 13 each partition joins the publication by itself', pub, k.nspname, k.relname
+          USING HINT = 'create it with its key, e.g. CREATE TABLE ... PARTITION OF ... (PRIMARY KEY (...)) FOR VALUES ...; it is then published from its creation on',
+                ERRCODE = 'object_not_in_prerequisite_state';
       ELSE
         reason := 'no replica identity (no primary key)';
         still := still || rel;
@@ -695,8 +799,29 @@ BEGIN
         pending := pending || c.objid;
       END IF;
     END LOOP;
+    -- Before PostgreSQL 13 the publication lists leaf partitions one by one (a partitioned
+    -- table cannot be a member): a leaf with a replica identity that an ALTER TABLE put under
+    -- a touched table (ATTACH PARTITION) and that is not a member joins it like a new table.
+    IF tag = 'ALTER TABLE' AND current_setting('server_version_num')::int < 130000 THEN
+      FOR c IN WITH RECURSIVE down(relid) AS (
+                   SELECT DISTINCT x.objid FROM pg_event_trigger_ddl_commands() x
+                    WHERE x.classid = 'pg_class'::regclass AND x.object_type = 'table'
+                   UNION
+                   SELECT i.inhrelid FROM down JOIN pg_inherits i ON i.inhparent = down.relid)
+               SELECT r.oid FROM down JOIN pg_class r ON r.oid = down.relid
+                WHERE r.relispartition AND r.relkind = 'r' AND r.relpersistence = 'p'
+                  AND (r.relreplident = 'f'
+                       OR (r.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = r.oid AND i.indisprimary))
+                       OR (r.relreplident = 'i' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = r.oid AND i.indisreplident)))
+                  AND NOT EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+                                   WHERE p.pubname = pub AND pr.prrelid = r.oid) LOOP
+        IF NOT c.oid = ANY (pending) THEN
+          pending := pending || c.oid;
+        END IF;
+      END LOOP;
+    END IF;
     FOREACH rel IN ARRAY pending LOOP
-      SELECT r.oid, ns.nspname, r.relname, r.relkind, r.relpersistence, r.relreplident INTO k
+      SELECT r.oid, ns.nspname, r.relname, r.relkind, r.relpersistence, r.relreplident, r.relispartition INTO k
         FROM pg_class r JOIN pg_namespace ns ON ns.oid = r.relnamespace WHERE r.oid = rel;
       CONTINUE WHEN NOT FOUND;
       CONTINUE WHEN k.relkind NOT IN ('r', 'p') OR NOT (((cardinality(scope) = 0 AND k.nspname !~ '^pg_' AND k.nspname NOT IN ('information_schema', 'pgmove')) OR k.nspname = ANY (scope)) AND NOT ((k.nspname || '.' || k.relname) LIKE ANY (excl)));
@@ -720,6 +845,10 @@ BEGIN
                       JOIN pg_publication p ON p.oid = pr.prpubid
                      WHERE p.pubname = pub) THEN
         published := true;  -- with its partitioned parent, or by FOR ALL TABLES / IN SCHEMA
+      ELSIF k.relkind = 'p' AND current_setting('server_version_num')::int < 130000 THEN
+        -- Holds no rows; before PostgreSQL 13 a publication refuses it and its leaves join
+        -- the publication one by one as they are created.
+        published := true;
       ELSIF k.relreplident = 'f'
          OR (k.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = rel AND i.indisprimary))
          OR (k.relreplident = 'i' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = rel AND i.indisreplident)) THEN
@@ -731,6 +860,33 @@ BEGIN
           reason := format('could not add it to publication %s: %s', pub, SQLERRM);
           had_rows := false;
         END;
+        IF had_rows AND k.relispartition AND current_setting('server_version_num')::int < 130000 THEN
+          -- A partition that held rows before it joined (ATTACH PARTITION of a table that was
+          -- not published): those rows are not in the stream, and before 14 the applier never
+          -- hears of it, so they would be lost without a word: refused here.
+          RAISE EXCEPTION 'pgmove (publication %) cannot replicate partition %.%: it held rows before it could join the publication, and those rows are not in the change stream', pub, k.nspname, k.relname
+            USING HINT = 'attach a table that pgmove already replicates (one created with its primary key during the move, or one of the plan), or attach it after the cutover',
+                  ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+      ELSIF k.relispartition AND current_setting('server_version_num')::int < 130000
+            AND EXISTS (WITH RECURSIVE up(relid) AS (
+                            SELECT rel
+                            UNION
+                            SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.relid),
+                        tree(relid) AS (
+                            SELECT relid FROM up
+                            UNION
+                            SELECT i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.relid)
+                        SELECT 1 FROM tree
+                          JOIN pg_publication_rel pr ON pr.prrelid = tree.relid
+                          JOIN pg_publication p ON p.oid = pr.prpubid
+                         WHERE p.pubname = pub) THEN
+        -- Before PostgreSQL 13 each leaf joins the publication by itself, and one without a
+        -- key cannot (the source would refuse its updates and deletes); the statement is not
+        -- streamed either before 14, so its rows would be lost without a word: refused here.
+        RAISE EXCEPTION 'pgmove (publication %) cannot replicate new partition %.%: it has no primary key, and before PostgreSQL 13 each partition joins the publication by itself', pub, k.nspname, k.relname
+          USING HINT = 'create it with its key, e.g. CREATE TABLE ... PARTITION OF ... (PRIMARY KEY (...)) FOR VALUES ...; it is then published from its creation on',
+                ERRCODE = 'object_not_in_prerequisite_state';
       ELSE
         reason := 'no replica identity (no primary key)';
         still := still || rel;

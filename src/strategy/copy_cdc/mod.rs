@@ -55,6 +55,7 @@ use crate::state::State;
 use crate::strategy::dump_restore::{self, DumpRestoreError, Restorer};
 use crate::strategy::steps as step_name;
 use crate::tools;
+use crate::versions::{partition_publishing, PartitionPublishing};
 
 /// The name recorded in `pgmove.runs.strategy`.
 pub const STRATEGY: &str = "copy-cdc";
@@ -757,7 +758,7 @@ async fn run_steps(
         // Before the slot: pgoutput reads the publication as of each change's position.
         let mut published = tables.clone();
         published.extend(config_publication_tables(source_inv, &configs));
-        ensure_publication(job, state, &published).await?;
+        ensure_publication(job, state, &published, source_inv.server.version_num).await?;
     }
     // After the publication (the trigger adds new tables to it) and before the slot, so every
     // DDL after the slot's consistent point is in the stream. A rerun installs it again
@@ -934,7 +935,15 @@ async fn run_steps(
         for key in &complete {
             let _ = done_tx.send(key.clone());
         }
-        let copied = copy_chunks(job, exported.snapshot_name(), lsn, todo, &step, done_tx).await;
+        let copied = copy_chunks(
+            job,
+            exported.snapshot_name(),
+            lsn,
+            todo,
+            &step,
+            done_tx,
+        )
+        .await;
         // The configuration tables' rows, in the same snapshot (while it is still exported).
         let configs_copied = match &copied {
             Ok(_) => {
@@ -1351,18 +1360,34 @@ pub(crate) async fn copy_config_rows(
 /// tables are left out: their changes are not in the WAL and a publication refuses them (the
 /// load copies the unlogged ones once).
 pub fn publication_tables(chosen: &[&Table], apart: &[&Table]) -> Vec<String> {
+    publication_members(chosen, apart, PartitionPublishing::ThroughRoot)
+}
+
+/// [`publication_tables`] for a source that publishes partitioned tables as `how` says: before
+/// PostgreSQL 13 ([`PartitionPublishing::LeavesIndividually`]) every leaf partition of
+/// `chosen` is a member and no partitioned table is (the source refuses them). The changes
+/// are then published under the leaves' names as with a root, and each leaf is copied once by
+/// the load (partitioned parents hold no rows and are never copied).
+pub fn publication_members(
+    chosen: &[&Table],
+    apart: &[&Table],
+    how: PartitionPublishing,
+) -> Vec<String> {
     let split: HashSet<&RelName> = apart
         .iter()
         .filter(|t| t.kind == TableKind::Partition)
         .filter_map(|t| t.root.as_ref())
         .collect();
+    let leaves = how == PartitionPublishing::LeavesIndividually;
     chosen
         .iter()
         .filter(|t| !t.foreign && !t.unlogged)
         .filter(|t| match t.kind {
             TableKind::Plain => true,
-            TableKind::PartitionedParent => t.parent.is_none() && !split.contains(&t.rel_name()),
-            TableKind::Partition => t.root.as_ref().is_some_and(|r| split.contains(r)),
+            TableKind::PartitionedParent => {
+                !leaves && t.parent.is_none() && !split.contains(&t.rel_name())
+            }
+            TableKind::Partition => leaves || t.root.as_ref().is_some_and(|r| split.contains(r)),
         })
         .map(|t| quote::qualified(&t.schema, &t.name))
         .collect()
@@ -1375,8 +1400,10 @@ async fn ensure_publication(
     job: &Job,
     state: &State<'_>,
     tables: &[&Table],
+    source_version: i32,
 ) -> Result<(), CopyError> {
     let base = &job.base;
+    log_partition_paths(tables, source_version);
     let mut names = vec![job.publication.clone()];
     if job.tables_without_key == plan::TablesWithoutKey::InsertOnly
         && !keyless_tables(tables).is_empty()
@@ -1401,13 +1428,42 @@ async fn ensure_publication(
         record_replica_identities(job, &client, &keyless_tables(tables)).await?;
     }
     client
-        .batch_execute(&format!("BEGIN;\n{}COMMIT;", publication_sql(job, tables)))
+        .batch_execute(&format!(
+            "BEGIN;\n{}COMMIT;",
+            publication_sql(job, tables, source_version)
+        ))
         .await
         .map_err(|e| base.source.query_error(&format!("creating publication {} (the source role needs CREATE on the database and ownership of the tables)", job.publication), &e))?;
     for name in &names {
         owned::created(state, owned::PUBLICATION, name).await?;
     }
     Ok(())
+}
+
+/// Says in the log, per partitioned table of `tables`, how its changes travel: through its root
+/// or leaf by leaf in the publication, and into the same leaves on the target (which the
+/// schema step created from the source's schema: same leaves, same bounds).
+fn log_partition_paths(tables: &[&Table], source_version: i32) {
+    let how = partition_publishing(source_version);
+    for root in tables
+        .iter()
+        .filter(|t| t.kind == TableKind::PartitionedParent && t.parent.is_none())
+    {
+        let leaves = tables
+            .iter()
+            .filter(|t| t.kind == TableKind::Partition && t.root.as_ref() == Some(&root.rel_name()))
+            .count();
+        tracing::info!(
+            table = %root.qualified(),
+            leaves,
+            publication = %match how {
+                PartitionPublishing::ThroughRoot => "through its root",
+                PartitionPublishing::LeavesIndividually => "its leaves individually (a source before PostgreSQL 13 refuses a partitioned table in a publication)",
+            },
+            applied = "into the same leaves on the target (created from the source's schema: same leaves, same bounds)",
+            "partitioned table: how its changes are published and applied"
+        );
+    }
 }
 
 /// Tables and partitions without a key or replica identity (cdc.tables_without_key): in a
@@ -1514,8 +1570,20 @@ async fn record_replica_identities(
     Ok(())
 }
 
-/// The statements creating the plan's publication(s), in order, each ending with `;`.
-pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
+/// What the insert-only publication publishes on a source of `source_version`: inserts and
+/// truncates; PostgreSQL 10 knows no `truncate` there (its pgoutput sends no TRUNCATE at all).
+fn insert_only_publish(source_version: i32) -> &'static str {
+    if source_version >= 110_000 {
+        "insert, truncate"
+    } else {
+        "insert"
+    }
+}
+
+/// The statements creating the plan's publication(s) on a source of `source_version`
+/// (`server_version_num`: it decides how partitioned tables are members, see
+/// [`publication_members`]), in order, each ending with `;`.
+pub fn publication_sql(job: &Job, tables: &[&Table], source_version: i32) -> String {
     let keyless = keyless_tables(tables);
     let mut setup = String::new();
     let mut main: Vec<&Table> = tables.to_vec();
@@ -1535,9 +1603,10 @@ pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
             if !list.is_empty() {
                 let name = crate::plan::insert_only_publication_name(&job.publication);
                 setup.push_str(&format!(
-                    "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert, truncate');\n{}",
+                    "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = '{}');\n{}",
                     quote::ident(&name),
                     list.join(", "),
+                    insert_only_publish(source_version),
                     owned::comment_sql(&name, &job.base.plan_name)
                 ));
             }
@@ -1553,7 +1622,7 @@ pub fn publication_sql(job: &Job, tables: &[&Table]) -> String {
     } else {
         &keyless
     };
-    let list = publication_tables(&main, apart);
+    let list = publication_members(&main, apart, partition_publishing(source_version));
     let sql = if list.is_empty() {
         format!("CREATE PUBLICATION {}", quote::ident(&job.publication))
     } else {
@@ -1604,6 +1673,7 @@ async fn copy_chunks(
     table_done: tokio::sync::mpsc::UnboundedSender<(String, String)>,
 ) -> Result<(usize, u64, u64), CopyError> {
     let base = &job.base;
+    let snapshot_sql = SNAPSHOT_AND_FILENODE_SQL;
     // Chunks left per table; the table is announced when it reaches zero.
     let mut left: HashMap<(String, String), usize> = HashMap::new();
     for c in &todo {
@@ -1646,6 +1716,7 @@ async fn copy_chunks(
                     lsn,
                     &plan,
                     &chunk,
+                    snapshot_sql,
                 )
                 .await
                 .map_err(|e| CopyError::Chunk {
@@ -1857,6 +1928,7 @@ async fn copy_one(
     lsn: Lsn,
     plan: &str,
     chunk: &Chunk,
+    snapshot_sql: &str,
 ) -> Result<(u64, u64), ChunkError> {
     let src = source_pool
         .get()
@@ -1877,7 +1949,7 @@ async fn copy_one(
     // What a rerun checks before keeping this chunk (see `resume_split_table`).
     let read = src
         .query_one(
-            SNAPSHOT_AND_FILENODE_SQL,
+            snapshot_sql,
             &[&quote::qualified(&chunk.schema, &chunk.table)],
         )
         .await
@@ -2276,7 +2348,11 @@ fn slot_preview(
         ));
         let mut published = tables.to_vec();
         published.extend(config_publication_tables(source_inv, configs));
-        out.extend(publication_sql(job, &published).lines().map(str::to_string));
+        out.extend(
+            publication_sql(job, &published, source_inv.server.version_num)
+                .lines()
+                .map(str::to_string),
+        );
     }
     if job.installs_ddl_trigger() {
         out.push(format!(
@@ -2460,6 +2536,81 @@ mod tests {
             publication_tables(&all, &[]),
             [r#""public"."r""#, r#""public"."k""#, r#""public"."p""#]
         );
+    }
+
+    #[test]
+    fn before_13_every_leaf_is_a_member_and_no_partitioned_table_is() {
+        let mut root = table("ev", 0, TableKind::PartitionedParent, 23);
+        root.primary_key = vec!["id".into()];
+        // A 2-level tree: ev -> ev_eu (partitioned) -> ev_eu_1; ev -> ev_us.
+        let mut mid = table("ev_eu", 0, TableKind::PartitionedParent, 23);
+        mid.parent = Some(RelName::new("public", "ev"));
+        mid.root = Some(RelName::new("public", "ev"));
+        let leaf = |name: &str, parent: &str, keyed: bool| {
+            let mut t = table(name, 1, TableKind::Partition, 23);
+            t.parent = Some(RelName::new("public", parent));
+            t.root = Some(RelName::new("public", "ev"));
+            if keyed {
+                t.primary_key = vec!["id".into()];
+            }
+            t
+        };
+        let (eu1, us, bare) = (
+            leaf("ev_eu_1", "ev_eu", true),
+            leaf("ev_us", "ev", true),
+            leaf("ev_x", "ev", false),
+        );
+        let mut plain = table("p", 1, TableKind::Plain, 23);
+        plain.primary_key = vec!["id".into()];
+        let mut logless = table("u", 1, TableKind::Plain, 23);
+        logless.unlogged = true;
+        let all = [&root, &mid, &eu1, &us, &plain, &logless];
+        let leaves = [
+            r#""public"."ev_eu_1""#,
+            r#""public"."ev_us""#,
+            r#""public"."p""#,
+        ];
+        assert_eq!(
+            publication_members(&all, &[], PartitionPublishing::LeavesIndividually),
+            leaves
+        );
+        // 13+: the root only, exactly as publication_tables says.
+        assert_eq!(
+            publication_members(&all, &[], PartitionPublishing::ThroughRoot),
+            [r#""public"."ev""#, r#""public"."p""#]
+        );
+        assert_eq!(
+            publication_members(&all, &[], PartitionPublishing::ThroughRoot),
+            publication_tables(&all, &[])
+        );
+        // A keyless leaf kept apart (insert-only publication) is not a member of the main one.
+        let with_bare = [&root, &mid, &eu1, &us, &bare, &plain];
+        let main: Vec<&Table> = with_bare
+            .iter()
+            .copied()
+            .filter(|t| t.name != "ev_x")
+            .collect();
+        assert_eq!(
+            publication_members(&main, &[&bare], PartitionPublishing::LeavesIndividually),
+            leaves
+        );
+        // The per-major choice.
+        assert_eq!(
+            partition_publishing(120_022),
+            PartitionPublishing::LeavesIndividually
+        );
+        assert_eq!(
+            partition_publishing(100_023),
+            PartitionPublishing::LeavesIndividually
+        );
+        assert_eq!(
+            partition_publishing(130_018),
+            PartitionPublishing::ThroughRoot
+        );
+        // PostgreSQL 10 has no `truncate` in a publication's publish list.
+        assert_eq!(insert_only_publish(100_023), "insert");
+        assert_eq!(insert_only_publish(110_022), "insert, truncate");
+        assert_eq!(insert_only_publish(150_010), "insert, truncate");
     }
 
     #[test]
