@@ -935,15 +935,7 @@ async fn run_steps(
         for key in &complete {
             let _ = done_tx.send(key.clone());
         }
-        let copied = copy_chunks(
-            job,
-            exported.snapshot_name(),
-            lsn,
-            todo,
-            &step,
-            done_tx,
-        )
-        .await;
+        let copied = copy_chunks(job, exported.snapshot_name(), lsn, todo, &step, done_tx).await;
         // The configuration tables' rows, in the same snapshot (while it is still exported).
         let configs_copied = match &copied {
             Ok(_) => {
