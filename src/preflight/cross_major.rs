@@ -4,7 +4,7 @@
 
 use super::{list, Context, Finding, Severity};
 use crate::pg::Side;
-use crate::planner::{self, Strategy};
+use crate::planner;
 
 /// Built-in types PostgreSQL 12 removed, with the type to change such a column to first.
 const REMOVED_IN_12: &[(&str, &str)] = &[
