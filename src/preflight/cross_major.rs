@@ -87,7 +87,7 @@ mod tests {
             plan,
             source: s,
             target: &target(),
-            strategy: Some(Strategy::CopyCdc),
+            strategy: Some(planner::Strategy::CopyCdc),
             pg_dump: Err(missing()),
             pg_restore: Err(missing()),
             vacuumdb: Err(missing()),
