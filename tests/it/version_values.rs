@@ -120,7 +120,8 @@ const USER_TABLES: &str = "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_
 
 /// The columns of a table (its qualified name in `$TABLE`): name and type, in order, one per
 /// line as `name<TAB>type`.
-const COLUMNS: &str = "SELECT format('%I', attname) || E'\\t' || atttypid::regtype::text \
+pub(crate) const COLUMNS: &str =
+    "SELECT format('%I', attname) || E'\\t' || atttypid::regtype::text \
      FROM pg_attribute WHERE attrelid = '$TABLE'::regclass AND attnum > 0 AND NOT attisdropped \
      ORDER BY attnum";
 
@@ -133,7 +134,7 @@ fn float8(e: &str) -> String {
 }
 
 /// The SQL expression giving a column's value in a form that is the same on every major.
-fn exact(column: &str, type_name: &str) -> String {
+pub(crate) fn exact(column: &str, type_name: &str) -> String {
     let point = |p: &str| {
         format!(
             "{} || ',' || {}",

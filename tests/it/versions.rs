@@ -144,7 +144,7 @@ const USER_TABLES: &str = "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_
        AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1";
 
 /// Every row of every user table of `db` on `src` and on `dst`, as text through psql with
-/// [`FIXED_SETTINGS`] on both sides, sorted; plus sequences and large objects: they must be
+/// [`FIXED_SETTINGS`] on both sides and each column in `version_values::exact`'s form, sorted; plus sequences and large objects: they must be
 /// equal, table by table. Panics naming the table and the first differing rows.
 fn assert_rows_equal(src: &Cluster, src_db: &str, dst: &Cluster, dst_db: &str) {
     let tables = src.psql(src_db, USER_TABLES);
@@ -152,7 +152,22 @@ fn assert_rows_equal(src: &Cluster, src_db: &str, dst: &Cluster, dst_db: &str) {
     assert!(tables.lines().count() >= 11, "{tables}");
     let mut checks: Vec<(String, String)> = tables
         .lines()
-        .map(|t| (t.to_string(), format!("COPY (SELECT * FROM {t}) TO STDOUT")))
+        .map(|t| {
+            // Each column in a form every major prints alike (floats as their bits: before 12
+            // they print 17 digits, from 12 the shortest exact form).
+            let columns = src.psql(src_db, &crate::version_values::COLUMNS.replace("$TABLE", t));
+            let exprs: Vec<String> = columns
+                .lines()
+                .map(|l| {
+                    let (name, ty) = l.split_once('\t').expect("name and type");
+                    crate::version_values::exact(name, ty)
+                })
+                .collect();
+            (
+                t.to_string(),
+                format!("COPY (SELECT {} FROM {t}) TO STDOUT", exprs.join(", ")),
+            )
+        })
         .collect();
     checks.push((
         "sequences".to_string(),
