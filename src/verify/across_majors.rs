@@ -13,8 +13,8 @@
 //!   geometric types' coordinates) print in their shortest exact form, before 12 with 9 or 17
 //!   significant digits (`extra_float_digits 3`). Between a server older than 12 and a 12+ one,
 //!   such a column enters the row checksum as its binary form (`float8send`, `point_send`...:
-//!   IEEE 754 bits, exact and the same on every major). Arrays and composites of them still go
-//!   as text.
+//!   IEEE 754 bits, exact and the same on every major), and an array of them as `array_send`.
+//!   Composites holding them still go as text.
 //! - **Trigger definitions** ([`same_trigger_definition`]): 11 prints `EXECUTE FUNCTION` where
 //!   10 printed `EXECUTE PROCEDURE`; across 11 the older one reads as the newer, the rest must
 //!   be equal token for token.
@@ -63,6 +63,14 @@ pub(crate) fn checksum_value(column: &str, type_name: &str, floats_as_bits: bool
             format!("{send}(CASE WHEN {column} = 'NaN' THEN 'NaN' ELSE {column} END)")
         }
         Some((_, send)) => format!("{send}({column})"),
+        // An array of them: its binary form (dimensions, the element type's fixed OID, and
+        // each element's binary form), the same on every major.
+        None if type_name
+            .strip_suffix("[]")
+            .is_some_and(|element| FLOAT_TYPES_SEND.iter().any(|(t, _)| *t == element)) =>
+        {
+            format!("array_send({column})")
+        }
         None => column.to_string(),
     }
 }
@@ -537,7 +545,13 @@ mod tests {
         assert_eq!(checksum_value("t.g", "polygon", true), "poly_send(t.g)");
         assert_eq!(checksum_value("t.p", "point", false), "t.p");
         assert_eq!(checksum_value("t.n", "numeric", true), "t.n");
-        assert_eq!(checksum_value("t.a", "double precision[]", true), "t.a");
+        assert_eq!(
+            checksum_value("t.a", "double precision[]", true),
+            "array_send(t.a)"
+        );
+        assert_eq!(checksum_value("t.a", "point[]", true), "array_send(t.a)");
+        assert_eq!(checksum_value("t.a", "double precision[]", false), "t.a");
+        assert_eq!(checksum_value("t.a", "numeric[]", true), "t.a");
     }
 
     #[test]
