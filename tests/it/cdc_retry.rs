@@ -6,7 +6,7 @@ use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -137,14 +137,17 @@ fn applied_past(dst: &Cluster, plan: &str, lsn: &str) -> bool {
 /// ledger rows. It reconnects when its connection breaks (a source restart).
 struct Writer {
     stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
     handle: std::thread::JoinHandle<u64>,
 }
 
 impl Writer {
     fn start(src: &Cluster) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU64::new(0));
         let handle = {
             let stop = stop.clone();
+            let counter = done.clone();
             let dsn = format!(
                 "host=127.0.0.1 port={} user=postgres password={} dbname=shop",
                 src.port, src.password
@@ -174,6 +177,7 @@ impl Writer {
                                 break;
                             }
                             done += 1;
+                            counter.store(done, Ordering::Relaxed);
                             tokio::time::sleep(Duration::from_millis(3)).await;
                         }
                     }
@@ -181,10 +185,16 @@ impl Writer {
                 })
             })
         };
-        Writer { stop, handle }
+        Writer { stop, done, handle }
     }
 
+    /// Stops the writer once it made more than 50 transfers (at most 60 s from now: on a fast
+    /// machine a test can get to its end sooner) and returns how many it made.
     fn stop(self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.done.load(Ordering::Relaxed) <= 50 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().expect("writer")
     }

@@ -58,6 +58,61 @@ fn psql_script(c: &Cluster, sql: &str) {
     );
 }
 
+/// A psql session on the source that holds advisory lock `key` until released (or dropped).
+struct LockHolder {
+    psql: Child,
+    key: i64,
+}
+
+impl LockHolder {
+    /// Takes the lock and returns once the server granted it.
+    fn take(c: &Cluster, key: i64) -> LockHolder {
+        use std::io::Write;
+        let mut psql = Command::new(support::bindir().join("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
+            .arg(c.port.to_string())
+            .args(["-U", support::SUPERUSER, "-d", "shop"])
+            .env("PGPASSWORD", &c.password)
+            .env("PGSSLMODE", "disable")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("psql");
+        let stdin = psql.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "SELECT pg_advisory_lock({key});").expect("write to psql");
+        stdin.flush().expect("flush psql");
+        let mut holder = LockHolder { psql, key };
+        let granted = format!(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = {key} AND granted"
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while c.psql("shop", &granted) != "1" {
+            if let Ok(Some(status)) = holder.psql.try_wait() {
+                panic!("psql holding advisory lock {key} ended: {status}");
+            }
+            assert!(Instant::now() < deadline, "advisory lock {key} not granted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        holder
+    }
+
+    /// Releases the lock and ends the session.
+    fn release(&mut self) {
+        use std::io::Write;
+        if let Some(mut stdin) = self.psql.stdin.take() {
+            let _ = writeln!(stdin, "SELECT pg_advisory_unlock({});", self.key);
+        }
+        let _ = self.psql.wait();
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// Waits (at most 240 s) until the target applied everything the source has written now.
 fn wait_caught_up(src: &Cluster, dst: &Cluster, plan: &str, child: &mut Child, log: &Path) {
     online::switch_wal(src);
@@ -291,12 +346,16 @@ fn sigkill_while_a_transaction_is_streamed_applies_it_exactly_once() {
     let before = stream_txns(&s.src, s.name);
     std::thread::scope(|scope| {
         let src = &s.src;
+        // The big transaction stays open, after its first 100k rows, until this lock is
+        // released (once apply was killed and started again), however slow the machine. Taken
+        // in here, a failing assertion releases it before the scope waits for the transaction.
+        let mut gate = LockHolder::take(src, 4242);
         let big = scope.spawn(move || {
             src.psql(
                 "shop",
                 "BEGIN;
                  INSERT INTO items SELECT g, 'big', g FROM generate_series(1001, 101000) g;
-                 SELECT pg_sleep(3);
+                 SELECT pg_advisory_lock(4242);
                  INSERT INTO items SELECT g, 'big', g FROM generate_series(101001, 151000) g;
                  COMMIT;",
             )
@@ -317,6 +376,7 @@ fn sigkill_while_a_transaction_is_streamed_applies_it_exactly_once() {
         let log = s.log.with_file_name("apply-again.log");
         s.child = start_apply(&s.plan, src, &s.dst, &log);
         s.log = log;
+        gate.release();
         big.join().expect("big transaction");
         src.psql("shop", "INSERT INTO side (note) VALUES ('after')");
     });

@@ -660,7 +660,10 @@ pub async fn run(job: &Job, progress: Progress) -> Result<Outcome, CopyError> {
         Ok(_) => {
             state
                 .set_phase(STRATEGY, crate::state::Phase::Loaded, None)
-                .await?
+                .await?;
+            // Change capture takes the plan's lock next, on a connection of its own: this one
+            // may not have ended on the server yet.
+            state.release_lock().await?
         }
         Err(e) => {
             let _ = state

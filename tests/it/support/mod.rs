@@ -1,7 +1,8 @@
 //! Throwaway PostgreSQL clusters for the integration tests.
 //!
-//! `Cluster::start` runs `initdb` and `pg_ctl` in a temporary directory on a free loopback port
-//! with the settings a test asks for; dropping the cluster (also while a test panics) stops the
+//! `Cluster::start` copies the data directory `initdb` made once for the server's binaries (see
+//! [`initdb_template`]) into a temporary directory and starts it with `pg_ctl` on a free loopback
+//! port with the settings a test asks for; dropping the cluster (also while a test panics) stops the
 //! server and removes the directory. As root, the server runs as the `postgres` OS user.
 //! A watchdog process stops every server and removes its directory when the test process is
 //! gone, however it ends, so that clusters nobody drops ([`shared`] ones) and those of a
@@ -249,30 +250,17 @@ impl Cluster {
         };
         let data = dir.path().join("data");
         let password = random_token();
-        let pwfile = dir.path().join("pw");
-        std::fs::write(&pwfile, &password).expect("write password file");
         if as_postgres {
             chown_postgres(dir.path());
         }
-        let out = run_as(
-            as_postgres,
-            Command::new(bindir.join("initdb"))
-                .arg("-D")
-                .arg(&data)
-                .args([
-                    "-U",
-                    SUPERUSER,
-                    "--auth-local=trust",
-                    "--auth-host=scram-sha-256",
-                ])
-                .args(["-E", "UTF8", "--locale=C", "--no-sync"])
-                .arg(format!("--pwfile={}", pwfile.display())),
-        );
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // The data directory is a copy of the one initdb made once for these binaries (the
+        // private installation of `hide_extensions` runs the same ones): `initdb` is ~1 s of CPU
+        // per cluster and the suite starts hundreds. The password is set once the server runs.
+        let template_bindir = match opts.major {
+            Some(major) => major_bindir(major),
+            None => self::bindir(),
+        };
+        copy_template(&initdb_template(&template_bindir, as_postgres), &data);
         let mut conf = String::from("\n# pgmove test harness\n");
         conf.push_str("listen_addresses = '127.0.0.1'\n");
         conf.push_str(&format!(
@@ -344,6 +332,7 @@ impl Cluster {
                     watchdog,
                 };
                 cluster.wait_ready();
+                cluster.set_password();
                 return cluster;
             }
             let log_text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -357,6 +346,36 @@ impl Cluster {
                 log_text
             );
         }
+    }
+
+    /// Gives the superuser this cluster's own password (the template's is another), over the
+    /// Unix socket, where the harness's `pg_hba.conf` trusts local connections. The server
+    /// stores it as `password_encryption` says (initdb set it to scram-sha-256).
+    fn set_password(&self) {
+        let out = Command::new(bindir().join("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .arg("-h")
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+                "-d",
+                "postgres",
+            ])
+            .arg("-c")
+            .arg(format!(
+                "ALTER ROLE {SUPERUSER} PASSWORD '{}'",
+                self.password
+            ))
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "setting the superuser's password failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn wait_ready(&self) {
@@ -705,6 +724,113 @@ fn private_install(root: &Path, hidden: &[String]) -> PathBuf {
             .status();
     }
     bin
+}
+
+/// initdb's options for every cluster (a template made with other options is another template).
+const INITDB_ARGS: [&str; 8] = [
+    "-U",
+    SUPERUSER,
+    "--auth-local=trust",
+    "--auth-host=scram-sha-256",
+    "-E",
+    "UTF8",
+    "--locale=C",
+    "--no-sync",
+];
+
+/// The data directory `initdb` makes with the binaries in `bindir` ([`INITDB_ARGS`], a throwaway
+/// password), made once and kept under the build's `target/tmp/initdb-templates`, named for the
+/// binaries, their version and the options, so that a changed installation or option gets a new
+/// one. Made in a temporary directory and renamed into place, so a concurrent test run (or
+/// test of this run) only ever sees a complete template.
+fn initdb_template(bindir: &Path, as_postgres: bool) -> PathBuf {
+    // Per bindir, looked up (or made) once per process, however many tests start clusters.
+    type Templates = Vec<(PathBuf, std::sync::Arc<OnceLock<PathBuf>>)>;
+    static TEMPLATES: Mutex<Templates> = Mutex::new(Vec::new());
+    let once = {
+        let mut all = TEMPLATES.lock().unwrap_or_else(|e| e.into_inner());
+        match all.iter().find(|(b, _)| b == bindir) {
+            Some((_, once)) => once.clone(),
+            None => {
+                let once = std::sync::Arc::new(OnceLock::new());
+                all.push((bindir.to_path_buf(), once.clone()));
+                once
+            }
+        }
+    };
+    once.get_or_init(|| make_initdb_template(bindir, as_postgres))
+        .clone()
+}
+
+/// [`initdb_template`]'s work: the template's path, after running initdb when it is missing.
+fn make_initdb_template(bindir: &Path, as_postgres: bool) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let version = Command::new(bindir.join("postgres"))
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (bindir, &version, INITDB_ARGS, as_postgres).hash(&mut h);
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("initdb-templates");
+    let template = root.join(format!("{:016x}", h.finish()));
+    if template.join("PG_VERSION").is_file() {
+        return template;
+    }
+    std::fs::create_dir_all(&root).expect("mkdir target/tmp/initdb-templates");
+    let work = tempfile::Builder::new()
+        .prefix("pgmove-initdb-")
+        .tempdir()
+        .expect("temp dir");
+    let pwfile = work.path().join("pw");
+    std::fs::write(&pwfile, random_token()).expect("write password file");
+    if as_postgres {
+        chown_postgres(work.path());
+    }
+    let data = work.path().join("data");
+    let out = run_as(
+        as_postgres,
+        Command::new(bindir.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(INITDB_ARGS)
+            .arg(format!("--pwfile={}", pwfile.display())),
+    );
+    assert!(
+        out.status.success(),
+        "initdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let staging = root.join(format!("partial-{}", random_token()));
+    copy_template(&data, &staging);
+    if std::fs::rename(&staging, &template).is_err() {
+        // Another test run made it first.
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    assert!(
+        template.join("PG_VERSION").is_file(),
+        "no initdb template at {}",
+        template.display()
+    );
+    template
+}
+
+/// `cp -a from to`: a data directory with its owner and modes. Sparse: most of the 16 MB WAL
+/// segment initdb leaves is zeros, which then cost no writes.
+fn copy_template(from: &Path, to: &Path) {
+    let out = Command::new("cp")
+        .args(["-a", "--sparse=always"])
+        .arg(from)
+        .arg(to)
+        .output()
+        .expect("run cp");
+    assert!(
+        out.status.success(),
+        "cp -a {} {}: {}",
+        from.display(),
+        to.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn run_as(as_postgres: bool, cmd: &mut Command) -> Output {
