@@ -16,8 +16,9 @@
 //!   `START_REPLICATION` is fixed at `proto_version '1'` without `streaming`, so large
 //!   transactions reach us whole at commit (the server spills them to disk meanwhile) —
 //!   correct for commit-order apply, but the CDC issue must live with it or patch it; no
-//!   SCRAM channel binding. Its rustls dependency enables aws-lc-rs next to our ring (it
-//!   installs ring as the process default itself).
+//!   SCRAM channel binding. Its rustls dependency enabled aws-lc-rs next to our ring; the
+//!   vendored copy takes rustls without default features (ring only, which it installs as the
+//!   process default itself).
 //! - **pg_walstream 0.10 — not chosen.** Complete (protocol v1-4 with streaming and two-phase,
 //!   slot commands with `EXPORT_SNAPSHOT`, pgoutput decoding, SCRAM, libpq-style conninfo with
 //!   every sslmode), but about 67k lines with its own connection layer, configured only through
