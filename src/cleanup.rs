@@ -303,6 +303,11 @@ enum Action {
     DropReleasedSlot(String),
     /// `DROP EXTENSION` (the statement): kept and reported when other objects depend on it.
     DropExtension(String),
+    /// pgmove's pglogical subscription (its name): disabled in a statement of its own, its
+    /// apply worker waited for, then dropped. `drop_subscription` alone waits for the apply
+    /// worker to exit while holding what that worker may be waiting for (seen: the worker
+    /// blocked on the dropping transaction's row, the drop waiting for the worker, forever).
+    DropPglogicalSubscription(String),
 }
 
 #[derive(Clone, Debug)]
@@ -423,6 +428,11 @@ pub async fn cleanup(
                     )
                     .into()
                 })
+            }
+            Action::DropPglogicalSubscription(name) => {
+                drop_pglogical_subscription(&t, target, name)
+                    .await
+                    .map_err(DropError::from)
             }
             Action::DropReleasedSlot(name) => {
                 drop_released_slot(&s, source, name, req.force, &mut report.terminated)
@@ -1156,6 +1166,60 @@ async fn drop_slot(
             }
         }
     }
+}
+
+/// Disables pglogical subscription `$1` now (`immediate`: its apply worker is told to stop;
+/// the call returns without waiting for it). Returns nothing of use.
+const PGLOGICAL_DISABLE_SQL: &str = "SELECT pglogical.alter_subscription_disable($1, true)";
+
+/// How many pglogical apply workers of subscription `$1` of this database run: their
+/// `backend_type` is `pglogical apply <database oid>:<subscription id>`. One bigint.
+const PGLOGICAL_APPLY_WORKERS_SQL: &str = "SELECT count(*) FROM pg_catalog.pg_stat_activity a
+ WHERE a.backend_type = (SELECT format('pglogical apply %s:%s', d.oid, s.sub_id)
+                           FROM pglogical.subscription s, pg_catalog.pg_database d
+                          WHERE s.sub_name = $1 AND d.datname = pg_catalog.current_database())";
+
+/// Drops `$1`, pgmove's pglogical subscription, if it still exists (its slot on the provider
+/// goes too when the provider is reachable).
+const PGLOGICAL_DROP_SQL: &str = "SELECT pglogical.drop_subscription($1, true)";
+
+/// How long cleanup waits for a disabled subscription's apply worker to exit.
+const PGLOGICAL_WORKER_WAIT: Duration = Duration::from_secs(30);
+
+/// Drops pgmove's pglogical subscription `name` on the target: disabled first in a statement
+/// of its own (committed), its apply worker waited for (up to [`PGLOGICAL_WORKER_WAIT`]), then
+/// dropped, so `drop_subscription` has no worker left to wait for (see
+/// [`Action::DropPglogicalSubscription`]). The same order cutover uses.
+async fn drop_pglogical_subscription(c: &Client, ep: &Endpoint, name: &str) -> Result<(), PgError> {
+    let what = format!("pglogical subscription {name}");
+    c.execute(PGLOGICAL_DISABLE_SQL, &[&name])
+        .await
+        .map_err(|e| ep.query_error(&format!("disabling {what}"), &e))?;
+    let deadline = Instant::now() + PGLOGICAL_WORKER_WAIT;
+    loop {
+        let running: i64 = c
+            .query_one(PGLOGICAL_APPLY_WORKERS_SQL, &[&name])
+            .await
+            .map_err(|e| ep.query_error(&format!("reading the apply worker of {what}"), &e))?
+            .get(0);
+        if running == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(PgError::Query {
+                side: ep.side,
+                message: format!(
+                    "{what} is disabled but its apply worker still runs after {}s; dropping it now could wait forever. Run `pgmove cleanup` again, or look at the target's pg_stat_activity (backend_type 'pglogical apply ...') and the server log",
+                    PGLOGICAL_WORKER_WAIT.as_secs()
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.execute(PGLOGICAL_DROP_SQL, &[&name])
+        .await
+        .map_err(|e| ep.query_error(&format!("dropping {what}"), &e))?;
+    Ok(())
 }
 
 /// Drops slot `name` of pgmove's pglogical subscription, dropped just before: waits (up to

@@ -221,13 +221,15 @@ pub(super) async fn discover(
         match verdict(pn, record, &on_target) {
             Ok(()) => {
                 tgt_subs_dropped.push(&n.subscription);
-                target_steps.push(step(
+                let mut s = step(
                     Location::Target,
                     "pglogical subscription",
                     &n.subscription,
-                    sql,
-                    Some("stops its apply worker; drops its slot on the source when the target can reach it, and its replication origin".into()),
-                ));
+                    format!("{}\n{sql}", calls::disable_subscription(&n.subscription)),
+                    Some("disabled first and its apply worker waited for, then dropped: its slot on the source goes when the target can reach it, and its replication origin".into()),
+                );
+                s.action = Action::DropPglogicalSubscription(n.subscription.clone());
+                target_steps.push(s);
             }
             Err(why) => not_handled.push(not_pgmoves(
                 Location::Target,
