@@ -71,20 +71,19 @@ fn plan_sends_as_many_statements_for_60_tables_as_for_10() {
     );
 }
 
-/// Client sessions psql opened on the target (`log_connections`): pgmove restores through
-/// `pg_restore | psql`, one session per restore transaction.
-fn psql_sessions(dst: &Cluster) -> usize {
-    dst.log()
-        .lines()
-        .filter(|l| l.contains("connection authorized") && l.contains("application_name=psql"))
-        .count()
+/// Statements `SET <setting>` the target logged (`log_statement = all`): pgmove restores
+/// through `pg_restore | psql --single-transaction`, each transaction starting with such a SET
+/// (`maintenance_work_mem` for indexes, `synchronous_commit` for data).
+fn restore_transactions(dst: &Cluster, setting: &str) -> usize {
+    let needle = format!("statement: SET {setting} = ");
+    dst.log().lines().filter(|l| l.contains(&needle)).count()
 }
 
-/// Loads 120 small tables with `strategy` and checks the target has every row and index, and
-/// how many psql sessions the target saw.
-fn load_many(strategy: &str, name: &str) -> (Cluster, usize) {
+/// Loads 120 small tables with `strategy` and checks the target has every row and index;
+/// returns the target and how many restore transactions started with `SET setting`.
+fn load_many(strategy: &str, name: &str, setting: &str) -> (Cluster, usize) {
     let src = Cluster::start(Options::logical());
-    let dst = Cluster::start(Options::logical().set("log_connections", "on"));
+    let dst = Cluster::start(Options::logical().set("log_statement", "all"));
     src.create_db(DB);
     dst.create_db(DB);
     create_tables(&src, 1, 120);
@@ -94,14 +93,14 @@ fn load_many(strategy: &str, name: &str) -> (Cluster, usize) {
         ..PlanYaml::default()
     }
     .write(dir.path(), name, &src, &dst);
-    let before = psql_sessions(&dst);
+    let before = restore_transactions(&dst, setting);
     let mut args = vec!["apply", plan.to_str().expect("utf8"), "--yes"];
     if strategy == "copy-cdc" {
         args.push("--stop-after-load");
     }
     let out = online::run(&args, &src, &dst);
     online::assert_ok(&out);
-    let sessions = psql_sessions(&dst) - before;
+    let sessions = restore_transactions(&dst, setting) - before;
     let shape = "SELECT (SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace)
         || ' ' || (SELECT count(*) FROM pg_indexes WHERE schemaname = 'public')
         || ' ' || (SELECT sum((xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM public.%I', relname), false, true, '')))[1]::text::int)
@@ -119,8 +118,8 @@ fn load_many(strategy: &str, name: &str) -> (Cluster, usize) {
 }
 
 #[test]
-fn copy_cdc_builds_a_small_tables_indexes_in_one_session_not_one_per_index() {
-    let (dst, sessions) = load_many("copy-cdc", "scale_copy");
+fn copy_cdc_builds_a_small_tables_indexes_in_one_transaction_not_one_per_index() {
+    let (dst, transactions) = load_many("copy-cdc", "scale_copy", "maintenance_work_mem");
     // Every index and constraint is recorded as restored (post-data has none left to build).
     assert_eq!(
         dst.psql(
@@ -129,22 +128,21 @@ fn copy_cdc_builds_a_small_tables_indexes_in_one_session_not_one_per_index() {
         ),
         "144"
     );
-    // 144 indexes and constraints on 120 tables: one session per index (and the schema's)
-    // would be 145; batches take at most one per table, fewer when tables finish together.
+    // 144 indexes and constraints on 120 tables: one transaction per index would be 144;
+    // batches take at most one per table, fewer when tables finish together.
     assert!(
-        sessions <= 121,
-        "{sessions} psql sessions on the target for 120 small tables' 144 indexes"
+        (1..=120).contains(&transactions),
+        "{transactions} index-building transactions on the target for 120 small tables' 144 indexes"
     );
 }
 
 #[test]
 fn dump_restore_restores_small_tables_data_in_batches() {
-    let (_dst, sessions) = load_many("dump-restore", "scale_dump");
+    let (_dst, transactions) = load_many("dump-restore", "scale_dump", "synchronous_commit");
     // The data of 120 tables and 60 sequences is 180 items: in batches of at most 100, two
-    // sessions (one per item was 180). The schema takes one, the 144 indexes and constraints
-    // one each (post-data is not batched yet).
-    assert!(
-        sessions <= 1 + 2 + 144 + 2,
-        "{sessions} psql sessions on the target: the data of 120 small tables is restored one table at a time again"
+    // transactions (one per item was 180).
+    assert_eq!(
+        transactions, 2,
+        "data-restoring transactions on the target for 120 small tables and 60 sequences"
     );
 }
