@@ -67,6 +67,7 @@ mod plan_load;
 mod privileges;
 mod replica_identity;
 mod roles;
+mod scale;
 mod session_values;
 mod state_upgrade;
 mod status_exit;

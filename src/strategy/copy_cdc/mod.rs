@@ -32,11 +32,14 @@
 //! so change capture applies to each table only the changes committed after its own snapshot.
 
 mod binary;
+mod indexes;
 mod steps;
 
 pub use self::steps::{plan_steps, STEPS};
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use self::indexes::{index_entries_by_table, IndexBuilder, SMALL_TABLE_BYTES};
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -302,16 +305,15 @@ pub fn chunks(tables: &[&Table], split_bytes: u64, majors: Majors) -> Vec<Chunk>
 /// Logs which tables the load copies in binary and which as text, for this pair of majors
 /// ([`binary_safe`]): one line, each list comma-separated, each table named once.
 fn log_copy_formats(all: &[Chunk], majors: Majors) {
-    let mut binary: Vec<String> = Vec::new();
-    let mut text: Vec<String> = Vec::new();
+    // Sets, sorted and each name once (a list searched per chunk cost O(tables²)).
+    let mut binary: BTreeSet<String> = BTreeSet::new();
+    let mut text: BTreeSet<String> = BTreeSet::new();
     for c in all {
         let list = if c.binary { &mut binary } else { &mut text };
-        if !list.contains(&c.name()) {
-            list.push(c.name());
-        }
+        list.insert(c.name());
     }
-    binary.sort();
-    text.sort();
+    let binary: Vec<String> = binary.into_iter().collect();
+    let text: Vec<String> = text.into_iter().collect();
     tracing::info!(
         source_major = majors.source,
         target_major = majors.target,
@@ -931,6 +933,11 @@ async fn run_steps(
             psql: restorer.psql().clone(),
             dir: restorer.dir.clone(),
             by_table,
+            small: tables
+                .iter()
+                .filter(|t| t.heap_bytes < SMALL_TABLE_BYTES)
+                .map(|t| (t.schema.clone(), t.name.clone()))
+                .collect(),
         };
         let indexes = tokio::spawn(builder.run(done_rx));
         // Tables finished by an earlier run may still lack their indexes (a resumed table is
@@ -1777,122 +1784,6 @@ async fn copy_chunks(
         rows.load(Ordering::Relaxed),
         bytes.load(Ordering::Relaxed),
     ))
-}
-
-/// Source index names with their table, to place each index TOC entry.
-const INDEX_OWNERS_SQL: &str = "SELECT n.nspname, ci.relname, ct.relname
-    FROM pg_index i
-    JOIN pg_class ci ON ci.oid = i.indexrelid
-    JOIN pg_class ct ON ct.oid = i.indrelid
-    JOIN pg_namespace n ON n.oid = ci.relnamespace
-    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')";
-
-type TableKey = (String, String);
-
-/// Groups the Indexes-wave entries by the table they belong to (entries whose table is not
-/// found, such as those of partitioned parents, are left for the post-data step).
-async fn index_entries_by_table(
-    base: &dump_restore::Job,
-    entries: Vec<dump_restore::toc::Entry>,
-) -> Result<HashMap<TableKey, Vec<dump_restore::toc::Entry>>, CopyError> {
-    let client = base.source.connect().await?;
-    let rows = client
-        .query(INDEX_OWNERS_SQL, &[])
-        .await
-        .map_err(|e| base.source.query_error("listing indexes", &e))?;
-    // (schema, index name) -> table; a unique or primary-key constraint's index has its name.
-    let owner: HashMap<TableKey, String> = rows
-        .iter()
-        .map(|r| ((r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2)))
-        .collect();
-    let mut out: HashMap<TableKey, Vec<dump_restore::toc::Entry>> = HashMap::new();
-    for e in entries {
-        let table = match e.kind.as_str() {
-            "INDEX" => owner.get(&(e.schema.clone(), e.tag.clone())).cloned(),
-            // CONSTRAINT tags are "<table> <constraint>".
-            "CONSTRAINT" => owner
-                .iter()
-                .find(|((s, idx), t)| *s == e.schema && e.tag == format!("{t} {idx}"))
-                .map(|(_, t)| t.clone()),
-            _ => None,
-        };
-        if let Some(t) = table {
-            out.entry((e.schema.clone(), t)).or_default().push(e);
-        }
-    }
-    Ok(out)
-}
-
-/// Builds each table's indexes once the table is loaded, `index_jobs` at a time.
-struct IndexBuilder {
-    job: dump_restore::Job,
-    pg_restore: tools::Tool,
-    psql: tools::Tool,
-    dir: std::path::PathBuf,
-    by_table: HashMap<TableKey, Vec<dump_restore::toc::Entry>>,
-}
-
-fn builder_error(message: String) -> CopyError {
-    CopyError::Chunk {
-        table: "?".into(),
-        chunk: -1,
-        message,
-    }
-}
-
-impl IndexBuilder {
-    async fn run(
-        mut self,
-        mut done: tokio::sync::mpsc::UnboundedReceiver<TableKey>,
-    ) -> Result<usize, CopyError> {
-        let permits = Arc::new(tokio::sync::Semaphore::new(self.job.index_jobs.max(1)));
-        let mut set = tokio::task::JoinSet::new();
-        let mut built = 0;
-        while let Some(key) = done.recv().await {
-            for e in self.by_table.remove(&key).unwrap_or_default() {
-                let permit = permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|e| builder_error(format!("index builder: {e}")))?;
-                let (job, pg_restore, psql, dir) = (
-                    self.job.clone(),
-                    self.pg_restore.clone(),
-                    self.psql.clone(),
-                    self.dir.clone(),
-                );
-                set.spawn(async move {
-                    let _permit = permit;
-                    let suffix = crate::state::finish_item_sql(
-                        &job.plan_name,
-                        e.dump_id,
-                        &e.kind,
-                        &e.object(),
-                    );
-                    dump_restore::restore_items(
-                        &job,
-                        &pg_restore,
-                        &psql,
-                        &dir,
-                        &[&e],
-                        "SET maintenance_work_mem = '256MB';\n",
-                        &suffix,
-                        &e.object(),
-                    )
-                    .await
-                });
-            }
-            while let Some(r) = set.try_join_next() {
-                r.map_err(|e| builder_error(e.to_string()))??;
-                built += 1;
-            }
-        }
-        while let Some(r) = set.join_next().await {
-            r.map_err(|e| builder_error(e.to_string()))??;
-            built += 1;
-        }
-        Ok(built)
-    }
 }
 
 /// In a session that imported a snapshot: the snapshot (`xmin:xmax:xip,...` as text) and the

@@ -21,6 +21,7 @@
 //! A failed item stops the run with the object's name and the server's message
 //! (`--exit-on-error` semantics; nothing is buried in a warning).
 
+mod batch;
 pub mod config_tables;
 pub mod grants;
 mod steps;
@@ -909,7 +910,13 @@ impl<'a> Restorer<'a> {
         todo.sort_by_key(|e| std::cmp::Reverse(sizes.get(&e.dump_id).copied().unwrap_or(0)));
         let step = self.progress.step("data", todo.len() as u64);
         self.outcome.tables_restored += todo.iter().filter(|e| e.kind == "TABLE DATA").count();
-        self.outcome.items_restored += run_parallel(
+        let todo = batch::batches(
+            todo,
+            |e| sizes.get(&e.dump_id).copied().unwrap_or(0),
+            batch::SMALL_ITEM_BYTES,
+            batch::BATCH_ITEMS,
+        );
+        self.outcome.items_restored += run_batches(
             self.job,
             self.pg_restore,
             self.psql,
@@ -1248,10 +1255,27 @@ async fn run_parallel(
     prefix: &str,
     step: &crate::progress::Step,
 ) -> Result<usize, DumpRestoreError> {
+    let one_each = items.into_iter().map(|e| vec![e]).collect();
+    run_batches(job, pg_restore, psql, dir, one_each, width, prefix, step).await
+}
+
+/// Restores each batch in one transaction (with the progress rows of its items), `width`
+/// batches at a time, in the order given; returns how many items it restored.
+#[allow(clippy::too_many_arguments)]
+async fn run_batches(
+    job: &Job,
+    pg_restore: &Tool,
+    psql: &Tool,
+    dir: &Path,
+    batches: Vec<Vec<&Entry>>,
+    width: usize,
+    prefix: &str,
+    step: &crate::progress::Step,
+) -> Result<usize, DumpRestoreError> {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(width.max(1)));
     let mut set = tokio::task::JoinSet::new();
-    let count = items.len();
-    for e in items {
+    let count = batches.iter().map(Vec::len).sum();
+    for b in batches {
         let permit = semaphore.clone().acquire_owned().await.map_err(|e| {
             DumpRestoreError::Io(format!("internal: restore worker pool closed: {e}"))
         })?;
@@ -1263,23 +1287,24 @@ async fn run_parallel(
         let pg_restore = pg_restore.clone();
         let psql = psql.clone();
         let dir = dir.to_path_buf();
-        let e = e.clone();
+        let b: Vec<Entry> = b.into_iter().cloned().collect();
         let prefix = prefix.to_string();
         set.spawn(async move {
             let _permit = permit;
-            let suffix = state::finish_item_sql(&job.plan_name, e.dump_id, &e.kind, &e.object());
-            restore_items(
-                &job,
-                &pg_restore,
-                &psql,
-                &dir,
-                &[&e],
-                &prefix,
-                &suffix,
-                &e.object(),
-            )
-            .await
-            .map(|_| e.object())
+            let objects: Vec<String> = b.iter().map(Entry::object).collect();
+            let what = match objects.as_slice() {
+                [one] => one.clone(),
+                many => format!(
+                    "{} items ({} to {})",
+                    many.len(),
+                    many[0],
+                    many[many.len() - 1]
+                ),
+            };
+            let items: Vec<&Entry> = b.iter().collect();
+            restore_batch(&job, &pg_restore, &psql, &dir, &items, &prefix, &what)
+                .await
+                .map(|_| objects)
         });
     }
     while let Some(r) = set.join_next().await {
@@ -1291,13 +1316,60 @@ async fn run_parallel(
     Ok(count)
 }
 
+/// What the error of a restore says when an item's progress row exists already.
+const ALREADY_RESTORED: &str = "restore_items_pkey";
+
+/// `items` restored in one transaction with their progress rows ([`restore_items`]). When one
+/// of several was restored meanwhile by a process left over from a killed run (its progress
+/// row exists, the transaction rolled back), each is restored again on its own.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn restore_batch(
+    job: &Job,
+    pg_restore: &Tool,
+    psql: &Tool,
+    dir: &Path,
+    items: &[&Entry],
+    prefix: &str,
+    what: &str,
+) -> Result<(), DumpRestoreError> {
+    let suffix: String = items
+        .iter()
+        .map(|e| state::finish_item_sql(&job.plan_name, e.dump_id, &e.kind, &e.object()))
+        .collect();
+    match restore_items(job, pg_restore, psql, dir, items, prefix, &suffix, what).await {
+        Err(DumpRestoreError::Item { message, .. })
+            if items.len() > 1 && message.contains(ALREADY_RESTORED) =>
+        {
+            for e in items {
+                let suffix =
+                    state::finish_item_sql(&job.plan_name, e.dump_id, &e.kind, &e.object());
+                restore_items(
+                    job,
+                    pg_restore,
+                    psql,
+                    dir,
+                    &[e],
+                    prefix,
+                    &suffix,
+                    &e.object(),
+                )
+                .await?;
+            }
+            Ok(())
+        }
+        r => r,
+    }
+}
+
 fn finish_task(
-    r: Result<Result<String, DumpRestoreError>, tokio::task::JoinError>,
+    r: Result<Result<Vec<String>, DumpRestoreError>, tokio::task::JoinError>,
     step: &crate::progress::Step,
 ) -> Result<(), DumpRestoreError> {
     match r {
-        Ok(Ok(object)) => {
-            step.item_done(&object);
+        Ok(Ok(objects)) => {
+            for object in &objects {
+                step.item_done(object);
+            }
             Ok(())
         }
         Ok(Err(e)) => Err(e),
@@ -1405,8 +1477,9 @@ pub(crate) async fn restore_items(
     if !apply_out.status.success() {
         let message = clean_psql_error(&String::from_utf8_lossy(&apply_out.stderr));
         // The item's progress row exists: a process left over from a killed run restored it
-        // first. This transaction rolled back, so nothing was applied twice.
-        if message.contains("restore_items_pkey") {
+        // first. This transaction rolled back, so nothing was applied twice (a batch of
+        // several items is an error: `restore_batch` restores them one by one).
+        if message.contains(ALREADY_RESTORED) && items.len() + acls.len() == 1 {
             tracing::info!(item = %object, "already restored by an earlier run");
             return Ok(());
         }
