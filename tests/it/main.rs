@@ -70,6 +70,7 @@ mod roles;
 mod session_values;
 mod state_upgrade;
 mod status_exit;
+mod status_rates;
 mod steps;
 mod support;
 mod unlogged;
