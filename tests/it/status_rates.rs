@@ -29,6 +29,20 @@ fn a_load_logs_its_rates_and_status_shows_what_it_copied_how_fast() {
         "split_tables_larger_than: 1MB\n",
     );
     let p = plan.to_str().expect("utf8");
+    // The dry run shows the load's record around the chunks.
+    let dry = run(&["apply", p, "--dry-run"], &src, &dst);
+    assert_ok(&dry);
+    let dry = String::from_utf8_lossy(&dry.stdout);
+    let start = dry
+        .find("INSERT INTO pgmove.load ")
+        .expect("the load's start");
+    let chunk = dry
+        .find("INSERT INTO pgmove.copy_progress")
+        .expect("a chunk's record");
+    let end = dry
+        .find("UPDATE pgmove.load SET finished_at")
+        .expect("the load's end");
+    assert!(start < chunk && chunk < end, "{dry}");
     let out = run(
         &["apply", p, "--yes", "--stop-after-load", "--format", "json"],
         &src,
