@@ -767,17 +767,23 @@ impl<'a> ApplyLoop<'a> {
             self.applier
                 .poll(&mut self.stream, &mut self.applied, &mut self.outcome)
         };
-        self.log_catch_up();
+        self.log_catch_up().await;
         r
     }
 
-    /// Every [`CATCH_UP_LOG_EVERY`] while behind the source: a log line with the lag, the
+    /// Every [`CATCH_UP_LOG_EVERY`] while behind the source: a log line with the lag (to the
+    /// source's WAL position, read within 2 s, else to the end the stream reported), the
     /// catch-up rate (source WAL bytes applied per second) and the time to catch up at it.
-    fn log_catch_up(&mut self) {
+    async fn log_catch_up(&mut self) {
         if !self.catch_up.note(Instant::now(), self.applied.0) {
             return;
         }
-        let lag = self.stream.server_wal_end().bytes_since(self.applied);
+        let end =
+            match tokio::time::timeout(Duration::from_secs(2), current_wal_lsn(self.job)).await {
+                Ok(Ok(lsn)) => lsn,
+                _ => self.stream.server_wal_end(),
+            };
+        let lag = end.bytes_since(self.applied);
         if lag == 0 {
             return;
         }
