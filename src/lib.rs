@@ -26,6 +26,7 @@ pub mod plan;
 pub mod planner;
 pub mod preflight;
 pub mod progress;
+pub mod rate;
 pub mod replica_identity;
 pub mod report;
 pub mod roles;

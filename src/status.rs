@@ -29,12 +29,72 @@ pub struct SlotStatus {
     pub lag_bytes: Option<u64>,
     /// Seconds since the target last committed applied changes (while lag is above zero).
     pub lag_seconds: Option<f64>,
+    /// Change capture's catch-up rate: source WAL bytes applied per second, measured over a
+    /// window of 5 s or more (none before the first window closed, and for pglogical).
+    pub catch_up_bytes_per_second: Option<f64>,
+    /// The time to catch up: the lag at that rate (0 when there is no lag; none when the rate
+    /// is unknown or zero).
+    pub catch_up_eta_seconds: Option<f64>,
     pub retained_wal_bytes: Option<u64>,
     /// `pg_replication_slots.wal_status`: `reserved`, `extended`, `unreserved` (about to be
     /// lost) or `lost`.
     pub wal_status: Option<String>,
     /// When the slot is lost: what happened, why and the way out (`status` exits 4).
     pub lost: Option<String>,
+}
+
+/// The latest copy-cdc load: what it copied since its copy step started, how fast, and the
+/// time left.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadStatus {
+    pub started_at: String,
+    /// When its last chunk was copied; none while it runs (or when it stopped before).
+    pub finished_at: Option<String>,
+    /// From its start to its end, or to now.
+    pub elapsed_seconds: f64,
+    pub chunks: i64,
+    pub chunks_done: i64,
+    /// Rows and COPY bytes of the chunks this load copied (not those an earlier run did).
+    pub rows: i64,
+    pub bytes: i64,
+    /// What the source's statistics said the chunks hold: rows (none when a table was never
+    /// analyzed) and heap bytes.
+    pub estimated_rows: Option<i64>,
+    pub estimated_bytes: i64,
+    pub rows_per_second: Option<f64>,
+    pub bytes_per_second: Option<f64>,
+    /// The time left (0 once done; none before any rate is known).
+    pub eta_seconds: Option<f64>,
+}
+
+impl LoadStatus {
+    /// The load as recorded, with its rates and time left.
+    pub fn of(l: crate::state::load::Load) -> LoadStatus {
+        let elapsed =
+            std::time::Duration::try_from_secs_f64(l.elapsed_secs.max(0.0)).unwrap_or_default();
+        let rows = l.rows.max(0) as u64;
+        let eta = crate::rate::load_eta(&crate::rate::LoadSoFar {
+            elapsed,
+            rows_done: rows,
+            estimated_rows: l.estimated_rows.map(|r| r.max(0) as u64),
+            chunks_done: l.chunks_done.max(0) as u64,
+            chunks: l.chunks.max(0) as u64,
+        });
+        LoadStatus {
+            started_at: l.started_at,
+            finished_at: l.finished_at,
+            elapsed_seconds: l.elapsed_secs,
+            chunks: l.chunks as i64,
+            chunks_done: l.chunks_done,
+            rows: l.rows,
+            bytes: l.bytes,
+            estimated_rows: l.estimated_rows,
+            estimated_bytes: l.estimated_bytes,
+            rows_per_second: crate::rate::per_second(rows, elapsed),
+            bytes_per_second: crate::rate::per_second(l.bytes.max(0) as u64, elapsed),
+            eta_seconds: eta.map(|d| d.as_secs_f64()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -53,6 +113,8 @@ pub struct Status {
     pub steps_to_do: Vec<String>,
     pub restore_items_done: i64,
     pub tables: Vec<TableProgress>,
+    /// Strategy copy-cdc: the latest load's rates and time left.
+    pub load: Option<LoadStatus>,
     pub slot: Option<SlotStatus>,
     /// Change capture totals: transactions and changes applied.
     pub replicated_transactions: Option<i64>,
@@ -148,6 +210,7 @@ async fn read_with(
         steps_to_do: vec![],
         restore_items_done: 0,
         tables: vec![],
+        load: None,
         slot: None,
         replicated_transactions: None,
         replicated_changes: None,
@@ -155,6 +218,7 @@ async fn read_with(
         pglogical: None,
     };
     let mut applied: Option<(Lsn, f64)> = None;
+    let mut catch_up_rate: Option<f64> = None;
     status.apply_running = crate::state::lock::apply_running(&t, target, plan).await?;
     if has_schema {
         if let Some(r) = crate::state::runs::read(&t, target, plan).await? {
@@ -173,11 +237,21 @@ async fn read_with(
         (status.steps_done, status.steps_to_do) = done_and_to_do(list, finished);
         status.restore_items_done = crate::state::restore::count(&t, target, plan).await?;
         status.tables = crate::state::copy::tables(&t, target, plan).await?;
+        // (A schema an older pgmove wrote has no load table until an apply upgrades it.)
+        if crate::state::has_table(&t, target, "load").await? {
+            status.load = crate::state::load::read(&t, target, plan)
+                .await?
+                .map(LoadStatus::of);
+        }
         if crate::state::has_table(&t, target, "progress").await? {
             if let Some(p) = crate::state::progress::read(&t, target, plan).await? {
                 applied = Some((p.applied_lsn, p.idle_secs));
                 status.replicated_transactions = Some(p.transactions);
                 status.replicated_changes = Some(p.changes);
+            }
+            // (The rate's columns came with the load table: schema version 2.)
+            if crate::state::has_table(&t, target, "load").await? {
+                catch_up_rate = crate::state::progress::rate(&t, target, plan).await?;
             }
         }
     }
@@ -208,21 +282,28 @@ async fn read_with(
             }
             .explain(plan_file, target.info.dbname())
         });
+        let lag_bytes = match (current, applied.map(|(l, _)| l).or(confirmed)) {
+            (Some(c), Some(f)) => Some(c.bytes_since(f)),
+            _ => None,
+        };
+        let catch_up_eta = match (applied, lag_bytes) {
+            (Some(_), Some(lag)) => crate::rate::eta(lag as f64, catch_up_rate),
+            _ => None,
+        };
         status.slot = Some(SlotStatus {
             name: slot.to_string(),
             active: r.get(0),
             source_wal_lsn: current.map(|l| l.to_string()),
             confirmed_flush_lsn: confirmed.map(|l| l.to_string()),
             applied_lsn: applied.map(|(l, _)| l.to_string()),
-            lag_bytes: match (current, applied.map(|(l, _)| l).or(confirmed)) {
-                (Some(c), Some(f)) => Some(c.bytes_since(f)),
-                _ => None,
-            },
+            lag_bytes,
             lag_seconds: match (current, applied) {
                 (Some(c), Some((a, secs))) if c > a => Some(secs),
                 (Some(_), Some(_)) => Some(0.0),
                 _ => None,
             },
+            catch_up_bytes_per_second: applied.and(catch_up_rate),
+            catch_up_eta_seconds: catch_up_eta.map(|d| d.as_secs_f64()),
             retained_wal_bytes: retained.map(|b| b.max(0) as u64),
             wal_status,
             lost,
@@ -280,6 +361,8 @@ async fn pglogical_slot(
             _ if active => Some(0.0),
             _ => None,
         },
+        catch_up_bytes_per_second: None,
+        catch_up_eta_seconds: None,
         retained_wal_bytes: retained.map(|b| b.max(0) as u64),
         wal_status,
         lost,
@@ -406,6 +489,32 @@ impl Render for Status {
                 );
             }
         }
+        if let Some(l) = &self.load {
+            let _ = writeln!(
+                o,
+                "  load: {} of {} chunk(s), {} rows, {} in {:.1}s: {}, {}, {}",
+                l.chunks_done,
+                l.chunks,
+                l.rows,
+                planner::bytes(l.bytes),
+                l.elapsed_seconds,
+                crate::rate::rows_text(l.rows_per_second),
+                crate::rate::bytes_text(l.bytes_per_second),
+                if l.finished_at.is_some() {
+                    "finished".to_string()
+                } else if !self.apply_running {
+                    "stopped (no apply runs)".to_string()
+                } else {
+                    format!(
+                        "ETA {}",
+                        crate::rate::eta_text(
+                            l.eta_seconds
+                                .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+                        )
+                    )
+                }
+            );
+        }
         if let Some(p) = &self.pglogical {
             let _ = writeln!(
                 o,
@@ -478,6 +587,17 @@ impl Render for Status {
                         .map(|b| planner::bytes(b as i64))
                         .unwrap_or_else(|| "?".into()),
                 );
+                if s.applied_lsn.is_some() {
+                    let _ = writeln!(
+                        o,
+                        "  catch-up: {}, caught up in {}",
+                        crate::rate::bytes_text(s.catch_up_bytes_per_second),
+                        crate::rate::eta_text(
+                            s.catch_up_eta_seconds
+                                .and_then(|x| std::time::Duration::try_from_secs_f64(x).ok())
+                        )
+                    );
+                }
             }
             None if self.pglogical.is_some() => {
                 let _ = writeln!(o, "  no subscription slot on the source");
@@ -554,6 +674,7 @@ mod tests {
             steps_to_do: vec![],
             restore_items_done: 0,
             tables: vec![],
+            load: None,
             slot: lag.map(|(bytes, secs)| SlotStatus {
                 name: "s".into(),
                 active: running,
@@ -562,6 +683,8 @@ mod tests {
                 applied_lsn: None,
                 lag_bytes: Some(bytes),
                 lag_seconds: Some(secs),
+                catch_up_bytes_per_second: None,
+                catch_up_eta_seconds: None,
                 retained_wal_bytes: None,
                 wal_status: Some("reserved".into()),
                 lost: None,
@@ -671,6 +794,55 @@ mod tests {
         let j: serde_json::Value = serde_json::from_str(&behind.render_json()).expect("json");
         assert_eq!(j["pglogical"]["state"], "replicating");
         assert_eq!(j["pglogical"]["tables"][0]["state"], "replicating");
+    }
+
+    #[test]
+    fn a_load_and_a_catch_up_show_their_rates_and_time_left() {
+        let mut s = status("copy", None, true, Some((10 * 1024 * 1024, 0.5)));
+        // 4 of 10 chunks, 1000 of an estimated 5000 rows in 10 s: 40 s left at 100 rows/s.
+        s.load = Some(LoadStatus::of(crate::state::load::Load {
+            started_at: "2026-01-01 00:00:00+00".into(),
+            finished_at: None,
+            chunks: 10,
+            estimated_rows: Some(5000),
+            estimated_bytes: 1 << 20,
+            chunks_done: 4,
+            rows: 1000,
+            bytes: 2 * 1024 * 1024,
+            elapsed_secs: 10.0,
+        }));
+        if let Some(slot) = s.slot.as_mut() {
+            slot.applied_lsn = Some("0/10".into());
+            slot.catch_up_bytes_per_second = Some(1024.0 * 1024.0);
+            slot.catch_up_eta_seconds = Some(10.0);
+        }
+        let t = s.render_text();
+        assert!(
+            t.contains("  load: 4 of 10 chunk(s), 1000 rows, 2.0 MB in 10.0s: 100 rows/s, 204.8 kB/s, ETA 40s\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("  catch-up: 1.0 MB/s, caught up in 10s\n"),
+            "{t}"
+        );
+        let j: serde_json::Value = serde_json::from_str(&s.render_json()).expect("json");
+        assert_eq!(j["load"]["rows_per_second"], 100.0);
+        assert_eq!(j["load"]["bytes_per_second"], 209715.2);
+        assert_eq!(j["load"]["eta_seconds"], 40.0);
+        assert_eq!(j["load"]["estimated_rows"], 5000);
+        assert_eq!(j["slot"]["catch_up_bytes_per_second"], 1048576.0);
+        assert_eq!(j["slot"]["catch_up_eta_seconds"], 10.0);
+        s.apply_running = false;
+        assert!(s
+            .render_text()
+            .contains("204.8 kB/s, stopped (no apply runs)\n"));
+        // Finished: no time left, the rate of the whole load.
+        let mut done = s.load.clone().expect("load");
+        done.finished_at = Some("2026-01-01 00:00:10+00".into());
+        s.load = Some(done);
+        assert!(s
+            .render_text()
+            .contains("100 rows/s, 204.8 kB/s, finished\n"));
     }
 
     #[test]

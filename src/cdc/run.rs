@@ -176,7 +176,12 @@ struct ApplyLoop<'a> {
     last_idle_advance: Instant,
     /// With exit_when_caught_up: the source's WAL position when the stream first went idle.
     caught_up_goal: Option<Lsn>,
+    /// The catch-up rate: source WAL bytes applied per second ([`ApplyLoop::log_catch_up`]).
+    catch_up: crate::rate::Window,
 }
+
+/// How often the catch-up rate is measured and logged while behind the source.
+const CATCH_UP_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl<'a> ApplyLoop<'a> {
     /// Sets up the apply session and the apply task (in `applier_slot`), reads where the
@@ -261,6 +266,7 @@ impl<'a> ApplyLoop<'a> {
             outcome: CdcOutcome::default(),
             last_idle_advance: Instant::now(),
             caught_up_goal: None,
+            catch_up: crate::rate::Window::new(CATCH_UP_LOG_EVERY),
         })
     }
 
@@ -753,14 +759,46 @@ impl<'a> ApplyLoop<'a> {
                 .send(b, &mut self.stream, &mut self.applied, &mut self.outcome)
                 .await?;
         }
-        if wait {
+        let r = if wait {
             self.applier
                 .wait(&mut self.stream, &mut self.applied, &mut self.outcome)
                 .await
         } else {
             self.applier
                 .poll(&mut self.stream, &mut self.applied, &mut self.outcome)
+        };
+        self.log_catch_up().await;
+        r
+    }
+
+    /// Every [`CATCH_UP_LOG_EVERY`] while behind the source: a log line with the lag (to the
+    /// source's WAL position, read within 2 s, else to the end the stream reported), the
+    /// catch-up rate (source WAL bytes applied per second) and the time to catch up at it.
+    async fn log_catch_up(&mut self) {
+        if !self.catch_up.note(Instant::now(), self.applied.0) {
+            return;
         }
+        let end =
+            match tokio::time::timeout(Duration::from_secs(2), current_wal_lsn(self.job)).await {
+                Ok(Ok(lsn)) => lsn,
+                _ => self.stream.server_wal_end(),
+            };
+        let lag = end.bytes_since(self.applied);
+        if lag == 0 {
+            return;
+        }
+        let rate = self.catch_up.rate();
+        let eta = crate::rate::eta(lag as f64, rate);
+        tracing::info!(
+            applied = %self.applied,
+            lag_bytes = lag,
+            bytes_per_s = rate.map(f64::round),
+            eta_s = eta.map(|d| d.as_secs()),
+            "catching up: {} behind the source, applying {}, caught up in {}",
+            crate::planner::bytes(lag as i64),
+            crate::rate::bytes_text(rate),
+            crate::rate::eta_text(eta)
+        );
     }
 
     /// What was handed over is committed (or failed) before the outcome is told.

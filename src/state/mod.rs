@@ -15,7 +15,7 @@
 //! - `kinds.rs`: the stored vocabulary: [`Phase`], [`CutoverState`], step names ([`step`]).
 //!   Stored strings never change: an upgraded target reads the rows of older releases.
 //! - One file per table or concept, one function per read or write: `runs.rs`, `steps.rs`,
-//!   `restore.rs` (dump items), `copy.rs` (copy-cdc chunks), `progress.rs` (change capture's
+//!   `restore.rs` (dump items), `copy.rs` (copy-cdc chunks), `load.rs` (the copy-cdc load's start and estimate), `progress.rs` (change capture's
 //!   position), `cutover.rs`, `lock.rs` (the plan lock: its key and "is an apply running?"),
 //!   `owned.rs` (records of objects created on the source), `roles.rs` (roles created),
 //!   `replica_identity.rs`, and `source.rs` for the source's own `pgmove` schema (the DDL
@@ -28,6 +28,7 @@ use crate::pg::{Endpoint, PgError};
 pub mod copy;
 pub mod cutover;
 mod kinds;
+pub mod load;
 pub mod lock;
 pub mod owned;
 pub mod progress;
@@ -184,6 +185,7 @@ mod tests {
         "steps",
         "restore_items",
         "copy_progress",
+        "load",
         "progress",
         "cutover",
         "replica_identity",

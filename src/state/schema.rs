@@ -23,11 +23,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order (versions 1, 2, ... without gaps).
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_initial.sql",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_initial.sql",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_rates.sql",
+        sql: include_str!("migrations/0002_rates.sql"),
+    },
+];
 
 /// The schema version this binary writes and reads.
 pub fn latest() -> i32 {

@@ -71,6 +71,7 @@ mod scale;
 mod session_values;
 mod state_upgrade;
 mod status_exit;
+mod status_rates;
 mod steps;
 mod support;
 mod unlogged;

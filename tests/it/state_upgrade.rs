@@ -69,37 +69,51 @@ async fn migration_1_is_the_schema_of_release_0366ef0_and_adopts_it_in_place() {
     let before = shape(c, &old);
     assert_eq!(versions(c, &old), "none");
     // A target new to pgmove, created by this release.
+    // Migration 1 alone is that schema.
+    let first = c.fresh_db("state_first");
+    c.psql(&first, pgmove::state::schema::MIGRATIONS[0].sql);
+    assert_eq!(
+        shape(c, &first),
+        before,
+        "migration 1 differs from the schema of release 0366ef0"
+    );
     let new = c.fresh_db("state_new");
     let ep_new = endpoint(c, Side::Target, &new);
     let st = pgmove::state::State::open(&ep_new, "p_new")
         .await
         .expect("open a new target");
     drop(st);
-    assert_eq!(
-        shape(c, &new),
-        before,
-        "migration 1 differs from the schema of release 0366ef0"
-    );
     let latest = pgmove::state::schema::latest();
+    let all_versions: Vec<String> = (1..=latest)
+        .map(|v| format!("{v} pgmove {}", env!("CARGO_PKG_VERSION")))
+        .collect();
+    assert_eq!(versions(c, &new), all_versions.join("\n"));
     assert_eq!(
-        versions(c, &new),
-        format!("1 pgmove {}", env!("CARGO_PKG_VERSION"))
-    );
-    assert_eq!(
-        latest, 1,
+        latest, 2,
         "a new migration: extend these tests with its upgrade"
     );
+    // Migration 2 (rates) adds the load's table and change capture's rate window.
+    let at_latest = shape(c, &new);
+    for added in [
+        "load.estimated_rows bigint YES",
+        "load.started_at timestamp with time zone NO default now()",
+        "progress.window_lsn pg_lsn YES",
+        "progress.bytes_per_second double precision YES",
+    ] {
+        assert!(at_latest.contains(added), "{added} missing:\n{at_latest}");
+    }
 
     // The old target is adopted: same tables, its rows kept and read, version recorded.
     let ep_old = endpoint(c, Side::Target, &old);
     let st = pgmove::state::State::open(&ep_old, "p_old")
         .await
         .expect("open the 0366ef0 target");
-    assert_eq!(shape(c, &old), before);
     assert_eq!(
-        versions(c, &old),
-        format!("1 pgmove {}", env!("CARGO_PKG_VERSION"))
+        shape(c, &old),
+        at_latest,
+        "upgraded in place to the latest schema"
     );
+    assert_eq!(versions(c, &old), all_versions.join("\n"));
     assert_eq!(
         st.step("dump").await.expect("step"),
         Some(Some("/d".into()))
@@ -118,7 +132,7 @@ async fn migration_1_is_the_schema_of_release_0366ef0_and_adopts_it_in_place() {
         .expect("open again");
     assert_eq!(
         c.psql(&old, "SELECT count(*) FROM pgmove.schema_version"),
-        "1"
+        latest.to_string()
     );
 }
 
@@ -231,14 +245,11 @@ fn a_dump_restore_killed_under_the_0366ef0_schema_resumes_after_the_upgrade() {
 
     let status = k.apply().status().expect("rerun");
     assert!(status.success(), "rerun failed: {status}");
-    assert_eq!(
-        versions(dst, "shop"),
-        format!(
-            "{} pgmove {}",
-            pgmove::state::schema::latest(),
-            env!("CARGO_PKG_VERSION")
-        )
-    );
+    // Every migration up to the latest, applied by this pgmove.
+    let all_versions: Vec<String> = (1..=pgmove::state::schema::latest())
+        .map(|v| format!("{v} pgmove {}", env!("CARGO_PKG_VERSION")))
+        .collect();
+    assert_eq!(versions(dst, "shop"), all_versions.join("\n"));
     // Items finished before the kill were not restored again: their rows are untouched.
     let after = k.finished_items();
     for row in &before {

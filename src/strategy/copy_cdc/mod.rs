@@ -917,6 +917,16 @@ async fn run_steps(
     if let Some((exported, temp_name)) = exported {
         let lsn = exported.consistent_lsn();
         outcome.consistent_lsn = Some(lsn.to_string());
+        let (est_rows, est_bytes) = load_estimate(&tables, &todo);
+        crate::state::load::start(
+            &state.client,
+            &base.target,
+            &base.plan_name,
+            todo.len() as i32,
+            est_rows,
+            est_bytes,
+        )
+        .await?;
         let step = progress.step("copy", todo.len() as u64);
         outcome.tables_copied = todo
             .iter()
@@ -945,7 +955,19 @@ async fn run_steps(
         for key in &complete {
             let _ = done_tx.send(key.clone());
         }
-        let copied = copy_chunks(job, exported.snapshot_name(), lsn, todo, &step, done_tx).await;
+        let copied = copy_chunks(
+            job,
+            exported.snapshot_name(),
+            lsn,
+            todo,
+            &step,
+            est_rows,
+            done_tx,
+        )
+        .await;
+        if copied.is_ok() {
+            crate::state::load::finish(&state.client, &base.target, &base.plan_name).await?;
+        }
         // The configuration tables' rows, in the same snapshot (while it is still exported).
         let configs_copied = match &copied {
             Ok(_) => {
@@ -1665,16 +1687,44 @@ pub async fn table_lsns(
         .collect())
 }
 
-/// Copies the chunks with `jobs` workers; returns (chunks, rows, bytes).
+/// The rows and heap bytes the chunks `todo` hold as the source's statistics estimate them,
+/// each chunk its table's share; the rows are unknown when a table's are (never analyzed).
+fn load_estimate(tables: &[&Table], todo: &[Chunk]) -> (Option<i64>, i64) {
+    let rows: HashMap<(&str, &str), Option<i64>> = tables
+        .iter()
+        .map(|t| ((t.schema.as_str(), t.name.as_str()), t.estimated_rows))
+        .collect();
+    let mut est_rows = Some(0.0f64);
+    for c in todo {
+        let table = rows
+            .get(&(c.schema.as_str(), c.table.as_str()))
+            .copied()
+            .flatten();
+        est_rows = est_rows
+            .zip(table)
+            .map(|(sum, r)| sum + r as f64 / c.count.max(1) as f64);
+    }
+    (
+        est_rows.map(|r| r.round() as i64),
+        todo.iter().map(|c| c.est_bytes).sum(),
+    )
+}
+
+/// Copies the chunks with `jobs` workers; returns (chunks, rows, bytes). The step shows the
+/// rows and bytes copied per second and the time left (from `est_rows`, the rows the chunks
+/// are estimated to hold, see [`crate::rate::load_eta`]).
 async fn copy_chunks(
     job: &Job,
     snapshot: &str,
     lsn: Lsn,
     todo: Vec<Chunk>,
     step: &crate::progress::Step,
+    est_rows: Option<i64>,
     table_done: tokio::sync::mpsc::UnboundedSender<(String, String)>,
 ) -> Result<(usize, u64, u64), CopyError> {
     let base = &job.base;
+    let chunks = todo.len() as u64;
+    let mut chunks_done = 0u64;
     let snapshot_sql = SNAPSHOT_AND_FILENODE_SQL;
     // Chunks left per table; the table is announced when it reaches zero.
     let mut left: HashMap<(String, String), usize> = HashMap::new();
@@ -1749,7 +1799,19 @@ async fn copy_chunks(
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some((schema, table, index, count)) => {
-                    step.item_done(&format!("{schema}.{table} {}/{count}", index + 1));
+                    chunks_done += 1;
+                    let (rows, bytes) = (rows.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
+                    let eta = crate::rate::load_eta(&crate::rate::LoadSoFar {
+                        elapsed: step.elapsed(),
+                        rows_done: rows,
+                        estimated_rows: est_rows.map(|r| r.max(0) as u64),
+                        chunks_done,
+                        chunks,
+                    });
+                    step.item_done_moved(
+                        &format!("{schema}.{table} {}/{count}", index + 1),
+                        &crate::progress::Moved { rows, bytes, eta, last: chunks_done == chunks },
+                    );
                     let key = (schema, table);
                     if let Some(n) = left.get_mut(&key) {
                         *n -= 1;
@@ -2274,12 +2336,20 @@ fn copy_preview(
         "-- per chunk, {} at a time, on the source: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '<exported>'; SET LOCAL search_path = pg_catalog; and on the target: BEGIN; SET LOCAL synchronous_commit = off;",
         job.base.jobs
     )];
+    out.push(format!(
+        "{}  -- the load's start, chunks and estimates (for status), before the first chunk",
+        crate::state::load::PREVIEW_START_SQL
+    ));
     for c in chunks(tables, job.split_bytes, majors) {
         out.push(format!("{}  =>  {}", c.copy_out_sql(), c.copy_in_sql()));
     }
     out.push(format!(
         "{} COMMIT;  -- with each chunk",
         crate::state::copy::PREVIEW_SQL
+    ));
+    out.push(format!(
+        "{}  -- after the last chunk",
+        crate::state::load::PREVIEW_FINISH_SQL
     ));
     for c in configs {
         let table = quote::qualified(&c.schema, &c.table);
