@@ -22,7 +22,7 @@ const RATE_SQL: &str = "SELECT CASE WHEN now() - updated_at > interval '5 s' AND
     FROM pgmove.progress WHERE plan_name = $1";
 
 /// How long the window over which change capture's rate is measured lasts, at least (the
-/// `interval '5 s'` of [`RATE_SQL`] and [`save_sql`]).
+/// `interval '5 s'` of `RATE_SQL` and [`save_sql`]).
 pub const RATE_WINDOW_SECS: u64 = 5;
 
 /// A plan's change capture position.
@@ -67,7 +67,7 @@ pub async fn read(
 }
 
 /// The plan's rate of change capture in source WAL bytes applied per second (see
-/// [`RATE_SQL`]), if measured.
+/// `RATE_SQL`), if measured.
 pub async fn rate(
     c: &impl GenericClient,
     ep: &Endpoint,
