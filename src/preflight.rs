@@ -1872,13 +1872,13 @@ fn list(items: &[String]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::inspect::{AvailableExtension, Extension};
     use crate::planner::tests::{plan, source, target};
     use crate::tools::ToolError;
 
-    fn run(
+    pub(super) fn run(
         check: Check,
         plan: &Plan,
         strategy: Strategy,

@@ -71,28 +71,15 @@ pub fn removed_types(ctx: &Context) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::planner::tests::{plan, source, target};
-    use crate::tools::ToolError;
 
+    /// copy-cdc's preflight run of `check` against the planner's test target: the
+    /// preflight tests' own runner.
     fn run(
         check: fn(&Context) -> Vec<Finding>,
         plan: &crate::plan::Plan,
         s: &crate::inspect::Inventory,
     ) -> Vec<Finding> {
-        let missing = || ToolError::NotFound {
-            name: "x".to_string(),
-            looked: String::new(),
-            want: 0,
-        };
-        check(&Context {
-            plan,
-            source: s,
-            target: &target(),
-            strategy: Some(planner::Strategy::CopyCdc),
-            pg_dump: Err(missing()),
-            pg_restore: Err(missing()),
-            vacuumdb: Err(missing()),
-            replication_probe: None,
-        })
+        crate::preflight::tests::run(check, plan, planner::Strategy::CopyCdc, s, &target())
     }
 
     #[test]
