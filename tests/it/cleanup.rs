@@ -250,9 +250,30 @@ fn cleanup_after_copy_cdc_drops_every_pgmove_object_and_a_second_run_is_a_noop()
     assert_eq!(j["artifacts"].as_array().map(Vec::len), Some(0));
 }
 
-fn wait_streaming(src: &Cluster, slot: &str, child: &mut Child, log: &Path) -> i32 {
+/// The pid of the walsender change capture streams from, once the run replicates. The load's
+/// own replication session holds the slot active while it exports the snapshot, so an active
+/// slot alone is not yet capture: that session ends with the load (CI once took its pid, then
+/// found the slot idle between the two sessions).
+fn wait_streaming(
+    src: &Cluster,
+    dst: &Cluster,
+    plan: &str,
+    slot: &str,
+    child: &mut Child,
+    log: &Path,
+) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
+        let phase = dst.psql_output(
+            online::DB,
+            &format!("SELECT phase FROM pgmove.runs WHERE plan_name = '{plan}'"),
+        );
+        if String::from_utf8_lossy(&phase.stdout).trim() != "replicating" {
+            check_running(child, log);
+            assert!(Instant::now() < deadline, "change capture never started");
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
         let out = src.psql(
             "shop",
             &format!(
@@ -285,7 +306,7 @@ fn a_running_apply_blocks_cleanup_unless_forced() {
     let p = plan.to_str().expect("utf8");
     let log = dir.path().join("apply.log");
     let mut child = start_apply(&plan, &src, &dst, &log);
-    let pid = wait_streaming(&src, "pgmove_cln_busy", &mut child, &log);
+    let pid = wait_streaming(&src, &dst, "cln_busy", "pgmove_cln_busy", &mut child, &log);
     let src_before = pgmove_objects(&src);
     let dst_before = pgmove_objects(&dst);
     assert_eq!(
