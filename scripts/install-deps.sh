@@ -12,6 +12,8 @@ packages=(
   "postgresql-contrib"
   "postgresql-$PG_MAJOR-pglogical"
   "postgresql-$PG_MAJOR-postgis-3"
+  # tests/it/report.rs renders `pgmove report --format html` and looks at the screenshot.
+  chromium
 )
 # Benchmarks also compare against pgcopydb.
 if [[ "${PGMOVE_BENCH:-0}" == 1 ]]; then

@@ -22,7 +22,7 @@ with the least downtime: plan, apply, verify.\n\nExit codes: 0 success, 1 runtim
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Report format.
+    /// Report format (html: `pgmove report` only).
     #[arg(long, value_enum, default_value = "text", global = true)]
     pub format: Format,
     /// Do not ask for confirmation (for scripts).
@@ -116,6 +116,16 @@ pub enum Command {
         #[arg(long, default_value = "30m", value_parser = crate::plan::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// The migration's report from what the target's `pgmove` schema recorded: each step's
+    /// timeline, the load's rows/s and bytes/s, the lag over change capture, the cutover's
+    /// write outage and its parts, the verification's result. `--format html` writes a
+    /// self-contained page with charts (`pgmove report PLAN --format html > report.html`),
+    /// markdown (or text) a ticket's text, json the numbers. Reads only the target; exit 1
+    /// when it has no record of the plan.
+    Report {
+        /// The YAML plan file.
+        plan: PathBuf,
+    },
     /// Drop everything pgmove created for the plan on both servers (slots, publication, DDL
     /// event triggers, the `pgmove` schema or this plan's rows in it, the default dump
     /// directory) and nothing else. Idempotent.
@@ -154,6 +164,12 @@ where
             return ExitCode::from(code);
         }
     };
+    if cli.format == Format::Html && !matches!(cli.command, Command::Report { .. }) {
+        eprintln!(
+            "error: --format html is for `pgmove report` only\n  hint: use --format text, json or markdown"
+        );
+        return ExitCode::from(exit::BAD_INPUT);
+    }
     crate::logging::init(cli.verbose as i8 - cli.quiet as i8);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -206,6 +222,7 @@ where
                 force,
                 adopt_unrecorded,
             } => commands::cleanup(&plan, dry_run, force, adopt_unrecorded, g).await,
+            Command::Report { plan } => commands::report(&plan, g).await,
         }
     });
     ExitCode::from(code)

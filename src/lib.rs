@@ -19,6 +19,7 @@ pub mod inspect;
 mod layering;
 pub mod logging;
 pub mod matviews;
+pub mod migration_report;
 pub mod owned;
 pub mod pg;
 pub mod pglogical;

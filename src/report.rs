@@ -26,6 +26,8 @@ pub enum Format {
     Text,
     Json,
     Markdown,
+    /// A self-contained HTML page with charts: `pgmove report` only.
+    Html,
 }
 
 /// A short description of one server, for the report.

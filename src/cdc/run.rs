@@ -178,10 +178,25 @@ struct ApplyLoop<'a> {
     caught_up_goal: Option<Lsn>,
     /// The catch-up rate: source WAL bytes applied per second ([`ApplyLoop::log_catch_up`]).
     catch_up: crate::rate::Window,
+    /// When the next lag sample is due ([`ApplyLoop::sample_lag`]).
+    lag_samples: crate::rate::Window,
 }
 
 /// How often the catch-up rate is measured and logged while behind the source.
 const CATCH_UP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// How often the lag is recorded for `pgmove report` while changes flow.
+const LAG_SAMPLE_EVERY: Duration = Duration::from_secs(10);
+
+/// [`LAG_SAMPLE_EVERY`]; every second under the test hook `lag-samples-every-second` (a test
+/// cannot wait for minutes of samples).
+fn lag_sample_every() -> Duration {
+    if crate::testhook::forced("lag-samples-every-second") {
+        Duration::from_secs(1)
+    } else {
+        LAG_SAMPLE_EVERY
+    }
+}
 
 impl<'a> ApplyLoop<'a> {
     /// Sets up the apply session and the apply task (in `applier_slot`), reads where the
@@ -267,6 +282,7 @@ impl<'a> ApplyLoop<'a> {
             last_idle_advance: Instant::now(),
             caught_up_goal: None,
             catch_up: crate::rate::Window::new(CATCH_UP_LOG_EVERY),
+            lag_samples: crate::rate::Window::new(lag_sample_every()),
         })
     }
 
@@ -768,6 +784,7 @@ impl<'a> ApplyLoop<'a> {
                 .poll(&mut self.stream, &mut self.applied, &mut self.outcome)
         };
         self.log_catch_up().await;
+        self.sample_lag().await;
         r
     }
 
@@ -799,6 +816,33 @@ impl<'a> ApplyLoop<'a> {
             crate::rate::bytes_text(rate),
             crate::rate::eta_text(eta)
         );
+    }
+
+    /// Every [`LAG_SAMPLE_EVERY`] while changes flow: records the lag (`pgmove.lag_samples`,
+    /// for `pgmove report`), the source's WAL position and what the target applied. Best
+    /// effort, within 2 s: a sample missed is a gap in a chart, not a failure.
+    async fn sample_lag(&mut self) {
+        if !self.lag_samples.note(Instant::now(), self.applied.0) {
+            return;
+        }
+        let write = async {
+            let source = current_wal_lsn(self.job).await?;
+            let c = self.job.target.connect_short().await?;
+            crate::state::history::sample_lag(
+                &c,
+                &self.job.target,
+                &self.job.plan_name,
+                source,
+                self.applied,
+            )
+            .await
+            .map_err(CdcError::from)
+        };
+        match tokio::time::timeout(Duration::from_secs(2), write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!("lag sample not recorded: {e}"),
+            Err(_) => tracing::debug!("lag sample not recorded within 2 s"),
+        }
     }
 
     /// What was handed over is committed (or failed) before the outcome is told.

@@ -48,7 +48,7 @@ pub fn setup_sql(path: &Path, format: Format) -> u8 {
             println!("{out:#}");
         }
         // Only SQL: `pgmove setup-sql plan.yaml | psql`.
-        Format::Text | Format::Markdown => print!("{sql}"),
+        Format::Text | Format::Markdown | Format::Html => print!("{sql}"),
     }
     exit::OK
 }

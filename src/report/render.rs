@@ -34,7 +34,9 @@ pub trait Render: Serialize {
         match format {
             Format::Text if color => self.render_text_in_color(),
             Format::Text => self.render_text(),
-            Format::Markdown => self.render_markdown(),
+            // Only `pgmove report` has an HTML form; the command line refuses `--format html`
+            // for the others before they run, so this is not reached from it.
+            Format::Markdown | Format::Html => self.render_markdown(),
             Format::Json => self.render_json() + "\n",
         }
     }

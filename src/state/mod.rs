@@ -27,6 +27,7 @@ use crate::pg::{Endpoint, PgError};
 
 pub mod copy;
 pub mod cutover;
+pub mod history;
 mod kinds;
 pub mod load;
 pub mod lock;
@@ -186,6 +187,7 @@ mod tests {
         "restore_items",
         "copy_progress",
         "load",
+        "lag_samples",
         "progress",
         "cutover",
         "replica_identity",

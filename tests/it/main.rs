@@ -66,6 +66,7 @@ mod plan_command;
 mod plan_load;
 mod privileges;
 mod replica_identity;
+mod report;
 mod roles;
 mod scale;
 mod session_values;
