@@ -134,6 +134,12 @@ pub enum Command {
         #[arg(long)]
         adopt_unrecorded: bool,
     },
+    /// Print the JSON Schema of the plan file (docs/plan.schema.json in the source), for
+    /// editors that validate a plan as it is typed. Reads nothing.
+    ///
+    /// Point the YAML language server at it with a first line such as
+    /// `# yaml-language-server: $schema=plan.schema.json` (a path relative to the plan).
+    Schema,
 }
 
 /// Parses `args` and runs the command; returns the process exit code.
@@ -206,6 +212,7 @@ where
                 force,
                 adopt_unrecorded,
             } => commands::cleanup(&plan, dry_run, force, adopt_unrecorded, g).await,
+            Command::Schema => commands::schema(),
         }
     });
     ExitCode::from(code)

@@ -15,6 +15,7 @@ const FIRST_LINES: &[(&str, &str)] = &[
     ("verify", "Compare source and target"),
     ("cutover", "Cut over to the target"),
     ("cleanup", "Drop everything pgmove created for the plan"),
+    ("schema", "Print the JSON Schema of the plan file"),
 ];
 
 /// `pgmove <command> --help`: its whole output, which must be a success.

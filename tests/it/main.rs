@@ -31,6 +31,7 @@ mod cdc_slot;
 mod cdc_slot_lost;
 mod cdc_streaming;
 mod cleanup;
+mod cli_docs;
 mod connect;
 mod copy_cdc;
 mod copy_cdc_resume;
