@@ -12,6 +12,10 @@ packages=(
   "postgresql-contrib"
   "postgresql-$PG_MAJOR-pglogical"
   "postgresql-$PG_MAJOR-postgis-3"
+  # renders the man pages in tests/it/cli_docs.rs; zsh and fish check their completion scripts
+  "groff-base"
+  "zsh"
+  "fish"
 )
 # Benchmarks also compare against pgcopydb.
 if [[ "${PGMOVE_BENCH:-0}" == 1 ]]; then

@@ -16,6 +16,8 @@ const FIRST_LINES: &[(&str, &str)] = &[
     ("cutover", "Cut over to the target"),
     ("cleanup", "Drop everything pgmove created for the plan"),
     ("schema", "Print the JSON Schema of the plan file"),
+    ("completions", "Print a shell completion script"),
+    ("man", "Print pgmove's man page"),
 ];
 
 /// `pgmove <command> --help`: its whole output, which must be a success.
