@@ -16,6 +16,8 @@ packages=(
   "groff-base"
   "zsh"
   "fish"
+  # tests/it/progress_tty.rs reads pgmove's progress bars on a tmux screen
+  "tmux"
 )
 # Benchmarks also compare against pgcopydb.
 if [[ "${PGMOVE_BENCH:-0}" == 1 ]]; then

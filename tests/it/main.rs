@@ -66,6 +66,7 @@ mod pglogical_status;
 mod plan_command;
 mod plan_load;
 mod privileges;
+mod progress_tty;
 mod replica_identity;
 mod roles;
 mod scale;
