@@ -651,8 +651,9 @@ pub(crate) const TABLE_END: &str = "<!-- end of generated table -->";
 /// The key table of docs/plan.md (between its generated-table markers).
 pub fn markdown_table() -> String {
     let mut out = String::new();
+    // Blank lines around the table: a table right after an HTML comment is not one everywhere.
     out.push_str(TABLE_BEGIN);
-    out.push('\n');
+    out.push_str("\n\n");
     out.push_str("| key | type | default | read by | what it does | example |\n");
     out.push_str("|---|---|---|---|---|---|\n");
     for key in KEYS {
@@ -672,6 +673,7 @@ pub fn markdown_table() -> String {
             example
         ));
     }
+    out.push('\n');
     out.push_str(TABLE_END);
     out.push('\n');
     out
