@@ -14,6 +14,12 @@ packages=(
   "postgresql-$PG_MAJOR-postgis-3"
   # tests/it/report.rs renders `pgmove report --format html` and looks at the screenshot.
   chromium
+  # renders the man pages in tests/it/cli_docs.rs; zsh and fish check their completion scripts
+  "groff-base"
+  "zsh"
+  "fish"
+  # tests/it/progress_tty.rs reads pgmove's progress bars on a tmux screen
+  "tmux"
 )
 # Benchmarks also compare against pgcopydb.
 if [[ "${PGMOVE_BENCH:-0}" == 1 ]]; then

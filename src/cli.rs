@@ -144,6 +144,33 @@ pub enum Command {
         #[arg(long)]
         adopt_unrecorded: bool,
     },
+    /// Print the JSON Schema of the plan file (docs/plan.schema.json in the source), for
+    /// editors that validate a plan as it is typed. Reads nothing.
+    ///
+    /// Point the YAML language server at it with a first line such as
+    /// `# yaml-language-server: $schema=plan.schema.json` (a path relative to the plan).
+    Schema,
+    /// Print a shell completion script for bash, zsh or fish. Reads nothing.
+    ///
+    /// bash: `source <(pgmove completions bash)` (or save it as
+    /// /etc/bash_completion.d/pgmove); zsh: save it as `_pgmove` in a directory of $fpath;
+    /// fish: `pgmove completions fish > ~/.config/fish/completions/pgmove.fish`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print pgmove's man page (roff), or a command's; --dir writes them all. Reads nothing.
+    ///
+    /// Read it with `pgmove man | man -l -` (or `pgmove man cutover | man -l -`); install
+    /// them with `pgmove man --dir /usr/local/share/man/man1`.
+    Man {
+        /// The command whose page to print (pgmove-COMMAND(1)); none: pgmove(1).
+        command: Option<String>,
+        /// Write every page (pgmove.1, pgmove-COMMAND.1) into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Parses `args` and runs the command; returns the process exit code.
@@ -223,6 +250,9 @@ where
                 adopt_unrecorded,
             } => commands::cleanup(&plan, dry_run, force, adopt_unrecorded, g).await,
             Command::Report { plan } => commands::report(&plan, g).await,
+            Command::Schema => commands::schema(),
+            Command::Completions { shell } => commands::completions(shell),
+            Command::Man { command, dir } => commands::man(command.as_deref(), dir.as_deref()),
         }
     });
     ExitCode::from(code)

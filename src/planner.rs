@@ -308,8 +308,8 @@ pub fn decide(plan: &Plan, source: &Inventory, target: &Inventory) -> Decision {
         match s {
             Strategy::DumpRestore => {
                 // When the source cannot do logical decoding, no online strategy can run:
-                // dump-restore is then chosen even over the budget (SPEC, "Strategies and what
-                // auto picks"), and preflight warns about the overrun.
+                // dump-restore is then chosen even over the budget (docs/plan.md, `strategy`),
+                // and preflight warns about the overrun.
                 if copy_time > budget && pgoutput.is_empty() {
                     r.push(format!(
                         "its write outage (about {}) exceeds the downtime budget of {}",
@@ -989,8 +989,8 @@ pub(crate) mod tests {
     fn auto_with_a_small_budget_falls_back_to_dump_restore_when_the_source_cannot_decode() {
         for (words, src) in sources_without_logical_decoding() {
             let d = decide(&plan("downtime: 1s\n"), &src, &target());
-            // SPEC: dump-restore "when the budget covers a full copy or the source cannot do
-            // logical decoding"; preflight warns about the overrun.
+            // docs/plan.md, `strategy`: dump-restore "when the downtime budget covers a full
+            // copy or the source cannot decode"; preflight warns about the overrun.
             assert_eq!(
                 d.strategy,
                 Some(Strategy::DumpRestore),

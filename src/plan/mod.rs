@@ -1,4 +1,4 @@
-//! The migration plan: the YAML file of SPEC.md ("The plan file"), read with serde-saphyr and
+//! The migration plan: the YAML file that docs/plan.md describes, read with serde-saphyr and
 //! validated into a [`Plan`].
 //!
 //! Every problem is a [`PlanError`] that prints `file:line:column: what is wrong` and a
@@ -19,6 +19,7 @@ mod error;
 mod keywords;
 pub mod names;
 mod raw;
+mod reference;
 mod units;
 mod validate;
 
@@ -37,12 +38,13 @@ pub use names::{
     artifact_name, default_dump_dir, derived_name, endpoint_key, insert_only_publication_name,
     insert_set_name, is_system_schema, resume_slot_name, MAX_NAME_LEN,
 };
+pub use reference::{markdown_table, schema, schema_text, SCHEMA_MODELINE};
 pub use units::{format_duration, format_size, glob_match, parse_duration, parse_size, UnitError};
 
 /// The plan version this pgmove reads.
 pub const VERSION: u32 = 1;
 
-/// Defaults of SPEC.md for keys the plan leaves out.
+/// Defaults for keys the plan leaves out (docs/plan.md).
 pub mod defaults {
     use std::time::Duration;
 

@@ -2,7 +2,7 @@ use super::*;
 
 const MINIMAL: &str = "version: 1\nname: shop\nsource:\n  dsn: postgres://a@h1/db\ntarget:\n  dsn: postgres://b@h2/db\n";
 
-/// The plan of SPEC.md, verbatim.
+/// The full plan of docs/plan.md, verbatim.
 const SPEC_PLAN: &str = r#"version: 1
 name: shop-to-aurora            # names artifacts: slot pgmove_shop_to_aurora, publication, sets
 source:

@@ -15,6 +15,10 @@ const FIRST_LINES: &[(&str, &str)] = &[
     ("verify", "Compare source and target"),
     ("cutover", "Cut over to the target"),
     ("cleanup", "Drop everything pgmove created for the plan"),
+    ("report", "The migration's report from what the target's"),
+    ("schema", "Print the JSON Schema of the plan file"),
+    ("completions", "Print a shell completion script"),
+    ("man", "Print pgmove's man page"),
 ];
 
 /// `pgmove <command> --help`: its whole output, which must be a success.

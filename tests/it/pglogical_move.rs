@@ -176,7 +176,7 @@ pub(crate) const EVENTS_COUNTS: &str = "SELECT (SELECT count(*) FROM public.even
     || (SELECT count(*) FROM (SELECT id FROM public.events GROUP BY id HAVING count(*) > 1) d)";
 
 /// Issue 13 "Tests", second bullet: a database with many types (tests/fixtures/many_types.sql:
-/// every type the SPEC lists, a 2-level partitioned table, PostGIS columns, a keyless table
+/// every type pgmove moves, a 2-level partitioned table, PostGIS columns, a keyless table
 /// under `insert-only`, sequences, a large object; without its generated column, which
 /// pglogical cannot carry) moves through `pgmove apply` of strategy
 /// pglogical while a writer changes every shape on the source, through the sync and the

@@ -801,6 +801,8 @@ impl<'a> Restorer<'a> {
                 })?;
             }
             let step = progress.step("dump", 0);
+            // With its spinner up (tests/it/progress_tty.rs reads the terminal here).
+            crate::testhook::pause("dump-step").await;
             let out = command(pg_dump, &job.source)
                 .args(job.dump_args(&dir))
                 .args(snapshot.map(|name| format!("--snapshot={name}")))
