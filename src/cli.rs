@@ -34,6 +34,10 @@ pub struct Cli {
     /// Less logging (-q warnings only, -qq errors only).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub quiet: u8,
+    /// The event log on stderr: text lines, or one JSON object a line (for CI; no progress
+    /// bars). Reports stay on stdout (--format).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: crate::logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,7 +158,7 @@ where
             return ExitCode::from(code);
         }
     };
-    crate::logging::init(cli.verbose as i8 - cli.quiet as i8);
+    crate::logging::init(cli.verbose as i8 - cli.quiet as i8, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

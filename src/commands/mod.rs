@@ -67,7 +67,7 @@ impl Failure {
 }
 
 pub(crate) fn report_failure(f: &Failure) -> u8 {
-    eprintln!("error: {}", f.message);
+    crate::logging::error(&f.message);
     f.code
 }
 

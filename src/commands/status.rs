@@ -32,26 +32,26 @@ pub async fn status(path: &Path, stalled_after: u64, g: Global) -> u8 {
             match s.verdict(stalled_after) {
                 crate::status::Verdict::SlotLost => exit::CANNOT_PROCEED,
                 crate::status::Verdict::Failed if s.pglogical_broken().is_some() => {
-                    eprintln!(
+                    crate::logging::warn(&format!(
                         "pgmove: the migration failed: {}; fix the cause (then on the target: SELECT pglogical.alter_subscription_enable({}, true); if it is disabled), or start over: pgmove cleanup {f}, then pgmove apply {f}",
                         s.pglogical_broken().unwrap_or_default(),
                         crate::pg::quote::literal(&plan.pglogical_names().subscription),
                         f = path.display()
-                    );
+                    ));
                     exit::MIGRATION_FAILED
                 }
                 crate::status::Verdict::Failed => {
-                    eprintln!(
+                    crate::logging::warn(&format!(
                         "pgmove: the migration failed (phase {}) and no apply runs: see the last error above, fix it, then run `pgmove apply {}` again to resume",
                         s.phase,
                         path.display()
-                    );
+                    ));
                     exit::MIGRATION_FAILED
                 }
                 crate::status::Verdict::Stalled(secs) => {
-                    eprintln!(
+                    crate::logging::warn(&format!(
                         "pgmove: the migration is stalled: an apply runs but has applied nothing for {secs} s or more while the source moved on; look at the apply's log and at locks or long transactions on the target"
-                    );
+                    ));
                     exit::MIGRATION_STALLED
                 }
                 crate::status::Verdict::Fine => exit::OK,

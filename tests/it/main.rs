@@ -45,6 +45,7 @@ mod fidelity;
 mod harness;
 mod help;
 mod inspect;
+mod json_output;
 mod least_privilege;
 mod managed_ddl;
 mod managed_e2e;
