@@ -42,6 +42,23 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Inspect both servers (read-only) and write a commented starter plan: the strategy
+    /// pgmove would pick and why, the size and an estimate, the extensions, the tables without
+    /// a key and the choices for them. A password typed in a DSN is never written: the plan
+    /// reads it from PGMOVE_SOURCE_PASSWORD / PGMOVE_TARGET_PASSWORD.
+    Init {
+        /// The source database: a libpq URI or key=value string.
+        source_dsn: String,
+        /// The target database: a libpq URI or key=value string.
+        target_dsn: String,
+        /// Write the plan to this file (new: an existing file is refused without --force)
+        /// instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Replace the --output file if it exists.
+        #[arg(long, requires = "output")]
+        force: bool,
+    },
     /// Validate the plan, inspect both servers, run preflight checks, choose the strategy and
     /// print the ordered steps. Never writes to either server.
     Plan {
@@ -175,6 +192,12 @@ where
     };
     let code = runtime.block_on(async move {
         match cli.command {
+            Command::Init {
+                source_dsn,
+                target_dsn,
+                output,
+                force,
+            } => commands::init(&source_dsn, &target_dsn, output.as_deref(), force, g).await,
             Command::Plan { plan } => commands::plan(&plan, g).await,
             Command::Apply {
                 plan,

@@ -44,6 +44,7 @@ mod ext_config;
 mod fidelity;
 mod harness;
 mod help;
+mod init;
 mod inspect;
 mod json_output;
 mod least_privilege;
