@@ -98,7 +98,7 @@ pub enum Command {
     ///
     /// Exit codes: 0 the migration can proceed; 1 status could not be read; 2 invalid plan;
     /// 4 the migration cannot proceed: its replication slot is lost (the source removed WAL
-    /// it still needed, past max_slot_wal_keep_size): load again with a new slot (`pgmove
+    /// it still needed, past max_slot_wal_keep_size, or the slot was dropped there): load again with a new slot (`pgmove
     /// cleanup PLAN.yaml` then `pgmove apply PLAN.yaml`); 5 the migration failed: its last
     /// run recorded an error (phase `failed`) and no apply runs now; 6 the migration stalled:
     /// an apply runs, the source has written past what the target applied, and the target

@@ -140,8 +140,82 @@ fn every_command_prints_versioned_json_and_logs_json_lines() {
         assert_eq!(out.status.code(), Some(code), "{cmd:?}: {}", text(&out));
         let r = json(&out);
         assert_versioned(&r, &cmd.join(" "));
+        if cmd == ["status"] {
+            assert_eq!(r["verdict"], "fine", "{r:#}");
+        }
         if cmd == ["verify"] {
             assert_eq!(r["identical"], true, "{r:#}");
         }
     }
+}
+
+/// `status`'s verdict in JSON, and a slot dropped on the source while change capture needs
+/// it: the slot is lost (exit 4), said in `slot.lost` with the way out.
+#[test]
+fn status_says_its_verdict_and_a_dropped_slot_is_lost() {
+    const SLOT_DB: &str = "json_output_slot";
+    let src = support::shared(Profile::Logical);
+    let dst = support::shared(Profile::Plain);
+    src.create_db(SLOT_DB);
+    dst.create_db(SLOT_DB);
+    src.psql(
+        SLOT_DB,
+        "CREATE TABLE items (id int PRIMARY KEY, v text);
+         INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 50) g;",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = PlanYaml {
+        db: SLOT_DB,
+        ..PlanYaml::default()
+    }
+    .write(dir.path(), "json_slot", src, dst);
+    let plan = plan.to_str().expect("utf8");
+    let run = |args: &[&str]| pgmove(args, src, dst).output().expect("pgmove");
+
+    let out = run(&[
+        "apply",
+        plan,
+        "--yes",
+        "--exit-when-caught-up",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_versioned(&json(&out), "copy-cdc apply");
+
+    let out = run(&["status", plan, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = json(&out);
+    assert_versioned(&r, "status");
+    assert_eq!(r["verdict"], "fine", "{r:#}");
+    assert_eq!(r["phase"], "replicating", "{r:#}");
+    let slot = r["slot"]["name"].as_str().expect("slot name").to_string();
+
+    // Someone drops the slot on the source.
+    src.psql(
+        SLOT_DB,
+        &format!("SELECT pg_drop_replication_slot('{slot}')"),
+    );
+    let out = run(&["status", plan, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let r = json(&out);
+    assert_eq!(r["verdict"], "slot-lost", "{r:#}");
+    let lost = r["slot"]["lost"].as_str().expect("slot.lost");
+    assert!(lost.contains("no longer exists on the source"), "{lost}");
+    assert!(lost.contains(&format!("pgmove cleanup {plan}")), "{lost}");
+    let out = run(&["status", plan]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(
+        text(&out).contains("no longer exists on the source"),
+        "{}",
+        text(&out)
+    );
+
+    // Cleanup drops the rest (publication, DDL capture, the plan's state).
+    let out = run(&["cleanup", plan, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_versioned(&json(&out), "cleanup");
+    let out = run(&["status", plan, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json(&out)["verdict"], "fine");
 }
