@@ -17,7 +17,8 @@ use crate::report::Format;
     about = "Move a PostgreSQL database to another PostgreSQL server",
     long_about = "Move a PostgreSQL database to another PostgreSQL server (self-managed, RDS or Aurora) \
 with the least downtime: plan, apply, verify.\n\nExit codes: 0 success, 1 runtime failure, \
-2 invalid plan, blocked preflight or bad arguments, 3 verification found differences."
+2 invalid plan, blocked preflight or bad arguments, 3 verification found differences; \
+`status` also 4 slot lost, 5 failed, 6 stalled (see `pgmove status --help`)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -42,10 +43,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Inspect both servers (read-only) and write a commented starter plan: the strategy
-    /// pgmove would pick and why, the size and an estimate, the extensions, the tables without
-    /// a key and the choices for them. A password typed in a DSN is never written: the plan
-    /// reads it from PGMOVE_SOURCE_PASSWORD / PGMOVE_TARGET_PASSWORD.
+    /// Inspect both servers (read-only) and write a commented starter plan from two DSNs.
+    ///
+    /// The plan says the strategy pgmove would pick and why, the size and an estimate, the
+    /// extensions, the tables without a key and the choices for them. A password typed in a
+    /// DSN is never written: the plan reads it from PGMOVE_SOURCE_PASSWORD /
+    /// PGMOVE_TARGET_PASSWORD. Next: `pgmove plan FILE` says Ready or lists the blockers.
     Init {
         /// The source database: a libpq URI or key=value string.
         source_dsn: String,

@@ -259,3 +259,89 @@ impl Starter<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::Table;
+    use crate::pg::Side;
+    use crate::plan::PasswordSource;
+    use crate::planner::tests::{inventory, plan};
+
+    fn keyless() -> Table {
+        Table {
+            oid: 1,
+            schema: "public".to_string(),
+            name: "audit_log".to_string(),
+            owner: "app".to_string(),
+            total_bytes: 8192,
+            heap_bytes: 8192,
+            has_select: true,
+            ..Table::default()
+        }
+    }
+
+    /// The starter plan for `strategy` (the planner's decision on that plan), parsed.
+    fn starter(strategy: &str) -> (String, crate::plan::Plan) {
+        let src = inventory(Side::Source, vec![keyless()]);
+        let dst = inventory(Side::Target, vec![]);
+        let d = planner::decide(&plan(&format!("strategy: {strategy}\n")), &src, &dst);
+        assert_eq!(d.strategy.map(Strategy::name), Some(strategy));
+        let text = Starter {
+            name: "shop",
+            source: Server {
+                dsn: "postgres://app@old:5432/shop?sslmode=require",
+                password_env: Some(SOURCE_PASSWORD_ENV),
+                inventory: Some(&src),
+            },
+            target: Server {
+                dsn: "host=new dbname=shop user=app",
+                password_env: None,
+                inventory: Some(&dst),
+            },
+            decision: Some(&d),
+        }
+        .render();
+        let parsed = crate::plan::parse(&text, "starter.yaml")
+            .unwrap_or_else(|e| panic!("{e}\n---\n{text}"));
+        (text, parsed)
+    }
+
+    #[test]
+    fn an_online_strategy_gets_an_active_choice_for_keyless_tables() {
+        let (text, p) = starter("copy-cdc");
+        assert!(
+            text.contains("\ncdc:\n  tables_without_key: refuse\n"),
+            "{text}"
+        );
+        assert!(text.contains("public.audit_log"), "{text}");
+        assert!(text.contains("replica-identity-full"), "{text}");
+        // postgis on the source, installed on the target.
+        assert!(text.contains("#   postgis "), "{text}");
+        assert!(text.contains("strategy: copy-cdc\n"), "{text}");
+        assert_eq!(
+            p.source.password,
+            Some(PasswordSource::Env(SOURCE_PASSWORD_ENV.to_string()))
+        );
+        assert_eq!(p.target.password, None);
+        assert_eq!(p.target.dsn, "host=new dbname=shop user=app");
+    }
+
+    #[test]
+    fn dump_restore_leaves_the_choice_commented() {
+        let (text, _) = starter("dump-restore");
+        assert!(
+            text.contains("\n# cdc:\n#   tables_without_key: refuse\n"),
+            "{text}"
+        );
+        assert!(!text.contains("\ncdc:"), "{text}");
+    }
+
+    #[test]
+    fn plan_names_keep_what_a_plan_name_allows() {
+        assert_eq!(plan_name("shop"), "shop");
+        assert_eq!(plan_name("my db.v2"), "my-db-v2");
+        assert_eq!(plan_name("ü"), "pgmove-move");
+        assert_eq!(plan_name(&"x".repeat(80)).len(), 55);
+    }
+}
