@@ -191,6 +191,14 @@ fn status_says_its_verdict_and_a_dropped_slot_is_lost() {
     assert_eq!(r["phase"], "replicating", "{r:#}");
     let slot = r["slot"]["name"].as_str().expect("slot name").to_string();
 
+    // The pre-cutover report, in JSON (0: cutover could proceed, 2: a blocker).
+    let out = run(&["cutover", plan, "--dry-run", "--format", "json"]);
+    assert!(matches!(out.status.code(), Some(0 | 2)), "{}", text(&out));
+    let r = json(&out);
+    assert_versioned(&r, "cutover --dry-run");
+    assert!(r["ready"].is_boolean(), "{r:#}");
+    assert!(r["steps"].is_array(), "{r:#}");
+
     // Someone drops the slot on the source.
     src.psql(
         SLOT_DB,
