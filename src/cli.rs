@@ -166,7 +166,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -174,7 +175,13 @@ where
             } else {
                 exit::OK
             };
-            let _ = e.print();
+            if e.use_stderr() && crate::logging::asks_json(&args) {
+                // The log was to be JSON lines: the argument error is one too.
+                crate::logging::init(0, crate::logging::LogFormat::Json);
+                crate::logging::error(e.render().to_string().trim());
+            } else {
+                let _ = e.print();
+            }
             return ExitCode::from(code);
         }
     };

@@ -26,6 +26,16 @@ pub fn is_json() -> bool {
     JSON.load(Ordering::Relaxed)
 }
 
+/// Whether raw arguments ask for `--log-format json` (for an argument error, before they
+/// are parsed).
+pub fn asks_json(args: &[std::ffi::OsString]) -> bool {
+    args.iter()
+        .zip(args.iter().skip(1).map(Some).chain([None]))
+        .any(|(a, next)| {
+            a == "--log-format=json" || (a == "--log-format" && next.is_some_and(|n| n == "json"))
+        })
+}
+
 /// Installs the global subscriber. `verbosity` is the count of `-v` minus the count of `-q`:
 /// 0 shows warnings and info, 1 debug, 2 trace, -1 warnings only, -2 errors only.
 /// `PGMOVE_LOG` (an `EnvFilter` directive) overrides it.
@@ -88,5 +98,28 @@ pub fn error(message: &str) {
         tracing::error!("{message}");
     } else {
         eprintln!("error: {message}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::asks_json;
+
+    fn args(a: &[&str]) -> Vec<std::ffi::OsString> {
+        a.iter().map(Into::into).collect()
+    }
+
+    #[test]
+    fn json_is_asked_in_either_spelling_only() {
+        assert!(asks_json(&args(&[
+            "pgmove",
+            "plan",
+            "--log-format",
+            "json"
+        ])));
+        assert!(asks_json(&args(&["pgmove", "--log-format=json", "x"])));
+        assert!(!asks_json(&args(&["pgmove", "--log-format", "text"])));
+        assert!(!asks_json(&args(&["pgmove", "plan", "--log-format"])));
+        assert!(!asks_json(&args(&["pgmove", "json"])));
     }
 }

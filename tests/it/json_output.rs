@@ -103,6 +103,26 @@ fn every_command_prints_versioned_json_and_logs_json_lines() {
         text(&out)
     );
 
+    // An argument error, with the log as JSON lines: one ERROR event, exit 2.
+    let out = pgmove(
+        &["plan", &blocked, "--log-format", "json", "--bogus"],
+        src,
+        dst,
+    )
+    .output()
+    .expect("plan");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let log = json_log(&out);
+    assert_eq!(log.len(), 1, "{}", text(&out));
+    assert_eq!(log[0]["level"], "ERROR", "{}", text(&out));
+    assert!(
+        log[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--bogus")),
+        "{}",
+        text(&out)
+    );
+
     // dump-restore: every command of a move, in JSON.
     let plan = yaml("json_move", "dump-restore");
     let run = |args: &[&str]| {
