@@ -17,7 +17,8 @@ use crate::report::Format;
     about = "Move a PostgreSQL database to another PostgreSQL server",
     long_about = "Move a PostgreSQL database to another PostgreSQL server (self-managed, RDS or Aurora) \
 with the least downtime: plan, apply, verify.\n\nExit codes: 0 success, 1 runtime failure, \
-2 invalid plan, blocked preflight or bad arguments, 3 verification found differences."
+2 invalid plan, blocked preflight or bad arguments, 3 verification found differences; \
+`status` also 4 slot lost, 5 failed, 6 stalled (see `pgmove status --help`)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -34,10 +35,33 @@ pub struct Cli {
     /// Less logging (-q warnings only, -qq errors only).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub quiet: u8,
+    /// The event log on stderr: text lines, or one JSON object a line (for CI; no progress
+    /// bars). Reports stay on stdout (--format).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: crate::logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Inspect both servers (read-only) and write a commented starter plan from two DSNs.
+    ///
+    /// The plan says the strategy pgmove would pick and why, the size and an estimate, the
+    /// extensions, the tables without a key and the choices for them. A password typed in a
+    /// DSN is never written: the plan reads it from PGMOVE_SOURCE_PASSWORD /
+    /// PGMOVE_TARGET_PASSWORD. Next: `pgmove plan FILE` says Ready or lists the blockers.
+    Init {
+        /// The source database: a libpq URI or key=value string.
+        source_dsn: String,
+        /// The target database: a libpq URI or key=value string.
+        target_dsn: String,
+        /// Write the plan to this file (new: an existing file is refused without --force)
+        /// instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Replace the --output file if it exists.
+        #[arg(long, requires = "output")]
+        force: bool,
+    },
     /// Validate the plan, inspect both servers, run preflight checks, choose the strategy and
     /// print the ordered steps. Never writes to either server.
     Plan {
@@ -77,7 +101,7 @@ pub enum Command {
     ///
     /// Exit codes: 0 the migration can proceed; 1 status could not be read; 2 invalid plan;
     /// 4 the migration cannot proceed: its replication slot is lost (the source removed WAL
-    /// it still needed, past max_slot_wal_keep_size): load again with a new slot (`pgmove
+    /// it still needed, past max_slot_wal_keep_size, or the slot was dropped there): load again with a new slot (`pgmove
     /// cleanup PLAN.yaml` then `pgmove apply PLAN.yaml`); 5 the migration failed: its last
     /// run recorded an error (phase `failed`) and no apply runs now; 6 the migration stalled:
     /// an apply runs, the source has written past what the target applied, and the target
@@ -179,7 +203,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -187,7 +212,13 @@ where
             } else {
                 exit::OK
             };
-            let _ = e.print();
+            if e.use_stderr() && crate::logging::asks_json(&args) {
+                // The log was to be JSON lines: the argument error is one too.
+                crate::logging::init(0, crate::logging::LogFormat::Json);
+                crate::logging::error(e.render().to_string().trim());
+            } else {
+                let _ = e.print();
+            }
             return ExitCode::from(code);
         }
     };
@@ -197,7 +228,7 @@ where
         );
         return ExitCode::from(exit::BAD_INPUT);
     }
-    crate::logging::init(cli.verbose as i8 - cli.quiet as i8);
+    crate::logging::init(cli.verbose as i8 - cli.quiet as i8, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -214,6 +245,12 @@ where
     };
     let code = runtime.block_on(async move {
         match cli.command {
+            Command::Init {
+                source_dsn,
+                target_dsn,
+                output,
+                force,
+            } => commands::init(&source_dsn, &target_dsn, output.as_deref(), force, g).await,
             Command::Plan { plan } => commands::plan(&plan, g).await,
             Command::Apply {
                 plan,

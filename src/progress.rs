@@ -16,7 +16,7 @@ impl Progress {
     /// Bars only when stderr is a terminal and `allow_bars` (false for `--format json`).
     pub fn new(allow_bars: bool) -> Progress {
         Progress {
-            bars: allow_bars && std::io::stderr().is_terminal(),
+            bars: allow_bars && std::io::stderr().is_terminal() && !crate::logging::is_json(),
         }
     }
 

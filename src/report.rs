@@ -17,7 +17,7 @@ mod render;
 
 pub use finding::{Finding, Severity};
 pub use hint::Hint;
-pub use render::{print, Render, Summary, To};
+pub use render::{print, to_json, Render, Summary, To, SCHEMA_VERSION};
 
 /// Output format of reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]

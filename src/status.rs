@@ -308,8 +308,48 @@ async fn read_with(
             wal_status,
             lost,
         });
+    } else if slot_needed(&status, applied.is_some()) {
+        // Change capture streams from this slot and it is gone: dropped on the source by
+        // someone or something else. As lost as one the source invalidated.
+        status.slot = Some(SlotStatus {
+            name: slot.to_string(),
+            active: false,
+            source_wal_lsn: None,
+            confirmed_flush_lsn: None,
+            applied_lsn: applied.map(|(l, _)| l.to_string()),
+            lag_bytes: None,
+            lag_seconds: None,
+            catch_up_bytes_per_second: None,
+            catch_up_eta_seconds: None,
+            retained_wal_bytes: None,
+            wal_status: None,
+            lost: Some(missing_slot(slot, plan_file, target.info.dbname())),
+        });
     }
     Ok(status)
+}
+
+/// Whether the run still needs pgmove's slot: copy-cdc's change capture started (phase
+/// `replicating`, or `failed` after it applied changes) and the target is not live.
+fn slot_needed(status: &Status, applied_some: bool) -> bool {
+    use crate::state::Phase;
+    status.strategy.as_deref() == Some(crate::strategy::copy_cdc::STRATEGY)
+        && (status.phase == Phase::Replicating.as_str()
+            || (status.phase == Phase::Failed.as_str() && applied_some))
+}
+
+/// What a vanished slot means and the way out, for the plan file `plan_file` whose target
+/// database is `target_db`.
+fn missing_slot(slot: &str, plan_file: &str, target_db: &str) -> String {
+    let db = crate::pg::quote::ident(target_db);
+    format!(
+        "the replication slot {} no longer exists on the source (dropped there, not by pgmove) while change capture still streams from it: \
+         the changes since the target's applied position cannot be replicated, so the target cannot be cut over. \
+         Way out: load again with a new slot, into an empty target: `pgmove cleanup {plan_file}`, \
+         then on the target (connected to another database) `DROP DATABASE {db}; CREATE DATABASE {db};` \
+         (or drop the tables the load copied), then `pgmove apply {plan_file}`",
+        crate::pg::quote::literal(slot),
+    )
 }
 
 /// The pglogical subscription's slot `slot` on the source, with its lag: bytes from its
@@ -367,6 +407,19 @@ async fn pglogical_slot(
         wal_status,
         lost,
     }))
+}
+
+impl Verdict {
+    /// Its name in `status --format json` (`verdict`): `fine`, `failed`, `stalled`,
+    /// `slot-lost`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Fine => "fine",
+            Verdict::Failed => "failed",
+            Verdict::Stalled(_) => "stalled",
+            Verdict::SlotLost => "slot-lost",
+        }
+    }
 }
 
 impl Status {

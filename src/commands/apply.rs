@@ -29,6 +29,8 @@ pub async fn apply(
         // A script reads the blockers from stdout, as `pgmove plan --format json` prints them.
         match g.format {
             Format::Json => report::print(&p.report, Format::Json, false, To::Stdout),
+            // The log is JSON lines: each blocker is an event of its own.
+            _ if crate::logging::is_json() => log_blockers(&p.report.findings),
             _ => report::print(&p.report, Format::Text, false, To::Stderr),
         }
         return report_failure(&Failure::input(
@@ -96,7 +98,7 @@ pub async fn apply(
     match confirm(&p, strategy, g) {
         Ok(true) => {}
         Ok(false) => {
-            eprintln!("nothing done");
+            crate::logging::say("nothing done");
             return exit::FAILURE;
         }
         Err(f) => return report_failure(&f),
@@ -134,6 +136,23 @@ pub async fn apply(
     }
 }
 
+/// The blockers as `error` events of the JSON log (`--log-format json`): `check`, `object`,
+/// `fix` and the message.
+fn log_blockers(findings: &[report::Finding]) {
+    for f in findings
+        .iter()
+        .filter(|f| f.severity == report::Severity::Blocker)
+    {
+        tracing::error!(
+            check = f.check,
+            object = f.object.as_deref().unwrap_or(""),
+            fix = f.fix.as_deref().unwrap_or(""),
+            "blocker: {}",
+            f.message
+        );
+    }
+}
+
 /// `, with pg_dump 15.18 (/usr/lib/postgresql/15/bin/pg_dump)` and its pg_restore, for the
 /// apply summary; empty when unknown.
 pub(super) fn clients_used(clients: &[crate::tools::Tool]) -> String {
@@ -162,7 +181,7 @@ pub(super) async fn create_roles(
         .map_err(Failure::runtime)?;
     for line in report.lines() {
         if g.format == Format::Json {
-            eprintln!("{line}");
+            crate::logging::say(&line.to_string());
         } else {
             println!("{line}");
         }

@@ -42,7 +42,7 @@ pub async fn cutover(path: &Path, dry_run: bool, timeout: std::time::Duration, g
         if !(std::io::stdin().read_line(&mut answer).is_ok()
             && matches!(answer.trim(), "y" | "Y" | "yes"))
         {
-            eprintln!("nothing done");
+            crate::logging::say("nothing done");
             return exit::FAILURE;
         }
     }
@@ -72,7 +72,7 @@ fn print_cutover(report: &crate::cutover::CutoverReport, g: Global) -> u8 {
         exit::OK
     } else {
         if let Some(e) = &report.error {
-            eprintln!("error: {e}");
+            crate::logging::error(&e.to_string());
         }
         if report.differences {
             exit::DIFFERENCES

@@ -13,6 +13,7 @@ use crate::report::Format;
 mod apply;
 mod cleanup;
 mod cutover;
+mod init;
 mod manual;
 mod online;
 mod plan;
@@ -26,6 +27,7 @@ mod verify;
 pub use apply::apply;
 pub use cleanup::cleanup;
 pub use cutover::cutover;
+pub use init::init;
 pub use manual::{completion_script, completions, man, man_commands, man_page};
 pub use online::Online;
 pub use plan::plan;
@@ -73,7 +75,7 @@ impl Failure {
 }
 
 pub(crate) fn report_failure(f: &Failure) -> u8 {
-    eprintln!("error: {}", f.message);
+    crate::logging::error(&f.message);
     f.code
 }
 

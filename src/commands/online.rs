@@ -38,7 +38,7 @@ pub(super) async fn apply_copy_cdc(
     match confirm(p, Strategy::CopyCdc, g) {
         Ok(true) => {}
         Ok(false) => {
-            eprintln!("nothing done");
+            crate::logging::say("nothing done");
             return exit::FAILURE;
         }
         Err(f) => return report_failure(&f),
@@ -106,11 +106,11 @@ pub(super) async fn apply_copy_cdc(
     );
     // Change capture until stopped (Ctrl-C / SIGTERM), cut over, or caught up.
     let capture = Capture::start(cdc_job, CapturePolicy::apply(signal));
-    eprintln!(
+    crate::logging::say(&format!(
         "full load done (target consistent at {}); replicating changes from slot {} until stopped (Ctrl-C or SIGTERM)",
         loaded.consistent_lsn.as_deref().unwrap_or("?"),
         job.slot
-    );
+    ));
     let stopper = capture.stopper();
     if p.plan.cutover.mode == plan::CutoverMode::Auto {
         tokio::spawn(auto_cutover(
@@ -149,11 +149,11 @@ pub(super) async fn apply_copy_cdc(
             );
             report::print(&summary, g.format, false, To::Stdout);
             if stopper.is_cut_over() {
-                eprintln!(
+                crate::logging::say(&format!(
                     "plan {} is cut over: the target is live; next: pgmove cleanup {}",
                     p.plan.name,
                     path.display()
-                );
+                ));
             }
             exit::OK
         }
@@ -259,7 +259,7 @@ pub(super) async fn apply_pglogical(
     match confirm(p, Strategy::Pglogical, g) {
         Ok(true) => {}
         Ok(false) => {
-            eprintln!("nothing done");
+            crate::logging::say("nothing done");
             return exit::FAILURE;
         }
         Err(f) => return report_failure(&f),
@@ -277,11 +277,11 @@ pub(super) async fn apply_pglogical(
         Err(e) => return report_failure(&Failure::runtime(e)),
     };
     if outcome.cut_over {
-        eprintln!(
+        crate::logging::say(&format!(
             "plan {} is cut over: the target is live and apply has nothing to do; next: pgmove cleanup {}",
             p.plan.name,
             path.display()
-        );
+        ));
         return exit::OK;
     }
     let caught_up = if online.exit_when_caught_up {

@@ -34,7 +34,7 @@ fn explicit_strategy(plan: &Plan) -> Option<Strategy> {
 
 /// An inventory that could not be taken: a server older than pgmove supports blocks the plan
 /// (exit 2, with what to do); anything else is a failure (exit 1).
-fn inspect_failure(e: inspect::InspectError) -> Failure {
+pub(super) fn inspect_failure(e: inspect::InspectError) -> Failure {
     match e {
         inspect::InspectError::Unsupported { .. } => Failure::input(e),
         _ => Failure::runtime(e),

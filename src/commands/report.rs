@@ -44,15 +44,14 @@ pub async fn report(path: &Path, g: Global) -> u8 {
         .write_all(out.as_bytes())
         .and_then(|_| stdout.flush());
     if facts.is_empty() {
-        eprintln!(
-            "error: the target has no record of plan {}: it was never applied there, or `pgmove cleanup` removed its records{}",
+        return report_failure(&Failure::runtime(format!(
+            "the target has no record of plan {}: it was never applied there, or `pgmove cleanup` removed its records{}",
             plan.name,
             Hint::new(format!(
                 "check the plan's target, or run `pgmove apply {}` first",
                 path.display()
             ))
-        );
-        return exit::FAILURE;
+        )));
     }
     exit::OK
 }

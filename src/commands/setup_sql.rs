@@ -40,6 +40,7 @@ pub fn setup_sql(path: &Path, format: Format) -> u8 {
         Format::Json => {
             let out = serde_json::json!({
                 "format_version": 1,
+                "schema_version": crate::report::SCHEMA_VERSION,
                 "plan": plan.name,
                 "role": role,
                 "run_as": "the master user (RDS/Aurora) or a superuser, on the source database",

@@ -96,9 +96,6 @@ pub struct CutoverFacts {
     pub error: Option<String>,
 }
 
-/// The version of the report's JSON (fields are only ever added within a version).
-pub const SCHEMA_VERSION: u32 = 1;
-
 /// The timeline's span from the end of the load to the cutover's request.
 pub const REPLICATING: &str = "replicating (until cutover)";
 
@@ -302,14 +299,9 @@ fn cutover_facts(
     }
 }
 
-/// The report as JSON (with `schema_version`).
+/// The report as JSON, `schema_version` first (docs/json.md).
 pub fn render_json(f: &Facts) -> String {
-    let mut v =
-        serde_json::to_value(f).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
-    if let Some(o) = v.as_object_mut() {
-        o.insert("schema_version".into(), SCHEMA_VERSION.into());
-    }
-    serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+    crate::report::to_json(f, true) + "\n"
 }
 
 pub use markdown::render_markdown;
@@ -525,7 +517,7 @@ mod tests {
     fn json_carries_the_schema_version() {
         let f = Facts::from_history("shop", &sample());
         let v: serde_json::Value = serde_json::from_str(&render_json(&f)).expect("json");
-        assert_eq!(v["schema_version"], SCHEMA_VERSION);
+        assert_eq!(v["schema_version"], crate::report::SCHEMA_VERSION);
         assert_eq!(v["load"]["rows"], 100);
         assert_eq!(v["cutover"]["write_outage_secs"], 0.95);
     }

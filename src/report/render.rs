@@ -7,6 +7,43 @@ use serde::Serialize;
 
 use super::Format;
 
+/// The version of every JSON document pgmove prints (`--format json`), the first field of its
+/// top-level object (docs/json.md). Fields are only ever added within a version; a field
+/// removed, renamed or changing meaning raises it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A report with [`SCHEMA_VERSION`] first, then its own fields in their order.
+#[derive(Serialize)]
+struct Stamped<'a, T: ?Sized> {
+    schema_version: u32,
+    #[serde(flatten)]
+    report: &'a T,
+}
+
+/// `report` as JSON with `schema_version` first (`pretty`: indented); a report that is not a
+/// JSON object (none is) as it is.
+pub fn to_json<T: Serialize + ?Sized>(report: &T, pretty: bool) -> String {
+    let stamped = Stamped {
+        schema_version: SCHEMA_VERSION,
+        report,
+    };
+    let out = if pretty {
+        serde_json::to_string_pretty(&stamped)
+    } else {
+        serde_json::to_string(&stamped)
+    };
+    out.or_else(|_| {
+        if pretty {
+            serde_json::to_string_pretty(report)
+        } else {
+            serde_json::to_string(report)
+        }
+    })
+    .unwrap_or_else(|e| {
+        serde_json::json!({ "schema_version": SCHEMA_VERSION, "error": e.to_string() }).to_string()
+    })
+}
+
 /// A report in the three forms of `--format`: text for people, Markdown for tickets, JSON for
 /// scripts (serde: fields are only ever added).
 pub trait Render: Serialize {
@@ -22,10 +59,9 @@ pub trait Render: Serialize {
     /// GitHub-flavoured Markdown; data goes through [`super::markdown`].
     fn render_markdown(&self) -> String;
 
-    /// Pretty JSON, without a final newline.
+    /// Pretty JSON with `schema_version` first, without a final newline.
     fn render_json(&self) -> String {
-        serde_json::to_string_pretty(self)
-            .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string())
+        to_json(self, true)
     }
 
     /// Exactly what [`print()`] writes: the report in `format` (`color` paints text), ending
@@ -103,7 +139,7 @@ impl Render for Summary {
     }
 
     fn render_json(&self) -> String {
-        self.json.to_string()
+        to_json(&self.json, false)
     }
 }
 
@@ -134,8 +170,14 @@ mod tests {
         assert_eq!(s.render(Format::Text, false), "sample x\n");
         assert_eq!(s.render(Format::Text, true), "\x1b[1msample\x1b[0m x\n");
         assert_eq!(s.render(Format::Markdown, true), "# sample `x`\n");
-        assert_eq!(s.render(Format::Json, true), "{\n  \"name\": \"x\"\n}\n");
-        assert_eq!(s.render_json(), "{\n  \"name\": \"x\"\n}");
+        assert_eq!(
+            s.render(Format::Json, true),
+            "{\n  \"schema_version\": 1,\n  \"name\": \"x\"\n}\n"
+        );
+        assert_eq!(
+            s.render_json(),
+            "{\n  \"schema_version\": 1,\n  \"name\": \"x\"\n}"
+        );
     }
 
     #[test]
@@ -148,8 +190,11 @@ mod tests {
         assert_eq!(s.render(Format::Markdown, false), "applied plan p\n");
         assert_eq!(
             s.render(Format::Json, false),
-            "{\"elapsed_secs\":1.5,\"plan\":\"p\"}\n"
+            "{\"schema_version\":1,\"elapsed_secs\":1.5,\"plan\":\"p\"}\n"
         );
+        // Not an object: nothing to stamp, printed as it is.
+        let list = Summary::new("", serde_json::json!([1, 2]));
+        assert_eq!(list.render(Format::Json, false), "[1,2]\n");
         let empty = Summary::new("", serde_json::json!({ "statements": [] }));
         assert_eq!(empty.render(Format::Text, false), "");
     }

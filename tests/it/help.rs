@@ -8,6 +8,7 @@ use clap::CommandFactory;
 
 /// The first line `pgmove <command> --help` prints for each command.
 const FIRST_LINES: &[(&str, &str)] = &[
+    ("init", "Inspect both servers (read-only) and write"),
     ("plan", "Validate the plan, inspect both servers"),
     ("apply", "Run the plan; a rerun resumes"),
     ("setup-sql", "Print the SQL the master user runs once"),
