@@ -391,6 +391,7 @@ async fn restore_keys(
     let key_indexes = keys::key_indexes(&base.source).await?;
     let entries = keys::key_entries(&restorer.pending_index_entries(), &key_indexes);
     let step = progress.step("keys", entries.len() as u64);
+    let prefix = dump_restore::index_session::prefix(&base.target).await?;
     for e in &entries {
         let suffix =
             crate::state::finish_item_sql(&base.plan_name, e.dump_id, &e.kind, &e.object());
@@ -400,7 +401,7 @@ async fn restore_keys(
             &tools.psql,
             &restorer.dir,
             &[e],
-            "SET maintenance_work_mem = '256MB';\n",
+            &prefix,
             &suffix,
             &e.object(),
         )
