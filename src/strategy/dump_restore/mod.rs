@@ -980,10 +980,10 @@ impl<'a> Restorer<'a> {
     }
 
     /// Indexes and constraints (in parallel), attachments, foreign keys, then the rest. The
-    /// indexes of small tables are built in batches (one transaction for up to
-    /// [`batch::BATCH_ITEMS`]), those of large tables one per worker; the other waves run in
-    /// order, consecutive items in batches: one `pg_restore | psql` per item cost O(items) each
-    /// (pg_restore reads the dump's whole TOC), O(items²) in all.
+    /// indexes of small tables are built in batches (one transaction for up to 100), those
+    /// of large tables one per worker; the other waves run in order, consecutive items in
+    /// batches: one `pg_restore | psql` per item cost O(items) each (pg_restore reads the
+    /// dump's whole TOC), O(items²) in all.
     pub async fn post_data(&mut self) -> Result<(), DumpRestoreError> {
         let todo: Vec<&Entry> = self
             .post
