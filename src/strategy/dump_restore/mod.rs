@@ -516,11 +516,12 @@ impl<'a> Preview<'a> {
         ]
     }
 
-    /// Step `post-data`: each post-data item in its own transaction with its progress row.
+    /// Step `post-data`: each post-data item committed with its progress row, small tables'
+    /// indexes and the other waves' items in batches.
     pub fn post_data(&self, then: &[String]) -> Vec<String> {
         let mut out = vec![
             format!(
-                "-- indexes and unique/primary constraints ({} at a time), index attachments, foreign keys, then triggers, rules, comments, materialized view data; each item in one transaction with its progress row:",
+                "-- indexes and unique/primary constraints ({} at a time), index attachments, foreign keys, then triggers, rules, comments, materialized view data; each item committed with its progress row: each index of a table of 16 MB or more in its own transaction, the others up to 100 per transaction:",
                 self.job.index_jobs.max(1)
             ),
             self.pipe(),
