@@ -66,23 +66,12 @@ wants() { [[ " ${tools[*]} " == *" $1 "* ]]; }
 PGMOVE_BENCH=1 bash scripts/install-deps.sh
 source scripts/lib/cluster.sh
 source scripts/lib/bench.sh
+source scripts/lib/servers.sh
 bench_need_time
 
-pgmove=${PGMOVE_BIN:-$root/target/release/pgmove}
-pgmove_build=ok
 wants_pgmove() { wants pgmove || wants pgmove-pglogical; }
-if wants_pgmove && [[ -z ${PGMOVE_BIN:-} ]]; then
-  echo "==> building pgmove (cargo build --release --locked; a few minutes the first time)"
-  mkdir -p bench-out
-  if ! cargo build --release --locked 2>bench-out/pgmove-build.log; then
-    pgmove_build=failed
-    echo "error: cargo build --release --locked failed; pgmove is recorded as failed. Last lines of bench-out/pgmove-build.log:" >&2
-    tail -n 20 bench-out/pgmove-build.log | sed 's/^/  | /' >&2
-  fi
-fi
-if wants_pgmove && [[ $pgmove_build == ok && ! -x $pgmove ]]; then
-  die "PGMOVE_BIN=$pgmove is not an executable"
-fi
+pgmove_build=ok
+if wants_pgmove; then bench_build_pgmove "$root"; fi
 
 work=$(mktemp -d /tmp/pgmove-bench-XXXXXX)
 # shellcheck disable=SC2317  # called by the trap
@@ -191,14 +180,7 @@ echo "    $src_shape"
 
 pgcopydb_version=$(pgcopydb --version 2>/dev/null | awk '/^pgcopydb version/ { print $3; exit }')
 pgmove_version=-
-if wants_pgmove && [[ $pgmove_build == ok ]]; then
-  pgmove_version=$("$pgmove" --version 2>/dev/null | awk '{ print $2 }')
-  commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || true)
-  if [[ -n $commit && -z ${PGMOVE_BIN:-} ]]; then
-    git -C "$root" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || commit+="+local changes"
-    pgmove_version+=" ($commit)"
-  fi
-fi
+if wants_pgmove && [[ $pgmove_build == ok ]]; then pgmove_version=$(bench_pgmove_version "$root"); fi
 
 # The pgmove plan. The full load is what is timed: copy-cdc's apply runs with
 # --stop-after-load (change capture, which keeps apply running until stopped, is measured by
@@ -271,62 +253,7 @@ done
 "$bin/pg_dump" --schema-only --section=post-data -d "$src" | q "$dst" >/dev/null
 SH
 
-# pglogical's objects in a database: its subscriptions (which drop their slots on the
-# provider), its node, the extension.
-drop_pglogical_sql="SET client_min_messages = warning;
-DO \$\$
-BEGIN
-  IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pglogical') THEN
-    PERFORM pglogical.drop_subscription(sub_name, true) FROM pglogical.subscription;
-    PERFORM pglogical.drop_node(n.node_name, true) FROM pglogical.local_node l JOIN pglogical.node n ON n.node_id = l.node_id;
-  END IF;
-END \$\$;
-DROP EXTENSION IF EXISTS pglogical CASCADE;"
-
-# An empty target database, no leftover replication artifacts (pglogical's included), both
-# servers checkpointed.
-reset_servers() {
-  local left
-  if [[ $(psql_on "$DST_PORT" postgres -At -c "SELECT count(*) FROM pg_database WHERE datname = '$DB'") == 1 ]]; then
-    psql_on "$DST_PORT" "$DB" -At -c "$drop_pglogical_sql" >/dev/null
-  fi
-  # A walsender may take a moment to notice its client is gone.
-  for _ in $(seq 1 50); do
-    [[ $(psql_on "$SRC_PORT" "$DB" -At -c "SELECT count(*) FROM pg_replication_slots WHERE active") == 0 ]] && break
-    sleep 0.1
-  done
-  left=$(psql_on "$SRC_PORT" "$DB" -At <<'SQL'
-SELECT string_agg(slot_name, ' ') FROM pg_replication_slots WHERE NOT active;
-SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active;
-SQL
-)
-  [[ -n $left ]] && echo "    note: dropped replication slot(s) left on the source: $left"
-  psql_on "$SRC_PORT" "$DB" -At >/dev/null <<'SQL'
-SET client_min_messages = warning;
-DO $$
-DECLARE r record;
-BEGIN
-  FOR r IN SELECT pubname FROM pg_publication WHERE pubname LIKE 'pgmove%' OR pubname LIKE 'pgcopydb%' LOOP
-    EXECUTE format('DROP PUBLICATION %I', r.pubname);
-  END LOOP;
-  FOR r IN SELECT evtname FROM pg_event_trigger WHERE evtname LIKE 'pgmove%' LOOP
-    EXECUTE format('DROP EVENT TRIGGER %I', r.evtname);
-  END LOOP;
-END $$;
-DROP SCHEMA IF EXISTS pgmove CASCADE;
-DROP SCHEMA IF EXISTS pgcopydb CASCADE;
-SQL
-  psql_on "$SRC_PORT" "$DB" -At -c "$drop_pglogical_sql" >/dev/null
-  # A restart of the target without pglogical for the drop: see recreate_db.
-  recreate_db DST "$DB"
-  psql_on "$DST_PORT" postgres -At >/dev/null <<SQL
-SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin
- WHERE roname LIKE 'pgmove%' OR roname LIKE 'pgcopydb%' OR roname LIKE 'pgl\_%';
-SQL
-  psql_on "$SRC_PORT" postgres -c CHECKPOINT
-  psql_on "$DST_PORT" postgres -c CHECKPOINT
-  sync
-}
+reset_servers() { bench_reset_servers "$DB"; }
 
 # The command each tool runs, into the array `cmd` (stdout and stderr go to the run's log).
 # shellcheck disable=SC2016  # the bash -c scripts take their values as "$1"...

@@ -50,16 +50,11 @@ done
 bash scripts/install-deps.sh
 source scripts/lib/cluster.sh
 source scripts/lib/bench.sh
+source scripts/lib/servers.sh
 bench_need_time
 
-pgmove=${PGMOVE_BIN:-$root/target/release/pgmove}
-if [[ -z ${PGMOVE_BIN:-} ]]; then
-  echo "==> building pgmove (cargo build --release --locked; a few minutes the first time)"
-  mkdir -p bench-out
-  cargo build --release --locked 2>bench-out/pgmove-build.log \
-    || { tail -n 20 bench-out/pgmove-build.log >&2; die "cargo build --release --locked failed (bench-out/pgmove-build.log)"; }
-fi
-[[ -x $pgmove ]] || die "PGMOVE_BIN=$pgmove is not an executable"
+bench_build_pgmove "$root"
+[[ $pgmove_build == ok ]] || die "pgmove did not build (bench-out/pgmove-build.log)"
 
 work=$(mktemp -d /tmp/pgmove-bench-XXXXXX)
 # shellcheck disable=SC2317  # called by the trap
@@ -132,33 +127,7 @@ SQL
 }
 
 # An empty target database and a source without pgmove's objects.
-reset_servers() {
-  for _ in $(seq 1 50); do
-    [[ $(psql_on "$SRC_PORT" "$DB" -At -c "SELECT count(*) FROM pg_replication_slots WHERE active") == 0 ]] && break
-    sleep 0.1
-  done
-  psql_on "$SRC_PORT" "$DB" -At >/dev/null <<'SQL'
-SET client_min_messages = warning;
-SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active;
-DO $$
-DECLARE r record;
-BEGIN
-  FOR r IN SELECT pubname FROM pg_publication WHERE pubname LIKE 'pgmove%' LOOP
-    EXECUTE format('DROP PUBLICATION %I', r.pubname);
-  END LOOP;
-  FOR r IN SELECT evtname FROM pg_event_trigger WHERE evtname LIKE 'pgmove%' LOOP
-    EXECUTE format('DROP EVENT TRIGGER %I', r.evtname);
-  END LOOP;
-END $$;
-DROP SCHEMA IF EXISTS pgmove CASCADE;
-SQL
-  recreate_db DST "$DB"
-  psql_on "$DST_PORT" postgres -At >/dev/null <<SQL
-SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname LIKE 'pgmove%';
-SQL
-  psql_on "$SRC_PORT" postgres -c CHECKPOINT >/dev/null
-  psql_on "$DST_PORT" postgres -c CHECKPOINT >/dev/null
-}
+reset_servers() { bench_reset_servers "$DB" >/dev/null; }
 
 # What a loaded target must have: N tables of ROWS rows each and the source's index count.
 shape_sql="SELECT (SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace)
@@ -223,7 +192,7 @@ header="$work/header.txt"
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   bench_machine_lines "$SRC_PORT"
-  echo "pgmove: $("$pgmove" --version 2>/dev/null | awk '{ print $2 }') ($(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+  echo "pgmove: $(bench_pgmove_version "$root")"
   echo "data: N tables of $ROWS rows, bigint primary key each, every 2nd with an identity sequence, every 5th with a secondary index"
   echo "runs: $ROUNDS per step, jobs $JOBS, index_jobs $JOBS; both servers local"
   settings=$(printf '%s, ' "${conf[@]}")

@@ -138,11 +138,25 @@ fn copy_cdc_builds_a_small_tables_indexes_in_one_transaction_not_one_per_index()
 
 #[test]
 fn dump_restore_restores_small_tables_data_in_batches() {
-    let (_dst, transactions) = load_many("dump-restore", "scale_dump", "synchronous_commit");
+    let (dst, transactions) = load_many("dump-restore", "scale_dump", "synchronous_commit");
     // The data of 120 tables and 60 sequences is 180 items: in batches of at most 100, two
     // transactions (one per item was 180).
     assert_eq!(
         transactions, 2,
         "data-restoring transactions on the target for 120 small tables and 60 sequences"
+    );
+    // Post-data too: the 144 indexes and constraints of 120 small tables, each recorded as
+    // restored, in batches of at most 100: two transactions (one per index was 144).
+    assert_eq!(
+        dst.psql(
+            DB,
+            "SELECT count(*) FROM pgmove.restore_items WHERE kind IN ('INDEX', 'CONSTRAINT')"
+        ),
+        "144"
+    );
+    assert_eq!(
+        restore_transactions(&dst, "maintenance_work_mem"),
+        2,
+        "index-building transactions on the target for 120 small tables' 144 indexes"
     );
 }

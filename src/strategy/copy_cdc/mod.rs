@@ -948,6 +948,7 @@ async fn run_steps(
                 .filter(|t| t.heap_bytes < SMALL_TABLE_BYTES)
                 .map(|t| (t.schema.clone(), t.name.clone()))
                 .collect(),
+            prefix: dump_restore::index_session::prefix(&base.target).await?,
         };
         let indexes = tokio::spawn(builder.run(done_rx));
         // Tables finished by an earlier run may still lack their indexes (a resumed table is

@@ -14,7 +14,8 @@
 //!    either fully restored and recorded or not at all, so a rerun restores exactly the rest.
 //! 4. **post-data**: indexes and primary/unique constraints (`index_jobs` at a time), partition
 //!    index attachments, foreign keys, then triggers, rules, comments, materialized view data,
-//!    each item in its own transaction with its progress row.
+//!    each item committed with its progress row: a large table's indexes one per transaction,
+//!    small tables' and the other waves' items in batches of up to 100 per transaction.
 //! 5. **analyze**: `ANALYZE` of the restored tables, so the planner has statistics at once.
 //! 6. **done**: the run is complete (a rerun does nothing); the dump directory is removed.
 //!
@@ -24,6 +25,8 @@
 mod batch;
 pub mod config_tables;
 pub mod grants;
+pub(crate) mod index_owners;
+pub(crate) mod index_session;
 mod steps;
 pub mod toc;
 
@@ -513,11 +516,12 @@ impl<'a> Preview<'a> {
         ]
     }
 
-    /// Step `post-data`: each post-data item in its own transaction with its progress row.
+    /// Step `post-data`: each post-data item committed with its progress row, small tables'
+    /// indexes and the other waves' items in batches.
     pub fn post_data(&self, then: &[String]) -> Vec<String> {
         let mut out = vec![
             format!(
-                "-- indexes and unique/primary constraints ({} at a time), index attachments, foreign keys, then triggers, rules, comments, materialized view data; each item in one transaction with its progress row:",
+                "-- indexes and unique/primary constraints ({} at a time), index attachments, foreign keys, then triggers, rules, comments, materialized view data; each item committed with its progress row: each index of a table of 16 MB or more in its own transaction, the others up to 100 per transaction:",
                 self.job.index_jobs.max(1)
             ),
             self.pipe(),
@@ -978,7 +982,11 @@ impl<'a> Restorer<'a> {
         Ok(empty)
     }
 
-    /// Indexes and constraints (in parallel), attachments, foreign keys, then the rest.
+    /// Indexes and constraints (in parallel), attachments, foreign keys, then the rest. The
+    /// indexes of small tables are built in batches (one transaction for up to 100), those
+    /// of large tables one per worker; the other waves run in order, consecutive items in
+    /// batches: one `pg_restore | psql` per item cost O(items) each (pg_restore reads the
+    /// dump's whole TOC), O(items²) in all.
     pub async fn post_data(&mut self) -> Result<(), DumpRestoreError> {
         let todo: Vec<&Entry> = self
             .post
@@ -993,25 +1001,39 @@ impl<'a> Restorer<'a> {
             .count();
         let step = self.progress.step("indexes", todo.len() as u64);
         let waves: BTreeSet<Wave> = todo.iter().map(|e| toc::wave(&e.kind)).collect();
+        // The tables of the indexes, with their size on the source (only when there are some).
+        let owners = if waves.contains(&Wave::Indexes) {
+            index_owners::read(&self.job.source).await?
+        } else {
+            Vec::new()
+        };
+        let owners = index_owners::Owners::new(&owners);
+        let prefix = index_session::prefix(&self.job.target).await?;
         for w in waves {
             let items: Vec<&Entry> = todo
                 .iter()
                 .copied()
                 .filter(|e| toc::wave(&e.kind) == w)
                 .collect();
-            let width = if w == Wave::Indexes {
-                self.job.index_jobs
+            let (batches, width) = if w == Wave::Indexes {
+                let batches = batch::index_batches(
+                    items,
+                    |e| owners.of(e).map(|o| o.table_bytes),
+                    index_owners::SMALL_TABLE_BYTES,
+                    batch::BATCH_ITEMS,
+                );
+                (batches, self.job.index_jobs)
             } else {
-                1
+                (batch::in_order(items, batch::BATCH_ITEMS), 1)
             };
-            self.outcome.items_restored += run_parallel(
+            self.outcome.items_restored += run_batches(
                 self.job,
                 self.pg_restore,
                 self.psql,
                 &self.dir,
-                items,
+                batches,
                 width,
-                "SET maintenance_work_mem = '256MB';\n",
+                &prefix,
                 &step,
             )
             .await?;
@@ -1246,21 +1268,6 @@ fn data_sizes(dir: &Path) -> HashMap<i32, u64> {
     sizes
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_parallel(
-    job: &Job,
-    pg_restore: &Tool,
-    psql: &Tool,
-    dir: &Path,
-    items: Vec<&Entry>,
-    width: usize,
-    prefix: &str,
-    step: &crate::progress::Step,
-) -> Result<usize, DumpRestoreError> {
-    let one_each = items.into_iter().map(|e| vec![e]).collect();
-    run_batches(job, pg_restore, psql, dir, one_each, width, prefix, step).await
-}
-
 /// Restores each batch in one transaction (with the progress rows of its items), `width`
 /// batches at a time, in the order given; returns how many items it restored.
 #[allow(clippy::too_many_arguments)]
@@ -1321,9 +1328,10 @@ async fn run_batches(
 /// What the error of a restore says when an item's progress row exists already.
 const ALREADY_RESTORED: &str = "restore_items_pkey";
 
-/// `items` restored in one transaction with their progress rows ([`restore_items`]). When one
-/// of several was restored meanwhile by a process left over from a killed run (its progress
-/// row exists, the transaction rolled back), each is restored again on its own.
+/// `items` restored in one transaction with their progress rows ([`restore_items`]). When
+/// that transaction of several items fails (it rolled back: nothing of it applied), each is
+/// restored again on its own: one was restored meanwhile by a process left over from a killed
+/// run (its progress row exists) and is skipped, or the error names the one item that fails.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn restore_batch(
     job: &Job,
@@ -1339,9 +1347,13 @@ pub(crate) async fn restore_batch(
         .map(|e| state::finish_item_sql(&job.plan_name, e.dump_id, &e.kind, &e.object()))
         .collect();
     match restore_items(job, pg_restore, psql, dir, items, prefix, &suffix, what).await {
-        Err(DumpRestoreError::Item { message, .. })
-            if items.len() > 1 && message.contains(ALREADY_RESTORED) =>
-        {
+        Err(DumpRestoreError::Item { message, .. }) if items.len() > 1 => {
+            if !message.contains(ALREADY_RESTORED) {
+                tracing::info!(
+                    items = items.len(),
+                    "a batch failed and rolled back; restoring its items one by one to name the failing one: {message}"
+                );
+            }
             for e in items {
                 let suffix =
                     state::finish_item_sql(&job.plan_name, e.dump_id, &e.kind, &e.object());

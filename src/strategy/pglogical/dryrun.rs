@@ -29,7 +29,7 @@ pub async fn dry_run(job: &Job, source_inv: &Inventory) -> Result<Vec<String>, P
             }
             step_name::PRE_DATA => p.pre_data(),
             step_name::KEYS => vec![
-                "-- the post-data items of primary keys and replica-identity indexes (with their REPLICA IDENTITY), each restored as in step post-data, in one transaction with its progress row; the source's key indexes:".to_string(),
+                "-- the post-data items of primary keys and replica-identity indexes (with their REPLICA IDENTITY), restored as in step post-data, up to 100 per transaction, each with its progress row; the source's key indexes:".to_string(),
                 super::keys::KEY_INDEXES_SQL.to_string(),
                 p.record(step_name::KEYS, None),
             ],

@@ -379,8 +379,15 @@ async fn slot_name(job: &Job) -> Result<Option<String>, PgError> {
     )
 }
 
-/// Step `keys`: the post-data entries of primary keys and replica-identity indexes, each in
-/// one transaction with its progress row (so post-data skips them later).
+/// At most this many key indexes built in one transaction by step `keys` (its locks, two per
+/// index, must fit the server's lock table; the same bound as dump-restore's batches).
+const KEY_BATCH: usize = 100;
+
+/// Step `keys`: the post-data entries of primary keys and replica-identity indexes, restored
+/// in order up to [`KEY_BATCH`] per transaction, each with its progress row (so post-data skips
+/// them later). One `pg_restore | psql` per key cost O(tables) each (pg_restore reads the
+/// dump's whole TOC), O(tables²) in all. A failed batch rolled back whole; its keys are then
+/// restored one by one, so the error names the failing one.
 async fn restore_keys(
     base: &dump_restore::Job,
     state: &State<'_>,
@@ -391,21 +398,26 @@ async fn restore_keys(
     let key_indexes = keys::key_indexes(&base.source).await?;
     let entries = keys::key_entries(&restorer.pending_index_entries(), &key_indexes);
     let step = progress.step("keys", entries.len() as u64);
-    for e in &entries {
-        let suffix =
-            crate::state::finish_item_sql(&base.plan_name, e.dump_id, &e.kind, &e.object());
-        dump_restore::restore_items(
+    let prefix = dump_restore::index_session::prefix(&base.target).await?;
+    for batch in entries.chunks(KEY_BATCH) {
+        let items: Vec<&Entry> = batch.iter().collect();
+        let what = match batch {
+            [one] => one.object(),
+            many => format!("{} primary keys and replica-identity indexes", many.len()),
+        };
+        dump_restore::restore_batch(
             base,
             &tools.pg_restore,
             &tools.psql,
             &restorer.dir,
-            &[e],
-            "SET maintenance_work_mem = '256MB';\n",
-            &suffix,
-            &e.object(),
+            &items,
+            &prefix,
+            &what,
         )
         .await?;
-        step.item_done(&e.object());
+        for e in batch {
+            step.item_done(&e.object());
+        }
     }
     restorer.refresh_done(state).await?;
     step.finish("primary keys and replica-identity indexes restored");
