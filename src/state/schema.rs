@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_rates.sql",
         sql: include_str!("migrations/0002_rates.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_fence_touched.sql",
+        sql: include_str!("migrations/0003_fence_touched.sql"),
+    },
 ];
 
 /// The schema version this binary writes and reads.
