@@ -32,8 +32,11 @@
 //! option: it would fire for pgmove's own writes). The target must not be written during a
 //! migration (README says so); `pgmove verify` after cutover compares everything. DDL or
 //! TRUNCATE replicated meanwhile, or objects that differed at the pre-verification, make the
-//! re-check a full verification; so does a cutover resumed on a fenced source, and one of a
-//! pglogical run (pglogical applies, it records nothing).
+//! re-check a full verification. The object inventory is compared again in any case (a
+//! schema change change capture did not carry, `cdc.ddl: ignore`, is seen); objects'
+//! properties (owners, privileges, comments) only ahead. A cutover resumed on a fenced source,
+//! and one of a pglogical run (pglogical applies, it records nothing), verify everything
+//! inside the outage as before.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

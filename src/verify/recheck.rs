@@ -7,8 +7,9 @@
 //! with those keys, on each side), and whole every table that was touched without a key
 //! (`REPLICA IDENTITY FULL`), whose recorded key is not the key verify cuts chunks by, that
 //! is compared by count or whole-table checksum, that differed without a chunk to locate it,
-//! that is new, or that is a materialized view (cutover refreshes them). Sequences and large
-//! objects are compared again in full. DDL or TRUNCATE applied since (every table touched),
+//! that is new, or that is a materialized view (cutover refreshes them). Sequences, large
+//! objects and the object inventory are compared again in full; objects' properties (owners,
+//! privileges, comments...) only ahead. DDL or TRUNCATE applied since (every table touched),
 //! or objects that differed before, make it a full verification. Why the rest is identical:
 //! see `crate::cutover::ahead`.
 
@@ -160,6 +161,9 @@ pub async fn recheck(
         Catalog::read(&first.src, &scope),
         Catalog::read(&first.tgt, &scope)
     )?;
+    // The object inventory again (cheap next to the rows): a schema change made since that
+    // change capture did not carry (`cdc.ddl: ignore`) is seen.
+    let inventory = super::objects::compare(&first, &scope, &src_cat, &tgt_cat).await?;
     let (mut tables, plans) = match_tables(&src_cat, &tgt_cat, opts);
     let mut by_table: BTreeMap<(&str, &str), Vec<&Touch>> = BTreeMap::new();
     for t in touched {
@@ -275,9 +279,9 @@ pub async fn recheck(
         identical: false,
         tables,
         sequences,
-        objects: Vec::new(),
+        objects: inventory.diffs,
         notes,
-        function_counts: before.function_counts.clone(),
+        function_counts: inventory.function_counts,
         large_objects,
         excluded: before.excluded.clone(),
         elapsed_seconds: started.elapsed().as_secs_f64(),
