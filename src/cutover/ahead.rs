@@ -9,10 +9,12 @@
 //!    transaction acknowledges the request (`crate::cdc::touched`). Cutover waits for the
 //!    acknowledgement: every change applied after it is recorded.
 //! 2. **Pre-verification.** A full `verify` at the plan's level, begun after the
-//!    acknowledgement, while replicating. Chunks may differ because the target lags: that is
-//!    fine, they are kept.
+//!    acknowledgement, while replicating. Chunks differ where rows were in flight (the target
+//!    lags): each differing chunk is then located, by bisection, to its differing keys
+//!    (sub-ranges that match, and rows compared one by one), up to 2,000 keys a chunk.
 //! 3. **Re-check** after the fence, the final catch-up, sequences and large objects
-//!    ([`crate::verify::recheck`]): every chunk that differed, the rows of every touched key,
+//!    ([`crate::verify::recheck`]): the located differing keys (or whole the chunks that could
+//!    not be located), the rows of every touched key,
 //!    and whole every table touched without a usable key; sequences and large objects in full.
 //!
 //! **Why an untouched chunk that matched is identical at the end.** Let chunk C match when
@@ -24,8 +26,10 @@
 //! it is applied after the acknowledgement: recorded. So the untouched rows of C are on both
 //! sides as they were when C matched, and the touched ones are compared again. (A match of
 //! C's count and checksum as a whole makes its rows the same on both sides but for an md5
-//! collision of the sums: the guarantee of verify itself.) The same holds at `counts` for
-//! whole tables: a touched table is counted again.
+//! collision of the sums: the guarantee of verify itself.) The same holds for each sub-range
+//! the bisection of a differing chunk found matching, and for each row it compared one by one
+//! and found equal (all compared after the acknowledgement): only the keys it found differing,
+//! and the touched ones, can differ at the end. At `counts` a touched table is counted again.
 //!
 //! **What it cannot see:** a write to the target by anyone but pgmove between the
 //! pre-verification and the fence is not recorded (a trigger on the target is not an
@@ -50,6 +54,8 @@ use super::{emit_marker, CutoverJob, StepError};
 /// The pre-verification: its report, how long it took, and the options it ran with.
 pub(super) struct Ahead {
     pub report: VerifyReport,
+    /// Its differing chunks located to their differing keys.
+    pub located: crate::verify::Located,
     pub secs: f64,
     pub opts: VerifyOptions,
 }
@@ -103,6 +109,9 @@ pub(super) async fn pre_verify(
     let opts = options(job, level);
     let t0 = Instant::now();
     let report = crate::verify::verify(&job.source, &job.target, &opts).await?;
+    // Chunks differ mostly by rows in flight (the target lags): located to their keys now,
+    // only those are compared again inside the outage, not the whole chunks.
+    let located = crate::verify::locate(&job.source, &job.target, &opts, &report).await?;
     let secs = t0.elapsed().as_secs_f64();
     tracing::info!(
         secs,
@@ -110,7 +119,12 @@ pub(super) async fn pre_verify(
         "cutover: pre-verification done (chunks that differ are compared again after the fence)"
     );
     crate::testhook::pause("cutover-pre-verified").await;
-    Ok(Ahead { report, secs, opts })
+    Ok(Ahead {
+        report,
+        located,
+        secs,
+        opts,
+    })
 }
 
 /// Compares again what may have changed since the pre-verification.
@@ -125,6 +139,7 @@ pub(super) async fn recheck(
         &job.target,
         &ahead.opts,
         &ahead.report,
+        &ahead.located,
         &touched,
     )
     .await?)

@@ -171,7 +171,7 @@ impl CutoverReport {
             "everything compared again (DDL or TRUNCATE since, or objects differed)".to_string()
         } else {
             format!(
-                "compared again: {} table(s), {} touched key(s), {} chunk(s) that differed, {} table(s) whole",
+                "compared again: {} table(s), {} key(s) (touched since, or found differing ahead), {} chunk(s) that differed, {} table(s) whole",
                 c.tables, c.keys, c.chunks, c.whole_tables
             )
         };

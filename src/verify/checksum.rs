@@ -580,11 +580,44 @@ impl TablePlan {
         tgt_count: i64,
         limit: usize,
     ) -> Result<Vec<RowDiff>, VerifyError> {
+        let mut complete = true;
+        self.narrow_inner(pair, bounds, src_count, tgt_count, limit, &mut complete)
+            .await
+    }
+
+    /// Every differing key of a differing range, when there are fewer than `limit` and the
+    /// bisection compared every row it did not match by range (`None` otherwise): the rest
+    /// of the range matched, by sub-range or row by row.
+    pub async fn narrow_all(
+        &self,
+        pair: &Pair,
+        bounds: &Bounds,
+        src_count: i64,
+        tgt_count: i64,
+        limit: usize,
+    ) -> Result<Option<Vec<RowDiff>>, VerifyError> {
+        let mut complete = true;
+        let d = self
+            .narrow_inner(pair, bounds, src_count, tgt_count, limit, &mut complete)
+            .await?;
+        Ok((complete && d.len() < limit).then_some(d))
+    }
+
+    async fn narrow_inner(
+        &self,
+        pair: &Pair,
+        bounds: &Bounds,
+        src_count: i64,
+        tgt_count: i64,
+        limit: usize,
+        complete: &mut bool,
+    ) -> Result<Vec<RowDiff>, VerifyError> {
         let mut out = Vec::new();
         // Depth-first, in key order: the stack holds later ranges below earlier ones.
         let mut stack = vec![(bounds.clone(), src_count, tgt_count, 0u32)];
         while let Some((b, sc, tc, depth)) = stack.pop() {
             if out.len() >= limit {
+                *complete = false;
                 break;
             }
             let (side, n) = if sc >= tc {
@@ -612,6 +645,7 @@ impl TablePlan {
                 )?;
                 let s_full = (s_rows.len() as i64) < cap;
                 let t_full = (t_rows.len() as i64) < cap;
+                *complete &= s_full && t_full;
                 for d in diff_rows(&s_rows, &t_rows, s_full, t_full) {
                     if out.len() >= limit {
                         break;

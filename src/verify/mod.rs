@@ -63,7 +63,7 @@ use catalog::{Catalog, RelInfo};
 use checksum::{ChunkSum, KeySpec, TablePlan};
 use session::{Conn, Pair};
 
-pub use recheck::{recheck, RecheckCounts};
+pub use recheck::{locate, recheck, Located, RecheckCounts};
 
 /// How deep to compare table data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -32,6 +32,72 @@ use super::{
 
 /// Keys compared per query.
 const KEYS_PER_PART: usize = 20_000;
+/// Differing keys a differing chunk is located to, at most, ahead of the fence; a chunk with
+/// more is compared again whole.
+const LOCATE_LIMIT: usize = 2_000;
+
+/// The differing chunks of the pre-verification located to their differing keys, per table
+/// (`(schema, name)`) and chunk index: the rest of each such chunk matched, by sub-range or
+/// row by row, so only those keys are compared again.
+pub type Located = BTreeMap<(String, String), BTreeMap<u64, Vec<Vec<String>>>>;
+
+/// Locates the differing chunks of `before` (made while replicating: mostly rows in flight)
+/// to their differing keys, by bisection, on both servers; a chunk with more than
+/// [`LOCATE_LIMIT`] differing keys is left out (compared again whole).
+pub async fn locate(
+    source: &Endpoint,
+    target: &Endpoint,
+    opts: &VerifyOptions,
+    before: &VerifyReport,
+) -> Result<Located, VerifyError> {
+    let mut located = Located::new();
+    if !before.tables.iter().any(|t| !t.differing_chunks.is_empty()) {
+        return Ok(located);
+    }
+    let scope = Scope {
+        schemas: opts.schemas.clone(),
+        include: opts.include.clone(),
+    };
+    let source = Arc::new(source.clone());
+    let target = Arc::new(target.clone());
+    let pair = Pair::connect(&source, &target).await?;
+    let (src_cat, tgt_cat) = tokio::try_join!(
+        Catalog::read(&pair.src, &scope),
+        Catalog::read(&pair.tgt, &scope)
+    )?;
+    let (tables, plans) = match_tables(&src_cat, &tgt_cat, opts);
+    for plan in &plans {
+        let rep = &tables[plan.report];
+        let Some(prior) = before.table(&rep.schema, &rep.name) else {
+            continue;
+        };
+        let Some(key) = plan.key.as_ref().map(|k| k.names.clone()) else {
+            continue;
+        };
+        if plan.mode != Mode::Keyed || prior.key != key {
+            continue;
+        }
+        for c in &prior.differing_chunks {
+            if c.range.columns != key {
+                continue;
+            }
+            let b = Bounds {
+                after: c.range.after.clone(),
+                up_to: c.range.up_to.clone(),
+            };
+            if let Some(rows) = plan
+                .narrow_all(&pair, &b, c.source_rows, c.target_rows, LOCATE_LIMIT)
+                .await?
+            {
+                located
+                    .entry((rep.schema.clone(), rep.name.clone()))
+                    .or_default()
+                    .insert(c.index, rows.into_iter().map(|r| r.key).collect());
+            }
+        }
+    }
+    Ok(located)
+}
 
 /// What the re-check compared.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -40,9 +106,10 @@ pub struct RecheckCounts {
     pub tables: usize,
     /// Of those, compared whole.
     pub whole_tables: usize,
-    /// Chunks that differed before, compared again.
+    /// Chunks that differed before and could not be located to their keys, compared again.
     pub chunks: usize,
-    /// Touched keys whose rows were compared.
+    /// Keys whose rows were compared: touched since the pre-verification, or found differing
+    /// by it (located).
     pub keys: usize,
     /// Everything was compared again (DDL or TRUNCATE since, or objects differed before).
     pub full: bool,
@@ -64,6 +131,7 @@ pub(crate) fn work_for(
     materialized_view: bool,
     before: Option<&super::TableReport>,
     touches: &[&Touch],
+    located: Option<&BTreeMap<u64, Vec<Vec<String>>>>,
 ) -> Option<Work> {
     let whole = || {
         Some(Work {
@@ -101,18 +169,23 @@ pub(crate) fn work_for(
     {
         return whole();
     }
-    let w = Work {
+    let mut w = Work {
         whole: false,
-        chunks: before
-            .differing_chunks
-            .iter()
-            .map(|c| Bounds {
-                after: c.range.after.clone(),
-                up_to: c.range.up_to.clone(),
-            })
-            .collect(),
+        chunks: Vec::new(),
         keys: touches.iter().map(|t| t.key.clone()).collect(),
     };
+    for c in &before.differing_chunks {
+        match located.and_then(|l| l.get(&c.index)) {
+            // Located ahead: its differing keys (the rest matched).
+            Some(keys) => w.keys.extend(keys.iter().cloned()),
+            None => w.chunks.push(Bounds {
+                after: c.range.after.clone(),
+                up_to: c.range.up_to.clone(),
+            }),
+        }
+    }
+    w.keys.sort();
+    w.keys.dedup();
     (!w.chunks.is_empty() || !w.keys.is_empty()).then_some(w)
 }
 
@@ -137,6 +210,7 @@ pub async fn recheck(
     target: &Endpoint,
     opts: &VerifyOptions,
     before: &VerifyReport,
+    located: &Located,
     touched: &[Touch],
 ) -> Result<(VerifyReport, RecheckCounts), VerifyError> {
     let started = Instant::now();
@@ -179,7 +253,8 @@ pub async fn recheck(
             .cloned()
             .unwrap_or_default();
         let key = plan.key.as_ref().map(|k| k.names.as_slice());
-        let work = work_for(plan.mode, key, rep.materialized_view, prior, &touches);
+        let loc = located.get(&(rep.schema.clone(), rep.name.clone()));
+        let work = work_for(plan.mode, key, rep.materialized_view, prior, &touches, loc);
         let t = &mut tables[plan.report];
         let Some(work) = work else {
             // Unchanged since it was found identical.
@@ -492,10 +567,11 @@ mod tests {
         let key = ["id".to_string()];
         let same = report(TableStatus::Same, Vec::new());
         // Identical before and untouched: nothing.
-        assert!(work_for(Mode::Keyed, Some(&key), false, Some(&same), &[]).is_none());
+        assert!(work_for(Mode::Keyed, Some(&key), false, Some(&same), &[], None).is_none());
         // Touched keys: those keys.
         let (a, b) = (touch(&["id"], &["1"]), touch(&["id"], &["7"]));
-        let w = work_for(Mode::Keyed, Some(&key), false, Some(&same), &[&a, &b]).expect("work");
+        let w =
+            work_for(Mode::Keyed, Some(&key), false, Some(&same), &[&a, &b], None).expect("work");
         assert!(!w.whole && w.chunks.is_empty());
         assert_eq!(w.keys, vec![vec!["1".to_string()], vec!["7".to_string()]]);
         // A differing chunk: that chunk, with the touched keys.
@@ -512,10 +588,24 @@ mod tests {
             rows: Vec::new(),
         };
         let differs = report(TableStatus::Differs, vec![d]);
-        let w = work_for(Mode::Keyed, Some(&key), false, Some(&differs), &[&a]).expect("work");
+        let w =
+            work_for(Mode::Keyed, Some(&key), false, Some(&differs), &[&a], None).expect("work");
         assert_eq!(w.chunks.len(), 1);
         assert_eq!(w.chunks[0].after, Some(vec!["3".to_string()]));
         assert_eq!(w.keys.len(), 1);
+        // Located ahead to its differing keys: those keys, not the chunk.
+        let located = BTreeMap::from([(1u64, vec![vec!["4".to_string()], vec!["1".to_string()]])]);
+        let w = work_for(
+            Mode::Keyed,
+            Some(&key),
+            false,
+            Some(&differs),
+            &[&a],
+            Some(&located),
+        )
+        .expect("work");
+        assert!(w.chunks.is_empty());
+        assert_eq!(w.keys, vec![vec!["1".to_string()], vec!["4".to_string()]]);
     }
 
     #[test]
@@ -525,19 +615,26 @@ mod tests {
         let whole = touch(&[], &[]);
         let other_key = touch(&["code"], &["x"]);
         for t in [&whole, &other_key] {
-            let w = work_for(Mode::Keyed, Some(&key), false, Some(&same), &[t]).expect("work");
+            let w =
+                work_for(Mode::Keyed, Some(&key), false, Some(&same), &[t], None).expect("work");
             assert!(w.whole);
         }
         // New since, a materialized view, counted or keyless: whole when anything may differ.
-        assert!(work_for(Mode::Keyed, Some(&key), false, None, &[]).is_some_and(|w| w.whole));
-        assert!(work_for(Mode::Keyed, Some(&key), true, Some(&same), &[]).is_some_and(|w| w.whole));
+        assert!(work_for(Mode::Keyed, Some(&key), false, None, &[], None).is_some_and(|w| w.whole));
+        assert!(
+            work_for(Mode::Keyed, Some(&key), true, Some(&same), &[], None)
+                .is_some_and(|w| w.whole)
+        );
         let a = touch(&["id"], &["1"]);
-        assert!(work_for(Mode::Whole, None, false, Some(&same), &[&a]).is_some_and(|w| w.whole));
-        assert!(work_for(Mode::Count, None, false, Some(&same), &[]).is_none());
+        assert!(
+            work_for(Mode::Whole, None, false, Some(&same), &[&a], None).is_some_and(|w| w.whole)
+        );
+        assert!(work_for(Mode::Count, None, false, Some(&same), &[], None).is_none());
         // Differing before without a chunk to say where: whole.
         let differs = report(TableStatus::Differs, Vec::new());
         assert!(
-            work_for(Mode::Keyed, Some(&key), false, Some(&differs), &[]).is_some_and(|w| w.whole)
+            work_for(Mode::Keyed, Some(&key), false, Some(&differs), &[], None)
+                .is_some_and(|w| w.whole)
         );
         assert_eq!(
             keys_where_sql(

@@ -295,18 +295,19 @@ fn a_cutover_that_fails_verification_unfences_the_source_and_exits_3() {
     assert_eq!(out.status.code(), Some(3), "cutover: {}", text(&out));
     assert!(text(&out).contains("pgbench_accounts"), "{}", text(&out));
     assert!(text(&out).contains("FAILED"), "{}", text(&out));
-    // Found at the verification ahead of the fence, and found again inside the outage (the
-    // differing chunk compared again): apply did not fix it.
+    // Found at the verification ahead of the fence and located to its key, found again inside
+    // the outage (only that row compared again, and named): apply did not fix it.
     assert!(
         text(&out).contains("DIFFERENCES while fenced; verified ahead in"),
         "{}",
         text(&out)
     );
     assert!(
-        text(&out).contains("1 chunk(s) that differed"),
+        text(&out).contains("1 key(s) (touched since, or found differing ahead), 0 chunk(s)"),
         "{}",
         text(&out)
     );
+    assert!(text(&out).contains("\"aid\" IN ('7')"), "{}", text(&out));
     // The source takes writes again, and replication goes on.
     let before = dst.psql(
         "shop",
