@@ -66,7 +66,9 @@ pub async fn locate(
         Catalog::read(&pair.tgt, &scope)
     )?;
     let (tables, plans) = match_tables(&src_cat, &tgt_cat, opts);
-    for plan in &plans {
+    // The chunks to locate: (plan, table, chunk index, bounds, counts).
+    let mut tasks = VecDeque::new();
+    for (i, plan) in plans.iter().enumerate() {
         let rep = &tables[plan.report];
         let Some(prior) = before.table(&rep.schema, &rep.name) else {
             continue;
@@ -77,24 +79,48 @@ pub async fn locate(
         if plan.mode != Mode::Keyed || prior.key != key {
             continue;
         }
-        for c in &prior.differing_chunks {
-            if c.range.columns != key {
-                continue;
-            }
+        for c in prior
+            .differing_chunks
+            .iter()
+            .filter(|c| c.range.columns == key)
+        {
             let b = Bounds {
                 after: c.range.after.clone(),
                 up_to: c.range.up_to.clone(),
             };
-            if let Some(rows) = plan
-                .narrow_all(&pair, &b, c.source_rows, c.target_rows, LOCATE_LIMIT)
-                .await?
-            {
-                located
-                    .entry((rep.schema.clone(), rep.name.clone()))
-                    .or_default()
-                    .insert(c.index, rows.into_iter().map(|r| r.key).collect());
+            tasks.push_back((i, c.index, b, c.source_rows, c.target_rows));
+        }
+    }
+    // One chunk per connection pair at a time, on as many pairs as verify's jobs.
+    let mut pairs = vec![pair];
+    for _ in 1..opts.jobs.max(1).min(tasks.len().max(1)) {
+        pairs.push(Pair::connect(&source, &target).await?);
+    }
+    let queue = Mutex::new(tasks);
+    let (plans, queue) = (&plans, &queue);
+    let workers = pairs.iter().map(|pair| async move {
+        let mut out = Vec::new();
+        loop {
+            let task = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+            let Some((i, index, b, sc, tc)) = task else {
+                break;
+            };
+            if let Some(rows) = plans[i].narrow_all(pair, &b, sc, tc, LOCATE_LIMIT).await? {
+                out.push((i, index, rows));
             }
         }
+        Ok::<_, VerifyError>(out)
+    });
+    for (i, index, rows) in futures_util::future::try_join_all(workers)
+        .await?
+        .into_iter()
+        .flatten()
+    {
+        let rep = &tables[plans[i].report];
+        located
+            .entry((rep.schema.clone(), rep.name.clone()))
+            .or_default()
+            .insert(index, rows.into_iter().map(|r| r.key).collect());
     }
     Ok(located)
 }
