@@ -113,6 +113,7 @@ impl Applier {
             // Batches waiting when the target is behind go into one transaction, up to this.
             max_changes: job.batch_changes.max(1).saturating_mul(4),
             max_bytes: MemoryBudget::of(job.memory_limit).piece,
+            touched: super::touched::Recorder::new(&job.plan_name),
         };
         let task = tokio::spawn(apply_task(ctx, rx, done_tx, halt.clone()));
         Applier {
@@ -226,6 +227,8 @@ struct ApplyCtx {
     reorder_tables: bool,
     max_changes: usize,
     max_bytes: usize,
+    /// Records the keys touched while cutover pre-verifies (read when a transaction begins).
+    touched: super::touched::Recorder,
 }
 
 /// Applies batches in order, each (with the ones waiting behind it, up to `max_changes` and
@@ -255,7 +258,14 @@ async fn apply_task(
             break;
         }
         if let Some(p) = b.piece {
-            let r = apply_piece(&ctx, &b, p).await;
+            let r = match p.first {
+                true => ctx.touched.refresh(&ctx.client, &ctx.target).await,
+                false => Ok(()),
+            };
+            let r = match r {
+                Ok(()) => apply_piece(&ctx, &b, p).await,
+                Err(e) => Err(e),
+            };
             // A failed piece rolled its transaction back (or the session is gone).
             open = r.is_ok() && !p.last;
             match r {
@@ -305,7 +315,11 @@ async fn apply_task(
         if b.commit_after {
             crate::testhook::pause("cdc-add-value-commit").await;
         }
-        let r = watched_commit(&ctx, &b, end).await.map(|()| Done {
+        let r = match ctx.touched.refresh(&ctx.client, &ctx.target).await {
+            Ok(()) => watched_commit(&ctx, &b, end).await,
+            Err(e) => Err(e),
+        };
+        let r = r.map(|()| Done {
             end,
             txns: b.txns,
             changes: b.changes,
@@ -375,7 +389,10 @@ async fn apply_piece(ctx: &ApplyCtx, b: &Batch, p: Piece) -> Result<(), CdcError
         message: e.to_string(),
     });
     let fast = match fast {
-        Ok(f) => f,
+        Ok(mut f) => {
+            f.push(ctx.touched.sql(b));
+            f
+        }
         Err(e) => {
             let _ = ctx.client.batch_execute("ROLLBACK").await;
             return Err(e);
@@ -389,7 +406,10 @@ async fn apply_piece(ctx: &ApplyCtx, b: &Batch, p: Piece) -> Result<(), CdcError
         Ok(()) => return Ok(()),
         Err(e) => e,
     };
-    let plain = match apply::plain_sql(&b.items) {
+    let plain = match apply::plain_sql(&b.items).map(|mut p| {
+        p.push(ctx.touched.sql(b));
+        p
+    }) {
         Ok(plain) if plain != fast && e.as_db_error().is_some() => plain,
         Ok(_) => {
             let _ = ctx.client.batch_execute("ROLLBACK").await;
@@ -514,7 +534,7 @@ fn transaction_sql(statements: &[String], progress: &str) -> String {
 /// ([`apply::batch_sql`]) first; if the server refuses them, the batch again change by
 /// change ([`apply::plain_sql`]), whose result is the reference.
 async fn commit_batch(ctx: &ApplyCtx, b: &Batch, end: Lsn) -> Result<(), CdcError> {
-    let progress = progress_sql(&ctx.plan_name, end, b.txns, b.changes);
+    let progress = progress_sql(&ctx.plan_name, end, b.txns, b.changes) + &ctx.touched.sql(b);
     let fast = apply::batch_sql(&b.items, ctx.reorder_tables).map_err(|e| CdcError::Apply {
         lsn: end,
         message: e.to_string(),

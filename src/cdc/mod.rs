@@ -21,6 +21,7 @@ mod run;
 pub mod slot;
 pub mod spool;
 pub mod stream;
+mod touched;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -40,12 +40,12 @@
 //! applier: the same steps, the subscription's slot telling what the target has applied, and
 //! the subscription dropped once the target is verified (see [`pglogical`]).
 
+pub mod ahead;
 pub mod dryrun;
 pub mod pglogical;
 pub mod steps;
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -56,7 +56,7 @@ use crate::pg::{quote, Endpoint, Lsn, PgError};
 use crate::plan::{Fence, Plan, Sequences, VerifyLevel};
 use crate::progress::Progress;
 use crate::report::{markdown, Render};
-use crate::verify::{TableStatus, VerifyError, VerifyOptions};
+use crate::verify::{RecheckCounts, TableStatus, VerifyError};
 use steps as step_name;
 
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +132,15 @@ pub struct CutoverReport {
     pub materialized_views_refreshed: usize,
     pub verify: String,
     pub verify_identical: Option<bool>,
+    /// The verification inside the outage (the re-check when verified ahead of the fence).
     pub verify_secs: Option<f64>,
+    /// Verified ahead of the fence: how long the full comparison took, while replicating.
+    pub pre_verify_secs: Option<f64>,
+    /// Whether that comparison found everything identical already (what differed, behind
+    /// the lag, was compared again after the fence).
+    pub pre_verify_identical: Option<bool>,
+    /// What the verification inside the outage compared again.
+    pub recheck: Option<RecheckCounts>,
     /// `schema.table: status` of each table verification found different.
     pub differing: Vec<String>,
     /// From the fence to the target being live (or to the unfence after a failure).
@@ -152,6 +160,22 @@ pub struct CutoverReport {
 impl CutoverReport {
     pub fn is_live(&self) -> bool {
         self.state == "live"
+    }
+
+    /// The parts of a verification made ahead of the fence, for the text report.
+    fn verify_parts(&self) -> String {
+        let (Some(pre), Some(c)) = (self.pre_verify_secs, &self.recheck) else {
+            return String::new();
+        };
+        let what = if c.full {
+            "everything compared again (DDL or TRUNCATE since, or objects differed)".to_string()
+        } else {
+            format!(
+                "compared again: {} table(s), {} key(s) (touched since, or found differing ahead), {} chunk(s) that differed, {} table(s) whole",
+                c.tables, c.keys, c.chunks, c.whole_tables
+            )
+        };
+        format!(" while fenced; verified ahead in {pre:.2}s before the fence, {what}")
     }
 }
 
@@ -226,13 +250,19 @@ impl Render for CutoverReport {
             Some(true) => {
                 let _ = writeln!(
                     s,
-                    "  verify ({}): identical in {:.2}s",
+                    "  verify ({}): identical in {:.2}s{}",
                     self.verify,
-                    self.verify_secs.unwrap_or(0.0)
+                    self.verify_secs.unwrap_or(0.0),
+                    self.verify_parts()
                 );
             }
             Some(false) => {
-                let _ = writeln!(s, "  verify ({}): DIFFERENCES", self.verify);
+                let _ = writeln!(
+                    s,
+                    "  verify ({}): DIFFERENCES{}",
+                    self.verify,
+                    self.verify_parts()
+                );
                 for d in &self.differing {
                     let _ = writeln!(s, "    {d}");
                 }
@@ -301,7 +331,7 @@ impl Render for CutoverReport {
         row(
             "verify",
             match self.verify_identical {
-                Some(true) => format!("{}: identical", self.verify),
+                Some(true) => format!("{}: identical{}", self.verify, self.verify_parts()),
                 Some(false) => format!("{}: differs: {}", self.verify, self.differing.join("; ")),
                 None => self.verify.clone(),
             },
@@ -633,7 +663,17 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
         at: resumed_fence.then(Instant::now),
         prev: prev_read_only,
     };
-    let result = steps(job, &source, &target, &mut replica, &mut fence, &mut report).await;
+    let mut verified_ahead = false;
+    let result = steps(
+        job,
+        &source,
+        &target,
+        &mut replica,
+        &mut fence,
+        &mut report,
+        &mut verified_ahead,
+    )
+    .await;
     if let Err(e) = &result {
         report.error = Some(e.to_string());
     }
@@ -690,6 +730,9 @@ pub async fn run(job: &CutoverJob) -> Result<CutoverReport, CutoverError> {
             }
         }
     }
+    if verified_ahead {
+        ahead::end(job, &target).await;
+    }
     drop(lock);
     report.elapsed_secs = started.elapsed().as_secs_f64();
     Ok(report)
@@ -720,14 +763,46 @@ async fn steps(
     replica: &mut Replica,
     fence: &mut Fenced,
     report: &mut CutoverReport,
+    verified_ahead: &mut bool,
+) -> Result<(), StepError> {
+    let deadline = Instant::now() + job.timeout;
+    let level = match job.plan.cutover.verify {
+        VerifyLevel::None => None,
+        VerifyLevel::Counts => Some(crate::verify::Level::Counts),
+        VerifyLevel::Checksums => Some(crate::verify::Level::Checksums),
+    };
+
+    // 1. Lag check (skipped when a killed cutover left the source fenced: go on from there),
+    // and the verification ahead of the fence (see `ahead`), then the lag again.
+    let already_fenced = fence.active;
+    let mut pre = None;
+    if !already_fenced {
+        lag_check(job, source, target, replica, report, deadline).await?;
+        if let (Some(level), Replica::Pgmove(_)) = (level, &*replica) {
+            *verified_ahead = true;
+            let a = ahead::pre_verify(job, source, target, level, deadline).await?;
+            report.pre_verify_secs = Some(a.secs);
+            report.pre_verify_identical = Some(a.report.is_identical());
+            pre = Some(a);
+            lag_check(job, source, target, replica, report, deadline).await?;
+        }
+    }
+    record(job, target, step_name::LAG).await?;
+    fence_and_rest(job, source, target, replica, fence, report, level, pre).await
+}
+
+/// Measures the lag until it is within `cutover.max_lag`.
+async fn lag_check(
+    job: &CutoverJob,
+    source: &Client,
+    target: &Client,
+    replica: &mut Replica,
+    report: &mut CutoverReport,
+    deadline: Instant,
 ) -> Result<(), StepError> {
     let plan = &job.plan.name;
     let max_lag = job.plan.cutover.max_lag;
-    let deadline = Instant::now() + job.timeout;
-
-    // 1. Lag check (skipped when a killed cutover left the source fenced: go on from there).
-    let already_fenced = fence.active;
-    if !already_fenced {
+    {
         loop {
             let step = job.progress.step("cutover: waiting for the lag", 0);
             let t0 = Instant::now();
@@ -750,7 +825,22 @@ async fn steps(
             }
         }
     }
-    record(job, target, step_name::LAG).await?;
+    Ok(())
+}
+
+/// Steps 2 to 7.
+#[allow(clippy::too_many_arguments)]
+async fn fence_and_rest(
+    job: &CutoverJob,
+    source: &Client,
+    target: &Client,
+    replica: &mut Replica,
+    fence: &mut Fenced,
+    report: &mut CutoverReport,
+    level: Option<crate::verify::Level>,
+    pre: Option<ahead::Ahead>,
+) -> Result<(), StepError> {
+    let plan = &job.plan.name;
 
     // 2. Fence.
     if job.plan.cutover.fence == Fence::ReadOnly {
@@ -852,26 +942,19 @@ async fn steps(
     .await?;
     record(job, target, step_name::LARGE_OBJECTS).await?;
 
-    // 6. Verify.
-    let level = match job.plan.cutover.verify {
-        VerifyLevel::None => None,
-        VerifyLevel::Counts => Some(crate::verify::Level::Counts),
-        VerifyLevel::Checksums => Some(crate::verify::Level::Checksums),
-    };
+    // 6. Verify: what may have changed since the verification ahead of the fence, or all.
     if let Some(level) = level {
-        let objects = job.plan.objects.clone();
-        let opts = VerifyOptions {
-            level,
-            schemas: job.plan.objects.schemas.clone(),
-            include: Arc::new(move |s: &str, t: &str| objects.includes(s, t)),
-            jobs: job.plan.jobs.max(1) as usize,
-            large_objects: job.plan.objects.large_objects,
-            progress: job.progress,
-            ..Default::default()
-        }
-        .with_plan(&job.plan);
         let t0 = Instant::now();
-        let v = crate::verify::verify(&job.source, &job.target, &opts).await?;
+        let v = match &pre {
+            Some(a) => {
+                let (v, counts) = ahead::recheck(job, target, a).await?;
+                report.recheck = Some(counts);
+                v
+            }
+            None => {
+                crate::verify::verify(&job.source, &job.target, &ahead::options(job, level)).await?
+            }
+        };
         report.verify_secs = Some(t0.elapsed().as_secs_f64());
         let identical = v.is_identical();
         report.verify_identical = Some(identical);

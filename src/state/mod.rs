@@ -18,7 +18,8 @@
 //!   `restore.rs` (dump items), `copy.rs` (copy-cdc chunks), `load.rs` (the copy-cdc load's start and estimate), `progress.rs` (change capture's
 //!   position), `cutover.rs`, `lock.rs` (the plan lock: its key and "is an apply running?"),
 //!   `owned.rs` (records of objects created on the source), `roles.rs` (roles created),
-//!   `replica_identity.rs`, and `source.rs` for the source's own `pgmove` schema (the DDL
+//!   `replica_identity.rs`, `touched.rs` (cutover's pre-verification: keys change capture
+//!   touched), and `source.rs` for the source's own `pgmove` schema (the DDL
 //!   capture's record `pgmove.objects`).
 
 use tokio_postgres::Client;
@@ -40,6 +41,7 @@ pub mod runs;
 pub mod schema;
 pub mod source;
 pub mod steps;
+pub mod touched;
 
 pub use kinds::{step, CutoverState, Phase};
 pub use restore::finish_item_sql;
@@ -188,6 +190,8 @@ mod tests {
         "copy_progress",
         "load",
         "lag_samples",
+        "verify_ahead",
+        "touched",
         "progress",
         "cutover",
         "replica_identity",

@@ -36,8 +36,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 3,
-        name: "0003_lag_samples.sql",
-        sql: include_str!("migrations/0003_lag_samples.sql"),
+        name: "0003_fence_touched.sql",
+        sql: include_str!("migrations/0003_fence_touched.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "0004_lag_samples.sql",
+        sql: include_str!("migrations/0004_lag_samples.sql"),
     },
 ];
 

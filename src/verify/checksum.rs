@@ -324,6 +324,138 @@ impl TablePlan {
         })
     }
 
+    /// The key columns matching the set of keys `$1..$n` (one text array per key column,
+    /// read as the key's types on `side`): `(t."a", t."b") IN (SELECT ... FROM unnest(...))`,
+    /// and the table's filter.
+    fn keys_predicate(&self, side: Side) -> String {
+        let k = self.key();
+        let types = match side {
+            Side::Source => &k.src_types,
+            Side::Target => &k.tgt_types,
+        };
+        let lhs: Vec<String> = k.cols.iter().map(|c| format!("t.{c}")).collect();
+        let cast: Vec<String> = types
+            .iter()
+            .enumerate()
+            .map(|(i, ty)| format!("u.k{i}::{ty}"))
+            .collect();
+        let arrays: Vec<String> = (0..types.len())
+            .map(|i| format!("${}::text[]", i + 1))
+            .collect();
+        let names: Vec<String> = (0..types.len()).map(|i| format!("k{i}")).collect();
+        let pred = format!(
+            "{} IN (SELECT {} FROM unnest({}) AS u({}))",
+            tuple(&lhs),
+            cast.join(", "),
+            arrays.join(", "),
+            names.join(", ")
+        );
+        match &self.filter {
+            Some(f) => format!("({pred}) AND ({f})"),
+            None => pred,
+        }
+    }
+
+    /// The keys as one text array per key column.
+    fn key_arrays(&self, keys: &[Vec<String>]) -> Vec<Vec<String>> {
+        let n = self.key().cols.len();
+        (0..n)
+            .map(|i| {
+                keys.iter()
+                    .map(|k| k.get(i).cloned().unwrap_or_default())
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Count and checksum, like [`TablePlan::sum`], of the rows whose key is one of `keys`
+    /// (key values as text, in the key's column order).
+    pub async fn sum_keys(
+        &self,
+        conn: &Conn,
+        side: Side,
+        keys: &[Vec<String>],
+    ) -> Result<ChunkSum, VerifyError> {
+        let sql = format!(
+            "SELECT count(*)::int8,
+       coalesce(sum(('x' || substr(z.h, 1, 16))::bit(64)::int8::numeric), 0)::text,
+       coalesce(sum(('x' || substr(z.h, 17, 16))::bit(64)::int8::numeric), 0)::text
+  FROM (SELECT md5({}) AS h FROM ONLY {} t WHERE {}) z",
+            self.row_text,
+            self.rel,
+            self.keys_predicate(side)
+        );
+        let arrays = self.key_arrays(keys);
+        let p: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let row = conn
+            .query_one(
+                &format!("re-checking touched rows of {}", self.display),
+                &sql,
+                &p,
+            )
+            .await?;
+        Ok(ChunkSum {
+            count: row.get(0),
+            sum_hi: row.get(1),
+            sum_lo: row.get(2),
+        })
+    }
+
+    /// The differing keys among `keys`: each key's row md5 compared on both sides.
+    pub async fn diff_keys(
+        &self,
+        pair: &Pair,
+        keys: &[Vec<String>],
+        limit: usize,
+    ) -> Result<Vec<RowDiff>, VerifyError> {
+        let n = self.key().cols.len();
+        let key_text: Vec<String> = self
+            .key()
+            .cols
+            .iter()
+            .map(|c| format!("t.{c}::text"))
+            .collect();
+        let arrays = self.key_arrays(keys);
+        let p: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let read = |side: Side| {
+            let sql = format!(
+                "SELECT {}, md5({}) FROM ONLY {} t WHERE {} ORDER BY {}",
+                key_text.join(", "),
+                self.row_text,
+                self.rel,
+                self.keys_predicate(side),
+                self.order_by()
+            );
+            let p = p.clone();
+            async move {
+                let rows = pair
+                    .side(side)
+                    .query(
+                        &format!("reading differing keys of {}", self.display),
+                        &sql,
+                        &p,
+                    )
+                    .await?;
+                Ok::<_, VerifyError>(
+                    rows.iter()
+                        .map(|r| {
+                            (
+                                (0..n)
+                                    .map(|i| r.get::<_, String>(i))
+                                    .collect::<Vec<String>>(),
+                                r.get::<_, String>(n),
+                            )
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            }
+        };
+        let (s, t) = tokio::try_join!(read(Side::Source), read(Side::Target))?;
+        let mut d = diff_rows(&s, &t, true, true);
+        d.truncate(limit);
+        Ok(d)
+    }
+
     /// Count and checksum, like [`TablePlan::sum`], of the rows `query` returns, its output
     /// columns named `alias` (quoted, comma-separated): a materialized view's query.
     pub async fn query_sum(
@@ -448,11 +580,44 @@ impl TablePlan {
         tgt_count: i64,
         limit: usize,
     ) -> Result<Vec<RowDiff>, VerifyError> {
+        let mut complete = true;
+        self.narrow_inner(pair, bounds, src_count, tgt_count, limit, &mut complete)
+            .await
+    }
+
+    /// Every differing key of a differing range, when there are fewer than `limit` and the
+    /// bisection compared every row it did not match by range (`None` otherwise): the rest
+    /// of the range matched, by sub-range or row by row.
+    pub async fn narrow_all(
+        &self,
+        pair: &Pair,
+        bounds: &Bounds,
+        src_count: i64,
+        tgt_count: i64,
+        limit: usize,
+    ) -> Result<Option<Vec<RowDiff>>, VerifyError> {
+        let mut complete = true;
+        let d = self
+            .narrow_inner(pair, bounds, src_count, tgt_count, limit, &mut complete)
+            .await?;
+        Ok((complete && d.len() < limit).then_some(d))
+    }
+
+    async fn narrow_inner(
+        &self,
+        pair: &Pair,
+        bounds: &Bounds,
+        src_count: i64,
+        tgt_count: i64,
+        limit: usize,
+        complete: &mut bool,
+    ) -> Result<Vec<RowDiff>, VerifyError> {
         let mut out = Vec::new();
         // Depth-first, in key order: the stack holds later ranges below earlier ones.
         let mut stack = vec![(bounds.clone(), src_count, tgt_count, 0u32)];
         while let Some((b, sc, tc, depth)) = stack.pop() {
             if out.len() >= limit {
+                *complete = false;
                 break;
             }
             let (side, n) = if sc >= tc {
@@ -480,6 +645,7 @@ impl TablePlan {
                 )?;
                 let s_full = (s_rows.len() as i64) < cap;
                 let t_full = (t_rows.len() as i64) < cap;
+                *complete &= s_full && t_full;
                 for d in diff_rows(&s_rows, &t_rows, s_full, t_full) {
                     if out.len() >= limit {
                         break;

@@ -44,6 +44,7 @@ mod catalog;
 mod checksum;
 mod objects;
 mod properties;
+mod recheck;
 mod render;
 mod session;
 
@@ -61,6 +62,8 @@ use crate::progress::{Progress, Step};
 use catalog::{Catalog, RelInfo};
 use checksum::{ChunkSum, KeySpec, TablePlan};
 use session::{Conn, Pair};
+
+pub use recheck::{locate, recheck, Located, RecheckCounts};
 
 /// How deep to compare table data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

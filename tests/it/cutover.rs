@@ -207,6 +207,33 @@ fn cutover_under_pgbench_leaves_an_identical_target_and_a_fenced_source() {
         ),
         "live"
     );
+    // Verified ahead of the fence: inside the outage only the keys apply touched since were
+    // compared again (pgbench's updates, the orders inserted), pgbench_history (no key) whole.
+    assert!(stdout.contains("verified ahead in"), "{stdout}");
+    let detail: serde_json::Value = serde_json::from_str(&dst.psql(
+        "shop",
+        "SELECT detail FROM pgmove.cutover WHERE plan_name = 'live'",
+    ))
+    .expect("report json");
+    let re = &detail["recheck"];
+    assert_eq!(detail["verify_identical"], true, "{detail}");
+    assert_eq!(re["full"], false, "{detail}");
+    assert!(detail["pre_verify_secs"].as_f64().is_some(), "{detail}");
+    let keys = re["keys"].as_u64().expect("keys");
+    let accounts: u64 = src
+        .psql("shop", "SELECT count(*) FROM pgbench_accounts")
+        .parse()
+        .expect("count");
+    assert!(keys > 0 && keys < accounts, "{detail}");
+    assert!(re["whole_tables"].as_u64().expect("whole") >= 1, "{detail}");
+    // Nothing is recorded any more.
+    assert_eq!(
+        dst.psql(
+            "shop",
+            "SELECT (SELECT count(*) FROM pgmove.touched) + (SELECT count(*) FROM pgmove.verify_ahead)"
+        ),
+        "0"
+    );
     // A second cutover refuses: the plan is already cut over.
     let out = pgmove(
         &["cutover", plan.to_str().expect("utf8"), "--yes"],
@@ -268,6 +295,19 @@ fn a_cutover_that_fails_verification_unfences_the_source_and_exits_3() {
     assert_eq!(out.status.code(), Some(3), "cutover: {}", text(&out));
     assert!(text(&out).contains("pgbench_accounts"), "{}", text(&out));
     assert!(text(&out).contains("FAILED"), "{}", text(&out));
+    // Found at the verification ahead of the fence and located to its key, found again inside
+    // the outage (only that row compared again, and named): apply did not fix it.
+    assert!(
+        text(&out).contains("DIFFERENCES while fenced; verified ahead in"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("1 key(s) (touched since, or found differing ahead), 0 chunk(s)"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("\"aid\" IN ('7')"), "{}", text(&out));
     // The source takes writes again, and replication goes on.
     let before = dst.psql(
         "shop",

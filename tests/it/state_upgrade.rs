@@ -89,7 +89,7 @@ async fn migration_1_is_the_schema_of_release_0366ef0_and_adopts_it_in_place() {
         .collect();
     assert_eq!(versions(c, &new), all_versions.join("\n"));
     assert_eq!(
-        latest, 3,
+        latest, 4,
         "a new migration: extend these tests with its upgrade"
     );
     // Migration 2 (rates) adds the load's table and change capture's rate window.
@@ -99,7 +99,11 @@ async fn migration_1_is_the_schema_of_release_0366ef0_and_adopts_it_in_place() {
         "load.started_at timestamp with time zone NO default now()",
         "progress.window_lsn pg_lsn YES",
         "progress.bytes_per_second double precision YES",
-        // Migration 3 (lag samples) adds change capture's lag over time for `pgmove report`.
+        // Migration 3 (fence_touched): cutover's verification ahead of the fence.
+        "verify_ahead.acked_at timestamp with time zone YES",
+        "touched.key ARRAY NO",
+        "pgmove.touched PRIMARY KEY (plan_name, schema_name, table_name, key)",
+        // Migration 4 (lag samples) adds change capture's lag over time for `pgmove report`.
         "lag_samples.source_lsn pg_lsn NO",
         "lag_samples.sampled_at timestamp with time zone NO default clock_timestamp()",
     ] {

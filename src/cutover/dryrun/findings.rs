@@ -876,19 +876,58 @@ pub(super) fn assess_comparison(
     }
 }
 
+/// The least a re-check inside the outage takes: both catalogues read, sequences compared.
+pub(super) const RECHECK_FLOOR_SECS: f64 = 0.2;
+/// What comparing one touched key costs, in rows of a sequential chunk checksum.
+pub(super) const KEY_COST_ROWS: f64 = 10.0;
+
+/// What the verification inside the outage will compare again, when cutover verifies ahead
+/// of the fence (copy-cdc): measured over this report's own comparison, which is what the
+/// verification ahead of the fence does.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct AheadBasis {
+    /// Rows this report compared.
+    pub rows_compared: f64,
+    /// Changes change capture applied while it compared (each a key to compare again).
+    pub changes_applied: f64,
+    /// Rows of the chunks that differed (in flight), compared again.
+    pub rows_differing: f64,
+    /// Rows of the tables compared whole or by count (no key): compared again whole if touched.
+    pub rows_keyless: f64,
+}
+
+impl AheadBasis {
+    /// The share of this report's comparison the re-check repeats (0 to 1).
+    pub fn share(&self) -> f64 {
+        if self.rows_compared <= 0.0 {
+            return 1.0;
+        }
+        let rows = self.changes_applied * KEY_COST_ROWS + self.rows_differing + self.rows_keyless;
+        (rows / self.rows_compared).clamp(0.0, 1.0)
+    }
+}
+
 /// Catch-up (the lag now, at most max_lag) + verification at the plan's level + fixed part.
+/// With `ahead` (cutover verifies ahead of the fence), the verification inside the outage is
+/// its re-check: the share of this report's comparison it repeats, at least
+/// [`RECHECK_FLOOR_SECS`].
 pub(super) fn estimate_outage(
     plan: &Plan,
     lag: &LagReport,
     run: &RunState,
     verify_secs: Option<f64>,
+    ahead: Option<AheadBasis>,
 ) -> OutageEstimate {
     let max_lag = plan.cutover.max_lag.as_secs_f64();
     let catch_up = lag.seconds.unwrap_or(0.0).min(max_lag);
-    let verify = if plan.cutover.verify == VerifyLevel::None {
+    let full = if plan.cutover.verify == VerifyLevel::None {
         0.0
     } else {
         verify_secs.unwrap_or(0.0)
+    };
+    let verify = match ahead {
+        Some(a) if full > 0.0 => (full * a.share() + RECHECK_FLOOR_SECS).min(full),
+        _ => full,
     };
     let known = run.change_capture_ran
         && (verify_secs.is_some() || plan.cutover.verify == VerifyLevel::None);
@@ -900,6 +939,11 @@ pub(super) fn estimate_outage(
             "final catch-up: the lag now, at most cutover.max_lag (cutover fences only once the lag is under it); {}; {FIXED_OUTAGE_SECS:.0}s fixed for the fence, terminating sessions, the markers and the sequences{}",
             if plan.cutover.verify == VerifyLevel::None {
                 "no verification (cutover.verify: none)".to_string()
+            } else if ahead.is_some() {
+                format!(
+                    "verification: cutover verifies everything before the fence (as long as this report's own comparison took, cutover.verify: {}, outside the outage) and, while writes are fenced, compares again only the keys change capture touched meanwhile (as many as it applied changes during this report's comparison), the chunks that differed and whole the tables without a key; estimated as that share of this report's comparison",
+                    plan.cutover.verify
+                )
             } else {
                 format!(
                     "verification: as long as this report's own comparison took (cutover.verify: {}, run while writes are fenced)",

@@ -29,9 +29,14 @@
 //!    the database or be a superuser, and to be a superuser or a member of
 //!    `pg_signal_backend`).
 //! 7. **Estimated write outage**: the final catch-up (the lag now, at most `cutover.max_lag`,
-//!    since cutover fences only once the lag is under it) plus the time this report's
-//!    verification took at the plan's `cutover.verify` level (cutover runs the same while
-//!    writes are fenced) plus about 1 s for the fence, the markers and the sequences.
+//!    since cutover fences only once the lag is under it) plus the verification inside the
+//!    outage plus about 1 s for the fence, the markers and the sequences. With pgmove's change
+//!    capture, cutover verifies everything ahead of the fence (as long as this report's
+//!    comparison took) and, fenced, compares again only what changed meanwhile
+//!    (`crate::cutover::ahead`): estimated as the share of this report's comparison made of
+//!    the changes applied while it ran (10 rows' cost per key), the rows of the chunks that
+//!    differed and of the tables without a key, plus 0.2 s. With pglogical (or a fence left
+//!    by a killed cutover) the whole comparison runs while fenced.
 //!
 //! For a run of strategy pglogical the applier is its subscription: the run must have reached
 //! step `replicating`, the subscription must replicate, and the lag is its slot's confirmed
@@ -442,6 +447,7 @@ mod tests {
             &lag(true, 100, 10.0),
             &run(Some("copy-cdc"), true, true),
             Some(3.0),
+            None,
         );
         assert_eq!(o.catch_up_secs, 2.0, "capped at max_lag");
         assert_eq!(o.seconds, Some(6.0));
@@ -453,10 +459,47 @@ mod tests {
             &lag(true, 0, 0.0),
             &run(Some("copy-cdc"), true, true),
             Some(3.0),
+            None,
         );
         assert_eq!(o.seconds, Some(1.0));
-        let o = estimate_outage(&p, &lag(true, 0, 0.0), &run(None, false, false), None);
+        let o = estimate_outage(&p, &lag(true, 0, 0.0), &run(None, false, false), None, None);
         assert_eq!(o.seconds, None);
+    }
+
+    #[test]
+    fn verified_ahead_the_outage_holds_only_the_recheck() {
+        let p = plan("cutover:\n  max_lag: 2s\n  verify: checksums\n");
+        // 1,000,000 rows compared in 4 s while 1,000 changes were applied, 20,000 rows in
+        // flight, no keyless table: 30,000 row-equivalents, 3% of 4 s, plus the floor.
+        let basis = findings::AheadBasis {
+            rows_compared: 1_000_000.0,
+            changes_applied: 1_000.0,
+            rows_differing: 20_000.0,
+            rows_keyless: 0.0,
+        };
+        let o = estimate_outage(
+            &p,
+            &lag(true, 0, 0.0),
+            &run(Some("copy-cdc"), true, true),
+            Some(4.0),
+            Some(basis),
+        );
+        assert!((o.verify_secs - (4.0 * 0.03 + 0.2)).abs() < 1e-9, "{o:?}");
+        assert!(o.how.contains("before the fence"), "{}", o.how);
+        // Never more than the full comparison.
+        let all = findings::AheadBasis {
+            rows_compared: 10.0,
+            changes_applied: 1_000.0,
+            ..Default::default()
+        };
+        let o = estimate_outage(
+            &p,
+            &lag(true, 0, 0.0),
+            &run(Some("copy-cdc"), true, true),
+            Some(4.0),
+            Some(all),
+        );
+        assert_eq!(o.verify_secs, 4.0);
     }
 
     fn pgl(state: &str, enabled: bool) -> crate::status::pglogical::PglogicalStatus {

@@ -250,6 +250,7 @@ pub async fn report(
     findings.extend(excluded_findings(&dry.excluded_written, &dry.stats_reset));
     findings.extend(fence_findings(&dry.fence));
 
+    let mut ahead = None;
     if dry.run.full_load_done {
         let objects = plan.objects.clone();
         let vopts = VerifyOptions {
@@ -262,9 +263,21 @@ pub async fn report(
             ..Default::default()
         }
         .with_plan(plan);
+        // Changes applied while comparing: what a re-check inside the outage would compare
+        // again after cutover's own comparison ahead of the fence (copy-cdc only).
+        let changes = |p: Option<crate::state::progress::Progress>| p.map(|p| p.changes);
+        let before = match &pgl {
+            Some(_) => None,
+            None => changes(crate::state::progress::read(&tgt, target, &plan.name).await?),
+        };
         let t0 = Instant::now();
         let v = verify::verify(source, target, &vopts).await?;
         let secs = t0.elapsed().as_secs_f64();
+        if let Some(before) = before {
+            let after = changes(crate::state::progress::read(&tgt, target, &plan.name).await?)
+                .unwrap_or(before);
+            ahead = Some(ahead_basis(&v, (after - before).max(0) as f64));
+        }
         dry.verify_level = Some(opts.verify_level);
         dry.verify_secs = Some(secs);
         // The lag after the comparison: did the source move on meanwhile?
@@ -285,7 +298,7 @@ pub async fn report(
         findings.extend(assessed.findings);
     }
 
-    dry.outage = estimate_outage(plan, &dry.lag, &dry.run, dry.verify_secs);
+    dry.outage = estimate_outage(plan, &dry.lag, &dry.run, dry.verify_secs, ahead);
     if let Some(o) = dry.outage.seconds {
         if o > dry.outage.downtime_budget_secs && plan.cutover.fence == Fence::ReadOnly {
             findings.push(
@@ -371,4 +384,28 @@ pub(super) async fn fence_check(
         signal_backend: r.get(5),
         superuser_sessions,
     })
+}
+
+/// What a re-check after this comparison would repeat: the changes applied meanwhile, the
+/// rows of the chunks that differed, the rows of the tables without a key.
+fn ahead_basis(v: &verify::VerifyReport, changes_applied: f64) -> AheadBasis {
+    let mut b = AheadBasis {
+        changes_applied,
+        ..Default::default()
+    };
+    for t in &v.tables {
+        let rows = t.source_rows.unwrap_or(0).max(t.target_rows.unwrap_or(0)) as f64;
+        b.rows_compared += rows;
+        match t.method {
+            verify::Method::KeyChunks => {
+                b.rows_differing += t
+                    .differing_chunks
+                    .iter()
+                    .map(|c| c.source_rows.max(c.target_rows) as f64)
+                    .sum::<f64>();
+            }
+            _ => b.rows_keyless += rows,
+        }
+    }
+    b
 }

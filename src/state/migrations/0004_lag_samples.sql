@@ -1,4 +1,4 @@
--- Migration 3: change capture's lag over time, for `pgmove report` (state::history).
+-- Migration 4: change capture's lag over time, for `pgmove report` (state::history).
 
 -- About every 10 s while change capture runs: the source's WAL position and the position the
 -- target had applied then (the lag is the bytes between them). Samples older than 14 days go
