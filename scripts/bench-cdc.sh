@@ -8,8 +8,19 @@
 #
 #   bash scripts/bench-cdc.sh                                   # scale 10, 50,000 transactions, 3 rounds
 #   SCALE=2 TXNS=5000 ROUNDS=1 bash scripts/bench-cdc.sh        # quick check (about 2 minutes)
+#   WORKLOAD=rowwise bash scripts/bench-cdc.sh                  # the row-by-row shapes (below)
 #
 # Settings (environment):
+#   WORKLOAD=pgbench    pgbench: pgbench's built-in TPC-B-like transactions (keyed updates, inserts).
+#                       rowwise: the shapes that cannot be grouped by key, each transaction
+#                       1. an update of a REPLICA IDENTITY FULL table without a key (rw_full,
+#                          5,000 rows, every row twice: the update changes both copies; a
+#                          non-unique index on id, as such tables usually have), 2. a
+#                          primary-key update (rw_key, 100,000 rows: id moved by 10^9),
+#                          3. an update of a wide row that leaves its 8 kB TOASTed column
+#                          unchanged (rw_wide, 2,000 rows), 4. a pgbench_history insert (the
+#                          marker the watcher counts). pglogical and pgcopydb are not run on it
+#                          (pglogical replicates no update of a table without a key index).
 #   SCALE=10            pgbench scale of the source (10 = 1M pgbench_accounts rows)
 #   TXNS=50000          backlog: pgbench transactions (built-in TPC-B-like script: 3 updates and
 #                       1 insert each), run by 2 clients while nothing consumes the slot
@@ -59,12 +70,17 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 SCALE=${SCALE:-10}
-TXNS=${TXNS:-50000}
+WORKLOAD=${WORKLOAD:-pgbench}
+if [[ $WORKLOAD == rowwise ]]; then TXNS=${TXNS:-20000}; else TXNS=${TXNS:-50000}; fi
 ROUNDS=${ROUNDS:-3}
 CATCHUP_TIMEOUT=${CATCHUP_TIMEOUT:-1800}
 STALL_TIMEOUT=${STALL_TIMEOUT:-120}
 ALL_TOOLS=pgmove,native,pglogical,pgcopydb,stream
-TOOLS=${TOOLS:-pgmove,native,pglogical}
+case $WORKLOAD in
+  pgbench) TOOLS=${TOOLS:-pgmove,native,pglogical} out=cdc ;;
+  rowwise) TOOLS=${TOOLS:-pgmove,native} out=cdc-rowwise ;;
+  *) echo "error: WORKLOAD must be pgbench or rowwise (got '$WORKLOAD')" >&2; exit 2 ;;
+esac
 [[ $TOOLS == all ]] && TOOLS=$ALL_TOOLS
 
 die() { echo "error: $*" >&2; exit 2; }
@@ -82,6 +98,12 @@ for t in "${_req[@]}"; do
   tools+=("$t")
 done
 ((${#tools[@]})) || die "TOOLS selects no tool"
+if [[ $WORKLOAD == rowwise ]]; then
+  for t in "${tools[@]}"; do
+    [[ $t == pglogical || $t == pgcopydb ]] \
+      && die "WORKLOAD=rowwise runs pgmove, native and stream only ($t is not run: pglogical replicates no update of a table without a key index; pgcopydb follow breaks on long backlogs)"
+  done
+fi
 wants() { [[ " ${tools[*]} " == *" $1 "* ]]; }
 
 PGMOVE_BENCH=1 bash scripts/install-deps.sh
@@ -165,6 +187,20 @@ echo "==> building the source: pgbench scale $SCALE"
 psql_on "$SRC_PORT" postgres -c "CREATE DATABASE $DB"
 "$PG_BIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$SRC_PORT" -U postgres "$DB" \
   >"$work/pgbench-init.log" 2>&1 || { cat "$work/pgbench-init.log" >&2; exit 1; }
+if [[ $WORKLOAD == rowwise ]]; then
+  echo "    rowwise tables: rw_full (REPLICA IDENTITY FULL, no key), rw_key, rw_wide (8 kB TOASTed doc)"
+  psql_on "$SRC_PORT" "$DB" -q <<'SQL'
+CREATE TABLE rw_full (id int NOT NULL, grp int NOT NULL, qty numeric NOT NULL, note text);
+ALTER TABLE rw_full REPLICA IDENTITY FULL;
+INSERT INTO rw_full SELECT i % 2500 + 1, i % 7, 0, 'note ' || (i % 2500) FROM generate_series(0, 4999) i;
+CREATE INDEX rw_full_id ON rw_full (id);
+CREATE TABLE rw_key (id bigint PRIMARY KEY, payload text NOT NULL);
+INSERT INTO rw_key SELECT i, md5(i::text) FROM generate_series(1, 100000) i;
+CREATE TABLE rw_wide (id int PRIMARY KEY, counter int NOT NULL, doc text NOT NULL);
+INSERT INTO rw_wide SELECT i, 0, (SELECT string_agg(md5(i::text || '.' || j), '') FROM generate_series(1, 256) j)
+  FROM generate_series(1, 2000) i;
+SQL
+fi
 psql_on "$SRC_PORT" "$DB" -c "VACUUM ANALYZE" -c "CHECKPOINT"
 src_size=$(psql_on "$SRC_PORT" "$DB" -At -c "SELECT pg_size_pretty(pg_database_size('$DB'))")
 echo "    source: $src_size"
@@ -204,7 +240,26 @@ check_sql="SELECT concat_ws(' ',
   'abalance=' || (SELECT sum(abalance) FROM pgbench_accounts),
   'tbalance=' || (SELECT sum(tbalance) FROM pgbench_tellers),
   'bbalance=' || (SELECT sum(bbalance) FROM pgbench_branches),
-  'history=' || (SELECT count(*) FROM pgbench_history))"
+  'history=' || (SELECT count(*) FROM pgbench_history)"
+# rowwise: every row of its tables, exactly (the wide rows by their doc's md5).
+[[ $WORKLOAD == rowwise ]] && check_sql+=",
+  (SELECT 'full=' || md5(string_agg(r::text, ',' ORDER BY r::text)) FROM rw_full r),
+  (SELECT 'key=' || md5(string_agg(r::text, ',' ORDER BY r.id)) FROM rw_key r),
+  (SELECT 'wide=' || md5(string_agg(id || ':' || counter || ':' || md5(doc), ',' ORDER BY id)) FROM rw_wide)"
+check_sql+=")"
+# The rowwise transaction (see WORKLOAD); pgbench_history's row is the watcher's marker.
+rowwise_script="$work/rowwise.sql"
+cat >"$rowwise_script" <<'SQL'
+\set f random(1, 2500)
+\set k random(1, 100000)
+\set w random(1, 2000)
+BEGIN;
+UPDATE rw_full SET qty = qty + 1, grp = grp + 1 WHERE id = :f;
+UPDATE rw_key SET id = id + 1000000000 WHERE id = :k;
+UPDATE rw_wide SET counter = counter + 1 WHERE id = :w;
+INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (0, 0, 0, 0, CURRENT_TIMESTAMP);
+END;
+SQL
 # Rows the source's user tables have had inserted, updated or deleted so far.
 changes_sql="SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables WHERE schemaname = 'public'"
 
@@ -297,12 +352,15 @@ make_backlog() {
   local log=$1 before after
   start_lsn=$(psql_on "$SRC_PORT" "$DB" -At -c "SELECT pg_current_wal_lsn()")
   before=$(psql_on "$SRC_PORT" "$DB" -At -c "$changes_sql")
-  "$PG_BIN/pgbench" -n -c 2 -j 2 -t $((TXNS / 2)) -h 127.0.0.1 -p "$SRC_PORT" -U postgres "$DB" >"$log" 2>&1 \
+  local script=()
+  [[ $WORKLOAD == rowwise ]] && script=(-f "$rowwise_script")
+  "$PG_BIN/pgbench" -n "${script[@]}" -c 2 -j 2 -t $((TXNS / 2)) -h 127.0.0.1 -p "$SRC_PORT" -U postgres "$DB" >"$log" 2>&1 \
     || { cat "$log" >&2; return 1; }
   goal=$(psql_on "$SRC_PORT" "$DB" -At -c "SELECT pg_current_wal_lsn()")
   backlog_txns=$(awk -F': *' '/^number of transactions actually processed/ { split($2, a, "/"); print a[1] }' "$log")
   # The pgbench backends flush their statistics as they exit: wait for all 4 changes per
-  # transaction to show (3 updates and 1 insert), 5 s at most.
+  # transaction to show (3 updates and 1 insert; rowwise: at least 2 FULL row updates, the
+  # wide row's and the insert), 5 s at most.
   for _ in $(seq 1 50); do
     after=$(psql_on "$SRC_PORT" "$DB" -At -c "$changes_sql")
     ((after - before >= 4 * backlog_txns)) && break
@@ -603,7 +661,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     tool=${tools[$(((k + r - 1) % n))]}
     dir="$work/run-$r-$tool"
     mkdir -p "$dir"
-    log="bench-out/cdc-$tool-round$r.log"
+    log="bench-out/$out-$tool-round$r.log"
     if [[ $tool == pgmove && $pgmove_build != ok ]]; then
       printf '%s\t%s\t0\t-\tbuild-failed\t0\t0\t-\t-\t0\n' "$tool" "$r" >>"$results"
       printf '    %-9s failed: pgmove did not build (bench-out/pgmove-build.log)\n' "$tool"
@@ -657,7 +715,7 @@ reset_servers >/dev/null
 
 # Tools not asked for still get a row, saying why.
 report_tools=("${tools[@]}")
-if ! wants pgcopydb; then
+if ! wants pgcopydb && [[ $WORKLOAD == pgbench ]]; then
   report_tools+=(pgcopydb)
   for ((r = 1; r <= ROUNDS; r++)); do printf 'pgcopydb\t%s\t0\t-\tnot-run\t0\t0\t-\t-\t0\n' "$r" >>"$results"; done
 fi
@@ -668,8 +726,13 @@ header="$work/header.txt"
   bench_machine_lines "$SRC_PORT"
   echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); other work on the machine makes the numbers noisy"
   echo "data: pgbench scale $SCALE, source database $src_size"
-  echo "backlog: \`pgbench -n -c 2 -j 2 -t $((TXNS / 2))\` (built-in TPC-B-like script: 3 updates + 1 insert per transaction), written while nothing consumed the slot; goal = the source's pg_current_wal_lsn() after it"
-  echo "runs: $ROUNDS rounds per tool, in a different order each round; both servers local; each run checked: balance sums and pgbench_history count equal on source and target"
+  if [[ $WORKLOAD == rowwise ]]; then
+    echo "workload: rowwise: per transaction an update of rw_full (REPLICA IDENTITY FULL, no key, 5,000 rows each twice, non-unique index on id: 2 rows), a primary-key update of rw_key (100,000 rows), an update of rw_wide (2,000 rows) leaving its 8 kB TOASTed doc unchanged, a pgbench_history insert"
+    echo "backlog: \`pgbench -n -f rowwise.sql -c 2 -j 2 -t $((TXNS / 2))\`, written while nothing consumed the slot; goal = the source's pg_current_wal_lsn() after it"
+  else
+    echo "backlog: \`pgbench -n -c 2 -j 2 -t $((TXNS / 2))\` (built-in TPC-B-like script: 3 updates + 1 insert per transaction), written while nothing consumed the slot; goal = the source's pg_current_wal_lsn() after it"
+  fi
+  echo "runs: $ROUNDS rounds per tool, in a different order each round; both servers local; each run checked: balance sums and pgbench_history count equal on source and target$([[ $WORKLOAD == rowwise ]] && echo ", and every row of rw_full, rw_key and rw_wide")"
   settings=$(printf '%s, ' "${conf[@]}")
   echo "server settings (both): ${settings%, }, wal_level = logical"
   echo "pgmove: full load, SIGTERM, backlog, then timed: \`pgmove apply --yes --exit-when-caught-up\` from its start (process start, plan checks, connections included) until it exits with pgmove.progress.applied_lsn >= goal (pgmove $pgmove_version)"
@@ -677,7 +740,9 @@ header="$work/header.txt"
   if wants pglogical; then
     echo "pglogical: provider node on the source (pgbench's keyed tables in set default, pgbench_history in default_insert_only), subscriber node and \`pglogical.create_subscription(synchronize_data := true)\` on a schema-only target, \`alter_subscription_disable\` after the initial sync, backlog, then timed: from \`pglogical.alter_subscription_enable(immediate := true)\` until the subscription's slot's confirmed_flush_lsn >= goal (pglogical $(psql_on "$SRC_PORT" postgres -At -c "SELECT default_version FROM pg_available_extensions WHERE name = 'pglogical'"))"
   fi
-  if ! wants pgcopydb; then
+  if [[ $WORKLOAD == rowwise ]]; then
+    :
+  elif ! wants pgcopydb; then
     echo "pgcopydb: not run (not in TOOLS): Debian's pgcopydb ${pgcopydb_version:-0.10} follow breaks on this backlog (\"BUG: logical message xid ... is different from the current transaction xid\" once the wal2json stream crosses a WAL segment with interleaved transactions, then it waits forever); TOOLS=all runs it anyway"
   elif [[ -n $pgcopydb_skip ]]; then
     echo "pgcopydb: not run: $pgcopydb_skip"
@@ -694,7 +759,7 @@ echo
 echo "==> results"
 sed 's/^/    /' "$header"
 echo
-python3 - "$results" "$(IFS=,; echo "${report_tools[*]}")" bench-out/cdc.md "$header" <<'PY' | sed 's/^/    /'
+python3 - "$results" "$(IFS=,; echo "${report_tools[*]}")" "bench-out/$out.md" "$header" <<'PY' | sed 's/^/    /'
 import statistics, sys
 
 results, tools_csv, out_md, header_file = sys.argv[1:5]
@@ -799,7 +864,7 @@ with open(out_md, "w") as f:
             "apply changes/s over the apply seconds. Ratios above 1 mean faster than native logical "
             "replication (the goal for pgmove is 1.5).\n")
 PY
-cp "$results" bench-out/cdc.tsv
+cp "$results" "bench-out/$out.tsv"
 echo
-echo "markdown: bench-out/cdc.md; raw runs: bench-out/cdc.tsv; logs: bench-out/cdc-*.log"
+echo "markdown: bench-out/$out.md; raw runs: bench-out/$out.tsv; logs: bench-out/$out-*.log"
 exit "$any_failed"

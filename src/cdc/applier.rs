@@ -1,6 +1,13 @@
 //! The apply task: batches of whole source transactions (and pieces of large ones) applied to
 //! the target in order, each target transaction with its progress row, while the loop receives
 //! the next ones; what the target committed goes back to the loop, in order.
+//!
+//! One target session applies everything, on purpose: exactly-once rests on the progress row
+//! being committed in the same target transaction as the changes it counts, so after `kill -9`
+//! the target holds every source transaction up to that row and none after it. Independent
+//! tables' changes on parallel sessions would each need their own progress row and a commit
+//! barrier to keep commit order at the progress row; the measurements (README, Benchmarks) put
+//! the limit elsewhere (the source's decoding, pgmove's start), so it is not done.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -398,13 +405,22 @@ async fn apply_piece(ctx: &ApplyCtx, b: &Batch, p: Piece) -> Result<(), CdcError
             return Err(e);
         }
     };
-    let e = match ctx
-        .client
-        .batch_execute(&piece_sql(p.first, true, &fast, progress.as_deref()))
-        .await
+    let e = match run_piece(
+        ctx,
+        apply::has_full_checks(&fast),
+        |end| piece_sql(p.first, true, &fast, end),
+        progress.as_deref(),
+    )
+    .await
     {
         Ok(()) => return Ok(()),
-        Err(e) => e,
+        // A `REPLICA IDENTITY FULL` change that matched no row: change by change it would
+        // match none either (those changes are never merged).
+        Err(Refused::Miss(m)) => {
+            let _ = ctx.client.batch_execute("ROLLBACK").await;
+            return Err(Refused::Miss(m).into_error(ctx, lsn));
+        }
+        Err(Refused::Server(e)) => e,
     };
     let plain = match apply::plain_sql(&b.items).map(|mut p| {
         p.push(ctx.touched.sql(b));
@@ -428,11 +444,46 @@ async fn apply_piece(ctx: &ApplyCtx, b: &Batch, p: Piece) -> Result<(), CdcError
         %lsn,
         "the merged statements of a piece failed; applying it change by change"
     );
-    let retry = format!("ROLLBACK TO SAVEPOINT {PIECE_SAVEPOINT};\n")
-        + &piece_sql(false, false, &plain, progress.as_deref());
-    if let Err(e) = ctx.client.batch_execute(&retry).await {
+    let retry = |end: Option<&str>| {
+        format!("ROLLBACK TO SAVEPOINT {PIECE_SAVEPOINT};\n")
+            + &piece_sql(false, false, &plain, end)
+    };
+    if let Err(e) = run_piece(
+        ctx,
+        apply::has_full_checks(&plain),
+        retry,
+        progress.as_deref(),
+    )
+    .await
+    {
         let _ = ctx.client.batch_execute("ROLLBACK").await;
-        return Err(failed(&e));
+        return Err(e.into_error(ctx, lsn));
+    }
+    Ok(())
+}
+
+/// Runs a piece's SQL (`sql(end)`: with `end`, the progress row and `COMMIT` close it): as one
+/// simple query, or, when `checked` ([`apply::has_full_checks`]), without its end first, read
+/// ([`run_checked`]), then the end.
+async fn run_piece(
+    ctx: &ApplyCtx,
+    checked: bool,
+    sql: impl Fn(Option<&str>) -> String,
+    progress: Option<&str>,
+) -> Result<(), Refused> {
+    if !checked {
+        return ctx
+            .client
+            .batch_execute(&sql(progress))
+            .await
+            .map_err(Refused::Server);
+    }
+    run_checked(ctx, &sql(None)).await?;
+    if let Some(progress) = progress {
+        ctx.client
+            .batch_execute(&format!("{progress}COMMIT;"))
+            .await
+            .map_err(Refused::Server)?;
     }
     Ok(())
 }
@@ -515,8 +566,8 @@ async fn run_autocommit(ctx: &ApplyCtx, statements: &[String], end: Lsn) -> Resu
     Ok(())
 }
 
-/// `BEGIN; statements; progress row; COMMIT;` as one simple query.
-fn transaction_sql(statements: &[String], progress: &str) -> String {
+/// `BEGIN; statements; progress row;` and, with `commit`, `COMMIT;`, as one simple query.
+fn transaction_sql(statements: &[String], progress: &str, commit: bool) -> String {
     let mut sql = String::with_capacity(
         statements.iter().map(|s| s.len() + 1).sum::<usize>() + progress.len() + 16,
     );
@@ -526,8 +577,96 @@ fn transaction_sql(statements: &[String], progress: &str) -> String {
         sql.push('\n');
     }
     sql.push_str(progress);
-    sql.push_str("COMMIT;");
+    if commit {
+        sql.push_str("COMMIT;");
+    }
     sql
+}
+
+/// Why the target did not take a batch's statements.
+enum Refused {
+    /// The server's error (or a broken session).
+    Server(tokio_postgres::Error),
+    /// A `REPLICA IDENTITY FULL` change matched no row: the server's message for it.
+    Miss(String),
+}
+
+impl Refused {
+    /// Whether the batch may be tried again change by change: the server refused it.
+    fn retry(&self) -> bool {
+        match self {
+            Refused::Server(e) => e.as_db_error().is_some(),
+            Refused::Miss(_) => true,
+        }
+    }
+
+    fn into_error(self, ctx: &ApplyCtx, lsn: Lsn) -> CdcError {
+        CdcError::Applying {
+            lsn,
+            source: match self {
+                Refused::Server(e) => ctx.target.query_error("applying changes", &e),
+                Refused::Miss(m) => PgError::Query {
+                    side: crate::pg::Side::Target,
+                    message: format!("applying changes: {m}"),
+                },
+            },
+        }
+    }
+}
+
+/// The first `REPLICA IDENTITY FULL` change among `messages` that matched no row, as the
+/// server would word its error (see [`apply::has_full_checks`]).
+fn full_miss(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<String> {
+    messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => {
+            let message = r.get(0).filter(|t| t.starts_with(apply::FULL_MISS))?;
+            let mut s = format!("ERROR: {message}");
+            if let Some(d) = r.get(1) {
+                s.push_str(&format!(" (detail: {d})"));
+            }
+            if let Some(h) = r.get(2) {
+                s.push_str(&format!(" (hint: {h})"));
+            }
+            Some(s)
+        }
+        _ => None,
+    })
+}
+
+/// Runs `sql` (the target transaction open, its end not in it) and reads what its
+/// `REPLICA IDENTITY FULL` statements returned.
+async fn run_checked(ctx: &ApplyCtx, sql: &str) -> Result<(), Refused> {
+    let messages = ctx
+        .client
+        .simple_query(sql)
+        .await
+        .map_err(Refused::Server)?;
+    match full_miss(&messages) {
+        Some(m) => Err(Refused::Miss(m)),
+        None => Ok(()),
+    }
+}
+
+/// Runs the statements and the progress row in one target transaction and commits it: as one
+/// simple query, or, when a `REPLICA IDENTITY FULL` change must be seen to match its row
+/// ([`apply::has_full_checks`]), all but the `COMMIT` first, read, then the `COMMIT`.
+async fn run_transaction(
+    ctx: &ApplyCtx,
+    statements: &[String],
+    progress: &str,
+) -> Result<(), Refused> {
+    if !apply::has_full_checks(statements) {
+        return ctx
+            .client
+            .batch_execute(&transaction_sql(statements, progress, true))
+            .await
+            .map_err(Refused::Server);
+    }
+    run_checked(ctx, &transaction_sql(statements, progress, false)).await?;
+    ctx.client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(Refused::Server)
 }
 
 /// Applies the batch and its progress row in one target transaction. Merged statements
@@ -539,42 +678,32 @@ async fn commit_batch(ctx: &ApplyCtx, b: &Batch, end: Lsn) -> Result<(), CdcErro
         lsn: end,
         message: e.to_string(),
     })?;
-    let failed = |e: &tokio_postgres::Error| CdcError::Applying {
-        lsn: end,
-        source: ctx.target.query_error("applying changes", e),
-    };
-    let e = match ctx
-        .client
-        .batch_execute(&transaction_sql(&fast, &progress))
-        .await
-    {
+    let e = match run_transaction(ctx, &fast, &progress).await {
         Ok(()) => return Ok(()),
         Err(e) => e,
     };
     let _ = ctx.client.batch_execute("ROLLBACK").await;
     // Only the server's refusal is worth another try; a broken session is not.
-    if e.as_db_error().is_none() {
-        return Err(failed(&e));
+    if !e.retry() {
+        return Err(e.into_error(ctx, end));
     }
     let plain = apply::plain_sql(&b.items).map_err(|e| CdcError::Apply {
         lsn: end,
         message: e.to_string(),
     })?;
     if plain == fast {
-        return Err(failed(&e));
+        return Err(e.into_error(ctx, end));
     }
-    tracing::debug!(
-        error = %crate::pg::error_text(&e),
-        %end,
-        "the merged statements of a batch failed; applying it change by change"
-    );
-    if let Err(e) = ctx
-        .client
-        .batch_execute(&transaction_sql(&plain, &progress))
-        .await
-    {
+    if let Refused::Server(e) = &e {
+        tracing::debug!(
+            error = %crate::pg::error_text(e),
+            %end,
+            "the merged statements of a batch failed; applying it change by change"
+        );
+    }
+    if let Err(e) = run_transaction(ctx, &plain, &progress).await {
         let _ = ctx.client.batch_execute("ROLLBACK").await;
-        return Err(failed(&e));
+        return Err(e.into_error(ctx, end));
     }
     Ok(())
 }

@@ -14,21 +14,27 @@
 //!   table).col, 'text')` has the column's type), and both sides are compared as that type's
 //!   text output with `IS NOT DISTINCT FROM`. That is exact for every type, including those
 //!   without an equality operator (json, point, xml) and those whose equality is looser than
-//!   identity (numeric `1.0 = 1.00`, float `-0 = 0`, citext). It touches exactly one row
-//!   (`ctid = (... LIMIT 1)`), so duplicate rows stay duplicates, and runs in a `DO` block that
-//!   raises an error when no row matched ([`FULL_MISS`]): a change is never skipped silently.
+//!   identity (numeric `1.0 = 1.00`, float `-0 = 0`, citext). Columns of built-in types whose
+//!   `=` is implied by equal text ([`exact_eq`]: integers, text, numeric, timestamps...) are also
+//!   compared with `=` (and only so where `=` is identity, [`eq_is_identity`]): that matches no
+//!   other row, and lets the target find the row through an index on such a column (native replication before PostgreSQL 16 scans the whole table
+//!   for each change). It touches exactly one row
+//!   (`ctid = (... LIMIT 1)`), so duplicate rows stay duplicates, and returns a row naming the
+//!   change when no row matched ([`FULL_MISS`], [`has_full_checks`]), which the applier reads
+//!   before it commits: a change is never skipped silently.
 //! - TRUNCATE: `TRUNCATE ONLY` of the tables, with `CASCADE` / `RESTART IDENTITY` as sent.
 //!
 //! A batch of whole transactions ([`Item`]s, see [`batch_sql`]) is applied with fewer, larger
 //! statements: each table's changes gathered (changes to different tables commute when no
 //! trigger or foreign key fires), runs of inserts as one multi-row INSERT, runs of updates by
 //! an unchanged key as one `UPDATE ... FROM (VALUES ...)` with one row per key, runs of
-//! deletes by key as one `DELETE ... USING (VALUES ...)`. The VALUES list's first row,
-//! `(NULL::table).column`, gives each column its target type, so the literals are read by the
+//! updates that change the key (no key, old or new, twice in the run) as one such UPDATE
+//! joined on the old key, runs of deletes by key as one `DELETE ... USING (VALUES ...)`. The
+//! VALUES list's first row, `(NULL::table).column`, gives each column its target type, so the literals are read by the
 //! same input functions as above. When the server refuses that (a second unique index seeing a
 //! state between two rows), [`plain_sql`] applies the batch change by change.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::pg::quote;
@@ -73,6 +79,61 @@ pub struct Rel {
     pub key: Vec<bool>,
     /// `REPLICA IDENTITY FULL`: the old tuple carries every column.
     pub full: bool,
+    /// Each column's type OID on the source (the Relation message's); empty when unknown.
+    /// Lets a `REPLICA IDENTITY FULL` change look its row up by `=` too ([`exact_eq`]).
+    pub types: Vec<u32>,
+}
+
+/// Built-in types whose `=` holds exactly between values with the same text output (in the
+/// apply session's settings, [`SESSION_SETTINGS`]): for these, `col = 'text'` alone finds the
+/// row, without the costlier comparison of text outputs. Not float (`-0 = 0`), numeric
+/// (`1.0 = 1.00`), bpchar (trailing blanks), nor text and varchar (a nondeterministic
+/// collation's `=` is looser).
+fn eq_is_identity(type_oid: u32) -> bool {
+    matches!(
+        type_oid,
+        16     // bool
+        | 17   // bytea
+        | 20   // int8
+        | 21   // int2
+        | 23   // int4
+        | 26   // oid
+        | 1082 // date
+        | 1083 // time
+        | 1114 // timestamp
+        | 1184 // timestamptz
+        | 2950 // uuid
+    )
+}
+
+/// Built-in types whose `=` holds between any two values with the same text output (it may
+/// hold more widely: `bpchar` ignores trailing blanks, `numeric` scale): for these, `col =
+/// 'text'` is implied by the exact text comparison, so adding it changes no match, and lets the
+/// target use an index on `col` (or skip the costly text comparison of most rows). Not json,
+/// xml, point (no `=`), money (its text depends on lc_monetary), nor any type outside
+/// PostgreSQL's fixed OIDs (a domain or an extension's type may have a different OID, or none).
+fn exact_eq(type_oid: u32) -> bool {
+    matches!(
+        type_oid,
+        16     // bool
+        | 17   // bytea
+        | 19   // name
+        | 20   // int8
+        | 21   // int2
+        | 23   // int4
+        | 25   // text
+        | 26   // oid
+        | 700  // float4
+        | 701  // float8
+        | 1042 // bpchar
+        | 1043 // varchar
+        | 1082 // date
+        | 1083 // time
+        | 1114 // timestamp
+        | 1184 // timestamptz
+        | 1700 // numeric
+        | 2950 // uuid
+    )
 }
 
 impl Rel {
@@ -134,10 +195,16 @@ fn row_filter(rel: &Rel, vals: &[Val], use_all: bool) -> Result<String, ApplyErr
         ));
     }
     let mut conds = Vec::new();
+    // With `use_all`: `s.col = 'text'` for the columns whose type allows it ([`exact_eq`]),
+    // before the exact comparisons: the same rows match, found through an index on the target.
+    let mut eqs = Vec::new();
     for (i, (col, v)) in rel.columns.iter().zip(vals).enumerate() {
         let is_key = rel.key.get(i).copied().unwrap_or(false);
         if !(use_all || is_key) {
             continue;
+        }
+        if use_all && matches!(v, Val::Text(_)) && rel.types.get(i).copied().is_some_and(exact_eq) {
+            eqs.push(format!("s.{} = {}", quote::ident(col), v.literal()));
         }
         match v {
             Val::Unchanged => {
@@ -147,6 +214,8 @@ fn row_filter(rel: &Rel, vals: &[Val], use_all: bool) -> Result<String, ApplyErr
             }
             Val::Null if use_all => conds.push(format!("s.{} IS NULL", quote::ident(col))),
             Val::Null => return Err(shape(rel, format!("key column {col} is NULL"))),
+            // `=` is identity for this type: the text comparison would add nothing.
+            Val::Text(_) if use_all && rel.types.get(i).copied().is_some_and(eq_is_identity) => {}
             Val::Text(_) if use_all => conds.push(format!(
                 "s.{c}::text IS NOT DISTINCT FROM COALESCE((NULL::{t}).{c}, {})::text",
                 v.literal(),
@@ -156,13 +225,14 @@ fn row_filter(rel: &Rel, vals: &[Val], use_all: bool) -> Result<String, ApplyErr
             Val::Text(_) => conds.push(format!("{} = {}", quote::ident(col), v.literal())),
         }
     }
-    if conds.is_empty() {
+    if conds.is_empty() && eqs.is_empty() {
         return Err(shape(
             rel,
             "no replica identity: updates and deletes cannot find their row",
         ));
     }
-    Ok(conds.join(" AND "))
+    eqs.extend(conds);
+    Ok(eqs.join(" AND "))
 }
 
 /// The statement that touches the identified row: by key, or exactly one matching row.
@@ -233,10 +303,24 @@ fn delete_sql(r: &Rel, old: &[Val]) -> Result<String, ApplyError> {
 /// The start of the error a `REPLICA IDENTITY FULL` change raises when it matches no row.
 pub const FULL_MISS: &str = "pgmove: a captured";
 
+/// How a `REPLICA IDENTITY FULL` statement begins ([`must_match`]): a batch holding one must
+/// read what it returns before it commits ([`has_full_checks`]).
+pub const FULL_CHECK: &str = "WITH pgmove_full AS (";
+
+/// Whether `statements` hold a `REPLICA IDENTITY FULL` change, whose returned row (if any)
+/// must be read before the transaction commits: a row starting with [`FULL_MISS`] is a change
+/// that matched no row, and the transaction must be rolled back.
+pub fn has_full_checks(statements: &[String]) -> bool {
+    statements.iter().any(|s| s.starts_with(FULL_CHECK))
+}
+
 /// `sql` (an UPDATE or DELETE of a `REPLICA IDENTITY FULL` table, found by its whole old row)
-/// in a `DO` block that raises an error naming the table, the old row's columns (values
-/// withheld: only NULL or their length) and the fix when it matched no row: the target's copy
-/// was changed behind pgmove's back, and skipping the change would lose it silently.
+/// as a statement that returns no row when it touched one, and a row (message, detail, hint)
+/// naming the table, the old row's columns (values withheld: only NULL or their length) and
+/// the fix when it matched none: the target's copy was changed behind pgmove's back, and
+/// skipping the change would lose it silently. The applier reads that row before it commits
+/// ([`has_full_checks`]) and fails with it. (A `DO` block raising the error itself costs about
+/// twice the statement: PL/pgSQL compiles the block each time.)
 fn must_match(r: &Rel, verb: &str, sql: &str, old: &[Val]) -> String {
     let table = r.qualified();
     let cols: Vec<String> = r
@@ -259,20 +343,13 @@ fn must_match(r: &Rel, verb: &str, sql: &str, old: &[Val]) -> String {
          or move the table again (`pgmove cleanup`, then `pgmove apply`); \
          giving {table} a primary key on the source lets changes find rows by key"
     );
-    let body = format!(
-        "BEGIN {sql} IF NOT FOUND THEN RAISE EXCEPTION USING MESSAGE = {}, DETAIL = {}, HINT = {}; END IF; END",
+    format!(
+        "{FULL_CHECK}{} RETURNING 1) SELECT {}, {}, {} WHERE NOT EXISTS (SELECT FROM pgmove_full);",
+        sql.trim_end_matches(';'),
         quote::literal(&message),
         quote::literal(&detail),
         quote::literal(&hint)
-    );
-    // A dollar-quote tag the body does not contain.
-    let mut tag = "$pgmove$".to_string();
-    let mut n = 0;
-    while body.contains(&tag) {
-        n += 1;
-        tag = format!("$pgmove{n}$");
-    }
-    format!("DO {tag}{body}{tag};")
+    )
 }
 
 /// SQL for a run of changes, in order. Consecutive inserts into the same table with the same
@@ -520,6 +597,16 @@ enum Group<'a> {
         rows: Vec<&'a [Val]>,
         by_key: HashMap<Vec<&'a str>, usize>,
     },
+    /// Updates that change the key, found by their old key, setting the same columns. No key
+    /// is in it twice, as an old or a new one: no row moves onto a key another row of the
+    /// group leaves (the statement sees the keys as they were before it), none moves twice.
+    KeyUpdate {
+        rel: &'a Arc<Rel>,
+        sets: Vec<bool>,
+        /// (old key tuple, new tuple).
+        rows: Vec<(&'a [Val], &'a [Val])>,
+        keys: HashSet<Vec<&'a str>>,
+    },
     /// Deletes by key.
     Delete {
         rel: &'a Arc<Rel>,
@@ -587,6 +674,27 @@ impl<'a> Group<'a> {
                     _ => false,
                 }
             }
+            (
+                Group::KeyUpdate {
+                    rel: g,
+                    sets,
+                    rows,
+                    keys,
+                },
+                Change::Update { old, new, .. },
+            ) if same_rel(g, rel) && rows.len() < MAX_GROUP_ROWS => {
+                match key_update_shape(rel, old.as_deref(), new) {
+                    Some((s, o, n, old))
+                        if s == *sets && !keys.contains(&o) && !keys.contains(&n) =>
+                    {
+                        keys.insert(o);
+                        keys.insert(n);
+                        rows.push((old, new));
+                        true
+                    }
+                    _ => false,
+                }
+            }
             (Group::Delete { rel: g, rows }, Change::Delete { old, .. })
                 if same_rel(g, rel) && rows.len() < MAX_GROUP_ROWS && !rel.full =>
             {
@@ -617,9 +725,17 @@ impl<'a> Group<'a> {
                     rows: vec![new],
                     by_key: HashMap::from([(key, 0)]),
                 },
-                None => match update_sql(rel, old.as_deref(), new)? {
-                    Some(sql) => Group::One(sql),
-                    None => return Ok(None),
+                None => match key_update_shape(rel, old.as_deref(), new) {
+                    Some((sets, o, n, old)) => Group::KeyUpdate {
+                        rel,
+                        sets,
+                        rows: vec![(old, new)],
+                        keys: HashSet::from([o, n]),
+                    },
+                    None => match update_sql(rel, old.as_deref(), new)? {
+                        Some(sql) => Group::One(sql),
+                        None => return Ok(None),
+                    },
                 },
             },
             Change::Delete { old, .. } if !rel.full && key_texts(rel, old).is_some() => {
@@ -706,6 +822,56 @@ impl<'a> Group<'a> {
                 ));
                 out.push(sql);
             }
+            Group::KeyUpdate { rel, rows, .. } if rows.len() == 1 => {
+                if let Some(sql) = update_sql(rel, Some(rows[0].0), rows[0].1)? {
+                    out.push(sql);
+                }
+            }
+            Group::KeyUpdate {
+                rel, sets, rows, ..
+            } => {
+                need_index_joins(out);
+                let keys: Vec<usize> = (0..rel.columns.len())
+                    .filter(|i| rel.key.get(*i).copied().unwrap_or(false))
+                    .collect();
+                let set_cols: Vec<usize> = (0..rel.columns.len()).filter(|i| sets[*i]).collect();
+                let t = rel.qualified();
+                let q = |i: &usize| quote::ident(&rel.columns[*i]);
+                // VALUES columns: o0.. the old key, n0.. the columns set.
+                let mut sql = format!(
+                    "UPDATE ONLY {t} AS t SET {} FROM (VALUES ",
+                    set_cols
+                        .iter()
+                        .enumerate()
+                        .map(|(n, i)| format!("{} = v.n{n}", q(i)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                typed_row(&mut sql, &t, keys.iter().chain(&set_cols).map(q));
+                for (old, new) in &rows {
+                    sql.push_str(", ");
+                    push_tuple(
+                        &mut sql,
+                        keys.iter()
+                            .map(|i| &old[*i])
+                            .chain(set_cols.iter().map(|i| &new[*i])),
+                    );
+                }
+                let names: Vec<String> = (0..keys.len())
+                    .map(|n| format!("o{n}"))
+                    .chain((0..set_cols.len()).map(|n| format!("n{n}")))
+                    .collect();
+                sql.push_str(&format!(
+                    ") AS v({}) WHERE {};",
+                    names.join(", "),
+                    keys.iter()
+                        .enumerate()
+                        .map(|(n, i)| format!("t.{} = v.o{n}", q(i)))
+                        .collect::<Vec<_>>()
+                        .join(" AND ")
+                ));
+                out.push(sql);
+            }
             Group::Delete { rel, rows } if rows.len() == 1 => out.push(delete_sql(rel, rows[0])?),
             Group::Delete { rel, rows } => {
                 need_index_joins(out);
@@ -762,6 +928,34 @@ fn update_shape<'a>(
     sets.iter().any(|s| *s).then_some((sets, key))
 }
 
+/// For an update that can join a multi-row key-changing UPDATE: found by its old key (not
+/// `REPLICA IDENTITY FULL`), the key changed, every key column of both tuples sent: the
+/// columns it sets (the changed key columns and every sent non-key column), the old and the
+/// new key's text, and the old key tuple.
+#[allow(clippy::type_complexity)]
+fn key_update_shape<'a>(
+    r: &Rel,
+    old: Option<&'a [Val]>,
+    new: &'a [Val],
+) -> Option<(Vec<bool>, Vec<&'a str>, Vec<&'a str>, &'a [Val])> {
+    let old = old?;
+    if r.full || new.len() != r.columns.len() || old.len() != r.columns.len() {
+        return None;
+    }
+    let (o, n) = (key_texts(r, old)?, key_texts(r, new)?);
+    if o == n {
+        return None;
+    }
+    let sets: Vec<bool> = new
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            *v != Val::Unchanged && (!r.key.get(i).copied().unwrap_or(false) || old[i] != *v)
+        })
+        .collect();
+    Some((sets, o, n, old))
+}
+
 /// `(v1, v2, ...)` of literals.
 fn push_tuple<'v>(sql: &mut String, vals: impl Iterator<Item = &'v Val>) {
     sql.push('(');
@@ -792,8 +986,9 @@ fn typed_row(sql: &mut String, table: &str, cols: impl Iterator<Item = String>) 
 /// gathered (their order kept) and a table's run of inserts with the same columns becomes one
 /// multi-row INSERT, its run of updates by an unchanged key setting the same columns one
 /// `UPDATE ... FROM (VALUES ...)` (one row per key, the last update: it sets every column the
-/// earlier ones set), its run of deletes by key one `DELETE ... USING (VALUES ...)`. Changes
-/// to different tables commute only when no trigger or foreign key on the target fires
+/// earlier ones set), its run of key-changing updates (no key twice) one `UPDATE ... FROM
+/// (VALUES (old key, new values) ...)`, its run of deletes by key one `DELETE ... USING (VALUES
+/// ...)`. Changes to different tables commute only when no trigger or foreign key on the target fires
 /// (`session_replication_role = replica`): without `reorder_tables`, only consecutive changes
 /// of a table are merged. [`Item::Sql`] is a barrier: everything before it runs before it.
 ///
@@ -923,6 +1118,7 @@ mod tests {
             columns: vec!["id".into(), "body".into(), "n".into()],
             key: vec![!full, false, false],
             full,
+            types: vec![],
         }
     }
 
@@ -1005,22 +1201,31 @@ mod tests {
         assert_eq!(
             s,
             vec![
-                r#"DO $pgmove$BEGIN DELETE FROM ONLY "public"."T x" WHERE ctid = (SELECT s.ctid FROM ONLY "public"."T x" AS s WHERE s."id"::text IS NOT DISTINCT FROM COALESCE((NULL::"public"."T x")."id", '1')::text AND s."body" IS NULL AND s."n"::text IS NOT DISTINCT FROM COALESCE((NULL::"public"."T x")."n", E'x\\y')::text LIMIT 1); IF NOT FOUND THEN RAISE EXCEPTION USING MESSAGE = 'pgmove: a captured DELETE on "public"."T x" (no primary key, REPLICA IDENTITY FULL) matched no row on the target', DETAIL = 'the source''s old row, values withheld: id=<1 chars>, body=NULL, n=<3 chars>', HINT = 'the target''s "public"."T x" no longer holds that row: it was changed or deleted on the target outside pgmove. Put the row back on the target and run `pgmove apply` again (it resumes at this change), or move the table again (`pgmove cleanup`, then `pgmove apply`); giving "public"."T x" a primary key on the source lets changes find rows by key'; END IF; END$pgmove$;"#
+                r#"WITH pgmove_full AS (DELETE FROM ONLY "public"."T x" WHERE ctid = (SELECT s.ctid FROM ONLY "public"."T x" AS s WHERE s."id"::text IS NOT DISTINCT FROM COALESCE((NULL::"public"."T x")."id", '1')::text AND s."body" IS NULL AND s."n"::text IS NOT DISTINCT FROM COALESCE((NULL::"public"."T x")."n", E'x\\y')::text LIMIT 1) RETURNING 1) SELECT 'pgmove: a captured DELETE on "public"."T x" (no primary key, REPLICA IDENTITY FULL) matched no row on the target', 'the source''s old row, values withheld: id=<1 chars>, body=NULL, n=<3 chars>', 'the target''s "public"."T x" no longer holds that row: it was changed or deleted on the target outside pgmove. Put the row back on the target and run `pgmove apply` again (it resumes at this change), or move the table again (`pgmove cleanup`, then `pgmove apply`); giving "public"."T x" a primary key on the source lets changes find rows by key' WHERE NOT EXISTS (SELECT FROM pgmove_full);"#
             ]
         );
     }
 
     #[test]
-    fn full_identity_dollar_quote_never_clashes_with_values() {
+    fn full_identity_values_stay_literals_whatever_they_hold() {
         let s = sql(
             &[Change::Delete {
                 rel: 1,
-                old: vec![t("$pgmove$"), Val::Null, t("$pgmove1$")],
+                old: vec![t("$pgmove$"), Val::Null, t("x'); DROP TABLE t; --")],
             }],
             true,
         );
-        assert!(s[0].starts_with("DO $pgmove2$BEGIN DELETE"), "{}", s[0]);
-        assert!(s[0].ends_with("END$pgmove2$;"), "{}", s[0]);
+        assert!(s[0].starts_with("WITH pgmove_full AS (DELETE"), "{}", s[0]);
+        assert!(s[0].contains("'$pgmove$'"), "{}", s[0]);
+        assert!(s[0].contains("'x''); DROP TABLE t; --'"), "{}", s[0]);
+        assert!(has_full_checks(&s));
+        assert!(!has_full_checks(&sql(
+            &[Change::Delete {
+                rel: 1,
+                old: vec![t("1"), Val::Null, Val::Null],
+            }],
+            false,
+        )));
     }
 
     #[test]
@@ -1082,6 +1287,7 @@ mod tests {
             columns: vec!["k".into(), "v".into()],
             key: vec![true, false],
             full: false,
+            types: vec![],
         })
     }
 
@@ -1167,6 +1373,50 @@ mod tests {
     }
 
     #[test]
+    fn key_changes_merge_until_a_key_comes_twice() {
+        let r = arc(false);
+        let key = |k: &str| Some(vec![t(k), Val::Null, Val::Null]);
+        let items = vec![
+            upd(&r, 1, key("1"), vec![t("101"), Val::Unchanged, t("5")]),
+            upd(&r, 1, key("2"), vec![t("102"), Val::Unchanged, t("6")]),
+            // 101 is a key of the group: the next group moves it again.
+            upd(&r, 1, key("101"), vec![t("201"), Val::Unchanged, t("7")]),
+            // Another shape (body sent): a group of its own.
+            upd(&r, 1, key("3"), vec![t("103"), t("b"), t("8")]),
+        ];
+        let s = batch_sql(&items, true).expect("sql");
+        assert_eq!(
+            s,
+            vec![
+                JOINS_BY_INDEX.to_string(),
+                r#"UPDATE ONLY "public"."T x" AS t SET "id" = v.n0, "n" = v.n1 FROM (VALUES ((NULL::"public"."T x")."id", (NULL::"public"."T x")."id", (NULL::"public"."T x")."n"), ('1', '101', '5'), ('2', '102', '6')) AS v(o0, n0, n1) WHERE t."id" = v.o0;"#.to_string(),
+                r#"UPDATE ONLY "public"."T x" SET "id" = '201', "n" = '7' WHERE "id" = '101';"#.to_string(),
+                r#"UPDATE ONLY "public"."T x" SET "id" = '103', "body" = 'b', "n" = '8' WHERE "id" = '3';"#.to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn full_identity_rows_are_also_found_by_equality_on_exact_types() {
+        let f = Arc::new(Rel {
+            types: vec![23, 114, 1700],
+            ..rel(true)
+        });
+        let items = vec![del(&f, 3, vec![t("1"), t("{}"), Val::Null])];
+        let s = batch_sql(&items, true).expect("sql");
+        // int4 by `=` alone (an index on it can find the row), json (114) by its text only,
+        // NULL by IS NULL.
+        assert!(
+            s[0].contains(r#"WHERE s."id" = '1' AND s."body"::text IS NOT DISTINCT FROM"#),
+            "{}",
+            s[0]
+        );
+        assert!(!s[0].contains(r#"s."id"::text"#), "{}", s[0]);
+        assert!(!s[0].contains(r#"s."body" ="#), "{}", s[0]);
+        assert!(s[0].contains(r#"s."n" IS NULL"#), "{}", s[0]);
+    }
+
+    #[test]
     fn sql_items_are_barriers_and_full_identity_stays_row_by_row() {
         let r = arc(false);
         let f = Arc::new(Rel {
@@ -1198,11 +1448,11 @@ mod tests {
             "{}",
             s[1]
         );
-        assert!(s[2].starts_with(r#"DO $pgmove$BEGIN UPDATE ONLY "public"."full" SET "id" = '1', "body" = 'a', "n" = '2' WHERE ctid = "#), "{}", s[2]);
+        assert!(s[2].starts_with(r#"WITH pgmove_full AS (UPDATE ONLY "public"."full" SET "id" = '1', "body" = 'a', "n" = '2' WHERE ctid = "#), "{}", s[2]);
         assert_eq!(s[3], JOINS_RESET);
         assert_eq!(s[4], "ALTER TABLE x ADD COLUMN y int;");
         assert!(
-            s[5].starts_with(r#"DO $pgmove$BEGIN UPDATE ONLY "public"."full" SET"#),
+            s[5].starts_with(r#"WITH pgmove_full AS (UPDATE ONLY "public"."full" SET"#),
             "{}",
             s[5]
         );

@@ -40,6 +40,7 @@ fn rel_of(r: &pgoutput::Relation) -> Rel {
         columns: r.columns.iter().map(|c| c.name.clone()).collect(),
         key: r.columns.iter().map(|c| c.is_key()).collect(),
         full: r.replica_identity == pgoutput::ReplicaIdentity::Full,
+        types: r.columns.iter().map(|c| c.type_oid).collect(),
     }
 }
 

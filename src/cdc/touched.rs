@@ -182,6 +182,7 @@ mod tests {
             columns: vec!["id".into(), "v".into()],
             key: vec![true, false],
             full,
+            types: vec![],
         })
     }
     fn t(s: &str) -> Val {

@@ -26,6 +26,7 @@ fn rel(name: &str, cols: &[&str], key: &[bool], full: bool) -> Arc<Rel> {
         columns: cols.iter().map(|c| c.to_string()).collect(),
         key: key.to_vec(),
         full,
+        types: vec![],
     })
 }
 
@@ -94,7 +95,11 @@ fn changes(seed: u64, n: usize) -> (Vec<Item>, String) {
         &[true, true, false, false],
         false,
     );
-    let rf = rel("f", &["x", "y"], &[false, false], true);
+    // Typed (int4, text): its rows are also looked up by `=` in the merged statements.
+    let rf = Arc::new(Rel {
+        types: vec![23, 25],
+        ..(*rel("f", &["x", "y"], &[false, false], true)).clone()
+    });
     // Rows as the source has them: (table, full tuple).
     let mut a: Vec<Vec<Val>> = Vec::new();
     let mut b: Vec<Vec<Val>> = Vec::new();
@@ -230,6 +235,23 @@ fn changes(seed: u64, n: usize) -> (Vec<Item>, String) {
     (items, seed_sql)
 }
 
+/// The items with their relations' types forgotten.
+fn untyped(items: &[Item]) -> Vec<Item> {
+    items
+        .iter()
+        .map(|i| match i {
+            Item::Row(r, c) => Item::Row(
+                Arc::new(Rel {
+                    types: vec![],
+                    ..(**r).clone()
+                }),
+                c.clone(),
+            ),
+            other => other.clone(),
+        })
+        .collect()
+}
+
 async fn contents(c: &tokio_postgres::Client) -> Vec<String> {
     let mut out = Vec::new();
     for q in [
@@ -270,7 +292,8 @@ async fn merged_statements_leave_the_tables_as_change_by_change() {
         // In several batches, as the apply task cuts them.
         for chunk in items.chunks(150) {
             let f = apply::batch_sql(chunk, true).expect("batch sql");
-            let p = apply::plain_sql(chunk).expect("plain sql");
+            // The reference: change by change, rows found by their text alone.
+            let p = apply::plain_sql(&untyped(chunk)).expect("plain sql");
             assert!(
                 f.len() < p.len() || chunk.len() < 10,
                 "seed {seed}: nothing was merged ({} statements)",
@@ -339,4 +362,164 @@ async fn a_second_unique_index_can_refuse_merged_updates_never_change_their_resu
         .map(|r| r.get(0))
         .collect();
     assert_eq!(rows, vec!["(1,b)", "(2,a)"]);
+}
+
+/// The exact-equality types of `apply` (a `REPLICA IDENTITY FULL` row is also looked up by
+/// `col = 'text'` for these), with their OIDs, a column each.
+const EXACT_TYPES: &[(&str, u32)] = &[
+    ("bool", 16),
+    ("bytea", 17),
+    ("name", 19),
+    ("int8", 20),
+    ("int2", 21),
+    ("int4", 23),
+    ("text", 25),
+    ("oid", 26),
+    ("float4", 700),
+    ("float8", 701),
+    ("char(4)", 1042),
+    ("varchar(8)", 1043),
+    ("date", 1082),
+    ("time", 1083),
+    ("timestamp", 1114),
+    ("timestamptz", 1184),
+    ("numeric", 1700),
+    ("uuid", 2950),
+];
+
+/// `REPLICA IDENTITY FULL` updates and deletes found with `=` on every exact-equality type
+/// too: each touches exactly the row whose text output it carries, never a row `=` alone
+/// would take for it (float -0 and 0, numeric 1.0 and 1.00), one copy of a duplicate; and the
+/// target can find it through an index on such a column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_identity_rows_are_found_by_equality_and_exact_text_on_every_exact_type() {
+    let pg = support::shared(Profile::Plain);
+    let c = pg.client(&pg.fresh_db("fulleq")).await;
+    for (k, v) in apply::SESSION_SETTINGS {
+        c.batch_execute(&format!("SET {k} = '{v}'"))
+            .await
+            .expect("session setting");
+    }
+    let cols: Vec<String> = (0..EXACT_TYPES.len()).map(|i| format!("c{i}")).collect();
+    let defs: Vec<String> = EXACT_TYPES
+        .iter()
+        .zip(&cols)
+        .map(|((ty, _), c)| format!("{c} {ty}"))
+        .collect();
+    // Rows 1 and 2 differ only where `=` cannot tell them apart; row 3 is row 1 again.
+    let row = |f: &str, n: &str, tag: &str| {
+        format!(
+            "(true, '\\x00ff', 'nm', 9007199254740993, -32768, 2147483647, 'it''s {tag}', 4294967295,
+              {f}::float4, {f}::float8, 'a', 'v', '2026-02-28', '23:59:59.999999',
+              '2026-01-01 00:00:00.000001', '1999-12-31 23:59:59.5+00', {n},
+              'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11')"
+        )
+    };
+    c.batch_execute(&format!(
+        "CREATE TABLE e ({});
+         ALTER TABLE e REPLICA IDENTITY FULL;
+         CREATE INDEX e_c5 ON e (c5);
+         INSERT INTO e VALUES {}, {}, {}, ({});
+         ANALYZE e;",
+        defs.join(", "),
+        row("'-0'", "1.0", "same"),
+        row("'0'", "1.00", "same"),
+        row("'-0'", "1.0", "same"),
+        vec!["NULL"; cols.len()].join(", "),
+    ))
+    .await
+    .expect("table");
+    let r = Arc::new(Rel {
+        schema: "public".into(),
+        name: "e".into(),
+        columns: cols.clone(),
+        key: vec![true; cols.len()],
+        full: true,
+        types: EXACT_TYPES.iter().map(|(_, oid)| *oid).collect(),
+    });
+    // Each row's text output, as the stream would carry it.
+    let select = format!(
+        "SELECT {} FROM e ORDER BY c8::text COLLATE \"C\", c16::text COLLATE \"C\"",
+        cols.iter()
+            .map(|c| format!("{c}::text"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let rows: Vec<Vec<Val>> = c
+        .query(select.as_str(), &[])
+        .await
+        .expect("rows")
+        .iter()
+        .map(|row| {
+            (0..cols.len())
+                .map(|i| match row.get::<_, Option<String>>(i) {
+                    Some(s) => Val::Text(s),
+                    None => Val::Null,
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 4);
+    // Rows sorted by float text: "-0" (twice), "0", then the NULL row.
+    let (minus, zero) = (rows[0].clone(), rows[2].clone());
+    let mut bumped = minus.clone();
+    bumped[6] = t("bumped");
+    let items = vec![
+        Item::Row(
+            r.clone(),
+            Change::Update {
+                rel: 1,
+                old: Some(minus.clone()),
+                new: bumped,
+            },
+        ),
+        Item::Row(r.clone(), Change::Delete { rel: 1, old: zero }),
+    ];
+    let sql = apply::batch_sql(&items, true).expect("batch sql");
+    assert!(
+        sql[0].contains("s.\"c5\" = '2147483647'") && sql[0].contains("s.\"c8\" = '-0'"),
+        "{}",
+        sql[0]
+    );
+    // The planner can take the row through the index on c5.
+    let probe = "EXPLAIN SELECT s.ctid FROM ONLY e AS s WHERE s.\"c5\" = '2147483647' \
+                 AND s.\"c6\"::text IS NOT DISTINCT FROM 'x' LIMIT 1";
+    c.batch_execute("SET enable_seqscan = off")
+        .await
+        .expect("set");
+    let plan: Vec<String> = c
+        .query(probe, &[])
+        .await
+        .expect("explain")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(plan.iter().any(|l| l.contains("e_c5")), "{plan:?}");
+    c.batch_execute("RESET enable_seqscan")
+        .await
+        .expect("reset");
+    c.batch_execute(&transaction(&sql)).await.expect("apply");
+    let left: Vec<String> = c
+        .query(
+            "SELECT format('%s|%s|%s|%s', c6, c9, c16, c10) FROM e WHERE c0 ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("read")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // One copy of the -0 row updated, the other kept; the 0 row deleted, not a -0 one.
+    assert_eq!(
+        left,
+        vec!["bumped|-0|1.0|a   ", "it's same|-0|1.0|a   "],
+        "{sql:?}"
+    );
+    assert_eq!(
+        c.query_one("SELECT count(*) FROM e WHERE c0 IS NULL", &[])
+            .await
+            .expect("count")
+            .get::<_, i64>(0),
+        1
+    );
 }

@@ -130,6 +130,7 @@ impl Replayer {
                     columns: r.columns.iter().map(|c| c.name.clone()).collect(),
                     key: r.columns.iter().map(|c| c.is_key()).collect(),
                     full: r.replica_identity == pgoutput::ReplicaIdentity::Full,
+                    types: r.columns.iter().map(|c| c.type_oid).collect(),
                 })
             };
             for s in apply::to_sql(pending, &lookup).expect("changes to SQL") {
