@@ -216,6 +216,10 @@ pub fn render_html(f: &Facts) -> String {
             }
             None => s.push_str("<p class=\"muted\">Not verified.</p>\n"),
         }
+        let ahead = super::ahead_text(c);
+        if !ahead.is_empty() {
+            let _ = writeln!(s, "<p>{}</p>", esc(&ahead));
+        }
         if let Some(e) = &c.error {
             let _ = writeln!(s, "<p class=\"bad\">Error: {}</p>", esc(e));
         }

@@ -154,6 +154,10 @@ pub fn render_markdown(f: &Facts) -> String {
             c.verify_secs
                 .map_or(String::new(), |x| format!(" in {}", duration_text(x)))
         );
+        let ahead = super::ahead_text(c);
+        if !ahead.is_empty() {
+            let _ = writeln!(s, "{}\n", cell(&ahead));
+        }
         if let Some(e) = &c.error {
             let _ = writeln!(s, "Error: {}\n", cell(e));
         }
@@ -190,6 +194,7 @@ mod tests {
             "writes held for 950 ms",
             "| cutover-verify | 400 ms |",
             "identical (checksums) in 400 ms.",
+            "Verified ahead of the fence in 12.5 s while replicating; while fenced only what changed since was compared again: 321 key(s), 0 chunk(s), 1 whole table(s), in 2 table(s).",
         ] {
             assert!(m.contains(want), "missing {want:?} in\n{m}");
         }

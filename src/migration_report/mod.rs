@@ -91,7 +91,12 @@ pub struct CutoverFacts {
     /// `none`, `counts` or `checksums`.
     pub verify: Option<String>,
     pub verify_identical: Option<bool>,
+    /// Seconds inside the outage (with a verification ahead of the fence: the re-check).
     pub verify_secs: Option<f64>,
+    /// Seconds of the verification ahead of the fence, while replicating (outside the outage).
+    pub pre_verify_secs: Option<f64>,
+    /// What was compared again while fenced: keys, chunks, whole tables (`full`: everything).
+    pub recheck: Option<serde_json::Value>,
     pub differing: Vec<String>,
     pub error: Option<String>,
 }
@@ -278,6 +283,12 @@ fn cutover_facts(
             .and_then(|d| d.get("verify_identical"))
             .and_then(|v| v.as_bool()),
         verify_secs: num("verify_secs"),
+        pre_verify_secs: num("pre_verify_secs"),
+        recheck: detail
+            .as_ref()
+            .and_then(|d| d.get("recheck"))
+            .filter(|v| v.is_object())
+            .cloned(),
         differing: detail
             .as_ref()
             .and_then(|d| d.get("differing"))
@@ -305,6 +316,34 @@ pub fn render_json(f: &Facts) -> String {
 }
 
 pub use markdown::render_markdown;
+
+/// The verification ahead of the fence and what was compared again while fenced, as a
+/// sentence (empty without one).
+pub(crate) fn ahead_text(c: &CutoverFacts) -> String {
+    let Some(pre) = c.pre_verify_secs else {
+        return String::new();
+    };
+    let r = c.recheck.as_ref();
+    let n = |k: &str| {
+        r.and_then(|r| r.get(k))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+    };
+    if r.and_then(|r| r.get("full")).and_then(|v| v.as_bool()) == Some(true) {
+        return format!(
+            "Verified ahead of the fence in {} while replicating; compared again whole while fenced.",
+            duration_text(pre)
+        );
+    }
+    format!(
+        "Verified ahead of the fence in {} while replicating; while fenced only what changed since was compared again: {} key(s), {} chunk(s), {} whole table(s), in {} table(s).",
+        duration_text(pre),
+        n("keys"),
+        n("chunks"),
+        n("whole_tables"),
+        n("tables")
+    )
+}
 
 /// `secs` as people read a duration: `850 ms`, `12.3 s`, `4 min 05 s`, `2 h 03 min`.
 pub(crate) fn duration_text(secs: f64) -> String {
@@ -438,7 +477,7 @@ mod tests {
                 finished_at: Some(1061.45),
                 final_lsn: Some("0/3000000".into()),
                 detail: Some(
-                    r#"{"verify":"checksums","verify_identical":true,"verify_secs":0.4,"write_outage_secs":0.95,"differing":[]}"#
+                    r#"{"verify":"checksums","verify_identical":true,"verify_secs":0.4,"pre_verify_secs":12.5,"recheck":{"tables":2,"whole_tables":1,"chunks":0,"keys":321,"full":false},"write_outage_secs":0.95,"differing":[]}"#
                         .into(),
                 ),
             }),

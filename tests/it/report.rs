@@ -113,6 +113,12 @@ fn a_migrations_report_tells_its_steps_load_lag_outage_and_verification() {
     assert_eq!(c["state"], "done", "{c}");
     assert_eq!(c["verify"], "checksums");
     assert_eq!(c["verify_identical"], true);
+    // Verified ahead of the fence (copy-cdc): only what changed since was compared again.
+    assert!(
+        c["pre_verify_secs"].as_f64().expect("pre_verify_secs") > 0.0,
+        "{c}"
+    );
+    assert_eq!(c["recheck"]["full"], false, "{c}");
     let outage = c["write_outage_secs"].as_f64().expect("outage");
     let parts: f64 = c["outage_parts"]
         .as_array()
@@ -136,6 +142,7 @@ fn a_migrations_report_tells_its_steps_load_lag_outage_and_verification() {
         "## Change capture",
         "## Cutover",
         "identical (checksums)",
+        "Verified ahead of the fence in",
     ] {
         assert!(md.contains(want), "{want:?} missing in\n{md}");
     }
