@@ -15,8 +15,8 @@
 //!   text output with `IS NOT DISTINCT FROM`. That is exact for every type, including those
 //!   without an equality operator (json, point, xml) and those whose equality is looser than
 //!   identity (numeric `1.0 = 1.00`, float `-0 = 0`, citext). Columns of built-in types whose
-//!   `=` is implied by equal text ([`exact_eq`]: integers, text, numeric, timestamps...) are also
-//!   compared with `=` (and only so where `=` is identity, [`eq_is_identity`]): that matches no
+//!   `=` is implied by equal text (`exact_eq`: integers, text, numeric, timestamps...) are also
+//!   compared with `=` (and only so where `=` is identity, `eq_is_identity`): that matches no
 //!   other row, and lets the target find the row through an index on such a column (native replication before PostgreSQL 16 scans the whole table
 //!   for each change). It touches exactly one row
 //!   (`ctid = (... LIMIT 1)`), so duplicate rows stay duplicates, and returns a row naming the
@@ -80,7 +80,7 @@ pub struct Rel {
     /// `REPLICA IDENTITY FULL`: the old tuple carries every column.
     pub full: bool,
     /// Each column's type OID on the source (the Relation message's); empty when unknown.
-    /// Lets a `REPLICA IDENTITY FULL` change look its row up by `=` too ([`exact_eq`]).
+    /// Lets a `REPLICA IDENTITY FULL` change look its row up by `=` too (`exact_eq`).
     pub types: Vec<u32>,
 }
 
@@ -303,7 +303,7 @@ fn delete_sql(r: &Rel, old: &[Val]) -> Result<String, ApplyError> {
 /// The start of the error a `REPLICA IDENTITY FULL` change raises when it matches no row.
 pub const FULL_MISS: &str = "pgmove: a captured";
 
-/// How a `REPLICA IDENTITY FULL` statement begins ([`must_match`]): a batch holding one must
+/// How a `REPLICA IDENTITY FULL` statement begins (`must_match`): a batch holding one must
 /// read what it returns before it commits ([`has_full_checks`]).
 pub const FULL_CHECK: &str = "WITH pgmove_full AS (";
 

@@ -43,7 +43,7 @@ pub type Located = BTreeMap<(String, String), BTreeMap<u64, Vec<Vec<String>>>>;
 
 /// Locates the differing chunks of `before` (made while replicating: mostly rows in flight)
 /// to their differing keys, by bisection, on both servers; a chunk with more than
-/// [`LOCATE_LIMIT`] differing keys is left out (compared again whole).
+/// `LOCATE_LIMIT` differing keys is left out (compared again whole).
 pub async fn locate(
     source: &Endpoint,
     target: &Endpoint,
