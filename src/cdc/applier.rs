@@ -322,10 +322,7 @@ async fn apply_task(
         if b.commit_after {
             crate::testhook::pause("cdc-add-value-commit").await;
         }
-        let r = match ctx.touched.refresh(&ctx.client, &ctx.target).await {
-            Ok(()) => watched_commit(&ctx, &b, end).await,
-            Err(e) => Err(e),
-        };
+        let r = watched_commit(&ctx, &b, end).await;
         let r = r.map(|()| Done {
             end,
             txns: b.txns,
@@ -500,7 +497,12 @@ const TARGET_PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// run retries. A target that answers is merely slow (or the transaction waits for a lock):
 /// it is waited for.
 async fn watched_commit(ctx: &ApplyCtx, b: &Batch, end: Lsn) -> Result<(), CdcError> {
-    let commit = commit_batch(ctx, b, end);
+    // The read of cutover's request (whether to record touched keys) is a target round trip
+    // too: a target that hangs there is noticed like one that hangs in the commit.
+    let commit = async {
+        ctx.touched.refresh(&ctx.client, &ctx.target).await?;
+        commit_batch(ctx, b, end).await
+    };
     tokio::pin!(commit);
     let started = Instant::now();
     let mut logged = false;

@@ -108,6 +108,42 @@ fn start_replicating(dir: &Path, plan: &str, src: &Cluster, dst: &Cluster) -> (P
     (path, apply)
 }
 
+/// Waits (up to 120 s) until apply committed its first progress row; on a timeout the panic
+/// shows, besides apply's log, what both servers were doing (sessions, the slot, the writer's
+/// count) and the end of their logs.
+fn wait_first_applied(apply: &mut Apply, src: &Cluster, dst: &Cluster, plan: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while applied(dst, plan) == "0/0" {
+        apply.assert_running();
+        if Instant::now() >= deadline {
+            let activity = "SELECT pid, backend_type, state, wait_event_type, wait_event, \
+                 left(query, 120) FROM pg_stat_activity WHERE pid <> pg_backend_pid()";
+            let tail = |c: &Cluster| {
+                let log = c.log();
+                let lines: Vec<&str> = log.lines().collect();
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            };
+            panic!(
+                "timed out waiting for first changes applied\napply's log:\n{}\n\
+                 source sessions:\n{}\nsource slot:\n{}\nsource rows in ledger: {}\n\
+                 target sessions:\n{}\nsource server log:\n{}\ntarget server log:\n{}",
+                apply.log(),
+                src.psql("shop", activity),
+                src.psql(
+                    "shop",
+                    "SELECT slot_name, active_pid, restart_lsn, confirmed_flush_lsn, \
+                     pg_current_wal_lsn() FROM pg_replication_slots"
+                ),
+                src.psql("shop", "SELECT count(*) FROM ledger"),
+                dst.psql("shop", activity),
+                tail(src),
+                tail(dst),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `pgmove.progress.applied_lsn` of the plan, `0/0` before the first.
 fn applied(dst: &Cluster, plan: &str) -> String {
     let out = dst.psql_output(
@@ -326,9 +362,7 @@ fn apply_waits_for_a_restarted_target_and_continues() {
     let (path, mut apply) = start_replicating(dir.path(), plan, &src, &dst);
     let writer = Writer::start(&src);
     // Down for a while: apply retries several times (0.5 s, 1 s, 2 s...) until it is back.
-    apply.wait_until("first changes applied", 120, || {
-        applied(&dst, plan) != "0/0"
-    });
+    wait_first_applied(&mut apply, &src, &dst, plan);
     let before = applied(&dst, plan);
     dst.restart_after(Duration::from_secs(4));
     apply.assert_running();
@@ -368,9 +402,7 @@ fn apply_waits_for_a_restarted_source_and_continues() {
     let plan = "restartsource";
     let (path, mut apply) = start_replicating(dir.path(), plan, &src, &dst);
     let writer = Writer::start(&src);
-    apply.wait_until("first changes applied", 120, || {
-        applied(&dst, plan) != "0/0"
-    });
+    wait_first_applied(&mut apply, &src, &dst, plan);
     let before = applied(&dst, plan);
     src.restart_after(Duration::from_secs(3));
     apply.assert_running();
@@ -460,9 +492,7 @@ fn a_hung_source_is_noticed_within_a_minute_and_apply_resumes_when_it_continues(
     let plan = "hungsource";
     let (path, mut apply) = start_replicating(dir.path(), plan, &src, &dst);
     let writer = Writer::start(&src);
-    apply.wait_until("first changes applied", 120, || {
-        applied(&dst, plan) != "0/0"
-    });
+    wait_first_applied(&mut apply, &src, &dst, plan);
     let before = applied(&dst, plan);
     let retries = apply.retries();
 
@@ -504,9 +534,7 @@ fn a_hung_target_is_noticed_within_a_minute_and_apply_resumes_when_it_continues(
     let plan = "hungtarget";
     let (path, mut apply) = start_replicating(dir.path(), plan, &src, &dst);
     let writer = Writer::start(&src);
-    apply.wait_until("first changes applied", 120, || {
-        applied(&dst, plan) != "0/0"
-    });
+    wait_first_applied(&mut apply, &src, &dst, plan);
     let before = applied(&dst, plan);
     let retries = apply.retries();
 

@@ -290,6 +290,7 @@ async fn run_steps(
     }
     // VACUUM too: it sets the visibility map of the freshly copied tables.
     dump_restore::analyze(base, state, progress, STRATEGY, true).await?;
+    sync::wait_replicating(job).await?;
     outcome.slot = slot_name(job).await?;
     state
         .finish_step(step_name::REPLICATING, outcome.slot.as_deref())

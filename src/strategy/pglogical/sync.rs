@@ -117,6 +117,26 @@ pub async fn wait_synced(
     Ok(started.elapsed().as_secs_f64())
 }
 
+/// Waits until the subscription's status is `replicating` (failing like the sync when it stays
+/// down or is disabled). Apply ends with it: after the sync, the post-data step and VACUUM
+/// ANALYZE take locks on the replicated tables, and pglogical's apply worker can fail and be
+/// restarted meanwhile (status `down` for a few seconds); apply says "replicating" only once
+/// it is.
+pub async fn wait_replicating(job: &Job) -> Result<(), PglogicalError> {
+    let target = &job.base.target;
+    let name = &job.names.subscription;
+    let c = target.connect().await?;
+    let mut watch = Watch::new();
+    loop {
+        let status = catalog::subscription_status(&c, target, name).await?;
+        watch.check(name, &status, 0)?;
+        if status == "replicating" {
+            return Ok(());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Waits until the subscription's slot on the source confirms the source's current WAL
 /// position (read first): the target then has everything the source had written. Returns it.
 pub async fn wait_caught_up(job: &Job) -> Result<Lsn, PglogicalError> {
