@@ -73,38 +73,11 @@ wants_pgmove() { wants pgmove || wants pgmove-pglogical; }
 pgmove_build=ok
 if wants_pgmove; then bench_build_pgmove "$root"; fi
 
-work=$(mktemp -d /tmp/pgmove-bench-XXXXXX)
-# shellcheck disable=SC2317  # called by the trap
-cleanup() {
-  stop_clusters
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 130' INT TERM
-
 # Both servers get the same settings, tuned for a bulk load; every tool runs against them.
 # pglogical is preloaded on both whatever TOOLS says, with room for its workers.
 [[ -e /usr/lib/postgresql/$PG_MAJOR/lib/pglogical.so ]] \
   || die "pglogical is not installed (Debian package postgresql-$PG_MAJOR-pglogical; scripts/install-deps.sh installs it as root)"
-conf=(
-  "shared_preload_libraries = 'pglogical'"
-  "max_worker_processes = 16"
-  "shared_buffers = '1GB'"
-  "max_wal_size = '8GB'"
-  "checkpoint_timeout = '30min'"
-  "synchronous_commit = off"
-  "maintenance_work_mem = '512MB'"
-  "max_parallel_maintenance_workers = 2"
-  "work_mem = '64MB'"
-)
-echo "==> starting two throwaway servers"
-start_cluster SRC "${conf[@]}"
-start_cluster DST "${conf[@]}"
-echo "    source on 127.0.0.1:$SRC_PORT, target on 127.0.0.1:$DST_PORT"
-DB=bench
-SRC_URI="postgres://postgres@127.0.0.1:$SRC_PORT/$DB?sslmode=disable"
-DST_URI="postgres://postgres@127.0.0.1:$DST_PORT/$DB?sslmode=disable"
-export PGCONNECT_TIMEOUT=10
+bench_start_servers "shared_preload_libraries = 'pglogical'" "max_worker_processes = 16" "${BENCH_BULK_CONF[@]}"
 
 echo "==> building the source: pgbench scale $SCALE and 3 wide tables of $WIDE_ROWS rows"
 psql_on "$SRC_PORT" postgres -c "CREATE DATABASE $DB"

@@ -56,30 +56,10 @@ bench_need_time
 bench_build_pgmove "$root"
 [[ $pgmove_build == ok ]] || die "pgmove did not build (bench-out/pgmove-build.log)"
 
-work=$(mktemp -d /tmp/pgmove-bench-XXXXXX)
-# shellcheck disable=SC2317  # called by the trap
-cleanup() {
-  stop_clusters
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 130' INT TERM
-
 # The test harness's settings (no durability: the cost measured is pgmove's, not the disk's),
 # with lock slots for a transaction that touches every table (pg_dump, the snapshot's readers).
-conf=(
-  "fsync = off"
-  "synchronous_commit = off"
-  "full_page_writes = off"
-  "shared_buffers = '128MB'"
-  "max_locks_per_transaction = 512"
-)
-echo "==> starting two throwaway servers"
-start_cluster SRC "${conf[@]}"
-start_cluster DST "${conf[@]}"
-echo "    source on 127.0.0.1:$SRC_PORT, target on 127.0.0.1:$DST_PORT"
-DB=bench
-export PGCONNECT_TIMEOUT=10
+bench_start_servers "fsync = off" "synchronous_commit = off" "full_page_writes = off" \
+  "shared_buffers = '128MB'" "max_locks_per_transaction = 512"
 
 plan="$work/scale.yaml"
 write_plan() {

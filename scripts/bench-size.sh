@@ -69,33 +69,8 @@ bench_need_time
 pgmove_build=ok
 if wants pgmove; then bench_build_pgmove "$root"; fi
 
-work=$(mktemp -d /tmp/pgmove-bench-XXXXXX)
-# shellcheck disable=SC2317  # called by the trap
-cleanup() {
-  stop_clusters
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 130' INT TERM
-
 # bench-full-load.sh's bulk-load settings, without pglogical.
-conf=(
-  "shared_buffers = '1GB'"
-  "max_wal_size = '8GB'"
-  "checkpoint_timeout = '30min'"
-  "synchronous_commit = off"
-  "maintenance_work_mem = '512MB'"
-  "max_parallel_maintenance_workers = 2"
-  "work_mem = '64MB'"
-)
-echo "==> starting two throwaway servers"
-start_cluster SRC "${conf[@]}"
-start_cluster DST "${conf[@]}"
-echo "    source on 127.0.0.1:$SRC_PORT, target on 127.0.0.1:$DST_PORT"
-DB=bench
-SRC_URI="postgres://postgres@127.0.0.1:$SRC_PORT/$DB?sslmode=disable"
-DST_URI="postgres://postgres@127.0.0.1:$DST_PORT/$DB?sslmode=disable"
-export PGCONNECT_TIMEOUT=10
+bench_start_servers "${BENCH_BULK_CONF[@]}"
 psql_on "$SRC_PORT" postgres -c "CREATE DATABASE $DB"
 
 plan="$work/size.yaml"

@@ -96,3 +96,38 @@ SQL
   psql_on "$DST_PORT" postgres -c CHECKPOINT >/dev/null
   sync
 }
+
+# The bulk-load settings bench-full-load.sh and bench-size.sh give both servers.
+BENCH_BULK_CONF=(
+  "shared_buffers = '1GB'"
+  "max_wal_size = '8GB'"
+  "checkpoint_timeout = '30min'"
+  "synchronous_commit = off"
+  "maintenance_work_mem = '512MB'"
+  "max_parallel_maintenance_workers = 2"
+  "work_mem = '64MB'"
+)
+
+# bench_start_servers SETTING...: a scratch directory `work` (removed on exit, with both
+# servers stopped), then the source (SRC) and target (DST) servers with the same settings, the
+# database name DB=bench and its URIs SRC_URI and DST_URI (the database itself is the
+# caller's to create).
+bench_start_servers() {
+  work=$(mktemp -d /tmp/pgmove-bench-XXXXXX)
+  trap bench_cleanup EXIT
+  trap 'echo "interrupted" >&2; exit 130' INT TERM
+  echo "==> starting two throwaway servers"
+  start_cluster SRC "$@"
+  start_cluster DST "$@"
+  echo "    source on 127.0.0.1:$SRC_PORT, target on 127.0.0.1:$DST_PORT"
+  DB=bench
+  SRC_URI="postgres://postgres@127.0.0.1:$SRC_PORT/$DB?sslmode=disable"
+  DST_URI="postgres://postgres@127.0.0.1:$DST_PORT/$DB?sslmode=disable"
+  export PGCONNECT_TIMEOUT=10
+}
+
+# shellcheck disable=SC2317  # called by the trap
+bench_cleanup() {
+  stop_clusters
+  rm -rf "$work"
+}
