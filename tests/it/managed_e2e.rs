@@ -899,7 +899,8 @@ fn a_verified_cutover_from_rds_into_aurora_as_the_migrating_roles_under_writes()
         DB,
         "UPDATE sales.orders SET amount = amount + 1000 WHERE id = 4000;
          DELETE FROM sales.orders WHERE id = 4001;
-         INSERT INTO public.events VALUES (20001, 'us', '2026-07-01', '{\"held\": true}');",
+         INSERT INTO public.events VALUES (20001, 'us', '2026-07-01', '{\"held\": true}');
+         INSERT INTO public.no_key VALUES (10, 'held');",
     );
     dst.psql_master(
         DB,
@@ -914,7 +915,8 @@ fn a_verified_cutover_from_rds_into_aurora_as_the_migrating_roles_under_writes()
     assert!(cut["pre_verify_secs"].as_f64().is_some(), "{cut:#}");
     let re = &cut["recheck"];
     assert_eq!(re["full"], false, "{cut:#}");
-    // The touched keys: the writer's orders and customers, order 4000, 4001, event 20001.
+    // The touched keys: the writer's orders and customers, order 4000, 4001, event 20001;
+    // public.no_key whole.
     let keys = re["keys"].as_u64().expect("keys");
     assert!(keys >= 5, "{cut:#}");
     let orders: u64 = src
@@ -923,7 +925,9 @@ fn a_verified_cutover_from_rds_into_aurora_as_the_migrating_roles_under_writes()
         .parse()
         .expect("count");
     assert!(keys < orders, "every key compared again: {cut:#}");
-    assert!(re["tables"].as_u64().expect("tables") >= 3, "{cut:#}");
+    assert!(re["tables"].as_u64().expect("tables") >= 4, "{cut:#}");
+    // The keyless table written meanwhile, compared again whole.
+    assert!(re["whole_tables"].as_u64().expect("whole") >= 1, "{cut:#}");
     // The writer wrote before the cutover, while it verified ahead and was held, and until
     // the fence ended its session (as the migrating role, through pg_signal_backend).
     let w2 = written(&src);
