@@ -82,7 +82,8 @@ SELECT lo_from_bytea(777777, '\x6c617465'::bytea);
 /// finds by the whole old row as the source's text: floats whose text changed at PostgreSQL 12
 /// (`extra_float_digits`: 17 digits before, the shortest exact form since), -0, NaN and
 /// infinities, numerics with trailing zeros, timestamptz, text with tabs and newlines, jsonb,
-/// arrays, NULLs, and two identical rows.
+/// arrays, NULLs, and two identical rows; and a copy of the fixture's every_type (enum,
+/// composite, domain, ranges, xml, json, point, money, a TOASTed text...) without its key.
 const FULL_TABLE: &str = r#"
 CREATE TABLE public.full_rows (id int, f4 real, f8 float8, n numeric, tstz timestamptz, t text,
                                jb jsonb, f8s float8[], ns numeric[], ts text[]);
@@ -101,6 +102,8 @@ newline \ back', '[]', '{NaN,Infinity,-Infinity}',
    '0044-03-15 12:00:00+00 BC', 'ünïcødé ✓', '{"big": 12345678901234567890, "f": 1.0e-5}',
    '{2.2250738585072014e-308,-1.5e-300}', '{-0.0,1e-20}', '{"{}",","}'),
   (6, 'NaN', 'NaN', 'NaN', '-infinity', 'x', 'null', '{1.0000000000000002}', NULL, '{""}');
+CREATE TABLE public.full_every AS SELECT * FROM public.every_type;
+ALTER TABLE public.full_every REPLICA IDENTITY FULL;
 "#;
 
 /// Updates and deletes of every row of [`FULL_TABLE`] during change capture (each found by
@@ -115,6 +118,9 @@ DELETE FROM public.full_rows;
 INSERT INTO public.full_rows SELECT id + 100, f4, f8, n * 1.000, tstz, t, jb, f8s, ns, ts FROM gen1;
 UPDATE public.full_rows SET ns = array_append(ns, 7.000), jb = coalesce(jb, '{}') || '[2]';
 DELETE FROM public.full_rows WHERE id = 104;
+UPDATE public.full_every SET id = id + 10;
+DELETE FROM public.full_every WHERE id = 13;
+UPDATE public.full_every SET t = t || '+' WHERE id = 14;
 "#;
 
 /// [`WRITES`] for a source of `major`: PostgreSQL 10 cannot move a row between partitions by
@@ -469,6 +475,13 @@ fn copy_cdc_between(src_major: Option<u32>, dst_major: Option<u32>) {
             "SELECT string_agg(id::text, ',' ORDER BY id) FROM public.full_rows"
         ),
         "101,101,102,103,105,106"
+    );
+    assert_eq!(
+        dst.psql(
+            DB,
+            "SELECT string_agg(id || ':' || length(t), ',' ORDER BY id) FROM public.full_every"
+        ),
+        "11:16,12:0,14:25001"
     );
     // Never a row twice: each moved row is once, in its new leaf, and no id is in two leaves;
     // the new leaf's rows arrived.
