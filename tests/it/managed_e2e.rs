@@ -682,7 +682,7 @@ fn start_writer(src: &Managed, (user, password): (&str, &str), sql: &str, log: &
 
 /// Starts `pgmove cutover --yes --format json` held at `cutover-pre-verified` (the verification
 /// ahead of the fence done, the fence not yet set) until `resume` exists; returns once it is
-/// held there, with its stdout file.
+/// held there, with the files of its stdout (the JSON report) and stderr.
 fn cutover_held(
     p: &str,
     (src_pw, dst_pw): (&str, &str),
@@ -746,6 +746,11 @@ fn wait_target(dst: &Managed, sql: &str, want: &str) {
         assert!(Instant::now() < deadline, "{sql} never returned {want}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The text of file `path`, empty when there is none.
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 /// Rows the writer of the verified cutover committed so far.
@@ -982,8 +987,4 @@ fn a_verified_cutover_from_rds_into_aurora_as_the_migrating_roles_under_writes()
     let out = run_expect(&["report", p, "--format", "html"], pws.0, pws.1, 0);
     let page = String::from_utf8_lossy(&out.stdout);
     assert_eq!(page.matches("<svg").count(), 4, "steps, load, lag, outage");
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
 }
