@@ -988,3 +988,112 @@ fn a_verified_cutover_from_rds_into_aurora_as_the_migrating_roles_under_writes()
     let page = String::from_utf8_lossy(&out.stdout);
     assert_eq!(page.matches("<svg").count(), 4, "steps, load, lag, outage");
 }
+
+/// A table with FORCE ROW LEVEL SECURITY keeps it on Aurora, where its policy filters its
+/// owner, the master user, too (who cannot give itself BYPASSRLS there): `pgmove plan` blocks
+/// with the fix (before it, plan was ready and change capture stopped on the first change to
+/// the table); with FORCE lifted on the source for the migration every row moves, those the
+/// policy hides included, the changes to them arrive, and FORCE goes back on the target.
+#[test]
+fn forced_row_security_blocks_the_aurora_master_until_force_is_lifted() {
+    let src = Cluster::start(Options::logical());
+    src.create_db(DB);
+    src.psql(
+        DB,
+        "CREATE TABLE public.t (id int PRIMARY KEY, v text);
+         INSERT INTO public.t SELECT g, 'x' FROM generate_series(1, 10) g;
+         ALTER TABLE public.t ENABLE ROW LEVEL SECURITY;
+         ALTER TABLE public.t FORCE ROW LEVEL SECURITY;
+         CREATE POLICY few ON public.t USING (id < 5);",
+    );
+    let dst = Managed::start(Flavour::Aurora, Options::default());
+    dst.create_db(DB);
+    let dst_pw = dst.master_password.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = write_plan(
+        dir.path(),
+        "rls",
+        (src.port, "postgres"),
+        (&dst, DB),
+        "strategy: copy-cdc\nowner: target-user\n",
+    );
+    let p = plan.to_str().expect("utf8");
+
+    let out = pgmove(&["plan", p, "--format", "json"], &src.password, &dst_pw)
+        .output()
+        .expect("plan");
+    let report = json(&out);
+    assert_eq!(report["ready"], false, "{report:#}");
+    let rls: Vec<&Value> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["check"] == "target-row-security")
+        .collect();
+    assert_eq!(rls.len(), 1, "{report:#}");
+    assert_eq!(rls[0]["severity"], "blocker", "{report:#}");
+    assert_eq!(rls[0]["object"], "public.t", "{report:#}");
+    assert_eq!(
+        rls[0]["fix"],
+        "for the migration, on the source: ALTER TABLE \"public\".\"t\" NO FORCE ROW LEVEL SECURITY;  \
+         and after cutover, on the target: ALTER TABLE \"public\".\"t\" FORCE ROW LEVEL SECURITY;",
+        "{report:#}"
+    );
+
+    // The fix's first half.
+    src.psql(DB, "ALTER TABLE public.t NO FORCE ROW LEVEL SECURITY");
+    let out = run_expect(&["plan", p, "--format", "json"], &src.password, &dst_pw, 0);
+    assert_eq!(json(&out)["ready"], true, "{}", text(&out));
+    let log = dir.path().join("apply.log");
+    let mut child = pgmove(&["apply", p, "--yes"], &src.password, &dst_pw)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start apply");
+    wait_phase(
+        (&dst.cluster, DB),
+        "rls",
+        &["replicating"],
+        &mut child,
+        &log,
+    );
+    src.psql(
+        DB,
+        "UPDATE public.t SET v = 'y'; DELETE FROM public.t WHERE id = 9;
+         INSERT INTO public.t VALUES (11, 'z');",
+    );
+    wait_caught_up(
+        &src,
+        (&dst.cluster, DB),
+        ("rls", "UPDATE public.t SET v = 'last' WHERE id = 10"),
+        &mut child,
+        &log,
+    );
+    let out = run_expect(
+        &["cutover", p, "--yes", "--format", "json"],
+        &src.password,
+        &dst_pw,
+        0,
+    );
+    let cut = json(&out);
+    assert_eq!(cut["verify_identical"], true, "{cut:#}");
+    assert!(
+        child.wait().expect("apply ends").success(),
+        "{}",
+        read(&log)
+    );
+    // Every row, as the superuser reads it: the policy hid none from the move.
+    let rows = "SELECT string_agg(id || v, ',' ORDER BY id) FROM public.t";
+    assert_eq!(
+        dst.cluster.psql(DB, rows),
+        "1y,2y,3y,4y,5y,6y,7y,8y,10last,11z"
+    );
+    assert_eq!(dst.cluster.psql(DB, rows), src.psql(DB, rows));
+    // Its second half, as the master user, the table's owner there: the policy filters it.
+    dst.psql_master(DB, "ALTER TABLE public.t FORCE ROW LEVEL SECURITY");
+    assert_eq!(
+        dst.psql_master(DB, "SELECT count(*) FROM public.t"),
+        "4",
+        "FORCE is not back on the target"
+    );
+}

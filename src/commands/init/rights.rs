@@ -1,6 +1,7 @@
 //! What the roles of the DSNs given to `pgmove init` lack for the plan it writes: the rights
 //! checks of `pgmove plan` (reading the source's schemas and tables, row-level security,
-//! publication and replication rights, the cutover fence, creating on the target), run on
+//! publication and replication rights, the cutover fence, creating on the target, forced
+//! row-level security on the target), run on
 //! what init inspected, so that init says what to grant instead of leaving it to a later
 //! failure. Only the checks of rights: the rest of preflight is for `pgmove plan`.
 
@@ -18,6 +19,7 @@ const CHECKS: &[fn(&Context) -> Vec<Finding>] = &[
     preflight::fence_rights,
     preflight::target_rights,
     preflight::target_schemas,
+    preflight::target_row_security,
     preflight::replication_role,
 ];
 
