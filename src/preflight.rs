@@ -732,10 +732,15 @@ pub fn row_security(ctx: &Context) -> Vec<Finding> {
 /// even their owner. pgmove's sessions run with `row_security = off`, so a target role that is
 /// neither a superuser nor BYPASSRLS is refused (an error, never fewer rows) when change
 /// capture applies a change to such a table or verify reads it, once the restore has enabled
-/// the policies (after the data: the load itself goes through).
+/// the policies (after the data: the load itself goes through). dump-restore with
+/// `cutover.verify: none` reads nothing after the restore.
 pub fn target_row_security(ctx: &Context) -> Vec<Finding> {
     let t = ctx.target;
     if t.rights.superuser || t.rights.bypass_rls {
+        return vec![];
+    }
+    // Offline and unverified, nothing reads or changes the tables after the restore.
+    if !ctx.online() && ctx.plan.cutover.verify == crate::plan::VerifyLevel::None {
         return vec![];
     }
     let forced: Vec<&crate::inspect::Table> = planner::selected_tables(ctx.plan, ctx.source)
@@ -2292,6 +2297,20 @@ pub(super) mod tests {
             "{fix}"
         );
         t.platform = Platform::SelfManaged;
+        // dump-restore without verification: nothing reads the table after the restore.
+        let unverified = plan("cutover:\n  verify: none\n");
+        assert!(run(
+            target_row_security,
+            &unverified,
+            Strategy::DumpRestore,
+            &s,
+            &t
+        )
+        .is_empty());
+        assert_eq!(
+            run(target_row_security, &unverified, Strategy::CopyCdc, &s, &t).len(),
+            1
+        );
         // Not forced: the target role owns the table (or is a member of its owner).
         s.tables[0].force_row_security = false;
         assert!(run(target_row_security, &p, Strategy::CopyCdc, &s, &t).is_empty());
