@@ -84,6 +84,7 @@ pub const CHECKS: &[Check] = &[
     source_sequences,
     target_rights,
     target_schemas,
+    target_row_security,
     replication_role,
     connections,
     fence_rights,
@@ -725,6 +726,62 @@ pub fn row_security(ctx: &Context) -> Vec<Finding> {
         );
     }
     out
+}
+
+/// Tables with FORCE ROW LEVEL SECURITY keep it on the target, where their policies filter
+/// even their owner. pgmove's sessions run with `row_security = off`, so a target role that is
+/// neither a superuser nor BYPASSRLS is refused (an error, never fewer rows) when change
+/// capture applies a change to such a table or verify reads it, once the restore has enabled
+/// the policies (after the data: the load itself goes through). dump-restore with
+/// `cutover.verify: none` reads nothing after the restore.
+pub fn target_row_security(ctx: &Context) -> Vec<Finding> {
+    let t = ctx.target;
+    if t.rights.superuser || t.rights.bypass_rls {
+        return vec![];
+    }
+    // Offline and unverified, nothing reads or changes the tables after the restore.
+    if !ctx.online() && ctx.plan.cutover.verify == crate::plan::VerifyLevel::None {
+        return vec![];
+    }
+    let forced: Vec<&crate::inspect::Table> = planner::selected_tables(ctx.plan, ctx.source)
+        .filter(|x| x.row_security && x.force_row_security)
+        .collect();
+    if forced.is_empty() {
+        return vec![];
+    }
+    let alter = |force: &str| {
+        let sql: Vec<String> = forced
+            .iter()
+            .map(|x| format!("ALTER TABLE {} {force} ROW LEVEL SECURITY;", x.qualified()))
+            .collect();
+        sql.join(" ")
+    };
+    let lift = format!(
+        "for the migration, on the source: {}  and after cutover, on the target: {}",
+        alter("NO FORCE"),
+        alter("FORCE")
+    );
+    let user = crate::pg::quote::ident(&t.server.current_user);
+    let fix = if is_rds(t) {
+        // The master user cannot give BYPASSRLS on RDS/Aurora.
+        lift
+    } else {
+        format!("as a superuser on the target: ALTER ROLE {user} BYPASSRLS;  -- or, {lift}")
+    };
+    let forced: Vec<String> = forced.iter().map(|x| x.display_name()).collect();
+    vec![Finding::new(
+        Severity::Blocker,
+        "target-row-security",
+        Some(Side::Target),
+        format!(
+            "{} table(s) with FORCE ROW LEVEL SECURITY keep it on the target, where the policies filter even the owner: role {} (neither a superuser nor BYPASSRLS) would be refused applying changes to them and verifying them: {}",
+            forced.len(),
+            t.server.current_user,
+            list(&forced)
+        ),
+    )
+    .object(list(&forced))
+    .fix(fix)]
 }
 
 /// copy-cdc publishes the selected tables with `CREATE PUBLICATION ... FOR TABLE`, which
@@ -2201,5 +2258,67 @@ pub(super) mod tests {
         );
         t.settings.rds_allowed_extensions = Some(vec!["*".to_string()]);
         assert_eq!(run(extensions, &p, Strategy::DumpRestore, &s, &t).len(), 1);
+    }
+
+    #[test]
+    fn forced_row_security_blocks_a_target_role_without_bypassrls() {
+        let p = plan("");
+        let mut s = source();
+        s.tables[0].row_security = true;
+        s.tables[0].force_row_security = true;
+        let name = s.tables[0].display_name();
+        let mut t = target();
+        t.rights.superuser = false;
+        for strategy in [Strategy::DumpRestore, Strategy::CopyCdc] {
+            let found = run(target_row_security, &p, strategy, &s, &t);
+            assert_eq!(found.len(), 1, "{found:#?}");
+            assert_eq!(found[0].severity, Severity::Blocker);
+            assert!(found[0].message.contains(&name), "{found:#?}");
+            assert!(
+                found[0]
+                    .fix
+                    .as_deref()
+                    .is_some_and(|f| f.contains("ALTER ROLE \"migrator\" BYPASSRLS;")),
+                "{found:#?}"
+            );
+        }
+        // On RDS/Aurora the master user cannot give BYPASSRLS: the fix lifts FORCE instead.
+        t.platform = Platform::Aurora;
+        let found = run(target_row_security, &p, Strategy::CopyCdc, &s, &t);
+        let fix = found[0].fix.clone().unwrap_or_default();
+        let table = s.tables[0].qualified();
+        assert!(!fix.contains("BYPASSRLS"), "{fix}");
+        assert!(
+            fix.contains(&format!(
+                "on the source: ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY;"
+            )) && fix.contains(&format!(
+                "on the target: ALTER TABLE {table} FORCE ROW LEVEL SECURITY;"
+            )),
+            "{fix}"
+        );
+        t.platform = Platform::SelfManaged;
+        // dump-restore without verification: nothing reads the table after the restore.
+        let unverified = plan("cutover:\n  verify: none\n");
+        assert!(run(
+            target_row_security,
+            &unverified,
+            Strategy::DumpRestore,
+            &s,
+            &t
+        )
+        .is_empty());
+        assert_eq!(
+            run(target_row_security, &unverified, Strategy::CopyCdc, &s, &t).len(),
+            1
+        );
+        // Not forced: the target role owns the table (or is a member of its owner).
+        s.tables[0].force_row_security = false;
+        assert!(run(target_row_security, &p, Strategy::CopyCdc, &s, &t).is_empty());
+        s.tables[0].force_row_security = true;
+        t.rights.bypass_rls = true;
+        assert!(run(target_row_security, &p, Strategy::CopyCdc, &s, &t).is_empty());
+        t.rights.bypass_rls = false;
+        t.rights.superuser = true;
+        assert!(run(target_row_security, &p, Strategy::CopyCdc, &s, &t).is_empty());
     }
 }

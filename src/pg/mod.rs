@@ -386,6 +386,12 @@ impl Endpoint {
             ))
         } else if lower.contains("certificate") || lower.contains("unknownissuer") {
             Some("the server's certificate did not verify: check sslrootcert (the CA that signed the server certificate) and, for verify-full, that the host name is in the certificate".to_string())
+        } else if lower.contains("does not have connect privilege") {
+            Some(format!(
+                "as the database's owner (or a superuser; on RDS/Aurora the master user): GRANT CONNECT ON DATABASE {} TO {};",
+                quote::ident(self.info.dbname()),
+                quote::ident(self.info.user())
+            ))
         } else if lower.contains("no pg_hba.conf entry") {
             Some("add a pg_hba.conf line for this user, database and client address, then reload the server".to_string())
         } else if lower.contains("does not exist") {

@@ -174,11 +174,13 @@ fn each_missing_right_is_one_blocker_with_its_fix_and_all_rights_are_ready() {
     );
     src.psql("app", "DROP SEQUENCE public.s2");
 
-    // FORCE ROW LEVEL SECURITY filters even the owner.
+    // FORCE ROW LEVEL SECURITY filters even the owner: the source role, and the target
+    // role, which owns the table there (FORCE moves with it).
     src.psql(
         "app",
         "ALTER TABLE public.t ENABLE ROW LEVEL SECURITY; ALTER TABLE public.t FORCE ROW LEVEL SECURITY;",
     );
+    dst.psql("app", "ALTER ROLE tmig BYPASSRLS");
     assert_one_blocker(
         "forced row-level security",
         &run(),
@@ -186,6 +188,16 @@ fn each_missing_right_is_one_blocker_with_its_fix_and_all_rights_are_ready() {
         "public.t",
         "ALTER ROLE \"mig\" BYPASSRLS",
     );
+    dst.psql("app", "ALTER ROLE tmig NOBYPASSRLS");
+    src.psql("app", "ALTER ROLE mig BYPASSRLS");
+    assert_one_blocker(
+        "forced row-level security on the target",
+        &run(),
+        "target-row-security",
+        "public.t",
+        "ALTER ROLE \"tmig\" BYPASSRLS",
+    );
+    src.psql("app", "ALTER ROLE mig NOBYPASSRLS");
     src.psql("app", "ALTER TABLE public.t NO FORCE ROW LEVEL SECURITY");
     assert_ready("row-level security not forced, role owns the table", &run());
     src.psql("app", "ALTER TABLE public.t DISABLE ROW LEVEL SECURITY");

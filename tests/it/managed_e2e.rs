@@ -653,3 +653,447 @@ fn dump_restore_and_copy_cdc_from_a_simulated_rds_as_the_migrating_role_into_aur
         "the data step ran"
     );
 }
+
+/// The application's password on the simulated RDS source of
+/// [`a_verified_cutover_from_rds_into_aurora_as_the_migrating_roles_under_writes`].
+const APP_PW: &str = "app-e2e-secret";
+
+/// The application's writes, until its session ends: an order updated and a customer added
+/// every 20 ms, each its own transaction.
+const WRITER: &str = "DO $$BEGIN FOR i IN 1..15000 LOOP
+  UPDATE sales.orders SET amount = amount + 1 WHERE id = 1 + i % 50;
+  INSERT INTO sales.customers (name) VALUES ('writer ' || i);
+  COMMIT; PERFORM pg_sleep(0.02); END LOOP; END$$";
+
+/// Starts a psql session on `src` as `user` running `sql`, its output to `log`: a writer that
+/// runs until it ends or its session is terminated.
+fn start_writer(src: &Managed, (user, password): (&str, &str), sql: &str, log: &Path) -> Child {
+    Command::new(support::bindir().join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+        .args(["-p", &src.cluster.port.to_string(), "-U", user, "-d", DB])
+        .args(["-c", sql])
+        .env("PGPASSWORD", password)
+        .env("PGSSLMODE", "disable")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).expect("writer log"))
+        .spawn()
+        .expect("start psql")
+}
+
+/// Starts `pgmove cutover --yes --format json` held at `cutover-pre-verified` (the verification
+/// ahead of the fence done, the fence not yet set) until `resume` exists; returns once it is
+/// held there, with the files of its stdout (the JSON report) and stderr.
+fn cutover_held(
+    p: &str,
+    (src_pw, dst_pw): (&str, &str),
+    dir: &Path,
+    name: &str,
+    resume: &Path,
+) -> (Child, PathBuf, PathBuf) {
+    let (stdout, log) = (
+        dir.join(format!("{name}.json")),
+        dir.join(format!("{name}.log")),
+    );
+    let mut child = pgmove(&["cutover", p, "--yes", "--format", "json"], src_pw, dst_pw)
+        .env("PGMOVE_TEST_PAUSE", "cutover-pre-verified")
+        .env("PGMOVE_TEST_RESUME_FILE", resume)
+        .stdout(std::fs::File::create(&stdout).expect("stdout file"))
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start cutover");
+    wait_while_applying(
+        &mut child,
+        &log,
+        "the cutover did not verify ahead of the fence",
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("test pause at cutover-pre-verified")
+        },
+    );
+    (child, stdout, log)
+}
+
+/// Lets a held cutover go on and returns its exit code and JSON report; panics when a password
+/// shows in its output.
+fn finish_cutover(
+    mut child: Child,
+    (stdout, log): (&Path, &Path),
+    resume: &Path,
+    passwords: &[&str],
+) -> (Option<i32>, Value) {
+    std::fs::write(resume, "go").expect("resume file");
+    let status = child.wait().expect("cutover ends");
+    let (out, err) = (
+        std::fs::read_to_string(stdout).unwrap_or_default(),
+        std::fs::read_to_string(log).unwrap_or_default(),
+    );
+    for pw in passwords {
+        assert!(
+            !out.contains(pw) && !err.contains(pw),
+            "a password in the cutover's output"
+        );
+    }
+    let report = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("the cutover's report is not JSON ({e}): {out}\n{err}"));
+    (status.code(), report)
+}
+
+/// Waits (at most a minute) until `sql` on the Aurora database returns `want`.
+fn wait_target(dst: &Managed, sql: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while dst.cluster.psql(DB, sql) != want {
+        assert!(Instant::now() < deadline, "{sql} never returned {want}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The text of file `path`, empty when there is none.
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Rows the writer of the verified cutover committed so far.
+fn written(src: &Managed) -> i64 {
+    src.cluster
+        .psql(
+            DB,
+            "SELECT count(*) FROM sales.customers WHERE name LIKE 'writer %'",
+        )
+        .parse()
+        .expect("a count")
+}
+
+#[test]
+fn a_verified_cutover_from_rds_into_aurora_as_the_migrating_roles_under_writes() {
+    // Source: a simulated RDS. The master user made the database for the application role
+    // `app` (which logs in, and owns the database and its tables) and gave the migrating role
+    // `app`'s rights (CREATE PUBLICATION ... FOR TABLE needs the tables' owner; the fence,
+    // ALTER DATABASE, the database's) and pg_signal_backend (the fence ends the sessions).
+    let src = Managed::start(Flavour::Rds, Options::default());
+    src.create_db(DB);
+    src.as_master_on_rds(DB, "CREATE EXTENSION postgis");
+    src.psql_master(
+        DB,
+        &format!(
+            "CREATE ROLE app LOGIN PASSWORD '{APP_PW}'; GRANT app TO {MASTER};
+             ALTER DATABASE {DB} OWNER TO app;
+             GRANT app, pg_signal_backend TO {MIGRATOR};"
+        ),
+    );
+    let out = src.psql_as("app", APP_PW, DB, &fixture_without_postgis());
+    assert!(out.status.success(), "{}", text(&out));
+    let src_pw = src.migrator_password.clone();
+    let dst = aurora_target();
+    let dst_pw = dst.master_password.clone();
+    let pws = (src_pw.as_str(), dst_pw.as_str());
+    let secrets = [src_pw.as_str(), dst_pw.as_str(), APP_PW];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = write_plan(
+        dir.path(),
+        "mg_ahead",
+        (src.cluster.port, MIGRATOR),
+        (&dst, DB),
+        "strategy: copy-cdc\njobs: 2\nowner: target-user\ncdc:\n  ddl: ignore\n  tables_without_key: insert-only\ncutover:\n  verify: checksums\n",
+    );
+    let p = plan.to_str().expect("utf8");
+    assert!(!is_superuser(&src, MIGRATOR, &src_pw));
+    assert!(!is_superuser(&dst, MASTER, &dst_pw));
+
+    // apply, lag sampled every second: the master user writes pgmove.lag_samples.
+    let log = dir.path().join("apply.log");
+    let mut apply = pgmove(&["apply", p, "--yes", "--format", "json"], pws.0, pws.1)
+        .env("PGMOVE_TEST_FORCE", "lag-samples-every-second")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start apply");
+    wait_phase(
+        (&dst.cluster, DB),
+        "mg_ahead",
+        &["replicating"],
+        &mut apply,
+        &log,
+    );
+    // The application writes from now until a fence ends its session.
+    let wlog = dir.path().join("writer.log");
+    let mut writer = start_writer(&src, ("app", APP_PW), WRITER, &wlog);
+    wait_while_applying(&mut apply, &log, "no lag samples", || {
+        dst.cluster
+            .psql(
+                DB,
+                "SELECT count(*) >= 2 FROM pgmove.lag_samples WHERE plan_name = 'mg_ahead'",
+            )
+            .eq("t")
+    });
+    assert!(
+        writer.try_wait().expect("writer").is_none(),
+        "{}",
+        read(&wlog)
+    );
+
+    // 1. Held after the verification ahead, a row changed by the source (applied: its key is
+    // recorded as touched), then changed again on the target by hand: compared again while
+    // fenced, it differs, and the cutover fails and gives the source its writes back.
+    let resume = dir.path().join("resume1");
+    let (child, out1, log1) = cutover_held(p, pws, dir.path(), "cutover1", &resume);
+    src.psql_as(
+        "app",
+        APP_PW,
+        DB,
+        "UPDATE public.every_type SET t = 'after the comparison' WHERE id = 1",
+    );
+    wait_target(
+        &dst,
+        "SELECT t FROM public.every_type WHERE id = 1",
+        "after the comparison",
+    );
+    dst.psql_master(
+        DB,
+        "UPDATE public.every_type SET t = 'by hand' WHERE id = 1",
+    );
+    let (code, cut) = finish_cutover(child, (&out1, &log1), &resume, &secrets);
+    assert_eq!(code, Some(3), "{cut:#}");
+    assert_eq!(cut["verify_identical"], false, "{cut:#}");
+    assert_eq!(cut["recheck"]["full"], false, "{cut:#}");
+    // Exactly that row, found by its key.
+    let differing: Vec<&str> = cut["differing"]
+        .as_array()
+        .expect("differing")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(differing.len(), 1, "{cut:#}");
+    assert!(
+        differing[0].starts_with("table \"public\".\"every_type\": differs")
+            && differing[0].contains("differing rows where \"id\" IN ('1')"),
+        "{cut:#}"
+    );
+    // The fence ended the application's session; unfenced, a new one writes again.
+    assert_eq!(cut["source_fenced"], false, "{cut:#}");
+    assert!(!writer.wait().expect("writer").success(), "{}", read(&wlog));
+    assert!(
+        read(&wlog).contains("terminating connection"),
+        "{}",
+        read(&wlog)
+    );
+    let wlog = dir.path().join("writer2.log");
+    let mut writer = start_writer(&src, ("app", APP_PW), WRITER, &wlog);
+    let before = written(&src);
+    wait_while_applying(&mut apply, &log, "the source stayed fenced", || {
+        written(&src) > before
+    });
+    // Put back as the source has it (the fix the cutover's report asks for).
+    dst.psql_master(
+        DB,
+        "UPDATE public.every_type SET t = 'after the comparison' WHERE id = 1",
+    );
+
+    // 2. Writes during the comparison ahead (the writer) and between it and the fence (the
+    // writer, and an update, a delete and an insert while held there): compared again while
+    // fenced, by their keys, identical. A row changed on the target by hand after the
+    // comparison ahead, in a key change capture did not touch, is not compared again: the
+    // cutover does not see it; `pgmove verify` afterwards does.
+    let resume = dir.path().join("resume2");
+    let w0 = written(&src);
+    let (child, out2, log2) = cutover_held(p, pws, dir.path(), "cutover2", &resume);
+    let w1 = written(&src);
+    src.psql_as(
+        "app",
+        APP_PW,
+        DB,
+        "UPDATE sales.orders SET amount = amount + 1000 WHERE id = 4000;
+         DELETE FROM sales.orders WHERE id = 4001;
+         INSERT INTO public.events VALUES (20001, 'us', '2026-07-01', '{\"held\": true}');
+         INSERT INTO public.no_key VALUES (10, 'held');",
+    );
+    dst.psql_master(
+        DB,
+        "UPDATE public.places SET name = 'changed on the target' WHERE name = 'paris'",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, cut) = finish_cutover(child, (&out2, &log2), &resume, &secrets);
+    assert_eq!(code, Some(0), "{cut:#}");
+    assert_eq!(cut["state"], "live", "{cut:#}");
+    assert_eq!(cut["source_fenced"], true, "{cut:#}");
+    assert_eq!(cut["verify_identical"], true, "{cut:#}");
+    assert!(cut["pre_verify_secs"].as_f64().is_some(), "{cut:#}");
+    let re = &cut["recheck"];
+    assert_eq!(re["full"], false, "{cut:#}");
+    // The touched keys: the writer's orders and customers, order 4000, 4001, event 20001;
+    // public.no_key whole.
+    let keys = re["keys"].as_u64().expect("keys");
+    assert!(keys >= 5, "{cut:#}");
+    let orders: u64 = src
+        .cluster
+        .psql(DB, "SELECT count(*) FROM sales.orders")
+        .parse()
+        .expect("count");
+    assert!(keys < orders, "every key compared again: {cut:#}");
+    assert!(re["tables"].as_u64().expect("tables") >= 4, "{cut:#}");
+    // The keyless table written meanwhile, compared again whole.
+    assert!(re["whole_tables"].as_u64().expect("whole") >= 1, "{cut:#}");
+    // The writer wrote before the cutover, while it verified ahead and was held, and until
+    // the fence ended its session (as the migrating role, through pg_signal_backend).
+    let w2 = written(&src);
+    assert!(w0 > 0 && w1 > w0 && w2 > w1, "{w0} {w1} {w2}");
+    let status = writer.wait().expect("writer");
+    assert!(!status.success(), "the writer outlived the fence");
+    assert!(
+        read(&wlog).contains("terminating connection"),
+        "{}",
+        read(&wlog)
+    );
+    assert!(
+        cut["sessions_terminated"]
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .any(|s| s["user"] == "app"),
+        "{cut:#}"
+    );
+    let status = apply.wait().expect("apply ends after cutover");
+    assert!(status.success(), "{}", read(&log));
+
+    // What the cutover could not see, `pgmove verify` finds: the row changed by hand.
+    let out = run_expect(&["verify", p, "--format", "json"], pws.0, pws.1, 3);
+    let v = json(&out);
+    assert_eq!(v["identical"], false, "{v:#}");
+    let differ: Vec<String> = v["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .filter(|t| t["status"] != "same")
+        .map(|t| format!("{}.{}", t["schema"], t["name"]).replace('"', ""))
+        .collect();
+    assert_eq!(differ, ["public.places"], "{v:#}");
+    dst.psql_master(
+        DB,
+        "UPDATE public.places SET name = 'paris' WHERE name = 'changed on the target'",
+    );
+    let out = run_expect(&["verify", p, "--format", "json"], pws.0, pws.1, 0);
+    assert_eq!(json(&out)["identical"], true, "{}", text(&out));
+
+    // The report, read as the master user: the lag it sampled, both cutovers' last.
+    let out = run_expect(&["report", p, "--format", "json"], pws.0, pws.1, 0);
+    let r = json(&out);
+    assert_eq!(r["phase"], "live", "{r:#}");
+    assert!(
+        r["capture"]["lag"].as_array().expect("lag").len() >= 2,
+        "{r:#}"
+    );
+    assert_eq!(r["cutover"]["verify_identical"], true, "{r:#}");
+    assert_eq!(r["cutover"]["recheck"], cut["recheck"], "{r:#}");
+    let out = run_expect(&["report", p, "--format", "html"], pws.0, pws.1, 0);
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(page.matches("<svg").count(), 4, "steps, load, lag, outage");
+}
+
+/// A table with FORCE ROW LEVEL SECURITY keeps it on Aurora, where its policy filters its
+/// owner, the master user, too (who cannot give itself BYPASSRLS there): `pgmove plan` blocks
+/// with the fix (before it, plan was ready and change capture stopped on the first change to
+/// the table); with FORCE lifted on the source for the migration every row moves, those the
+/// policy hides included, the changes to them arrive, and FORCE goes back on the target.
+#[test]
+fn forced_row_security_blocks_the_aurora_master_until_force_is_lifted() {
+    let src = Cluster::start(Options::logical());
+    src.create_db(DB);
+    src.psql(
+        DB,
+        "CREATE TABLE public.t (id int PRIMARY KEY, v text);
+         INSERT INTO public.t SELECT g, 'x' FROM generate_series(1, 10) g;
+         ALTER TABLE public.t ENABLE ROW LEVEL SECURITY;
+         ALTER TABLE public.t FORCE ROW LEVEL SECURITY;
+         CREATE POLICY few ON public.t USING (id < 5);",
+    );
+    let dst = Managed::start(Flavour::Aurora, Options::default());
+    dst.create_db(DB);
+    let dst_pw = dst.master_password.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = write_plan(
+        dir.path(),
+        "rls",
+        (src.port, "postgres"),
+        (&dst, DB),
+        "strategy: copy-cdc\nowner: target-user\n",
+    );
+    let p = plan.to_str().expect("utf8");
+
+    let out = pgmove(&["plan", p, "--format", "json"], &src.password, &dst_pw)
+        .output()
+        .expect("plan");
+    let report = json(&out);
+    assert_eq!(report["ready"], false, "{report:#}");
+    let rls: Vec<&Value> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["check"] == "target-row-security")
+        .collect();
+    assert_eq!(rls.len(), 1, "{report:#}");
+    assert_eq!(rls[0]["severity"], "blocker", "{report:#}");
+    assert_eq!(rls[0]["object"], "public.t", "{report:#}");
+    assert_eq!(
+        rls[0]["fix"],
+        "for the migration, on the source: ALTER TABLE \"public\".\"t\" NO FORCE ROW LEVEL SECURITY;  \
+         and after cutover, on the target: ALTER TABLE \"public\".\"t\" FORCE ROW LEVEL SECURITY;",
+        "{report:#}"
+    );
+
+    // The fix's first half.
+    src.psql(DB, "ALTER TABLE public.t NO FORCE ROW LEVEL SECURITY");
+    let out = run_expect(&["plan", p, "--format", "json"], &src.password, &dst_pw, 0);
+    assert_eq!(json(&out)["ready"], true, "{}", text(&out));
+    let log = dir.path().join("apply.log");
+    let mut child = pgmove(&["apply", p, "--yes"], &src.password, &dst_pw)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start apply");
+    wait_phase(
+        (&dst.cluster, DB),
+        "rls",
+        &["replicating"],
+        &mut child,
+        &log,
+    );
+    src.psql(
+        DB,
+        "UPDATE public.t SET v = 'y'; DELETE FROM public.t WHERE id = 9;
+         INSERT INTO public.t VALUES (11, 'z');",
+    );
+    wait_caught_up(
+        &src,
+        (&dst.cluster, DB),
+        ("rls", "UPDATE public.t SET v = 'last' WHERE id = 10"),
+        &mut child,
+        &log,
+    );
+    let out = run_expect(
+        &["cutover", p, "--yes", "--format", "json"],
+        &src.password,
+        &dst_pw,
+        0,
+    );
+    let cut = json(&out);
+    assert_eq!(cut["verify_identical"], true, "{cut:#}");
+    assert!(
+        child.wait().expect("apply ends").success(),
+        "{}",
+        read(&log)
+    );
+    // Every row, as the superuser reads it: the policy hid none from the move.
+    let rows = "SELECT string_agg(id || v, ',' ORDER BY id) FROM public.t";
+    assert_eq!(
+        dst.cluster.psql(DB, rows),
+        "1y,2y,3y,4y,5y,6y,7y,8y,10last,11z"
+    );
+    assert_eq!(dst.cluster.psql(DB, rows), src.psql(DB, rows));
+    // Its second half, as the master user, the table's owner there: the policy filters it.
+    dst.psql_master(DB, "ALTER TABLE public.t FORCE ROW LEVEL SECURITY");
+    assert_eq!(
+        dst.psql_master(DB, "SELECT count(*) FROM public.t"),
+        "4",
+        "FORCE is not back on the target"
+    );
+}

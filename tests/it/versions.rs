@@ -1,6 +1,8 @@
 //! Servers of other PostgreSQL majors (fetched by `scripts/install-deps.sh`), and moves between
-//! majors on them: dump-restore and copy-cdc (writes during change capture, a partition created
-//! during capture, cutover) from 10, 12, 13 and 14 into 15 and from 15 into 16, 17 and 18, each
+//! majors on them: dump-restore and copy-cdc (writes during change capture, `REPLICA IDENTITY
+//! FULL` rows updated and deleted, a partition created during capture, a cutover verified ahead
+//! of its fence with writes between the two) from 10, 12, 13 and 14 into 15 and from 15 into
+//! 16, 17 and 18, each
 //! checked by `pgmove verify` and value by value. CI runs 12 -> 15 and 15 -> 18; the other
 //! pairs are the version matrix (`scripts/test-versions.sh`).
 
@@ -11,7 +13,8 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use support::online::{
-    read_log, run, start_apply, text, wait_caught_up, wait_loaded, write_plan, DB, INSERT_ONLY,
+    pgmove, read_log, run, spawn_logged, start_apply, text, wait_caught_up, wait_loaded,
+    write_plan, DB, INSERT_ONLY,
 };
 use support::{Cluster, Options};
 
@@ -76,6 +79,51 @@ UPDATE "Mixed Case"."Weird ""Name""" SET "Value" = 'zwei' WHERE "Id" = 2;
 INSERT INTO public.no_key VALUES (3, 'late');
 SELECT nextval('public.invoice_no') FROM generate_series(1, 5);
 SELECT lo_from_bytea(777777, '\x6c617465'::bytea);
+"#;
+
+/// A table without a key, `REPLICA IDENTITY FULL`, whose updates and deletes change capture
+/// finds by the whole old row as the source's text: floats whose text changed at PostgreSQL 12
+/// (`extra_float_digits`: 17 digits before, the shortest exact form since), -0, NaN and
+/// infinities, numerics with trailing zeros, timestamptz, text with tabs and newlines, jsonb,
+/// arrays, NULLs, and two identical rows; and a copy of the fixture's every_type (enum,
+/// composite, domain, ranges, xml, json, point, money, a TOASTed text...) without its key.
+const FULL_TABLE: &str = r#"
+CREATE TABLE public.full_rows (id int, f4 real, f8 float8, n numeric, tstz timestamptz, t text,
+                               jb jsonb, f8s float8[], ns numeric[], ts text[]);
+ALTER TABLE public.full_rows REPLICA IDENTITY FULL;
+INSERT INTO public.full_rows VALUES
+  (1, 0.1, 0.1, 1.10, '2026-03-29 01:30:00.123456+01', 'plain', '{"a": 1.50}',
+   '{0.1,0.2,0.30000000000000004}', '{1.0,2.50}', '{a,"b c",NULL}'),
+  (1, 0.1, 0.1, 1.10, '2026-03-29 01:30:00.123456+01', 'plain', '{"a": 1.50}',
+   '{0.1,0.2,0.30000000000000004}', '{1.0,2.50}', '{a,"b c",NULL}'),
+  (2, 1/3.0, 1/3.0, 0.000, '1970-01-01 00:00:00+00', '', '{"n": null}', '{1e-300,-0}', '{0.00}', '{}'),
+  (3, '-0', '-0', -12.3400, 'infinity', E'tab	here
+newline \ back', '[]', '{NaN,Infinity,-Infinity}',
+   '{NaN}', '{NULL}'),
+  (4, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+  (5, 3.4028235e38, 1.7976931348623157e308, 123456789012345678901234567890.123456789000,
+   '0044-03-15 12:00:00+00 BC', 'ünïcødé ✓', '{"big": 12345678901234567890, "f": 1.0e-5}',
+   '{2.2250738585072014e-308,-1.5e-300}', '{-0.0,1e-20}', '{"{}",","}'),
+  (6, 'NaN', 'NaN', 'NaN', '-infinity', 'x', 'null', '{1.0000000000000002}', NULL, '{""}');
+CREATE TABLE public.full_every AS SELECT * FROM public.every_type;
+ALTER TABLE public.full_every REPLICA IDENTITY FULL;
+"#;
+
+/// Updates and deletes of every row of [`FULL_TABLE`] during change capture (each found by
+/// its whole old row on the target), then a second generation of the rows inserted and
+/// updated: what must arrive exactly.
+const FULL_WRITES: &str = r#"
+UPDATE public.full_rows SET t = coalesce(t, '') || '+';
+UPDATE public.full_rows SET f4 = f4 / 3, f8 = f8 / 7, n = n * 10.0, tstz = tstz + interval '1.000001 s',
+       f8s = array_append(f8s, 1/3.0::float8);
+CREATE TEMP TABLE gen1 AS SELECT * FROM public.full_rows;
+DELETE FROM public.full_rows;
+INSERT INTO public.full_rows SELECT id + 100, f4, f8, n * 1.000, tstz, t, jb, f8s, ns, ts FROM gen1;
+UPDATE public.full_rows SET ns = array_append(ns, 7.000), jb = coalesce(jb, '{}') || '[2]';
+DELETE FROM public.full_rows WHERE id = 104;
+UPDATE public.full_every SET id = id + 10;
+DELETE FROM public.full_every WHERE id = 13;
+UPDATE public.full_every SET t = t || '+' WHERE id = 14;
 "#;
 
 /// [`WRITES`] for a source of `major`: PostgreSQL 10 cannot move a row between partitions by
@@ -321,12 +369,58 @@ fn dump_restore_moved(
     (src, dst, dir, dr)
 }
 
+/// `pgmove cutover` of plan `cross` held after its verification ahead of the fence while
+/// [`HELD_WRITES`] are written on the source: live, and what was written then was compared
+/// again across the majors while fenced, by key and the keyless table whole.
+fn cutover_with_writes_held(src: &Cluster, dst: &Cluster, dir: &Path, plan: &str) {
+    let (resume, log) = (dir.join("resume"), dir.join("cutover.log"));
+    let mut cmd = pgmove(&["cutover", plan, "--yes"], src, dst);
+    cmd.env("PGMOVE_TEST_PAUSE", "cutover-pre-verified")
+        .env("PGMOVE_TEST_RESUME_FILE", &resume);
+    let mut child = spawn_logged(cmd, &log);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !read_log(&log).contains("test pause at cutover-pre-verified") {
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!(
+                "cutover ended before its verification ahead: {s}\n{}",
+                read_log(&log)
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no verification ahead\n{}",
+            read_log(&log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    src.psql(DB, HELD_WRITES);
+    std::fs::write(&resume, "go").expect("resume file");
+    let status = child.wait().expect("cutover ends");
+    assert!(status.success(), "cutover: {status}\n{}", read_log(&log));
+    let detail: serde_json::Value = serde_json::from_str(&dst.psql(
+        DB,
+        "SELECT detail FROM pgmove.cutover WHERE plan_name = 'cross'",
+    ))
+    .expect("the cutover's report");
+    let re = &detail["recheck"];
+    assert_eq!(detail["verify_identical"], true, "{detail}");
+    assert_eq!(re["full"], false, "{detail}");
+    assert!(re["keys"].as_u64().expect("keys") >= 1, "{detail}");
+    assert!(re["whole_tables"].as_u64().expect("whole") >= 1, "{detail}");
+}
+
+/// Written on the source between cutover's verification ahead and its fence: a keyed row and
+/// a row of the `REPLICA IDENTITY FULL` table.
+const HELD_WRITES: &str = "UPDATE public.every_type SET t = 'held' WHERE id = 2; \
+     UPDATE public.full_rows SET t = t || '!' WHERE id = 102;";
+
 /// Strategy copy-cdc from a server of `src_major` to one of `dst_major`, with [`WRITES`] during
 /// change capture and a cutover: `pgmove verify` identical, and [`assert_rows_equal`].
 fn copy_cdc_between(src_major: Option<u32>, dst_major: Option<u32>) {
     let (src, dst) = servers(src_major, dst_major);
     let dir = tempfile::tempdir().expect("tempdir");
     dst.create_db(DB);
+    src.psql(DB, FULL_TABLE);
     let plan = write_plan(dir.path(), "cross", &src, &dst, INSERT_ONLY);
     let p = plan.to_str().expect("utf8");
     let log = dir.path().join("apply.log");
@@ -334,6 +428,7 @@ fn copy_cdc_between(src_major: Option<u32>, dst_major: Option<u32>) {
     wait_loaded(&dst, "cross", &mut apply, &log);
     let major = src_major.unwrap_or(15);
     src.psql(DB, &writes(major));
+    src.psql(DB, FULL_WRITES);
     let (create_leaf, leaf_rows) = new_leaf_writes(major);
     if major < 14 {
         // pgoutput sends the DDL trigger's messages from 14 on: before, the statement is not
@@ -401,8 +496,7 @@ fn copy_cdc_between(src_major: Option<u32>, dst_major: Option<u32>) {
         "{}",
         read_log(&log)
     );
-    let out = run(&["cutover", p, "--yes"], &src, &dst);
-    assert_eq!(out.status.code(), Some(0), "cutover: {}", text(&out));
+    cutover_with_writes_held(&src, &dst, dir.path(), p);
     let status = wait_exit(&mut apply, &log);
     assert!(status.success(), "apply: {status}\n{}", read_log(&log));
     let out = run(&["verify", p], &src, &dst);
@@ -414,11 +508,27 @@ fn copy_cdc_between(src_major: Option<u32>, dst_major: Option<u32>) {
             DB,
             "SELECT string_agg(id || ':' || coalesce(t, '-'), ',' ORDER BY id) FROM public.every_type WHERE id <> 4"
         ),
-        "1:changed,2:,5:-"
+        "1:changed,2:held,5:-"
     );
     assert_eq!(
         dst.psql(DB, "SELECT region FROM public.events WHERE id = 11"),
         "us"
+    );
+    // The REPLICA IDENTITY FULL rows: every one updated and deleted, the second generation
+    // (the duplicate pair still two rows, 104 deleted) equal value by value above.
+    assert_eq!(
+        dst.psql(
+            DB,
+            "SELECT string_agg(id::text, ',' ORDER BY id) FROM public.full_rows"
+        ),
+        "101,101,102,103,105,106"
+    );
+    assert_eq!(
+        dst.psql(
+            DB,
+            "SELECT string_agg(id || ':' || length(t), ',' ORDER BY id) FROM public.full_every"
+        ),
+        "11:16,12:0,14:25001"
     );
     // Never a row twice: each moved row is once, in its new leaf, and no id is in two leaves;
     // the new leaf's rows arrived.

@@ -13,6 +13,7 @@ use crate::planner;
 use crate::report::{self, Format, Summary, To};
 
 mod dsn;
+mod rights;
 mod starter;
 
 pub use starter::{SOURCE_PASSWORD_ENV, TARGET_PASSWORD_ENV};
@@ -111,16 +112,19 @@ async fn run(
         source: server(&source, None),
         target: server(&target, None),
         decision: None,
+        lacking: &[],
     }
     .render();
     let plan = crate::plan::parse(&draft, &file).map_err(Failure::input)?;
     planner::apply_target_kind(&plan, &mut target_inv);
     let decision = planner::decide(&plan, &source_inv, &target_inv);
+    let lacking = rights::lacking(&plan, decision.strategy, &source_inv, &target_inv);
     let text = starter::Starter {
         name: &name,
         source: server(&source, Some(&source_inv)),
         target: server(&target, Some(&target_inv)),
         decision: Some(&decision),
+        lacking: &lacking,
     }
     .render();
     // What init writes is a plan pgmove reads.
@@ -130,6 +134,16 @@ async fn run(
         ))
     })?;
 
+    // Said on stderr too: a plan written is not a plan that runs.
+    for f in &lacking {
+        let side = f.side.map(|s| format!("{s}: ")).unwrap_or_default();
+        let fix = f
+            .fix
+            .as_deref()
+            .map(|x| format!("\n  fix: {x}"))
+            .unwrap_or_default();
+        crate::logging::warn(&format!("{side}{}{fix}", f.message));
+    }
     let envs: Vec<&str> = [source.password_env, target.password_env]
         .into_iter()
         .flatten()
@@ -155,6 +169,7 @@ async fn run(
                 "file": output.map(|p| p.display().to_string()),
                 "strategy": decision.strategy.map(|s| s.name()),
                 "password_env": envs,
+                "lacking": lacking,
                 "text": if output.is_none() { Some(&text) } else { None },
             }),
         );

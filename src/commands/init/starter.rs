@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::inspect::Inventory;
 use crate::planner::{self, Decision, Strategy};
+use crate::preflight::{Finding, Severity};
 
 /// The environment variable the starter plan reads the source's password from.
 pub const SOURCE_PASSWORD_ENV: &str = "PGMOVE_SOURCE_PASSWORD";
@@ -30,6 +31,8 @@ pub struct Starter<'a> {
     pub target: Server<'a>,
     /// `None`: the draft, `strategy: auto`, parsed to decide.
     pub decision: Option<&'a Decision>,
+    /// What the roles lack for the plan (`super::rights`): said first, with the fixes.
+    pub lacking: &'a [Finding],
 }
 
 /// A YAML single-quoted scalar.
@@ -69,6 +72,7 @@ impl Starter<'_> {
     pub fn render(&self) -> String {
         let mut o = String::new();
         self.header(&mut o);
+        self.rights(&mut o);
         let _ = writeln!(o, "version: 1");
         let _ = writeln!(
             o,
@@ -221,6 +225,30 @@ impl Starter<'_> {
         }
     }
 
+    /// What the roles lack, each with its fix, before anything else is read.
+    fn rights(&self, o: &mut String) {
+        if self.lacking.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "#\n# What the roles lack for this plan (`pgmove plan` blocks until the blockers are granted):"
+        );
+        for f in self.lacking {
+            let severity = match f.severity {
+                Severity::Blocker => "blocker",
+                Severity::Warning => "warning",
+                Severity::Info => "note",
+            };
+            let side = f.side.map(|s| format!("{s} ")).unwrap_or_default();
+            let _ = writeln!(o, "#   {side}{severity}: {}", one_line(&f.message));
+            if let Some(fix) = &f.fix {
+                let _ = writeln!(o, "#     fix: {}", one_line(fix));
+            }
+        }
+        let _ = writeln!(o, "#");
+    }
+
     fn tables_without_key(&self, o: &mut String) {
         let Some(src) = self.source.inventory else {
             return;
@@ -300,6 +328,7 @@ mod tests {
                 inventory: Some(&dst),
             },
             decision: Some(&d),
+            lacking: &[],
         }
         .render();
         let parsed = crate::plan::parse(&text, "starter.yaml")
