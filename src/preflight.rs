@@ -32,8 +32,6 @@ pub struct Context<'a> {
     /// pg_dump and pg_restore as found, or why not.
     pub pg_dump: Result<Tool, ToolError>,
     pub pg_restore: Result<Tool, ToolError>,
-    /// vacuumdb (the analyze step of dump-restore and copy-cdc), any version, or why not.
-    pub vacuumdb: Result<Tool, ToolError>,
     /// The result of trying a replication connection to the source, when one was tried.
     pub replication_probe: Option<Result<(), ProbeError>>,
 }
@@ -1504,20 +1502,17 @@ pub fn extensions(ctx: &Context) -> Vec<Finding> {
     out
 }
 
-/// pg_dump and pg_restore must be at least the source server's major version; vacuumdb (run on
-/// the target) must be there.
+/// pg_dump and pg_restore must be at least the source server's major version.
 pub fn client_versions(ctx: &Context) -> Vec<Finding> {
     if !ctx.uses_dump() {
         return vec![];
     }
     let major = |v: i32| (v / 10000).max(0) as u32;
     let source_major = major(ctx.source.server.version_num);
-    let target_major = major(ctx.target.server.version_num);
     let mut out = vec![];
     for (r, package_major) in [
         (&ctx.pg_dump, source_major),
         (&ctx.pg_restore, source_major),
-        (&ctx.vacuumdb, target_major),
     ] {
         if let Err(e) = r {
             out.push(
@@ -1954,7 +1949,6 @@ pub(super) mod tests {
             strategy: Some(strategy),
             pg_dump: Err(missing()),
             pg_restore: Err(missing()),
-            vacuumdb: Err(missing()),
             replication_probe: None,
         })
     }

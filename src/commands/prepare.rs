@@ -79,11 +79,6 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
         strategy: intended,
         pg_dump,
         pg_restore,
-        vacuumdb: tools::find_any(
-            "vacuumdb",
-            plan.bin_dir.as_deref(),
-            (target_inv.server.version_num / 10000).max(0) as u32,
-        ),
         replication_probe,
     };
     let mut findings = preflight::run(&ctx);

@@ -436,7 +436,7 @@ pub(crate) const KEYS: &[Key] = &[
         kind: Kind::Path,
         default: "none",
         strategies: ALL,
-        what: "where to find `pg_dump`, `pg_restore`, `psql` and `vacuumdb` first (then `/usr/lib/postgresql/*/bin`, then `PATH`)",
+        what: "where to find `pg_dump`, `pg_restore` and `psql` first (then `/usr/lib/postgresql/*/bin`, then `PATH`)",
         example: "/usr/lib/postgresql/17/bin",
         example_needs: &[],
         wrong: "{dir: /usr/bin}",

@@ -1016,7 +1016,6 @@ mod tests {
             strategy,
             pg_dump: Err(missing()),
             pg_restore: Err(missing()),
-            vacuumdb: Err(missing()),
             replication_probe: None,
         })
     }

@@ -70,7 +70,6 @@ async fn every_example_plan_loads_and_plans() {
             strategy: intended,
             pg_dump: Err(not_looked_up("pg_dump")),
             pg_restore: Err(not_looked_up("pg_restore")),
-            vacuumdb: Err(not_looked_up("vacuumdb")),
             replication_probe: None,
         };
         let findings = preflight::run(&ctx);

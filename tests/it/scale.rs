@@ -79,6 +79,21 @@ fn restore_transactions(dst: &Cluster, setting: &str) -> usize {
     dst.log().lines().filter(|l| l.contains(&needle)).count()
 }
 
+/// The `VACUUM`/`ANALYZE` statements the target logged that start with `verb`, and how many
+/// of the 120 public tables the statistics say were analyzed (and, with `vacuumed`, vacuumed).
+fn analyzed(dst: &Cluster, verb: &str, vacuumed: bool) -> (usize, String) {
+    let needle = format!("statement: {verb} ");
+    let statements = dst.log().lines().filter(|l| l.contains(&needle)).count();
+    let done = dst.psql(
+        DB,
+        &format!(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = 'public' AND last_analyze IS NOT NULL{}",
+            if vacuumed { " AND last_vacuum IS NOT NULL" } else { "" }
+        ),
+    );
+    (statements, done)
+}
+
 /// Loads 120 small tables with `strategy` and checks the target has every row and index;
 /// returns the target and how many restore transactions started with `SET setting`.
 fn load_many(strategy: &str, name: &str, setting: &str) -> (Cluster, usize) {
@@ -134,6 +149,12 @@ fn copy_cdc_builds_a_small_tables_indexes_in_one_transaction_not_one_per_index()
         (1..=120).contains(&transactions),
         "{transactions} index-building transactions on the target for 120 small tables' 144 indexes"
     );
+    // Every table vacuumed and analyzed, in two statements (up to 100 small tables each; one
+    // statement a table was 120, and each ends by scanning pg_class: O(tables²)).
+    assert_eq!(
+        analyzed(&dst, "VACUUM (ANALYZE)", true),
+        (2, "120".to_string())
+    );
 }
 
 #[test]
@@ -159,4 +180,7 @@ fn dump_restore_restores_small_tables_data_in_batches() {
         2,
         "index-building transactions on the target for 120 small tables' 144 indexes"
     );
+    // dump-restore analyzes (no VACUUM), in two statements too.
+    assert_eq!(analyzed(&dst, "ANALYZE", false), (2, "120".to_string()));
+    assert_eq!(analyzed(&dst, "VACUUM", false).0, 0);
 }

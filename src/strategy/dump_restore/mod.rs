@@ -29,6 +29,7 @@ pub(crate) mod index_owners;
 pub(crate) mod index_session;
 mod steps;
 pub mod toc;
+pub mod vacuum;
 
 pub use self::steps::{plan_steps, STEPS};
 
@@ -359,7 +360,6 @@ pub struct Preview<'a> {
     pg_dump: Tool,
     pg_restore: Tool,
     psql: Tool,
-    vacuumdb: Tool,
     /// The dump directory and what is there now.
     top: PathBuf,
     dir_state: DirState,
@@ -371,14 +371,12 @@ impl<'a> Preview<'a> {
         let major = source_major(&job.source).await?;
         let (pg_dump, pg_restore) = tools::find_dump_clients(job.bin_dir.as_deref(), major)?;
         let psql = tools::find("psql", job.bin_dir.as_deref(), 0)?;
-        let vacuumdb = tools::find_any("vacuumdb", job.bin_dir.as_deref(), 0)?;
         let (top, dir_state) = job.check_dump_dir()?;
         Ok(Preview {
             job,
             pg_dump,
             pg_restore,
             psql,
-            vacuumdb,
             top,
             dir_state,
         })
@@ -532,24 +530,11 @@ impl<'a> Preview<'a> {
         out
     }
 
-    /// Step `analyze`: vacuumdb on the target, `jobs` tables at a time.
+    /// Step `analyze`: `VACUUM (ANALYZE)` or `ANALYZE` of the target's tables on `jobs`
+    /// connections ([`vacuum`]).
     pub fn analyze(&self, vacuum: bool) -> Vec<String> {
-        let args = [
-            format!("--jobs={}", self.job.jobs.max(1)),
-            "--quiet".to_string(),
-            if vacuum {
-                "--analyze"
-            } else {
-                "--analyze-only"
-            }
-            .to_string(),
-        ];
         vec![
-            render(
-                &self.vacuumdb.path.display().to_string(),
-                &self.job.target,
-                &args,
-            ),
+            vacuum::describe(self.job.jobs, vacuum),
             self.record(step_name::ANALYZE, None),
         ]
     }
@@ -692,7 +677,8 @@ async fn run_steps(
     Ok(r.outcome)
 }
 
-/// `ANALYZE` once per plan (a step).
+/// Step `analyze`, once per plan: `VACUUM (ANALYZE)` (with `vacuum`; else `ANALYZE`) of the
+/// target's tables, many small ones a statement, on `jobs` connections ([`vacuum`]).
 pub async fn analyze(
     job: &Job,
     state: &State<'_>,
@@ -706,31 +692,26 @@ pub async fn analyze(
     state
         .set_phase(strategy, state::Phase::Analyze, None)
         .await?;
-    let step = progress.step("analyze", 0);
-    // vacuumdb runs `jobs` tables at a time; a single ANALYZE would run them one by one.
-    let vacuumdb = tools::find_any("vacuumdb", job.bin_dir.as_deref(), 0)?;
-    let mut cmd = command(&vacuumdb, &job.target);
-    cmd.arg(format!("--jobs={}", job.jobs.max(1)))
-        .arg("--quiet")
-        .stdin(Stdio::null());
-    if vacuum {
-        cmd.arg("--analyze");
-    } else {
-        cmd.arg("--analyze-only");
-    }
-    let out = cmd
-        .output()
+    let c = job.target.connect().await?;
+    let version: i32 = c
+        .query_one(
+            "SELECT pg_catalog.current_setting('server_version_num')::int",
+            &[],
+        )
         .await
-        .map_err(|e| DumpRestoreError::Io(format!("cannot run vacuumdb: {e}")))?;
-    if !out.status.success() {
-        return Err(DumpRestoreError::Command {
-            what: "vacuumdb on the target".to_string(),
-            message: crate::pg::redact(
-                String::from_utf8_lossy(&out.stderr).trim(),
-                job.target.info.password.as_ref(),
-            ),
-        });
-    }
+        .map_err(|e| job.target.query_error("reading the server version", &e))?
+        .get(0);
+    let tables = vacuum::tables(&c, &job.target, &job.schemas).await?;
+    drop(c);
+    let step = progress.step("analyze", tables.len() as u64);
+    // A statement names several tables from PostgreSQL 11 on.
+    let per_statement = if version >= 110000 {
+        vacuum::BATCH_TABLES
+    } else {
+        1
+    };
+    let batches = vacuum::batches(tables, per_statement);
+    vacuum::run(&job.target, batches, job.jobs, vacuum, &step).await?;
     state.finish_step(step_name::ANALYZE, None).await?;
     step.finish("statistics gathered");
     Ok(())
