@@ -690,21 +690,26 @@ pub fn row_security(ctx: &Context) -> Vec<Finding> {
         }
         let user = crate::pg::quote::ident(&s.server.current_user);
         let table = t.qualified();
+        // The master user cannot give BYPASSRLS on RDS/Aurora: there the fix is the owner.
+        let bypass = if is_rds(s) {
+            String::new()
+        } else {
+            format!("as {}: ALTER ROLE {user} BYPASSRLS;  -- or, ", admin(s))
+        };
         let (why, fix) = if t.force_row_security {
             (
                 format!("has FORCE ROW LEVEL SECURITY, so its policies filter even its owner ({})", t.owner),
                 format!(
-                    "as {}: ALTER ROLE {user} BYPASSRLS;  -- or, if the policies may be lifted for the owner: ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY; and migrate as its owner",
-                    admin(s)
+                    "{bypass}if the policies may be lifted for the owner: ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY; and migrate as its owner"
                 ),
             )
         } else {
             (
                 format!("has row-level security enabled and role {} is neither its owner ({}), a superuser, nor BYPASSRLS", s.server.current_user, t.owner),
                 format!(
-                    "as {}: ALTER ROLE {user} BYPASSRLS;  -- or, as {} or a superuser: ALTER TABLE {table} OWNER TO {user}; or migrate as {}",
-                    admin(s),
+                    "{bypass}as {} or {}: ALTER TABLE {table} OWNER TO {user}; or migrate as {}",
                     crate::pg::quote::ident(&t.owner),
+                    admin(s),
                     crate::pg::quote::ident(&t.owner),
                 ),
             )
@@ -2252,6 +2257,39 @@ pub(super) mod tests {
         );
         t.settings.rds_allowed_extensions = Some(vec!["*".to_string()]);
         assert_eq!(run(extensions, &p, Strategy::DumpRestore, &s, &t).len(), 1);
+    }
+
+    #[test]
+    fn a_source_tables_row_security_fix_offers_bypassrls_only_where_it_can_be_given() {
+        let p = plan("");
+        let mut s = source();
+        s.rights.superuser = false;
+        s.tables[0].row_security = true;
+        s.tables[0].force_row_security = true;
+        let t = target();
+        let fix = |s: &Inventory| {
+            let found = run(row_security, &p, Strategy::CopyCdc, s, &t);
+            assert_eq!(found.len(), 1, "{found:#?}");
+            found[0].fix.clone().unwrap_or_default()
+        };
+        assert!(fix(&s).contains("BYPASSRLS"), "{}", fix(&s));
+        assert!(
+            fix(&s).contains("NO FORCE ROW LEVEL SECURITY"),
+            "{}",
+            fix(&s)
+        );
+        // The master user cannot give BYPASSRLS on RDS/Aurora: the owner's way only.
+        s.platform = Platform::Rds;
+        assert!(!fix(&s).contains("BYPASSRLS"), "{}", fix(&s));
+        assert!(
+            fix(&s).contains("NO FORCE ROW LEVEL SECURITY"),
+            "{}",
+            fix(&s)
+        );
+        s.tables[0].force_row_security = false;
+        s.tables[0].owned = false;
+        assert!(!fix(&s).contains("BYPASSRLS"), "{}", fix(&s));
+        assert!(fix(&s).contains("OWNER TO"), "{}", fix(&s));
     }
 
     #[test]

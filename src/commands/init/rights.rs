@@ -44,7 +44,6 @@ pub fn lacking(
         strategy,
         pg_dump: Err(unused()),
         pg_restore: Err(unused()),
-        vacuumdb: Err(unused()),
         replication_probe: None,
     };
     CHECKS.iter().flat_map(|check| check(&ctx)).collect()
