@@ -291,18 +291,13 @@ pub(super) async fn recheck(
         crate::state::touched::read_since(target, &job.target, &job.plan.name, ahead.last_round)
             .await?;
     touched.extend(ahead.pending.iter().cloned());
-    // The located keys are pending (compared by the rounds): their chunks need no more.
-    let located: crate::verify::Located = ahead
-        .located
-        .iter()
-        .map(|(t, chunks)| (t.clone(), chunks.keys().map(|&i| (i, Vec::new())).collect()))
-        .collect();
+    let before = without_located(&ahead.report, &ahead.located);
     let (report, mut counts) = crate::verify::recheck(
         &job.source,
         &job.target,
         &ahead.opts,
-        &ahead.report,
-        &located,
+        &before,
+        &crate::verify::Located::new(),
         &touched,
     )
     .await?;
@@ -310,9 +305,116 @@ pub(super) async fn recheck(
     Ok((report, counts))
 }
 
+/// The pre-verification's report without its located chunks: their differing keys are
+/// pending from round 1 on (compared by the rounds, and after the fence while they differ), so
+/// a table whose differing chunks were all located differs only by those keys.
+fn without_located(report: &VerifyReport, located: &crate::verify::Located) -> VerifyReport {
+    let mut r = report.clone();
+    for t in &mut r.tables {
+        let Some(chunks) = located.get(&(t.schema.clone(), t.name.clone())) else {
+            continue;
+        };
+        t.differing_chunks
+            .retain(|c| !chunks.contains_key(&c.index));
+        if t.status == crate::verify::TableStatus::Differs && t.differing_chunks.is_empty() {
+            t.status = crate::verify::TableStatus::Same;
+        }
+    }
+    r
+}
+
 /// Ends the recording (whatever the outcome); a failure is only logged.
 pub(super) async fn end(job: &CutoverJob, target: &Client) {
     if let Err(e) = crate::state::touched::end(target, &job.target, &job.plan.name).await {
         tracing::warn!(error = %e, "cutover: could not end the pre-verification's recording of touched keys");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_go_on_while_they_shrink_and_are_large() {
+        // Large and shrinking: another.
+        assert!(another_round(1, 20_000, None, false));
+        assert!(another_round(2, 5_000, Some(20_000), false));
+        // Small enough: the keys touched during it are left for the outage.
+        assert!(!another_round(1, ROUND_DONE_KEYS, None, false));
+        assert!(!another_round(3, 10, Some(5_000), false));
+        // Not shrinking: writes outpace the comparison, more rounds would not help.
+        assert!(!another_round(2, 20_000, Some(20_000), false));
+        // DDL or TRUNCATE: the verification after the fence is a full one.
+        assert!(!another_round(1, 20_000, None, true));
+        // At most MAX_ROUNDS.
+        assert!(!another_round(MAX_ROUNDS, 20_000, Some(40_000), false));
+    }
+
+    #[test]
+    fn a_table_whose_differing_chunks_were_all_located_differs_only_by_their_keys() {
+        use crate::verify::{ChunkDiff, KeyRange, Method, TableReport, TableStatus};
+        let chunk = |index| ChunkDiff {
+            index,
+            range: KeyRange::all(vec!["id".into()]),
+            where_sql: String::new(),
+            source_rows: 2,
+            target_rows: 1,
+            rows: Vec::new(),
+        };
+        let table = |name: &str, chunks: Vec<ChunkDiff>| TableReport {
+            schema: "public".into(),
+            name: name.into(),
+            partitioned: false,
+            partition_of: None,
+            materialized_view: false,
+            method: Method::KeyChunks,
+            key: vec!["id".into()],
+            source_rows: Some(10),
+            target_rows: Some(9),
+            chunks: 3,
+            differing_chunks: chunks,
+            notes: Vec::new(),
+            status: TableStatus::Differs,
+        };
+        let report = VerifyReport {
+            level: crate::verify::Level::Checksums,
+            source: String::new(),
+            target: String::new(),
+            identical: false,
+            tables: vec![
+                table("a", vec![chunk(0), chunk(2)]),
+                table("b", vec![chunk(1)]),
+            ],
+            sequences: Vec::new(),
+            objects: Vec::new(),
+            notes: Vec::new(),
+            function_counts: Vec::new(),
+            large_objects: None,
+            excluded: Vec::new(),
+            elapsed_seconds: 0.0,
+        };
+        let key = |k: &str| vec![vec![k.to_string()]];
+        let located = crate::verify::Located::from([
+            (
+                ("public".to_string(), "a".to_string()),
+                std::collections::BTreeMap::from([(0u64, key("1"))]),
+            ),
+            (
+                ("public".to_string(), "b".to_string()),
+                std::collections::BTreeMap::from([(1u64, key("5"))]),
+            ),
+        ]);
+        let r = without_located(&report, &located);
+        // a: chunk 2 was not located, it is still compared whole after the fence.
+        assert_eq!(r.tables[0].status, TableStatus::Differs);
+        let left: Vec<u64> = r.tables[0]
+            .differing_chunks
+            .iter()
+            .map(|c| c.index)
+            .collect();
+        assert_eq!(left, vec![2]);
+        // b: its one chunk was located: only its keys (pending) can differ.
+        assert_eq!(r.tables[1].status, TableStatus::Same);
+        assert!(r.tables[1].differing_chunks.is_empty());
     }
 }

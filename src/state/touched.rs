@@ -31,9 +31,12 @@ const NEXT_ROUND_SQL: &str =
     "UPDATE pgmove.verify_ahead SET round = round + 1 WHERE plan_name = $1 RETURNING round";
 
 /// Whether plan `$1` has a pre-verification in progress: a request whose holder session (pid
-/// and start time, so a reused pid does not count) is still connected.
+/// and start time, so a reused pid does not count) is still connected. A role that may not
+/// see the holder's start time (another role's session, without `pg_read_all_stats`) reads it
+/// as NULL: the pid alone then says so.
 const ACTIVE_SQL: &str = "SELECT EXISTS (SELECT 1 FROM pgmove.verify_ahead v
-    JOIN pg_stat_activity a ON a.pid = v.holder_pid AND a.backend_start = v.holder_start
+    JOIN pg_stat_activity a ON a.pid = v.holder_pid
+        AND (a.backend_start = v.holder_start OR a.backend_start IS NULL)
     WHERE v.plan_name = $1)";
 
 /// Ends plan `$1`'s pre-verification: the request and its keys go.
