@@ -410,14 +410,16 @@ pub async fn recheck(
     };
     let source = Arc::new(source.clone());
     let target = Arc::new(target.clone());
-    let first = Pair::connect(&source, &target).await?;
+    // One pair for the rows, one for the object inventory, sequences and large objects, which
+    // are compared at the same time (inside the outage, its fixed part).
+    let (first, side) = tokio::try_join!(
+        Pair::connect(&source, &target),
+        Pair::connect(&source, &target)
+    )?;
     let (src_cat, tgt_cat) = tokio::try_join!(
         Catalog::read(&first.src, &scope),
         Catalog::read(&first.tgt, &scope)
     )?;
-    // The object inventory again (cheap next to the rows): a schema change made since that
-    // change capture did not carry (`cdc.ddl: ignore`) is seen.
-    let inventory = super::objects::compare(&first, &scope, &src_cat, &tgt_cat).await?;
     let (mut tables, plans) = match_tables(&src_cat, &tgt_cat, opts);
     let mut by_table: BTreeMap<(&str, &str), Vec<&Touch>> = BTreeMap::new();
     for t in touched {
@@ -470,12 +472,10 @@ pub async fn recheck(
         }
     }
 
-    // Sequences and large objects, in full, while the parts are compared.
     let mut pairs = vec![first];
     let wanted = opts.jobs.max(1).min(parts.len().max(1));
-    for _ in 1..wanted {
-        pairs.push(Pair::connect(&source, &target).await?);
-    }
+    let more = (1..wanted).map(|_| Pair::connect(&source, &target));
+    pairs.extend(futures_util::future::try_join_all(more).await?);
     let queue = Mutex::new(parts.into_iter().collect::<VecDeque<_>>());
     let plans = &plans;
     let queue = &queue;
@@ -489,13 +489,22 @@ pub async fn recheck(
         }
         Ok::<_, VerifyError>(out)
     });
-    let results = futures_util::future::try_join_all(workers).await?;
-    let sequences = compare_sequences(&pairs[0], &src_cat, &tgt_cat).await?;
-    let large_objects = if opts.large_objects {
-        Some(compare_large_objects(&pairs[0], opts.level).await?)
-    } else {
-        None
+    // The object inventory again (a schema change made since that change capture did not
+    // carry, `cdc.ddl: ignore`, is seen), sequences and large objects in full, while the
+    // parts are compared.
+    let (src_cat, tgt_cat, side, scope) = (&src_cat, &tgt_cat, &side, &scope);
+    let rest = async move {
+        let inventory = super::objects::compare(side, scope, src_cat, tgt_cat).await?;
+        let sequences = compare_sequences(side, src_cat, tgt_cat).await?;
+        let large_objects = if opts.large_objects {
+            Some(compare_large_objects(side, opts.level).await?)
+        } else {
+            None
+        };
+        Ok::<_, VerifyError>((inventory, sequences, large_objects))
     };
+    let (results, (inventory, sequences, large_objects)) =
+        tokio::try_join!(futures_util::future::try_join_all(workers), rest)?;
     for r in results.into_iter().flatten() {
         let t = &mut tables[plans[r.table].report];
         t.chunks += 1;
