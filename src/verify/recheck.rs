@@ -525,7 +525,7 @@ pub async fn recheck(
     for plan in plans.iter() {
         let t = &mut tables[plan.report];
         if t.materialized_view && t.status == TableStatus::Differs {
-            match super::stale_matview(&pairs[0], plan, &src_cat, t).await? {
+            match super::stale_matview(&pairs[0], plan, src_cat, t).await? {
                 super::Matview::Stale(note) => {
                     t.status = TableStatus::Same;
                     t.differing_chunks.clear();
