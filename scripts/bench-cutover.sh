@@ -20,9 +20,10 @@
 #   pgmove:  `pgmove cutover --yes --format json` while `pgmove apply` streams. The outage is
 #            the report's write_outage_secs (from the fence to live); its parts come from the
 #            same report: final catch-up, the verification inside the outage (the re-check of
-#            what apply touched since the verification ahead of the fence), the rest (fence,
+#            what apply touched since the last re-check round began), the rest (fence,
 #            sessions, sequences, large objects, records); the verification ahead of the fence
-#            runs before it, outside the outage.
+#            and its re-check rounds (their number, seconds and keys are shown) run before it,
+#            outside the outage.
 #   native:  publication FOR ALL TABLES, schema by pg_dump --schema-only, a subscription
 #            (copy_data) until every table is ready; then the timed switchover as
 #            pg_easy_replicate's switchover does it: writes stopped (the same fence as pgmove's:
@@ -221,8 +222,10 @@ o = j.get("write_outage_secs") or 0
 c = j.get("final_catch_up_secs") or 0
 v = j.get("verify_secs") or 0
 re = j.get("recheck") or {}
+rounds = re.get("rounds") or []
 print("\t".join(str(x) for x in [sys.argv[2], o, c, v, max(o - c - v, 0), j.get("pre_verify_secs") or 0,
-      re.get("keys", 0), re.get("chunks", 0), re.get("whole_tables", 0), j.get("verify_identical")]))
+      re.get("keys", 0), re.get("chunks", 0), re.get("whole_tables", 0), j.get("verify_identical"),
+      len(rounds), sum(r.get("secs", 0) for r in rounds), "/".join(str(r.get("keys", 0)) for r in rounds) or "-"]))
 PY
 }
 
@@ -307,10 +310,11 @@ rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 if rows:
     med = lambda i: statistics.median(float(r[i]) for r in rows)
     print("\npgmove's outage, its parts (medians of %d round(s)):\n" % len(rows))
-    print("| outage s | final catch-up s | verify inside the outage s | rest s | verify ahead of the fence s (outside) | keys re-checked | chunks re-checked | tables whole | identical |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    print("| %.2f | %.2f | %.2f | %.2f | %.2f | %d | %d | %d | %s |" % (med(1), med(2), med(3), med(4), med(5),
-          med(6), med(7), med(8), ",".join(sorted({r[9] for r in rows}))))
+    print("| outage s | final catch-up s | verify inside the outage s | rest s | verify ahead of the fence s (outside) | re-check rounds before the fence | their s (outside) | keys re-checked inside | chunks re-checked | tables whole | identical |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("| %.2f | %.2f | %.2f | %.2f | %.2f | %d | %.2f | %d | %d | %d | %s |" % (med(1), med(2), med(3), med(4), med(5),
+          med(10), med(11), med(6), med(7), med(8), ",".join(sorted({r[9] for r in rows}))))
+    print("\nkeys compared per round before the fence, per run: " + "; ".join(r[12] for r in rows))
 PY
 echo
 sed -n '/pgmove.s outage/,$p' bench-out/cutover.md

@@ -1,13 +1,15 @@
 //! Recording the keys change capture touches while cutover verifies ahead of its fence (see
 //! `crate::cutover::ahead` for why that makes the verification inside the outage exact).
 //!
-//! While the plan has a pre-verification request (`crate::state::touched`), every target
-//! transaction the applier commits also records, in that same transaction (so exactly once,
-//! with the changes), the replica-identity key of each row it inserted, updated (old and new
-//! key) or deleted, deduplicated per transaction, and acknowledges the request. A table
+//! While the plan has a pre-verification request (`crate::state::touched`) held by a live
+//! cutover session, every target transaction the applier commits also records, in that same
+//! transaction (so exactly once, with the changes), the replica-identity key of each row it
+//! inserted, updated (old and new key) or deleted, deduplicated per transaction, with the
+//! request's current re-check round, and acknowledges that round. A table
 //! whose changes carry no key (`REPLICA IDENTITY FULL`) is recorded as wholly touched; DDL or
-//! TRUNCATE (SQL items) as every table touched. Without a request nothing is added: the cost
-//! is one `SELECT` on the target every [`CHECK_EVERY`], when a transaction begins.
+//! TRUNCATE (SQL items) as every table touched. Without a request, or with one whose cutover
+//! session is gone (a killed cutover leaves its request row behind), nothing is added: the
+//! cost is one `SELECT` on the target every [`CHECK_EVERY`], when a transaction begins.
 //!
 //! The request is read only when a target transaction begins, so a transaction records
 //! either all its changes or none, and the acknowledgement comes with the first that records.

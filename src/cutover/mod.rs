@@ -175,7 +175,18 @@ impl CutoverReport {
                 c.tables, c.keys, c.chunks, c.whole_tables
             )
         };
-        format!(" while fenced; verified ahead in {pre:.2}s before the fence, {what}")
+        let rounds = if c.rounds.is_empty() {
+            String::new()
+        } else {
+            let keys: Vec<String> = c.rounds.iter().map(|r| r.keys.to_string()).collect();
+            let secs: f64 = c.rounds.iter().map(|r| r.secs).sum();
+            format!(
+                ", then {} re-check round(s) of {} key(s) in {secs:.2}s",
+                c.rounds.len(),
+                keys.join(", ")
+            )
+        };
+        format!(" while fenced; verified ahead in {pre:.2}s before the fence{rounds}, {what}")
     }
 }
 
@@ -773,16 +784,19 @@ async fn steps(
     };
 
     // 1. Lag check (skipped when a killed cutover left the source fenced: go on from there),
-    // and the verification ahead of the fence (see `ahead`), then the lag again.
+    // and the verification ahead of the fence with its re-check rounds (see `ahead`), then
+    // the lag again.
     let already_fenced = fence.active;
     let mut pre = None;
     if !already_fenced {
         lag_check(job, source, target, replica, report, deadline).await?;
         if let (Some(level), Replica::Pgmove(_)) = (level, &*replica) {
             *verified_ahead = true;
-            let a = ahead::pre_verify(job, source, target, level, deadline).await?;
+            let mut a = ahead::pre_verify(job, source, target, level, deadline).await?;
             report.pre_verify_secs = Some(a.secs);
             report.pre_verify_identical = Some(a.report.is_identical());
+            // Re-check rounds while replicating: the keys touched meanwhile shrink.
+            ahead::rounds(job, source, target, &mut a, deadline).await?;
             pre = Some(a);
             lag_check(job, source, target, replica, report, deadline).await?;
         }

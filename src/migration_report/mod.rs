@@ -335,8 +335,27 @@ pub(crate) fn ahead_text(c: &CutoverFacts) -> String {
             duration_text(pre)
         );
     }
+    let rounds: Vec<String> = r
+        .and_then(|r| r.get("rounds"))
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.get("keys").and_then(|k| k.as_u64()))
+                .map(|k| k.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let rounds = if rounds.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", then {} re-check round(s) of {} key(s) before the fence",
+            rounds.len(),
+            rounds.join(", ")
+        )
+    };
     format!(
-        "Verified ahead of the fence in {} while replicating; while fenced only what changed since was compared again: {} key(s), {} chunk(s), {} whole table(s), in {} table(s).",
+        "Verified ahead of the fence in {} while replicating{rounds}; while fenced only what changed since was compared again: {} key(s), {} chunk(s), {} whole table(s), in {} table(s).",
         duration_text(pre),
         n("keys"),
         n("chunks"),
@@ -477,7 +496,7 @@ mod tests {
                 finished_at: Some(1061.45),
                 final_lsn: Some("0/3000000".into()),
                 detail: Some(
-                    r#"{"verify":"checksums","verify_identical":true,"verify_secs":0.4,"pre_verify_secs":12.5,"recheck":{"tables":2,"whole_tables":1,"chunks":0,"keys":321,"full":false},"write_outage_secs":0.95,"differing":[]}"#
+                    r#"{"verify":"checksums","verify_identical":true,"verify_secs":0.4,"pre_verify_secs":12.5,"recheck":{"tables":2,"whole_tables":1,"chunks":0,"keys":321,"full":false,"rounds":[{"round":1,"keys":4000,"differing":0,"left":1,"secs":0.2},{"round":2,"keys":900,"differing":0,"left":1,"secs":0.05}]},"write_outage_secs":0.95,"differing":[]}"#
                         .into(),
                 ),
             }),

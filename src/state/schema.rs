@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_lag_samples.sql",
         sql: include_str!("migrations/0004_lag_samples.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_recheck_rounds.sql",
+        sql: include_str!("migrations/0005_recheck_rounds.sql"),
+    },
 ];
 
 /// The schema version this binary writes and reads.

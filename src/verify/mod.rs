@@ -63,7 +63,9 @@ use catalog::{Catalog, RelInfo};
 use checksum::{ChunkSum, KeySpec, TablePlan};
 use session::{Conn, Pair};
 
-pub use recheck::{locate, recheck, Located, RecheckCounts};
+pub use recheck::{
+    compare_keys, locate, recheck, KeysCompared, Located, RecheckCounts, RoundCounts,
+};
 
 /// How deep to compare table data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -126,7 +126,7 @@ pub async fn locate(
 }
 
 /// What the re-check compared.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RecheckCounts {
     /// Tables compared again (in part or whole).
     pub tables: usize,
@@ -139,6 +139,160 @@ pub struct RecheckCounts {
     pub keys: usize,
     /// Everything was compared again (DDL or TRUNCATE since, or objects differed before).
     pub full: bool,
+    /// The re-check rounds made before the fence, in order (see `crate::cutover::ahead`).
+    pub rounds: Vec<RoundCounts>,
+}
+
+/// One re-check round before the fence: the keys it compared (touched during the round
+/// before, or left differing by it), how many of them differed, and how long it took.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RoundCounts {
+    /// 1, 2, ... (round 0 is the full comparison ahead).
+    pub round: i32,
+    /// Keys compared.
+    pub keys: usize,
+    /// Of those, differing (compared again later).
+    pub differing: usize,
+    /// Touches it could not compare by key (a table without a usable key, every table, a key
+    /// not the one verify cuts chunks by): left for the verification after the fence.
+    pub left: usize,
+    pub secs: f64,
+}
+
+/// What [`compare_keys`] found: the keys that matched need no comparison again (unless
+/// touched again); `left` is what must still be compared.
+#[derive(Debug, Default)]
+pub struct KeysCompared {
+    /// Keys compared.
+    pub compared: usize,
+    /// Of those, the ones that differed.
+    pub differing: usize,
+    /// The keys that differed and the touches that could not be compared by key.
+    pub left: Vec<Touch>,
+}
+
+/// Compares, on both servers now, the rows of the touched keys in `touches` (a re-check round
+/// before the fence): those of a table verify compares by the same key, in parts of
+/// `KEYS_PER_PART` on verify's jobs; the keys found differing, and every touch it cannot
+/// compare by key, are returned as `left`.
+pub async fn compare_keys(
+    source: &Endpoint,
+    target: &Endpoint,
+    opts: &VerifyOptions,
+    touches: Vec<Touch>,
+) -> Result<KeysCompared, VerifyError> {
+    let mut out = KeysCompared::default();
+    if touches.iter().all(|t| t.key.is_empty()) {
+        out.left = touches;
+        return Ok(out);
+    }
+    let scope = Scope {
+        schemas: opts.schemas.clone(),
+        include: opts.include.clone(),
+    };
+    let source = Arc::new(source.clone());
+    let target = Arc::new(target.clone());
+    let first = Pair::connect(&source, &target).await?;
+    let (src_cat, tgt_cat) = tokio::try_join!(
+        Catalog::read(&first.src, &scope),
+        Catalog::read(&first.tgt, &scope)
+    )?;
+    let (tables, plans) = match_tables(&src_cat, &tgt_cat, opts);
+    let mut keyed: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for (i, plan) in plans.iter().enumerate() {
+        let rep = &tables[plan.report];
+        if plan.mode == Mode::Keyed && plan.key.is_some() && !rep.materialized_view {
+            keyed.insert((rep.schema.as_str(), rep.name.as_str()), i);
+        }
+    }
+    let mut by_plan: BTreeMap<usize, Vec<Vec<String>>> = BTreeMap::new();
+    for t in touches {
+        let plan = keyed
+            .get(&(t.schema.as_str(), t.table.as_str()))
+            .copied()
+            .filter(|&i| key_names(&plans[i]) == t.key_columns);
+        match plan {
+            Some(i) if !t.key.is_empty() => by_plan.entry(i).or_default().push(t.key),
+            _ => out.left.push(t),
+        }
+    }
+    let mut parts = VecDeque::new();
+    for (i, mut keys) in by_plan {
+        keys.sort();
+        keys.dedup();
+        out.compared += keys.len();
+        while !keys.is_empty() {
+            let rest = keys.split_off(keys.len().min(KEYS_PER_PART));
+            parts.push_back((i, keys));
+            keys = rest;
+        }
+    }
+    let mut pairs = vec![first];
+    for _ in 1..opts.jobs.max(1).min(parts.len().max(1)) {
+        pairs.push(Pair::connect(&source, &target).await?);
+    }
+    let queue = Mutex::new(parts);
+    let (plans, queue) = (&plans, &queue);
+    let workers = pairs.iter().map(|pair| async move {
+        let mut out = Vec::new();
+        loop {
+            let part = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+            let Some((i, keys)) = part else { break };
+            let plan = &plans[i];
+            let (src, tgt) = tokio::try_join!(
+                plan.sum_keys(&pair.src, Side::Source, &keys),
+                plan.sum_keys(&pair.tgt, Side::Target, &keys)
+            )?;
+            if src != tgt {
+                // Every differing key (no limit): each is compared again later.
+                let rows = plan.diff_keys(pair, &keys, usize::MAX).await?;
+                out.push((i, rows.into_iter().map(|r| r.key).collect::<Vec<_>>()));
+            }
+        }
+        Ok::<_, VerifyError>(out)
+    });
+    for (i, keys) in futures_util::future::try_join_all(workers)
+        .await?
+        .into_iter()
+        .flatten()
+    {
+        let rep = &tables[plans[i].report];
+        let names = key_names(&plans[i]);
+        out.differing += keys.len();
+        out.left.extend(keys.into_iter().map(|key| Touch {
+            schema: rep.schema.clone(),
+            table: rep.name.clone(),
+            key_columns: names.clone(),
+            key,
+        }));
+    }
+    Ok(out)
+}
+
+/// The column names of the key verify cuts `plan`'s chunks by (empty without one).
+fn key_names(plan: &TablePlan) -> Vec<String> {
+    plan.key
+        .as_ref()
+        .map(|k| k.names.clone())
+        .unwrap_or_default()
+}
+
+/// The difference of a part compared again: where it is, its counts and the rows found.
+fn part_diff(
+    range: KeyRange,
+    where_sql: String,
+    src: &ChunkSum,
+    tgt: &ChunkSum,
+    rows: Vec<super::RowDiff>,
+) -> ChunkDiff {
+    ChunkDiff {
+        index: 0,
+        where_sql,
+        range,
+        source_rows: src.count,
+        target_rows: tgt.count,
+        rows,
+    }
 }
 
 /// What is compared of one table.
@@ -256,14 +410,16 @@ pub async fn recheck(
     };
     let source = Arc::new(source.clone());
     let target = Arc::new(target.clone());
-    let first = Pair::connect(&source, &target).await?;
+    // One pair for the rows, one for the object inventory, sequences and large objects, which
+    // are compared at the same time (inside the outage, its fixed part).
+    let (first, side) = tokio::try_join!(
+        Pair::connect(&source, &target),
+        Pair::connect(&source, &target)
+    )?;
     let (src_cat, tgt_cat) = tokio::try_join!(
         Catalog::read(&first.src, &scope),
         Catalog::read(&first.tgt, &scope)
     )?;
-    // The object inventory again (cheap next to the rows): a schema change made since that
-    // change capture did not carry (`cdc.ddl: ignore`) is seen.
-    let inventory = super::objects::compare(&first, &scope, &src_cat, &tgt_cat).await?;
     let (mut tables, plans) = match_tables(&src_cat, &tgt_cat, opts);
     let mut by_table: BTreeMap<(&str, &str), Vec<&Touch>> = BTreeMap::new();
     for t in touched {
@@ -316,12 +472,10 @@ pub async fn recheck(
         }
     }
 
-    // Sequences and large objects, in full, while the parts are compared.
     let mut pairs = vec![first];
     let wanted = opts.jobs.max(1).min(parts.len().max(1));
-    for _ in 1..wanted {
-        pairs.push(Pair::connect(&source, &target).await?);
-    }
+    let more = (1..wanted).map(|_| Pair::connect(&source, &target));
+    pairs.extend(futures_util::future::try_join_all(more).await?);
     let queue = Mutex::new(parts.into_iter().collect::<VecDeque<_>>());
     let plans = &plans;
     let queue = &queue;
@@ -335,13 +489,22 @@ pub async fn recheck(
         }
         Ok::<_, VerifyError>(out)
     });
-    let results = futures_util::future::try_join_all(workers).await?;
-    let sequences = compare_sequences(&pairs[0], &src_cat, &tgt_cat).await?;
-    let large_objects = if opts.large_objects {
-        Some(compare_large_objects(&pairs[0], opts.level).await?)
-    } else {
-        None
+    // The object inventory again (a schema change made since that change capture did not
+    // carry, `cdc.ddl: ignore`, is seen), sequences and large objects in full, while the
+    // parts are compared.
+    let (src_cat, tgt_cat, side, scope) = (&src_cat, &tgt_cat, &side, &scope);
+    let rest = async move {
+        let inventory = super::objects::compare(side, scope, src_cat, tgt_cat).await?;
+        let sequences = compare_sequences(side, src_cat, tgt_cat).await?;
+        let large_objects = if opts.large_objects {
+            Some(compare_large_objects(side, opts.level).await?)
+        } else {
+            None
+        };
+        Ok::<_, VerifyError>((inventory, sequences, large_objects))
     };
+    let (results, (inventory, sequences, large_objects)) =
+        tokio::try_join!(futures_util::future::try_join_all(workers), rest)?;
     for r in results.into_iter().flatten() {
         let t = &mut tables[plans[r.table].report];
         t.chunks += 1;
@@ -362,7 +525,7 @@ pub async fn recheck(
     for plan in plans.iter() {
         let t = &mut tables[plan.report];
         if t.materialized_view && t.status == TableStatus::Differs {
-            match super::stale_matview(&pairs[0], plan, &src_cat, t).await? {
+            match super::stale_matview(&pairs[0], plan, src_cat, t).await? {
                 super::Matview::Stale(note) => {
                     t.status = TableStatus::Same;
                     t.differing_chunks.clear();
@@ -467,11 +630,6 @@ async fn compare_part(
                 plan.sum(&pair.tgt, Side::Target, &bounds)
             )?;
             let diff = if src != tgt {
-                let names = plan
-                    .key
-                    .as_ref()
-                    .map(|k| k.names.clone())
-                    .unwrap_or_default();
                 let rows = if max_row_diffs > 0 {
                     plan.narrow(pair, &bounds, src.count, tgt.count, max_row_diffs)
                         .await?
@@ -479,18 +637,12 @@ async fn compare_part(
                     Vec::new()
                 };
                 let range = KeyRange {
-                    columns: names,
+                    columns: key_names(plan),
                     after: bounds.after,
                     up_to: bounds.up_to,
                 };
-                Some(ChunkDiff {
-                    index: 0,
-                    where_sql: range.where_sql(),
-                    range,
-                    source_rows: src.count,
-                    target_rows: tgt.count,
-                    rows,
-                })
+                let where_sql = range.where_sql();
+                Some(part_diff(range, where_sql, &src, &tgt, rows))
             } else {
                 None
             };
@@ -509,21 +661,10 @@ async fn compare_part(
                 plan.sum_keys(&pair.tgt, Side::Target, &keys)
             )?;
             let diff = if src != tgt {
-                let names = plan
-                    .key
-                    .as_ref()
-                    .map(|k| k.names.clone())
-                    .unwrap_or_default();
+                let names = key_names(plan);
                 let rows = plan.diff_keys(pair, &keys, max_row_diffs.max(1)).await?;
-                let range = KeyRange::all(names.clone());
-                Some(ChunkDiff {
-                    index: 0,
-                    where_sql: keys_where_sql(&names, rows.iter().map(|r| &r.key)),
-                    range,
-                    source_rows: src.count,
-                    target_rows: tgt.count,
-                    rows,
-                })
+                let where_sql = keys_where_sql(&names, rows.iter().map(|r| &r.key));
+                Some(part_diff(KeyRange::all(names), where_sql, &src, &tgt, rows))
             } else {
                 None
             };

@@ -150,11 +150,13 @@ fn cutover_under_pgbench_leaves_an_identical_target_and_a_fenced_source() {
         "the dry run fenced the source"
     );
 
+    // At least two re-check rounds before the fence (pgbench writes during them).
     let out = pgmove(
         &["cutover", plan.to_str().expect("utf8"), "--yes"],
         &src,
         &dst,
     )
+    .env("PGMOVE_TEST_FORCE", "cutover-rounds")
     .output()
     .expect("cutover");
     assert_eq!(out.status.code(), Some(0), "cutover: {}", text(&out));
@@ -226,6 +228,14 @@ fn cutover_under_pgbench_leaves_an_identical_target_and_a_fenced_source() {
         .expect("count");
     assert!(keys > 0 && keys < accounts, "{detail}");
     assert!(re["whole_tables"].as_u64().expect("whole") >= 1, "{detail}");
+    // The rounds compared the keys pgbench touched during the comparison ahead and during
+    // each round, while it wrote; the target is identical (pgmove verify above).
+    let rounds = re["rounds"].as_array().expect("rounds");
+    assert!(rounds.len() >= 2, "{detail}");
+    assert!(rounds[0]["keys"].as_u64().expect("keys") > 0, "{detail}");
+    assert!(rounds[1]["keys"].as_u64().expect("keys") > 0, "{detail}");
+    assert_eq!(rounds[1]["round"], 2, "{detail}");
+    assert!(stdout.contains("re-check round(s) of"), "{stdout}");
     // Nothing is recorded any more.
     assert_eq!(
         dst.psql(
@@ -476,4 +486,203 @@ fn cutover_without_a_running_apply_applies_itself_and_auto_mode_cuts_over_inside
         !out.status.success(),
         "auto cutover left the source writable"
     );
+}
+
+/// Starts `pgmove cutover --yes --format json` (with `env`) held at `point`, its stderr in
+/// `log` and its stdout in `log` with extension `json`, and waits until it is there.
+fn cutover_paused_at(
+    plan: &Path,
+    src: &Cluster,
+    dst: &Cluster,
+    point: &str,
+    env: &[(&str, &str)],
+    log: &Path,
+) -> Child {
+    let mut cmd = pgmove(
+        &[
+            "cutover",
+            plan.to_str().expect("utf8"),
+            "--yes",
+            "--format",
+            "json",
+        ],
+        src,
+        dst,
+    );
+    cmd.env("PGMOVE_TEST_PAUSE", point);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = std::fs::File::create(log.with_extension("json")).expect("stdout file");
+    let err = std::fs::File::create(log).expect("log file");
+    let mut child = cmd.stdout(out).stderr(err).spawn().expect("start cutover");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !read_log(log).contains(&format!("test pause at {point}")) {
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("cutover ended before {point}: {s}\n{}", read_log(log));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cutover did not reach {point}\n{}",
+            read_log(log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// Waits until the target's row `aid` of pgbench_accounts has `filler` (trimmed).
+fn wait_filler(dst: &Cluster, aid: i32, filler: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let sql = format!("SELECT trim(filler) FROM pgbench_accounts WHERE aid = {aid}");
+    while dst.psql("shop", &sql) != filler {
+        assert!(Instant::now() < deadline, "{filler:?} never applied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_difference_made_during_a_recheck_round_is_still_found_and_the_source_unfenced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = Cluster::start(Options::logical());
+    let dst = Cluster::start(Options::default());
+    setup(&src, &dst);
+    let plan = write_plan(dir.path(), "round", &src, &dst, "");
+    let log = dir.path().join("apply.log");
+    let mut apply = start_apply(&plan, &src, &dst, &log);
+    wait_caught_up(&src, &dst, "round", &mut apply, &log);
+
+    // Held once round 1 is acknowledged: a change of row 7 is applied (recorded in round 1),
+    // then the target's row 7 is changed by hand: it differs from then on.
+    let resume = dir.path().join("resume");
+    let clog = dir.path().join("cutover.log");
+    let mut cutover = cutover_paused_at(
+        &plan,
+        &src,
+        &dst,
+        "cutover-round-1",
+        &[
+            ("PGMOVE_TEST_FORCE", "cutover-rounds"),
+            ("PGMOVE_TEST_RESUME_FILE", resume.to_str().expect("utf8")),
+        ],
+        &clog,
+    );
+    src.psql(
+        "shop",
+        "UPDATE pgbench_accounts SET filler = 'during round 1' WHERE aid = 7",
+    );
+    wait_filler(&dst, 7, "during round 1");
+    dst.psql(
+        "shop",
+        "UPDATE pgbench_accounts SET filler = 'changed by hand' WHERE aid = 7",
+    );
+    std::fs::write(&resume, "").expect("resume");
+    let status = wait_exit(&mut cutover, Duration::from_secs(180))
+        .unwrap_or_else(|| panic!("cutover still runs\n{}", read_log(&clog)));
+    let detail: serde_json::Value = serde_json::from_str(&read_log(&clog.with_extension("json")))
+        .unwrap_or_else(|e| panic!("{e}\n{}", read_log(&clog)));
+    // Exit 3: round 2 compared the key touched during round 1 and found it differing; it
+    // stayed pending and was found again inside the outage; the source was unfenced.
+    assert_eq!(status.code(), Some(3), "{}\n{detail}", read_log(&clog));
+    let rounds = detail["recheck"]["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2, "{detail}");
+    assert_eq!(rounds[1]["keys"], 1, "{detail}");
+    assert_eq!(rounds[1]["differing"], 1, "{detail}");
+    assert_eq!(detail["verify_identical"], false, "{detail}");
+    assert!(
+        detail["differing"]
+            .to_string()
+            .contains("\\\"aid\\\" IN ('7')"),
+        "{detail}"
+    );
+    assert_eq!(detail["source_fenced"], false, "{detail}");
+    assert!(!read_only_write_fails(&src), "the source stayed fenced");
+    assert_eq!(
+        dst.psql(
+            "shop",
+            "SELECT state FROM pgmove.cutover WHERE plan_name = 'round'"
+        ),
+        "failed"
+    );
+    stop(&mut apply);
+}
+
+#[test]
+fn a_killed_cutovers_request_makes_apply_record_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = Cluster::start(Options::logical());
+    let dst = Cluster::start(Options::default());
+    setup(&src, &dst);
+    let plan = write_plan(dir.path(), "killed", &src, &dst, "");
+    let log = dir.path().join("apply.log");
+    let mut apply = start_apply(&plan, &src, &dst, &log);
+    wait_caught_up(&src, &dst, "killed", &mut apply, &log);
+    let touched_orders = |note: &str| {
+        dst.psql(
+            "shop",
+            &format!(
+                "SELECT count(*) FROM pgmove.touched t JOIN orders o
+                   ON t.table_name = 'orders' AND t.key = ARRAY[o.id::text]
+                 WHERE o.note = '{note}'"
+            ),
+        )
+    };
+    let wait_orders = |note: &str, n: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let sql = format!("SELECT count(*) FROM orders WHERE note = '{note}'");
+        while dst.psql("shop", &sql) != n {
+            assert!(Instant::now() < deadline, "{note:?} never applied");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // While the cutover lives (held after its comparison ahead), apply records what it
+    // touches.
+    let clog = dir.path().join("cutover.log");
+    let mut cutover = cutover_paused_at(&plan, &src, &dst, "cutover-pre-verified", &[], &clog);
+    src.psql(
+        "shop",
+        "INSERT INTO orders (note) SELECT 'while held' FROM generate_series(1, 5)",
+    );
+    wait_orders("while held", "5");
+    assert_eq!(touched_orders("while held"), "5");
+    // Killed: its request stays, but its session is gone, and apply records nothing more.
+    cutover.kill().expect("kill -9 cutover");
+    let _ = cutover.wait();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let holder_alive = "SELECT count(*) FROM pgmove.verify_ahead v JOIN pg_stat_activity a
+        ON a.pid = v.holder_pid AND a.backend_start = v.holder_start";
+    while dst.psql("shop", holder_alive) != "0" {
+        assert!(Instant::now() < deadline, "the cutover's session lingers");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Past change capture's next look at the request.
+    std::thread::sleep(Duration::from_millis(600));
+    src.psql(
+        "shop",
+        "INSERT INTO orders (note) SELECT 'after the kill' FROM generate_series(1, 5)",
+    );
+    wait_orders("after the kill", "5");
+    assert_eq!(
+        dst.psql(
+            "shop",
+            "SELECT count(*) FROM pgmove.verify_ahead WHERE plan_name = 'killed'"
+        ),
+        "1",
+        "the request row went: this test proves nothing"
+    );
+    assert_eq!(touched_orders("after the kill"), "0");
+    // The next cutover takes the request over and finishes.
+    let out = pgmove(
+        &["cutover", plan.to_str().expect("utf8"), "--yes"],
+        &src,
+        &dst,
+    )
+    .output()
+    .expect("cutover");
+    assert_eq!(out.status.code(), Some(0), "cutover: {}", text(&out));
+    assert!(text(&out).contains("verified ahead in"), "{}", text(&out));
+    let status = wait_exit(&mut apply, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("apply still runs after the cutover\n{}", read_log(&log)));
+    assert!(status.success(), "apply: {status}\n{}", read_log(&log));
 }

@@ -89,7 +89,7 @@ async fn migration_1_is_the_schema_of_release_0366ef0_and_adopts_it_in_place() {
         .collect();
     assert_eq!(versions(c, &new), all_versions.join("\n"));
     assert_eq!(
-        latest, 4,
+        latest, 5,
         "a new migration: extend these tests with its upgrade"
     );
     // Migration 2 (rates) adds the load's table and change capture's rate window.
@@ -106,6 +106,12 @@ async fn migration_1_is_the_schema_of_release_0366ef0_and_adopts_it_in_place() {
         // Migration 4 (lag samples) adds change capture's lag over time for `pgmove report`.
         "lag_samples.source_lsn pg_lsn NO",
         "lag_samples.sampled_at timestamp with time zone NO default clock_timestamp()",
+        // Migration 5 (recheck rounds): the rounds before the fence, the request's holder.
+        "verify_ahead.round integer NO default 0",
+        "verify_ahead.acked_round integer YES",
+        "verify_ahead.holder_pid integer YES",
+        "verify_ahead.holder_start timestamp with time zone YES",
+        "touched.round integer NO default 0",
     ] {
         assert!(at_latest.contains(added), "{added} missing:\n{at_latest}");
     }

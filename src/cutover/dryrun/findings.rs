@@ -897,19 +897,47 @@ pub(super) struct AheadBasis {
 }
 
 impl AheadBasis {
-    /// The share of this report's comparison the re-check repeats (0 to 1).
-    pub fn share(&self) -> f64 {
+    /// The re-check rounds before the fence for a full comparison of `full` seconds, as
+    /// cutover makes them (`crate::cutover::ahead::another_round`): round 1 compares the keys
+    /// touched during the full comparison, each next round those touched during the round
+    /// before (at the rate changes were applied during this report's comparison, each key
+    /// costing [`KEY_COST_ROWS`] rows); returns the rounds and the seconds of the keys touched
+    /// during the last one, compared again while fenced.
+    pub fn rounds(&self, full: f64) -> (usize, f64) {
+        if self.rows_compared <= 0.0 || full <= 0.0 {
+            return (0, full);
+        }
+        let rate = self.changes_applied / full;
+        let key_secs = full * KEY_COST_ROWS / self.rows_compared;
+        let mut span = full;
+        let mut prev = None;
+        let mut round = 1;
+        loop {
+            let keys = (rate * span).ceil();
+            span = keys * key_secs;
+            let n = keys as usize;
+            if !crate::cutover::ahead::another_round(round, n, prev, false) {
+                return (round as usize, rate * span * key_secs);
+            }
+            prev = Some(n);
+            round += 1;
+        }
+    }
+
+    /// The share of this report's comparison the re-check inside the outage repeats apart
+    /// from the touched keys: the chunks that differed and the tables without a key.
+    pub fn rest_share(&self) -> f64 {
         if self.rows_compared <= 0.0 {
             return 1.0;
         }
-        let rows = self.changes_applied * KEY_COST_ROWS + self.rows_differing + self.rows_keyless;
-        (rows / self.rows_compared).clamp(0.0, 1.0)
+        ((self.rows_differing + self.rows_keyless) / self.rows_compared).clamp(0.0, 1.0)
     }
 }
 
 /// Catch-up (the lag now, at most max_lag) + verification at the plan's level + fixed part.
 /// With `ahead` (cutover verifies ahead of the fence), the verification inside the outage is
-/// its re-check: the share of this report's comparison it repeats, at least
+/// its re-check after the rounds ([`AheadBasis::rounds`]): the keys touched during the last
+/// round, the chunks that differed and the tables without a key, plus
 /// [`RECHECK_FLOOR_SECS`].
 pub(super) fn estimate_outage(
     plan: &Plan,
@@ -925,9 +953,13 @@ pub(super) fn estimate_outage(
     } else {
         verify_secs.unwrap_or(0.0)
     };
-    let verify = match ahead {
-        Some(a) if full > 0.0 => (full * a.share() + RECHECK_FLOOR_SECS).min(full),
-        _ => full,
+    let (verify, rounds) = match ahead {
+        Some(a) if full > 0.0 => {
+            let (rounds, keys_secs) = a.rounds(full);
+            let v = (keys_secs + full * a.rest_share() + RECHECK_FLOOR_SECS).min(full);
+            (v, rounds)
+        }
+        _ => (full, 0),
     };
     let known = run.change_capture_ran
         && (verify_secs.is_some() || plan.cutover.verify == VerifyLevel::None);
@@ -941,8 +973,10 @@ pub(super) fn estimate_outage(
                 "no verification (cutover.verify: none)".to_string()
             } else if ahead.is_some() {
                 format!(
-                    "verification: cutover verifies everything before the fence (as long as this report's own comparison took, cutover.verify: {}, outside the outage) and, while writes are fenced, compares again only the keys change capture touched meanwhile (as many as it applied changes during this report's comparison), the chunks that differed and whole the tables without a key; estimated as that share of this report's comparison",
-                    plan.cutover.verify
+                    "verification: cutover verifies everything before the fence (as long as this report's own comparison took, cutover.verify: {}, outside the outage), then compares the keys change capture touched meanwhile in {rounds} re-check round(s), each on the keys touched during the one before, until a round has at most {} keys (at most {} rounds), and, while writes are fenced, compares again only the keys touched during the last round, the chunks that differed and whole the tables without a key; estimated at the rate changes were applied during this report's comparison, {KEY_COST_ROWS:.0} rows' cost a key",
+                    plan.cutover.verify,
+                    crate::cutover::ahead::ROUND_DONE_KEYS,
+                    crate::cutover::ahead::MAX_ROUNDS
                 )
             } else {
                 format!(
@@ -963,6 +997,7 @@ pub(super) fn estimate_outage(
         verify_secs: verify,
         fixed_secs: FIXED_OUTAGE_SECS,
         downtime_budget_secs: plan.downtime.as_secs_f64(),
+        recheck_rounds: rounds,
         how,
     }
 }

@@ -244,6 +244,9 @@ pub struct OutageEstimate {
     pub verify_secs: f64,
     pub fixed_secs: f64,
     pub downtime_budget_secs: f64,
+    /// The re-check rounds cutover is estimated to make before the fence (0: none, the
+    /// verification runs whole while fenced or not at all).
+    pub recheck_rounds: usize,
     pub how: String,
 }
 
@@ -470,7 +473,9 @@ mod tests {
     fn verified_ahead_the_outage_holds_only_the_recheck() {
         let p = plan("cutover:\n  max_lag: 2s\n  verify: checksums\n");
         // 1,000,000 rows compared in 4 s while 1,000 changes were applied, 20,000 rows in
-        // flight, no keyless table: 30,000 row-equivalents, 3% of 4 s, plus the floor.
+        // flight, no keyless table: one round of 1,000 keys (0.04 s, 10 rows a key), during
+        // which 10 keys are touched (0.0004 s), plus the rows in flight (2% of 4 s) and the
+        // floor.
         let basis = findings::AheadBasis {
             rows_compared: 1_000_000.0,
             changes_applied: 1_000.0,
@@ -484,8 +489,32 @@ mod tests {
             Some(4.0),
             Some(basis),
         );
-        assert!((o.verify_secs - (4.0 * 0.03 + 0.2)).abs() < 1e-9, "{o:?}");
+        assert!(
+            (o.verify_secs - (0.0004 + 4.0 * 0.02 + 0.2)).abs() < 1e-9,
+            "{o:?}"
+        );
+        assert_eq!(o.recheck_rounds, 1, "{o:?}");
         assert!(o.how.contains("before the fence"), "{}", o.how);
+        assert!(o.how.contains("1 re-check round(s)"), "{}", o.how);
+        // Ten times the changes: round 1 compares 10,000 keys (0.4 s), round 2 the 1,000
+        // touched meanwhile (0.04 s), and the 100 touched during it (0.004 s) are left for the
+        // outage.
+        let busy = findings::AheadBasis {
+            changes_applied: 10_000.0,
+            ..basis
+        };
+        assert_eq!(busy.rounds(4.0).0, 2);
+        assert!(
+            (busy.rounds(4.0).1 - 0.004).abs() < 1e-9,
+            "{:?}",
+            busy.rounds(4.0)
+        );
+        // Changes as fast as the rounds compare them: the rounds do not shrink, two are made.
+        let flood = findings::AheadBasis {
+            changes_applied: 100_000.0,
+            ..basis
+        };
+        assert_eq!(flood.rounds(4.0).0, 2);
         // Never more than the full comparison.
         let all = findings::AheadBasis {
             rows_compared: 10.0,

@@ -183,6 +183,7 @@ pub async fn report(
             verify_secs: 0.0,
             fixed_secs: FIXED_OUTAGE_SECS,
             downtime_budget_secs: plan.downtime.as_secs_f64(),
+            recheck_rounds: 0,
             how: String::new(),
         },
         findings: Vec::new(),
