@@ -1,4 +1,4 @@
-# shellcheck shell=bash disable=SC2034  # pgmove and pgmove_build are read by the scripts that source this
+# shellcheck shell=bash disable=SC2034  # pgmove, pgmove_build, conf and the URIs are read by the scripts that source this
 # The part of the benchmark scripts' setup they share: the pgmove binary to time, and a pair of
 # throwaway servers reset between runs. Source this file after scripts/lib/cluster.sh.
 
@@ -109,10 +109,11 @@ BENCH_BULK_CONF=(
 )
 
 # bench_start_servers SETTING...: a scratch directory `work` (removed on exit, with both
-# servers stopped), then the source (SRC) and target (DST) servers with the same settings, the
-# database name DB=bench and its URIs SRC_URI and DST_URI (the database itself is the
-# caller's to create).
+# servers stopped), then the source (SRC) and target (DST) servers with the same settings
+# (kept in `conf` for the results' header), the database name DB=bench and its URIs SRC_URI
+# and DST_URI (the database itself is the caller's to create).
 bench_start_servers() {
+  conf=("$@")
   work=$(mktemp -d /tmp/pgmove-bench-XXXXXX)
   trap bench_cleanup EXIT
   trap 'echo "interrupted" >&2; exit 130' INT TERM
