@@ -248,15 +248,22 @@ impl<'a> ApplyLoop<'a> {
         applier_slot: &'a mut Option<Applier>,
     ) -> Result<ApplyLoop<'a>, CdcError> {
         // What the stream and the loop need, read at once (each on a connection of its own:
-        // none depends on another).
-        let ((target, target_version), start, ddl_cfg, wal_sender_timeout, pubs, always) = tokio::try_join!(
+        // none depends on another). A failure is told in this order, as when they were read
+        // one after the other: the apply session's first (a role that cannot silence the
+        // target's triggers is refused with its fix, whatever else fails).
+        let (session, start, ddl_cfg, wal_sender_timeout, pubs, always) = tokio::join!(
             apply_session(job),
-            async { Ok::<_, CdcError>(applied_lsn(&job.target, &job.plan_name).await?) },
+            applied_lsn(&job.target, &job.plan_name),
             ddl_config(job),
-            async { Ok(wal_sender_timeout_ms(&job.source).await) },
+            wal_sender_timeout_ms(&job.source),
             publications(job),
             always_identity(job),
-        )?;
+        );
+        let (target, target_version) = session?;
+        let start = start?;
+        let ddl_cfg = ddl_cfg?;
+        let pubs = pubs?;
+        let always = always?;
         // Changes to different tables commute only when no trigger or foreign key fires.
         let applier = applier_slot.insert(Applier::start(job, target, true));
         let applied = start.unwrap_or(Lsn(0));
