@@ -1,8 +1,17 @@
 //! The PostgreSQL client programs pgmove runs (pg_dump, pg_restore, psql, vacuumdb): where they
 //! are and whether they are new enough.
+//!
+//! Asking a program for its version starts a process, and Debian's `pg_config` (a shell
+//! script) three: a process asks each program once (the answer is kept by the program's path,
+//! size and modification time, so a program replaced meanwhile is asked again), the places of
+//! one search are asked at once, and [`warm`] asks for every program a command will need while
+//! it does other work (the servers' inventories).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
 
 /// A client program that was found and asked for its version.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -70,15 +79,28 @@ impl Search {
         }
     }
 
-    /// The directory `pg_config --bindir` prints, when a `pg_config` is on `PATH`.
+    /// The directory `pg_config --bindir` prints, when a `pg_config` is on `PATH` (asked once
+    /// per `pg_config` while it stays the same file).
     fn pg_config_bindir(&self) -> Option<PathBuf> {
         let pg_config = self.which("pg_config")?;
-        let out = Command::new(pg_config).arg("--bindir").output().ok()?;
-        if !out.status.success() {
-            return None;
+        let key = FileKey::of(&pg_config)?;
+        static BINDIRS: OnceLock<Mutex<HashMap<FileKey, Option<PathBuf>>>> = OnceLock::new();
+        let cache = BINDIRS.get_or_init(Default::default);
+        if let Some(known) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return known;
         }
-        let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (!dir.is_empty()).then(|| PathBuf::from(dir))
+        let dir = Command::new(&pg_config)
+            .arg("--bindir")
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from);
+        if let Ok(mut c) = cache.lock() {
+            c.insert(key, dir.clone());
+        }
+        dir
     }
 
     /// Every place `name` may be, without duplicates: with `bin_dir`, only there; else
@@ -99,6 +121,7 @@ impl Search {
             dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
             out.extend(dirs.into_iter().map(|(_, p)| p));
         }
+        let from_debian = !out.is_empty();
         if let Some(d) = self.pg_config_bindir() {
             out.push(d.join(name));
         }
@@ -106,8 +129,42 @@ impl Search {
             out.push(p);
         }
         let mut seen = std::collections::HashSet::new();
-        out.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
+        out.retain(|p| {
+            let real = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            // Debian's pg_wrapper (the `/usr/bin/pg_dump` of postgresql-common, a Perl script)
+            // only runs one of `/usr/lib/postgresql/*/bin/<name>`, each a place of its own
+            // above: asking it too costs a Perl start and finds nothing new.
+            !(from_debian && is_debian_wrapper(&real)) && seen.insert(real)
+        });
         out
+    }
+}
+
+/// Whether `real` (a canonical path) is Debian's `pg_wrapper` of postgresql-common.
+fn is_debian_wrapper(real: &Path) -> bool {
+    real.file_name().is_some_and(|n| n == "pg_wrapper")
+        && real
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|d| d == "postgresql-common")
+}
+
+/// A program file as it is now: a program replaced (a package upgrade) is another key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct FileKey {
+    path: PathBuf,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl FileKey {
+    fn of(path: &Path) -> Option<FileKey> {
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileKey {
+            path: path.to_path_buf(),
+            len: m.len(),
+            modified: m.modified().ok(),
+        })
     }
 }
 
@@ -123,12 +180,55 @@ pub fn parse_version(output: &str) -> Option<(String, u32)> {
     Some((version, major))
 }
 
+/// A program's version as printed (`15.18`) and its major version.
+type Version = (String, u32);
+
+/// `path --version`, parsed; asked once per program file and process ([`FileKey`]).
 fn probe(path: &Path) -> Option<(String, u32)> {
-    let out = Command::new(path).arg("--version").output().ok()?;
-    if !out.status.success() {
-        return None;
+    static VERSIONS: OnceLock<Mutex<HashMap<FileKey, Option<Version>>>> = OnceLock::new();
+    let key = FileKey::of(path)?;
+    let cache = VERSIONS.get_or_init(Default::default);
+    if let Some(known) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return known;
     }
-    parse_version(&String::from_utf8_lossy(&out.stdout))
+    let version = Command::new(path)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| parse_version(&String::from_utf8_lossy(&out.stdout)));
+    if let Ok(mut c) = cache.lock() {
+        c.insert(key, version.clone());
+    }
+    version
+}
+
+/// Every path of `list` that is a file, with its version (`None`: it did not say one), asked
+/// all at once.
+fn probe_all(list: &[PathBuf]) -> Vec<(&PathBuf, Option<(String, u32)>)> {
+    let files: Vec<&PathBuf> = list.iter().filter(|p| p.is_file()).collect();
+    std::thread::scope(|s| {
+        let asked: Vec<_> = files
+            .iter()
+            .map(|p| (*p, s.spawn(move || probe(p))))
+            .collect();
+        asked
+            .into_iter()
+            .map(|(p, h)| (p, h.join().ok().flatten()))
+            .collect()
+    })
+}
+
+/// Asks every place for each of `names` now, all at once, so that the [`find`]s that follow
+/// (with the same `bin_dir`) start no process. For a command to call on a blocking thread
+/// while it waits for the servers.
+pub fn warm(bin_dir: Option<&Path>, names: &[&str]) {
+    let search = Search::machine();
+    let list: Vec<PathBuf> = names
+        .iter()
+        .flat_map(|n| search.candidates(n, bin_dir))
+        .collect();
+    probe_all(&list);
 }
 
 /// Finds `name` with a major version of at least `min_major` (the source server's): the newest
@@ -177,11 +277,8 @@ pub fn find_in(
     let list = search.candidates(name, bin_dir);
     let mut best: Option<Tool> = None;
     let mut newest_too_old: Option<Tool> = None;
-    for path in &list {
-        if !path.is_file() {
-            continue;
-        }
-        if let Some((version, major)) = probe(path) {
+    for (path, version) in probe_all(&list) {
+        if let Some((version, major)) = version {
             let tool = Tool {
                 name: name.to_string(),
                 path: path.clone(),
@@ -358,6 +455,81 @@ mod tests {
             text.contains(&dir.path().join("pg16/pg_restore").display().to_string()),
             "{text}"
         );
+    }
+
+    /// Writes an executable `dir/name` that prints `name (PostgreSQL) version` and adds a line
+    /// to `dir/name.calls` each time it runs.
+    fn counting(dir: &Path, name: &str, version: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let p = dir.join(name);
+        let calls = dir.join(format!("{name}.calls"));
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\necho run >> '{}'\necho '{name} (PostgreSQL) {version}'\n",
+                calls.display()
+            ),
+        )
+        .expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        calls
+    }
+
+    fn runs(calls: &Path) -> usize {
+        std::fs::read_to_string(calls)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_program_is_asked_its_version_once_until_it_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = dir.path().join("debian/15/bin");
+        let calls = counting(&bin, "pg_dump", "15.18");
+        let search = Search {
+            debian_root: dir.path().join("debian"),
+            path: Some(dir.path().join("empty").into_os_string()),
+        };
+        for _ in 0..3 {
+            let t = find_in(&search, "pg_dump", None, 15, 15).expect("found");
+            assert_eq!(t.version, "15.18");
+        }
+        assert_eq!(runs(&calls), 1, "asked once for three lookups");
+        // Replaced (a package upgrade): asked again, and its new version counts.
+        std::fs::remove_file(&calls).expect("rm");
+        counting(&bin, "pg_dump", "15.19-with-a-longer-version");
+        let t = find_in(&search, "pg_dump", None, 15, 15).expect("found");
+        assert_eq!(t.version, "15.19-with-a-longer-version");
+        assert_eq!(runs(&calls), 1);
+    }
+
+    #[test]
+    fn debians_pg_wrapper_is_not_asked_when_the_versioned_directories_are() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wrapper_dir = dir.path().join("share/postgresql-common");
+        let wrapper_calls = counting(&wrapper_dir, "pg_wrapper", "15.18");
+        let on_path = dir.path().join("usr-bin");
+        std::fs::create_dir_all(&on_path).expect("mkdir");
+        std::os::unix::fs::symlink(wrapper_dir.join("pg_wrapper"), on_path.join("pg_dump"))
+            .expect("symlink");
+        let debian_calls = counting(&dir.path().join("debian/15/bin"), "pg_dump", "15.18");
+        let search = Search {
+            debian_root: dir.path().join("debian"),
+            path: Some(on_path.clone().into_os_string()),
+        };
+        let t = find_in(&search, "pg_dump", None, 15, 15).expect("found");
+        assert_eq!(t.path, dir.path().join("debian/15/bin/pg_dump"));
+        assert_eq!(runs(&debian_calls), 1);
+        assert_eq!(runs(&wrapper_calls), 0, "the wrapper runs a versioned one");
+        // Without Debian's versioned directories the wrapper is the only place: asked.
+        let search = Search {
+            debian_root: dir.path().join("none"),
+            path: Some(on_path.into_os_string()),
+        };
+        let t = find_in(&search, "pg_dump", None, 15, 15).expect("found");
+        assert_eq!(t.path, dir.path().join("usr-bin/pg_dump"));
+        assert_eq!(runs(&wrapper_calls), 1);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! the target is ([`applied_lsn`]), and how to run it: [`Capture::start`] until a stop condition, with
 //! retries of transient failures ([`CapturePolicy`]), or [`run`], one attempt of the loop.
 //! Below it, private: the loop (`run.rs`), the task applying its batches to the target
-//! (`applier.rs`), the conversion of pgoutput messages into changes (`convert.rs`), the spool
+//! (`applier.rs`), its side work off the apply path (`sidework.rs`: the catch-up log line and
+//! the lag samples), the conversion of pgoutput messages into changes (`convert.rs`), the spool
 //! of streamed transactions (`spool.rs`), the retries of transient failures (`retry.rs`) and
 //! the handle with its stop conditions (`capture.rs`).
 
@@ -18,6 +19,7 @@ pub mod ddl;
 pub mod pgoutput;
 mod retry;
 mod run;
+mod sidework;
 pub mod slot;
 pub mod spool;
 pub mod stream;

@@ -39,6 +39,7 @@ use super::applier::{Applier, Batch, Piece};
 use super::convert::{always_identity, convert, vals, AlwaysIdentity, Txn};
 use super::ddl::{self, DdlConfig, DdlPolicy};
 use super::pgoutput::{self, Message, OldTuple};
+use super::sidework::{SideWork, Tick};
 use super::spool::{self, Spools};
 use super::stream::{ChangeStream, StreamError, StreamOptions};
 use super::{applied_lsn, CdcError, CdcJob, CdcOutcome, MemoryBudget};
@@ -48,6 +49,44 @@ use crate::state::step::DDL_APPLIED_PREFIX;
 
 /// Run on the apply session: the target's triggers and foreign keys stay quiet.
 const REPLICA_ROLE_SQL: &str = "SET session_replication_role = replica";
+
+/// The apply session: the target connection with apply's settings and
+/// `session_replication_role = replica`, and the target's `server_version_num`.
+async fn apply_session(job: &CdcJob) -> Result<(tokio_postgres::Client, i32), CdcError> {
+    let target = job.target.connect().await?;
+    let mut settings: String = apply::SESSION_SETTINGS
+        .iter()
+        .map(|(k, v)| format!("SET {k} = {};", quote::literal(v)))
+        .collect();
+    settings.push_str("SET synchronous_commit = on;");
+    target
+        .batch_execute(&settings)
+        .await
+        .map_err(|e| job.target.query_error("setting up the apply session", &e))?;
+    // Triggers and foreign keys on the target must not fire for replicated rows (the source
+    // already ran them): without the right, apply refuses rather than fire them (a trigger
+    // that inserts elsewhere ends on a duplicate key, or worse, silently doubles rows).
+    // `pgmove plan` reports it (preflight `target-replication-role`).
+    target
+        .batch_execute(REPLICA_ROLE_SQL)
+        .await
+        .map_err(|e| {
+            job.target.query_error(
+                "setting session_replication_role = replica for the apply session (needed so the target's triggers and foreign keys do not fire again for replicated changes; as a superuser: GRANT SET ON PARAMETER session_replication_role TO the target role, on RDS/Aurora GRANT rds_superuser to it)",
+                &e,
+            )
+        })?;
+    // `ALTER TYPE ... ADD VALUE` runs in a transaction block from PostgreSQL 12 on only.
+    let version: i32 = target
+        .query_one(
+            "SELECT pg_catalog.current_setting('server_version_num')::int",
+            &[],
+        )
+        .await
+        .map_err(|e| job.target.query_error("reading the server version", &e))?
+        .get(0);
+    Ok((target, version))
+}
 
 /// The DDL configuration the loop runs with: `None` when DDL messages are skipped. Reads the
 /// trigger's key from the source and the messages applied by hand from the target.
@@ -176,10 +215,12 @@ struct ApplyLoop<'a> {
     last_idle_advance: Instant,
     /// With exit_when_caught_up: the source's WAL position when the stream first went idle.
     caught_up_goal: Option<Lsn>,
-    /// The catch-up rate: source WAL bytes applied per second ([`ApplyLoop::log_catch_up`]).
+    /// The catch-up rate: source WAL bytes applied per second ([`ApplyLoop::side_work`]).
     catch_up: crate::rate::Window,
-    /// When the next lag sample is due ([`ApplyLoop::sample_lag`]).
+    /// When the next lag sample is due ([`ApplyLoop::side_work`]).
     lag_samples: crate::rate::Window,
+    /// The catch-up log line and the lag samples, written by a task of their own.
+    side: SideWork,
 }
 
 /// How often the catch-up rate is measured and logged while behind the source.
@@ -206,59 +247,38 @@ impl<'a> ApplyLoop<'a> {
         stop: tokio::sync::watch::Receiver<bool>,
         applier_slot: &'a mut Option<Applier>,
     ) -> Result<ApplyLoop<'a>, CdcError> {
-        let target = job.target.connect().await?;
-        let mut settings: String = apply::SESSION_SETTINGS
-            .iter()
-            .map(|(k, v)| format!("SET {k} = {};", quote::literal(v)))
-            .collect();
-        settings.push_str("SET synchronous_commit = on;");
-        target
-            .batch_execute(&settings)
-            .await
-            .map_err(|e| job.target.query_error("setting up the apply session", &e))?;
-        // Triggers and foreign keys on the target must not fire for replicated rows (the source
-        // already ran them): without the right, apply refuses rather than fire them (a trigger
-        // that inserts elsewhere ends on a duplicate key, or worse, silently doubles rows).
-        // `pgmove plan` reports it (preflight `target-replication-role`).
-        target
-            .batch_execute(REPLICA_ROLE_SQL)
-            .await
-            .map_err(|e| {
-                job.target.query_error(
-                    "setting session_replication_role = replica for the apply session (needed so the target's triggers and foreign keys do not fire again for replicated changes; as a superuser: GRANT SET ON PARAMETER session_replication_role TO the target role, on RDS/Aurora GRANT rds_superuser to it)",
-                    &e,
-                )
-            })?;
-        // `ALTER TYPE ... ADD VALUE` runs in a transaction block from PostgreSQL 12 on only.
-        let target_version: i32 = target
-            .query_one(
-                "SELECT pg_catalog.current_setting('server_version_num')::int",
-                &[],
-            )
-            .await
-            .map_err(|e| job.target.query_error("reading the server version", &e))?
-            .get(0);
+        // What the stream and the loop need, read at once (each on a connection of its own:
+        // none depends on another). A failure is told in this order, as when they were read
+        // one after the other: the apply session's first (a role that cannot silence the
+        // target's triggers is refused with its fix, whatever else fails).
+        let (session, start, ddl_cfg, wal_sender_timeout, pubs, always) = tokio::join!(
+            apply_session(job),
+            applied_lsn(&job.target, &job.plan_name),
+            ddl_config(job),
+            wal_sender_timeout_ms(&job.source),
+            publications(job),
+            always_identity(job),
+        );
+        let (target, target_version) = session?;
+        let start = start?;
+        let ddl_cfg = ddl_cfg?;
+        let pubs = pubs?;
+        let always = always?;
         // Changes to different tables commute only when no trigger or foreign key fires.
         let applier = applier_slot.insert(Applier::start(job, target, true));
-        let start = applied_lsn(&job.target, &job.plan_name).await?;
         let applied = start.unwrap_or(Lsn(0));
-        let ddl_cfg = ddl_config(job).await?;
         let stream_opts = StreamOptions {
             // What the target committed reaches the slot soon, and `stop` (which waits for
             // the last confirmed LSN to be reported) does not wait up to a second for it.
             status_interval: Duration::from_millis(100),
-            stall_timeout: crate::cdc::stream::stall_timeout_for(
-                wal_sender_timeout_ms(&job.source).await,
-            ),
+            stall_timeout: crate::cdc::stream::stall_timeout_for(wal_sender_timeout),
             ..StreamOptions::default()
         };
-        let pubs = publications(job).await?;
         let pubs: Vec<&str> = pubs.iter().map(String::as_str).collect();
         let stream =
             ChangeStream::start_with(&job.source, &job.slot, &pubs, applied, &stream_opts).await?;
         tracing::info!(slot = %job.slot, from = %applied, "change capture started");
 
-        let always = always_identity(job).await?;
         let budget = MemoryBudget::of(job.memory_limit);
         let mut spools = Spools::new(budget.spool);
         spools.watch(ddl_cfg.as_ref().map(|c| ddl::prefix(&c.plan_name)));
@@ -283,6 +303,11 @@ impl<'a> ApplyLoop<'a> {
             caught_up_goal: None,
             catch_up: crate::rate::Window::new(CATCH_UP_LOG_EVERY),
             lag_samples: crate::rate::Window::new(lag_sample_every()),
+            side: SideWork::start(
+                job.source.clone(),
+                job.target.clone(),
+                job.plan_name.clone(),
+            ),
         })
     }
 
@@ -376,9 +401,11 @@ impl<'a> ApplyLoop<'a> {
         let caught_up_check = self.job.exit_when_caught_up && self.txn.is_none() && !had_batch;
         self.flush(caught_up_check).await?;
         if caught_up_check {
-            // (Read at every check, as before the loop was a struct; only the first counts.)
-            let now = current_wal_lsn(self.job).await?;
-            let goal = *self.caught_up_goal.get_or_insert(now);
+            // The goal: the source's WAL position at the first check (read once).
+            let goal = match self.caught_up_goal {
+                Some(goal) => goal,
+                None => *self.caught_up_goal.insert(current_wal_lsn(self.job).await?),
+            };
             if self.applied >= goal {
                 tracing::info!(applied = %self.applied, "caught up with the source");
                 return Ok(true);
@@ -783,65 +810,31 @@ impl<'a> ApplyLoop<'a> {
             self.applier
                 .poll(&mut self.stream, &mut self.applied, &mut self.outcome)
         };
-        self.log_catch_up().await;
-        self.sample_lag().await;
+        self.side_work();
         r
     }
 
     /// Every [`CATCH_UP_LOG_EVERY`] while behind the source: a log line with the lag (to the
     /// source's WAL position, read within 2 s, else to the end the stream reported), the
     /// catch-up rate (source WAL bytes applied per second) and the time to catch up at it.
-    async fn log_catch_up(&mut self) {
-        if !self.catch_up.note(Instant::now(), self.applied.0) {
-            return;
-        }
-        let end =
-            match tokio::time::timeout(Duration::from_secs(2), current_wal_lsn(self.job)).await {
-                Ok(Ok(lsn)) => lsn,
-                _ => self.stream.server_wal_end(),
-            };
-        let lag = end.bytes_since(self.applied);
-        if lag == 0 {
-            return;
-        }
-        let rate = self.catch_up.rate();
-        let eta = crate::rate::eta(lag as f64, rate);
-        tracing::info!(
-            applied = %self.applied,
-            lag_bytes = lag,
-            bytes_per_s = rate.map(f64::round),
-            eta_s = eta.map(|d| d.as_secs()),
-            "catching up: {} behind the source, applying {}, caught up in {}",
-            crate::planner::bytes(lag as i64),
-            crate::rate::bytes_text(rate),
-            crate::rate::eta_text(eta)
-        );
-    }
-
-    /// Every [`LAG_SAMPLE_EVERY`] while changes flow: records the lag (`pgmove.lag_samples`,
-    /// for `pgmove report`), the source's WAL position and what the target applied. Best
-    /// effort, within 2 s: a sample missed is a gap in a chart, not a failure.
-    async fn sample_lag(&mut self) {
-        if !self.lag_samples.note(Instant::now(), self.applied.0) {
-            return;
-        }
-        let write = async {
-            let source = current_wal_lsn(self.job).await?;
-            let c = self.job.target.connect_short().await?;
-            crate::state::history::sample_lag(
-                &c,
-                &self.job.target,
-                &self.job.plan_name,
-                source,
-                self.applied,
-            )
-            .await
-            .map_err(CdcError::from)
-        };
-        match tokio::time::timeout(Duration::from_secs(2), write).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!("lag sample not recorded: {e}"),
-            Err(_) => tracing::debug!("lag sample not recorded within 2 s"),
+    /// Every [`LAG_SAMPLE_EVERY`] while changes flow: a lag sample (`pgmove.lag_samples`, for
+    /// `pgmove report`): the source's WAL position and what the target applied. Both from one
+    /// reading of the source's WAL position, by the side-work task ([`SideWork`]): nothing here
+    /// waits for a server, and best effort (a sample missed is a gap in a chart).
+    fn side_work(&mut self) {
+        let now = Instant::now();
+        let log = self
+            .catch_up
+            .note(now, self.applied.0)
+            .then(|| self.catch_up.rate());
+        let sample = self.lag_samples.note(now, self.applied.0);
+        if log.is_some() || sample {
+            self.side.tick(Tick {
+                applied: self.applied,
+                stream_end: self.stream.server_wal_end(),
+                log,
+                sample,
+            });
         }
     }
 
@@ -908,7 +901,7 @@ fn spool_error(e: spool::SpoolError, applied: Lsn) -> CdcError {
 async fn current_wal_lsn(job: &CdcJob) -> Result<Lsn, CdcError> {
     let c = job.source.connect().await?;
     let row = c
-        .query_one("SELECT pg_current_wal_lsn()", &[])
+        .query_one(super::sidework::CURRENT_WAL_LSN_SQL, &[])
         .await
         .map_err(|e| job.source.query_error("reading the WAL position", &e))?;
     Ok(row.get(0))

@@ -84,16 +84,22 @@ pub(super) async fn apply_copy_cdc(
     let signal = StopSignal::install();
     // The plan's lock, held while change capture runs: `pgmove cutover` and `cleanup` see that
     // an apply is running.
-    let lock = match crate::state::State::open(&p.target, &p.plan.name).await {
-        Ok(s) => {
+    // (The snapshot LSNs of the tables, read meanwhile on a connection of their own.)
+    let (lock, table_lsns) = tokio::join!(
+        async {
+            let s = crate::state::State::open(&p.target, &p.plan.name).await?;
             let _ = s
                 .set_phase(copy_cdc::STRATEGY, crate::state::Phase::Replicating, None)
                 .await;
-            s
-        }
+            Ok::<_, crate::pg::PgError>(s)
+        },
+        copy_cdc::table_lsns(&p.target, &p.plan.name),
+    );
+    let lock = match lock {
+        Ok(s) => s,
         Err(e) => return report_failure(&Failure::runtime(e)),
     };
-    let table_lsns = match copy_cdc::table_lsns(&p.target, &p.plan.name).await {
+    let table_lsns = match table_lsns {
         Ok(t) => t,
         Err(e) => return report_failure(&Failure::runtime(e)),
     };

@@ -46,7 +46,17 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
     let plan = plan::load(path).map_err(Failure::input)?;
     let source = plan.endpoint(Side::Source).map_err(Failure::input)?;
     let target = plan.endpoint(Side::Target).map_err(Failure::input)?;
+    // The client programs are asked their versions (processes) while the servers are read.
+    let bin_dir = plan.bin_dir.clone();
+    let warm = tokio::task::spawn_blocking(move || {
+        tools::warm(
+            bin_dir.as_deref(),
+            &["pg_dump", "pg_restore", "psql", "vacuumdb"],
+        )
+    });
     let (s, t) = tokio::join!(inspect::inspect(&source), inspect::inspect(&target));
+    // Best effort: a lookup below asks again whatever this did not.
+    let _ = warm.await;
     let source_inv = s.map_err(inspect_failure)?;
     let mut target_inv = t.map_err(inspect_failure)?;
     // target.kind, unless auto, overrides the detection: every check and fix follows it.
@@ -55,11 +65,42 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
     let intended = decision.strategy.or(explicit_strategy(&plan));
     let major = (source_inv.server.version_num / 10000).max(0) as u32;
     let find = |name: &str| tools::find(name, plan.bin_dir.as_deref(), major);
-    let replication_probe = if intended.is_some_and(Strategy::is_online) {
-        Some(probe_replication(&source, plan.bin_dir.as_deref()).await)
-    } else {
-        None
-    };
+    // The checks that ask the servers (read-only, independent of each other), at once.
+    let copy_cdc = intended == Some(Strategy::CopyCdc);
+    let (replication_probe, owned, capture) = tokio::join!(
+        async {
+            if intended.is_some_and(Strategy::is_online) {
+                Some(probe_replication(&source, plan.bin_dir.as_deref()).await)
+            } else {
+                None
+            }
+        },
+        async {
+            // Objects with the names of the plan's slot and publications that pgmove did not
+            // record creating: never used nor dropped (`crate::owned`).
+            if copy_cdc {
+                Some(crate::owned::preflight(&plan, &source, &target).await)
+            } else {
+                None
+            }
+        },
+        async {
+            // The DDL capture as the source holds it (the master's from `pgmove setup-sql`?).
+            if copy_cdc && plan.cdc.ddl != plan::Ddl::Ignore {
+                Some(
+                    crate::cdc::ddl::setup::detect(
+                        &source,
+                        &plan.name,
+                        &plan.objects.schemas,
+                        &plan.objects.exclude,
+                    )
+                    .await,
+                )
+            } else {
+                None
+            }
+        },
+    );
     // The newest pg_dump that can dump the source, with the pg_restore of its installation.
     let (pg_dump, pg_restore) = match tools::find_dump_clients(plan.bin_dir.as_deref(), major) {
         Ok((d, r)) => (Ok(d), Ok(r)),
@@ -82,22 +123,13 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
         replication_probe,
     };
     let mut findings = preflight::run(&ctx);
-    if intended == Some(Strategy::CopyCdc) {
-        // Objects with the names of the plan's slot and publications that pgmove did not
-        // record creating: never used nor dropped (`crate::owned`).
-        let owned = crate::owned::preflight(&plan, &source, &target).await;
-        findings.extend(owned.map_err(Failure::runtime)?);
-        // The DDL capture as the source holds it (the master's from `pgmove setup-sql`?).
-        if plan.cdc.ddl != plan::Ddl::Ignore {
+    if copy_cdc {
+        if let Some(owned) = owned {
+            findings.extend(owned.map_err(Failure::runtime)?);
+        }
+        if let Some(capture) = capture {
             use crate::cdc::ddl::setup;
-            let capture = setup::detect(
-                &source,
-                &plan.name,
-                &plan.objects.schemas,
-                &plan.objects.exclude,
-            )
-            .await
-            .map_err(Failure::runtime)?;
+            let capture = capture.map_err(Failure::runtime)?;
             findings.retain(|f| f.check != setup::CHECK);
             findings.extend(setup::preflight(&plan, &source_inv, Some(&capture)));
         }

@@ -334,7 +334,8 @@ pub struct Rights {
     pub set_replication_role: bool,
     /// Extensions the server offers that are marked trusted (PostgreSQL 13+): a role with
     /// CREATE on the database may create them without being a superuser (or, on RDS and
-    /// Aurora, a member of rds_superuser). Sorted; empty before 13.
+    /// Aurora, a member of rds_superuser). Sorted; empty before 13, and for a superuser (who
+    /// may create any: not read).
     pub trusted_extensions: Vec<String>,
     /// Every role that is not predefined (`pg_*`): whether it is a superuser and whether the
     /// connecting role is a member of it (what `ALTER ... OWNER TO` it needs).
@@ -470,9 +471,14 @@ pub(super) async fn read_rights(r: &Reader<'_>) -> Result<Rights, InspectError> 
         .try_query(WHAT, SET_REPLICATION_ROLE_SQL, &[])
         .await?
         .is_ok();
+    // A superuser may create any extension, so only another role's preflight looks at which
+    // are trusted; reading them reads every extension's control and script files (tens of
+    // milliseconds of the server's time, on every command that inspects).
     let mut trusted_extensions = Vec::new();
-    for e in r.query(WHAT, TRUSTED_EXTENSIONS_SQL, &[]).await? {
-        trusted_extensions.push(r.get(WHAT, &e, "name")?);
+    if !r.get::<bool>(WHAT, &row, "superuser")? {
+        for e in r.query(WHAT, TRUSTED_EXTENSIONS_SQL, &[]).await? {
+            trusted_extensions.push(r.get(WHAT, &e, "name")?);
+        }
     }
     Ok(Rights {
         bypass_rls: r.get(WHAT, &row, "bypass_rls")?,

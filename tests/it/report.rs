@@ -195,6 +195,136 @@ fn a_migrations_report_tells_its_steps_load_lag_outage_and_verification() {
     );
 }
 
+/// The lag samples are written off the apply path: while `pgmove.lag_samples` is locked on the
+/// target (each sample waits for the lock until it gives up, 2 s), change capture still applies
+/// each change as it comes; once the lock is gone, samples are recorded again.
+#[test]
+fn a_locked_lag_samples_table_never_holds_apply_back() {
+    let (src, dst) = online::pair();
+    src.psql(online::DB, "CREATE TABLE ticks (id int PRIMARY KEY)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = write_plan(dir.path(), "lagoff", &src, &dst, "");
+    let log = dir.path().join("apply.log");
+    let mut apply_cmd = pgmove(&online::apply_args(&plan), &src, &dst);
+    apply_cmd.env("PGMOVE_TEST_FORCE", "lag-samples-every-second");
+    let mut apply = spawn_logged(apply_cmd, &log);
+    wait_loaded(&dst, "lagoff", &mut apply, &log);
+    let samples = || {
+        dst.psql(
+            online::DB,
+            "SELECT count(*) FROM pgmove.lag_samples WHERE plan_name = 'lagoff'",
+        )
+        .parse::<i64>()
+        .unwrap_or(0)
+    };
+    let visible = |id: i32| {
+        dst.psql(
+            online::DB,
+            &format!("SELECT count(*) FROM ticks WHERE id = {id}"),
+        ) == "1"
+    };
+    // Samples are recorded while changes flow.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut id = 0;
+    while samples() == 0 {
+        id += 1;
+        src.psql(online::DB, &format!("INSERT INTO ticks VALUES ({id})"));
+        check_running(&mut apply, &log);
+        assert!(
+            Instant::now() < deadline,
+            "no lag sample\n{}",
+            online::read_log(&log)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A session holds the samples' table for 15 s.
+    let mut locker = Command::new(support::bindir().join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
+        .args(["-p", &dst.port.to_string(), "-d", online::DB])
+        .args([
+            "-c",
+            "BEGIN; LOCK TABLE pgmove.lag_samples IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(15); COMMIT;",
+        ])
+        .env("PGPASSWORD", &dst.password)
+        .env("PGSSLMODE", "disable")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dst.psql(
+        online::DB,
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+          WHERE c.relname = 'lag_samples' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+    ) != "1"
+    {
+        assert!(Instant::now() < deadline, "the lock was not taken");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // One change at a time, a sample due at each: each is applied as it comes. (Were the
+    // samples written inline, apply would stop for 2 s at each, and each change after the
+    // first would wait for that.)
+    let mut took = Vec::new();
+    for _ in 0..8 {
+        id += 1;
+        src.psql(online::DB, &format!("INSERT INTO ticks VALUES ({id})"));
+        let t = Instant::now();
+        while !visible(id) {
+            check_running(&mut apply, &log);
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "change {id} not applied\n{}",
+                online::read_log(&log)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        took.push(t.elapsed());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    took.sort();
+    assert!(
+        took[took.len() / 2] < Duration::from_millis(1000),
+        "apply was held back by the locked lag samples: {took:?}"
+    );
+    assert!(
+        locker.try_wait().expect("try_wait").is_none(),
+        "the lock ended before the changes were applied: {took:?}"
+    );
+
+    // The lock gone, samples are recorded again (on a new connection: the one waiting for the
+    // lock was given up), of what was applied after it.
+    assert!(locker.wait().expect("wait").success());
+    id += 1;
+    src.psql(online::DB, &format!("INSERT INTO ticks VALUES ({id})"));
+    while !visible(id) {
+        check_running(&mut apply, &log);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = dst.psql(
+        online::DB,
+        "SELECT applied_lsn FROM pgmove.progress WHERE plan_name = 'lagoff'",
+    );
+    let fresh = || {
+        dst.psql(
+            online::DB,
+            &format!("SELECT count(*) FROM pgmove.lag_samples WHERE plan_name = 'lagoff' AND applied_lsn >= '{after}'"),
+        ) != "0"
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !fresh() {
+        id += 1;
+        src.psql(online::DB, &format!("INSERT INTO ticks VALUES ({id})"));
+        check_running(&mut apply, &log);
+        assert!(
+            Instant::now() < deadline,
+            "no lag sample after the lock ended\n{}",
+            online::read_log(&log)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    online::terminate(&mut apply, &log);
+}
+
 /// Renders `html` with headless Chromium into `png` (1000 px wide, the whole report's height).
 fn screenshot(html: &Path, png: &Path) {
     let chromium = ["chromium", "chromium-browser", "google-chrome"]

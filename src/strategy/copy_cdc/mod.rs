@@ -641,23 +641,17 @@ impl SnapshotCheck {
 /// Runs the full load to the end, resuming what an earlier run left.
 pub async fn run(job: &Job, progress: Progress) -> Result<Outcome, CopyError> {
     let base = &job.base;
-    let source_inv = inspect::inspect(&base.source).await?;
-    let major = (source_inv.server.version_num / 10000).max(0) as u32;
-    let pg_dump = tools::find("pg_dump", base.bin_dir.as_deref(), major)?;
-    let pg_restore = tools::find("pg_restore", base.bin_dir.as_deref(), major)?;
-    let psql = tools::find("psql", base.bin_dir.as_deref(), 0)?;
     let state = State::open(&base.target, &base.plan_name).await?;
     state.finish_step(step_name::STATE, None).await?;
-    let result = run_steps(
-        job,
-        &state,
-        &source_inv,
-        &pg_dump,
-        &pg_restore,
-        &psql,
-        progress,
-    )
-    .await;
+    let result = match state.step(step_name::LOADED).await? {
+        // An earlier run finished the load; change capture resumes from pgmove.progress.
+        // The source's inventory and the client programs are what the load is made of (which
+        // tables, in what chunks, dumped and restored by which pg_dump and pg_restore): none
+        // of them is used again once the load is recorded done, so a resumed run does not read
+        // them a second time (`pgmove apply`'s preflight still checks both, every run).
+        Some(lsn) => resume_loaded(job, lsn).await,
+        None => load(job, &state, progress).await,
+    };
     match &result {
         Ok(_) => {
             state
@@ -676,6 +670,37 @@ pub async fn run(job: &Job, progress: Progress) -> Result<Outcome, CopyError> {
     result
 }
 
+/// A run after the load was recorded done (its consistent LSN `lsn`): the DDL trigger is
+/// (re)installed (idempotent, it keeps its key), nothing else.
+async fn resume_loaded(job: &Job, lsn: Option<String>) -> Result<Outcome, CopyError> {
+    ensure_ddl_trigger(job).await?;
+    Ok(Outcome {
+        consistent_lsn: lsn,
+        slot_kept: job.keep_slot,
+        ..Outcome::default()
+    })
+}
+
+/// The load (or what is left of it): the source's inventory, the client programs, the steps.
+async fn load(job: &Job, state: &State<'_>, progress: Progress) -> Result<Outcome, CopyError> {
+    let base = &job.base;
+    let source_inv = inspect::inspect(&base.source).await?;
+    let major = (source_inv.server.version_num / 10000).max(0) as u32;
+    let pg_dump = tools::find("pg_dump", base.bin_dir.as_deref(), major)?;
+    let pg_restore = tools::find("pg_restore", base.bin_dir.as_deref(), major)?;
+    let psql = tools::find("psql", base.bin_dir.as_deref(), 0)?;
+    run_steps(
+        job,
+        state,
+        &source_inv,
+        &pg_dump,
+        &pg_restore,
+        &psql,
+        progress,
+    )
+    .await
+}
+
 async fn run_steps(
     job: &Job,
     state: &State<'_>,
@@ -687,14 +712,6 @@ async fn run_steps(
 ) -> Result<Outcome, CopyError> {
     let base = &job.base;
     let mut outcome = Outcome::default();
-    if let Some(lsn) = state.step(step_name::LOADED).await? {
-        // An earlier run finished the load; change capture resumes from pgmove.progress.
-        // The DDL trigger is (re)installed: idempotent, it keeps its key.
-        ensure_ddl_trigger(job).await?;
-        outcome.consistent_lsn = lsn;
-        outcome.slot_kept = job.keep_slot;
-        return Ok(outcome);
-    }
     // What is left to copy.
     let included = |schema: &str, name: &str| {
         schema != crate::state::SCHEMA
