@@ -1,4 +1,4 @@
-//! The PostgreSQL client programs pgmove runs (pg_dump, pg_restore, psql, vacuumdb): where they
+//! The PostgreSQL client programs pgmove runs (pg_dump, pg_restore, psql): where they
 //! are and whether they are new enough.
 //!
 //! Asking a program for its version starts a process, and Debian's `pg_config` (a shell
@@ -237,7 +237,7 @@ pub fn find(name: &str, bin_dir: Option<&Path>, min_major: u32) -> Result<Tool, 
     find_in(&Search::machine(), name, bin_dir, min_major, min_major)
 }
 
-/// Finds `name` of any version (vacuumdb, psql: they work with servers of other versions); when
+/// Finds `name` of any version (psql: it works with servers of other versions); when
 /// it is missing, the hint names the client package of `server_major` (the server it will talk
 /// to; 0 when unknown).
 pub fn find_any(name: &str, bin_dir: Option<&Path>, server_major: u32) -> Result<Tool, ToolError> {

@@ -49,10 +49,7 @@ pub async fn prepare(path: &Path) -> Result<Prepared, Failure> {
     // The client programs are asked their versions (processes) while the servers are read.
     let bin_dir = plan.bin_dir.clone();
     let warm = tokio::task::spawn_blocking(move || {
-        tools::warm(
-            bin_dir.as_deref(),
-            &["pg_dump", "pg_restore", "psql", "vacuumdb"],
-        )
+        tools::warm(bin_dir.as_deref(), &["pg_dump", "pg_restore", "psql"])
     });
     let (s, t) = tokio::join!(inspect::inspect(&source), inspect::inspect(&target));
     // Best effort: a lookup below asks again whatever this did not.
