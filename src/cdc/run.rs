@@ -77,14 +77,7 @@ async fn apply_session(job: &CdcJob) -> Result<(tokio_postgres::Client, i32), Cd
             )
         })?;
     // `ALTER TYPE ... ADD VALUE` runs in a transaction block from PostgreSQL 12 on only.
-    let version: i32 = target
-        .query_one(
-            "SELECT pg_catalog.current_setting('server_version_num')::int",
-            &[],
-        )
-        .await
-        .map_err(|e| job.target.query_error("reading the server version", &e))?
-        .get(0);
+    let version = job.target.version_num(&target).await?;
     Ok((target, version))
 }
 

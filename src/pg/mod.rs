@@ -242,6 +242,9 @@ pub struct Endpoint {
     pub info: ConnInfo,
 }
 
+/// The server's `server_version_num` (one int4, e.g. 150004).
+const SERVER_VERSION_SQL: &str = "SELECT pg_catalog.current_setting('server_version_num')::int4";
+
 impl Endpoint {
     /// Parses `dsn`, applies an explicit password (from the plan's env or file) and resolves
     /// environment defaults and the pass file.
@@ -349,6 +352,15 @@ impl Endpoint {
             .with_no_client_auth(),
         };
         Ok(MakeRustlsConnect::new(config))
+    }
+
+    /// The server's `server_version_num` (e.g. 150004), read on `client`, a session to it.
+    pub async fn version_num(&self, client: &tokio_postgres::Client) -> Result<i32, PgError> {
+        client
+            .query_one(SERVER_VERSION_SQL, &[])
+            .await
+            .map(|row| row.get(0))
+            .map_err(|e| self.query_error("reading the server version", &e))
     }
 
     /// A query error on this server, with the server's words and no secret.

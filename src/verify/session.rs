@@ -40,14 +40,11 @@ impl Conn {
             .batch_execute(SESSION_SQL)
             .await
             .map_err(|e| ep.query_error("setting up the verify session", &e))?;
-        let row = client
-            .query_one("SELECT current_setting('server_version_num')::int4", &[])
-            .await
-            .map_err(|e| ep.query_error("reading the server version", &e))?;
+        let version = ep.version_num(&client).await?;
         Ok(Conn {
             client,
             ep: ep.clone(),
-            version: row.get(0),
+            version,
         })
     }
 

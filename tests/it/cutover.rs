@@ -516,18 +516,7 @@ fn cutover_paused_at(
     let out = std::fs::File::create(log.with_extension("json")).expect("stdout file");
     let err = std::fs::File::create(log).expect("log file");
     let mut child = cmd.stdout(out).stderr(err).spawn().expect("start cutover");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !read_log(log).contains(&format!("test pause at {point}")) {
-        if let Ok(Some(s)) = child.try_wait() {
-            panic!("cutover ended before {point}: {s}\n{}", read_log(log));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cutover did not reach {point}\n{}",
-            read_log(log)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::online::wait_paused(&mut child, log, point, 180);
     child
 }
 

@@ -10,9 +10,9 @@ use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::online::{pgmove, read_log, spawn_logged, start_apply, stop, text, DB};
+use support::online::{pgmove, spawn_logged, start_apply, stop, text, DB};
 use support::{online, Cluster, Options};
 
 fn setup(src: &Cluster, dst: &Cluster) {
@@ -69,18 +69,7 @@ fn kill_cutover_at(plan: &Path, src: &Cluster, dst: &Cluster, point: &str, log: 
     );
     cmd.env("PGMOVE_TEST_PAUSE", point);
     let mut child: Child = spawn_logged(cmd, log);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !read_log(log).contains(&format!("test pause at {point}")) {
-        if let Ok(Some(s)) = child.try_wait() {
-            panic!("cutover ended before {point}: {s}\n{}", read_log(log));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cutover did not reach {point}\n{}",
-            read_log(log)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::online::wait_paused(&mut child, log, point, 120);
     child.kill().expect("kill -9 cutover");
     let _ = child.wait();
 }

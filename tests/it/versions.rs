@@ -378,21 +378,7 @@ fn cutover_with_writes_held(src: &Cluster, dst: &Cluster, dir: &Path, plan: &str
     cmd.env("PGMOVE_TEST_PAUSE", "cutover-pre-verified")
         .env("PGMOVE_TEST_RESUME_FILE", &resume);
     let mut child = spawn_logged(cmd, &log);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !read_log(&log).contains("test pause at cutover-pre-verified") {
-        if let Ok(Some(s)) = child.try_wait() {
-            panic!(
-                "cutover ended before its verification ahead: {s}\n{}",
-                read_log(&log)
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no verification ahead\n{}",
-            read_log(&log)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::online::wait_paused(&mut child, &log, "cutover-pre-verified", 120);
     src.psql(DB, HELD_WRITES);
     std::fs::write(&resume, "go").expect("resume file");
     let status = child.wait().expect("cutover ends");

@@ -226,18 +226,11 @@ fn binary_safe(t: &Table, majors: Majors) -> bool {
     })
 }
 
-/// The server's `server_version_num`, e.g. 150004.
-const SERVER_VERSION_SQL: &str = "SELECT current_setting('server_version_num')::int4";
-
 /// The majors of both servers, read from each.
 async fn majors(base: &dump_restore::Job) -> Result<Majors, CopyError> {
     async fn major(ep: &Endpoint) -> Result<u32, CopyError> {
         let client = ep.connect_short().await?;
-        let row = client
-            .query_one(SERVER_VERSION_SQL, &[])
-            .await
-            .map_err(|e| ep.query_error("reading server_version_num", &e))?;
-        let num: i32 = row.get(0);
+        let num = ep.version_num(&client).await?;
         Ok((num / 10000).max(0) as u32)
     }
     Ok(Majors {

@@ -345,12 +345,8 @@ fn shell_quote(s: &str) -> String {
 
 async fn source_major(source: &Endpoint) -> Result<u32, PgError> {
     let client = source.connect().await?;
-    let row = client
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .await
-        .map_err(|e| source.query_error("reading server_version_num", &e))?;
-    let num: i32 = row.get(0);
-    Ok((num / 10000) as u32)
+    let num = source.version_num(&client).await?;
+    Ok((num / 10000).max(0) as u32)
 }
 
 /// What `apply --dry-run` shows of each step: its exact commands and SQL, without running
@@ -693,14 +689,7 @@ pub async fn analyze(
         .set_phase(strategy, state::Phase::Analyze, None)
         .await?;
     let c = job.target.connect().await?;
-    let version: i32 = c
-        .query_one(
-            "SELECT pg_catalog.current_setting('server_version_num')::int",
-            &[],
-        )
-        .await
-        .map_err(|e| job.target.query_error("reading the server version", &e))?
-        .get(0);
+    let version = job.target.version_num(&c).await?;
     let tables = vacuum::tables(&c, &job.target, &job.schemas).await?;
     drop(c);
     let step = progress.step("analyze", tables.len() as u64);

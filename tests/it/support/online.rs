@@ -127,6 +127,24 @@ pub fn read_log(log: &Path) -> String {
     std::fs::read_to_string(log).unwrap_or_default()
 }
 
+/// Waits (up to `secs`) until the pgmove process `child`, started with `PGMOVE_TEST_PAUSE`,
+/// logged that it holds at `point`; panics with its log when it ended before, or at the
+/// deadline.
+pub fn wait_paused(child: &mut Child, log: &Path, point: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !read_log(log).contains(&format!("test pause at {point}")) {
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("pgmove ended before {point}: {s}\n{}", read_log(log));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pgmove did not reach {point} in {secs} s\n{}",
+            read_log(log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Panics, with the log, when apply has ended.
 pub fn check_running(child: &mut Child, log: &Path) {
     if let Ok(Some(status)) = child.try_wait() {
