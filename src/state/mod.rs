@@ -130,6 +130,9 @@ pub async fn has_table(client: &Client, ep: &Endpoint, table: &str) -> Result<bo
     Ok(row.get(0))
 }
 
+/// How long [`State::open`] asks again for a plan's lock held by another session.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The state of one plan's run on the target.
 pub struct State<'a> {
     pub target: &'a Endpoint,
@@ -150,8 +153,16 @@ impl<'a> State<'a> {
         }
         schema::migrate(&mut client, target).await?;
         // A session-level advisory lock, released when this connection ends (also when the
-        // process is killed).
-        if !lock::take(&client, target, plan_name).await? {
+        // process is killed). A session that just ended (a pgmove killed a moment ago, or a
+        // step of this process that closed its connection) may hold it until its server
+        // process has noticed: asked again for up to LOCK_WAIT before refusing.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let mut taken = lock::take(&client, target, plan_name).await?;
+        while !taken && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            taken = lock::take(&client, target, plan_name).await?;
+        }
+        if !taken {
             return Err(PgError::Query {
                 side: target.side,
                 message: format!(

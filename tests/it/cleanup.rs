@@ -326,6 +326,22 @@ fn a_running_apply_blocks_cleanup_unless_forced() {
     assert_eq!(pgmove_objects(&dst), dst_before, "refused but dropped");
     assert!(child.try_wait().expect("try_wait").is_none(), "apply died");
 
+    // A second apply of the same plan is refused while this one runs (the plan's lock),
+    // changing nothing.
+    let out = run(&["apply", p, "--yes"], &src, &dst);
+    assert_code(&out, 1);
+    let (_, e) = text(&out);
+    assert!(
+        e.contains("another pgmove apply of plan \"cln_busy\" is running against this target"),
+        "{e}"
+    );
+    assert_eq!(
+        pgmove_objects(&src),
+        src_before,
+        "a second apply changed the source"
+    );
+    assert!(child.try_wait().expect("try_wait").is_none(), "apply died");
+
     // A dry run says it would refuse.
     let out = run(&["cleanup", p, "--dry-run"], &src, &dst);
     assert_code(&out, 1);
