@@ -156,7 +156,7 @@ fn wal_records(src: &Cluster, from: &str) -> String {
 }
 
 /// The WAL records the source wrote from `from` to now, other than background ones
-/// (checkpoints, running-transactions snapshots).
+/// (checkpoints, running-transactions snapshots) and the server's on-access pruning.
 fn foreground_wal_since(src: &Cluster, from: &str) -> Vec<String> {
     let now = src.psql("postgres", "SELECT pg_current_wal_lsn()");
     let moved = src.psql(
@@ -168,10 +168,13 @@ fn foreground_wal_since(src: &Cluster, from: &str) -> Vec<String> {
     }
     // Let the WAL writer flush what the (asynchronous) commits wrote.
     src.psql("postgres", "SELECT pg_sleep(0.5)");
+    // Heap2 PRUNE is the server's on-access pruning: any read of a page holding dead rows
+    // that no snapshot needs any more (a catalog page after earlier DDL, say) may remove them
+    // and log it; it changes no row, and any SELECT by anyone does it.
     let records = src.psql(
         "postgres",
         &format!(
-            "SELECT string_agg(resource_manager || ' ' || record_type, ',') FROM pg_get_wal_records_info('{from}', '{now}') WHERE resource_manager NOT IN ('Standby', 'XLOG')"
+            "SELECT string_agg(resource_manager || ' ' || record_type, ',') FROM pg_get_wal_records_info('{from}', '{now}') WHERE resource_manager NOT IN ('Standby', 'XLOG') AND NOT (resource_manager = 'Heap2' AND record_type = 'PRUNE')"
         ),
     );
     records
