@@ -237,13 +237,6 @@ pub fn find(name: &str, bin_dir: Option<&Path>, min_major: u32) -> Result<Tool, 
     find_in(&Search::machine(), name, bin_dir, min_major, min_major)
 }
 
-/// Finds `name` of any version (psql: it works with servers of other versions); when
-/// it is missing, the hint names the client package of `server_major` (the server it will talk
-/// to; 0 when unknown).
-pub fn find_any(name: &str, bin_dir: Option<&Path>, server_major: u32) -> Result<Tool, ToolError> {
-    find_in(&Search::machine(), name, bin_dir, 0, server_major)
-}
-
 /// pg_dump and pg_restore for a source of major `source_major`: the newest pg_dump on the
 /// machine that can dump it, and the pg_restore of the same installation (its directory).
 pub fn find_dump_clients(
@@ -353,9 +346,17 @@ mod tests {
 
     #[test]
     fn vacuumdb_is_found_and_a_missing_tool_names_a_real_package() {
-        let tool = find_any("vacuumdb", None, 15).expect("vacuumdb is installed for the tests");
+        let tool = find_in(&Search::machine(), "vacuumdb", None, 0, 15)
+            .expect("vacuumdb is installed for the tests");
         assert!(tool.path.ends_with("vacuumdb"), "{}", tool.path.display());
-        let err = find_any("vacuumdb", Some(Path::new("/nonexistent")), 15).expect_err("bin_dir");
+        let err = find_in(
+            &Search::machine(),
+            "vacuumdb",
+            Some(Path::new("/nonexistent")),
+            0,
+            15,
+        )
+        .expect_err("bin_dir");
         let text = err.to_string();
         assert!(text.contains("/nonexistent/vacuumdb"), "{text}");
         assert!(
@@ -363,7 +364,14 @@ mod tests {
             "{text}"
         );
         // No server version known: the distribution's default package, never `-0`.
-        let err = find_any("vacuumdb", Some(Path::new("/nonexistent")), 0).expect_err("bin_dir");
+        let err = find_in(
+            &Search::machine(),
+            "vacuumdb",
+            Some(Path::new("/nonexistent")),
+            0,
+            0,
+        )
+        .expect_err("bin_dir");
         let text = err.to_string();
         assert!(
             text.contains("apt-get install postgresql-client,"),
